@@ -1,0 +1,26 @@
+# The README's commands. Each target sets up what it needs first (idempotent).
+PY := .venv/bin/python
+STAMP := .venv/.installed
+
+.PHONY: setup run test demo screenshots bench clean
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+setup:
+	bash scripts/setup.sh
+
+run: $(STAMP)
+	.venv/bin/ebpftop $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+screenshots: $(STAMP)
+	$(PY) scripts/screenshots.py
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .venv *.egg-info .pytest_cache

@@ -1,0 +1,71 @@
+"""Everything behind the screen, wired once: bus, store, collectors, recorder, gate.
+
+The dashboard, the headless snapshot and the tests all build a Runtime; the app only
+reads the store and listens to the bus, so a test (or a replay) hands the app a
+Runtime with other sources and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from .base import Collector, CollectorRunner
+from .bus import Bus
+from .settings import Settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def default_collectors(settings: Settings) -> list[Collector]:
+    """The live sources for these settings. Later sources add themselves here."""
+    from .host import HostCollector
+
+    return [HostCollector(interval=settings.refresh)]
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        collectors: list[Collector] | None = None,
+        *,
+        bus: Bus | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus or Bus()
+        self.store = store or Store(settings.history)
+        self.bus.subscribe(self.store)
+        self.collectors = default_collectors(settings) if collectors is None else collectors
+        self.runners = [CollectorRunner(c, self.bus) for c in self.collectors]
+        self._tasks: list[asyncio.Task] = []
+        self._closers: list[Callable[[], object]] = []
+
+    @property
+    def read_only(self) -> bool:
+        return self.settings.kiosk
+
+    def on_close(self, fn: Callable[[], object]) -> None:
+        """Run `fn` (sync or async) when the runtime stops, last registered first."""
+        self._closers.append(fn)
+
+    async def start(self) -> None:
+        for runner in self.runners:
+            self._tasks.append(asyncio.create_task(runner.run(), name=f"collector:{runner.collector.name}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        while self._closers:
+            fn = self._closers.pop()
+            try:
+                result = fn()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("closing %r failed", fn)
