@@ -76,11 +76,10 @@ class CollectorRunner:
         self._clock = clock
         self._retry_in = 0.0
 
-    def _publish(self, health: Health, data: Any = None) -> None:
+    def _publish(self, health: Health, data: Any = None, at: float | None = None) -> None:
         self.state.seq += 1
-        self.bus.publish(
-            Snapshot(self.collector.name, self.state.seq, self._clock(), health, data)
-        )
+        when = self._clock() if at is None else at
+        self.bus.publish(Snapshot(self.collector.name, self.state.seq, when, health, data))
 
     def _fail(self, exc: BaseException) -> float:
         """Publish the failure; return how long to wait before trying again."""
@@ -111,7 +110,7 @@ class CollectorRunner:
         self.state.last_ok = now
         reason = self.collector.degraded_reason(payload)
         state = HealthState.DEGRADED if reason else HealthState.OK
-        self._publish(Health(state, reason, "", now, 0), payload)
+        self._publish(Health(state, reason, "", now, 0), payload, at=now)
         return True
 
     async def run(self) -> None:
