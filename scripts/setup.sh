@@ -66,13 +66,20 @@ kernel_headers() {
   warn "ebpftop's BPF reads only tracepoint arguments and packet data, so this works; other bcc tools may not"
 }
 
+mount_fs() {  # TYPE DIR
+  if mountpoint -q "$2" 2>/dev/null; then
+    say "$1 present at $2"
+  elif mount -t "$1" "$1" "$2" 2>/dev/null; then
+    say "$1 mounted at $2"
+  else
+    warn "could not mount $1 at $2: the sources that need it will say so"
+  fi
+}
+
 mounts() {
-  mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null \
-    && say "tracefs mounted" || warn "could not mount tracefs"
-  mountpoint -q /sys/kernel/debug 2>/dev/null || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null \
-    && say "debugfs mounted" || warn "could not mount debugfs"
-  mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null \
-    && say "bpffs mounted" || warn "could not mount bpffs"
+  mount_fs tracefs /sys/kernel/tracing
+  mount_fs debugfs /sys/kernel/debug
+  mount_fs bpf /sys/fs/bpf
 }
 
 venv() {
@@ -87,7 +94,7 @@ venv() {
   local stamp=.venv/.installed
   if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     say "installing ebpftop into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2> >(grep -v 'is ignored: it is neither' >&2)
     touch "$stamp"
   else
     say ".venv up to date"
