@@ -43,6 +43,7 @@ class Runtime:
         self.runners = [CollectorRunner(c, self.bus) for c in self.collectors]
         self._tasks: list[asyncio.Task] = []
         self._closers: list[Callable[[], object]] = []
+        self.recorder = None  # a record.Recorder once start() opened settings.record
 
     @property
     def read_only(self) -> bool:
@@ -53,6 +54,10 @@ class Runtime:
         self._closers.append(fn)
 
     async def start(self) -> None:
+        if self.settings.record and self.recorder is None:
+            from .record import start_recording
+
+            self.recorder = start_recording(self)
         for runner in self.runners:
             self._tasks.append(asyncio.create_task(runner.run(), name=f"collector:{runner.collector.name}"))
 
