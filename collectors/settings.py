@@ -1,47 +1,113 @@
 """Every setting ebpftop has, with its default and what it means.
 
 Loading (files, EBPFTOP_* environment, flags, precedence and errors) lives in
-`config.py`; this module only declares. A field's docstring-comment is the user-facing
-description (`ebpftop --help-config` prints them).
+`config.py`; this module only declares. Each field is declared with `setting(...)`,
+which records where it lives in the TOML file (`section`, `key`, default key = field
+name) and what values it accepts (`check`); the string literal under a field is its
+user-facing description (`ebpftop --help-config` prints them). The environment variable
+is always EBPFTOP_<FIELD NAME IN CAPITALS>; the flag, when there is one, is
+--<field-name> unless `flag=` says otherwise.
+
+To add a setting: add a field here with `setting(default, "section", check=...)` and a
+description string under it. config.py needs no change.
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass, field
+from typing import Any, Callable
+
+THEMES = ("ebpftop-dark", "ebpftop-light", "ebpftop-high-contrast", "ebpftop-kiosk")
+
+# A check returns None when the value is acceptable, else the reason it is not. It is
+# never called with None: for an optional field, None (or "" in a file) means unset.
+Check = Callable[[Any], "str | None"]
+
+
+def setting(default: Any, section: str, key: str | None = None, *,
+            check: Check | None = None, flag: str | None = None) -> Any:
+    """A Settings field that lives at `[section] key` in the TOML file."""
+    meta = {"section": section, "key": key, "check": check, "flag": flag}
+    return field(default=default, metadata=meta)
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else "must be one of " + ", ".join(choices)
+    return check
+
+
+def between(lo: float, hi: float, *, lo_open: bool = False) -> Check:
+    def check(value: Any) -> str | None:
+        low_ok = value > lo if lo_open else value >= lo
+        if low_ok and value <= hi:
+            return None
+        return f"must be {'>' if lo_open else '>='} {lo:g} and <= {hi:g}"
+    return check
+
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def not_empty(value: Any) -> str | None:
+    return None if value else "must not be empty"
+
+
+def http_url(value: Any) -> str | None:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    if not parts.hostname:
+        return "must name a host, e.g. http://127.0.0.1:9090"
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "has an invalid port"
+    return None
+
+
+def iface_names(value: Any) -> str | None:
+    # Linux interface names: 1..15 bytes, no '/', no whitespace (IFNAMSIZ 16 with NUL).
+    for name in value:
+        if not name or len(name.encode()) > 15 or "/" in name or any(c.isspace() for c in name):
+            return f"{name!r} is not an interface name (1-15 characters, no '/' or spaces)"
+    return None
 
 
 @dataclass(frozen=True)
 class Settings:
     # [ui]
-    theme: str = "ebpftop-dark"
+    theme: str = setting("ebpftop-dark", "ui", check=one_of(*THEMES))
     """Theme name: ebpftop-dark, ebpftop-light, ebpftop-high-contrast, ebpftop-kiosk."""
-    kiosk: bool = False
+    kiosk: bool = setting(False, "ui")
     """Read-only wall display: no action can run, no suspend, title says READ-ONLY."""
-    refresh: float = 1.0
+    refresh: float = setting(1.0, "ui", check=between(0, 60, lo_open=True))
     """Seconds between samples of each collector."""
-    history: int = 300
+    history: int = setting(300, "ui", check=between(1, 100_000))
     """Samples kept per source for charts and step-back (memory stays bounded)."""
 
     # [record]
-    record: str | None = None
+    record: str | None = setting(None, "record", "path", check=not_empty)
     """Append everything the bus carries to this file."""
-    record_max_mb: float = 256.0
+    record_max_mb: float = setting(256.0, "record", "max_mb", check=positive)
     """Stop recording (with a message) when the file reaches this size."""
 
     # [audit]
-    audit_log: str = "/var/log/ebpftop/audit.jsonl"
+    audit_log: str = setting("/var/log/ebpftop/audit.jsonl", "audit", "log", check=not_empty)
     """Append-only, hash-chained, HMAC-signed log of every action."""
-    audit_key: str = "/var/lib/ebpftop/audit.key"
+    audit_key: str = setting("/var/lib/ebpftop/audit.key", "audit", "key", check=not_empty)
     """HMAC key for the audit log; created on first use, readable by root only."""
 
     # [flows]
-    ifaces: tuple[str, ...] = field(default_factory=tuple)
+    ifaces: tuple[str, ...] = setting((), "flows", check=iface_names, flag="--iface")
     """Interfaces to watch; empty means every interface that is up."""
 
     # [canary]
-    prometheus_url: str | None = None
+    prometheus_url: str | None = setting(None, "canary", check=http_url)
     """Prometheus HTTP API base URL, e.g. http://127.0.0.1:9090."""
 
     # [lab]
-    lab: bool = False
+    lab: bool = setting(False, "lab", "enabled")
     """Open the dashboard wired to `ebpftop lab` (bringing it up when it is not)."""

@@ -7,13 +7,29 @@ flags override the files and the environment (flags > env > user file > system f
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ebpftop.collectors.settings import Settings
+
+
+class _HelpConfig(argparse.Action):
+    """`--help-config`: print every setting as a commented config.toml, then exit."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ebpftop.collectors import config
+
+        sys.stdout.write(config.describe(set(parser._option_string_actions)))
+        parser.exit(0)
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("dashboard options")
     g.add_argument("--config", metavar="FILE", help="read this TOML file instead of /etc/ebpftop and ~/.config/ebpftop")
+    g.add_argument("--help-config", action=_HelpConfig,
+                   help="print every setting (file key, environment variable, flag, default) and exit")
     g.add_argument("--theme", help="ebpftop-dark (default), ebpftop-light, ebpftop-high-contrast, ebpftop-kiosk")
     g.add_argument("--kiosk", "--read-only", dest="kiosk", action="store_const", const=True, default=None,
                    help="read-only wall display: no action can run")
@@ -42,3 +58,20 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     from ebpftop.collectors import config
 
     return config.load_settings(flag_overrides(args), config_path=getattr(args, "config", None))
+
+
+def load_or_exit(args: argparse.Namespace) -> Settings:
+    """Settings for a verb, or exit 2 with every configuration problem on stderr.
+
+    Call this before touching anything (files, BPF, network): bad configuration must
+    change nothing.
+    """
+    from ebpftop.collectors.config import ConfigError
+    from ebpftop.tui.text import clean
+
+    try:
+        return settings_from_args(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"ebpftop: {clean(problem)}", file=sys.stderr)
+        raise SystemExit(2) from None
