@@ -11,8 +11,10 @@ import asyncio
 import logging
 from typing import Callable
 
+from .audit import AuditLog
 from .base import Collector, CollectorRunner
 from .bus import Bus
+from .gate import Gate
 from .settings import Settings
 from .store import Store
 
@@ -41,6 +43,8 @@ class Runtime:
         self.bus.subscribe(self.store)
         self.collectors = default_collectors(settings) if collectors is None else collectors
         self.runners = [CollectorRunner(c, self.bus) for c in self.collectors]
+        # Touches no file until the first action: building a Runtime needs no root.
+        self.gate = Gate(AuditLog(settings.audit_log, settings.audit_key), read_only=settings.kiosk)
         self._tasks: list[asyncio.Task] = []
         self._closers: list[Callable[[], object]] = []
         self.recorder = None  # a record.Recorder once start() opened settings.record
