@@ -77,7 +77,7 @@ def is_header(obj: object) -> bool:
 
 
 def _fmt_mb(n: float) -> str:
-    return f"{n / MB:.4g} MB"
+    return f"{round(n / MB, 3):g} MB"
 
 
 def _is_gzip_name(path: str) -> bool:
@@ -127,9 +127,10 @@ class Recorder:
     def _publish_status(self, hint: str = "") -> None:
         if self.bus is None:
             return
+        closed = self._state == "stopped" and self._reason == "closed"
         state = {
             "recording": HealthState.OK,
-            "stopped": HealthState.DEGRADED,
+            "stopped": HealthState.OK if closed else HealthState.DEGRADED,
             "failed": HealthState.DOWN,
         }[self._state]
         message = "" if self._state == "recording" else f"recording {self._state}: {self._reason}"
@@ -155,7 +156,8 @@ class Recorder:
             if state == "stopped":
                 state, reason, hint = "failed", f"closing the file: {exc.strerror or exc}", ""
         self._state, self._reason = state, reason
-        log.log(logging.INFO if reason == "closed" else logging.WARNING, "recording %s: %s", state, reason)
+        # The status goes on the bus; a log line on stderr could tear the UI's screen.
+        log.info("recording %s: %s", state, reason)
         self._publish_status(hint)
 
     # --- opening ----------------------------------------------------------------------

@@ -377,6 +377,8 @@ class Replayer:
         """Publish ticks with the recorded timing divided by `speed`, until cancelled."""
         if bus is not None:
             self.bus = bus
+        if self.position < 0 and len(self):
+            self._advance()  # the first sample shows at once, even when starting paused
         while True:
             self._changed.clear()
             if self.paused or self.at_end:

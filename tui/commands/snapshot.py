@@ -1,0 +1,88 @@
+"""`ebpftop snapshot --json`: what the panes would show, as one JSON document, no UI.
+
+Runs the collectors for `--duration` seconds (see collectors/headless.py for the exact
+rule), prints the document, and exits 0 when every requested source delivered, 1 (with
+`ebpftop: source NAME failed: ...` on stderr for each) when one did not, 2 on bad usage
+or configuration. Never imports Textual: it must work where no terminal UI can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+
+
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0 or value > 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "snapshot",
+        help="run the collectors without a UI and print what the panes would show",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document (otherwise one line per source)")
+    p.add_argument("--duration", type=_duration, default=None, metavar="S",
+                   help="seconds to collect before reporting (default 2)")
+    p.add_argument("--source", dest="sources", action="append", metavar="NAME",
+                   help="report only this source (repeatable); asked-for sources that are off count as failed")
+    # The global --record also works after the verb. SUPPRESS: when not given here, do
+    # not overwrite what was given before the verb.
+    p.add_argument("--record", default=argparse.SUPPRESS, metavar="FILE", help="also record what was collected to FILE")
+    p.add_argument("--record-max-mb", type=float, default=argparse.SUPPRESS, metavar="MB", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def _text_report(doc: dict) -> str:
+    from ebpftop.tui.text import clean
+
+    lines = []
+    for name, entry in doc["sources"].items():
+        h = entry["health"]
+        age = "" if entry["age_s"] is None else f"  age {entry['age_s']:.1f}s"
+        msg = f"  {clean(h['message'], 200)}" if h["message"] else ""
+        lines.append(f"{clean(name):<10} {h['state']:<8}{age}{msg}")
+    if "recorder" in doc:
+        h = doc["recorder"]["health"]
+        lines.append(f"{'recorder':<10} {h['state']:<8}  {clean(h['message'] or 'recording', 200)}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ebpftop.collectors import headless
+    from ebpftop.tui.options import load_or_exit
+    from ebpftop.tui.text import clean
+
+    settings = load_or_exit(args)
+    duration = headless.DEFAULT_DURATION if args.duration is None else args.duration
+    try:
+        result = asyncio.run(headless.run_snapshot(settings, args.sources, duration=duration))
+    except headless.UnknownSource as exc:
+        print(f"ebpftop: {clean(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        # ensure_ascii: untrusted strings reach the terminal as \u escapes, never raw.
+        print(json.dumps(result.doc, indent=2, allow_nan=False))
+    else:
+        print(_text_report(result.doc))
+    sys.stdout.flush()
+    for f in result.failures:
+        print(f"ebpftop: source {clean(f.source)} failed: {clean(f.message, 300)}", file=sys.stderr)
+    rec = result.doc.get("recorder")
+    if rec and rec["health"]["state"] != "ok":
+        print(f"ebpftop: {clean(rec['health']['message'], 300)}", file=sys.stderr)
+    # A recording asked for but never made is a failure; one cut by its size bound is not.
+    record_failed = bool(rec and rec["data"] and rec["data"]["state"] == "failed")
+    return 1 if result.failures or record_failed else 0
