@@ -1,0 +1,369 @@
+"""The dashboard: host header, four source panes, footer; keys, pause, themes, kiosk.
+
+Data flow: collectors (or a replay) publish snapshots on `runtime.bus`; the store keeps
+them. The app subscribes to the bus only to learn *which* sources changed: it marks
+them dirty and schedules one flush, which redraws each dirty pane once from
+`runtime.store`, however many snapshots arrived in between. While paused the flush
+does nothing (the store keeps filling); unpausing redraws from the latest data.
+A slow timer at the refresh interval updates the ages ("updated 3s ago"); nothing else
+ticks, so an idle dashboard costs next to nothing.
+
+Read-only (`--kiosk`, and always in a replay): every action that changes the outside
+world is disabled by `check_action` (absent from the footer, inert), left out of the
+command palette, refused by `action_*` itself, and — when the gate is read-only too —
+refused and audited by the gate. Suspend (ctrl+z) is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from textual import work
+from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
+from textual.containers import Container
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from ebpftop.collectors.model import Health, Snapshot
+from ebpftop.collectors.settings import Settings
+from ebpftop.themes import DEFAULT_THEME, STYLESHEET, THEME_NAMES, next_theme, register_themes
+
+from .actions import acting_names, replay_names
+from .bindings import KEYMAP, app_bindings
+from .panes import PANES
+from .panes.base import SourcePane
+from .panes.header import HostHeader, Marks
+from .screens.confirm import ConfirmScreen
+from .screens.help import HelpScreen
+from .screens.prompt import PromptScreen
+from .text import clean
+
+NARROW_BELOW = 120  # columns: under this the panes stack instead of a 2x2 grid
+MARKER_MAX = 200
+
+_ACTING = acting_names()
+_REPLAY = replay_names()
+# Actions that make sense while a dialog is open on top of the dashboard.
+_ANY_SCREEN = frozenset({"quit", "help_quit", "command_palette", "cycle_theme"})
+_OURS = frozenset(action.split("(")[0] for _key, action, _show in KEYMAP)
+
+
+class EbpftopApp(App[int]):
+    CSS_PATH = STYLESHEET
+    TITLE = "ebpftop"
+    BINDINGS = app_bindings()
+
+    paused: reactive[bool] = reactive(False)
+
+    def __init__(self, runtime: Any, *, clock: Callable[[], float] | None = None) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.settings: Settings = getattr(runtime, "settings", None) or Settings()
+        self.replay = getattr(runtime, "replay", None)
+        self.read_only = bool(getattr(runtime, "read_only", False))
+        self._clock = clock or time.time
+        self._panes: dict[str, SourcePane] = {}
+        self._order: list[SourcePane] = []
+        self._dirty: set[str] = set()
+        self._flush_scheduled = False
+        self._pending = 0  # snapshots that arrived while paused
+        self._unsubscribe: Callable[[], None] | None = None
+        self._ui_loop: asyncio.AbstractEventLoop | None = None
+        self._main_screen: Screen | None = None
+        self._theme_problem = ""
+        register_themes(self)
+        wanted = self.settings.theme or DEFAULT_THEME
+        if wanted in self.available_themes:
+            self.theme = wanted
+        else:
+            self._theme_problem = (
+                f"unknown theme {clean(wanted, 60)!r}; using {DEFAULT_THEME}. "
+                f"Themes: {', '.join(THEME_NAMES)}"
+            )
+            self.theme = DEFAULT_THEME
+        if self.read_only:
+            self.title = "ebpftop — READ-ONLY"
+            # Without this variable Textual keeps ctrl+z as a plain key (no SIGTSTP);
+            # a kiosk must not be suspendable from its keyboard.
+            os.environ.pop("TEXTUAL_ALLOW_SIGNALS", None)
+
+    # --- layout ------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield HostHeader()
+        with Container(id="panes"):
+            for cls in PANES:
+                pane = cls()
+                self._panes[pane.source] = pane
+                self._order.append(pane)
+                yield pane
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self._main_screen = self.screen
+        self._ui_loop = asyncio.get_running_loop()
+        self.set_class(self.read_only, "-kiosk")
+        self.set_class(self.size.width < NARROW_BELOW, "-narrow")
+        self._order[0].focus()
+        self._redraw_all()
+        self._unsubscribe = self.runtime.bus.subscribe(self._on_snapshot)
+        if self._theme_problem:
+            self.notify(self._theme_problem, severity="warning", timeout=10)
+        damage = getattr(self.replay, "damage", None)
+        if damage:
+            self.notify(f"recording damaged: {clean(damage, 200)} — replaying up to there", severity="warning", timeout=15)
+        self.set_interval(max(0.25, float(self.settings.refresh)), self._tick, name="ages")
+        await self.runtime.start()
+
+    async def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await self.runtime.stop()
+
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.width < NARROW_BELOW, "-narrow")
+
+    # --- data --------------------------------------------------------------------
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        """Bus subscriber: cheap, never draws. Safe to call from another thread."""
+        loop = self._ui_loop
+        if loop is not None and threading.get_ident() != self._thread_id:
+            loop.call_soon_threadsafe(self._on_snapshot, snap)
+            return
+        self._dirty.add(snap.source)
+        if self.paused:
+            self._pending += 1
+            return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.call_later(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.paused or not self._dirty or not self.is_running:
+            return
+        dirty, self._dirty = self._dirty, set()
+        now = self.now()
+        with self.batch_update():
+            for source in dirty:
+                pane = self._panes.get(source)
+                if pane is not None:
+                    pane.show(*self._latest(source), now)
+            self._draw_header()
+
+    def _latest(self, source: str) -> tuple[Snapshot | None, Snapshot | None]:
+        store = self.runtime.store
+        snap = store.latest(source)
+        if snap is None or snap.data is not None:
+            return snap, snap
+        for older in reversed(store.history(source)):
+            if older.data is not None:
+                return snap, older
+        return snap, None
+
+    def _redraw_all(self) -> None:
+        self._dirty.clear()
+        now = self.now()
+        with self.batch_update():
+            for source, pane in self._panes.items():
+                pane.show(*self._latest(source), now)
+            self._draw_header()
+
+    def _draw_header(self) -> None:
+        store = self.runtime.store
+        health: dict[str, Health] = {}
+        waiting: list[str] = []
+        for source in ("host", *self._panes):
+            snap = store.latest(source)
+            if snap is None:
+                waiting.append(source)
+            else:
+                health[source] = snap.health
+        self.query_one(HostHeader).update_from(
+            self.marks(), store.latest("host"), health, tuple(waiting)
+        )
+
+    def marks(self) -> Marks:
+        replay = ""
+        if self.replay is not None:
+            replay = self.replay.status_text()
+        paused = self.paused or bool(self.replay is not None and self.replay.paused)
+        return Marks(self.title, self.read_only, paused, self._pending, replay)
+
+    def now(self) -> float:
+        """Wall time for ages; in a replay, the recording's time at the current position."""
+        r = self.replay
+        if r is not None and len(r):
+            return r.tick_time(max(0, r.position))
+        return self._clock()
+
+    def _tick(self) -> None:
+        now = self.now()
+        with self.batch_update():
+            if not self.paused:
+                for pane in self._order:
+                    pane.update_health(now)
+            self._draw_header()
+
+    def watch_paused(self, paused: bool) -> None:
+        self.set_class(paused, "-paused")
+        if not paused:
+            self._pending = 0
+            self._flush()
+        if self._main_screen is not None:
+            self._draw_header()
+
+    # --- what may run ------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _ACTING and self.read_only:
+            return False
+        if action in _REPLAY and self.replay is None:
+            return False
+        if action == "suspend_process" and self.read_only:
+            return False
+        if (
+            self._main_screen is not None
+            and self.screen is not self._main_screen
+            and action not in _ANY_SCREEN
+            and action in _OURS
+        ):
+            return False
+        return True
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Theme", "Choose a theme", self.action_change_theme)
+        yield SystemCommand("Next theme", "Switch to the next ebpftop theme", self.action_cycle_theme)
+        yield SystemCommand("Help", "Every key and what it does", self.action_help)
+        yield SystemCommand("Pause / resume", "Freeze the display; collection continues", self.action_toggle_pause)
+        if not self.read_only:
+            yield SystemCommand("Add incident marker", "Ask for a text, confirm, audit, publish", self.action_marker)
+            yield SystemCommand(
+                "Screenshot", "Save an SVG of the screen in the current directory",
+                lambda: self.set_timer(0.1, self.deliver_screenshot),
+            )
+        yield SystemCommand("Quit", "Quit ebpftop", self.action_quit)
+
+    def action_suspend_process(self) -> None:
+        if self.read_only:
+            self.notify("read-only: suspend is disabled", severity="warning")
+            return
+        super().action_suspend_process()
+
+    def suspend(self):  # type: ignore[override]
+        if self.read_only:
+            raise SuspendNotSupported("read-only: suspend is disabled")
+        return super().suspend()
+
+    # --- view actions ------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_pause(self) -> None:
+        if self.replay is not None:
+            self.replay.toggle_pause()
+            self._draw_header()
+            return
+        self.paused = not self.paused
+
+    def action_focus_pane(self, number: int) -> None:
+        if 1 <= number <= len(self._order):
+            self._order[number - 1].focus()
+
+    def action_cycle_theme(self) -> None:
+        self.theme = next_theme(self.theme)
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    def action_replay_step(self, delta: int) -> None:
+        if self.replay is not None:
+            self.replay.step(delta)
+            self._draw_header()
+
+    def action_replay_slower(self) -> None:
+        if self.replay is not None:
+            self.replay.slower()
+            self._draw_header()
+
+    def action_replay_faster(self) -> None:
+        if self.replay is not None:
+            self.replay.faster()
+            self._draw_header()
+
+    # --- actions that change the world: always through the gate ------------------
+
+    def action_marker(self) -> None:
+        if self.read_only:
+            self._refuse_read_only("marker.add", "Add incident marker")
+            return
+        self._marker_flow()
+
+    @work(exclusive=True, group="action")
+    async def _marker_flow(self) -> None:
+        gate = getattr(self.runtime, "gate", None)
+        if gate is None:
+            self.notify("actions unavailable: no action gate (audit log) configured", severity="error")
+            return
+        text = await self.push_screen_wait(
+            PromptScreen("Incident marker", "Marker text (shown in recordings and the audit log):",
+                         "e.g. rolled back canary v2", MARKER_MAX)
+        )
+        if text is None:
+            self.notify("marker cancelled", timeout=3)
+            return
+        from ebpftop.collectors.actions import marker_action
+        from ebpftop.collectors.gate import current_actor
+
+        try:
+            action, perform = marker_action(self.runtime.bus, text, current_actor())
+        except ValueError as exc:
+            self.notify(f"marker not added: {clean(exc, 200)}", severity="error")
+            return
+        result = await gate.execute(action, perform, self._confirm)
+        self._report(result)
+
+    async def _confirm(self, action: Any) -> bool:
+        return bool(await self.push_screen_wait(ConfirmScreen(action)))
+
+    def _report(self, result: Any) -> None:
+        message = clean(result.message, 300)
+        if result.ok:
+            self.notify(message, title="done")
+        elif result.refused or result.cancelled:
+            self.notify(message, title="refused" if result.refused else "cancelled", severity="warning")
+        else:
+            self.notify(message, title="failed", severity="error", timeout=15)
+
+    def _refuse_read_only(self, kind: str, title: str) -> None:
+        """Defence in depth: a direct call in read-only mode runs nothing.
+
+        When the gate is read-only as well, it is asked anyway so the refusal is
+        audited; its `perform` and `confirm` refuse too, in case it is not.
+        """
+        self.notify(f"read-only: {title.lower()} refused", severity="warning")
+        gate = getattr(self.runtime, "gate", None)
+        if gate is not None and getattr(gate, "read_only", False):
+            self._audit_refusal(gate, kind, title)
+
+    @work(group="action")
+    async def _audit_refusal(self, gate: Any, kind: str, title: str) -> None:
+        from ebpftop.collectors.gate import Action
+
+        async def never_perform() -> str:
+            raise PermissionError("read-only")
+
+        async def never_confirm(_action: Any) -> bool:
+            return False
+
+        action = Action(kind=kind, title=title, description=f"{title} (refused: read-only mode)")
+        await gate.execute(action, never_perform, never_confirm)
+
+

@@ -1,0 +1,63 @@
+"""Which key runs which action. Declarative: descriptions come from `actions.py`."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+from .actions import spec
+
+# (keys, action, shown in the footer). Keys are Textual key names; a comma gives
+# alternatives for the same action.
+KEYMAP: tuple[tuple[str, str, bool], ...] = (
+    ("question_mark", "help", True),
+    ("space", "toggle_pause", True),
+    ("1", "focus_pane(1)", True),
+    ("2", "focus_pane(2)", True),
+    ("3", "focus_pane(3)", True),
+    ("4", "focus_pane(4)", True),
+    ("tab", "focus_next", False),
+    ("shift+tab", "focus_previous", False),
+    ("T", "cycle_theme", True),
+    ("ctrl+p", "command_palette", False),
+    ("left_square_bracket", "replay_step(-1)", True),
+    ("right_square_bracket", "replay_step(1)", True),
+    ("less_than_sign", "replay_slower", True),
+    ("greater_than_sign", "replay_faster", True),
+    ("m", "marker", True),
+    ("q", "quit", True),
+)
+
+_DISPLAY = {
+    "question_mark": "?",
+    "space": "space",
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
+    "less_than_sign": "<",
+    "greater_than_sign": ">",
+    "shift+tab": "shift+tab",
+}
+
+_PANES = Binding.Group("Panes", compact=True)
+
+
+def key_display(key: str) -> str:
+    return _DISPLAY.get(key, key)
+
+
+def app_bindings() -> list[Binding]:
+    out = []
+    for key, action, show in KEYMAP:
+        s = spec(action)
+        assert s is not None, f"bindings.py: {action!r} has no entry in actions.py"
+        out.append(
+            Binding(
+                key,
+                action,
+                s.title,
+                show=show,
+                key_display=_DISPLAY.get(key),
+                tooltip=s.help,
+                group=_PANES if action.startswith("focus_pane") else None,
+            )
+        )
+    return out

@@ -1,0 +1,178 @@
+"""The common frame of a source pane: health line, body, and a hint when there is no data.
+
+A subclass names its source and renders its payload in `render_body`; the base class
+owns everything every source shares, so each pane degrades the same way:
+
+- the health line: a state badge (word + symbol, readable without colour), the
+  health message and hint, and the age of the last good data;
+- when the source is down or off and has never delivered, the body says why and what
+  to do (e.g. "BPF unavailable: needs root -> run with sudo");
+- when the source fails after having delivered, the last good data stays on screen,
+  dimmed (class `-stale`), with the health line saying how old it is.
+
+Panes get snapshots from the app (`show`); they never touch the collectors, bcc,
+sockets or files. Every string from a payload goes through `tui.text` (here `clean`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Static
+
+from ebpftop.collectors.model import Health, HealthState, Snapshot
+
+from ..text import clean
+from . import fmt
+
+BADGES: dict[HealthState, tuple[str, str]] = {
+    # state: (label, style). The label carries the meaning, so NO_COLOR loses nothing.
+    HealthState.OK: ("● OK", "bold $success"),
+    HealthState.DEGRADED: ("▲ DEGRADED", "bold $warning"),
+    HealthState.DOWN: ("✖ DOWN", "bold $error"),
+    HealthState.OFF: ("○ OFF", "bold $text-muted"),
+}
+
+NO_DATA_YET = Health(HealthState.DOWN, "no data yet", "", None, 0)
+
+
+def badge(state: HealthState) -> tuple[str, str]:
+    return BADGES[state]
+
+
+def health_content(health: Health, now: float, *, waiting: bool = False) -> Content:
+    """One line: badge, age of the last good data, message, hint."""
+    label, style = badge(health.state)
+    parts: list[str | tuple[str, str]] = []
+    if waiting:
+        parts.append(("… STARTING", "bold $text-muted"))
+        parts.append("  waiting for the first sample")
+        return Content.assemble(*parts)
+    parts.append((label, style))
+    age = health.age(now)
+    if health.state is HealthState.OK:
+        parts.append(("  updated " + fmt.duration(age) + " ago", "$text-muted"))
+    elif age is not None:
+        parts.append(("  last good " + fmt.duration(age) + " ago", "$text-muted"))
+    if health.message:
+        parts.append("  ")
+        parts.append(clean(health.message, 300))
+    if health.hint:
+        parts.append(("  → ", "$text-muted"))
+        parts.append((clean(health.hint, 200), "italic"))
+    return Content.assemble(*parts)
+
+
+class SourcePane(Vertical, can_focus=True):
+    """A focusable pane showing one source. Subclasses set the class vars below."""
+
+    source: ClassVar[str] = "?"
+    title: ClassVar[str] = "?"
+    number: ClassVar[int] = 0
+    # Shown in the body while the source is down/off and has never delivered, after
+    # the health message and hint (say what the pane will show once it works).
+    ABOUT: ClassVar[str] = ""
+
+    DEFAULT_CSS = """
+    SourcePane { height: 1fr; }
+    SourcePane > .health { height: auto; max-height: 3; }
+    SourcePane > .body { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id or f"pane-{self.source}", classes="pane")
+        self.snapshot: Snapshot | None = None
+        self.last_good: Snapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(""), classes="health", markup=False)
+        yield Static(Content(""), classes="body", markup=False)
+
+    def on_mount(self) -> None:
+        self.border_title = f"{self.number} {self.title}"
+        self.set_class(True, "-waiting")
+
+    # --- called by the app -------------------------------------------------------
+
+    def show(self, snapshot: Snapshot | None, last_good: Snapshot | None, now: float) -> None:
+        """Redraw from the latest snapshot (and the latest one that carried data)."""
+        self.snapshot = snapshot
+        self.last_good = last_good if last_good is not None and last_good.data is not None else None
+        for state in HealthState:
+            self.set_class(snapshot is not None and snapshot.health.state is state, f"-{state.value}")
+        self.set_class(snapshot is None, "-waiting")
+        stale = snapshot is not None and snapshot.data is None and self.last_good is not None
+        self.set_class(stale, "-stale")
+        self.update_health(now)
+        body = self.query_one(".body", Static)
+        if snapshot is None:
+            body.update(self.about())
+        elif snapshot.data is not None:
+            body.update(self.render_body(snapshot.data, snapshot, now))
+        elif self.last_good is not None:
+            body.update(self.render_body(self.last_good.data, self.last_good, now))
+        else:
+            body.update(self.render_unavailable(snapshot.health))
+
+    def update_health(self, now: float) -> None:
+        """Redraw only the health line (the app calls this on its slow age timer)."""
+        line = self.query_one(".health", Static)
+        if self.snapshot is None:
+            line.update(health_content(NO_DATA_YET, now, waiting=True))
+        else:
+            line.update(health_content(self.snapshot.health, now))
+
+    # --- for subclasses ----------------------------------------------------------
+
+    def about(self) -> Content:
+        return Content.assemble((self.ABOUT, "$text-muted")) if self.ABOUT else Content("")
+
+    def render_unavailable(self, health: Health) -> Content:
+        """The body when there is nothing to show: what to do, and what it would show.
+        (The health line above already says what is wrong.)"""
+        parts: list[str | tuple[str, str]] = []
+        if health.hint:
+            parts += [("What to do: ", "bold"), (clean(health.hint, 200), "bold $accent")]
+        elif health.state is not HealthState.OFF:
+            parts += [("No data from this source.", "bold")]
+        if self.ABOUT:
+            parts += ["\n" if parts else "", (f"When it works, this pane shows: {self.ABOUT}", "$text-muted")]
+        return Content.assemble(*parts)
+
+    def render_body(self, data: Any, snapshot: Snapshot, now: float) -> Content:
+        """Render the payload. The default lists its scalar fields and collection sizes
+        so a source is visible before its pane is written; subclasses override."""
+        return generic_body(data)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return fmt.number(value)
+    if value is None:
+        return fmt.NO_DATA
+    return clean(value, 80)
+
+
+def generic_body(data: Any, limit: int = 40) -> Content:
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        items = [(f.name, getattr(data, f.name)) for f in dataclasses.fields(data)]
+    elif isinstance(data, dict):
+        items = list(data.items())
+    else:
+        return Content(clean(data, 500))
+    parts: list[str | tuple[str, str]] = []
+    for name, value in items[:limit]:
+        if parts:
+            parts.append("\n")
+        parts.append((clean(name, 40) + ": ", "$text-muted"))
+        if isinstance(value, (list, tuple, dict, set, frozenset)):
+            parts.append(f"{len(value)} items")
+        elif dataclasses.is_dataclass(value):
+            parts.append(type(value).__name__)
+        else:
+            parts.append(_scalar(value))
+    return Content.assemble(*parts)

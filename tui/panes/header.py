@@ -1,0 +1,125 @@
+"""The header: the host at a glance, the app's mode marks, and what is wrong.
+
+Three lines, in order of what the incident room needs: the title with its marks
+(READ-ONLY, PAUSED, replay position), the host (CPU, load, memory, network), then the
+sources that are not OK, worst first, so a problem shows without a keypress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.content import Content
+from textual.widgets import Static
+
+from ebpftop.collectors.model import Health, HealthState, HostData, Snapshot
+
+from ..text import clean
+from . import fmt
+from .base import badge
+
+
+@dataclass(frozen=True)
+class Marks:
+    title: str = "ebpftop"
+    read_only: bool = False
+    paused: bool = False
+    pending: int = 0  # samples that arrived while paused
+    replay: str = ""  # replay status text, untrusted (built from a file)
+
+
+def problems(health: dict[str, Health]) -> list[tuple[str, Health]]:
+    """Sources that are not OK, worst first, then by name; OFF (not configured) last."""
+    bad = [(name, h) for name, h in health.items() if h.state is not HealthState.OK]
+    return sorted(bad, key=lambda item: (item[1].state.rank, item[0]))
+
+
+def title_line(marks: Marks, host: HostData | None = None) -> Content:
+    parts: list[str | tuple[str, str]] = [(clean(marks.title, 60), "bold")]
+    if host is not None:
+        parts += [
+            "  ",
+            (clean(host.hostname, 40), "bold $accent"),
+            ("  " + clean(host.kernel, 30), "$text-muted"),
+            f"  up {fmt.duration(host.uptime_s)}",
+        ]
+    if marks.read_only:
+        parts += ["  ", (" READ-ONLY ", "bold reverse $accent")]
+    if marks.paused:
+        waiting = f" +{marks.pending}" if marks.pending else ""
+        parts += ["  ", (f" PAUSED{waiting} ", "bold reverse $warning")]
+    if marks.replay:
+        parts += ["  ", (clean(marks.replay, 80), "bold $secondary")]
+    return Content.assemble(*parts)
+
+
+def host_line(data: HostData | None, width: int = 0) -> Content:
+    """CPU, load, memory, network; the most compact variant that fits `width`."""
+    if data is None:
+        return Content.assemble(("host: waiting for the first sample", "$text-muted"))
+    load1 = f"{data.load[0]:.2f}"
+    load3 = " ".join(f"{x:.2f}" for x in data.load)
+    cpu = [("CPU ", ""), (fmt.percent(data.cpu_percent), "bold"), (f"/{data.cpu_count}", "")]
+    mem = [("  mem ", ""), (fmt.percent(data.mem_percent), "bold")]
+    mem_detail = f" {fmt.size(data.mem_used)}/{fmt.size(data.mem_total)}"
+    net = f"  net ↓{fmt.rate(data.net_rx_bps)} ↑{fmt.rate(data.net_tx_bps)}"
+    variants = [
+        [*cpu, f"  load {load3}", *mem, mem_detail, net],
+        [*cpu, f"  load {load3}", *mem, net],
+        [*cpu, f"  load {load1}", *mem, net],
+    ]
+    for parts in variants:
+        content = Content.assemble(*parts)
+        if not width or content.cell_length <= width:
+            return content
+    return content
+
+
+def problem_line(health: dict[str, Health], waiting: tuple[str, ...] = ()) -> Content:
+    bad = problems(health)
+    parts: list[str | tuple[str, str]] = []
+    if not bad and not waiting:
+        return Content.assemble(("● all sources OK", "$success"))
+    for i, (name, h) in enumerate(bad):
+        label, style = badge(h.state)
+        if i:
+            parts.append("  ")
+        parts.append((f"{label.split()[0]} {name}", style))
+        # The first problem gets its reason here; the others have theirs in their pane.
+        if i == 0 and h.message and h.state is not HealthState.OFF:
+            parts += [": ", clean(h.message, 120)]
+    if waiting:
+        parts += ["  " if parts else "", ("… starting: " + ", ".join(waiting), "$text-muted")]
+    return Content.assemble(*parts)
+
+
+class HostHeader(Static):
+    """Docked at the top; the app calls `update_from` when host data or health changes."""
+
+    DEFAULT_CSS = """
+    HostHeader { dock: top; height: auto; padding: 0 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(Content(""), id="header", markup=False)
+        self._last: tuple = ()
+
+    def on_resize(self) -> None:
+        if self._last:
+            self.update_from(*self._last[:4])
+
+    def update_from(
+        self,
+        marks: Marks,
+        host: Snapshot | None,
+        health: dict[str, Health],
+        waiting: tuple[str, ...] = (),
+    ) -> None:
+        data = host.data if host is not None and isinstance(host.data, HostData) else None
+        width = max(0, self.size.width - 2)
+        key = (marks, host, health, waiting, width)
+        if key == self._last:
+            return  # nothing changed: no repaint, no bytes to the terminal
+        self._last = key
+        lines = [title_line(marks, data), host_line(data, width), problem_line(health, waiting)]
+        self.update(Content("\n").join(lines))

@@ -1,0 +1,77 @@
+"""`?`: every key the app has, generated from its bindings so it never drifts."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from ..actions import spec
+from ..bindings import key_display
+
+
+def all_bindings(app) -> list[Binding]:
+    """Every Binding declared on the app's classes, most specific class first."""
+    seen: set[str] = set()
+    out: list[Binding] = []
+    for cls in type(app).__mro__:
+        for b in Binding.make_bindings(cls.__dict__.get("BINDINGS", ())):
+            if b.key in seen:
+                continue
+            seen.add(b.key)
+            out.append(b)
+    return out
+
+
+def help_rows(app) -> list[tuple[str, str, str]]:
+    """(keys, what it does, note) for every binding; a note says when it is disabled."""
+    rows: list[tuple[str, str, str]] = []
+    for b in all_bindings(app):
+        s = spec(b.action)
+        text = s.help if s else (b.tooltip or b.description or b.action.replace("_", " "))
+        note = ""
+        if s is not None and s.replay and getattr(app, "replay", None) is None:
+            note = "replay only"
+        elif s is not None and s.acts and getattr(app, "read_only", False):
+            note = "disabled: read-only"
+        keys = ", ".join(key_display(k.strip()) for k in b.key.split(","))
+        rows.append((keys, text, note))
+    rows.append(("escape", "close a dialog (this one too)", ""))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,question_mark,q", "dismiss", "Close", key_display="esc"),
+    ]
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: auto; max-width: 100%; height: auto; max-height: 100%;
+        border: round $primary; background: $surface; padding: 0 1;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        rows = help_rows(self.app)
+        width = max(len(k) for k, _, _ in rows) + 2
+        parts: list[str | tuple[str, str]] = []
+        for keys, text, note in rows:
+            if parts:
+                parts.append("\n")
+            parts.append((keys.ljust(width), "bold $accent"))
+            parts.append(text)
+            if note:
+                parts.append((f"  ({note})", "$text-muted"))
+        scroll = VerticalScroll()
+        scroll.border_title = "Keys"
+        scroll.border_subtitle = "esc closes"
+        with scroll:
+            yield Static(Content.assemble(*parts), id="help-keys", markup=False)
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)
