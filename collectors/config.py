@@ -66,11 +66,15 @@ class Problem:
 
 
 class ConfigError(Exception):
-    """Bad configuration: every problem found, one per line."""
+    """Bad configuration: every problem found, in `problems`.
+
+    str() is one line (problems joined by "; ") so callers that print it through
+    text.clean() stay readable; `options.load_or_exit` prints one problem per line.
+    """
 
     def __init__(self, problems: list[Problem] | str) -> None:
         self.problems = [Problem("configuration", None, problems)] if isinstance(problems, str) else list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+        super().__init__("; ".join(str(p) for p in self.problems))
 
 
 @dataclass(frozen=True)
@@ -174,9 +178,10 @@ def _name(key: str) -> str:
     return key if key.isprintable() and key.isascii() and key.strip() == key and key else _show(key)
 
 
-def _suggest(word: str, candidates: list[str]) -> str:
-    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f" (did you mean {match[0]}?)" if match else ""
+def _suggest(word: str, candidates: list[str], fmt: str = "{}") -> str:
+    # 0.5 so that a swapped pair in a short name ("iu" for "ui") still finds it.
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.5)
+    return f" (did you mean {fmt.format(match[0])}?)" if match else ""
 
 
 # ---------------------------------------------------------------- coercion
@@ -339,7 +344,7 @@ def _read_doc(doc: dict[str, Any], where: str, lines: dict[str, int]) -> tuple[d
                 problems.append(Problem(where, _name(name), f"settings belong in a section (did you mean {owner[0]}?)",
                                         lines.get(name)))
             else:
-                hint = _suggest(name, list(sections))
+                hint = _suggest(name, list(sections), "[{}]")
                 problems.append(Problem(where, f"[{_name(name)}]", f"unknown section{hint}", lines.get(name)))
             continue
         if not isinstance(body, dict):
@@ -349,10 +354,11 @@ def _read_doc(doc: dict[str, Any], where: str, lines: dict[str, int]) -> tuple[d
             path = f"{name}.{key}"
             opt = sections[name].get(key)
             if opt is None:
-                hint = _suggest(key, list(sections[name]))
-                if not hint:
-                    elsewhere = [p for p in paths if p.split(".", 1)[1] == key]
-                    hint = f" (did you mean {elsewhere[0]}?)" if elsewhere else _suggest(path, paths)
+                elsewhere = [p for p in paths if p.split(".", 1)[1] == key]
+                if elsewhere:
+                    hint = f" (it belongs in [{elsewhere[0].split('.')[0]}]: {elsewhere[0]})"
+                else:
+                    hint = _suggest(path, [f"{name}.{k}" for k in sections[name]]) or _suggest(path, paths)
                 problems.append(Problem(where, f"{name}.{_name(key)}", f"unknown key{hint}", lines.get(path)))
                 continue
             coerced, reason = _from_toml(opt, value)

@@ -199,13 +199,14 @@ def headers_release(build_dir: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def check_headers(release: str | None = None, modules: Path = Path("/lib/modules")) -> Check:
+def check_headers(release: str | None = None, modules: Path = Path("/lib/modules"),
+                  kheaders: Path = Path("/sys/kernel/kheaders.tar.xz")) -> Check:
     release = release or platform.release()
     build = modules / release / "build"
     fix = f"apt-get install linux-headers-{release}  (or `make setup`, which links the nearest Debian headers)"
     if not build.exists():
-        if Path("/sys/kernel/kheaders.tar.xz").exists():
-            return Check("kernel headers", True, "none installed; bcc uses the kernel's built-in /sys/kernel/kheaders.tar.xz")
+        if kheaders.exists():
+            return Check("kernel headers", True, f"none installed; bcc uses the kernel's built-in {kheaders}")
         return Check("kernel headers", False, f"{build} does not exist", fix)
     resolved = build.resolve()
     have = headers_release(resolved)
