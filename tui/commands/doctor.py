@@ -55,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
         from ebpftop.tui.text import clean
 
         print(f"ebpftop doctor: kernel {clean(platform.release())}, {platform.machine()}")
-        print(format_checks(checks, shutil.get_terminal_size().columns))
+        # Wrap for a terminal; piped into grep or a ticket, one line per item reads better.
+        columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else 10_000
+        print(format_checks(checks, columns))
         missing = [c.name for c in checks if c.essential and c.ok is False]
         print("all essential checks pass" if ok else f"not ready: {', '.join(missing)}", file=sys.stdout)
     return 0 if ok else 1
