@@ -1,0 +1,141 @@
+"""What a lab is made of: names, addresses, ports and binaries, derived from one config.
+
+Topology (decided here, documented in the README of the lab):
+
+    root namespace                                  lab namespaces
+    Prometheus 127.0.0.1:<prometheus_port>
+    bridge ebt-<name>-br  <subnet>.1  ──veth── ebt-<name>-client  <subnet>.10  load generator
+                                      ──veth── ebt-<name>-lb      <subnet>.20  HAProxy
+                                      ──veth── ebt-<name>-stable  <subnet>.31  service (stable)
+                                      ──veth── ebt-<name>-canary  <subnet>.32  service (canary)
+
+Every lab address lives on the bridge's private subnet (default 198.18.0.0/24, the
+benchmark range of RFC 2544). The namespaces have no default route, so nothing they
+send can leave the machine. The bridge's root-side address is what lets Prometheus
+(in the root namespace, so the dashboard reaches it on 127.0.0.1) scrape the services,
+and the root-side veth ends are where the flows pane watches lab traffic. A bridge
+rather than routing keeps the host's ip_forward untouched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+# Namespaces and links are named ebt-<name>-<part>; Linux caps link names at 15 bytes.
+NAME_RE = re.compile(r"^[a-z0-9]{1,4}$")
+PARTS = ("client", "lb", "stable", "canary")
+HOST_OFFSETS = {"bridge": 1, "client": 10, "lb": 20, "stable": 31, "canary": 32}
+VARIANTS = {"stable": "v1.0.0", "canary": "v1.1.0"}
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    name: str = "lab"
+    """Instance name (1-4 of a-z0-9); names namespaces, links and the state file."""
+    subnet: str = "198.18.0.0/24"
+    """Private /24 for the lab's addresses; must not overlap any route of the host."""
+    prometheus_port: int = 19090
+    """Prometheus listens on 127.0.0.1:<port> in the root namespace."""
+    rate: float = 20.0
+    """Load generator requests per second."""
+    weights: tuple[int, int] = (90, 10)
+    """HAProxy weights (stable, canary)."""
+    service_port: int = 8000
+    app_port: int = 8080
+    """HAProxy's traffic frontend, inside the lb namespace."""
+    stats_port: int = 8404
+    """HAProxy's stats page and Prometheus exporter, inside the lb namespace."""
+    service_name: str = "checkout"
+    """OTEL service.name of the instrumented service."""
+    haproxy_bin: str = "haproxy"
+    prometheus_bin: str = "prometheus"
+    ip_bin: str = "ip"
+    state_dir: str = "/run/ebpftop/lab"
+
+    def validate(self) -> None:
+        from .errors import LabError
+
+        if not NAME_RE.match(self.name):
+            raise LabError("config", f"name {self.name!r}: use 1-4 characters of a-z and 0-9")
+        try:
+            net = ipaddress.ip_network(self.subnet)
+        except ValueError as exc:
+            raise LabError("config", f"subnet {self.subnet!r}: {exc}") from None
+        if net.version != 4 or net.prefixlen != 24 or not net.is_private:
+            raise LabError("config", f"subnet {self.subnet!r}: use a private IPv4 /24 such as 198.18.0.0/24")
+        for label, port in (("prometheus_port", self.prometheus_port), ("service_port", self.service_port),
+                            ("app_port", self.app_port), ("stats_port", self.stats_port)):
+            if not 1 <= port <= 65535:
+                raise LabError("config", f"{label} {port}: use 1-65535")
+        if self.app_port == self.stats_port:
+            raise LabError("config", f"app_port and stats_port are both {self.app_port}")
+        if not self.rate > 0 or self.rate > 5000:
+            raise LabError("config", f"rate {self.rate}: use more than 0 and at most 5000 requests/s")
+        if len(self.weights) != 2 or any(not 0 <= w <= 256 for w in self.weights) or sum(self.weights) == 0:
+            raise LabError("config", f"weights {self.weights}: use two integers 0-256, not both 0 (stable, canary)")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Names and addresses of one lab instance."""
+
+    config: LabConfig
+
+    @property
+    def prefix(self) -> str:
+        return f"ebt-{self.config.name}-"
+
+    def netns(self, part: str) -> str:
+        return f"{self.prefix}{part}"
+
+    def veth(self, part: str) -> str:
+        """Root-side end of the part's veth; the peer inside the namespace is eth0."""
+        return f"{self.prefix}{part}"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br"
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.netns(p) for p in PARTS]
+
+    @property
+    def links(self) -> list[str]:
+        return [self.bridge] + [self.veth(p) for p in PARTS]
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.config.subnet)
+
+    def addr(self, part: str) -> str:
+        return str(self.network.network_address + HOST_OFFSETS[part])
+
+    def cidr(self, part: str) -> str:
+        return f"{self.addr(part)}/{self.network.prefixlen}"
+
+    def service_url(self, variant: str) -> str:
+        return f"http://{self.addr(variant)}:{self.config.service_port}"
+
+    @property
+    def app_url(self) -> str:
+        return f"http://{self.addr('lb')}:{self.config.app_port}"
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://{self.addr('lb')}:{self.config.stats_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.prometheus_port}"
+
+    @property
+    def state_file(self) -> str:
+        base = "state.json" if self.config.name == "lab" else f"state-{self.config.name}.json"
+        return f"{self.config.state_dir}/{base}"
+
+    @property
+    def tmp_prefix(self) -> str:
+        return f"ebpftop-lab-{self.config.name}-"
