@@ -1,0 +1,306 @@
+"""The pure logic behind the profiles pane and the headless snapshot.
+
+Sliding windows of sample counts, grouping by tag set, top functions (self and total),
+a folded-stack tree laid out to fit a terminal, a canary-vs-stable diff of top
+functions, and the trace_id → profile selection. No I/O here: everything takes stacks
+and returns plain values, so the pane, the JSON snapshot and the tests share it.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from .model import FunctionStat, Profile, StackSample, TagGroup, Tags, tag
+
+# The tag keys the pane groups by first (the issue's "tag sets").
+GROUP_KEYS = ("service", "env", "version", "trace_id", "pid")
+
+StackKey = tuple[Tags, tuple[str, ...]]
+
+
+# --- windows --------------------------------------------------------------------------
+
+
+class SlidingWindows:
+    """Per-interval sample counts kept long enough for the longest window.
+
+    `add` takes one drain of the sampler; `profile` sums the buckets of the last
+    `seconds`. Memory is bounded by the longest window times the distinct stacks.
+    """
+
+    def __init__(self, longest: float) -> None:
+        self.longest = longest
+        self._buckets: collections.deque[tuple[float, dict[StackKey, int]]] = collections.deque()
+
+    def add(self, when: float, counts: Mapping[StackKey, int]) -> None:
+        if counts:
+            self._buckets.append((when, dict(counts)))
+        while self._buckets and self._buckets[0][0] <= when - self.longest:
+            self._buckets.popleft()
+
+    def counts(self, now: float, seconds: float) -> tuple[dict[StackKey, int], float]:
+        """Summed counts of buckets newer than now-seconds, and the oldest bucket time."""
+        total: dict[StackKey, int] = collections.defaultdict(int)
+        oldest = now
+        for when, counts in reversed(self._buckets):
+            if when <= now - seconds:
+                break
+            oldest = when
+            for key, n in counts.items():
+                total[key] += n
+        return dict(total), oldest
+
+
+def stacks_from_counts(counts: Mapping[StackKey, int]) -> list[StackSample]:
+    return [StackSample(frames, n, tags) for (tags, frames), n in counts.items() if n > 0]
+
+
+def summarize(
+    name: str,
+    source: str,
+    start: float,
+    end: float,
+    stacks: Iterable[StackSample],
+    *,
+    max_stacks: int = 400,
+    group_keys: tuple[str, ...] = GROUP_KEYS,
+    top_n: int = 5,
+) -> Profile:
+    """A Profile: totals, groups with their top frames, and the heaviest stacks.
+
+    Stacks beyond `max_stacks` are left out of the listing (their samples are counted
+    in `omitted_samples`) so one snapshot stays small; totals and groups use them all.
+    """
+    stacks = merge(stacks)
+    total = sum(s.count for s in stacks)
+    ns = [s.cpu_ns for s in stacks if s.cpu_ns is not None]
+    heavy = sorted(stacks, key=lambda s: (-s.count, s.frames))
+    kept = tuple(heavy[:max_stacks])
+    return Profile(
+        name=name,
+        source=source,
+        start=start,
+        end=end,
+        total_samples=total,
+        stacks=kept,
+        groups=tuple(group_by(stacks, group_keys, top_n=top_n)),
+        omitted_samples=total - sum(s.count for s in kept),
+        total_cpu_ns=sum(ns) if ns else None,
+    )
+
+
+def merge(stacks: Iterable[StackSample]) -> list[StackSample]:
+    """Add up samples with the same tags and frames."""
+    acc: dict[StackKey, list] = {}
+    for s in stacks:
+        slot = acc.setdefault((s.tags, s.frames), [0, None])
+        slot[0] += s.count
+        if s.cpu_ns is not None:
+            slot[1] = (slot[1] or 0) + s.cpu_ns
+    return [StackSample(frames, n, tags, ns) for (tags, frames), (n, ns) in acc.items()]
+
+
+# --- grouping and top functions -------------------------------------------------------
+
+
+def project(tags: Tags, keys: Iterable[str]) -> Tags:
+    """The part of a tag set named by `keys` (missing keys are left out)."""
+    wanted = set(keys)
+    return tuple((k, v) for k, v in tags if k in wanted)
+
+
+def group_by(stacks: Iterable[StackSample], keys: Iterable[str] = GROUP_KEYS, *, top_n: int = 5) -> list[TagGroup]:
+    """Samples per tag set (restricted to `keys`), heaviest first, with top frames."""
+    keys = tuple(keys)
+    stacks = list(stacks)
+    total = sum(s.count for s in stacks)
+    by: dict[Tags, list[StackSample]] = collections.defaultdict(list)
+    for s in stacks:
+        by[project(s.tags, keys)].append(s)
+    groups = []
+    for tags, members in by.items():
+        n = sum(s.count for s in members)
+        groups.append(TagGroup(tags, n, n / total if total else 0.0, tuple(top_functions(members, top_n))))
+    groups.sort(key=lambda g: (-g.samples, g.tags))
+    return groups
+
+
+def top_functions(stacks: Iterable[StackSample], n: int | None = None, *, by: str = "self") -> list[FunctionStat]:
+    """Functions by self samples (leaf) or total samples (anywhere on the stack).
+
+    A recursive function counts once per stack in `total`, as pprof's `cum` does.
+    """
+    if by not in ("self", "total"):
+        raise ValueError(f"by must be 'self' or 'total', not {by!r}")
+    self_c: dict[str, int] = collections.defaultdict(int)
+    total_c: dict[str, int] = collections.defaultdict(int)
+    for s in stacks:
+        if not s.frames:
+            continue
+        self_c[s.frames[-1]] += s.count
+        for name in set(s.frames):
+            total_c[name] += s.count
+    stats = [FunctionStat(name, self_c.get(name, 0), t) for name, t in total_c.items()]
+    if by == "self":
+        stats.sort(key=lambda f: (-f.self_samples, -f.total_samples, f.name))
+    else:
+        stats.sort(key=lambda f: (-f.total_samples, -f.self_samples, f.name))
+    return stats if n is None else stats[:n]
+
+
+# --- filters and the trace_id link ----------------------------------------------------
+
+
+def filter_stacks(stacks: Iterable[StackSample], **want: str) -> list[StackSample]:
+    """Stacks whose tags hold every given key=value (e.g. service="checkout")."""
+    return [s for s in stacks if all(tag(s.tags, k) == v for k, v in want.items())]
+
+
+@dataclass(frozen=True)
+class Selection:
+    stacks: tuple[StackSample, ...]
+    how: str  # one line saying what was selected and why, for the pane's title
+    matched_trace: bool
+
+
+def select_for_trace(profiles: Iterable[Profile], trace_id: str, service: str | None = None) -> Selection:
+    """The samples behind a latency exemplar's trace_id.
+
+    pprof samples carrying the trace_id win; when none does, fall back to every sample
+    of `service` (the canary's) and say so, so the operator knows the link was loose.
+    """
+    profiles = _without_overlap(profiles)
+    hits = [s for p in profiles for s in p.stacks if tag(s.tags, "trace_id") == trace_id]
+    if hits:
+        n = sum(s.count for s in hits)
+        return Selection(tuple(merge(hits)), f"trace_id={trace_id}: {n} samples carry it", True)
+    if service:
+        svc = [s for p in profiles for s in p.stacks if tag(s.tags, "service") == service]
+        return Selection(
+            tuple(merge(svc)),
+            f"no sample carries trace_id={trace_id}; showing service={service} instead",
+            False,
+        )
+    return Selection((), f"no sample carries trace_id={trace_id}", False)
+
+
+def _without_overlap(profiles: Iterable[Profile]) -> list[Profile]:
+    """BPF windows nest (10 s inside 60 s): keep only the longest so nothing counts twice."""
+    profiles = list(profiles)
+    bpf = [p for p in profiles if p.source == "bpf" and not p.name.startswith("capture")]
+    if len(bpf) < 2:
+        return profiles
+    longest = max(bpf, key=lambda p: p.end - p.start)
+    drop = {id(p) for p in bpf if p is not longest}
+    return [p for p in profiles if id(p) not in drop]
+
+
+# --- canary vs stable -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunctionDiff:
+    name: str
+    canary_share: float  # of canary samples, 0..1
+    stable_share: float
+    delta: float  # canary_share - stable_share: positive = hotter in the canary
+
+
+def diff_top(canary: Iterable[StackSample], stable: Iterable[StackSample], n: int = 10, *,
+             by: str = "self") -> list[FunctionDiff]:
+    """Top functions of canary and stable side by side, largest change first.
+
+    Shares, not counts, so a canary taking 10% of the traffic compares fairly.
+    """
+    canary, stable = list(canary), list(stable)
+    ct, st = sum(s.count for s in canary), sum(s.count for s in stable)
+
+    def shares(stacks: list[StackSample], total: int) -> dict[str, float]:
+        if not total:
+            return {}
+        stats = top_functions(stacks, by=by)
+        pick = (lambda f: f.self_samples) if by == "self" else (lambda f: f.total_samples)
+        return {f.name: pick(f) / total for f in stats}
+
+    cs, ss = shares(canary, ct), shares(stable, st)
+    rows = [FunctionDiff(name, cs.get(name, 0.0), ss.get(name, 0.0), cs.get(name, 0.0) - ss.get(name, 0.0))
+            for name in set(cs) | set(ss)]
+    rows.sort(key=lambda d: (-abs(d.delta), -max(d.canary_share, d.stable_share), d.name))
+    return rows[:n]
+
+
+# --- folded stacks and the flame view -------------------------------------------------
+
+
+def folded(stacks: Iterable[StackSample]) -> list[str]:
+    """Brendan Gregg's folded format, "root;child;leaf count", heaviest first."""
+    merged: dict[tuple[str, ...], int] = collections.defaultdict(int)
+    for s in stacks:
+        merged[s.frames] += s.count
+    return [f"{';'.join(f)} {n}" for f, n in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+@dataclass
+class FlameNode:
+    name: str
+    total: int = 0
+    self: int = 0
+    children: dict[str, "FlameNode"] = field(default_factory=dict)
+
+    def child(self, name: str) -> "FlameNode":
+        node = self.children.get(name)
+        if node is None:
+            node = self.children[name] = FlameNode(name)
+        return node
+
+
+def flame_tree(stacks: Iterable[StackSample], root: str = "all") -> FlameNode:
+    tree = FlameNode(root)
+    for s in stacks:
+        tree.total += s.count
+        node = tree
+        for name in s.frames:
+            node = node.child(name)
+            node.total += s.count
+        node.self += s.count
+    return tree
+
+
+@dataclass(frozen=True)
+class FlameCell:
+    col: int
+    width: int
+    name: str
+    samples: int
+
+
+def flame_rows(tree: FlameNode, width: int, height: int) -> list[list[FlameCell]]:
+    """Lay the tree out in at most `height` rows of `width` columns, root row first.
+
+    A node's width is its share of the root; nodes narrower than one column are
+    dropped (with everything above them). Edges come from cumulative sums so the
+    children of a node never spill past it, whatever the rounding.
+    """
+    if width <= 0 or height <= 0 or tree.total <= 0:
+        return []
+    rows: list[list[FlameCell]] = [[FlameCell(0, width, tree.name, tree.total)]]
+    level = [(tree, 0, width)]
+    while level and len(rows) < height:
+        row: list[FlameCell] = []
+        nxt = []
+        for node, col, w in level:
+            acc = 0
+            for child in sorted(node.children.values(), key=lambda c: (-c.total, c.name)):
+                a = col + acc * w // node.total
+                acc += child.total
+                b = col + acc * w // node.total
+                if b - a >= 1:
+                    row.append(FlameCell(a, b - a, child.name, child.total))
+                    nxt.append((child, a, b - a))
+        if not row:
+            break
+        rows.append(row)
+        level = nxt
+    return rows
