@@ -221,7 +221,7 @@ class AuditLog:
         try:
             # Round-trip so what is signed is exactly what a reader will parse back
             # (tuples become lists, int dict keys strings).
-            action = json.loads(canonical(dict(action)))
+            action = json.loads(json.dumps(dict(action), allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise AuditError(f"action cannot be written to the audit log: {exc}") from None
         try:
