@@ -13,6 +13,9 @@ setup:
 run: $(STAMP)
 	.venv/bin/ebpftop $(ARGS)
 
+demo: $(STAMP)
+	.venv/bin/ebpftop --lab $(ARGS)
+
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
