@@ -295,7 +295,7 @@ class Recorder:
         """Flush every interval even when nothing arrives, and refresh the status."""
         while self.recording:
             await asyncio.sleep(self._flush_interval)
-            if time.monotonic() - self._last_flush >= self._flush_interval * 0.5:
+            if self._pending:
                 self.flush()
             if self.recording:
                 self._publish_status()
