@@ -45,6 +45,7 @@ from .text import clean
 
 NARROW_BELOW = 120  # columns: under this the panes stack instead of a 2x2 grid
 MARKER_MAX = 200
+MARKER_SOURCE = "marker"
 
 _ACTING = acting_names()
 _REPLAY = replay_names()
@@ -157,6 +158,14 @@ class EbpftopApp(App[int]):
                 if pane is not None:
                     pane.show(*self._latest(source), now)
             self._draw_header()
+        if MARKER_SOURCE in dirty:
+            self._show_marker(self.runtime.store.latest(MARKER_SOURCE))
+
+    def _show_marker(self, snap: Snapshot | None) -> None:
+        marker = snap.data if snap is not None else None
+        text, author = getattr(marker, "text", None), getattr(marker, "author", None)
+        if text is not None:
+            self.notify(f"{clean(text, MARKER_MAX)} — {clean(author, 40)}", title="incident marker", timeout=8)
 
     def _latest(self, source: str) -> tuple[Snapshot | None, Snapshot | None]:
         store = self.runtime.store
@@ -219,6 +228,11 @@ class EbpftopApp(App[int]):
             self._flush()
         if self._main_screen is not None:
             self._draw_header()
+
+    def notify(self, message: str, *, title: str = "", severity="information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Toasts carry outside text (markers, errors): plain text unless asked."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # --- what may run ------------------------------------------------------------
 
@@ -320,10 +334,9 @@ class EbpftopApp(App[int]):
             self.notify("marker cancelled", timeout=3)
             return
         from ebpftop.collectors.actions import marker_action
-        from ebpftop.collectors.gate import current_actor
 
         try:
-            action, perform = marker_action(self.runtime.bus, text, current_actor())
+            action, perform = marker_action(self.runtime.bus, text, gate.actor)
         except ValueError as exc:
             self.notify(f"marker not added: {clean(exc, 200)}", severity="error")
             return
