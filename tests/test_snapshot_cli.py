@@ -1,0 +1,213 @@
+"""`ebpftop snapshot --json` and `ebpftop replay` from the command line, in subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from ebpftop.collectors import headless
+from ebpftop.collectors.base import Collector, SourceUnavailable
+from ebpftop.collectors.codec import to_jsonable
+from ebpftop.collectors.replay import read_recording
+from ebpftop.collectors.settings import Settings
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EBPFTOP = str(ROOT / ".venv" / "bin" / "ebpftop")
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def ebpftop(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EBPFTOP_")}
+    env["HOME"] = str(cwd or ROOT)  # no user config file changes what is tested
+    return subprocess.run([EBPFTOP, *args], capture_output=True, text=True, timeout=120, env=env, cwd=cwd)
+
+
+# --- the real CLI ------------------------------------------------------------------------
+
+
+def test_snapshot_json_prints_host_data(tmp_path):
+    proc = ebpftop("snapshot", "--json", "--duration", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["version"] == 1
+    assert doc["host"] == socket.gethostname()
+    host = doc["sources"]["host"]
+    assert host["health"]["state"] == "ok"
+    data = host["data"]
+    assert data["hostname"] == socket.gethostname()
+    assert data["cpu_count"] == os.cpu_count()
+    assert data["mem_total"] == psutil.virtual_memory().total
+    assert 0 < data["mem_used"] <= data["mem_total"]
+    assert 0.0 <= data["cpu_percent"] <= 100.0
+    assert len(data["load"]) == 3
+    # two samples in two seconds: the rates exist (not null) and lo is among the NICs
+    assert data["net_rx_bps"] is not None and data["net_rx_bps"] >= 0
+    assert "lo" in {n["name"] for n in data["nics"]}
+    assert host["seq"] >= 2
+    assert host["age_s"] is not None and host["age_s"] >= 0
+
+
+def test_unknown_source_exits_2_listing_valid_names(tmp_path):
+    proc = ebpftop("snapshot", "--json", "--source", "nope", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "unknown source nope" in proc.stderr
+    assert "valid sources: " in proc.stderr and "host" in proc.stderr.split("valid sources: ")[1]
+
+
+def test_bad_duration_and_bad_config_exit_2(tmp_path):
+    proc = ebpftop("snapshot", "--json", "--duration", "soon", cwd=tmp_path)
+    assert proc.returncode == 2 and "--duration" in proc.stderr
+    proc = ebpftop("--refresh", "-1", "snapshot", "--json", cwd=tmp_path)
+    assert proc.returncode == 2 and "refresh" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_snapshot_does_not_import_textual(tmp_path):
+    code = (
+        "import sys\n"
+        "from ebpftop.tui.cli import main\n"
+        "rc = main(['snapshot', '--json', '--duration', '0', '--source', 'host'])\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+        "sys.stderr.write('TEXTUAL:%r\\n' % bad)\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "TEXTUAL:[]" in proc.stderr
+    assert json.loads(proc.stdout)["sources"]["host"]["data"]["cpu_count"] == os.cpu_count()
+
+
+@pytest.mark.parametrize("before_verb", [False, True])
+def test_record_then_replay_shows_the_printed_data(tmp_path, before_verb):
+    rec = tmp_path / "snap.rec"
+    args = ["snapshot", "--json", "--duration", "3", "--record", str(rec)]
+    if before_verb:
+        args = ["--record", str(rec), *args[:-2]]
+    proc = ebpftop(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    recording = read_recording(str(rec))
+    assert recording.stopped_at is None
+    hosts = [f for f in recording.frames if f.source == "host"]
+    assert len(hosts) == doc["sources"]["host"]["seq"] >= 3
+    last = hosts[-1]
+    assert to_jsonable(last.data) == doc["sources"]["host"]["data"]
+    assert to_jsonable(last.health) == doc["sources"]["host"]["health"]
+    assert last.time == doc["sources"]["host"]["time"]
+    status = doc["recorder"]["data"]
+    assert status["state"] == "stopped" and status["reason"] == "closed"
+    assert status["frames"] == len(recording.frames)
+    assert status["bytes"] == rec.stat().st_size
+
+    summary = ebpftop("replay", str(rec), "--summary", cwd=tmp_path)
+    assert summary.returncode == 0, summary.stderr
+    assert f"sources: host ({len(hosts)})" in summary.stdout
+    assert "stopped at" not in summary.stdout
+
+
+def test_record_bound_is_reported_but_not_a_failure(tmp_path):
+    rec = tmp_path / "tiny.rec"
+    proc = ebpftop("--record", str(rec), "--record-max-mb", "0.001", "snapshot", "--json", "--duration", "2",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["recorder"]["health"]["message"] == "recording stopped: file reached 0.001 MB"
+    assert "recording stopped: file reached 0.001 MB" in proc.stderr
+    assert rec.stat().st_size <= 1048
+    assert read_recording(str(rec)).stopped_at is None
+
+
+def test_record_that_cannot_start_fails_the_snapshot(tmp_path):
+    proc = ebpftop("--record", str(tmp_path / "no" / "dir.rec"), "snapshot", "--json", "--duration", "0",
+                   cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "recording failed: cannot open: No such file or directory" in proc.stderr
+    assert json.loads(proc.stdout)["sources"]["host"]["health"]["state"] == "ok"
+
+
+def test_replay_refuses_bad_files_with_exit_2(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\n")
+    proc = ebpftop("replay", str(notes), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "cannot replay" in proc.stderr and "not an ebpftop recording" in proc.stderr
+    proc = ebpftop("replay", str(tmp_path / "missing.rec"), cwd=tmp_path)
+    assert proc.returncode == 2 and "No such file or directory" in proc.stderr
+
+
+def test_replay_summary_says_where_a_damaged_file_stops(tmp_path):
+    proc = ebpftop("replay", str(DATA / "damaged.rec"), "--summary", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped at line 12: truncated JSON" in proc.stdout
+    assert "hosts: demo-node-1" in proc.stdout
+
+
+# --- the headless runner with fake sources ------------------------------------------------
+
+
+class Fake(Collector):
+    def __init__(self, name: str, *, fail: Exception | None = None) -> None:
+        self.name = name
+        self.interval = 0.05
+        self.fail = fail
+
+    async def collect(self):
+        if self.fail is not None:
+            raise self.fail
+        return {"value": 1}
+
+
+def fakes() -> list[Collector]:
+    return [
+        Fake("good"),
+        Fake("broken", fail=RuntimeError("map lookup failed")),
+        Fake("unconfigured", fail=SourceUnavailable("no URL configured", "set --prometheus-url", off=True)),
+    ]
+
+
+def snapshot(sources=None):
+    return asyncio.run(headless.run_snapshot(Settings(), sources, duration=0.2, collectors=fakes()))
+
+
+def test_failed_source_is_named_and_off_only_counts_when_asked_for():
+    result = snapshot()
+    assert [(f.source, f.message) for f in result.failures] == [("broken", "RuntimeError: map lookup failed")]
+    assert result.doc["sources"]["good"]["data"] == {"value": 1}
+    assert result.doc["sources"]["unconfigured"]["health"]["state"] == "off"
+    assert result.doc["sources"]["broken"]["data"] is None
+
+    asked = snapshot(["good", "unconfigured"])
+    assert set(asked.doc["sources"]) == {"good", "unconfigured"}
+    assert [(f.source, f.message) for f in asked.failures] == [
+        ("unconfigured", "off: no URL configured (set --prometheus-url)")
+    ]
+    assert snapshot(["good"]).ok
+
+
+def test_unknown_source_lists_the_valid_ones():
+    with pytest.raises(headless.UnknownSource) as err:
+        snapshot(["good", "nope"])
+    assert err.value.unknown == ["nope"]
+    assert err.value.valid == ["good", "broken", "unconfigured"]
+
+
+def test_cli_exit_1_names_the_failed_source(monkeypatch, capsys):
+    from ebpftop.tui import cli
+
+    monkeypatch.setattr(headless, "default_collectors", lambda settings: fakes())
+    monkeypatch.setattr(headless, "DEFAULT_DURATION", 0.2)
+    monkeypatch.setenv("HOME", "/nonexistent")
+    rc = cli.main(["snapshot", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert json.loads(out)["sources"]["good"]["health"]["state"] == "ok"
+    assert err.strip().splitlines() == ["ebpftop: source broken failed: RuntimeError: map lookup failed"]
