@@ -1,0 +1,344 @@
+"""The flows source: kernel flow accounting + TCP events -> FlowsData each tick.
+
+Start compiles the BPF in a thread (seconds) so the UI draws before it is done.
+Each tick reads the flow map in one batch, turns counters into rates, keeps the top
+N, and attributes them to processes. What could not be counted (evictions, refused
+inserts, lost events, interfaces that failed) is in the payload, never hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import os
+import tempfile
+import threading
+import time
+from typing import Sequence
+
+from ..base import Collector, SourceUnavailable
+from . import rates, tclegacy
+from .attribution import Attributor
+from .layout import decode_key, proto_name
+from .loader import FlowsDatapath, ifindex_of, up_interfaces
+from .model import FlowRecord, FlowsData, IfaceStatus
+
+log = logging.getLogger(__name__)
+
+PER_FLOW_EVENTS = 10
+RECENT_EVENTS = 100
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """bcc/clang print compile errors on fd 2, which would scribble over the TUI.
+    Send them to a file instead and hand back the text for the error message."""
+    out: list[str] = []
+    with tempfile.TemporaryFile(mode="w+") as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read())
+
+
+def _last_lines(text: str, n: int = 3) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])
+
+
+def preflight() -> None:
+    """Fail fast, with the reason and the fix, before spending seconds compiling."""
+    if os.geteuid() != 0:
+        raise SourceUnavailable("BPF needs root", "run `sudo ebpftop`")
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        raise SourceUnavailable("bcc is not installed", "apt-get install python3-bpfcc (and use a venv with system site-packages)") from None
+    release = os.uname().release
+    build = f"/lib/modules/{release}/build"
+    if not os.path.exists(f"{build}/include") and not os.path.exists("/sys/kernel/kheaders.tar.xz"):
+        raise SourceUnavailable(
+            f"no kernel headers for {release} ({build} is missing)",
+            "apt-get install linux-headers-$(uname -r), or run scripts/setup.sh",
+        )
+
+
+class FlowsCollector(Collector):
+    name = "flows"
+
+    def __init__(
+        self,
+        ifaces: Sequence[str] = (),
+        *,
+        interval: float = 1.0,
+        top_n: int = 500,
+        max_flows: int = 131072,
+        mode: str = "auto",
+        idle_expiry: float = 300.0,
+        tcp_events: bool = True,
+        attributor: Attributor | None = None,
+    ) -> None:
+        self.interval = interval
+        self.requested = tuple(ifaces)
+        self.top_n = top_n
+        self.max_flows = max_flows
+        self.mode = mode
+        self.idle_expiry = idle_expiry
+        self.want_tcp = tcp_events
+        self.attributor = attributor or Attributor()
+        self.dp: FlowsDatapath | None = None
+        self.tcp = None
+        self.tcp_error: str | None = None
+        self.iface_errors: dict[str, str] = {}
+        self.notices: list[str] = []
+        self._gone_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._prev: dict[bytes, tuple[int, int, int, int]] | None = None
+        self._prev_ns: int | None = None
+        self._evictions = 0
+        self._seen_lost = 0
+        self._seen_failed = 0
+        self._new_problem = ""
+
+    # --- start / stop ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        preflight()
+        await asyncio.to_thread(self._start_sync)
+
+    def _start_sync(self) -> None:
+        with self._lock:
+            self._remove_leftovers()
+            dp = FlowsDatapath(self.max_flows, self.mode)
+            with captured_stderr() as err:
+                try:
+                    dp.compile()
+                except Exception as exc:
+                    dp.close()
+                    raise SourceUnavailable(
+                        f"BPF flow program failed to compile: {_last_lines(err[0] if err else '') or exc}",
+                        "check the kernel headers (scripts/setup.sh)",
+                    ) from None
+            err_text = err[0] if err else ""
+            if err_text.strip():
+                log.debug("bcc said while compiling flows: %s", err_text)
+            self.dp = dp
+            for iface in self._wanted():
+                self._attach(iface)
+            if not dp.attachments:
+                why = "; ".join(f"{k}: {v}" for k, v in self.iface_errors.items()) or "no interface is up"
+                self.dp = None
+                dp.close()
+                raise SourceUnavailable(f"could not attach to any interface ({why})", "check --iface names with `ip link`")
+            if self.want_tcp:
+                self._start_tcp()
+
+    def _remove_leftovers(self) -> None:
+        """Netlink filters a dead ebpftop left (tcx links cannot outlive their owner)."""
+        try:
+            stale = tclegacy.stale_filters()
+        except tclegacy.TcError as exc:
+            self.notices.append(f"could not look for leftover TC filters: {exc}")
+            return
+        for f in stale:
+            tclegacy.detach(f)
+            self.notices.append(f"removed a {f.describe()} left by an ebpftop that is no longer running")
+        for pin in tclegacy.stale_pins():
+            with contextlib.suppress(OSError):
+                os.unlink(pin)
+                self.notices.append(f"removed leftover pin {pin}")
+
+    def _start_tcp(self) -> None:
+        from .tcp_events import TcpEvents
+
+        tcp = TcpEvents(per_flow=PER_FLOW_EVENTS)
+        with captured_stderr() as err:
+            try:
+                tcp.compile()
+            except Exception as exc:
+                tcp.close()
+                detail = _last_lines(err[0] if err else "") if not isinstance(exc, RuntimeError) else str(exc)
+                self.tcp_error = f"TCP events unavailable: {detail or exc}"
+                return
+        self.tcp = tcp
+        self.tcp_error = None
+
+    def _wanted(self) -> list[str]:
+        return list(self.requested) if self.requested else up_interfaces()
+
+    def _attach(self, iface: str) -> None:
+        try:
+            self.dp.attach(iface)  # type: ignore[union-attr]
+            self.iface_errors.pop(iface, None)
+        except Exception as exc:  # noqa: BLE001 - one interface failing is reported, not fatal
+            msg = getattr(exc, "strerror", None) or str(exc)
+            self.iface_errors[iface] = f"attach failed: {msg}"
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.close_sync)
+
+    def close_sync(self) -> None:
+        with self._lock:
+            if self.tcp is not None:
+                self.tcp.close()
+                self.tcp = None
+            if self.dp is not None:
+                self.dp.close()
+                self.dp = None
+
+    # --- sampling ----------------------------------------------------------------------
+
+    async def collect(self) -> FlowsData:
+        return await asyncio.to_thread(self.sample)
+
+    def _maintain_ifaces(self) -> None:
+        dp = self.dp
+        assert dp is not None
+        now = time.monotonic()
+        for iface, att in list(dp.attachments.items()):
+            if ifindex_of(iface) != att.ifindex:
+                # tcx: the kernel already dropped the link with the device; close our fd.
+                dp.detach(iface)
+                self.iface_errors[iface] = "interface disappeared"
+                self._gone_at[iface] = now
+        wanted = self._wanted()
+        for iface in wanted:
+            if iface in dp.attachments:
+                continue
+            if ifindex_of(iface) is None:
+                if iface not in self.iface_errors:
+                    self.iface_errors[iface] = "no such interface"
+                continue
+            self._attach(iface)
+            self._gone_at.pop(iface, None)
+        if not self.requested:
+            # Watching "every interface that is up": a vanished one is reported for a
+            # minute, then forgotten (containers come and go).
+            for iface, t in list(self._gone_at.items()):
+                if now - t > 60 and iface not in wanted:
+                    self._gone_at.pop(iface)
+                    self.iface_errors.pop(iface, None)
+
+    def sample(self) -> FlowsData:
+        with self._lock:
+            if self.dp is None:
+                raise SourceUnavailable("flows datapath is not running", "")
+            return self._sample()
+
+    def _sample(self) -> FlowsData:
+        dp = self.dp
+        assert dp is not None
+        self._maintain_ifaces()
+        if not dp.attachments:
+            why = "; ".join(f"{k}: {v}" for k, v in self.iface_errors.items())
+            raise RuntimeError(f"no interface attached ({why})")
+        counters = dp.counters_total()  # before the map: see rates.evictions
+        cur = dp.read()
+        now_ns = time.monotonic_ns()
+        wall = time.time()
+
+        if self.idle_expiry > 0:
+            limit = now_ns - int(self.idle_expiry * 1e9)
+            idle = [k for k, v in cur.items() if v[3] < limit]
+            if idle:
+                dp.delete(idle)
+                for k in idle:
+                    del cur[k]
+
+        rate = rates.all_rates(self._prev, cur, self._prev_ns, now_ns)
+        self._prev, self._prev_ns = cur, now_ns
+        self._evictions = rates.evictions(counters[0], len(cur), dp.deleted, self._evictions)
+        total_bps, total_pps = rates.total_rate(rate)
+
+        def rank(k: bytes):
+            r = rate[k][0]
+            return (r if r is not None else -1.0, cur[k][1])
+
+        top = heapq.nlargest(self.top_n, cur, key=rank)
+
+        lost = events_total = None
+        retrans: dict = {}
+        tcp = self.tcp
+        if tcp is not None:
+            tcp.poll()
+            events_total, lost = tcp.counters()
+            retrans = tcp.retransmits()
+
+        names = {a.ifindex: a.iface for a in dp.attachments.values()}
+        mono_to_wall = wall - now_ns / 1e9
+        per_pid: dict[int, tuple[str | None, str | None]] = {}
+        records = []
+        for k in top:
+            src, sport, dst, dport, ifindex, direction, pnum = decode_key(k)
+            packets, nbytes, first_ns, last_ns = cur[k]
+            proto = proto_name(pnum)
+            rec = dict(
+                iface=names.get(ifindex, f"if{ifindex}"), direction=direction, proto=proto,
+                src=src, sport=sport, dst=dst, dport=dport, packets=packets, bytes=nbytes,
+                bps=rate[k][0], pps=rate[k][1],
+                first_seen=first_ns / 1e9 + mono_to_wall, last_seen=last_ns / 1e9 + mono_to_wall,
+            )
+            if proto in ("tcp", "udp"):
+                local = (dst, dport, src, sport) if direction == "ingress" else (src, sport, dst, dport)
+                kernel_owner = None
+                if tcp is not None and proto == "tcp":
+                    rec["retransmits"] = retrans.get(local, 0)
+                    rec["connect_latency_ms"] = tcp.connect_ms.get(local)
+                    kernel_owner = tcp.owners.get(local)
+                    rec["events"] = tcp.events_for(*local)[-PER_FLOW_EVENTS:]
+                owner = self.attributor.owner(local, kernel_owner)
+                if owner is not None:
+                    pid, comm = owner
+                    if pid not in per_pid:
+                        per_pid[pid] = (comm, self.attributor.service(pid))
+                    rec["pid"], rec["comm"], rec["service"] = pid, comm or per_pid[pid][0], per_pid[pid][1]
+            records.append(FlowRecord(**rec))
+
+        failed = counters[1]
+        problems = []
+        if lost is not None and lost > self._seen_lost:
+            problems.append(f"{lost - self._seen_lost} TCP events lost (ring buffer full)")
+        if failed > self._seen_failed:
+            problems.append(f"{failed - self._seen_failed} new flows not recorded (map refused them)")
+        self._seen_lost = lost or 0
+        self._seen_failed = failed
+        self._new_problem = "; ".join(problems)
+
+        ifaces = []
+        for name in sorted(set(dp.attachments) | set(self.iface_errors)):
+            att = dp.attachments.get(name)
+            ifaces.append(IfaceStatus(name, att.ifindex if att else ifindex_of(name), att.mode if att else None, self.iface_errors.get(name)))
+
+        return FlowsData(
+            flows=tuple(records),
+            flows_tracked=len(cur),
+            total_bytes=sum(v[1] for v in cur.values()),
+            total_packets=sum(v[0] for v in cur.values()),
+            total_bps=total_bps,
+            total_pps=total_pps,
+            evictions=self._evictions,
+            update_failures=failed,
+            not_ip_packets=counters[2],
+            truncated_packets=counters[3],
+            events_total=events_total,
+            lost_events=lost,
+            tcp_events_error=self.tcp_error,
+            recent_events=tuple(tcp.recent)[-RECENT_EVENTS:] if tcp is not None else (),
+            ifaces=tuple(ifaces),
+            notices=tuple(self.notices),
+            max_flows=self.max_flows,
+        )
+
+    def degraded_reason(self, payload: FlowsData) -> str:
+        reasons = [self._new_problem] if self._new_problem else []
+        reasons += [f"{i.name}: {i.error}" for i in payload.ifaces if i.error]
+        if payload.tcp_events_error:
+            reasons.append(payload.tcp_events_error)
+        return "; ".join(reasons)

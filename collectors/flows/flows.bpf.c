@@ -1,0 +1,164 @@
+/* Flow accounting at TC (tcx or clsact): one LRU hash entry per 5-tuple, interface
+ * and direction. Nothing per packet goes to user space; it reads the map.
+ *
+ * Filled in by the loader (cflags): MAX_FLOWS.
+ * Only packet bytes and __sk_buff fields are read: no kernel struct layouts, so the
+ * 6.1 headers on a newer kernel do not matter. */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/pkt_cls.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include "flows.h"
+
+#define EEXIST_ 17
+
+BPF_TABLE("lru_hash", struct flow_key, struct flow_val, flows, MAX_FLOWS);
+BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+
+static __always_inline void bump(int idx)
+{
+    u64 *c = counters.lookup(&idx);
+    if (c)
+        (*c)++;
+}
+
+struct l4_ports { u16 sport; u16 dport; };
+
+static __always_inline int account(struct __sk_buff *skb, u8 dir, u32 l2len)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    /* Headers we may read: L2 + IPv6 (40) + up to 3 extension headers + L4 start. */
+    u32 want = l2len + 40 + 3 * 16 + 16;
+    if (data + want > end && skb->len > (u32)(end - data)) {
+        bpf_skb_pull_data(skb, want < skb->len ? want : skb->len);
+        data = (void *)(long)skb->data;
+        end = (void *)(long)skb->data_end;
+    }
+
+    struct flow_key key = {};
+    key.ifindex = skb->ifindex;
+    key.dir = dir;
+    u32 l4off = 0;
+    u8 proto = 0;
+    int ports = 1;
+
+    if (skb->protocol == bpf_htons(ETH_P_IP)) {
+        struct iphdr *ip = data + l2len;
+        if ((void *)(ip + 1) > end) {
+            bump(CNT_TRUNCATED);
+            return TC_ACT_UNSPEC;
+        }
+        u32 ihl = ip->ihl * 4;
+        if (ihl < sizeof(*ip)) {
+            bump(CNT_TRUNCATED);
+            return TC_ACT_UNSPEC;
+        }
+        key.family = 4;
+        __builtin_memcpy(key.saddr, &ip->saddr, 4);
+        __builtin_memcpy(key.daddr, &ip->daddr, 4);
+        proto = ip->protocol;
+        if (ip->frag_off & bpf_htons(0x1fff))
+            ports = 0; /* a later fragment: no L4 header in it */
+        l4off = l2len + ihl;
+    } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip6 = data + l2len;
+        if ((void *)(ip6 + 1) > end) {
+            bump(CNT_TRUNCATED);
+            return TC_ACT_UNSPEC;
+        }
+        key.family = 6;
+        __builtin_memcpy(key.saddr, &ip6->saddr, 16);
+        __builtin_memcpy(key.daddr, &ip6->daddr, 16);
+        proto = ip6->nexthdr;
+        l4off = l2len + sizeof(*ip6);
+#pragma unroll
+        for (int i = 0; i < 3; i++) {
+            if (proto != IPPROTO_HOPOPTS && proto != IPPROTO_ROUTING &&
+                proto != IPPROTO_DSTOPTS && proto != IPPROTO_FRAGMENT)
+                break;
+            u8 *ext = data + l4off;
+            if ((void *)(ext + 8) > end) {
+                ports = 0;
+                break;
+            }
+            if (proto == IPPROTO_FRAGMENT) {
+                if ((ext[2] << 8 | ext[3]) & 0xfff8)
+                    ports = 0;
+                l4off += 8;
+            } else {
+                l4off += (ext[1] + 1) * 8;
+            }
+            proto = ext[0];
+        }
+    } else {
+        bump(CNT_NOT_IP);
+        return TC_ACT_UNSPEC;
+    }
+    key.proto = proto;
+
+    u32 l4hdr = 0;
+    if (ports) {
+        u8 *l4 = data + l4off;
+        if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE ||
+            proto == IPPROTO_SCTP) {
+            if ((void *)(l4 + 4) <= end) {
+                key.sport = l4[0] << 8 | l4[1];
+                key.dport = l4[2] << 8 | l4[3];
+            }
+            if (proto == IPPROTO_TCP && (void *)(l4 + 13) <= end)
+                l4hdr = (l4[12] >> 4) * 4;
+            else if (proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE)
+                l4hdr = 8;
+        } else if (proto == IPPROTO_ICMP || proto == 58 /* ICMPv6 */) {
+            /* ICMP has no ports: type and code take their place. */
+            if ((void *)(l4 + 2) <= end) {
+                key.sport = l4[0];
+                key.dport = l4[1];
+            }
+        }
+    }
+
+    /* A GSO (egress) or GRO (ingress) skb carries several wire packets: count them
+     * as the wire does, each with its own copy of the headers. */
+    u64 packets = 1;
+    u64 bytes = skb->len;
+    u32 segs = skb->gso_segs;
+    if (skb->gso_size && segs > 1) {
+        packets = segs;
+        bytes += (u64)(segs - 1) * (l4off + l4hdr);
+    }
+
+    u64 now = bpf_ktime_get_ns();
+    struct flow_val *v = flows.lookup(&key);
+    if (!v) {
+        struct flow_val nv = {.packets = packets, .bytes = bytes, .first_ns = now, .last_ns = now};
+        int err = flows.insert(&key, &nv);
+        if (err == 0) {
+            bump(CNT_INSERTS);
+            return TC_ACT_UNSPEC;
+        }
+        if (err != -EEXIST_) {
+            bump(CNT_UPDATE_FAILED);
+            return TC_ACT_UNSPEC;
+        }
+        v = flows.lookup(&key); /* another CPU inserted it first */
+        if (!v) {
+            bump(CNT_UPDATE_FAILED);
+            return TC_ACT_UNSPEC;
+        }
+    }
+    __sync_fetch_and_add(&v->packets, packets);
+    __sync_fetch_and_add(&v->bytes, bytes);
+    v->last_ns = now;
+    return TC_ACT_UNSPEC; /* == TCX_NEXT: observe only, never change the verdict */
+}
+
+/* Program names start with "ebpftop_" so cleanup can recognise them (15 chars max). */
+int ebpftop_fl_in(struct __sk_buff *skb) { return account(skb, 0, ETH_HLEN); }
+int ebpftop_fl_eg(struct __sk_buff *skb) { return account(skb, 1, ETH_HLEN); }
+/* Devices without a link-layer header (tun, wireguard): the IP header comes first. */
+int ebpftop_fl3_in(struct __sk_buff *skb) { return account(skb, 0, 0); }
+int ebpftop_fl3_eg(struct __sk_buff *skb) { return account(skb, 1, 0); }

@@ -1,0 +1,55 @@
+"""Per-tick rate maths over the kernel's cumulative flow counters.
+
+Pure functions: the collector hands in two samples, these say what moved. A rate
+needs two samples of the same flow; a flow born since the last sample moved all
+it has; a flow whose entry was evicted and re-created (its first-seen changed)
+starts again from zero. Anything else is unknown (None), never a made-up 0.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+# key -> (packets, bytes, first_ns, last_ns)
+Counters = tuple[int, int, int, int]
+
+
+def flow_rate(
+    prev: Counters | None, cur: Counters, prev_ns: int | None, now_ns: int
+) -> tuple[float | None, float | None]:
+    """(bytes/s, packets/s) of one flow between two samples."""
+    if prev_ns is None or now_ns <= prev_ns:
+        return None, None
+    dt = (now_ns - prev_ns) / 1e9
+    packets, nbytes, first_ns, _ = cur
+    if prev is not None and prev[2] == first_ns and packets >= prev[0] and nbytes >= prev[1]:
+        return (nbytes - prev[1]) / dt, (packets - prev[0]) / dt
+    if first_ns >= prev_ns:
+        # Born (or re-born after an eviction) since the last sample: all of it is new.
+        return nbytes / dt, packets / dt
+    return None, None
+
+
+def all_rates(
+    prev: Mapping[bytes, Counters] | None,
+    cur: Mapping[bytes, Counters],
+    prev_ns: int | None,
+    now_ns: int,
+) -> dict[bytes, tuple[float | None, float | None]]:
+    get = (prev or {}).get
+    return {k: flow_rate(get(k), v, prev_ns, now_ns) for k, v in cur.items()}
+
+
+def total_rate(rates: Mapping[bytes, tuple[float | None, float | None]]) -> tuple[float | None, float | None]:
+    """Sum of the known rates; None when no flow has a known rate yet."""
+    known = [r for r in rates.values() if r[0] is not None]
+    if not known and rates:
+        return None, None
+    return sum(r[0] for r in known), sum(r[1] for r in known)  # type: ignore[misc]
+
+
+def evictions(inserts: int, live: int, deleted: int, previous: int = 0) -> int:
+    """Entries the LRU pushed out: every insert is either still live, deleted by us,
+    or evicted. The kernel's insert counter and the map are read a moment apart, so
+    the figure never goes down (a transient low reading is not a recovery)."""
+    return max(previous, inserts - live - deleted, 0)
