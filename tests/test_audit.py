@@ -121,8 +121,7 @@ def test_unserialisable_params_refused_and_nothing_written(tmp_path):
 
 
 def test_concurrent_processes_do_not_interleave(tmp_path):
-    log = AuditLog(tmp_path / "a.jsonl", tmp_path / "k")
-    log.append("intent", ACTOR, {"kind": "start"})  # the key exists before the race
+    log = AuditLog(tmp_path / "a.jsonl", tmp_path / "k" / "audit.key")  # no key yet: they race for it too
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_append_many, args=(str(log.path), str(log.key_path), 25)) for _ in range(4)]
     for p in procs:
@@ -132,7 +131,15 @@ def test_concurrent_processes_do_not_interleave(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     report = verify(log.path, log.key_path)
     assert report.ok, report.summary()
-    assert report.entries == 101
+    assert report.entries == 100
+
+
+def test_entries_longer_than_the_tail_read_chunk(tmp_path):
+    log = AuditLog(tmp_path / "a.jsonl", tmp_path / "k")
+    for i in range(3):
+        log.append("intent", ACTOR, {"kind": "x", "params": {"text": str(i) * 10_000}})
+    report = verify(log.path, log.key_path)
+    assert report.ok and report.last_seq == 3
 
 
 def _append_many(path: str, key: str, n: int) -> None:
