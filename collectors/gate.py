@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Action:
+    """What an action will do, as the confirmation screen and the audit log show it.
+
+    `confirm_text` is enforced by the confirmation screen (the `confirm` callback),
+    not by the gate: the gate only trusts the boolean the callback returns.
+    """
+
     kind: str  # "marker.add", later "rules.add", "rollout.rollback", "profiles.capture"
     title: str  # short: "Add incident marker"
     description: str  # exactly what will happen, shown on the confirmation screen
