@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 
 def default_collectors(settings: Settings) -> list[Collector]:
     """The live sources for these settings. Later sources add themselves here."""
+    from .flows.collector import FlowsCollector
     from .host import HostCollector
 
-    return [HostCollector(interval=settings.refresh)]
+    return [HostCollector(interval=settings.refresh), FlowsCollector(settings.ifaces, interval=settings.refresh)]
 
 
 class Runtime:

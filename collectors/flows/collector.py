@@ -253,9 +253,9 @@ class FlowsCollector(Collector):
                     del cur[k]
 
         rate = rates.all_rates(self._prev, cur, self._prev_ns, now_ns)
+        total_bps, total_pps = rates.total_rate(rate, self._prev_ns is not None)
         self._prev, self._prev_ns = cur, now_ns
         self._evictions = rates.evictions(counters[0], len(cur), dp.deleted, self._evictions)
-        total_bps, total_pps = rates.total_rate(rate)
 
         def rank(k: bytes):
             r = rate[k][0]
@@ -338,7 +338,13 @@ class FlowsCollector(Collector):
 
     def degraded_reason(self, payload: FlowsData) -> str:
         reasons = [self._new_problem] if self._new_problem else []
-        reasons += [f"{i.name}: {i.error}" for i in payload.ifaces if i.error]
+        # Watching every interface, one that vanishes is ordinary churn (containers):
+        # shown in the payload, not a fault of the source. A requested one is.
+        reasons += [
+            f"{i.name}: {i.error}"
+            for i in payload.ifaces
+            if i.error and (self.requested or i.error != "interface disappeared")
+        ]
         if payload.tcp_events_error:
             reasons.append(payload.tcp_events_error)
         return "; ".join(reasons)

@@ -40,8 +40,13 @@ def all_rates(
     return {k: flow_rate(get(k), v, prev_ns, now_ns) for k, v in cur.items()}
 
 
-def total_rate(rates: Mapping[bytes, tuple[float | None, float | None]]) -> tuple[float | None, float | None]:
-    """Sum of the known rates; None when no flow has a known rate yet."""
+def total_rate(
+    rates: Mapping[bytes, tuple[float | None, float | None]], have_previous: bool
+) -> tuple[float | None, float | None]:
+    """Sum of the known rates; None before a second sample or when no flow has a
+    known rate yet (zero flows after two samples is a true 0)."""
+    if not have_previous:
+        return None, None
     known = [r for r in rates.values() if r[0] is not None]
     if not known and rates:
         return None, None
