@@ -473,19 +473,21 @@ def describe(flags: set[str] | None = None) -> str:
         "# ebpftop configuration: /etc/ebpftop/config.toml, then ~/.config/ebpftop/config.toml",
         "# (or --config FILE); then EBPFTOP_* environment variables; then flags. Flags win.",
     ]
-    section = None
-    for o in options():
-        if o.section != section:
-            section = o.section
-            out += ["", f"[{section}]"]
-        for line in o.doc.splitlines() or [""]:
-            out.append(f"# {line}".rstrip())
-        via = [f"env {o.env}"]
-        if flags is None or o.flag in flags:
-            via.append(f"flag {o.flag}")
-        out.append("# " + ", ".join(via))
-        if o.default is None:
-            out.append(f"# {o.key} = (unset)")
-        else:
-            out.append(f"{o.key} = {_toml_literal(o.default)}")
+    by_section: dict[str, list[Option]] = {}
+    for o in options():  # grouped: TOML allows each [section] once
+        by_section.setdefault(o.section, []).append(o)
+    for section, opts in by_section.items():
+        out += ["", f"[{section}]"]
+        for o in opts:
+            out += _describe_one(o, flags)
     return "\n".join(out) + "\n"
+
+
+def _describe_one(o: Option, flags: set[str] | None) -> list[str]:
+    out = [f"# {line}".rstrip() for line in o.doc.splitlines() or [""]]
+    via = [f"env {o.env}"]
+    if flags is None or o.flag in flags:
+        via.append(f"flag {o.flag}")
+    out.append("# " + ", ".join(via))
+    out.append(f"# {o.key} = (unset)" if o.default is None else f"{o.key} = {_toml_literal(o.default)}")
+    return out

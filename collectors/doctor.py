@@ -180,6 +180,33 @@ def check_tcx() -> Check:
     return Check("tcx", None, f"probe inconclusive: {_err(code)}", "", essential=False)
 
 
+_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "arm64": 241, "riscv64": 241, "ppc64le": 319, "s390x": 331}
+
+
+def check_perf_event() -> Check:
+    """A disabled system-wide cpu-clock event on CPU 0, closed at once: what the CPU
+    profiler opens on every CPU (needs CAP_PERFMON or perf_event_paranoid <= 0)."""
+    import struct
+
+    nr = _PERF_EVENT_OPEN.get(platform.machine())
+    name = "perf events"
+    if nr is None:
+        return Check(name, None, f"no probe for {platform.machine()}", "", essential=False)
+    # perf_event_attr (first 64 bytes): type=SOFTWARE, size, config=CPU_CLOCK, ..., disabled=1
+    attr = ctypes.create_string_buffer(struct.pack("=IIQQQQQ", 1, 64, 0, 0, 0, 0, 1).ljust(64, b"\0"), 64)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(ctypes.c_long(nr), attr, ctypes.c_int(-1), ctypes.c_int(0), ctypes.c_int(-1),
+                      ctypes.c_ulong(8))  # PERF_FLAG_FD_CLOEXEC
+    if fd >= 0:
+        os.close(fd)
+        return Check(name, True, "opened (and closed) a system-wide cpu-clock event", essential=False)
+    code = ctypes.get_errno()
+    fix = ("run as root, or: sysctl kernel.perf_event_paranoid=-1" if code in (errno.EPERM, errno.EACCES)
+           else "kernel built without CONFIG_PERF_EVENTS")
+    return Check(name, False, f"perf_event_open failed: {_err(code)}; the CPU profile pane will be off", fix,
+                 essential=False)
+
+
 # ---------------------------------------------------------------- kernel headers
 
 
@@ -282,8 +309,9 @@ def check_bcc() -> Check:
 
 
 def check_endpoint(name: str, url: str | None, paths: Iterable[str] = ("/-/ready", "/api/v1/status/buildinfo"),
-                   timeout: float = 2.0, setting: str = "") -> Check:
-    """GET the first of `paths` under `url` that answers 2xx within `timeout` seconds."""
+                   timeout: float = 2.0, setting: str = "", any_status: bool = False) -> Check:
+    """GET the first of `paths` under `url` that answers 2xx (any HTTP status with
+    `any_status`) within `timeout` seconds."""
     if not url:
         return Check(name, None, "not configured", f"set {setting} to use it" if setting else "", essential=False)
     import httpx
@@ -298,20 +326,51 @@ def check_endpoint(name: str, url: str | None, paths: Iterable[str] = ("/-/ready
                 resp = client.get(base + path)
             except httpx.HTTPError as exc:
                 return Check(name, False, f"{base}: {type(exc).__name__}: {exc}", fix)
-            if 200 <= resp.status_code < 300:
+            if any_status or 200 <= resp.status_code < 300:
                 return Check(name, True, f"{base}{path} answered HTTP {resp.status_code}")
             last = f"{base}{path} answered HTTP {resp.status_code}"
     return Check(name, False, last, fix)
+
+
+# Endpoints with a health path of their own; any other URL setting counts as reachable
+# when it answers HTTP at all.
+HEALTH_PATHS = {"prometheus_url": ("/-/ready", "/api/v1/status/buildinfo")}
+
+
+def check_endpoints(settings: Settings) -> list[Check]:
+    """Every URL setting (declared with check=http_url in settings.py)."""
+    from . import config
+    from .settings import http_url
+
+    out = []
+    for opt in config.options():
+        if opt.check is not http_url:
+            continue
+        name = opt.key.removesuffix("_url")
+        url = getattr(settings, opt.name)
+        where = f"[{opt.section}] {opt.key}"
+        if opt.name in HEALTH_PATHS:
+            out.append(check_endpoint(name, url, HEALTH_PATHS[opt.name], setting=where))
+        else:
+            out.append(check_endpoint(name, url, ("/",), setting=where, any_status=True))
+    return out
+
+
+def check_config(files: Iterable[tuple[Path, bool]]) -> Check:
+    """Which configuration files this run read (they parsed, or doctor would not run)."""
+    seen = [f"{p} ({'read' if p.exists() else 'absent'})" for p, _ in files]
+    return Check("config", True, "; ".join(seen) or "no files", essential=False)
 
 
 # ---------------------------------------------------------------- all of them
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    checks = [check_privileges(), check_bpf_syscall(), check_ringbuf(), check_tcx(), check_headers()]
+    checks = [check_privileges(), check_bpf_syscall(), check_ringbuf(), check_tcx(), check_perf_event(),
+              check_headers()]
     checks += check_mounts()
     checks.append(check_bcc())
-    checks.append(check_endpoint("prometheus", settings.prometheus_url, setting="[canary] prometheus_url"))
+    checks += check_endpoints(settings)
     return checks
 
 

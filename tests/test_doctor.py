@@ -143,10 +143,11 @@ def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
-def test_live_privilege_and_bpf_checks_pass_as_root():
+def test_live_privilege_bpf_and_perf_checks_pass_as_root():
     need_root()
     before = open_fds()
-    for check in (doctor.check_privileges(), doctor.check_bpf_syscall(), doctor.check_ringbuf()):
+    for check in (doctor.check_privileges(), doctor.check_bpf_syscall(), doctor.check_ringbuf(),
+                  doctor.check_perf_event()):
         assert check.ok is True, check
     assert open_fds() == before  # every probe fd closed
 
@@ -231,6 +232,20 @@ def test_a_closed_port_is_missing_with_the_fix():
     assert c.fix == f"start it, or fix [canary] prometheus_url (now {url})"
 
 
+def test_an_endpoint_without_a_health_path_only_has_to_answer(http_server):
+    url = http_server(200)
+    c = doctor.check_endpoint("pprof", url, ("/nothing-here",), any_status=True)
+    assert c.ok is True and c.detail == f"{url}/nothing-here answered HTTP 404"
+
+
+def test_every_url_setting_is_probed(http_server):
+    from ebpftop.collectors.settings import Settings
+
+    url = http_server(200)
+    checks = doctor.check_endpoints(Settings(prometheus_url=url))
+    assert [(c.name, c.ok) for c in checks] == [("prometheus", True)]
+
+
 def test_an_unconfigured_endpoint_is_a_non_essential_note():
     c = doctor.check_endpoint("prometheus", None, setting="[canary] prometheus_url")
     assert (c.ok, c.essential) == (None, False)
@@ -238,6 +253,13 @@ def test_an_unconfigured_endpoint_is_a_non_essential_note():
 
 
 # ---------------------------------------------------------------- verdict and output
+
+
+def test_config_check_lists_the_files_read(tmp_path):
+    present = tmp_path / "a.toml"
+    present.write_text("")
+    c = doctor.check_config([(present, False), (tmp_path / "b.toml", False)])
+    assert c.detail == f"{present} (read); {tmp_path / 'b.toml'} (absent)"
 
 
 def test_only_essential_missing_checks_fail():
@@ -268,8 +290,9 @@ def test_doctor_command_passes_here_and_fails_on_an_unreachable_endpoint(tmp_pat
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     names = [c["name"] for c in doc["checks"]]
-    assert names == ["root/capabilities", "bpf syscall", "ring buffer", "tcx", "kernel headers",
-                     "tracefs", "debugfs", "bpffs", "bcc", "prometheus"]
+    assert names == ["config", "root/capabilities", "bpf syscall", "ring buffer", "tcx", "perf events",
+                     "kernel headers", "tracefs", "debugfs", "bpffs", "bcc", "prometheus"]
+    assert doc["checks"][0]["detail"] == f"/etc/ebpftop/config.toml ({'read' if Path('/etc/ebpftop/config.toml').exists() else 'absent'}); {tmp_path}/.config/ebpftop/config.toml (absent)"
     assert doc["ok"] is True and doc["checks"][-1]["status"] == "ok"
 
     url = f"http://127.0.0.1:{closed_port()}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -40,11 +41,12 @@ def format_checks(checks, columns: int = 80) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebpftop.collectors import doctor
+    from ebpftop.collectors import config, doctor
     from ebpftop.tui.options import load_or_exit
 
     settings = load_or_exit(args)
-    checks = doctor.run_checks(settings)
+    files = config.config_files(getattr(args, "config", None), os.environ)
+    checks = [doctor.check_config(files), *doctor.run_checks(settings)]
     ok = doctor.passed(checks)
     if getattr(args, "json", False):
         out = {"kernel": platform.release(), "ok": ok, "checks": [
