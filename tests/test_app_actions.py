@@ -1,0 +1,175 @@
+"""Actions in the app: the marker through prompt, confirmation and gate; kiosk mode."""
+
+from __future__ import annotations
+
+import json
+
+from textual.app import SuspendNotSupported
+from textual.widgets import Footer, Input, Static
+
+from ebpftop.collectors.gate import Action
+from ebpftop.tui.screens.confirm import ConfirmScreen
+from ebpftop.tui.screens.prompt import PromptScreen
+
+from app_support import make_app, publish_fixed, screen_text
+
+
+def audit_events(tmp_path) -> list[dict]:
+    path = tmp_path / "audit.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def markers(app) -> list:
+    return [s.data for s in app.runtime.store.history("marker")]
+
+
+def footer_keys(app) -> set[str]:
+    return {b.key for (_node, b, enabled, _tip) in app.screen.active_bindings.values() if b.show and enabled}
+
+
+async def test_marker_prompt_confirm_gate_and_toast(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await pilot.press("m")
+        await pilot.pause()
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press(*"db failover")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        shown = str(app.screen.query_one("#confirm-description", Static).render())
+        assert "Publish the incident marker 'db failover'" in shown
+        assert markers(app) == []  # nothing happens before the confirmation
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert [m.text for m in markers(app)] == ["db failover"]
+        events = [e["event"] for e in audit_events(tmp_path)]
+        assert events == ["intent", "result"]
+        toasts = [n.message for n in app._notifications]
+        assert "marker added" in toasts
+        assert any("db failover" in t for t in toasts)  # the marker itself shows up
+
+
+async def test_marker_cancelled_at_confirmation_does_nothing(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await pilot.press("m", *"oops", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert markers(app) == []
+        assert [e["event"] for e in audit_events(tmp_path)] == ["cancelled"]
+        assert any("cancelled" in n.message for n in app._notifications)
+
+
+async def test_marker_escape_at_prompt_and_bad_text(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await pilot.press("m", "escape")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, PromptScreen)
+        await pilot.press("m", "space", "enter")  # blank text: rejected before the gate
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert markers(app) == [] and audit_events(tmp_path) == []
+        assert any("marker not added: marker text is empty" in n.message for n in app._notifications)
+
+
+async def test_confirm_screen_requires_the_typed_text(tmp_path):
+    app = make_app(tmp_path)
+    action = Action(
+        kind="rollout.rollback", title="Roll back canary", target="checkout",
+        description="Set canary weight of checkout to 0 in HAProxy backend web.",
+        dangerous=True, confirm_text="checkout",
+    )
+    results = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(ConfirmScreen(action), results.append)
+        await pilot.pause()
+        screen = app.screen
+        assert screen.has_class("-dangerous")
+        assert "checkout" in str(screen.query_one("#confirm-target", Static).render())
+        await pilot.press("enter")  # nothing typed: not confirmed
+        await pilot.press(*"checkou", "enter")  # almost: still not
+        await pilot.pause()
+        assert app.screen is screen and results == []
+        assert "Type checkout exactly" in str(screen.query_one("#confirm-error", Static).render())
+        await pilot.press("t", "enter")
+        await pilot.pause()
+        assert results == [True]
+        app.push_screen(ConfirmScreen(action), results.append)
+        await pilot.pause()
+        await pilot.press(*"checkout", "escape")
+        await pilot.pause()
+        assert results == [True, False]
+
+
+async def test_kiosk_hides_and_refuses_actions(tmp_path):
+    app = make_app(tmp_path, kiosk=True)
+    async with app.run_test(size=(120, 30), notifications=True) as pilot:
+        publish_fixed(app.runtime)
+        await pilot.pause()
+        assert "READ-ONLY" in app.title and "READ-ONLY" in screen_text(app)
+        assert app.has_class("-kiosk")
+        keys = footer_keys(app)
+        assert "m" not in keys and "q" in keys and "space" in keys
+        footer = app.query_one(Footer)
+        assert "Marker" not in screen_text(app).splitlines()[-1]
+        assert footer.region.height == 1
+        assert app.check_action("marker", ()) is False
+        # The key does nothing: no prompt, no marker, nothing audited by the key.
+        await pilot.press("m")
+        await pilot.pause()
+        assert not isinstance(app.screen, PromptScreen)
+        assert markers(app) == [] and audit_events(tmp_path) == []
+        # Through Textual's action dispatch: check_action stops it.
+        await app.run_action("marker")
+        await app.workers.wait_for_complete()
+        assert audit_events(tmp_path) == []
+        # The method called directly: refused by the app and by the gate (audited).
+        app.action_marker()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, PromptScreen) and markers(app) == []
+        events = audit_events(tmp_path)
+        assert [e["event"] for e in events] == ["refused"]
+        assert any("refused" in n.message for n in app._notifications)
+        # No action in the command palette, no suspend.
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert "Add incident marker" not in titles and "Screenshot" not in titles
+        assert {"Theme", "Help", "Quit"} <= titles
+        assert app.check_action("suspend_process", ()) is False
+        try:
+            with app.suspend():
+                raise AssertionError("suspended in kiosk mode")
+        except SuspendNotSupported:
+            pass
+
+
+async def test_normal_mode_shows_marker_in_footer_and_palette(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        assert "m" in footer_keys(app)
+        assert "READ-ONLY" not in app.title
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert "Add incident marker" in titles
+
+
+async def test_input_keys_are_not_app_bindings_while_typing(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("m")
+        await pilot.pause()
+        await pilot.press(*"q1 T?m")
+        await pilot.pause()
+        assert isinstance(app.screen, PromptScreen) and app.is_running
+        assert app.screen.query_one(Input).value == "q1 T?m"
+        assert app.theme == "ebpftop-dark" and not app.paused
+        await pilot.press("escape")
