@@ -137,5 +137,9 @@ class Layout:
         return f"{self.config.state_dir}/{base}"
 
     @property
+    def lock_file(self) -> str:
+        return self.state_file.removesuffix(".json") + ".lock"
+
+    @property
     def tmp_prefix(self) -> str:
         return f"ebpftop-lab-{self.config.name}-"

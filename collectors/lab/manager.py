@@ -72,7 +72,17 @@ def up(config: LabConfig = LabConfig(), say: Say = _quiet) -> statefile.LabState
     config.validate()
     require_root()
     layout = Layout(config)
-    current = status(config)
+    with statefile.locked(layout.lock_file, on_wait=lambda: say(f"waiting for another `ebpftop lab` ({config.name})")):
+        return _up(layout, say)
+
+
+def _up(layout: Layout, say: Say) -> statefile.LabState:
+    config = layout.config
+    try:
+        current = status(config)
+    except statefile.StateFileError as exc:
+        say(f"ignoring {exc}")
+        current = LabStatus(up=False, parts=[])
     if current.healthy:
         say("lab is already up (with the settings it was started with; `lab down` first to change them)")
         return current.state  # type: ignore[return-value]
@@ -252,10 +262,15 @@ def down(config: LabConfig = LabConfig(), say: Say = _quiet) -> list[str]:
     config.validate()
     require_root()
     layout = Layout(config)
-    st = statefile.load(layout.state_file)
-    if st is not None:
-        layout = Layout(config_from_state(st))
-    removed = teardown(layout, st)
+    with statefile.locked(layout.lock_file, on_wait=lambda: say(f"waiting for another `ebpftop lab` ({config.name})")) \
+            as remove_lock:
+        try:
+            st = statefile.load(layout.state_file)
+        except statefile.StateFileError as exc:
+            say(f"ignoring {exc}; removing what carries the lab's names")
+            st = None
+        removed = teardown(Layout(config_from_state(st)) if st else layout, st)
+        remove_lock()
     for item in removed:
         say(f"removed {item}")
     return removed
@@ -305,7 +320,7 @@ def _comm(pid: int) -> str:
 
 
 def _find_leftovers(layout: Layout, st: statefile.LabState | None) -> bool:
-    return bool(st or topology.existing_namespaces(layout) or topology.existing_links(layout)
+    return bool(st or os.path.exists(layout.state_file) or topology.existing_namespaces(layout) or topology.existing_links(layout)
                 or glob.glob(os.path.join(tempfile.gettempdir(), layout.tmp_prefix + "*")))
 
 

@@ -7,10 +7,15 @@ the machine's processes — leaves a file naming what exists, and `lab down` / t
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
+
+from .errors import LabError
 
 FORMAT = 1
 
@@ -84,3 +89,39 @@ def remove(path: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+@contextlib.contextmanager
+def locked(path: str, timeout: float = 60.0, on_wait=None):
+    """Serialise `lab up/down` of one instance across processes (an flock on `path`).
+
+    Yields a function that removes the lock file while still holding the lock; a waiter
+    that then gets the lock on the removed file notices (inode changed) and retries.
+    """
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    waited = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if not waited and on_wait:
+                on_wait()
+            waited = True
+            if time.monotonic() > deadline:
+                raise LabError("lab", f"another `ebpftop lab` still holds {path} after {timeout:g}s") from None
+            time.sleep(0.2)
+            continue
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield lambda: remove(path)
+    finally:
+        os.close(fd)

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         _err(str(exc))
         return 2 if exc.part in ("config", "inject") else 1
     except StateFileError as exc:
-        _err(f"{exc}; remove it and run `ebpftop lab down` to clean up")
+        _err(f"{exc}; `ebpftop lab down` removes it and whatever carries the lab's names")
         return 1
     except KeyboardInterrupt:
         _err("interrupted")
