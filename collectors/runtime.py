@@ -25,8 +25,13 @@ def default_collectors(settings: Settings) -> list[Collector]:
     """The live sources for these settings. Later sources add themselves here."""
     from .flows.collector import FlowsCollector
     from .host import HostCollector
+    from .profiles.collector import from_settings as profiles_collector
 
-    return [HostCollector(interval=settings.refresh), FlowsCollector(settings.ifaces, interval=settings.refresh)]
+    return [
+        HostCollector(interval=settings.refresh),
+        FlowsCollector(settings.ifaces, interval=settings.refresh),
+        profiles_collector(settings),  # BPF sampler off without root; pprof still works
+    ]
 
 
 class Runtime:

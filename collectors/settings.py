@@ -111,3 +111,16 @@ class Settings:
     # [lab]
     lab: bool = setting(False, "lab", "enabled")
     """Open the dashboard wired to `ebpftop lab` (bringing it up when it is not)."""
+
+    # [profiles]
+    profile_hz: int = setting(49, "profiles", "hz", check=between(0, 1000))
+    """BPF CPU sampling frequency in Hz on every CPU; 0 turns the sampler off (pprof only)."""
+    pprof_urls: tuple[str, ...] = setting(
+        (), "profiles", "pprof", flag="--pprof",
+        check=lambda urls: next((f"{u!r} {why}" for u in urls if (why := http_url(u))), None))
+    """pprof endpoints (Go net/http/pprof), e.g. http://127.0.0.1:6060; the CPU profile
+    path /debug/pprof/profile is added to a bare host:port."""
+    pprof_seconds: float = setting(10.0, "profiles", check=between(1, 300))
+    """Length of each pprof CPU profile (the endpoint answers after this long)."""
+    pprof_every: float = setting(60.0, "profiles", check=between(0, 86400))
+    """Seconds between periodic pprof fetches; 0 fetches only on demand."""

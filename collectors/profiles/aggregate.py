@@ -76,8 +76,8 @@ def summarize(
     stacks = merge(stacks)
     total = sum(s.count for s in stacks)
     ns = [s.cpu_ns for s in stacks if s.cpu_ns is not None]
-    heavy = sorted(stacks, key=lambda s: (-s.count, s.frames))
-    kept = tuple(heavy[:max_stacks])
+    groups = group_by(stacks, group_keys, top_n=top_n)
+    kept = tuple(heaviest(stacks, group_keys, max_stacks))
     return Profile(
         name=name,
         source=source,
@@ -85,10 +85,29 @@ def summarize(
         end=end,
         total_samples=total,
         stacks=kept,
-        groups=tuple(group_by(stacks, group_keys, top_n=top_n)),
+        groups=tuple(groups),
         omitted_samples=total - sum(s.count for s in kept),
         total_cpu_ns=sum(ns) if ns else None,
     )
+
+
+def heaviest(stacks: list[StackSample], group_keys: tuple[str, ...], limit: int,
+             per_group: int = 25) -> list[StackSample]:
+    """The heaviest stacks, but each tag group's heaviest first, so selecting a small
+    group in the pane still has stacks to draw when a big one dominates."""
+    order = lambda s: (-s.count, s.frames, s.tags)  # noqa: E731
+    by: dict[Tags, list[StackSample]] = collections.defaultdict(list)
+    for s in stacks:
+        by[project(s.tags, group_keys)].append(s)
+    first: list[StackSample] = []
+    rest: list[StackSample] = []
+    for members in by.values():
+        members.sort(key=order)
+        first.extend(members[:per_group])
+        rest.extend(members[per_group:])
+    first.sort(key=order)
+    rest.sort(key=order)
+    return (first + rest)[:limit]
 
 
 def merge(stacks: Iterable[StackSample]) -> list[StackSample]:

@@ -1,0 +1,250 @@
+"""The profiles source: the BPF CPU sampler and pprof endpoints behind one collector.
+
+Each second the sampler is drained into sliding windows (10 s, 60 s); each pprof URL
+is fetched in its own task every `pprof_every` seconds (or only on demand). Either
+input may fail alone: its status says why and the other carries on. Without root the
+sampler is off and pprof still works; with neither there is nothing to show and the
+source says so with a hint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from ..base import Collector, SourceUnavailable
+from .aggregate import GROUP_KEYS, SlidingWindows, StackKey, filter_stacks, stacks_from_counts, summarize
+from .model import Profile, ProfilesData, SourceStatus, make_tags
+from .pprof import PprofError, fetch_profile
+from .sampler import Sampler, SamplerUnavailable
+from .tags import TagCache
+
+log = logging.getLogger(__name__)
+
+WINDOWS = (10.0, 60.0)
+MAX_CAPTURES = 5  # on-demand captures kept (pprof latest-per-URL comes on top)
+
+
+@dataclass
+class _Pending:
+    """An on-demand BPF capture filling up from the next drains."""
+
+    want: dict[str, str]
+    name: str
+    start: float
+    deadline: float
+    counts: dict[StackKey, int] = field(default_factory=lambda: collections.defaultdict(int))
+    done: asyncio.Future | None = None
+
+
+class ProfilesCollector(Collector):
+    name = "profiles"
+
+    def __init__(
+        self,
+        *,
+        hz: int = 49,
+        pprof_urls: tuple[str, ...] = (),
+        pprof_seconds: float = 10.0,
+        pprof_every: float = 60.0,
+        pprof_timeout: float = 5.0,
+        interval: float = 1.0,
+        max_stacks: int = 100,
+        sampler: Sampler | None = None,
+        clock=time.time,
+    ) -> None:
+        self.interval = interval
+        self.hz = hz
+        self.pprof_urls = tuple(pprof_urls)
+        self.pprof_seconds = pprof_seconds
+        self.pprof_every = pprof_every
+        self.pprof_timeout = pprof_timeout
+        self.max_stacks = max_stacks
+        self._clock = clock
+        # The sampler skips ebpftop itself: its own drains would otherwise top the list.
+        self._sampler = sampler if sampler is not None else (Sampler(hz, skip_tgid=os.getpid()) if hz > 0 else None)
+        self._windows = SlidingWindows(max(WINDOWS))
+        self._tags = TagCache()
+        self._status: dict[str, SourceStatus] = {}
+        self._pprof: dict[str, Profile] = {}  # latest periodic profile per URL
+        self._captures: collections.deque[Profile] = collections.deque(maxlen=MAX_CAPTURES)
+        self._pending: list[_Pending] = []
+        self._tasks: list[asyncio.Task] = []
+        self._bpf_start: asyncio.Task | None = None
+        self._lock = asyncio.Lock()  # one drain at a time
+        self._lost = 0
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._sampler is None and not self.pprof_urls:
+            raise SourceUnavailable("profiles are off: sampling at 0 Hz and no pprof URL", "set profile_hz or give --pprof URL", off=True)
+        if self._sampler is not None and self._bpf_start is None:
+            self._status["bpf"] = SourceStatus("bpf", "pending", "compiling the BPF sampler")
+            # Compiling takes seconds: the first snapshot (and the UI) must not wait.
+            self._bpf_start = asyncio.create_task(asyncio.to_thread(self._sampler.start), name="profiles:bpf-start")
+        for url in self.pprof_urls:
+            self._status.setdefault(url, SourceStatus(url, "pending", "first fetch under way" if self.pprof_every > 0 else "fetched on demand"))
+            if self.pprof_every > 0:
+                self._tasks.append(asyncio.create_task(self._pprof_loop(url), name=f"profiles:pprof:{url}"))
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._bpf_start is not None:
+            # A thread cannot be cancelled: wait for the compile to end, then detach.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._bpf_start)
+            self._bpf_start = None
+        if self._sampler is not None:
+            await asyncio.to_thread(self._sampler.close)
+        for p in self._pending:
+            if p.done is not None and not p.done.done():
+                p.done.set_exception(SourceUnavailable("profiles source closed"))
+        self._pending.clear()
+
+    # --- sampling ---------------------------------------------------------------------
+
+    def _bpf_state(self) -> bool:
+        """True when the sampler runs; updates the bpf status as the start ends."""
+        task = self._bpf_start
+        if task is None or not task.done():
+            return False
+        if self._status.get("bpf", SourceStatus("bpf", "")).state == "pending":
+            exc = task.exception() if not task.cancelled() else None
+            if exc is None:
+                self._status["bpf"] = SourceStatus("bpf", "ok", f"sampling every CPU at {self.hz} Hz")
+            elif isinstance(exc, SamplerUnavailable):
+                self._status["bpf"] = SourceStatus("bpf", "off", f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+            else:
+                self._status["bpf"] = SourceStatus("bpf", "error", f"{type(exc).__name__}: {exc}")
+        return self._sampler is not None and self._sampler.running
+
+    def _drain(self) -> dict[StackKey, int]:
+        counts: dict[StackKey, int] = collections.defaultdict(int)
+        for raw in self._sampler.drain():
+            tags = self._tags.get(raw.tgid, raw.comm) + (("source", "bpf"),)
+            counts[(make_tags(tags), raw.frames)] += raw.count
+        self._tags.prune()
+        lost = self._sampler.lost()
+        self._lost = lost[0] + lost[1]
+        return dict(counts)
+
+    async def collect(self) -> ProfilesData:
+        now = self._clock()
+        running = self._bpf_state()
+        if running:
+            async with self._lock:
+                try:
+                    counts = await asyncio.to_thread(self._drain)
+                except Exception as exc:  # noqa: BLE001 - a failed drain degrades, pprof goes on
+                    self._status["bpf"] = SourceStatus("bpf", "error", f"drain failed: {type(exc).__name__}: {exc}",
+                                                       self._status["bpf"].last_ok)
+                    counts = {}
+                else:
+                    self._status["bpf"] = SourceStatus("bpf", "ok", f"sampling every CPU at {self.hz} Hz", now)
+            self._windows.add(now, counts)
+            self._feed_pending(now, counts)
+        elif self._bpf_start is not None and self._bpf_start.done() and not self.pprof_urls:
+            st = self._status["bpf"]
+            raise SourceUnavailable(st.message, "run `sudo ebpftop` for BPF sampling, or give --pprof URL")
+        windows = []
+        if running:
+            for seconds in WINDOWS:
+                counts, oldest = self._windows.counts(now, seconds)
+                windows.append(summarize(f"bpf {seconds:g}s", "bpf", min(oldest, now) - self.interval, now,
+                                         stacks_from_counts(counts), max_stacks=self.max_stacks))
+        return ProfilesData(
+            hz=self.hz if running else None,
+            windows=tuple(windows),
+            captures=tuple(self._pprof[u] for u in self.pprof_urls if u in self._pprof) + tuple(self._captures),
+            sources=tuple(self._status[k] for k in sorted(self._status, key=lambda k: (k != "bpf", k))),
+            lost_samples=self._lost,
+        )
+
+    def degraded_reason(self, payload: ProfilesData) -> str:
+        bad = [f"{s.name}: {s.message}" for s in payload.sources if s.state == "error"]
+        return "; ".join(bad)
+
+    # --- pprof ------------------------------------------------------------------------
+
+    async def _fetch(self, url: str, name: str) -> Profile:
+        started = self._clock()
+        prof = await fetch_profile(url, seconds=self.pprof_seconds, timeout=self.pprof_timeout)
+        end = self._clock()
+        start = prof.time_nanos / 1e9 if prof.time_nanos else started
+        span = prof.duration_nanos / 1e9 if prof.duration_nanos else end - started
+        return summarize(name, url, start, start + span, prof.stacks, max_stacks=self.max_stacks)
+
+    async def _pprof_loop(self, url: str) -> None:
+        while True:
+            try:
+                self._pprof[url] = await self._fetch(url, f"pprof {url}")
+                self._status[url] = SourceStatus(url, "ok", "", self._clock())
+            except asyncio.CancelledError:
+                raise
+            except PprofError as exc:
+                self._status[url] = SourceStatus(url, "error", str(exc), self._status[url].last_ok)
+            except Exception as exc:  # noqa: BLE001 - one endpoint never takes the source down
+                log.debug("pprof %s failed", url, exc_info=True)
+                self._status[url] = SourceStatus(url, "error", f"{type(exc).__name__}: {exc}", self._status[url].last_ok)
+            await asyncio.sleep(self.pprof_every)
+
+    # --- on demand --------------------------------------------------------------------
+
+    async def capture(self, *, url: str | None = None, seconds: float | None = None, **want: str) -> Profile:
+        """Capture a profile now: from a pprof URL, or from the BPF sampler for the
+        samples whose tags match `want` (e.g. pid="1234" or service="checkout").
+
+        Raises PprofError or SourceUnavailable with the reason when it cannot.
+        """
+        seconds = self.pprof_seconds if seconds is None else seconds
+        if url is not None:
+            prof = await self._fetch(url, f"capture pprof {url}")
+            self._captures.append(prof)
+            return prof
+        if not want:
+            raise ValueError("capture needs a url or at least one tag to match (pid=..., service=...)")
+        if self._bpf_start is not None and not self._bpf_start.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._bpf_start)  # still compiling: the capture starts after
+        if not self._bpf_state():
+            st = self._status.get("bpf")
+            raise SourceUnavailable(f"BPF sampler not running: {st.message if st else 'off'}", "run `sudo ebpftop`")
+        now = self._clock()
+        label = " ".join(f"{k}={v}" for k, v in sorted(want.items()))
+        pending = _Pending(dict(want), f"capture {label}", now, now + seconds,
+                           done=asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
+        return await pending.done
+
+    def _feed_pending(self, now: float, counts: dict[StackKey, int]) -> None:
+        for p in list(self._pending):
+            for s in filter_stacks(stacks_from_counts(counts), **p.want):
+                p.counts[(s.tags, s.frames)] += s.count
+            if now >= p.deadline:
+                self._pending.remove(p)
+                prof = summarize(p.name, "bpf", p.start, now, stacks_from_counts(p.counts), max_stacks=self.max_stacks)
+                self._captures.append(prof)
+                if p.done is not None and not p.done.done():
+                    p.done.set_result(prof)
+
+
+def from_settings(settings) -> ProfilesCollector:
+    return ProfilesCollector(
+        hz=settings.profile_hz,
+        pprof_urls=settings.pprof_urls,
+        pprof_seconds=settings.pprof_seconds,
+        pprof_every=settings.pprof_every,
+        interval=settings.refresh,
+    )
+
+
+__all__ = ["ProfilesCollector", "from_settings", "GROUP_KEYS"]

@@ -1,0 +1,208 @@
+"""The BPF CPU sampler: perf_event at a fixed frequency on every CPU, stacks counted in
+the kernel (sampler.bpf.c), drained and symbolised here.
+
+Blocking throughout (compile, map reads, symbol lookups): the collector calls it from
+a thread. One owner: `close()` detaches the perf events and frees the program and maps,
+and is safe to call twice; perf_event attachments also die with the process.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import os
+import pathlib
+import threading
+import time
+from dataclasses import dataclass
+
+SOURCE = pathlib.Path(__file__).with_name("sampler.bpf.c")
+FN_NAME = "ebpftop_cpu"  # what `bpftool prog` shows; tests look for it
+KERNEL_SUFFIX = "_[k]"  # flame graph convention for kernel frames
+LOST_STACK = "[stack lost]"
+MAX_NAMES = 100_000  # symbol names cached per process before its cache starts over
+
+
+class SamplerUnavailable(Exception):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class RawStack:
+    tgid: int
+    comm: str
+    frames: tuple[str, ...]  # root first: user frames, then kernel frames
+    count: int
+
+
+class Sampler:
+    def __init__(self, hz: int = 49, *, max_keys: int = 10240, stack_slots: int = 16384,
+                 skip_tgid: int = 0) -> None:
+        if not 1 <= hz <= 1000:
+            raise ValueError(f"sampling frequency must be 1..1000 Hz, not {hz}")
+        self.hz = hz
+        self.max_keys = max_keys
+        self.stack_slots = stack_slots
+        self.skip_tgid = skip_tgid
+        self._bpf = None
+        self._seen: dict[int, float] = {}  # tgid -> last drain it appeared in
+        # bcc's own lookup costs ~50 us a frame; hot stacks repeat every second.
+        self._names: dict[int, dict[int, str]] = {}  # tgid (-1: kernel) -> addr -> name
+        self._last_prune = time.monotonic()
+        # drain() runs in a worker thread; close() must not free the maps under it.
+        self._mutex = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._bpf is not None
+
+    def start(self) -> None:
+        with self._mutex:
+            self._start()
+
+    def _start(self) -> None:
+        if self._bpf is not None:
+            return
+        if os.geteuid() != 0:
+            raise SamplerUnavailable("the BPF CPU sampler needs root", "run `sudo ebpftop`, or give --pprof URL for pprof only")
+        try:
+            from bcc import BPF, PerfSWConfig, PerfType
+        except ImportError as exc:
+            raise SamplerUnavailable(f"bcc does not import ({exc})", "install python3-bpfcc (scripts/setup.sh)") from None
+        cflags = [f"-DMAX_KEYS={self.max_keys}", f"-DSTACK_SLOTS={self.stack_slots}",
+                  f"-DSKIP_TGID={int(self.skip_tgid)}"]
+        try:
+            b = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+        except Exception as exc:  # bcc raises bare Exception on compile/load failure
+            raise SamplerUnavailable(f"BPF program did not load: {exc}", "run `ebpftop doctor`") from None
+        try:
+            b.attach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
+                                fn_name=FN_NAME.encode(), sample_freq=self.hz)
+        except Exception as exc:
+            b.cleanup()
+            raise SamplerUnavailable(f"perf_event attach failed: {exc}",
+                                     "check /proc/sys/kernel/perf_event_paranoid and that perf events exist in this VM") from None
+        self._bpf = b
+
+    def close(self) -> None:
+        with self._mutex:
+            self._close()
+
+    def _close(self) -> None:
+        b, self._bpf = self._bpf, None
+        if b is None:
+            return
+        b.cleanup()  # detaches the perf events, closes program and map fds
+        self._drop_symbols(list(self._seen))
+        self._seen.clear()
+
+    def lost(self) -> tuple[int, int]:
+        """(samples with no room in the counts map, samples whose stack was not kept)."""
+        with self._mutex:
+            b = self._bpf
+            if b is None:
+                return (0, 0)
+            table = b["lost"]
+            return (int(table[ct.c_int(0)].value), int(table[ct.c_int(1)].value))
+
+    def drain(self) -> list[RawStack]:
+        """Everything counted since the last drain, symbolised; the counts restart."""
+        with self._mutex:
+            return self._drain()
+
+    def _drain(self) -> list[RawStack]:
+        b = self._bpf
+        if b is None:
+            raise RuntimeError("sampler not started")
+        counts = b["counts"]
+        stacks = b["stack_traces"]
+        try:
+            items = list(counts.items_lookup_and_delete_batch())
+        except Exception:  # kernels without batch ops: read then delete, a few samples may be lost
+            items = list(counts.items())
+            for k, _ in items:
+                try:
+                    del counts[k]
+                except KeyError:
+                    pass
+        out: list[RawStack] = []
+        used: set[int] = set()
+        now = time.monotonic()
+        for k, v in items:
+            tgid = int(k.tgid)
+            comm = k.comm.decode("utf-8", "replace")
+            user = self._walk(stacks, k.user_stack_id, used, lambda a, p=tgid: self._usym(a, p))
+            kern = self._walk(stacks, k.kernel_stack_id, used, self._ksym)
+            frames = tuple(reversed(user)) + tuple(reversed(kern))
+            out.append(RawStack(tgid, comm, frames or (LOST_STACK,), int(getattr(v, "value", v))))
+            self._seen[tgid] = now
+        # Each drain empties the stack table of what it read, so the table holds only
+        # the last second's stacks and does not fill up with old ones.
+        for sid in used:
+            try:
+                del stacks[stacks.Key(sid)]
+            except KeyError:
+                pass
+        if now - self._last_prune > 30:
+            self._prune_symbols(now)
+        return out
+
+    # --- symbols ----------------------------------------------------------------------
+
+    def _walk(self, stacks, sid: int, used: set[int], name) -> list[str]:
+        """Leaf-first frame names of stack `sid`; [] when there is none."""
+        if sid < 0:
+            return [LOST_STACK] if sid != -errno.EFAULT else []
+        used.add(sid)
+        try:
+            return [name(addr) for addr in stacks.walk(sid)]
+        except KeyError:
+            return [LOST_STACK]
+
+    def _cached(self, tgid: int) -> dict[int, str]:
+        names = self._names.get(tgid)
+        if names is None or len(names) > MAX_NAMES:
+            names = self._names[tgid] = {}
+        return names
+
+    def _usym(self, addr: int, tgid: int) -> str:
+        names = self._cached(tgid)
+        name = names.get(addr)
+        if name is None:
+            from bcc import BPF
+
+            raw = BPF.sym(addr, tgid)
+            if raw == b"[unknown]":
+                raw = BPF.sym(addr, tgid, show_module=True)  # at least say which binary
+            name = names[addr] = raw.decode("utf-8", "replace")
+        return name
+
+    def _ksym(self, addr: int) -> str:
+        names = self._cached(-1)
+        name = names.get(addr)
+        if name is None:
+            from bcc import BPF
+
+            name = names[addr] = BPF.ksym(addr).decode("utf-8", "replace") + KERNEL_SUFFIX
+        return name
+
+    def _prune_symbols(self, now: float) -> None:
+        """bcc keeps a symbol table per pid forever; drop those of processes gone."""
+        self._last_prune = now
+        gone = [p for p, t in self._seen.items() if now - t > 60 or not os.path.exists(f"/proc/{p}")]
+        for p in gone:
+            del self._seen[p]
+        self._drop_symbols(gone)
+
+    def _drop_symbols(self, pids: list[int]) -> None:
+        for p in pids:
+            self._names.pop(p, None)
+        try:
+            from bcc import BPF
+        except ImportError:
+            return
+        for p in pids:
+            BPF._sym_caches.pop(p, None)
