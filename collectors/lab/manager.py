@@ -121,15 +121,16 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
         rec, api = _start_haproxy(layout, st.tmpdir)
         st.processes.append(rec)
         save()
-        procs.wait_ready(rec, lambda: _runtime_answers(api) and answers(layout.stats_url + "/metrics"),
-                         timeout=READY_TIMEOUT, what=f"runtime API {api.socket_path} or {layout.stats_url}/metrics")
+        procs.wait_ready(rec, lambda: _haproxy_ready(api, layout), timeout=READY_TIMEOUT,
+                         what=f"runtime API {api.socket_path}, {layout.stats_url}/metrics or health checks")
         say(f"haproxy: pid {rec.pid}, traffic {layout.app_url}, stats {layout.stats_url}/stats, "
             f"weights stable={config.weights[0]} canary={config.weights[1]}, runtime API {api.socket_path}")
 
         rec, prom = _start_prometheus(layout, st.tmpdir)
         st.processes.append(rec)
         save()
-        procs.wait_ready(rec, prom.ready, timeout=READY_TIMEOUT, what=f"{layout.prometheus_url}/-/ready")
+        procs.wait_ready(rec, lambda: prom.ready() and _targets_up(prom), timeout=READY_TIMEOUT,
+                         what=f"{layout.prometheus_url}/-/ready or its scrape targets")
         say(f"prometheus: pid {rec.pid}, {layout.prometheus_url} (scraping every 1s, exemplars on)")
 
         rec = procs.start("loadgen", [sys.executable, "-m", "ebpftop.collectors.lab.loadgen",
@@ -138,8 +139,7 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
                           ip_bin=config.ip_bin, env={"PYTHONUNBUFFERED": "1"})
         st.processes.append(rec)
         save()
-        time.sleep(0.2)
-        procs.wait_ready(rec, lambda: True, timeout=READY_TIMEOUT, what="load generator")
+        procs.wait_ready(rec, lambda: os.path.getsize(rec.log) > 0, timeout=READY_TIMEOUT, what="load generator")
         say(f"loadgen: pid {rec.pid}, {config.rate:g} req/s from {layout.addr('client')} to {layout.app_url}")
 
         st.complete = True
@@ -232,11 +232,21 @@ def _start_haproxy(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord, h
     return rec, haproxy.RuntimeAPI(sock)
 
 
-def _runtime_answers(api: haproxy.RuntimeAPI) -> bool:
+def _haproxy_ready(api: haproxy.RuntimeAPI, layout: Layout) -> bool:
+    """Runtime API and exporter answer, and health checks found both services."""
     try:
-        return "Name: HAProxy" in api.command("show info")
+        servers = api.servers_state()
     except haproxy.RuntimeAPIError:
         return False
+    return all(s.op_state == "running" for s in servers) and answers(layout.stats_url + "/metrics")
+
+
+def _targets_up(api: prometheus.PrometheusAPI) -> bool:
+    try:
+        targets = api.targets()
+    except OSError:
+        return False
+    return bool(targets) and all(t["health"] == "up" for t in targets)
 
 
 def _start_prometheus(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord, prometheus.PrometheusAPI]:

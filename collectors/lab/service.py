@@ -133,6 +133,19 @@ def make_handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+    def handle_error(self, request, client_address) -> None:
+        # HAProxy resets health-check and idle keep-alive connections: routine, and a
+        # traceback for each would grow the log without bound.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            return
+        print(f"error serving {client_address[0]}: {type(exc).__name__}: {exc}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ebpftop-lab-service", description=__doc__.split("\n")[0])
     p.add_argument("--listen", default="0.0.0.0:8000", help="host:port")
@@ -146,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     state.duration.labels(args.version, args.track)
     state.requests.labels(args.version, args.track, "200")
     state.requests.labels(args.version, args.track, "500")
-    ThreadingHTTPServer.daemon_threads = True
-    ThreadingHTTPServer.request_queue_size = 256
-    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), make_handler(state))
+    server = Server((host or "0.0.0.0", int(port)), make_handler(state))
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"serving {args.track} {args.version} on {args.listen} "
           f"(OTEL_SERVICE_NAME={os.environ.get('OTEL_SERVICE_NAME', '')})", flush=True)
