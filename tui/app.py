@@ -204,7 +204,7 @@ class EbpftopApp(App[int]):
         if self.replay is not None:
             replay = self.replay.status_text()
         paused = self.paused or bool(self.replay is not None and self.replay.paused)
-        return Marks(self.title, self.read_only, paused, self._pending, replay)
+        return Marks(self.TITLE, self.read_only, paused, self._pending, replay)
 
     def now(self) -> float:
         """Wall time for ages; in a replay, the recording's time at the current position."""

@@ -37,7 +37,13 @@ _DISPLAY = {
     "shift+tab": "shift+tab",
 }
 
-_PANES = Binding.Group("Panes", compact=True)
+# Related keys share one footer entry ("1234 Panes"), so 80 columns hold them all.
+_GROUPS = {
+    "focus_pane": Binding.Group("Panes", compact=True),
+    "replay_step": Binding.Group("Replay", compact=True),
+    "replay_slower": Binding.Group("Replay", compact=True),
+    "replay_faster": Binding.Group("Replay", compact=True),
+}
 
 
 def key_display(key: str) -> str:
@@ -57,7 +63,7 @@ def app_bindings() -> list[Binding]:
                 show=show,
                 key_display=_DISPLAY.get(key),
                 tooltip=s.help,
-                group=_PANES if action.startswith("focus_pane") else None,
+                group=_GROUPS.get(action.split("(")[0]),
             )
         )
     return out

@@ -34,23 +34,29 @@ def problems(health: dict[str, Health]) -> list[tuple[str, Health]]:
     return sorted(bad, key=lambda item: (item[1].state.rank, item[0]))
 
 
-def title_line(marks: Marks, host: HostData | None = None) -> Content:
-    parts: list[str | tuple[str, str]] = [(clean(marks.title, 60), "bold")]
-    if host is not None:
-        parts += [
-            "  ",
-            (clean(host.hostname, 40), "bold $accent"),
-            ("  " + clean(host.kernel, 30), "$text-muted"),
-            f"  up {fmt.duration(host.uptime_s)}",
-        ]
+def title_line(marks: Marks, host: HostData | None = None, width: int = 0) -> Content:
+    """Title, host identity and mode marks; drops kernel, then uptime, to fit `width`.
+    The marks (READ-ONLY, PAUSED, replay position) are never dropped."""
+    tail: list[str | tuple[str, str]] = []
     if marks.read_only:
-        parts += ["  ", (" READ-ONLY ", "bold reverse $accent")]
+        tail += ["  ", (" READ-ONLY ", "bold reverse $accent")]
     if marks.paused:
         waiting = f" +{marks.pending}" if marks.pending else ""
-        parts += ["  ", (f" PAUSED{waiting} ", "bold reverse $warning")]
+        tail += ["  ", (f" PAUSED{waiting} ", "bold reverse $warning")]
     if marks.replay:
-        parts += ["  ", (clean(marks.replay, 80), "bold $secondary")]
-    return Content.assemble(*parts)
+        tail += ["  ", (clean(marks.replay, 80), "bold $secondary")]
+    head: list[str | tuple[str, str]] = [(clean(marks.title, 60), "bold")]
+    variants = [head + tail]
+    if host is not None:
+        name = ["  ", (clean(host.hostname, 40), "bold $accent")]
+        kernel = [("  " + clean(host.kernel, 30), "$text-muted")]
+        up = [f"  up {fmt.duration(host.uptime_s)}"]
+        variants = [head + name + kernel + up + tail, head + name + up + tail, head + name + tail]
+    for parts in variants:
+        content = Content.assemble(*parts)
+        if not width or content.cell_length <= width:
+            return content
+    return content
 
 
 def host_line(data: HostData | None, width: int = 0) -> Content:
@@ -121,5 +127,5 @@ class HostHeader(Static):
         if key == self._last:
             return  # nothing changed: no repaint, no bytes to the terminal
         self._last = key
-        lines = [title_line(marks, data), host_line(data, width), problem_line(health, waiting)]
+        lines = [title_line(marks, data, width), host_line(data, width), problem_line(health, waiting)]
         self.update(Content("\n").join(lines))

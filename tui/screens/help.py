@@ -13,6 +13,10 @@ from ..actions import spec
 from ..bindings import key_display
 
 
+# Textual's own actions that have no entry in actions.py.
+_TEXTUAL_HELP = {"help_quit": "say how to quit (q or ctrl+q)", "quit": "quit ebpftop"}
+
+
 def all_bindings(app) -> list[Binding]:
     """Every Binding declared on the app's classes, most specific class first."""
     seen: set[str] = set()
@@ -31,7 +35,7 @@ def help_rows(app) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for b in all_bindings(app):
         s = spec(b.action)
-        text = s.help if s else (b.tooltip or b.description or b.action.replace("_", " "))
+        text = s.help if s else _TEXTUAL_HELP.get(b.action) or b.description or b.action.replace("_", " ")
         note = ""
         if s is not None and s.replay and getattr(app, "replay", None) is None:
             note = "replay only"
@@ -51,9 +55,10 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll {
-        width: auto; max-width: 100%; height: auto; max-height: 100%;
+        width: 84; max-width: 100%; height: auto; max-height: 100%;
         border: round $primary; background: $surface; padding: 0 1;
     }
+    HelpScreen #help-keys { width: 100%; height: auto; }
     """
 
     def compose(self) -> ComposeResult:
