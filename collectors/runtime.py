@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 def default_collectors(settings: Settings) -> list[Collector]:
     """The live sources for these settings. Later sources add themselves here."""
+    from .canary.collector import CanaryCollector
     from .flows.collector import FlowsCollector
     from .host import HostCollector
     from .profiles.collector import from_settings as profiles_collector
@@ -30,6 +31,8 @@ def default_collectors(settings: Settings) -> list[Collector]:
     return [
         HostCollector(interval=settings.refresh),
         FlowsCollector(settings.ifaces, interval=settings.refresh),
+        # always present: without prometheus_url it reports "off" with how to turn it on
+        CanaryCollector(settings),
         profiles_collector(settings),  # BPF sampler off without root; pprof still works
     ]
 

@@ -76,6 +76,12 @@ def iface_names(value: Any) -> str | None:
     return None
 
 
+def _canary_window(value: Any) -> str | None:
+    from .canary.config import check_window
+
+    return check_window(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     # [ui]
@@ -107,6 +113,34 @@ class Settings:
     # [canary]
     prometheus_url: str | None = setting(None, "canary", check=http_url)
     """Prometheus HTTP API base URL, e.g. http://127.0.0.1:9090."""
+    prometheus_token_file: str | None = setting(None, "canary", "bearer_token_file", check=not_empty)
+    """File holding a bearer token for Prometheus (a file, so it stays out of ps and shell history)."""
+    prometheus_user: str | None = setting(None, "canary", "basic_auth_user", check=not_empty)
+    """Basic-auth user for Prometheus; the password is read from basic_auth_password_file."""
+    prometheus_password_file: str | None = setting(None, "canary", "basic_auth_password_file", check=not_empty)
+    """File holding the basic-auth password for Prometheus."""
+    prometheus_ca_file: str | None = setting(None, "canary", "tls_ca_file", check=not_empty)
+    """CA bundle (PEM) that signs Prometheus' TLS certificate, for a private CA."""
+    canary_services_file: str | None = setting(None, "canary", "services_file", check=not_empty)
+    """TOML file of [[service]] tables (name, selector, variant_label, canary, stable, window,
+    p99_query, error_ratio_query, ..., p99_max, ...); unset watches one service with the
+    default metric names and a `version` or `track` label valued canary/stable."""
+    canary_interval: float = setting(5.0, "canary", "evaluation_interval", check=between(0.5, 600))
+    """Seconds between canary evaluations."""
+    canary_timeout: float = setting(5.0, "canary", "query_timeout", check=between(0.1, 120))
+    """Seconds each Prometheus query may take before it counts as failed."""
+    canary_window: str = setting("1m", "canary", "evaluation_window", check=_canary_window)
+    """Evaluation window: the range of rate()/increase() in the queries, e.g. 1m, 5m."""
+    canary_p99_max: float = setting(1.2, "canary", "p99_max", check=positive)
+    """The canary fails when its p99 latency stays above this many seconds."""
+    canary_error_ratio_max: float = setting(0.005, "canary", "error_ratio_max", check=between(0, 1))
+    """The canary fails when its 5xx ratio stays above this (0.005 = 0.5%)."""
+    canary_p99_ratio_max: float = setting(1.2, "canary", "p99_ratio_max", check=positive)
+    """The canary fails when its p99 stays above this multiple of stable's p99."""
+    canary_persist: int = setting(3, "canary", "breaches_to_fail", check=between(1, 1000))
+    """Consecutive breaching evaluations before the verdict turns to fail (a blip only warns)."""
+    canary_min_requests: int = setting(20, "canary", "min_requests", check=between(0, 10**9))
+    """Fewer canary requests than this in the window is too little to judge: no data."""
 
     # [lab]
     lab: bool = setting(False, "lab", "enabled")

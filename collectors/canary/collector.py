@@ -1,0 +1,379 @@
+"""The canary source: every interval, query Prometheus for each service's canary and
+stable variants, judge the canary, and publish the numbers with the verdict.
+
+All queries of a sample run concurrently in threads (query.PromClient), each with a
+timeout, so a slow Prometheus delays only this source and never the screen. A service
+whose queries all fail keeps its last good numbers, marked stale with their time; when
+every query fails the sample fails, and the runner marks the source degraded (with
+the age of the last good data) and backs off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import urllib.parse
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+from ..base import Collector, SourceUnavailable
+from .config import CanaryConfigError, ServiceConfig, load_services_file, validate
+from .data import Bucket, CanaryData, DriftTest, ServiceCanary, VariantMetrics
+from .exemplars import parse_exemplars, slowest
+from .query import Answer, PromClient, QueryError
+from .stats import TEST_NAME, ChiSquare, chi_square_homogeneity, per_bucket
+from .verdict import Evaluator, Measured, Thresholds, Verdict
+
+VARIANTS = ("canary", "stable")
+SCALARS = ("p99", "error_ratio", "throughput")
+HINT_CONFIG = "fix the [[service]] table in the canary services file (see `ebpftop --help-config`)"
+
+
+def thresholds_from(settings: Any) -> Thresholds:
+    return Thresholds(
+        p99_max_s=settings.canary_p99_max,
+        error_ratio_max=settings.canary_error_ratio_max,
+        p99_ratio_max=settings.canary_p99_ratio_max,
+        persist=settings.canary_persist,
+        min_requests=settings.canary_min_requests,
+    )
+
+
+def services_from(settings: Any) -> tuple[ServiceConfig, ...]:
+    """The services to watch: the services file, or one service with the defaults.
+
+    Raises CanaryConfigError naming the service and template that is wrong.
+    """
+    defaults = thresholds_from(settings)
+    if settings.canary_services_file:
+        return load_services_file(settings.canary_services_file, defaults, window=settings.canary_window)
+    svc = ServiceConfig(name="default", window=settings.canary_window, thresholds=defaults)
+    validate(svc, "[canary]")
+    return (svc,)
+
+
+def _read_secret(path: str, what: str, key: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.read().strip()
+    except OSError as exc:
+        raise SourceUnavailable(f"cannot read the {what} file {path}: {exc.strerror or exc}",
+                                f"check [canary] {key}") from None
+    if not value:
+        raise SourceUnavailable(f"the {what} file {path} is empty", f"put the {what} in {path}")
+    return value
+
+
+def public_url(url: str) -> str:
+    """The URL without user:password, fit to show and to record."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _one(answer: Answer, what: str) -> float | None:
+    if not answer.samples:
+        return None
+    if len(answer.samples) > 1:
+        raise QueryError("bad_response", f"{what} returned {len(answer.samples)} series; "
+                                         "the template must aggregate to one (e.g. sum(...))")
+    return answer.samples[0].value
+
+
+def _le_key(le: str) -> float:
+    try:
+        return float(le)
+    except ValueError:
+        raise QueryError("bad_response", f"bucket le={le[:20]!r} is not a number") from None
+
+
+def _buckets(answer: Answer) -> tuple[Bucket, ...]:
+    rows = []
+    for s in answer.samples:
+        le = s.labels.get("le")
+        if le is None:
+            raise QueryError("bad_response", "buckets template returned a series without `le`; "
+                                             "keep `sum by (le)`")
+        rows.append((_le_key(le), le, s.value))
+    rows.sort()
+    return tuple(Bucket(le, value) for _, le, value in rows)
+
+
+def drift_test(canary: Sequence[Bucket], stable: Sequence[Bucket]) -> tuple[DriftTest, ChiSquare | None]:
+    """The chi-square test on the buckets both variants share.
+
+    Cumulative counts at shared boundaries form a valid coarser histogram, so variants
+    built with different bucket layouts are still compared, on the boundaries they share.
+    """
+    a = {b.le: b.count for b in canary}
+    b = {b.le: b.count for b in stable}
+    shared = sorted(set(a) & set(b), key=_le_key)
+    if not shared:
+        return DriftTest(TEST_NAME, note="no latency buckets shared by canary and stable"), None
+    if any(a[le] is None or b[le] is None for le in shared):
+        return DriftTest(TEST_NAME, note="a latency bucket has no data"), None
+    if _le_key(shared[-1]) != math.inf:
+        return DriftTest(TEST_NAME, note="no +Inf bucket: the histograms are incomplete"), None
+    ra, rb = per_bucket([a[le] for le in shared]), per_bucket([b[le] for le in shared])
+    result = chi_square_homogeneity(ra, rb)
+    if result is None:
+        note = "too few requests for the test (needs >= 5 expected per bin and >= 2 bins)"
+        return DriftTest(TEST_NAME, n_canary=sum(ra), n_stable=sum(rb), note=note), None
+    return DriftTest(
+        TEST_NAME,
+        statistic=result.statistic,
+        dof=result.dof,
+        p_value=result.p_value,
+        effect_size=result.cramers_v,
+        bins=result.bins,
+        n_canary=result.n_a,
+        n_stable=result.n_b,
+    ), result
+
+
+class CanaryCollector(Collector):
+    name = "canary"
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        services: Sequence[ServiceConfig] | None = None,
+        client: PromClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.interval = float(settings.canary_interval)
+        self._services = tuple(services) if services is not None else None
+        self._client = client
+        self._own_client = client is None
+        self._clock = clock
+        self._evaluators: dict[str, Evaluator] = {}
+        self._last: dict[str, ServiceCanary] = {}
+        self._labels: dict[str, str] = {}
+        self._templates_checked = False
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        if not s.prometheus_url:
+            raise SourceUnavailable(
+                "Prometheus is not configured",
+                "set prometheus_url in [canary] of the config, or pass --prometheus-url",
+                off=True,
+            )
+        if self._services is None:
+            try:
+                self._services = services_from(s)
+            except CanaryConfigError as exc:
+                raise SourceUnavailable(str(exc), HINT_CONFIG) from None
+        if self._client is None:
+            token = _read_secret(s.prometheus_token_file, "bearer token", "bearer_token_file") if s.prometheus_token_file else None
+            basic = None
+            if s.prometheus_user:
+                if not s.prometheus_password_file:
+                    raise SourceUnavailable("[canary] basic_auth_user is set but basic_auth_password_file is not",
+                                            "set [canary] basic_auth_password_file to a file holding the password")
+                basic = (s.prometheus_user, _read_secret(s.prometheus_password_file, "password",
+                                                         "basic_auth_password_file"))
+            self._client = PromClient(s.prometheus_url, timeout=s.canary_timeout, token=token,
+                                      basic_auth=basic, ca_file=s.prometheus_ca_file)
+        for svc in self._services:
+            self._evaluators.setdefault(svc.name, Evaluator(svc.thresholds))
+
+    async def close(self) -> None:
+        if self._client is not None and self._own_client:
+            self._client.close()
+            self._client = None
+
+    # --- one sample -------------------------------------------------------------------
+
+    async def collect(self) -> CanaryData:
+        assert self._client is not None and self._services is not None, "start() first"
+        if not self._templates_checked:
+            await self._check_templates()
+        at = self._clock()
+        results = await asyncio.gather(*(self._sample_service(svc, at) for svc in self._services))
+        services = tuple(svc for svc, _ in results)
+        if not any(fresh for _, fresh in results):
+            first = next((e for svc in services for e in svc.errors), "no answer")
+            raise QueryError("connection", f"every query failed ({public_url(self._client.url)}): {first}")
+        return CanaryData(public_url(self._client.url), services)
+
+    def degraded_reason(self, payload: CanaryData) -> str:
+        issues = []
+        for svc in payload.services:
+            if svc.stale:
+                issues.append(f"{svc.name}: stale, {svc.errors[0] if svc.errors else 'no fresh data'}")
+            elif svc.errors:
+                more = f" (+{len(svc.errors) - 1} more)" if len(svc.errors) > 1 else ""
+                issues.append(f"{svc.name}: {svc.errors[0]}{more}")
+            for w in svc.warnings[:1]:
+                issues.append(f"{svc.name}: Prometheus warns: {w}")
+        return "; ".join(issues)
+
+    async def _check_templates(self) -> None:
+        """Ask Prometheus to parse every template once; a template it rejects stops the
+        source with the service and template named."""
+        client = self._client
+        jobs = []
+        for svc in self._services:
+            label = svc.variant_labels()[0]
+            for name in svc.templates():
+                jobs.append((svc, name, client.format_query(svc.render(name, "canary", label))))
+        results = await asyncio.gather(*(job for _, _, job in jobs), return_exceptions=True)
+        for (svc, name, _), res in zip(jobs, results):
+            if isinstance(res, QueryError) and res.kind == "api":
+                raise SourceUnavailable(
+                    f"canary service {svc.name!r}, template {name} does not parse: {res.message}", HINT_CONFIG)
+        for res in results:
+            if isinstance(res, QueryError) and res.kind == "http" and res.message.startswith("HTTP 404"):
+                continue  # a Prometheus without format_query: queries will say it instead
+            if isinstance(res, BaseException):
+                raise res
+        self._templates_checked = True
+
+    async def _variant_label(self, svc: ServiceConfig, at: float) -> tuple[str | None, list[str]]:
+        """The label telling this service's variants apart; tried in order, remembered."""
+        if svc.name in self._labels:
+            return self._labels[svc.name], []
+        candidates = svc.variant_labels()
+        if len(candidates) == 1:
+            self._labels[svc.name] = candidates[0]
+            return candidates[0], []
+        answers = await asyncio.gather(
+            *(self._client.query(svc.render("throughput", "canary", lbl), at) for lbl in candidates),
+            return_exceptions=True,
+        )
+        errors = []
+        for lbl, ans in zip(candidates, answers):
+            if isinstance(ans, Answer) and ans.samples:
+                self._labels[svc.name] = lbl
+                return lbl, []
+            if isinstance(ans, QueryError):
+                errors.append(f"variant label {lbl}: {ans.message}")
+            elif isinstance(ans, BaseException):
+                raise ans
+        return None, errors
+
+    async def _sample_service(self, svc: ServiceConfig, at: float) -> tuple[ServiceCanary, bool]:
+        """This service's sample and whether it is fresh (some query answered)."""
+        label, errors = await self._variant_label(svc, at)
+        if label is None:
+            if errors:
+                return self._failed(svc, errors), False
+            note = " or ".join(f'{lbl}="{svc.canary}"' for lbl in svc.variant_labels())
+            return self._no_variant(svc, at, f"no series with {note}"), True
+
+        queries: dict[str, str] = {}
+        jobs = []
+        for variant in VARIANTS:
+            for metric in (*SCALARS, "buckets"):
+                promql = svc.render(metric, variant, label)
+                queries[f"{variant}.{metric}"] = promql
+                jobs.append(self._client.query(promql, at))
+        selector = svc.render("exemplars", "canary", label)
+        queries["canary.exemplars"] = selector
+        jobs.append(self._client.query_exemplars(selector, at - svc.window_s, at))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException) and not isinstance(res, QueryError):
+                raise res
+
+        keys = list(queries)
+        got: dict[str, Any] = {}
+        warnings: list[str] = []
+        for key, res in zip(keys, results):
+            variant, metric = key.split(".")
+            if isinstance(res, QueryError):
+                errors.append(f"{variant} {metric}: {res.message}")
+                continue
+            try:
+                if metric == "exemplars":
+                    data, warn = res
+                    warnings += warn
+                    got[key] = parse_exemplars(data, svc.trace_label)
+                    continue
+                warnings += res.warnings
+                got[key] = _buckets(res) if metric == "buckets" else _one(res, f"template {metric}")
+            except QueryError as exc:
+                errors.append(f"{variant} {metric}: {exc.message}")
+        if not got:
+            return self._failed(svc, errors), False
+
+        variants = {v: self._variant_metrics(svc, v, got) for v in VARIANTS}
+        canary, stable = variants["canary"], variants["stable"]
+        drift, chi = drift_test(canary.buckets, stable.buckets)
+        measured = Measured(
+            canary_p99_s=canary.p99_s,
+            stable_p99_s=stable.p99_s,
+            canary_error_ratio=canary.error_ratio,
+            canary_requests=canary.requests,
+            drift=chi,
+            drift_note=drift.note,
+        )
+        verdict = self._evaluators.setdefault(svc.name, Evaluator(svc.thresholds)).evaluate(measured)
+        cutoff = canary.p99_s if canary.p99_s is not None else svc.thresholds.p99_max_s
+        result = ServiceCanary(
+            name=svc.name,
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+            metrics=verdict.metrics,
+            canary=canary,
+            stable=stable,
+            drift=drift,
+            exemplars=slowest(got.get("canary.exemplars", []), cutoff),
+            variant_label=label,
+            window=svc.window,
+            evaluated_at=at,
+            warnings=tuple(dict.fromkeys(warnings)),
+            errors=tuple(errors),
+            queries=queries,
+        )
+        self._last[svc.name] = result
+        return result, True
+
+    def _variant_metrics(self, svc: ServiceConfig, variant: str, got: dict[str, Any]) -> VariantMetrics:
+        buckets = got.get(f"{variant}.buckets", ())
+        total = next((b.count for b in buckets if b.le == "+Inf" or _le_key(b.le) == math.inf), None)
+        return VariantMetrics(
+            variant=svc.canary if variant == "canary" else svc.stable,
+            p99_s=got.get(f"{variant}.p99"),
+            error_ratio=got.get(f"{variant}.error_ratio"),
+            rps=got.get(f"{variant}.throughput"),
+            requests=total,
+            buckets=buckets,
+        )
+
+    def _failed(self, svc: ServiceConfig, errors: list[str]) -> ServiceCanary:
+        """Nothing answered for this service: the last good numbers, marked stale."""
+        last = self._last.get(svc.name)
+        if last is not None:
+            return replace(last, stale=True, errors=tuple(errors), warnings=())
+        return self._empty(svc, None, "no data yet: " + (errors[0] if errors else "no answer"), errors)
+
+    def _no_variant(self, svc: ServiceConfig, at: float, why: str) -> ServiceCanary:
+        return self._empty(svc, at, why, [])
+
+    def _empty(self, svc: ServiceConfig, at: float | None, why: str, errors: list[str]) -> ServiceCanary:
+        # a throwaway evaluator: no data must not touch the service's breach counts
+        assessment = Evaluator(svc.thresholds).evaluate(Measured(None, None, None, None, None, why))
+        return ServiceCanary(
+            name=svc.name,
+            verdict=Verdict.NO_DATA,
+            reason=why,
+            metrics=assessment.metrics,
+            canary=VariantMetrics(svc.canary),
+            stable=VariantMetrics(svc.stable),
+            drift=DriftTest(TEST_NAME, note=why),
+            window=svc.window,
+            evaluated_at=at,
+            errors=tuple(errors),
+        )
+

@@ -1,0 +1,72 @@
+"""Exemplars of the canary's slow requests: the trace ids that lead to profiles.
+
+Prometheus keeps exemplars (when run with --enable-feature=exemplar-storage) beside the
+histogram buckets; /api/v1/query_exemplars returns them per series. The slow ones are
+those at or above the canary's p99 (or the p99 threshold while p99 is unknown): the
+requests that make the tail, each with the trace id a profile can be looked up by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .query import QueryError, to_value
+
+MAX_EXEMPLARS = 10
+TRACE_LABELS = ("trace_id", "traceID", "traceId", "trace")
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    trace_id: str
+    value_s: float
+    time: float
+    bucket: str = ""  # the `le` of the series it was recorded on
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def parse_exemplars(data: Any, trace_label: str = "trace_id") -> list[Exemplar]:
+    """The `data` of /api/v1/query_exemplars -> exemplars that carry a trace id."""
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise QueryError("bad_response", "exemplar answer is not a list of series")
+    names = (trace_label, *[t for t in TRACE_LABELS if t != trace_label])
+    out: list[Exemplar] = []
+    for series in data:
+        if not isinstance(series, dict):
+            raise QueryError("bad_response", "exemplar series is not an object")
+        series_labels = series.get("seriesLabels") or {}
+        items = series.get("exemplars") or []
+        if not isinstance(series_labels, dict) or not isinstance(items, list):
+            raise QueryError("bad_response", "exemplar series lacks seriesLabels/exemplars")
+        le = str(series_labels.get("le", ""))
+        for ex in items:
+            if not isinstance(ex, dict):
+                raise QueryError("bad_response", "exemplar is not an object")
+            labels = ex.get("labels") or {}
+            if not isinstance(labels, dict):
+                raise QueryError("bad_response", "exemplar labels are not an object")
+            trace = next((str(labels[n]) for n in names if labels.get(n)), None)
+            value = to_value(ex.get("value"))
+            try:
+                ts = float(ex.get("timestamp"))
+            except (TypeError, ValueError):
+                raise QueryError("bad_response", "exemplar timestamp is not a number") from None
+            if trace is None or value is None:
+                continue  # nothing to follow, or no usable latency
+            out.append(Exemplar(trace, value, ts, le, {str(k): str(v) for k, v in labels.items()}))
+    return out
+
+
+def slowest(exemplars: list[Exemplar], cutoff_s: float | None, limit: int = MAX_EXEMPLARS) -> tuple[Exemplar, ...]:
+    """Exemplars at or above `cutoff_s`, slowest first, one per trace id."""
+    chosen: dict[str, Exemplar] = {}
+    for ex in sorted(exemplars, key=lambda e: (-e.value_s, -e.time)):
+        if cutoff_s is not None and ex.value_s < cutoff_s:
+            continue
+        chosen.setdefault(ex.trace_id, ex)
+        if len(chosen) >= limit:
+            break
+    return tuple(chosen.values())

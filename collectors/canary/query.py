@@ -1,0 +1,240 @@
+"""Prometheus HTTP API calls, off the event loop, each bounded by a timeout.
+
+prometheus-api-client's `PrometheusConnect` builds the HTTP session (auth, headers, TLS
+verification, proxies); the calls themselves go through `PromClient.get`, which keeps
+the whole response envelope, because `custom_query` drops what the canary pane must
+show: Prometheus `warnings`, and `errorType`/`error` of a refused query. Its built-in
+retries are switched off: a retry loop inside one call would stall the sample, and the
+collector runner already backs off between samples.
+
+Every failure becomes a `QueryError` with a one-line message that says what happened
+(refused, timed out, HTTP status, not JSON, an HTML page, a malformed answer).
+Values that are NaN or +-Inf become None: no data, never zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
+
+MAX_BODY = 16 * 1024 * 1024  # a canary answer is a handful of series
+_SNIPPET = 80
+
+
+class QueryError(Exception):
+    """One API call failed. `kind`: connection, timeout, http, bad_response, api."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float | None  # None for NaN/Inf: no data
+
+
+@dataclass(frozen=True)
+class Answer:
+    samples: tuple[Sample, ...]
+    warnings: tuple[str, ...]
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:200].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else "")
+
+
+def to_value(raw: Any) -> float | None:
+    """A Prometheus sample value ("1.5", "NaN", "+Inf") -> float, or None when not finite."""
+    if isinstance(raw, bool):
+        raise QueryError("bad_response", f"sample value {raw!r} is not a number")
+    try:
+        x = float(raw)
+    except (TypeError, ValueError):
+        raise QueryError("bad_response", f"sample value {str(raw)[:40]!r} is not a number") from None
+    return x if math.isfinite(x) else None
+
+
+def parse_envelope(status: int, body: bytes) -> tuple[Any, tuple[str, ...]]:
+    """An HTTP answer from /api/v1/* -> (data, warnings), or QueryError saying why not."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        head = body.lstrip()[:1]
+        if head == b"<":
+            what = f"an HTML page ({_snippet(body)!r}), not the Prometheus API: wrong URL, or a proxy/login page?"
+        elif not body.strip():
+            what = "an empty body"
+        else:
+            what = f"a body that is not JSON ({exc.__class__.__name__}: {str(exc)[:60]}; truncated?)"
+        if status != 200:
+            raise QueryError("http", f"HTTP {status} with {what}") from None
+        raise QueryError("bad_response", f"Prometheus answered {what}") from None
+    if not isinstance(obj, dict):
+        raise QueryError("bad_response", f"HTTP {status}: answer is a JSON {type(obj).__name__}, not an object")
+    warnings = tuple(str(w) for key in ("warnings", "infos") for w in (obj.get(key) or ()) if w is not None)
+    if obj.get("status") == "error":
+        kind = str(obj.get("errorType") or "error")
+        raise QueryError("api", f"HTTP {status}, {kind}: {obj.get('error') or 'no message'}")
+    if status != 200:
+        raise QueryError("http", f"HTTP {status}: {_snippet(body)}")
+    if obj.get("status") != "success" or "data" not in obj:
+        raise QueryError("bad_response", f"answer has no status \"success\" and data: {_snippet(body)}")
+    return obj["data"], warnings
+
+
+def parse_result(data: Any) -> tuple[Sample, ...]:
+    """`data` of an instant query -> samples (vector or scalar)."""
+    if not isinstance(data, dict) or "resultType" not in data or "result" not in data:
+        raise QueryError("bad_response", "query answer has no resultType/result")
+    kind, result = data["resultType"], data["result"]
+    if kind == "scalar":
+        if not isinstance(result, list) or len(result) != 2:
+            raise QueryError("bad_response", "scalar result is not [time, value]")
+        return (Sample({}, to_value(result[1])),)
+    if kind != "vector":
+        raise QueryError("bad_response", f"expected an instant vector, got a {kind}")
+    if not isinstance(result, list):
+        raise QueryError("bad_response", "vector result is not a list")
+    out = []
+    for item in result:
+        if not isinstance(item, dict) or not isinstance(item.get("value"), list) or len(item["value"]) != 2:
+            raise QueryError("bad_response", "vector sample is not {metric, value: [time, value]}")
+        labels = item.get("metric") or {}
+        if not isinstance(labels, dict):
+            raise QueryError("bad_response", "sample labels are not an object")
+        out.append(Sample({str(k): str(v) for k, v in labels.items()}, to_value(item["value"][1])))
+    return tuple(out)
+
+
+def session(*, token: str | None = None, ca_file: str | None = None) -> requests.Session:
+    s = requests.Session()
+    if ca_file:
+        s.verify = ca_file
+    if token:
+        s.headers["Authorization"] = f"Bearer {token}"
+    return s
+
+
+class PromClient:
+    """Async facade over one Prometheus; blocking HTTP runs in its own small pool."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        token: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        ca_file: str | None = None,
+        workers: int = 8,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._conn = PrometheusConnect(
+            url=self.url,
+            auth=basic_auth,
+            session=session(token=token, ca_file=ca_file),
+            timeout=timeout,
+            # no retries inside a call (see module docstring); follow a few redirects
+            retry=Retry(total=None, connect=0, read=0, status=0, other=0, redirect=3),
+        )
+        # A stalled Prometheus holds a thread until its timeout; a private pool keeps
+        # that from starving other collectors' to_thread work.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prometheus")
+        self._closed = False
+
+    def get(self, path: str, params: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
+        """Blocking GET of /api/v1/<path> -> (data, warnings). Whole call <= timeout."""
+        deadline = time.monotonic() + self.timeout
+        conn = self._conn
+        try:
+            resp = conn._session.get(
+                f"{self.url}/api/v1/{path}",
+                params=params,
+                headers=conn.headers,
+                auth=conn.auth,
+                timeout=self.timeout,
+                stream=True,
+            )
+        except requests.exceptions.Timeout:
+            raise QueryError("timeout", f"no answer within {self.timeout:g} s") from None
+        except requests.exceptions.SSLError as exc:
+            raise QueryError("connection", f"TLS failed: {_reason(exc)}") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise QueryError("connection", f"cannot connect: {_reason(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise QueryError("connection", f"request failed: {_reason(exc)}") from None
+        try:
+            body = bytearray()
+            # read in chunks so a server that trickles bytes still hits the deadline
+            for chunk in resp.iter_content(65536):
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise QueryError("bad_response", f"answer larger than {MAX_BODY // (1024 * 1024)} MiB")
+                if time.monotonic() > deadline:
+                    raise QueryError("timeout", f"answer not complete within {self.timeout:g} s")
+        except requests.exceptions.RequestException as exc:
+            if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+                raise QueryError("timeout", f"answer not complete within {self.timeout:g} s") from None
+            raise QueryError("connection", f"connection broke mid-answer: {_reason(exc)}") from None
+        finally:
+            resp.close()
+        return parse_envelope(resp.status_code, bytes(body))
+
+    async def call(self, path: str, params: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
+        if self._closed:
+            raise QueryError("connection", "client closed")
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._pool, self.get, path, params)
+        try:
+            # the request has its own deadline; this one only guards against a thread
+            # that never returns, and keeps the loop free either way
+            return await asyncio.wait_for(fut, self.timeout + 2.0)
+        except asyncio.TimeoutError:
+            raise QueryError("timeout", f"no answer within {self.timeout:g} s") from None
+
+    async def query(self, promql: str, at: float | None = None) -> Answer:
+        params: dict[str, Any] = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data, warnings = await self.call("query", params)
+        return Answer(parse_result(data), warnings)
+
+    async def format_query(self, promql: str) -> str:
+        """Prometheus' own parse of `promql` (QueryError kind "api" when it does not parse)."""
+        data, _ = await self.call("format_query", {"query": promql})
+        return str(data)
+
+    async def query_exemplars(self, selector: str, start: float, end: float) -> tuple[Any, tuple[str, ...]]:
+        return await self.call("query_exemplars", {"query": selector, "start": f"{start:.3f}", "end": f"{end:.3f}"})
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._conn.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful part of a requests/urllib3 error, e.g. "Connection refused"."""
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "No route to host",
+                   "certificate verify failed", "Connection reset by peer", "Temporary failure in name resolution"):
+        if marker in text:
+            return marker
+    return text[:120]

@@ -1,0 +1,169 @@
+"""Canary verdicts: per metric and overall, with the numbers that led to them.
+
+A breach (a value over its threshold) only turns into FAIL once it has held for
+`persist` consecutive evaluations; before that the metric says WARN ("breach 1/3"), so
+one slow scrape does not flip the verdict. A passing evaluation resets the count; an
+evaluation without data neither counts nor resets, because it proves nothing either way.
+
+The distribution test only ever warns: with thousands of requests a chi-square test
+finds differences nobody cares about, so it is evidence beside the thresholds, not a
+threshold itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .stats import ChiSquare
+
+
+class Verdict(str, enum.Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    NO_DATA = "no_data"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    p99_max_s: float = 1.2
+    """The canary's p99 latency must stay at or below this many seconds."""
+    error_ratio_max: float = 0.005
+    """The canary's 5xx ratio must stay at or below this (0.005 = 0.5%)."""
+    p99_ratio_max: float = 1.2
+    """Canary p99 divided by stable p99 must stay at or below this."""
+    persist: int = 3
+    """Consecutive breaching evaluations before a metric fails."""
+    min_requests: float = 20.0
+    """Fewer canary requests than this in the window is too little to judge."""
+    alpha: float = 0.01
+    """Significance level of the distribution test."""
+    min_effect: float = 0.1
+    """Cramér's V below this is a difference too small to warn about."""
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    name: str  # p99, error_ratio, p99_ratio, drift
+    verdict: Verdict
+    value: float | None
+    threshold: float | None
+    unit: str  # "s", "ratio" (0..1), "x" (times stable), "V" (Cramér's V)
+    breaches: int = 0  # consecutive breaching evaluations so far
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One evaluation's inputs; None is "no data", never zero."""
+
+    canary_p99_s: float | None
+    stable_p99_s: float | None
+    canary_error_ratio: float | None
+    canary_requests: float | None  # in the window; None when unknown
+    drift: ChiSquare | None
+    drift_note: str = ""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    verdict: Verdict
+    reason: str
+    metrics: tuple[MetricVerdict, ...]
+
+
+def p99_ratio(canary: float | None, stable: float | None) -> float | None:
+    if canary is None or stable is None or stable <= 0:
+        return None
+    return canary / stable
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.3g} s"
+    if unit == "ratio":
+        return f"{value * 100:.3g}%"
+    if unit == "x":
+        return f"{value:.3g}x"
+    return f"{value:.3g}"
+
+
+_LABEL = {"p99": "canary p99", "error_ratio": "canary 5xx ratio", "p99_ratio": "p99 canary/stable"}
+
+
+class Evaluator:
+    """Keeps the breach counts of one service across evaluations."""
+
+    def __init__(self, thresholds: Thresholds) -> None:
+        self.thresholds = thresholds
+        self._streak: dict[str, int] = {}
+
+    def _threshold_metric(self, name: str, value: float | None, limit: float, unit: str,
+                          no_data: str) -> MetricVerdict:
+        label = _LABEL[name]
+        streak = self._streak.get(name, 0)
+        if value is None:
+            return MetricVerdict(name, Verdict.NO_DATA, None, limit, unit, streak, no_data)
+        if value <= limit:
+            self._streak[name] = 0
+            reason = f"{label} {_fmt(value, unit)} <= {_fmt(limit, unit)}"
+            return MetricVerdict(name, Verdict.PASS, value, limit, unit, 0, reason)
+        streak = self._streak[name] = streak + 1
+        need = max(1, self.thresholds.persist)
+        verdict = Verdict.FAIL if streak >= need else Verdict.WARN
+        reason = f"{label} {_fmt(value, unit)} > {_fmt(limit, unit)} for {min(streak, need)}/{need} evaluations"
+        return MetricVerdict(name, verdict, value, limit, unit, streak, reason)
+
+    def _drift(self, m: Measured) -> MetricVerdict:
+        t = self.thresholds
+        d = m.drift
+        if d is None:
+            return MetricVerdict("drift", Verdict.NO_DATA, None, t.min_effect, "V", 0,
+                                 m.drift_note or "distribution test not possible")
+        shifted = d.p_value < t.alpha and d.cramers_v >= t.min_effect
+        summary = (f"{d.test}: chi2={d.statistic:.4g}, df={d.dof}, p={d.p_value:.3g}, "
+                   f"Cramér's V={d.cramers_v:.3g}")
+        if shifted:
+            return MetricVerdict("drift", Verdict.WARN, d.cramers_v, t.min_effect, "V", 0,
+                                 f"latency distributions differ ({summary})")
+        return MetricVerdict("drift", Verdict.PASS, d.cramers_v, t.min_effect, "V", 0,
+                             f"no material difference ({summary})")
+
+    def evaluate(self, m: Measured) -> Assessment:
+        t = self.thresholds
+        few = m.canary_requests is not None and m.canary_requests < t.min_requests
+        if few:
+            note = f"only {m.canary_requests:.0f} canary requests in the window (need {t.min_requests:.0f})"
+            p99, ratio, errors = None, None, None
+        else:
+            note = ""
+            p99 = m.canary_p99_s
+            ratio = p99_ratio(m.canary_p99_s, m.stable_p99_s)
+            errors = m.canary_error_ratio
+        if not note and ratio is None and p99 is not None:
+            ratio_note = "no stable p99 to compare with"
+        else:
+            ratio_note = note or "no canary p99"
+        metrics = (
+            self._threshold_metric("p99", p99, t.p99_max_s, "s", note or "no canary latency data"),
+            self._threshold_metric("error_ratio", errors, t.error_ratio_max, "ratio",
+                                   note or "no canary request data"),
+            self._threshold_metric("p99_ratio", ratio, t.p99_ratio_max, "x", ratio_note),
+            self._drift(m),
+        )
+        return overall(metrics)
+
+
+def overall(metrics: tuple[MetricVerdict, ...]) -> Assessment:
+    """FAIL if any fails, else WARN if any warns, else NO_DATA if a threshold metric has
+    no data (a pass needs every threshold checked), else PASS."""
+    by = {v: [m for m in metrics if m.verdict is v] for v in Verdict}
+    if by[Verdict.FAIL]:
+        return Assessment(Verdict.FAIL, "; ".join(m.reason for m in by[Verdict.FAIL]), metrics)
+    if by[Verdict.WARN]:
+        return Assessment(Verdict.WARN, "; ".join(m.reason for m in by[Verdict.WARN]), metrics)
+    missing = [m for m in by[Verdict.NO_DATA] if m.name != "drift"]
+    if missing:
+        return Assessment(Verdict.NO_DATA, "; ".join(f"{m.name}: {m.reason}" for m in missing), metrics)
+    return Assessment(Verdict.PASS, "all metrics within thresholds", metrics)
