@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         _say(f"{args.variant}: {knobs.describe()}")
         return 0
     except LabError as exc:
-        _err(str(exc))
+        _err(exc.reason if exc.part == "lab" else str(exc))
         return 2 if exc.part in ("config", "inject") else 1
     except StateFileError as exc:
         _err(f"{exc}; `ebpftop lab down` removes it and whatever carries the lab's names")
