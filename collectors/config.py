@@ -18,6 +18,11 @@ root's: the operator who types `sudo ebpftop` keeps their theme, interfaces and
 Prometheus URL. The same user could pass every value as a flag, so this grants nothing
 new; but because root reads it, any file read as root must not be writable by other
 users (it could steer the paths root writes to): such a file is an error, not skipped.
+sudo also drops EBPFTOP_* variables by default (env_reset); pass them with
+`sudo --preserve-env=EBPFTOP_THEME ...`, or use the file or flags.
+
+Unknown EBPFTOP_* variables are errors like unknown keys (a misspelt EBPFTOP_KOISK=1
+must not silently leave actions enabled); EBPFTOP_CONFIG=FILE is --config's.
 
 Every problem is collected and reported together, each naming where (file and line,
 "environment EBPFTOP_X" or "flag --x"), the key (section.key) and the reason. Nothing is
@@ -280,7 +285,7 @@ def _unsafe_for_root(st: os.stat_result, env: Mapping[str, str]) -> str | None:
     if env.get("SUDO_UID", "").isdigit():
         owners.add(int(env["SUDO_UID"]))
     if st.st_uid not in owners:
-        return f"refusing to read as root: owned by uid {st.st_uid}, not root or the sudo user"
+        return f"refusing to read as root: owned by uid {st.st_uid}, not root or the sudo user (chown it to root)"
     if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != 0):
         return "refusing to read as root: writable by other users (chmod go-w it)"
     return None

@@ -356,6 +356,35 @@ def check_endpoints(settings: Settings) -> list[Check]:
     return out
 
 
+def check_writable(name: str, path: str | None, setting: str) -> Check:
+    """Whether ebpftop could write `path` (creating it and its directories), without
+    creating anything now."""
+    if not path:
+        return Check(name, None, "not configured", "", essential=False)
+    try:
+        return _writable(name, Path(path), setting)
+    except OSError as exc:  # e.g. a parent we may not even look into
+        return Check(name, False, f"cannot check {path}: {exc.strerror or exc}",
+                     f"run as root, or point {setting} elsewhere", essential=False)
+
+
+def _writable(name: str, p: Path, setting: str) -> Check:
+    if p.exists():
+        if p.is_dir():
+            return Check(name, False, f"{p} is a directory", f"point {setting} at a file", essential=False)
+        if os.access(p, os.W_OK):
+            return Check(name, True, f"{p} is writable", essential=False)
+        return Check(name, False, f"{p} is not writable by uid {os.geteuid()}",
+                     f"run as root, or point {setting} elsewhere", essential=False)
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return Check(name, True, f"{p} will be created (under {parent})", essential=False)
+    return Check(name, False, f"cannot create {p}: {parent} is not writable by uid {os.geteuid()}",
+                 f"run as root, or point {setting} elsewhere", essential=False)
+
+
 def check_config(files: Iterable[tuple[Path, bool]]) -> Check:
     """Which configuration files this run read (they parsed, or doctor would not run)."""
     seen = [f"{p} ({'read' if p.exists() else 'absent'})" for p, _ in files]
@@ -371,6 +400,10 @@ def run_checks(settings: Settings) -> list[Check]:
     checks += check_mounts()
     checks.append(check_bcc())
     checks += check_endpoints(settings)
+    # Actions refuse to run without their audit entry; watching works either way.
+    checks.append(check_writable("audit log", settings.audit_log, "[audit] log"))
+    if settings.record:
+        checks.append(check_writable("record file", settings.record, "[record] path"))
     return checks
 
 

@@ -9,6 +9,7 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -255,6 +256,29 @@ def test_an_unconfigured_endpoint_is_a_non_essential_note():
 # ---------------------------------------------------------------- verdict and output
 
 
+def test_writable_paths_are_checked_without_creating_anything(tmp_path):
+    c = doctor.check_writable("audit log", str(tmp_path / "a" / "b" / "audit.jsonl"), "[audit] log")
+    assert c.ok is True and c.detail.endswith(f"will be created (under {tmp_path})")
+    assert list(tmp_path.iterdir()) == []
+    c = doctor.check_writable("audit log", str(tmp_path), "[audit] log")
+    assert c.ok is False and c.detail == f"{tmp_path} is a directory"
+    assert doctor.check_writable("record file", None, "[record] path").ok is None
+
+
+def test_unwritable_paths_are_missing_for_a_non_root_user():
+    need_root()
+    with tempfile.TemporaryDirectory(prefix="ebpftop-doctor-") as d:
+        os.chmod(d, 0o755)  # nobody may look in, not write
+        code = ("import sys; from ebpftop.collectors.doctor import check_writable as w; "
+                "c = w('audit log', sys.argv[1], '[audit] log'); print(c.ok, c.detail, '|', c.fix)")
+        proc = subprocess.run([sys.executable, "-c", code, f"{d}/sub/audit.jsonl"], user=65534, group=65534,
+                              extra_groups=[], capture_output=True, text=True, timeout=60, cwd="/")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == (f"False cannot create {d}/sub/audit.jsonl: {d} is not writable by uid 65534"
+                                       " | run as root, or point [audit] log elsewhere")
+        assert os.listdir(d) == []
+
+
 def test_config_check_lists_the_files_read(tmp_path):
     present = tmp_path / "a.toml"
     present.write_text("")
@@ -291,7 +315,7 @@ def test_doctor_command_passes_here_and_fails_on_an_unreachable_endpoint(tmp_pat
     doc = json.loads(proc.stdout)
     names = [c["name"] for c in doc["checks"]]
     assert names == ["config", "root/capabilities", "bpf syscall", "ring buffer", "tcx", "perf events",
-                     "kernel headers", "tracefs", "debugfs", "bpffs", "bcc", "prometheus"]
+                     "kernel headers", "tracefs", "debugfs", "bpffs", "bcc", "prometheus", "audit log"]
     assert doc["checks"][0]["detail"] == f"/etc/ebpftop/config.toml ({'read' if Path('/etc/ebpftop/config.toml').exists() else 'absent'}); {tmp_path}/.config/ebpftop/config.toml (absent)"
     assert doc["ok"] is True and doc["checks"][-1]["status"] == "ok"
 
