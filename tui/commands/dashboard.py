@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebpftop.collectors.config import ConfigError
-    from ebpftop.tui.options import settings_from_args
+    from ebpftop.tui.options import load_or_exit
 
-    try:
-        settings = settings_from_args(args)
-    except ConfigError as exc:
-        print(f"ebpftop: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit(args)  # exits 2, one cleaned line per problem
     from ebpftop.collectors.runtime import Runtime
     from ebpftop.tui.app import EbpftopApp
 
