@@ -61,5 +61,9 @@ def run(args: argparse.Namespace) -> int:
         columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else 10_000
         print(format_checks(checks, columns))
         missing = [c.name for c in checks if c.essential and c.ok is False]
-        print("all essential checks pass" if ok else f"not ready: {', '.join(missing)}", file=sys.stdout)
+        optional = [c.name for c in checks if not c.essential and c.ok is False]
+        summary = "all essential checks pass" if ok else f"not ready: {', '.join(missing)}"
+        if optional:
+            summary += f" (optional, missing: {', '.join(optional)})"
+        print(summary)
     return 0 if ok else 1
