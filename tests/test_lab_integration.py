@@ -12,6 +12,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -270,3 +272,31 @@ def test_down_with_an_unreadable_state_file_still_cleans_up(fault_lab, capsys):
     out = capsys.readouterr().out
     assert "ignoring" in out and f"removed state file {lay.state_file}" in out
     assert leftovers(FAULT, None) == []
+
+
+def test_lab_up_killed_midway_is_cleaned_up_by_down(fault_lab):
+    lay = Layout(FAULT)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "ebpftop.tui.cli", "lab", "up", "--instance", FAULT.name, "--subnet", FAULT.subnet,
+         "--prometheus-port", str(FAULT.prometheus_port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def some_process_started():
+            try:
+                st = statefile.load(lay.state_file)
+            except statefile.StateFileError:
+                return None
+            return st if st and st.processes else None
+        poll(some_process_started, "`lab up` recording its first process")
+    finally:
+        cli.kill()
+        cli.wait()
+    st = statefile.load(lay.state_file)
+    assert not st.complete
+    status = manager.status(FAULT)
+    assert not status.healthy and any(p.part == "lab" and not p.ok for p in status.parts)
+    orphans = [p for p in st.processes if procs.alive(p)]
+    assert orphans  # the crash left running processes behind
+    removed = manager.down(FAULT)
+    assert any(f"pid {orphans[0].pid}" in r for r in removed)
+    assert leftovers(FAULT, st) == []
