@@ -91,23 +91,20 @@ def summarize(
     )
 
 
-def heaviest(stacks: list[StackSample], group_keys: tuple[str, ...], limit: int,
-             per_group: int = 25) -> list[StackSample]:
-    """The heaviest stacks, but each tag group's heaviest first, so selecting a small
-    group in the pane still has stacks to draw when a big one dominates."""
+def heaviest(stacks: list[StackSample], group_keys: tuple[str, ...], limit: int) -> list[StackSample]:
+    """The heaviest stacks, taken round-robin over the tag groups (every group's first,
+    then every group's second...), so a small group selected in the pane still has its
+    stacks when a big one dominates. Returned heaviest first."""
     order = lambda s: (-s.count, s.frames, s.tags)  # noqa: E731
     by: dict[Tags, list[StackSample]] = collections.defaultdict(list)
     for s in stacks:
         by[project(s.tags, group_keys)].append(s)
-    first: list[StackSample] = []
-    rest: list[StackSample] = []
+    ranked = []
     for members in by.values():
         members.sort(key=order)
-        first.extend(members[:per_group])
-        rest.extend(members[per_group:])
-    first.sort(key=order)
-    rest.sort(key=order)
-    return (first + rest)[:limit]
+        ranked.extend((rank, s) for rank, s in enumerate(members))
+    ranked.sort(key=lambda rs: (rs[0], order(rs[1])))
+    return sorted((s for _, s in ranked[:limit]), key=order)
 
 
 def merge(stacks: Iterable[StackSample]) -> list[StackSample]:
