@@ -3,8 +3,9 @@
 Each check returns a `Check`: ok True (present), False (missing) or None (a warning:
 works, but read the detail), with what was found and the command that fixes it. The
 parsers (capabilities, mounts, header versions) are pure functions of text so tests can
-feed them fixtures; the checks read the live system. Nothing here attaches anything:
-the BPF probes create a map or load a two-instruction program and close the fd at once.
+feed them fixtures; the checks read the live system. Nothing here attaches or creates
+anything: the BPF probes create a map or load a two-instruction program, the perf probe
+opens a disabled event, and each fd is closed at once; path checks only look.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import platform
 import re
 import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -101,8 +103,6 @@ def _bpf(cmd: int, attr: bytes) -> tuple[int, int]:
 
 
 def _map_create(map_type: int, key_size: int, value_size: int, max_entries: int) -> tuple[int, int]:
-    import struct
-
     return _bpf(BPF_MAP_CREATE, struct.pack("=IIII", map_type, key_size, value_size, max_entries))
 
 
@@ -135,8 +135,6 @@ def check_ringbuf() -> Check:
 
 def _load_pass_program() -> tuple[int, int]:
     """A SCHED_CLS program `r0 = -1; exit` (TC_ACT_UNSPEC / TCX_NEXT: changes nothing)."""
-    import struct
-
     insns = struct.pack("<BBhi", 0xB7, 0x00, 0, -1) + struct.pack("<BBhi", 0x95, 0, 0, 0)
     insn_buf = ctypes.create_string_buffer(insns, len(insns))
     license_buf = ctypes.create_string_buffer(b"GPL")
@@ -159,8 +157,6 @@ def check_tcx() -> Check:
     """tcx (Linux >= 6.6) is probed without attaching anything: BPF_LINK_CREATE with
     attach type BPF_TCX_INGRESS on an ifindex that does not exist. A kernel with tcx
     looks the device up and says ENODEV; one without rejects the attach type, EINVAL."""
-    import struct
-
     prog, code = _load_pass_program()
     if prog < 0:
         return Check("tcx", None, f"could not load a probe program: {_err(code)}",
@@ -186,8 +182,6 @@ _PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "arm64": 241, "riscv64": 241,
 def check_perf_event() -> Check:
     """A disabled system-wide cpu-clock event on CPU 0, closed at once: what the CPU
     profiler opens on every CPU (needs CAP_PERFMON or perf_event_paranoid <= 0)."""
-    import struct
-
     nr = _PERF_EVENT_OPEN.get(platform.machine())
     name = "perf events"
     if nr is None:
