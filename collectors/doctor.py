@@ -303,9 +303,11 @@ def check_bcc() -> Check:
 
 
 def check_endpoint(name: str, url: str | None, paths: Iterable[str] = ("/-/ready", "/api/v1/status/buildinfo"),
-                   timeout: float = 2.0, setting: str = "", any_status: bool = False) -> Check:
+                   timeout: float = 2.0, setting: str = "", any_status: bool = False,
+                   client_options: dict | None = None) -> Check:
     """GET the first of `paths` under `url` that answers 2xx (any HTTP status with
-    `any_status`) within `timeout` seconds."""
+    `any_status`) within `timeout` seconds. `client_options` (headers, auth, verify) are
+    the credentials and CA the collector would use."""
     if not url:
         return Check(name, None, "not configured", f"set {setting} to use it" if setting else "", essential=False)
     import httpx
@@ -313,8 +315,9 @@ def check_endpoint(name: str, url: str | None, paths: Iterable[str] = ("/-/ready
     fix = f"start it, or fix {setting} (now {url})" if setting else f"start it, or fix its URL ({url})"
     base = url.rstrip("/")
     last = ""
-    # trust_env=False: what matters is whether the collectors reach it directly.
-    with httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False) as client:
+    # trust_env: proxies and NO_PROXY from the environment apply, as they do for the
+    # collectors' requests sessions.
+    with httpx.Client(timeout=timeout, follow_redirects=False, **(client_options or {})) as client:
         for path in paths:
             try:
                 resp = client.get(base + path)
@@ -323,7 +326,39 @@ def check_endpoint(name: str, url: str | None, paths: Iterable[str] = ("/-/ready
             if any_status or 200 <= resp.status_code < 300:
                 return Check(name, True, f"{base}{path} answered HTTP {resp.status_code}")
             last = f"{base}{path} answered HTTP {resp.status_code}"
+            if resp.status_code in (401, 403):
+                return Check(name, False, last + " (reachable, credentials missing or refused)",
+                             f"check the credential settings next to {setting or 'the URL'}")
     return Check(name, False, last, fix)
+
+
+def prometheus_client_options(settings: Settings) -> dict:
+    """Token, basic auth and CA for Prometheus, from the canary settings when present
+    (read with getattr: the canary collector owns those fields). Raises ValueError
+    naming the setting and file when one cannot be used."""
+    import ssl
+
+    def read(field: str, key: str, how=lambda path: Path(path).read_text()):
+        path = getattr(settings, field, None)
+        if not path:
+            return None
+        try:
+            return how(path)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ValueError(f"[canary] {key} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+    opts: dict = {}
+    token = read("prometheus_token_file", "bearer_token_file")
+    if token is not None:
+        opts["headers"] = {"Authorization": "Bearer " + token.strip()}
+    user = getattr(settings, "prometheus_user", None)
+    if user:
+        password = read("prometheus_password_file", "basic_auth_password_file") or ""
+        opts["auth"] = (user, password.rstrip("\n"))
+    ca = read("prometheus_ca_file", "ca_file", lambda path: ssl.create_default_context(cafile=path))
+    if ca is not None:
+        opts["verify"] = ca
+    return opts
 
 
 # Endpoints with a health path of their own; any other URL setting counts as reachable
@@ -343,7 +378,15 @@ def check_endpoints(settings: Settings) -> list[Check]:
         name = opt.key.removesuffix("_url")
         url = getattr(settings, opt.name)
         where = f"[{opt.section}] {opt.key}"
-        if opt.name in HEALTH_PATHS:
+        if opt.name == "prometheus_url" and url:
+            try:
+                client_options = prometheus_client_options(settings)
+            except ValueError as exc:
+                out.append(Check(name, False, f"cannot use {exc}", "fix that setting or the file"))
+                continue
+            out.append(check_endpoint(name, url, HEALTH_PATHS[opt.name], setting=where,
+                                      client_options=client_options))
+        elif opt.name in HEALTH_PATHS:
             out.append(check_endpoint(name, url, HEALTH_PATHS[opt.name], setting=where))
         else:
             out.append(check_endpoint(name, url, ("/",), setting=where, any_status=True))

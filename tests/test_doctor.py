@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -173,11 +174,21 @@ def test_live_mounts_and_bcc_as_set_up_by_make_setup():
 # ---------------------------------------------------------------- endpoints
 
 
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    # The endpoint check honours proxy variables; these tests talk to loopback only.
+    for var in [v for v in os.environ if v.lower() in ("http_proxy", "https_proxy", "all_proxy")]:
+        monkeypatch.delenv(var)
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     status = 200
+    token = ""
 
     def do_GET(self):  # noqa: N802
         code = self.status if self.path == "/-/ready" else 404
+        if self.token and self.headers.get("Authorization") != f"Bearer {self.token}":
+            code = 401
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -190,8 +201,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def http_server():
     servers = []
 
-    def start(status: int) -> str:
-        handler = type("H", (_Handler,), {"status": status})
+    def start(status: int, token: str = "") -> str:
+        handler = type("H", (_Handler,), {"status": status, "token": token})
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
@@ -245,6 +256,26 @@ def test_every_url_setting_is_probed(http_server):
     url = http_server(200)
     checks = doctor.check_endpoints(Settings(prometheus_url=url))
     assert [(c.name, c.ok) for c in checks] == [("prometheus", True)]
+
+
+def test_prometheus_credentials_from_the_canary_settings_are_sent(http_server, tmp_path):
+    url = http_server(200, token="s3cret")
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    settings = SimpleNamespace(prometheus_url=url, prometheus_token_file=str(token_file))
+    assert [(c.name, c.ok) for c in doctor.check_endpoints(settings)] == [("prometheus", True)]
+
+    (c,) = doctor.check_endpoints(SimpleNamespace(prometheus_url=url))
+    assert c.ok is False and c.detail == f"{url}/-/ready answered HTTP 401 (reachable, credentials missing or refused)"
+
+    (c,) = doctor.check_endpoints(SimpleNamespace(prometheus_url=url, prometheus_token_file=str(tmp_path / "nope")))
+    assert c.ok is False
+    assert c.detail == f"cannot use [canary] bearer_token_file {tmp_path / 'nope'}: No such file or directory"
+
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate")
+    (c,) = doctor.check_endpoints(SimpleNamespace(prometheus_url=url, prometheus_ca_file=str(bad_ca)))
+    assert c.ok is False and c.detail.startswith(f"cannot use [canary] ca_file {bad_ca}: ")
 
 
 def test_an_unconfigured_endpoint_is_a_non_essential_note():
@@ -302,7 +333,8 @@ def test_output_is_wrapped_and_escaped():
 
 
 def run_cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_")) and not k.lower().endswith("_proxy")}
     env["HOME"] = str(tmp_path)
     return subprocess.run([sys.executable, "-m", "ebpftop.tui.cli", *argv], env=env,
                           capture_output=True, text=True, timeout=60)
