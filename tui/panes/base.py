@@ -87,6 +87,7 @@ class SourcePane(Vertical, can_focus=True):
         super().__init__(id=id or f"pane-{self.source}", classes="pane")
         self.snapshot: Snapshot | None = None
         self.last_good: Snapshot | None = None
+        self._health_shown: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Content(""), classes="health", markup=False)
@@ -120,11 +121,15 @@ class SourcePane(Vertical, can_focus=True):
 
     def update_health(self, now: float) -> None:
         """Redraw only the health line (the app calls this on its slow age timer)."""
-        line = self.query_one(".health", Static)
         if self.snapshot is None:
-            line.update(health_content(NO_DATA_YET, now, waiting=True))
+            content = health_content(NO_DATA_YET, now, waiting=True)
         else:
-            line.update(health_content(self.snapshot.health, now))
+            content = health_content(self.snapshot.health, now)
+        # Most ticks change nothing ("updated 0s ago" again): skip the repaint.
+        key = (content.plain, tuple(content.spans))
+        if key != self._health_shown:
+            self._health_shown = key
+            self.query_one(".health", Static).update(content)
 
     # --- for subclasses ----------------------------------------------------------
 

@@ -103,7 +103,7 @@ class HostHeader(Static):
     """Docked at the top; the app calls `update_from` when host data or health changes."""
 
     DEFAULT_CSS = """
-    HostHeader { dock: top; height: auto; padding: 0 1; }
+    HostHeader { dock: top; height: 3; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self) -> None:
@@ -128,4 +128,5 @@ class HostHeader(Static):
             return  # nothing changed: no repaint, no bytes to the terminal
         self._last = key
         lines = [title_line(marks, data, width), host_line(data, width), problem_line(health, waiting)]
-        self.update(Content("\n").join(lines))
+        # Always three unwrapped lines, so a new sample needs a repaint, not a layout.
+        self.update(Content("\n").join(lines), layout=False)
