@@ -72,10 +72,13 @@ class Sampler:
             from bcc import BPF, PerfSWConfig, PerfType
         except ImportError as exc:
             raise SamplerUnavailable(f"bcc does not import ({exc})", "install python3-bpfcc (scripts/setup.sh)") from None
+        from ..bpfcompile import COMPILE_LOCK
+
         cflags = [f"-DMAX_KEYS={self.max_keys}", f"-DSTACK_SLOTS={self.stack_slots}",
                   f"-DSKIP_TGID={int(self.skip_tgid)}"]
         try:
-            b = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+            with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
+                b = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         except Exception as exc:  # bcc raises bare Exception on compile/load failure
             raise SamplerUnavailable(f"BPF program did not load: {exc}", "run `ebpftop doctor`") from None
         try:
@@ -105,7 +108,7 @@ class Sampler:
             b = self._bpf
             if b is None:
                 return (0, 0)
-            table = b["lost"]
+            table = b[b"lost"]
             return (int(table[ct.c_int(0)].value), int(table[ct.c_int(1)].value))
 
     def drain(self) -> list[RawStack]:
@@ -117,8 +120,8 @@ class Sampler:
         b = self._bpf
         if b is None:
             raise RuntimeError("sampler not started")
-        counts = b["counts"]
-        stacks = b["stack_traces"]
+        counts = b[b"counts"]
+        stacks = b[b"stack_traces"]
         try:
             items = list(counts.items_lookup_and_delete_batch())
         except Exception:  # kernels without batch ops: read then delete, a few samples may be lost
