@@ -284,3 +284,29 @@ async def test_no_color_env_makes_the_screen_monochrome(tmp_path, monkeypatch):
         assert not colour_params(params)  # ...colours do not
         # States stay readable without colour: they are words, not only colours.
         assert "✖ DOWN" in screen_text(app) and "○ OFF" in screen_text(app)
+
+
+async def test_a_burst_of_snapshots_redraws_each_pane_once(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        rules = pane(app, "rules")
+        shown = []
+        original = rules.show
+        rules.show = lambda s, g, now: (shown.append(s.seq), original(s, g, now))
+        for seq in range(1, 51):
+            app.runtime.bus.publish(snap("rules", {"rules": list(range(seq))}, seq=seq))
+        await pilot.pause()
+        assert shown == [50]  # one redraw, from the latest
+        assert "rules: 50 items" in body_text(app, "rules")
+
+
+async def test_snapshots_published_from_another_thread_are_shown(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        publish = app.runtime.bus.publish
+        await asyncio.to_thread(publish, snap("host", host_data(hostname="from-a-thread")))
+        for _ in range(100):  # bounded: the loop picks it up on its next turn
+            await pilot.pause()
+            if "from-a-thread" in screen_text(app):
+                break
+        assert "from-a-thread" in screen_text(app)
