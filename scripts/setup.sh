@@ -13,6 +13,7 @@ APT_PACKAGES=(
   bpfcc-tools python3-bpfcc libbpfcc bpftool iproute2 linux-headers-amd64
   python3-venv python3-dev gcc make git
   tmux haproxy prometheus iperf3 iputils-ping netcat-openbsd procps curl
+  iftop
 )
 
 need_root() {
@@ -61,7 +62,11 @@ kernel_headers() {
   fi
   mkdir -p "$mod"
   ln -sfn "$hdr" "$mod/build"
-  ln -sfn "$hdr" "$mod/source"
+  # Debian splits headers: build/ is the -amd64 tree, source/ the -common one that
+  # holds include/linux/kconfig.h (bcc fails to compile without it).
+  local common="${hdr%-amd64}-common"
+  [ -d "$common" ] || common="$hdr"
+  ln -sfn "$common" "$mod/source"
   warn "no Debian headers for kernel $rel; linked $hdr into $mod/{build,source}"
   warn "ebpftop's BPF reads only tracepoint arguments and packet data, so this works; other bcc tools may not"
 }
