@@ -122,7 +122,7 @@ class ProfilesCollector(Collector):
             if exc is None:
                 self._status["bpf"] = SourceStatus("bpf", "ok", f"sampling every CPU at {self.hz} Hz")
             elif isinstance(exc, SamplerUnavailable):
-                self._status["bpf"] = SourceStatus("bpf", "off", f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+                self._status["bpf"] = SourceStatus("bpf", "off", exc.message, hint=exc.hint)
             else:
                 self._status["bpf"] = SourceStatus("bpf", "error", f"{type(exc).__name__}: {exc}")
         return self._sampler is not None and self._sampler.running
@@ -154,7 +154,7 @@ class ProfilesCollector(Collector):
             self._feed_pending(now, counts)
         elif self._bpf_start is not None and self._bpf_start.done() and not self.pprof_urls:
             st = self._status["bpf"]
-            raise SourceUnavailable(st.message, "run `sudo ebpftop` for BPF sampling, or give --pprof URL")
+            raise SourceUnavailable(st.message, st.hint or "run `ebpftop doctor`")
         windows = []
         if running:
             for seconds in WINDOWS:

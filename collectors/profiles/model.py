@@ -78,6 +78,7 @@ class SourceStatus:
     state: str  # "ok", "error", "off", "pending"
     message: str = ""  # why, when not ok
     last_ok: float | None = None
+    hint: str = ""  # what to do about it
 
 
 @dataclass(frozen=True)

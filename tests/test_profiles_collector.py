@@ -1,0 +1,204 @@
+"""The profiles collector without BPF: pprof-only mode, failing endpoints, no root, off,
+and the headless snapshot carrying profiles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import need_root
+from ebpftop.collectors import headless
+from ebpftop.collectors.base import SourceUnavailable
+from ebpftop.collectors.profiles.collector import ProfilesCollector
+from ebpftop.collectors.profiles.model import tag
+from ebpftop.collectors.settings import Settings
+
+FIXTURE = pathlib.Path(__file__).with_name("data") / "pprof" / "labels.pb.gz"
+TRACES = {"4bf92f3577b34da6a3ce929d0e0e4736": 164, "a3ce929d0e0e47364bf92f3577b34da6": 162}
+
+
+@pytest.fixture
+def endpoint():
+    """A loopback pprof endpoint; `state["body"]` is what it serves."""
+    state = {"body": FIXTURE.read_bytes(), "hits": 0}
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            state["hits"] += 1
+            data = state["body"]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    httpd.daemon_threads = True
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+    t.join()
+
+
+async def _until(c: ProfilesCollector, ok, tries: int = 200):
+    data = await c.collect()
+    for _ in range(tries):
+        if ok(data):
+            return data
+        await asyncio.sleep(0.05)
+        data = await c.collect()
+    return data
+
+
+def test_pprof_only_mode_without_the_sampler(endpoint):
+    url = endpoint["url"]
+
+    async def run():
+        c = ProfilesCollector(hz=0, pprof_urls=(url,), pprof_seconds=1, pprof_every=3600)
+        await c.start()
+        try:
+            return await _until(c, lambda d: d.captures)
+        finally:
+            await c.close()
+
+    data = asyncio.run(run())
+    assert data.hz is None and data.windows == ()
+    assert [(s.name, s.state) for s in data.sources] == [(url, "ok")]
+    (prof,) = data.captures
+    assert prof.name == f"pprof {url}" and prof.source == url
+    assert prof.total_samples == 326 and prof.total_cpu_ns == 3_260_000_000
+    assert {tag(g.tags, "trace_id"): g.samples for g in prof.groups} == TRACES
+    assert prof.groups[0].top[0].name == "main.hotCheckout"
+
+
+def test_a_failing_endpoint_degrades_with_its_reason_and_recovers(endpoint):
+    url = endpoint["url"]
+    endpoint["body"] = b"<html>not a profile</html>"
+
+    async def run():
+        c = ProfilesCollector(hz=0, pprof_urls=(url,), pprof_seconds=1, pprof_every=0.05)
+        await c.start()
+        try:
+            bad = await _until(c, lambda d: d.sources[0].state == "error")
+            endpoint["body"] = FIXTURE.read_bytes()
+            good = await _until(c, lambda d: d.sources[0].state == "ok")
+            return c, bad, good
+        finally:
+            await c.close()
+
+    c, bad, good = asyncio.run(run())
+    assert bad.sources[0].state == "error" and "not gzip" in bad.sources[0].message
+    assert c.degraded_reason(bad) == f"{url}: {bad.sources[0].message}"
+    assert bad.captures == ()
+    assert good.captures[0].total_samples == 326 and c.degraded_reason(good) == ""
+
+
+def test_on_demand_pprof_capture(endpoint):
+    url = endpoint["url"]
+
+    async def run():
+        c = ProfilesCollector(hz=0, pprof_urls=(url,), pprof_seconds=1, pprof_every=0)
+        await c.start()
+        try:
+            before = await c.collect()
+            cap = await c.capture(url=url)
+            after = await c.collect()
+            return before, cap, after
+        finally:
+            await c.close()
+
+    before, cap, after = asyncio.run(run())
+    assert endpoint["hits"] == 1  # nothing fetched until asked
+    assert before.sources[0].state == "pending" and before.captures == ()
+    assert cap.name == f"capture pprof {url}" and cap.total_samples == 326
+    assert after.captures == (cap,)
+
+
+def test_nothing_configured_is_off_not_a_failure():
+    c = ProfilesCollector(hz=0)
+    with pytest.raises(SourceUnavailable) as exc:
+        asyncio.run(c.start())
+    assert exc.value.off and "no pprof URL" in exc.value.message
+
+
+def test_capture_needs_a_target():
+    c = ProfilesCollector(hz=0, pprof_urls=("http://127.0.0.1:9",), pprof_every=0)
+    with pytest.raises(ValueError, match="needs a url or at least one tag"):
+        asyncio.run(c.capture())
+
+
+NOBODY = """
+import asyncio, json, sys
+from ebpftop.collectors.base import SourceUnavailable
+from ebpftop.collectors.profiles.collector import ProfilesCollector
+
+async def main(urls):
+    c = ProfilesCollector(hz=49, pprof_urls=tuple(urls), pprof_seconds=1, pprof_every=3600)
+    await c.start()
+    out = {}
+    try:
+        for _ in range(200):
+            try:
+                d = await c.collect()
+            except SourceUnavailable as exc:
+                out = {"unavailable": exc.message, "hint": exc.hint}
+                break
+            if d.sources[0].state != "pending" and all(s.state != "pending" for s in d.sources):
+                out = {"sources": [[s.name, s.state, s.message] for s in d.sources],
+                       "samples": [p.total_samples for p in d.captures]}
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await c.close()
+    print(json.dumps(out))
+
+asyncio.run(main(sys.argv[1:]))
+"""
+
+
+def _as_nobody(*urls: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", NOBODY, *urls], user=65534, group=65534, extra_groups=[],
+                          capture_output=True, text=True, cwd="/", timeout=120,
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_without_root_the_sampler_says_why_and_pprof_still_works(endpoint):
+    need_root()  # to become an unprivileged user
+    alone = _as_nobody()
+    assert alone["unavailable"] == "the BPF CPU sampler needs root"
+    assert "sudo" in alone["hint"] and "--pprof" in alone["hint"]
+    url = endpoint["url"]
+    mixed = _as_nobody(url)
+    assert mixed["sources"][0][:2] == ["bpf", "off"] and "needs root" in mixed["sources"][0][2]
+    assert mixed["sources"][1][:2] == [url, "ok"] and mixed["samples"] == [326]
+
+
+def test_headless_snapshot_carries_profiles(endpoint):
+    url = endpoint["url"]
+    settings = Settings(profile_hz=0, pprof_urls=(url,), pprof_seconds=1)
+    # refresh 1 s: the fetch ends between the first and second sample
+    result = asyncio.run(headless.run_snapshot(settings, ["profiles"], duration=2.5))
+    assert result.ok, result.failures
+    entry = result.doc["sources"]["profiles"]
+    assert entry["health"]["state"] == "ok"
+    (cap,) = entry["data"]["captures"]
+    assert cap["total_samples"] == 326
+    groups = {dict(map(tuple, g["tags"]))["trace_id"]: g for g in cap["groups"]}
+    assert {k: g["samples"] for k, g in groups.items()} == TRACES
+    assert groups["4bf92f3577b34da6a3ce929d0e0e4736"]["top"][0]["name"] == "main.hotCheckout"
+    json.dumps(result.doc, allow_nan=False)  # the document the CLI prints
