@@ -2,7 +2,8 @@
 
 How long it runs: at least `duration` seconds (default 2, so rate fields have two samples
 at the default 1 s refresh), then up to `GRACE` more seconds only while a requested
-source has not reported anything yet (neither data nor a failure). The document holds
+source has not reported anything yet (neither data nor a failure): BPF sources compile
+their programs first, which takes several seconds on a small machine. The document holds
 the latest snapshot of every requested source; a source counts as delivered when its
 latest snapshot is healthy (state ok) and carries data. Sources that are off (not
 configured) only count as failures when they were asked for by name.
@@ -35,7 +36,7 @@ from .settings import Settings
 
 VERSION = 1
 DEFAULT_DURATION = 2.0
-GRACE = 5.0
+GRACE = 20.0
 _POLL = 0.05
 
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import importlib
+import importlib.util
 import json
 import logging
+import pkgutil
 import time
 import zlib
 from dataclasses import dataclass, field, replace
@@ -136,8 +139,28 @@ def _check_header(obj: dict) -> str:
     return ""
 
 
+def load_payload_types() -> None:
+    """Import each source's `model` / `data` module, where its payload type registers.
+
+    A replay runs no collectors, so nothing else would import them, and snapshots of
+    those sources would decode as plain dicts instead of the dataclasses panes expect.
+    """
+    package = importlib.import_module(__package__ or "ebpftop.collectors")
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.ispkg:
+            continue
+        for leaf in ("model", "data"):
+            name = f"{package.__name__}.{info.name}.{leaf}"
+            try:
+                if importlib.util.find_spec(name) is not None:
+                    importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - that source decodes untyped; the rest replays
+                log.exception("cannot load payload types from %s", name)
+
+
 def read_recording(path: str, *, max_frames: int = MAX_FRAMES) -> Recording:
     """Every snapshot up to the first damage. Raises ReplayError if nothing can be read."""
+    load_payload_types()
     frames: list[Snapshot] = []
     headers: list[dict] = []
     damage: Damage | None = None

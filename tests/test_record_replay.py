@@ -268,12 +268,36 @@ def test_file_cut_mid_line_replays_up_to_it(tmp_path):
     assert str(got.stopped_at).startswith(f"line {cut_line}: ")
 
 
-def test_committed_damaged_fixture_is_the_demo_cut_at_line_12():
+DAMAGED_AT = 30  # scripts/make_demo_recording.py cuts damaged.rec in this line
+
+
+def test_committed_damaged_fixture_is_the_demo_cut_mid_line():
     demo = read_recording(str(DEMO))
     damaged = read_recording(str(DATA / "damaged.rec"))
     assert demo.stopped_at is None
-    assert damaged.stopped_at.line == 12
-    assert damaged.frames == demo.frames[:10]
+    assert damaged.stopped_at.line == DAMAGED_AT
+    assert damaged.frames == demo.frames[: DAMAGED_AT - 2]
+
+
+def test_demo_decodes_typed_in_a_fresh_interpreter():
+    """A replay runs no collectors; the reader itself must load every payload type."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from ebpftop.collectors.replay import read_recording\n"
+        f"rec = read_recording({str(DEMO)!r})\n"
+        "types = sorted({(f.source, type(f.data).__name__) for f in rec.frames if f.data is not None})\n"
+        "print(types)\n"
+        "assert not [m for m in sys.modules if m.startswith(('bcc', 'textual'))]\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == repr([
+        ("canary", "CanaryData"), ("flows", "FlowsData"), ("host", "HostData"),
+        ("marker", "Marker"), ("profiles", "ProfilesData"),
+    ])
 
 
 def test_corrupt_line_names_the_field(tmp_path):
@@ -483,22 +507,26 @@ async def test_replay_runtime_plays_the_demo_read_only():
     latest = rt.store.latest("host")
     assert latest.data.hostname == "demo-node-1" and latest.seq == 20
     assert len(rt.store.history("host")) == 20
-    assert rt.store.latest("canary").health.state == HealthState.OFF
+    assert rt.store.latest("rules").health.state == HealthState.DOWN
+    assert rt.store.latest("canary").data.services[0].name == "checkout"
     assert rt.store.latest("marker").data.author == "oncall"
     assert rt.replay.damage is None
 
 
 def test_replay_runtime_reports_damage():
     rt = ReplayRuntime.from_file(Settings(), str(DATA / "damaged.rec"))
-    assert rt.replay.damage == "line 12: truncated JSON (the line is cut off)"
+    assert rt.replay.damage == f"line {DAMAGED_AT}: truncated JSON (the line is cut off)"
 
 
 def test_demo_recording_is_what_the_script_writes(tmp_path):
-    """The committed fixture is regenerable: the script reproduces it byte for byte."""
+    """The committed fixture is regenerable: the script reproduces it byte for byte.
+
+    When a payload dataclass changes, this fails: rerun scripts/make_demo_recording.py.
+    """
     import subprocess
     import sys
 
     script = pathlib.Path(__file__).parent.parent / "scripts" / "make_demo_recording.py"
     subprocess.run([sys.executable, str(script), "--out-dir", str(tmp_path)], check=True, capture_output=True)
-    assert (tmp_path / "demo.rec").read_bytes() == DEMO.read_bytes()
+    assert (tmp_path / "demo.rec").read_bytes() == DEMO.read_bytes(), "stale: run scripts/make_demo_recording.py"
     assert (tmp_path / "damaged.rec").read_bytes() == (DATA / "damaged.rec").read_bytes()

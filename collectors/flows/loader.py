@@ -79,10 +79,13 @@ class FlowsDatapath:
     def compile(self) -> None:
         from bcc import BPF
 
-        self.bpf = BPF(
-            src_file=str(FLOWS_SRC).encode(),
-            cflags=[f"-I{HERE}", f"-DMAX_FLOWS={self.max_flows}", "-Wno-unused-function"],
-        )
+        from ..bpfcompile import COMPILE_LOCK
+
+        with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
+            self.bpf = BPF(
+                src_file=str(FLOWS_SRC).encode(),
+                cflags=[f"-I{HERE}", f"-DMAX_FLOWS={self.max_flows}", "-Wno-unused-function"],
+            )
         for name in ("ebpftop_fl_in", "ebpftop_fl_eg", "ebpftop_fl3_in", "ebpftop_fl3_eg"):
             self._progs[name] = self.bpf.load_func(name, BPF.SCHED_CLS)
         self.flows = self.bpf["flows"]

@@ -65,6 +65,8 @@ class TcpEvents:
     def compile(self) -> None:
         from bcc import BPF
 
+        from ..bpfcompile import COMPILE_LOCK
+
         reason = tracefs_ready()
         if reason:
             raise RuntimeError(reason)
@@ -72,7 +74,8 @@ class TcpEvents:
         self.perfbuf = not _has_ringbuf()
         if self.perfbuf:
             cflags.append("-DUSE_PERFBUF")
-        self.bpf = BPF(src_file=str(SRC).encode(), cflags=cflags)
+        with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
+            self.bpf = BPF(src_file=str(SRC).encode(), cflags=cflags)
         if self.perfbuf:
             self.bpf["events"].open_perf_buffer(self._on_perf, page_cnt=64, lost_cb=self._on_lost)
         else:
