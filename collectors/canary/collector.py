@@ -200,10 +200,11 @@ class CanaryCollector(Collector):
             await self._check_templates()
         at = self._clock()
         results = await asyncio.gather(*(self._sample_service(svc, at) for svc in self._services))
-        services = tuple(svc for svc, _ in results)
-        if not any(fresh for _, fresh in results):
+        services = tuple(svc for svc, _, _ in results)
+        if not any(fresh for _, fresh, _ in results):
+            kind = next((k for _, _, k in results if k), "connection")
             first = next((e for svc in services for e in svc.errors), "no answer")
-            raise QueryError("connection", f"every query failed ({public_url(self._client.url)}): {first}")
+            raise QueryError(kind, f"every query failed ({public_url(self._client.url)}): {first}")
         return CanaryData(public_url(self._client.url), services)
 
     def degraded_reason(self, payload: CanaryData) -> str:
@@ -239,7 +240,7 @@ class CanaryCollector(Collector):
                 raise res
         self._templates_checked = True
 
-    async def _variant_label(self, svc: ServiceConfig, at: float) -> tuple[str | None, list[str]]:
+    async def _variant_label(self, svc: ServiceConfig, at: float) -> tuple[str | None, list[QueryError]]:
         """The label telling this service's variants apart; tried in order, remembered."""
         if svc.name in self._labels:
             return self._labels[svc.name], []
@@ -257,19 +258,22 @@ class CanaryCollector(Collector):
                 self._labels[svc.name] = lbl
                 return lbl, []
             if isinstance(ans, QueryError):
-                errors.append(f"variant label {lbl}: {ans.message}")
+                errors.append(QueryError(ans.kind, f"variant label {lbl}: {ans.message}"))
             elif isinstance(ans, BaseException):
                 raise ans
         return None, errors
 
-    async def _sample_service(self, svc: ServiceConfig, at: float) -> tuple[ServiceCanary, bool]:
-        """This service's sample and whether it is fresh (some query answered)."""
-        label, errors = await self._variant_label(svc, at)
+    async def _sample_service(self, svc: ServiceConfig, at: float) -> tuple[ServiceCanary, bool, str]:
+        """This service's sample, whether it is fresh (some query answered), and the
+        kind of its first failure ("" when none)."""
+        label, failures = await self._variant_label(svc, at)
         if label is None:
-            if errors:
-                return self._failed(svc, errors), False
+            if failures:
+                return self._failed(svc, [f.message for f in failures]), False, failures[0].kind
             note = " or ".join(f'{lbl}="{svc.canary}"' for lbl in svc.variant_labels())
-            return self._no_variant(svc, at, f"no series with {note}"), True
+            return self._no_variant(svc, at, f"no series with {note}"), True, ""
+        errors: list[str] = []
+        kinds: list[str] = []
 
         queries: dict[str, str] = {}
         jobs = []
@@ -293,6 +297,7 @@ class CanaryCollector(Collector):
             variant, metric = key.split(".")
             if isinstance(res, QueryError):
                 errors.append(f"{variant} {metric}: {res.message}")
+                kinds.append(res.kind)
                 continue
             try:
                 if metric == "exemplars":
@@ -304,8 +309,9 @@ class CanaryCollector(Collector):
                 got[key] = _buckets(res) if metric == "buckets" else _one(res, f"template {metric}")
             except QueryError as exc:
                 errors.append(f"{variant} {metric}: {exc.message}")
+                kinds.append(exc.kind)
         if not got:
-            return self._failed(svc, errors), False
+            return self._failed(svc, errors), False, kinds[0] if kinds else ""
 
         variants = {v: self._variant_metrics(svc, v, got) for v in VARIANTS}
         canary, stable = variants["canary"], variants["stable"]
@@ -337,7 +343,7 @@ class CanaryCollector(Collector):
             queries=queries,
         )
         self._last[svc.name] = result
-        return result, True
+        return result, True, ""
 
     def _variant_metrics(self, svc: ServiceConfig, variant: str, got: dict[str, Any]) -> VariantMetrics:
         buckets = got.get(f"{variant}.buckets", ())

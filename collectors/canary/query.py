@@ -73,15 +73,17 @@ def parse_envelope(status: int, body: bytes) -> tuple[Any, tuple[str, ...]]:
     try:
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        head = body.lstrip()[:1]
-        if head == b"<":
+        html = body.lstrip()[:1] == b"<"
+        if status != 200:
+            if html:
+                raise QueryError("http", f"HTTP {status} with an HTML page ({_snippet(body)!r})") from None
+            raise QueryError("http", f"HTTP {status}: {_snippet(body) or 'empty body'}") from None
+        if html:
             what = f"an HTML page ({_snippet(body)!r}), not the Prometheus API: wrong URL, or a proxy/login page?"
         elif not body.strip():
             what = "an empty body"
         else:
             what = f"a body that is not JSON ({exc.__class__.__name__}: {str(exc)[:60]}; truncated?)"
-        if status != 200:
-            raise QueryError("http", f"HTTP {status} with {what}") from None
         raise QueryError("bad_response", f"Prometheus answered {what}") from None
     if not isinstance(obj, dict):
         raise QueryError("bad_response", f"HTTP {status}: answer is a JSON {type(obj).__name__}, not an object")
@@ -140,7 +142,7 @@ class PromClient:
         token: str | None = None,
         basic_auth: tuple[str, str] | None = None,
         ca_file: str | None = None,
-        workers: int = 8,
+        workers: int = 16,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
@@ -150,7 +152,9 @@ class PromClient:
             session=session(token=token, ca_file=ca_file),
             timeout=timeout,
             # no retries inside a call (see module docstring); follow a few redirects
-            retry=Retry(total=None, connect=0, read=0, status=0, other=0, redirect=3),
+            # read=False: a read timeout surfaces as requests' ReadTimeout, not a
+            # ConnectionError wrapping MaxRetryError
+            retry=Retry(total=None, connect=0, read=False, status=0, other=0, redirect=3),
         )
         # A stalled Prometheus holds a thread until its timeout; a private pool keeps
         # that from starving other collectors' to_thread work.
@@ -175,6 +179,8 @@ class PromClient:
         except requests.exceptions.SSLError as exc:
             raise QueryError("connection", f"TLS failed: {_reason(exc)}") from None
         except requests.exceptions.ConnectionError as exc:
+            if "timed out" in str(exc):
+                raise QueryError("timeout", f"no answer within {self.timeout:g} s") from None
             raise QueryError("connection", f"cannot connect: {_reason(exc)}") from None
         except requests.exceptions.RequestException as exc:
             raise QueryError("connection", f"request failed: {_reason(exc)}") from None
@@ -201,9 +207,9 @@ class PromClient:
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self._pool, self.get, path, params)
         try:
-            # the request has its own deadline; this one only guards against a thread
-            # that never returns, and keeps the loop free either way
-            return await asyncio.wait_for(fut, self.timeout + 2.0)
+            # the request has its own deadline once a worker runs it; this one also
+            # covers the wait for a free worker, and keeps the loop free either way
+            return await asyncio.wait_for(fut, 2 * self.timeout + 1.0)
         except asyncio.TimeoutError:
             raise QueryError("timeout", f"no answer within {self.timeout:g} s") from None
 
