@@ -415,10 +415,14 @@ class Replayer:
 
 
 class ReplayRuntime(Runtime):
-    """A Runtime whose only source is a recording: no collectors, no recorder, no actions."""
+    """A Runtime whose only source is a recording: no collectors, no recorder, no actions.
+
+    Settings are forced to read-only (`kiosk`) so the action gate refuses too, not only
+    the UI; recording a replay (`record`) is dropped.
+    """
 
     def __init__(self, settings: Settings, recording: Recording, *, path: str = "") -> None:
-        super().__init__(replace(settings, record=None), collectors=[])
+        super().__init__(replace(settings, record=None, kiosk=True), collectors=[])
         self.path = path
         self.recording = recording
         self.replay = Replayer(

@@ -496,6 +496,7 @@ async def test_replay_runtime_plays_the_demo_read_only():
     settings = Settings(record="/nonexistent/should-not-be-created.rec", history=50)
     rt = ReplayRuntime.from_file(settings, str(DEMO))
     assert rt.read_only and rt.collectors == [] and rt.settings.record is None
+    assert rt.gate.read_only
     rt.replay.speed = MAX_SPEED
     await rt.start()
     try:
