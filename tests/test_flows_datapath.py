@@ -63,15 +63,16 @@ def agent_main(argv: list[str]) -> int:
             return 1
         say({"ready": True, "prog_ids": c.dp.prog_ids(), "notices": c.notices,
              "mode": [att.mode for att in c.dp.attachments.values()]})
-        for line in sys.stdin:
-            if line.strip() != "sample":
-                break
-            try:
-                data = c.sample()
-                say({"data": to_jsonable(data), "degraded": c.degraded_reason(data)})
-            except Exception as exc:  # noqa: BLE001
-                say({"error": str(exc)})
-        await c.close()
+        try:
+            # read commands off the loop, so a signal's cancellation reaches us
+            while (await asyncio.to_thread(sys.stdin.readline)).strip() == "sample":
+                try:
+                    data = c.sample()
+                    say({"data": to_jsonable(data), "degraded": c.degraded_reason(data)})
+                except Exception as exc:  # noqa: BLE001
+                    say({"error": str(exc)})
+        finally:
+            await c.close()
         say({"closed": True})
         return 0
 
@@ -374,13 +375,14 @@ def _wait_gone(check, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_sigkill_leaves_no_tcx_attachment(net):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_death_by_signal_leaves_no_tcx_attachment(net, sig):
     from ebpftop.collectors.flows import tcx
 
     agent = Agent(net.a, "--iface", net.a_if)
     ids = set(agent.hello["prog_ids"])
     assert len(_tcx_links_of(ids)) == 2  # ingress and egress, held by the agent
-    agent.proc.send_signal(signal.SIGKILL)
+    agent.proc.send_signal(sig)
     agent.proc.wait(timeout=10)
     _wait_gone(lambda: _tcx_links_of(ids), "tcx links")
     _wait_gone(lambda: any(tcx.prog_exists(i) for i in ids), "ebpftop programs")

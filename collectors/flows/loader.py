@@ -7,6 +7,7 @@ next start removes what a dead ebpftop left (see tclegacy).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import errno
 import logging
@@ -73,6 +74,9 @@ class FlowsDatapath:
         self.deleted = 0  # entries we removed ourselves (idle expiry)
         self._batch_ok = True
         self._buf = None
+        # Netlink filters outlive the process: detach them on any orderly interpreter
+        # exit too, even when nobody called close() (tcx links need no help).
+        atexit.register(self.close)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -144,6 +148,7 @@ class FlowsDatapath:
         if self.bpf is not None:
             self.bpf.cleanup()
             self.bpf = None
+        atexit.unregister(self.close)
 
     # --- reading ---------------------------------------------------------------------
 
