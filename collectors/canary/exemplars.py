@@ -37,15 +37,18 @@ def parse_exemplars(data: Any, trace_label: str = "trace_id") -> list[Exemplar]:
     for series in data:
         if not isinstance(series, dict):
             raise QueryError("bad_response", "exemplar series is not an object")
-        series_labels = series.get("seriesLabels") or {}
-        items = series.get("exemplars") or []
+        series_labels = series.get("seriesLabels")
+        series_labels = {} if series_labels is None else series_labels
+        items = series.get("exemplars")
+        items = [] if items is None else items
         if not isinstance(series_labels, dict) or not isinstance(items, list):
             raise QueryError("bad_response", "exemplar series lacks seriesLabels/exemplars")
         le = str(series_labels.get("le", ""))
         for ex in items:
             if not isinstance(ex, dict):
                 raise QueryError("bad_response", "exemplar is not an object")
-            labels = ex.get("labels") or {}
+            labels = ex.get("labels")
+            labels = {} if labels is None else labels
             if not isinstance(labels, dict):
                 raise QueryError("bad_response", "exemplar labels are not an object")
             trace = next((str(labels[n]) for n in names if labels.get(n)), None)
