@@ -164,6 +164,18 @@ def test_numeric_label_and_unsymbolised_location():
     assert prof.total_cpu_ns is None  # no nanoseconds sample type: no CPU time, not 0
 
 
+def test_huge_labels_and_names_are_cut():
+    p = _profile()
+    p.string_table.extend(["k" * 5000, "v" * 100_000])
+    p.function[0].name = 5
+    s = p.sample.add(location_id=[1], value=[1])
+    s.label.add(key=4, str=5)
+    (stack,) = pprof.parse(p.SerializeToString()).stacks
+    ((k, v),) = stack.tags
+    assert (len(k), len(v)) == (pprof.MAX_LABEL, pprof.MAX_LABEL)
+    assert len(stack.frames[0]) == pprof.MAX_NAME
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.binary(max_size=4096), st.booleans())
 def test_any_bytes_parse_or_fail_clearly(data, wrap):

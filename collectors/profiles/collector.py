@@ -60,7 +60,7 @@ class ProfilesCollector(Collector):
     ) -> None:
         self.interval = interval
         self.hz = hz
-        self.pprof_urls = tuple(pprof_urls)
+        self.pprof_urls = tuple(dict.fromkeys(pprof_urls))
         self.pprof_seconds = pprof_seconds
         self.pprof_every = pprof_every
         self.pprof_timeout = pprof_timeout

@@ -19,6 +19,8 @@ from google.protobuf.message import DecodeError as ProtoDecodeError
 from .model import StackSample, make_tags
 
 MAX_BYTES = 32 << 20  # decompressed (and compressed) size cap
+MAX_LABEL = 256  # characters kept of a label key or value: tags are for grouping, not storage
+MAX_NAME = 1024  # characters kept of a function name
 CHUNK = 64 << 10
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -131,7 +133,7 @@ def parse(data: bytes, source: str = "") -> PprofProfile:
     functions: dict[int, str] = {}
     for i, f in enumerate(prof.function):
         name = s(f.name, f"function[{i}].name") or s(f.system_name, f"function[{i}].system_name")
-        functions[f.id] = name or "[unknown]"
+        functions[f.id] = (name or "[unknown]")[:MAX_NAME]
     locations: dict[int, tuple[str, ...]] = {}
     for i, loc in enumerate(prof.location):
         names = []
@@ -159,8 +161,8 @@ def parse(data: bytes, source: str = "") -> PprofProfile:
             else:
                 unit = s(label.num_unit, f"sample[{i}].label[{j}].num_unit")
                 value = f"{label.num} {unit}" if unit else str(label.num)
-            labels.setdefault(key, []).append(value)
-        tags = make_tags(base + tuple((k, ",".join(v)) for k, v in labels.items()))
+            labels.setdefault(key[:MAX_LABEL], []).append(value)
+        tags = make_tags(base + tuple((k, ",".join(v)[:MAX_LABEL]) for k, v in labels.items()))
         stacks.append(StackSample(
             frames=tuple(reversed(leaf_first)),
             count=sample.value[count_i],
