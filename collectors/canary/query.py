@@ -171,6 +171,8 @@ class PromClient:
                 params=params,
                 headers=conn.headers,
                 auth=conn.auth,
+                # explicit, or REQUESTS_CA_BUNDLE in the environment overrides the CA file
+                verify=conn._session.verify,
                 timeout=self.timeout,
                 stream=True,
             )
