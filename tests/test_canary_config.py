@@ -177,3 +177,26 @@ async def test_unreadable_token_file_is_reported_with_the_file(tmp_path):
     with pytest.raises(SourceUnavailable) as exc:
         await c.start()
     assert str(tmp_path / "tok") in exc.value.message and "bearer_token_file" in exc.value.hint
+
+
+def test_command_line_flags_override_the_file(tmp_path):
+    from ebpftop.tui.cli import build_parser
+    from ebpftop.tui.options import settings_from_args
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[canary]\np99_max = 0.8\nbreaches_to_fail = 4\n')
+    args = build_parser().parse_args(["--config", str(cfg), "--canary-p99-max", "0.3", "--canary-window", "5m"])
+    s = settings_from_args(args)
+    assert (s.canary_p99_max, s.canary_persist, s.canary_window) == (0.3, 4, "5m")
+
+
+def test_a_bad_flag_value_is_a_config_error_naming_the_flag(tmp_path):
+    from ebpftop.tui.cli import build_parser
+    from ebpftop.tui.options import settings_from_args
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("")
+    args = build_parser().parse_args(["--config", str(cfg), "--canary-persist", "0"])
+    with pytest.raises(ConfigError) as exc:
+        settings_from_args(args)
+    assert "--canary-persist" in str(exc.value)

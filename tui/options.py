@@ -40,6 +40,20 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--iface", dest="ifaces", action="append", metavar="NAME", help="watch this interface (repeatable)")
     g.add_argument("--prometheus-url", metavar="URL", help="Prometheus HTTP API for the canary pane")
     g.add_argument("--lab", action="store_const", const=True, default=None, help="wire the dashboard to `ebpftop lab`")
+    c = parser.add_argument_group("canary options (also in [canary] of the config)")
+    c.add_argument("--canary-p99-max", type=float, metavar="SECONDS", help="fail when canary p99 stays above (default 1.2)")
+    c.add_argument("--canary-error-ratio-max", type=float, metavar="RATIO", help="fail when canary 5xx ratio stays above (default 0.005)")
+    c.add_argument("--canary-p99-ratio-max", type=float, metavar="X", help="fail when canary p99 / stable p99 stays above (default 1.2)")
+    c.add_argument("--canary-persist", type=int, metavar="N", help="breaching evaluations in a row before fail (default 3)")
+    c.add_argument("--canary-min-requests", type=int, metavar="N", help="fewer canary requests in the window is no data (default 20)")
+    c.add_argument("--canary-window", metavar="DURATION", help="evaluation window, e.g. 1m, 5m (default 1m)")
+    c.add_argument("--canary-interval", type=float, metavar="SECONDS", help="seconds between evaluations (default 5)")
+    c.add_argument("--canary-timeout", type=float, metavar="SECONDS", help="seconds each query may take (default 5)")
+    c.add_argument("--canary-services-file", metavar="FILE", help="TOML file of [[service]] tables")
+    c.add_argument("--prometheus-token-file", metavar="FILE", help="bearer token for Prometheus, read from FILE")
+    c.add_argument("--prometheus-user", metavar="USER", help="basic-auth user for Prometheus")
+    c.add_argument("--prometheus-password-file", metavar="FILE", help="basic-auth password, read from FILE")
+    c.add_argument("--prometheus-ca-file", metavar="FILE", help="CA bundle (PEM) for Prometheus' TLS certificate")
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
