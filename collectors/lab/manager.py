@@ -300,10 +300,13 @@ def teardown(layout: Layout, st: statefile.LabState | None) -> list[str]:
                 procs.kill_pid(pid)
     tmpdirs = sorted(set(([st.tmpdir] if st and st.tmpdir else []) +
                          glob.glob(os.path.join(tempfile.gettempdir(), layout.tmp_prefix + "*"))))
+    # Only the lab's own programs: someone's `less` on a lab log also names the temp dir.
+    ours = {os.path.basename(layout.config.haproxy_bin), os.path.basename(layout.config.prometheus_bin)}
     for tmp in tmpdirs:
         for p in procs.find_by_argv_fragment(tmp):
-            removed.append(f"process pid {p.pid} ({_comm(p.pid)}) using {tmp}")
-            procs.kill_pid(p.pid)
+            if _argv0(p) in ours:
+                removed.append(f"process pid {p.pid} ({_comm(p.pid)}) using {tmp}")
+                procs.kill_pid(p.pid)
     # Links first: deleting a veth end removes the pair at once, whereas a namespace's
     # own devices go away asynchronously after `ip netns delete`.
     existing = set(topology.existing_links(layout))
@@ -320,6 +323,14 @@ def teardown(layout: Layout, st: statefile.LabState | None) -> list[str]:
     if statefile.remove(layout.state_file):
         removed.append(f"state file {layout.state_file}")
     return removed
+
+
+def _argv0(p: psutil.Process) -> str:
+    try:
+        argv = p.cmdline()
+    except psutil.Error:
+        return ""
+    return os.path.basename(argv[0]) if argv else ""
 
 
 def _comm(pid: int) -> str:
