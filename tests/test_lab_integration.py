@@ -300,3 +300,16 @@ def test_lab_up_killed_midway_is_cleaned_up_by_down(fault_lab):
     removed = manager.down(FAULT)
     assert any(f"pid {orphans[0].pid}" in r for r in removed)
     assert leftovers(FAULT, st) == []
+
+
+def test_down_without_state_removes_leftover_dirs_but_spares_other_programs(fault_lab):
+    leftover = tempfile.mkdtemp(prefix=Layout(FAULT).tmp_prefix)
+    viewer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"{leftover}/haproxy.log"])
+    try:
+        removed = manager.down(FAULT)
+        assert f"temp dir {leftover}" in removed
+        assert viewer.poll() is None  # a user's program that mentions the dir is not ours to kill
+    finally:
+        viewer.kill()
+        viewer.wait()
+    assert leftovers(FAULT, None) == []
