@@ -12,7 +12,7 @@ import pytest
 
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.config import ServiceConfig
-from ebpftop.collectors.canary.exemplars import Exemplar, parse_exemplars, slowest
+from ebpftop.collectors.canary.exemplars import Exemplar, parse_exemplars, slow_cutoff, slowest
 from ebpftop.collectors.canary.query import QueryError
 from ebpftop.collectors.canary.verdict import Thresholds
 from ebpftop.collectors.settings import Settings
@@ -59,6 +59,15 @@ def test_configured_trace_label_comes_first():
 def test_malformed_answers_are_errors(data):
     with pytest.raises(QueryError):
         parse_exemplars(data)
+
+
+def test_cutoff_is_the_lower_bound_of_the_p99_bucket():
+    bounds = [0.1, 0.25, 0.5, 1.0, float("inf")]
+    # 300 ms requests interpolate to a p99 near 490 ms: they must still count as slow
+    assert slow_cutoff(0.49, bounds, 1.2) == 0.25
+    assert slow_cutoff(0.25, bounds, 1.2) == 0.1  # le is inclusive: 0.25 is in (0.1, 0.25]
+    assert slow_cutoff(0.05, bounds, 1.2) == 0.0
+    assert slow_cutoff(None, bounds, 1.2) == 1.2  # no p99 yet: the threshold
 
 
 def test_slowest_at_or_above_cutoff_one_per_trace():
@@ -158,5 +167,5 @@ async def test_slow_canary_requests_bring_their_trace_ids(tmp_path, target):
     assert [e.trace_id for e in s.exemplars] == ["slowest-1", "slow-1"]  # slowest first
     assert [e.value_s for e in s.exemplars] == [4.0, 2.0]
     assert [e.bucket for e in s.exemplars] == ["+Inf", "2.5"]
-    assert "fast-1" not in {e.trace_id for e in s.exemplars}  # under p99: not the tail
+    assert "fast-1" not in {e.trace_id for e in s.exemplars}  # below the p99 bucket: not the tail
     assert s.queries["canary.exemplars"] == 'http_request_duration_seconds_bucket{version="canary"}'

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 from ..base import Collector, SourceUnavailable
 from .config import CanaryConfigError, ServiceConfig, load_services_file, validate
 from .data import Bucket, CanaryData, DriftTest, ServiceCanary, VariantMetrics
-from .exemplars import parse_exemplars, slowest
+from .exemplars import parse_exemplars, slow_cutoff, slowest
 from .query import Answer, PromClient, QueryError
 from .stats import TEST_NAME, ChiSquare, chi_square_homogeneity, per_bucket
 from .verdict import Evaluator, Measured, Thresholds, Verdict
@@ -325,7 +325,8 @@ class CanaryCollector(Collector):
             drift_note=drift.note,
         )
         verdict = self._evaluators.setdefault(svc.name, Evaluator(svc.thresholds)).evaluate(measured)
-        cutoff = canary.p99_s if canary.p99_s is not None else svc.thresholds.p99_max_s
+        bounds = [_le_key(b.le) for b in canary.buckets]
+        cutoff = slow_cutoff(canary.p99_s, bounds, svc.thresholds.p99_max_s)
         result = ServiceCanary(
             name=svc.name,
             verdict=verdict.verdict,

@@ -2,8 +2,11 @@
 
 Prometheus keeps exemplars (when run with --enable-feature=exemplar-storage) beside the
 histogram buckets; /api/v1/query_exemplars returns them per series. The slow ones are
-those at or above the canary's p99 (or the p99 threshold while p99 is unknown): the
-requests that make the tail, each with the trace id a profile can be looked up by.
+those in the bucket that holds the canary's p99 and above: the requests that make the
+tail, each with the trace id a profile can be looked up by. The cutoff is that bucket's
+lower bound, not p99 itself, because p99 is interpolated inside the bucket and can sit
+above every real request in it (300 ms requests give a p99 of ~490 ms in a 250-500 ms
+bucket). While p99 is unknown the p99 threshold is the cutoff.
 """
 
 from __future__ import annotations
@@ -61,6 +64,14 @@ def parse_exemplars(data: Any, trace_label: str = "trace_id") -> list[Exemplar]:
                 continue  # nothing to follow, or no usable latency
             out.append(Exemplar(trace, value, ts, le, {str(k): str(v) for k, v in labels.items()}))
     return out
+
+
+def slow_cutoff(p99_s: float | None, bounds: list[float], fallback_s: float) -> float:
+    """Lower bound of the bucket holding `p99_s` (0 for the first bucket)."""
+    if p99_s is None:
+        return fallback_s
+    below = [le for le in bounds if le < p99_s]
+    return max(below) if below else 0.0
 
 
 def slowest(exemplars: list[Exemplar], cutoff_s: float | None, limit: int = MAX_EXEMPLARS) -> tuple[Exemplar, ...]:
