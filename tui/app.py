@@ -144,9 +144,9 @@ class EbpftopApp(App[int]):
             return
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.call_later(self._flush)
+            self.call_later(self._flush_dirty)
 
-    def _flush(self) -> None:
+    def _flush_dirty(self) -> None:
         self._flush_scheduled = False
         if self.paused or not self._dirty or not self.is_running:
             return
@@ -225,7 +225,7 @@ class EbpftopApp(App[int]):
         self.set_class(paused, "-paused")
         if not paused:
             self._pending = 0
-            self._flush()
+            self._flush_dirty()
         if self._main_screen is not None:
             self._draw_header()
 

@@ -17,6 +17,7 @@ sockets or files. Every string from a payload goes through `tui.text` (here `cle
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
@@ -88,6 +89,7 @@ class SourcePane(Vertical, can_focus=True):
         self.snapshot: Snapshot | None = None
         self.last_good: Snapshot | None = None
         self._health_shown: tuple | None = None
+        self._now = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(Content(""), classes="health", markup=False)
@@ -97,11 +99,19 @@ class SourcePane(Vertical, can_focus=True):
         self.border_title = f"{self.number} {self.title}"
         self.set_class(True, "-waiting")
 
+    def on_resize(self) -> None:
+        if self.snapshot is not None:
+            self.call_after_refresh(self._rerender)
+
+    def _rerender(self) -> None:
+        self.show(self.snapshot, self.last_good, self._now)
+
     # --- called by the app -------------------------------------------------------
 
     def show(self, snapshot: Snapshot | None, last_good: Snapshot | None, now: float) -> None:
         """Redraw from the latest snapshot (and the latest one that carried data)."""
         self.snapshot = snapshot
+        self._now = now
         self.last_good = last_good if last_good is not None and last_good.data is not None else None
         for state in HealthState:
             self.set_class(snapshot is not None and snapshot.health.state is state, f"-{state.value}")
@@ -151,33 +161,98 @@ class SourcePane(Vertical, can_focus=True):
     def render_body(self, data: Any, snapshot: Snapshot, now: float) -> Content:
         """Render the payload. The default lists its scalar fields and collection sizes
         so a source is visible before its pane is written; subclasses override."""
-        return generic_body(data)
+        size = self.query_one(".body", Static).content_size
+        return generic_body(data, size.width, size.height)
 
 
-def _scalar(value: Any) -> str:
+def _scalar(value: Any, max_len: int = 80) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)  # ports, pids, counters: exact
     if isinstance(value, float):
+        if 1e9 <= value <= 2e10:  # a wall-clock timestamp
+            return time.strftime("%H:%M:%S", time.gmtime(value))
         return fmt.number(value)
     if value is None:
         return fmt.NO_DATA
-    return clean(value, 80)
+    return clean(value, max_len)
 
 
-def generic_body(data: Any, limit: int = 40) -> Content:
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        items = [(f.name, getattr(data, f.name)) for f in dataclasses.fields(data)]
-    elif isinstance(data, dict):
-        items = list(data.items())
-    else:
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _fields(obj: Any) -> list[tuple[str, Any]]:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    if isinstance(obj, dict):
+        return [(clean(k, 40), v) for k, v in obj.items()]
+    return []
+
+
+def _table(name: str, items: list, width: int, rows: int) -> list[str | tuple[str, str]]:
+    """A compact table of a list of records: the scalar columns that fit `width`."""
+    first = _fields(items[0])
+    names = [n for n, v in first if _is_scalar(v)]
+    shown = items[:rows]
+    cells = [[_scalar(dict(_fields(it)).get(n), 24) for n in names] for it in shown]
+    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
+    keep, used = [], 0
+    for i, w in enumerate(widths):
+        if used + w + (1 if keep else 0) > width:
+            break
+        keep.append(i)
+        used += w + (1 if len(keep) > 1 else 0)
+    parts: list[str | tuple[str, str]] = [(f"{clean(name, 40)} ({len(items)})", "bold")]
+    if not keep:
+        return parts
+    parts += ["\n", (" ".join(names[i].ljust(widths[i]) for i in keep), "$text-muted")]
+    for row in cells:
+        parts += ["\n", " ".join(row[i].ljust(widths[i]) for i in keep)]
+    return parts
+
+
+def generic_body(data: Any, width: int = 0, height: int = 0) -> Content:
+    """Scalars as `name: value` lines; the first list of records as a table in the
+    rows that remain. For sources whose pane has no renderer of its own yet."""
+    items = _fields(data)
+    if not items:
         return Content(clean(data, 500))
-    parts: list[str | tuple[str, str]] = []
-    for name, value in items[:limit]:
-        if parts:
-            parts.append("\n")
-        parts.append((clean(name, 40) + ": ", "$text-muted"))
+    width = width or 80
+    scalars = [(n, v) for n, v in items if _is_scalar(v)]
+    records = [
+        (n, list(v)) for n, v in items
+        if isinstance(v, (list, tuple)) and v and _fields(v[0])
+    ]
+    others = [(n, v) for n, v in items if not _is_scalar(v) and all(n != r for r, _ in records)]
+    # Scalars flow several to a line, so the table below keeps most of the rows.
+    chunks: list[list[str | tuple[str, str]]] = []
+    for name, value in scalars + others:
         if isinstance(value, (list, tuple, dict, set, frozenset)):
-            parts.append(f"{len(value)} items")
-        elif dataclasses.is_dataclass(value):
-            parts.append(type(value).__name__)
+            text = f"{len(value)} items"
+        elif _fields(value):
+            text = type(value).__name__
         else:
-            parts.append(_scalar(value))
+            text = _scalar(value)
+        chunks.append([(name + ": ", "$text-muted"), text])
+    parts: list[str | tuple[str, str]] = []
+    lines, used = 0, 0
+    for chunk in chunks:
+        size = sum(len(c if isinstance(c, str) else c[0]) for c in chunk)
+        if not parts:
+            lines = 1
+        elif used + 2 + size > width:
+            parts.append("\n")
+            lines, used = lines + 1, 0
+        else:
+            parts.append("  ")
+            used += 2
+        parts += chunk
+        used += size
+    if records:
+        name, rows = records[0]
+        room = (height - lines - 2) if height else 10
+        if room > 0:
+            parts = _table(name, rows, width, room) + (["\n"] + parts if parts else [])
     return Content.assemble(*parts)
