@@ -1,0 +1,10 @@
+"""`ebpftop lab`: a small real system on one machine (see README.md in this directory)."""
+
+
+def lab_settings(settings, **kwargs):
+    """`settings` wired to the lab, bringing it up first; see `manager.lab_settings`."""
+    # Imported on call: the lab's service and load generator start from this package
+    # and should not pay for the manager's imports.
+    from .manager import lab_settings as wire
+
+    return wire(settings, **kwargs)
