@@ -64,15 +64,19 @@ def test_filter_and_trace_selection_falls_back_to_the_service_and_says_so():
 
 
 def test_sliding_windows_forget_old_buckets():
-    w = a.SlidingWindows(60)
+    w = a.SlidingWindows((10, 60))
     key = (make_tags({"pid": "1"}), ("main",))
+    other = (make_tags({"pid": "2"}), ("main",))
     for t in range(0, 100):
-        w.add(float(t), {key: 1})
+        w.add(float(t), {key: 1, **({other: 5} if t == 85 else {})})
     counts, oldest = w.counts(99.0, 10)
     assert counts == {key: 10} and oldest == 90.0
-    counts, _ = w.counts(99.0, 60)
-    assert counts == {key: 60}
-    assert len(w._buckets) == 60  # bounded by the longest window
+    counts, oldest = w.counts(99.0, 60)
+    assert counts == {key: 60, other: 5} and oldest == 40.0
+    assert len(w._in[60]) == 60  # bounded by the longest window
+    counts, _ = w.counts(146.0, 60)  # nothing new for a while: old drains age out
+    assert counts == {key: 13}
+    assert w.counts(500.0, 10) == ({}, 500.0)
 
 
 def test_summarize_bounds_stacks_but_keeps_totals_and_small_groups():

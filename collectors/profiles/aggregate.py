@@ -9,6 +9,7 @@ and returns plain values, so the pane, the JSON snapshot and the tests share it.
 from __future__ import annotations
 
 import collections
+import heapq
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -24,33 +25,45 @@ StackKey = tuple[Tags, tuple[str, ...]]
 
 
 class SlidingWindows:
-    """Per-interval sample counts kept long enough for the longest window.
+    """Sample counts over the last `spans` seconds (e.g. 10 and 60), kept as running
+    sums: each drain is added once and subtracted once when it ages out, so a second's
+    cost does not grow with the window length. Memory is bounded by the longest span
+    times the distinct stacks."""
 
-    `add` takes one drain of the sampler; `profile` sums the buckets of the last
-    `seconds`. Memory is bounded by the longest window times the distinct stacks.
-    """
-
-    def __init__(self, longest: float) -> None:
-        self.longest = longest
-        self._buckets: collections.deque[tuple[float, dict[StackKey, int]]] = collections.deque()
+    def __init__(self, spans: Iterable[float]) -> None:
+        self.spans = tuple(sorted(spans))
+        self._in: dict[float, collections.deque[tuple[float, dict[StackKey, int]]]] = {
+            s: collections.deque() for s in self.spans}
+        self._sum: dict[float, dict[StackKey, int]] = {s: {} for s in self.spans}
 
     def add(self, when: float, counts: Mapping[StackKey, int]) -> None:
         if counts:
-            self._buckets.append((when, dict(counts)))
-        while self._buckets and self._buckets[0][0] <= when - self.longest:
-            self._buckets.popleft()
+            bucket = dict(counts)
+            for span in self.spans:
+                self._in[span].append((when, bucket))
+                total = self._sum[span]
+                for key, n in bucket.items():
+                    total[key] = total.get(key, 0) + n
+        self._expire(when)
 
-    def counts(self, now: float, seconds: float) -> tuple[dict[StackKey, int], float]:
-        """Summed counts of buckets newer than now-seconds, and the oldest bucket time."""
-        total: dict[StackKey, int] = collections.defaultdict(int)
-        oldest = now
-        for when, counts in reversed(self._buckets):
-            if when <= now - seconds:
-                break
-            oldest = when
-            for key, n in counts.items():
-                total[key] += n
-        return dict(total), oldest
+    def _expire(self, now: float) -> None:
+        for span in self.spans:
+            q, total = self._in[span], self._sum[span]
+            while q and q[0][0] <= now - span:
+                _, bucket = q.popleft()
+                for key, n in bucket.items():
+                    left = total[key] - n
+                    if left:
+                        total[key] = left
+                    else:
+                        del total[key]
+
+    def counts(self, now: float, span: float) -> tuple[dict[StackKey, int], float]:
+        """Summed counts of the last `span` seconds (one of `spans`), and the oldest
+        drain time in them (`now` when there is none)."""
+        self._expire(now)
+        q = self._in[span]
+        return dict(self._sum[span]), (q[0][0] if q else now)
 
 
 def stacks_from_counts(counts: Mapping[StackKey, int]) -> list[StackSample]:
@@ -67,17 +80,20 @@ def summarize(
     max_stacks: int = 400,
     group_keys: tuple[str, ...] = GROUP_KEYS,
     top_n: int = 5,
+    merged: bool = False,
 ) -> Profile:
     """A Profile: totals, groups with their top frames, and the heaviest stacks.
 
     Stacks beyond `max_stacks` are left out of the listing (their samples are counted
     in `omitted_samples`) so one snapshot stays small; totals and groups use them all.
+    `merged=True` says no two stacks share tags and frames (they come from one dict).
     """
-    stacks = merge(stacks)
+    stacks = list(stacks) if merged else merge(stacks)
     total = sum(s.count for s in stacks)
     ns = [s.cpu_ns for s in stacks if s.cpu_ns is not None]
-    groups = group_by(stacks, group_keys, top_n=top_n)
-    kept = tuple(heaviest(stacks, group_keys, max_stacks))
+    by = split(stacks, group_keys)
+    groups = group_by(stacks, group_keys, top_n=top_n, by=by)
+    kept = tuple(heaviest(by, max_stacks))
     return Profile(
         name=name,
         source=source,
@@ -91,14 +107,11 @@ def summarize(
     )
 
 
-def heaviest(stacks: list[StackSample], group_keys: tuple[str, ...], limit: int) -> list[StackSample]:
+def heaviest(by: dict[Tags, list[StackSample]], limit: int) -> list[StackSample]:
     """The heaviest stacks, taken round-robin over the tag groups (every group's first,
     then every group's second...), so a small group selected in the pane still has its
     stacks when a big one dominates. Returned heaviest first."""
     order = lambda s: (-s.count, s.frames, s.tags)  # noqa: E731
-    by: dict[Tags, list[StackSample]] = collections.defaultdict(list)
-    for s in stacks:
-        by[project(s.tags, group_keys)].append(s)
     ranked = []
     for members in by.values():
         members.sort(key=order)
@@ -127,20 +140,33 @@ def project(tags: Tags, keys: Iterable[str]) -> Tags:
     return tuple((k, v) for k, v in tags if k in wanted)
 
 
-def group_by(stacks: Iterable[StackSample], keys: Iterable[str] = GROUP_KEYS, *, top_n: int = 5) -> list[TagGroup]:
-    """Samples per tag set (restricted to `keys`), heaviest first, with top frames."""
+def split(stacks: Iterable[StackSample], keys: Iterable[str]) -> dict[Tags, list[StackSample]]:
+    """Stacks by their tag set restricted to `keys`."""
     keys = tuple(keys)
-    stacks = list(stacks)
-    total = sum(s.count for s in stacks)
+    seen: dict[Tags, Tags] = {}  # many stacks share one tag set: project each set once
     by: dict[Tags, list[StackSample]] = collections.defaultdict(list)
     for s in stacks:
-        by[project(s.tags, keys)].append(s)
-    groups = []
-    for tags, members in by.items():
-        n = sum(s.count for s in members)
-        groups.append(TagGroup(tags, n, n / total if total else 0.0, tuple(top_functions(members, top_n))))
-    groups.sort(key=lambda g: (-g.samples, g.tags))
-    return groups
+        p = seen.get(s.tags)
+        if p is None:
+            p = seen[s.tags] = project(s.tags, keys)
+        by[p].append(s)
+    return by
+
+
+MAX_TOP_GROUPS = 50  # groups that get their top frames computed; the rest list samples only
+
+
+def group_by(stacks: Iterable[StackSample], keys: Iterable[str] = GROUP_KEYS, *, top_n: int = 5,
+             by: dict[Tags, list[StackSample]] | None = None) -> list[TagGroup]:
+    """Samples per tag set (restricted to `keys`), heaviest first, with top frames for
+    the heaviest MAX_TOP_GROUPS groups."""
+    by = split(stacks, keys) if by is None else by
+    sums = {tags: sum(s.count for s in members) for tags, members in by.items()}
+    total = sum(sums.values())
+    order = sorted(by, key=lambda t: (-sums[t], t))
+    return [TagGroup(t, sums[t], sums[t] / total if total else 0.0,
+                     tuple(top_functions(by[t], top_n)) if i < MAX_TOP_GROUPS else ())
+            for i, t in enumerate(order)]
 
 
 def top_functions(stacks: Iterable[StackSample], n: int | None = None, *, by: str = "self") -> list[FunctionStat]:
@@ -160,10 +186,10 @@ def top_functions(stacks: Iterable[StackSample], n: int | None = None, *, by: st
             total_c[name] += s.count
     stats = [FunctionStat(name, self_c.get(name, 0), t) for name, t in total_c.items()]
     if by == "self":
-        stats.sort(key=lambda f: (-f.self_samples, -f.total_samples, f.name))
+        key = lambda f: (-f.self_samples, -f.total_samples, f.name)  # noqa: E731
     else:
-        stats.sort(key=lambda f: (-f.total_samples, -f.self_samples, f.name))
-    return stats if n is None else stats[:n]
+        key = lambda f: (-f.total_samples, -f.self_samples, f.name)  # noqa: E731
+    return sorted(stats, key=key) if n is None else heapq.nsmallest(n, stats, key=key)
 
 
 # --- filters and the trace_id link ----------------------------------------------------

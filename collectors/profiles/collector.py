@@ -68,7 +68,7 @@ class ProfilesCollector(Collector):
         self._clock = clock
         # The sampler skips ebpftop itself: its own drains would otherwise top the list.
         self._sampler = sampler if sampler is not None else (Sampler(hz, skip_tgid=os.getpid()) if hz > 0 else None)
-        self._windows = SlidingWindows(max(WINDOWS))
+        self._windows = SlidingWindows(WINDOWS)
         self._tags = TagCache()
         self._status: dict[str, SourceStatus] = {}
         self._pprof: dict[str, Profile] = {}  # latest periodic profile per URL
@@ -160,7 +160,7 @@ class ProfilesCollector(Collector):
             for seconds in WINDOWS:
                 counts, oldest = self._windows.counts(now, seconds)
                 windows.append(summarize(f"bpf {seconds:g}s", "bpf", min(oldest, now) - self.interval, now,
-                                         stacks_from_counts(counts), max_stacks=self.max_stacks))
+                                         stacks_from_counts(counts), max_stacks=self.max_stacks, merged=True))
         return ProfilesData(
             hz=self.hz if running else None,
             windows=tuple(windows),
