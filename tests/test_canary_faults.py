@@ -304,3 +304,31 @@ async def test_exemplar_failure_keeps_the_metrics(server):
     assert s.canary.p99_s == 0.25
     assert s.exemplars == ()
     assert any(e.startswith("canary exemplars:") and "HTML page" in e for e in s.errors)
+
+
+def test_snapshot_json_has_per_service_metrics_verdict_and_evidence(server, tmp_path):
+    import os
+    import pathlib
+    import subprocess
+
+    ebpftop = pathlib.Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ebpftop"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EBPFTOP_")}
+    env["HOME"] = str(tmp_path)  # no user config file
+    proc = subprocess.run(
+        [str(ebpftop), "--prometheus-url", server.url, "--canary-min-requests", "0",
+         "snapshot", "--json", "--source", "canary", "--duration", "3"],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(proc.stdout)["sources"]["canary"]
+    assert entry["health"]["state"] == "ok"
+    (svc,) = entry["data"]["services"]
+    assert svc["name"] == "default" and svc["variant_label"] == "version"
+    assert svc["verdict"] == "pass"
+    assert (svc["canary"]["p99_s"], svc["canary"]["error_ratio"], svc["canary"]["rps"]) == (0.25, 0.001, 10.0)
+    assert svc["stable"]["p99_s"] == 0.25
+    metrics = {m["name"]: m for m in svc["metrics"]}
+    assert metrics["p99"]["value"] == 0.25 and metrics["p99"]["threshold"] == 1.2
+    assert metrics["error_ratio"]["threshold"] == 0.005
+    assert svc["drift"]["test"] == "chi-square test of homogeneity" and svc["drift"]["p_value"] is not None
+    assert "histogram_quantile" in svc["queries"]["canary.p99"]
