@@ -145,6 +145,9 @@ async def test_kiosk_hides_and_refuses_actions(tmp_path):
         assert "Add incident marker" not in titles and "Screenshot" not in titles
         assert {"Theme", "Help", "Quit"} <= titles
         assert app.check_action("suspend_process", ()) is False
+        assert "ctrl+z" not in {b.key for (_n, b, enabled, _t) in app.screen.active_bindings.values() if enabled}
+        await pilot.press("ctrl+z")
+        assert app.is_running
         try:
             with app.suspend():
                 raise AssertionError("suspended in kiosk mode")

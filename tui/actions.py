@@ -38,6 +38,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("replay_slower", "Slower", "replay: halve the speed", replay=True, group="Replay"),
     ActionSpec("replay_faster", "Faster", "replay: double the speed", replay=True, group="Replay"),
     ActionSpec("marker", "Marker", "add an incident marker (asks for text, confirms, audited)", acts=True, group="Actions"),
+    ActionSpec("suspend_process", "Suspend", "suspend to the shell; `fg` resumes (off in read-only mode)", group="App"),
     ActionSpec("quit", "Quit", "quit ebpftop (collectors stop; pinned rules stay)", group="App"),
 )
 
