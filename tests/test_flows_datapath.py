@@ -63,9 +63,12 @@ def agent_main(argv: list[str]) -> int:
             return 1
         say({"ready": True, "prog_ids": c.dp.prog_ids(), "notices": c.notices,
              "mode": [att.mode for att in c.dp.attachments.values()]})
+        # read commands through the loop, so a signal's cancellation reaches us
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         try:
-            # read commands off the loop, so a signal's cancellation reaches us
-            while (await asyncio.to_thread(sys.stdin.readline)).strip() == "sample":
+            while (await reader.readline()).strip() == b"sample":
                 try:
                     data = c.sample()
                     say({"data": to_jsonable(data), "degraded": c.degraded_reason(data)})
