@@ -9,6 +9,7 @@ Exit 2 when the file cannot be replayed at all (missing, not a recording).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -53,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
     settings = load_or_exit(args)
     if settings.record:
         print("ebpftop: --record is ignored during replay", file=sys.stderr)
+    try:
+        size = os.path.getsize(args.file)
+    except OSError:
+        size = 0  # from_file says why
+    if size > 4 * 1024 * 1024:
+        # Loading decodes every snapshot (about 1 ms each, bench/RESULTS.md): say why it waits.
+        print(f"ebpftop: reading {clean(args.file)} ({size / 2**20:.0f} MB)…", file=sys.stderr, flush=True)
     try:
         runtime = ReplayRuntime.from_file(settings, args.file)
     except ReplayError as exc:
