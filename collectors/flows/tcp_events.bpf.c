@@ -2,8 +2,8 @@
  * tcp:tcp_retransmit_skb). bcc builds the argument structs from tracefs, so no
  * kernel-internal struct is read and header/kernel mismatches do not matter.
  *
- * Filled in by the loader (cflags): RB_PAGES, and USE_PERFBUF on kernels without
- * a BPF ring buffer. */
+ * Filled in by the loader (cflags): RB_PAGES, USE_PERFBUF on kernels without a BPF
+ * ring buffer, RETRANS_HAS_ERR when tcp_retransmit_skb has an `err` field. */
 #include <uapi/linux/bpf.h>
 #include "flows.h"
 
@@ -163,6 +163,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
+#ifdef RETRANS_HAS_ERR
+    /* Newer kernels also report attempts that failed (queue full...): nothing
+     * went out, so it is not a retransmission on the wire. */
+    if (args->err)
+        return 0;
+#endif
     struct tcp_tuple t = {};
     FILL_ADDRS(&t, args);
     u64 zero = 0;

@@ -71,6 +71,8 @@ class TcpEvents:
         if reason:
             raise RuntimeError(reason)
         cflags = [f"-I{SRC.parent}", f"-DRB_PAGES={RING_PAGES}", "-Wno-unused-function"]
+        if _tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"):
+            cflags.append("-DRETRANS_HAS_ERR")
         self.perfbuf = not _has_ringbuf()
         if self.perfbuf:
             cflags.append("-DUSE_PERFBUF")
@@ -149,6 +151,17 @@ class TcpEvents:
 
     def events_for(self, local: str, lport: int, remote: str, rport: int) -> tuple[TcpEvent, ...]:
         return tuple(self.by_tuple.get((local, lport, remote, rport), ()))
+
+
+def _tracepoint_has_field(category: str, event: str, name: str) -> bool:
+    """Tracepoint arguments differ between kernels; the format file says what is there."""
+    for base in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        try:
+            text = Path(f"{base}/events/{category}/{event}/format").read_text()
+        except OSError:
+            continue
+        return any(line.strip().startswith("field:") and line.split(";")[0].split()[-1] == name for line in text.splitlines())
+    return False
 
 
 def _has_ringbuf() -> bool:
