@@ -28,6 +28,7 @@ error; neither ever reaches the app.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import json
 import logging
@@ -82,6 +83,40 @@ def _fmt_mb(n: float) -> str:
 
 def _is_gzip_name(path: str) -> bool:
     return path.endswith(".gz")
+
+
+class _OwnedGzip(gzip.GzipFile):
+    """A GzipFile that closes the file it was given (GzipFile leaves a passed fileobj open)."""
+
+    def close(self) -> None:
+        raw = self.fileobj
+        try:
+            super().close()
+        finally:
+            if raw is not None:
+                raw.close()
+
+
+def _open_append(path: str) -> BinaryIO:
+    """Open for appending: owner-only when created, never through a symlink.
+
+    Recordings hold addresses, process names and hosts, so a new file is 0600; under
+    sudo it is handed to the invoking user, who can then replay it without root. The
+    recorder runs as root, so a symlink planted at the path must not redirect the write.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_size == 0 and os.geteuid() == 0:
+            uid, gid = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+            if uid.isdigit() and gid.isdigit():
+                os.fchown(fd, int(uid), int(gid))
+        raw = os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
+    if _is_gzip_name(path):
+        return _OwnedGzip(fileobj=raw, mode="ab")  # type: ignore[return-value]
+    return raw
 
 
 class Recorder:
@@ -165,6 +200,8 @@ class Recorder:
     def open(self) -> bool:
         """Open (or append to) the file and write a header. False, with a status, on failure."""
         try:
+            if os.path.islink(self.path):
+                raise OSError(errno.ELOOP, "symbolic link")  # before repairing anything in it
             existing = os.path.getsize(self.path) if os.path.exists(self.path) else 0
             if existing:
                 problem = self._check_existing()
@@ -178,13 +215,11 @@ class Recorder:
                 self._reason = f"file already at {_fmt_mb(existing)} (limit {_fmt_mb(self.max_bytes)})"
                 self._publish_status("raise --record-max-mb or record to another file")
                 return False
-            if _is_gzip_name(self.path):
-                self._file = gzip.open(self.path, "ab")  # type: ignore[assignment]
-            else:
-                self._file = open(self.path, "ab")
+            self._file = _open_append(self.path)
         except OSError as exc:
             self._file = None
-            self._state, self._reason = "failed", f"cannot open: {exc.strerror or exc}"
+            why = "it is a symbolic link; give the file's real path" if exc.errno == errno.ELOOP else exc.strerror or exc
+            self._state, self._reason = "failed", f"cannot open: {why}"
             self._publish_status()
             return False
         self._size = existing

@@ -209,6 +209,29 @@ def test_unwritable_path_fails_with_the_reason(tmp_path):
     assert not (tmp_path / "missing-dir").exists()
 
 
+def test_new_file_is_owner_only_and_given_to_the_sudo_user(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUDO_UID", "4242")
+    monkeypatch.setenv("SUDO_GID", "4343")
+    path = tmp_path / "a.rec"
+    record(path, session(2))
+    st = path.stat()
+    assert st.st_mode & 0o777 == 0o600
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (4242, 4343)
+    else:
+        assert st.st_uid == os.geteuid()  # only root can give a file away
+
+
+def test_never_writes_through_a_symlink(tmp_path):
+    target = tmp_path / "elsewhere"
+    link = tmp_path / "a.rec"
+    link.symlink_to(target)
+    rec = Recorder(str(link), 64 * MB)
+    assert not rec.open()
+    assert rec.status.state == "failed" and "symbolic link" in rec.status.reason
+    assert not target.exists()
+
+
 async def test_flusher_makes_data_readable_while_recording(tmp_path):
     path = tmp_path / "live.rec"
     rec = Recorder(str(path), 64 * MB, flush_interval=0.02)
