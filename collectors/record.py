@@ -12,11 +12,18 @@ File format (version 1), one JSON document per line, UTF-8, `\\n` line ends:
   NaN: a missing number is null). The recorder's own "recorder" status is not written.
 - A name ending in `.gz` is written gzip-compressed; each session is one gzip member and
   every flush is a sync flush, so a crash still leaves readable data up to the last one.
+  Limitation: a session appended after a crash that cut a .gz member is unreadable (the
+  reader stops at the cut); a plain file's torn last line is dropped before appending.
+- New files are 0600 (handed to the sudo user when run under sudo); the path is never
+  followed through a symlink.
 
 Writes are buffered and flushed at least every `flush_interval` seconds (by the bus
 callback when snapshots arrive, by `run_flusher` when they do not), so a crash loses at
-most about a second. The volume is a few kilobytes a second, so writing on the event
-loop costs microseconds; a thread would only add a second way to lose data.
+most about a second. The bus callback costs the JSON encoding (0.02-0.6 ms a snapshot
+depending on its size, bench/RESULTS.md) plus a list append; a flush writes one second
+of data (tens of microseconds, about 0.5 ms with gzip). That is small enough for the
+event loop; a writer thread would not save the encoding (GIL) and would add a second
+way to lose data.
 
 The size bound (`record_max_mb`) counts the bytes on disk before the session plus the
 uncompressed bytes this session wrote, so a `.gz` file stays well under it. When the
