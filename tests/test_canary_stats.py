@@ -135,3 +135,36 @@ def test_per_bucket_from_cumulative_clamps_decreases():
     assert per_bucket([10, 30, 30, 45]) == [10, 20, 0, 15]
     # extrapolation in increase() can make a higher bucket a hair lower
     assert per_bucket([10, 9.5, 12]) == [10, 0, 2]
+
+
+# --- the test as the collector runs it on Prometheus buckets ----------------------------
+
+from ebpftop.collectors.canary.collector import drift_test  # noqa: E402
+from ebpftop.collectors.canary.data import Bucket  # noqa: E402
+
+
+def buckets(pairs):
+    return [Bucket(le, c) for le, c in pairs]
+
+
+def test_drift_compares_on_the_boundaries_both_variants_share():
+    # canary has an extra 0.25 boundary and writes "1.0" where stable writes "1"
+    canary = buckets([("0.1", 40), ("0.25", 70), ("0.5", 100), ("1.0", 140), ("+Inf", 150)])
+    stable = buckets([("0.1", 200), ("0.5", 300), ("1", 330), ("+Inf", 340)])
+    d, chi = drift_test(canary, stable)
+    ref = chi_square_homogeneity([40, 60, 40, 10], [200, 100, 30, 10])
+    assert chi == ref
+    assert (d.statistic, d.p_value, d.effect_size, d.dof) == (ref.statistic, ref.p_value, ref.cramers_v, ref.dof)
+    assert (d.n_canary, d.n_stable) == (150, 340)
+
+
+@pytest.mark.parametrize("canary,stable,note", [
+    ([("0.1", 5), ("0.5", 9)], [("0.1", 5), ("0.5", 9)], "no +Inf bucket"),
+    ([("0.1", None), ("+Inf", 9)], [("0.1", 5), ("+Inf", 9)], "a latency bucket has no data"),
+    ([], [("+Inf", 9)], "no latency buckets shared"),
+    ([("0.1", 1), ("+Inf", 2)], [("0.1", 1), ("+Inf", 3)], "too few requests"),
+])
+def test_drift_says_why_there_is_no_result(canary, stable, note):
+    d, chi = drift_test(buckets(canary), buckets(stable))
+    assert chi is None and d.statistic is None and d.p_value is None
+    assert note in d.note

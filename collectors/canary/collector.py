@@ -110,14 +110,15 @@ def drift_test(canary: Sequence[Bucket], stable: Sequence[Bucket]) -> tuple[Drif
     Cumulative counts at shared boundaries form a valid coarser histogram, so variants
     built with different bucket layouts are still compared, on the boundaries they share.
     """
-    a = {b.le: b.count for b in canary}
-    b = {b.le: b.count for b in stable}
-    shared = sorted(set(a) & set(b), key=_le_key)
+    # keyed by value: one client writes le="1", another le="1.0"
+    a = {_le_key(x.le): x.count for x in canary}
+    b = {_le_key(x.le): x.count for x in stable}
+    shared = sorted(set(a) & set(b))
     if not shared:
         return DriftTest(TEST_NAME, note="no latency buckets shared by canary and stable"), None
     if any(a[le] is None or b[le] is None for le in shared):
         return DriftTest(TEST_NAME, note="a latency bucket has no data"), None
-    if _le_key(shared[-1]) != math.inf:
+    if shared[-1] != math.inf:
         return DriftTest(TEST_NAME, note="no +Inf bucket: the histograms are incomplete"), None
     ra, rb = per_bucket([a[le] for le in shared]), per_bucket([b[le] for le in shared])
     result = chi_square_homogeneity(ra, rb)
