@@ -92,7 +92,7 @@ def _is_gzip_name(path: str) -> bool:
     return path.endswith(".gz")
 
 
-class _OwnedGzip(gzip.GzipFile):
+class ClosingGzipFile(gzip.GzipFile):
     """A GzipFile that closes the file it was given (GzipFile leaves a passed fileobj open)."""
 
     def close(self) -> None:
@@ -122,7 +122,7 @@ def _open_append(path: str) -> BinaryIO:
         os.close(fd)
         raise
     if _is_gzip_name(path):
-        return _OwnedGzip(fileobj=raw, mode="ab")  # type: ignore[return-value]
+        return ClosingGzipFile(fileobj=raw, mode="ab")  # type: ignore[return-value]
     return raw
 
 

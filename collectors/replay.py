@@ -29,7 +29,7 @@ from typing import BinaryIO, Iterator
 from .bus import Bus
 from .codec import DecodeError
 from .model import Health, HealthState, Snapshot, snapshot_from_dict
-from .record import FORMAT, VERSION, is_header
+from .record import FORMAT, VERSION, ClosingGzipFile, is_header
 from .runtime import Runtime
 from .settings import Settings
 from .store import Store
@@ -80,10 +80,14 @@ def _open(path: str) -> BinaryIO:
         f = open(path, "rb")
     except OSError as exc:
         raise ReplayError(f"{path}: {exc.strerror or exc}") from None
-    magic = f.read(2)
-    f.seek(0)
+    try:
+        magic = f.read(2)
+        f.seek(0)
+    except OSError as exc:
+        f.close()
+        raise ReplayError(f"{path}: {exc.strerror or exc}") from None
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+        return ClosingGzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     return f
 
 
@@ -95,10 +99,14 @@ def _lines(f: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
         try:
             chunk = f.read1(_CHUNK) if hasattr(f, "read1") else f.read(_CHUNK)
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-            # Hand out what decompressed cleanly, then say why the rest is missing.
+            # Hand out what decoded cleanly, then say why the rest is missing.
+            if isinstance(exc, (EOFError, gzip.BadGzipFile, zlib.error)):
+                why = f"compressed data ends early or is corrupt ({exc})"
+            else:
+                why = f"read error: {exc.strerror or exc}"
             if buf:
                 yield offset, buf, False
-            raise _Truncated(f"compressed data ends early or is corrupt ({exc})", offset + len(buf)) from None
+            raise _Truncated(why, offset + len(buf)) from None
         if not chunk:
             break
         buf += chunk
@@ -122,6 +130,8 @@ def _decode(line: bytes, complete: bool) -> object:
         return json.loads(line)
     except UnicodeDecodeError:
         raise ValueError("not UTF-8 text") from None
+    except RecursionError:
+        raise ValueError("not a snapshot: nested too deeply") from None
     except json.JSONDecodeError as exc:
         if not complete:
             raise ValueError("truncated JSON (the line is cut off)") from None

@@ -338,7 +338,13 @@ def test_corrupt_line_names_the_field(tmp_path):
     assert str(got.stopped_at) == f"line {bad}: not a snapshot: .data.cpu_percent: expected a number, got str"
 
 
-@pytest.mark.parametrize("garbage, why", [(b"garbage{", "not JSON: "), (b'{"a":"\xff"}', "not UTF-8 text")])
+@pytest.mark.parametrize("garbage, why", [
+    (b"garbage{", "not JSON: "),
+    (b'{"a":"\xff"}', "not UTF-8 text"),
+    (b"[" * 100_000 + b"]" * 100_000, "not a snapshot: nested too deeply"),
+    (b'{"source":"host","seq":1}', "not a snapshot: .time: missing"),
+    (b"[1, 2]", "not a snapshot: <root>: a snapshot must be an object"),
+])
 def test_garbage_line_says_what_is_wrong(tmp_path, garbage, why):
     path = tmp_path / "a.rec"
     record(path, session(3))
