@@ -93,6 +93,16 @@ class EbpftopApp(App[int]):
             # a kiosk must not be suspendable from its keyboard.
             os.environ.pop("TEXTUAL_ALLOW_SIGNALS", None)
 
+    def get_driver_class(self):
+        cls = super().get_driver_class()
+        from textual.drivers.linux_driver import LinuxDriver
+
+        if cls is LinuxDriver:
+            from .terminal import OwnFdDriver
+
+            return OwnFdDriver
+        return cls
+
     # --- layout ------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:

@@ -1,0 +1,63 @@
+"""The real app in a real pseudo-terminal: the screen reaches the terminal even while
+another part of the process points fd 2 elsewhere (as the flows collector does while
+bcc compiles)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import textwrap
+import time
+
+import pytest
+
+pyte = pytest.importorskip("pyte")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "bench"))
+from pty_app import PtyApp  # noqa: E402  (the benchmarks' PTY + terminal emulator helper)
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from ebpftop.collectors.base import Collector
+    from ebpftop.collectors.runtime import Runtime
+    from ebpftop.collectors.settings import Settings
+    from ebpftop.tui.app import EbpftopApp
+
+    class StealsFd2(Collector):
+        name = "flows"
+        async def start(self):
+            self.saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        async def collect(self):
+            return {"fd2": "redirected"}
+        async def close(self):
+            if getattr(self, "saved", None) is not None:
+                os.dup2(self.saved, 2)
+                os.close(self.saved)
+                self.saved = None
+
+    d = sys.argv[1]
+    s = Settings(audit_log=d + "/audit.jsonl", audit_key=d + "/audit.key")
+    EbpftopApp(Runtime(s, collectors=[StealsFd2()])).run()
+    """
+)
+
+
+def test_screen_survives_fd2_being_redirected(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    app = PtyApp([sys.executable, str(script), str(tmp_path)], cols=100, rows=30)
+    try:
+        # Drawn after the collector took fd 2: the flows pane's data and the footer.
+        shown = app.wait_for(lambda s: "fd2: redirected" in s and "? Help" in s, 30)
+        assert shown is not None, app.text()
+        os.write(app.master, b"q")
+        deadline = time.monotonic() + 30
+        while app.proc.poll() is None and time.monotonic() < deadline:
+            app.pump(0.1)
+        assert app.proc.poll() == 0
+    finally:
+        app.close()
