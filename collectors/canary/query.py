@@ -24,6 +24,7 @@ from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 MAX_BODY = 16 * 1024 * 1024  # a canary answer is a handful of series
@@ -146,16 +147,19 @@ class PromClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        # No retries inside a call (see module docstring); follow a few redirects.
+        # read=False: a read timeout surfaces as requests' ReadTimeout, not a
+        # ConnectionError wrapping MaxRetryError.
+        retry = Retry(total=None, connect=0, read=False, status=0, other=0, redirect=3)
         self._conn = PrometheusConnect(
             url=self.url,
             auth=basic_auth,
             session=session(token=token, ca_file=ca_file),
             timeout=timeout,
-            # no retries inside a call (see module docstring); follow a few redirects
-            # read=False: a read timeout surfaces as requests' ReadTimeout, not a
-            # ConnectionError wrapping MaxRetryError
-            retry=Retry(total=None, connect=0, read=False, status=0, other=0, redirect=3),
+            retry=retry,
         )
+        # one pooled connection per worker (the default pool of 10 would drop some)
+        self._conn._session.mount(self.url, HTTPAdapter(max_retries=retry, pool_maxsize=workers))
         # A stalled Prometheus holds a thread until its timeout; a private pool keeps
         # that from starving other collectors' to_thread work.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prometheus")
