@@ -28,13 +28,18 @@ def default_collectors(settings: Settings) -> list[Collector]:
     from .host import HostCollector
     from .profiles.collector import from_settings as profiles_collector
 
-    return [
+    collectors = [
         HostCollector(interval=settings.refresh),
         FlowsCollector(settings.ifaces, interval=settings.refresh),
         # always present: without prometheus_url it reports "off" with how to turn it on
         CanaryCollector(settings),
         profiles_collector(settings),  # BPF sampler off without root; pprof still works
     ]
+    if settings.rollout_controller:
+        from .rollout.collector import RolloutCollector
+
+        collectors.append(RolloutCollector(settings))
+    return collectors
 
 
 class Runtime:

@@ -142,6 +142,46 @@ class Settings:
     canary_min_requests: int = setting(20, "canary", "min_requests", check=between(0, 10**9))
     """Fewer canary requests than this in the window is too little to judge: no data."""
 
+    # [rollout]
+    rollout_controller: str | None = setting(None, "rollout", "controller", check=one_of("haproxy", "argo", "webhook"))
+    """What steers the canary's traffic: haproxy, argo or webhook; unset shows no rollout state."""
+    rollout_service: str = setting("default", "rollout", "service", check=not_empty)
+    """The service the controller steers (the canary service of the same name supplies the evidence);
+    `ebpftop rollback SERVICE` and the confirmation ask for this name."""
+    rollout_interval: float = setting(2.0, "rollout", "interval", check=between(0.2, 600))
+    """Seconds between reads of the controller's state."""
+    rollout_timeout: float = setting(5.0, "rollout", "timeout", check=between(0.1, 120))
+    """Seconds each call to the controller may take."""
+    rollout_haproxy_socket: str | None = setting(None, "rollout", "haproxy_socket", check=not_empty)
+    """HAProxy runtime API: a socket path (stats socket ... level admin) or host:port."""
+    rollout_haproxy_backend: str = setting("be_app", "rollout", "haproxy_backend", check=not_empty)
+    """HAProxy backend holding the canary and stable servers."""
+    rollout_haproxy_canary: tuple[str, ...] = setting(("canary",), "rollout", "haproxy_canary_servers", check=not_empty)
+    """Server names of the canary in that backend."""
+    rollout_haproxy_stable: tuple[str, ...] = setting(("stable",), "rollout", "haproxy_stable_servers")
+    """Server names of stable in that backend."""
+    rollout_haproxy_mode: str = setting("weight", "rollout", "haproxy_rollback_mode",
+                                        check=one_of("weight", "drain", "maint"))
+    """How rollback takes the canary servers out: weight 0 only, or weight 0 plus drain or maint."""
+    rollout_argo_kubeconfig: str | None = setting(None, "rollout", "argo_kubeconfig", check=not_empty)
+    """kubeconfig file; unset: the in-cluster service account, else $KUBECONFIG or ~/.kube/config."""
+    rollout_argo_context: str | None = setting(None, "rollout", "argo_context", check=not_empty)
+    """kubeconfig context; unset: its current-context."""
+    rollout_argo_namespace: str | None = setting(None, "rollout", "argo_namespace", check=not_empty)
+    """Namespace of the Rollout; unset: the context's namespace, else "default"."""
+    rollout_argo_rollout: str | None = setting(None, "rollout", "argo_rollout", check=not_empty)
+    """Name of the Argo Rollout; unset: the service name."""
+    rollout_webhook_url: str | None = setting(None, "rollout", "webhook_url", check=http_url)
+    """Webhook controller: GET for state, POST for rollback (see collectors/rollout/webhook.py)."""
+    rollout_webhook_secret_file: str | None = setting(None, "rollout", "webhook_secret_file", check=not_empty)
+    """File holding the HMAC key that signs webhook POSTs (X-Ebpftop-Signature)."""
+    auto_rollback: bool = setting(False, "rollout", "auto_rollback", flag="--auto-rollback")
+    """Roll back on its own when the verdict stays fail (after a visible, cancellable countdown)."""
+    auto_rollback_evaluations: int = setting(3, "rollout", "auto_rollback_evaluations", check=between(1, 1000))
+    """Consecutive failing canary evaluations before the auto-rollback countdown starts."""
+    auto_rollback_countdown: float = setting(30.0, "rollout", "auto_rollback_countdown", check=between(0, 3600))
+    """Seconds the countdown runs (any key cancels) before the rollback is sent."""
+
     # [lab]
     lab: bool = setting(False, "lab", "enabled")
     """Open the dashboard wired to `ebpftop lab` (bringing it up when it is not)."""

@@ -40,6 +40,8 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--iface", dest="ifaces", action="append", metavar="NAME", help="watch this interface (repeatable)")
     g.add_argument("--prometheus-url", metavar="URL", help="Prometheus HTTP API for the canary pane")
     g.add_argument("--lab", action="store_const", const=True, default=None, help="wire the dashboard to `ebpftop lab`")
+    g.add_argument("--auto-rollback", action="store_const", const=True, default=None,
+                   help="roll back on its own when the canary verdict stays fail (cancellable countdown)")
     c = parser.add_argument_group("canary options (also in [canary] of the config)")
     c.add_argument("--canary-p99-max", type=float, metavar="SECONDS", help="fail when canary p99 stays above (default 1.2)")
     c.add_argument("--canary-error-ratio-max", type=float, metavar="RATIO", help="fail when canary 5xx ratio stays above (default 0.005)")

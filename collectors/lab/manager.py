@@ -496,10 +496,20 @@ def endpoints(config: LabConfig = LabConfig()) -> LabEndpoints | None:
 def lab_settings(settings, config: LabConfig = LabConfig(), say: Say = _quiet):
     """`settings` wired to the lab (brought up first when it is not healthy).
 
-    Fills prometheus_url and ifaces; `endpoints()` has the rest (HAProxy runtime
-    socket, service pids) for fields Settings does not have yet. Raises LabError.
+    Fills prometheus_url, ifaces and HAProxy as the rollout controller (runtime socket,
+    backend, canary and stable servers); `endpoints()` has the rest (service pids).
+    Raises LabError.
     """
     up(config, say)
     ep = endpoints(config)
     assert ep is not None
-    return dataclasses.replace(settings, prometheus_url=ep.prometheus_url, ifaces=ep.ifaces)
+    return wire_settings(settings, ep)
+
+
+def wire_settings(settings, ep: LabEndpoints):
+    """`settings` pointed at a running lab's endpoints (brings nothing up)."""
+    return dataclasses.replace(
+        settings, prometheus_url=ep.prometheus_url, ifaces=ep.ifaces,
+        rollout_controller="haproxy", rollout_haproxy_socket=ep.haproxy_socket,
+        rollout_haproxy_backend=ep.haproxy_backend,
+        rollout_haproxy_canary=(ep.haproxy_servers["canary"],), rollout_haproxy_stable=(ep.haproxy_servers["stable"],))

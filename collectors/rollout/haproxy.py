@@ -1,0 +1,143 @@
+"""HAProxy as a canary controller, through its runtime API.
+
+The traffic split is the servers' weights in one backend: the canary servers' share
+of the total weight of the servers that take traffic (running, not in maintenance).
+Rollback sets every canary server's weight to 0 and, by `mode`, also puts it in
+drain (keeps health checks and persistent sessions, takes no new ones) or maint
+(out entirely; health checks stop). Promote is not offered: which weight the canary
+should take is a release decision, not an incident one.
+
+Weights set through the runtime API are not written to haproxy.cfg: a reload restores
+the configured ones. The rollback message says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from .base import Controller, ControllerError
+from .model import Backend, Plan, Request, RolloutState
+from .runtime_api import DEFAULT_BACKEND, RuntimeAPI, RuntimeAPIError, ServerState
+
+MODES = ("weight", "drain", "maint")
+
+
+class HAProxyController(Controller):
+    kind = "haproxy"
+
+    def __init__(self, service: str, address: str, *, backend: str = DEFAULT_BACKEND,
+                 canary: tuple[str, ...] = ("canary",), stable: tuple[str, ...] = ("stable",),
+                 mode: str = "weight", timeout: float = 2.0, clock=time.time) -> None:
+        super().__init__(service)
+        if mode not in MODES:
+            raise ControllerError(f"haproxy rollback mode {mode!r}: use one of {', '.join(MODES)}")
+        if not canary:
+            raise ControllerError("haproxy: no canary servers configured")
+        overlap = set(canary) & set(stable)
+        if overlap:
+            raise ControllerError(f"haproxy: servers {', '.join(sorted(overlap))} are listed as both canary and stable")
+        self.api = RuntimeAPI(address, timeout=timeout)
+        self.backend = backend
+        self.canary = tuple(canary)
+        self.stable = tuple(stable)
+        self.mode = mode
+        self._clock = clock
+        self._last: RolloutState | None = None
+        self._last_weights: dict[str, tuple[int, str]] | None = None
+        self._changed_at: float | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"runtime API {self.api.address}, backend {self.backend}"
+
+    async def state(self) -> RolloutState:
+        try:
+            servers = await asyncio.to_thread(self.api.servers_state, self.backend)
+        except RuntimeAPIError as exc:
+            raise ControllerError(str(exc)) from None
+        state = self._state_from(servers)
+        self._last = state
+        return state
+
+    def _state_from(self, servers: list[ServerState]) -> RolloutState:
+        names = {s.name for s in servers}
+        missing = [n for n in self.canary + self.stable if n not in names]
+        if missing:
+            raise ControllerError(
+                f"haproxy backend {self.backend} has no server {', '.join(missing)} "
+                f"(it has: {', '.join(sorted(names)) or 'none'}); fix [rollout] haproxy_canary_servers / haproxy_stable_servers")
+        now_weights = {s.name: (s.weight, s.admin) for s in servers}
+        if self._last_weights is not None and now_weights != self._last_weights:
+            self._changed_at = self._clock()
+        self._last_weights = now_weights
+
+        def serving(s: ServerState) -> int:
+            return s.weight if s.op_state == "running" and s.admin == "ready" else 0
+
+        canary_w = sum(serving(s) for s in servers if s.name in self.canary)
+        stable_w = sum(serving(s) for s in servers if s.name in self.stable)
+        total = canary_w + stable_w
+        backends = tuple(
+            Backend(s.name, "canary" if s.name in self.canary else "stable" if s.name in self.stable else "",
+                    s.weight, s.op_state if s.admin == "ready" else f"{s.op_state}, {s.admin}",
+                    f"{s.addr}:{s.port}" if s.port else s.addr)
+            for s in servers)
+        if total == 0:
+            phase = "no server takes traffic"
+        elif canary_w == 0:
+            phase = "rolled back" if any(s.weight == 0 or s.admin != "ready" for s in servers if s.name in self.canary) \
+                else "canary down"
+        elif stable_w == 0:
+            phase = "canary only"
+        else:
+            phase = "progressing"
+        return RolloutState(
+            service=self.service, controller=self.kind, endpoint=self.endpoint,
+            stable_revision=", ".join(self.stable) or None, canary_revision=", ".join(self.canary),
+            stable_weight=100.0 * stable_w / total if total else None,
+            canary_weight=100.0 * canary_w / total if total else None,
+            phase=phase, last_change=self._changed_at, backends=backends,
+            can_rollback=True, can_promote=False,
+            promote_reason="HAProxy: promote is a release decision; set weights in haproxy.cfg",
+        )
+
+    def commands(self) -> list[str]:
+        out = []
+        for server in self.canary:
+            out.append(RuntimeAPI.weight_command(self.backend, server, 0))
+            if self.mode != "weight":
+                out.append(RuntimeAPI.state_command(self.backend, server, self.mode))
+        return out
+
+    def plan_rollback(self, state: RolloutState | None = None) -> Plan:
+        cmds = self.commands()
+        how = {"weight": "weight 0", "drain": "weight 0 and drain", "maint": "weight 0 and maintenance"}[self.mode]
+        return Plan(
+            action="rollback", controller=self.kind, endpoint=self.endpoint,
+            summary=f"canary server(s) {', '.join(self.canary)} of backend {self.backend} to {how}; "
+                    f"stable {', '.join(self.stable) or '(none)'} keep their weights",
+            requests=tuple(Request("runtime-api", self.api.address, c) for c in cmds),
+            note="runtime weights last until HAProxy reloads (haproxy.cfg is not changed)",
+        )
+
+    async def rollback(self, plan: Plan) -> str:
+        done: list[str] = []
+        for req in plan.requests:
+            try:
+                await asyncio.to_thread(self.api.run_silent, req.body)
+            except RuntimeAPIError as exc:
+                applied = f" (already applied: {'; '.join(done)})" if done else " (nothing was applied)"
+                raise ControllerError(f"haproxy {exc}{applied}") from None
+            done.append(req.body)
+        after = await self.state()
+        still = [b.name for b in after.backends if b.variant == "canary" and b.weight != 0]
+        if still:
+            raise ControllerError(f"haproxy accepted the commands but canary server(s) {', '.join(still)} "
+                                  f"still have a weight: {after.backends}")
+        return (f"rolled back: canary {', '.join(self.canary)} at weight 0 ({self.mode}), "
+                f"stable now {_pct(after.stable_weight)} of traffic; until HAProxy reloads")
+
+
+def _pct(v: float | None) -> str:
+    return "?" if v is None else f"{v:.0f}%"

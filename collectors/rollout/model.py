@@ -1,0 +1,87 @@
+"""The rollout payload: per service, what its controller says (revisions, weights,
+phase, step) and what ebpftop could do about it (rollback, promote, or why not).
+
+`Request` and `Plan` are the dry run: exactly what an action would send, where.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import register_payload
+
+
+@dataclass(frozen=True)
+class Request:
+    """One thing an action sends. Secrets never appear here (headers say how they are made)."""
+
+    method: str  # HTTP method, or "runtime-api" for an HAProxy command
+    target: str  # URL or socket address
+    body: str = ""  # JSON body, or the command line
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        head = f"{self.method} {self.target}"
+        hdrs = "".join(f"\n  {k}: {v}" for k, v in self.headers)
+        body = f"\n  {self.body}" if self.body else ""
+        return head + hdrs + body
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an action on one controller would send, in order."""
+
+    action: str  # "rollback" or "promote"
+    controller: str  # "haproxy", "argo", "webhook"
+    endpoint: str  # where the controller is (socket, API server, URL)
+    summary: str  # one line: what it means ("canary servers be_app/canary to weight 0")
+    requests: tuple[Request, ...]
+    note: str = ""  # conditional behaviour, e.g. "on 404 the same patch goes to the resource"
+
+    def describe(self) -> str:
+        lines = [f"{self.action} via {self.controller} at {self.endpoint}: {self.summary}"]
+        lines += [r.describe() for r in self.requests]
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One server behind a controller (HAProxy) as it reported itself."""
+
+    name: str
+    variant: str  # "canary", "stable" or "" (neither)
+    weight: int
+    state: str  # running / stopped / ..., plus drain / maint when set
+    addr: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    service: str
+    controller: str
+    endpoint: str
+    stable_revision: str | None = None
+    canary_revision: str | None = None
+    stable_weight: float | None = None  # percent of traffic, 0..100; None is unknown
+    canary_weight: float | None = None
+    phase: str = ""  # the controller's word: Progressing, Paused, Degraded, Healthy, rolled back ...
+    step: int | None = None  # current step index (Argo), 0-based
+    steps: int | None = None
+    last_change: float | None = None  # wall clock of the last change the controller reported
+    message: str = ""  # the controller's own message, if any
+    backends: tuple[Backend, ...] = ()
+    can_rollback: bool = True
+    rollback_reason: str = ""  # why rollback is disabled
+    can_promote: bool = False
+    promote_reason: str = "not supported by this controller"
+    version: str = ""  # opaque change marker (Kubernetes resourceVersion), "" when none
+
+
+@dataclass(frozen=True)
+class RolloutData:
+    services: tuple[RolloutState, ...]
+
+
+register_payload("rollout", RolloutData)
