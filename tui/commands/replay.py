@@ -17,7 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "replay",
         help="show a recording made with --record (no root needed)",
-        description=__doc__.split("\n\n")[0],
+        description="Show a recording in the dashboard, without root. Space pauses, [ and ] step "
+                    "one sample back and forward, < and > halve and double the speed (0.25x-16x). "
+                    "A damaged file plays up to the damage and says where it stopped.",
+        epilog="Exit status: 2 when the file cannot be replayed at all (missing, not a recording).",
     )
     p.add_argument("file", metavar="FILE", help="a file written by `ebpftop --record FILE` (.gz works too)")
     p.add_argument("--summary", action="store_true",

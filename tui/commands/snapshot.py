@@ -29,11 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "snapshot",
         help="run the collectors without a UI and print what the panes would show",
-        description=__doc__.split("\n\n")[0],
+        description="Run the collectors without a UI and print what the panes would show.",
+        epilog="Exit status: 0 every requested source delivered; 1 a source failed (named on stderr) "
+               "or --record could not start; 2 bad usage, unknown source or bad configuration.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document (otherwise one line per source)")
     p.add_argument("--duration", type=_duration, default=None, metavar="S",
-                   help="seconds to collect before reporting (default 2)")
+                   help="collect at least S seconds (default 2), then up to 20 s more only for a source "
+                        "that has not reported yet")
     p.add_argument("--source", dest="sources", action="append", metavar="NAME",
                    help="report only this source (repeatable); asked-for sources that are off count as failed")
     # The global --record also works after the verb. SUPPRESS: when not given here, do
