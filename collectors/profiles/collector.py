@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from ..base import Collector, SourceUnavailable
 from .aggregate import GROUP_KEYS, SlidingWindows, StackKey, filter_stacks, stacks_from_counts, summarize
 from .model import Profile, ProfilesData, SourceStatus, make_tags
-from .pprof import PprofError, fetch_profile
 from .sampler import Sampler, SamplerUnavailable
 from .tags import TagCache
 
@@ -176,6 +175,8 @@ class ProfilesCollector(Collector):
     # --- pprof ------------------------------------------------------------------------
 
     async def _fetch(self, url: str, name: str) -> Profile:
+        from .pprof import fetch_profile  # httpx and protobuf load only when pprof is used
+
         started = self._clock()
         prof = await fetch_profile(url, seconds=self.pprof_seconds, timeout=self.pprof_timeout)
         end = self._clock()
@@ -184,6 +185,8 @@ class ProfilesCollector(Collector):
         return summarize(name, url, start, start + span, prof.stacks, max_stacks=self.max_stacks)
 
     async def _pprof_loop(self, url: str) -> None:
+        from .pprof import PprofError
+
         while True:
             try:
                 self._pprof[url] = await self._fetch(url, f"pprof {url}")
@@ -203,7 +206,7 @@ class ProfilesCollector(Collector):
         """Capture a profile now: from a pprof URL, or from the BPF sampler for the
         samples whose tags match `want` (e.g. pid="1234" or service="checkout").
 
-        Raises PprofError or SourceUnavailable with the reason when it cannot.
+        Raises pprof.PprofError or SourceUnavailable with the reason when it cannot.
         """
         seconds = self.pprof_seconds if seconds is None else seconds
         if url is not None:
