@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if args.json:
         # ensure_ascii: untrusted strings reach the terminal as \u escapes, never raw.
-        print(json.dumps(result.doc, indent=2, allow_nan=False))
+        # default=str: a payload field JSON cannot hold is shown as text, never a traceback.
+        print(json.dumps(result.doc, indent=2, allow_nan=False, default=str))
     else:
         print(_text_report(result.doc))
     sys.stdout.flush()
