@@ -288,7 +288,7 @@ class Replayer:
         self.sources = tuple(dict.fromkeys(s.source for s in self.frames))
         self._changed = asyncio.Event()
         self._last_move = time.monotonic()
-        self.finished = asyncio.Event()  # set whenever the last tick is shown
+        self.finished = asyncio.Event()  # set while the last tick is shown
 
     # --- where we are -----------------------------------------------------------------
 
@@ -389,16 +389,20 @@ class Replayer:
             if snap is None:
                 snap = Snapshot(source, 0, now, Health(HealthState.DOWN, "no data yet at this point of the recording"))
             self.bus.publish(snap)
+        self._mark_end()
+
+    def _mark_end(self) -> None:
         if self.at_end:
             self.finished.set()
+        else:
+            self.finished.clear()
 
     def _advance(self) -> None:
         self.position += 1
         self._last_move = time.monotonic()
         for snap in self.tick_frames(self.position):
             self.bus.publish(snap)
-        if self.at_end:
-            self.finished.set()
+        self._mark_end()
 
     def _wait_for_next(self) -> float:
         if self.position < 0:
