@@ -12,8 +12,8 @@ File format (version 1), one JSON document per line, UTF-8, `\\n` line ends:
   NaN: a missing number is null). The recorder's own "recorder" status is not written.
 - A name ending in `.gz` is written gzip-compressed; each session is one gzip member and
   every flush is a sync flush, so a crash still leaves readable data up to the last one.
-  Limitation: a session appended after a crash that cut a .gz member is unreadable (the
-  reader stops at the cut); a plain file's torn last line is dropped before appending.
+  After a crash, a plain file's torn last line is dropped before appending; a .gz file
+  whose last member was cut is refused (a member appended after the cut is unreadable).
 - New files are 0600 (handed to the sudo user when run under sudo); the path is never
   followed through a symlink.
 
@@ -42,6 +42,7 @@ import logging
 import os
 import socket
 import time
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Callable, Literal
 
@@ -124,6 +125,21 @@ def _open_append(path: str) -> BinaryIO:
     if _is_gzip_name(path):
         return ClosingGzipFile(fileobj=raw, mode="ab")  # type: ignore[return-value]
     return raw
+
+
+def _gzip_damage(path: str) -> str:
+    """Why the gzip stream does not decompress to its end (a crash cut it), or "".
+
+    Reads the whole file once (well under a second at the default bound): a gzip member
+    cut short cannot be told from a whole one any other way.
+    """
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read1(1 << 20):
+                pass
+    except (EOFError, zlib.error, OSError) as exc:
+        return str(exc) or type(exc).__name__
+    return ""
 
 
 class Recorder:
@@ -254,7 +270,11 @@ class Recorder:
             obj = None
         if not (is_header(obj) and obj.get("format") == FORMAT):
             return "the file exists and is not an ebpftop recording; not appending to it"
-        if not _is_gzip_name(self.path):
+        if _is_gzip_name(self.path):
+            damage = _gzip_damage(self.path)
+            if damage:
+                return f"its compressed data is cut or damaged ({damage}); a session appended after it could not be read"
+        else:
             self._drop_torn_tail()
         return ""
 

@@ -262,6 +262,18 @@ def test_gzip_round_trip(tmp_path):
     assert len(read_recording(str(path)).headers) == 2
 
 
+def test_appending_to_a_cut_gzip_is_refused_and_changes_nothing(tmp_path):
+    path = tmp_path / "a.rec.gz"
+    record(path, session(30))
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) - 50])
+    before = path.read_bytes()
+    rec = Recorder(str(path), 64 * MB)
+    assert not rec.open()
+    assert rec.status.state == "failed" and "cut or damaged" in rec.status.reason
+    assert path.read_bytes() == before
+
+
 def test_truncated_gzip_replays_up_to_the_damage(tmp_path):
     path = tmp_path / "a.rec.gz"
     frames = session(60)
