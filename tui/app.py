@@ -29,7 +29,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from ebpftop.collectors.model import Health, Snapshot
+from ebpftop.collectors.model import Health, HealthState, Snapshot
 from ebpftop.collectors.settings import Settings
 from ebpftop.themes import DEFAULT_THEME, STYLESHEET, THEME_NAMES, next_theme, register_themes
 
@@ -177,10 +177,29 @@ class EbpftopApp(App[int]):
         if text is not None:
             self.notify(f"{clean(text, MARKER_MAX)} — {clean(author, 40)}", title="incident marker", timeout=8)
 
+    def _producers(self) -> frozenset[str] | None:
+        """Sources something will publish: the recording's, or the live collectors'.
+        None when unknown (a runtime without either list)."""
+        if self.replay is not None:
+            return frozenset(getattr(self.replay, "sources", ()))
+        collectors = getattr(self.runtime, "collectors", None)
+        return None if collectors is None else frozenset(c.name for c in collectors)
+
+    def _absent(self, source: str) -> Snapshot | None:
+        """A stand-in for a source nothing will ever publish, so it does not say
+        "starting" forever."""
+        producers = self._producers()
+        if producers is None or source in producers:
+            return None
+        why = "not in this recording" if self.replay is not None else "no collector for this source in this build"
+        return Snapshot(source, 0, self.now(), Health(HealthState.OFF, why))
+
     def _latest(self, source: str) -> tuple[Snapshot | None, Snapshot | None]:
         store = self.runtime.store
         snap = store.latest(source)
-        if snap is None or snap.data is not None:
+        if snap is None:
+            return self._absent(source), None
+        if snap.data is not None:
             return snap, snap
         for older in reversed(store.history(source)):
             if older.data is not None:
@@ -200,7 +219,7 @@ class EbpftopApp(App[int]):
         health: dict[str, Health] = {}
         waiting: list[str] = []
         for source in ("host", *self._panes):
-            snap = store.latest(source)
+            snap = store.latest(source) or self._absent(source)
             if snap is None:
                 waiting.append(source)
             else:
