@@ -363,6 +363,36 @@ def test_retransmits_counted_under_induced_loss(net):
     assert "retransmit" in [e["kind"] for e in out["events"]]  # and the events say so too
 
 
+HOLDING_SERVER = r"""
+import socket, sys
+srv = socket.socket(); srv.bind((sys.argv[1], 5203)); srv.listen(); print("listening", flush=True)
+c, _ = srv.accept(); c.recv(65536); print("got", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_accepting_side_is_attributed_from_the_socket_table_with_its_service(net):
+    # The server's socket is accepted in softirq context (no pid there): its owner
+    # comes from the socket table, its service from OTEL_SERVICE_NAME.
+    agent = Agent(net.a, "--iface", net.a_if)
+    env = {**os.environ, "OTEL_SERVICE_NAME": "checkout-test"}
+    srv = net.a.python(HOLDING_SERVER, net.a_ip4, stdin=subprocess.PIPE, env=env)
+    assert srv.stdout.readline().strip() == "listening"
+    cli = net.b.python("import socket,sys; s=socket.create_connection((sys.argv[1], 5203)); s.sendall(b'hi'); "
+                       "print(s.getsockname()[1], flush=True); sys.stdin.readline()", net.a_ip4, stdin=subprocess.PIPE)
+    port = int(cli.stdout.readline())
+    assert srv.stdout.readline().strip() == "got"
+    data = agent.sample()["data"]
+    srv.stdin.close()
+    cli.stdin.close()
+    agent.close()
+    inbound = flow(data, "tcp", "ingress", net.b_ip4, net.a_ip4, port, 5203)
+    assert inbound["pid"] == srv.pid
+    assert inbound["service"] == "checkout-test"
+    assert inbound["comm"].startswith("python")
+    assert inbound["connect_latency_ms"] is None  # not the connecting side
+
+
 def _tcx_links_of(prog_ids):
     from ebpftop.collectors.flows import tcx
 

@@ -86,6 +86,8 @@ class Attributor:
         self._exact, self._listen = exact, listen
 
     def owner(self, t: Tuple4, from_kernel: Owner | None) -> Owner | None:
+        """(pid, comm) -- comm None when only the socket table knew the pid (the
+        caller looks names up once per process, not once per flow)."""
         if from_kernel is not None:
             return from_kernel
         pid = self._exact.get(t)
@@ -94,7 +96,7 @@ class Attributor:
             pid = self._exact.get(t) or self._listen.get(t[1])
         if pid is None:
             return None
-        return pid, self.comm(pid)
+        return pid, None
 
     def comm(self, pid: int) -> str | None:
         hit = self._names.get(pid)

@@ -265,12 +265,10 @@ class FlowsCollector(Collector):
         top = heapq.nlargest(self.top_n, cur, key=rank)
 
         lost = events_total = None
-        retrans: dict = {}
         tcp = self.tcp
         if tcp is not None:
             tcp.poll()
             events_total, lost = tcp.counters()
-            retrans = tcp.retransmits()
 
         names = {a.ifindex: a.iface for a in dp.attachments.values()}
         mono_to_wall = wall - now_ns / 1e9
@@ -290,15 +288,15 @@ class FlowsCollector(Collector):
                 local = (dst, dport, src, sport) if direction == "ingress" else (src, sport, dst, dport)
                 kernel_owner = None
                 if tcp is not None and proto == "tcp":
-                    rec["retransmits"] = retrans.get(local, 0)
+                    rec["retransmits"] = tcp.retransmits(*local)
                     rec["connect_latency_ms"] = tcp.connect_ms.get(local)
                     kernel_owner = tcp.owners.get(local)
                     rec["events"] = tcp.events_for(*local)[-PER_FLOW_EVENTS:]
                 owner = self.attributor.owner(local, kernel_owner)
                 if owner is not None:
                     pid, comm = owner
-                    if pid not in per_pid:
-                        per_pid[pid] = (comm, self.attributor.service(pid))
+                    if pid not in per_pid:  # /proc reads once per process per tick
+                        per_pid[pid] = (self.attributor.comm(pid), self.attributor.service(pid))
                     rec["pid"], rec["comm"], rec["service"] = pid, comm or per_pid[pid][0], per_pid[pid][1]
             records.append(FlowRecord(**rec))
 

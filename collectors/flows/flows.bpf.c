@@ -24,54 +24,41 @@ static __always_inline void bump(int idx)
         (*c)++;
 }
 
-struct l4_ports { u16 sport; u16 dport; };
-
-static __always_inline int account(struct __sk_buff *skb, u8 dir, u32 l2len)
+/* Parse headers into `key`. Returns 0 when done, a positive length when the linear
+ * part of the skb is too short for the headers (the caller may pull that much and
+ * parse again), -1 when the packet is not IP. Only what is in the linear part is
+ * read: pulling costs more than the whole accounting, so it happens only when a
+ * header really is in a fragment. */
+static __always_inline int parse(struct __sk_buff *skb, u32 l2len, struct flow_key *key,
+                                 u32 *l4off_out, u32 *l4hdr_out)
 {
     void *data = (void *)(long)skb->data;
     void *end = (void *)(long)skb->data_end;
-    /* Headers we may read: L2 + IPv6 (40) + up to 3 extension headers + L4 start. */
-    u32 want = l2len + 40 + 3 * 16 + 16;
-    if (data + want > end && skb->len > (u32)(end - data)) {
-        bpf_skb_pull_data(skb, want < skb->len ? want : skb->len);
-        data = (void *)(long)skb->data;
-        end = (void *)(long)skb->data_end;
-    }
-
-    struct flow_key key = {};
-    key.ifindex = skb->ifindex;
-    key.dir = dir;
     u32 l4off = 0;
     u8 proto = 0;
     int ports = 1;
 
     if (skb->protocol == bpf_htons(ETH_P_IP)) {
         struct iphdr *ip = data + l2len;
-        if ((void *)(ip + 1) > end) {
-            bump(CNT_TRUNCATED);
-            return TC_ACT_UNSPEC;
-        }
+        if ((void *)(ip + 1) > end)
+            return l2len + sizeof(*ip);
         u32 ihl = ip->ihl * 4;
-        if (ihl < sizeof(*ip)) {
-            bump(CNT_TRUNCATED);
-            return TC_ACT_UNSPEC;
-        }
-        key.family = 4;
-        __builtin_memcpy(key.saddr, &ip->saddr, 4);
-        __builtin_memcpy(key.daddr, &ip->daddr, 4);
+        if (ihl < sizeof(*ip))
+            return -2;
+        key->family = 4;
+        __builtin_memcpy(key->saddr, &ip->saddr, 4);
+        __builtin_memcpy(key->daddr, &ip->daddr, 4);
         proto = ip->protocol;
         if (ip->frag_off & bpf_htons(0x1fff))
             ports = 0; /* a later fragment: no L4 header in it */
         l4off = l2len + ihl;
     } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = data + l2len;
-        if ((void *)(ip6 + 1) > end) {
-            bump(CNT_TRUNCATED);
-            return TC_ACT_UNSPEC;
-        }
-        key.family = 6;
-        __builtin_memcpy(key.saddr, &ip6->saddr, 16);
-        __builtin_memcpy(key.daddr, &ip6->daddr, 16);
+        if ((void *)(ip6 + 1) > end)
+            return l2len + sizeof(*ip6);
+        key->family = 6;
+        __builtin_memcpy(key->saddr, &ip6->saddr, 16);
+        __builtin_memcpy(key->daddr, &ip6->daddr, 16);
         proto = ip6->nexthdr;
         l4off = l2len + sizeof(*ip6);
 #pragma unroll
@@ -80,10 +67,8 @@ static __always_inline int account(struct __sk_buff *skb, u8 dir, u32 l2len)
                 proto != IPPROTO_DSTOPTS && proto != IPPROTO_FRAGMENT)
                 break;
             u8 *ext = data + l4off;
-            if ((void *)(ext + 8) > end) {
-                ports = 0;
-                break;
-            }
+            if ((void *)(ext + 8) > end)
+                return l4off + 8;
             if (proto == IPPROTO_FRAGMENT) {
                 if ((ext[2] << 8 | ext[3]) & 0xfff8)
                     ports = 0;
@@ -94,32 +79,63 @@ static __always_inline int account(struct __sk_buff *skb, u8 dir, u32 l2len)
             proto = ext[0];
         }
     } else {
+        return -1;
+    }
+    key->proto = proto;
+    *l4off_out = l4off;
+    *l4hdr_out = 0;
+    if (!ports)
+        return 0;
+
+    u8 *l4 = data + l4off;
+    if (proto == IPPROTO_TCP) {
+        if ((void *)(l4 + 13) > end)
+            return l4off + 13;
+        key->sport = l4[0] << 8 | l4[1];
+        key->dport = l4[2] << 8 | l4[3];
+        *l4hdr_out = (l4[12] >> 4) * 4;
+    } else if (proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE || proto == IPPROTO_SCTP) {
+        if ((void *)(l4 + 4) > end)
+            return l4off + 4;
+        key->sport = l4[0] << 8 | l4[1];
+        key->dport = l4[2] << 8 | l4[3];
+        if (proto != IPPROTO_SCTP)
+            *l4hdr_out = 8;
+    } else if (proto == IPPROTO_ICMP || proto == 58 /* ICMPv6 */) {
+        /* ICMP has no ports: type and code take their place. */
+        if ((void *)(l4 + 2) > end)
+            return l4off + 2;
+        key->sport = l4[0];
+        key->dport = l4[1];
+    }
+    return 0;
+}
+
+static __always_inline int account(struct __sk_buff *skb, u8 dir, u32 l2len)
+{
+    struct flow_key key = {};
+    u32 l4off = 0, l4hdr = 0;
+    int need = parse(skb, l2len, &key, &l4off, &l4hdr);
+    if (need > 0) {
+        u32 linear = skb->data_end - skb->data;
+        if (skb->len > linear) {
+            bpf_skb_pull_data(skb, (u32)need < skb->len ? (u32)need : skb->len);
+            __builtin_memset(&key, 0, sizeof(key));
+            need = parse(skb, l2len, &key, &l4off, &l4hdr);
+        }
+    }
+    if (need == -1) {
         bump(CNT_NOT_IP);
         return TC_ACT_UNSPEC;
     }
-    key.proto = proto;
-
-    u32 l4hdr = 0;
-    if (ports) {
-        u8 *l4 = data + l4off;
-        if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE ||
-            proto == IPPROTO_SCTP) {
-            if ((void *)(l4 + 4) <= end) {
-                key.sport = l4[0] << 8 | l4[1];
-                key.dport = l4[2] << 8 | l4[3];
-            }
-            if (proto == IPPROTO_TCP && (void *)(l4 + 13) <= end)
-                l4hdr = (l4[12] >> 4) * 4;
-            else if (proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE)
-                l4hdr = 8;
-        } else if (proto == IPPROTO_ICMP || proto == 58 /* ICMPv6 */) {
-            /* ICMP has no ports: type and code take their place. */
-            if ((void *)(l4 + 2) <= end) {
-                key.sport = l4[0];
-                key.dport = l4[1];
-            }
-        }
+    if (need != 0) {
+        bump(CNT_TRUNCATED);
+        if (!key.family)
+            return TC_ACT_UNSPEC; /* not even the IP header: nothing to key on */
+        key.sport = key.dport = 0; /* addresses known, ports not: still counted */
     }
+    key.ifindex = skb->ifindex;
+    key.dir = dir;
 
     /* A GSO (egress) or GRO (ingress) skb carries several wire packets: count them
      * as the wire does, each with its own copy of the headers. */

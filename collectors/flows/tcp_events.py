@@ -8,6 +8,7 @@ not queue is counted there and reported here, never dropped silently.
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import logging
 import os
 import time
@@ -141,16 +142,25 @@ class TcpEvents:
         lost = sum(int(v) for v in t.getvalue(t.Key(TCNT_LOST)))
         return sub, lost + self.perf_lost
 
-    def retransmits(self) -> dict[Tuple4, int]:
-        """Retransmits per connection (local, lport, remote, rport), counted in the kernel."""
-        out: dict[Tuple4, int] = {}
-        for k, v in self.bpf["retrans"].items():
-            saddr, daddr, sport, dport, family = TCP_TUPLE.unpack(bytes(k))
-            out[(addr(family, saddr), sport, addr(family, daddr), dport)] = int(v.value)
-        return out
+    def retransmits(self, local: str, lport: int, remote: str, rport: int) -> int:
+        """Retransmits of one connection, counted in the kernel (one lookup: the map
+        can hold 64k connections, the pane shows a few hundred)."""
+        table = self.bpf["retrans"]
+        family = 6 if ":" in local else 4
+        key = TCP_TUPLE.pack(_packed(family, local), _packed(family, remote), lport, rport, family)
+        value = table.get(table.Key.from_buffer_copy(key))
+        if value is None and family == 4:
+            # a dual-stack (AF_INET6) socket reports IPv4 peers as ::ffff:a.b.c.d
+            key = TCP_TUPLE.pack(_packed(6, "::ffff:" + local), _packed(6, "::ffff:" + remote), lport, rport, 6)
+            value = table.get(table.Key.from_buffer_copy(key))
+        return int(value.value) if value is not None else 0
 
     def events_for(self, local: str, lport: int, remote: str, rport: int) -> tuple[TcpEvent, ...]:
         return tuple(self.by_tuple.get((local, lport, remote, rport), ()))
+
+
+def _packed(family: int, text: str) -> bytes:
+    return ipaddress.ip_address(text).packed.ljust(16, b"\0")
 
 
 def _tracepoint_has_field(category: str, event: str, name: str) -> bool:
