@@ -323,3 +323,33 @@ async def test_a_source_without_collector_says_so_instead_of_starting(tmp_path):
         assert pane(app, "rules").has_class("-off")
         problems = screen_text(app).splitlines()[2]
         assert "○ rules" in problems  # listed as off in the header, not as starting
+
+
+async def wait_for_recorder(app, state: str) -> None:
+    for _ in range(1000):  # bounded
+        status = app.runtime.store.latest("recorder")
+        if status is not None and status.data.state == state:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"recorder never reached {state!r}")
+
+
+async def test_recording_shows_a_rec_mark(tmp_path):
+    app = make_app(tmp_path, record=str(tmp_path / "session.rec"), record_max_mb=10)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for_recorder(app, "recording")
+        await pilot.pause()
+        assert "● REC" in screen_text(app).splitlines()[0]
+
+
+async def test_recording_stop_is_loud(tmp_path):
+    rec = tmp_path / "session.rec"
+    app = make_app(tmp_path, collectors=[Works()], record=str(rec), record_max_mb=0.002)
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await wait_for_recorder(app, "stopped")
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        assert "REC STOPPED" in lines[0]
+        assert "recorder" in lines[2]  # listed with what is wrong
+        assert any(n.message.startswith("recording stopped:") for n in app._notifications)
+    assert rec.exists()

@@ -46,6 +46,9 @@ from .text import clean
 NARROW_BELOW = 120  # columns: under this the panes stack instead of a 2x2 grid
 MARKER_MAX = 200
 MARKER_SOURCE = "marker"
+RECORDER_SOURCE = "recorder"
+# Sources without a pane whose trouble still belongs in the header's problem line.
+HEADER_SOURCES = (RECORDER_SOURCE, "rollout")
 
 _ACTING = acting_names()
 _REPLAY = replay_names()
@@ -77,6 +80,7 @@ class EbpftopApp(App[int]):
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._main_screen: Screen | None = None
         self._theme_problem = ""
+        self._recorder_state: str | None = None
         register_themes(self)
         wanted = self.settings.theme or DEFAULT_THEME
         if wanted in self.available_themes:
@@ -170,12 +174,23 @@ class EbpftopApp(App[int]):
             self._draw_header()
         if MARKER_SOURCE in dirty:
             self._show_marker(self.runtime.store.latest(MARKER_SOURCE))
+        if RECORDER_SOURCE in dirty:
+            self._show_recorder(self.runtime.store.latest(RECORDER_SOURCE))
 
     def _show_marker(self, snap: Snapshot | None) -> None:
         marker = snap.data if snap is not None else None
         text, author = getattr(marker, "text", None), getattr(marker, "author", None)
         if text is not None:
             self.notify(f"{clean(text, MARKER_MAX)} — {clean(author, 40)}", title="incident marker", timeout=8)
+
+    def _show_recorder(self, snap: Snapshot | None) -> None:
+        """Say once, loudly, when recording stops: the operator is relying on it."""
+        status = snap.data if snap is not None else None
+        state = getattr(status, "state", None)
+        if state in ("stopped", "failed") and state != self._recorder_state:
+            reason = clean(getattr(status, "reason", "") or snap.health.message, 200)
+            self.notify(f"recording {state}: {reason}", title="recorder", severity="error", timeout=30)
+        self._recorder_state = state
 
     def _producers(self) -> frozenset[str] | None:
         """Sources something will publish: the recording's, or the live collectors'.
@@ -224,6 +239,10 @@ class EbpftopApp(App[int]):
                 waiting.append(source)
             else:
                 health[source] = snap.health
+        for source in HEADER_SOURCES:
+            snap = store.latest(source)
+            if snap is not None:
+                health[source] = snap.health
         self.query_one(HostHeader).update_from(
             self.marks(), store.latest("host"), health, tuple(waiting)
         )
@@ -233,7 +252,13 @@ class EbpftopApp(App[int]):
         if self.replay is not None:
             replay = self.replay.status_text()
         paused = self.paused or bool(self.replay is not None and self.replay.paused)
-        return Marks(self.TITLE, self.read_only, paused, self._pending, replay)
+        rec = self.runtime.store.latest(RECORDER_SOURCE) if self.replay is None else None
+        status = rec.data if rec is not None else None
+        return Marks(
+            self.TITLE, self.read_only, paused, self._pending, replay,
+            recording=str(getattr(status, "state", "") or ""),
+            recording_size=float(getattr(status, "bytes", 0) or 0),
+        )
 
     def now(self) -> float:
         """Wall time for ages; in a replay, the recording's time at the current position."""

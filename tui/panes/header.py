@@ -26,6 +26,8 @@ class Marks:
     paused: bool = False
     pending: int = 0  # samples that arrived while paused
     replay: str = ""  # replay status text, untrusted (built from a file)
+    recording: str = ""  # "recording" / "stopped" / "failed", when --record is on
+    recording_size: float = 0.0
 
 
 def problems(health: dict[str, Health]) -> list[tuple[str, Health]]:
@@ -45,6 +47,10 @@ def title_line(marks: Marks, host: HostData | None = None, width: int = 0) -> Co
         tail += ["  ", (f" PAUSED{waiting} ", "bold reverse $warning")]
     if marks.replay:
         tail += ["  ", (clean(marks.replay, 80), "bold $secondary")]
+    if marks.recording == "recording":
+        tail += ["  ", ("● REC", "bold $error"), f" {fmt.size(marks.recording_size)}"]
+    elif marks.recording:
+        tail += ["  ", (f" REC {clean(marks.recording, 20).upper()} ", "bold reverse $warning")]
     head: list[str | tuple[str, str]] = [(clean(marks.title, 60), "bold")]
     variants = [head + tail]
     if host is not None:
