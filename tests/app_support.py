@@ -94,3 +94,11 @@ def terminal_bytes(app) -> str:
 # digits and semicolons ending in a letter). Anything else starting with ESC did not
 # come from the renderer.
 RENDERER_CSI = re.compile(r"\x1b\[[0-9;:]*[A-Za-z]")
+
+
+def body_text(pane) -> str:
+    """What a pane's body shows: its data, or the message saying why there is none."""
+    from textual.widgets import Static
+
+    part = ".message" if pane.has_class("-nodata") else ".data"
+    return str(pane.query_one(part, Static).render())

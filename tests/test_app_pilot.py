@@ -15,6 +15,7 @@ from ebpftop.tui.actions import spec
 from ebpftop.tui.panes.base import SourcePane
 from ebpftop.tui.screens.help import HelpScreen
 
+from app_support import body_text as pane_body_text
 from app_support import PANE_TITLES, T0, host_data, make_app, publish_fixed, screen_text, snap, terminal_bytes
 
 
@@ -23,7 +24,7 @@ def pane(app, source: str) -> SourcePane:
 
 
 def body_text(app, source: str) -> str:
-    return str(pane(app, source).query_one(".body", Static).render())
+    return pane_body_text(pane(app, source))
 
 
 def health_text(app, source: str) -> str:

@@ -13,7 +13,7 @@ from ebpftop.tui.panes import fmt
 from ebpftop.tui.panes.base import SourcePane
 from ebpftop.tui.text import clean
 
-from app_support import settings, screen_text
+from app_support import body_text, screen_text, settings
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -51,7 +51,7 @@ async def test_replay_shows_the_recorded_state_and_steps(tmp_path):
             if h.state is HealthState.OK:
                 assert f"updated {fmt.duration(now - h.last_ok)} ago" in line
             if recorded.data is None and h.hint:
-                assert f"What to do: {clean(h.hint, 200)}" in str(pane.query_one(".body", Static).render())
+                assert f"What to do: {clean(h.hint, 200)}" in body_text(pane)
 
         position = replay.position
         await pilot.press("right_square_bracket", "right_square_bracket")

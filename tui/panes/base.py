@@ -69,23 +69,28 @@ def health_content(health: Health, now: float, *, waiting: bool = False) -> Cont
 
 
 class SourcePane(Vertical, can_focus=True):
-    """A focusable pane showing one source. Subclasses set the class vars below."""
+    """A focusable pane showing one source. Subclasses set the class vars below and
+    either override `render_body` (text in the default Static) or, for interactive
+    bodies (a DataTable, a chart), `compose_body` + `update_body`."""
 
     source: ClassVar[str] = "?"
     title: ClassVar[str] = "?"
     number: ClassVar[int] = 0
-    # Shown in the body while the source is down/off and has never delivered, after
-    # the health message and hint (say what the pane will show once it works).
+    # What the pane shows once its source works; shown while it does not.
     ABOUT: ClassVar[str] = ""
 
     DEFAULT_CSS = """
     SourcePane { height: 1fr; }
     SourcePane > .health { height: auto; max-height: 3; }
     SourcePane > .body { height: 1fr; }
+    SourcePane > .body > .message { display: none; height: auto; }
+    SourcePane > .body > .data { height: 1fr; }
+    SourcePane.-nodata > .body > * { display: none; }
+    SourcePane.-nodata > .body > .message { display: block; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id or f"pane-{self.source}", classes="pane")
+        super().__init__(id=id or f"pane-{self.source}", classes="pane -nodata")
         self.snapshot: Snapshot | None = None
         self.last_good: Snapshot | None = None
         self._health_shown: tuple | None = None
@@ -93,18 +98,14 @@ class SourcePane(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(Content(""), classes="health", markup=False)
-        yield Static(Content(""), classes="body", markup=False)
+        with Vertical(classes="body"):
+            # Why there is no data and what to do; hidden while there is data.
+            yield Static(Content(""), classes="message", markup=False)
+            yield from self.compose_body()
 
     def on_mount(self) -> None:
         self.border_title = f"{self.number} {self.title}"
         self.set_class(True, "-waiting")
-
-    def on_resize(self) -> None:
-        if self.snapshot is not None:
-            self.call_after_refresh(self._rerender)
-
-    def _rerender(self) -> None:
-        self.show(self.snapshot, self.last_good, self._now)
 
     # --- called by the app -------------------------------------------------------
 
@@ -116,18 +117,15 @@ class SourcePane(Vertical, can_focus=True):
         for state in HealthState:
             self.set_class(snapshot is not None and snapshot.health.state is state, f"-{state.value}")
         self.set_class(snapshot is None, "-waiting")
-        stale = snapshot is not None and snapshot.data is None and self.last_good is not None
-        self.set_class(stale, "-stale")
+        shown = snapshot if snapshot is not None and snapshot.data is not None else self.last_good
+        self.set_class(shown is not None and shown is not snapshot, "-stale")
+        self.set_class(shown is None, "-nodata")
         self.update_health(now)
-        body = self.query_one(".body", Static)
-        if snapshot is None:
-            body.update(self.about())
-        elif snapshot.data is not None:
-            body.update(self.render_body(snapshot.data, snapshot, now))
-        elif self.last_good is not None:
-            body.update(self.render_body(self.last_good.data, self.last_good, now))
+        if shown is not None:
+            self.update_body(shown.data, shown, now)
         else:
-            body.update(self.render_unavailable(snapshot.health))
+            message = self.about() if snapshot is None else self.render_unavailable(snapshot.health)
+            self.query_one(".message", Static).update(message)
 
     def update_health(self, now: float) -> None:
         """Redraw only the health line (the app calls this on its slow age timer)."""
@@ -142,6 +140,24 @@ class SourcePane(Vertical, can_focus=True):
             self.query_one(".health", Static).update(content)
 
     # --- for subclasses ----------------------------------------------------------
+
+    def compose_body(self) -> ComposeResult:
+        """The widgets that show data (give them class "data"). Default: one Static."""
+        yield Static(Content(""), classes="data", markup=False)
+
+    def update_body(self, data: Any, snapshot: Snapshot, now: float) -> None:
+        """Show a payload. Default: `render_body` into the Static. Called only with
+        data; `snapshot` is the one that carried it (older than the latest when -stale)."""
+        self.query_one(".data", Static).update(self.render_body(data, snapshot, now))
+
+    def on_resize(self) -> None:
+        # The default body fits its table to the pane; redo it at the new size.
+        if self.last_good is not None and type(self).update_body is SourcePane.update_body:
+            self.call_after_refresh(self._rerender)
+
+    def _rerender(self) -> None:
+        if self.last_good is not None:
+            self.update_body(self.last_good.data, self.last_good, self._now)
 
     def about(self) -> Content:
         return Content.assemble((self.ABOUT, "$text-muted")) if self.ABOUT else Content("")
@@ -161,7 +177,7 @@ class SourcePane(Vertical, can_focus=True):
     def render_body(self, data: Any, snapshot: Snapshot, now: float) -> Content:
         """Render the payload. The default lists its scalar fields and collection sizes
         so a source is visible before its pane is written; subclasses override."""
-        size = self.query_one(".body", Static).content_size
+        size = self.query_one(".data", Static).content_size
         return generic_body(data, size.width, size.height)
 
 
