@@ -96,6 +96,13 @@ async def test_not_allowed_shows_rollback_disabled_with_the_reason_and_sends_not
     assert server.patches() == []
 
 
+async def test_a_failing_permission_check_still_shows_the_rollout_with_rollback_disabled(server):
+    server.faults.append(Fault("POST", "selfsubjectaccessreviews", 500, status_doc(500, "InternalError", "etcd down")))
+    st = await controller(server).state()
+    assert st.canary_weight == 20.0 and not st.can_rollback
+    assert "cannot check permission" in st.rollback_reason and "HTTP 500: etcd down" in st.rollback_reason
+
+
 # ------------------------------------------------------------------------- abort
 
 

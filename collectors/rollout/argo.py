@@ -128,7 +128,10 @@ class ArgoController(Controller):
 
     async def state(self) -> RolloutState:
         _, state = await self._get()
-        allowed, reason = await self.permission()
+        try:
+            allowed, reason = await self.permission()
+        except ControllerError as exc:  # the Rollout is still worth showing; acting is not
+            allowed, reason = False, f"cannot check permission: {exc}"
         state = _with(state, can_rollback=allowed, rollback_reason=reason)
         self._last = state
         return state
