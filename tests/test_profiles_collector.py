@@ -202,3 +202,62 @@ def test_headless_snapshot_carries_profiles(endpoint):
     assert {k: g["samples"] for k, g in groups.items()} == TRACES
     assert groups["4bf92f3577b34da6a3ce929d0e0e4736"]["top"][0]["name"] == "main.hotCheckout"
     json.dumps(result.doc, allow_nan=False)  # the document the CLI prints
+
+
+class FakeSampler:
+    """Stands in for the BPF sampler: each drain returns `per_drain` samples of one stack
+    of this very process, so tags come from the real /proc."""
+
+    def __init__(self, per_drain: int = 10) -> None:
+        self.per_drain = per_drain
+        self.running = False
+        self.drains = 0
+
+    def start(self):
+        self.running = True
+
+    def close(self):
+        self.running = False
+
+    def lost(self):
+        return (0, 3)
+
+    def drain(self):
+        from ebpftop.collectors.profiles.sampler import RawStack
+
+        self.drains += 1
+        return [RawStack(os.getpid(), "pytest", ("main", "work", "hot"), self.per_drain)]
+
+
+def test_windows_slide_and_the_minute_is_rebuilt_every_five_seconds():
+    now = [1000.0]
+    fake = FakeSampler()
+
+    async def run():
+        c = ProfilesCollector(hz=49, sampler=fake, clock=lambda: now[0])
+        await c.start()
+        await asyncio.sleep(0)  # let the (fake) start finish in its thread
+        for _ in range(100):
+            if c._bpf_start.done():
+                break
+            await asyncio.sleep(0.01)
+        out = []
+        for _ in range(70):
+            out.append(await c.collect())
+            now[0] += 1.0
+        await c.close()
+        return out
+
+    data = asyncio.run(run())
+    assert fake.drains == 70 and not fake.running
+    short = [d.windows[0].total_samples for d in data]
+    long_ = [d.windows[1].total_samples for d in data]
+    assert short[:12] == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 100, 100]
+    # rebuilt at 0, 5, 10 ... seconds: in between it holds the last summary
+    assert long_[:11] == [10, 10, 10, 10, 10, 60, 60, 60, 60, 60, 110]
+    assert long_[65] == 600  # full minute, the oldest drains aged out
+    last = data[-1]
+    assert last.lost_samples == 3 and last.hz == 49
+    (group,) = last.windows[0].groups
+    assert tag(group.tags, "pid") == str(os.getpid())
+    assert group.top[0].name == "hot" and group.top[0].self_samples == 100

@@ -26,6 +26,10 @@ from .tags import TagCache
 log = logging.getLogger(__name__)
 
 WINDOWS = (10.0, 60.0)
+# A window's summary is rebuilt when a twelfth of its span has passed (10 s: every
+# second, 60 s: every 5 s): a minute's profile barely moves in a second, and rebuilding
+# it is most of the steady CPU cost.
+REFRESH_FRACTION = 1 / 12
 MAX_CAPTURES = 5  # on-demand captures kept (pprof latest-per-URL comes on top)
 
 
@@ -68,6 +72,7 @@ class ProfilesCollector(Collector):
         # The sampler skips ebpftop itself: its own drains would otherwise top the list.
         self._sampler = sampler if sampler is not None else (Sampler(hz, skip_tgid=os.getpid()) if hz > 0 else None)
         self._windows = SlidingWindows(WINDOWS)
+        self._summaries: dict[float, Profile] = {}
         self._tags = TagCache()
         self._status: dict[str, SourceStatus] = {}
         self._pprof: dict[str, Profile] = {}  # latest periodic profile per URL
@@ -157,9 +162,14 @@ class ProfilesCollector(Collector):
         windows = []
         if running:
             for seconds in WINDOWS:
-                counts, oldest = self._windows.counts(now, seconds)
-                windows.append(summarize(f"bpf {seconds:g}s", "bpf", min(oldest, now) - self.interval, now,
-                                         stacks_from_counts(counts), max_stacks=self.max_stacks, merged=True))
+                last = self._summaries.get(seconds)
+                every = max(self.interval, seconds * REFRESH_FRACTION)
+                if last is None or now - last.end >= every - self.interval / 2:
+                    counts, oldest = self._windows.counts(now, seconds)
+                    last = self._summaries[seconds] = summarize(
+                        f"bpf {seconds:g}s", "bpf", min(oldest, now) - self.interval, now,
+                        stacks_from_counts(counts), max_stacks=self.max_stacks, merged=True)
+                windows.append(last)
         return ProfilesData(
             hz=self.hz if running else None,
             windows=tuple(windows),
