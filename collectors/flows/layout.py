@@ -6,7 +6,7 @@ are decoded into strings.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 
 # struct flow_key / flow_val / tcp_tuple / tcp_event in flows.h (native order, no padding
@@ -24,12 +24,17 @@ DIRECTIONS = ("ingress", "egress")
 EVENT_KINDS = {1: "connect", 2: "connect_fail", 3: "accept", 4: "close", 5: "retransmit"}
 
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
 def addr(family: int, raw: bytes) -> str:
-    """Text form of an address; IPv4-mapped IPv6 (dual-stack sockets) reads as IPv4."""
+    """Text form of an address; IPv4-mapped IPv6 (dual-stack sockets) reads as IPv4.
+    (inet_ntop: this runs for every flow shown, every tick; ipaddress is 5x slower.)"""
     if family == 4:
-        return str(ipaddress.IPv4Address(raw[:4]))
-    a = ipaddress.IPv6Address(raw[:16])
-    return str(a.ipv4_mapped) if a.ipv4_mapped else str(a)
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    if raw[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, raw[12:16])
+    return socket.inet_ntop(socket.AF_INET6, raw[:16])
 
 
 def proto_name(num: int) -> str:
