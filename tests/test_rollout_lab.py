@@ -205,3 +205,14 @@ def test_lab_settings_make_haproxy_the_controller(lab):
     s = manager.wire_settings(Settings(), lab)
     assert (s.rollout_controller, s.rollout_haproxy_socket, s.rollout_haproxy_canary) == (
         "haproxy", lab.haproxy_socket, ("canary",))
+
+
+def test_headless_snapshot_carries_the_rollout_state(api, files, capsys):
+    cfg, _, _ = files
+    code = cli_main(["--config", str(cfg), "snapshot", "--json", "--source", "rollout", "--duration", "1"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    entry = json.loads(out.out)["sources"]["rollout"]
+    (svc,) = entry["data"]["services"]
+    assert (svc["controller"], svc["canary_weight"], svc["stable_weight"], svc["phase"]) == (
+        "haproxy", 50.0, 50.0, "progressing")
