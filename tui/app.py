@@ -81,6 +81,7 @@ class EbpftopApp(App[int]):
         self._main_screen: Screen | None = None
         self._theme_problem = ""
         self._recorder_state: str | None = None
+        self._header: HostHeader | None = None
         register_themes(self)
         wanted = self.settings.theme or DEFAULT_THEME
         if wanted in self.available_themes:
@@ -110,7 +111,8 @@ class EbpftopApp(App[int]):
     # --- layout ------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield HostHeader()
+        self._header = HostHeader()
+        yield self._header
         with Container(id="panes"):
             for cls in PANES:
                 pane = cls()
@@ -162,7 +164,7 @@ class EbpftopApp(App[int]):
 
     def _flush_dirty(self) -> None:
         self._flush_scheduled = False
-        if self.paused or not self._dirty or not self.is_running:
+        if self.paused or not self._dirty or not self._drawable():
             return
         dirty, self._dirty = self._dirty, set()
         now = self.now()
@@ -221,6 +223,10 @@ class EbpftopApp(App[int]):
                 return snap, older
         return snap, None
 
+    def _drawable(self) -> bool:
+        """False once shutdown has taken the widgets away (a timer may still fire)."""
+        return self._header is not None and self._header.is_attached
+
     def _redraw_all(self) -> None:
         self._dirty.clear()
         now = self.now()
@@ -230,6 +236,8 @@ class EbpftopApp(App[int]):
             self._draw_header()
 
     def _draw_header(self) -> None:
+        if not self._drawable():
+            return
         store = self.runtime.store
         health: dict[str, Health] = {}
         waiting: list[str] = []
@@ -243,7 +251,7 @@ class EbpftopApp(App[int]):
             snap = store.latest(source)
             if snap is not None:
                 health[source] = snap.health
-        self.query_one(HostHeader).update_from(
+        self._header.update_from(
             self.marks(), store.latest("host"), health, tuple(waiting)
         )
 
@@ -268,6 +276,8 @@ class EbpftopApp(App[int]):
         return self._clock()
 
     def _tick(self) -> None:
+        if not self._drawable():
+            return
         now = self.now()
         with self.batch_update():
             if not self.paused:
