@@ -298,3 +298,21 @@ def test_degraded_reason_lists_interface_and_tcp_problems():
     assert requested.degraded_reason(d).startswith("veth9: interface disappeared; TCP events unavailable")
     ok = FlowsData(**base, tcp_events_error=None, ifaces=(IfaceStatus("eth0", 2, "tcx"),))
     assert requested.degraded_reason(ok) == ""
+
+
+def test_compile_failure_reports_the_compiler_message(monkeypatch, tmp_path):
+    from conftest import need_root
+
+    need_root()
+    from ebpftop.collectors.flows import collector, loader
+
+    broken = tmp_path / "flows.bpf.c"
+    broken.write_text("int ebpftop_fl_in(struct __sk_buff *skb) { return undefined_thing; }\n")
+    monkeypatch.setattr(loader, "FLOWS_SRC", broken)
+    monkeypatch.setattr(collector.tclegacy, "stale_filters", lambda: [])
+    c = collector.FlowsCollector(["lo"], tcp_events=False)
+    with pytest.raises(SourceUnavailable) as info:
+        c._start_sync()
+    assert "failed to compile" in info.value.message
+    assert "undefined_thing" in info.value.message  # clang's words, not a bare "failed"
+    assert c.dp is None

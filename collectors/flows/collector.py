@@ -118,18 +118,20 @@ class FlowsCollector(Collector):
         with self._lock:
             self._remove_leftovers()
             dp = FlowsDatapath(self.max_flows, self.mode)
-            with captured_stderr() as err:
+            failure: Exception | None = None
+            with captured_stderr() as err:  # err is filled when the block ends
                 try:
                     dp.compile()
-                except Exception as exc:
-                    dp.close()
-                    raise SourceUnavailable(
-                        f"BPF flow program failed to compile: {_last_lines(err[0] if err else '') or exc}",
-                        "check the kernel headers (scripts/setup.sh)",
-                    ) from None
-            err_text = err[0] if err else ""
-            if err_text.strip():
-                log.debug("bcc said while compiling flows: %s", err_text)
+                except Exception as exc:  # noqa: BLE001 - reported below with bcc's words
+                    failure = exc
+            if failure is not None:
+                dp.close()
+                raise SourceUnavailable(
+                    f"BPF flow program failed to compile: {_last_lines(err[0]) or failure}",
+                    "check the kernel headers (scripts/setup.sh)",
+                )
+            if err[0].strip():
+                log.debug("bcc said while compiling flows: %s", err[0])
             self.dp = dp
             for iface in self._wanted():
                 self._attach(iface)
@@ -160,14 +162,17 @@ class FlowsCollector(Collector):
         from .tcp_events import TcpEvents
 
         tcp = TcpEvents(per_flow=PER_FLOW_EVENTS)
-        with captured_stderr() as err:
+        failure: Exception | None = None
+        with captured_stderr() as err:  # err is filled when the block ends
             try:
                 tcp.compile()
-            except Exception as exc:
-                tcp.close()
-                detail = _last_lines(err[0] if err else "") if not isinstance(exc, RuntimeError) else str(exc)
-                self.tcp_error = f"TCP events unavailable: {detail or exc}"
-                return
+            except Exception as exc:  # noqa: BLE001 - the flows still work without events
+                failure = exc
+        if failure is not None:
+            tcp.close()
+            detail = str(failure) if isinstance(failure, RuntimeError) else _last_lines(err[0])
+            self.tcp_error = f"TCP events unavailable: {detail or failure}"
+            return
         self.tcp = tcp
         self.tcp_error = None
 

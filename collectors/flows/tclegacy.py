@@ -49,6 +49,8 @@ def _tc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def _pin(prog_fd: int, path: str) -> None:
     from bcc import libbcc
 
+    if not os.path.ismount("/sys/fs/bpf"):
+        raise TcError("bpffs is not mounted on /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if libbcc.lib.bpf_obj_pin(prog_fd, path.encode()) != 0:
         raise TcError(f"cannot pin the program at {path} (is bpffs mounted on /sys/fs/bpf?)")
