@@ -4,7 +4,8 @@
 `demo.rec` is what the screenshots and the Pilot tests replay: 20 s at 1 Hz of the
 `ebpftop lab` story. A canary of the "checkout" service goes bad from second 9 to 14:
 its p99 and error rate climb (the verdict goes warn, then fail, through the real
-canary Evaluator and chi-square drift test), the node's CPU spikes, the canary's flows
+canary Evaluator and chi-square drift test) while HAProxy still sends it 10 % of the
+traffic (rollout source), the node's CPU spikes, the canary's flows
 carry more bytes and retransmits, the CPU profile shows where the canary burns its time,
 and the on-call drops an incident marker at 11 s. The rules source has no payload type
 yet, so it appears as a down source with its hint.
@@ -38,6 +39,7 @@ from ebpftop.collectors.model import Health, HealthState, HostData, Marker, NicR
 from ebpftop.collectors.profiles.aggregate import summarize
 from ebpftop.collectors.profiles.model import ProfilesData, SourceStatus, StackSample, make_tags
 from ebpftop.collectors.record import Recorder
+from ebpftop.collectors.rollout.model import Backend, RolloutData, RolloutState
 
 START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC: fixed, so ages and clocks are stable
 SECONDS = 20
@@ -245,6 +247,24 @@ def profiles_frames(rng: random.Random) -> list[Snapshot]:
     return frames
 
 
+def rollout_frames() -> list[Snapshot]:
+    """HAProxy splitting checkout 90/10 between stable and canary, as its runtime API reports it."""
+    endpoint = "runtime API /run/ebpftop-lab/haproxy.sock, backend be_checkout"
+    state = RolloutState(
+        service="checkout", controller="haproxy", endpoint=endpoint,
+        stable_revision="stable1", canary_revision="canary1",
+        stable_weight=90.0, canary_weight=10.0, phase="progressing",
+        last_change=START - 300.0,
+        backends=(
+            Backend("stable1", "stable", 90, "running", f"{STABLE}:8000"),
+            Backend("canary1", "canary", 10, "running", f"{CANARY}:8000"),
+        ),
+        can_rollback=True, can_promote=False,
+        promote_reason="HAProxy: promote is a release decision; set weights in haproxy.cfg",
+    )
+    return [ok("rollout", i // 2 + 1, START + 0.5 + i, RolloutData((state,))) for i in range(0, SECONDS, 2)]
+
+
 def unavailable_frames() -> list[Snapshot]:
     """Sources without a payload type yet, as a node reports them when they fail to start."""
     t = START + 0.2
@@ -263,7 +283,7 @@ def write(path: str) -> int:
     rng = random.Random(42)
     frames = sorted(
         host_frames(rng) + flows_frames(rng) + canary_frames(rng) + profiles_frames(rng)
-        + unavailable_frames() + marker_frames(),
+        + rollout_frames() + unavailable_frames() + marker_frames(),
         key=lambda s: s.time,
     )
     rec = Recorder(path, 16 * 1024 * 1024, clock=lambda: START, flush_interval=3600, host=HOST)

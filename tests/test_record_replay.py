@@ -331,8 +331,41 @@ def test_demo_decodes_typed_in_a_fresh_interpreter():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == repr([
         ("canary", "CanaryData"), ("flows", "FlowsData"), ("host", "HostData"),
-        ("marker", "Marker"), ("profiles", "ProfilesData"),
+        ("marker", "Marker"), ("profiles", "ProfilesData"), ("rollout", "RolloutData"),
     ])
+
+
+def test_replay_loads_every_payload_type_the_collectors_register():
+    """load_payload_types finds payloads by convention (<source>/model.py or data.py);
+    a payload registered anywhere else would replay as a plain dict."""
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "collectors"
+    mods = sorted(
+        "ebpftop.collectors." + ".".join(p.relative_to(root).with_suffix("").parts)
+        for p in root.rglob("*.py")
+        if p.name != "__init__.py"
+    )
+    every = (
+        "import importlib\n"
+        f"for m in {mods!r}:\n"
+        "    importlib.import_module(m)\n"
+        "from ebpftop.collectors.model import _PAYLOADS\n"
+        "print(sorted(_PAYLOADS))\n"
+    )
+    loaded = (
+        "from ebpftop.collectors.replay import load_payload_types\n"
+        "load_payload_types()\n"
+        "from ebpftop.collectors.model import _PAYLOADS\n"
+        "print(sorted(_PAYLOADS))\n"
+    )
+    out = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+        for code in (every, loaded)
+    ]
+    assert out[0] == out[1]
+    assert "host" in out[1] and "flows" in out[1]
 
 
 def test_corrupt_line_names_the_field(tmp_path):
