@@ -49,13 +49,16 @@ def agent_main(argv: list[str]) -> int:
     ap.add_argument("--iface", action="append", default=[])
     ap.add_argument("--mode", default="auto")
     ap.add_argument("--no-tcp", action="store_true")
+    ap.add_argument("--max-flows", type=int, default=131072)
+    ap.add_argument("--ring-pages", type=int, default=None)
     a = ap.parse_args(argv)
 
     def say(obj) -> None:
         print(json.dumps(obj), flush=True)
 
     async def main() -> int:
-        c = FlowsCollector(a.iface, mode=a.mode, tcp_events=not a.no_tcp)
+        c = FlowsCollector(a.iface, mode=a.mode, tcp_events=not a.no_tcp, max_flows=a.max_flows,
+                           tcp_ring_pages=a.ring_pages)
         try:
             await c.start()
         except Exception as exc:  # noqa: BLE001
@@ -391,6 +394,51 @@ def test_accepting_side_is_attributed_from_the_socket_table_with_its_service(net
     assert inbound["service"] == "checkout-test"
     assert inbound["comm"].startswith("python")
     assert inbound["connect_latency_ms"] is None  # not the connecting side
+
+
+def test_a_full_map_counts_its_evictions(net):
+    agent = Agent(net.a, "--iface", net.a_if, "--no-tcp", "--max-flows", "64")
+    count = 300  # distinct UDP flows, far more than the map holds
+    send = net.b.python(
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "for p in range(20000, 20000 + int(sys.argv[2])): s.sendto(b'x', (sys.argv[1], p))\n",
+        net.a_ip4, str(count))
+    send.communicate(timeout=30)
+    data = agent.sample()["data"]
+    agent.close()
+    assert data["max_flows"] == 64
+    assert data["flows_tracked"] <= 64
+    # each of the 300 flows was inserted once (plus a few ICMP replies); all but the
+    # live ones were pushed out, and that is said, not hidden
+    assert data["evictions"] >= count - 64
+    assert data["update_failures"] == 0
+
+
+CHURN = r"""
+import socket, sys
+srv = socket.socket(); srv.bind((sys.argv[1], 0)); srv.listen(512)
+port = srv.getsockname()[1]
+for _ in range(int(sys.argv[2])):
+    c = socket.create_connection((sys.argv[1], port)); s, _ = srv.accept(); c.close(); s.close()
+"""
+
+
+def test_lost_tcp_events_are_counted_not_silent(net):
+    # A one-page ring buffer (about 50 events) and 300 connections between two polls:
+    # most events cannot be queued. Each connection makes at least 4 events (connect,
+    # accept, two closes); every one must be either delivered or counted as lost.
+    agent = Agent(net.a, "--iface", "lo", "--ring-pages", "1")
+    agent.sample()
+    n = 300
+    churn = net.a.python(CHURN, "127.0.0.1", str(n))
+    churn.communicate(timeout=120)
+    reply = agent.sample()
+    agent.close()
+    data = reply["data"]
+    assert data["lost_events"] > 0
+    assert data["events_total"] + data["lost_events"] >= 4 * n
+    assert "TCP events lost" in reply["degraded"]
 
 
 def _tcx_links_of(prog_ids):

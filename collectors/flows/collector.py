@@ -84,8 +84,10 @@ class FlowsCollector(Collector):
         mode: str = "auto",
         idle_expiry: float = 300.0,
         tcp_events: bool = True,
+        tcp_ring_pages: int | None = None,
         attributor: Attributor | None = None,
     ) -> None:
+        self.tcp_ring_pages = tcp_ring_pages
         self.interval = interval
         self.requested = tuple(ifaces)
         self.top_n = top_n
@@ -161,7 +163,7 @@ class FlowsCollector(Collector):
     def _start_tcp(self) -> None:
         from .tcp_events import TcpEvents
 
-        tcp = TcpEvents(per_flow=PER_FLOW_EVENTS)
+        tcp = TcpEvents(per_flow=PER_FLOW_EVENTS, **({"ring_pages": self.tcp_ring_pages} if self.tcp_ring_pages else {}))
         failure: Exception | None = None
         with captured_stderr() as err:  # err is filled when the block ends
             try:

@@ -51,7 +51,10 @@ def tracefs_ready() -> str | None:
 
 
 class TcpEvents:
-    def __init__(self, *, history: int = 2000, per_flow: int = 20) -> None:
+    def __init__(self, *, history: int = 2000, per_flow: int = 20, ring_pages: int = RING_PAGES) -> None:
+        if ring_pages < 1 or ring_pages & (ring_pages - 1):
+            raise ValueError(f"ring buffer pages must be a power of two, not {ring_pages}")
+        self.ring_pages = ring_pages
         self.bpf = None
         self.perfbuf = False
         self.recent: deque[TcpEvent] = deque(maxlen=history)
@@ -71,7 +74,7 @@ class TcpEvents:
         reason = tracefs_ready()
         if reason:
             raise RuntimeError(reason)
-        cflags = [f"-I{SRC.parent}", f"-DRB_PAGES={RING_PAGES}", "-Wno-unused-function"]
+        cflags = [f"-I{SRC.parent}", f"-DRB_PAGES={self.ring_pages}", "-Wno-unused-function"]
         if _tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"):
             cflags.append("-DRETRANS_HAS_ERR")
         self.perfbuf = not _has_ringbuf()
