@@ -116,7 +116,7 @@ class HAProxyController(Controller):
         return Plan(
             action="rollback", controller=self.kind, endpoint=self.endpoint,
             summary=f"canary server(s) {', '.join(self.canary)} of backend {self.backend} to {how}; "
-                    f"stable {', '.join(self.stable) or '(none)'} keep their weights",
+                    f"stable server(s) {', '.join(self.stable) or '(none)'} keep their weights",
             requests=tuple(Request("runtime-api", self.api.address, c) for c in cmds),
             note="runtime weights last until HAProxy reloads (haproxy.cfg is not changed)",
         )
@@ -135,8 +135,9 @@ class HAProxyController(Controller):
         if still:
             raise ControllerError(f"haproxy accepted the commands but canary server(s) {', '.join(still)} "
                                   f"still have a weight: {after.backends}")
-        return (f"rolled back: canary {', '.join(self.canary)} at weight 0 ({self.mode}), "
-                f"stable now {_pct(after.stable_weight)} of traffic; until HAProxy reloads")
+        how = "" if self.mode == "weight" else f" and in {self.mode}"
+        return (f"rolled back: canary server(s) {', '.join(self.canary)} at weight 0{how}, "
+                f"stable now {_pct(after.stable_weight)} of traffic (until HAProxy reloads)")
 
 
 def _pct(v: float | None) -> str:

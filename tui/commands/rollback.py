@@ -115,8 +115,8 @@ def describe_state(state) -> str:
         return "?" if v is None else f"{v:.0f}%"
     step = "" if state.step is None else f", step {state.step}" + (f"/{state.steps}" if state.steps else "")
     return (f"{state.service} via {state.controller} ({state.endpoint}): phase {state.phase or '?'}{step}; "
-            f"stable {state.stable_revision or '?'} {pct(state.stable_weight)}, "
-            f"canary {state.canary_revision or '?'} {pct(state.canary_weight)}")
+            f"traffic stable {pct(state.stable_weight)} / canary {pct(state.canary_weight)} "
+            f"(revisions: stable {state.stable_revision or '?'}, canary {state.canary_revision or '?'})")
 
 
 async def _evidence(settings, service: str):
