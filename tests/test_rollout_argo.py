@@ -179,6 +179,17 @@ async def test_409_rereads_reports_what_changed_and_asks_again(server, tmp_path)
     assert first["ok"] is False and "changed since it was read (HTTP 409)" in first["message"]
 
 
+async def test_409_changes_are_against_what_the_operator_saw_not_the_latest_poll(server):
+    c = controller(server)
+    seen = await c.state()
+    server.bump(currentStepIndex=2)
+    await c.state()  # the rollout source polls meanwhile (same controller)
+    server.bump(phase="Progressing")
+    with pytest.raises(Conflict) as info:
+        await c.rollback(c.plan_rollback(seen))
+    assert info.value.changes == ["phase: Paused -> Progressing", "step: 1 -> 2"]
+
+
 async def test_409_declined_the_second_time_applies_nothing(server, tmp_path):
     c = controller(server)
     st = await c.state()

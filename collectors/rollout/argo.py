@@ -60,6 +60,7 @@ class ArgoController(Controller):
         self._client = access.client(timeout, transport)
         self._last: RolloutState | None = None
         self._permission: tuple[float, bool, str] | None = None
+        self._seen: dict[str, RolloutState] = {}
 
     @property
     def path(self) -> str:
@@ -133,8 +134,16 @@ class ArgoController(Controller):
         except ControllerError as exc:  # the Rollout is still worth showing; acting is not
             allowed, reason = False, f"cannot check permission: {exc}"
         state = _with(state, can_rollback=allowed, rollback_reason=reason)
-        self._last = state
+        self._remember(state)
         return state
+
+    def _remember(self, state: RolloutState) -> None:
+        # By version: the collector keeps reading while the operator reads the
+        # confirmation, and "what changed" must be against what the operator saw.
+        self._last = state
+        self._seen[state.version] = state
+        while len(self._seen) > 16:
+            self._seen.pop(next(iter(self._seen)))
 
     async def permission(self, *, fresh: bool = False) -> tuple[bool, str]:
         """May we patch rollouts/status here? Cached for a minute (asked at every read otherwise)."""
@@ -218,14 +227,14 @@ class ArgoController(Controller):
         if not allowed:
             raise ControllerError(f"abort not sent: {reason}")
         patch = json.loads(plan.requests[-1].body)
-        before = self._last
+        before = self._seen.get((patch.get("metadata") or {}).get("resourceVersion", ""), self._last)
         for _ in range(2):
             resp = await self._patch(patch)
             if resp.status_code != 409:
                 break
             _, now = await self._get()
             changes = changes_between(before, now) if before else ["(no earlier state to compare)"]
-            self._last = _with(now, can_rollback=allowed, rollback_reason=reason)
+            self._remember(_with(now, can_rollback=allowed, rollback_reason=reason))
             if before is not None and all(c.startswith("resource version") for c in changes):
                 patch = self._patch_body(now.version)  # only the controller's bookkeeping moved
                 before = now
@@ -240,7 +249,7 @@ class ArgoController(Controller):
             after = self._parse(resp.json())
         except (ValueError, AttributeError):
             return f"aborted rollout {self.namespace}/{self.name}"
-        self._last = _with(after, can_rollback=allowed, rollback_reason=reason)
+        self._remember(_with(after, can_rollback=allowed, rollback_reason=reason))
         return (f"aborted rollout {self.namespace}/{self.name}: phase {after.phase or '?'}, "
                 f"stable {after.stable_revision or '?'}")
 
