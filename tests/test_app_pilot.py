@@ -354,3 +354,19 @@ async def test_recording_stop_is_loud(tmp_path):
         assert "recorder" in lines[2]  # listed with what is wrong
         assert any(n.message.startswith("recording stopped:") for n in app._notifications)
     assert rec.exists()
+
+
+async def test_a_pane_that_cannot_render_its_data_degrades_alone(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        rules = pane(app, "rules")
+
+        def broken(data, snapshot, now):
+            raise KeyError("field the pane expected")
+
+        rules.render_body = broken
+        app.runtime.bus.publish(snap("rules", {"x": 1}))
+        app.runtime.bus.publish(snap("host", host_data(hostname="still-drawn")))
+        await pilot.pause()
+        assert "Cannot display this data: KeyError" in body_text(app, "rules")
+        assert "still-drawn" in screen_text(app) and app.is_running

@@ -24,6 +24,13 @@ SCRIPT = textwrap.dedent(
     from ebpftop.collectors.settings import Settings
     from ebpftop.tui.app import EbpftopApp
 
+    class Noisy(Collector):
+        name = "rules"
+        async def collect(self):
+            import logging
+            logging.getLogger("noisy").warning("WARNED-%s", "ONCE")
+            return {"noisy": "yes"}
+
     class StealsFd2(Collector):
         name = "flows"
         async def start(self):
@@ -41,7 +48,8 @@ SCRIPT = textwrap.dedent(
 
     d = sys.argv[1]
     s = Settings(audit_log=d + "/audit.jsonl", audit_key=d + "/audit.key")
-    EbpftopApp(Runtime(s, collectors=[StealsFd2()])).run()
+    collectors = [StealsFd2()] if sys.argv[2] == "steal" else [Noisy()]
+    EbpftopApp(Runtime(s, collectors=collectors)).run()
     """
 )
 
@@ -49,7 +57,7 @@ SCRIPT = textwrap.dedent(
 def test_screen_survives_fd2_being_redirected(tmp_path):
     script = tmp_path / "app.py"
     script.write_text(SCRIPT)
-    app = PtyApp([sys.executable, str(script), str(tmp_path)], cols=100, rows=30)
+    app = PtyApp([sys.executable, str(script), str(tmp_path), "steal"], cols=100, rows=30)
     try:
         # Drawn after the collector took fd 2: the flows pane's data and the footer.
         shown = app.wait_for(lambda s: "fd2: redirected" in s and "? Help" in s, 30)
@@ -59,5 +67,28 @@ def test_screen_survives_fd2_being_redirected(tmp_path):
         while app.proc.poll() is None and time.monotonic() < deadline:
             app.pump(0.1)
         assert app.proc.poll() == 0
+    finally:
+        app.close()
+
+
+def test_log_warnings_stay_off_the_screen_and_are_reported_after(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    app = PtyApp([sys.executable, str(script), str(tmp_path), "noisy"], cols=160, rows=40)
+    raw = bytearray()
+    feed = app.stream.feed
+    app.stream.feed = lambda data: (raw.extend(data), feed(data))
+    try:
+        assert app.wait_for(lambda s: "noisy: yes" in s and "? Help" in s, 30) is not None, app.text()
+        assert b"WARNED-ONCE" not in raw  # nothing written over the dashboard...
+        os.write(app.master, b"q")
+        deadline = time.monotonic() + 30
+        while app.proc.poll() is None and time.monotonic() < deadline:
+            app.pump(0.1)
+        app.pump(0.5)
+        assert app.proc.poll() == 0
+        after = raw.decode("utf-8", "replace")  # ...and not lost either: told after exit
+        assert "warning(s) were logged while the dashboard ran" in after
+        assert "WARNING noisy: WARNED-ONCE" in after
     finally:
         app.close()

@@ -17,9 +17,12 @@ refused and audited by the gate. Suspend (ctrl+z) is off.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sys
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Iterable
 
 from textual import work
@@ -37,6 +40,7 @@ from .actions import acting_names, replay_names
 from .bindings import KEYMAP, app_bindings
 from .panes import PANES
 from .panes.base import SourcePane
+from .panes.canary_rollback import RollbackControl
 from .panes.header import HostHeader, Marks
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
@@ -55,6 +59,22 @@ _REPLAY = replay_names()
 # Actions that make sense while a dialog is open on top of the dashboard.
 _ANY_SCREEN = frozenset({"quit", "help_quit", "command_palette", "cycle_theme"})
 _OURS = frozenset(action.split("(")[0] for _key, action, _show in KEYMAP)
+
+
+class LogKeeper(logging.Handler):
+    """Unconfigured, Python sends warnings to stderr, which Textual swallows while the
+    screen is up: they would be lost without a trace. While the app runs they are kept
+    here instead (bounded), and `EbpftopApp.run` prints the count and the last few once
+    the terminal is back to normal."""
+
+    def __init__(self, keep: int = 200) -> None:
+        super().__init__(logging.WARNING)
+        self.records: deque[logging.LogRecord] = deque(maxlen=keep)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        self.records.append(record)
 
 
 class EbpftopApp(App[int]):
@@ -82,6 +102,9 @@ class EbpftopApp(App[int]):
         self._theme_problem = ""
         self._recorder_state: str | None = None
         self._header: HostHeader | None = None
+        self.rollback_control = RollbackControl(self)  # R and auto-rollback
+        self.log_keeper = LogKeeper()
+        self._log_installed = False
         register_themes(self)
         wanted = self.settings.theme or DEFAULT_THEME
         if wanted in self.available_themes:
@@ -122,6 +145,10 @@ class EbpftopApp(App[int]):
         yield Footer()
 
     async def on_mount(self) -> None:
+        root = logging.getLogger()
+        if not root.handlers:  # nobody configured logging: keep warnings for the exit
+            root.addHandler(self.log_keeper)
+            self._log_installed = True
         self._main_screen = self.screen
         self._ui_loop = asyncio.get_running_loop()
         self.set_class(self.read_only, "-kiosk")
@@ -142,6 +169,21 @@ class EbpftopApp(App[int]):
             self._unsubscribe()
             self._unsubscribe = None
         await self.runtime.stop()
+        if self._log_installed:
+            logging.getLogger().removeHandler(self.log_keeper)
+            self._log_installed = False
+
+    def run(self, *args, **kwargs):  # type: ignore[override]
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            keeper = self.log_keeper
+            if keeper.count:
+                print(f"ebpftop: {keeper.count} warning(s) were logged while the dashboard ran; "
+                      f"the last {len(list(keeper.records)[-5:])}:", file=sys.stderr)
+                for record in list(keeper.records)[-5:]:
+                    print(f"  {record.levelname} {record.name}: {clean(record.getMessage(), 300)}",
+                          file=sys.stderr)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_BELOW, "-narrow")
@@ -154,6 +196,8 @@ class EbpftopApp(App[int]):
         if loop is not None and threading.get_ident() != self._thread_id:
             loop.call_soon_threadsafe(self._on_snapshot, snap)
             return
+        if snap.source == "canary":
+            self.rollback_control.observe(snap)  # auto-rollback counts evaluations even while paused
         self._dirty.add(snap.source)
         if self.paused:
             self._pending += 1
@@ -167,6 +211,8 @@ class EbpftopApp(App[int]):
         if self.paused or not self._dirty or not self._drawable():
             return
         dirty, self._dirty = self._dirty, set()
+        if "rollout" in dirty:
+            dirty.add("canary")  # the canary pane shows the rollout state
         now = self.now()
         with self.batch_update():
             for source in dirty:
@@ -307,6 +353,8 @@ class EbpftopApp(App[int]):
             return False
         if action == "suspend_process" and self.read_only:
             return False
+        if action == "rollback" and not self.rollback_control.available():
+            return False
         if (
             self._main_screen is not None
             and self.screen is not self._main_screen
@@ -383,6 +431,12 @@ class EbpftopApp(App[int]):
             self._refuse_read_only("marker.add", "Add incident marker")
             return
         self._marker_flow()
+
+    def action_rollback(self) -> None:
+        if self.read_only:
+            self._refuse_read_only("rollout.rollback", "Roll back the canary")
+            return
+        self.rollback_control.request()
 
     @work(exclusive=True, group="action")
     async def _marker_flow(self) -> None:

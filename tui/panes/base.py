@@ -17,6 +17,7 @@ sockets or files. Every string from a payload goes through `tui.text` (here `cle
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any, ClassVar
 
@@ -37,6 +38,8 @@ BADGES: dict[HealthState, tuple[str, str]] = {
     HealthState.DOWN: ("✖ DOWN", "bold $error"),
     HealthState.OFF: ("○ OFF", "bold $text-muted"),
 }
+
+log = logging.getLogger(__name__)
 
 NO_DATA_YET = Health(HealthState.DOWN, "no data yet", "", None, 0)
 
@@ -119,13 +122,28 @@ class SourcePane(Vertical, can_focus=True):
         self.set_class(snapshot is None, "-waiting")
         shown = snapshot if snapshot is not None and snapshot.data is not None else self.last_good
         self.set_class(shown is not None and shown is not snapshot, "-stale")
-        self.set_class(shown is None, "-nodata")
         self.update_health(now)
-        if shown is not None:
-            self.update_body(shown.data, shown, now)
-        else:
+        if shown is not None and self._update_body_safely(shown, now):
+            return
+        self.set_class(True, "-nodata")
+        if shown is None:
             message = self.about() if snapshot is None else self.render_unavailable(snapshot.health)
             self.query_one(".message", Static).update(message)
+
+    def _update_body_safely(self, shown: Snapshot, now: float) -> bool:
+        """True when the body shows the data; otherwise the message says why not."""
+        try:
+            self.update_body(shown.data, shown, now)
+        except Exception as exc:  # noqa: BLE001 - bad data degrades this pane only
+            log.warning("pane %s could not show its data", self.source, exc_info=True)
+            self.set_class(True, "-nodata")
+            self.query_one(".message", Static).update(Content.assemble(
+                ("Cannot display this data: ", "bold $error"),
+                clean(f"{type(exc).__name__}: {exc}", 300),
+            ))
+            return False
+        self.set_class(False, "-nodata")
+        return True
 
     def update_health(self, now: float) -> None:
         """Redraw only the health line (the app calls this on its slow age timer)."""
@@ -157,7 +175,7 @@ class SourcePane(Vertical, can_focus=True):
 
     def _rerender(self) -> None:
         if self.last_good is not None:
-            self.update_body(self.last_good.data, self.last_good, self._now)
+            self._update_body_safely(self.last_good, self._now)
 
     def about(self) -> Content:
         return Content.assemble((self.ABOUT, "$text-muted")) if self.ABOUT else Content("")

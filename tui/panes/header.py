@@ -69,8 +69,20 @@ def host_line(data: HostData | None, width: int = 0) -> Content:
     """CPU, load, memory, network; the most compact variant that fits `width`."""
     if data is None:
         return Content.assemble(("host: waiting for the first sample", "$text-muted"))
-    load1 = f"{data.load[0]:.2f}"
-    load3 = " ".join(f"{x:.2f}" for x in data.load)
+    try:
+        return _host_line(data, width)
+    except Exception as exc:  # noqa: BLE001 - a malformed sample must not take the app down
+        return Content.assemble(("host: sample not displayable: ", "$warning"), clean(exc, 120))
+
+
+def _load(x: object) -> str:
+    return f"{x:.2f}" if isinstance(x, (int, float)) else fmt.NO_DATA
+
+
+def _host_line(data: HostData, width: int) -> Content:
+    load = tuple(data.load or ())
+    load1 = _load(load[0]) if load else fmt.NO_DATA
+    load3 = " ".join(_load(x) for x in load) or fmt.NO_DATA
     cpu = [("CPU ", ""), (fmt.percent(data.cpu_percent), "bold"), (f"/{data.cpu_count}", "")]
     mem = [("  mem ", ""), (fmt.percent(data.mem_percent), "bold")]
     mem_detail = f" {fmt.size(data.mem_used)}/{fmt.size(data.mem_total)}"
