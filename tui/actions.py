@@ -38,6 +38,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("replay_slower", "Slower", "replay: halve the speed", replay=True, group="Replay"),
     ActionSpec("replay_faster", "Faster", "replay: double the speed", replay=True, group="Replay"),
     ActionSpec("marker", "Marker", "add an incident marker (asks for text, confirms, audited)", acts=True, group="Actions"),
+    ActionSpec("rollback", "Rollback", "roll the canary back, all traffic to stable (shows evidence and plan, "
+               "type the service name; audited)", acts=True, group="Actions"),
     ActionSpec("suspend_process", "Suspend", "suspend to the shell; `fg` resumes (off in read-only mode)", group="App"),
     ActionSpec("quit", "Quit", "quit ebpftop (collectors stop; pinned rules stay)", group="App"),
 )

@@ -24,6 +24,7 @@ KEYMAP: tuple[tuple[str, str, bool], ...] = (
     ("less_than_sign", "replay_slower", True),
     ("greater_than_sign", "replay_faster", True),
     ("m", "marker", True),
+    ("R", "rollback", True),
     ("ctrl+z", "suspend_process", False),
     ("q", "quit", True),
 )

@@ -1,0 +1,233 @@
+"""Rollback from the dashboard: the `R` key and the auto-rollback countdown.
+
+`R` finds the rollout controller (the one the rollout collector reads), takes the
+latest canary evaluation of its service as evidence and the latest rollout state, and
+runs `collectors.rollout.actions.run_rollback` through the runtime's gate: the
+confirmation shows the evidence and exactly what will be sent where, and wants the
+service name typed; the gate audits intent and result (and refuses in read-only mode).
+
+Auto-rollback (only with `--auto-rollback`, never in read-only mode or a replay):
+every canary evaluation is fed to `collectors.rollout.auto.AutoRollback`; when it
+starts a countdown, a dialog shows it with the evidence, and any key (or click)
+cancels; when the countdown runs out the rollback runs through the gate as an
+automatic action with its evidence. The countdown's clock is injectable for tests.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from textual import events
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from ebpftop.collectors.rollout.actions import RollbackUnavailable, evidence_text, run_rollback
+from ebpftop.collectors.rollout.auto import AutoRollback, Phase
+
+from ..text import clean
+
+CANARY = "canary"
+ROLLOUT = "rollout"
+TICK_S = 0.25
+
+
+class CountdownScreen(ModalScreen[None]):
+    """The running auto-rollback countdown. Any key or click cancels it."""
+
+    DEFAULT_CSS = """
+    CountdownScreen { align: center middle; }
+    CountdownScreen > Vertical {
+        width: 76; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $error; background: $surface; padding: 0 1;
+    }
+    CountdownScreen #countdown { text-style: bold; color: $error; }
+    CountdownScreen .note { color: $text-muted; }
+    """
+
+    def __init__(self, control: "RollbackControl") -> None:
+        super().__init__()
+        self.control = control
+
+    def compose(self) -> ComposeResult:
+        box = Vertical()
+        box.border_title = "AUTO-ROLLBACK"
+        with box:
+            yield Static(Content(self.control.countdown_text()), id="countdown", markup=False)
+            yield Static(Content(clean(evidence_text(self.control.auto.evidence), 2000)), id="countdown-evidence",
+                         markup=False)
+            yield Static("press any key to cancel", classes="note", markup=False)
+
+    def update_text(self) -> None:
+        self.query_one("#countdown", Static).update(Content(self.control.countdown_text()))
+
+    def on_key(self, event: events.Key) -> None:
+        # Before any binding: this key is the operator saying no, nothing else.
+        event.stop()
+        event.prevent_default()
+        self.control.cancel("cancelled by a key press")
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.control.cancel("cancelled by a click")
+
+
+class RollbackControl:
+    def __init__(self, app: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        settings = app.settings
+        enabled = bool(settings.auto_rollback) and not app.read_only
+        self.auto = AutoRollback.from_settings(settings, clock=clock) if enabled else AutoRollback(
+            settings.rollout_service, enabled=False)
+        if settings.auto_rollback and app.read_only:
+            self.auto.message = "auto-rollback off: read-only"
+        self._screen: CountdownScreen | None = None
+        self._timer: Any = None
+
+    # --- where things are ------------------------------------------------------------
+
+    def controller(self) -> Any:
+        """The rollout collector's controller (so the plan is built from what it read)."""
+        for collector in getattr(self.app.runtime, "collectors", None) or ():
+            if collector.name == ROLLOUT:
+                return getattr(collector, "controller", None)
+        return None
+
+    def available(self) -> bool:
+        """`R` is offered when a rollout controller is configured or running."""
+        return self.controller() is not None or bool(self.app.settings.rollout_controller)
+
+    def evidence(self, service: str) -> Any:
+        """The latest canary evaluation of `service` (None when there is none)."""
+        store = self.app.runtime.store
+        latest = store.latest(CANARY)
+        snaps = [latest] if latest is not None and latest.data is not None else []
+        snaps += [s for s in reversed(store.history(CANARY)) if s.data is not None]
+        for snap in snaps:
+            svc = next((s for s in getattr(snap.data, "services", ()) if s.name == service), None)
+            if svc is not None:
+                return svc
+        return None
+
+    def state(self, service: str) -> Any:
+        snap = self.app.runtime.store.latest(ROLLOUT)
+        data = getattr(snap, "data", None)
+        return next((s for s in getattr(data, "services", ()) if s.service == service), None)
+
+    # --- R -----------------------------------------------------------------------------
+
+    def request(self) -> None:
+        self.app.run_worker(self._rollback_flow(), exclusive=True, group="action", name="rollback")
+
+    async def _rollback_flow(self) -> None:
+        app = self.app
+        gate = getattr(app.runtime, "gate", None)
+        controller = self.controller()
+        if gate is None or controller is None:
+            snap = app.runtime.store.latest(ROLLOUT)
+            why = clean(snap.health.message, 200) if snap is not None and snap.health.message else (
+                "no rollout controller is running")
+            app.notify(f"rollback unavailable: {why}", title="rollback", severity="error", timeout=10)
+            return
+        service = controller.service
+        try:
+            result = await run_rollback(gate, controller, service, self.evidence(service), app._confirm,
+                                        state=self.state(service))
+        except RollbackUnavailable as exc:
+            app.notify(f"rollback unavailable: {clean(exc, 300)}", title="rollback", severity="error", timeout=10)
+            return
+        self._notify_result(f"rollback of {clean(service, 60)}", result)
+
+    def _notify_result(self, what: str, result: Any) -> None:
+        message = f"{what}: {clean(result.message, 300)}"
+        if result.ok:
+            self.app.notify(message, title="rolled back", timeout=10)
+        elif result.refused or result.cancelled:
+            self.app.notify(message, title="refused" if result.refused else "cancelled", severity="warning")
+        else:
+            self.app.notify(message, title="rollback failed", severity="error", timeout=20)
+
+    # --- auto-rollback -------------------------------------------------------------------
+
+    def observe(self, snap: Any) -> None:
+        """Every canary snapshot, as it arrives (even while the display is paused)."""
+        if self.auto.phase is Phase.OFF or snap.data is None:
+            return
+        svc = next((s for s in getattr(snap.data, "services", ()) if s.name == self.auto.service), None)
+        before = self.auto.phase
+        self.auto.observe(svc)
+        after = self.auto.phase
+        if after is Phase.COUNTDOWN and before is not Phase.COUNTDOWN:
+            self._start_countdown()
+        elif before is Phase.COUNTDOWN and after is not Phase.COUNTDOWN:
+            self._stop_countdown()
+            self.app.notify(clean(self.auto.message, 200), title="auto-rollback", timeout=8)
+        self._redraw_pane()
+
+    def status_line(self) -> str:
+        """For the canary pane: empty when auto-rollback is off and was never asked for."""
+        phase = self.auto.phase
+        if phase is Phase.OFF:
+            return clean(self.auto.message, 100) if self.app.settings.auto_rollback else ""
+        if phase is Phase.COUNTDOWN:
+            return self.countdown_text()
+        return "auto-rollback: " + clean(self.auto.message or "armed", 200)
+
+    def countdown_text(self) -> str:
+        left = self.auto.remaining()
+        secs = "now" if left is None or left <= 0 else f"in {left:.0f}s"
+        return f"AUTO-ROLLBACK of {clean(self.auto.service, 60)} {secs}: press any key to cancel"
+
+    def _start_countdown(self) -> None:
+        if self._timer is None:
+            self._timer = self.app.set_interval(TICK_S, self._tick, name="auto-rollback")
+        if self._screen is None:
+            self._screen = CountdownScreen(self)
+            self.app.push_screen(self._screen)
+        self.app.bell()
+
+    def _stop_countdown(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        screen, self._screen = self._screen, None
+        if screen is not None and screen.is_attached:
+            screen.dismiss()
+
+    def cancel(self, reason: str) -> None:
+        if self.auto.cancel(reason):
+            self._stop_countdown()
+            self.app.notify(clean(self.auto.message, 200), title="auto-rollback", severity="warning", timeout=10)
+            self._redraw_pane()
+
+    def _tick(self) -> None:
+        if self.auto.phase is not Phase.COUNTDOWN:
+            self._stop_countdown()
+            return
+        if self._screen is not None and self._screen.is_attached:
+            self._screen.update_text()
+        if self.auto.due():
+            self._stop_countdown()
+            self.app.run_worker(self._fire(), group="auto-rollback", name="auto-rollback")
+        self._redraw_pane()
+
+    async def _fire(self) -> None:
+        controller = self.controller()
+        gate = getattr(self.app.runtime, "gate", None)
+        if controller is None or gate is None:
+            self.auto.cancel("could not run: no rollout controller is running")
+            self.app.notify(clean(self.auto.message, 200), title="auto-rollback", severity="error", timeout=20)
+            self._redraw_pane()
+            return
+        result = await self.auto.fire_if_due(gate, controller, self.state(self.auto.service))
+        if result is not None:
+            self._notify_result(f"AUTOMATIC rollback of {clean(self.auto.service, 60)}", result)
+        self._redraw_pane()
+
+    def _redraw_pane(self) -> None:
+        pane = getattr(self.app, "_panes", {}).get(CANARY)
+        if pane is not None and pane.is_attached:
+            pane.redraw()
