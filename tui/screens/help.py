@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Container, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
@@ -58,25 +58,32 @@ class HelpScreen(ModalScreen[None]):
         width: 84; max-width: 100%; height: auto; max-height: 100%;
         border: round $primary; background: $surface; padding: 0 1;
     }
-    HelpScreen #help-keys { width: 100%; height: auto; }
+    HelpScreen #help-keys {
+        layout: grid; grid-size: 2; grid-columns: auto 1fr; grid-gutter: 0 2; height: auto;
+    }
+    HelpScreen .key { color: $accent; text-style: bold; width: auto; }
+    HelpScreen .what { width: 1fr; }
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[str, str, str]] = []
+
     def compose(self) -> ComposeResult:
-        rows = help_rows(self.app)
-        width = max(len(k) for k, _, _ in rows) + 2
-        parts: list[str | tuple[str, str]] = []
-        for keys, text, note in rows:
-            if parts:
-                parts.append("\n")
-            parts.append((keys.ljust(width), "bold $accent"))
-            parts.append(text)
-            if note:
-                parts.append((f"  ({note})", "$text-muted"))
+        self.rows = help_rows(self.app)
         scroll = VerticalScroll()
         scroll.border_title = "Keys"
         scroll.border_subtitle = "esc closes"
         with scroll:
-            yield Static(Content.assemble(*parts), id="help-keys", markup=False)
+            with Container(id="help-keys"):
+                for keys, text, note in self.rows:
+                    yield Static(keys, classes="key", markup=False)
+                    what = Content.assemble(text, (f"  ({note})", "$text-muted") if note else "")
+                    yield Static(what, classes="what", markup=False)
+
+    def listing(self) -> str:
+        """The keys and what they do, one per line (what the screen shows)."""
+        return "\n".join(f"{k}  {t}" + (f"  ({n})" if n else "") for k, t, n in self.rows)
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
