@@ -1,10 +1,11 @@
 """Rollback from the dashboard: the `R` key and the auto-rollback countdown.
 
-`R` finds the rollout controller (the one the rollout collector reads), takes the
-latest canary evaluation of its service as evidence and the latest rollout state, and
-runs `collectors.rollout.actions.run_rollback` through the runtime's gate: the
-confirmation shows the evidence and exactly what will be sent where, and wants the
-service name typed; the gate audits intent and result (and refuses in read-only mode).
+`R` goes through `collectors.rollout.control.RolloutControl` (the rollout collector's
+controller, the latest canary evaluation as evidence, the latest rollout state) and the
+runtime's gate: the confirmation shows the evidence and exactly what will be sent
+where, and wants the service name typed; the gate audits intent and result (and
+refuses in read-only mode). When rollback cannot be offered (not permitted, no
+controller) the toast says why and nothing is asked or written.
 
 Auto-rollback (only with `--auto-rollback`, never in read-only mode or a replay):
 every canary evaluation is fed to `collectors.rollout.auto.AutoRollback`; when it
@@ -25,8 +26,9 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ebpftop.collectors.rollout.actions import RollbackUnavailable, evidence_text, run_rollback
+from ebpftop.collectors.rollout.actions import evidence_text
 from ebpftop.collectors.rollout.auto import AutoRollback, Phase
+from ebpftop.collectors.rollout.control import RolloutControl
 
 from ..text import clean
 
@@ -76,46 +78,36 @@ class CountdownScreen(ModalScreen[None]):
 
 
 class RollbackControl:
+    """The app's side of `collectors.rollout.control.RolloutControl`: keys, dialogs, toasts."""
+
     def __init__(self, app: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         settings = app.settings
-        enabled = bool(settings.auto_rollback) and not app.read_only
-        self.auto = AutoRollback.from_settings(settings, clock=clock) if enabled else AutoRollback(
-            settings.rollout_service, enabled=False)
-        if settings.auto_rollback and app.read_only:
-            self.auto.message = "auto-rollback off: read-only"
+        runtime = app.runtime
+        self.control: RolloutControl | None = None
+        if all(hasattr(runtime, name) for name in ("store", "gate", "collectors")):
+            self.control = RolloutControl.from_runtime(runtime, clock=clock)
+        if self.control is not None and not app.read_only:
+            self.auto = self.control.auto
+        else:
+            # Never a countdown from a kiosk or a replay: the gate would refuse it anyway.
+            self.auto = AutoRollback(settings.rollout_service, enabled=False)
+            if settings.auto_rollback:
+                self.auto.message = "auto-rollback off: read-only"
         self._screen: CountdownScreen | None = None
         self._timer: Any = None
 
     # --- where things are ------------------------------------------------------------
 
     def controller(self) -> Any:
-        """The rollout collector's controller (so the plan is built from what it read)."""
-        for collector in getattr(self.app.runtime, "collectors", None) or ():
-            if collector.name == ROLLOUT:
-                return getattr(collector, "controller", None)
-        return None
+        return self.control.controller() if self.control is not None else None
 
     def available(self) -> bool:
         """`R` is offered when a rollout controller is configured or running."""
-        return self.controller() is not None or bool(self.app.settings.rollout_controller)
-
-    def evidence(self, service: str) -> Any:
-        """The latest canary evaluation of `service` (None when there is none)."""
-        store = self.app.runtime.store
-        latest = store.latest(CANARY)
-        snaps = [latest] if latest is not None and latest.data is not None else []
-        snaps += [s for s in reversed(store.history(CANARY)) if s.data is not None]
-        for snap in snaps:
-            svc = next((s for s in getattr(snap.data, "services", ()) if s.name == service), None)
-            if svc is not None:
-                return svc
-        return None
-
-    def state(self, service: str) -> Any:
-        snap = self.app.runtime.store.latest(ROLLOUT)
-        data = getattr(snap, "data", None)
-        return next((s for s in getattr(data, "services", ()) if s.service == service), None)
+        if self.control is None:
+            return False
+        return bool(self.app.settings.rollout_controller) or any(
+            c.name == ROLLOUT for c in self.app.runtime.collectors)
 
     # --- R -----------------------------------------------------------------------------
 
@@ -124,21 +116,15 @@ class RollbackControl:
 
     async def _rollback_flow(self) -> None:
         app = self.app
-        gate = getattr(app.runtime, "gate", None)
         controller = self.controller()
-        if gate is None or controller is None:
-            snap = app.runtime.store.latest(ROLLOUT)
-            why = clean(snap.health.message, 200) if snap is not None and snap.health.message else (
-                "no rollout controller is running")
-            app.notify(f"rollback unavailable: {why}", title="rollback", severity="error", timeout=10)
+        service = controller.service if controller is not None else app.settings.rollout_service
+        enabled, why = self.control.can_rollback(service) if self.control is not None else (
+            False, "no rollout controller")
+        if not enabled:
+            # Nothing is asked and nothing is written: there is no action to offer.
+            app.notify(f"rollback unavailable: {clean(why, 300)}", title="rollback", severity="error", timeout=10)
             return
-        service = controller.service
-        try:
-            result = await run_rollback(gate, controller, service, self.evidence(service), app._confirm,
-                                        state=self.state(service))
-        except RollbackUnavailable as exc:
-            app.notify(f"rollback unavailable: {clean(exc, 300)}", title="rollback", severity="error", timeout=10)
-            return
+        result = await self.control.rollback(service, app._confirm)
         self._notify_result(f"rollback of {clean(service, 60)}", result)
 
     def _notify_result(self, what: str, result: Any) -> None:
@@ -154,11 +140,10 @@ class RollbackControl:
 
     def observe(self, snap: Any) -> None:
         """Every canary snapshot, as it arrives (even while the display is paused)."""
-        if self.auto.phase is Phase.OFF or snap.data is None:
+        if self.auto.phase is Phase.OFF or self.control is None:
             return
-        svc = next((s for s in getattr(snap.data, "services", ()) if s.name == self.auto.service), None)
         before = self.auto.phase
-        self.auto.observe(svc)
+        self.control.observe(snap)
         after = self.auto.phase
         if after is Phase.COUNTDOWN and before is not Phase.COUNTDOWN:
             self._start_countdown()
@@ -215,14 +200,12 @@ class RollbackControl:
         self._redraw_pane()
 
     async def _fire(self) -> None:
-        controller = self.controller()
-        gate = getattr(self.app.runtime, "gate", None)
-        if controller is None or gate is None:
+        if self.controller() is None:
             self.auto.cancel("could not run: no rollout controller is running")
             self.app.notify(clean(self.auto.message, 200), title="auto-rollback", severity="error", timeout=20)
             self._redraw_pane()
             return
-        result = await self.auto.fire_if_due(gate, controller, self.state(self.auto.service))
+        result = await self.control.tick()
         if result is not None:
             self._notify_result(f"AUTOMATIC rollback of {clean(self.auto.service, 60)}", result)
         self._redraw_pane()
