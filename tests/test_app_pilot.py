@@ -372,3 +372,21 @@ async def test_a_pane_that_cannot_render_its_data_degrades_alone(tmp_path):
         await pilot.pause()
         assert "Cannot display this data: KeyError" in body_text(app, "rules")
         assert "still-drawn" in screen_text(app) and app.is_running
+
+
+async def test_alarms_from_the_data_lead_the_header(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        publish_fixed(app.runtime)
+        rules = pane(app, "rules")
+        rules.headline = lambda data: [("rule deny-all hit 9k/s", "error")] if data.get("hot") else []
+        app.runtime.bus.publish(snap("rules", {"hot": True}, seq=2))
+        await pilot.pause()
+        problems = screen_text(app).splitlines()[2]
+        assert problems.startswith(" ✖ rule deny-all hit 9k/s")
+        assert problems.index("deny-all") < problems.index("flows")  # before source health
+        assert rules.border_subtitle == "rule deny-all hit 9k/s" and rules.has_class("-alarm")
+        # Data that no longer raises it clears it; so does data going stale.
+        app.runtime.bus.publish(snap("rules", {"hot": False}, seq=3))
+        await pilot.pause()
+        assert "deny-all" not in screen_text(app) and not rules.has_class("-alarm")

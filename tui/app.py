@@ -298,8 +298,11 @@ class EbpftopApp(App[int]):
             if snap is not None:
                 health[source] = snap.health
         self._header.update_from(
-            self.marks(), store.latest("host"), health, tuple(waiting)
+            self.marks(), store.latest("host"), health, tuple(waiting), self._alarms()
         )
+
+    def _alarms(self) -> tuple[tuple[str, str], ...]:
+        return tuple(alarm for pane in self._order for alarm in pane.alarms)
 
     def marks(self) -> Marks:
         replay = ""

@@ -98,6 +98,7 @@ class SourcePane(Vertical, can_focus=True):
         self.last_good: Snapshot | None = None
         self._health_shown: tuple | None = None
         self._now = 0.0
+        self.alarms: list[tuple[str, str]] = []  # from `headline`, for the header
 
     def compose(self) -> ComposeResult:
         yield Static(Content(""), classes="health", markup=False)
@@ -123,12 +124,26 @@ class SourcePane(Vertical, can_focus=True):
         shown = snapshot if snapshot is not None and snapshot.data is not None else self.last_good
         self.set_class(shown is not None and shown is not snapshot, "-stale")
         self.update_health(now)
+        self._update_alarms(snapshot)
         if shown is not None and self._update_body_safely(shown, now):
             return
         self.set_class(True, "-nodata")
         if shown is None:
             message = self.about() if snapshot is None else self.render_unavailable(snapshot.health)
             self.query_one(".message", Static).update(message)
+
+    def _update_alarms(self, snapshot: Snapshot | None) -> None:
+        """Only current data raises alarms; stale data has its health line instead."""
+        alarms: list[tuple[str, str]] = []
+        if snapshot is not None and snapshot.data is not None:
+            try:
+                alarms = list(self.headline(snapshot.data))
+            except Exception:  # noqa: BLE001 - the body will say what is wrong with the data
+                log.warning("pane %s: headline failed", self.source, exc_info=True)
+        self.alarms = alarms
+        # On the border too: at 80 columns an unfocused pane shows only its frame.
+        self.border_subtitle = "  ".join(clean(text, 60) for text, _ in alarms)
+        self.set_class(any(sev == "error" for _, sev in alarms), "-alarm")
 
     def _update_body_safely(self, shown: Snapshot, now: float) -> bool:
         """True when the body shows the data; otherwise the message says why not."""
@@ -158,6 +173,12 @@ class SourcePane(Vertical, can_focus=True):
             self.query_one(".health", Static).update(content)
 
     # --- for subclasses ----------------------------------------------------------
+
+    def headline(self, data: Any) -> list[tuple[str, str]]:
+        """Alarms the data itself raises, for the header's "what is wrong" line, as
+        (text, "error" | "warning"), e.g. ("canary FAIL checkout", "error"). The
+        incident room sees them without a keypress. Default: none."""
+        return []
 
     def compose_body(self) -> ComposeResult:
         """The widgets that show data (give them class "data"). Default: one Static."""

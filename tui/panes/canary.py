@@ -53,6 +53,14 @@ class CanaryPane(SourcePane):
     number = 3
     ABOUT = "p99 latency, error rate and throughput per variant, verdict, rollout weight and phase."
 
+    def headline(self, data: Any) -> list[tuple[str, str]]:
+        out = []
+        for svc in getattr(data, "services", ()):
+            verdict = getattr(getattr(svc, "verdict", None), "value", "")
+            if verdict in ("fail", "warn"):
+                out.append((f"canary {verdict.upper()} {svc.name}", "error" if verdict == "fail" else "warning"))
+        return out
+
     BINDINGS = [
         # Not in the footer (80 columns must keep the app's keys); the pane names them.
         Binding("x", "exemplars", "Traces", show=False, tooltip="jump to the slow requests' trace ids"),

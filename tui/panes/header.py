@@ -99,11 +99,20 @@ def _host_line(data: HostData, width: int) -> Content:
     return content
 
 
-def problem_line(health: dict[str, Health], waiting: tuple[str, ...] = ()) -> Content:
+ALARM_STYLE = {"error": "bold $error", "warning": "bold $warning"}
+
+
+def problem_line(
+    health: dict[str, Health], waiting: tuple[str, ...] = (), alarms: tuple[tuple[str, str], ...] = ()
+) -> Content:
+    """Alarms from the data first (a failing canary), then sources that are not OK."""
     bad = problems(health)
     parts: list[str | tuple[str, str]] = []
+    for text, severity in sorted(alarms, key=lambda a: a[1] != "error"):
+        mark = "✖ " if severity == "error" else "▲ "
+        parts += [(mark + clean(text, 60), ALARM_STYLE.get(severity, "bold")), "  "]
     if not bad and not waiting:
-        return Content.assemble(("● all sources OK", "$success"))
+        return Content.assemble(*parts, ("● all sources OK", "$success"))
     for i, (name, h) in enumerate(bad):
         label, style = badge(h.state)
         if i:
@@ -130,7 +139,7 @@ class HostHeader(Static):
 
     def on_resize(self) -> None:
         if self._last:
-            self.update_from(*self._last[:4])
+            self.update_from(*self._last[:5])
 
     def update_from(
         self,
@@ -138,13 +147,14 @@ class HostHeader(Static):
         host: Snapshot | None,
         health: dict[str, Health],
         waiting: tuple[str, ...] = (),
+        alarms: tuple[tuple[str, str], ...] = (),
     ) -> None:
         data = host.data if host is not None and isinstance(host.data, HostData) else None
         width = max(0, self.size.width - 2)
-        key = (marks, host, health, waiting, width)
+        key = (marks, host, health, waiting, alarms, width)
         if key == self._last:
             return  # nothing changed: no repaint, no bytes to the terminal
         self._last = key
-        lines = [title_line(marks, data, width), host_line(data, width), problem_line(health, waiting)]
+        lines = [title_line(marks, data, width), host_line(data, width), problem_line(health, waiting, alarms)]
         # Always three unwrapped lines, so a new sample needs a repaint, not a layout.
         self.update(Content("\n").join(lines), layout=False)
