@@ -444,7 +444,7 @@ def test_lost_tcp_events_are_counted_not_silent(net):
 def _tcx_links_of(prog_ids):
     from ebpftop.collectors.flows import tcx
 
-    return [link for link in tcx.tcx_links("ebpftop_") if link.prog_id in prog_ids]
+    return [link for link in tcx.tcx_links("ebpftop_fl") if link.prog_id in prog_ids]
 
 
 def _wait_gone(check, what: str) -> None:

@@ -146,7 +146,8 @@ class FlowsCollector(Collector):
                 self._start_tcp()
 
     def _remove_leftovers(self) -> None:
-        """Netlink filters a dead ebpftop left (tcx links cannot outlive their owner)."""
+        """Netlink filters of the flows programs a dead ebpftop left (tcx links cannot
+        outlive their owner; other ebpftop programs, e.g. pinned rules, are left alone)."""
         try:
             stale = tclegacy.stale_filters()
         except tclegacy.TcError as exc:

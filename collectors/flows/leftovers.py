@@ -1,8 +1,10 @@
 """Find and remove what ebpftop's flow datapath attached: for `ebpftop cleanup`.
 
-tcx links die with their process, so one that exists is held by a running ebpftop
-(shown, detached only with `everything=True`). Netlink filters and pins can outlive
-their maker: those no live process holds are removed.
+Only the flows datapath's programs (`ebpftop_fl*`): policy rules are pinned on purpose
+and their owner extends this. tcx links die with their process, so one that exists is
+held by a running ebpftop (shown, detached only with `everything=True`, and only in
+this network namespace). Netlink filters and pins can outlive their maker: those no
+live process holds are removed.
 """
 
 from __future__ import annotations
@@ -32,13 +34,25 @@ def _ifname(ifindex: int) -> str:
     return f"ifindex {ifindex} (another network namespace?)"
 
 
+def _netns(pid: int | str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
 def sweep(*, everything: bool = False, dry_run: bool = False) -> list[Item]:
     out: list[Item] = []
-    for link in tcx.tcx_links(tclegacy.PREFIX):
+    here = _netns("self")
+    for link in tcx.tcx_links(tclegacy.PROG_PREFIX):
         side = "ingress" if link.ingress else "egress"
-        what = f"{_ifname(link.ifindex)} {side} link {link.link_id} prog {link.prog_name} (id {link.prog_id})"
         holders = tuple(tcx.link_holders(link.link_id))
-        if not everything and holders:
+        # Link ids are global but an ifindex means something only in its own network
+        # namespace: judge by where the process holding the link lives.
+        elsewhere = bool(holders) and all(_netns(p) != here for p in holders)
+        where = f"ifindex {link.ifindex} in another network namespace" if elsewhere else _ifname(link.ifindex)
+        what = f"{where} {side} link {link.link_id} prog {link.prog_name} (id {link.prog_id})"
+        if holders and (not everything or elsewhere):
             out.append(Item("tcx link", what, holders, "kept"))
             continue
         action = "would remove"

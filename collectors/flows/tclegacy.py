@@ -15,7 +15,10 @@ import subprocess
 from dataclasses import dataclass
 
 PIN_DIR = "/sys/fs/bpf/ebpftop/flows"
-PREFIX = "ebpftop_"
+PREFIX = "ebpftop_"  # temporary pins
+# The flows programs (ebpftop_fl_in/_eg, ebpftop_fl3_in/_eg). Other ebpftop programs
+# (policy rules) outlive the process on purpose and are not ours to remove.
+PROG_PREFIX = "ebpftop_fl"
 
 
 class TcError(RuntimeError):
@@ -112,13 +115,13 @@ def _parse(text: str, dev: str, ingress: bool) -> list[TcFilter]:
         opts = row.get("options") or {}
         prog = opts.get("prog") or {}
         name = prog.get("name") or ""
-        if row.get("kind") == "bpf" and name.startswith(PREFIX) and "handle" in opts:
+        if row.get("kind") == "bpf" and name.startswith(PROG_PREFIX) and "handle" in opts:
             out.append(TcFilter(dev, ingress, int(row.get("pref", 0)), str(opts["handle"]), int(prog.get("id", 0)), name))
     return out
 
 
 def filters(dev: str) -> list[TcFilter]:
-    """ebpftop's bpf filters on one device (both sides)."""
+    """The flows datapath's bpf filters on one device (both sides)."""
     out: list[TcFilter] = []
     for ingress in (True, False):
         proc = _tc("-j", "filter", "show", "dev", dev, "ingress" if ingress else "egress", check=False)

@@ -1,8 +1,9 @@
-"""`ebpftop cleanup`: list and remove every attachment ebpftop made.
+"""`ebpftop cleanup`: list and remove the attachments ebpftop made.
 
-Removes TC filters and pins left by an ebpftop that is no longer running; lists the
-attachments of running ones (they go when that process exits) and removes those too
-with --all. Exit 0 when nothing failed, 1 when something could not be removed, 2 when
+Covers the flows datapath (policy rules, pinned on purpose, are added by their own
+module). Removes TC filters and pins left by an ebpftop that is no longer running;
+lists the attachments of running ones (they go when that process exits) and removes
+those too with --all (in this network namespace). Exit 0 when nothing failed, 1 when something could not be removed, 2 when
 not root.
 """
 
@@ -32,11 +33,19 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("ebpftop cleanup: needs root (BPF links and TC filters); run `sudo ebpftop cleanup`", file=sys.stderr)
         return 2
-    items = leftovers.sweep(everything=args.everything, dry_run=args.dry_run)
+    from ebpftop.collectors.rules import leftovers as rules_leftovers
+    from ebpftop.tui.options import load_or_exit
+
+    settings = load_or_exit(args)
+    # Rules first: their pinned links are held by no process, and the flows sweep below
+    # would otherwise detach them without removing their pins.
+    items = rules_leftovers.sweep(settings.rules_pin_dir, settings.rules_state_dir, dry_run=args.dry_run)
+    items += leftovers.sweep(everything=args.everything, dry_run=args.dry_run)
     if not items:
-        print("nothing of ebpftop's is attached")
+        print("no attachment of ebpftop's flows datapath found")
         return 0
     for item in items:
-        who = f" (held by pid {', '.join(map(str, item.holders))})" if item.holders else ""
+        holders = getattr(item, "holders", ())
+        who = f" (held by pid {', '.join(map(str, holders))})" if holders else ""
         print(f"{item.action:<14} {item.kind:<10} {clean(item.what, 300)}{who}")
     return 1 if any(i.action.startswith("failed") for i in items) else 0
