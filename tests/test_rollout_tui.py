@@ -19,7 +19,7 @@ from ebpftop.tui.app import EbpftopApp
 from ebpftop.tui.panes.canary_rollback import CountdownScreen, RollbackControl
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
-from app_support import NOW, settings
+from app_support import NOW, screen_text, settings
 from test_canary_pane import canary_snap, service, summary_text
 
 
@@ -260,3 +260,24 @@ async def test_auto_rollback_countdown_stops_when_the_verdict_recovers(tmp_path)
         await pilot.pause(0.3)
         assert ctl.sent == [] and audit(tmp_path) == []
         assert any("recovered to pass" in n.message for n in app._notifications)
+
+
+async def test_confirmation_fits_80x24_with_plan_lines_and_the_input(tmp_path):
+    ctl = FakeController()
+    app = rollout_app(tmp_path, ctl)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.runtime.bus.publish(canary_snap(service()))
+        await wait_for(pilot, lambda: app.runtime.store.latest("rollout") is not None)
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause()
+        text = screen_text(app)
+        # The plan keeps its lines (a newline is not shown as \x0a) ...
+        assert "\\x0a" not in text
+        assert any(line.strip(" █│").strip() == "set server be_app/canary weight 0" for line in text.splitlines())
+        # ... and the input to type the service name is on screen, not pushed off it.
+        assert "Type checkout to confirm:" in text
+        assert app.screen.query_one(Input).region.bottom <= 24
+        await pilot.press(*"checkout", "enter")
+        await app.workers.wait_for_complete()
+        assert len(ctl.sent) == 1

@@ -13,7 +13,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
@@ -36,6 +36,7 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen.-dangerous > Vertical { border: thick $error; }
     ConfirmScreen #confirm-error { color: $error; }
     ConfirmScreen .note { color: $text-muted; }
+    ConfirmScreen #confirm-description-box { height: auto; max-height: 60vh; }
     """
 
     def __init__(self, action: Any) -> None:
@@ -49,7 +50,11 @@ class ConfirmScreen(ModalScreen[bool]):
         box.border_title = clean(a.title, 60)
         box.border_subtitle = "DANGEROUS" if getattr(a, "dangerous", False) else ""
         with box:
-            yield Static(Content(clean(a.description, 1000)), id="confirm-description", markup=False)
+            # Line by line: a multi-line description (a rollback's plan and evidence) keeps
+            # its lines; it scrolls rather than pushing the input off a small screen.
+            lines = "\n".join(clean(line, 500) for line in str(a.description).splitlines()[:200])
+            with VerticalScroll(id="confirm-description-box"):
+                yield Static(Content(lines), id="confirm-description", markup=False)
             if getattr(a, "target", ""):
                 yield Static(
                     Content.assemble(("target: ", "$text-muted"), (clean(a.target, 200), "bold")),
