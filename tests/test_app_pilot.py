@@ -390,3 +390,18 @@ async def test_alarms_from_the_data_lead_the_header(tmp_path):
         app.runtime.bus.publish(snap("rules", {"hot": False}, seq=3))
         await pilot.pause()
         assert "deny-all" not in screen_text(app) and not rules.has_class("-alarm")
+
+
+async def test_command_palette_switches_theme(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"next theme")
+        for _ in range(50):  # bounded: the palette searches in a worker
+            await pilot.pause()
+            if app.screen.query("CommandList Option") or app.screen.query("OptionList"):
+                break
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.theme == next_theme("ebpftop-dark")

@@ -33,3 +33,12 @@ def test_paused_rules_focused_80x24(snap_compare, tmp_path):
 
 def test_help_80x24(snap_compare, tmp_path):
     assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=_fixed, press=["question_mark"])
+
+
+def test_high_contrast_theme_80x24(snap_compare, tmp_path):
+    app = make_app(tmp_path, theme="ebpftop-high-contrast")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_fixed)
+
+
+def test_light_theme_160x48(snap_compare, tmp_path):
+    assert snap_compare(make_app(tmp_path, theme="ebpftop-light"), terminal_size=(160, 48), run_before=_fixed)
