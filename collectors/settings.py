@@ -200,3 +200,12 @@ class Settings:
     """Length of each pprof CPU profile (the endpoint answers after this long)."""
     pprof_every: float = setting(60.0, "profiles", check=between(0, 86400))
     """Seconds between periodic pprof fetches; 0 fetches only on demand."""
+
+    # [rules]
+    rules_pin_dir: str = setting("/sys/fs/bpf/ebpftop/rules", "rules", "pin_dir", check=not_empty)
+    """bpffs directory holding the enforced rule set: maps, programs and tcx links (they outlive ebpftop)."""
+    rules_state_dir: str = setting("/var/lib/ebpftop/rules", "rules", "state_dir", check=not_empty)
+    """Directory of the rules' metadata (author, created, TTL, comment), written atomically."""
+    rules_ifaces: tuple[str, ...] = setting((), "rules", "ifaces", check=iface_names)
+    """Interfaces rules without `on IFACE` apply to; empty means every interface that is up except lo
+    (an interface a rule names is always included)."""

@@ -1,0 +1,276 @@
+"""The pinned rules datapath: program, maps and tcx links under one bpffs directory.
+
+    <pin_dir>/active, counters, {src4,dst4,src6,dst6,sport,dport,proto,ifdir,wild,rules,meta}_{a,b}
+    <pin_dir>/prog_ebpftop_rl_in ...      the loaded programs (attach more interfaces, no compile)
+    <pin_dir>/link_<iface>_<in|eg>        tcx links: the program stays attached while pinned
+
+bcc compiles and pins once; afterwards every update is plain map writes through the
+pins. `write_set` fills the inactive set completely, `flip` switches with one array
+update: a reader (or a crash) sees the old set or the new one.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..flows import tcx
+from . import bpfsys
+from .compile import ADDR_TRIE_MAX, MAX_RULES, NO_EXPIRY, PORT_TRIE_MAX, Compiled, lpm_key, pack_bits
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE / "rules.bpf.c"
+SETS = ("a", "b")
+SET_MAPS = ("src4", "dst4", "src6", "dst6", "sport", "dport", "proto", "ifdir", "wild", "rules", "meta",
+            "exptime", "alive")
+PROGS = ("ebpftop_rl_in", "ebpftop_rl_eg", "ebpftop_rl3_in", "ebpftop_rl3_eg")
+PROG_PREFIX = "ebpftop_rl"
+_WIDTH = {"src4": 32, "dst4": 32, "src6": 128, "dst6": 128, "sport": 16, "dport": 16}
+_ARPHRD_L3 = {65534, 776, 778}  # none (tun, wireguard), sit, gre: no link-layer header
+_SIOCGIFFLAGS, _SIOCGIFHWADDR = 0x8913, 0x8927
+COUNTER = struct.Struct("<QQQ")
+RULE = struct.Struct("<IIQ")
+META = struct.Struct("<QII")
+
+
+class DatapathError(OSError):
+    pass
+
+
+def source(pin_dir: str) -> str:
+    text = SRC.read_text()
+    begin, end = text.index("//SET-BEGIN"), text.index("//SET-END")
+    block = text[begin:end]
+    sets = "".join(block.replace("@S@", s) for s in SETS)
+    return (text[:begin] + sets + text[end:]).replace("@PIN@", pin_dir)
+
+
+def _ifreq(name: str, request: int) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        return fcntl.ioctl(s.fileno(), request, struct.pack("16s24x", name.encode()[:15]))
+
+
+def up_interfaces() -> list[str]:
+    """Interfaces that are up in this process's network namespace (not /sys, which
+    shows the namespace that mounted it)."""
+    out = []
+    for _, name in sorted(socket.if_nameindex()):
+        try:
+            flags = struct.unpack_from("H", _ifreq(name, _SIOCGIFFLAGS), 16)[0]
+        except OSError:
+            continue
+        if flags & 0x1:
+            out.append(name)
+    return out
+
+
+def is_l3(name: str) -> bool:
+    try:
+        return struct.unpack_from("H", _ifreq(name, _SIOCGIFHWADDR), 16)[0] in _ARPHRD_L3
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class LinkPin:
+    path: str
+    iface: str
+    ingress: bool
+    link_id: int
+    ifindex: int  # 0: the device is gone (the link is defunct)
+
+
+class Datapath:
+    def __init__(self, pin_dir: str) -> None:
+        self.pin_dir = pin_dir.rstrip("/") or "/"
+        self._maps: dict[str, bpfsys.Map] = {}
+
+    # --- pins ------------------------------------------------------------------------
+
+    def path(self, name: str) -> str:
+        return f"{self.pin_dir}/{name}"
+
+    def loaded(self) -> bool:
+        return all(os.path.exists(self.path(n)) for n in ("active", "counters", *(f"prog_{p}" for p in PROGS)))
+
+    def map(self, name: str) -> bpfsys.Map:
+        m = self._maps.get(name)
+        if m is None:
+            m = self._maps[name] = bpfsys.Map.open(self.path(name))
+        return m
+
+    def close(self) -> None:
+        for m in self._maps.values():
+            m.close()
+        self._maps.clear()
+
+    def load(self) -> None:
+        """Compile with bcc (maps pin themselves) and pin the programs; idempotent."""
+        if self.loaded():
+            return
+        from bcc import BPF
+
+        from ..bpfcompile import COMPILE_LOCK
+
+        os.makedirs(self.pin_dir, mode=0o700, exist_ok=True)
+        with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
+            bpf = BPF(text=source(self.pin_dir).encode(),
+                      cflags=[f"-DLPM_MAX={ADDR_TRIE_MAX}", f"-DPORT_MAX={PORT_TRIE_MAX}", "-Wno-unused-function"])
+        try:
+            for name in PROGS:
+                fn = bpf.load_func(name, BPF.SCHED_CLS)
+                pin = self.path(f"prog_{name}")
+                if not os.path.exists(pin):
+                    bpfsys.obj_pin(fn.fd, pin)
+        finally:
+            bpf.cleanup()
+
+    # --- links -----------------------------------------------------------------------
+
+    def links(self) -> list[LinkPin]:
+        out = []
+        try:
+            names = sorted(os.listdir(self.pin_dir))
+        except OSError:
+            return out
+        for name in names:
+            if not name.startswith("link_"):
+                continue
+            iface, _, side = name[5:].rpartition("_")
+            path = self.path(name)
+            try:
+                fd = bpfsys.obj_get(path)
+            except OSError:
+                continue
+            try:
+                raw = bpfsys.obj_info(fd, 64)
+            finally:
+                os.close(fd)
+            out.append(LinkPin(path, iface, side == "in", int.from_bytes(raw[4:8], "little"),
+                               int.from_bytes(raw[16:20], "little")))
+        return out
+
+    def attach(self, ifaces: list[str]) -> list[str]:
+        """Make sure the program runs on both directions of each; returns what was added.
+        A pinned link whose device is gone or renumbered is replaced."""
+        have = {(lp.iface, lp.ingress): lp for lp in self.links()}
+        added = []
+        for iface in ifaces:
+            try:
+                ifindex = socket.if_nametoindex(iface)
+            except OSError:
+                raise DatapathError(errno.ENODEV, f"no interface named {iface!r} in this network namespace") from None
+            l3 = "3" if is_l3(iface) else ""
+            for ingress in (True, False):
+                old = have.get((iface, ingress))
+                if old is not None and old.ifindex == ifindex:
+                    continue
+                if old is not None:
+                    os.unlink(old.path)
+                side = "in" if ingress else "eg"
+                prog_fd = bpfsys.obj_get(self.path(f"prog_ebpftop_rl{l3}_{side}"))
+                try:
+                    link_fd = tcx.attach(prog_fd, ifindex, ingress)
+                finally:
+                    os.close(prog_fd)
+                try:
+                    bpfsys.obj_pin(link_fd, self.path(f"link_{iface}_{side}"))
+                finally:
+                    os.close(link_fd)  # the pin holds it now
+                added.append(f"{iface} {'ingress' if ingress else 'egress'}")
+        return added
+
+    def remove(self) -> list[str]:
+        """Detach every link and remove every pin (and the directory); what went."""
+        gone = []
+        for lp in self.links():
+            try:
+                fd = bpfsys.obj_get(lp.path)
+                tcx.detach(fd)  # detach now, even if someone else holds an fd to it
+            except OSError:
+                pass
+            os.unlink(lp.path)
+            gone.append(f"link {lp.iface} {'ingress' if lp.ingress else 'egress'} (link {lp.link_id})")
+        self.close()
+        if os.path.isdir(self.pin_dir):
+            for name in sorted(os.listdir(self.pin_dir)):
+                os.unlink(self.path(name))
+                gone.append(f"pin {self.path(name)}")
+            shutil.rmtree(self.pin_dir, ignore_errors=True)
+        return gone
+
+    # --- the rule sets ---------------------------------------------------------------
+
+    def active(self) -> int:
+        raw = self.map("active").lookup(b"\0" * 4)
+        return int.from_bytes(raw[:4], "little") if raw else 0
+
+    def meta(self, s: int) -> tuple[int, int, int]:
+        """(generation, number of rules, field flags) of set `s`."""
+        raw = self.map(f"meta_{SETS[s]}").lookup(b"\0" * 4)
+        return META.unpack(raw[:META.size]) if raw else (0, 0, 0)
+
+    def kernel_rules(self, s: int) -> list[tuple[int, int, int]]:
+        """(slot, action, expires_ns) of every position of set `s` in use."""
+        _, n, _ = self.meta(s)
+        m = self.map(f"rules_{SETS[s]}")
+        return [RULE.unpack(m.lookup(struct.pack("<I", i))[:RULE.size]) for i in range(min(n, MAX_RULES))]
+
+    def write_set(self, s: int, c: Compiled, gen: int) -> None:
+        """Fill set `s` (which must be inactive) completely with `c`."""
+        name = SETS[s]
+        meta = self.map(f"meta_{name}")
+        meta.update(b"\0" * 4, META.pack(gen, 0, 0))  # half-written sets say they are empty
+        for field, width in _WIDTH.items():
+            m = self.map(f"{field}_{name}")
+            for key in m.keys():
+                m.delete(key)
+            for (plen, data), bits in c.tries.get(field, {}).items():
+                m.update(lpm_key(plen, data, width), pack_bits(bits))
+        ifdir = self.map(f"ifdir_{name}")
+        for key in ifdir.keys():
+            ifdir.delete(key)
+        for key, bits in c.ifdir.items():
+            ifdir.update(struct.pack("<I", key), pack_bits(bits))
+        proto = self.map(f"proto_{name}")
+        for p in range(256):
+            proto.update(struct.pack("<I", p), pack_bits(c.proto[p]))
+        wild = self.map(f"wild_{name}")
+        for i, bits in enumerate(c.wild):
+            wild.update(struct.pack("<I", i), pack_bits(bits))
+        rules = self.map(f"rules_{name}")
+        for pos in range(MAX_RULES):
+            slot, action, expires = c.rules[pos] if pos < len(c.rules) else (0, 0, 0)
+            rules.update(struct.pack("<I", pos), RULE.pack(slot, action, expires))
+        times = c.exptimes + [NO_EXPIRY] * (MAX_RULES - len(c.exptimes))
+        self.map(f"exptime_{name}").update(b"\0" * 4, struct.pack(f"<{MAX_RULES}Q", *times))
+        alive = self.map(f"alive_{name}")
+        for k in range(MAX_RULES + 1):
+            alive.update(struct.pack("<I", k), pack_bits(c.alive[min(k, len(c.alive) - 1)] if c.alive else 0))
+        meta.update(b"\0" * 4, META.pack(gen, len(c.rules), c.fields))
+
+    def flip(self, s: int) -> None:
+        self.map("active").update(b"\0" * 4, struct.pack("<I", s))
+
+    def zero_counter(self, slot: int) -> None:
+        self.map("counters").update(struct.pack("<I", slot), COUNTER.pack(0, 0, 0))
+
+    def counters(self, slots: list[int]) -> dict[int, tuple[int, int, int]]:
+        """slot -> (packets, bytes, last hit in kernel coarse-monotonic ns; 0 = never)."""
+        m = self.map("counters")
+        out = {}
+        for slot in slots:
+            packets = nbytes = last = 0
+            for raw in m.lookup_percpu(struct.pack("<I", slot)):
+                p, b, t = COUNTER.unpack(raw[:COUNTER.size])
+                packets += p
+                nbytes += b
+                last = max(last, t)
+            out[slot] = (packets, nbytes, last)
+        return out

@@ -1,0 +1,106 @@
+"""What a rule means in words, and what it would have matched in the recent flows.
+
+The Rules pane shows these before a change is confirmed ("this deny would drop: ..."),
+so the pane itself stays a thin view. Matching here follows the kernel's semantics
+(first match wins, `icmp` covers ICMP and ICMPv6, ports only for tcp/udp) but works on
+flow records, which are aggregates: it tells which flows would have matched, not
+exactly which packets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .spec import Rule, format_duration
+
+_PROTO_NAMES = {"tcp": ("tcp",), "udp": ("udp",), "icmp": ("icmp", "icmp6")}
+
+
+def describe(rule: Rule) -> str:
+    """Plain words for a confirmation screen: what traffic, what happens to it."""
+    m = rule.match
+    verb = {"deny": "DROPS", "allow": "lets through (and stops later rules from dropping)",
+            "count": "counts (and lets through)"}[rule.action]
+    what = "all IP packets" if m.proto == "any" else f"{m.proto} packets"
+    src = m.src or "any address"
+    dst = m.dst or "any address"
+    if m.sport:
+        src += f" port {_ports(m.sport)}"
+    if m.dport:
+        dst += f" port {_ports(m.dport)}"
+    where = f"on {m.iface}" if m.iface else "on every interface the rules program is attached to"
+    way = {"in": "arriving", "out": "leaving", None: "arriving or leaving"}[m.direction]
+    ttl = f" for {format_duration(rule.ttl)}" if rule.ttl else " until it is removed"
+    return f"{verb} {what} from {src} to {dst} {way} {where}{ttl}"
+
+
+def _ports(r: tuple[int, int]) -> str:
+    return str(r[0]) if r[0] == r[1] else f"{r[0]}-{r[1]}"
+
+
+def _in(addr: str, cidr: str | None) -> bool:
+    if cidr is None:
+        return True
+    try:
+        return ipaddress.ip_address(addr) in ipaddress.ip_network(cidr)
+    except ValueError:
+        return False
+
+
+def matches_flow(rule: Rule, flow) -> bool:
+    """Would `rule` match the packets of this flow record (collectors.flows.model.FlowRecord)?"""
+    m = rule.match
+    if m.proto != "any" and flow.proto not in _PROTO_NAMES[m.proto]:
+        return False
+    fam = m.family
+    if fam is not None and flow.family != fam:
+        return False
+    if m.iface is not None and flow.iface != m.iface:
+        return False
+    if m.direction is not None and flow.direction != ("ingress" if m.direction == "in" else "egress"):
+        return False
+    if not (_in(flow.src, m.src) and _in(flow.dst, m.dst)):
+        return False
+    for rng, port in ((m.sport, flow.sport), (m.dport, flow.dport)):
+        if rng is not None and not rng[0] <= port <= rng[1]:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Preview:
+    flows: tuple  # matching FlowRecords, biggest first
+    packets: int
+    bytes: int
+    shadowed_by: int | None  # id of an earlier rule that takes these flows first, if all are
+    text: str
+
+
+def preview(rule: Rule, flows, earlier: list[Rule] = (), limit: int = 5) -> Preview:
+    """What `rule` would have matched among `flows`; rules in `earlier` (higher priority)
+    take their flows first, as in the kernel."""
+    hits, taken_by = [], set()
+    for f in flows:
+        if not matches_flow(rule, f):
+            continue
+        first = next((e for e in earlier if matches_flow(e, f)), None)
+        if first is not None:
+            taken_by.add(first.id)
+            continue
+        hits.append(f)
+    hits.sort(key=lambda f: f.bytes, reverse=True)
+    packets = sum(f.packets for f in hits)
+    nbytes = sum(f.bytes for f in hits)
+    verb = {"deny": "would drop", "allow": "would allow", "count": "would count"}[rule.action]
+    if not hits:
+        text = f"this {rule.action} {verb} nothing in the recent flows"
+        if taken_by:
+            text += f" (rule {', '.join(map(str, sorted(taken_by)))} matches them first)"
+    else:
+        shown = ", ".join(f"{f.proto} {f.src}:{f.sport} -> {f.dst}:{f.dport} on {f.iface}" for f in hits[:limit])
+        more = f" and {len(hits) - limit} more" if len(hits) > limit else ""
+        text = f"this {rule.action} {verb} {len(hits)} recent flow{'s' if len(hits) != 1 else ''} " \
+               f"({packets} packets, {nbytes} bytes): {shown}{more}"
+    shadow = next(iter(taken_by)) if taken_by and not hits and len(taken_by) == 1 else None
+    return Preview(tuple(hits), packets, nbytes, shadow, text)

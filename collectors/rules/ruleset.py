@@ -1,0 +1,209 @@
+"""Rule set operations: every change builds the complete new list, then applies it as
+one switch (see datapath.py and state.py). A change that is refused (limits, unknown
+interface) or fails before the switch leaves the enforced set exactly as it was.
+
+Identity: a rule keeps its id and its counter slot for its whole life, through
+reorders and action changes, so its counters survive every update. Expired rules (their
+TTL passed: the kernel no longer matches them) stay listed, marked expired, until the
+next change drops them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .compile import MAX_SLOTS, compile_rules
+from .datapath import SETS, Datapath, DatapathError, up_interfaces
+from .spec import Rule
+from .state import SetState, StateDir
+
+
+def mono_ns() -> int:
+    # bpf_ktime_get_coarse_ns reads the same clock (CLOCK_MONOTONIC), coarser
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+@dataclass(frozen=True)
+class Current:
+    rules: list[Rule]
+    gen: int
+    next_id: int
+    problem: str | None = None  # metadata and kernel disagree: say so, change nothing but flush
+
+
+@dataclass(frozen=True)
+class Applied:
+    before: list[Rule]
+    after: list[Rule]
+    attached: list[str]
+    removed: list[str]  # pins/links removed when the set became empty
+
+    def summary(self) -> str:
+        n = len(self.after)
+        text = f"{n} rule{'s' if n != 1 else ''} enforced" if n else "no rules: the rules program was detached"
+        if self.attached:
+            text += "; attached to " + ", ".join(self.attached)
+        return text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RuleBook:
+    def __init__(self, pin_dir: str, state_dir: str, ifaces: tuple[str, ...] = ()) -> None:
+        self.dp = Datapath(pin_dir)
+        self.state = StateDir(state_dir)
+        self.ifaces = tuple(ifaces)
+
+    @classmethod
+    def from_settings(cls, settings) -> "RuleBook":
+        return cls(settings.rules_pin_dir, settings.rules_state_dir, settings.rules_ifaces)
+
+    def close(self) -> None:
+        self.dp.close()
+
+    # --- reading ---------------------------------------------------------------------
+
+    def read(self) -> Current:
+        if not self.dp.loaded():
+            return Current([], 0, 1)
+        active = self.dp.active()
+        gen, nrules, _ = self.dp.meta(active)
+        meta = self.state.read(SETS[active])
+        if meta is None or meta.gen != gen or len(meta.rules) != nrules:
+            why = "missing" if meta is None else f"generation {meta.gen}, kernel {gen}"
+            return Current([], gen, (meta.next_id if meta else 1),
+                           problem=f"the kernel enforces {nrules} rules of set {SETS[active]} (generation {gen}) but "
+                                   f"their metadata ({self.state.file(SETS[active])}) is {why}; "
+                                   "`ebpftop rules flush` or `ebpftop cleanup` resets it")
+        return Current(meta.rules, gen, meta.next_id)
+
+    def counters(self, rules: list[Rule]) -> dict[int, tuple[int, int, float | None]]:
+        """rule id -> (packets, bytes, last hit as wall-clock seconds or None)."""
+        if not rules or not self.dp.loaded():
+            return {}
+        raw = self.dp.counters([r.slot for r in rules])
+        now_wall, now_mono = time.time(), mono_ns()
+        out = {}
+        for r in rules:
+            p, b, last = raw.get(r.slot, (0, 0, 0))
+            out[r.id] = (p, b, (now_wall - (now_mono - last) / 1e9) if last else None)
+        return out
+
+    # --- changing --------------------------------------------------------------------
+
+    def apply(self, change: Callable[[list[Rule]], list[Rule]], author: str = "") -> Applied:
+        """Apply `change(current rules) -> new rules` as one switch.
+
+        New rules (id 0) get an id, a counter slot, the author and creation time."""
+        with self.state.lock():
+            self.dp.close()  # pins may have been replaced since our fds were opened
+            cur = self.read()
+            new = change(list(cur.rules))
+            if cur.problem and new:
+                raise DatapathError(0, cur.problem)
+            now = time.time()
+            old_slots = {r.slot for r in cur.rules}
+            next_id = cur.next_id
+            taken: set[int] = set()
+            free = (s for s in range(MAX_SLOTS) if s not in old_slots)
+            out = []
+            for r in new:
+                if r.session and r.action == "count" and not _alive(r.session):
+                    continue  # a session-scoped count rule whose dashboard is gone
+                if r.expires is not None and r.expires <= now and r.id:
+                    continue  # expired: the kernel stopped matching it; clean it out now
+                if not r.id:
+                    r = r.with_(id=next_id, author=r.author or author, created=now,
+                                expires=(now + r.ttl) if r.ttl else None)
+                    next_id += 1
+                if r.slot < 0 or r.slot in taken:
+                    r = r.with_(slot=next(s for s in free if s not in taken))
+                taken.add(r.slot)
+                out.append(r)
+            compile_rules(out)  # refuse now (limits, unknown interface), before anything is loaded
+            if not out:
+                removed = self.dp.remove() + self.state.remove()
+                return Applied(cur.rules, [], [], removed)
+            targets = self._targets(out)
+            self.dp.load()  # the first load compiles for seconds: TTLs start after it
+            attached = self.dp.attach(targets)
+            now, mono = time.time(), mono_ns()
+            fresh = {r.id for r in out if r.id >= cur.next_id}
+            out = [r.with_(created=now, expires=(now + r.ttl) if r.ttl else None) if r.id in fresh else r for r in out]
+            compiled = compile_rules(
+                out, expires_ns=lambda r: 0 if r.expires is None else max(1, mono + int((r.expires - now) * 1e9)))
+            shadow = 1 - self.dp.active()
+            for r in out:
+                if r.slot not in old_slots:
+                    self.dp.zero_counter(r.slot)
+            gen = cur.gen + 1
+            self.state.write(SETS[shadow], SetState(gen, next_id, out))
+            self.dp.write_set(shadow, compiled, gen)
+            self.dp.flip(shadow)
+            return Applied(cur.rules, out, attached, [])
+
+    def _targets(self, rules: list[Rule]) -> list[str]:
+        named = [r.match.iface for r in rules if r.match.iface]
+        wanted = list(dict.fromkeys(named))
+        if any(r.match.iface is None for r in rules):
+            default = list(self.ifaces) or [i for i in up_interfaces() if i != "lo"]
+            wanted += [i for i in default if i not in wanted]
+        return wanted
+
+    def add(self, rule: Rule, author: str, position: int | None = None) -> Applied:
+        def change(rules: list[Rule]) -> list[Rule]:
+            rules.insert(len(rules) if position is None else max(0, position), rule)
+            return rules
+        return self.apply(change, author)
+
+    def delete(self, ids: list[int], author: str = "") -> Applied:
+        def change(rules: list[Rule]) -> list[Rule]:
+            missing = set(ids) - {r.id for r in rules}
+            if missing:
+                raise KeyError(f"no rule with id {', '.join(map(str, sorted(missing)))}; nothing was changed")
+            return [r for r in rules if r.id not in ids]
+        return self.apply(change, author)
+
+    def set_action(self, rule_id: int, action: str, author: str = "") -> Applied:
+        def change(rules: list[Rule]) -> list[Rule]:
+            if not any(r.id == rule_id for r in rules):
+                raise KeyError(f"no rule with id {rule_id}; nothing was changed")
+            return [r.with_(action=action) if r.id == rule_id else r for r in rules]
+        return self.apply(change, author)
+
+    def replace(self, rules: list[Rule], author: str) -> Applied:
+        """Load a file: the new list replaces everything; a rule identical to a current one
+        (same action and match) keeps its id and counters."""
+        def change(cur: list[Rule]) -> list[Rule]:
+            pool = list(cur)
+            out = []
+            for r in rules:
+                twin = next((c for c in pool if c.same_match(r)), None)
+                if twin is not None:
+                    pool.remove(twin)
+                    r = twin.with_(ttl=r.ttl or twin.ttl, comment=r.comment or twin.comment,
+                                   expires=twin.expires if not r.ttl else None, id=twin.id if not r.ttl else 0,
+                                   slot=twin.slot)
+                out.append(r)
+            return out
+        return self.apply(change, author)
+
+    def flush(self, author: str = "") -> Applied:
+        return self.apply(lambda rules: [], author)
+
+    def end_session(self, pid: int) -> Applied | None:
+        """Drop the count rules a dashboard session added (its enforcing rules stay)."""
+        if not any(r.session == pid and r.action == "count" for r in self.read().rules):
+            return None
+        return self.apply(lambda rules: [r for r in rules if not (r.session == pid and r.action == "count")])
