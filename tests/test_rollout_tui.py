@@ -93,6 +93,7 @@ async def test_R_confirms_with_evidence_and_plan_then_rolls_back_audited(tmp_pat
         await pilot.pause()
         assert "rollout fake  phase Progressing" in summary_text(app)
         assert "stable rev-1 90%" in summary_text(app)
+        assert "R: roll back, all traffic to stable (type the service name to confirm)" in summary_text(app)
 
         await pilot.press("R")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -177,6 +178,7 @@ async def test_kiosk_R_absent_and_inert_and_refused_by_the_gate(tmp_path):
         await pilot.pause()
         assert not isinstance(app.screen, CountdownScreen)
         assert "auto-rollback off: read-only" in summary_text(app)
+        assert "R: roll back" not in summary_text(app)  # no key offered that would be refused
 
 
 def auto_app(tmp_path, ctl, clock, evaluations: int = 2) -> EbpftopApp:
@@ -281,3 +283,22 @@ async def test_confirmation_fits_80x24_with_plan_lines_and_the_input(tmp_path):
         await pilot.press(*"checkout", "enter")
         await app.workers.wait_for_complete()
         assert len(ctl.sent) == 1
+
+
+async def test_rollout_shown_without_a_canary_evaluation(tmp_path):
+    from ebpftop.collectors.model import Health, HealthState
+
+    from app_support import snap
+
+    app = rollout_app(tmp_path, FakeController())
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.runtime.bus.publish(snap("canary", None, Health(HealthState.OFF, "Prometheus not configured",
+                                                            "set --prometheus-url", None, 1)))
+        await wait_for(pilot, lambda: app.runtime.store.latest("rollout") is not None)
+        await pilot.pause()
+        pane = app.query_one("#pane-canary")
+        assert not pane.has_class("-nodata")
+        text = summary_text(app)
+        assert "checkout  (no canary evaluation of this service)" in text
+        assert "rollout fake  phase Progressing" in text and "R: roll back" in text
+        assert "Prometheus not configured" in str(pane.query_one(".health", Static).render())

@@ -103,15 +103,29 @@ class CanaryPane(SourcePane):
         runtime = getattr(self.app, "runtime", None)
         return getattr(runtime, "store", None)
 
-    def update_body(self, data: Any, snapshot: Snapshot, now: float) -> None:
+    def _rollout(self) -> Any:
         store = self._store()
-        rollout = store.latest(ROLLOUT_SOURCE) if store is not None else None
-        history = store.history(self.source) if store is not None else (snapshot,)
+        snap = store.latest(ROLLOUT_SOURCE) if store is not None else None
+        return snap.data if snap is not None else None
+
+    def show(self, snapshot: Snapshot | None, last_good: Snapshot | None, now: float) -> None:
+        super().show(snapshot, last_good, now)
+        nothing = (snapshot is None or snapshot.data is None) and self.last_good is None
+        if nothing and self.has_class("-nodata") and self._rollout() is not None:
+            # No canary evaluation (its health line says why), but the rollout is known:
+            # weights, phase and the rollback key are worth the room.
+            self.set_class(False, "-nodata")
+            self.update_body(None, snapshot, now)
+
+    def update_body(self, data: Any, snapshot: Snapshot | None, now: float) -> None:
+        store = self._store()
+        history = store.history(self.source) if store is not None else ()
         width = max(20, self.query_one("#canary-summary", Static).content_size.width or self.size.width - 4)
         control = getattr(self.app, "rollback_control", None)
         auto = control.status_line() if control is not None else ""
+        key = control is not None and control.available() and not getattr(self.app, "read_only", True)
         self.query_one("#canary-summary", Static).update(
-            summary(data, rollout.data if rollout is not None else None, history, now, width, auto)
+            summary(data, self._rollout(), history, now, width, auto, rollback_key=key)
         )
         services = list(getattr(data, "services", ()) or ())
         self._services = [s.name for s in services]
@@ -151,12 +165,14 @@ class CanaryPane(SourcePane):
         self.query_one("#chart-errors", MetricChart).draw(name, points, limits.get("error_ratio"))
 
     def on_resize(self) -> None:
-        if self.last_good is not None:
-            self.call_after_refresh(self._rerender)
+        self.call_after_refresh(self.redraw)
 
     def redraw(self) -> None:
-        """Redraw from the data shown (the rollout state or the countdown changed)."""
-        self._rerender()
+        """Redraw from the data shown (the size, rollout state or countdown changed)."""
+        if self.last_good is not None:
+            self._rerender()
+        elif self.snapshot is not None or self._rollout() is not None:
+            self.show(self.snapshot, None, self._now)
 
     # --- keys ------------------------------------------------------------------------
 
@@ -190,7 +206,7 @@ class CanaryPane(SourcePane):
             screen.minimize()
         else:
             screen.maximize(self, container=False)
-        self.call_after_refresh(self._rerender)
+        self.call_after_refresh(self.redraw)
 
     def action_scroll(self, lines: int) -> None:
         self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)

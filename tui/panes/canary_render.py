@@ -229,7 +229,7 @@ def drift_parts(svc: Any) -> list:
     return head + [stats, "  ", cell] if cell[0] else head + [stats]
 
 
-def rollout_parts(state: Any, width: int) -> list:
+def rollout_parts(state: Any, width: int, rollback_key: bool = False) -> list:
     """Revisions, a weight bar and the phase of one service's rollout."""
     parts: list = [("rollout ", "bold"), clean(state.controller, 20)]
     if state.phase:
@@ -245,28 +245,33 @@ def rollout_parts(state: Any, width: int) -> list:
         parts += ["\n", ("controller: ", "$text-muted"), clean(state.message, 200)]
     if not state.can_rollback:
         parts += ["\n", ("rollback disabled: ", "bold $warning"), clean(state.rollback_reason, 200)]
+    elif rollback_key:
+        parts += ["\n", ("R", "bold $accent"), (": roll back, all traffic to stable (type the service name to confirm)",
+                                                 "$text-muted")]
     return parts
 
 
 def summary(canary: Any, rollout: Any, history: Iterable[Any], now: float, width: int,
-            auto_line: str = "") -> Content:
+            auto_line: str = "", *, rollback_key: bool = False) -> Content:
     """The whole text part of the pane."""
     history = list(history)
     states = {s.service: s for s in getattr(rollout, "services", ()) or ()}
     parts: list = []
     services = list(getattr(canary, "services", ()) or ())
-    if not services:
-        parts.append(("No service evaluated yet.", "$text-muted"))
+    if not services and not states:
+        parts.append(("No canary evaluation to show (the line above says why).", "$text-muted"))
     for i, svc in enumerate(services):
         if i:
             parts += ["\n", ("─" * max(1, width), "$text-muted"), "\n"]
         parts += service_parts(svc, series(history, svc.name), now, width)
         st = states.pop(svc.name, None)
         if st is not None:
-            parts += ["\n", *rollout_parts(st, width)]
+            parts += ["\n", *rollout_parts(st, width, rollback_key)]
     for st in states.values():  # a rollout with no canary evaluation of the same name
-        parts += ["\n", (clean(st.service, 40), "bold"), ("  (no canary evaluation)", "$text-muted"), "\n",
-                  *rollout_parts(st, width)]
+        if parts:
+            parts.append("\n")
+        parts += [(clean(st.service, 40), "bold"), ("  (no canary evaluation of this service)", "$text-muted"), "\n",
+                  *rollout_parts(st, width, rollback_key)]
     if auto_line:
         parts += ["\n", (auto_line, "bold reverse $error" if "cancel" in auto_line else "bold $warning")]
     return Content.assemble(*parts)
