@@ -27,6 +27,7 @@ def default_collectors(settings: Settings) -> list[Collector]:
     from .flows.collector import FlowsCollector
     from .host import HostCollector
     from .profiles.collector import from_settings as profiles_collector
+    from .rules.collector import RulesCollector
 
     collectors = [
         HostCollector(interval=settings.refresh),
@@ -34,6 +35,7 @@ def default_collectors(settings: Settings) -> list[Collector]:
         # always present: without prometheus_url it reports "off" with how to turn it on
         CanaryCollector(settings),
         profiles_collector(settings),  # BPF sampler off without root; pprof still works
+        RulesCollector(settings),  # reads the pinned rule set; empty when none is enforced
     ]
     if settings.rollout_controller:
         from .rollout.collector import RolloutCollector
