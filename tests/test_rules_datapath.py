@@ -317,3 +317,16 @@ def RuleBook_parse(path: Path):
     from ebpftop.collectors.rules.grammar import parse_text
 
     return [r for _, r in parse_text(path.read_text())[0]]
+
+
+def test_headless_snapshot_carries_rules_and_counters(rules):
+    rules.cli("rules", "add", "--yes", f'deny icmp from {rules.net.b_ip4} "snap"')
+    assert not rules.ping(2)
+    doc = json.loads(rules.cli("snapshot", "--json", "--source", "rules", "--duration", "1").stdout)
+    src = doc["sources"]["rules"]
+    assert src["health"]["state"] == "ok"
+    [rule] = src["data"]["rules"]
+    assert (rule["comment"], rule["action"], rule["packets"]) == ("snap", "deny", 2)
+    assert rule["text"] == f'deny icmp from {rules.net.b_ip4}/32 "snap"'
+    assert src["data"]["enforcing"] == 1
+    assert sorted(src["data"]["attached"]) == [f"{rules.net.a_if} egress", f"{rules.net.a_if} ingress"]

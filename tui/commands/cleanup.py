@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ebpftop.tui.options import load_or_exit
 
     settings = load_or_exit(args)
-    # Rules first: their pinned links are held by no process, and the flows sweep below
-    # would otherwise detach them without removing their pins.
+    # Rules first: enforcement that stops is what the operator most needs to see.
     items = rules_leftovers.sweep(settings.rules_pin_dir, settings.rules_state_dir, dry_run=args.dry_run)
     items += leftovers.sweep(everything=args.everything, dry_run=args.dry_run)
     if not items:
