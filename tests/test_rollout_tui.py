@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from textual.widgets import Input, Static
 
 from ebpftop.collectors.rollout.base import Controller
@@ -302,3 +304,73 @@ async def test_rollout_shown_without_a_canary_evaluation(tmp_path):
         assert "checkout  (no canary evaluation of this service)" in text
         assert "rollout fake  phase Progressing" in text and "R: roll back" in text
         assert "Prometheus not configured" in str(pane.query_one(".health", Static).render())
+
+
+# --- on the lab (root): the "done when" through the dashboard -----------------
+
+@pytest.fixture(scope="module")
+def lab():
+    import shutil
+
+    from ebpftop.collectors.lab import manager
+    from ebpftop.collectors.lab.layout import LabConfig
+
+    from conftest import need, need_root
+
+    need_root()
+    for binary in ("haproxy", "prometheus", "ip"):
+        need(shutil.which(binary) is not None, f"{binary} not installed (make setup)")
+    cfg = LabConfig(name="tu", subnet="198.18.222.0/24", prometheus_port=19222, rate=40, weights=(80, 20))
+    try:
+        manager.up(cfg)
+        ep = manager.endpoints(cfg)
+        assert ep is not None
+        yield cfg, ep
+    finally:
+        manager.down(cfg)
+
+
+@pytest.mark.integration
+async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
+    from ebpftop.collectors.audit import verify
+    from ebpftop.collectors.canary.collector import CanaryCollector
+    from ebpftop.collectors.lab import manager
+    from ebpftop.collectors.rollout.runtime_api import RuntimeAPI
+    from ebpftop.tui.cli import main as cli_main
+
+    cfg, ep = lab
+    s = manager.wire_settings(settings(tmp_path, canary_window="15s", canary_interval=1.0, canary_timeout=10.0,
+                                       rollout_interval=0.5), ep)
+    api = RuntimeAPI(ep.haproxy_socket)
+    app = EbpftopApp(Runtime(s, collectors=[CanaryCollector(s), RolloutCollector(s)]))
+    assert cli_main(["lab", "inject", "--instance", cfg.name, "canary", "errors=5%"]) == 0
+    try:
+        async with app.run_test(size=(160, 48), notifications=True) as pilot:
+            await pilot.press("3")
+
+            def verdict() -> str:
+                snap = app.runtime.store.latest("canary")
+                services = getattr(snap.data, "services", ()) if snap is not None and snap.data else ()
+                return services[0].verdict.value if services else ""
+
+            await wait_for(pilot, lambda: verdict() == "fail", tries=1800)  # bounded: 90 s
+            await wait_for(pilot, lambda: "20% canary" in summary_text(app), tries=200)
+            assert "✖ FAIL" in summary_text(app)
+            await pilot.press("R")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            shown = str(app.screen.query_one("#confirm-description", Static).render())
+            assert f"set server {ep.haproxy_backend}/{ep.haproxy_servers['canary']} weight 0" in shown
+            assert "Evidence: verdict FAIL" in shown
+            await pilot.press(*"default", "enter")
+            await app.workers.wait_for_complete()
+            assert api.weights(ep.haproxy_backend)[ep.haproxy_servers["canary"]] == 0
+            await wait_for(pilot, lambda: "stable stable" in summary_text(app) and "0% canary" in summary_text(app)
+                           and "20% canary" not in summary_text(app), tries=200)
+            assert any(n.message.startswith("rollback of default:") and n.severity == "information"
+                       for n in app._notifications)
+    finally:
+        cli_main(["lab", "inject", "--instance", cfg.name, "canary", "reset"])
+        api.set_weight(ep.haproxy_backend, ep.haproxy_servers["canary"], 20)
+    events = [e["event"] for e in audit(tmp_path)]
+    assert events == ["intent", "result"]
+    assert verify(tmp_path / "audit.jsonl", tmp_path / "audit.key").ok
