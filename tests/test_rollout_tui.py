@@ -374,3 +374,22 @@ async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
     events = [e["event"] for e in audit(tmp_path)]
     assert events == ["intent", "result"]
     assert verify(tmp_path / "audit.jsonl", tmp_path / "audit.key").ok
+
+
+async def test_countdown_ending_under_another_screen_leaves_that_screen_alone(tmp_path):
+    from ebpftop.tui.screens.help import HelpScreen
+
+    ctl, clock = FakeController(), Clock()
+    app = auto_app(tmp_path, ctl, clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await fail_twice(pilot, app)
+        countdown = app.screen
+        assert isinstance(countdown, CountdownScreen)
+        await app.push_screen(HelpScreen())  # something else opened on top (a worker's dialog, say)
+        app.runtime.bus.publish(canary_snap(service(verdict="pass", at=NOW + 10), seq=30))
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)  # not popped in the countdown's place
+        app.pop_screen()
+        await pilot.pause()
+        assert not isinstance(app.screen, (CountdownScreen, HelpScreen))
+        assert not countdown.is_attached

@@ -53,6 +53,17 @@ class CountdownScreen(ModalScreen[None]):
     def __init__(self, control: "RollbackControl") -> None:
         super().__init__()
         self.control = control
+        self.closed = False  # the countdown ended while another screen was on top of this one
+
+    def close(self) -> None:
+        """Take this dialog away; a screen above it (if any) is left alone."""
+        self.closed = True
+        if self.is_attached and self.app.screen is self:
+            self.dismiss()
+
+    def on_screen_resume(self) -> None:
+        if self.closed:
+            self.dismiss()
 
     def compose(self) -> ComposeResult:
         box = Vertical()
@@ -142,15 +153,15 @@ class RollbackControl:
         """Every canary snapshot, as it arrives (even while the display is paused)."""
         if self.auto.phase is Phase.OFF or self.control is None:
             return
-        before = self.auto.phase
-        self.control.observe(snap)
-        after = self.auto.phase
-        if after is Phase.COUNTDOWN and before is not Phase.COUNTDOWN:
+        before = self.auto.status()
+        after = self.control.observe(snap)
+        if after.phase is Phase.COUNTDOWN and before.phase is not Phase.COUNTDOWN:
             self._start_countdown()
-        elif before is Phase.COUNTDOWN and after is not Phase.COUNTDOWN:
+        elif before.phase is Phase.COUNTDOWN and after.phase is not Phase.COUNTDOWN:
             self._stop_countdown()
             self.app.notify(clean(self.auto.message, 200), title="auto-rollback", timeout=8)
-        self._redraw_pane()
+        if (before.phase, before.message) != (after.phase, after.message):
+            self._redraw_pane()
 
     def status_line(self) -> str:
         """For the canary pane: empty when auto-rollback is off and was never asked for."""
@@ -179,8 +190,8 @@ class RollbackControl:
             self._timer.stop()
             self._timer = None
         screen, self._screen = self._screen, None
-        if screen is not None and screen.is_attached:
-            screen.dismiss()
+        if screen is not None:
+            screen.close()
 
     def cancel(self, reason: str) -> None:
         if self.auto.cancel(reason):
@@ -211,6 +222,8 @@ class RollbackControl:
         self._redraw_pane()
 
     def _redraw_pane(self) -> None:
+        if getattr(self.app, "paused", False):
+            return  # a paused display stays as it was; the countdown dialog still shows
         pane = getattr(self.app, "_panes", {}).get(CANARY)
         if pane is not None and pane.is_attached:
             pane.redraw()
