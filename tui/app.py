@@ -408,6 +408,12 @@ class EbpftopApp(App[int]):
         if 1 <= number <= len(self._order):
             self._order[number - 1].focus()
 
+    def on_trace_selected(self, message: Any) -> None:
+        """An exemplar trace_id chosen in the Canary pane: the Profiles pane follows it."""
+        pane = self._panes.get("profiles")
+        if pane is not None and hasattr(pane, "follow_trace"):
+            pane.follow_trace(message.trace_id, message.service)
+
     def action_cycle_theme(self) -> None:
         self.theme = next_theme(self.theme)
         self.notify(f"theme: {self.theme}", timeout=2)

@@ -42,6 +42,10 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lab", action="store_const", const=True, default=None, help="wire the dashboard to `ebpftop lab`")
     g.add_argument("--auto-rollback", action="store_const", const=True, default=None,
                    help="roll back on its own when the canary verdict stays fail (cancellable countdown)")
+    g.add_argument("--pprof", dest="pprof_urls", action="append", metavar="URL",
+                   help="pprof endpoint to profile (Go net/http/pprof, e.g. http://127.0.0.1:6060; repeatable)")
+    g.add_argument("--profile-hz", dest="profile_hz", type=int, metavar="HZ",
+                   help="BPF CPU sampling frequency on every CPU (default 49; 0 turns the sampler off)")
     c = parser.add_argument_group("canary options (also in [canary] of the config)")
     c.add_argument("--canary-p99-max", type=float, metavar="SECONDS", help="fail when canary p99 stays above (default 1.2)")
     c.add_argument("--canary-error-ratio-max", type=float, metavar="RATIO", help="fail when canary 5xx ratio stays above (default 0.005)")
