@@ -160,3 +160,21 @@ def test_payload_json_round_trip():
     again = from_json(to_json(snap))
     assert again.data == data
     assert to_jsonable(data)["rules"][0]["bps"] is None
+
+
+def test_enforced_summary_lists_allow_and_deny_only():
+    from ebpftop.collectors.rules.summary import enforced_lines, quit_question
+
+    def rec(i, action, expires=None, expired=False):
+        return RuleRecord(id=i, position=i, action=action, text=f"{action} icmp", packets=0, bytes=0, pps=None,
+                          bps=None, last_hit=None, author="bob@198.51.100.7", created=1000.0, expires=expires,
+                          expired=expired)
+
+    data = RulesData((rec(1, "deny", 1900.0), rec(2, "count"), rec(3, "allow"), rec(4, "deny", 1000.5, True)),
+                     2, (), 3, 256)
+    assert enforced_lines(data, now=1300.0) == [
+        "#1 deny icmp  (by bob@198.51.100.7, 5m ago, expires in 10m)",
+        "#3 allow icmp  (by bob@198.51.100.7, 5m ago, no expiry)",
+    ]
+    assert quit_question(data, now=1300.0).startswith("2 rules will keep enforcing after ebpftop exits:\n#1 ")
+    assert quit_question(RulesData((rec(2, "count"),), 0, (), 1, 256)) is None
