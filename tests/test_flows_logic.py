@@ -203,6 +203,11 @@ def test_attribution_prefers_the_kernel_then_the_socket_table():
     assert calls == [0.0]  # rescans are rate-limited
     now[0] = 6.0
     a.owner(("10.0.0.1", 1, "192.0.2.5", 2), None)
+    assert calls == [0.0]  # a flow the table could not place does not force a rescan
+    a.owner(("10.0.0.1", 3, "192.0.2.5", 4), None)
+    assert calls == [0.0, 6.0]  # a new unknown one does (once the interval has passed)
+    now[0] = 7.0
+    a.owner(("10.0.0.1", 5, "192.0.2.5", 6), None)
     assert calls == [0.0, 6.0]
 
 

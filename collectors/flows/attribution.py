@@ -60,6 +60,9 @@ class Attributor:
         self._last_scan: float | None = None
         self._exact: dict[Tuple4, int] = {}
         self._listen: dict[int, int] = {}  # local port -> pid (listeners and unconnected UDP)
+        # Tuples the last scan could not place: asking again cannot help until the
+        # socket table changes, so they do not trigger another /proc walk by themselves.
+        self._misses: set[Tuple4] = set()
         self._services: dict[tuple[int, float], str | None] = {}
         self._names: dict[int, tuple[float, str | None]] = {}
         self.errors = 0
@@ -84,16 +87,19 @@ class Attributor:
             else:
                 listen.setdefault(c.laddr.port, c.pid)
         self._exact, self._listen = exact, listen
+        self._misses = set()
 
     def owner(self, t: Tuple4, from_kernel: Owner | None) -> Owner | None:
         """(pid, comm) -- comm None when only the socket table knew the pid (the
         caller looks names up once per process, not once per flow)."""
         if from_kernel is not None:
             return from_kernel
-        pid = self._exact.get(t)
-        if pid is None:
+        pid = self._exact.get(t) or self._listen.get(t[1])
+        if pid is None and t not in self._misses:
             self._scan()
             pid = self._exact.get(t) or self._listen.get(t[1])
+            if pid is None:
+                self._misses.add(t)
         if pid is None:
             return None
         return pid, None
