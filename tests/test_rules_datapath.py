@@ -219,6 +219,9 @@ def test_rule_over_the_limit_is_refused_and_nothing_changes(rules):
     assert after["generation"] == before["generation"]
     assert [r["text"] for r in after["rules"]] == [r["text"] for r in before["rules"]]
     assert rules.ping(1)  # the refused deny is not enforced
+    p = rules.cli("rules", "del", "--yes", "9999", ok=False)
+    assert p.returncode == 1 and "no rule with id 9999; nothing was changed" in p.stderr
+    assert rules.rules()["generation"] == before["generation"]
 
 
 def test_ttl_expires_in_the_kernel_with_no_ebpftop_running(rules):
@@ -236,8 +239,8 @@ def test_deny_survives_exit_and_cleanup_removes_it(rules):
     assert not rules.ping(1)
     assert os.path.exists(rules.pin_dir)
     out = rules.cli("cleanup").stdout
-    assert f"1 rules under {rules.pin_dir}" in out
-    assert "ingress" in out and "tcx link" in out
+    assert f"1 rules under {rules.pin_dir}" in out, out
+    assert f"tcx link   {rules.net.a_if} ingress" in out, out
     assert not os.path.exists(rules.pin_dir)
     assert not os.path.exists(rules.state_dir)
     assert rules.ping(2)

@@ -21,6 +21,10 @@ from .spec import Rule
 from .state import SetState, StateDir
 
 
+class RuleNotFound(ValueError):
+    pass
+
+
 def mono_ns() -> int:
     # bpf_ktime_get_coarse_ns reads the same clock (CLOCK_MONOTONIC), coarser
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -171,14 +175,14 @@ class RuleBook:
         def change(rules: list[Rule]) -> list[Rule]:
             missing = set(ids) - {r.id for r in rules}
             if missing:
-                raise KeyError(f"no rule with id {', '.join(map(str, sorted(missing)))}; nothing was changed")
+                raise RuleNotFound(f"no rule with id {', '.join(map(str, sorted(missing)))}; nothing was changed")
             return [r for r in rules if r.id not in ids]
         return self.apply(change, author)
 
     def set_action(self, rule_id: int, action: str, author: str = "") -> Applied:
         def change(rules: list[Rule]) -> list[Rule]:
             if not any(r.id == rule_id for r in rules):
-                raise KeyError(f"no rule with id {rule_id}; nothing was changed")
+                raise RuleNotFound(f"no rule with id {rule_id}; nothing was changed")
             return [r.with_(action=action) if r.id == rule_id else r for r in rules]
         return self.apply(change, author)
 
