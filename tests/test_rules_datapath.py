@@ -333,3 +333,15 @@ def test_headless_snapshot_carries_rules_and_counters(rules):
     assert rule["text"] == f'deny icmp from {rules.net.b_ip4}/32 "snap"'
     assert src["data"]["enforcing"] == 1
     assert sorted(src["data"]["attached"]) == [f"{rules.net.a_if} egress", f"{rules.net.a_if} ingress"]
+
+
+def test_failed_attach_changes_nothing(rules):
+    rules.cli("rules", "add", "--yes", 'count udp on lo "keep"')  # the program is loaded and on lo only
+    env = dict(rules.env, EBPFTOP_RULES_IFACES=f"{rules.net.a_if},nosuch0")
+    p = subprocess.run(rules.cmd("rules", "add", "--yes", "deny icmp"), env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 1 and "no interface named 'nosuch0' in this network namespace" in p.stderr, p.stderr
+    listed = rules.rules()
+    assert [r["comment"] for r in listed["rules"]] == ["keep"]
+    assert sorted(listed["attached"]) == ["lo egress", "lo ingress"]  # the veth got no link
+    assert rules.ping(1)

@@ -160,7 +160,22 @@ class Datapath:
         """Make sure the program runs on both directions of each; returns what was added.
         A pinned link whose device is gone or renumbered is replaced."""
         have = {(lp.iface, lp.ingress): lp for lp in self.links()}
-        added = []
+        added: list[str] = []
+        pinned: list[str] = []
+        try:
+            self._attach(ifaces, have, added, pinned)
+        except BaseException:
+            # a failed change must not leave the old set running on more interfaces
+            for path in pinned:
+                try:
+                    fd = bpfsys.obj_get(path)
+                    tcx.detach(fd)
+                finally:
+                    os.unlink(path)
+            raise
+        return added
+
+    def _attach(self, ifaces: list[str], have: dict, added: list[str], pinned: list[str]) -> None:
         for iface in ifaces:
             try:
                 ifindex = socket.if_nametoindex(iface)
@@ -181,10 +196,12 @@ class Datapath:
                     os.close(prog_fd)
                 try:
                     bpfsys.obj_pin(link_fd, self.path(f"link_{iface}_{side}"))
-                finally:
-                    os.close(link_fd)  # the pin holds it now
+                except BaseException:
+                    tcx.detach(link_fd)
+                    raise
+                os.close(link_fd)  # the pin holds it now
+                pinned.append(self.path(f"link_{iface}_{side}"))
                 added.append(f"{iface} {'ingress' if ingress else 'egress'}")
-        return added
 
     def remove(self) -> list[str]:
         """Detach every link and remove every pin (and the directory); what went."""

@@ -84,6 +84,8 @@ class RuleBook:
         active = self.dp.active()
         gen, nrules, _ = self.dp.meta(active)
         meta = self.state.read(SETS[active])
+        if meta is None and nrules == 0:
+            return Current([], gen, 1)  # loaded, never filled (a first change that failed)
         if meta is None or meta.gen != gen or len(meta.rules) != nrules:
             why = "missing" if meta is None else f"generation {meta.gen}, kernel {gen}"
             return Current([], gen, (meta.next_id if meta else 1),
