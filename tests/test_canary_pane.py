@@ -191,6 +191,7 @@ async def test_exemplar_trace_ids_are_selectable(tmp_path):
         # A new evaluation with the same exemplars keeps the selection highlighted.
         app.runtime.bus.publish(canary_snap(service(exemplars=slow), seq=2))
         await pilot.pause()
+        await pilot.press("3", "x")  # following a trace focused the Profiles pane; back to the list
         await pilot.press("down", "enter")
         await pilot.pause()
         assert app.traces[-1] == ("00f067aa0ba902b7\x1b]0;x\x07", "checkout")  # the raw id, for the lookup

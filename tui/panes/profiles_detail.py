@@ -66,7 +66,9 @@ class ProfileDetailScreen(ModalScreen[None]):
 
     def _draw(self) -> None:
         width = max(20, self.size.width - 4)  # border and padding
-        self.query_one("#detail-top", Static).update(top_lines(self.stacks, width))
+        # A short terminal lists fewer functions so the flame view starts on screen.
+        n = 5 if self.size.height < 40 else 8
+        self.query_one("#detail-top", Static).update(top_lines(self.stacks, width, n))
         self.query_one("#detail-flame", Static).update(flame_lines(self.stacks, width, FLAME_HEIGHT))
 
     def text(self) -> str:
