@@ -13,7 +13,7 @@ from ebpftop.collectors.model import Health, HealthState, Snapshot, from_json, t
 from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.collector import RateKeeper
 from ebpftop.collectors.rules.compile import (
-    MAX_RULES, W_DPORT, W_DST4, W_DST6, W_IN, W_OUT, W_SPORT, W_SRC4, W_SRC6, LimitError, compile_rules, port_blocks)
+    MAX_RULES, W_DPORT, W_DST4, W_DST6, W_IN, W_SPORT, W_SRC4, W_SRC6, LimitError, compile_rules, port_blocks)
 from ebpftop.collectors.rules.grammar import parse_rule
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.collectors.rules.preview import describe, matches_flow, preview

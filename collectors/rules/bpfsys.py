@@ -9,11 +9,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import platform
 from functools import lru_cache
 
 from ..flows.tcx import _SYS_BPF, TcxError, _libc
-
-import platform
 
 MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_GET_NEXT_KEY = 1, 2, 3, 4
 OBJ_PIN, OBJ_GET, OBJ_GET_INFO_BY_FD = 6, 7, 15

@@ -6,6 +6,7 @@ and lists each (rule count first, so the operator sees what stops being enforced
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .ruleset import RuleBook
@@ -21,11 +22,12 @@ class Item:
 def sweep(pin_dir: str, state_dir: str, *, dry_run: bool = False) -> list[Item]:
     book = RuleBook(pin_dir, state_dir)
     try:
-        if not book.dp.loaded() and not book.dp.links():
-            import os
-
-            if not os.path.isdir(pin_dir):
-                return []
+        if not os.path.isdir(pin_dir):
+            # metadata without pins (after a reboot, say): nothing enforces it any more
+            stale = [p for p in (book.state.file("a"), book.state.file("b")) if os.path.exists(p)]
+            if stale and not dry_run:
+                book.state.remove()
+            return [Item("file", p, "would remove" if dry_run else "removed") for p in stale]
         cur = book.read()
         out = []
         verb = "would remove" if dry_run else "removed"
