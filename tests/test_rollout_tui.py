@@ -75,13 +75,13 @@ def footer_keys(app) -> set[str]:
     return {b.key for (_n, b, enabled, _t) in app.screen.active_bindings.values() if b.show and enabled}
 
 
-async def wait_for(pilot, cond, tries: int = 100) -> None:
+async def wait_for(pilot, cond, tries: int = 100, detail=lambda: "") -> None:
     """Let the app run until `cond()` holds (a bound on waiting, not a speed check)."""
     for _ in range(tries):
         if cond():
             return
         await pilot.pause(0.05)
-    assert cond()
+    assert cond(), detail()
 
 
 async def test_R_confirms_with_evidence_and_plan_then_rolls_back_audited(tmp_path):
@@ -353,8 +353,10 @@ async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
                 services = getattr(snap.data, "services", ()) if snap is not None and snap.data else ()
                 return services[0].verdict.value if services else ""
 
-            await wait_for(pilot, lambda: verdict() == "fail", tries=1800)  # bounded: 90 s
-            await wait_for(pilot, lambda: "20% canary" in summary_text(app), tries=200)
+            await wait_for(pilot, lambda: verdict() == "fail", tries=1800,  # bounded: 90 s
+                           detail=lambda: summary_text(app))
+            await wait_for(pilot, lambda: "20% canary" in summary_text(app), tries=200,
+                           detail=lambda: summary_text(app))
             assert "✖ FAIL" in summary_text(app)
             await pilot.press("R")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -365,7 +367,8 @@ async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
             await app.workers.wait_for_complete()
             assert api.weights(ep.haproxy_backend)[ep.haproxy_servers["canary"]] == 0
             await wait_for(pilot, lambda: "stable stable" in summary_text(app) and "0% canary" in summary_text(app)
-                           and "20% canary" not in summary_text(app), tries=200)
+                           and "20% canary" not in summary_text(app), tries=200,
+                           detail=lambda: summary_text(app))
             assert any(n.message.startswith("rollback of default:") and n.severity == "information"
                        for n in app._notifications)
     finally:
