@@ -345,3 +345,24 @@ def test_failed_attach_changes_nothing(rules):
     assert [r["comment"] for r in listed["rules"]] == ["keep"]
     assert sorted(listed["attached"]) == ["lo egress", "lo ingress"]  # the veth got no link
     assert rules.ping(1)
+
+
+SESSION = """
+import os, sys
+from ebpftop.collectors.rules.grammar import parse_rule
+from ebpftop.collectors.rules.ruleset import RuleBook
+book = RuleBook(sys.argv[1], sys.argv[2])
+me = os.getpid()
+book.add(parse_rule('count udp "mine"').with_(session=me), "dash")
+book.add(parse_rule('deny udp to any port 9 "enforce"').with_(session=me), "dash")
+print(sorted(r.comment for r in book.read().rules), flush=True)
+book.end_session(me)
+print(sorted(r.comment for r in book.read().rules), flush=True)
+"""
+
+
+def test_session_count_rules_end_with_their_session(rules):
+    p = subprocess.run(["nsenter", f"--net=/run/netns/{rules.net.a.name}", PYTHON, "-c", SESSION, rules.pin_dir,
+                        rules.state_dir], env=rules.env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["['enforce', 'mine']", "['enforce']"]  # the deny outlives the session
