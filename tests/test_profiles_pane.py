@@ -198,11 +198,13 @@ async def test_trace_selected_without_samples_falls_back_to_the_canary_service(t
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await show(pilot, app, profiles_data())  # BPF only: no sample carries a trace_id
         await pilot.press("3")
-        app.query_one("#pane-canary").post_message(TraceSelected(TRACE, "checkout"))
+        hostile = TRACE + "\x1b]0;owned\x07"
+        app.query_one("#pane-canary").post_message(TraceSelected(hostile, "checkout"))
         await pilot.pause()
         assert app.focused is pane and not pane.view.matched
         title = text_of(app, "#profiles-title")
-        assert f"no sample carries trace_id={TRACE}; showing service=checkout instead" in title
+        assert f"no sample carries trace_id={TRACE}\\x1b]0;owned\\x07; showing service=checkout instead" in title
+        assert "\x1b]" not in screen_text(app)  # the OSC never reached the screen
         assert "(its canary samples)" in title
         rows = table_rows(app)
         assert [(r[1], r[4], r[5]) for r in rows] == [("40", "canary", "933")]
@@ -253,6 +255,7 @@ async def test_capture_goes_through_the_gate_and_is_audited(tmp_path):
         await pilot.press("down", "down")  # canary row, pid 933
         assert pane.capture_label() == "pid=933"
         assert "c: capture now" in text_of(app, "#profiles-keys")
+        assert any(b.binding.action == "capture" for b in app.active_bindings.values())
         await pilot.press("c")
         await pilot.pause()
         confirm = app.screen
@@ -340,3 +343,19 @@ async def test_demo_recording(tmp_path, size):
         assert isinstance(app.screen, ProfileDetailScreen)
         assert "top functions by self" in app.screen.text()
         assert pane.is_attached
+
+
+async def test_enter_on_a_canary_exemplar_opens_the_profiles_on_its_trace(tmp_path):
+    from ebpftop.collectors.canary.exemplars import Exemplar
+    from test_canary_pane import canary_snap, service
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await show(pilot, app, with_pprof())
+        app.runtime.bus.publish(canary_snap(service(exemplars=(Exemplar(TRACE, 0.61, NOW - 5, "1"),))))
+        await pilot.pause()
+        await pilot.press("3", "x", "enter")
+        await pilot.pause()
+        assert app.focused is pane
+        assert f"trace_id={TRACE}: 7 samples carry it" in text_of(app, "#profiles-title")
+        assert [r[:2] for r in table_rows(app)] == [["100.0%", "7"]]

@@ -183,7 +183,14 @@ class ProfilesPane(SourcePane):
         table = self.query_one("#profiles-table", DataTable)
         if self.rows:
             table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)), animate=False)
-            self._redraw_compare()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._redraw_compare()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()  # a click on the selected row, as Enter
+        self.action_detail()
 
     def _redraw_compare(self) -> None:
         if self.view is None:
