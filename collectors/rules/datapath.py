@@ -258,9 +258,7 @@ class Datapath:
         proto = self.map(f"proto_{name}")
         for p in range(256):
             proto.update(struct.pack("<I", p), pack_bits(c.proto[p]))
-        wild = self.map(f"wild_{name}")
-        for i, bits in enumerate(c.wild):
-            wild.update(struct.pack("<I", i), pack_bits(bits))
+        self.map(f"wild_{name}").update(b"\0" * 4, b"".join(pack_bits(bits) for bits in c.wild))
         rules = self.map(f"rules_{name}")
         for pos in range(MAX_RULES):
             slot, action, expires = c.rules[pos] if pos < len(c.rules) else (0, 0, 0)

@@ -27,6 +27,7 @@ struct rule { u32 slot; u32 action; u64 expires; };
 struct meta { u64 gen; u32 nrules; u32 fields; };
 struct counter { u64 packets; u64 bytes; u64 last; };
 struct exptime { u64 t[MAX_RULES]; };
+struct wildset { struct bits v[8]; }; /* one lookup for every field's wildcard vector */
 
 enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT, W_IN, W_OUT };
 #define F_SRC4 1
@@ -93,7 +94,7 @@ BPF_TABLE_PINNED7("lpm_trie", struct keyp, struct bits, sport_@S@, PORT_MAX, "@P
 BPF_TABLE_PINNED7("lpm_trie", struct keyp, struct bits, dport_@S@, PORT_MAX, "@PIN@/dport_@S@", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("array", u32, struct bits, proto_@S@, 256, "@PIN@/proto_@S@");
 BPF_TABLE_PINNED("hash", u32, struct bits, ifdir_@S@, 1024, "@PIN@/ifdir_@S@");
-BPF_TABLE_PINNED("array", u32, struct bits, wild_@S@, 8, "@PIN@/wild_@S@");
+BPF_TABLE_PINNED("array", u32, struct wildset, wild_@S@, 1, "@PIN@/wild_@S@");
 BPF_TABLE_PINNED("array", u32, struct rule, rules_@S@, MAX_RULES, "@PIN@/rules_@S@");
 BPF_TABLE_PINNED("array", u32, struct meta, meta_@S@, 1, "@PIN@/meta_@S@");
 BPF_TABLE_PINNED("array", u32, struct exptime, exptime_@S@, 1, "@PIN@/exptime_@S@");
@@ -141,33 +142,35 @@ static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
     struct bits *pb = proto_@S@.lookup(&k);
     if (!pb) return TC_ACT_UNSPEC;
     __builtin_memcpy(&acc, pb, sizeof(acc));
+    struct wildset *ws = wild_@S@.lookup(&z);
+    if (!ws) return TC_ACT_UNSPEC;
     u32 wi = p->dir ? W_OUT : W_IN;
     struct bits *hit = 0;
     if (fields & F_IFDIR) { u32 ik = p->ifindex * 2 + p->dir; hit = ifdir_@S@.lookup(&ik); }
-    and_into(&acc, wild_@S@.lookup(&wi), hit);
+    and_into(&acc, &ws->v[wi], hit);
     if (empty(&acc)) return TC_ACT_UNSPEC;
     if (p->v6) {
         hit = 0; wi = W_SRC6;
         if (fields & F_SRC6) { struct key6 k6 = {128}; __builtin_memcpy(k6.addr, p->src6, 16); hit = src6_@S@.lookup(&k6); }
-        and_into(&acc, wild_@S@.lookup(&wi), hit);
+        and_into(&acc, &ws->v[wi], hit);
         hit = 0; wi = W_DST6;
         if (fields & F_DST6) { struct key6 k6 = {128}; __builtin_memcpy(k6.addr, p->dst6, 16); hit = dst6_@S@.lookup(&k6); }
-        and_into(&acc, wild_@S@.lookup(&wi), hit);
+        and_into(&acc, &ws->v[wi], hit);
     } else {
         hit = 0; wi = W_SRC4;
         if (fields & F_SRC4) { struct key4 k4 = {32, p->src4}; hit = src4_@S@.lookup(&k4); }
-        and_into(&acc, wild_@S@.lookup(&wi), hit);
+        and_into(&acc, &ws->v[wi], hit);
         hit = 0; wi = W_DST4;
         if (fields & F_DST4) { struct key4 k4 = {32, p->dst4}; hit = dst4_@S@.lookup(&k4); }
-        and_into(&acc, wild_@S@.lookup(&wi), hit);
+        and_into(&acc, &ws->v[wi], hit);
     }
     if (empty(&acc)) return TC_ACT_UNSPEC;
     hit = 0; wi = W_SPORT;
     if (p->has_ports && (fields & F_SPORT)) { struct keyp kp = {16}; __builtin_memcpy(kp.port, &p->sport, 2); hit = sport_@S@.lookup(&kp); }
-    and_into(&acc, wild_@S@.lookup(&wi), hit);
+    and_into(&acc, &ws->v[wi], hit);
     hit = 0; wi = W_DPORT;
     if (p->has_ports && (fields & F_DPORT)) { struct keyp kp = {16}; __builtin_memcpy(kp.port, &p->dport, 2); hit = dport_@S@.lookup(&kp); }
-    and_into(&acc, wild_@S@.lookup(&wi), hit);
+    and_into(&acc, &ws->v[wi], hit);
     if (fields & F_TTL) drop_expired_@S@(&acc);
     return first_@S@(&acc, skb);
 }
