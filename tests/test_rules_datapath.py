@@ -146,7 +146,8 @@ def _server(env, code: str, port: int):
 def test_deny_drops_and_counts_exactly_and_delete_restores(rules):
     b = rules.net.b_ip4
     assert rules.ping(2)
-    rules.cli("rules", "add", "--yes", f'deny icmp from {b} in "ping"')
+    shown = rules.cli("rules", "add", "--yes", f'deny icmp from {b} in "ping"').stdout
+    assert f"It DROPS icmp packets from {b}/32 to any address arriving on every interface" in shown  # confirmation text
     assert not rules.ping(3)  # enforced with no ebpftop running: the CLI has exited
     assert rules.counters()["ping"][0] == 3  # three echo requests, each dropped at A's ingress
     srv = _server(rules, TCP_SERVER, 8080)
