@@ -357,6 +357,10 @@ me = os.getpid()
 book.add(parse_rule('count udp "mine"').with_(session=me), "dash")
 book.add(parse_rule('deny udp to any port 9 "enforce"').with_(session=me), "dash")
 print(sorted(r.comment for r in book.read().rules), flush=True)
+enforce = next(r for r in book.read().rules if r.comment == "enforce")
+book.move(enforce.id, 0)
+after = book.read().rules
+print([r.comment for r in after], enforce.slot == after[0].slot and enforce.id == after[0].id, flush=True)
 book.end_session(me)
 print(sorted(r.comment for r in book.read().rules), flush=True)
 """
@@ -366,4 +370,5 @@ def test_session_count_rules_end_with_their_session(rules):
     p = subprocess.run(["nsenter", f"--net=/run/netns/{rules.net.a.name}", PYTHON, "-c", SESSION, rules.pin_dir,
                         rules.state_dir], env=rules.env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == ["['enforce', 'mine']", "['enforce']"]  # the deny outlives the session
+    assert p.stdout.splitlines() == ["['enforce', 'mine']", "['enforce', 'mine'] True",  # reorder keeps id and slot
+                                     "['enforce']"]  # the deny outlives the session

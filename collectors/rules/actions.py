@@ -21,7 +21,7 @@ def author_of(actor) -> str:
 
 def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, Callable[[], Awaitable[str]]]:
     """request: ("add", rule, position) | ("del", ids) | ("flush",) | ("load", rules) |
-    ("action", id, new_action). `session`: the dashboard pid for session-scoped count rules."""
+    ("action", id, new_action) | ("move", id, position). `session`: the dashboard pid for session-scoped count rules."""
     book = RuleBook.from_settings(settings)
     author = author_of(actor)
     kind = request[0]
@@ -54,6 +54,16 @@ def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, 
 
         def change() -> str:
             return book.set_action(rule_id, new_action, author).summary()
+    elif kind == "move":
+        rule_id, position = request[1], request[2]
+        cur = next((r for r in book.read().rules if r.id == rule_id), None)
+        desc = f"Move rule {rule_id} ({format_rule(cur) if cur else 'no such rule'}) to position {position} " \
+               "(0 = first match)"
+        action = Action("rules.move", f"Move rule {rule_id}", desc, target=str(rule_id),
+                        params={"id": rule_id, "position": position}, dangerous=cur is not None and cur.action == "deny")
+
+        def change() -> str:
+            return book.move(rule_id, position, author).summary()
     elif kind == "flush":
         n = len(book.read().rules)
         action = Action("rules.flush", "Remove every rule",

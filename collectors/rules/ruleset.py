@@ -188,6 +188,17 @@ class RuleBook:
             return [r.with_(action=action) if r.id == rule_id else r for r in rules]
         return self.apply(change, author)
 
+    def move(self, rule_id: int, position: int, author: str = "") -> Applied:
+        """Reorder: the rule goes to `position` (0 = highest priority); id and counters stay."""
+        def change(rules: list[Rule]) -> list[Rule]:
+            rule = next((r for r in rules if r.id == rule_id), None)
+            if rule is None:
+                raise RuleNotFound(f"no rule with id {rule_id}; nothing was changed")
+            rules.remove(rule)
+            rules.insert(max(0, position), rule)
+            return rules
+        return self.apply(change, author)
+
     def replace(self, rules: list[Rule], author: str) -> Applied:
         """Load a file: the new list replaces everything; a rule identical to a current one
         (same action and match) keeps its id and counters."""
