@@ -162,6 +162,9 @@ def main() -> int:
             stop(agent)
         rows["bare"] = statistics.median(bare)
         rows["attached"] = statistics.median(attached)
+        # best-of is the steadier capacity estimate when other load comes and goes
+        rows["bare_best"] = max(bare)
+        rows["attached_best"] = max(attached)
 
         # 3. CPU at N active flows, ebpftop then iftop on the same traffic
         cpu = []
@@ -200,8 +203,9 @@ def main() -> int:
     ]
     for count, tracked, ours, theirs, ns, runs, fl in cpu:
         lines.append(f"| TC program, {count} UDP flows of 64-byte datagrams: ns per packet | {ns:.0f} ns over {runs} runs; empty program: {fl:.0f} ns | <= 100 ns/packet |")
-    lines.append(f"| iperf3 over veth, bare (median of {IPERF_RUNS} x {IPERF_SECONDS} s) | {rows['bare'] / 1e9:.2f} Gbit/s | |")
-    lines.append(f"| iperf3 over veth, flows attached | {rows['attached'] / 1e9:.2f} Gbit/s ({ratio:.1f}% of bare) | >= 97% of bare |")
+    best = 100.0 * rows["attached_best"] / rows["bare_best"]  # type: ignore[operator]
+    lines.append(f"| iperf3 over veth, bare ({IPERF_RUNS} x {IPERF_SECONDS} s: median / best) | {rows['bare'] / 1e9:.2f} / {rows['bare_best'] / 1e9:.2f} Gbit/s | |")
+    lines.append(f"| iperf3 over veth, flows attached (median / best) | {rows['attached'] / 1e9:.2f} / {rows['attached_best'] / 1e9:.2f} Gbit/s ({ratio:.1f}% / {best:.1f}% of bare) | >= 97% of bare |")
     for count, tracked, ours, theirs, ns, runs, fl in cpu:
         target = " (<= 5%)" if count == 10000 else ""
         lines.append(f"| CPU of the flows collector process, ~{count} active flows (map held {tracked}) | {ours:.1f}% of one core | {target.strip(' ()') or ''} |")
@@ -223,8 +227,10 @@ def main() -> int:
         "128k-entry map (the default) costs ~15% more than a 2k one. The <= 100 ns target holds",
         "for bulk TCP (GSO skbs) here, not for many small-packet flows on this VM.",
         "The VM is shared: other benchmarks and tests ran at the same time (load average 5-7 on",
-        "2 CPUs), so iperf3 varies by +-15% between runs; attached above bare is that noise. Bare",
-        "and attached runs alternate so drift hits both alike.",
+        "2 CPUs). iperf3 then varies by +-20% between runs, far more than the 3% the target is",
+        "about, so this machine cannot confirm or refute >= 97% (three full runs gave medians of",
+        "91%, 114% and 83% of bare). Bare and attached runs alternate so drift hits both alike.",
+        "For the same reason the 60k-flow sender may fall short of 60k packets/s (see the run count).",
     ]
     write_section("flows", "\n".join(lines))
     print("\n".join(lines))
