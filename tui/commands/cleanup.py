@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     items = rules_leftovers.sweep(settings.rules_pin_dir, settings.rules_state_dir, dry_run=args.dry_run)
     items += leftovers.sweep(everything=args.everything, dry_run=args.dry_run)
     if not items:
-        print("no attachment of ebpftop's flows datapath found")
+        print("nothing of ebpftop's is attached or pinned")
         return 0
     for item in items:
         holders = getattr(item, "holders", ())
