@@ -85,6 +85,9 @@ class FlowsPane(SourcePane):
         self._alarms_cache: list[tuple[str, str]] = []
         self.growing: set[str] = set()
         self._detail: FlowDetailScreen | None = None
+        # The row the operator chose: the cursor returns to it when it comes back into
+        # the top flows after dropping out for a tick.
+        self._wanted: tuple | None = None
         self._theme_vars: dict[str, str] | None = None
         # How much drawing happened (tests check that unchanged data redraws nothing).
         self.cell_updates = 0
@@ -199,7 +202,7 @@ class FlowsPane(SourcePane):
 
     def _fill(self, columns: list[fv.Column], rows: list[fv.Row]) -> None:
         table = self.query_one("#flows-table", DataTable)
-        selected = self.selected_ident()
+        selected = self._wanted or self.selected_ident()
         if columns != self._columns or not table.columns:
             table.clear(columns=True)
             for c in columns:
@@ -225,6 +228,7 @@ class FlowsPane(SourcePane):
         self._cells = [r.cells for r in rows]
         self.rows = rows
         if selected is not None:
+            self._wanted = selected
             at = next((i for i, r in enumerate(rows) if r.ident == selected), None)
             if at is not None and at != table.cursor_row:
                 table.move_cursor(row=at, animate=False)
@@ -248,6 +252,7 @@ class FlowsPane(SourcePane):
         table = self.query_one("#flows-table", DataTable)
         if self.rows:
             table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)), animate=False)
+            self._wanted = self.selected_ident()
 
     # --- keys ------------------------------------------------------------------------
 
@@ -276,6 +281,7 @@ class FlowsPane(SourcePane):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
+        self._wanted = self.selected_ident()
         self.action_detail()
 
     def selection(self) -> Selection | None:

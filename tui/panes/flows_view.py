@@ -188,10 +188,10 @@ def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[li
             Column("connect_latency_ms", s("conn", "connect_latency_ms"), 7, True),
         ]
         # What is left is shared by the flow and the process: the flow first (its
-        # addresses and ports), the process down to 11 characters, then back up to 26.
+        # addresses and ports), the process down to 8 characters, then back up to 26.
         free = width - sum(c.width + 1 for c in nums) - 2
         proc_need = max([7] + [len(process_text(f, PROC_MAX)) for f in flows])
-        proc_min = min(proc_need, 11)
+        proc_min = min(proc_need, 8)
         form, need = "local", max((len(f.proto) + 1 + len(local_flow(f)) for f in flows), default=20)
         full_need = max((len(f.proto) + 1 + len(full_flow(f)) for f in flows), default=20)
         if full_need + proc_min <= free:
