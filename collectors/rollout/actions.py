@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any, Awaitable, Callable
 
 from ..actions import ActionInputError
+from ..untrusted import clean
 from ..gate import Action, ActionResult, Confirm, Gate
 from .base import Conflict, Controller
 from .model import Plan, RolloutState
@@ -52,14 +53,16 @@ def evidence_text(evidence: Any) -> str:
     if evidence is None:
         return "Evidence: none (no canary evaluation for this service)"
     rec = evidence_record(evidence)
-    lines = [f"Evidence: verdict {rec['verdict'].upper()}: {rec['reason']}" + (" (stale)" if rec["stale"] else "")]
+    # Values from outside (reasons quoting labels, trace ids from exemplars) are cleaned
+    # one by one, so none can add a line of its own to the confirmation.
+    lines = [f"Evidence: verdict {clean(rec['verdict']).upper()}: {clean(rec['reason'])}" + (" (stale)" if rec["stale"] else "")]
     for m in rec["metrics"]:
-        lines.append(f"  {m['name']}: {m['verdict']} - {m['reason']}")
+        lines.append(f"  {clean(m['name'])}: {clean(m['verdict'])} - {clean(m['reason'])}")
     c, s = rec["canary"], rec["stable"]
     lines.append(f"  canary p99 {_num(c['p99_s'], 's')}, errors {_pct(c['error_ratio'])}, {_num(c['rps'], ' req/s')}; "
                  f"stable p99 {_num(s['p99_s'], 's')}, errors {_pct(s['error_ratio'])}, {_num(s['rps'], ' req/s')}")
     if rec["slow_trace_ids"]:
-        lines.append("  slow trace ids: " + ", ".join(rec["slow_trace_ids"]))
+        lines.append("  slow trace ids: " + ", ".join(clean(t) for t in rec["slow_trace_ids"]))
     return "\n".join(lines)
 
 
@@ -87,10 +90,10 @@ def rollback_action(controller: Controller, service: str, evidence: Any = None, 
     parts = []
     if changes:
         parts.append("THE ROLLOUT CHANGED since you confirmed; nothing was applied. What changed:\n  "
-                     + "\n  ".join(changes))
+                     + "\n  ".join(clean(c) for c in changes))
     if automatic:
         parts.append("AUTOMATIC rollback: the canary verdict stayed fail and the countdown ran out.")
-    parts.append(f"Roll back {service}: all traffic to stable. Will send to {controller.kind} at {controller.endpoint}:")
+    parts.append(f"Roll back {clean(service)}: all traffic to stable. Will send to {controller.kind} at {clean(controller.endpoint)}:")
     parts.append(plan.describe())
     parts.append(evidence_text(evidence))
     action = Action(

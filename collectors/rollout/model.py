@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model import register_payload
+from ..untrusted import clean
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,11 @@ class Request:
     headers: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> str:
-        head = f"{self.method} {self.target}"
-        hdrs = "".join(f"\n  {k}: {v}" for k, v in self.headers)
-        body = f"\n  {self.body}" if self.body else ""
+        # Lines are ours; every value in them is cleaned, so a newline inside a server
+        # name or a body cannot fake a line of the confirmation.
+        head = f"{clean(self.method)} {clean(self.target)}"
+        hdrs = "".join(f"\n  {clean(k)}: {clean(v)}" for k, v in self.headers)
+        body = f"\n  {clean(self.body)}" if self.body else ""
         return head + hdrs + body
 
 
@@ -39,10 +42,10 @@ class Plan:
     note: str = ""  # conditional behaviour, e.g. "on 404 the same patch goes to the resource"
 
     def describe(self) -> str:
-        lines = [f"{self.action} via {self.controller} at {self.endpoint}: {self.summary}"]
+        lines = [f"{self.action} via {self.controller} at {clean(self.endpoint)}: {clean(self.summary)}"]
         lines += [r.describe() for r in self.requests]
         if self.note:
-            lines.append(self.note)
+            lines.append(clean(self.note))
         return "\n".join(lines)
 
 
