@@ -276,7 +276,8 @@ async def test_hostile_process_name_shows_literally(tmp_path):
     hostile = replace(WEB, comm=HOSTILE, service=HOSTILE)
     app = make_app(tmp_path)
     async with app.run_test(size=(200, 50)) as pilot:
-        await show(pilot, flows_data((hostile,), ifaces=(IfaceStatus(HOSTILE, None, None, HOSTILE),)))
+        await show(pilot, flows_data((hostile,), ifaces=(IfaceStatus(HOSTILE, None, None, HOSTILE),),
+                                     lost_events=None, events_total=None, tcp_events_error=HOSTILE))
         text = screen_text(app)
         assert MARKUP in text and "\\x1b]0;pwned" in text
         assert_nothing_raw_reaches_the_terminal(terminal_bytes(app))
@@ -393,3 +394,23 @@ async def test_demo_recording(tmp_path):
         await pilot.pause()
         assert isinstance(app.screen, FlowDetailScreen)
         assert app.screen.query_one(RateChart).points_drawn >= 10
+
+
+async def test_tall_pane_lists_the_latest_tcp_events(tmp_path):
+    recent = (
+        TcpEvent(T0 - 2, "connect", "10.0.0.1", 40000, "10.0.0.9", 443, ms=0.5, pid=100, comm="\x1b[2Jx"),
+        TcpEvent(T0 - 1, "retransmit", "10.0.0.1", 40002, "192.0.2.8", 8080),
+    )
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = await show(pilot, flows_data(recent_events=recent))
+        assert pane.has_class("-tall")
+        lines = text_of(app, "#flows-events").splitlines()
+        assert lines[0] == "latest TCP events"
+        assert "retransmit" in lines[1] and "192.0.2.8:8080" in lines[1]  # newest first
+        assert "connect 0.50ms" in lines[2] and "\\x1b[2Jx [100]" in lines[2]
+        assert_nothing_raw_reaches_the_terminal(terminal_bytes(app))
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:  # no room: the table keeps every row
+        pane = await show(pilot, flows_data(recent_events=recent))
+        assert not pane.has_class("-tall") and "latest TCP events" not in screen_text(app)

@@ -38,6 +38,8 @@ from .flows_filter import FlowFilterScreen
 
 GROWING_FOR = 30.0  # seconds: a counter that grew this recently is "growing"
 MAX_ROWS = 500
+TALL_FROM = 18  # content rows from which the latest TCP events show under the table
+EVENT_LINES = 5
 
 
 class FlowsPane(SourcePane):
@@ -67,6 +69,8 @@ class FlowsPane(SourcePane):
     FlowsPane #flows-problems { height: auto; max-height: 2; color: $warning; }
     FlowsPane #flows-problems.-empty { display: none; }
     FlowsPane #flows-table { height: 1fr; min-height: 2; scrollbar-size-vertical: 1; }
+    FlowsPane #flows-events { height: auto; max-height: 8; display: none; }
+    FlowsPane.-tall #flows-events { display: block; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -101,6 +105,8 @@ class FlowsPane(SourcePane):
             table: DataTable = DataTable(id="flows-table", cursor_type="row", cell_padding=0)
             table.can_focus = False  # the pane keeps the focus; its keys move the cursor
             yield table
+            # Only when the pane is tall (a 2x2 grid at 160x48): the latest TCP events.
+            yield Static(Content(""), id="flows-events", markup=False)
 
     # --- alarms ----------------------------------------------------------------------
 
@@ -161,19 +167,29 @@ class FlowsPane(SourcePane):
             columns = fv.group_columns(width, self.grouping, self.sort)
             rows = [fv.group_row(r, columns) for r in records]
         self._draw_lines(data, len(flows), width)
+        self._draw_events(data, width)
         self._fill(columns, rows)
         self.records = records
 
     def _draw_lines(self, data: FlowsData, shown: int, width: int) -> None:
-        status = fv.status_parts(self.sort, self.grouping, clean(self.filter.text, 200), shown, data, width)
-        self.query_one("#flows-status", Static).update(Content.assemble(*status))
+        status = fv.status_parts(self.sort, self.grouping, self.filter.text, shown, data, width)
+        self.query_one("#flows-status", Static).update(_content(status))
         counters = fv.counters_parts(data, self.growing, width)
-        self.query_one("#flows-counters", Static).update(Content.assemble(*counters))
+        self.query_one("#flows-counters", Static).update(_content(counters))
         problems = fv.problem_lines(data)
         box = self.query_one("#flows-problems", Static)
         box.set_class(not problems, "-empty")
         if problems:
             box.update(Content("\n".join("▲ " + clean(p, 300) for p in problems)))
+
+    def _draw_events(self, data: FlowsData, width: int) -> None:
+        tall = (self.content_size.height or 0) >= TALL_FROM
+        self.set_class(tall, "-tall")
+        if not tall:
+            return
+        lines = fv.event_lines(data, EVENT_LINES, width)
+        self.query_one("#flows-events", Static).update(
+            Content("\n").join(_content(line) for line in lines))
 
     def _text(self, cell: fv.Cell, column: fv.Column) -> Text:
         # The leading space is the gap between columns (the table has no cell padding,
@@ -319,3 +335,8 @@ class FlowsPane(SourcePane):
             return
         detail.show(build(self._history(), self._shown, detail.view.selection))
 
+
+
+def _content(parts: list[fv.Part]) -> Content:
+    """One line of (text, style) parts; the texts may come from outside: cleaned."""
+    return Content.assemble(*((clean(text), style) for text, style in parts))

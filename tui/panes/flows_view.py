@@ -18,6 +18,7 @@ Layouts, by the table's width in cells:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -411,4 +412,26 @@ def problem_lines(data: FlowsData) -> list[str]:
     """Interfaces not attached and notices (e.g. leftovers removed at start)."""
     lines = [f"{i.name}: {i.error}" for i in data.ifaces if i.error]
     lines += list(data.notices)
+    return lines
+
+
+def event_lines(data: FlowsData, n: int, width: int) -> list[list[Part]]:
+    """The latest TCP events, newest first, one line each (for a tall pane)."""
+    head: list[Part] = [("latest TCP events", "bold")]
+    if data.events_total is None:
+        return [head + [("  off" + (f": {data.tcp_events_error}" if data.tcp_events_error else ""), "$warning")]]
+    events = list(data.recent_events)[-n:]
+    if not events:
+        return [head + [("  none in this sample", "$text-muted")]]
+    lines = [head]
+    for e in reversed(events):
+        clock = time.strftime("%H:%M:%S", time.gmtime(e.time))
+        what = e.kind + (f" {ms(e.ms)}" if e.ms is not None else "")
+        text = f"{what:<17} {endpoint(e.src, e.sport, 'tcp')} → {endpoint(e.dst, e.dport, 'tcp')}"
+        who = f"  {e.comm or '?'} [{e.pid}]" if e.pid is not None else ""
+        room = max(10, width - 9)
+        if len(text) + len(who) <= room:  # the process goes first when room is short
+            text += who
+        style = "$error" if e.kind in ("retransmit", "connect_fail") else ""
+        lines.append([(clock + " ", "$text-muted"), (squeeze(text, room), style)])
     return lines
