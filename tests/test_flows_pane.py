@@ -414,3 +414,19 @@ async def test_tall_pane_lists_the_latest_tcp_events(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:  # no room: the table keeps every row
         pane = await show(pilot, flows_data(recent_events=recent))
         assert not pane.has_class("-tall") and "latest TCP events" not in screen_text(app)
+
+
+async def test_view_keys_work_in_kiosk_and_a_theme_change_redraws_the_cells(tmp_path):
+    app = make_app(tmp_path, kiosk=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await show(pilot, flows_data())
+        warning = app.get_css_variables()["warning"]
+        rebuilds = pane.rebuilds
+        await pilot.press("T")  # next theme
+        await pilot.pause()
+        assert pane.rebuilds == rebuilds + 1
+        cell = app.query_one("#flows-table", DataTable).get_row_at(3)[4]  # SLOW's 40 retransmits
+        assert str(cell).strip() == "40" and str(cell.style) == app.get_css_variables()["warning"] != warning
+        await pilot.press("s", "g")  # sorting and grouping change only the view: allowed read-only
+        await pilot.pause()
+        assert pane.sort == "pps" and pane.grouping == "process"

@@ -93,6 +93,7 @@ class FlowsPane(SourcePane):
         # the top flows after dropping out for a tick.
         self._wanted: tuple | None = None
         self._theme_vars: dict[str, str] | None = None
+        self._lines: dict[str, tuple] = {}
         # How much drawing happened (tests check that unchanged data redraws nothing).
         self.cell_updates = 0
         self.rebuilds = 0
@@ -173,14 +174,21 @@ class FlowsPane(SourcePane):
 
     def _draw_lines(self, data: FlowsData, shown: int, width: int) -> None:
         status = fv.status_parts(self.sort, self.grouping, self.filter.text, shown, data, width)
-        self.query_one("#flows-status", Static).update(_content(status))
+        self._set("#flows-status", _content(status))
         counters = fv.counters_parts(data, self.growing, width)
-        self.query_one("#flows-counters", Static).update(_content(counters))
+        self._set("#flows-counters", _content(counters))
         problems = fv.problem_lines(data)
         box = self.query_one("#flows-problems", Static)
         box.set_class(not problems, "-empty")
         if problems:
-            box.update(Content("\n".join("▲ " + clean(p, 300) for p in problems)))
+            self._set("#flows-problems", Content("\n".join("▲ " + clean(p, 300) for p in problems)))
+
+    def _set(self, selector: str, content: Content) -> None:
+        """Update a line only when its text or styles changed (most ticks change nothing)."""
+        key = (content.plain, tuple(content.spans))
+        if self._lines.get(selector) != key:
+            self._lines[selector] = key
+            self.query_one(selector, Static).update(content)
 
     def _draw_events(self, data: FlowsData, width: int) -> None:
         tall = (self.content_size.height or 0) >= TALL_FROM
@@ -188,8 +196,7 @@ class FlowsPane(SourcePane):
         if not tall:
             return
         lines = fv.event_lines(data, EVENT_LINES, width)
-        self.query_one("#flows-events", Static).update(
-            Content("\n").join(_content(line) for line in lines))
+        self._set("#flows-events", Content("\n").join(_content(line) for line in lines))
 
     def _text(self, cell: fv.Cell, column: fv.Column) -> Text:
         # The leading space is the gap between columns (the table has no cell padding,
@@ -213,6 +220,7 @@ class FlowsPane(SourcePane):
 
     def _theme_changed(self, _theme: Any) -> None:
         self._theme_vars = None
+        self._lines = {}
         self._columns = []  # redraw every cell in the new theme's colours
         self._draw()
 
