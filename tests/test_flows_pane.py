@@ -327,6 +327,10 @@ async def test_full_and_wide_layouts_have_every_column(tmp_path):
         first = rows(app)[0]
         assert first[:3] == ["out", "tcp", "10.0.0.1:40000 → 10.0.0.9:443"]
         assert first[3] == "8.8 KiB/s" and first[-2:] == ["nginx [100]", "web"]
+        await pilot.press("g")
+        await pilot.pause()
+        assert column_labels(app) == ["process", "flows", "bytes/s▼", "pkts/s", "total", "retrans", "max conn"]
+        assert rows(app)[0] == ["nginx [100]", "2", "8.9 KiB/s", "11", "927.7 KiB", "3", "1.50ms"]
     app = make_app(tmp_path)
     async with app.run_test(size=(360, 40)) as pilot:  # about 178 wide: the interface too
         await show(pilot, flows_data())

@@ -166,7 +166,7 @@ class FlowsPane(SourcePane):
         else:
             records = fv.groups(flows, self.grouping, self.sort)[:MAX_ROWS]
             columns = fv.group_columns(width, self.grouping, self.sort)
-            rows = [fv.group_row(r, columns) for r in records]
+            rows = [fv.group_row(r, columns, width) for r in records]
         self._draw_lines(data, len(flows), width)
         self._draw_events(data, width)
         self._fill(columns, rows)

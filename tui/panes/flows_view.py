@@ -303,9 +303,9 @@ def group_columns(width: int, by: str, sort: str) -> list[Column]:
     return [Column("key", by, max(12, room))] + nums
 
 
-def group_row(r: GroupRow, columns: Sequence[Column]) -> Row:
+def group_row(r: GroupRow, columns: Sequence[Column], width: int) -> Row:
     g = r.group
-    compact = columns[1].width == 5
+    compact = layout(width) == "compact"
     cells: list[Cell] = []
     for c in columns:
         k = c.key
