@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from .bpfsys import BpfError, bpf
 from .settings import Settings
 
 
@@ -84,7 +85,6 @@ def check_privileges(status_text: str | None = None, euid: int | None = None) ->
 
 # ---------------------------------------------------------------- bpf() via ctypes
 
-_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "arm64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_LINK_CREATE = 0, 5, 28
 BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_RINGBUF = 2, 27
 BPF_PROG_TYPE_SCHED_CLS = 3
@@ -92,14 +92,11 @@ BPF_TCX_INGRESS = 46
 
 
 def _bpf(cmd: int, attr: bytes) -> tuple[int, int]:
-    """bpf(cmd, attr) -> (fd or -1, errno). attr is zero-padded to 128 bytes."""
-    nr = _BPF_SYSCALL.get(platform.machine())
-    if nr is None:
-        return -1, errno.ENOSYS
-    libc = ctypes.CDLL(None, use_errno=True)
-    buf = ctypes.create_string_buffer(attr.ljust(128, b"\0"), 128)
-    ret = libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), buf, ctypes.c_uint(128))
-    return (ret, 0) if ret >= 0 else (-1, ctypes.get_errno())
+    """bpf(cmd, attr) -> (fd or -1, errno), for probes that report rather than raise."""
+    try:
+        return bpf(cmd, attr), 0
+    except BpfError as exc:
+        return -1, exc.errno or errno.ENOSYS
 
 
 def _map_create(map_type: int, key_size: int, value_size: int, max_entries: int) -> tuple[int, int]:

@@ -8,19 +8,15 @@ is detached. Nothing can be left behind, which is why tcx is preferred over netl
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-import platform
+
+from ..bpfsys import BpfError, bpf
 
 # From include/uapi/linux/bpf.h of 6.6+ (the 6.1 headers on this VM lack them).
 BPF_LINK_CREATE = 28
 BPF_LINK_DETACH = 34
 BPF_TCX_INGRESS = 46
 BPF_TCX_EGRESS = 47
-
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280}
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 class _LinkCreateTcx(ctypes.Structure):
@@ -41,19 +37,8 @@ class _Attr(ctypes.Union):
     _fields_ = [("link_create", _LinkCreateTcx), ("link_fd", ctypes.c_uint32), ("_raw", ctypes.c_uint8 * 128)]
 
 
-class TcxError(OSError):
-    pass
-
-
-def _bpf(cmd: int, attr: _Attr) -> int:
-    nr = _SYS_BPF.get(platform.machine())
-    if nr is None:
-        raise TcxError(0, f"bpf(2) syscall number unknown on {platform.machine()}")
-    ret = _libc.syscall(nr, ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise TcxError(err, os.strerror(err))
-    return ret
+TcxError = BpfError
+_bpf = bpf
 
 
 def attach(prog_fd: int, ifindex: int, ingress: bool) -> int:
@@ -119,15 +104,7 @@ class _Any(ctypes.Union):
     _fields_ = [("ids", _IdAttr), ("info", _InfoAttr), ("_raw", ctypes.c_uint8 * 128)]
 
 
-def _call(cmd: int, attr: _Any) -> int:
-    nr = _SYS_BPF.get(platform.machine())
-    if nr is None:
-        raise TcxError(0, f"bpf(2) syscall number unknown on {platform.machine()}")
-    ret = _libc.syscall(nr, ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise TcxError(err, os.strerror(err))
-    return ret
+_call = bpf
 
 
 def _ids(cmd: int):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 from functools import lru_cache
 
-from ..flows.tcx import _SYS_BPF, TcxError, _libc
+from ..bpfsys import BpfError as TcxError
+from ..bpfsys import bpf as _bpf
 
 MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_GET_NEXT_KEY = 1, 2, 3, 4
 OBJ_PIN, OBJ_GET, OBJ_GET_INFO_BY_FD = 6, 7, 15
@@ -33,17 +33,6 @@ class _Info(ctypes.Structure):
 
 class _Attr(ctypes.Union):
     _fields_ = [("elem", _Elem), ("obj", _Obj), ("info", _Info), ("_raw", ctypes.c_uint8 * 128)]
-
-
-def _bpf(cmd: int, attr: _Attr) -> int:
-    nr = _SYS_BPF.get(platform.machine())
-    if nr is None:
-        raise TcxError(0, f"bpf(2) syscall number unknown on {platform.machine()}")
-    ret = _libc.syscall(nr, ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise TcxError(err, os.strerror(err))
-    return ret
 
 
 def obj_pin(fd: int, path: str) -> None:
