@@ -88,6 +88,14 @@ async def test_help_lists_every_binding_and_closes(tmp_path):
             assert key_display(key) in listing, key
             assert spec(action).help in listing, action
         assert "ctrl+q" in listing  # Textual's own bindings are listed too
+        # Each pane's own keys too, under the pane's name.
+        from ebpftop.tui.panes.base import SourcePane
+
+        for pane in app.screen_stack[0].query(SourcePane):
+            for b in type(pane).__dict__.get("BINDINGS", ()):
+                if getattr(b, "tooltip", "") or getattr(b, "description", ""):
+                    assert (b.tooltip or b.description) in listing, (pane.title, b.key)
+        assert "1 Flows" in listing and "sort by the next column" in listing
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 

@@ -36,6 +36,7 @@ _DISPLAY = {
     "right_square_bracket": "]",
     "less_than_sign": "<",
     "greater_than_sign": ">",
+    "slash": "/",
     "shift+tab": "shift+tab",
 }
 

@@ -44,6 +44,26 @@ def help_rows(app) -> list[tuple[str, str, str]]:
         keys = ", ".join(key_display(k.strip()) for k in b.key.split(","))
         rows.append((keys, text, note))
     rows.append(("escape", "close a dialog (this one too)", ""))
+    return rows + pane_rows(app)
+
+
+def pane_rows(app) -> list[tuple[str, str, str]]:
+    """Each pane's own keys (they act only while that pane has focus)."""
+    from ..panes.base import SourcePane
+
+    rows: list[tuple[str, str, str]] = []
+    base = app.screen_stack[0] if app.screen_stack else app.screen
+    for pane in base.query(SourcePane):
+        own = [b for b in Binding.make_bindings(type(pane).__dict__.get("BINDINGS", ()))
+               if b.tooltip or b.description]
+        if not own:
+            continue
+        rows.append((f"{pane.number} {pane.title}", "pane keys, when it has focus", ""))
+        for b in own:
+            s = spec(b.action)
+            note = "disabled: read-only" if s is not None and s.acts and getattr(app, "read_only", False) else ""
+            keys = ", ".join(key_display(k.strip()) for k in b.key.split(","))
+            rows.append((f"  {keys}", b.tooltip or b.description, note))
     return rows
 
 
