@@ -17,7 +17,7 @@ KEYMAP: tuple[tuple[str, str, bool], ...] = (
     ("4", "focus_pane(4)", True),
     ("tab", "focus_next", False),
     ("shift+tab", "focus_previous", False),
-    ("T", "cycle_theme", True),
+    ("T", "cycle_theme", False),  # in help and the palette: 80 columns keep R and q
     ("ctrl+p", "command_palette", False),
     ("left_square_bracket", "replay_step(-1)", True),
     ("right_square_bracket", "replay_step(1)", True),
