@@ -1,0 +1,449 @@
+"""The Rules pane (Pilot, no root): the table with counters, rate and enforced flag; `a`
+with a bad rule shows the parser's column and applies nothing; a good rule shows the
+preview from the recent flows and goes through the gate (audited); `t` to deny states
+the traffic it will drop; `d` deletes; `e` edits as one switch; kiosk: keys absent and
+inert; 80x24 and 160x48.
+
+The kernel side is a `RuleBook` whose datapath is a list (`FakeBook`): the change
+logic (add/delete/set_action/replace) and the gate actions (`collectors.rules.actions.
+plan`) are the real ones; what needs root (pins, bpf maps) is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from ebpftop.collectors.flows.model import FlowRecord, FlowsData
+from ebpftop.collectors.rules import actions as rule_actions
+from ebpftop.collectors.rules.grammar import parse_rule
+from ebpftop.collectors.rules.model import RuleRecord, RulesData
+from ebpftop.collectors.rules.ruleset import Applied, Current, RuleBook
+from ebpftop.collectors.rules.spec import Rule, format_rule
+from ebpftop.tui.panes.rules import RulesPane
+from ebpftop.tui.panes.rules_edit import RuleEditScreen
+from ebpftop.tui.screens.confirm import ConfirmScreen
+
+from app_support import NOW, make_app, ok, screen_text, snap
+
+HOSTILE = "ops\x1b]0;pwned\x07@10.9.9.9"
+
+
+@dataclass
+class Kernel:
+    """What the fake datapath enforces, and the counters it reports."""
+
+    rules: list[Rule] = field(default_factory=list)
+    gen: int = 0
+    next_id: int = 1
+    counters: dict[int, tuple[int, int, float | None, float | None, tuple]] = field(default_factory=dict)
+    applied: int = 0  # switches made
+
+    def data(self) -> RulesData:
+        recs = []
+        for pos, r in enumerate(self.rules):
+            packets, nbytes, last, pps, hist = self.counters.get(r.id, (0, 0, None, None, ()))
+            recs.append(RuleRecord(
+                id=r.id, position=pos, action=r.action, text=format_rule(r), packets=packets, bytes=nbytes,
+                pps=pps, bps=None if pps is None else pps * 100, last_hit=last, author=r.author,
+                created=r.created, expires=r.expires, expired=False, comment=r.comment,
+                session=bool(r.session), history=hist))
+        enforcing = sum(1 for r in recs if r.action != "count")
+        return RulesData(tuple(recs), enforcing, ("eth0 ingress", "eth0 egress"), self.gen, 256)
+
+
+@pytest.fixture
+def kernel(monkeypatch) -> Kernel:
+    k = Kernel()
+
+    class FakeBook(RuleBook):
+        def __init__(self) -> None:  # no Datapath, no state dir
+            pass
+
+        @classmethod
+        def from_settings(cls, settings):
+            return cls()
+
+        def close(self) -> None:
+            pass
+
+        def read(self) -> Current:
+            return Current(list(k.rules), k.gen, k.next_id)
+
+        def apply(self, change, author: str = "") -> Applied:
+            before = list(k.rules)
+            out = []
+            for r in change(list(k.rules)):
+                if not r.id:
+                    r = r.with_(id=k.next_id, slot=k.next_id, author=r.author or author, created=NOW,
+                                expires=NOW + r.ttl if r.ttl else None)
+                    k.next_id += 1
+                out.append(r)
+            k.rules, k.gen, k.applied = out, k.gen + 1, k.applied + 1
+            return Applied(before, out, [], [])
+
+    monkeypatch.setattr(rule_actions, "RuleBook", FakeBook)
+    return k
+
+
+def seed(k: Kernel, *texts: str) -> None:
+    for text in texts:
+        r = parse_rule(text)
+        k.rules.append(r.with_(id=k.next_id, slot=k.next_id, author=HOSTILE if "6379" in text else "alice@10.0.0.1",
+                               created=NOW - 600, expires=NOW + r.ttl if r.ttl else None))
+        k.next_id += 1
+    k.gen += 1
+
+
+def flow(src="203.0.113.7", dport=6379, proto="tcp", packets=40, nbytes=52000) -> FlowRecord:
+    return FlowRecord(iface="eth0", direction="ingress", proto=proto, src=src, sport=41000, dst="10.0.0.2",
+                      dport=dport, packets=packets, bytes=nbytes, bps=None, pps=None, first_seen=NOW - 30,
+                      last_seen=NOW - 1)
+
+
+def flows_data(*flows: FlowRecord) -> FlowsData:
+    return FlowsData(flows=tuple(flows), flows_tracked=len(flows), total_bytes=sum(f.bytes for f in flows),
+                     total_packets=sum(f.packets for f in flows), total_bps=None, total_pps=None, evictions=0,
+                     update_failures=0, not_ip_packets=0, truncated_packets=0, events_total=None,
+                     lost_events=None, tcp_events_error=None)
+
+
+_seq = iter(range(1, 1_000_000))
+
+
+async def publish(pilot, app, k: Kernel) -> RulesPane:
+    app.runtime.bus.publish(snap("rules", k.data(), ok(NOW - 1), seq=next(_seq), t=NOW - 1))
+    await pilot.pause()
+    return app.query_one(RulesPane)
+
+
+async def show(pilot, app, k: Kernel, *flows: FlowRecord) -> RulesPane:
+    if flows:
+        app.runtime.bus.publish(snap("flows", flows_data(*flows), ok(NOW - 1), seq=next(_seq), t=NOW - 1))
+    pane = await publish(pilot, app, k)
+    await pilot.press("2")  # at 80 columns only the focused pane has a body
+    await pilot.pause()
+    return pane
+
+
+def rows(app) -> list[list[str]]:
+    table = app.query_one("#rules-table", DataTable)
+    return [[str(getattr(c, "plain", c)).strip() for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def column_labels(app) -> list[str]:
+    return [str(c.label).strip() for c in app.query_one("#rules-table", DataTable).columns.values()]
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def audit_entries(tmp_path) -> list[dict]:
+    path = tmp_path / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def type_rule(pilot, app, text: str) -> RuleEditScreen:
+    await pilot.press("a")
+    await pilot.pause()
+    editor = app.screen
+    assert isinstance(editor, RuleEditScreen)
+    editor.query_one(Input).value = text
+    await pilot.pause()
+    return editor
+
+
+async def until_confirm(pilot, app) -> ConfirmScreen:
+    """The confirmation the change leads to (planning reads the rule set in a thread)."""
+    for _ in range(100):
+        await pilot.pause(0.02)
+        if isinstance(app.screen, ConfirmScreen):
+            return app.screen
+    raise AssertionError(f"no confirmation screen; the screen is {app.screen!r}")
+
+
+async def confirm(pilot, app) -> None:
+    await pilot.press("enter")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+async def test_table_renders_counters_rate_and_the_enforced_flag(tmp_path, kernel):
+    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"',
+         "count udp from any port 53 out")
+    kernel.counters = {1: (12345, 9_000_000, NOW - 2, 41.0, (1.0, 5.0, 41.0)), 2: (7, 700, None, None, ())}
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show(pilot, app, kernel)
+        got = rows(app)
+        assert column_labels(app) == ["id", "action", "match", "packets", "bytes", "rate", "last hit"]
+        assert got[0][:2] == ["1", "◆ deny"]  # enforced: stays after exit
+        assert got[0][2].startswith("tcp from 203.0.113.0/24") and got[0][2].endswith("…")  # cut at 80
+        detail = text_of(app, "#rules-detail")  # ... and the selected rule in full below
+        assert 'id 1: deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"' in detail
+        assert "expiry in 15m" in detail and "stays enforced after ebpftop exits" in detail
+        assert got[0][3:] == ["12.3k", "8.6 MiB", "41/s", "2s ago"]
+        assert got[1][:2] == ["2", "count"]
+        assert got[1][3:] == ["7", "700 B", "—", "never"]  # no rate yet is not 0
+        assert "2/256 rules" in text_of(app, "#rules-summary")
+        assert "1 enforced (stay after ebpftop exits)" in text_of(app, "#rules-summary")
+        assert "a: add  e: edit  d: delete  t: count/deny" in text_of(app, "#rules-keys")
+        assert "12.3k" in screen_text(app)
+
+
+async def test_160x48_grid_pane_shows_the_selected_rules_history_and_author_below(tmp_path, kernel):
+    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 ttl 15m "scraper"', "allow tcp to any port 22")
+    kernel.counters = {1: (100, 1000, NOW - 1, 3.0, (0.0, 1.0, 2.0, 3.0))}
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = await show(pilot, app, kernel)
+        assert pane.region.width < 100  # a quarter of the screen
+        assert column_labels(app)[-1] == "last hit"
+        detail = text_of(app, "#rules-detail")
+        assert "rate ▁▄▅█" in detail or "rate ▁" in detail
+        assert "\\x1b" in detail and "\x1b" not in detail  # the hostile author, escaped
+        assert "\x1b]0;" not in screen_text(app)
+
+
+async def test_wide_pane_shows_sparkline_expiry_and_cleaned_author(tmp_path, kernel):
+    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 ttl 15m "scraper"', "allow tcp to any port 22")
+    kernel.counters = {1: (100, 1000, NOW - 1, 3.0, (0.0, 1.0, 2.0, 3.0))}
+    app = make_app(tmp_path)
+    async with app.run_test(size=(119, 30)) as pilot:  # stacked panes: the focused one is full width
+        await show(pilot, app, kernel)
+        assert column_labels(app)[0] == "#"
+        assert column_labels(app)[-3:] == ["rate history", "expiry", "author"]
+        first = rows(app)[0]
+        assert first[-3].startswith("▁") and first[-3].rstrip().endswith("█")
+        assert first[-2] == "in 15m"
+        assert "\x1b" not in first[-1] and "\\x1b" in first[-1]  # escaped, never interpreted
+        assert rows(app)[1][-2] == "—"  # no TTL
+        assert "\x1b]0;" not in screen_text(app)
+
+
+async def test_a_payload_of_another_shape_gets_the_generic_body(tmp_path, kernel):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.runtime.bus.publish(snap("rules", {"rules": [1, 2]}))
+        await pilot.press("2")
+        await pilot.pause()
+        pane = app.query_one(RulesPane)
+        assert pane.has_class("-generic")
+        assert "rules: 2 items" in screen_text(app)
+        await publish(pilot, app, kernel)
+        assert not pane.has_class("-generic") and "0/256 rules" in text_of(app, "#rules-summary")
+
+
+# --- a: add --------------------------------------------------------------------------------
+
+
+async def test_add_with_a_bad_rule_shows_the_column_and_applies_nothing(tmp_path, kernel):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show(pilot, app, kernel)
+        editor = await type_rule(pilot, app, "deny tcp from 10.0.0.1/24 to any port 22")
+        status = text_of(app, "#rule-status")
+        assert editor.error is not None and editor.error.col == 15
+        assert "column 15: '10.0.0.1/24': host bits set" in status
+        lines = status.splitlines()
+        assert lines[-1].index("^") == lines[-2].index("10.0.0.1/24")  # the caret is under the term
+        # As you type: fixing it clears the error.
+        editor.query_one(Input).value = "deny tcp from 10.0.0.0/24 to any port 22"
+        await pilot.pause()
+        assert editor.error is None and "valid" in text_of(app, "#rule-status")
+        editor.query_one(Input).value = "deny tcp to any port 70000"
+        await pilot.pause()
+        await pilot.press("enter")  # refused by the editor: still open, nothing planned
+        await pilot.pause()
+        assert app.screen is editor and "port out of range" in text_of(app, "#rule-status")
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+        assert kernel.applied == 0 and kernel.rules == []
+        assert audit_entries(tmp_path) == []
+
+
+async def test_add_previews_the_recent_flows_and_goes_through_the_gate(tmp_path, kernel):
+    seed(kernel, "count icmp")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show(pilot, app, kernel, flow(), flow(src="198.51.100.9", dport=443), flow(src="203.0.113.8"))
+        editor = await type_rule(pilot, app, 'deny tcp from 203.0.113.0/24 to any port 6379 "scraper"')
+        preview = text_of(app, "#rule-preview")
+        assert "It DROPS tcp packets from 203.0.113.0/24" in preview
+        assert "would drop 2 recent flows (80 packets, 104000 bytes)" in preview
+        assert "198.51.100.9" not in preview
+        assert kernel.applied == 0  # a preview changes nothing
+        await pilot.press("enter")
+        dialog = await until_confirm(pilot, app)
+        assert dialog is not editor
+        said = dialog.action.description
+        assert said.startswith('Add rule: deny tcp from 203.0.113.0/24 to any port 6379 "scraper"')
+        assert "would drop 2 recent flows" in said and dialog.action.dangerous
+        await confirm(pilot, app)
+        assert [format_rule(r) for r in kernel.rules][-1] == 'deny tcp from 203.0.113.0/24 to any port 6379 "scraper"'
+        entries = audit_entries(tmp_path)
+        assert [e["event"] for e in entries] == ["intent", "result"]
+        assert entries[0]["action"]["kind"] == "rules.add"
+        assert "would drop 2 recent flows" in entries[0]["action"]["description"]
+        assert entries[1]["ok"] is True and "2 rules enforced" in entries[1]["message"]
+        pane = await publish(pilot, app, kernel)  # the collector's next reading
+        assert rows(app)[1][1] == "◆ deny" and len(pane.rows) == 2
+
+
+async def test_add_count_rule_is_session_scoped_and_cancel_changes_nothing(tmp_path, kernel):
+    import os
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show(pilot, app, kernel)
+        await type_rule(pilot, app, "count udp to any port 53")
+        assert "No recent flows to preview against" in text_of(app, "#rule-preview")
+        await pilot.press("enter")
+        await until_confirm(pilot, app)
+        await pilot.press("escape")  # declined at the confirmation
+        await app.workers.wait_for_complete()
+        assert kernel.applied == 0
+        assert [e["event"] for e in audit_entries(tmp_path)] == ["cancelled"]
+        await type_rule(pilot, app, "count udp to any port 53")
+        await pilot.press("enter")
+        await until_confirm(pilot, app)
+        await confirm(pilot, app)
+        assert kernel.rules[0].session == os.getpid()
+
+
+# --- t, d, e on the selected rule ----------------------------------------------------------
+
+
+async def test_toggle_to_deny_states_the_traffic_it_will_drop(tmp_path, kernel):
+    seed(kernel, "allow tcp from 203.0.113.8", "count tcp to any port 6379")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await show(pilot, app, kernel, flow(), flow(src="203.0.113.8"), flow(dport=22))
+        await pilot.press("down")
+        assert pane.selected().id == 2
+        await pilot.press("t")
+        dialog = await until_confirm(pilot, app)
+        assert dialog.action.dangerous
+        said = dialog.action.description
+        assert said.startswith("Rule 2: count tcp to any port 6379\nbecomes deny: it DROPS tcp packets")
+        # The earlier allow takes 203.0.113.8's flow first, as in the kernel.
+        assert "would drop 1 recent flow (40 packets, 52000 bytes): tcp 203.0.113.7:41000 -> 10.0.0.2:6379" in said
+        await confirm(pilot, app)
+        assert [r.action for r in kernel.rules] == ["allow", "deny"]
+        entries = audit_entries(tmp_path)
+        assert entries[0]["action"]["kind"] == "rules.action"
+        assert entries[0]["action"]["params"] == {"id": 2, "action": "deny"}
+        await publish(pilot, app, kernel)
+        await pilot.press("t")  # back to count
+        assert "becomes count" in (await until_confirm(pilot, app)).action.description
+        await confirm(pilot, app)
+        assert [r.action for r in kernel.rules] == ["allow", "count"]
+        await publish(pilot, app, kernel)
+        await pilot.press("up", "t")  # an allow has no count/deny counterpart: nothing asked
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and kernel.applied == 2
+
+
+async def test_delete_removes_the_selected_rule(tmp_path, kernel):
+    seed(kernel, "deny tcp to any port 23", "count icmp")
+    kernel.counters = {1: (5, 300, NOW - 5, 0.0, ())}
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show(pilot, app, kernel)
+        await pilot.press("d")
+        said = (await until_confirm(pilot, app)).action.description
+        assert "1: deny tcp to any port 23" in said and "Traffic it drops now passes again" in said
+        await confirm(pilot, app)
+        assert [r.id for r in kernel.rules] == [2]
+        assert audit_entries(tmp_path)[0]["action"]["params"] == {"ids": [1]}
+        await publish(pilot, app, kernel)
+        assert [r[0] for r in rows(app)] == ["2"]
+
+
+async def test_edit_replaces_one_rule_in_place_and_keeps_the_others(tmp_path, kernel):
+    seed(kernel, "allow tcp to any port 22 ttl 1h", "count tcp to any port 8080", "deny udp to any port 53")
+    untouched = {r.id: r for r in kernel.rules if r.id != 2}
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await show(pilot, app, kernel, flow(dport=8080))
+        await pilot.press("down", "e")
+        await pilot.pause()
+        editor = app.screen
+        assert isinstance(editor, RuleEditScreen)
+        assert editor.query_one(Input).value == "count tcp to any port 8080"
+        editor.query_one(Input).value = "deny tcp to any port 8080-8081"
+        await pilot.pause()
+        assert "would drop 1 recent flow" in text_of(app, "#rule-preview")
+        await pilot.press("enter")
+        action = (await until_confirm(pilot, app)).action
+        assert action.kind == "rules.edit" and action.dangerous
+        assert "was: count tcp to any port 8080\n  now: deny tcp to any port 8080-8081" in action.description
+        await confirm(pilot, app)
+        assert kernel.applied == 1  # one switch
+        assert [format_rule(r, with_ttl=False) for r in kernel.rules] == [
+            "allow tcp to any port 22", "deny tcp to any port 8080-8081", "deny udp to any port 53"]
+        for r in kernel.rules:
+            if r.id in untouched:  # same id, slot and expiry: counters and TTL untouched
+                old = untouched[r.id]
+                assert (r.slot, r.expires, r.ttl) == (old.slot, old.expires, old.ttl)
+        assert audit_entries(tmp_path)[0]["action"]["params"]["new"] == "deny tcp to any port 8080-8081"
+        assert pane.data is not None
+
+
+# --- kiosk ---------------------------------------------------------------------------------
+
+
+async def test_kiosk_keys_are_absent_and_inert(tmp_path, kernel):
+    seed(kernel, "count tcp to any port 6379")
+    app = make_app(tmp_path, kiosk=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await show(pilot, app, kernel)
+        for action in ("add_rule", "edit_rule", "delete_rule", "toggle_rule"):
+            assert pane.check_action(action, ()) is False
+        active = {b.binding.action for b in app.active_bindings.values()}
+        assert not active & {"add_rule", "edit_rule", "delete_rule", "toggle_rule"}
+        assert "a: add" not in text_of(app, "#rules-keys")
+        for key in ("a", "e", "d", "t"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen is app._main_screen
+        # Called directly anyway: refused, and the refusal audited by the read-only gate.
+        pane.action_toggle_rule()
+        await app.workers.wait_for_complete()
+        assert kernel.applied == 0
+        assert [e["event"] for e in audit_entries(tmp_path)] == ["refused"]
+
+
+async def test_keys_only_act_when_the_rules_pane_has_the_focus(tmp_path, kernel):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await publish(pilot, app, kernel)
+        await pilot.press("1", "a")  # the Flows pane has the focus
+        await pilot.pause()
+        assert not isinstance(app.screen, RuleEditScreen)
+        await pilot.press("2", "a")
+        await pilot.pause()
+        assert isinstance(app.screen, RuleEditScreen)
+        await pilot.press("escape")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_sizes_fit_the_table(tmp_path, kernel, size):
+    seed(kernel, *[f"count tcp to any port {1000 + i}" for i in range(30)])
+    app = make_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        pane = await show(pilot, app, kernel)
+        table = app.query_one("#rules-table", DataTable)
+        assert table.region.height >= 3 and table.region.right <= pane.region.right
+        assert table.virtual_size.width <= pane.content_size.width + 1  # no horizontal scroll
+        await type_rule(pilot, app, "deny tcp from 10.0.0.1/24")
+        status = app.screen.query_one("#rule-status", Static)
+        assert status.region.bottom <= size[1] and "host bits set" in text_of(app, "#rule-status")
