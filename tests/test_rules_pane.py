@@ -187,13 +187,13 @@ async def test_table_renders_counters_rate_and_the_enforced_flag(tmp_path, kerne
         assert got[0][:2] == ["1", "◆ deny"]  # enforced: stays after exit
         assert got[0][2].startswith("tcp from 203.0.113.0/24") and got[0][2].endswith("…")  # cut at 80
         detail = text_of(app, "#rules-detail")  # ... and the selected rule in full below
-        assert 'id 1: deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"' in detail
-        assert "expiry in 15m" in detail and "stays enforced after ebpftop exits" in detail
+        assert 'deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"' in detail
+        assert "#1 id 1  rate ▁▂█" in detail and "expiry in 15m" in detail
         assert got[0][3:] == ["12.3k", "8.6 MiB", "41/s", "2s ago"]
         assert got[1][:2] == ["2", "count"]
         assert got[1][3:] == ["7", "700 B", "—", "never"]  # no rate yet is not 0
         assert "2/256 rules" in text_of(app, "#rules-summary")
-        assert "1 enforced (stay after ebpftop exits)" in text_of(app, "#rules-summary")
+        assert "◆ 1 stay enforced after exit  on eth0 in+out" in text_of(app, "#rules-summary")
         assert "a: add  e: edit  d: delete  t: count/deny" in text_of(app, "#rules-keys")
         assert "12.3k" in screen_text(app)
 

@@ -65,7 +65,7 @@ class RulesPane(SourcePane):
     RulesPane #rules-summary { height: auto; max-height: 3; }
     RulesPane #rules-keys { height: 1; color: $text-muted; }
     RulesPane #rules-table { height: 1fr; min-height: 3; scrollbar-size-vertical: 1; }
-    RulesPane #rules-detail { height: auto; max-height: 2; }
+    RulesPane #rules-detail { height: auto; max-height: 3; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:

@@ -30,7 +30,8 @@ def flows_line(rule: Rule, flows: list, earlier: list[Rule]) -> str:
     """What `rule` would have matched in the recent flows, in one sentence."""
     if not flows:
         return "No recent flows to preview against (the flows source has no data yet)."
-    return "In the recent flows: " + preview(rule, flows, earlier).text + "."
+    text = preview(rule, flows, earlier).text
+    return text[:1].upper() + text[1:] + "."
 
 
 def editor_preview(rule: Rule, flows: list, earlier: list[Rule]) -> str:

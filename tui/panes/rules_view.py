@@ -148,16 +148,16 @@ def label(c: Column) -> Text:
 
 
 def detail(rec: RuleRecord, now: float) -> list:
-    """The selected rule in full under the table (the match column may be cut)."""
-    parts: list = [(f"#{rec.position + 1} id {rec.id}: ", "bold"), clean(rec.text, 400)]
-    who = f"  by {clean(rec.author, 80)}" if rec.author else ""
-    age = fmt.duration(now - rec.created) if rec.created else fmt.NO_DATA
-    exp = expiry_text(rec, now)
-    parts.append((f"{who}, {age} ago" + ("" if exp == fmt.NO_DATA else f", expiry {exp}"), "$text-muted"))
+    """The selected rule in full under the table (the match column may be cut): who,
+    age, expiry and rate history first, then the whole rule text."""
+    parts: list = [(f"#{rec.position + 1} id {rec.id}", "bold")]
     if rec.history:
         parts += [("  rate ", "$text-muted"), (sparkline(list(rec.history), SPARK_W), "$accent")]
-    if enforced(rec):
-        parts.append((f"  {ENFORCED} stays enforced after ebpftop exits", "$warning"))
+    age = fmt.duration(now - rec.created) if rec.created else fmt.NO_DATA
+    exp = expiry_text(rec, now)
+    parts.append(((f"  by {clean(rec.author, 60)}," if rec.author else " ") + f" {age} ago"
+                  + ("" if exp == fmt.NO_DATA else f", expiry {exp}"), "$text-muted"))
+    parts += ["\n", clean(rec.text, 400)]  # (◆ in the action column and the summary says it stays)
     return parts
 
 
@@ -166,16 +166,26 @@ def summary(data: RulesData) -> list:
     n = len(data.rules)
     parts: list = [(f"{n}/{data.max_rules} rules", "bold")]
     if data.enforcing:
-        parts.append((f"  {ENFORCED} {data.enforcing} enforced (stay after ebpftop exits)", "$warning"))
+        parts.append((f"  {ENFORCED} {data.enforcing} stay enforced after exit", "$warning"))
     expired = sum(1 for r in data.rules if r.expired)
     if expired:
         parts.append((f"  {expired} expired (no longer match)", "$text-muted"))
     if data.attached:
         parts.append(("  on ", "$text-muted"))
-        parts.append(clean(", ".join(data.attached), 200))
+        parts.append(clean(attached_text(data.attached), 200))
     if data.problem:
         parts += ["\n", ("✖ ", "bold $error"), clean(data.problem, 400)]
     return parts
+
+
+def attached_text(attached) -> str:
+    """("eth0 ingress", "eth0 egress", "eth1 ingress (device gone)") -> "eth0 in+out, eth1 in (device gone)"."""
+    ways: dict[str, list[str]] = {}
+    for item in attached:
+        iface, _, rest = str(item).partition(" ")
+        way, _, note = rest.partition(" ")
+        ways.setdefault(iface, []).append({"ingress": "in", "egress": "out"}.get(way, way) + (f" {note}" if note else ""))
+    return ", ".join(f"{iface} {'+'.join(w)}" for iface, w in ways.items())
 
 
 def flow_key(f) -> tuple:
