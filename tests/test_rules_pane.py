@@ -411,6 +411,10 @@ async def test_kiosk_keys_are_absent_and_inert(tmp_path, kernel):
         active = {b.binding.action for b in app.active_bindings.values()}
         assert not active & {"add_rule", "edit_rule", "delete_rule", "toggle_rule"}
         assert "a: add" not in text_of(app, "#rules-keys")
+        from ebpftop.tui.screens.help import pane_rows
+
+        listed = {keys.strip(): note for keys, _text, note in pane_rows(app)}
+        assert all(listed[k] == "disabled: read-only" for k in ("a", "e", "d", "t"))
         for key in ("a", "e", "d", "t"):
             await pilot.press(key)
             await pilot.pause()
