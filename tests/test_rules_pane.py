@@ -451,3 +451,115 @@ async def test_sizes_fit_the_table(tmp_path, kernel, size):
         await type_rule(pilot, app, "deny tcp from 10.0.0.1/24")
         status = app.screen.query_one("#rule-status", Static)
         assert status.region.bottom <= size[1] and "host bits set" in text_of(app, "#rule-status")
+
+
+# --- the real datapath (root) --------------------------------------------------------------
+
+PILOT_IN_NETNS = r'''
+import asyncio, json, socket, sys
+sys.path.insert(0, sys.argv[1])
+from textual.widgets import Input
+from ebpftop.collectors.rules.collector import RulesCollector
+from ebpftop.collectors.runtime import Runtime
+from ebpftop.collectors.settings import Settings
+from ebpftop.tui.app import EbpftopApp
+from ebpftop.tui.panes.rules import RulesPane
+from ebpftop.tui.screens.confirm import ConfirmScreen
+
+tmp, pin_dir, a_if, b_ip = sys.argv[2:6]
+settings = Settings(audit_log=f"{tmp}/audit.jsonl", audit_key=f"{tmp}/audit.key", rules_pin_dir=pin_dir,
+                    rules_state_dir=f"{tmp}/state", refresh=0.2)
+app = EbpftopApp(Runtime(settings, collectors=[RulesCollector(settings)]))
+out = {}
+
+async def until(pilot, cond, what):
+    for _ in range(300):  # bounded: 300 pauses of 0.05 s
+        await pilot.pause(0.05)
+        if cond():
+            return
+    raise SystemExit(f"gave up waiting for {what}; screen {app.screen!r}")
+
+async def confirm_next(pilot, key):
+    await pilot.press(key)
+    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+    said = app.screen.action.description
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the change")
+    await app.workers.wait_for_complete()
+    return said
+
+async def main():
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(RulesPane)
+        await until(pilot, lambda: pane.data is not None, "the rules source")
+        await pilot.press("2", "a")
+        await until(pilot, lambda: app.screen.query(Input), "the editor")
+        app.screen.query_one(Input).value = f'count udp to {b_ip} port 9 on {a_if} out "pane"'
+        await pilot.pause()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the add confirmation")
+        out["add"] = app.screen.action.description
+        await pilot.press("enter")
+        await until(pilot, lambda: pane.rows, "the rule in the pane")
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(5):
+            s.sendto(b"x" * 10, (b_ip, 9))
+        await until(pilot, lambda: pane.rows and pane.rows[0].packets == 5, "5 packets counted")
+        out["counted"] = [pane.rows[0].packets, pane.rows[0].bytes]
+        out["toggle"] = await confirm_next(pilot, "t")
+        await until(pilot, lambda: pane.rows and pane.rows[0].action == "deny", "deny shown")
+        try:
+            s.sendto(b"x" * 10, (b_ip, 9))
+        except OSError as exc:  # a TC drop on egress may surface as an error
+            out["send_error"] = type(exc).__name__
+        await until(pilot, lambda: pane.rows and pane.rows[0].packets == 6, "the dropped packet counted")
+        out["after_deny"] = [pane.rows[0].action, pane.rows[0].packets]
+        out["delete"] = await confirm_next(pilot, "d")
+        await until(pilot, lambda: pane.data is not None and not pane.data.rules, "no rules")
+        out["events"] = [json.loads(l)["event"] for l in open(f"{tmp}/audit.jsonl")]
+
+asyncio.run(main())
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.root
+@pytest.mark.integration
+def test_real_datapath_add_count_toggle_deny_delete(tmp_path):
+    """In namespace A of a veth pair made here: `a` adds a count rule on A's veth through
+    the pane, it counts exactly the 5 datagrams sent, `t` makes it deny (confirmation
+    says it drops), the next datagram is dropped and counted, `d` removes it."""
+    import os
+    import secrets
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from conftest import need_root
+    from netns import PYTHON, veth_pair
+
+    need_root()
+    pin_dir = f"/sys/fs/bpf/ebpftop-test-{secrets.token_hex(4)}/rules"
+    env = dict(os.environ)
+    env.pop("CI", None)
+    try:
+        with veth_pair("ebrp") as net:
+            p = subprocess.run(
+                ["nsenter", f"--net=/run/netns/{net.a.name}", PYTHON, "-c", PILOT_IN_NETNS,
+                 str(Path(__file__).parent), str(tmp_path), pin_dir, net.a_if, net.b_ip4],
+                capture_output=True, text=True, timeout=300, env=env)
+            assert p.returncode == 0, p.stderr[-3000:]
+            out = json.loads(p.stdout.strip().splitlines()[-1])
+    finally:
+        from ebpftop.collectors.rules.ruleset import RuleBook
+
+        book = RuleBook(pin_dir, str(tmp_path / "state"))
+        book.dp.remove()
+        book.state.remove()
+        shutil.rmtree(os.path.dirname(pin_dir), ignore_errors=True)
+    assert out["add"].startswith(f'Add rule: count udp to {net.b_ip4}/32 port 9 on {net.a_if} out "pane"')
+    assert out["counted"] == [5, 5 * (14 + 20 + 8 + 10)]
+    assert "becomes deny: it DROPS udp packets" in out["toggle"]
+    assert out["after_deny"] == ["deny", 6]
+    assert "Delete:" in out["delete"]
+    assert out["events"] == ["intent", "result"] * 3
