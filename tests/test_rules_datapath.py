@@ -372,3 +372,27 @@ def test_session_count_rules_end_with_their_session(rules):
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["['enforce', 'mine']", "['enforce', 'mine'] True",  # reorder keeps id and slot
                                      "['enforce']"]  # the deny outlives the session
+
+
+PLAN_FDS = """
+import os, sys
+from ebpftop.collectors.rules.actions import plan
+from ebpftop.collectors.settings import Settings
+from ebpftop.collectors.audit import Actor
+
+settings = Settings(rules_pin_dir=sys.argv[1], rules_state_dir=sys.argv[2])
+actor = Actor(user="t", uid=0)
+before = len(os.listdir("/proc/self/fd"))
+for request in [("del", [1]), ("action", 1, "deny"), ("move", 1, 0), ("flush",)]:
+    for _ in range(20):
+        plan(settings, request, actor)  # never performed: a cancelled or refused change
+print(len(os.listdir("/proc/self/fd")) - before)
+"""
+
+
+def test_planned_but_never_performed_changes_leak_no_fds(rules):
+    rules.cli("rules", "add", "--yes", 'count udp to any port 9 "fdcheck"')
+    p = subprocess.run(["nsenter", f"--net=/run/netns/{rules.net.a.name}", PYTHON, "-c", PLAN_FDS, rules.pin_dir,
+                        rules.state_dir], env=rules.env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "0"

@@ -86,7 +86,11 @@ def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, 
         def change() -> str:
             return book.replace(rules, author).summary()
     else:
+        book.close()
         raise ValueError(f"unknown rules request {kind!r}")
+    # The reads above opened pinned maps; a cancelled or refused action never runs
+    # perform, so release them now (the book reopens them lazily when it applies).
+    book.close()
 
     async def perform() -> str:
         try:
