@@ -563,3 +563,69 @@ def test_real_datapath_add_count_toggle_deny_delete(tmp_path):
     assert out["after_deny"] == ["deny", 6]
     assert "Delete:" in out["delete"]
     assert out["events"] == ["intent", "result"] * 3
+
+
+# --- rules that outlive the dashboard: said at start, asked about at quit -----------
+
+
+async def test_start_says_which_rules_enforce_from_before(tmp_path, kernel):
+    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 "scraper"', "count udp to any port 53")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await publish(pilot, app, kernel)
+        notes = [str(n.message) for n in app._notifications]
+        assert any("scraper" in n and "6379" in n for n in notes), notes
+        assert not any("port 53" in n for n in notes)  # count rules do not outlive the session
+
+
+async def test_quit_with_enforced_rules_asks_keep_remove_or_stay(tmp_path, kernel):
+    from ebpftop.tui.screens.quit_rules import QuitRulesScreen
+
+    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 "scraper"')
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await publish(pilot, app, kernel)
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, QuitRulesScreen)
+        assert "scraper" in screen_text(app)
+        await pilot.press("escape")  # stay
+        await pilot.pause()
+        assert not isinstance(app.screen, QuitRulesScreen) and app.is_running
+        await pilot.press("q")
+        await pilot.pause()
+        await pilot.press("k")  # keep and quit
+        await pilot.pause()
+    assert not app.is_running
+    assert [r.action for r in kernel.rules] == ["deny"]  # kept: still enforcing
+
+
+async def test_quit_and_remove_goes_through_the_gate(tmp_path, kernel):
+    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 "scraper"', "count udp to any port 53")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await publish(pilot, app, kernel)
+        await pilot.press("q")
+        await pilot.pause()
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "6379" in screen_text(app)
+        await pilot.press("y")
+        await pilot.pause()
+        await pilot.pause()
+    assert not app.is_running
+    assert [r.action for r in kernel.rules] == ["count"]  # the deny is gone, nothing else
+    events = [json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert events == ["intent", "result"]
+
+
+async def test_kiosk_quits_without_asking(tmp_path, kernel):
+    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 "scraper"')
+    app = make_app(tmp_path, kiosk=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await publish(pilot, app, kernel)
+        await pilot.press("q")
+        await pilot.pause()
+    assert not app.is_running
+    assert [r.action for r in kernel.rules] == ["deny"]

@@ -43,6 +43,7 @@ from .panes.base import SourcePane
 from .panes.canary_rollback import RollbackControl
 from .panes.header import HostHeader, Marks
 from .screens.confirm import ConfirmScreen
+from .screens.quit_rules import QuitRulesScreen
 from .screens.help import HelpScreen
 from .screens.prompt import PromptScreen
 from .text import clean
@@ -103,6 +104,7 @@ class EbpftopApp(App[int]):
         self._recorder_state: str | None = None
         self._header: HostHeader | None = None
         self.rollback_control = RollbackControl(self)  # R and auto-rollback
+        self._enforced_told = False  # the start notice of rules enforced from before
         self.log_keeper = LogKeeper()
         self._log_installed = False
         register_themes(self)
@@ -198,6 +200,8 @@ class EbpftopApp(App[int]):
             return
         if snap.source == "canary":
             self.rollback_control.observe(snap)  # auto-rollback counts evaluations even while paused
+        if snap.source == "rules" and not self._enforced_told and snap.data is not None:
+            self._tell_enforced(snap)
         self._dirty.add(snap.source)
         if self.paused:
             self._pending += 1
@@ -434,6 +438,65 @@ class EbpftopApp(App[int]):
             self._draw_header()
 
     # --- actions that change the world: always through the gate ------------------
+
+    # --- rules that outlive the dashboard ------------------------------------------
+
+    def _enforced_lines(self) -> list[str]:
+        from ebpftop.collectors.rules.model import RulesData
+        from ebpftop.collectors.rules.summary import enforced_lines
+
+        snap = self.runtime.store.latest("rules")
+        data = getattr(snap, "data", None)
+        return enforced_lines(data, self.now()) if isinstance(data, RulesData) else []
+
+    def _tell_enforced(self, snap: Snapshot) -> None:
+        """Every start says which allow/deny rules are enforcing from before."""
+        self._enforced_told = True
+        if self.replay is not None:
+            return
+        lines = self._enforced_lines()
+        if lines:
+            shown = "\n".join(clean(line, 200) for line in lines[:6])
+            more = f"\n… and {len(lines) - 6} more (Rules pane)" if len(lines) > 6 else ""
+            self.notify(shown + more, title=f"{len(lines)} rule(s) enforcing", severity="warning", timeout=20)
+
+    async def action_quit(self) -> None:
+        """Quit; when allow/deny rules stay enforced, say which and ask keep/remove."""
+        lines = [] if self.read_only or self.replay is not None else self._enforced_lines()
+        if not lines:
+            self.exit()
+            return
+        self._quit_flow(lines)
+
+    @work(exclusive=True, group="action")
+    async def _quit_flow(self, lines: list[str]) -> None:
+        choice = await self.push_screen_wait(QuitRulesScreen(lines))
+        if choice is None:
+            return
+        if choice == "remove" and not await self._remove_enforced():
+            return  # the failure was reported; stay so the operator sees the rules
+        self.exit()
+
+    async def _remove_enforced(self) -> bool:
+        from ebpftop.collectors.rules.model import RulesData
+
+        from .panes.rules_change import plan_change
+
+        gate = getattr(self.runtime, "gate", None)
+        snap = self.runtime.store.latest("rules")
+        data = getattr(snap, "data", None)
+        if gate is None or not isinstance(data, RulesData):
+            self.notify("cannot remove rules: no action gate or no rules data", severity="error")
+            return False
+        ids = [r.id for r in data.rules if r.action != "count" and not r.expired]
+        try:
+            action, perform = await plan_change(self.settings, ("del", ids), gate.actor)
+        except Exception as exc:  # noqa: BLE001 - reading the pinned set failed
+            self.notify(f"cannot remove rules: {clean(exc, 200)}", severity="error")
+            return False
+        result = await gate.execute(action, perform, self._confirm)
+        self._report(result)
+        return bool(result.ok)
 
     def action_marker(self) -> None:
         if self.read_only:

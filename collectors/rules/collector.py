@@ -8,6 +8,7 @@ Reading needs root (bpffs pins). With no rules pinned the source is healthy and 
 from __future__ import annotations
 
 import asyncio
+import logging
 import collections
 import os
 import time
@@ -19,6 +20,8 @@ from .ruleset import RuleBook
 from .spec import format_rule
 
 HISTORY = 30
+
+log = logging.getLogger(__name__)
 
 
 def rules_data(settings, book: RuleBook | None = None, rates=None) -> RulesData:
@@ -95,6 +98,13 @@ class RulesCollector(Collector):
         return payload.problem or ""
 
     async def close(self) -> None:
-        if self._book is not None:
-            self._book.close()
-            self._book = None
+        book, self._book = self._book, None
+        if book is None:
+            return
+        try:
+            # Count rules this dashboard added live with its session (allow/deny stay).
+            await asyncio.to_thread(book.end_session, os.getpid())
+        except Exception:  # noqa: BLE001 - a dead session's rules go at the next change
+            log.warning("could not remove this session's count rules", exc_info=True)
+        finally:
+            book.close()

@@ -51,19 +51,19 @@ def _more(action: Action, text: str) -> Action:
     return dataclasses.replace(action, description=action.description + "\n" + text)
 
 
-async def _plan(settings, request: tuple, actor) -> tuple[Action, Perform]:
+async def plan_change(settings, request: tuple, actor) -> tuple[Action, Perform]:
     # plan() reads the pinned set (bpf syscalls, a metadata file): off the UI thread
     return await asyncio.to_thread(rule_actions.plan, settings, request, actor, session=os.getpid())
 
 
 async def add(settings, rule: Rule, records, flows: list, actor) -> tuple[Action, Perform]:
-    action, perform = await _plan(settings, ("add", rule, None), actor)
+    action, perform = await plan_change(settings, ("add", rule, None), actor)
     line = flows_line(rule, flows, current_rules(records))
     return _more(action, "It goes last (lowest priority). " + line), perform
 
 
 async def delete(settings, rec: RuleRecord, actor) -> tuple[Action, Perform]:
-    action, perform = await _plan(settings, ("del", [rec.id]), actor)
+    action, perform = await plan_change(settings, ("del", [rec.id]), actor)
     what = f"Its counters go with it ({rec.packets} packets, {rec.bytes} bytes)."
     if rec.action == "deny" and not rec.expired:
         what += " Traffic it drops now passes again."
@@ -79,7 +79,7 @@ async def toggle(settings, rec: RuleRecord, records, flows: list, actor) -> tupl
     new = toggled(rec.action)
     if new is None:
         raise ValueError(f"rule {rec.id} is {rec.action}: t switches count and deny only; e edits it")
-    action, perform = await _plan(settings, ("action", rec.id, new), actor)
+    action, perform = await plan_change(settings, ("action", rec.id, new), actor)
     rule = rule_of(rec)
     if new == "deny" and rule is not None:
         action = _more(action, flows_line(rule.with_(action="deny"), flows, _earlier(records, rec.position)))
@@ -100,7 +100,7 @@ async def edit(settings, rec: RuleRecord, new: Rule, records, flows: list, actor
             raise ValueError(f"rule {r.id} could not be read back ({r.text!r}); use the CLI")
         # ttl=None: `replace` then keeps this rule's id, counters and expiry as they are
         rules.append(same.with_(ttl=None))
-    load, perform = await _plan(settings, ("load", rules), actor)
+    load, perform = await plan_change(settings, ("load", rules), actor)
     old_text, new_text = rec.text, format_rule(new)
     desc = (f"Edit rule {rec.id} (priority {rec.position + 1}):\n  was: {old_text}\n  now: {new_text}\n"
             f"It {describe(new)}.\n{flows_line(new, flows, _earlier(records, rec.position))}\n"
