@@ -86,4 +86,12 @@ def sweep(*, everything: bool = False, dry_run: bool = False) -> list[Item]:
             except OSError as exc:
                 action = f"failed: {exc.strerror}"
         out.append(Item("pin", pin, (), action))
+    if not dry_run:
+        # The netlink fallback's pin directory (and ebpftop's, when nothing else is in
+        # it) is ours too: an empty one left behind is still a leftover.
+        for d in (tclegacy.PIN_DIR, os.path.dirname(tclegacy.PIN_DIR)):
+            try:
+                os.rmdir(d)
+            except OSError:
+                break  # absent, or not empty: rules pins live beside it
     return out
