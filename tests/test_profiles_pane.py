@@ -93,13 +93,13 @@ async def test_tag_sets_with_their_share(tmp_path, size):
         pane = await show(pilot, app, profiles_data())
         assert not pane.has_class("-nodata")
         table = app.query_one("#profiles-table", DataTable)
-        assert [str(c.label) for c in table.columns.values()] == ["share", "samples", "service", "env", "version", "pid"]
+        assert [str(c.label) for c in table.columns.values()] == ["share", "samples", "service", "env", "version", "pid", "comm"]
         rows = table_rows(app)
         # 200 samples: 80 other (pid 700), 80 stable (pid 901), 40 canary; heaviest
         # first, ties in tag order.
         assert [r[:3] for r in rows] == [["40.0%", "80", "search\\x1b[31m"], ["40.0%", "80", "checkout"],
                                         ["20.0%", "40", "checkout"]]
-        assert rows[2][4:] == ["canary", "933"]
+        assert rows[2][4:] == ["canary", "933", "checkout"]  # comm from the stacks
         assert "bpf 10s: 200 samples" in text_of(app, "#profiles-title")
         screen = screen_text(app)
         assert "\x1b[31m" not in screen and "4 Profiles" in screen
@@ -359,3 +359,16 @@ async def test_enter_on_a_canary_exemplar_opens_the_profiles_on_its_trace(tmp_pa
         assert app.focused is pane
         assert f"trace_id={TRACE}: 7 samples carry it" in text_of(app, "#profiles-title")
         assert [r[:2] for r in table_rows(app)] == [["100.0%", "7"]]
+
+
+def test_column_widths_cut_the_widest_first():
+    from ebpftop.tui.panes.profiles_view import fit_widths
+
+    columns = ["service", "trace_id", "pid"]
+    values = [["checkout", TRACE, "933"]]
+    # Everything fits: natural widths.
+    assert fit_widths(columns, values, 80) == [8, 32, 3]
+    # 40 columns: 6 of padding, 34 for values; only the trace_id is cut.
+    assert fit_widths(columns, values, 40) == [8, 23, 3]
+    # Far too narrow: nothing below the floor of 6 (the header needs its width anyway).
+    assert fit_widths(columns, values, 10) == [6, 6, 3]

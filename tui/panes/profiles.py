@@ -38,8 +38,8 @@ from .base import SourcePane
 from .profiles_capture import capture_action, describe_target, find_collector
 from .profiles_detail import ProfileDetailScreen
 from .profiles_view import (
-    TraceFilter, View, all_profiles, build_view, capture_target, compare, group_stacks, share_text,
-    table_columns,
+    TraceFilter, View, all_profiles, build_view, capture_target, compare, fit, fit_widths, group_stacks,
+    process_names, share_text, table_columns,
 )
 
 MAX_ROWS = 200
@@ -121,7 +121,7 @@ class ProfilesPane(SourcePane):
             parts.append((f"  BPF {hz} Hz", "$text-muted"))
         lost = getattr(data, "lost_samples", 0)
         if lost:
-            parts.append((f"  {lost} samples lost", "$warning"))
+            parts.append((f"  lost samples: {lost}", "$warning"))
         for st in getattr(data, "sources", ()):
             if st.state == "error":
                 parts += ["\n", (f"✖ {clean(st.name, 60)}: ", "bold $error"), clean(st.message, 200)]
@@ -147,8 +147,12 @@ class ProfilesPane(SourcePane):
         keep = self.selected_group()
         groups = list(view.groups[:MAX_ROWS])
         columns = table_columns(tuple(groups))
-        # Values share what is left after share and samples; a long trace_id gets cut.
-        room = max(6, (width - 18) // max(1, len(columns)) - 2)
+        comms = process_names(view)
+        if comms:
+            columns.append("comm")
+        values = [[clean(comms.get(g.tags, fmt.NO_DATA) if key == "comm" else tag(g.tags, key, fmt.NO_DATA))
+                   for key in columns] for g in groups]
+        limits = fit_widths(columns, values, width - 20)
         if columns != self._columns or not table.columns:
             table.clear(columns=True)
             table.add_column("share", key="share")
@@ -160,7 +164,7 @@ class ProfilesPane(SourcePane):
             table.clear()
         for i, g in enumerate(groups):
             cells = [Text(share_text(g.share), justify="right"), Text(str(g.samples), justify="right")]
-            cells += [safe(tag(g.tags, key, fmt.NO_DATA), max_len=room) for key in columns]
+            cells += [safe(fit(v, limit)) for v, limit in zip(values[i], limits)]
             table.add_row(*cells, key=str(i))
         self.rows = groups
         if keep is not None:

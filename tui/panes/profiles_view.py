@@ -106,10 +106,32 @@ def group_stacks(view: View, group: TagGroup) -> list[StackSample]:
     return [s for s in view.stacks if project(s.tags, TABLE_KEYS) == group.tags]
 
 
+def process_names(view: View) -> dict[Tags, str]:
+    """The process name (comm) behind each row, from its listed stacks: a row without
+    a service tag is otherwise a bare pid."""
+    names: dict[Tags, str] = {}
+    for s in view.stacks:
+        comm = tag(s.tags, "comm")
+        if comm:
+            names.setdefault(project(s.tags, TABLE_KEYS), comm)
+    return names
+
+
 def table_columns(groups: tuple[TagGroup, ...]) -> list[str]:
     """The tag keys some group has (a column nobody fills only takes room)."""
     present = {k for g in groups for k, _ in g.tags}
     return [k for k in TABLE_KEYS if k in present]
+
+
+def fit_widths(columns: list[str], values: list[list[str]], room: int, least: int = 6) -> list[int]:
+    """Widths for the tag columns within `room` (cell padding included): each as wide
+    as its longest value, the widest cut first when they do not all fit."""
+    widths = [max([len(c)] + [len(row[i]) for row in values]) for i, c in enumerate(columns)]
+    room -= 2 * len(columns)  # DataTable pads each cell by one column on each side
+    while sum(widths) > room and max(widths, default=0) > least:
+        i = widths.index(max(widths))
+        widths[i] -= max(1, min(widths[i] - least, sum(widths) - room))
+    return widths
 
 
 def share_text(share: float) -> str:
