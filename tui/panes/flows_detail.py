@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
@@ -27,6 +25,7 @@ from ebpftop.collectors.flows.model import FlowRecord, FlowsData, TcpEvent
 from ebpftop.collectors.flows.view import group_key
 from ebpftop.collectors.model import Snapshot
 
+from ..screens.detail import DetailScreen
 from ..text import clean
 from . import fmt
 from .flows_view import FlowKey, count, flow_key, full_flow, ms
@@ -213,15 +212,7 @@ class RateChart(PlotextPlot):
         self.refresh()
 
 
-class FlowDetailScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape,q,enter", "close", "Close", key_display="esc"),
-        Binding("up", "scroll(-1)", show=False),
-        Binding("down", "scroll(1)", show=False),
-        Binding("pageup", "scroll(-8)", show=False),
-        Binding("pagedown", "scroll(8)", show=False),
-    ]
-
+class FlowDetailScreen(DetailScreen):
     DEFAULT_CSS = """
     FlowDetailScreen { align: center middle; }
     FlowDetailScreen > VerticalScroll {
@@ -267,8 +258,3 @@ class FlowDetailScreen(ModalScreen[None]):
         """What the dialog shows, as plain text (for tests)."""
         return "\n".join(str(w.render()) for w in self.query(Static))
 
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-    def action_scroll(self, lines: int) -> None:
-        self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)

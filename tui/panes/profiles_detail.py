@@ -8,28 +8,19 @@ operator's eyes.
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ebpftop.collectors.profiles.model import StackSample
 
+from ..screens.detail import DetailScreen
 from .profiles_view import flame_lines, top_lines
 
 FLAME_HEIGHT = 16  # rows of the flame view at most (deeper frames are cut)
 
 
-class ProfileDetailScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape,q,enter", "close", "Close", key_display="esc"),
-        Binding("up", "scroll(-1)", show=False),
-        Binding("down", "scroll(1)", show=False),
-        Binding("pageup", "scroll(-8)", show=False),
-        Binding("pagedown", "scroll(8)", show=False),
-    ]
-
+class ProfileDetailScreen(DetailScreen):
     DEFAULT_CSS = """
     ProfileDetailScreen { align: center middle; }
     ProfileDetailScreen > VerticalScroll {
@@ -75,8 +66,3 @@ class ProfileDetailScreen(ModalScreen[None]):
         """What the dialog shows, as plain text (for tests and screen readers)."""
         return "\n".join(str(w.render()) for w in self.query(Static))
 
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-    def action_scroll(self, lines: int) -> None:
-        self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)
