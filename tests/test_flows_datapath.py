@@ -4,9 +4,10 @@ How bytes are counted (and so what the expected numbers below are): TC sees link
 frames, so a flow's bytes are, per wire packet, the 14-byte Ethernet header + the IP
 header (20 for IPv4 without options, 40 for IPv6) + the L4 header + payload; no FCS,
 no preamble. A GSO/GRO super-packet counts as the wire packets it stands for, each
-with its headers. TCP timestamps are switched off in the client's namespace so every
-TCP header is 20 bytes, except SYN and SYN-ACK which carry 12 bytes of options (MSS,
-SACK-permitted, window scale).
+with its headers. TCP timestamps and SACK are switched off in both namespaces so every
+TCP header is 20 bytes (a SACK block on a duplicate ACK after a reordered or dropped
+segment on a busy machine would add 12), except SYN and SYN-ACK which carry 8 bytes of
+options (MSS, window scale).
 
 The flows collector runs in a child process inside namespace A (`--agent` mode of this
 file) so that it attaches to A's veth; the test drives it over stdin/stdout.
@@ -30,7 +31,7 @@ from netns import PYTHON, veth_pair  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
-ETH, IP4, IP6, TCP, UDP, SYN_OPTS = 14, 20, 40, 20, 8, 12
+ETH, IP4, IP6, TCP, UDP, SYN_OPTS = 14, 20, 40, 20, 8, 8
 ROOT = Path(__file__).resolve().parent.parent
 EBPFTOP = str(ROOT / ".venv" / "bin" / "ebpftop")
 
@@ -127,8 +128,8 @@ def net():
     need_root()
     need(Path("/sys/fs/bpf").is_dir(), "bpffs")
     with veth_pair() as pair:
-        pair.b.run("sysctl", "-qw", "net.ipv4.tcp_timestamps=0")
-        pair.a.run("sysctl", "-qw", "net.ipv4.tcp_timestamps=0")
+        for ns in (pair.a, pair.b):
+            ns.run("sysctl", "-qw", "net.ipv4.tcp_timestamps=0", "net.ipv4.tcp_sack=0")
         yield pair
 
 

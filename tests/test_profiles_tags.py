@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,9 +63,12 @@ def test_a_live_process_started_with_otel_variables():
            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test,service.version=9.9"}
     proc = subprocess.Popen(["sleep", "30"], env=env)
     try:
-        for _ in range(1000):  # until the child has exec'd: before, it has our environment
+        # Until the child has exec'd: before, it has our environment. The kernel names the
+        # new image (comm) before it lays out the new environment, so wait for both.
+        for _ in range(1000):
             tags = t.process_tags(proc.pid)
-            if tag(tags, "comm") == "sleep":
+            if tag(tags, "comm") == "sleep" and Path(f"/proc/{proc.pid}/environ").read_bytes():
+                tags = t.process_tags(proc.pid)
                 break
             time.sleep(0.01)
     finally:
