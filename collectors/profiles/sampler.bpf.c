@@ -3,8 +3,12 @@
 // second; only stack ids and counters cross, never one event per sample.
 // Reads nothing from kernel structs (the headers may not match the running kernel):
 // only helpers.
+// No <uapi/linux/bpf_perf_event.h>: it drags in the kernel's asm/ptrace.h and friends
+// and made clang's compile four times longer (1.5 s of CPU instead of 0.4 s, most of
+// the sampler's whole cost). The context is only handed to bpf_get_stackid, which
+// takes it as it comes (struct bpf_perf_event_data begins with the registers), so an
+// opaque pointer is enough. uapi/linux/ptrace.h is cheap and gives EFAULT.
 #include <uapi/linux/ptrace.h>
-#include <uapi/linux/bpf_perf_event.h>
 
 #define COMM_LEN 16
 
@@ -20,7 +24,7 @@ BPF_STACK_TRACE(stack_traces, STACK_SLOTS);
 // [0] samples with no room in `counts`, [1] stacks not recorded (table collision or full)
 BPF_ARRAY(lost, u64, 2);
 
-int ebpftop_cpu(struct bpf_perf_event_data *ctx)
+int ebpftop_cpu(void *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
@@ -32,8 +36,8 @@ int ebpftop_cpu(struct bpf_perf_event_data *ctx)
     struct key_t key = {};
     key.tgid = tgid;
     bpf_get_current_comm(&key.comm, sizeof(key.comm));
-    key.user_stack_id = stack_traces.get_stackid(&ctx->regs, BPF_F_USER_STACK);
-    key.kernel_stack_id = stack_traces.get_stackid(&ctx->regs, 0);
+    key.user_stack_id = stack_traces.get_stackid(ctx, BPF_F_USER_STACK);
+    key.kernel_stack_id = stack_traces.get_stackid(ctx, 0);
     // -EFAULT only means "no such stack here" (a kernel thread has no user stack);
     // anything else lost a stack we should have had.
     if ((key.user_stack_id < 0 && key.user_stack_id != -EFAULT) ||
