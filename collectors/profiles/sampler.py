@@ -16,11 +16,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .symbols import Symbols
+
 SOURCE = pathlib.Path(__file__).with_name("sampler.bpf.c")
 FN_NAME = "ebpftop_cpu"  # what `bpftool prog` shows; tests look for it
 KERNEL_SUFFIX = "_[k]"  # flame graph convention for kernel frames
 LOST_STACK = "[stack lost]"
-MAX_NAMES = 100_000  # symbol names cached per process before its cache starts over
+MAX_KERNEL_NAMES = 100_000  # kernel addresses named before that cache starts over
 
 
 class SamplerUnavailable(Exception):
@@ -50,7 +52,9 @@ class Sampler:
         self._bpf = None
         self._seen: dict[int, float] = {}  # tgid -> last drain it appeared in
         # bcc's own lookup costs ~50 us a frame; hot stacks repeat every second.
-        self._names: dict[int, dict[int, str]] = {}  # tgid (-1: kernel) -> addr -> name
+        self._symbols = Symbols()
+        self._knames: dict[int, str] = {}  # kernel addr -> name
+        self._kstacks: dict[tuple[int, ...], tuple[str, ...]] = {}
         self._last_prune = time.monotonic()
         # drain() runs in a worker thread; close() must not free the maps under it.
         self._mutex = threading.Lock()
@@ -99,7 +103,7 @@ class Sampler:
         if b is None:
             return
         b.cleanup()  # detaches the perf events, closes program and map fds
-        self._drop_symbols(list(self._seen))
+        self._symbols.close()
         self._seen.clear()
 
     def lost(self) -> tuple[int, int]:
@@ -134,12 +138,13 @@ class Sampler:
         out: list[RawStack] = []
         used: set[int] = set()
         now = time.monotonic()
+        self._symbols.begin({int(k.tgid) for k, _ in items})
         for k, v in items:
             tgid = int(k.tgid)
             comm = k.comm.decode("utf-8", "replace")
-            user = self._walk(stacks, k.user_stack_id, used, lambda a, p=tgid: self._usym(a, p))
-            kern = self._walk(stacks, k.kernel_stack_id, used, self._ksym)
-            frames = tuple(reversed(user)) + tuple(reversed(kern))
+            user = self._walk(stacks, k.user_stack_id, used, lambda a, p=tgid: self._symbols.user_stack(p, a))
+            kern = self._walk(stacks, k.kernel_stack_id, used, self._kernel_stack)
+            frames = user[::-1] + kern[::-1]
             out.append(RawStack(tgid, comm, frames or (LOST_STACK,), int(getattr(v, "value", v))))
             self._seen[tgid] = now
         # Each drain empties the stack table of what it read, so the table holds only
@@ -155,57 +160,38 @@ class Sampler:
 
     # --- symbols ----------------------------------------------------------------------
 
-    def _walk(self, stacks, sid: int, used: set[int], name) -> list[str]:
-        """Leaf-first frame names of stack `sid`; [] when there is none."""
+    def _walk(self, stacks, sid: int, used: set[int], names) -> tuple[str, ...]:
+        """Leaf-first frame names of stack `sid`; () when there is none."""
         if sid < 0:
-            return [LOST_STACK] if sid != -errno.EFAULT else []
+            return (LOST_STACK,) if sid != -errno.EFAULT else ()
         used.add(sid)
         try:
-            return [name(addr) for addr in stacks.walk(sid)]
+            return names(tuple(stacks.walk(sid)))
         except KeyError:
-            return [LOST_STACK]
+            return (LOST_STACK,)
 
-    def _cached(self, tgid: int) -> dict[int, str]:
-        names = self._names.get(tgid)
-        if names is None or len(names) > MAX_NAMES:
-            names = self._names[tgid] = {}
+    def _kernel_stack(self, addrs: tuple[int, ...]) -> tuple[str, ...]:
+        names = self._kstacks.get(addrs)
+        if names is None:
+            if len(self._kstacks) > MAX_KERNEL_NAMES:
+                self._kstacks.clear()
+            names = self._kstacks[addrs] = tuple(self._ksym(a) for a in addrs)
         return names
 
-    def _usym(self, addr: int, tgid: int) -> str:
-        names = self._cached(tgid)
-        name = names.get(addr)
-        if name is None:
-            from bcc import BPF
-
-            raw = BPF.sym(addr, tgid)
-            if raw == b"[unknown]":
-                raw = BPF.sym(addr, tgid, show_module=True)  # at least say which binary
-            name = names[addr] = raw.decode("utf-8", "replace")
-        return name
-
     def _ksym(self, addr: int) -> str:
-        names = self._cached(-1)
-        name = names.get(addr)
+        name = self._knames.get(addr)
         if name is None:
             from bcc import BPF
 
-            name = names[addr] = BPF.ksym(addr).decode("utf-8", "replace") + KERNEL_SUFFIX
+            if len(self._knames) > MAX_KERNEL_NAMES:
+                self._knames.clear()
+            name = self._knames[addr] = BPF.ksym(addr).decode("utf-8", "replace") + KERNEL_SUFFIX
         return name
 
     def _prune_symbols(self, now: float) -> None:
-        """bcc keeps a symbol table per pid forever; drop those of processes gone."""
+        """Drop what we know of processes gone (bcc's symbol tables included)."""
         self._last_prune = now
         gone = [p for p, t in self._seen.items() if now - t > 60 or not os.path.exists(f"/proc/{p}")]
         for p in gone:
             del self._seen[p]
-        self._drop_symbols(gone)
-
-    def _drop_symbols(self, pids: list[int]) -> None:
-        for p in pids:
-            self._names.pop(p, None)
-        try:
-            from bcc import BPF
-        except ImportError:
-            return
-        for p in pids:
-            BPF._sym_caches.pop(p, None)
+        self._symbols.forget(gone)

@@ -1,0 +1,243 @@
+"""Symbol names for sampled addresses: shared by file across processes, asked of bcc
+only when not known, forgotten when a pid stops being the process we knew, and the
+same names bcc's own BPF.sym gives."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import need
+from ebpftop.collectors.profiles.symbols import UNKNOWN, Symbols, parse_maps
+
+LIBFOO = "/usr/lib/libfoo.so"
+
+
+class FakeResolver:
+    """Stands in for bcc: names by offset in the one module, counts every question."""
+
+    asked: list[tuple[int, int]] = []
+    freed: list[int] = []
+    names: dict[int, bytes] = {}  # address -> name; anything else is unknown in `module`
+
+    def __init__(self, pid: int, lazy: bool = True) -> None:
+        self.pid = pid
+        self.lazy = lazy
+
+    def resolve(self, addr: int, demangle: bool):
+        FakeResolver.asked.append((self.pid, addr))
+        name = FakeResolver.names.get((self.pid, addr))
+        return (name, 0, b"/usr/lib/libfoo.so") if name else (None, 0x10, b"/usr/lib/libfoo.so")
+
+    def free(self) -> None:
+        FakeResolver.freed.append(self.pid)
+
+
+@pytest.fixture
+def fake(tmp_path):
+    FakeResolver.asked, FakeResolver.freed, FakeResolver.names = [], [], {}
+    proc = tmp_path / "proc"
+    bins = tmp_path / "bin"
+    bins.mkdir()
+
+    def process(pid: int, maps: str, *, exe: str = "app", start: int = 100) -> None:
+        d = proc / str(pid)
+        d.mkdir(parents=True, exist_ok=True)
+        (bins / exe).touch()
+        if (d / "exe").is_symlink():
+            (d / "exe").unlink()
+        (d / "exe").symlink_to(bins / exe)
+        # comm with a space and a parenthesis: the start time is found after the last ')'
+        (d / "stat").write_text(f"{pid} (we ird) x) S 1 " + " ".join(["0"] * 17) + f" {start} 0 0\n")
+        (d / "maps").write_text(maps)
+
+    return proc, process
+
+
+def maps_line(start: int, end: int, perms: str = "r-xp", offset: int = 0, inode: int = 4242, path: str = LIBFOO) -> str:
+    return f"{start:x}-{end:x} {perms} {offset:08x} fe:01 {inode}    {path}\n"
+
+
+def test_parse_maps_keeps_executable_mappings_with_their_file_identity():
+    text = (maps_line(0x1000, 0x2000, "r--p", 0)
+            + maps_line(0x2000, 0x5000, "r-xp", 0x1000)
+            + "7f00-8f00 rw-p 00000000 00:00 0 \n"
+            + "9000-a000 r-xp 00000000 00:00 0    [vdso]\n"
+            + "garbage line\n")
+    maps = parse_maps(text)
+    assert [(m.start, m.end, m.offset, m.inode) for m in maps] == [(0x2000, 0x5000, 0x1000, 4242), (0x9000, 0xA000, 0, 0)]
+    assert maps[0].dev == os.makedev(0xFE, 0x01)
+
+
+def test_a_name_is_asked_once_per_file_offset_whatever_the_process(fake):
+    proc, process = fake
+    # the same library at different addresses (ASLR) in two processes
+    process(10, maps_line(0x10000, 0x20000, offset=0x1000))
+    process(11, maps_line(0x70000, 0x80000, offset=0x1000))
+    FakeResolver.names = {(10, 0x10500): b"foo_hot"}
+    s = Symbols(proc=str(proc), resolver=FakeResolver, donor=-1)
+    s.begin([10, 11])
+    assert s.user_stack(10, (0x10500,)) == ("foo_hot",)
+    assert s.user_stack(11, (0x70500,)) == ("foo_hot",)  # same file offset 0x1500
+    assert s.user_stack(10, (0x10500, 0x10500)) == ("foo_hot", "foo_hot")
+    assert FakeResolver.asked == [(10, 0x10500)]
+    # an unnamed address says which binary, as BPF.sym(show_module=True) does
+    assert s.user_stack(11, (0x70600,)) == (f"{UNKNOWN} [libfoo.so]",)
+
+
+def test_the_donor_is_asked_first_and_reads_names_once(fake):
+    proc, process = fake
+    process(1, maps_line(0x40000, 0x50000, offset=0x1000))  # ebpftop itself maps libfoo too
+    process(20, maps_line(0x10000, 0x20000, offset=0x1000))
+    FakeResolver.names = {(1, 0x40500): b"foo_hot"}
+    made = []
+
+    def resolver(pid, lazy=True):
+        made.append((pid, lazy))
+        return FakeResolver(pid, lazy)
+
+    s = Symbols(proc=str(proc), resolver=resolver, donor=1)
+    s.begin([20])
+    assert s.user_stack(20, (0x10500,)) == ("foo_hot",)
+    assert FakeResolver.asked == [(1, 0x40500)] and made == [(1, False)]
+
+
+def test_what_is_not_code_is_unknown_without_asking(fake):
+    proc, process = fake
+    process(10, maps_line(0x10000, 0x20000) + maps_line(0x30000, 0x40000, "rw-p"))
+    s = Symbols(proc=str(proc), resolver=FakeResolver, donor=-1)
+    s.begin([10])
+    # junk from a frame-pointer walk: heap, a data mapping, nothing mapped at all
+    assert s.user_stack(10, (0x5, 0x30010, 0x99999999)) == (UNKNOWN,) * 3
+    # a process gone before we first looked
+    assert s.user_stack(12345, (0x10010,)) == (UNKNOWN,)
+    assert FakeResolver.asked == []
+
+
+def test_a_process_with_a_jit_perf_map_asks_bcc_for_everything(fake):
+    proc, process = fake
+    process(10, maps_line(0x10000, 0x20000))
+    (proc / "10" / "root" / "tmp").mkdir(parents=True)
+    (proc / "10" / "root" / "tmp" / "perf-10.map").write_text("5000 100 jitted_fn\n")
+    FakeResolver.names = {(10, 0x5010): b"jitted_fn"}
+    s = Symbols(proc=str(proc), resolver=FakeResolver, donor=-1)
+    s.begin([10])
+    assert s.user_stack(10, (0x5010,)) == ("jitted_fn",)
+
+
+def test_anonymous_executable_memory_goes_to_bcc_for_that_process(fake):
+    proc, process = fake
+    jit = "50000-60000 rwxp 00000000 00:00 0 \n"
+    process(10, jit)
+    process(11, jit)
+    s = Symbols(proc=str(proc), resolver=FakeResolver, donor=-1)
+    s.begin([10, 11])
+    s.user_stack(10, (0x50010,))
+    s.user_stack(11, (0x50010,))
+    assert FakeResolver.asked == [(10, 0x50010), (11, 0x50010)]
+
+
+def test_exec_or_a_reused_pid_forgets_the_old_names(fake):
+    proc, process = fake
+    process(10, maps_line(0x10000, 0x20000, inode=1))
+    FakeResolver.names = {(10, 0x10500): b"old_fn"}
+    s = Symbols(proc=str(proc), resolver=FakeResolver, donor=-1)
+    s.begin([10])
+    assert s.user_stack(10, (0x10500,)) == ("old_fn",)
+    # exec: another binary, another library at the same address
+    process(10, maps_line(0x10000, 0x20000, inode=2), exe="other")
+    FakeResolver.names = {(10, 0x10500): b"new_fn"}
+    s.begin([10])
+    assert s.user_stack(10, (0x10500,)) == ("new_fn",)
+    assert FakeResolver.freed == [10]
+    # the pid reused by a new process of the same binary: the start time tells
+    process(10, maps_line(0x10000, 0x20000, inode=3), exe="other", start=999)
+    FakeResolver.names = {(10, 0x10500): b"third_fn"}
+    s.begin([10])
+    assert s.user_stack(10, (0x10500,)) == ("third_fn",)
+    # gone: what we knew stays usable for its last samples
+    for f in ("exe", "stat", "maps"):
+        os.unlink(proc / "10" / f)
+    s.begin([10])
+    assert s.user_stack(10, (0x10500,)) == ("third_fn",)
+    s.close()
+    assert FakeResolver.freed == [10, 10, 10]
+
+
+def test_a_library_loaded_later_is_found_on_the_next_drain(fake):
+    proc, process = fake
+    process(10, maps_line(0x10000, 0x20000))
+    FakeResolver.names = {(10, 0x90500): b"plugin_fn"}
+    s = Symbols(proc=str(proc), resolver=FakeResolver, donor=-1)
+    s.begin([10])
+    s.user_stack(10, (0x10010,))
+    process(10, maps_line(0x10000, 0x20000) + maps_line(0x90000, 0x91000, inode=77, path="/usr/lib/plugin.so"))
+    s.begin([10])
+    assert s.user_stack(10, (0x90500,)) == ("plugin_fn",)
+    # outside every mapping even after reading them again: not code, and read once a drain
+    s.begin([10])
+    reads = []
+    s._read_maps = lambda pid, _orig=s._read_maps: reads.append(pid) or _orig(pid)
+    assert s.user_stack(10, (0xA0000, 0xB0000)) == (UNKNOWN, UNKNOWN)
+    assert reads == [10]
+
+
+# --- against bcc itself ---------------------------------------------------------------
+
+
+def _bcc_name(addr: int, pid: int) -> str:
+    from bcc import BPF
+
+    raw = BPF.sym(addr, pid)
+    if raw == b"[unknown]":
+        raw = BPF.sym(addr, pid, show_module=True)
+    return raw.decode("utf-8", "replace")
+
+
+def _libc_base(pid: int) -> int:
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 6 and os.path.basename(parts[5]).startswith("libc.so") and parts[2] == "00000000":
+                return int(parts[0].split("-")[0], 16)
+    raise AssertionError(f"no libc in /proc/{pid}/maps")
+
+
+def test_names_match_bcc_for_this_process_and_another():
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        need(False, "needs python3-bpfcc")
+    libc = ctypes.CDLL("libc.so.6")
+    here = [ctypes.cast(getattr(libc, fn), ctypes.c_void_p).value + 4 for fn in ("getpid", "qsort", "memcpy")]
+    here.append(ctypes.cast(ctypes.pythonapi.PyObject_GetAttr, ctypes.c_void_p).value + 8)
+    here.append(id(object()))  # the heap: not code
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        # wait until the child has mapped libc (it reads stdin only after starting up)
+        for _ in range(200):
+            try:
+                shift = _libc_base(child.pid) - _libc_base(os.getpid())
+                break
+            except AssertionError:
+                import time
+
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the child never mapped libc")
+        there = [a + shift for a in here[:3]]
+        for donor in (None, -1):
+            s = Symbols(donor=donor)
+            s.begin([os.getpid(), child.pid])
+            ours = s.user_stack(os.getpid(), tuple(here)) + s.user_stack(child.pid, tuple(there))
+            s.close()
+            theirs = tuple(_bcc_name(a, os.getpid()) for a in here) + tuple(_bcc_name(a, child.pid) for a in there)
+            assert ours == theirs
+        assert ours[-3] == ours[0] and ours[3] == "PyObject_GetAttr" and ours[4] == UNKNOWN
+    finally:
+        child.kill()
+        child.wait()
