@@ -13,7 +13,8 @@ from ebpftop.collectors.model import Health, HealthState, Snapshot, from_json, t
 from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.collector import RateKeeper
 from ebpftop.collectors.rules.compile import (
-    MAX_RULES, W_DPORT, W_DST4, W_DST6, W_IN, W_SPORT, W_SRC4, W_SRC6, LimitError, compile_rules, port_blocks)
+    F_DPORT, F_DST4, F_DST6, F_IFDIR, F_SPORT, F_SRC4, F_SRC6, I_DPORT, I_DST4, I_SPORT, I_SRC4, MAX_RULES, W_DPORT,
+    W_DST4, W_DST6, W_SPORT, W_SRC4, W_SRC6, LimitError, address_table, compile_rules, port_table)
 from ebpftop.collectors.rules.grammar import parse_rule
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.collectors.rules.preview import describe, matches_flow, preview
@@ -37,17 +38,39 @@ def lpm(entries, value: int, width: int) -> int:
 
 
 def classify(c, flow: FlowRecord) -> int | None:
-    """The kernel's algorithm over the compiled entries: position of the first match."""
-    v6 = flow.family == 6
-    acc = c.proto[PROTO[flow.proto]]
+    """The kernel's algorithm (rules.bpf.c classify) over the compiled entries: position
+    of the first match."""
+    v6 = int(flow.family == 6)
     d = 0 if flow.direction == "ingress" else 1
-    acc &= c.wild[W_IN + d] | c.ifdir.get(IFACES[flow.iface] * 2 + d, 0)
-    w = 128 if v6 else 32
-    for name, addr, wi in (("src", flow.src, W_SRC6 if v6 else W_SRC4), ("dst", flow.dst, W_DST6 if v6 else W_DST4)):
-        acc &= c.wild[wi] | lpm(c.tries[f"{name}{6 if v6 else 4}"], int(ipaddress.ip_address(addr)), w)
+    p = PROTO[flow.proto]
+    acc = c.proto[(v6 * 2 + d) * 256 + p]
+    if c.fields & F_IFDIR:
+        acc |= c.proto[1024 + v6 * 256 + p] & c.ifdir.get(IFACES[flow.iface] * 2 + d, 0)
     has_ports = flow.proto in ("tcp", "udp")
-    acc &= c.wild[W_SPORT] | (lpm(c.tries["sport"], flow.sport, 16) if has_ports else 0)
-    acc &= c.wild[W_DPORT] | (lpm(c.tries["dport"], flow.dport, 16) if has_ports else 0)
+    for name, value, wi, f, i in (("src", flow.src, W_SRC6 if v6 else W_SRC4, F_SRC6 if v6 else F_SRC4, I_SRC4),
+                                  ("dst", flow.dst, W_DST6 if v6 else W_DST4, F_DST6 if v6 else F_DST4, I_DST4),
+                                  ("sport", flow.sport, W_SPORT, F_SPORT, I_SPORT),
+                                  ("dport", flow.dport, W_DPORT, F_DPORT, I_DPORT)):
+        if not c.fields & f:
+            continue  # nobody constrains it
+        if "port" in name:
+            key, width = name, 16
+            if not has_ports:
+                acc &= c.wild[wi]
+                continue
+        else:
+            key, width = f"{name}{6 if v6 else 4}", 128 if v6 else 32
+            value = int(ipaddress.ip_address(value))
+        if v6 and "port" not in name:
+            acc &= c.wild[wi] | lpm(c.tries[key], value, width)
+        elif c.fields & i and "port" in name:
+            lo, hi = c.inline[key]
+            acc &= ~0 if lo <= value <= hi else c.wild[wi]
+        elif c.fields & i:
+            net, mask = c.inline[key]
+            acc &= ~0 if value & mask == net else c.wild[wi]
+        else:
+            acc &= c.tables[key].lookup(value, width)
     return (acc & -acc).bit_length() - 1 if acc else None
 
 
@@ -57,15 +80,40 @@ def flow(proto="tcp", src="10.0.0.5", sport=40000, dst="192.0.2.10", dport=6379,
                       packets=packets, bytes=nbytes, bps=None, pps=None, first_seen=0.0, last_seen=0.0)
 
 
-@pytest.mark.parametrize("lo,hi", [(1, 1), (1, 65535), (1024, 65535), (80, 80), (8000, 8100), (3, 17), (65535, 65535)])
-def test_port_blocks_cover_the_range_exactly(lo, hi):
-    covered = []
-    for plen, start in port_blocks(lo, hi):
-        size = 1 << (16 - plen)
-        assert start % size == 0  # aligned
-        covered += range(start, start + size)
-    assert covered == list(range(lo, hi + 1))
-    assert len(port_blocks(lo, hi)) <= 30
+def test_port_table_gives_every_port_the_ranges_that_hold_it():
+    rng = random.Random(5)
+    ranges = [(lo, min(65535, lo + rng.choice([0, 1, 7, 300, 40000])), 1 << i)
+              for i, lo in enumerate(rng.randrange(1, 65536) for _ in range(256))]
+    wild = 1 << 300
+    t = port_table(ranges, wild)
+    assert len(t.classes) <= 2 * 256 + 1
+    for port in list(range(0, 65536, 97)) + [lo for lo, _, _ in ranges] + [hi for _, hi, _ in ranges] + [65535]:
+        assert t.lookup(port, 16) == wild | sum(b for lo, hi, b in ranges if lo <= port <= hi), port
+
+
+def test_address_table_is_a_longest_prefix_match():
+    rng = random.Random(7)
+    nets = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("10.0.0.0/8"),
+            ipaddress.ip_network("10.1.2.0/24"), ipaddress.ip_network("10.1.2.128/25"),
+            ipaddress.ip_network("10.1.2.130/32"), ipaddress.ip_network("10.1.0.0/17")}
+    while len(nets) < 300:
+        plen = rng.choice([8, 12, 16, 17, 20, 23, 24, 25, 28, 31, 32])
+        nets.add(ipaddress.ip_network((rng.choice([10, 198, 203]) << 24 | rng.getrandbits(24), plen), strict=False))
+    bits = {n: 1 << i for i, n in enumerate(sorted(nets, key=str))}
+    entries = {}
+    for n, b in bits.items():
+        entries[(n.prefixlen, int(n.network_address))] = b
+    from ebpftop.collectors.rules.compile import _union_prefixes
+    t = address_table(_union_prefixes(entries, 32), "src4", wild=1 << 400)
+    probes = [int(n.network_address) for n in nets] + [int(n.broadcast_address) for n in nets]
+    probes += [rng.choice([10, 198, 203, 11]) << 24 | rng.getrandbits(24) for _ in range(3000)]
+    for a in probes:
+        ip = ipaddress.ip_address(a)
+        want = 1 << 400
+        for n, b in bits.items():
+            if ip in n:
+                want |= b  # the longest match carries every containing prefix's rules
+        assert t.lookup(a, 32) == want, ip
 
 
 def test_compiled_entries_classify_like_a_linear_scan():
@@ -78,6 +126,12 @@ def test_compiled_entries_classify_like_a_linear_scan():
         "deny tcp from 2001:db8::/32 to any port 22",
         "count",
     )
+    for extra in ([], rules_of("deny tcp from 10.0.7.0/24 to 192.0.2.10 port 7000-7010", "count udp to any port 99",
+                                "count udp from 10.1.0.0/16 port 53 on eth0")):
+        _classify_like_a_linear_scan(rules + extra)
+
+
+def _classify_like_a_linear_scan(rules):
     c = compile_rules(rules, ifindex=IFACES.__getitem__)
     rng = random.Random(1)
     for _ in range(3000):
@@ -92,7 +146,7 @@ def test_compiled_entries_classify_like_a_linear_scan():
         assert classify(c, f) == expected, f
 
 
-def test_limits_refuse_with_the_reason(monkeypatch):
+def test_limits_refuse_with_the_reason():
     many = rules_of(*["count udp to any port 1000"] * MAX_RULES)
     compile_rules(many)
     with pytest.raises(LimitError, match="257 rules: the datapath holds at most 256; nothing was changed"):
@@ -100,11 +154,10 @@ def test_limits_refuse_with_the_reason(monkeypatch):
     rng = random.Random(3)
     spans = [(lo, rng.randrange(lo + 20000, 65535) & ~1) for lo in (rng.randrange(1, 20000) | 1 for _ in range(256))]
     ranges = [parse_rule(f"count tcp to any port {lo}-{hi}").with_(slot=i) for i, (lo, hi) in enumerate(spans)]
-    compile_rules(ranges)  # ~2200 distinct port blocks: fits the 4096-entry trie
-    # 256 adversarial ranges can need up to 7680 blocks; a smaller trie shows the refusal
-    monkeypatch.setattr("ebpftop.collectors.rules.compile.PORT_TRIE_MAX", 1000)
-    with pytest.raises(LimitError, match=r"rule \d+ \(count tcp to any port .*\): port ranges need more than 1000 dport"):
-        compile_rules(ranges)
+    assert len(compile_rules(ranges).tables["dport"].classes) <= 513  # any 256 ranges fit the port table
+    # the most trie nodes 256 rules can ask for: every host in a /16 of its own (two nodes each)
+    hosts = [parse_rule(f"deny from {i}.{i}.1.1 to 10.{i}.2.3").with_(slot=i) for i in range(1, 256)]
+    assert len(compile_rules(hosts).tables["src4"].nodes) == 2 * 255
     with pytest.raises(LimitError, match="no interface named 'nope0'"):
         compile_rules(rules_of("deny on nope0"), ifindex=lambda n: (_ for _ in ()).throw(OSError()))
 
@@ -112,7 +165,7 @@ def test_limits_refuse_with_the_reason(monkeypatch):
 def test_ttl_vectors_drop_expired_rules_in_order():
     rules = rules_of("deny ttl 10s", "deny ttl 5s", "count", "deny ttl 5s")
     exp = {1: 500, 2: 200, 3: 0, 4: 200}
-    c = compile_rules(rules, expires_ns=lambda r: exp[r.id])
+    c = compile_rules(rules, expires=lambda r: exp[r.id])
     assert c.exptimes == [200, 500]
     assert c.alive == [0b1111, 0b0101, 0b0100]
 
@@ -178,3 +231,34 @@ def test_enforced_summary_lists_allow_and_deny_only():
     ]
     assert quit_question(data, now=1300.0).startswith("2 rules will keep enforcing after ebpftop exits:\n#1 ")
     assert quit_question(RulesData((rec(2, "count"),), 0, (), 1, 256)) is None
+
+
+def test_pins_of_an_older_layout_are_reported_and_only_flush_touches_them(tmp_path):
+    """Pins written by an ebpftop before layouts were named (v1: LPM tries everywhere,
+    coarse-ns times) are never read as ours: changes are refused with the reason, flush
+    removes them. Plain files stand in for the pins: only names are looked at."""
+    from ebpftop.collectors.rules.datapath import PROGS, DatapathError
+    from ebpftop.collectors.rules.ruleset import RuleBook
+
+    pin = tmp_path / "pins"
+    pin.mkdir()
+    for name in ("active", "counters", "meta_a", "src4_a", *(f"prog_{p}" for p in PROGS)):
+        (pin / name).write_text("")
+    book = RuleBook(str(pin), str(tmp_path / "state"))
+    cur = book.read()
+    assert cur.rules == [] and "older ebpftop (map layout 1; this one reads layout 2)" in cur.problem
+    assert "keep enforcing" in cur.problem and "ebpftop rules flush" in cur.problem
+    with pytest.raises(DatapathError, match="older ebpftop"):
+        book.add(parse_rule("deny udp"), "alice")
+    assert sorted(p.name for p in pin.iterdir())[:3] == ["active", "counters", "meta_a"]  # untouched
+    book.flush("alice")
+    assert not pin.exists()
+
+
+def test_kernel_clock_round_trips(monkeypatch):
+    from ebpftop.collectors.rules import kclock
+
+    monkeypatch.setattr(kclock, "calibration", lambda: (250, 4_294_967_296, 10_000_000_000))
+    assert kclock.jiffies_at(10_000_000_000 + 2_000_000_000) == 4_294_967_296 + 500
+    assert kclock.mono_of(4_294_967_296 + 500) == 12_000_000_000
+    assert kclock.jiffies_at(10_000_000_000 + 3_999_999) == 4_294_967_296  # a tick is 4 ms at HZ=250

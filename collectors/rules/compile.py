@@ -2,19 +2,29 @@
 
 Classification is a bit-vector intersection: bit i stands for the rule at position i
 (position 0 = highest priority). Every field gives the set of rules it allows: the
-rules that do not constrain the field (its wildcard vector) OR the vector stored for
-the packet's value (an LPM trie for addresses and ports, an array for the protocol,
-a hash for interface+direction). The kernel ANDs the fields, drops the rules whose TTL
-has passed (a vector chosen by a fixed binary search over the set's expiry times) and
-takes the lowest set bit. Cost per packet does not depend on the rule count.
+rules that do not constrain the field (its wildcard vector) OR the rules whose value
+for the field contains the packet's. The kernel ANDs the fields and takes the lowest
+set bit; only if that rule's TTL has passed does it drop the expired rules (a vector
+chosen by a fixed binary search over the set's expiry times) and take the lowest bit
+again. Cost per packet does not depend on the rule count.
 
-LPM tries return only the longest matching prefix, so each stored prefix carries the
-union of the vectors of every stored prefix that contains it. Port ranges compile to
-the aligned power-of-two blocks that cover them (at most 30 per range).
+Tables, chosen so the kernel makes no function call for them (see rules.bpf.c):
+- protocol, family and direction: one array entry (rules naming an interface add a
+  hash lookup of interface+direction);
+- ports: 65536 entries naming a class (the vector of the interval the port is in);
+- IPv4 addresses: a 16-8-8 multibit trie whose leaves name classes, each prefix's
+  class holding the union of the vectors of every stored prefix that contains it
+  (longest match = the most specific vector);
+- a port or IPv4 field whose rules all name the same range or prefix: no table, the
+  kernel compares against it (the wildcard vector applies when it differs);
+- IPv6 addresses: LPM tries with the same unions (one kernel call per field).
+Class vectors include the field's wildcard rules, so one AND applies a field, and a
+field no rule constrains is not looked at.
 """
 
 from __future__ import annotations
 
+import array
 import ipaddress
 import socket
 import struct
@@ -25,14 +35,20 @@ from .spec import PROTOS, Rule, format_rule
 MAX_RULES = 256
 WORDS = MAX_RULES // 64
 MAX_SLOTS = 2 * MAX_RULES  # a full set being replaced by another full set needs both
-ADDR_TRIE_MAX = 1024  # per field and family
-PORT_TRIE_MAX = 4096  # per field (sport, dport)
+ADDR_TRIE_MAX = 1024  # distinct prefixes per field and family
+NODES = 2048  # IPv4 trie nodes per field (rules.bpf.c); a prefix needs at most two
+ACLS = 2048  # IPv4 address classes per field (rules.bpf.c)
+PCLS = 1024  # port classes per field (rules.bpf.c); 256 ranges make at most 513 intervals
+CHILD = 0x8000
 ACTION_CODES = {"count": 0, "allow": 1, "deny": 2}
 
 # wildcard vector indexes (match rules.bpf.c)
-W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT, W_IN, W_OUT = range(8)
+W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT = range(6)  # 8 slots in struct cfg
 # which lookups the kernel must do (a field nobody constrains is skipped)
 F_SRC4, F_SRC6, F_DST4, F_DST6, F_SPORT, F_DPORT, F_IFDIR, F_TTL = (1 << i for i in range(8))
+# fields compared inline (one prefix or range in the whole set): no table lookup
+I_SRC4, I_DST4, I_SPORT, I_DPORT = (1 << i for i in range(8, 12))
+PROTO_ENTRIES = 1536  # [(v6*2 + dir)*256 + proto]: no interface named; [1024 + v6*256 + proto]: all
 NO_EXPIRY = (1 << 64) - 1
 
 
@@ -41,13 +57,34 @@ class LimitError(ValueError):
 
 
 @dataclass
+class Table:
+    """A direct-indexed table: `root[v >> shift]` names a class, or (with CHILD) a node
+    whose entries are indexed by the next 8 bits; `classes[i]` is class i's vector
+    (class 0: no stored value matches: the field's wildcard rules only)."""
+    root: array.array
+    nodes: list[array.array] = field(default_factory=list)
+    classes: list[int] = field(default_factory=lambda: [0])
+
+    def lookup(self, value: int, width: int) -> int:
+        """The vector for `value`, read the way the kernel reads it."""
+        e = self.root[value >> (width - 16)]
+        shift = width - 16
+        while e & CHILD:
+            shift -= 8
+            e = self.nodes[e & ~CHILD][(value >> shift) & 0xFF]
+        return self.classes[e]
+
+
+@dataclass
 class Compiled:
-    tries: dict[str, dict[tuple[int, bytes], int]] = field(default_factory=dict)  # name -> (plen, data) -> bits
-    proto: list[int] = field(default_factory=lambda: [0] * 256)
+    tries: dict[str, dict[tuple[int, bytes], int]] = field(default_factory=dict)  # src6/dst6: (plen, data) -> bits
+    tables: dict[str, Table] = field(default_factory=dict)  # src4, dst4, sport, dport
+    proto: list[int] = field(default_factory=lambda: [0] * PROTO_ENTRIES)
+    inline: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (network, mask) or (lo, hi)
     ifdir: dict[int, int] = field(default_factory=dict)  # ifindex*2 + (0 in, 1 out) -> bits
-    wild: list[int] = field(default_factory=lambda: [0] * 8)
-    rules: list[tuple[int, int, int]] = field(default_factory=list)  # (slot, action, expires_ns or 0)
-    exptimes: list[int] = field(default_factory=list)  # sorted distinct expiry ns
+    wild: list[int] = field(default_factory=lambda: [0] * 8)  # rules not constraining the field (W_*)
+    rules: list[tuple[int, int, int]] = field(default_factory=list)  # (slot, action, expires in jiffies or 0)
+    exptimes: list[int] = field(default_factory=list)  # sorted distinct expiry times
     alive: list[int] = field(default_factory=list)  # alive[k]: rules alive once k exptimes passed
     fields: int = 0
 
@@ -56,38 +93,85 @@ def pack_bits(bits: int) -> bytes:
     return bits.to_bytes(8 * WORDS, "little")
 
 
-def port_blocks(lo: int, hi: int) -> list[tuple[int, int]]:
-    """[lo, hi] as aligned blocks: (prefix length over 16 bits, first port)."""
-    out = []
-    while lo <= hi:
-        size = lo & -lo if lo else 1 << 16
-        while size > hi - lo + 1:
-            size >>= 1
-        out.append((16 - size.bit_length() + 1, lo))
-        lo += size
-    return out
-
-
-def _union_prefixes(entries: dict[tuple[int, int], int], width: int) -> dict[tuple[int, bytes], int]:
-    """(plen, value as int) -> bits, each widened with every containing prefix's bits."""
-    nbytes = width // 8
+def _union_prefixes(entries: dict[tuple[int, int], int], width: int) -> dict[tuple[int, int], int]:
+    """(plen, value) -> bits, each widened with every containing prefix's bits."""
     out = {}
     for (plen, value), bits in entries.items():
         acc = bits
         for p in range(plen):
             anc = (p, value >> (width - p) << (width - p)) if p else (0, 0)
             acc |= entries.get(anc, 0)
-        out[(plen, value.to_bytes(nbytes, "big"))] = acc
+        out[(plen, value)] = acc
     return out
 
 
-def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires_ns=lambda r: 0) -> Compiled:
+def _class(t: Table, ids: dict[int, int], bits: int) -> int:
+    if bits not in ids:
+        ids[bits] = len(t.classes)
+        t.classes.append(bits)
+    return ids[bits]
+
+
+def address_table(entries: dict[tuple[int, int], int], name: str, wild: int) -> Table:
+    """IPv4 prefixes (already widened) -> a 16-8-8 trie with the match pushed to the leaves.
+    Shorter prefixes are written first, so a longer one overwrites its part of them and a
+    new node starts as a copy of the class it refines. Classes include `wild`."""
+    t = Table(array.array("H", bytes(2 * 65536)), classes=[wild])
+    ids = {wild: 0}
+
+    def child(entries_of: array.array, i: int) -> array.array:
+        e = entries_of[i]
+        if not e & CHILD:
+            if len(t.nodes) >= NODES:
+                raise LimitError(f"{name}: the IPv4 prefixes need more than {NODES} trie nodes; nothing was changed")
+            t.nodes.append(array.array("H", [e] * 256))
+            e = entries_of[i] = CHILD | (len(t.nodes) - 1)
+        return t.nodes[e & ~CHILD]
+
+    for (plen, value), bits in sorted(entries.items()):
+        c = _class(t, ids, bits | wild)
+        if plen <= 16:
+            lo = value >> 16
+            t.root[lo:lo + (1 << (16 - plen))] = array.array("H", [c] * (1 << (16 - plen)))
+            continue
+        node = child(t.root, value >> 16)
+        if plen > 24:
+            node = child(node, (value >> 8) & 0xFF)
+        if plen > 24:
+            lo, span = value & 0xFF, 1 << (32 - plen)
+        else:
+            lo, span = (value >> 8) & 0xFF, 1 << (24 - plen)
+        node[lo:lo + span] = array.array("H", [c] * span)
+    if len(t.classes) > ACLS:
+        raise LimitError(f"{name}: more than {ACLS} distinct address classes; nothing was changed")
+    return t
+
+
+def port_table(ranges: list[tuple[int, int, int]], wild: int) -> Table:
+    """(lo, hi, bits) ranges -> one class per port: the intervals between range ends.
+    Classes include `wild`."""
+    t = Table(array.array("H", bytes(2 * 65536)), classes=[wild])
+    ids = {wild: 0}
+    cuts = sorted({0, 65536} | {lo for lo, _, _ in ranges} | {hi + 1 for _, hi, _ in ranges})
+    for a, b in zip(cuts, cuts[1:]):
+        bits = 0
+        for lo, hi, rb in ranges:
+            if lo <= a and b - 1 <= hi:
+                bits |= rb
+        if bits:
+            t.root[a:b] = array.array("H", [_class(t, ids, bits | wild)] * (b - a))
+    return t
+
+
+def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lambda r: 0) -> Compiled:
     """Map entries for `rules` in priority order. `ifindex(name)` resolves interfaces
-    (OSError: no such interface); `expires_ns(rule)` gives the kernel expiry (0 = none)."""
+    (OSError: no such interface); `expires(rule)` gives the kernel expiry in jiffies
+    (0 = none)."""
     if len(rules) > MAX_RULES:
         raise LimitError(f"{len(rules)} rules: the datapath holds at most {MAX_RULES}; nothing was changed")
     c = Compiled()
-    raw: dict[str, dict[tuple[int, int], int]] = {n: {} for n in ("src4", "src6", "dst4", "dst6", "sport", "dport")}
+    raw: dict[str, dict[tuple[int, int], int]] = {n: {} for n in ("src4", "src6", "dst4", "dst6")}
+    ports: dict[str, list[tuple[int, int, int]]] = {"sport": [], "dport": []}
     for pos, rule in enumerate(rules):
         bit = 1 << pos
         m = rule.match
@@ -106,20 +190,16 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires_ns=l
         for name, rng, w in (("sport", m.sport, W_SPORT), ("dport", m.dport, W_DPORT)):
             if rng is None:
                 c.wild[w] |= bit
-                continue
-            for plen, start in port_blocks(*rng):
-                raw[name][(plen, start)] = raw[name].get((plen, start), 0) | bit
-            if len(raw[name]) > PORT_TRIE_MAX:
-                raise LimitError(
-                    f"rule {pos + 1} ({format_rule(rule)}): port ranges need more than {PORT_TRIE_MAX} {name} "
-                    f"trie entries in this set; use fewer or simpler ranges; nothing was changed")
-        for p in (PROTOS[m.proto] or range(256)):
-            c.proto[p] |= bit
+            else:
+                ports[name].append((rng[0], rng[1], bit))
         dirs = (0, 1) if m.direction is None else ((0,) if m.direction == "in" else (1,))
-        if m.iface is None:
-            for d in dirs:
-                c.wild[W_IN + d] |= bit
-        else:
+        for v6 in ((0, 1) if fam is None else ((1,) if fam == 6 else (0,))):
+            for p in (PROTOS[m.proto] or range(256)):
+                c.proto[1024 + v6 * 256 + p] |= bit
+                if m.iface is None:
+                    for d in dirs:
+                        c.proto[(v6 * 2 + d) * 256 + p] |= bit
+        if m.iface is not None:
             try:
                 idx = ifindex(m.iface)
             except OSError:
@@ -129,15 +209,35 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires_ns=l
                 c.ifdir[idx * 2 + d] = c.ifdir.get(idx * 2 + d, 0) | bit
         if rule.slot < 0 or rule.slot >= MAX_SLOTS:
             raise ValueError(f"rule {rule.id} has no counter slot")
-        c.rules.append((rule.slot, ACTION_CODES[rule.action], int(expires_ns(rule))))
+        c.rules.append((rule.slot, ACTION_CODES[rule.action], int(expires(rule))))
     flags = {"src4": F_SRC4, "src6": F_SRC6, "dst4": F_DST4, "dst6": F_DST6, "sport": F_SPORT, "dport": F_DPORT}
+    inline = {"src4": I_SRC4, "dst4": I_DST4, "sport": I_SPORT, "dport": I_DPORT}
+    wild = {"src4": W_SRC4, "dst4": W_DST4, "sport": W_SPORT, "dport": W_DPORT}
     for name, entries in raw.items():
-        width = 16 if "port" in name else (32 if name.endswith("4") else 128)
-        if "port" not in name and len(entries) > ADDR_TRIE_MAX:
-            raise LimitError(f"{len(entries)} distinct {name} prefixes; the trie holds {ADDR_TRIE_MAX}")
-        c.tries[name] = _union_prefixes(entries, width)
-        if entries:
-            c.fields |= flags[name]
+        if len(entries) > ADDR_TRIE_MAX:
+            raise LimitError(f"{len(entries)} distinct {name} prefixes; the datapath holds {ADDR_TRIE_MAX}; "
+                             "nothing was changed")
+        if not entries:
+            continue
+        c.fields |= flags[name]
+        if len(entries) == 1 and name.endswith("4"):
+            (plen, value), = entries
+            c.fields |= inline[name]
+            c.inline[name] = (value, (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF)
+        elif name.endswith("4"):
+            c.tables[name] = address_table(_union_prefixes(entries, 32), name, c.wild[wild[name]])
+        else:
+            c.tries[name] = {(plen, value.to_bytes(16, "big")): bits
+                             for (plen, value), bits in _union_prefixes(entries, 128).items()}
+    for name, ranges in ports.items():
+        if not ranges:
+            continue
+        c.fields |= flags[name]
+        if len({(lo, hi) for lo, hi, _ in ranges}) == 1:
+            c.fields |= inline[name]
+            c.inline[name] = ranges[0][:2]
+        else:
+            c.tables[name] = port_table(ranges, c.wild[wild[name]])
     if c.ifdir:
         c.fields |= F_IFDIR
     expiring = [(e, 1 << pos) for pos, (_, _, e) in enumerate(c.rules) if e]
@@ -154,8 +254,21 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires_ns=l
     return c
 
 
-def lpm_key(plen: int, data: bytes, width: int) -> bytes:
-    """struct { u32 prefixlen; u8 data[...]; } as the kernel wants it (ports pad to 4)."""
-    if width == 16:
-        data = data + b"\0\0"
+def lpm_key(plen: int, data: bytes) -> bytes:
+    """struct { u32 prefixlen; u8 data[16]; } as the kernel wants it."""
     return struct.pack("<I", plen) + data
+
+
+def pack_table(t: Table, width: int) -> bytes:
+    """struct ptab (ports) or struct a4tab (IPv4) of rules.bpf.c, as one map value."""
+    out = bytearray(t.root.tobytes())
+    if width == 32:
+        node_bytes = bytearray(2 * 256 * NODES)
+        for i, node in enumerate(t.nodes):
+            node_bytes[512 * i:512 * (i + 1)] = node.tobytes()
+        out += node_bytes
+    ncls = ACLS if width == 32 else PCLS
+    cls = bytearray(8 * WORDS * ncls)
+    for i, bits in enumerate(t.classes):
+        cls[32 * i:32 * (i + 1)] = pack_bits(bits)
+    return bytes(out + cls)

@@ -1,12 +1,16 @@
 """The pinned rules datapath: program, maps and tcx links under one bpffs directory.
 
-    <pin_dir>/active, counters, {src4,dst4,src6,dst6,sport,dport,proto,ifdir,wild,rules,meta}_{a,b}
+    <pin_dir>/layout2, active, counters, {cfg,src4,dst4,src6,dst6,sport,dport,proto,ifdir,rules,exptime,alive}_{a,b}
     <pin_dir>/prog_ebpftop_rl_in ...      the loaded programs (attach more interfaces, no compile)
     <pin_dir>/link_<iface>_<in|eg>        tcx links: the program stays attached while pinned
 
 bcc compiles and pins once; afterwards every update is plain map writes through the
 pins. `write_set` fills the inactive set completely, `flip` switches with one array
 update: a reader (or a crash) sees the old set or the new one.
+
+The pin `layout<N>` names the maps' layout. Pins of another layout (an older ebpftop:
+no such pin) are never read or written as if they were ours: `layout()` tells, and
+RuleBook reports it and refuses every change but flush/cleanup, which remove them.
 """
 
 from __future__ import annotations
@@ -22,21 +26,21 @@ from pathlib import Path
 
 from ..flows import tcx
 from . import bpfsys
-from .compile import ADDR_TRIE_MAX, MAX_RULES, NO_EXPIRY, PORT_TRIE_MAX, Compiled, lpm_key, pack_bits
+from .compile import ADDR_TRIE_MAX, MAX_RULES, NO_EXPIRY, PROTO_ENTRIES, Compiled, lpm_key, pack_bits, pack_table
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "rules.bpf.c"
 SETS = ("a", "b")
-SET_MAPS = ("src4", "dst4", "src6", "dst6", "sport", "dport", "proto", "ifdir", "wild", "rules", "meta",
-            "exptime", "alive")
+SET_MAPS = ("cfg", "src4", "dst4", "src6", "dst6", "sport", "dport", "proto", "ifdir", "rules", "exptime", "alive")
+LAYOUT = 2  # rules.bpf.c LAYOUT: version 1 had LPM tries for every field and coarse-ns times
 PROGS = ("ebpftop_rl_in", "ebpftop_rl_eg", "ebpftop_rl3_in", "ebpftop_rl3_eg")
 PROG_PREFIX = "ebpftop_rl"
-_WIDTH = {"src4": 32, "dst4": 32, "src6": 128, "dst6": 128, "sport": 16, "dport": 16}
+_WIDTH = {"src4": 32, "dst4": 32, "sport": 16, "dport": 16}
 _ARPHRD_L3 = {65534, 776, 778}  # none (tun, wireguard), sit, gre: no link-layer header
 _SIOCGIFFLAGS, _SIOCGIFHWADDR = 0x8913, 0x8927
 COUNTER = struct.Struct("<QQQ")
 RULE = struct.Struct("<IIQ")
-META = struct.Struct("<QII")
+META = struct.Struct("<QII")  # the head of struct cfg: generation, number of rules, field flags
 
 
 class DatapathError(OSError):
@@ -97,7 +101,17 @@ class Datapath:
         return f"{self.pin_dir}/{name}"
 
     def loaded(self) -> bool:
+        """Whether a rules datapath (of any layout) is pinned here."""
         return all(os.path.exists(self.path(n)) for n in ("active", "counters", *(f"prog_{p}" for p in PROGS)))
+
+    def layout(self) -> int:
+        """The layout of the pinned maps: 1 for pins from before layouts were named."""
+        try:
+            names = os.listdir(self.pin_dir)
+        except OSError:
+            return LAYOUT
+        found = [int(n[6:]) for n in names if n.startswith("layout") and n[6:].isdigit()]
+        return max(found) if found else 1
 
     def map(self, name: str) -> bpfsys.Map:
         m = self._maps.get(name)
@@ -121,7 +135,7 @@ class Datapath:
         os.makedirs(self.pin_dir, mode=0o700, exist_ok=True)
         with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
             bpf = BPF(text=source(self.pin_dir).encode(),
-                      cflags=[f"-DLPM_MAX={ADDR_TRIE_MAX}", f"-DPORT_MAX={PORT_TRIE_MAX}", "-Wno-unused-function"])
+                      cflags=[f"-DLPM_MAX={ADDR_TRIE_MAX}", "-Wno-unused-function"])
         try:
             for name in PROGS:
                 fn = bpf.load_func(name, BPF.SCHED_CLS)
@@ -230,7 +244,7 @@ class Datapath:
 
     def meta(self, s: int) -> tuple[int, int, int]:
         """(generation, number of rules, field flags) of set `s`."""
-        raw = self.map(f"meta_{SETS[s]}").lookup(b"\0" * 4)
+        raw = self.map(f"cfg_{SETS[s]}").lookup(b"\0" * 4)
         return META.unpack(raw[:META.size]) if raw else (0, 0, 0)
 
     def kernel_rules(self, s: int) -> list[tuple[int, int, int]]:
@@ -242,23 +256,25 @@ class Datapath:
     def write_set(self, s: int, c: Compiled, gen: int) -> None:
         """Fill set `s` (which must be inactive) completely with `c`."""
         name = SETS[s]
-        meta = self.map(f"meta_{name}")
-        meta.update(b"\0" * 4, META.pack(gen, 0, 0))  # half-written sets say they are empty
+        cfg = self.map(f"cfg_{name}")
+        cfg.update(b"\0" * 4, META.pack(gen, 0, 0).ljust(cfg.value_size, b"\0"))  # half-written: says empty
         for field, width in _WIDTH.items():
+            if field in c.tables:  # a table nobody constrains is never read: leave it
+                self.map(f"{field}_{name}").update(b"\0" * 4, pack_table(c.tables[field], width))
+        for field in ("src6", "dst6"):
             m = self.map(f"{field}_{name}")
             for key in m.keys():
                 m.delete(key)
             for (plen, data), bits in c.tries.get(field, {}).items():
-                m.update(lpm_key(plen, data, width), pack_bits(bits))
+                m.update(lpm_key(plen, data), pack_bits(bits))
         ifdir = self.map(f"ifdir_{name}")
         for key in ifdir.keys():
             ifdir.delete(key)
         for key, bits in c.ifdir.items():
             ifdir.update(struct.pack("<I", key), pack_bits(bits))
         proto = self.map(f"proto_{name}")
-        for p in range(256):
+        for p in range(PROTO_ENTRIES):
             proto.update(struct.pack("<I", p), pack_bits(c.proto[p]))
-        self.map(f"wild_{name}").update(b"\0" * 4, b"".join(pack_bits(bits) for bits in c.wild))
         rules = self.map(f"rules_{name}")
         for pos in range(MAX_RULES):
             slot, action, expires = c.rules[pos] if pos < len(c.rules) else (0, 0, 0)
@@ -268,7 +284,8 @@ class Datapath:
         alive = self.map(f"alive_{name}")
         for k in range(MAX_RULES + 1):
             alive.update(struct.pack("<I", k), pack_bits(c.alive[min(k, len(c.alive) - 1)] if c.alive else 0))
-        meta.update(b"\0" * 4, META.pack(gen, len(c.rules), c.fields))
+        inline = b"".join(struct.pack("<II", *c.inline.get(f, (0, 0))) for f in ("src4", "dst4", "sport", "dport"))
+        cfg.update(b"\0" * 4, META.pack(gen, len(c.rules), c.fields) + inline + b"".join(pack_bits(b) for b in c.wild))
 
     def flip(self, s: int) -> None:
         self.map("active").update(b"\0" * 4, struct.pack("<I", s))
@@ -277,7 +294,7 @@ class Datapath:
         self.map("counters").update(struct.pack("<I", slot), COUNTER.pack(0, 0, 0))
 
     def counters(self, slots: list[int]) -> dict[int, tuple[int, int, int]]:
-        """slot -> (packets, bytes, last hit in kernel coarse-monotonic ns; 0 = never)."""
+        """slot -> (packets, bytes, last hit in jiffies (see kclock.py); 0 = never)."""
         m = self.map("counters")
         out = {}
         for slot in slots:

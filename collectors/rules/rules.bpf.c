@@ -18,18 +18,32 @@
 #define WORDS 4
 #define MAX_RULES 256
 #define MAX_SLOTS 512
+#define CHILD 0x8000  /* a table entry that points at a node rather than naming a class */
+#define NODES 2048    /* IPv4 trie nodes per field: each stored prefix needs at most two */
+#define ACLS 2048     /* address classes per field (distinct vectors; 1024 prefixes + none) */
+#define PCLS 1024     /* port classes per field (at most 2 * MAX_RULES + 1 intervals) */
 
 struct bits { u64 w[WORDS]; };
-struct key4 { u32 prefixlen; u32 addr; };
 struct key6 { u32 prefixlen; u32 addr[4]; };
-struct keyp { u32 prefixlen; u8 port[2]; u8 pad[2]; };
-struct rule { u32 slot; u32 action; u64 expires; };
-struct meta { u64 gen; u32 nrules; u32 fields; };
-struct counter { u64 packets; u64 bytes; u64 last; };
+struct rule { u32 slot; u32 action; u64 expires; }; /* expires: jiffies, 0 = never */
+/* A field whose rules all name one prefix (IPv4) or one port range is compared here
+ * instead of looked up: lo/hi = network/mask, or first/last port. */
+struct inl { u32 lo, hi; };
+struct cfg { u64 gen; u32 nrules; u32 fields; struct inl src4, dst4, sport, dport; struct bits wild[8]; };
+struct counter { u64 packets; u64 bytes; u64 last; }; /* last: jiffies */
 struct exptime { u64 t[MAX_RULES]; };
-struct wildset { struct bits v[8]; }; /* one lookup for every field's wildcard vector */
+/* Ports: one entry per port names the class of its interval. A class vector already
+ * holds the field's wildcard rules (class 0: only those), so one AND applies it. */
+struct ptab { u16 root[65536]; struct bits cls[PCLS]; };
+/* IPv4 addresses: a 16-8-8 multibit trie with the longest match pushed to the leaves,
+ * so a lookup is at most three array reads and never a function call. */
+struct a4tab { u16 root[65536]; u16 node[NODES][256]; struct bits cls[ACLS]; };
+/* The maps hold them as opaque bytes: bcc generates a text codec for every map value
+ * type, element by element, which for these tables takes a minute to compile. */
+struct a4raw { char b[sizeof(struct a4tab)]; };
+struct praw { char b[sizeof(struct ptab)]; };
 
-enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT, W_IN, W_OUT };
+enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT }; /* wild[6], wild[7]: unused */
 #define F_SRC4 1
 #define F_SRC6 2
 #define F_DST4 4
@@ -38,26 +52,60 @@ enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT, W_IN, W_OUT };
 #define F_DPORT 32
 #define F_IFDIR 64
 #define F_TTL 128
+#define I_SRC4 256 /* compared inline (struct inl), no table */
+#define I_DST4 512
+#define I_SPORT 1024
+#define I_DPORT 2048
+/* proto_@S@: [(v6 * 2 + dir) * 256 + proto] = rules of that protocol and family that
+ * name no interface and allow the direction; [1024 + v6 * 256 + proto] = every rule of
+ * that protocol and family (ANDed with the interface's vector when rules name one). */
+#define PROTO_ENTRIES 1536
 
+/* On this class of machine every call (helper or non-inlined map lookup) costs 30-40 ns
+ * (retpolines, return thunks), so the hot path uses only what the verifier inlines:
+ * array and per-CPU array lookups and bpf_jiffies64. The hash and LPM maps left are
+ * reached only by rules naming an interface or an IPv6 prefix. */
 BPF_TABLE_PINNED("array", u32, u32, active, 1, "@PIN@/active");
+/* The pin's name says which layout these maps have (datapath.LAYOUT); never read. */
+BPF_TABLE_PINNED("array", u32, u32, layout2, 1, "@PIN@/layout2");
 BPF_TABLE_PINNED("percpu_array", u32, struct counter, counters, MAX_SLOTS, "@PIN@/counters");
 
 struct pkt {
     u8 v6, has_ports, proto, dir;
     u32 ifindex;
-    u32 src4, dst4;
+    u32 src4, dst4; /* host order */
+    u16 sport, dport; /* host order */
     u32 src6[4], dst6[4];
-    u16 sport, dport; /* network order bytes kept as they are */
 };
 
 static __always_inline void and_into(struct bits *acc, struct bits *wild, struct bits *hit) {
 #pragma unroll
     for (int i = 0; i < WORDS; i++)
-        acc->w[i] &= (wild ? wild->w[i] : 0) | (hit ? hit->w[i] : 0);
+        acc->w[i] &= wild->w[i] | (hit ? hit->w[i] : 0);
+}
+
+static __always_inline void and_vec(struct bits *acc, struct bits *v) {
+#pragma unroll
+    for (int i = 0; i < WORDS; i++)
+        acc->w[i] &= v->w[i];
 }
 
 static __always_inline int empty(struct bits *acc) {
     return !(acc->w[0] | acc->w[1] | acc->w[2] | acc->w[3]);
+}
+
+static __always_inline struct bits *a4_lookup(struct a4tab *t, u32 a) {
+    u32 e = t->root[a >> 16];
+    if (e & CHILD) {
+        e = t->node[e & (NODES - 1)][(a >> 8) & 0xff];
+        if (e & CHILD)
+            e = t->node[e & (NODES - 1)][a & 0xff];
+    }
+    return &t->cls[e & (ACLS - 1)];
+}
+
+static __always_inline struct bits *port_lookup(struct ptab *t, u16 port) {
+    return &t->cls[t->root[port] & (PCLS - 1)];
 }
 
 /* LLVM's BPF backend cannot lower __builtin_ctzll (bcc crashes), so: six steps. */
@@ -72,6 +120,15 @@ static __always_inline u32 ctz64(u64 w) {
     return n;
 }
 
+/* The lowest set bit is the first match: no loop over rules. */
+static __always_inline int lowest(struct bits *acc) {
+    if (acc->w[0]) return ctz64(acc->w[0]);
+    if (acc->w[1]) return 64 + ctz64(acc->w[1]);
+    if (acc->w[2]) return 128 + ctz64(acc->w[2]);
+    if (acc->w[3]) return 192 + ctz64(acc->w[3]);
+    return -1;
+}
+
 static __always_inline int verdict(struct rule *r, struct __sk_buff *skb, u64 now) {
     u32 slot = r->slot;
     struct counter *c = counters.lookup(&slot);
@@ -83,44 +140,30 @@ static __always_inline int verdict(struct rule *r, struct __sk_buff *skb, u64 no
     return r->action == 2 ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
-/* Map declarations and the per-set classifier are generated per set by loader.py
+/* Map declarations and the per-set classifier are generated per set by datapath.source()
  * (bcc cannot rewrite map calls inside macros): @S@ is the set, @PIN@ the pin dir. */
 //SET-BEGIN
-BPF_TABLE_PINNED7("lpm_trie", struct key4, struct bits, src4_@S@, LPM_MAX, "@PIN@/src4_@S@", BPF_F_NO_PREALLOC);
-BPF_TABLE_PINNED7("lpm_trie", struct key4, struct bits, dst4_@S@, LPM_MAX, "@PIN@/dst4_@S@", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("array", u32, struct cfg, cfg_@S@, 1, "@PIN@/cfg_@S@");
+BPF_TABLE_PINNED("array", u32, struct a4raw, src4_@S@, 1, "@PIN@/src4_@S@");
+BPF_TABLE_PINNED("array", u32, struct a4raw, dst4_@S@, 1, "@PIN@/dst4_@S@");
 BPF_TABLE_PINNED7("lpm_trie", struct key6, struct bits, src6_@S@, LPM_MAX, "@PIN@/src6_@S@", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED7("lpm_trie", struct key6, struct bits, dst6_@S@, LPM_MAX, "@PIN@/dst6_@S@", BPF_F_NO_PREALLOC);
-BPF_TABLE_PINNED7("lpm_trie", struct keyp, struct bits, sport_@S@, PORT_MAX, "@PIN@/sport_@S@", BPF_F_NO_PREALLOC);
-BPF_TABLE_PINNED7("lpm_trie", struct keyp, struct bits, dport_@S@, PORT_MAX, "@PIN@/dport_@S@", BPF_F_NO_PREALLOC);
-BPF_TABLE_PINNED("array", u32, struct bits, proto_@S@, 256, "@PIN@/proto_@S@");
+BPF_TABLE_PINNED("array", u32, struct praw, sport_@S@, 1, "@PIN@/sport_@S@");
+BPF_TABLE_PINNED("array", u32, struct praw, dport_@S@, 1, "@PIN@/dport_@S@");
+BPF_TABLE_PINNED("array", u32, struct bits, proto_@S@, PROTO_ENTRIES, "@PIN@/proto_@S@");
 BPF_TABLE_PINNED("hash", u32, struct bits, ifdir_@S@, 1024, "@PIN@/ifdir_@S@");
-BPF_TABLE_PINNED("array", u32, struct wildset, wild_@S@, 1, "@PIN@/wild_@S@");
 BPF_TABLE_PINNED("array", u32, struct rule, rules_@S@, MAX_RULES, "@PIN@/rules_@S@");
-BPF_TABLE_PINNED("array", u32, struct meta, meta_@S@, 1, "@PIN@/meta_@S@");
 BPF_TABLE_PINNED("array", u32, struct exptime, exptime_@S@, 1, "@PIN@/exptime_@S@");
 BPF_TABLE_PINNED("array", u32, struct bits, alive_@S@, MAX_RULES + 1, "@PIN@/alive_@S@");
 
-/* The lowest set bit is the first match: no loop over rules. */
-static __always_inline int first_@S@(struct bits *acc, struct __sk_buff *skb) {
-    u32 pos;
-    if (acc->w[0]) pos = ctz64(acc->w[0]);
-    else if (acc->w[1]) pos = 64 + ctz64(acc->w[1]);
-    else if (acc->w[2]) pos = 128 + ctz64(acc->w[2]);
-    else if (acc->w[3]) pos = 192 + ctz64(acc->w[3]);
-    else return TC_ACT_UNSPEC;
-    struct rule *r = rules_@S@.lookup(&pos);
-    if (!r) return TC_ACT_UNSPEC;
-    return verdict(r, skb, bpf_ktime_get_coarse_ns());
-}
-
 /* TTLs in the kernel: exptime holds the set's distinct expiry times, sorted, padded with
  * ~0; alive[k] is the vector of rules still alive once k of those times have passed.
- * A fixed nine-step binary search finds k, whatever the number of rules. */
-static __always_inline void drop_expired_@S@(struct bits *acc) {
+ * A fixed nine-step binary search finds k, whatever the number of rules. Only a packet
+ * whose first match has expired pays for it. */
+static __always_inline void drop_expired_@S@(struct bits *acc, u64 now) {
     u32 z = 0;
     struct exptime *e = exptime_@S@.lookup(&z);
     if (!e) return;
-    u64 now = bpf_ktime_get_coarse_ns();
     u32 k = 0;
 #pragma unroll
     for (u32 step = 128; step; step >>= 1) {
@@ -129,50 +172,89 @@ static __always_inline void drop_expired_@S@(struct bits *acc) {
     }
     if (e->t[k & 0xff] <= now) k += 1;
     struct bits *alive = alive_@S@.lookup(&k);
+    if (!alive) { acc->w[0] = acc->w[1] = acc->w[2] = acc->w[3] = 0; return; }
     and_into(acc, alive, 0);
 }
 
+/* A field nobody constrains is skipped: its wildcard holds every rule of the family,
+ * and the protocol vector has already left out the other family's rules. */
 static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
     u32 z = 0;
-    struct meta *m = meta_@S@.lookup(&z);
-    if (!m || !m->nrules) return TC_ACT_UNSPEC;
-    u32 fields = m->fields;
-    struct bits acc;
-    u32 k = p->proto;
+    struct cfg *c = cfg_@S@.lookup(&z);
+    if (!c || !c->nrules) return TC_ACT_UNSPEC;
+    u32 fields = c->fields;
+    u32 k = (p->v6 * 2 + p->dir) * 256 + p->proto;
     struct bits *pb = proto_@S@.lookup(&k);
     if (!pb) return TC_ACT_UNSPEC;
+    struct bits acc;
     __builtin_memcpy(&acc, pb, sizeof(acc));
-    struct wildset *ws = wild_@S@.lookup(&z);
-    if (!ws) return TC_ACT_UNSPEC;
-    u32 wi = p->dir ? W_OUT : W_IN;
-    struct bits *hit = 0;
-    if (fields & F_IFDIR) { u32 ik = p->ifindex * 2 + p->dir; hit = ifdir_@S@.lookup(&ik); }
-    and_into(&acc, &ws->v[wi], hit);
-    if (empty(&acc)) return TC_ACT_UNSPEC;
-    if (p->v6) {
-        hit = 0; wi = W_SRC6;
-        if (fields & F_SRC6) { struct key6 k6 = {128}; __builtin_memcpy(k6.addr, p->src6, 16); hit = src6_@S@.lookup(&k6); }
-        and_into(&acc, &ws->v[wi], hit);
-        hit = 0; wi = W_DST6;
-        if (fields & F_DST6) { struct key6 k6 = {128}; __builtin_memcpy(k6.addr, p->dst6, 16); hit = dst6_@S@.lookup(&k6); }
-        and_into(&acc, &ws->v[wi], hit);
-    } else {
-        hit = 0; wi = W_SRC4;
-        if (fields & F_SRC4) { struct key4 k4 = {32, p->src4}; hit = src4_@S@.lookup(&k4); }
-        and_into(&acc, &ws->v[wi], hit);
-        hit = 0; wi = W_DST4;
-        if (fields & F_DST4) { struct key4 k4 = {32, p->dst4}; hit = dst4_@S@.lookup(&k4); }
-        and_into(&acc, &ws->v[wi], hit);
+    if (fields & F_IFDIR) {
+        u32 ik = p->ifindex * 2 + p->dir;
+        struct bits *hit = ifdir_@S@.lookup(&ik);
+        k = 1024 + p->v6 * 256 + p->proto;
+        struct bits *all = proto_@S@.lookup(&k);
+        if (hit && all) {
+#pragma unroll
+            for (int i = 0; i < WORDS; i++)
+                acc.w[i] |= all->w[i] & hit->w[i];
+        }
     }
     if (empty(&acc)) return TC_ACT_UNSPEC;
-    hit = 0; wi = W_SPORT;
-    if (p->has_ports && (fields & F_SPORT)) { struct keyp kp = {16}; __builtin_memcpy(kp.port, &p->sport, 2); hit = sport_@S@.lookup(&kp); }
-    and_into(&acc, &ws->v[wi], hit);
-    hit = 0; wi = W_DPORT;
-    if (p->has_ports && (fields & F_DPORT)) { struct keyp kp = {16}; __builtin_memcpy(kp.port, &p->dport, 2); hit = dport_@S@.lookup(&kp); }
-    and_into(&acc, &ws->v[wi], hit);
-    if (fields & F_TTL) drop_expired_@S@(&acc);
-    return first_@S@(&acc, skb);
+    if (p->v6) {
+        if (fields & F_SRC6) {
+            struct key6 k6 = {128};
+            __builtin_memcpy(k6.addr, p->src6, 16);
+            and_into(&acc, &c->wild[W_SRC6], src6_@S@.lookup(&k6));
+        }
+        if (fields & F_DST6) {
+            struct key6 k6 = {128};
+            __builtin_memcpy(k6.addr, p->dst6, 16);
+            and_into(&acc, &c->wild[W_DST6], dst6_@S@.lookup(&k6));
+        }
+    } else {
+        if (fields & I_SRC4) {
+            if ((p->src4 & c->src4.hi) != c->src4.lo) and_vec(&acc, &c->wild[W_SRC4]);
+        } else if (fields & F_SRC4) {
+            struct a4tab *t = (void *)src4_@S@.lookup(&z);
+            if (t) and_vec(&acc, a4_lookup(t, p->src4));
+        }
+        if (fields & I_DST4) {
+            if ((p->dst4 & c->dst4.hi) != c->dst4.lo) and_vec(&acc, &c->wild[W_DST4]);
+        } else if (fields & F_DST4) {
+            struct a4tab *t = (void *)dst4_@S@.lookup(&z);
+            if (t) and_vec(&acc, a4_lookup(t, p->dst4));
+        }
+    }
+    if (fields & F_SPORT) {
+        if (!p->has_ports || ((fields & I_SPORT) && (p->sport < c->sport.lo || p->sport > c->sport.hi))) {
+            and_vec(&acc, &c->wild[W_SPORT]);
+        } else if (!(fields & I_SPORT)) {
+            struct ptab *t = (void *)sport_@S@.lookup(&z);
+            if (t) and_vec(&acc, port_lookup(t, p->sport));
+        }
+    }
+    if (fields & F_DPORT) {
+        if (!p->has_ports || ((fields & I_DPORT) && (p->dport < c->dport.lo || p->dport > c->dport.hi))) {
+            and_vec(&acc, &c->wild[W_DPORT]);
+        } else if (!(fields & I_DPORT)) {
+            struct ptab *t = (void *)dport_@S@.lookup(&z);
+            if (t) and_vec(&acc, port_lookup(t, p->dport));
+        }
+    }
+    u32 pos = lowest(&acc);
+    if (pos >= MAX_RULES) return TC_ACT_UNSPEC;
+    struct rule *r = rules_@S@.lookup(&pos);
+    if (!r) return TC_ACT_UNSPEC;
+    u64 now = bpf_jiffies64(); /* inlined: a load, not a call */
+    if (r->expires && r->expires <= now) {
+        /* the first match has expired: take the first rule still alive */
+        drop_expired_@S@(&acc, now);
+        pos = lowest(&acc);
+        if (pos >= MAX_RULES) return TC_ACT_UNSPEC;
+        r = rules_@S@.lookup(&pos);
+        if (!r) return TC_ACT_UNSPEC;
+    }
+    return verdict(r, skb, now);
 }
 //SET-END
 
@@ -185,8 +267,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, int l2) {
         struct iphdr *ip = data + l2;
         if ((void *)(ip + 1) > end) return -1;
         p->proto = ip->protocol;
-        p->src4 = ip->saddr;
-        p->dst4 = ip->daddr;
+        p->src4 = bpf_ntohl(ip->saddr);
+        p->dst4 = bpf_ntohl(ip->daddr);
         l4off = l2 + ip->ihl * 4;
         p->has_ports = (ip->frag_off & bpf_htons(0x1fff)) == 0;
     } else if (eth == bpf_htons(ETH_P_IPV6)) {
@@ -208,15 +290,15 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, int l2) {
          * bpf_skb_load_bytes costs ~70 ns a packet here, so only as the fallback. */
         u16 *l4 = data + (l4off & 0xff);
         if ((void *)(l4 + 2) <= end) {
-            p->sport = l4[0];
-            p->dport = l4[1];
+            p->sport = bpf_ntohs(l4[0]);
+            p->dport = bpf_ntohs(l4[1]);
         } else {
             u16 ports[2];
             if (bpf_skb_load_bytes(skb, l4off, ports, 4) < 0) {
                 p->has_ports = 0;
             } else {
-                p->sport = ports[0];
-                p->dport = ports[1];
+                p->sport = bpf_ntohs(ports[0]);
+                p->dport = bpf_ntohs(ports[1]);
             }
         }
     }

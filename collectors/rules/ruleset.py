@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .compile import MAX_SLOTS, compile_rules
-from .datapath import SETS, Datapath, DatapathError, up_interfaces
+from . import kclock
+from .datapath import LAYOUT, SETS, Datapath, DatapathError, up_interfaces
 from .spec import Rule
 from .state import SetState, StateDir
 
@@ -26,7 +27,6 @@ class RuleNotFound(ValueError):
 
 
 def mono_ns() -> int:
-    # bpf_ktime_get_coarse_ns reads the same clock (CLOCK_MONOTONIC), coarser
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
@@ -81,6 +81,13 @@ class RuleBook:
     def read(self) -> Current:
         if not self.dp.loaded():
             return Current([], 0, 1)
+        layout = self.dp.layout()
+        if layout != LAYOUT:
+            older = "an older" if layout < LAYOUT else "a newer"
+            return Current([], 0, 1, problem=(
+                f"the rules pinned under {self.dp.pin_dir} were written by {older} ebpftop (map layout {layout}; "
+                f"this one reads layout {LAYOUT}), so they are neither listed nor changed here; they keep "
+                "enforcing; `ebpftop rules flush` or `ebpftop cleanup` removes them"))
         active = self.dp.active()
         gen, nrules, _ = self.dp.meta(active)
         meta = self.state.read(SETS[active])
@@ -103,7 +110,7 @@ class RuleBook:
         out = {}
         for r in rules:
             p, b, last = raw.get(r.slot, (0, 0, 0))
-            out[r.id] = (p, b, (now_wall - (now_mono - last) / 1e9) if last else None)
+            out[r.id] = (p, b, (now_wall - (now_mono - kclock.mono_of(last)) / 1e9) if last else None)
         return out
 
     # --- changing --------------------------------------------------------------------
@@ -148,7 +155,7 @@ class RuleBook:
             fresh = {r.id for r in out if r.id >= cur.next_id}
             out = [r.with_(created=now, expires=(now + r.ttl) if r.ttl else None) if r.id in fresh else r for r in out]
             compiled = compile_rules(
-                out, expires_ns=lambda r: 0 if r.expires is None else max(1, mono + int((r.expires - now) * 1e9)))
+                out, expires=lambda r: 0 if r.expires is None else max(1, kclock.jiffies_at(mono + int((r.expires - now) * 1e9))))
             shadow = 1 - self.dp.active()
             for r in out:
                 if r.slot not in old_slots:
