@@ -176,20 +176,24 @@ def top_functions(stacks: Iterable[StackSample], n: int | None = None, *, by: st
     """
     if by not in ("self", "total"):
         raise ValueError(f"by must be 'self' or 'total', not {by!r}")
-    self_c: dict[str, int] = collections.defaultdict(int)
-    total_c: dict[str, int] = collections.defaultdict(int)
+    self_c: dict[str, int] = {}
+    total_c: dict[str, int] = {}
     for s in stacks:
-        if not s.frames:
+        frames, count = s.frames, s.count
+        if not frames:
             continue
-        self_c[s.frames[-1]] += s.count
-        for name in set(s.frames):
-            total_c[name] += s.count
-    stats = [FunctionStat(name, self_c.get(name, 0), t) for name, t in total_c.items()]
+        leaf = frames[-1]
+        self_c[leaf] = self_c.get(leaf, 0) + count
+        for name in set(frames):
+            total_c[name] = total_c.get(name, 0) + count
+    # Ranked on (name, total) pairs: only the top n become FunctionStats (this runs
+    # for every tag group at every refresh).
     if by == "self":
-        key = lambda f: (-f.self_samples, -f.total_samples, f.name)  # noqa: E731
+        key = lambda kv: (-self_c.get(kv[0], 0), -kv[1], kv[0])  # noqa: E731
     else:
-        key = lambda f: (-f.total_samples, -f.self_samples, f.name)  # noqa: E731
-    return sorted(stats, key=key) if n is None else heapq.nsmallest(n, stats, key=key)
+        key = lambda kv: (-kv[1], -self_c.get(kv[0], 0), kv[0])  # noqa: E731
+    ranked = sorted(total_c.items(), key=key) if n is None else heapq.nsmallest(n, total_c.items(), key=key)
+    return [FunctionStat(name, self_c.get(name, 0), total) for name, total in ranked]
 
 
 # --- filters and the trace_id link ----------------------------------------------------
