@@ -166,9 +166,14 @@ class Sampler:
             return (LOST_STACK,) if sid != -errno.EFAULT else ()
         used.add(sid)
         try:
-            return names(tuple(stacks.walk(sid)))
+            ips = tuple(stacks[stacks.Key(sid)].ip)  # one copy of the array, not a Python walk
         except KeyError:
             return (LOST_STACK,)
+        try:
+            ips = ips[:ips.index(0)]  # the kernel ends a stack shorter than the array with 0
+        except ValueError:
+            pass
+        return names(ips)
 
     def _kernel_stack(self, addrs: tuple[int, ...]) -> tuple[str, ...]:
         names = self._kstacks.get(addrs)
