@@ -116,6 +116,19 @@ def test_address_table_is_a_longest_prefix_match():
         assert t.lookup(a, 32) == want, ip
 
 
+def test_hosts_that_fit_no_hash_bucket_go_to_the_trie(monkeypatch):
+    monkeypatch.setattr("ebpftop.collectors.rules.compile.MULTIPLIERS", (1,))  # bucket = first 7 bits
+    hosts = {(32, 0x0A000000 | i * 77): 1 << i for i in range(20)}  # 10.0.x.y: all in one bucket
+    hosts[(24, 0x0A000000)] = 1 << 30
+    from ebpftop.collectors.rules.compile import _union_prefixes
+    t = address_table(_union_prefixes(hosts, 32), "src4", wild=1 << 31)
+    assert [len(b) for b in t.buckets if b] == [8] and t.trie and t.nodes
+    for i in range(20):
+        want = 1 << i | 1 << 31 | (1 << 30 if i * 77 < 256 else 0)
+        assert t.lookup(0x0A000000 | i * 77, 32) == want
+    assert t.lookup(0x0A000001, 32) == 1 << 30 | 1 << 31 and t.lookup(0x0B000000, 32) == 1 << 31
+
+
 def test_compiled_entries_classify_like_a_linear_scan():
     rules = rules_of(
         "allow tcp from 10.0.0.0/24 to any port 6379",
@@ -155,9 +168,11 @@ def test_limits_refuse_with_the_reason():
     spans = [(lo, rng.randrange(lo + 20000, 65535) & ~1) for lo in (rng.randrange(1, 20000) | 1 for _ in range(256))]
     ranges = [parse_rule(f"count tcp to any port {lo}-{hi}").with_(slot=i) for i, (lo, hi) in enumerate(spans)]
     assert len(compile_rules(ranges).tables["dport"].classes) <= 513  # any 256 ranges fit the port table
-    # the most trie nodes 256 rules can ask for: every host in a /16 of its own (two nodes each)
-    hosts = [parse_rule(f"deny from {i}.{i}.1.1 to 10.{i}.2.3").with_(slot=i) for i in range(1, 256)]
-    assert len(compile_rules(hosts).tables["src4"].nodes) == 2 * 255
+    # the most trie nodes 256 rules can ask for: every prefix longer than /24 in a /16 of its own
+    nets = [parse_rule(f"deny from {i}.{i}.1.0/25 to 10.{i}.2.3").with_(slot=i) for i in range(1, 256)]
+    c = compile_rules(nets)
+    assert len(c.tables["src4"].nodes) == 2 * 255
+    assert sum(map(len, c.tables["dst4"].buckets)) == 255 and not c.tables["dst4"].nodes  # hosts: the hash
     with pytest.raises(LimitError, match="no interface named 'nope0'"):
         compile_rules(rules_of("deny on nope0"), ifindex=lambda n: (_ for _ in ()).throw(OSError()))
 

@@ -40,6 +40,9 @@ NODES = 2048  # IPv4 trie nodes per field (rules.bpf.c); a prefix needs at most 
 ACLS = 2048  # IPv4 address classes per field (rules.bpf.c)
 PCLS = 1024  # port classes per field (rules.bpf.c); 256 ranges make at most 513 intervals
 CHILD = 0x8000
+HBUCKETS, HSLOTS = 128, 8  # IPv4 host hash (rules.bpf.c): buckets of 8 slots
+# odd multipliers tried in turn until every bucket fits; hosts that still do not fit go to the trie
+MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646D, 0xFD7046C5, 0xB55A4F09)
 ACTION_CODES = {"count": 0, "allow": 1, "deny": 2}
 
 # wildcard vector indexes (match rules.bpf.c)
@@ -48,6 +51,8 @@ W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT = range(6)  # 8 slots in struct
 F_SRC4, F_SRC6, F_DST4, F_DST6, F_SPORT, F_DPORT, F_IFDIR, F_TTL = (1 << i for i in range(8))
 # fields compared inline (one prefix or range in the whole set): no table lookup
 I_SRC4, I_DST4, I_SPORT, I_DPORT = (1 << i for i in range(8, 12))
+# IPv4 tables: H_* the host hash has entries, T_* the trie has (a field can have both)
+H_SRC4, H_DST4, T_SRC4, T_DST4 = (1 << i for i in range(12, 16))
 PROTO_ENTRIES = 1536  # [(v6*2 + dir)*256 + proto]: no interface named; [1024 + v6*256 + proto]: all
 NO_EXPIRY = (1 << 64) - 1
 
@@ -64,9 +69,18 @@ class Table:
     root: array.array
     nodes: list[array.array] = field(default_factory=list)
     classes: list[int] = field(default_factory=lambda: [0])
+    buckets: list[list[tuple[int, int]]] = field(default_factory=list)  # IPv4 hosts: (address, class)
+    mult: int = 0  # bucket = (address * mult mod 2**32) >> 25
+    trie: bool = True  # whether the kernel reads root/nodes (when the hash has no entry)
 
     def lookup(self, value: int, width: int) -> int:
         """The vector for `value`, read the way the kernel reads it."""
+        if self.buckets:
+            for key, cls in self.buckets[bucket_of(value, self.mult)]:
+                if key == value:
+                    return self.classes[cls]
+        if not self.trie:
+            return self.classes[0]
         e = self.root[value >> (width - 16)]
         shift = width - 16
         while e & CHILD:
@@ -112,12 +126,35 @@ def _class(t: Table, ids: dict[int, int], bits: int) -> int:
     return ids[bits]
 
 
+def bucket_of(address: int, mult: int) -> int:
+    return ((address * mult) & 0xFFFFFFFF) >> 25
+
+
+def _hash_hosts(t: Table, hosts: dict[int, int]) -> dict[int, int]:
+    """Put host -> class entries in the hash; returns those that fit no bucket."""
+    for mult in MULTIPLIERS:
+        buckets: list[list[tuple[int, int]]] = [[] for _ in range(HBUCKETS)]
+        for addr, cls in hosts.items():
+            buckets[bucket_of(addr, mult)].append((addr, cls))
+        if all(len(b) <= HSLOTS for b in buckets):
+            t.buckets, t.mult = buckets, mult
+            return {}
+    t.buckets = [b[:HSLOTS] for b in buckets]
+    t.mult = mult
+    return {addr: cls for b in buckets for addr, cls in b[HSLOTS:]}
+
+
 def address_table(entries: dict[tuple[int, int], int], name: str, wild: int) -> Table:
-    """IPv4 prefixes (already widened) -> a 16-8-8 trie with the match pushed to the leaves.
+    """IPv4 prefixes (already widened) -> host hash + 16-8-8 trie, match pushed to leaves.
+    Hosts (/32, but 0.0.0.0, the hash's empty key) go to the hash, the rest to the trie.
     Shorter prefixes are written first, so a longer one overwrites its part of them and a
     new node starts as a copy of the class it refines. Classes include `wild`."""
     t = Table(array.array("H", bytes(2 * 65536)), classes=[wild])
     ids = {wild: 0}
+    hosts = {value: _class(t, ids, bits | wild) for (plen, value), bits in entries.items() if plen == 32 and value}
+    left = _hash_hosts(t, hosts) if hosts else {}
+    entries = {k: b for k, b in entries.items() if not (k[0] == 32 and k[1] in hosts and k[1] not in left)}
+    t.trie = bool(entries)
 
     def child(entries_of: array.array, i: int) -> array.array:
         e = entries_of[i]
@@ -225,7 +262,10 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
             c.fields |= inline[name]
             c.inline[name] = (value, (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF)
         elif name.endswith("4"):
-            c.tables[name] = address_table(_union_prefixes(entries, 32), name, c.wild[wild[name]])
+            t = c.tables[name] = address_table(_union_prefixes(entries, 32), name, c.wild[wild[name]])
+            c.fields |= (H_SRC4 if name == "src4" else H_DST4) if t.buckets else 0
+            c.fields |= (T_SRC4 if name == "src4" else T_DST4) if t.trie else 0
+            c.inline[name] = (t.mult, 0)  # the kernel reads the multiplier from struct cfg
         else:
             c.tries[name] = {(plen, value.to_bytes(16, "big")): bits
                              for (plen, value), bits in _union_prefixes(entries, 128).items()}
@@ -261,7 +301,13 @@ def lpm_key(plen: int, data: bytes) -> bytes:
 
 def pack_table(t: Table, width: int) -> bytes:
     """struct ptab (ports) or struct a4tab (IPv4) of rules.bpf.c, as one map value."""
-    out = bytearray(t.root.tobytes())
+    out = bytearray()
+    if width == 32:
+        for bucket in t.buckets or [[]] * HBUCKETS:
+            keys = [k for k, _ in bucket] + [0] * (HSLOTS - len(bucket))
+            classes = [c for _, c in bucket] + [0] * (HSLOTS - len(bucket))
+            out += struct.pack(f"<{HSLOTS}I{HSLOTS}H16x", *keys, *classes)
+    out += t.root.tobytes()
     if width == 32:
         node_bytes = bytearray(2 * 256 * NODES)
         for i, node in enumerate(t.nodes):

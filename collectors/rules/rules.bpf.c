@@ -35,9 +35,13 @@ struct exptime { u64 t[MAX_RULES]; };
 /* Ports: one entry per port names the class of its interval. A class vector already
  * holds the field's wildcard rules (class 0: only those), so one AND applies it. */
 struct ptab { u16 root[65536]; struct bits cls[PCLS]; };
-/* IPv4 addresses: a 16-8-8 multibit trie with the longest match pushed to the leaves,
- * so a lookup is at most three array reads and never a function call. */
-struct a4tab { u16 root[65536]; u16 node[NODES][256]; struct bits cls[ACLS]; };
+/* IPv4 addresses: host addresses (/32) in a hash of 8-slot buckets (one cache line:
+ * the bucket, then the class), the other prefixes in a 16-8-8 multibit trie with the
+ * longest match pushed to the leaves, read only when the hash has no entry. Array reads
+ * only, never a function call. The hash multiplier is in struct cfg (inl.lo). */
+#define HBUCKETS 128
+struct hbucket { u32 key[8]; u16 cls[8]; u32 pad[4]; };
+struct a4tab { struct hbucket hb[HBUCKETS]; u16 root[65536]; u16 node[NODES][256]; struct bits cls[ACLS]; };
 /* The maps hold them as opaque bytes: bcc generates a text codec for every map value
  * type, element by element, which for these tables takes a minute to compile. */
 struct a4raw { char b[sizeof(struct a4tab)]; };
@@ -56,6 +60,10 @@ enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT }; /* wild[6], wild[7]: 
 #define I_DST4 512
 #define I_SPORT 1024
 #define I_DPORT 2048
+#define H_SRC4 4096 /* the field's table has host entries (hash) */
+#define H_DST4 8192
+#define T_SRC4 16384 /* the field's table has shorter prefixes (trie) */
+#define T_DST4 32768
 /* proto_@S@: [(v6 * 2 + dir) * 256 + proto] = rules of that protocol and family that
  * name no interface and allow the direction; [1024 + v6 * 256 + proto] = every rule of
  * that protocol and family (ANDed with the interface's vector when rules name one). */
@@ -94,12 +102,22 @@ static __always_inline int empty(struct bits *acc) {
     return !(acc->w[0] | acc->w[1] | acc->w[2] | acc->w[3]);
 }
 
-static __always_inline struct bits *a4_lookup(struct a4tab *t, u32 a) {
-    u32 e = t->root[a >> 16];
-    if (e & CHILD) {
-        e = t->node[e & (NODES - 1)][(a >> 8) & 0xff];
-        if (e & CHILD)
-            e = t->node[e & (NODES - 1)][a & 0xff];
+/* Class 0 (no stored prefix holds the address) is never a host's class. */
+static __always_inline struct bits *a4_lookup(struct a4tab *t, u32 a, u32 mult, int hosts, int trie) {
+    u32 e = 0;
+    if (hosts) {
+        struct hbucket *b = &t->hb[(a * mult) >> 25];
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (b->key[i] == a) e = b->cls[i];
+    }
+    if (!e && trie) {
+        e = t->root[a >> 16];
+        if (e & CHILD) {
+            e = t->node[e & (NODES - 1)][(a >> 8) & 0xff];
+            if (e & CHILD)
+                e = t->node[e & (NODES - 1)][a & 0xff];
+        }
     }
     return &t->cls[e & (ACLS - 1)];
 }
@@ -216,13 +234,13 @@ static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
             if ((p->src4 & c->src4.hi) != c->src4.lo) and_vec(&acc, &c->wild[W_SRC4]);
         } else if (fields & F_SRC4) {
             struct a4tab *t = (void *)src4_@S@.lookup(&z);
-            if (t) and_vec(&acc, a4_lookup(t, p->src4));
+            if (t) and_vec(&acc, a4_lookup(t, p->src4, c->src4.lo, fields & H_SRC4, fields & T_SRC4));
         }
         if (fields & I_DST4) {
             if ((p->dst4 & c->dst4.hi) != c->dst4.lo) and_vec(&acc, &c->wild[W_DST4]);
         } else if (fields & F_DST4) {
             struct a4tab *t = (void *)dst4_@S@.lookup(&z);
-            if (t) and_vec(&acc, a4_lookup(t, p->dst4));
+            if (t) and_vec(&acc, a4_lookup(t, p->dst4, c->dst4.lo, fields & H_DST4, fields & T_DST4));
         }
     }
     if (fields & F_SPORT) {
