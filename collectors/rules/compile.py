@@ -35,9 +35,9 @@ from .spec import PROTOS, Rule, format_rule
 MAX_RULES = 256
 WORDS = MAX_RULES // 64
 MAX_SLOTS = 2 * MAX_RULES  # a full set being replaced by another full set needs both
-ADDR_TRIE_MAX = 1024  # distinct prefixes per field and family
-NODES = 2048  # IPv4 trie nodes per field (rules.bpf.c); a prefix needs at most two
-ACLS = 2048  # IPv4 address classes per field (rules.bpf.c)
+ADDR_TRIE_MAX = MAX_RULES  # IPv6 trie entries per field: a rule names at most one prefix
+NODES = 512  # IPv4 trie nodes per field (rules.bpf.c); a prefix needs at most two
+ACLS = 512  # IPv4 address classes per field (rules.bpf.c)
 PCLS = 1024  # port classes per field (rules.bpf.c); 256 ranges make at most 513 intervals
 CHILD = 0x8000
 HBUCKETS, HSLOTS = 128, 8  # IPv4 host hash (rules.bpf.c): buckets of 8 slots
@@ -251,9 +251,6 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
     inline = {"src4": I_SRC4, "dst4": I_DST4, "sport": I_SPORT, "dport": I_DPORT}
     wild = {"src4": W_SRC4, "dst4": W_DST4, "sport": W_SPORT, "dport": W_DPORT}
     for name, entries in raw.items():
-        if len(entries) > ADDR_TRIE_MAX:
-            raise LimitError(f"{len(entries)} distinct {name} prefixes; the datapath holds {ADDR_TRIE_MAX}; "
-                             "nothing was changed")
         if not entries:
             continue
         c.fields |= flags[name]

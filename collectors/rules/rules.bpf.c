@@ -19,8 +19,8 @@
 #define MAX_RULES 256
 #define MAX_SLOTS 512
 #define CHILD 0x8000  /* a table entry that points at a node rather than naming a class */
-#define NODES 2048    /* IPv4 trie nodes per field: each stored prefix needs at most two */
-#define ACLS 2048     /* address classes per field (distinct vectors; 1024 prefixes + none) */
+#define NODES 512     /* IPv4 trie nodes per field: one prefix per rule, at most two nodes each */
+#define ACLS 512      /* address classes per field (one per prefix, + none) */
 #define PCLS 1024     /* port classes per field (at most 2 * MAX_RULES + 1 intervals) */
 
 struct bits { u64 w[WORDS]; };
