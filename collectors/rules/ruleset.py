@@ -145,6 +145,8 @@ class RuleBook:
                 taken.add(r.slot)
                 out.append(r)
             compile_rules(out)  # refuse now (limits, unknown interface), before anything is loaded
+            if any(r.ttl or r.expires is not None for r in out):
+                kclock.calibration()  # expiries need the kernel clock: fail here, before attaching
             if not out:
                 removed = self.dp.remove() + self.state.remove()
                 return Applied(cur.rules, [], [], removed)
