@@ -302,8 +302,8 @@ def pack_table(t: Table, width: int) -> bytes:
     if width == 32:
         for bucket in t.buckets or [[]] * HBUCKETS:
             keys = [k for k, _ in bucket] + [0] * (HSLOTS - len(bucket))
-            classes = [c for _, c in bucket] + [0] * (HSLOTS - len(bucket))
-            out += struct.pack(f"<{HSLOTS}I{HSLOTS}H16x", *keys, *classes)
+            vectors = [t.classes[c] for _, c in bucket] + [0] * (HSLOTS - len(bucket))
+            out += struct.pack(f"<{HSLOTS}I32x", *keys) + b"".join(pack_bits(v) for v in vectors)
     out += t.root.tobytes()
     if width == 32:
         node_bytes = bytearray(2 * 256 * NODES)

@@ -35,12 +35,13 @@ struct exptime { u64 t[MAX_RULES]; };
 /* Ports: one entry per port names the class of its interval. A class vector already
  * holds the field's wildcard rules (class 0: only those), so one AND applies it. */
 struct ptab { u16 root[65536]; struct bits cls[PCLS]; };
-/* IPv4 addresses: host addresses (/32) in a hash of 8-slot buckets (one cache line:
- * the bucket, then the class), the other prefixes in a 16-8-8 multibit trie with the
- * longest match pushed to the leaves, read only when the hash has no entry. Array reads
- * only, never a function call. The hash multiplier is in struct cfg (inl.lo). */
+/* IPv4 addresses: host addresses (/32) in a hash of 8-slot buckets holding the hosts'
+ * vectors (the slot that matches is predicted, so its vector is read alongside the
+ * keys), the other prefixes in a 16-8-8 multibit trie with the longest match pushed to
+ * the leaves, read only when the hash has no entry. Array reads only, never a function
+ * call. The hash multiplier is in struct cfg (inl.lo). */
 #define HBUCKETS 128
-struct hbucket { u32 key[8]; u16 cls[8]; u32 pad[4]; };
+struct hbucket { u32 key[8]; u32 pad[8]; struct bits v[8]; }; /* v: the host's vector itself */
 struct a4tab { struct hbucket hb[HBUCKETS]; u16 root[65536]; u16 node[NODES][256]; struct bits cls[ACLS]; };
 /* The maps hold them as opaque bytes: bcc generates a text codec for every map value
  * type, element by element, which for these tables takes a minute to compile. */
@@ -102,16 +103,15 @@ static __always_inline int empty(struct bits *acc) {
     return !(acc->w[0] | acc->w[1] | acc->w[2] | acc->w[3]);
 }
 
-/* Class 0 (no stored prefix holds the address) is never a host's class. */
 static __always_inline struct bits *a4_lookup(struct a4tab *t, u32 a, u32 mult, int hosts, int trie) {
     u32 e = 0;
     if (hosts) {
         struct hbucket *b = &t->hb[(a * mult) >> 25];
 #pragma unroll
         for (int i = 0; i < 8; i++)
-            if (b->key[i] == a) e = b->cls[i];
+            if (b->key[i] == a) return &b->v[i];
     }
-    if (!e && trie) {
+    if (trie) {
         e = t->root[a >> 16];
         if (e & CHILD) {
             e = t->node[e & (NODES - 1)][(a >> 8) & 0xff];
