@@ -25,7 +25,7 @@ def replay_app(tmp_path, name: str = "demo.rec") -> EbpftopApp:
 
 
 def header(app) -> str:
-    return str(app.query_one("#header", Static).render())
+    return str(app.query_one("#header").render())
 
 
 async def test_replay_shows_the_recorded_state_and_steps(tmp_path):

@@ -95,3 +95,24 @@ def test_log_warnings_stay_off_the_screen_and_are_reported_after(tmp_path):
         assert "WARNING noisy: WARNED-ONCE" in after
     finally:
         app.close()
+
+
+def test_keys_reach_the_app_without_a_polling_input_thread(tmp_path):
+    """The input thread blocks until a key (ebpftop.tui.terminal): a key still arrives,
+    a lone ESC still resolves through the escape timeout, and quit still wakes it."""
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    app = PtyApp([sys.executable, str(script), str(tmp_path), "steal"], cols=100, rows=30)
+    try:
+        assert app.wait_for(lambda s: "fd2-redirected" in s and "? Help" in s, 30) is not None, app.text()
+        os.write(app.master, b"?")
+        assert app.wait_for(lambda s: "esc closes" in s, 10) is not None, app.text()
+        os.write(app.master, b"\x1b")  # nothing follows: only the timeout makes it a key
+        assert app.wait_for(lambda s: "esc closes" not in s, 10) is not None, app.text()
+        os.write(app.master, b"q")
+        deadline = time.monotonic() + 30
+        while app.proc.poll() is None and time.monotonic() < deadline:
+            app.pump(0.1)
+        assert app.proc.poll() == 0
+    finally:
+        app.close()

@@ -96,6 +96,7 @@ class EbpftopApp(App[int]):
         self._order: list[SourcePane] = []
         self._dirty: set[str] = set()
         self._flush_scheduled = False
+        self._aged_by_flush = False  # the last data flush redrew the ages: the tick may rest
         self._pending = 0  # snapshots that arrived while paused
         self._unsubscribe: Callable[[], None] | None = None
         self._ui_loop: asyncio.AbstractEventLoop | None = None
@@ -223,7 +224,12 @@ class EbpftopApp(App[int]):
                 pane = self._panes.get(source)
                 if pane is not None:
                     pane.show(*self._latest(source), now)
+            # Ages ride along with the data (the host sample comes every second), so
+            # one screen update a second carries both instead of two.
+            for pane in self._order:
+                pane.update_health(now)
             self._draw_header()
+        self._aged_by_flush = True
         if MARKER_SOURCE in dirty:
             self._show_marker(self.runtime.store.latest(MARKER_SOURCE))
         if RECORDER_SOURCE in dirty:
@@ -329,7 +335,12 @@ class EbpftopApp(App[int]):
         return self._clock()
 
     def _tick(self) -> None:
+        """Ages for when no data flows (sources down, paused): a flush since the last
+        tick already redrew them."""
         if not self._drawable():
+            return
+        if self._aged_by_flush:
+            self._aged_by_flush = False
             return
         now = self.now()
         with self.batch_update():

@@ -30,6 +30,7 @@ from ebpftop.collectors.model import Health, HealthState, Snapshot
 
 from ..text import clean
 from . import fmt
+from .paint import set_content
 
 BADGES: dict[HealthState, tuple[str, str]] = {
     # state: (label, style). The label carries the meaning, so NO_COLOR loses nothing.
@@ -61,7 +62,7 @@ def health_content(health: Health, now: float, *, waiting: bool = False) -> Cont
     if health.state is HealthState.OK:
         parts.append(("  updated " + fmt.duration(age) + " ago", "$text-muted"))
     elif age is not None:
-        parts.append(("  last good " + fmt.duration(age) + " ago", "$text-muted"))
+        parts.append(("  last good " + fmt.age(age) + " ago", "$text-muted"))
     if health.message:
         parts.append("  ")
         parts.append(clean(health.message, 300))
@@ -96,7 +97,6 @@ class SourcePane(Vertical, can_focus=True):
         super().__init__(id=id or f"pane-{self.source}", classes="pane -nodata")
         self.snapshot: Snapshot | None = None
         self.last_good: Snapshot | None = None
-        self._health_shown: tuple | None = None
         self._now = 0.0
         self.alarms: list[tuple[str, str]] = []  # from `headline`, for the header
 
@@ -130,7 +130,7 @@ class SourcePane(Vertical, can_focus=True):
         self.set_class(True, "-nodata")
         if shown is None:
             message = self.about() if snapshot is None else self.render_unavailable(snapshot.health)
-            self.query_one(".message", Static).update(message)
+            set_content(self.query_one(".message", Static), message)
 
     def _update_alarms(self, snapshot: Snapshot | None) -> None:
         """Only current data raises alarms; stale data has its health line instead."""
@@ -152,7 +152,7 @@ class SourcePane(Vertical, can_focus=True):
         except Exception as exc:  # noqa: BLE001 - bad data degrades this pane only
             log.warning("pane %s could not show its data", self.source, exc_info=True)
             self.set_class(True, "-nodata")
-            self.query_one(".message", Static).update(Content.assemble(
+            set_content(self.query_one(".message", Static), Content.assemble(
                 ("Cannot display this data: ", "bold $error"),
                 clean(f"{type(exc).__name__}: {exc}", 300),
             ))
@@ -166,11 +166,8 @@ class SourcePane(Vertical, can_focus=True):
             content = health_content(NO_DATA_YET, now, waiting=True)
         else:
             content = health_content(self.snapshot.health, now)
-        # Most ticks change nothing ("updated 0s ago" again): skip the repaint.
-        key = (content.plain, tuple(content.spans))
-        if key != self._health_shown:
-            self._health_shown = key
-            self.query_one(".health", Static).update(content)
+        # Most ticks change nothing ("updated 0s ago" again): set_content skips those.
+        set_content(self.query_one(".health", Static), content)
 
     # --- for subclasses ----------------------------------------------------------
 
@@ -187,7 +184,7 @@ class SourcePane(Vertical, can_focus=True):
     def update_body(self, data: Any, snapshot: Snapshot, now: float) -> None:
         """Show a payload. Default: `render_body` into the Static. Called only with
         data; `snapshot` is the one that carried it (older than the latest when -stale)."""
-        self.query_one(".data", Static).update(self.render_body(data, snapshot, now))
+        set_content(self.query_one(".data", Static), self.render_body(data, snapshot, now))
 
     def on_resize(self) -> None:
         # The default body fits its table to the pane; redo it at the new size.

@@ -31,6 +31,7 @@ from ebpftop.collectors.model import Snapshot
 
 from ..text import clean
 from .base import SourcePane
+from .paint import set_content
 from .canary_charts import MetricChart
 from .canary_render import seconds, series, summary
 
@@ -124,7 +125,7 @@ class CanaryPane(SourcePane):
         control = getattr(self.app, "rollback_control", None)
         auto = control.status_line() if control is not None else ""
         key = control is not None and control.available() and not getattr(self.app, "read_only", True)
-        self.query_one("#canary-summary", Static).update(
+        set_content(self.query_one("#canary-summary", Static),
             summary(data, self._rollout(), history, now, width, auto, rollback_key=key)
         )
         services = list(getattr(data, "services", ()) or ())

@@ -33,6 +33,7 @@ from ebpftop.collectors.model import Snapshot
 from ..text import clean, safe
 from . import flows_view as fv
 from .base import SourcePane
+from .paint import forget, set_content
 from .flows_detail import FlowDetailScreen, Selection, build
 from .flows_filter import FlowFilterScreen
 
@@ -93,7 +94,6 @@ class FlowsPane(SourcePane):
         # the top flows after dropping out for a tick.
         self._wanted: tuple | None = None
         self._theme_vars: dict[str, str] | None = None
-        self._lines: dict[str, tuple] = {}
         # How much drawing happened (tests check that unchanged data redraws nothing).
         self.cell_updates = 0
         self.rebuilds = 0
@@ -184,11 +184,7 @@ class FlowsPane(SourcePane):
             self._set("#flows-problems", Content("\n".join("▲ " + clean(p, 300) for p in problems)))
 
     def _set(self, selector: str, content: Content) -> None:
-        """Update a line only when its text or styles changed (most ticks change nothing)."""
-        key = (content.plain, tuple(content.spans))
-        if self._lines.get(selector) != key:
-            self._lines[selector] = key
-            self.query_one(selector, Static).update(content)
+        set_content(self.query_one(selector, Static), content)
 
     def _draw_events(self, data: FlowsData, width: int) -> None:
         tall = (self.content_size.height or 0) >= TALL_FROM
@@ -220,7 +216,7 @@ class FlowsPane(SourcePane):
 
     def _theme_changed(self, _theme: Any) -> None:
         self._theme_vars = None
-        self._lines = {}
+        forget(self)
         self._columns = []  # redraw every cell in the new theme's colours
         self._draw()
 

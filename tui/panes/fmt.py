@@ -49,6 +49,16 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600}h"
 
 
+def age(seconds: float | None) -> str:
+    """`duration` in steps that change at most every 10 s: '7s', '20s', '1m10s'. For
+    ages that tick on screen: an exact count of seconds is noise there, and each
+    change is a repaint (a wall display runs for weeks)."""
+    if _missing(seconds):
+        return NO_DATA
+    s = int(max(0.0, seconds))
+    return duration(s if s < 10 else s - s % 10)
+
+
 def number(x: float | None) -> str:
     """Counts and plain numbers: 1234567 -> '1.2M'."""
     if _missing(x):

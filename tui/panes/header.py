@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.content import Content
-from textual.widgets import Static
+from textual.geometry import Region
+from textual.widget import Widget
 
 from ebpftop.collectors.model import Health, HealthState, HostData, Snapshot
 
@@ -126,16 +127,23 @@ def problem_line(
     return Content.assemble(*parts)
 
 
-class HostHeader(Static):
-    """Docked at the top; the app calls `update_from` when host data or health changes."""
+class HostHeader(Widget):
+    """Docked at the top; the app calls `update_from` when host data or health changes.
+
+    Repaints only the lines that changed: each second the host line does, the title
+    and the problems rarely, and every repainted line costs CPU and bytes over SSH."""
 
     DEFAULT_CSS = """
     HostHeader { dock: top; height: 3; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self) -> None:
-        super().__init__(Content(""), id="header", markup=False)
+        super().__init__(id="header", markup=False)
         self._last: tuple = ()
+        self._lines: list[Content] = []
+
+    def render(self) -> Content:
+        return Content("\n").join(self._lines)
 
     def on_resize(self) -> None:
         if self._last:
@@ -154,7 +162,14 @@ class HostHeader(Static):
         key = (marks, host, health, waiting, alarms, width)
         if key == self._last:
             return  # nothing changed: no repaint, no bytes to the terminal
+        resized = not self._last or self._last[-1] != width
         self._last = key
         lines = [title_line(marks, data, width), host_line(data, width), problem_line(health, waiting, alarms)]
-        # Always three unwrapped lines, so a new sample needs a repaint, not a layout.
-        self.update(Content("\n").join(lines), layout=False)
+        old, self._lines = self._lines, lines
+        if resized or len(old) != len(lines):
+            self.refresh()
+            return
+        changed = [Region(0, y, self.size.width, 1) for y, (a, b) in enumerate(zip(old, lines))
+                   if (a.plain, a.spans) != (b.plain, b.spans)]  # Content == compares text only
+        if changed:
+            self.refresh(*changed)

@@ -35,6 +35,7 @@ from ebpftop.collectors.profiles.model import TagGroup, tag
 from ..text import clean, safe
 from . import fmt
 from .base import SourcePane
+from .paint import set_content
 from .profiles_capture import capture_action, describe_target, find_collector
 from .profiles_detail import ProfileDetailScreen
 from .profiles_view import (
@@ -105,7 +106,7 @@ class ProfilesPane(SourcePane):
         self._fill_table(view, width)
         group = self.selected_group()
         preferred = tag(group.tags, "service") if group is not None else None
-        self.query_one("#profiles-compare", Static).update(compare(view, preferred, width).lines)
+        set_content(self.query_one("#profiles-compare", Static), compare(view, preferred, width).lines)
 
     def _draw_title(self, data: Any, view: View, width: int) -> None:
         parts: list = [(clean(view.title, 300), "bold")]
@@ -130,7 +131,7 @@ class ProfilesPane(SourcePane):
                 if st.hint:
                     parts.append((f" → {clean(st.hint, 80)}", "italic $text-muted"))
         title = self.query_one("#profiles-title", Static)
-        title.update(Content.assemble(*parts))
+        set_content(title, Content.assemble(*parts))
         title.set_class(view.filtered and not view.matched, "-filtered")
         title.set_class(view.filtered and view.matched, "-matched")
 
@@ -140,7 +141,7 @@ class ProfilesPane(SourcePane):
             keys += KEYS_CAPTURE
         if self.trace is not None:
             keys += KEYS_FILTERED
-        self.query_one("#profiles-keys", Static).update(keys)
+        set_content(self.query_one("#profiles-keys", Static), keys)
 
     def _fill_table(self, view: View, width: int) -> None:
         table = self.query_one("#profiles-table", DataTable)
