@@ -165,21 +165,26 @@ updates its per-CPU counter.
 Empty TC program on the same hook (floor): {floor_ns:.1f} ns per packet.
 256 rules / 1 rule (the sets above) = {ratio:.2f} (target <= 1.2: {"met" if ratio <= 1.2 else "NOT met"}).
 Same path, 128 times the rules: 256 all tables / 2 all tables = {ratio_tables:.2f}. Across paths: 256 all tables /
-1 rule = {ratio_all:.2f} - one rule has every field single-valued, so it is compared inline, a shorter path
-than any set whose fields need their tables; the count of rules itself does not show.
+1 rule = {ratio_all:.2f} - one rule has every field single-valued, so it is compared inline: a shorter path
+than any set whose fields need their tables, whatever their number of rules.
 Worst median {max(med.values()):.1f} ns (target <= 100 ns: {"met" if max(med.values()) <= 100 else "NOT met"}).
 
 Where the time goes. On this VM every function call a BPF program makes costs 30-40 ns (retpolines and
 the return thunks of the SRSO mitigation): measured on the same hook, a hash map lookup adds ~45 ns, an
-LPM trie lookup ~40, bpf_ktime_get_coarse_ns ~37, while an inlined array lookup adds ~6 and the per-CPU
-counter update ~10. The previous datapath made five such calls a packet (three LPM tries, the clock
-twice) and measured 280 / 273 / 284 ns for 1 / 64 / 256 rules (03:29 UTC, this script, floor 64 ns).
-This one makes none on the IPv4 path (array tables, jiffies via the inlined bpf_jiffies64, the expiry
-search only when the first match has expired); what is left is parsing, the active set, and one or two
-cache lines per table read. Variants compared in one tcx chain on the same packets, both orders: the
-host hash beats the 16-8-8 trie walk for /32 sources by 5-9 ns; aligning map values to cache lines
-made no measurable difference (not kept). Figures move by +-10 ns between runs with the machine's
-other load; the floor is the same program-independent cost for every row.
+LPM trie lookup ~40, bpf_ktime_get_coarse_ns ~37, while an inlined array lookup adds ~6. The previous
+datapath made five calls a packet (three LPM tries, the clock twice): 280 / 273 / 284 ns for 1 / 64 / 256
+rules (03:29 UTC, this script, floor 64 ns); measured in one tcx chain with this one on the same packets
+(06:43 UTC, both orders): previous 235-270 ns, this one 106-130 ns for every set above. This one makes no
+call on the IPv4 path (array tables, jiffies via the inlined bpf_jiffies64, the expiry search only when the
+first match has expired). What is left, from variants cut short at each step (same chain): parsing and
+choosing the active set ~8 ns over the floor; classification up to the first match ~10-15 ns when fields
+are compared inline or through the host hash, ~45 ns when source, destination and port all go through their
+tables (each table read is a cache line the kernel's own packet path has evicted since the last packet);
+the matched rule, its expiry and the per-CPU counter update ~25 ns, ~10 of them the counter. Kept after
+A/B runs (one tcx chain, both orders): the host hash over the trie walk for /32 (5-9 ns), vectors stored
+in the hash slots (3-17 ns). Tried and dropped: aligning map values to cache lines (no measurable change).
+The 100 ns target is not reached: one rule comes closest (about 5-15 ns over, run to run); the floor alone
+is ~60 ns of it. Figures move by +-10 ns between runs with the machine's other load.
 
 Reproduce: `sudo .venv/bin/python bench/rules_bench.py` (`--quick` for fewer packets and rounds).
 """

@@ -105,7 +105,7 @@ def test_address_table_is_a_longest_prefix_match():
         entries[(n.prefixlen, int(n.network_address))] = b
     from ebpftop.collectors.rules.compile import _union_prefixes
     t = address_table(_union_prefixes(entries, 32), "src4", wild=1 << 400)
-    probes = [int(n.network_address) for n in nets] + [int(n.broadcast_address) for n in nets]
+    probes = [0] + [int(n.network_address) for n in nets] + [int(n.broadcast_address) for n in nets]
     probes += [rng.choice([10, 198, 203, 11]) << 24 | rng.getrandbits(24) for _ in range(3000)]
     for a in probes:
         ip = ipaddress.ip_address(a)

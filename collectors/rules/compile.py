@@ -75,7 +75,7 @@ class Table:
 
     def lookup(self, value: int, width: int) -> int:
         """The vector for `value`, read the way the kernel reads it."""
-        if self.buckets:
+        if self.buckets and value:
             for key, cls in self.buckets[bucket_of(value, self.mult)]:
                 if key == value:
                     return self.classes[cls]

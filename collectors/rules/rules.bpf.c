@@ -105,7 +105,7 @@ static __always_inline int empty(struct bits *acc) {
 
 static __always_inline struct bits *a4_lookup(struct a4tab *t, u32 a, u32 mult, int hosts, int trie) {
     u32 e = 0;
-    if (hosts) {
+    if (hosts && a) { /* 0.0.0.0 is the key of empty slots: never hashed, left to the trie */
         struct hbucket *b = &t->hb[(a * mult) >> 25];
 #pragma unroll
         for (int i = 0; i < 8; i++)
