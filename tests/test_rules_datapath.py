@@ -227,12 +227,14 @@ def test_rule_over_the_limit_is_refused_and_nothing_changes(rules):
 
 def test_ttl_expires_in_the_kernel_with_no_ebpftop_running(rules):
     rules.cli("rules", "add", "--yes", f'deny icmp from {rules.net.b_ip4} ttl 3s "ttl"')
+    rules.cli("rules", "add", "--yes", f'count icmp from {rules.net.b_ip4} "after"')
     assert not rules.ping(1)
     listed = rules.rules()["rules"][0]
     time.sleep(max(0.0, listed["expires"] - time.time()) + 0.5)  # waiting for the TTL itself, not timing anything
     assert rules.ping(2)  # no ebpftop process exists: the kernel stopped matching it
     listed = rules.rules()["rules"]
     assert listed[0]["expired"] and listed[0]["packets"] == 1  # shown as expired until the next change
+    assert listed[1]["packets"] == 2  # the expired first match gives way to the next rule: both requests
 
 
 def test_deny_survives_exit_and_cleanup_removes_it(rules):
