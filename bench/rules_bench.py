@@ -183,8 +183,10 @@ tables (each table read is a cache line the kernel's own packet path has evicted
 the matched rule, its expiry and the per-CPU counter update ~25 ns, ~10 of them the counter. Kept after
 A/B runs (one tcx chain, both orders): the host hash over the trie walk for /32 (5-9 ns), vectors stored
 in the hash slots (3-17 ns). Tried and dropped: aligning map values to cache lines (no measurable change).
-The 100 ns target is not reached: one rule comes closest (about 5-15 ns over, run to run); the floor alone
-is ~60 ns of it. Figures move by +-10 ns between runs with the machine's other load.
+The tables are preallocated: 2.4 MB of kernel memory for both sets while the program is loaded (the LPM
+tries before grew with the rules: a few KB). The 100 ns target is not reached: the best rows come within
+5-20 ns of it, run to run, the worst within 20-45; the floor alone is ~60 ns of the 100. Figures move by
++-10 ns between runs with the machine's other load.
 
 Reproduce: `sudo .venv/bin/python bench/rules_bench.py` (`--quick` for fewer packets and rounds).
 """
