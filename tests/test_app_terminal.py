@@ -57,6 +57,15 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def quit_with_q(app: PtyApp) -> int | None:
+    """Press q; the exit code once the app has ended (None if it is still running)."""
+    os.write(app.master, b"q")
+    deadline = time.monotonic() + 30
+    while app.proc.poll() is None and time.monotonic() < deadline:
+        app.pump(0.1)
+    return app.proc.poll()
+
+
 def test_screen_survives_fd2_being_redirected(tmp_path):
     script = tmp_path / "app.py"
     script.write_text(SCRIPT)
@@ -65,11 +74,7 @@ def test_screen_survives_fd2_being_redirected(tmp_path):
         # Drawn after the collector took fd 2: the flows pane's data and the footer.
         shown = app.wait_for(lambda s: "fd2-redirected" in s and "? Help" in s, 30)
         assert shown is not None, app.text()
-        os.write(app.master, b"q")
-        deadline = time.monotonic() + 30
-        while app.proc.poll() is None and time.monotonic() < deadline:
-            app.pump(0.1)
-        assert app.proc.poll() == 0
+        assert quit_with_q(app) == 0
     finally:
         app.close()
 
@@ -109,10 +114,6 @@ def test_keys_reach_the_app_without_a_polling_input_thread(tmp_path):
         assert app.wait_for(lambda s: "esc closes" in s, 10) is not None, app.text()
         os.write(app.master, b"\x1b")  # nothing follows: only the timeout makes it a key
         assert app.wait_for(lambda s: "esc closes" not in s, 10) is not None, app.text()
-        os.write(app.master, b"q")
-        deadline = time.monotonic() + 30
-        while app.proc.poll() is None and time.monotonic() < deadline:
-            app.pump(0.1)
-        assert app.proc.poll() == 0
+        assert quit_with_q(app) == 0
     finally:
         app.close()

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from ebpftop.tui.text import clean
+
+from .confirm import ask, say, told
 
 EVIDENCE_TIMEOUT = 15.0
 
@@ -28,11 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask for the service name (scripts); still audited")
     p.add_argument("--dry-run", action="store_true", help="print exactly what would be sent; send nothing")
     p.set_defaults(func=run)
-
-
-def say(text: str, *, err: bool = False) -> None:
-    for line in str(text).splitlines() or [""]:
-        print(clean(line), file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +94,7 @@ async def _run(args, settings, controller) -> int:
         gate = Gate(AuditLog(settings.audit_log, settings.audit_key), read_only=settings.kiosk)
         try:
             result = await run_rollback(gate, controller, args.service, evidence,
-                                        _yes if args.yes else _ask, state=state)
+                                        told if args.yes else _ask, state=state)
         except RollbackUnavailable as exc:
             say(f"ebpftop: {exc}", err=True)
             return 1
@@ -143,17 +139,7 @@ async def _evidence(settings, service: str):
     return found
 
 
-async def _yes(action) -> bool:
-    say(action.description)
-    return True
-
-
 async def _ask(action) -> bool:
-    say(action.title)
-    say(action.description)
-    prompt = f"Type the service name ({clean(action.confirm_text)}) to confirm, anything else cancels: "
-    try:
-        answer = await asyncio.to_thread(input, prompt)
-    except EOFError:
-        return False
-    return answer.strip() == action.confirm_text
+    # Typing the service name is the confirmation, piped or not.
+    return await ask(action, f"Type the service name ({clean(action.confirm_text)}) to confirm, anything else cancels: ",
+                     lambda answer: answer == action.confirm_text, tty_only=False)

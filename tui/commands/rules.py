@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from ebpftop.tui.text import clean
+from .confirm import ask, say, told
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,11 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for q in (add, rm, sub.choices["flush"], ld):
         q.add_argument("--yes", action="store_true", help="do not ask; still audited")
     p.set_defaults(func=run)
-
-
-def say(text: str, *, err: bool = False) -> None:
-    for line in str(text).splitlines() or [""]:
-        print(clean(line), file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def _read(path: str) -> str | None:
@@ -153,26 +148,12 @@ async def _change(args, settings) -> int:
     gate = Gate(AuditLog(settings.audit_log, settings.audit_key), read_only=settings.kiosk)
     actor = Actor.current()
     action, perform = plan(settings, request, actor)
-    result = await gate.execute(action, perform, _yes if args.yes else _ask)
+    result = await gate.execute(action, perform, told if args.yes else _ask)
     say(f"ebpftop rules {args.rules_verb}: {result.message}", err=not result.ok)
     if result.ok:
         return 0
     return 3 if result.refused or result.cancelled else 1
 
 
-async def _yes(action) -> bool:
-    say(action.description)
-    return True
-
-
 async def _ask(action) -> bool:
-    say(action.title)
-    say(action.description)
-    if not sys.stdin.isatty():
-        say("(stdin is not a terminal: not confirmed; pass --yes to apply without asking)", err=True)
-        return False
-    try:
-        answer = await asyncio.to_thread(input, "Apply? [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
+    return await ask(action, "Apply? [y/N] ", lambda answer: answer.lower() in ("y", "yes"))
