@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE / "rules.bpf.c"
 SETS = ("a", "b")
 SET_MAPS = ("cfg", "src4", "dst4", "src6", "dst6", "sport", "dport", "proto", "ifdir", "rules", "exptime", "alive")
-LAYOUT = 2  # rules.bpf.c LAYOUT: version 1 had LPM tries for every field and coarse-ns times
+LAYOUT = 2  # the pin layout2 (rules.bpf.c); layout 1 had LPM tries for every field and coarse-ns times
 PROGS = ("ebpftop_rl_in", "ebpftop_rl_eg", "ebpftop_rl3_in", "ebpftop_rl3_eg")
 PROG_PREFIX = "ebpftop_rl"
 _WIDTH = {"src4": 32, "dst4": 32, "sport": 16, "dport": 16}
@@ -248,7 +248,7 @@ class Datapath:
         return META.unpack(raw[:META.size]) if raw else (0, 0, 0)
 
     def kernel_rules(self, s: int) -> list[tuple[int, int, int]]:
-        """(slot, action, expires_ns) of every position of set `s` in use."""
+        """(slot, action, expires in jiffies; 0 = never) of every position of set `s` in use."""
         _, n, _ = self.meta(s)
         m = self.map(f"rules_{SETS[s]}")
         return [RULE.unpack(m.lookup(struct.pack("<I", i))[:RULE.size]) for i in range(min(n, MAX_RULES))]
