@@ -31,6 +31,11 @@ def test_otel_service_name_wins_over_the_attribute():
     assert t.otel_tags({}) == {}
 
 
+def test_the_track_comes_from_the_kubernetes_pod_label():
+    env = {"OTEL_RESOURCE_ATTRIBUTES": "service.name=checkout,service.version=v1.1.0,k8s.pod.label.track=canary"}
+    assert t.otel_tags(env) == {"service": "checkout", "version": "v1.1.0", "track": "canary"}
+
+
 def test_huge_values_are_cut():
     assert len(t.otel_tags({"OTEL_SERVICE_NAME": "x" * 10_000})["service"]) == t.MAX_VALUE
 

@@ -202,8 +202,10 @@ def _start_service(layout: Layout, tmpdir: str, variant: str) -> statefile.ProcR
     cfg, version = layout.config, VARIANTS[variant]
     env = {
         "OTEL_SERVICE_NAME": cfg.service_name,
+        # The track as a Kubernetes pod label would arrive: the profiles pane compares
+        # canary and stable by it (the versions, v1.0.0 and v1.1.0, do not say which is which).
         "OTEL_RESOURCE_ATTRIBUTES": f"service.name={cfg.service_name},service.version={version},"
-                                    f"deployment.environment=lab",
+                                    f"deployment.environment=lab,k8s.pod.label.track={variant}",
         "PYTHONUNBUFFERED": "1",
     }
     argv = [sys.executable, "-m", "ebpftop.collectors.lab.service", "--listen", f"0.0.0.0:{cfg.service_port}",

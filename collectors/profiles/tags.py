@@ -14,12 +14,15 @@ import urllib.parse
 from .model import EXITED, UNREADABLE, Tags, make_tags
 
 # OTel resource attribute -> ebpftop tag key. deployment.environment.name is the newer
-# semantic-convention spelling; either is accepted.
+# semantic-convention spelling; either is accepted. The canary/stable track has no
+# attribute of its own: on Kubernetes it is a pod label (`track: canary` in the
+# canary-deployment pattern), which reaches the resource as k8s.pod.label.track.
 RESOURCE_KEYS = {
     "service.name": "service",
     "service.version": "version",
     "deployment.environment": "env",
     "deployment.environment.name": "env",
+    "k8s.pod.label.track": "track",
 }
 MAX_ENVIRON = 1 << 20  # a larger environment is read only this far
 MAX_VALUE = 256  # characters kept of any one tag value
