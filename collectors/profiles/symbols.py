@@ -96,8 +96,8 @@ class _Process:
 class Symbols:
     def __init__(self, *, proc: str = "/proc", resolver=None, donor: int | None = None) -> None:
         self._proc = proc
-        # resolver(pid) -> object with .resolve(addr, demangle) like bcc.SymbolCache,
-        # and .free() ; tests give a fake one
+        # resolver(pid, lazy=...) -> object with .resolve(addr, demangle) like
+        # bcc.SymbolCache, and .free(); tests give a fake one
         self._resolver = resolver or _BccResolver
         self._donor = os.getpid() if donor is None else donor  # -1: none
         self._procs: dict[int, _Process] = {}
