@@ -180,3 +180,84 @@ def test_ebpftop_does_not_sample_itself(burner):
     finally:
         s.close()
     assert burner.pid in seen and os.getpid() not in seen
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _drain_burner(s: Sampler, pid: int, want_cpu: float, between=lambda: time.sleep(0.5)):
+    """Drain until the burner used `want_cpu` seconds of CPU: (its samples, its CPU seconds
+    over the same span). The first drain is dropped, so the counted span starts at a drain."""
+    s.drain()
+    cpu0 = cpu_seconds(pid)
+    got = []
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end:
+        between()
+        got += [r for r in s.drain() if r.tgid == pid]
+        used = cpu_seconds(pid) - cpu0
+        if used >= want_cpu:
+            return got, used
+    return got, cpu_seconds(pid) - cpu0
+
+
+def test_each_sample_is_counted_once_across_drains(burner):
+    """The counts are read and cleared in one batch per drain: a sample lost between
+    read and delete, or read twice, moves the count away from CPU time x frequency."""
+    hz = 99
+    s = Sampler(hz=hz)
+    s.start()
+    try:
+        s.drain()  # whatever was counted while compiling
+        time.sleep(0.3)
+        stacks, used = _drain_burner(s, burner.pid, 4.0)
+    finally:
+        s.close()
+    assert used >= 1.0, "the burner got almost no CPU: nothing to compare"
+    samples = sum(r.count for r in stacks)
+    assert 0.8 * used * hz <= samples <= 1.2 * used * hz, (samples, used)
+    assert len(stacks) >= 2, "expected several drains with samples of the burner"
+
+
+def test_stacks_stay_right_when_the_stack_table_is_cleared(burner):
+    """A tiny stack table is cleared every drain or so (ids for 1/16 of it held): names
+    read before a clear must not be reused for whatever takes the ids after it."""
+    import hashlib
+    import zlib
+
+    blob = os.urandom(1 << 20)
+
+    def busy_elsewhere():
+        # our own process (not skipped here) runs through distinct C paths: new stack ids
+        t = time.monotonic()
+        while time.monotonic() - t < 0.3:
+            hashlib.sha256(blob).digest()
+            zlib.compress(blob[:200_000])
+            sorted(blob[:100_000])
+        time.sleep(0.2)
+
+    hz = 99
+    s = Sampler(hz=hz, stack_slots=16)
+    s.start()
+    try:
+        stacks, used = _drain_burner(s, burner.pid, 4.0, busy_elsewhere)
+        clears = s.clears
+    finally:
+        s.close()
+    assert clears >= 1, "the tiny stack table should have been cleared"
+    samples = sum(r.count for r in stacks)
+    assert 0.8 * used * hz <= samples <= 1.2 * used * hz, (samples, used)
+    named = [r for r in stacks if "[stack lost]" not in r.frames]
+    assert named, "every burner stack was lost"
+    from ebpftop.collectors.profiles.model import StackSample
+
+    # stacks refused by the full table say so; those named are the burner's, never another's
+    burner_frames = {"main", HOT, "_start", "[unknown]"}
+    user = {f for r in named for f in r.frames if not f.endswith("_[k]")}
+    assert {f for f in user if not f.startswith("__libc_start")} <= burner_frames, user
+    top = aggregate.top_functions([StackSample(r.frames, r.count) for r in named], 1)[0]
+    assert top.name == HOT

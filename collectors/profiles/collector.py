@@ -30,6 +30,7 @@ WINDOWS = (10.0, 60.0)
 # second, 60 s: every 5 s): a minute's profile barely moves in a second, and rebuilding
 # it is most of the steady CPU cost.
 REFRESH_FRACTION = 1 / 12
+PRUNE_EVERY = 10.0  # seconds between sweeps of expired process tags (they refresh on use anyway)
 MAX_CAPTURES = 5  # on-demand captures kept (pprof latest-per-URL comes on top)
 
 
@@ -74,6 +75,8 @@ class ProfilesCollector(Collector):
         self._windows = SlidingWindows(WINDOWS)
         self._summaries: dict[float, Profile] = {}
         self._tags = TagCache()
+        self._pruned = time.monotonic()
+        self._with_source: dict = {}  # a process's tags -> the same plus source=bpf, sorted once
         self._status: dict[str, SourceStatus] = {}
         self._pprof: dict[str, Profile] = {}  # latest periodic profile per URL
         self._captures: collections.deque[Profile] = collections.deque(maxlen=MAX_CAPTURES)
@@ -133,10 +136,18 @@ class ProfilesCollector(Collector):
 
     def _drain(self) -> dict[StackKey, int]:
         counts: dict[StackKey, int] = collections.defaultdict(int)
+        with_source = self._with_source
         for raw in self._sampler.drain():
-            tags = self._tags.get(raw.tgid, raw.comm) + (("source", "bpf"),)
-            counts[(make_tags(tags), raw.frames)] += raw.count
-        self._tags.prune()
+            tags = self._tags.get(raw.tgid, raw.comm)
+            full = with_source.get(tags)
+            if full is None:
+                full = with_source[tags] = make_tags(tags + (("source", "bpf"),))
+            counts[(full, raw.frames)] += raw.count
+        now = time.monotonic()
+        if now - self._pruned >= PRUNE_EVERY:
+            self._pruned = now
+            if self._tags.prune():
+                self._with_source.clear()  # only tag sets still cached stay
         lost = self._sampler.lost()
         self._lost = lost[0] + lost[1]
         return dict(counts)

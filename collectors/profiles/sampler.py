@@ -8,10 +8,12 @@ and is safe to call twice; perf_event attachments also die with the process.
 
 from __future__ import annotations
 
+import array
 import ctypes as ct
 import errno
 import os
 import pathlib
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +25,9 @@ FN_NAME = "ebpftop_cpu"  # what `bpftool prog` shows; tests look for it
 KERNEL_SUFFIX = "_[k]"  # flame graph convention for kernel frames
 LOST_STACK = "[stack lost]"
 MAX_KERNEL_NAMES = 100_000  # kernel addresses named before that cache starts over
+MAX_MEMO = 50_000  # counts keys memoised per process before its memo starts over
+ENOTSUPP = 524  # the kernel's "operation not supported" for a map type; not in errno
+KEEP_FRACTION = 16  # the stack table is cleared when we hold ids for 1/16 of its slots
 
 
 class SamplerUnavailable(Exception):
@@ -55,6 +60,15 @@ class Sampler:
         self._symbols = Symbols()
         self._knames: dict[int, str] = {}  # kernel addr -> name
         self._kstacks: dict[tuple[int, ...], tuple[str, ...]] = {}
+        # Stack ids read so far (valid until the table is cleared): user id -> addresses
+        # (names depend on the process), kernel id -> names.
+        self._uids: dict[int, tuple[int, ...]] = {}
+        self._kids: dict[int, tuple[str, ...]] = {}
+        # tgid -> counts key bytes -> (comm, frames): a drain of known keys is one dict
+        # lookup per key. Dropped with the stack ids, or the pid's names.
+        self._memo: dict[int, dict[bytes, tuple[str, tuple[str, ...]]]] = {}
+        self._batch: _Batch | None = None
+        self.clears = 0  # times the stack table was cleared (tests, bench)
         self._last_prune = time.monotonic()
         # drain() runs in a worker thread; close() must not free the maps under it.
         self._mutex = threading.Lock()
@@ -105,6 +119,10 @@ class Sampler:
         b.cleanup()  # detaches the perf events, closes program and map fds
         self._symbols.close()
         self._seen.clear()
+        self._uids.clear()
+        self._kids.clear()
+        self._memo.clear()
+        self._batch = None
 
     def lost(self) -> tuple[int, int]:
         """(samples with no room in the counts map, samples whose stack was not kept)."""
@@ -112,8 +130,7 @@ class Sampler:
             b = self._bpf
             if b is None:
                 return (0, 0)
-            table = b[b"lost"]
-            return (int(table[ct.c_int(0)].value), int(table[ct.c_int(1)].value))
+            return self._read_lost(b)
 
     def drain(self) -> list[RawStack]:
         """Everything counted since the last drain, symbolised; the counts restart."""
@@ -126,54 +143,135 @@ class Sampler:
             raise RuntimeError("sampler not started")
         counts = b[b"counts"]
         stacks = b[b"stack_traces"]
-        try:
-            items = list(counts.items_lookup_and_delete_batch())
-        except Exception:  # kernels without batch ops: read then delete, a few samples may be lost
-            items = list(counts.items())
-            for k, _ in items:
-                try:
-                    del counts[k]
-                except KeyError:
-                    pass
-        out: list[RawStack] = []
-        used: set[int] = set()
+        entries = self._read_counts(counts)
         now = time.monotonic()
-        self._symbols.begin({int(k.tgid) for k, _ in items})
-        for k, v in items:
-            tgid = int(k.tgid)
-            comm = k.comm.decode("utf-8", "replace")
-            user = self._walk(stacks, k.user_stack_id, used, lambda a, p=tgid: self._symbols.user_stack(p, a))
-            kern = self._walk(stacks, k.kernel_stack_id, used, self._kernel_stack)
-            frames = user[::-1] + kern[::-1]
-            out.append(RawStack(tgid, comm, frames or (LOST_STACK,), int(getattr(v, "value", v))))
+        memo = self._memo
+        for pid in self._symbols.begin({tgid for tgid, _ in entries}):
+            memo.pop(pid, None)  # exec or pid reused: its names were forgotten
+        out: list[RawStack] = []
+        for tgid, raw in entries:
             self._seen[tgid] = now
-        # Each drain empties the stack table of what it read, so the table holds only
-        # the last second's stacks and does not fill up with old ones.
-        for sid in used:
-            try:
-                del stacks[stacks.Key(sid)]
-            except KeyError:
-                pass
+            mine = memo.get(tgid)
+            if mine is None:
+                mine = memo[tgid] = {}
+            hit = mine.get(raw[0])
+            if hit is None:
+                hit, complete = self._stack(counts, stacks, tgid, raw[0])
+                if complete:  # a stack missing from the table may be there next time
+                    if len(mine) > MAX_MEMO:
+                        mine.clear()
+                    mine[raw[0]] = hit
+            out.append(RawStack(tgid, hit[0], hit[1], raw[1]))
+        if self._should_clear(now):
+            self._clear_stacks(stacks)
         if now - self._last_prune > 30:
             self._prune_symbols(now)
         return out
 
-    # --- symbols ----------------------------------------------------------------------
+    def _read_counts(self, counts) -> list[tuple[int, tuple[bytes, int]]]:
+        """(tgid, (key bytes, count)) of every key counted, read and deleted in one
+        BPF_MAP_LOOKUP_AND_DELETE_BATCH into buffers allocated once (bcc's own batch
+        read allocates and walks ctypes arrays of the map's full size every call)."""
+        if self._batch is None:
+            self._batch = _Batch(counts, self.max_keys)
+        try:
+            return self._batch.drain()
+        except _NoBatch:
+            pass
+        # kernels without batch ops: read then delete, a sample counted in between is lost
+        items = list(counts.items())
+        for k, _ in items:
+            try:
+                del counts[k]
+            except KeyError:
+                pass
+        return [(int(k.tgid), (bytes(k), int(v.value))) for k, v in items]
 
-    def _walk(self, stacks, sid: int, used: set[int], names) -> tuple[str, ...]:
-        """Leaf-first frame names of stack `sid`; () when there is none."""
+    def _stack(self, counts, stacks, tgid: int, key: bytes) -> tuple[tuple[str, tuple[str, ...]], bool]:
+        """((comm, root-first frames), found) of one counts key; found is False when a
+        stack id was not in the table. The key's stack ids are stable until the table is
+        cleared, so this is asked once per key, not per drain."""
+        k = counts.Key.from_buffer_copy(key)
+        comm = k.comm.decode("utf-8", "replace")
+        usid, ksid = k.user_stack_id, k.kernel_stack_id
+        user = self._user_ips(stacks, usid)
+        user_names = (LOST_STACK,) if user is None else self._symbols.user_stack(tgid, user) if user else ()
+        kern = self._kernel_names(stacks, ksid)
+        found = (usid < 0 or usid in self._uids) and (ksid < 0 or ksid in self._kids)
+        frames = user_names[::-1] + kern[::-1]
+        return (comm, frames or (LOST_STACK,)), found
+
+    def _ips(self, stacks, sid: int) -> tuple[int, ...] | None:
+        """Leaf-first addresses of stack `sid`; () when there is none, None when lost."""
         if sid < 0:
-            return (LOST_STACK,) if sid != -errno.EFAULT else ()
-        used.add(sid)
+            return None if sid != -errno.EFAULT else ()
         try:
-            ips = tuple(stacks[stacks.Key(sid)].ip)  # one copy of the array, not a Python walk
+            leaf = stacks[stacks.Key(sid)]
         except KeyError:
-            return (LOST_STACK,)
+            return None
+        ips = array.array("Q", bytes(leaf))  # the raw u64 array, not a ctypes walk per frame
         try:
-            ips = ips[:ips.index(0)]  # the kernel ends a stack shorter than the array with 0
+            del ips[ips.index(0):]  # the kernel ends a stack shorter than the array with 0
         except ValueError:
             pass
-        return names(ips)
+        return tuple(ips)
+
+    def _user_ips(self, stacks, sid: int) -> tuple[int, ...] | None:
+        ips = self._uids.get(sid)
+        if ips is None:
+            ips = self._ips(stacks, sid)
+            if ips is not None and sid >= 0:
+                self._uids[sid] = ips  # a lost stack is asked again: it may be there later
+        return ips
+
+    def _kernel_names(self, stacks, sid: int) -> tuple[str, ...]:
+        names = self._kids.get(sid)
+        if names is None:
+            ips = self._ips(stacks, sid)
+            if ips is None:
+                return (LOST_STACK,)
+            names = self._kernel_stack(ips)
+            if sid >= 0:
+                self._kids[sid] = names
+        return names
+
+    # --- the stack table ----------------------------------------------------------------
+
+    def _read_lost(self, b) -> tuple[int, int]:
+        # bcc's table[key] normalises the key in Python at ~0.2 ms a lookup
+        from bcc.libbcc import lib
+
+        fd = b[b"lost"].map_fd
+        out = []
+        for i in (0, 1):
+            key, value = ct.c_int(i), ct.c_uint64(0)
+            if lib.bpf_lookup_elem(fd, ct.byref(key), ct.byref(value)) != 0:
+                raise OSError(ct.get_errno(), "lookup in the sampler's lost counters failed")
+            out.append(int(value.value))
+        return out[0], out[1]
+
+    def _should_clear(self, now: float) -> bool:
+        """The stack table is kept between drains (an id means the same stack until it
+        is deleted, so known ids cost nothing) and cleared when the ids we hold pass a
+        sixteenth of its slots: a new stack whose hash lands on a kept slot is refused
+        (counted in lost()), so keeping more would trade samples for CPU."""
+        return len(self._uids) + len(self._kids) > self.stack_slots // KEEP_FRACTION
+
+    def _clear_stacks(self, stacks) -> None:
+        # Only ids we have read are deleted: an id first used after this drain is read
+        # by the next one. A sample of a known stack counted between the drain and this
+        # delete finds its stack again when the next sample of it stores it anew.
+        for sid in (*self._uids, *self._kids):
+            try:
+                del stacks[stacks.Key(sid)]
+            except KeyError:
+                pass
+        self._uids.clear()
+        self._kids.clear()
+        self._memo.clear()
+        self.clears += 1
+
+    # --- symbols ----------------------------------------------------------------------
 
     def _kernel_stack(self, addrs: tuple[int, ...]) -> tuple[str, ...]:
         names = self._kstacks.get(addrs)
@@ -199,4 +297,58 @@ class Sampler:
         gone = [p for p, t in self._seen.items() if now - t > 60 or not os.path.exists(f"/proc/{p}")]
         for p in gone:
             del self._seen[p]
+            self._memo.pop(p, None)
         self._symbols.forget(gone)
+
+
+class _NoBatch(Exception):
+    """The kernel has no batch operations for this map."""
+
+
+class _Batch:
+    """BPF_MAP_LOOKUP_AND_DELETE_BATCH of a hash map into buffers made once."""
+
+    def __init__(self, table, max_keys: int) -> None:
+        from bcc.libbcc import lib
+
+        self._fn = lib.bpf_lookup_and_delete_batch
+        self._fd = table.map_fd
+        self._ksize = ct.sizeof(table.Key)
+        if ct.sizeof(table.Leaf) != 8:
+            raise ValueError("counts values must be u64")
+        self._max = max_keys
+        self._keys = ct.create_string_buffer(self._ksize * max_keys)
+        self._values = (ct.c_uint64 * max_keys)()
+        self._token = ct.c_uint32(0)
+        self._count = ct.c_uint32(0)
+        self._works: bool | None = None
+
+    def drain(self) -> list[tuple[int, tuple[bytes, int]]]:
+        if self._works is False:
+            raise _NoBatch
+        total = 0
+        ks = self._ksize
+        while total < self._max:
+            self._count.value = self._max - total
+            res = self._fn(self._fd, ct.byref(self._token) if total else None, ct.byref(self._token),
+                           ct.byref(self._keys, ks * total), ct.byref(self._values, 8 * total),
+                           ct.byref(self._count))
+            err = ct.get_errno()
+            total += self._count.value
+            if res != 0:
+                if err == errno.ENOENT:
+                    break  # the whole map was walked
+                if err == errno.ENOSPC:
+                    break  # a bucket larger than the room left; the rest waits a drain
+                if self._works is None and err in (errno.EINVAL, ENOTSUPP, errno.EOPNOTSUPP):
+                    self._works = False
+                    raise _NoBatch
+                raise OSError(err, f"BPF_MAP_LOOKUP_AND_DELETE_BATCH failed: {os.strerror(err)}")
+            if self._count.value == 0:
+                break  # no progress (a bucket grew past the room left); the rest waits a drain
+        self._works = True
+        raw = ct.string_at(self._keys, ks * total)
+        values = self._values
+        # the key begins with the u32 tgid (sampler.bpf.c key_t)
+        return [(int.from_bytes(raw[i * ks:i * ks + 4], sys.byteorder), (raw[i * ks:(i + 1) * ks], values[i]))
+                for i in range(total)]

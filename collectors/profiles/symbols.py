@@ -107,10 +107,11 @@ class Symbols:
 
     # --- per drain --------------------------------------------------------------------
 
-    def begin(self, pids) -> None:
+    def begin(self, pids) -> list[int]:
         """Call at each drain with the pids in it: forgets a pid that is no longer the
-        process we knew (exec, or the pid reused)."""
+        process we knew (exec, or the pid reused), and returns those forgotten."""
         self._drain += 1
+        forgotten = []
         for pid in pids:
             p = self._procs.get(pid)
             if p is not None:
@@ -118,6 +119,8 @@ class Symbols:
                 # gone (None) is still the process we knew: its names stay usable
                 if now is not None and now != p.ident:
                     self.forget([pid])
+                    forgotten.append(pid)
+        return forgotten
 
     def user_stack(self, pid: int, addrs: tuple[int, ...]) -> tuple[str, ...]:
         """Names of `addrs` (as the stack table gives them, leaf first)."""

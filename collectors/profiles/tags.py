@@ -132,7 +132,10 @@ class TagCache:
         self._cache[(pid, comm)] = (now + self.ttl, tags)
         return tags
 
-    def prune(self) -> None:
+    def prune(self) -> int:
+        """Drop expired entries; returns how many."""
         now = self._clock()
-        for key in [k for k, (exp, _) in self._cache.items() if exp <= now]:
+        old = [k for k, (exp, _) in self._cache.items() if exp <= now]
+        for key in old:
             del self._cache[key]
+        return len(old)
