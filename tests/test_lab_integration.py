@@ -166,7 +166,8 @@ def test_lab_settings_wire_the_dashboard_to_the_running_lab(lab):
     assert all(psutil.Process(pid).environ().get("OTEL_SERVICE_NAME") == "checkout"
                for pid in ep.service_pids.values())
     attrs = psutil.Process(ep.service_pids["canary"]).environ()["OTEL_RESOURCE_ATTRIBUTES"].split(",")
-    assert {"service.name=checkout", "service.version=v1.1.0", "deployment.environment=lab"} == set(attrs)
+    assert {"service.name=checkout", "service.version=v1.1.0", "deployment.environment=lab",
+            "k8s.pod.label.track=canary"} == set(attrs)  # the track tells the profiles pane which is canary
 
 
 def test_cli_status_shows_every_part_healthy(lab, capsys):
