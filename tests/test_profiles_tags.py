@@ -13,7 +13,7 @@ import pytest
 
 from conftest import need_root
 from ebpftop.collectors.profiles import tags as t
-from ebpftop.collectors.profiles.model import EXITED, UNREADABLE, tag
+from ebpftop.collectors.profiles.model import EXITED, KERNEL, UNREADABLE, tag
 
 CID = "3f2a" + "0123456789abcdef" * 3 + "0123456789ab"
 
@@ -88,6 +88,13 @@ def test_a_process_that_is_gone_says_so():
     proc.wait()
     tags = t.process_tags(proc.pid, comm="true")
     assert tag(tags, "service") == EXITED and tag(tags, "comm") == "true"
+
+
+def test_a_kernel_thread_is_named_as_one_not_as_gone():
+    # kthreadd is pid 2 on every Linux; its environ read fails (ESRCH) or is empty
+    tags = t.process_tags(2)
+    assert tag(tags, "service") == KERNEL and tag(tags, "comm") == "kthreadd"
+    assert t.is_kernel_thread(2) and not t.is_kernel_thread(os.getpid())
 
 
 def test_another_users_environment_is_unreadable_not_an_error():

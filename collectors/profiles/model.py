@@ -18,6 +18,7 @@ Tags = tuple[tuple[str, str], ...]
 # Tag values that say why a real value is missing (shown in the pane as they are).
 UNREADABLE = "environment unreadable"
 EXITED = "process exited"
+KERNEL = "kernel thread"  # no environment to read: kernel threads have no user memory
 
 
 def make_tags(pairs: dict[str, str] | Tags) -> Tags:

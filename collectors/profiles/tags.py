@@ -11,7 +11,7 @@ import re
 import time
 import urllib.parse
 
-from .model import EXITED, UNREADABLE, Tags, make_tags
+from .model import EXITED, KERNEL, UNREADABLE, Tags, make_tags
 
 # OTel resource attribute -> ebpftop tag key. deployment.environment.name is the newer
 # semantic-convention spelling; either is accepted. The canary/stable track has no
@@ -87,6 +87,17 @@ def _read(path: str, limit: int = MAX_ENVIRON) -> bytes:
         return f.read(limit)
 
 
+PF_KTHREAD = 0x00200000  # include/linux/sched.h
+
+
+def is_kernel_thread(pid: int, *, proc: str = "/proc") -> bool:
+    try:
+        stat = _read(f"{proc}/{pid}/stat", 4096).decode("ascii", "replace")
+        return bool(int(stat.rsplit(")", 1)[1].split()[6]) & PF_KTHREAD)  # field 9, flags
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def process_tags(pid: int, comm: str | None = None, *, proc: str = "/proc") -> Tags:
     """Every tag of process `pid`. `comm` (from BPF) is used when /proc has none."""
     tags: dict[str, str] = {"pid": str(pid)}
@@ -96,11 +107,16 @@ def process_tags(pid: int, comm: str | None = None, *, proc: str = "/proc") -> T
         if comm:
             tags["comm"] = comm
     try:
-        tags.update(otel_tags(parse_environ(_read(f"{proc}/{pid}/environ"))))
+        environ = _read(f"{proc}/{pid}/environ")
+        if environ:
+            tags.update(otel_tags(parse_environ(environ)))
+        elif is_kernel_thread(pid, proc=proc):  # older kernels read a kernel thread's as empty
+            tags["service"] = KERNEL
     except PermissionError:
         tags["service"] = UNREADABLE
     except (FileNotFoundError, ProcessLookupError):
-        tags["service"] = EXITED
+        # newer kernels refuse a kernel thread's environ with ESRCH, as for a dead process
+        tags["service"] = KERNEL if is_kernel_thread(pid, proc=proc) else EXITED
     except OSError as exc:
         tags["service"] = f"{UNREADABLE} ({exc.strerror or exc})"
     try:
