@@ -102,6 +102,7 @@ async def test_R_confirms_with_evidence_and_plan_then_rolls_back_audited(tmp_pat
         shown = str(app.screen.query_one("#confirm-description", Static).render())
         assert "Will send to fake at fake://lb:9999" in shown
         assert "runtime-api fake://lb:9999" in shown and "set server be_app/canary weight 0" in shown
+        assert shown.count("fake://lb:9999") == 2  # where, once; then the request itself
         assert "Evidence: verdict FAIL: canary 5xx ratio 2% > 0.5% for 3/3 evaluations" in shown
         assert "canary p99 0.45s, errors 2.00%" in shown
 

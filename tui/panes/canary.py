@@ -59,7 +59,10 @@ class CanaryPane(SourcePane):
         for svc in getattr(data, "services", ()):
             verdict = getattr(getattr(svc, "verdict", None), "value", "")
             if verdict in ("fail", "warn"):
-                out.append((f"canary {verdict.upper()} {svc.name}", "error" if verdict == "fail" else "warning"))
+                # why, too: the header is the line a wall display shows for sure
+                why = str(getattr(svc, "reason", "") or "").removeprefix("canary ")
+                text = f"canary {verdict.upper()} {svc.name}" + (f": {why}" if why else "")
+                out.append((text, "error" if verdict == "fail" else "warning"))
         return out
 
     BINDINGS = [
