@@ -66,6 +66,19 @@ def test_all_rates_and_totals():
     assert rates.total_rate({b"c": (None, None)}, True) == (None, None)
 
 
+def test_all_rates_agrees_with_flow_rate_on_every_case():
+    # all_rates inlines flow_rate for speed; both must say the same for every kind of entry
+    prev = {b"same": (10, 1000, 5, 6), b"recreated": (100, 100_000, 1 * S, 9 * S),
+            b"missed": (100, 100_000, 1 * S, 9 * S), b"shrunk": (10, 1000, 5, 6)}
+    cur = {b"same": (30, 4000, 5, 9), b"recreated": (2, 300, 11 * S, 11 * S),
+           b"missed": (2, 300, 9 * S + 1, 11 * S), b"shrunk": (5, 500, 5, 9),
+           b"born": (4, 400, 11 * S, 11 * S), b"unseen": (4, 400, 9 * S, 11 * S)}
+    for prev_ns, now_ns in ((10 * S, 13 * S), (None, 13 * S), (13 * S, 13 * S)):
+        want = {k: rates.flow_rate(prev.get(k), v, prev_ns, now_ns) for k, v in cur.items()}
+        assert rates.all_rates(prev, cur, prev_ns, now_ns) == want
+    assert len({v for v in rates.all_rates(prev, cur, 10 * S, 13 * S).values()}) > 3  # the cases differ
+
+
 def test_evictions_never_go_down():
     assert rates.evictions(inserts=100, live=60, deleted=10) == 30
     assert rates.evictions(inserts=100, live=75, deleted=10, previous=30) == 30
@@ -209,9 +222,37 @@ def test_attribution_prefers_the_kernel_then_the_socket_table():
     now[0] = 7.0
     a.owner(("10.0.0.1", 5, "192.0.2.5", 6), None)
     assert calls == [0.0, 6.0]
+    # misses outlive scans: only new tuples ask for one, however long they rotate
+    now[0] = 20.0
+    for t in (("10.0.0.1", 1, "192.0.2.5", 2), ("10.0.0.1", 3, "192.0.2.5", 4), ("10.0.0.1", 5, "192.0.2.5", 6)):
+        assert a.owner(t, None) is None
+    assert calls == [0.0, 6.0]
+    # a miss is retried after miss_retry (60 s): a socket bound since is found
+    late = [_conn(("10.0.0.1", 1), ("192.0.2.5", 2), 44)]
+    a._connections = lambda: (calls.append(now[0]), late)[1]
+    now[0] = 59.0
+    assert a.owner(("10.0.0.1", 1, "192.0.2.5", 2), None) is None and calls == [0.0, 6.0]
+    now[0] = 61.0
+    assert a.owner(("10.0.0.1", 1, "192.0.2.5", 2), None) == (44, None)
+    assert calls == [0.0, 6.0, 61.0]
 
 
 # --- payload ----------------------------------------------------------------------------
+
+
+def test_flow_record_fast_constructor_makes_the_same_frozen_record():
+    import dataclasses
+
+    from ebpftop.collectors.flows.model import FLOW_FIELDS, flow_record
+
+    full = rec(events=(), connect_latency_ms=0.25, pid=7, comm="curl", service="web")
+    values = tuple(getattr(full, f) for f in FLOW_FIELDS)
+    fast = flow_record(*values)
+    assert fast == full and hash(fast) == hash(full) and type(fast) is type(full)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.bytes = 0
+    with pytest.raises(TypeError, match="takes 19 values"):
+        flow_record(*values[:-1])
 
 
 def test_payload_round_trips_through_snapshot_json():

@@ -49,6 +49,7 @@ class Attributor:
         self,
         *,
         refresh: float = 5.0,
+        miss_retry: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         connections: Callable[[], Iterable] = lambda: psutil.net_connections(kind="inet"),
         environ: Callable[[int], dict[str, str]] = read_environ,
@@ -60,9 +61,14 @@ class Attributor:
         self._last_scan: float | None = None
         self._exact: dict[Tuple4, int] = {}
         self._listen: dict[int, int] = {}  # local port -> pid (listeners and unconnected UDP)
-        # Tuples the last scan could not place: asking again cannot help until the
-        # socket table changes, so they do not trigger another /proc walk by themselves.
+        # Tuples a scan could not place: they do not trigger another /proc walk by
+        # themselves (a scan for a new tuple still places them), and are forgotten every
+        # `miss_retry` seconds, so a socket bound later is found within that time even
+        # when nothing new comes along. Many unowned flows (a scan, UDP to closed ports)
+        # rotating through the top N then cost one walk a minute, not one per refresh.
+        self.miss_retry = miss_retry
         self._misses: set[Tuple4] = set()
+        self._misses_since = clock()
         self._services: dict[tuple[int, float], str | None] = {}
         self._names: dict[int, tuple[float, str | None]] = {}
         self.errors = 0
@@ -87,7 +93,6 @@ class Attributor:
             else:
                 listen.setdefault(c.laddr.port, c.pid)
         self._exact, self._listen = exact, listen
-        self._misses = set()
 
     def owner(self, t: Tuple4, from_kernel: Owner | None) -> Owner | None:
         """(pid, comm) -- comm None when only the socket table knew the pid (the
@@ -95,7 +100,13 @@ class Attributor:
         if from_kernel is not None:
             return from_kernel
         pid = self._exact.get(t) or self._listen.get(t[1])
-        if pid is None and t not in self._misses:
+        if pid is not None:
+            return pid, None
+        now = self._clock()
+        if now - self._misses_since >= self.miss_retry:
+            self._misses.clear()
+            self._misses_since = now
+        if t not in self._misses:
             self._scan()
             pid = self._exact.get(t) or self._listen.get(t[1])
             if pid is None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import operator
 import os
 import tempfile
 import threading
@@ -23,13 +24,14 @@ from . import rates, tclegacy
 from .attribution import Attributor
 from .layout import decode_key, proto_name
 from .loader import FlowsDatapath, ifindex_of, up_interfaces
-from .model import FlowRecord, FlowsData, IfaceStatus
+from .model import FlowsData, IfaceStatus, flow_record
 
 log = logging.getLogger(__name__)
 
 PER_FLOW_EVENTS = 10
 CLOCK_MONOTONIC_COARSE = getattr(time, "CLOCK_MONOTONIC_COARSE", 6)  # Linux clock id; Python 3.11 lacks the name
 RECENT_EVENTS = 100
+_PACKETS, _BYTES = operator.itemgetter(0), operator.itemgetter(1)  # of the map's (packets, bytes, first, last)
 
 
 @contextlib.contextmanager
@@ -109,6 +111,7 @@ class FlowsCollector(Collector):
         self._seen_lost = 0
         self._seen_failed = 0
         self._new_problem = ""
+        self._decoded: dict[bytes, tuple] = {}  # the last tick's top flows, decoded
 
     # --- start / stop ------------------------------------------------------------------
 
@@ -266,11 +269,13 @@ class FlowsCollector(Collector):
         self._prev, self._prev_ns = cur, now_ns
         self._evictions = rates.evictions(counters[0], len(cur), dp.deleted, self._evictions)
 
-        def rank(k: bytes):
-            r = rate[k][0]
-            return (r if r is not None else -1.0, cur[k][1])
-
-        top = heapq.nlargest(self.top_n, cur, key=rank)
+        # by rate, then total bytes; a flow without a known rate after the ones with one
+        ranked = [((r[0] if r[0] is not None else -1.0), v[1], k) for k, v in cur.items() for r in (rate[k],)]
+        if len(ranked) > self.top_n:
+            ranked = heapq.nlargest(self.top_n, ranked)
+        else:
+            ranked.sort(reverse=True)
+        top = [k for _, _, k in ranked]
 
         lost = events_total = None
         tcp = self.tcp
@@ -282,31 +287,35 @@ class FlowsCollector(Collector):
         mono_to_wall = wall - now_ns / 1e9
         per_pid: dict[int, tuple[str | None, str | None]] = {}
         records = []
+        decoded, self._decoded = self._decoded, {}
         for k in top:
-            src, sport, dst, dport, ifindex, direction, pnum = decode_key(k)
-            packets, nbytes, first_ns, last_ns = cur[k]
-            proto = proto_name(pnum)
-            rec = dict(
-                iface=names.get(ifindex, f"if{ifindex}"), direction=direction, proto=proto,
-                src=src, sport=sport, dst=dst, dport=dport, packets=packets, bytes=nbytes,
-                bps=rate[k][0], pps=rate[k][1],
-                first_seen=first_ns / 1e9 + mono_to_wall, last_seen=last_ns / 1e9 + mono_to_wall,
-            )
-            if proto in ("tcp", "udp"):
+            d = decoded.get(k)
+            if d is None:  # decoding (addresses to text) once per flow while it stays on top
+                src, sport, dst, dport, ifindex, direction, pnum = decode_key(k)
                 local = (dst, dport, src, sport) if direction == "ingress" else (src, sport, dst, dport)
+                d = (ifindex, direction, proto_name(pnum), src, sport, dst, dport, local)
+            self._decoded[k] = d
+            ifindex, direction, proto, src, sport, dst, dport, local = d
+            packets, nbytes, first_ns, last_ns = cur[k]
+            bps, pps = rate[k]
+            retransmits, connect_ms, pid, comm, service, events = 0, None, None, None, None, ()
+            if proto == "tcp" or proto == "udp":
                 kernel_owner = None
                 if tcp is not None and proto == "tcp":
-                    rec["retransmits"] = tcp.retransmits(*local)
-                    rec["connect_latency_ms"] = tcp.connect_ms.get(local)
+                    retransmits = tcp.retransmits(*local)
+                    connect_ms = tcp.connect_ms.get(local)
                     kernel_owner = tcp.owners.get(local)
-                    rec["events"] = tcp.events_for(*local)[-PER_FLOW_EVENTS:]
+                    events = tcp.events_for(*local)[-PER_FLOW_EVENTS:]
                 owner = self.attributor.owner(local, kernel_owner)
                 if owner is not None:
                     pid, comm = owner
                     if pid not in per_pid:  # /proc reads once per process per tick
                         per_pid[pid] = (self.attributor.comm(pid), self.attributor.service(pid))
-                    rec["pid"], rec["comm"], rec["service"] = pid, comm or per_pid[pid][0], per_pid[pid][1]
-            records.append(FlowRecord(**rec))
+                    comm, service = comm or per_pid[pid][0], per_pid[pid][1]
+            records.append(flow_record(
+                names.get(ifindex) or f"if{ifindex}", direction, proto, src, sport, dst, dport, packets, nbytes,
+                bps, pps, first_ns / 1e9 + mono_to_wall, last_ns / 1e9 + mono_to_wall,
+                retransmits, connect_ms, pid, comm, service, events))
 
         failed = counters[1]
         problems = []
@@ -326,8 +335,8 @@ class FlowsCollector(Collector):
         return FlowsData(
             flows=tuple(records),
             flows_tracked=len(cur),
-            total_bytes=sum(v[1] for v in cur.values()),
-            total_packets=sum(v[0] for v in cur.values()),
+            total_bytes=sum(map(_BYTES, cur.values())),
+            total_packets=sum(map(_PACKETS, cur.values())),
             total_bps=total_bps,
             total_pps=total_pps,
             evictions=self._evictions,
