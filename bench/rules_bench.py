@@ -145,10 +145,13 @@ def main() -> int:
     ratio_all = med["256 all tables"] / med["1"]
     rows = "\n".join(f"| {n} | {med[n]:.1f} | {min(results[n]):.1f} - {max(results[n]):.1f} | {med[n] - floor_ns:.1f} |"
                      for n, _, _ in CASES)
-    verdict_ratio = "met" if ratio <= 1.2 else "NOT met"
-    verdict_abs = "met" if max(med.values()) <= 100 else "NOT met"
-    body = f"""Machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (2 CPUs
-shared with other benchmarks and tests). {PACKETS} UDP datagrams (64-byte payload) from B to A per measurement,
+    busy = max(load_before[0], load_after[0]) > 1.5
+    where = "2 CPUs shared with other benchmarks and tests" if busy else "a quiet machine"
+    over = [f"{n} {med[n]:.1f}" for n, _, _ in CASES if med[n] > 100]
+    under = [n for n, _, _ in CASES if med[n] <= 100]
+    standing = (f"Over 100 ns in this run: {', '.join(over)} ns" + (f"; at or under it: {', '.join(under)}." if under else ".")
+                if over else "Every set at or under 100 ns in this run.")
+    body = f"""Machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after ({where}). {PACKETS} UDP datagrams (64-byte payload) from B to A per measurement,
 {ROUNDS} rounds with the rule sets interleaved; medians. Per-packet cost = run_time_ns / run_cnt of the rules
 program on A's ingress (kernel.bpf_stats_enabled=1; the stats themselves add two clock reads per run).
 All rules are udp with a TTL; the last one matches the traffic, the others differ in source address.
@@ -184,9 +187,9 @@ the matched rule, its expiry and the per-CPU counter update ~25 ns, ~10 of them 
 A/B runs (one tcx chain, both orders): the host hash over the trie walk for /32 (5-9 ns), vectors stored
 in the hash slots (3-17 ns). Tried and dropped: aligning map values to cache lines (no measurable change).
 The tables are preallocated: 2.4 MB of kernel memory for both sets while the program is loaded (the LPM
-tries before grew with the rules: a few KB). The 100 ns target is not reached: the best rows come within
-5-20 ns of it, run to run, the worst within 20-45; the floor alone is ~60 ns of the 100. Figures move by
-+-10 ns between runs with the machine's other load.
+tries before grew with the rules: a few KB). {standing} The floor alone is
+~60 ns of the 100. Figures move by +-10 ns between runs with the machine's other load (under a load
+average of ~6 on 2026-11-22 the same sets measured 103-131 ns).
 
 Reproduce: `sudo .venv/bin/python bench/rules_bench.py` (`--quick` for fewer packets and rounds).
 """
