@@ -270,7 +270,10 @@ class FlowsCollector(Collector):
         self._evictions = rates.evictions(counters[0], len(cur), dp.deleted, self._evictions)
 
         # by rate, then total bytes; a flow without a known rate after the ones with one
-        ranked = [((r[0] if r[0] is not None else -1.0), v[1], k) for k, v in cur.items() for r in (rate[k],)]
+        ranked = []
+        for k, v in cur.items():
+            bps = rate[k][0]
+            ranked.append((bps if bps is not None else -1.0, v[1], k))
         if len(ranked) > self.top_n:
             ranked = heapq.nlargest(self.top_n, ranked)
         else:

@@ -18,16 +18,7 @@ def flow_rate(
     prev: Counters | None, cur: Counters, prev_ns: int | None, now_ns: int
 ) -> tuple[float | None, float | None]:
     """(bytes/s, packets/s) of one flow between two samples."""
-    if prev_ns is None or now_ns <= prev_ns:
-        return None, None
-    dt = (now_ns - prev_ns) / 1e9
-    packets, nbytes, first_ns, _ = cur
-    if prev is not None and prev[2] == first_ns and packets >= prev[0] and nbytes >= prev[1]:
-        return (nbytes - prev[1]) / dt, (packets - prev[0]) / dt
-    if first_ns >= prev_ns:
-        # Born (or re-born after an eviction) since the last sample: all of it is new.
-        return nbytes / dt, packets / dt
-    return None, None
+    return all_rates({b"": prev} if prev is not None else None, {b"": cur}, prev_ns, now_ns)[b""]
 
 
 def all_rates(
@@ -36,7 +27,8 @@ def all_rates(
     prev_ns: int | None,
     now_ns: int,
 ) -> dict[bytes, tuple[float | None, float | None]]:
-    # flow_rate's rules, inlined: this runs for every flow in the map every tick.
+    """flow_rate of every flow in `cur`; the rules live here, in one loop, because this
+    runs for every flow in the map every tick."""
     if prev_ns is None or now_ns <= prev_ns:
         return dict.fromkeys(cur, (None, None))
     dt = (now_ns - prev_ns) / 1e9
@@ -48,6 +40,7 @@ def all_rates(
         if p is not None and p[2] == first_ns and packets >= p[0] and nbytes >= p[1]:
             out[k] = ((nbytes - p[1]) / dt, (packets - p[0]) / dt)
         elif first_ns >= prev_ns:
+            # Born (or re-born after an eviction) since the last sample: all of it is new.
             out[k] = (nbytes / dt, packets / dt)
         else:
             out[k] = (None, None)

@@ -96,9 +96,7 @@ def rollback_action(controller: Controller, service: str, evidence: Any = None, 
     # The plan's own first line repeats the controller and endpoint: say them once.
     parts.append(f"Roll back {clean(service)}: all traffic to stable ({clean(plan.summary)}).")
     parts.append(f"Will send to {controller.kind} at {clean(controller.endpoint)}:")
-    parts += [r.describe() for r in plan.requests]
-    if plan.note:
-        parts.append(clean(plan.note))
+    parts += plan.steps()
     parts.append(evidence_text(evidence))
     action = Action(
         kind=KIND,

@@ -41,12 +41,13 @@ class Plan:
     requests: tuple[Request, ...]
     note: str = ""  # conditional behaviour, e.g. "on 404 the same patch goes to the resource"
 
+    def steps(self) -> list[str]:
+        """What is sent, a request per entry, then the note on conditional behaviour."""
+        return [r.describe() for r in self.requests] + ([clean(self.note)] if self.note else [])
+
     def describe(self) -> str:
-        lines = [f"{self.action} via {self.controller} at {clean(self.endpoint)}: {clean(self.summary)}"]
-        lines += [r.describe() for r in self.requests]
-        if self.note:
-            lines.append(clean(self.note))
-        return "\n".join(lines)
+        head = f"{self.action} via {self.controller} at {clean(self.endpoint)}: {clean(self.summary)}"
+        return "\n".join([head, *self.steps()])
 
 
 @dataclass(frozen=True)
