@@ -6,6 +6,7 @@
     tclegacy.py             netlink clsact fallback (`tc`), leftovers found by program name
     loader.py               compile, attach/detach per interface, batch map reads
     tcp_events.py           event intake, connect latency, per-connection retransmits
+    table.py                one tick of the flow map, by column (the whole-map work runs in C loops)
     rates.py                counters -> bytes/s, packets/s (pure)
     attribution.py          pid/comm/service of a flow (kernel first, then psutil)
     collector.py            FlowsCollector: all of the above -> FlowsData each tick

@@ -69,6 +69,9 @@ class Attributor:
         self.miss_retry = miss_retry
         self._misses: set[Tuple4] = set()
         self._misses_since = clock()
+        # Bumped whenever owner()'s answer for a tuple may change (a scan replaced the
+        # tables, misses were forgotten): callers may keep an answer while it is unchanged.
+        self.generation = 0
         self._services: dict[tuple[int, float], str | None] = {}
         self._names: dict[int, tuple[float, str | None]] = {}
         self.errors = 0
@@ -93,6 +96,7 @@ class Attributor:
             else:
                 listen.setdefault(c.laddr.port, c.pid)
         self._exact, self._listen = exact, listen
+        self.generation += 1
 
     def owner(self, t: Tuple4, from_kernel: Owner | None) -> Owner | None:
         """(pid, comm) -- comm None when only the socket table knew the pid (the
@@ -102,10 +106,7 @@ class Attributor:
         pid = self._exact.get(t) or self._listen.get(t[1])
         if pid is not None:
             return pid, None
-        now = self._clock()
-        if now - self._misses_since >= self.miss_retry:
-            self._misses.clear()
-            self._misses_since = now
+        self.retry_misses()
         if t not in self._misses:
             self._scan()
             pid = self._exact.get(t) or self._listen.get(t[1])
@@ -114,6 +115,16 @@ class Attributor:
         if pid is None:
             return None
         return pid, None
+
+    def retry_misses(self) -> None:
+        """Forget the misses once `miss_retry` has passed. owner() does this itself; a
+        caller keeping answers by `generation` calls it once a tick instead."""
+        now = self._clock()
+        if now - self._misses_since >= self.miss_retry:
+            if self._misses:
+                self._misses.clear()
+                self.generation += 1
+            self._misses_since = now
 
     def comm(self, pid: int) -> str | None:
         hit = self._names.get(pid)

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import operator
 import os
 import tempfile
 import threading
@@ -25,13 +24,13 @@ from .attribution import Attributor
 from .layout import decode_key, proto_name
 from .loader import FlowsDatapath, ifindex_of, up_interfaces
 from .model import FlowsData, IfaceStatus, flow_record
+from .table import FlowTable
 
 log = logging.getLogger(__name__)
 
 PER_FLOW_EVENTS = 10
 CLOCK_MONOTONIC_COARSE = getattr(time, "CLOCK_MONOTONIC_COARSE", 6)  # Linux clock id; Python 3.11 lacks the name
 RECENT_EVENTS = 100
-_PACKETS, _BYTES = operator.itemgetter(0), operator.itemgetter(1)  # of the map's (packets, bytes, first, last)
 
 
 @contextlib.contextmanager
@@ -105,13 +104,14 @@ class FlowsCollector(Collector):
         self.notices: list[str] = []
         self._gone_at: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._prev: dict[bytes, tuple[int, int, int, int]] | None = None
+        self._prev: FlowTable | None = None
         self._prev_ns: int | None = None
         self._evictions = 0
         self._seen_lost = 0
         self._seen_failed = 0
         self._new_problem = ""
-        self._decoded: dict[bytes, tuple] = {}  # the last tick's top flows, decoded
+        self._decoded: dict[bytes, list] = {}  # the last tick's top flows: see _decode
+        self._names: dict[int, str] = {}  # ifindex -> attached interface, as _decoded knows it
 
     # --- start / stop ------------------------------------------------------------------
 
@@ -252,33 +252,30 @@ class FlowsCollector(Collector):
             why = "; ".join(f"{k}: {v}" for k, v in self.iface_errors.items())
             raise RuntimeError(f"no interface attached ({why})")
         counters = dp.counters_total()  # before the map: see rates.evictions
-        cur = dp.read()
+        table = dp.read()
         now_ns = time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE)  # the datapath's clock
         wall = time.time()
 
         if self.idle_expiry > 0:
-            limit = now_ns - int(self.idle_expiry * 1e9)
-            idle = [k for k, v in cur.items() if v[3] < limit]
+            idle = table.idle_since(now_ns - int(self.idle_expiry * 1e9))
             if idle:
                 dp.delete(idle)
-                for k in idle:
-                    del cur[k]
+                table = table.without(idle)
 
-        rate = rates.all_rates(self._prev, cur, self._prev_ns, now_ns)
-        total_bps, total_pps = rates.total_rate(rate, self._prev_ns is not None)
-        self._prev, self._prev_ns = cur, now_ns
-        self._evictions = rates.evictions(counters[0], len(cur), dp.deleted, self._evictions)
+        moved_bytes, moved_packets = rates.moved(self._prev, table, self._prev_ns, now_ns)
+        dt = (now_ns - self._prev_ns) / 1e9 if self._prev_ns is not None and now_ns > self._prev_ns else None
+        total_bps, total_pps = rates.total_rate(moved_bytes, moved_packets, dt)
+        self._prev, self._prev_ns = table, now_ns
+        self._evictions = rates.evictions(counters[0], len(table), dp.deleted, self._evictions)
 
         # by rate, then total bytes; a flow without a known rate after the ones with one
-        ranked = []
-        for k, v in cur.items():
-            bps = rate[k][0]
-            ranked.append((bps if bps is not None else -1.0, v[1], k))
-        if len(ranked) > self.top_n:
-            ranked = heapq.nlargest(self.top_n, ranked)
-        else:
-            ranked.sort(reverse=True)
-        top = [k for _, _, k in ranked]
+        rank = moved_bytes if None not in moved_bytes else [-1 if x is None else x for x in moved_bytes]
+        # ties go to the lower index, so most of a tied crowd never enters nlargest's heap
+        order = zip(rank, table.nbytes, range(0, -len(table), -1))
+        if len(table) > 4 * self.top_n:
+            top = heapq.nlargest(self.top_n, order)
+        else:  # a heap of most of the list costs more than sorting it all (timsort, in C)
+            top = sorted(order, reverse=True)[: self.top_n]
 
         lost = events_total = None
         tcp = self.tcp
@@ -287,37 +284,50 @@ class FlowsCollector(Collector):
             events_total, lost = tcp.counters()
 
         names = {a.ifindex: a.iface for a in dp.attachments.values()}
+        if names != self._names:
+            self._names, self._decoded = names, {}
+        attributor = self.attributor
+        attributor.retry_misses()  # answers are kept per flow while its generation holds
         mono_to_wall = wall - now_ns / 1e9
         per_pid: dict[int, tuple[str | None, str | None]] = {}
         records = []
         decoded, self._decoded = self._decoded, {}
-        for k in top:
+        keep = self._decoded
+        keys, packets_of, first_of, last_of = table.keys, table.packets, table.first, table.last
+        for _, nbytes, minus_i in top:
+            i = -minus_i
+            k = keys[i]
             d = decoded.get(k)
             if d is None:  # decoding (addresses to text) once per flow while it stays on top
-                src, sport, dst, dport, ifindex, direction, pnum = decode_key(k)
-                local = (dst, dport, src, sport) if direction == "ingress" else (src, sport, dst, dport)
-                d = (ifindex, direction, proto_name(pnum), src, sport, dst, dport, local)
-            self._decoded[k] = d
-            ifindex, direction, proto, src, sport, dst, dport, local = d
-            packets, nbytes, first_ns, last_ns = cur[k]
-            bps, pps = rate[k]
+                d = self._decode(k)
+            keep[k] = d
+            iface, direction, proto, src, sport, dst, dport, local, tcp_flow, owned_gen, owner = d
+            moved = moved_bytes[i]
+            bps = pps = None
+            if moved is not None and dt is not None:
+                bps, pps = moved / dt, moved_packets[i] / dt
             retransmits, connect_ms, pid, comm, service, events = 0, None, None, None, None, ()
-            if proto == "tcp" or proto == "udp":
+            if owned_gen is not None:  # tcp and udp
                 kernel_owner = None
-                if tcp is not None and proto == "tcp":
+                if tcp_flow and tcp is not None:
                     retransmits = tcp.retransmits(*local)
                     connect_ms = tcp.connect_ms.get(local)
                     kernel_owner = tcp.owners.get(local)
                     events = tcp.events_for(*local)[-PER_FLOW_EVENTS:]
-                owner = self.attributor.owner(local, kernel_owner)
+                if kernel_owner is not None:
+                    owner = kernel_owner
+                elif owned_gen != attributor.generation:
+                    owner = attributor.owner(local, None)
+                    d[10], d[9] = owner, attributor.generation
                 if owner is not None:
                     pid, comm = owner
-                    if pid not in per_pid:  # /proc reads once per process per tick
-                        per_pid[pid] = (self.attributor.comm(pid), self.attributor.service(pid))
-                    comm, service = comm or per_pid[pid][0], per_pid[pid][1]
+                    who = per_pid.get(pid)
+                    if who is None:  # /proc reads once per process per tick
+                        who = per_pid[pid] = (attributor.comm(pid), attributor.service(pid))
+                    comm, service = comm or who[0], who[1]
             records.append(flow_record(
-                names.get(ifindex) or f"if{ifindex}", direction, proto, src, sport, dst, dport, packets, nbytes,
-                bps, pps, first_ns / 1e9 + mono_to_wall, last_ns / 1e9 + mono_to_wall,
+                iface, direction, proto, src, sport, dst, dport, packets_of[i], nbytes, bps, pps,
+                first_of[i] / 1e9 + mono_to_wall, last_of[i] / 1e9 + mono_to_wall,
                 retransmits, connect_ms, pid, comm, service, events))
 
         failed = counters[1]
@@ -337,9 +347,9 @@ class FlowsCollector(Collector):
 
         return FlowsData(
             flows=tuple(records),
-            flows_tracked=len(cur),
-            total_bytes=sum(map(_BYTES, cur.values())),
-            total_packets=sum(map(_PACKETS, cur.values())),
+            flows_tracked=len(table),
+            total_bytes=sum(table.nbytes),
+            total_packets=sum(table.packets),
             total_bps=total_bps,
             total_pps=total_pps,
             evictions=self._evictions,
@@ -354,6 +364,17 @@ class FlowsCollector(Collector):
             notices=tuple(self.notices),
             max_flows=self.max_flows,
         )
+
+    def _decode(self, k: bytes) -> list:
+        """What a flow's record takes from its key, worked out once while it stays on
+        top; the last two slots keep the attributor's answer and its generation (-1: not
+        asked yet; None: not a TCP or UDP flow, never asked)."""
+        src, sport, dst, dport, ifindex, direction, pnum = decode_key(k)
+        local = (dst, dport, src, sport) if direction == "ingress" else (src, sport, dst, dport)
+        proto = proto_name(pnum)
+        iface = self._names.get(ifindex) or f"if{ifindex}"
+        return [iface, direction, proto, src, sport, dst, dport, local, proto == "tcp",
+                -1 if proto in ("tcp", "udp") else None, None]
 
     def degraded_reason(self, payload: FlowsData) -> str:
         reasons = [self._new_problem] if self._new_problem else []

@@ -12,6 +12,7 @@ import struct
 # struct flow_key / flow_val / tcp_tuple / tcp_event in flows.h (native order, no padding
 # beyond what the C has).
 FLOW_KEY = struct.Struct("=16s16sIHHBBBx")
+FLOW_KEY_BYTES = struct.Struct(f"{FLOW_KEY.size}s")  # a key as one bytes object (dict key)
 FLOW_VAL = struct.Struct("=QQQQ")
 TCP_TUPLE = struct.Struct("=16s16sHHB3x")
 TCP_EVENT = struct.Struct("=QQIHH16s16s16sBB6x")

@@ -12,10 +12,12 @@ import ctypes
 import errno
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import tclegacy, tcx
+from .table import FlowTable
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,11 @@ class Attachment:
 
 
 def ifindex_of(name: str) -> int | None:
+    """In this network namespace; None when there is no such interface. (One ioctl: the
+    collector asks every tick whether its interfaces are still there.)"""
     try:
-        return int(Path(f"/sys/class/net/{name}/ifindex").read_text())
-    except (OSError, ValueError):
+        return socket.if_nametoindex(name)
+    except (OSError, ValueError):  # ValueError: a name with a NUL byte
         return None
 
 
@@ -159,8 +163,8 @@ class FlowsDatapath:
             out.append(sum(int(v) for v in self.counters.getvalue(self.counters.Key(i))))
         return out
 
-    def read(self) -> dict[bytes, tuple[int, int, int, int]]:
-        """Every flow in the map: raw key bytes -> (packets, bytes, first_ns, last_ns)."""
+    def read(self) -> FlowTable:
+        """Every flow in the map, by column."""
         if self._batch_ok:
             try:
                 return self._read_batch()
@@ -168,14 +172,13 @@ class FlowsDatapath:
                 if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, 524):  # 524: ENOTSUPP
                     raise
                 self._batch_ok = False  # kernel older than 5.6: one syscall per key
-        from .layout import FLOW_VAL
-
-        out = {}
+        keys, vals = [], []
         for k, v in self.flows.items():
-            out[bytes(k)] = FLOW_VAL.unpack(bytes(v))
-        return out
+            keys.append(bytes(k))
+            vals.append(bytes(v))
+        return FlowTable.unpack_values(keys, vals)
 
-    def _read_batch(self) -> dict[bytes, tuple[int, int, int, int]]:
+    def _read_batch(self) -> FlowTable:
         from bcc import libbcc
 
         from .layout import FLOW_KEY, FLOW_VAL
@@ -208,9 +211,8 @@ class FlowsDatapath:
                 raise OSError(code, f"BPF_MAP_LOOKUP_BATCH: {os.strerror(code)}")
             if count.value == 0:
                 break
-        kraw = ctypes.string_at(kbuf, ks * total)  # .raw would copy the whole buffer
-        vals = FLOW_VAL.iter_unpack(ctypes.string_at(vbuf, vs * total))
-        return {kraw[i * ks : (i + 1) * ks]: v for i, v in enumerate(vals)}
+        # string_at copies what was read (.raw would copy the whole buffer)
+        return FlowTable.from_raw(ctypes.string_at(kbuf, ks * total), ctypes.string_at(vbuf, vs * total))
 
     def delete(self, keys: list[bytes]) -> int:
         """Remove entries (idle expiry); returns how many went."""

@@ -8,57 +8,69 @@ starts again from zero. Anything else is unknown (None), never a made-up 0.
 
 from __future__ import annotations
 
-from typing import Mapping
+from itertools import compress, repeat
+from operator import lt, ne, sub
 
-# key -> (packets, bytes, first_ns, last_ns)
-Counters = tuple[int, int, int, int]
+from .table import Counters, FlowTable
+
+
+def moved(prev: FlowTable | None, cur: FlowTable, prev_ns: int | None, now_ns: int) -> tuple[list, list]:
+    """(bytes, packets) each flow of `cur` moved since `prev`, by index; None where not
+    known. The common case -- the same flow, counters grown -- is worked out by column
+    in C; only the others go through the rules one by one."""
+    n = len(cur)
+    if prev is None or prev_ns is None or now_ns <= prev_ns:
+        return [None] * n, [None] * n
+    if cur.raw_keys and cur.raw_keys == prev.raw_keys:  # same flows in the same order
+        pp, pb, pf = prev.packets, prev.nbytes, prev.first
+    else:  # line prev up with cur; a flow prev lacks gets the sentinel row (first -1)
+        at = list(map(prev.position().get, cur.keys, repeat(len(prev))))
+        pp = list(map((prev.packets + [0]).__getitem__, at))
+        pb = list(map((prev.nbytes + [0]).__getitem__, at))
+        pf = list(map((prev.first + [-1]).__getitem__, at))
+    dp = list(map(sub, cur.packets, pp))
+    db = list(map(sub, cur.nbytes, pb))
+    odd = set()
+    if cur.first != pf:
+        odd.update(compress(range(n), map(ne, cur.first, pf)))
+    if n and min(db) < 0:
+        odd.update(compress(range(n), map(lt, db, repeat(0))))
+    if n and min(dp) < 0:
+        odd.update(compress(range(n), map(lt, dp, repeat(0))))
+    for i in odd:
+        if cur.first[i] >= prev_ns:
+            # Born (or re-born after an eviction) since the last sample: all of it is new.
+            db[i], dp[i] = cur.nbytes[i], cur.packets[i]
+        else:
+            db[i] = dp[i] = None
+    return db, dp
 
 
 def flow_rate(
     prev: Counters | None, cur: Counters, prev_ns: int | None, now_ns: int
 ) -> tuple[float | None, float | None]:
     """(bytes/s, packets/s) of one flow between two samples."""
-    return all_rates({b"": prev} if prev is not None else None, {b"": cur}, prev_ns, now_ns)[b""]
+    before = FlowTable.from_rows({b"f": prev} if prev is not None else {})
+    db, dp = moved(before, FlowTable.from_rows({b"f": cur}), prev_ns, now_ns)
+    dt = (now_ns - prev_ns) / 1e9 if prev_ns is not None and now_ns > prev_ns else None
+    return per_second(db[0], dt), per_second(dp[0], dt)
 
 
-def all_rates(
-    prev: Mapping[bytes, Counters] | None,
-    cur: Mapping[bytes, Counters],
-    prev_ns: int | None,
-    now_ns: int,
-) -> dict[bytes, tuple[float | None, float | None]]:
-    """flow_rate of every flow in `cur`; the rules live here, in one loop, because this
-    runs for every flow in the map every tick."""
-    if prev_ns is None or now_ns <= prev_ns:
-        return dict.fromkeys(cur, (None, None))
-    dt = (now_ns - prev_ns) / 1e9
-    get = (prev or {}).get
-    out = {}
-    for k, v in cur.items():
-        p = get(k)
-        packets, nbytes, first_ns, _ = v
-        if p is not None and p[2] == first_ns and packets >= p[0] and nbytes >= p[1]:
-            out[k] = ((nbytes - p[1]) / dt, (packets - p[0]) / dt)
-        elif first_ns >= prev_ns:
-            # Born (or re-born after an eviction) since the last sample: all of it is new.
-            out[k] = (nbytes / dt, packets / dt)
-        else:
-            out[k] = (None, None)
-    return out
+def per_second(amount: int | None, dt: float | None) -> float | None:
+    return None if amount is None or dt is None else amount / dt
 
 
-def total_rate(
-    rates: Mapping[bytes, tuple[float | None, float | None]], have_previous: bool
-) -> tuple[float | None, float | None]:
-    """Sum of the known rates; None before a second sample or when no flow has a
-    known rate yet (zero flows after two samples is a true 0)."""
-    if not have_previous:
+def total_rate(db: list, dp: list, dt: float | None) -> tuple[float | None, float | None]:
+    """Sum of the known rates; None before a second sample (dt None) or when no flow
+    has a known rate yet (zero flows after two samples is a true 0)."""
+    if dt is None:
         return None, None
-    known = [r for r in rates.values() if r[0] is not None]
-    if not known and rates:
-        return None, None
-    bps, pps = zip(*known) if known else ((), ())
-    return sum(bps), sum(pps)
+    if None in db:
+        known = [i for i, x in enumerate(db) if x is not None]
+        if not known:
+            return None, None
+        return sum(db[i] for i in known) / dt, sum(dp[i] for i in known) / dt
+    return sum(db) / dt, sum(dp) / dt
 
 
 def evictions(inserts: int, live: int, deleted: int, previous: int = 0) -> int:

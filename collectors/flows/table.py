@@ -1,0 +1,80 @@
+"""One tick's copy of the kernel flow map, by column.
+
+Every flow in the map is worked on every second, and at that cadence the process's
+memory is cold each time: a Python loop over a thousand flows costs microseconds per
+flow. So the whole-map work (unpacking, deltas, totals, ranking) runs over columns
+with C loops (struct, map, zip, sort), and Python code touches only the flows shown
+and the few that need a decision (new, re-created, idle).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from itertools import compress, repeat
+from typing import Iterable, Mapping
+
+from .layout import FLOW_KEY_BYTES, FLOW_VAL
+
+_FIRST = operator.itemgetter(0)
+
+# one flow's counters as the map holds them: (packets, bytes, first_ns, last_ns)
+Counters = tuple[int, int, int, int]
+
+
+@dataclass
+class FlowTable:
+    keys: list[bytes]  # raw flow_key bytes (see layout.decode_key)
+    packets: list[int]
+    nbytes: list[int]
+    first: list[int]  # first_ns, CLOCK_MONOTONIC_COARSE
+    last: list[int]
+    raw_keys: bytes = b""  # the keys as read: equal raw_keys means same flows, same order
+    _position: dict[bytes, int] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_raw(cls, kraw: bytes, vraw: bytes) -> FlowTable:
+        """From the batch read's buffers (flow_key / flow_val arrays, same length)."""
+        vals = memoryview(vraw).cast("Q")
+        keys = list(map(_FIRST, FLOW_KEY_BYTES.iter_unpack(kraw)))
+        return cls(keys, vals[0::4].tolist(), vals[1::4].tolist(), vals[2::4].tolist(), vals[3::4].tolist(), kraw)
+
+    @classmethod
+    def from_rows(cls, rows: Mapping[bytes, Counters] | Iterable[tuple[bytes, Counters]]) -> FlowTable:
+        items = list(rows.items() if isinstance(rows, Mapping) else rows)
+        if not items:
+            return cls([], [], [], [], [], b"")
+        keys, vals = zip(*items)
+        packets, nbytes, first, last = zip(*vals)
+        return cls(list(keys), list(packets), list(nbytes), list(first), list(last), b"".join(keys))
+
+    @classmethod
+    def unpack_values(cls, keys: list[bytes], raw_vals: Iterable[bytes]) -> FlowTable:
+        """From keys and raw flow_val bytes (the per-key read of old kernels)."""
+        return cls.from_rows(zip(keys, map(FLOW_VAL.unpack, raw_vals)))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def row(self, i: int) -> Counters:
+        return self.packets[i], self.nbytes[i], self.first[i], self.last[i]
+
+    def rows(self) -> dict[bytes, Counters]:
+        return dict(zip(self.keys, zip(self.packets, self.nbytes, self.first, self.last)))
+
+    def position(self) -> dict[bytes, int]:
+        """key -> its index (made once, when another table needs to line up with this one)."""
+        if self._position is None:
+            self._position = dict(zip(self.keys, range(len(self.keys))))
+        return self._position
+
+    def idle_since(self, limit_ns: int) -> list[bytes]:
+        """Keys of the flows whose last packet is older than limit_ns."""
+        if not self.last or min(self.last) >= limit_ns:
+            return []
+        return list(compress(self.keys, map(operator.lt, self.last, repeat(limit_ns))))
+
+    def without(self, gone: Iterable[bytes]) -> FlowTable:
+        drop = set(gone)
+        rows = self.rows()
+        return FlowTable.from_rows((k, v) for k, v in rows.items() if k not in drop)
