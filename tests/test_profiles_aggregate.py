@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from ebpftop.collectors.profiles import aggregate as a
 from ebpftop.collectors.profiles.model import StackSample, make_tags, tag
+from ebpftop.collectors.profiles.windows import SlidingWindows
 
 
 def S(frames: str, n: int, **tags: str) -> StackSample:
@@ -64,7 +65,7 @@ def test_filter_and_trace_selection_falls_back_to_the_service_and_says_so():
 
 
 def test_sliding_windows_forget_old_buckets():
-    w = a.SlidingWindows((10, 60))
+    w = SlidingWindows((10, 60))
     key = (make_tags({"pid": "1"}), ("main",))
     other = (make_tags({"pid": "2"}), ("main",))
     for t in range(0, 100):

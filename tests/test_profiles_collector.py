@@ -206,12 +206,14 @@ def test_headless_snapshot_carries_profiles(endpoint):
 
 class FakeSampler:
     """Stands in for the BPF sampler: each drain returns `per_drain` samples of one stack
-    of this very process, so tags come from the real /proc."""
+    of this very process, so tags come from the real /proc. The first drain's stack is
+    new (named in the collector's thread hop), the later ones known (counted on the loop)."""
 
     def __init__(self, per_drain: int = 10) -> None:
         self.per_drain = per_drain
         self.running = False
         self.drains = 0
+        self.named = 0
 
     def start(self):
         self.running = True
@@ -222,11 +224,21 @@ class FakeSampler:
     def lost(self):
         return (0, 3)
 
-    def drain(self):
+    def housekeeping_due(self):
+        return False
+
+    def _raw(self):
         from ebpftop.collectors.profiles.sampler import RawStack
 
+        return RawStack(os.getpid(), "pytest", ("main", "work", "hot"), self.per_drain)
+
+    def drain_known(self):
         self.drains += 1
-        return [RawStack(os.getpid(), "pytest", ("main", "work", "hot"), self.per_drain)]
+        return ([], ["entry"]) if self.drains == 1 else ([self._raw()], [])
+
+    def name_new(self, entries):
+        self.named += len(entries)
+        return [self._raw() for _ in entries]
 
 
 def test_windows_slide_and_the_minute_is_rebuilt_every_five_seconds():
@@ -249,7 +261,7 @@ def test_windows_slide_and_the_minute_is_rebuilt_every_five_seconds():
         return out
 
     data = asyncio.run(run())
-    assert fake.drains == 70 and not fake.running
+    assert fake.drains == 70 and fake.named == 1 and not fake.running
     short = [d.windows[0].total_samples for d in data]
     long_ = [d.windows[1].total_samples for d in data]
     assert short[:12] == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 100, 100]

@@ -1,8 +1,8 @@
 """The pure logic behind the profiles pane and the headless snapshot.
 
-Sliding windows of sample counts, grouping by tag set, top functions (self and total),
-a folded-stack tree laid out to fit a terminal, a canary-vs-stable diff of top
-functions, and the trace_id → profile selection. No I/O here: everything takes stacks
+Grouping by tag set, top functions (self and total), a folded-stack tree laid out to
+fit a terminal, a canary-vs-stable diff of top functions, and the trace_id → profile
+selection. No I/O here: everything takes stacks
 and returns plain values, so the pane, the JSON snapshot and the tests share it.
 """
 
@@ -19,51 +19,6 @@ from .model import FunctionStat, Profile, StackSample, TagGroup, Tags, tag
 GROUP_KEYS = ("service", "env", "version", "trace_id", "pid")
 
 StackKey = tuple[Tags, tuple[str, ...]]
-
-
-# --- windows --------------------------------------------------------------------------
-
-
-class SlidingWindows:
-    """Sample counts over the last `spans` seconds (e.g. 10 and 60), kept as running
-    sums: each drain is added once and subtracted once when it ages out, so a second's
-    cost does not grow with the window length. Memory is bounded by the longest span
-    times the distinct stacks."""
-
-    def __init__(self, spans: Iterable[float]) -> None:
-        self.spans = tuple(sorted(spans))
-        self._in: dict[float, collections.deque[tuple[float, dict[StackKey, int]]]] = {
-            s: collections.deque() for s in self.spans}
-        self._sum: dict[float, dict[StackKey, int]] = {s: {} for s in self.spans}
-
-    def add(self, when: float, counts: Mapping[StackKey, int]) -> None:
-        if counts:
-            bucket = dict(counts)
-            for span in self.spans:
-                self._in[span].append((when, bucket))
-                total = self._sum[span]
-                for key, n in bucket.items():
-                    total[key] = total.get(key, 0) + n
-        self._expire(when)
-
-    def _expire(self, now: float) -> None:
-        for span in self.spans:
-            q, total = self._in[span], self._sum[span]
-            while q and q[0][0] <= now - span:
-                _, bucket = q.popleft()
-                for key, n in bucket.items():
-                    left = total[key] - n
-                    if left:
-                        total[key] = left
-                    else:
-                        del total[key]
-
-    def counts(self, now: float, span: float) -> tuple[dict[StackKey, int], float]:
-        """Summed counts of the last `span` seconds (one of `spans`), and the oldest
-        drain time in them (`now` when there is none)."""
-        self._expire(now)
-        q = self._in[span]
-        return dict(self._sum[span]), (q[0][0] if q else now)
 
 
 def stacks_from_counts(counts: Mapping[StackKey, int]) -> list[StackSample]:
@@ -107,17 +62,34 @@ def summarize(
     )
 
 
+def stack_order(s: StackSample) -> tuple:
+    """Heaviest first; ties broken by frames, then tags, so every listing is stable."""
+    return (-s.count, s.frames, s.tags)
+
+
 def heaviest(by: dict[Tags, list[StackSample]], limit: int) -> list[StackSample]:
     """The heaviest stacks, taken round-robin over the tag groups (every group's first,
     then every group's second...), so a small group selected in the pane still has its
     stacks when a big one dominates. Returned heaviest first."""
-    order = lambda s: (-s.count, s.frames, s.tags)  # noqa: E731
-    ranked = []
     for members in by.values():
-        members.sort(key=order)
-        ranked.extend((rank, s) for rank, s in enumerate(members))
-    ranked.sort(key=lambda rs: (rs[0], order(rs[1])))
-    return sorted((s for _, s in ranked[:limit]), key=order)
+        members.sort(key=stack_order)
+    return round_robin(list(by.values()), limit)
+
+
+def round_robin(ranked: list[list[StackSample]], limit: int) -> list[StackSample]:
+    """`heaviest` of groups whose stacks are already sorted by stack_order: one rank at a
+    time (every group's first, then every second...), so only the stacks kept are
+    compared, not every stack of every group."""
+    out: list[StackSample] = []
+    rank = 0
+    ranked = [r for r in ranked if r]
+    while ranked and len(out) < limit:
+        layer = sorted((r[rank] for r in ranked), key=stack_order)
+        out.extend(layer[:limit - len(out)])
+        rank += 1
+        ranked = [r for r in ranked if len(r) > rank]
+    out.sort(key=stack_order)
+    return out
 
 
 def merge(stacks: Iterable[StackSample]) -> list[StackSample]:

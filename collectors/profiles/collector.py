@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 
 from ..base import Collector, SourceUnavailable
-from .aggregate import GROUP_KEYS, SlidingWindows, StackKey, filter_stacks, stacks_from_counts, summarize
-from .model import Profile, ProfilesData, SourceStatus, make_tags
+from .aggregate import GROUP_KEYS, StackKey, filter_stacks, stacks_from_counts, summarize
+from .model import Profile, ProfilesData, SourceStatus, Tags, make_tags
 from .sampler import Sampler, SamplerUnavailable
 from .tags import TagCache
+from .windows import SlidingWindows
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class ProfilesCollector(Collector):
         self._tasks: list[asyncio.Task] = []
         self._bpf_start: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # one drain at a time
+        self._naming: asyncio.Future | None = None  # the drain's thread hop, when it needs one
         self._lost = 0
 
     # --- lifecycle --------------------------------------------------------------------
@@ -134,23 +136,51 @@ class ProfilesCollector(Collector):
                 self._status["bpf"] = SourceStatus("bpf", "error", f"{type(exc).__name__}: {exc}")
         return self._sampler is not None and self._sampler.running
 
-    def _drain(self) -> dict[StackKey, int]:
+    async def _drain(self) -> dict[StackKey, int]:
+        """This second's samples by (tags, frames). Stacks already named whose process
+        tags are fresh are counted here on the loop (one syscall and dict lookups: the
+        steady state); the rest is named and tagged in one thread hop."""
+        if self._naming is not None and not self._naming.done():
+            await asyncio.wait({self._naming})  # a cancelled drain's thread still holds the sampler
+        sampler = self._sampler
+        known, new = sampler.drain_known()
         counts: dict[StackKey, int] = collections.defaultdict(int)
-        with_source = self._with_source
-        for raw in self._sampler.drain():
-            tags = self._tags.get(raw.tgid, raw.comm)
-            full = with_source.get(tags)
-            if full is None:
-                full = with_source[tags] = make_tags(tags + (("source", "bpf"),))
-            counts[(full, raw.frames)] += raw.count
-        now = time.monotonic()
-        if now - self._pruned >= PRUNE_EVERY:
-            self._pruned = now
+        cached, now = self._tags.cached, self._tags.now()
+        untagged = []
+        for raw in known:
+            tags = cached(raw.tgid, raw.comm, now)
+            if tags is None:
+                untagged.append(raw)
+            else:
+                counts[(self._tagged(tags), raw.frames)] += raw.count
+        if new or untagged or sampler.housekeeping_due():
+            self._naming = asyncio.ensure_future(asyncio.to_thread(self._name_and_tag, new, untagged, known))
+            for full, frames, n in await self._naming:
+                counts[(full, frames)] += n
+        if time.monotonic() - self._pruned >= PRUNE_EVERY:
+            self._pruned = time.monotonic()
             if self._tags.prune():
                 self._with_source.clear()  # only tag sets still cached stay
-        lost = self._sampler.lost()
+        lost = sampler.lost()
         self._lost = lost[0] + lost[1]
         return dict(counts)
+
+    def _name_and_tag(self, new, untagged, known) -> list[tuple[Tags, tuple[str, ...], int]]:
+        """In a thread: names for stacks never seen, tags read from /proc."""
+        early = self._tags.ttl / 2
+        out = []
+        for raw in (*self._sampler.name_new(new), *untagged):
+            out.append((self._tagged(self._tags.get(raw.tgid, raw.comm, early=early)), raw.frames, raw.count))
+        for raw in known:  # already tagged ones near expiry are read now, not in a hop of their own
+            self._tags.get(raw.tgid, raw.comm, early=early)
+        return out
+
+    def _tagged(self, tags: Tags) -> Tags:
+        """A process's tags plus source=bpf, sorted once per tag set."""
+        full = self._with_source.get(tags)
+        if full is None:
+            full = self._with_source[tags] = make_tags(tags + (("source", "bpf"),))
+        return full
 
     async def collect(self) -> ProfilesData:
         now = self._clock()
@@ -158,7 +188,7 @@ class ProfilesCollector(Collector):
         if running:
             async with self._lock:
                 try:
-                    counts = await asyncio.to_thread(self._drain)
+                    counts = await self._drain()
                 except Exception as exc:  # noqa: BLE001 - a failed drain degrades, pprof goes on
                     self._status["bpf"] = SourceStatus("bpf", "error", f"drain failed: {type(exc).__name__}: {exc}",
                                                        self._status["bpf"].last_ok)
@@ -176,10 +206,9 @@ class ProfilesCollector(Collector):
                 last = self._summaries.get(seconds)
                 every = max(self.interval, seconds * REFRESH_FRACTION)
                 if last is None or now - last.end >= every - self.interval / 2:
-                    counts, oldest = self._windows.counts(now, seconds)
-                    last = self._summaries[seconds] = summarize(
-                        f"bpf {seconds:g}s", "bpf", min(oldest, now) - self.interval, now,
-                        stacks_from_counts(counts), max_stacks=self.max_stacks, merged=True)
+                    oldest = self._windows.oldest(now, seconds)
+                    last = self._summaries[seconds] = self._windows.profile(
+                        f"bpf {seconds:g}s", min(oldest, now) - self.interval, now, seconds, max_stacks=self.max_stacks)
                 windows.append(last)
         return ProfilesData(
             hz=self.hz if running else None,

@@ -21,8 +21,9 @@ struct key_t {
 
 BPF_HASH(counts, struct key_t, u64, MAX_KEYS);
 BPF_STACK_TRACE(stack_traces, STACK_SLOTS);
-// [0] samples with no room in `counts`, [1] stacks not recorded (table collision or full)
-BPF_ARRAY(lost, u64, 2);
+// [0] samples with no room in `counts`, [1] stacks not recorded (table collision or full).
+// Mappable: user space reads it from memory each second instead of by syscall.
+BPF_F_TABLE("array", int, u64, lost, 2, BPF_F_MMAPABLE);
 
 int ebpftop_cpu(void *ctx)
 {

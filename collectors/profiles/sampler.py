@@ -1,9 +1,13 @@
 """The BPF CPU sampler: perf_event at a fixed frequency on every CPU, stacks counted in
 the kernel (sampler.bpf.c), drained and symbolised here.
 
-Blocking throughout (compile, map reads, symbol lookups): the collector calls it from
-a thread. One owner: `close()` detaches the perf events and frees the program and maps,
-and is safe to call twice; perf_event attachments also die with the process.
+A drain has two halves. `drain_known()` is one syscall and dict lookups (nothing waits on
+another process or a file), so the collector runs it on the event loop every second;
+it hands back the counts keys it has never named. `name_new()` names those (reads /proc,
+asks bcc: blocking, from a thread) and does the housekeeping. In steady state every key
+is known and no thread is woken. `drain()` is both halves in one call. One owner:
+`close()` detaches the perf events and frees the program and maps, and is safe to call
+twice; perf_event attachments also die with the process.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import array
 import ctypes as ct
 import errno
+import mmap
 import os
 import pathlib
+import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .symbols import Symbols
 
@@ -28,6 +34,20 @@ MAX_KERNEL_NAMES = 100_000  # kernel addresses named before that cache starts ov
 MAX_MEMO = 50_000  # counts keys memoised per process before its memo starts over
 ENOTSUPP = 524  # the kernel's "operation not supported" for a map type; not in errno
 KEEP_FRACTION = 16  # the stack table is cleared when we hold ids for 1/16 of its slots
+PRUNE_EVERY = 30.0  # seconds between sweeps of what we know of processes gone
+MAX_KEYS = 10240  # counts map size cap (distinct keys between two drains)
+KEYS_MIN = 1024
+# Seconds of samples the counts map has room for: distinct keys between drains can never
+# outnumber the samples taken, so a map sized to a few drains of them loses nothing
+# unless a drain is that late (then `lost` says so). The batch read walks every bucket,
+# full or not, so room nobody can fill is paid for every second.
+KEYS_SECONDS = 4
+
+
+def counts_room(hz: int, interval: float = 1.0, cpus: int | None = None) -> int:
+    """Counts map entries for sampling every CPU at `hz`, drained every `interval` s."""
+    cpus = cpus or os.cpu_count() or 1
+    return min(MAX_KEYS, max(KEYS_MIN, int(hz * cpus * max(interval, 1.0) * KEYS_SECONDS)))
 
 
 class SamplerUnavailable(Exception):
@@ -37,8 +57,7 @@ class SamplerUnavailable(Exception):
         self.hint = hint
 
 
-@dataclass(frozen=True)
-class RawStack:
+class RawStack(NamedTuple):  # one per counts key each drain: a tuple is cheaper than a dataclass
     tgid: int
     comm: str
     frames: tuple[str, ...]  # root first: user frames, then kernel frames
@@ -46,12 +65,12 @@ class RawStack:
 
 
 class Sampler:
-    def __init__(self, hz: int = 49, *, max_keys: int = 10240, stack_slots: int = 16384,
+    def __init__(self, hz: int = 49, *, max_keys: int | None = None, stack_slots: int = 16384,
                  skip_tgid: int = 0) -> None:
         if not 1 <= hz <= 1000:
             raise ValueError(f"sampling frequency must be 1..1000 Hz, not {hz}")
         self.hz = hz
-        self.max_keys = max_keys
+        self.max_keys = counts_room(hz) if max_keys is None else max_keys
         self.stack_slots = stack_slots
         self.skip_tgid = skip_tgid
         self._bpf = None
@@ -68,6 +87,7 @@ class Sampler:
         # lookup per key. Dropped with the stack ids, or the pid's names.
         self._memo: dict[int, dict[bytes, tuple[str, tuple[str, ...]]]] = {}
         self._batch: _Batch | None = None
+        self._lost_view: memoryview | None = None  # the `lost` array mapped into our memory
         self.clears = 0  # times the stack table was cleared (tests, bench)
         self._last_prune = time.monotonic()
         # drain() runs in a worker thread; close() must not free the maps under it.
@@ -116,6 +136,7 @@ class Sampler:
         b, self._bpf = self._bpf, None
         if b is None:
             return
+        self._drop_lost_view()
         b.cleanup()  # detaches the perf events, closes program and map fds
         self._symbols.close()
         self._seen.clear()
@@ -133,24 +154,60 @@ class Sampler:
             return self._read_lost(b)
 
     def drain(self) -> list[RawStack]:
-        """Everything counted since the last drain, symbolised; the counts restart."""
+        """Everything counted since the last drain, named; the counts restart."""
         with self._mutex:
-            return self._drain()
+            known, new = self._drain_known()
+            return known + self._name_new(new)
 
-    def _drain(self) -> list[RawStack]:
+    def drain_known(self) -> tuple[list[RawStack], list[tuple[int, tuple[bytes, int]]]]:
+        """Read and clear the counts; the stacks whose key was named before, and the raw
+        entries of the others for `name_new()`. Never blocks on /proc or bcc."""
+        with self._mutex:
+            return self._drain_known()
+
+    def name_new(self, entries: list[tuple[int, tuple[bytes, int]]]) -> list[RawStack]:
+        """Names for entries `drain_known()` left, and the periodic housekeeping (stack
+        table clear, symbols of processes gone). Blocking: /proc reads, bcc."""
+        with self._mutex:
+            return self._name_new(entries)
+
+    def housekeeping_due(self) -> bool:
+        return time.monotonic() - self._last_prune > PRUNE_EVERY
+
+    def _drain_known(self) -> tuple[list[RawStack], list[tuple[int, tuple[bytes, int]]]]:
+        b = self._bpf
+        if b is None:
+            raise RuntimeError("sampler not started")
+        entries = self._read_counts(b[b"counts"])
+        now = time.monotonic()
+        memo, seen = self._memo, self._seen
+        known: list[RawStack] = []
+        new = []
+        for entry in entries:
+            tgid, (key, count) = entry
+            seen[tgid] = now
+            mine = memo.get(tgid)
+            hit = mine.get(key) if mine is not None else None
+            if hit is None:
+                new.append(entry)
+            else:
+                known.append(RawStack(tgid, hit[0], hit[1], count))
+        return known, new
+
+    def _name_new(self, entries: list[tuple[int, tuple[bytes, int]]]) -> list[RawStack]:
         b = self._bpf
         if b is None:
             raise RuntimeError("sampler not started")
         counts = b[b"counts"]
         stacks = b[b"stack_traces"]
-        entries = self._read_counts(counts)
-        now = time.monotonic()
         memo = self._memo
+        # Only pids with a key never seen are checked for exec or reuse: a known key of a
+        # pid that exec'd would need the new program to repeat the old one's stack ids
+        # and comm; the prune below forgets pids gone.
         for pid in self._symbols.begin({tgid for tgid, _ in entries}):
             memo.pop(pid, None)  # exec or pid reused: its names were forgotten
         out: list[RawStack] = []
         for tgid, raw in entries:
-            self._seen[tgid] = now
             mine = memo.get(tgid)
             if mine is None:
                 mine = memo[tgid] = {}
@@ -162,9 +219,10 @@ class Sampler:
                         mine.clear()
                     mine[raw[0]] = hit
             out.append(RawStack(tgid, hit[0], hit[1], raw[1]))
+        now = time.monotonic()
         if self._should_clear(now):
             self._clear_stacks(stacks)
-        if now - self._last_prune > 30:
+        if now - self._last_prune > PRUNE_EVERY:
             self._prune_symbols(now)
         return out
 
@@ -238,6 +296,11 @@ class Sampler:
     # --- the stack table ----------------------------------------------------------------
 
     def _read_lost(self, b) -> tuple[int, int]:
+        view = self._lost_view
+        if view is None:
+            view = self._lost_view = self._map_lost(b)
+        if view:
+            return LOST_PAIR.unpack_from(view)
         # bcc's table[key] normalises the key in Python at ~0.2 ms a lookup
         from bcc.libbcc import lib
 
@@ -249,6 +312,23 @@ class Sampler:
                 raise OSError(ct.get_errno(), "lookup in the sampler's lost counters failed")
             out.append(int(value.value))
         return out[0], out[1]
+
+    @staticmethod
+    def _map_lost(b) -> memoryview:
+        """The `lost` array (BPF_F_MMAPABLE) mapped read-only: read each second without a
+        syscall. Empty when the kernel refuses (then it is looked up)."""
+        try:
+            m = mmap.mmap(b[b"lost"].map_fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+        except (OSError, ValueError):
+            return memoryview(b"")
+        return memoryview(m)
+
+    def _drop_lost_view(self) -> None:
+        view, self._lost_view = self._lost_view, None
+        if view:
+            m = view.obj
+            view.release()
+            m.close()
 
     def _should_clear(self, now: float) -> bool:
         """The stack table is kept between drains (an id means the same stack until it
@@ -299,6 +379,9 @@ class Sampler:
             del self._seen[p]
             self._memo.pop(p, None)
         self._symbols.forget(gone)
+
+
+LOST_PAIR = struct.Struct("=QQ")  # sampler.bpf.c `lost`: two u64 counters
 
 
 class _NoBatch(Exception):

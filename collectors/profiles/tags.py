@@ -139,14 +139,24 @@ class TagCache:
         self._proc = proc
         self._cache: dict[tuple[int, str | None], tuple[float, Tags]] = {}
 
-    def get(self, pid: int, comm: str | None = None) -> Tags:
+    def get(self, pid: int, comm: str | None = None, *, early: float = 0.0) -> Tags:
+        """The tags, read again when they expire within `early` seconds: refreshing the
+        ones about to expire along with one that has keeps the refreshes together."""
         now = self._clock()
         hit = self._cache.get((pid, comm))
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > now + early:
             return hit[1]
         tags = process_tags(pid, comm, proc=self._proc)
         self._cache[(pid, comm)] = (now + self.ttl, tags)
         return tags
+
+    def cached(self, pid: int, comm: str | None, now: float) -> Tags | None:
+        """The tags while fresh at `now` (this cache's clock), else None; reads nothing."""
+        hit = self._cache.get((pid, comm))
+        return hit[1] if hit is not None and hit[0] > now else None
+
+    def now(self) -> float:
+        return self._clock()
 
     def prune(self) -> int:
         """Drop expired entries; returns how many."""
