@@ -35,7 +35,7 @@ KEY4 = """    struct flow_key4 k4 = {.ifindex = key.ifindex, .sport = key.sport,
     __builtin_memcpy(&k4.daddr, key.daddr, 4);
     struct flow_val *v = flows4.lookup(&k4);
     if (!v) {
-        struct flow_val nv = {.packets = packets, .bytes = bytes, .first_ns = now, .last_ns = now};
+        struct flow_val nv = {.packets = packets, .bytes = bytes, .first = now, .last = now};
         flows4.insert(&k4, &nv);
         return TC_ACT_UNSPEC;
     }

@@ -468,7 +468,8 @@ def test_collector_tick_ranks_rates_totals_and_expires(monkeypatch):
     from ebpftop.collectors.flows import collector
 
     clock = [1000 * S]
-    monkeypatch.setattr(collector.time, "clock_gettime_ns", lambda _c: clock[0])
+    monkeypatch.setattr(collector.time, "monotonic_ns", lambda: clock[0])
+    monkeypatch.setattr(collector.kclock, "calibration", lambda: (S, 0, 0))  # HZ = 1e9: a jiffy is a ns here
     monkeypatch.setattr(collector, "ifindex_of", lambda name: 9)
     c = collector.FlowsCollector(["veth9"], top_n=2, tcp_events=False, idle_expiry=300,
                                  attributor=Attributor(connections=lambda: [], environ=lambda pid: {}))
@@ -504,7 +505,8 @@ def test_collector_keeps_attribution_per_flow_until_the_attributor_changes(monke
         scans.append(now[0])
         return list(sockets)
 
-    monkeypatch.setattr(collector.time, "clock_gettime_ns", lambda _c: clock[0])
+    monkeypatch.setattr(collector.time, "monotonic_ns", lambda: clock[0])
+    monkeypatch.setattr(collector.kclock, "calibration", lambda: (S, 0, 0))  # HZ = 1e9: a jiffy is a ns here
     monkeypatch.setattr(collector, "ifindex_of", lambda name: 9)
     a = Attributor(refresh=5, miss_retry=60, clock=lambda: now[0], connections=conns, environ=lambda pid: {})
     monkeypatch.setattr(a, "comm", lambda pid: f"proc{pid}")
@@ -529,3 +531,18 @@ def test_collector_keeps_attribution_per_flow_until_the_attributor_changes(monke
     assert recs == {5353: 77, 6000: None} and scans == [0.0, 61.0, 70.0]
     now[0] = 71.0
     assert {f.dport: f.pid for f in c._sample().flows} == {5353: None, 6000: None}  # asked again: gone
+
+
+def test_collector_turns_the_maps_jiffies_into_wall_clock_times(monkeypatch):
+    from ebpftop.collectors.flows import collector
+
+    j0 = 4_294_967_296  # jiffies start near 2^32 - 5 min and wrap past 32 bits: use big values
+    monkeypatch.setattr(collector.kclock, "calibration", lambda: (250, j0, 10 * S))  # HZ=250, jiffies j0 at mono 10 s
+    monkeypatch.setattr(collector.time, "monotonic_ns", lambda: 12 * S)
+    monkeypatch.setattr(collector.time, "time", lambda: 1_000_000.0)  # wall time at mono 12 s
+    monkeypatch.setattr(collector, "ifindex_of", lambda name: 9)
+    c = collector.FlowsCollector(["veth9"], tcp_events=False, attributor=Attributor(connections=lambda: []))
+    c.dp = dp = _Datapath()
+    dp.map = {_udp_key(1, 2): (1, 100, j0 + 125, j0 + 450)}  # mono 10.5 s and 11.8 s
+    f = c._sample().flows[0]
+    assert f.first_seen == pytest.approx(1_000_000.0 - 1.5) and f.last_seen == pytest.approx(1_000_000.0 - 0.2)

@@ -271,7 +271,7 @@ def test_pins_of_an_older_layout_are_reported_and_only_flush_touches_them(tmp_pa
 
 
 def test_kernel_clock_round_trips(monkeypatch):
-    from ebpftop.collectors.rules import kclock
+    from ebpftop.collectors import kclock
 
     monkeypatch.setattr(kclock, "calibration", lambda: (250, 4_294_967_296, 10_000_000_000))
     assert kclock.jiffies_at(10_000_000_000 + 2_000_000_000) == 4_294_967_296 + 500

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Sequence
 
+from .. import kclock
 from ..base import Collector, SourceUnavailable
 from . import rates, tclegacy
 from .attribution import Attributor
@@ -29,7 +30,6 @@ from .table import FlowTable
 log = logging.getLogger(__name__)
 
 PER_FLOW_EVENTS = 10
-CLOCK_MONOTONIC_COARSE = getattr(time, "CLOCK_MONOTONIC_COARSE", 6)  # Linux clock id; Python 3.11 lacks the name
 RECENT_EVENTS = 100
 
 
@@ -105,7 +105,8 @@ class FlowsCollector(Collector):
         self._gone_at: dict[str, float] = {}
         self._lock = threading.Lock()
         self._prev: FlowTable | None = None
-        self._prev_ns: int | None = None
+        self._prev_ns: int | None = None  # CLOCK_MONOTONIC of the last read
+        self._prev_j: int | None = None  # the same moment in jiffies, the map's clock
         self._evictions = 0
         self._seen_lost = 0
         self._seen_failed = 0
@@ -120,6 +121,10 @@ class FlowsCollector(Collector):
         await asyncio.to_thread(self._start_sync)
 
     def _start_sync(self) -> None:
+        try:
+            kclock.calibration()
+        except OSError as exc:
+            raise SourceUnavailable(str(exc), "mount /proc (ebpftop reads /proc/timer_list as root)") from None
         with self._lock:
             self._remove_leftovers()
             dp = FlowsDatapath(self.max_flows, self.mode)
@@ -253,19 +258,21 @@ class FlowsCollector(Collector):
             raise RuntimeError(f"no interface attached ({why})")
         counters = dp.counters_total()  # before the map: see rates.evictions
         table = dp.read()
-        now_ns = time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE)  # the datapath's clock
+        now_ns = time.monotonic_ns()
         wall = time.time()
+        hz, j0, m0 = kclock.calibration()  # the map's times are jiffies
+        now_j = kclock.jiffies_at(now_ns)
 
         if self.idle_expiry > 0:
-            idle = table.idle_since(now_ns - int(self.idle_expiry * 1e9))
+            idle = table.idle_since(now_j - int(self.idle_expiry * hz))
             if idle:
                 dp.delete(idle)
                 table = table.without(idle)
 
-        moved_bytes, moved_packets = rates.moved(self._prev, table, self._prev_ns, now_ns)
+        moved_bytes, moved_packets = rates.moved(self._prev, table, self._prev_j, now_j)
         dt = (now_ns - self._prev_ns) / 1e9 if self._prev_ns is not None and now_ns > self._prev_ns else None
         total_bps, total_pps = rates.total_rate(moved_bytes, moved_packets, dt)
-        self._prev, self._prev_ns = table, now_ns
+        self._prev, self._prev_ns, self._prev_j = table, now_ns, now_j
         self._evictions = rates.evictions(counters[0], len(table), dp.deleted, self._evictions)
 
         # by rate, then total bytes; a flow without a known rate after the ones with one
@@ -288,7 +295,7 @@ class FlowsCollector(Collector):
             self._names, self._decoded = names, {}
         attributor = self.attributor
         attributor.retry_misses()  # answers are kept per flow while its generation holds
-        mono_to_wall = wall - now_ns / 1e9
+        wall_at_jiffy_0 = wall - now_ns / 1e9 + m0 / 1e9 - j0 / hz  # wall = this + jiffies / hz
         per_pid: dict[int, tuple[str | None, str | None]] = {}
         records = []
         decoded, self._decoded = self._decoded, {}
@@ -327,7 +334,7 @@ class FlowsCollector(Collector):
                     comm, service = comm or who[0], who[1]
             records.append(flow_record(
                 iface, direction, proto, src, sport, dst, dport, packets_of[i], nbytes, bps, pps,
-                first_of[i] / 1e9 + mono_to_wall, last_of[i] / 1e9 + mono_to_wall,
+                wall_at_jiffy_0 + first_of[i] / hz, wall_at_jiffy_0 + last_of[i] / hz,
                 retransmits, connect_ms, pid, comm, service, events))
 
         failed = counters[1]

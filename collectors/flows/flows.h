@@ -20,8 +20,8 @@ struct flow_key {
 struct flow_val {
     u64 packets;    /* wire packets: a GSO/GRO skb counts as its segments */
     u64 bytes;      /* link-layer header + IP packet, per wire packet, no FCS */
-    u64 first_ns;   /* bpf_ktime_get_coarse_ns (CLOCK_MONOTONIC_COARSE) */
-    u64 last_ns;
+    u64 first;      /* jiffies (bpf_jiffies64; see collectors/kclock.py) */
+    u64 last;
 };
 
 /* Kernel-side counters (per-CPU array indexes). */

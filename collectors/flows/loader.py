@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 FLOWS_SRC = HERE / "flows.bpf.c"
 CNT_INSERTS, CNT_UPDATE_FAILED, CNT_NOT_IP, CNT_TRUNCATED = range(4)
+CNT_MAX = 4  # flows.h
 
 # /sys/class/net/X/type: these carry no link-layer header in front of IP.
 _L3_TYPES = {65534, 776, 778}  # ARPHRD_NONE (tun, wireguard), ARPHRD_SIT, ARPHRD_IPGRE
@@ -77,7 +78,8 @@ class FlowsDatapath:
         self.attachments: dict[str, Attachment] = {}
         self.deleted = 0  # entries we removed ourselves (idle expiry)
         self._batch_ok = True
-        self._buf = None
+        self._bufs: dict[str, tuple] = {}  # map name -> (key, value) buffers of the batch reads
+        self._ncpus: int | None = None
         # Netlink filters outlive the process: detach them on any orderly interpreter
         # exit too, even when nobody called close() (tcx links need no help).
         atexit.register(self.close)
@@ -157,11 +159,21 @@ class FlowsDatapath:
     # --- reading ---------------------------------------------------------------------
 
     def counters_total(self) -> list[int]:
-        """Kernel counters summed over CPUs (CNT_* order)."""
-        out = []
-        for i in range(4):
-            out.append(sum(int(v) for v in self.counters.getvalue(self.counters.Key(i))))
-        return out
+        """Kernel counters summed over CPUs (CNT_* order), in one syscall."""
+        from bcc.utils import get_possible_cpus
+
+        if self._ncpus is None:
+            self._ncpus = len(get_possible_cpus())
+        if self._batch_ok:
+            try:
+                _, vraw = self._lookup_batch(self.counters.map_fd, 4, 8 * self._ncpus, CNT_MAX, "counters")
+                per_cpu = memoryview(vraw).cast("Q")
+                return [sum(per_cpu[i * self._ncpus : (i + 1) * self._ncpus]) for i in range(CNT_MAX)]
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, 524):  # 524: ENOTSUPP
+                    raise
+                self._batch_ok = False
+        return [sum(int(v) for v in self.counters.getvalue(self.counters.Key(i))) for i in range(CNT_MAX)]
 
     def read(self) -> FlowTable:
         """Every flow in the map, by column."""
@@ -179,19 +191,21 @@ class FlowsDatapath:
         return FlowTable.unpack_values(keys, vals)
 
     def _read_batch(self) -> FlowTable:
-        from bcc import libbcc
-
         from .layout import FLOW_KEY, FLOW_VAL
 
-        ks, vs = FLOW_KEY.size, FLOW_VAL.size
-        n = self.max_flows
-        if self._buf is None:
-            self._buf = (ctypes.create_string_buffer(ks * n), ctypes.create_string_buffer(vs * n))
-        kbuf, vbuf = self._buf
+        return FlowTable.from_raw(*self._lookup_batch(self.flows.map_fd, FLOW_KEY.size, FLOW_VAL.size, self.max_flows, "flows"))
+
+    def _lookup_batch(self, fd: int, ks: int, vs: int, n: int, name: str) -> tuple[bytes, bytes]:
+        """BPF_MAP_LOOKUP_BATCH over the whole map into buffers made once per map:
+        (keys, values) as read, packed."""
+        from bcc import libbcc
+
+        if name not in self._bufs:
+            self._bufs[name] = (ctypes.create_string_buffer(ks * n), ctypes.create_string_buffer(vs * n))
+        kbuf, vbuf = self._bufs[name]
         token = ctypes.c_uint32(0)
         count = ctypes.c_uint32(0)
         total = 0
-        fd = self.flows.map_fd
         while total < n:
             count.value = n - total
             res = libbcc.lib.bpf_lookup_batch(
@@ -212,7 +226,7 @@ class FlowsDatapath:
             if count.value == 0:
                 break
         # string_at copies what was read (.raw would copy the whole buffer)
-        return FlowTable.from_raw(ctypes.string_at(kbuf, ks * total), ctypes.string_at(vbuf, vs * total))
+        return ctypes.string_at(kbuf, ks * total), ctypes.string_at(vbuf, vs * total)
 
     def delete(self, keys: list[bytes]) -> int:
         """Remove entries (idle expiry); returns how many went."""

@@ -14,12 +14,12 @@ from operator import lt, ne, sub
 from .table import Counters, FlowTable
 
 
-def moved(prev: FlowTable | None, cur: FlowTable, prev_ns: int | None, now_ns: int) -> tuple[list, list]:
+def moved(prev: FlowTable | None, cur: FlowTable, prev_t: int | None, now_t: int) -> tuple[list, list]:
     """(bytes, packets) each flow of `cur` moved since `prev`, by index; None where not
-    known. The common case -- the same flow, counters grown -- is worked out by column
+    known. prev_t and now_t: when the two were read, on the map's clock (first seen). The common case -- the same flow, counters grown -- is worked out by column
     in C; only the others go through the rules one by one."""
     n = len(cur)
-    if prev is None or prev_ns is None or now_ns <= prev_ns:
+    if prev is None or prev_t is None or now_t <= prev_t:
         return [None] * n, [None] * n
     if cur.raw_keys and cur.raw_keys == prev.raw_keys:  # same flows in the same order
         pp, pb, pf = prev.packets, prev.nbytes, prev.first
@@ -38,7 +38,7 @@ def moved(prev: FlowTable | None, cur: FlowTable, prev_ns: int | None, now_ns: i
     if n and min(dp) < 0:
         odd.update(compress(range(n), map(lt, dp, repeat(0))))
     for i in odd:
-        if cur.first[i] >= prev_ns:
+        if cur.first[i] >= prev_t:
             # Born (or re-born after an eviction) since the last sample: all of it is new.
             db[i], dp[i] = cur.nbytes[i], cur.packets[i]
         else:

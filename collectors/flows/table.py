@@ -18,7 +18,7 @@ from .layout import FLOW_KEY_BYTES, FLOW_VAL
 
 _FIRST = operator.itemgetter(0)
 
-# one flow's counters as the map holds them: (packets, bytes, first_ns, last_ns)
+# one flow's counters as the map holds them: (packets, bytes, first, last), times in jiffies
 Counters = tuple[int, int, int, int]
 
 
@@ -27,7 +27,7 @@ class FlowTable:
     keys: list[bytes]  # raw flow_key bytes (see layout.decode_key)
     packets: list[int]
     nbytes: list[int]
-    first: list[int]  # first_ns, CLOCK_MONOTONIC_COARSE
+    first: list[int]  # jiffies (collectors/kclock.py)
     last: list[int]
     raw_keys: bytes = b""  # the keys as read: equal raw_keys means same flows, same order
     _position: dict[bytes, int] | None = field(default=None, repr=False, compare=False)
@@ -68,11 +68,11 @@ class FlowTable:
             self._position = dict(zip(self.keys, range(len(self.keys))))
         return self._position
 
-    def idle_since(self, limit_ns: int) -> list[bytes]:
-        """Keys of the flows whose last packet is older than limit_ns."""
-        if not self.last or min(self.last) >= limit_ns:
+    def idle_since(self, limit: int) -> list[bytes]:
+        """Keys of the flows whose last packet came before `limit` (jiffies)."""
+        if not self.last or min(self.last) >= limit:
             return []
-        return list(compress(self.keys, map(operator.lt, self.last, repeat(limit_ns))))
+        return list(compress(self.keys, map(operator.lt, self.last, repeat(limit))))
 
     def without(self, gone: Iterable[bytes]) -> FlowTable:
         drop = set(gone)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .compile import MAX_SLOTS, compile_rules
-from . import kclock
+from .. import kclock
 from .datapath import LAYOUT, SETS, Datapath, DatapathError, up_interfaces
 from .spec import Rule
 from .state import SetState, StateDir

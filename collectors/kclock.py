@@ -1,8 +1,8 @@
-"""The clock the rules program keeps time with: jiffies.
+"""The clock the TC programs (flows, rules) keep time with: jiffies.
 
-The program reads `bpf_jiffies64()`, which the verifier inlines into one load; the
-ktime helpers are real calls (~35 ns each on this VM, a third of the per-packet
-budget). So TTL expiries and last-hit times in the maps are jiffies, and user space
+They read `bpf_jiffies64()`, which the verifier inlines into one load; the ktime
+helpers are real calls (~35 ns each on this VM, a third of the per-packet budget).
+So first/last-seen times, TTL expiries and last-hit times in the maps are jiffies, and user space
 converts with HZ and one (jiffies, CLOCK_MONOTONIC) pair. Both are read once per
 process: jiffies advance from the monotonic clock, one tick per 1/HZ s, and do not drift
 from it. Resolution: one tick (4 ms at HZ=250).
@@ -57,7 +57,7 @@ def calibration() -> tuple[int, int, int]:
             hz = min(_HZ_CHOICES, key=lambda h: abs(h - rate))
     except OSError as exc:
         raise OSError(f"cannot relate the kernel's jiffies to the monotonic clock ({exc}); "
-                      "rule TTLs and last-hit times need /proc/timer_list") from None
+                      "flow times, rule TTLs and last-hit times need /proc/timer_list") from None
     return hz, j0, m0
 
 
