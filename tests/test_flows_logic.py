@@ -546,3 +546,31 @@ def test_collector_turns_the_maps_jiffies_into_wall_clock_times(monkeypatch):
     dp.map = {_udp_key(1, 2): (1, 100, j0 + 125, j0 + 450)}  # mono 10.5 s and 11.8 s
     f = c._sample().flows[0]
     assert f.first_seen == pytest.approx(1_000_000.0 - 1.5) and f.last_seen == pytest.approx(1_000_000.0 - 0.2)
+
+
+def test_collect_runs_short_ticks_on_the_event_loop_and_long_ones_in_a_thread(monkeypatch):
+    import threading
+
+    from ebpftop.collectors.flows import collector
+
+    c = collector.FlowsCollector(["veth9"], tcp_events=False)
+    c.dp = _Datapath()
+    took = iter([0.0001, 0.0001, 0.050, 0.0001])
+    ran_on = []
+    clock = [0.0]
+
+    def tick():
+        ran_on.append(threading.get_ident())
+        clock[0] += next(took)
+        return "data"
+
+    monkeypatch.setattr(c, "_sample", tick)
+    monkeypatch.setattr(collector.time, "perf_counter", lambda: clock[0])
+
+    async def ticks():
+        return threading.get_ident(), [await c.collect() for _ in range(4)]
+
+    loop_thread, got = asyncio.run(ticks())
+    assert got == ["data"] * 4
+    # first tick: nothing known yet -> thread; then short -> loop; short -> loop; 50 ms -> thread
+    assert [t == loop_thread for t in ran_on] == [False, True, True, False]
