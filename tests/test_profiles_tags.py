@@ -125,3 +125,26 @@ def test_cache_refreshes_on_new_comm_and_after_ttl(tmp_path):
     now[0] = 30
     cache.prune()
     assert not cache._cache
+
+
+def test_cached_never_reads_and_early_refreshes_what_expires_soon(tmp_path):
+    for pid in (7, 8):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "comm").write_text("a\n")
+        (d / "environ").write_bytes(b"OTEL_SERVICE_NAME=one\0")
+    now = [0.0]
+    cache = t.TagCache(ttl=10, clock=lambda: now[0], proc=str(tmp_path))
+    assert cache.cached(7, "a", now[0]) is None  # never read: nothing to give
+    cache.get(7, "a")
+    now[0] = 4.0
+    cache.get(8, "a")
+    for pid in (7, 8):
+        (tmp_path / str(pid) / "environ").write_bytes(b"OTEL_SERVICE_NAME=two\0")
+    assert tag(cache.cached(7, "a", 9.9), "service") == "one"
+    assert cache.cached(7, "a", 10.0) is None  # expired: the caller reads it (in a thread)
+    now[0] = 6.0
+    # 7 expires at 10, within 5 s: read again now with whatever else is read; 8 (at 14) is not
+    assert tag(cache.get(7, "a", early=5), "service") == "two"
+    assert tag(cache.get(8, "a", early=5), "service") == "one"
+    assert tag(cache.cached(7, "a", 15.9), "service") == "two"

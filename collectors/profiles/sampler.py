@@ -31,7 +31,7 @@ FN_NAME = "ebpftop_cpu"  # what `bpftool prog` shows; tests look for it
 KERNEL_SUFFIX = "_[k]"  # flame graph convention for kernel frames
 LOST_STACK = "[stack lost]"
 MAX_KERNEL_NAMES = 100_000  # kernel addresses named before that cache starts over
-MAX_MEMO = 50_000  # counts keys memoised per process before its memo starts over
+MAX_MEMO = 200_000  # counts keys memoised before the memo starts over
 ENOTSUPP = 524  # the kernel's "operation not supported" for a map type; not in errno
 KEEP_FRACTION = 16  # the stack table is cleared when we hold ids for 1/16 of its slots
 PRUNE_EVERY = 30.0  # seconds between sweeps of what we know of processes gone
@@ -83,10 +83,11 @@ class Sampler:
         # (names depend on the process), kernel id -> names.
         self._uids: dict[int, tuple[int, ...]] = {}
         self._kids: dict[int, tuple[str, ...]] = {}
-        # tgid -> counts key bytes -> (comm, frames): a drain of known keys is one dict
-        # lookup per key. Dropped with the stack ids, or the pid's names.
-        self._memo: dict[int, dict[bytes, tuple[str, tuple[str, ...]]]] = {}
+        # counts key bytes (tgid first) -> (tgid, comm, frames): a drain of known keys is
+        # one dict lookup per key. Dropped with the stack ids, or the pid's names.
+        self._memo: dict[bytes, tuple[int, str, tuple[str, ...]]] = {}
         self._batch: _Batch | None = None
+        self._stacks: _StackTable | None = None
         self._lost_view: memoryview | None = None  # the `lost` array mapped into our memory
         self.clears = 0  # times the stack table was cleared (tests, bench)
         self._last_prune = time.monotonic()
@@ -144,6 +145,7 @@ class Sampler:
         self._kids.clear()
         self._memo.clear()
         self._batch = None
+        self._stacks = None
 
     def lost(self) -> tuple[int, int]:
         """(samples with no room in the counts map, samples whose stack was not kept)."""
@@ -159,13 +161,13 @@ class Sampler:
             known, new = self._drain_known()
             return known + self._name_new(new)
 
-    def drain_known(self) -> tuple[list[RawStack], list[tuple[int, tuple[bytes, int]]]]:
+    def drain_known(self) -> tuple[list[RawStack], list[Entry]]:
         """Read and clear the counts; the stacks whose key was named before, and the raw
         entries of the others for `name_new()`. Never blocks on /proc or bcc."""
         with self._mutex:
             return self._drain_known()
 
-    def name_new(self, entries: list[tuple[int, tuple[bytes, int]]]) -> list[RawStack]:
+    def name_new(self, entries: list[Entry]) -> list[RawStack]:
         """Names for entries `drain_known()` left, and the periodic housekeeping (stack
         table clear, symbols of processes gone). Blocking: /proc reads, bcc."""
         with self._mutex:
@@ -174,60 +176,61 @@ class Sampler:
     def housekeeping_due(self) -> bool:
         return time.monotonic() - self._last_prune > PRUNE_EVERY
 
-    def _drain_known(self) -> tuple[list[RawStack], list[tuple[int, tuple[bytes, int]]]]:
+    def _drain_known(self) -> tuple[list[RawStack], list[Entry]]:
         b = self._bpf
         if b is None:
             raise RuntimeError("sampler not started")
-        entries = self._read_counts(b[b"counts"])
         now = time.monotonic()
         memo, seen = self._memo, self._seen
         known: list[RawStack] = []
         new = []
-        for entry in entries:
-            tgid, (key, count) = entry
-            seen[tgid] = now
-            mine = memo.get(tgid)
-            hit = mine.get(key) if mine is not None else None
+        for entry in self._read_counts(b[b"counts"]):
+            hit = memo.get(entry[0])
             if hit is None:
                 new.append(entry)
             else:
-                known.append(RawStack(tgid, hit[0], hit[1], count))
+                seen[hit[0]] = now
+                known.append(RawStack(*hit, entry[1]))
         return known, new
 
-    def _name_new(self, entries: list[tuple[int, tuple[bytes, int]]]) -> list[RawStack]:
+    def _name_new(self, entries: list[Entry]) -> list[RawStack]:
         b = self._bpf
         if b is None:
             raise RuntimeError("sampler not started")
         counts = b[b"counts"]
         stacks = b[b"stack_traces"]
         memo = self._memo
+        now = time.monotonic()
+        tgids = [int.from_bytes(key[:4], sys.byteorder) for key, _ in entries]  # key_t begins with it
         # Only pids with a key never seen are checked for exec or reuse: a known key of a
         # pid that exec'd would need the new program to repeat the old one's stack ids
         # and comm; the prune below forgets pids gone.
-        for pid in self._symbols.begin({tgid for tgid, _ in entries}):
-            memo.pop(pid, None)  # exec or pid reused: its names were forgotten
+        self._forget_memo(self._symbols.begin(set(tgids)))  # exec or pid reused: names forgotten
         out: list[RawStack] = []
-        for tgid, raw in entries:
-            mine = memo.get(tgid)
-            if mine is None:
-                mine = memo[tgid] = {}
-            hit = mine.get(raw[0])
+        for tgid, (key, count) in zip(tgids, entries):
+            self._seen[tgid] = now
+            hit = memo.get(key)
             if hit is None:
-                hit, complete = self._stack(counts, stacks, tgid, raw[0])
+                hit, complete = self._stack(counts, stacks, tgid, key)
                 if complete:  # a stack missing from the table may be there next time
-                    if len(mine) > MAX_MEMO:
-                        mine.clear()
-                    mine[raw[0]] = hit
-            out.append(RawStack(tgid, hit[0], hit[1], raw[1]))
-        now = time.monotonic()
+                    if len(memo) >= MAX_MEMO:
+                        memo.clear()
+                    memo[key] = hit
+            out.append(RawStack(*hit, count))
         if self._should_clear(now):
             self._clear_stacks(stacks)
         if now - self._last_prune > PRUNE_EVERY:
             self._prune_symbols(now)
         return out
 
-    def _read_counts(self, counts) -> list[tuple[int, tuple[bytes, int]]]:
-        """(tgid, (key bytes, count)) of every key counted, read and deleted in one
+    def _forget_memo(self, pids) -> None:
+        if pids:
+            pids = set(pids)
+            for key in [k for k, v in self._memo.items() if v[0] in pids]:
+                del self._memo[key]
+
+    def _read_counts(self, counts) -> list[Entry]:
+        """(key bytes, count) of every key counted, read and deleted in one
         BPF_MAP_LOOKUP_AND_DELETE_BATCH into buffers allocated once (bcc's own batch
         read allocates and walks ctypes arrays of the map's full size every call)."""
         if self._batch is None:
@@ -243,10 +246,10 @@ class Sampler:
                 del counts[k]
             except KeyError:
                 pass
-        return [(int(k.tgid), (bytes(k), int(v.value))) for k, v in items]
+        return [(bytes(k), int(v.value)) for k, v in items]
 
-    def _stack(self, counts, stacks, tgid: int, key: bytes) -> tuple[tuple[str, tuple[str, ...]], bool]:
-        """((comm, root-first frames), found) of one counts key; found is False when a
+    def _stack(self, counts, stacks, tgid: int, key: bytes) -> tuple[tuple[int, str, tuple[str, ...]], bool]:
+        """((tgid, comm, root-first frames), found) of one counts key; found is False when a
         stack id was not in the table. The key's stack ids are stable until the table is
         cleared, so this is asked once per key, not per drain."""
         k = counts.Key.from_buffer_copy(key)
@@ -257,17 +260,16 @@ class Sampler:
         kern = self._kernel_names(stacks, ksid)
         found = (usid < 0 or usid in self._uids) and (ksid < 0 or ksid in self._kids)
         frames = user_names[::-1] + kern[::-1]
-        return (comm, frames or (LOST_STACK,)), found
+        return (tgid, comm, frames or (LOST_STACK,)), found
 
     def _ips(self, stacks, sid: int) -> tuple[int, ...] | None:
         """Leaf-first addresses of stack `sid`; () when there is none, None when lost."""
         if sid < 0:
             return None if sid != -errno.EFAULT else ()
-        try:
-            leaf = stacks[stacks.Key(sid)]
-        except KeyError:
+        leaf = self._stack_table(stacks).lookup(sid)
+        if leaf is None:
             return None
-        ips = array.array("Q", bytes(leaf))  # the raw u64 array, not a ctypes walk per frame
+        ips = array.array("Q", leaf)  # the raw u64 array, not a ctypes walk per frame
         try:
             del ips[ips.index(0):]  # the kernel ends a stack shorter than the array with 0
         except ValueError:
@@ -330,6 +332,11 @@ class Sampler:
             view.release()
             m.close()
 
+    def _stack_table(self, stacks) -> _StackTable:
+        if self._stacks is None:
+            self._stacks = _StackTable(stacks)
+        return self._stacks
+
     def _should_clear(self, now: float) -> bool:
         """The stack table is kept between drains (an id means the same stack until it
         is deleted, so known ids cost nothing) and cleared when the ids we hold pass a
@@ -341,11 +348,9 @@ class Sampler:
         # Only ids we have read are deleted: an id first used after this drain is read
         # by the next one. A sample of a known stack counted between the drain and this
         # delete finds its stack again when the next sample of it stores it anew.
+        table = self._stack_table(stacks)
         for sid in (*self._uids, *self._kids):
-            try:
-                del stacks[stacks.Key(sid)]
-            except KeyError:
-                pass
+            table.delete(sid)
         self._uids.clear()
         self._kids.clear()
         self._memo.clear()
@@ -377,11 +382,37 @@ class Sampler:
         gone = [p for p, t in self._seen.items() if now - t > 60 or not os.path.exists(f"/proc/{p}")]
         for p in gone:
             del self._seen[p]
-            self._memo.pop(p, None)
+        self._forget_memo(gone)
         self._symbols.forget(gone)
 
 
+Entry = tuple[bytes, int]  # a counts key as the map holds it, and its count
 LOST_PAIR = struct.Struct("=QQ")  # sampler.bpf.c `lost`: two u64 counters
+
+
+class _StackTable:
+    """Lookups and deletes in the stack table by id, straight to libbpf into a buffer made
+    once (bcc's table[key] builds and checks the key in Python: several times slower,
+    and a busy node brings dozens of new stacks a second)."""
+
+    def __init__(self, table) -> None:
+        from bcc.libbcc import lib
+
+        self._lookup, self._delete = lib.bpf_lookup_elem, lib.bpf_delete_elem
+        self._fd = table.map_fd
+        self._key = ct.c_uint32(0)
+        self._leaf = ct.create_string_buffer(ct.sizeof(table.Leaf))
+        self._args = (self._fd, ct.byref(self._key), self._leaf)
+
+    def lookup(self, sid: int) -> bytes | None:
+        self._key.value = sid
+        if self._lookup(*self._args) != 0:
+            return None  # ENOENT: not recorded, or replaced since
+        return self._leaf.raw
+
+    def delete(self, sid: int) -> None:
+        self._key.value = sid
+        self._delete(self._fd, ct.byref(self._key))  # ENOENT: gone already, which is the aim
 
 
 class _NoBatch(Exception):
@@ -405,17 +436,23 @@ class _Batch:
         self._token = ct.c_uint32(0)
         self._count = ct.c_uint32(0)
         self._works: bool | None = None
+        # the first call's arguments, made once: most drains are that one call
+        self._first = (self._fd, None, ct.byref(self._token), self._keys, self._values, ct.byref(self._count))
+        self._counts = memoryview(self._values).cast("B").cast("Q")
 
-    def drain(self) -> list[tuple[int, tuple[bytes, int]]]:
+    def drain(self) -> list[Entry]:
         if self._works is False:
             raise _NoBatch
         total = 0
         ks = self._ksize
         while total < self._max:
             self._count.value = self._max - total
-            res = self._fn(self._fd, ct.byref(self._token) if total else None, ct.byref(self._token),
-                           ct.byref(self._keys, ks * total), ct.byref(self._values, 8 * total),
-                           ct.byref(self._count))
+            if total:
+                res = self._fn(self._fd, ct.byref(self._token), ct.byref(self._token),
+                               ct.byref(self._keys, ks * total), ct.byref(self._values, 8 * total),
+                               ct.byref(self._count))
+            else:
+                res = self._fn(*self._first)
             err = ct.get_errno()
             total += self._count.value
             if res != 0:
@@ -431,7 +468,4 @@ class _Batch:
                 break  # no progress (a bucket grew past the room left); the rest waits a drain
         self._works = True
         raw = ct.string_at(self._keys, ks * total)
-        values = self._values
-        # the key begins with the u32 tgid (sampler.bpf.c key_t)
-        return [(int.from_bytes(raw[i * ks:i * ks + 4], sys.byteorder), (raw[i * ks:(i + 1) * ks], values[i]))
-                for i in range(total)]
+        return list(zip([raw[i:i + ks] for i in range(0, ks * total, ks)], self._counts[:total].tolist()))
