@@ -236,6 +236,9 @@ class FakeSampler:
         self.drains += 1
         return ([], ["entry"]) if self.drains == 1 else ([self._raw()], [])
 
+    def name_known(self, entries):
+        return [], entries  # nothing known: named in the thread hop
+
     def name_new(self, entries):
         self.named += len(entries)
         return [self._raw() for _ in entries]

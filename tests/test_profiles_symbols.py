@@ -89,6 +89,31 @@ def test_a_name_is_asked_once_per_file_offset_whatever_the_process(fake):
     assert s.user_stack(11, (0x70600,)) == (f"{UNKNOWN} [libfoo.so]",)
 
 
+def test_known_stack_names_only_from_what_is_known_and_equals_user_stack(fake):
+    proc, process = fake
+    process(10, maps_line(0x10000, 0x20000, offset=0x1000))
+    process(11, maps_line(0x70000, 0x80000, offset=0x1000))
+    FakeResolver.names = {(10, 0x10500): b"foo_hot", (10, 0x10600): b"foo_cold"}
+    s = Symbols(proc=str(proc), resolver=FakeResolver, donor=-1)
+    s.begin([10, 11])
+    assert s.known_stack(10, (0x10500,)) is None  # never named: bcc's to say
+    assert s.user_stack(10, (0x10500,)) == ("foo_hot",)
+    assert s.known_stack(10, (0x10500,)) == ("foo_hot",)
+    assert s.known_stack(11, (0x70500,)) is None  # its mappings never read: not known
+    s.user_stack(11, (0x70700,))
+    asked = list(FakeResolver.asked)
+    # another process mapping the same file, a new stack of known addresses: no question
+    assert s.known_stack(11, (0x70500, 0x70500)) == ("foo_hot", "foo_hot")
+    assert FakeResolver.asked == asked
+    # one address not named yet, or outside every mapping (maps to read again): not known
+    assert s.known_stack(10, (0x10500, 0x10600)) is None
+    assert s.known_stack(10, (0x99999999,)) is None
+    assert s.known_stack(12, (0x10500,)) is None  # a process never seen
+    assert FakeResolver.asked == asked
+    assert s.user_stack(10, (0x10500, 0x10600)) == ("foo_hot", "foo_cold")
+    assert s.known_stack(10, (0x10600, 0x10500)) == ("foo_cold", "foo_hot")
+
+
 def test_the_donor_is_asked_first_and_reads_names_once(fake):
     proc, process = fake
     process(1, maps_line(0x40000, 0x50000, offset=0x1000))  # ebpftop itself maps libfoo too

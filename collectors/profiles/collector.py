@@ -137,13 +137,17 @@ class ProfilesCollector(Collector):
         return self._sampler is not None and self._sampler.running
 
     async def _drain(self) -> dict[StackKey, int]:
-        """This second's samples by (tags, frames). Stacks already named whose process
-        tags are fresh are counted here on the loop (one syscall and dict lookups: the
-        steady state); the rest is named and tagged in one thread hop."""
+        """This second's samples by (tags, frames). Stacks named from what is known whose
+        process tags are fresh are counted here on the loop (one syscall and dict lookups
+        in steady state; a thread hop costs more than that); the rest is named and tagged
+        in one thread hop."""
         if self._naming is not None and not self._naming.done():
             await asyncio.wait({self._naming})  # a cancelled drain's thread still holds the sampler
         sampler = self._sampler
         known, new = sampler.drain_known()
+        if new:
+            named, new = sampler.name_known(new)
+            known += named
         counts: dict[StackKey, int] = collections.defaultdict(int)
         cached, now = self._tags.cached, self._tags.now()
         untagged = []

@@ -167,6 +167,14 @@ class Sampler:
         with self._mutex:
             return self._drain_known()
 
+    def name_known(self, entries: list[Entry]) -> tuple[list[RawStack], list[Entry]]:
+        """Of entries `drain_known()` left, those whose stacks are named from what is
+        known already (a new pairing of known user and kernel stacks, a new stack of
+        known functions), and the rest for `name_new()`. Reads no file but /proc/PID/stat
+        and the exe link of their processes (to notice an exec; never waits on a disk)."""
+        with self._mutex:
+            return self._name_known(entries)
+
     def name_new(self, entries: list[Entry]) -> list[RawStack]:
         """Names for entries `drain_known()` left, and the periodic housekeeping (stack
         table clear, symbols of processes gone). Blocking: /proc reads, bcc."""
@@ -174,7 +182,8 @@ class Sampler:
             return self._name_new(entries)
 
     def housekeeping_due(self) -> bool:
-        return time.monotonic() - self._last_prune > PRUNE_EVERY
+        now = time.monotonic()
+        return self._should_clear(now) or now - self._last_prune > PRUNE_EVERY
 
     def _drain_known(self) -> tuple[list[RawStack], list[Entry]]:
         b = self._bpf
@@ -192,6 +201,30 @@ class Sampler:
                 seen[hit[0]] = now
                 known.append(RawStack(*hit, entry[1]))
         return known, new
+
+    def _name_known(self, entries: list[Entry]) -> tuple[list[RawStack], list[Entry]]:
+        b = self._bpf
+        if b is None:
+            raise RuntimeError("sampler not started")
+        counts, stacks, memo = b[b"counts"], b[b"stack_traces"], self._memo
+        now = time.monotonic()
+        tgids = [int.from_bytes(key[:4], sys.byteorder) for key, _ in entries]
+        self._forget_memo(self._symbols.begin(set(tgids)))
+        named, rest = [], []
+        for tgid, entry in zip(tgids, entries):
+            hit = memo.get(entry[0])
+            if hit is None:
+                hit, complete = self._stack(counts, stacks, tgid, entry[0], known_only=True)
+                if hit is None:
+                    rest.append(entry)
+                    continue
+                if complete:
+                    if len(memo) >= MAX_MEMO:
+                        memo.clear()
+                    memo[entry[0]] = hit
+            self._seen[tgid] = now
+            named.append(RawStack(*hit, entry[1]))
+        return named, rest
 
     def _name_new(self, entries: list[Entry]) -> list[RawStack]:
         b = self._bpf
@@ -248,16 +281,28 @@ class Sampler:
                 pass
         return [(bytes(k), int(v.value)) for k, v in items]
 
-    def _stack(self, counts, stacks, tgid: int, key: bytes) -> tuple[tuple[int, str, tuple[str, ...]], bool]:
+    def _stack(self, counts, stacks, tgid: int, key: bytes, *, known_only: bool = False):
         """((tgid, comm, root-first frames), found) of one counts key; found is False when a
         stack id was not in the table. The key's stack ids are stable until the table is
-        cleared, so this is asked once per key, not per drain."""
+        cleared, so this is asked once per key, not per drain. With known_only, (None,
+        False) when a name is not known yet."""
         k = counts.Key.from_buffer_copy(key)
         comm = k.comm.decode("utf-8", "replace")
         usid, ksid = k.user_stack_id, k.kernel_stack_id
         user = self._user_ips(stacks, usid)
-        user_names = (LOST_STACK,) if user is None else self._symbols.user_stack(tgid, user) if user else ()
-        kern = self._kernel_names(stacks, ksid)
+        if user is None:
+            user_names = (LOST_STACK,)
+        elif not user:
+            user_names = ()
+        elif known_only:
+            user_names = self._symbols.known_stack(tgid, user)
+            if user_names is None:
+                return None, False
+        else:
+            user_names = self._symbols.user_stack(tgid, user)
+        kern = self._kernel_names(stacks, ksid, known_only=known_only)
+        if kern is None:
+            return None, False
         found = (usid < 0 or usid in self._uids) and (ksid < 0 or ksid in self._kids)
         frames = user_names[::-1] + kern[::-1]
         return (tgid, comm, frames or (LOST_STACK,)), found
@@ -284,12 +329,14 @@ class Sampler:
                 self._uids[sid] = ips  # a lost stack is asked again: it may be there later
         return ips
 
-    def _kernel_names(self, stacks, sid: int) -> tuple[str, ...]:
+    def _kernel_names(self, stacks, sid: int, *, known_only: bool = False) -> tuple[str, ...] | None:
         names = self._kids.get(sid)
         if names is None:
             ips = self._ips(stacks, sid)
             if ips is None:
                 return (LOST_STACK,)
+            if known_only and ips not in self._kstacks and not all(a in self._knames for a in ips):
+                return None  # bcc's kernel symbols are read on first use: not on the loop
             names = self._kernel_stack(ips)
             if sid >= 0:
                 self._kids[sid] = names

@@ -132,6 +132,30 @@ class Symbols:
             names = p.stacks[addrs] = tuple(self._user(p, pid, a) for a in addrs)
         return names
 
+    def known_stack(self, pid: int, addrs: tuple[int, ...]) -> tuple[str, ...] | None:
+        """`user_stack` when every name is known already (no file, /proc or bcc read),
+        else None: the caller asks `user_stack` where blocking does not matter."""
+        p = self._procs.get(pid)
+        if p is None:
+            return None
+        names = p.stacks.get(addrs)
+        if names is None:
+            names = []
+            for a in addrs:
+                name = p.names.get(a)
+                if name is None:
+                    m = self._mapping(p, a) if p.maps is not None else None
+                    if m is None or not m.inode:
+                        return None  # maps to read again, or bcc's to name
+                    name = self._files.get((m.dev, m.inode, a - m.start + m.offset))
+                    if name is None:
+                        return None
+                names.append(name)
+            if len(p.stacks) > MAX_PER_PROCESS:
+                p.stacks.clear()
+            names = p.stacks[addrs] = tuple(names)
+        return names
+
     def forget(self, pids) -> None:
         for pid in pids:
             p = self._procs.pop(pid, None)
