@@ -1,11 +1,12 @@
 """The BPF CPU sampler: perf_event at a fixed frequency on every CPU, stacks counted in
 the kernel (sampler.bpf.c), drained and symbolised here.
 
-A drain has two halves. `drain_known()` is one syscall and dict lookups (nothing waits on
-another process or a file), so the collector runs it on the event loop every second;
-it hands back the counts keys it has never named. `name_new()` names those (reads /proc,
-asks bcc: blocking, from a thread) and does the housekeeping. In steady state every key
-is known and no thread is woken. `drain()` is both halves in one call. One owner:
+A drain comes in parts. `drain_known()` is one syscall and dict lookups (nothing waits
+on another process or a file), so the collector runs it on the event loop every second;
+it hands back the counts keys it has never named. `name_known()` names those it can from
+what is known already (also on the loop), and `name_new()` the rest (reads /proc, asks
+bcc: blocking, from a thread) with the housekeeping. In steady state every key is known
+and no thread is woken. `drain()` is all of it in one call. One owner:
 `close()` detaches the perf events and frees the program and maps, and is safe to call
 twice; perf_event attachments also die with the process.
 """
@@ -203,58 +204,44 @@ class Sampler:
         return known, new
 
     def _name_known(self, entries: list[Entry]) -> tuple[list[RawStack], list[Entry]]:
+        return self._name(entries, known_only=True)
+
+    def _name_new(self, entries: list[Entry]) -> list[RawStack]:
+        out, _ = self._name(entries, known_only=False)
+        now = time.monotonic()
+        if self._should_clear(now):
+            self._clear_stacks(self._bpf[b"stack_traces"])
+        if now - self._last_prune > PRUNE_EVERY:
+            self._prune_symbols(now)
+        return out
+
+    def _name(self, entries: list[Entry], *, known_only: bool) -> tuple[list[RawStack], list[Entry]]:
+        """(entries named, entries left: only with known_only, those needing bcc or /proc)."""
         b = self._bpf
         if b is None:
             raise RuntimeError("sampler not started")
         counts, stacks, memo = b[b"counts"], b[b"stack_traces"], self._memo
         now = time.monotonic()
-        tgids = [int.from_bytes(key[:4], sys.byteorder) for key, _ in entries]
-        self._forget_memo(self._symbols.begin(set(tgids)))
+        tgids = [int.from_bytes(key[:4], sys.byteorder) for key, _ in entries]  # key_t begins with it
+        # Only pids with a key never seen are checked for exec or reuse: a known key of a
+        # pid that exec'd would need the new program to repeat the old one's stack ids
+        # and comm; the prune forgets pids gone.
+        self._forget_memo(self._symbols.begin(set(tgids)))  # exec or pid reused: names forgotten
         named, rest = [], []
         for tgid, entry in zip(tgids, entries):
             hit = memo.get(entry[0])
             if hit is None:
-                hit, complete = self._stack(counts, stacks, tgid, entry[0], known_only=True)
+                hit, complete = self._stack(counts, stacks, tgid, entry[0], known_only=known_only)
                 if hit is None:
                     rest.append(entry)
                     continue
-                if complete:
+                if complete:  # a stack missing from the table may be there next time
                     if len(memo) >= MAX_MEMO:
                         memo.clear()
                     memo[entry[0]] = hit
             self._seen[tgid] = now
             named.append(RawStack(*hit, entry[1]))
         return named, rest
-
-    def _name_new(self, entries: list[Entry]) -> list[RawStack]:
-        b = self._bpf
-        if b is None:
-            raise RuntimeError("sampler not started")
-        counts = b[b"counts"]
-        stacks = b[b"stack_traces"]
-        memo = self._memo
-        now = time.monotonic()
-        tgids = [int.from_bytes(key[:4], sys.byteorder) for key, _ in entries]  # key_t begins with it
-        # Only pids with a key never seen are checked for exec or reuse: a known key of a
-        # pid that exec'd would need the new program to repeat the old one's stack ids
-        # and comm; the prune below forgets pids gone.
-        self._forget_memo(self._symbols.begin(set(tgids)))  # exec or pid reused: names forgotten
-        out: list[RawStack] = []
-        for tgid, (key, count) in zip(tgids, entries):
-            self._seen[tgid] = now
-            hit = memo.get(key)
-            if hit is None:
-                hit, complete = self._stack(counts, stacks, tgid, key)
-                if complete:  # a stack missing from the table may be there next time
-                    if len(memo) >= MAX_MEMO:
-                        memo.clear()
-                    memo[key] = hit
-            out.append(RawStack(*hit, count))
-        if self._should_clear(now):
-            self._clear_stacks(stacks)
-        if now - self._last_prune > PRUNE_EVERY:
-            self._prune_symbols(now)
-        return out
 
     def _forget_memo(self, pids) -> None:
         if pids:
