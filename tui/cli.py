@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Verb modules under ebpftop.tui.commands, in --help order.
-VERBS = ("snapshot", "replay", "audit", "doctor", "lab", "cleanup", "rollback", "rules")
+VERBS = ("snapshot", "replay", "audit", "doctor", "lab", "cleanup", "rollback", "rules", "profile")
 
 
 def build_parser() -> argparse.ArgumentParser:

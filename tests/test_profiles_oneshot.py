@@ -1,0 +1,192 @@
+"""`ebpftop profile`: one profile over a fixed span, read once at the end."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from ebpftop.collectors.profiles import oneshot
+from ebpftop.collectors.profiles.model import make_tags, tag
+from ebpftop.collectors.profiles.sampler import RawStack, SamplerUnavailable
+from ebpftop.tui import cli
+from test_profiles_sampler import HOT, burner, cpu_seconds, loaded_progs  # noqa: F401 - burner is a fixture
+
+EBPFTOP = [sys.executable, "-m", "ebpftop.tui.cli"]
+
+
+class FakeSampler:
+    """Records what the one-shot asks of it; `drain` hands back fixed stacks."""
+
+    def __init__(self, stacks, lost=(0, 0), fail_drain=False):
+        self.stacks, self._lost, self.fail_drain = stacks, lost, fail_drain
+        self.calls = []
+
+    def start(self):
+        self.calls.append("start")
+
+    def drain(self):
+        self.calls.append("drain")
+        if self.fail_drain:
+            raise OSError("map read failed")
+        return list(self.stacks)
+
+    def lost(self):
+        self.calls.append("lost")
+        return self._lost
+
+    def close(self):
+        self.calls.append("close")
+
+
+class FakeTags:
+    def __init__(self, by_pid):
+        self.by_pid = by_pid
+
+    def get(self, pid, comm=None, *, early=0.0):
+        return make_tags({"pid": str(pid), "comm": comm, **self.by_pid.get(pid, {})})
+
+
+def test_one_read_at_the_end_tags_and_counts():
+    s = FakeSampler([RawStack(10, "api", ("main", "handle", "parse"), 30),
+                     RawStack(10, "api", ("main", "handle"), 10),
+                     RawStack(20, "db", ("main", "scan"), 60)], lost=(3, 1))
+    shot = oneshot.sample(49, 0.05, sampler=s, tags=FakeTags({10: {"service": "api"}, 20: {"service": "db"}}))
+    assert s.calls == ["start", "drain", "lost", "close"]  # nothing read while sampling
+    p = shot.profile
+    assert p.total_samples == 100 and shot.lost == (3, 1) and not shot.interrupted
+    assert 0.05 <= shot.seconds < 5
+    by_service = {tag(g.tags, "service"): g for g in p.groups}
+    assert by_service["db"].samples == 60 and by_service["api"].samples == 40
+    assert by_service["api"].top[0].name == "parse" and by_service["api"].top[0].self_samples == 30
+    assert all(tag(st.tags, "source") == "bpf" for st in p.stacks)
+
+
+def test_stop_ends_the_span_early_and_says_so():
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    t0 = time.monotonic()
+    shot = oneshot.sample(49, 30, stop=stop, sampler=FakeSampler([]), tags=FakeTags({}))
+    assert time.monotonic() - t0 < 10
+    assert shot.interrupted and shot.profile.total_samples == 0
+
+
+def test_the_sampler_is_closed_when_the_read_fails():
+    s = FakeSampler([], fail_drain=True)
+    with pytest.raises(OSError):
+        oneshot.sample(49, 0.01, sampler=s, tags=FakeTags({}))
+    assert s.calls[-1] == "close"
+
+
+def _run_cli(monkeypatch, capsys, argv, shot_or_exc):
+    def fake(hz, seconds, **kw):
+        if isinstance(shot_or_exc, Exception):
+            raise shot_or_exc
+        return shot_or_exc
+    monkeypatch.setattr(oneshot, "sample", fake)
+    rc = cli.main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _shot(stacks, by_pid):
+    return oneshot.sample(49, 0.01, sampler=FakeSampler(stacks), tags=FakeTags(by_pid))
+
+
+def test_cli_output_never_carries_control_characters(monkeypatch, capsys):
+    evil = "\x1b[2J[red]boom[/red]\x07"
+    shot = _shot([RawStack(7, "x\x1b]0;t\x07", ("main", evil), 5)], {7: {"service": evil}})
+    for argv in (["profile"], ["profile", "--folded"], ["profile", "--json"]):
+        rc, out, err = _run_cli(monkeypatch, capsys, argv, shot)
+        assert rc == 0, err
+        assert "\x1b" not in out and "\x07" not in out, argv
+        assert "boom" in out
+    rc, out, _ = _run_cli(monkeypatch, capsys, ["profile", "--folded"], shot)
+    line = out.strip()
+    frames, count = line.rsplit(" ", 1)
+    assert count == "5" and len(frames.split(";")) == 3  # comm, main, the evil frame (its ';' and spaces replaced)
+
+
+def test_cli_says_why_the_sampler_cannot_run(monkeypatch, capsys):
+    rc, out, err = _run_cli(monkeypatch, capsys, ["profile"],
+                            SamplerUnavailable("the BPF CPU sampler needs root", "run `sudo ebpftop`"))
+    assert rc == 1 and out == ""
+    assert "needs root" in err and "sudo ebpftop" in err
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["profile", "--duration", "0"], "--duration"),
+    (["profile", "--duration", "soon"], "--duration"),
+    (["profile", "--hz", "5000"], "--hz"),
+])
+def test_cli_refuses_bad_arguments(capsys, argv, problem):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert problem in capsys.readouterr().err
+
+
+# --- real BPF -------------------------------------------------------------------------
+
+def test_profile_command_tags_the_burner_and_counts_its_cpu(burner):
+    hz = 99
+    before = loaded_progs()
+    cpu0 = cpu_seconds(burner.pid)
+    out = subprocess.run([*EBPFTOP, "profile", "--duration", "3", "--hz", str(hz), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    used = cpu_seconds(burner.pid) - cpu0  # includes the compile, when the burner was not sampled yet
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["hz"] == hz and 2.9 <= doc["seconds"] < 10 and not doc["interrupted"]
+    mine = [g for g in doc["profile"]["groups"] if dict(map(tuple, g["tags"])).get("pid") == str(burner.pid)]
+    assert len(mine) == 1, doc["profile"]["groups"]
+    tags = dict(map(tuple, mine[0]["tags"]))
+    assert (tags["service"], tags["env"], tags["version"]) == ("burner-svc", "test", "1.2.3")
+    assert mine[0]["top"][0]["name"] == HOT
+    # One thread burning the whole span: about span x hz samples, never more (each sample
+    # counted once), and not much less unless the machine starved it.
+    span = doc["seconds"]
+    assert 0.5 * span * hz <= mine[0]["samples"] <= 1.15 * span * hz, (mine[0]["samples"], span, used)
+    assert not (loaded_progs() - before), "the sampler's program must be gone when the command exits"
+
+
+def test_profile_command_reports_what_it_sampled_when_interrupted(burner):
+    p = subprocess.Popen([*EBPFTOP, "profile", "--duration", "300", "--folded"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 90
+        while time.monotonic() < end and not (loaded_progs() and _sampler_of(p.pid)):
+            time.sleep(0.2)
+        time.sleep(2)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err[-2000:]
+    burn = [line for line in out.splitlines() if line.startswith("burn;")]
+    assert burn, out[:2000]
+    assert any(line.rsplit(" ", 1)[0].endswith(HOT) and int(line.rsplit(" ", 1)[1]) > 20 for line in burn), burn
+
+
+def _sampler_of(pid: int) -> bool:
+    """True once process `pid` holds the sampler's program (its perf events are attached)."""
+    import os
+
+    ids = loaded_progs()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                if any(line.startswith("prog_id:") and int(line.split()[1]) in ids for line in f):
+                    return True
+        except OSError:
+            pass
+    return False
