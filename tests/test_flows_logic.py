@@ -574,3 +574,68 @@ def test_collect_runs_short_ticks_on_the_event_loop_and_long_ones_in_a_thread(mo
     assert got == ["data"] * 4
     # first tick: nothing known yet -> thread; then short -> loop; short -> loop; 50 ms -> thread
     assert [t == loop_thread for t in ran_on] == [False, True, True, False]
+
+
+def test_attribution_puts_off_a_scan_while_on_the_event_loop():
+    now = [10.0]
+    calls = []
+    sockets = [_conn(("10.0.0.1", 5000), ("192.0.2.1", 443), 42)]
+    a = Attributor(refresh=5, clock=lambda: now[0], connections=lambda: (calls.append(now[0]), sockets)[1],
+                   environ=lambda pid: {})
+    t = ("10.0.0.1", 5000, "192.0.2.1", 443)
+    a.defer_scans = True
+    assert a.owner(t, None) is None and calls == [] and a.scan_wanted
+    assert a.owner(t, (7, "curl")) == (7, "curl")  # the kernel's answer needs no scan, deferred or not
+    gen = a.generation
+    a.defer_scans = False
+    a.run_deferred_scan()
+    assert calls == [10.0] and not a.scan_wanted and a.generation > gen
+    assert a.owner(t, None) == (42, None)  # put off, not recorded as a miss
+    # a scan that is not due is never put off: the lookup just misses, as before
+    a.defer_scans = True
+    now[0] = 11.0
+    assert a.owner(("10.0.0.1", 1, "192.0.2.5", 2), None) is None and not a.scan_wanted and calls == [10.0]
+    gen = a.generation
+    a.run_deferred_scan()  # nothing owed: nothing done
+    assert a.generation == gen and calls == [10.0]
+
+
+def test_a_tick_on_the_event_loop_never_walks_proc(monkeypatch):
+    """A short tick runs on the loop; if it meets a new unowned flow the /proc walk is put
+    off to the next tick, which runs in a thread and answers it."""
+    import threading
+
+    from ebpftop.collectors.flows import collector
+
+    monkeypatch.setattr(collector.time, "monotonic_ns", lambda: 1000 * S)
+    monkeypatch.setattr(collector.kclock, "calibration", lambda: (S, 0, 0))
+    monkeypatch.setattr(collector, "ifindex_of", lambda name: 9)
+    monkeypatch.setattr(collector, "INLINE_S", 3600.0)  # every tick counts as short
+    now = [0.0]
+    scanned_on = []
+    sockets = []
+
+    def conns():
+        scanned_on.append(threading.get_ident())
+        return list(sockets)
+
+    a = Attributor(refresh=5, clock=lambda: now[0], connections=conns, environ=lambda pid: {})
+    monkeypatch.setattr(a, "comm", lambda pid: f"proc{pid}")
+    c = collector.FlowsCollector(["veth9"], tcp_events=False, attributor=a)
+    c.dp = dp = _Datapath()
+    dp.map = {_udp_key(5353, 5353): (1, 100, 999 * S, 999 * S)}
+
+    async def ticks():
+        loop_thread = threading.get_ident()
+        first = await c.collect()  # nothing timed yet: a thread, which scans
+        now[0] = 10.0
+        sockets.append(_conn(("10.9.0.1", 6000), None, 88))  # bound after the first scan
+        dp.map[_udp_key(6000, 6000)] = (1, 100, 999 * S, 999 * S)  # a new flow no table has yet
+        second = await c.collect()  # short: on the loop, the scan put off
+        third = await c.collect()  # a scan is owed: in a thread
+        return loop_thread, first, second, third
+
+    loop_thread, first, second, third = asyncio.run(ticks())
+    assert len(scanned_on) == 2 and loop_thread not in scanned_on
+    assert {f.dport: f.pid for f in second.flows} == {5353: None, 6000: None}
+    assert {f.dport: f.pid for f in third.flows} == {5353: None, 6000: 88}

@@ -72,14 +72,22 @@ class Attributor:
         # Bumped whenever owner()'s answer for a tuple may change (a scan replaced the
         # tables, misses were forgotten): callers may keep an answer while it is unchanged.
         self.generation = 0
+        # While a tick runs on the event loop a /proc walk (psutil, 10-30 ms) would stall
+        # the screen: owner() then answers None for a tuple it would scan for and says so
+        # in `scan_wanted`; the next tick runs in a thread and calls run_deferred_scan().
+        self.defer_scans = False
+        self.scan_wanted = False
         self._services: dict[tuple[int, float], str | None] = {}
         self._names: dict[int, tuple[float, str | None]] = {}
         self.errors = 0
 
+    def _scan_due(self) -> bool:
+        return self._last_scan is None or self._clock() - self._last_scan >= self.refresh
+
     def _scan(self) -> None:
-        now = self._clock()
-        if self._last_scan is not None and now - self._last_scan < self.refresh:
+        if not self._scan_due():
             return
+        now = self._clock()
         self._last_scan = now
         exact: dict[Tuple4, int] = {}
         listen: dict[int, int] = {}
@@ -108,6 +116,9 @@ class Attributor:
             return pid, None
         self.retry_misses()
         if t not in self._misses:
+            if self.defer_scans and self._scan_due():
+                self.scan_wanted = True
+                return None  # not a miss: the deferred scan answers it
             self._scan()
             pid = self._exact.get(t) or self._listen.get(t[1])
             if pid is None:
@@ -115,6 +126,14 @@ class Attributor:
         if pid is None:
             return None
         return pid, None
+
+    def run_deferred_scan(self) -> None:
+        """The scan owner() put off, if any. A new generation either way, so callers
+        keeping answers ask again for those given while the scan was put off."""
+        if self.scan_wanted:
+            self.scan_wanted = False
+            self._scan()
+            self.generation += 1
 
     def retry_misses(self) -> None:
         """Forget the misses once `miss_retry` has passed. owner() does this itself; a

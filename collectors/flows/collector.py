@@ -217,10 +217,15 @@ class FlowsCollector(Collector):
     async def collect(self) -> FlowsData:
         # A thread hop costs more than a small tick (measured: ~1 ms of CPU a second at
         # 1000 flows, the caches cold each time). A tick that took less than INLINE_S runs
-        # on the event loop; a big map (or one slow tick: a /proc scan) goes to a thread
-        # so the screen never waits on it.
-        if self._took is not None and self._took < INLINE_S:
-            return self.sample()
+        # on the event loop; a big map, a slow tick, or a /proc scan owed (put off by the
+        # attributor while on the loop) goes to a thread so the screen never waits on it.
+        attributor = self.attributor
+        if self._took is not None and self._took < INLINE_S and not attributor.scan_wanted:
+            attributor.defer_scans = True
+            try:
+                return self.sample()
+            finally:
+                attributor.defer_scans = False
         return await asyncio.to_thread(self.sample)
 
     def _maintain_ifaces(self) -> None:
@@ -306,6 +311,8 @@ class FlowsCollector(Collector):
         if names != self._names:
             self._names, self._decoded = names, {}
         attributor = self.attributor
+        if not attributor.defer_scans:
+            attributor.run_deferred_scan()
         attributor.retry_misses()  # answers are kept per flow while its generation holds
         wall_at_jiffy_0 = wall - now_ns / 1e9 + m0 / 1e9 - j0 / hz  # wall = this + jiffies / hz
         per_pid: dict[int, tuple[str | None, str | None]] = {}
