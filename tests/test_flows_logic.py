@@ -132,8 +132,8 @@ def test_flow_table_from_the_kernel_buffers():
     keys = [FLOW_KEY.pack(bytes(16), bytes(16), i, 1, 2, 17, 4, 0) for i in range(3)]
     vals = [FLOW_VAL.pack(i, 10 * i, 100 + i, 200 + i) for i in range(3)]
     t = FlowTable.from_raw(b"".join(keys), b"".join(vals))
-    assert t.keys == keys and t.row(2) == (2, 20, 102, 202) and len(t) == 3
-    assert t == FlowTable.unpack_values(keys, vals)
+    assert t.keys == keys and t.rows()[keys[2]] == (2, 20, 102, 202) and len(t) == 3
+    assert t == FlowTable.from_rows({k: FLOW_VAL.unpack(v) for k, v in zip(keys, vals)})
     assert t.position() == {k: i for i, k in enumerate(keys)}
     assert t.idle_since(201) == [keys[0]] and t.idle_since(100) == []
     assert t.without([keys[1]]).rows() == {keys[0]: (0, 0, 100, 200), keys[2]: (2, 20, 102, 202)}

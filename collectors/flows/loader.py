@@ -188,7 +188,7 @@ class FlowsDatapath:
         for k, v in self.flows.items():
             keys.append(bytes(k))
             vals.append(bytes(v))
-        return FlowTable.unpack_values(keys, vals)
+        return FlowTable.from_raw(b"".join(keys), b"".join(vals))
 
     def _read_batch(self) -> FlowTable:
         from .layout import FLOW_KEY, FLOW_VAL

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from itertools import compress, repeat
 from typing import Iterable, Mapping
 
-from .layout import FLOW_KEY_BYTES, FLOW_VAL
+from .layout import FLOW_KEY_BYTES
 
 _FIRST = operator.itemgetter(0)
 
@@ -48,16 +48,8 @@ class FlowTable:
         packets, nbytes, first, last = zip(*vals)
         return cls(list(keys), list(packets), list(nbytes), list(first), list(last), b"".join(keys))
 
-    @classmethod
-    def unpack_values(cls, keys: list[bytes], raw_vals: Iterable[bytes]) -> FlowTable:
-        """From keys and raw flow_val bytes (the per-key read of old kernels)."""
-        return cls.from_rows(zip(keys, map(FLOW_VAL.unpack, raw_vals)))
-
     def __len__(self) -> int:
         return len(self.keys)
-
-    def row(self, i: int) -> Counters:
-        return self.packets[i], self.nbytes[i], self.first[i], self.last[i]
 
     def rows(self) -> dict[bytes, Counters]:
         return dict(zip(self.keys, zip(self.packets, self.nbytes, self.first, self.last)))
