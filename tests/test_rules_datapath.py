@@ -16,6 +16,7 @@ import random
 import secrets
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import need_root  # noqa: E402
+from conftest import need, need_root  # noqa: E402
 from netns import PYTHON, veth_pair  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
@@ -173,6 +174,32 @@ def test_count_counts_exactly_and_passes(rules):
     sink.stdin.flush()
     assert int(sink.stdout.readline()) == 25
     assert rules.counters()["c"] == (25, 25 * (ETH + IP4 + UDP + 100))
+    sink.kill()
+
+
+def test_counts_from_every_cpu_are_summed(rules):
+    """Counters are kept per CPU ([cpu][slot]); the reader sums them. veth hands a packet
+    to the receiving side on the sender's CPU, so pinning the sender picks the CPU."""
+    from ebpftop.collectors.rules import bpfsys
+    from ebpftop.collectors.rules.compile import MAX_SLOTS
+    from ebpftop.collectors.rules.ruleset import RuleBook
+
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    need(len(cpus) == 2, "needs two CPUs to put packets on two of them")
+    sink = _server(rules, UDP_SINK, 9998)
+    rules.cli("rules", "add", "--yes", 'count udp to any port 9998 in "percpu"')
+    for cpu, n in zip(cpus, (5, 9)):
+        rules.net.b.run("taskset", "-c", str(cpu), PYTHON, "-c", SEND_UDP, rules.net.a_ip4, "9998", str(n), "20")
+    assert rules.counters()["percpu"] == (14, 14 * (ETH + IP4 + UDP + 20))
+    book = RuleBook(rules.pin_dir, rules.state_dir)
+    try:
+        slot = next(r.slot for r in book.read().rules if r.comment == "percpu")
+        m = book.dp.map("counters")
+        assert m.max_entries == bpfsys.possible_cpus() * MAX_SLOTS
+        per_cpu = [int.from_bytes(m.lookup(struct.pack("<I", c * MAX_SLOTS + slot))[:8], "little") for c in cpus]
+    finally:
+        book.close()
+    assert per_cpu == [5, 9]
     sink.kill()
 
 

@@ -248,24 +248,28 @@ def test_enforced_summary_lists_allow_and_deny_only():
     assert quit_question(RulesData((rec(2, "count"),), 0, (), 1, 256)) is None
 
 
-def test_pins_of_an_older_layout_are_reported_and_only_flush_touches_them(tmp_path):
-    """Pins written by an ebpftop before layouts were named (v1: LPM tries everywhere,
-    coarse-ns times) are never read as ours: changes are refused with the reason, flush
-    removes them. Plain files stand in for the pins: only names are looked at."""
-    from ebpftop.collectors.rules.datapath import PROGS, DatapathError
+@pytest.mark.parametrize("marker, layout", [(None, 1), ("layout2", 2)])
+def test_pins_of_an_older_layout_are_reported_and_only_flush_touches_them(tmp_path, marker, layout):
+    """Pins written by an older ebpftop (v1, before layouts were named: LPM tries
+    everywhere, coarse-ns times; v2: per-CPU counters) are never read as ours: changes are
+    refused with the reason, flush removes them. Plain files stand in for the pins: only
+    names are looked at."""
+    from ebpftop.collectors.rules.datapath import LAYOUT, PROGS, DatapathError
     from ebpftop.collectors.rules.ruleset import RuleBook
 
     pin = tmp_path / "pins"
     pin.mkdir()
-    for name in ("active", "counters", "meta_a", "src4_a", *(f"prog_{p}" for p in PROGS)):
+    for name in ("active", "counters", "meta_a", "src4_a", *(f"prog_{p}" for p in PROGS), *([marker] if marker else [])):
         (pin / name).write_text("")
     book = RuleBook(str(pin), str(tmp_path / "state"))
     cur = book.read()
-    assert cur.rules == [] and "older ebpftop (map layout 1; this one reads layout 2)" in cur.problem
+    assert LAYOUT == 3
+    assert cur.rules == [] and f"older ebpftop (map layout {layout}; this one reads layout 3)" in cur.problem
     assert "keep enforcing" in cur.problem and "ebpftop rules flush" in cur.problem
     with pytest.raises(DatapathError, match="older ebpftop"):
         book.add(parse_rule("deny udp"), "alice")
-    assert sorted(p.name for p in pin.iterdir())[:3] == ["active", "counters", "meta_a"]  # untouched
+    before = {"active", "counters", "meta_a", "src4_a", *(f"prog_{p}" for p in PROGS), *([marker] if marker else [])}
+    assert {p.name for p in pin.iterdir()} == before  # untouched
     book.flush("alice")
     assert not pin.exists()
 

@@ -1,6 +1,6 @@
 """The pinned rules datapath: program, maps and tcx links under one bpffs directory.
 
-    <pin_dir>/layout2, active, counters, {cfg,src4,dst4,src6,dst6,sport,dport,proto,ifdir,rules,exptime,alive}_{a,b}
+    <pin_dir>/layout3, active, counters, {cfg,src4,dst4,src6,dst6,sport,dport,proto,ifdir,rules,exptime,alive}_{a,b}
     <pin_dir>/prog_ebpftop_rl_in ...      the loaded programs (attach more interfaces, no compile)
     <pin_dir>/link_<iface>_<in|eg>        tcx links: the program stays attached while pinned
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 import shutil
 import socket
@@ -26,19 +27,22 @@ from pathlib import Path
 
 from ..flows import tcx
 from . import bpfsys
-from .compile import ADDR_TRIE_MAX, MAX_RULES, NO_EXPIRY, PROTO_ENTRIES, Compiled, lpm_key, pack_bits, pack_table
+from .compile import ADDR_TRIE_MAX, MAX_RULES, MAX_SLOTS, NO_EXPIRY, PROTO_ENTRIES, Compiled, lpm_key, pack_bits, pack_table
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "rules.bpf.c"
 SETS = ("a", "b")
 SET_MAPS = ("cfg", "src4", "dst4", "src6", "dst6", "sport", "dport", "proto", "ifdir", "rules", "exptime", "alive")
-LAYOUT = 2  # the pin layout2 (rules.bpf.c); layout 1 had LPM tries for every field and coarse-ns times
+# The pin layout3 (rules.bpf.c). Layout 2 kept counters in a per-CPU array; layout 1 had
+# LPM tries for every field and coarse-ns times.
+LAYOUT = 3
 PROGS = ("ebpftop_rl_in", "ebpftop_rl_eg", "ebpftop_rl3_in", "ebpftop_rl3_eg")
 PROG_PREFIX = "ebpftop_rl"
 _WIDTH = {"src4": 32, "dst4": 32, "sport": 16, "dport": 16}
 _ARPHRD_L3 = {65534, 776, 778}  # none (tun, wireguard), sit, gre: no link-layer header
 _SIOCGIFFLAGS, _SIOCGIFHWADDR = 0x8913, 0x8927
-COUNTER = struct.Struct("<QQQ")
+COUNTER = struct.Struct("<QQQ")  # packets, bytes, last hit (jiffies); 32 bytes a counter in the map
+COUNTER_SIZE = 32
 RULE = struct.Struct("<IIQ")
 META = struct.Struct("<QII")  # the head of struct cfg: generation, number of rules, field flags
 
@@ -94,6 +98,7 @@ class Datapath:
     def __init__(self, pin_dir: str) -> None:
         self.pin_dir = pin_dir.rstrip("/") or "/"
         self._maps: dict[str, bpfsys.Map] = {}
+        self._counter_map: tuple[mmap.mmap, memoryview] | None = None
 
     # --- pins ------------------------------------------------------------------------
 
@@ -120,6 +125,11 @@ class Datapath:
         return m
 
     def close(self) -> None:
+        if self._counter_map is not None:
+            mm, view = self._counter_map
+            self._counter_map = None
+            view.release()
+            mm.close()
         for m in self._maps.values():
             m.close()
         self._maps.clear()
@@ -135,7 +145,7 @@ class Datapath:
         os.makedirs(self.pin_dir, mode=0o700, exist_ok=True)
         with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
             bpf = BPF(text=source(self.pin_dir).encode(),
-                      cflags=[f"-DLPM_MAX={ADDR_TRIE_MAX}", "-Wno-unused-function"])
+                      cflags=[f"-DLPM_MAX={ADDR_TRIE_MAX}", f"-DNCPUS={bpfsys.possible_cpus()}", "-Wno-unused-function"])
         try:
             for name in PROGS:
                 fn = bpf.load_func(name, BPF.SCHED_CLS)
@@ -291,18 +301,27 @@ class Datapath:
         self.map("active").update(b"\0" * 4, struct.pack("<I", s))
 
     def zero_counter(self, slot: int) -> None:
-        self.map("counters").update(struct.pack("<I", slot), COUNTER.pack(0, 0, 0))
+        m = self.map("counters")
+        for cpu in range(m.max_entries // MAX_SLOTS):
+            m.update(struct.pack("<I", cpu * MAX_SLOTS + slot), bytes(COUNTER_SIZE))
+
+    def _counter_words(self) -> memoryview:
+        """The counters array mapped read-only, as 64-bit words."""
+        if self._counter_map is None:
+            m = self.map("counters")
+            size = -(-m.max_entries * COUNTER_SIZE // mmap.PAGESIZE) * mmap.PAGESIZE
+            mm = mmap.mmap(m.fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+            self._counter_map = (mm, memoryview(mm).cast("Q"))
+        return self._counter_map[1]
 
     def counters(self, slots: list[int]) -> dict[int, tuple[int, int, int]]:
-        """slot -> (packets, bytes, last hit in jiffies (see kclock.py); 0 = never)."""
-        m = self.map("counters")
+        """slot -> (packets, bytes, last hit in jiffies (see kclock.py); 0 = never),
+        summed over CPUs; read from memory, no syscall."""
+        words = self._counter_words()
+        per = COUNTER_SIZE // 8
+        cpus = range(0, self.map("counters").max_entries, MAX_SLOTS)  # each CPU's first index
         out = {}
         for slot in slots:
-            packets = nbytes = last = 0
-            for raw in m.lookup_percpu(struct.pack("<I", slot)):
-                p, b, t = COUNTER.unpack(raw[:COUNTER.size])
-                packets += p
-                nbytes += b
-                last = max(last, t)
-            out[slot] = (packets, nbytes, last)
+            at = [(c + slot) * per for c in cpus]
+            out[slot] = (sum(words[i] for i in at), sum(words[i + 1] for i in at), max(words[i + 2] for i in at))
         return out

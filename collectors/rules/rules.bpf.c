@@ -4,7 +4,9 @@
  * space fills the inactive set and flips `active` with one array update, so a packet
  * sees the old set or the new one, never a mix. Every field lookup yields a 256-bit
  * vector of the rules it allows; their AND's lowest set bit is the first match.
- * Counters are per CPU and keyed by the rule's stable slot, not its position.
+ * Counters are per CPU and keyed by the rule's stable slot, not its position: one plain
+ * array, CPU-major ([cpu][slot]), so the update is one load away from the rule (a per-CPU
+ * array's lookup goes through a pointer table first: one more dependent cache miss).
  * All maps are pinned under PIN_DIR: enforcement outlives the process (the tcx link
  * is pinned too).
  */
@@ -30,7 +32,7 @@ struct rule { u32 slot; u32 action; u64 expires; }; /* expires: jiffies, 0 = nev
  * instead of looked up: lo/hi = network/mask, or first/last port. */
 struct inl { u32 lo, hi; };
 struct cfg { u64 gen; u32 nrules; u32 fields; struct inl src4, dst4, sport, dport; struct bits wild[8]; };
-struct counter { u64 packets; u64 bytes; u64 last; }; /* last: jiffies */
+struct counter { u64 packets; u64 bytes; u64 last; u64 pad; }; /* last: jiffies; 32 bytes: never across two lines */
 struct exptime { u64 t[MAX_RULES]; };
 /* Ports: one entry per port names the class of its interval. A class vector already
  * holds the field's wildcard rules (class 0: only those), so one AND applies it. */
@@ -76,12 +78,13 @@ enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT }; /* wild[6], wild[7]: 
  * reached only by rules naming an interface or an IPv6 prefix. */
 BPF_TABLE_PINNED("array", u32, u32, active, 1, "@PIN@/active");
 /* The pin's name says which layout these maps have (datapath.LAYOUT); never read. */
-BPF_TABLE_PINNED("array", u32, u32, layout2, 1, "@PIN@/layout2");
-BPF_TABLE_PINNED("percpu_array", u32, struct counter, counters, MAX_SLOTS, "@PIN@/counters");
+BPF_TABLE_PINNED("array", u32, u32, layout3, 1, "@PIN@/layout3");
+/* [cpu * MAX_SLOTS + slot]; NCPUS = possible CPUs. Mappable: user space reads it from
+ * memory, every rule of every CPU without a syscall. */
+BPF_TABLE_PINNED7("array", u32, struct counter, counters, NCPUS * MAX_SLOTS, "@PIN@/counters", BPF_F_MMAPABLE);
 
 struct pkt {
     u8 v6, has_ports, proto, dir;
-    u32 ifindex;
     u32 src4, dst4; /* host order */
     u16 sport, dport; /* host order */
     u32 src6[4], dst6[4];
@@ -148,8 +151,8 @@ static __always_inline int lowest(struct bits *acc) {
 }
 
 static __always_inline int verdict(struct rule *r, struct __sk_buff *skb, u64 now) {
-    u32 slot = r->slot;
-    struct counter *c = counters.lookup(&slot);
+    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + (r->slot & (MAX_SLOTS - 1)); /* inlined: no call */
+    struct counter *c = counters.lookup(&i);
     if (c) {
         c->packets += 1;
         c->bytes += skb->len;
@@ -207,7 +210,7 @@ static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
     struct bits acc;
     __builtin_memcpy(&acc, pb, sizeof(acc));
     if (fields & F_IFDIR) {
-        u32 ik = p->ifindex * 2 + p->dir;
+        u32 ik = skb->ifindex * 2 + p->dir; /* skb->dev->ifindex: read only when rules name one */
         struct bits *hit = ifdir_@S@.lookup(&ik);
         k = 1024 + p->v6 * 256 + p->proto;
         struct bits *all = proto_@S@.lookup(&k);
@@ -327,7 +330,6 @@ static __always_inline int rules(struct __sk_buff *skb, u8 dir, int l2) {
     struct pkt p = {};
     if (parse(skb, &p, l2) < 0) return TC_ACT_UNSPEC;
     p.dir = dir;
-    p.ifindex = skb->ifindex;
     u32 z = 0;
     u32 *act = active.lookup(&z);
     if (act && *act) return classify_b(&p, skb);
