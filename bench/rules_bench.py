@@ -80,12 +80,12 @@ def prog_stats(prog_id: int) -> tuple[int, int]:
     return int(info.get("run_time_ns", 0)), int(info.get("run_cnt", 0))
 
 
-def rule_file(tmp: Path, name: str, n: int, tables: bool, a_ip: str, b_ip: str) -> Path:
+def rule_file(tmp: Path, name: str, n: int, tables: bool, a_ip: str, b_ip: str, ports: str = "5000-5999") -> Path:
     def other(i: int) -> tuple[str, str]:
-        return ("192.0.2.7", "7000-7999") if tables and i % 2 == 0 else (a_ip, "5000-5999")
+        return ("192.0.2.7", "7000-7999") if tables and i % 2 == 0 else (a_ip, ports)
     lines = [f"count udp from 198.51.{i // 250}.{i % 250 + 1} to {other(i)[0]} port {other(i)[1]} ttl 1h"
              for i in range(n - 1)]
-    lines.append(f"count udp from {b_ip} to {a_ip} port 5000-5999 ttl 1h")
+    lines.append(f"count udp from {b_ip} to {a_ip} port {ports} ttl 1h")
     path = tmp / f"{name.replace(' ', '-')}.rules"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -174,22 +174,25 @@ Worst median {max(med.values()):.1f} ns (target <= 100 ns: {"met" if max(med.val
 
 Where the time goes. On this VM every function call a BPF program makes costs 30-40 ns (retpolines and
 the return thunks of the SRSO mitigation): measured on the same hook, a hash map lookup adds ~45 ns, an
-LPM trie lookup ~40, bpf_ktime_get_coarse_ns ~37, while an inlined array lookup adds ~6. The previous
-datapath made five calls a packet (three LPM tries, the clock twice): 280 / 273 / 284 ns for 1 / 64 / 256
-rules (03:29 UTC, this script, floor 64 ns); measured in one tcx chain with this one on the same packets
-(06:43 UTC, both orders): previous 235-270 ns, this one 106-130 ns for every set above. This one makes no
-call on the IPv4 path (array tables, jiffies via the inlined bpf_jiffies64, the expiry search only when the
-first match has expired). What is left, from variants cut short at each step (same chain): parsing and
-choosing the active set ~8 ns over the floor; classification up to the first match ~10-15 ns when fields
-are compared inline or through the host hash, ~45 ns when source, destination and port all go through their
-tables (each table read is a cache line the kernel's own packet path has evicted since the last packet);
-the matched rule, its expiry and the per-CPU counter update ~25 ns, ~10 of them the counter. Kept after
-A/B runs (one tcx chain, both orders): the host hash over the trie walk for /32 (5-9 ns), vectors stored
-in the hash slots (3-17 ns). Tried and dropped: aligning map values to cache lines (no measurable change).
-The tables are preallocated: 2.4 MB of kernel memory for both sets while the program is loaded (the LPM
-tries before grew with the rules: a few KB). {standing} The floor alone is
-~60 ns of the 100. Figures move by +-10 ns between runs with the machine's other load (under a load
-average of ~6 on 2026-11-22 the same sets measured 103-131 ns).
+LPM trie lookup ~40, bpf_ktime_get_coarse_ns ~37, while an inlined array lookup adds ~6. The datapath
+makes no call on the IPv4 path: array tables, jiffies via the inlined bpf_jiffies64, the CPU number
+inlined, the expiry search only when the first match has expired. Counters are one plain array indexed
+[cpu][slot] (layout 3): a percpu_array goes through its pointer table first, one more dependent cache
+miss (A/B in one chain, bench/rules_variants.py, 2026-12-04: 2-5 ns a packet, 5-8 ns with all tables).
+skb->dev->ifindex is read only when a rule names an interface. What is left, from the same script's
+variants cut short (one UDP sender flat out, 2026-12-04 11:55 UTC, ns above the floor, sets 1 / 256 /
+2 all tables): the program as shipped 35.9 / 45.4 / 50.8; without the counter update 28.2 / 35.6 / 40.6
+(the counter line's miss is exposed: the stats' clock read waits for it); classification only, no rule
+record, expiry or counter, 25.3 / 32.3 / 39.7; without any address or port table 37.0 / 40.8 / 41.0. So
+with every field through its table the tables add ~10 ns (they are read in parallel, each a dependent
+pair of lines), the match's rule record ~3 ns and its counter ~10 ns on top of a ~25 ns core (parse,
+active set, cfg, protocol vector, first set bit). Tried and dropped (same harness): a kmalloc'd
+(<= 32 KiB) or non-mappable counter array instead of the mapped one (no change: the miss is a cache
+miss, not a TLB one), a fixed host-hash multiplier (no change), one classifier for both sets (the code
+halved: ~3 ns, within noise), warming the last matched counter line first (~2 ns), aligning map values
+to cache lines. The tables are preallocated: 2.4 MB of kernel memory for both sets while the program is
+loaded. {standing} The floor alone is ~60 ns of the 100. Figures move by +-5 ns between runs with the
+machine's other load.
 
 Reproduce: `sudo .venv/bin/python bench/rules_bench.py` (`--quick` for fewer packets and rounds).
 """

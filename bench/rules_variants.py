@@ -1,0 +1,159 @@
+"""Variants of the rules TC program measured against each other (figures to stdout).
+
+Each variant is collectors/rules/rules.bpf.c with one change made here by text
+substitution (the shipped source carries no experiment switches; an anchor that is gone
+fails loudly). Every variant is loaded as a real RuleBook in namespace A and given the
+same rule sets as bench/rules_bench.py; one variant at a time is attached with an
+empty program behind it (the floor) while one sender in B sends UDP datagrams to A flat
+out; rounds rotate the order. Figures: medians of run_time_ns / run_cnt, raw and above
+the floor. Counters are not zeroed here (a variant may change their layout).
+
+Usage: sudo .venv/bin/python bench/rules_variants.py [rounds] [sets] [variant ...]
+       sets: comma-separated of 1,64,256,2T,256T (T: all tables), default 1,256,2T
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from netns import PYTHON, veth_pair  # noqa: E402
+
+SRC = HERE.parent / "collectors" / "rules" / "rules.bpf.c"
+COUNTER = "    struct counter *c = counters.lookup(&i);\n"
+MATCH = "    u32 pos = lowest(&acc);\n    if (pos >= MAX_RULES) return TC_ACT_UNSPEC;\n"
+SRC4 = "            if (t) and_vec(&acc, a4_lookup(t, p->src4, c->src4.lo, fields & H_SRC4, fields & T_SRC4));\n"
+DST4 = "            if (t) and_vec(&acc, a4_lookup(t, p->dst4, c->dst4.lo, fields & H_DST4, fields & T_DST4));\n"
+DPORT = "            if (t) and_vec(&acc, port_lookup(t, p->dport));\n"
+PERCPU = ('BPF_TABLE_PINNED7("array", u32, struct counter, counters, NCPUS * MAX_SLOTS, "@PIN@/counters", BPF_F_MMAPABLE);',
+          'BPF_TABLE_PINNED("percpu_array", u32, struct counter, counters, MAX_SLOTS, "@PIN@/counters");')
+PERCPU_INDEX = ("    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + (r->slot & (MAX_SLOTS - 1)); /* inlined: no call */\n",
+                "    u32 i = r->slot;\n")
+
+# name -> ([(anchor, replacement)], what it asks)
+VARIANTS = {
+    "shipped": ([], "the program as shipped"),
+    "per-CPU array": ([PERCPU, PERCPU_INDEX], "counters in a percpu_array (layout 2): a pointer table first"),
+    "no counter": ([(COUNTER, "    struct counter *c = 0; (void)i;\n")], "what the counter update costs"),
+    "stop at match": ([(MATCH, MATCH + "    if (pos != 999) return pos == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n")],
+                      "classification only: no rule record, expiry or counter"),
+    "no src table": ([(SRC4, "")], "what the source address table costs"),
+    "no tables": ([(SRC4, ""), (DST4, ""), (DPORT, "")], "no address or port table read"),
+}
+
+AGENT = r"""
+import json, os, socket, sys, time
+from pathlib import Path
+from bcc import BPF
+from ebpftop.collectors.flows import tcx
+from ebpftop.collectors.rules import bpfsys, datapath
+from ebpftop.collectors.rules.grammar import parse_text
+from ebpftop.collectors.rules.ruleset import RuleBook
+iface, window, rounds, srcs, files, tmp = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6]
+datapath.Datapath.zero_counter = lambda self, slot: None  # a variant may lay counters out differently
+empty = BPF(text="int ebpftop_empty(struct __sk_buff *skb) { return -1; }")
+floor = empty.load_func("ebpftop_empty", BPF.SCHED_CLS)
+ifindex = socket.if_nametoindex(iface)
+names = list(srcs)
+print(json.dumps({"ready": True}), flush=True)
+k = 0
+for r in range(rounds):
+    for name in names[r % len(names):] + names[:r % len(names)]:
+        datapath.SRC = Path(srcs[name])
+        k += 1
+        pin = f"/sys/fs/bpf/ebpftop-rv-{os.getpid()}-{k}"
+        book = RuleBook(pin, f"{tmp}/state{k}", (iface,))
+        try:
+            for case, path in files.items():
+                book.replace([x for _, x in parse_text(open(path).read())[0]], "bench")
+                fd = bpfsys.obj_get(pin + "/prog_ebpftop_rl_in")
+                link = tcx.attach(floor.fd, ifindex, True)
+                time.sleep(0.5)
+                print(json.dumps({"mark": [name, case], "ids": [tcx.prog_id_of_fd(fd), tcx.prog_id_of_fd(floor.fd)]}), flush=True)
+                time.sleep(window)
+                print(json.dumps({"mark": [name, case], "end": True}), flush=True)
+                tcx.detach(link)
+                os.close(fd)
+        finally:
+            book.dp.remove()
+            book.state.remove()
+            book.close()
+"""
+
+SETS = {"1": (1, False), "64": (64, False), "256": (256, False), "2T": (2, True), "256T": (256, True)}
+
+
+def variant_source(tmp: Path, name: str) -> str:
+    subs, _ = VARIANTS[name]
+    text = SRC.read_text()
+    for anchor, repl in subs:
+        if text.count(anchor) != 1:
+            raise SystemExit(f"rules_variants: {name!r}: rules.bpf.c no longer holds {anchor.strip()[:60]!r} once; update the variant")
+        text = text.replace(anchor, repl)
+    path = tmp / f"{name.replace(' ', '_')}.bpf.c"
+    path.write_text(text)
+    return str(path)
+
+
+def main() -> int:
+    from flows_bench import FAST_FLOODER, enable_stats, prog_stats, stop
+    from rules_bench import rule_file
+
+    if os.geteuid() != 0:
+        print("rules_variants: needs root", file=sys.stderr)
+        return 2
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 6
+    sets = sys.argv[2].split(",") if len(sys.argv) > 2 else ["1", "256", "2T"]
+    names = sys.argv[3:] or list(VARIANTS)
+    if any(n not in VARIANTS for n in names) or any(s not in SETS for s in sets):
+        print(f"rules_variants: variants are {', '.join(VARIANTS)}; sets are {', '.join(SETS)}", file=sys.stderr)
+        return 2
+    stats_fd = enable_stats()
+    tmp = Path(tempfile.mkdtemp(prefix="ebpftop-rules-variants-"))
+    got: dict[tuple[str, str], list] = {(n, s): [] for n in names for s in sets}
+    try:
+        with veth_pair("ebrv") as net:
+            srcs = {n: variant_source(tmp, n) for n in names}
+            files = {s: str(rule_file(tmp, s, *SETS[s], net.a_ip4, net.b_ip4, ports="1000-1999")) for s in sets}
+            sender = net.b.python(FAST_FLOODER, net.a_ip4, "1")  # to port 1024: inside every set's range
+            agent = net.a.popen(PYTHON, "-c", AGENT, net.a_if, "2", str(rounds), json.dumps(srcs), json.dumps(files), str(tmp), bpf=True)
+            try:
+                if not json.loads(agent.stdout.readline() or "{}").get("ready"):
+                    raise RuntimeError(f"variants agent failed: {agent.stderr.read()[-2000:]}")
+                for line in agent.stdout:
+                    m = json.loads(line)
+                    key = tuple(m["mark"])
+                    if m.get("end"):
+                        ns1, n1 = prog_stats(ids[:1])
+                        f1, fn1 = prog_stats(ids[1:])
+                        got[key].append(((ns1 - ns0) / max(1, n1 - n0), (f1 - f0) / max(1, fn1 - fn0)))
+                    else:
+                        ids = m["ids"]
+                        ns0, n0 = prog_stats(ids[:1])
+                        f0, fn0 = prog_stats(ids[1:])
+            finally:
+                stop(agent)
+                stop(sender)
+    finally:
+        os.close(stats_fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = statistics.median
+    print(f"{rounds} rounds of 2 s, one UDP sender flat out; ns per packet, raw (above the floor); load {os.getloadavg()[0]:.2f}")
+    print(f"{'variant':16}" + "".join(f"{s:>16}" for s in sets) + "  what it asks")
+    for n in names:
+        cells = "".join(f"{med(x[0] for x in got[(n, s)]):8.1f} ({med(x[0] - x[1] for x in got[(n, s)]):5.1f})" for s in sets)
+        print(f"{n:16}{cells}  {VARIANTS[n][1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
