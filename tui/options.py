@@ -7,9 +7,24 @@ flags override the files and the environment (flags > env > user file > system f
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ebpftop.collectors.settings import Settings
+
+
+def seconds(maximum: float, *, zero: bool = True):
+    """An argparse type: a number of seconds, 0 (or more than 0 when not `zero`) to `maximum`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not math.isfinite(value) or value < 0 or value > maximum or (value == 0 and not zero):
+            low = "between 0 and" if zero else "more than 0 and at most"
+            raise argparse.ArgumentTypeError(f"must be {low} {maximum:g} seconds, got {text}")
+        return value
+    return parse
 
 
 class _HelpConfig(argparse.Action):

@@ -12,18 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 86400 seconds, got {text}")
-    return value
+from ebpftop.tui.options import seconds
 
 
 def _hz(text: str) -> int:
@@ -43,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Sample every CPU for a while, then print one profile tagged by service, env, version and pid.",
         epilog="Exit status: 0 a profile was printed; 1 the BPF sampler could not run (reason on stderr); 2 bad usage.",
     )
-    p.add_argument("--duration", type=_seconds, default=10.0, metavar="S", help="seconds to sample (default 10; Ctrl-C stops early)")
+    p.add_argument("--duration", type=seconds(86400, zero=False), default=10.0, metavar="S", help="seconds to sample (default 10; Ctrl-C stops early)")
     p.add_argument("--hz", type=_hz, default=49, help="samples a second on each CPU (default 49)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--folded", action="store_true", help="folded stacks (comm;root;...;leaf count), heaviest first")

@@ -11,18 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 
-
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0 or value > 3600:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text}")
-    return value
+from ebpftop.tui.options import seconds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "or --record could not start; 2 bad usage, unknown source or bad configuration.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document (otherwise one line per source)")
-    p.add_argument("--duration", type=_duration, default=None, metavar="S",
+    p.add_argument("--duration", type=seconds(3600), default=None, metavar="S",
                    help="collect at least S seconds (default 2), then up to 20 s more only for a source "
                         "that has not reported yet")
     p.add_argument("--source", dest="sources", action="append", metavar="NAME",
