@@ -281,3 +281,20 @@ def test_kernel_clock_round_trips(monkeypatch):
     assert kclock.jiffies_at(10_000_000_000 + 2_000_000_000) == 4_294_967_296 + 500
     assert kclock.mono_of(4_294_967_296 + 500) == 12_000_000_000
     assert kclock.jiffies_at(10_000_000_000 + 3_999_999) == 4_294_967_296  # a tick is 4 ms at HZ=250
+
+
+def test_remove_leaves_no_empty_ebpftop_directory(tmp_path):
+    """`flush` and `cleanup` remove the pin directory and the `ebpftop` directory load()
+    made above it, but only when nothing else is in it. Plain files stand in for pins."""
+    from ebpftop.collectors.rules.datapath import Datapath
+
+    for other in (False, True):
+        top = tmp_path / str(other) / "ebpftop"
+        (top / "rules").mkdir(parents=True)
+        (top / "rules" / "active").write_text("")
+        if other:
+            (top / "flows-something").write_text("")
+        gone = Datapath(str(top / "rules")).remove()
+        assert gone == [f"pin {top / 'rules' / 'active'}"]
+        assert not (top / "rules").exists()
+        assert top.exists() == other

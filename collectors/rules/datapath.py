@@ -244,6 +244,12 @@ class Datapath:
                 os.unlink(self.path(name))
                 gone.append(f"pin {self.path(name)}")
             shutil.rmtree(self.pin_dir, ignore_errors=True)
+        parent = os.path.dirname(self.pin_dir)
+        if os.path.basename(parent) == "ebpftop":  # the default's parent, made by load(): left only when empty
+            try:
+                os.rmdir(parent)
+            except OSError:
+                pass
         return gone
 
     # --- the rule sets ---------------------------------------------------------------
