@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..base import Collector, SourceUnavailable
 from .aggregate import GROUP_KEYS, StackKey, filter_stacks, stacks_from_counts, summarize
-from .model import Profile, ProfilesData, SourceStatus, Tags, make_tags
+from .model import Profile, ProfilesData, SourceStatus, Tags, WithSource
 from .sampler import Sampler, SamplerUnavailable
 from .tags import TagCache
 from .windows import SlidingWindows
@@ -77,7 +77,7 @@ class ProfilesCollector(Collector):
         self._summaries: dict[float, Profile] = {}
         self._tags = TagCache()
         self._pruned = time.monotonic()
-        self._with_source: dict = {}  # a process's tags -> the same plus source=bpf, sorted once
+        self._tagged = WithSource("bpf")
         self._status: dict[str, SourceStatus] = {}
         self._pprof: dict[str, Profile] = {}  # latest periodic profile per URL
         self._captures: collections.deque[Profile] = collections.deque(maxlen=MAX_CAPTURES)
@@ -164,7 +164,7 @@ class ProfilesCollector(Collector):
         if time.monotonic() - self._pruned >= PRUNE_EVERY:
             self._pruned = time.monotonic()
             if self._tags.prune():
-                self._with_source.clear()  # only tag sets still cached stay
+                self._tagged.clear()  # only tag sets still cached stay
         lost = sampler.lost()
         self._lost = lost[0] + lost[1]
         return dict(counts)
@@ -178,13 +178,6 @@ class ProfilesCollector(Collector):
         for raw in known:  # already tagged ones near expiry are read now, not in a hop of their own
             self._tags.get(raw.tgid, raw.comm, early=early)
         return out
-
-    def _tagged(self, tags: Tags) -> Tags:
-        """A process's tags plus source=bpf, sorted once per tag set."""
-        full = self._with_source.get(tags)
-        if full is None:
-            full = self._with_source[tags] = make_tags(tags + (("source", "bpf"),))
-        return full
 
     async def collect(self) -> ProfilesData:
         now = self._clock()

@@ -26,6 +26,24 @@ def make_tags(pairs: dict[str, str] | Tags) -> Tags:
     return tuple(sorted((str(k), str(v)) for k, v in items))
 
 
+class WithSource:
+    """A process's tags plus source=<source>, sorted once per tag set (a drain meets the
+    same few tag sets over and over)."""
+
+    def __init__(self, source: str) -> None:
+        self._pair = (("source", source),)
+        self._memo: dict[Tags, Tags] = {}
+
+    def __call__(self, tags: Tags) -> Tags:
+        full = self._memo.get(tags)
+        if full is None:
+            full = self._memo[tags] = make_tags(tags + self._pair)
+        return full
+
+    def clear(self) -> None:
+        self._memo.clear()
+
+
 def tag(tags: Tags, key: str, default: str | None = None) -> str | None:
     for k, v in tags:
         if k == key:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from .aggregate import StackKey, stacks_from_counts, summarize
-from .model import Profile, make_tags
+from .model import Profile, WithSource
 from .sampler import MAX_KEYS, Sampler
 from .tags import TagCache
 
@@ -56,12 +56,8 @@ def sample(hz: int, seconds: float, *, stop: threading.Event | None = None, max_
     finally:
         sampler.close()
     counts: dict[StackKey, int] = collections.defaultdict(int)
-    with_source: dict = {}
+    tagged = WithSource("bpf")
     for r in raw:
-        t = tags.get(r.tgid, r.comm)
-        full = with_source.get(t)
-        if full is None:
-            full = with_source[t] = make_tags(t + (("source", "bpf"),))
-        counts[(full, r.frames)] += r.count
+        counts[(tagged(tags.get(r.tgid, r.comm)), r.frames)] += r.count
     prof = summarize(f"bpf {span:.0f}s", "bpf", start, end, stacks_from_counts(counts), max_stacks=max_stacks, top_n=top_n, merged=True)
     return OneShot(prof, hz, span, lost, interrupted)

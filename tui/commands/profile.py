@@ -63,7 +63,8 @@ def _text(shot) -> str:
 
 
 def _folded(shot) -> str:
-    from ebpftop.collectors.profiles.model import tag
+    from ebpftop.collectors.profiles.aggregate import folded
+    from ebpftop.collectors.profiles.model import StackSample, tag
     from ebpftop.tui.text import clean
 
     # bcc's `profile -f` form: the process name as the root frame. ';' and ' ' separate
@@ -71,11 +72,8 @@ def _folded(shot) -> str:
     def frame(s: str) -> str:
         return clean(s).replace(";", ":").replace(" ", "_")
 
-    merged: dict[tuple[str, ...], int] = {}
-    for s in shot.profile.stacks:
-        key = (frame(tag(s.tags, "comm", "?")), *map(frame, s.frames))
-        merged[key] = merged.get(key, 0) + s.count
-    return "\n".join(f"{';'.join(k)} {n}" for k, n in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])))
+    return "\n".join(folded(StackSample((frame(tag(s.tags, "comm", "?")), *map(frame, s.frames)), s.count)
+                            for s in shot.profile.stacks))
 
 
 def run(args: argparse.Namespace) -> int:
