@@ -6,7 +6,7 @@ fails loudly). Every variant is loaded as a real RuleBook in namespace A and giv
 same rule sets as bench/rules_bench.py; one variant at a time is attached with an
 empty program behind it (the floor) while one sender in B sends UDP datagrams to A flat
 out; rounds rotate the order. Figures: medians of run_time_ns / run_cnt, raw and above
-the floor. Counters are not zeroed here (a variant may change their layout).
+the floor. Counters are neither folded nor zeroed here (a variant may change their layout).
 
 Usage: sudo .venv/bin/python bench/rules_variants.py [rounds] [sets] [variant ...]
        sets: comma-separated of 1,64,256,2T,256T (T: all tables), default 1,256,2T
@@ -34,16 +34,21 @@ MATCH = "    u32 pos = lowest(&acc);\n    if (pos >= MAX_RULES) return TC_ACT_UN
 SRC4 = "            if (t) and_vec(&acc, a4_lookup(t, p->src4, c->src4.lo, fields & H_SRC4, fields & T_SRC4));\n"
 DST4 = "            if (t) and_vec(&acc, a4_lookup(t, p->dst4, c->dst4.lo, fields & H_DST4, fields & T_DST4));\n"
 DPORT = "            if (t) and_vec(&acc, port_lookup(t, p->dport));\n"
+INDEX = "    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + at; /* inlined: no call */\n"
+RECORD = "    struct rule *r = rules_@S@.lookup(&pos);\n    if (!r) return TC_ACT_UNSPEC;\n    u64 now"
 PERCPU = ('BPF_TABLE_PINNED7("array", u32, struct counter, counters, NCPUS * MAX_SLOTS, "@PIN@/counters", BPF_F_MMAPABLE);',
           'BPF_TABLE_PINNED("percpu_array", u32, struct counter, counters, MAX_SLOTS, "@PIN@/counters");')
-PERCPU_INDEX = ("    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + (r->slot & (MAX_SLOTS - 1)); /* inlined: no call */\n",
-                "    u32 i = r->slot;\n")
 
 # name -> ([(anchor, replacement)], what it asks)
 VARIANTS = {
     "shipped": ([], "the program as shipped"),
-    "per-CPU array": ([PERCPU, PERCPU_INDEX], "counters in a percpu_array (layout 2): a pointer table first"),
+    "counter by slot": ([(INDEX, "    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + (r->slot & (MAX_SLOTS - 1)); (void)at;\n")],
+                        "counters keyed by the rule record's slot (layout 3): their address waits for the record"),
+    "per-CPU array": ([PERCPU, (INDEX, "    u32 i = at;\n")],
+                      "counters in a percpu_array (layout 2): a pointer table first"),
     "no counter": ([(COUNTER, "    struct counter *c = 0; (void)i;\n")], "what the counter update costs"),
+    "no rule record": ([(RECORD, "    struct rule rr = {pos, 0, 0}; struct rule *r = &rr;\n    u64 now")],
+                       "what reading the matched rule's record (action, expiry) costs"),
     "stop at match": ([(MATCH, MATCH + "    if (pos != 999) return pos == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n")],
                       "classification only: no rule record, expiry or counter"),
     "no src table": ([(SRC4, "")], "what the source address table costs"),
@@ -59,7 +64,7 @@ from ebpftop.collectors.rules import bpfsys, datapath
 from ebpftop.collectors.rules.grammar import parse_text
 from ebpftop.collectors.rules.ruleset import RuleBook
 iface, window, rounds, srcs, files, tmp = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6]
-datapath.Datapath.zero_counter = lambda self, slot: None  # a variant may lay counters out differently
+datapath.Datapath.fold = lambda self, s, reset=frozenset(): None  # a variant may lay counters out differently
 empty = BPF(text="int ebpftop_empty(struct __sk_buff *skb) { return -1; }")
 floor = empty.load_func("ebpftop_empty", BPF.SCHED_CLS)
 ifindex = socket.if_nametoindex(iface)

@@ -10,8 +10,11 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import time
 
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280}
+SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283, "arm64": 283, "armv7l": 389, "ppc64le": 365, "s390x": 356, "riscv64": 283}
+MEMBARRIER_CMD_GLOBAL = 1
 
 ATTR_SIZE = 128  # union bpf_attr is larger than any one command's part; the rest is zeroed
 
@@ -37,3 +40,15 @@ def bpf(cmd: int, attr) -> int:
         err = ctypes.get_errno()
         raise BpfError(err, os.strerror(err))
     return ret
+
+
+def wait_for_programs() -> None:
+    """Return once every BPF program run that began before the call has ended.
+
+    Programs run inside RCU read-side sections (softirq or rcu_read_lock), and
+    membarrier(MEMBARRIER_CMD_GLOBAL) is synchronize_rcu(). Where it is refused
+    (nohz_full, an old kernel), a pause far longer than any program run stands in."""
+    nr = SYS_MEMBARRIER.get(platform.machine())
+    if nr is not None and _libc.syscall(ctypes.c_long(nr), ctypes.c_int(MEMBARRIER_CMD_GLOBAL), ctypes.c_int(0), ctypes.c_int(0)) == 0:
+        return
+    time.sleep(0.05)

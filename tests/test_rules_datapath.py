@@ -178,7 +178,7 @@ def test_count_counts_exactly_and_passes(rules):
 
 
 def test_counts_from_every_cpu_are_summed(rules):
-    """Counters are kept per CPU ([cpu][slot]); the reader sums them. veth hands a packet
+    """Counters are kept per CPU ([cpu][set][position]); the reader sums them. veth hands a packet
     to the receiving side on the sender's CPU, so pinning the sender picks the CPU."""
     from ebpftop.collectors.rules import bpfsys
     from ebpftop.collectors.rules.compile import MAX_SLOTS
@@ -193,13 +193,73 @@ def test_counts_from_every_cpu_are_summed(rules):
     assert rules.counters()["percpu"] == (14, 14 * (ETH + IP4 + UDP + 20))
     book = RuleBook(rules.pin_dir, rules.state_dir)
     try:
-        slot = next(r.slot for r in book.read().rules if r.comment == "percpu")
+        pos = next(i for i, r in enumerate(book.read().rules) if r.comment == "percpu")
         m = book.dp.map("counters")
         assert m.max_entries == bpfsys.possible_cpus() * MAX_SLOTS
-        per_cpu = [int.from_bytes(m.lookup(struct.pack("<I", c * MAX_SLOTS + slot))[:8], "little") for c in cpus]
+        at = [book.dp.counter_index(c, book.dp.active(), pos) for c in cpus]
+        per_cpu = [int.from_bytes(m.lookup(struct.pack("<I", i))[:8], "little") for i in at]
     finally:
         book.close()
     assert per_cpu == [5, 9]
+    sink.kill()
+
+
+CRASH_IN_CHANGE = """
+import os, sys
+from ebpftop.collectors.rules import datapath
+from ebpftop.collectors.rules.grammar import parse_rule
+from ebpftop.collectors.rules.ruleset import RuleBook
+pin, state, where, text = sys.argv[1:5]
+calls = {"fold": 0, "zero_counters": 0}
+def dying(name):
+    real = getattr(datapath.Datapath, name)
+    def run(self, *a, **k):
+        calls[name] += 1
+        if calls[name] == 2:  # the second: after the switch (the first readies the shadow set)
+            os._exit(9)
+        return real(self, *a, **k)
+    return run
+setattr(datapath.Datapath, where, dying(where))
+RuleBook(pin, state).add(parse_rule(text), "crasher")
+"""
+
+
+def test_counts_stay_exact_when_a_change_dies_after_its_switch(rules):
+    """A change switches sets, then folds the old set's counters into base (by slot) and
+    zeroes them. Dying right after the switch leaves them unfolded: the reader adds them
+    and the next change folds them. Dying after the fold's write but before the zeroing:
+    the recorded generation keeps them from being counted twice."""
+    from ebpftop.collectors.rules.ruleset import RuleBook
+
+    sink = _server(rules, UDP_SINK, 9997)
+    rules.cli("rules", "add", "--yes", 'count udp to any port 9997 in "c"')
+    rules.send_udp(9997, 10, 30)
+    size = ETH + IP4 + UDP + 30
+    assert rules.counters()["c"] == (10, 10 * size)
+    for where, comment, more in (("fold", "x1", 5), ("zero_counters", "x2", 3)):
+        p = subprocess.run(["nsenter", f"--net=/run/netns/{rules.net.a.name}", PYTHON, "-c", CRASH_IN_CHANGE,
+                            rules.pin_dir, rules.state_dir, where, f'count tcp to any port 1 "{comment}"'],
+                           env=rules.env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 9, p.stderr
+        listed = rules.counters()
+        assert comment in listed  # the switch happened: the new set is enforced
+        total = sum(n for n in (10, 5, 3)[:1 + ("x1", "x2").index(comment)])
+        assert listed["c"] == (total, total * size), where
+        rules.send_udp(9997, more, 30)
+        assert rules.counters()["c"] == (total + more, (total + more) * size), where
+    rules.cli("rules", "add", "--yes", 'count tcp to any port 2 "x3"')
+    assert rules.counters()["c"] == (18, 18 * size)
+    book = RuleBook(rules.pin_dir, rules.state_dir)
+    try:
+        dp = book.dp
+        inactive = 1 - dp.active()
+        assert dp.read_base()[0] == dp.meta(inactive)[0]  # the old set is folded ...
+        assert dp.position_counters(inactive, 256) == [(0, 0, 0)] * 256  # ... and zeroed
+    finally:
+        book.close()
+    sink.stdin.write("?\n")
+    sink.stdin.flush()
+    assert int(sink.stdout.readline()) == 18  # count rules pass every packet
     sink.kill()
 
 
@@ -446,11 +506,11 @@ class Attr(ctypes.Structure):
 prog = bpfsys.obj_get(pin + "/prog_ebpftop_rl_in")
 out = []
 for hexpkt in json.loads(sys.stdin.read()):
-    before = book.dp.counters(slots)
+    before = book.dp.rule_counters(slots)
     pkt = ctypes.create_string_buffer(bytes.fromhex(hexpkt))
     attr = Attr(prog_fd=prog, data_size_in=len(pkt) - 1, data_in=ctypes.addressof(pkt), repeat=1)
     bpf(10, attr)  # BPF_PROG_TEST_RUN
-    after = book.dp.counters(slots)
+    after = book.dp.rule_counters(slots)
     hit = [s for s in slots if after[s][0] != before[s][0]]
     out.append([hit, attr.retval])
 print(json.dumps({"slots": slots, "results": out}))

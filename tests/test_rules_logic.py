@@ -248,10 +248,10 @@ def test_enforced_summary_lists_allow_and_deny_only():
     assert quit_question(RulesData((rec(2, "count"),), 0, (), 1, 256)) is None
 
 
-@pytest.mark.parametrize("marker, layout", [(None, 1), ("layout2", 2)])
+@pytest.mark.parametrize("marker, layout", [(None, 1), ("layout2", 2), ("layout3", 3)])
 def test_pins_of_an_older_layout_are_reported_and_only_flush_touches_them(tmp_path, marker, layout):
     """Pins written by an older ebpftop (v1, before layouts were named: LPM tries
-    everywhere, coarse-ns times; v2: per-CPU counters) are never read as ours: changes are
+    everywhere, coarse-ns times; v2: per-CPU counters; v3: counters by slot) are never read as ours: changes are
     refused with the reason, flush removes them. Plain files stand in for the pins: only
     names are looked at."""
     from ebpftop.collectors.rules.datapath import LAYOUT, PROGS, DatapathError
@@ -263,8 +263,8 @@ def test_pins_of_an_older_layout_are_reported_and_only_flush_touches_them(tmp_pa
         (pin / name).write_text("")
     book = RuleBook(str(pin), str(tmp_path / "state"))
     cur = book.read()
-    assert LAYOUT == 3
-    assert cur.rules == [] and f"older ebpftop (map layout {layout}; this one reads layout 3)" in cur.problem
+    assert LAYOUT == 4
+    assert cur.rules == [] and f"older ebpftop (map layout {layout}; this one reads layout 4)" in cur.problem
     assert "keep enforcing" in cur.problem and "ebpftop rules flush" in cur.problem
     with pytest.raises(DatapathError, match="older ebpftop"):
         book.add(parse_rule("deny udp"), "alice")

@@ -29,8 +29,7 @@ def rules_data(settings, book: RuleBook | None = None, rates=None) -> RulesData:
     own = book is None
     book = book or RuleBook.from_settings(settings)
     try:
-        cur = book.read()
-        counters = book.counters(cur.rules)
+        cur, counters = book.read_counted()
         attached = tuple(f"{lp.iface} {'ingress' if lp.ingress else 'egress'}" + ("" if lp.ifindex else " (device gone)")
                          for lp in book.dp.links())
     finally:

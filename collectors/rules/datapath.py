@@ -1,12 +1,19 @@
 """The pinned rules datapath: program, maps and tcx links under one bpffs directory.
 
-    <pin_dir>/layout3, active, counters, {cfg,src4,dst4,src6,dst6,sport,dport,proto,ifdir,rules,exptime,alive}_{a,b}
+    <pin_dir>/layout4, active, counters, base, {cfg,src4,dst4,src6,dst6,sport,dport,proto,ifdir,rules,exptime,alive}_{a,b}
     <pin_dir>/prog_ebpftop_rl_in ...      the loaded programs (attach more interfaces, no compile)
     <pin_dir>/link_<iface>_<in|eg>        tcx links: the program stays attached while pinned
 
 bcc compiles and pins once; afterwards every update is plain map writes through the
 pins. `write_set` fills the inactive set completely, `flip` switches with one array
 update: a reader (or a crash) sees the old set or the new one.
+
+Counters: the program counts into [cpu][set][position] of the set it ran. A rule's
+total is base[slot] (the generations before, written only here) + its position's
+counters in the active set + the inactive set's, until those are folded into base.
+`fold` does that after a switch, once no program still runs on the old set
+(`bpfsys.wait_for_programs`), and records the folded generation in the same write, so
+a crash between the write and the zeroing never counts a packet twice.
 
 The pin `layout<N>` names the maps' layout. Pins of another layout (an older ebpftop:
 no such pin) are never read or written as if they were ours: `layout()` tells, and
@@ -27,15 +34,16 @@ from pathlib import Path
 
 from ..flows import tcx
 from . import bpfsys
+from ..bpfsys import wait_for_programs
 from .compile import ADDR_TRIE_MAX, MAX_RULES, MAX_SLOTS, NO_EXPIRY, PROTO_ENTRIES, Compiled, lpm_key, pack_bits, pack_table
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "rules.bpf.c"
 SETS = ("a", "b")
 SET_MAPS = ("cfg", "src4", "dst4", "src6", "dst6", "sport", "dport", "proto", "ifdir", "rules", "exptime", "alive")
-# The pin layout3 (rules.bpf.c). Layout 2 kept counters in a per-CPU array; layout 1 had
-# LPM tries for every field and coarse-ns times.
-LAYOUT = 3
+# The pin layout4 (rules.bpf.c). Layout 3 kept counters by slot; layout 2 in a per-CPU
+# array; layout 1 had LPM tries for every field and coarse-ns times.
+LAYOUT = 4
 PROGS = ("ebpftop_rl_in", "ebpftop_rl_eg", "ebpftop_rl3_in", "ebpftop_rl3_eg")
 PROG_PREFIX = "ebpftop_rl"
 _WIDTH = {"src4": 32, "dst4": 32, "sport": 16, "dport": 16}
@@ -44,6 +52,7 @@ _SIOCGIFFLAGS, _SIOCGIFHWADDR = 0x8913, 0x8927
 COUNTER = struct.Struct("<QQQ")  # packets, bytes, last hit (jiffies); 32 bytes a counter in the map
 COUNTER_SIZE = 32
 RULE = struct.Struct("<IIQ")
+BASE_HEAD = 32  # struct base: folded generation, padding, then a counter per slot
 META = struct.Struct("<QII")  # the head of struct cfg: generation, number of rules, field flags
 
 
@@ -55,7 +64,7 @@ def source(pin_dir: str) -> str:
     text = SRC.read_text()
     begin, end = text.index("//SET-BEGIN"), text.index("//SET-END")
     block = text[begin:end]
-    sets = "".join(block.replace("@S@", s) for s in SETS)
+    sets = "".join(block.replace("@S@", s).replace("@N@", str(n)) for n, s in enumerate(SETS))
     return (text[:begin] + sets + text[end:]).replace("@PIN@", pin_dir)
 
 
@@ -306,28 +315,85 @@ class Datapath:
     def flip(self, s: int) -> None:
         self.map("active").update(b"\0" * 4, struct.pack("<I", s))
 
-    def zero_counter(self, slot: int) -> None:
-        m = self.map("counters")
-        for cpu in range(m.max_entries // MAX_SLOTS):
-            m.update(struct.pack("<I", cpu * MAX_SLOTS + slot), bytes(COUNTER_SIZE))
+    # --- counters ----------------------------------------------------------------------
 
     def _counter_words(self) -> memoryview:
-        """The counters array mapped read-only, as 64-bit words."""
+        """The counters array mapped into memory, as 64-bit words."""
         if self._counter_map is None:
             m = self.map("counters")
             size = -(-m.max_entries * COUNTER_SIZE // mmap.PAGESIZE) * mmap.PAGESIZE
-            mm = mmap.mmap(m.fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+            mm = mmap.mmap(m.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             self._counter_map = (mm, memoryview(mm).cast("Q"))
         return self._counter_map[1]
 
-    def counters(self, slots: list[int]) -> dict[int, tuple[int, int, int]]:
-        """slot -> (packets, bytes, last hit in jiffies (see kclock.py); 0 = never),
-        summed over CPUs; read from memory, no syscall."""
+    def counter_index(self, cpu: int, s: int, pos: int) -> int:
+        return cpu * MAX_SLOTS + s * MAX_RULES + pos
+
+    def position_counters(self, s: int, n: int) -> list[tuple[int, int, int]]:
+        """(packets, bytes, last hit in jiffies (see kclock.py); 0 = never) of positions
+        0..n-1 of set `s`, summed over CPUs; read from memory, no syscall."""
         words = self._counter_words()
         per = COUNTER_SIZE // 8
-        cpus = range(0, self.map("counters").max_entries, MAX_SLOTS)  # each CPU's first index
-        out = {}
-        for slot in slots:
-            at = [(c + slot) * per for c in cpus]
-            out[slot] = (sum(words[i] for i in at), sum(words[i + 1] for i in at), max(words[i + 2] for i in at))
+        cpus = range(self.map("counters").max_entries // MAX_SLOTS)
+        out = []
+        for pos in range(n):
+            at = [self.counter_index(c, s, pos) * per for c in cpus]
+            out.append((sum(words[i] for i in at), sum(words[i + 1] for i in at), max(words[i + 2] for i in at)))
+        return out
+
+    def zero_counters(self, s: int) -> None:
+        """Zero every position of set `s` on every CPU; only for a set no program runs."""
+        words = self._counter_words()
+        per = COUNTER_SIZE // 8
+        blank = bytes(MAX_RULES * COUNTER_SIZE)
+        raw = words.cast("B")
+        for cpu in range(self.map("counters").max_entries // MAX_SLOTS):
+            at = self.counter_index(cpu, s, 0) * per * 8
+            raw[at:at + len(blank)] = blank
+
+    def read_base(self) -> tuple[int, list[tuple[int, int, int]]]:
+        """(the generation folded last, (packets, bytes, last) per slot)."""
+        raw = self.map("base").lookup(b"\0" * 4) or bytes(BASE_HEAD + MAX_SLOTS * COUNTER_SIZE)
+        folded = int.from_bytes(raw[:8], "little")
+        return folded, [COUNTER.unpack_from(raw, BASE_HEAD + i * COUNTER_SIZE) for i in range(MAX_SLOTS)]
+
+    def write_base(self, folded: int, counts: list[tuple[int, int, int]]) -> None:
+        body = b"".join(COUNTER.pack(*c).ljust(COUNTER_SIZE, b"\0") for c in counts)
+        self.map("base").update(b"\0" * 4, folded.to_bytes(8, "little").ljust(BASE_HEAD, b"\0") + body)
+
+    def fold(self, s: int, reset: set[int] = frozenset()) -> None:
+        """Add set `s`'s counters into base by slot (unless already there), set the slots
+        in `reset` to zero, then zero `s`'s counters. `s` must be inactive."""
+        folded, counts = self.read_base()
+        gen = self.meta(s)[0]
+        changed = bool(reset)
+        if gen != folded:  # not `>`: a change that stopped before its switch may have written gen already
+            wait_for_programs()  # a program that read `active` before the switch may still count
+            kernel = self.kernel_rules(s)
+            for (slot, _, _), (p, b, last) in zip(kernel, self.position_counters(s, len(kernel))):
+                cp, cb, cl = counts[slot % MAX_SLOTS]
+                counts[slot % MAX_SLOTS] = (cp + p, cb + b, max(cl, last))
+            folded, changed = gen, True
+        for slot in reset:
+            counts[slot] = (0, 0, 0)
+        if changed:
+            self.write_base(folded, counts)
+        self.zero_counters(s)
+
+    def rule_counters(self, slots: list[int]) -> dict[int, tuple[int, int, int]]:
+        """slot -> (packets, bytes, last hit in jiffies; 0 = never) for the rules of the
+        active set, `slots` in position order: base + the active set's counters + the
+        inactive set's while they are not folded (a change that stopped after its switch)."""
+        active = self.active()
+        folded, base = self.read_base()
+        live = self.position_counters(active, len(slots))
+        out = {slot: (base[slot][0] + p, base[slot][1] + b, max(base[slot][2], last))
+               for slot, (p, b, last) in zip(slots, live)}
+        other = 1 - active
+        if self.meta(other)[0] != folded:
+            kernel = self.kernel_rules(other)
+            for (slot, _, _), (p, b, last) in zip(kernel, self.position_counters(other, len(kernel))):
+                if slot in out:
+                    cp, cb, cl = out[slot]
+                    out[slot] = (cp + p, cb + b, max(cl, last))
         return out

@@ -4,9 +4,13 @@
  * space fills the inactive set and flips `active` with one array update, so a packet
  * sees the old set or the new one, never a mix. Every field lookup yields a 256-bit
  * vector of the rules it allows; their AND's lowest set bit is the first match.
- * Counters are per CPU and keyed by the rule's stable slot, not its position: one plain
- * array, CPU-major ([cpu][slot]), so the update is one load away from the rule (a per-CPU
- * array's lookup goes through a pointer table first: one more dependent cache miss).
+ * Counters are per CPU and per set position: one plain array, CPU-major
+ * ([cpu][set][position]), so their address is known as soon as the match is (keyed by
+ * the rule's slot, it waited for the rule record: one more dependent cache miss; a per-CPU
+ * array's lookup goes through a pointer table first: another). A rule's counts survive
+ * updates through `base`, which user space alone writes: after each switch it waits for
+ * the programs still running on the old set, adds that set's counters into base under
+ * the rule's stable slot and zeroes them (datapath.py).
  * All maps are pinned under PIN_DIR: enforcement outlives the process (the tcx link
  * is pinned too).
  */
@@ -27,12 +31,15 @@
 
 struct bits { u64 w[WORDS]; };
 struct key6 { u32 prefixlen; u32 addr[4]; };
-struct rule { u32 slot; u32 action; u64 expires; }; /* expires: jiffies, 0 = never */
+struct rule { u32 slot; u32 action; u64 expires; }; /* slot: the rule's key in base; expires: jiffies, 0 = never */
 /* A field whose rules all name one prefix (IPv4) or one port range is compared here
  * instead of looked up: lo/hi = network/mask, or first/last port. */
 struct inl { u32 lo, hi; };
 struct cfg { u64 gen; u32 nrules; u32 fields; struct inl src4, dst4, sport, dport; struct bits wild[8]; };
 struct counter { u64 packets; u64 bytes; u64 last; u64 pad; }; /* last: jiffies; 32 bytes: never across two lines */
+/* base: u64 folded (the generation of the last set whose counters were added in), three
+ * u64 of padding, then a struct counter per slot. Opaque bytes, like the tables below. */
+struct base { char b[32 + MAX_SLOTS * sizeof(struct counter)]; };
 struct exptime { u64 t[MAX_RULES]; };
 /* Ports: one entry per port names the class of its interval. A class vector already
  * holds the field's wildcard rules (class 0: only those), so one AND applies it. */
@@ -78,10 +85,12 @@ enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT }; /* wild[6], wild[7]: 
  * reached only by rules naming an interface or an IPv6 prefix. */
 BPF_TABLE_PINNED("array", u32, u32, active, 1, "@PIN@/active");
 /* The pin's name says which layout these maps have (datapath.LAYOUT); never read. */
-BPF_TABLE_PINNED("array", u32, u32, layout3, 1, "@PIN@/layout3");
-/* [cpu * MAX_SLOTS + slot]; NCPUS = possible CPUs. Mappable: user space reads it from
- * memory, every rule of every CPU without a syscall. */
+BPF_TABLE_PINNED("array", u32, u32, layout4, 1, "@PIN@/layout4");
+/* [cpu * MAX_SLOTS + set * MAX_RULES + position]; NCPUS = possible CPUs. Mappable: user
+ * space reads and zeroes it in memory, every rule of every CPU without a syscall. */
 BPF_TABLE_PINNED7("array", u32, struct counter, counters, NCPUS * MAX_SLOTS, "@PIN@/counters", BPF_F_MMAPABLE);
+/* Counts of earlier generations by stable slot; never read here (one value: one write). */
+BPF_TABLE_PINNED("array", u32, struct base, base, 1, "@PIN@/base");
 
 struct pkt {
     u8 v6, has_ports, proto, dir;
@@ -150,8 +159,8 @@ static __always_inline int lowest(struct bits *acc) {
     return -1;
 }
 
-static __always_inline int verdict(struct rule *r, struct __sk_buff *skb, u64 now) {
-    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + (r->slot & (MAX_SLOTS - 1)); /* inlined: no call */
+static __always_inline int verdict(struct rule *r, struct __sk_buff *skb, u64 now, u32 at) {
+    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + at; /* inlined: no call */
     struct counter *c = counters.lookup(&i);
     if (c) {
         c->packets += 1;
@@ -162,7 +171,8 @@ static __always_inline int verdict(struct rule *r, struct __sk_buff *skb, u64 no
 }
 
 /* Map declarations and the per-set classifier are generated per set by datapath.source()
- * (bcc cannot rewrite map calls inside macros): @S@ is the set, @PIN@ the pin dir. */
+ * (bcc cannot rewrite map calls inside macros): @S@ is the set, @N@ its number, @PIN@
+ * the pin dir. */
 //SET-BEGIN
 BPF_TABLE_PINNED("array", u32, struct cfg, cfg_@S@, 1, "@PIN@/cfg_@S@");
 BPF_TABLE_PINNED("array", u32, struct a4raw, src4_@S@, 1, "@PIN@/src4_@S@");
@@ -275,7 +285,7 @@ static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
         r = rules_@S@.lookup(&pos);
         if (!r) return TC_ACT_UNSPEC;
     }
-    return verdict(r, skb, now);
+    return verdict(r, skb, now, @N@ * MAX_RULES + (pos & (MAX_RULES - 1)));
 }
 //SET-END
 

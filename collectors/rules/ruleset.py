@@ -2,8 +2,9 @@
 one switch (see datapath.py and state.py). A change that is refused (limits, unknown
 interface) or fails before the switch leaves the enforced set exactly as it was.
 
-Identity: a rule keeps its id and its counter slot for its whole life, through
-reorders and action changes, so its counters survive every update. Expired rules (their
+Identity: a rule keeps its id and its counter slot (its key in the kernel's base of
+folded counts, see datapath.py) for its whole life, through reorders and action changes,
+so its counters survive every update. Expired rules (their
 TTL passed: the kernel no longer matches them) stay listed, marked expired, until the
 next change drops them.
 """
@@ -101,17 +102,20 @@ class RuleBook:
                                    "`ebpftop rules flush` or `ebpftop cleanup` resets it")
         return Current(meta.rules, gen, meta.next_id)
 
-    def counters(self, rules: list[Rule]) -> dict[int, tuple[int, int, float | None]]:
-        """rule id -> (packets, bytes, last hit as wall-clock seconds or None)."""
-        if not rules or not self.dp.loaded():
-            return {}
-        raw = self.dp.counters([r.slot for r in rules])
+    def read_counted(self) -> tuple[Current, dict[int, tuple[int, int, float | None]]]:
+        """The enforced rules, and rule id -> (packets, bytes, last hit as wall-clock
+        seconds or None). Read under the state lock: a change moves counts between sets."""
+        with self.state.lock(shared=True):
+            cur = self.read()
+            if not cur.rules or cur.problem or not self.dp.loaded():
+                return cur, {}
+            raw = self.dp.rule_counters([r.slot for r in cur.rules])
         now_wall, now_mono = time.time(), mono_ns()
         out = {}
-        for r in rules:
+        for r in cur.rules:
             p, b, last = raw.get(r.slot, (0, 0, 0))
             out[r.id] = (p, b, (now_wall - (now_mono - kclock.mono_of(last)) / 1e9) if last else None)
-        return out
+        return cur, out
 
     # --- changing --------------------------------------------------------------------
 
@@ -158,14 +162,16 @@ class RuleBook:
             out = [r.with_(created=now, expires=(now + r.ttl) if r.ttl else None) if r.id in fresh else r for r in out]
             compiled = compile_rules(
                 out, expires=lambda r: 0 if r.expires is None else max(1, kclock.jiffies_at(mono + int((r.expires - now) * 1e9))))
-            shadow = 1 - self.dp.active()
-            for r in out:
-                if r.slot not in old_slots:
-                    self.dp.zero_counter(r.slot)
+            active = self.dp.active()
+            shadow = 1 - active
+            # The shadow set's counts (if a change stopped after its switch) go into base
+            # first; a new rule's slot starts from zero.
+            self.dp.fold(shadow, reset={r.slot for r in out if r.slot not in old_slots})
             gen = cur.gen + 1
             self.state.write(SETS[shadow], SetState(gen, next_id, out))
             self.dp.write_set(shadow, compiled, gen)
             self.dp.flip(shadow)
+            self.dp.fold(active)  # the old set's counts, once no program still runs on it
             return Applied(cur.rules, out, attached, [])
 
     def _targets(self, rules: list[Rule]) -> list[str]:

@@ -63,11 +63,21 @@ class StateDir:
         return os.path.join(self.path, f"set-{set_name}.json")
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        os.makedirs(self.path, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.path, "lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    def lock(self, shared: bool = False) -> Iterator[None]:
+        """Exclusive: a change. Shared: a reading that must not see half of one; with no
+        state yet it takes no lock and creates nothing (there is nothing to read)."""
+        path = os.path.join(self.path, "lock")
+        if shared:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                yield
+                return
+        else:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
