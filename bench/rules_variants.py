@@ -31,11 +31,11 @@ from netns import PYTHON, veth_pair  # noqa: E402
 SRC = HERE.parent / "collectors" / "rules" / "rules.bpf.c"
 COUNTER = "    struct counter *c = counters.lookup(&i);\n"
 MATCH = "    u32 pos = lowest(&acc);\n    if (pos >= MAX_RULES) return TC_ACT_UNSPEC;\n"
-SRC4 = "            if (t) and_vec(&acc, a4_lookup(t, p->src4, c->src4.lo, fields & H_SRC4, fields & T_SRC4));\n"
-DST4 = "            if (t) and_vec(&acc, a4_lookup(t, p->dst4, c->dst4.lo, fields & H_DST4, fields & T_DST4));\n"
-DPORT = "            if (t) and_vec(&acc, port_lookup(t, p->dport));\n"
+SRC4 = "            and_vec(&acc, a4_lookup(&sv->src4, p->src4, c->src4.lo, fields & H_SRC4, fields & T_SRC4));\n"
+DST4 = "            and_vec(&acc, a4_lookup(&sv->dst4, p->dst4, c->dst4.lo, fields & H_DST4, fields & T_DST4));\n"
+DPORT = "            and_vec(&acc, port_lookup(&sv->dport, p->dport));\n"
 INDEX = "    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + at; /* inlined: no call */\n"
-RECORD = "    struct rule *r = rules_@S@.lookup(&pos);\n    if (!r) return TC_ACT_UNSPEC;\n    u64 now"
+RECORD = "    struct rule *r = &sv->rules[pos & (MAX_RULES - 1)];\n    u64 now"
 PERCPU = ('BPF_TABLE_PINNED7("array", u32, struct counter, counters, NCPUS * MAX_SLOTS, "@PIN@/counters", BPF_F_MMAPABLE);',
           'BPF_TABLE_PINNED("percpu_array", u32, struct counter, counters, MAX_SLOTS, "@PIN@/counters");')
 
@@ -52,6 +52,8 @@ VARIANTS = {
     "stop at match": ([(MATCH, MATCH + "    if (pos != 999) return pos == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n")],
                       "classification only: no rule record, expiry or counter"),
     "no src table": ([(SRC4, "")], "what the source address table costs"),
+    "no dst table": ([(DST4, "")], "what the destination address table costs"),
+    "no port table": ([(DPORT, "")], "what the destination port table costs"),
     "no tables": ([(SRC4, ""), (DST4, ""), (DPORT, "")], "no address or port table read"),
 }
 

@@ -1,6 +1,6 @@
 """The pinned rules datapath: program, maps and tcx links under one bpffs directory.
 
-    <pin_dir>/layout4, active, counters, base, {cfg,src4,dst4,src6,dst6,sport,dport,proto,ifdir,rules,exptime,alive}_{a,b}
+    <pin_dir>/layout4, active, counters, base, {set,src6,dst6,ifdir}_{a,b}
     <pin_dir>/prog_ebpftop_rl_in ...      the loaded programs (attach more interfaces, no compile)
     <pin_dir>/link_<iface>_<in|eg>        tcx links: the program stays attached while pinned
 
@@ -35,12 +35,25 @@ from pathlib import Path
 from ..flows import tcx
 from . import bpfsys
 from ..bpfsys import wait_for_programs
-from .compile import ADDR_TRIE_MAX, MAX_RULES, MAX_SLOTS, NO_EXPIRY, PROTO_ENTRIES, Compiled, lpm_key, pack_bits, pack_table
+from .compile import (ACLS, ADDR_TRIE_MAX, HBUCKETS, HSLOTS, MAX_RULES, MAX_SLOTS, NO_EXPIRY, NODES, PCLS, PROTO_ENTRIES, WORDS,
+                      Compiled, lpm_key, pack_bits, pack_table)
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "rules.bpf.c"
 SETS = ("a", "b")
-SET_MAPS = ("cfg", "src4", "dst4", "src6", "dst6", "sport", "dport", "proto", "ifdir", "rules", "exptime", "alive")
+SET_MAPS = ("set", "src6", "dst6", "ifdir")
+# struct setv (rules.bpf.c): the parts of one set's map value, in order, each a multiple of
+# 64 bytes long (name, size)
+_PCLS_BYTES = 65536 * 2 + PCLS * 8 * WORDS
+_A4_BYTES = HBUCKETS * (2 * 4 * HSLOTS + 8 * WORDS * HSLOTS) + 65536 * 2 + NODES * 256 * 2 + ACLS * 8 * WORDS
+SET_PARTS: dict[str, tuple[int, int]] = {}
+_at = 0
+for _name, _size in (("cfg", 320), ("proto", PROTO_ENTRIES * 8 * WORDS), ("rules", MAX_RULES * 16), ("exp", MAX_RULES * 8),
+                     ("alive", (MAX_RULES + 2) * 8 * WORDS), ("sport", _PCLS_BYTES), ("dport", _PCLS_BYTES),
+                     ("src4", _A4_BYTES), ("dst4", _A4_BYTES)):
+    SET_PARTS[_name] = (_at, _size)
+    _at += _size
+SET_SIZE = _at
 # The pin layout4 (rules.bpf.c). Layout 3 kept counters by slot; layout 2 in a per-CPU
 # array; layout 1 had LPM tries for every field and coarse-ns times.
 LAYOUT = 4
@@ -107,7 +120,7 @@ class Datapath:
     def __init__(self, pin_dir: str) -> None:
         self.pin_dir = pin_dir.rstrip("/") or "/"
         self._maps: dict[str, bpfsys.Map] = {}
-        self._counter_map: tuple[mmap.mmap, memoryview] | None = None
+        self._mapped: dict[str, tuple[mmap.mmap, memoryview]] = {}
 
     # --- pins ------------------------------------------------------------------------
 
@@ -134,11 +147,10 @@ class Datapath:
         return m
 
     def close(self) -> None:
-        if self._counter_map is not None:
-            mm, view = self._counter_map
-            self._counter_map = None
+        for mm, view in self._mapped.values():
             view.release()
             mm.close()
+        self._mapped.clear()
         for m in self._maps.values():
             m.close()
         self._maps.clear()
@@ -267,25 +279,48 @@ class Datapath:
         raw = self.map("active").lookup(b"\0" * 4)
         return int.from_bytes(raw[:4], "little") if raw else 0
 
+    def _memory(self, name: str) -> memoryview:
+        """A mappable array map's values, mapped into memory (bytes)."""
+        got = self._mapped.get(name)
+        if got is None:
+            m = self.map(name)
+            size = -(-m.max_entries * m.value_size // mmap.PAGESIZE) * mmap.PAGESIZE
+            mm = mmap.mmap(m.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            got = self._mapped[name] = (mm, memoryview(mm))
+        return got[1]
+
+    def _set(self, s: int) -> memoryview:
+        m = self.map(f"set_{SETS[s]}")
+        if m.value_size != SET_SIZE:  # the C struct and SET_PARTS disagree: never write across parts
+            raise DatapathError(0, f"{self.path(f'set_{SETS[s]}')}: value of {m.value_size} bytes, expected {SET_SIZE}")
+        return self._memory(f"set_{SETS[s]}")
+
     def meta(self, s: int) -> tuple[int, int, int]:
         """(generation, number of rules, field flags) of set `s`."""
-        raw = self.map(f"cfg_{SETS[s]}").lookup(b"\0" * 4)
-        return META.unpack(raw[:META.size]) if raw else (0, 0, 0)
+        return META.unpack_from(self._set(s), 0)
 
     def kernel_rules(self, s: int) -> list[tuple[int, int, int]]:
         """(slot, action, expires in jiffies; 0 = never) of every position of set `s` in use."""
-        _, n, _ = self.meta(s)
-        m = self.map(f"rules_{SETS[s]}")
-        return [RULE.unpack(m.lookup(struct.pack("<I", i))[:RULE.size]) for i in range(min(n, MAX_RULES))]
+        view = self._set(s)
+        _, n, _ = META.unpack_from(view, 0)
+        at = SET_PARTS["rules"][0]
+        return [RULE.unpack_from(view, at + 16 * i) for i in range(min(n, MAX_RULES))]
 
     def write_set(self, s: int, c: Compiled, gen: int) -> None:
         """Fill set `s` (which must be inactive) completely with `c`."""
         name = SETS[s]
-        cfg = self.map(f"cfg_{name}")
-        cfg.update(b"\0" * 4, META.pack(gen, 0, 0).ljust(cfg.value_size, b"\0"))  # half-written: says empty
-        for field, width in _WIDTH.items():
+        view = self._set(s)
+
+        def put(part: str, data: bytes) -> None:
+            at, size = SET_PARTS[part]
+            if len(data) > size:
+                raise DatapathError(0, f"set part {part}: {len(data)} bytes for {size}")
+            view[at:at + len(data)] = data
+
+        put("cfg", META.pack(gen, 0, 0))  # half-written: says empty
+        for field in ("src4", "dst4", "sport", "dport"):
             if field in c.tables:  # a table nobody constrains is never read: leave it
-                self.map(f"{field}_{name}").update(b"\0" * 4, pack_table(c.tables[field], width))
+                put(field, pack_table(c.tables[field], 32 if field.endswith("4") else 16))
         for field in ("src6", "dst6"):
             m = self.map(f"{field}_{name}")
             for key in m.keys():
@@ -297,20 +332,12 @@ class Datapath:
             ifdir.delete(key)
         for key, bits in c.ifdir.items():
             ifdir.update(struct.pack("<I", key), pack_bits(bits))
-        proto = self.map(f"proto_{name}")
-        for p in range(PROTO_ENTRIES):
-            proto.update(struct.pack("<I", p), pack_bits(c.proto[p]))
-        rules = self.map(f"rules_{name}")
-        for pos in range(MAX_RULES):
-            slot, action, expires = c.rules[pos] if pos < len(c.rules) else (0, 0, 0)
-            rules.update(struct.pack("<I", pos), RULE.pack(slot, action, expires))
-        times = c.exptimes + [NO_EXPIRY] * (MAX_RULES - len(c.exptimes))
-        self.map(f"exptime_{name}").update(b"\0" * 4, struct.pack(f"<{MAX_RULES}Q", *times))
-        alive = self.map(f"alive_{name}")
-        for k in range(MAX_RULES + 1):
-            alive.update(struct.pack("<I", k), pack_bits(c.alive[min(k, len(c.alive) - 1)] if c.alive else 0))
+        put("proto", b"".join(pack_bits(c.proto[p]) for p in range(PROTO_ENTRIES)))
+        put("rules", b"".join(RULE.pack(*(c.rules[pos] if pos < len(c.rules) else (0, 0, 0))) for pos in range(MAX_RULES)))
+        put("exp", struct.pack(f"<{MAX_RULES}Q", *(c.exptimes + [NO_EXPIRY] * (MAX_RULES - len(c.exptimes)))))
+        put("alive", b"".join(pack_bits(c.alive[min(k, len(c.alive) - 1)] if c.alive else 0) for k in range(MAX_RULES + 1)))
         inline = b"".join(struct.pack("<II", *c.inline.get(f, (0, 0))) for f in ("src4", "dst4", "sport", "dport"))
-        cfg.update(b"\0" * 4, META.pack(gen, len(c.rules), c.fields) + inline + b"".join(pack_bits(b) for b in c.wild))
+        put("cfg", META.pack(gen, len(c.rules), c.fields) + inline + b"".join(pack_bits(b) for b in c.wild))
 
     def flip(self, s: int) -> None:
         self.map("active").update(b"\0" * 4, struct.pack("<I", s))
@@ -319,12 +346,7 @@ class Datapath:
 
     def _counter_words(self) -> memoryview:
         """The counters array mapped into memory, as 64-bit words."""
-        if self._counter_map is None:
-            m = self.map("counters")
-            size = -(-m.max_entries * COUNTER_SIZE // mmap.PAGESIZE) * mmap.PAGESIZE
-            mm = mmap.mmap(m.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            self._counter_map = (mm, memoryview(mm).cast("Q"))
-        return self._counter_map[1]
+        return self._memory("counters").cast("Q")
 
     def counter_index(self, cpu: int, s: int, pos: int) -> int:
         return cpu * MAX_SLOTS + s * MAX_RULES + pos
@@ -343,12 +365,10 @@ class Datapath:
 
     def zero_counters(self, s: int) -> None:
         """Zero every position of set `s` on every CPU; only for a set no program runs."""
-        words = self._counter_words()
-        per = COUNTER_SIZE // 8
+        raw = self._memory("counters")
         blank = bytes(MAX_RULES * COUNTER_SIZE)
-        raw = words.cast("B")
         for cpu in range(self.map("counters").max_entries // MAX_SLOTS):
-            at = self.counter_index(cpu, s, 0) * per * 8
+            at = self.counter_index(cpu, s, 0) * COUNTER_SIZE
             raw[at:at + len(blank)] = blank
 
     def read_base(self) -> tuple[int, list[tuple[int, int, int]]]:

@@ -27,6 +27,10 @@
 #define CHILD 0x8000  /* a table entry that points at a node rather than naming a class */
 #define NODES 512     /* IPv4 trie nodes per field: one prefix per rule, at most two nodes each */
 #define ACLS 512      /* address classes per field (one per prefix, + none) */
+/* proto: [(v6 * 2 + dir) * 256 + proto] = rules of that protocol and family that
+ * name no interface and allow the direction; [1024 + v6 * 256 + proto] = every rule of
+ * that protocol and family (ANDed with the interface's vector when rules name one). */
+#define PROTO_ENTRIES 1536
 #define PCLS 1024     /* port classes per field (at most 2 * MAX_RULES + 1 intervals) */
 
 struct bits { u64 w[WORDS]; };
@@ -52,10 +56,21 @@ struct ptab { u16 root[65536]; struct bits cls[PCLS]; };
 #define HBUCKETS 128
 struct hbucket { u32 key[8]; u32 pad[8]; struct bits v[8]; }; /* v: the host's vector itself */
 struct a4tab { struct hbucket hb[HBUCKETS]; u16 root[65536]; u16 node[NODES][256]; struct bits cls[ACLS]; };
-/* The maps hold them as opaque bytes: bcc generates a text codec for every map value
- * type, element by element, which for these tables takes a minute to compile. */
-struct a4raw { char b[sizeof(struct a4tab)]; };
-struct praw { char b[sizeof(struct ptab)]; };
+/* Everything the IPv4 path of one set reads, in one map value: one lookup, then fixed
+ * offsets (each map lookup is a dozen instructions on the hot path). Parts start on
+ * 64-byte boundaries; datapath.SET_PARTS has the same layout. */
+struct setv {
+    struct cfg cfg; u64 pad0[2];
+    struct bits proto[PROTO_ENTRIES];
+    struct rule rules[MAX_RULES];
+    struct exptime exp;
+    struct bits alive[MAX_RULES + 2]; /* + 1 unused: the next part starts on a line */
+    struct ptab sport, dport;
+    struct a4tab src4, dst4;
+};
+/* The map holds it as opaque bytes: bcc generates a text codec for every map value type,
+ * element by element, which for these tables takes a minute to compile. */
+struct setraw { char b[sizeof(struct setv)]; };
 
 enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT }; /* wild[6], wild[7]: unused */
 #define F_SRC4 1
@@ -74,10 +89,6 @@ enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT }; /* wild[6], wild[7]: 
 #define H_DST4 8192
 #define T_SRC4 16384 /* the field's table has shorter prefixes (trie) */
 #define T_DST4 32768
-/* proto_@S@: [(v6 * 2 + dir) * 256 + proto] = rules of that protocol and family that
- * name no interface and allow the direction; [1024 + v6 * 256 + proto] = every rule of
- * that protocol and family (ANDed with the interface's vector when rules name one). */
-#define PROTO_ENTRIES 1536
 
 /* On this class of machine every call (helper or non-inlined map lookup) costs 30-40 ns
  * (retpolines, return thunks), so the hot path uses only what the verifier inlines:
@@ -170,31 +181,12 @@ static __always_inline int verdict(struct rule *r, struct __sk_buff *skb, u64 no
     return r->action == 2 ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
-/* Map declarations and the per-set classifier are generated per set by datapath.source()
- * (bcc cannot rewrite map calls inside macros): @S@ is the set, @N@ its number, @PIN@
- * the pin dir. */
-//SET-BEGIN
-BPF_TABLE_PINNED("array", u32, struct cfg, cfg_@S@, 1, "@PIN@/cfg_@S@");
-BPF_TABLE_PINNED("array", u32, struct a4raw, src4_@S@, 1, "@PIN@/src4_@S@");
-BPF_TABLE_PINNED("array", u32, struct a4raw, dst4_@S@, 1, "@PIN@/dst4_@S@");
-BPF_TABLE_PINNED7("lpm_trie", struct key6, struct bits, src6_@S@, LPM_MAX, "@PIN@/src6_@S@", BPF_F_NO_PREALLOC);
-BPF_TABLE_PINNED7("lpm_trie", struct key6, struct bits, dst6_@S@, LPM_MAX, "@PIN@/dst6_@S@", BPF_F_NO_PREALLOC);
-BPF_TABLE_PINNED("array", u32, struct praw, sport_@S@, 1, "@PIN@/sport_@S@");
-BPF_TABLE_PINNED("array", u32, struct praw, dport_@S@, 1, "@PIN@/dport_@S@");
-BPF_TABLE_PINNED("array", u32, struct bits, proto_@S@, PROTO_ENTRIES, "@PIN@/proto_@S@");
-BPF_TABLE_PINNED("hash", u32, struct bits, ifdir_@S@, 1024, "@PIN@/ifdir_@S@");
-BPF_TABLE_PINNED("array", u32, struct rule, rules_@S@, MAX_RULES, "@PIN@/rules_@S@");
-BPF_TABLE_PINNED("array", u32, struct exptime, exptime_@S@, 1, "@PIN@/exptime_@S@");
-BPF_TABLE_PINNED("array", u32, struct bits, alive_@S@, MAX_RULES + 1, "@PIN@/alive_@S@");
-
 /* TTLs in the kernel: exptime holds the set's distinct expiry times, sorted, padded with
  * ~0; alive[k] is the vector of rules still alive once k of those times have passed.
  * A fixed nine-step binary search finds k, whatever the number of rules. Only a packet
  * whose first match has expired pays for it. */
-static __always_inline void drop_expired_@S@(struct bits *acc, u64 now) {
-    u32 z = 0;
-    struct exptime *e = exptime_@S@.lookup(&z);
-    if (!e) return;
+static __always_inline void drop_expired(struct setv *sv, struct bits *acc, u64 now) {
+    struct exptime *e = &sv->exp;
     u32 k = 0;
 #pragma unroll
     for (u32 step = 128; step; step >>= 1) {
@@ -202,29 +194,37 @@ static __always_inline void drop_expired_@S@(struct bits *acc, u64 now) {
         if (e->t[i] <= now) k += step;
     }
     if (e->t[k & 0xff] <= now) k += 1;
-    struct bits *alive = alive_@S@.lookup(&k);
-    if (!alive) { acc->w[0] = acc->w[1] = acc->w[2] = acc->w[3] = 0; return; }
-    and_into(acc, alive, 0);
+    if (k > MAX_RULES) k = MAX_RULES;
+    and_into(acc, &sv->alive[k], 0);
 }
+
+/* Map declarations and the per-set classifier are generated per set by datapath.source()
+ * (bcc cannot rewrite map calls inside macros): @S@ is the set, @N@ its number, @PIN@
+ * the pin dir. */
+//SET-BEGIN
+/* Mappable: user space writes and reads the inactive set in memory. */
+BPF_TABLE_PINNED7("array", u32, struct setraw, set_@S@, 1, "@PIN@/set_@S@", BPF_F_MMAPABLE);
+BPF_TABLE_PINNED7("lpm_trie", struct key6, struct bits, src6_@S@, LPM_MAX, "@PIN@/src6_@S@", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED7("lpm_trie", struct key6, struct bits, dst6_@S@, LPM_MAX, "@PIN@/dst6_@S@", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("hash", u32, struct bits, ifdir_@S@, 1024, "@PIN@/ifdir_@S@");
 
 /* A field nobody constrains is skipped: its wildcard holds every rule of the family,
  * and the protocol vector has already left out the other family's rules. */
 static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
     u32 z = 0;
-    struct cfg *c = cfg_@S@.lookup(&z);
-    if (!c || !c->nrules) return TC_ACT_UNSPEC;
+    struct setv *sv = (void *)set_@S@.lookup(&z);
+    if (!sv) return TC_ACT_UNSPEC;
+    struct cfg *c = &sv->cfg;
+    if (!c->nrules) return TC_ACT_UNSPEC;
     u32 fields = c->fields;
-    u32 k = (p->v6 * 2 + p->dir) * 256 + p->proto;
-    struct bits *pb = proto_@S@.lookup(&k);
-    if (!pb) return TC_ACT_UNSPEC;
+    struct bits *pb = &sv->proto[((p->v6 * 2 + p->dir) * 256 + p->proto) & 1023];
     struct bits acc;
     __builtin_memcpy(&acc, pb, sizeof(acc));
     if (fields & F_IFDIR) {
         u32 ik = skb->ifindex * 2 + p->dir; /* skb->dev->ifindex: read only when rules name one */
         struct bits *hit = ifdir_@S@.lookup(&ik);
-        k = 1024 + p->v6 * 256 + p->proto;
-        struct bits *all = proto_@S@.lookup(&k);
-        if (hit && all) {
+        struct bits *all = &sv->proto[1024 + ((p->v6 * 256 + p->proto) & 511)];
+        if (hit) {
 #pragma unroll
             for (int i = 0; i < WORDS; i++)
                 acc.w[i] |= all->w[i] & hit->w[i];
@@ -246,44 +246,38 @@ static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
         if (fields & I_SRC4) {
             if ((p->src4 & c->src4.hi) != c->src4.lo) and_vec(&acc, &c->wild[W_SRC4]);
         } else if (fields & F_SRC4) {
-            struct a4tab *t = (void *)src4_@S@.lookup(&z);
-            if (t) and_vec(&acc, a4_lookup(t, p->src4, c->src4.lo, fields & H_SRC4, fields & T_SRC4));
+            and_vec(&acc, a4_lookup(&sv->src4, p->src4, c->src4.lo, fields & H_SRC4, fields & T_SRC4));
         }
         if (fields & I_DST4) {
             if ((p->dst4 & c->dst4.hi) != c->dst4.lo) and_vec(&acc, &c->wild[W_DST4]);
         } else if (fields & F_DST4) {
-            struct a4tab *t = (void *)dst4_@S@.lookup(&z);
-            if (t) and_vec(&acc, a4_lookup(t, p->dst4, c->dst4.lo, fields & H_DST4, fields & T_DST4));
+            and_vec(&acc, a4_lookup(&sv->dst4, p->dst4, c->dst4.lo, fields & H_DST4, fields & T_DST4));
         }
     }
     if (fields & F_SPORT) {
         if (!p->has_ports || ((fields & I_SPORT) && (p->sport < c->sport.lo || p->sport > c->sport.hi))) {
             and_vec(&acc, &c->wild[W_SPORT]);
         } else if (!(fields & I_SPORT)) {
-            struct ptab *t = (void *)sport_@S@.lookup(&z);
-            if (t) and_vec(&acc, port_lookup(t, p->sport));
+            and_vec(&acc, port_lookup(&sv->sport, p->sport));
         }
     }
     if (fields & F_DPORT) {
         if (!p->has_ports || ((fields & I_DPORT) && (p->dport < c->dport.lo || p->dport > c->dport.hi))) {
             and_vec(&acc, &c->wild[W_DPORT]);
         } else if (!(fields & I_DPORT)) {
-            struct ptab *t = (void *)dport_@S@.lookup(&z);
-            if (t) and_vec(&acc, port_lookup(t, p->dport));
+            and_vec(&acc, port_lookup(&sv->dport, p->dport));
         }
     }
     u32 pos = lowest(&acc);
     if (pos >= MAX_RULES) return TC_ACT_UNSPEC;
-    struct rule *r = rules_@S@.lookup(&pos);
-    if (!r) return TC_ACT_UNSPEC;
+    struct rule *r = &sv->rules[pos & (MAX_RULES - 1)];
     u64 now = bpf_jiffies64(); /* inlined: a load, not a call */
     if (r->expires && r->expires <= now) {
         /* the first match has expired: take the first rule still alive */
-        drop_expired_@S@(&acc, now);
+        drop_expired(sv, &acc, now);
         pos = lowest(&acc);
         if (pos >= MAX_RULES) return TC_ACT_UNSPEC;
-        r = rules_@S@.lookup(&pos);
-        if (!r) return TC_ACT_UNSPEC;
+        r = &sv->rules[pos & (MAX_RULES - 1)];
     }
     return verdict(r, skb, now, @N@ * MAX_RULES + (pos & (MAX_RULES - 1)));
 }
