@@ -176,23 +176,28 @@ Where the time goes. On this VM every function call a BPF program makes costs 30
 the return thunks of the SRSO mitigation): measured on the same hook, a hash map lookup adds ~45 ns, an
 LPM trie lookup ~40, bpf_ktime_get_coarse_ns ~37, while an inlined array lookup adds ~6. The datapath
 makes no call on the IPv4 path: array tables, jiffies via the inlined bpf_jiffies64, the CPU number
-inlined, the expiry search only when the first match has expired. Counters are one plain array indexed
-[cpu][slot] (layout 3): a percpu_array goes through its pointer table first, one more dependent cache
-miss (A/B in one chain, bench/rules_variants.py, 2026-12-04: 1 to 3 ns a packet for 1, 64 and 256 rules, 4 and 8 with all tables).
-skb->dev->ifindex is read only when a rule names an interface. What is left, from the same script's
-variants cut short (one UDP sender flat out, 2026-12-04 11:55 UTC, ns above the floor, sets 1 / 256 /
-2 all tables): the program as shipped 35.9 / 45.4 / 50.8; without the counter update 28.2 / 35.6 / 40.6
-(the counter line's miss is exposed: the stats' clock read waits for it); classification only, no rule
-record, expiry or counter, 25.3 / 32.3 / 39.7; without any address or port table 37.0 / 40.8 / 41.0. So
-with every field through its table the tables add ~10 ns (they are read in parallel, each a dependent
-pair of lines), the match's rule record ~3 ns and its counter ~10 ns on top of a ~25 ns core (parse,
-active set, cfg, protocol vector, first set bit). Tried and dropped (same harness): a kmalloc'd
-(<= 32 KiB) or non-mappable counter array instead of the mapped one (no change: the miss is a cache
-miss, not a TLB one), a fixed host-hash multiplier (no change), one classifier for both sets (the code
-halved: ~3 ns, within noise), warming the last matched counter line first (~2 ns), aligning map values
-to cache lines. The tables are preallocated: 2.4 MB of kernel memory for both sets while the program is
-loaded. {standing} The floor alone is ~60 ns of the 100. Figures move by +-5 ns between runs with the
-machine's other load.
+inlined, the expiry search only when the first match has expired. Layout 4 (2026-12-04 afternoon):
+everything the IPv4 path reads sits in one map value per set at fixed offsets, so a packet makes one map
+lookup for its set instead of up to seven (A/B, old and new programs in turn: 4-7 ns a packet); and the
+counters are indexed [cpu][set][position], so their address is known as soon as the match is, instead of
+waiting for the rule record's slot (A/B in one chain, bench/rules_variants.py, variant "counter by slot":
+1 / 4 / 3 / 7 ns for 1 / 256 / 2 all tables / 256 all tables). Counts survive changes through a pinned
+base by slot that user space folds after each switch (collectors/rules/README.md). What is left, from
+the same script's variants cut short (one UDP sender flat out, 15:00 UTC, ns above the floor, sets 1 /
+256 / 2 all tables / 256 all tables): as shipped 30.0 / 37.3 / 45.0 / 44.2; parsing alone 8.7; parsed,
+set found and its flags read 12.3; classification complete, no rule record, expiry or counter 24.7 /
+30.7 / 33.2 / 37.2; without the counter update 26.7 / 32.9 / 38.3 / 41.6; without any address or port
+table 30.5 / 29.4 / 27.8 / 28.6. So with every field through its table, the three tables add ~12-15 ns
+and the counter 4-8 ns (the line is reloaded from L2 on every packet: the stack between two packets
+evicts L1), on a ~12 ns core of parse and set lookup. Tried and dropped (same harness): a kmalloc'd (<= 32
+KiB) or non-mappable counter array (no change: the miss is a cache miss, not a TLB one), a fixed host-hash
+multiplier (no change, twice), one classifier for both sets (~3 ns, within noise), warming the last
+matched counter line first (~2 ns), aligning map values to cache lines, a 2 MB direct port table (one
+read instead of two; 0-4 ns, within noise, for 4 MB more per field), the first host vector on the
+bucket's key line (no change), and vectors kept as pointers and ANDed word by word at the end (the
+verifier gives up: every combination of pointer origins is a separate state). The tables are preallocated: 2.5 MB of kernel
+memory for both sets while the program is loaded. {standing} The floor alone
+is ~60 ns of the 100. Figures move by +-5 ns between runs with the machine's other load.
 
 Reproduce: `sudo .venv/bin/python bench/rules_bench.py` (`--quick` for fewer packets and rounds).
 """

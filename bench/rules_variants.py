@@ -54,6 +54,13 @@ VARIANTS = {
     "no src table": ([(SRC4, "")], "what the source address table costs"),
     "no dst table": ([(DST4, "")], "what the destination address table costs"),
     "no port table": ([(DPORT, "")], "what the destination port table costs"),
+    "fixed multiplier": ([(SRC4, SRC4.replace("c->src4.lo", "0x9E3779B1")), (DST4, DST4.replace("c->dst4.lo", "0x9E3779B1"))],
+                         "the host hash's multiplier as a constant: bucket address known before cfg is read"),
+    "no expiry check": ([("    if (r->expires && r->expires <= now) {\n", "    if (0) {\n")], "what checking the match's TTL costs"),
+    "parse only": ([("    p.dir = dir;\n", "    p.dir = dir;\n    if (p.sport != 999) return p.dport == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n")],
+                   "the packet parsed, nothing looked up"),
+    "set found": ([("    if (!c->nrules) return TC_ACT_UNSPEC;\n", "    if (c->nrules != 9999) return p->dport == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n")],
+                  "parsed, active set and its cfg read"),
     "no tables": ([(SRC4, ""), (DST4, ""), (DPORT, "")], "no address or port table read"),
 }
 
