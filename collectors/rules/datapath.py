@@ -41,19 +41,24 @@ from .compile import (ACLS, ADDR_TRIE_MAX, HBUCKETS, HSLOTS, MAX_RULES, MAX_SLOT
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "rules.bpf.c"
 SETS = ("a", "b")
-SET_MAPS = ("set", "src6", "dst6", "ifdir")
-# struct setv (rules.bpf.c): the parts of one set's map value, in order, each a multiple of
-# 64 bytes long (name, size)
-_PCLS_BYTES = 65536 * 2 + PCLS * 8 * WORDS
-_A4_BYTES = HBUCKETS * (2 * 4 * HSLOTS + 8 * WORDS * HSLOTS) + 65536 * 2 + NODES * 256 * 2 + ACLS * 8 * WORDS
-SET_PARTS: dict[str, tuple[int, int]] = {}
-_at = 0
-for _name, _size in (("cfg", 320), ("proto", PROTO_ENTRIES * 8 * WORDS), ("rules", MAX_RULES * 16), ("exp", MAX_RULES * 8),
-                     ("alive", (MAX_RULES + 2) * 8 * WORDS), ("sport", _PCLS_BYTES), ("dport", _PCLS_BYTES),
-                     ("src4", _A4_BYTES), ("dst4", _A4_BYTES)):
-    SET_PARTS[_name] = (_at, _size)
-    _at += _size
-SET_SIZE = _at
+
+
+def _layout(parts: tuple[tuple[str, int], ...]) -> tuple[dict[str, tuple[int, int]], int]:
+    """name -> (offset, size) of parts laid end to end, and the total."""
+    out, at = {}, 0
+    for name, size in parts:
+        out[name] = (at, size)
+        at += size
+    return out, at
+
+
+_VEC = 8 * WORDS
+_PTAB = 65536 * 2 + PCLS * _VEC
+_A4TAB = HBUCKETS * (8 * HSLOTS + _VEC * HSLOTS) + 65536 * 2 + NODES * 256 * 2 + ACLS * _VEC
+# struct setv (rules.bpf.c): one set's map value; every part a multiple of 64 bytes long
+SET_PARTS, SET_SIZE = _layout((("cfg", 320), ("proto", PROTO_ENTRIES * _VEC), ("rules", MAX_RULES * 16),
+                               ("exp", MAX_RULES * 8), ("alive", (MAX_RULES + 2) * _VEC), ("sport", _PTAB),
+                               ("dport", _PTAB), ("src4", _A4TAB), ("dst4", _A4TAB)))
 # The pin layout4 (rules.bpf.c). Layout 3 kept counters by slot; layout 2 in a per-CPU
 # array; layout 1 had LPM tries for every field and coarse-ns times.
 LAYOUT = 4
@@ -318,9 +323,9 @@ class Datapath:
             view[at:at + len(data)] = data
 
         put("cfg", META.pack(gen, 0, 0))  # half-written: says empty
-        for field in ("src4", "dst4", "sport", "dport"):
+        for field, width in _WIDTH.items():
             if field in c.tables:  # a table nobody constrains is never read: leave it
-                put(field, pack_table(c.tables[field], 32 if field.endswith("4") else 16))
+                put(field, pack_table(c.tables[field], width))
         for field in ("src6", "dst6"):
             m = self.map(f"{field}_{name}")
             for key in m.keys():
