@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from netns import veth_pair  # noqa: E402
+from variants import variant_file  # noqa: E402
 
 SRC = HERE.parent / "collectors" / "flows" / "flows.bpf.c"
 TABLE = 'BPF_TABLE("lru_hash", struct flow_key, struct flow_val, flows, MAX_FLOWS);'
@@ -67,14 +68,7 @@ VARIANTS = {
 
 def variant_source(tmp: Path, name: str) -> list:
     max_flows, subs, cflags, _ = VARIANTS[name]
-    text = SRC.read_text()
-    for anchor, repl in subs:
-        if anchor not in text:
-            raise SystemExit(f"flows_variants: {name!r}: flows.bpf.c no longer contains {anchor.strip()[:60]!r}; update the variant")
-        text = text.replace(anchor, repl, 1)
-    path = tmp / f"{name.replace(' ', '_').replace(',', '')}.bpf.c"
-    path.write_text(text)
-    return [str(path), [f"-DMAX_FLOWS={max_flows}", *cflags]]
+    return [str(variant_file(SRC, subs, tmp, name)), [f"-DMAX_FLOWS={max_flows}", *cflags]]
 
 
 def main() -> int:

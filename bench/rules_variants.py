@@ -1,9 +1,8 @@
 """Variants of the rules TC program measured against each other (figures to stdout).
 
 Each variant is collectors/rules/rules.bpf.c with one change made here by text
-substitution (the shipped source carries no experiment switches; an anchor that is gone
-fails loudly). Every variant is loaded as a real RuleBook in namespace A and given the
-same rule sets as bench/rules_bench.py; one variant at a time is attached with an
+substitution (bench/variants.py: an anchor that is gone fails loudly). Every variant
+is loaded as a real RuleBook in namespace A and given the same rule sets as bench/rules_bench.py; one variant at a time is attached with an
 empty program behind it (the floor) while one sender in B sends UDP datagrams to A flat
 out; rounds rotate the order. Figures: medians of run_time_ns / run_cnt, raw and above
 the floor. Counters are neither folded nor zeroed here (a variant may change their layout).
@@ -27,6 +26,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from netns import PYTHON, veth_pair  # noqa: E402
+from variants import variant_file  # noqa: E402
 
 SRC = HERE.parent / "collectors" / "rules" / "rules.bpf.c"
 COUNTER = "    struct counter *c = counters.lookup(&i);\n"
@@ -107,15 +107,7 @@ SETS = {"1": (1, False), "64": (64, False), "256": (256, False), "2T": (2, True)
 
 
 def variant_source(tmp: Path, name: str) -> str:
-    subs, _ = VARIANTS[name]
-    text = SRC.read_text()
-    for anchor, repl in subs:
-        if text.count(anchor) != 1:
-            raise SystemExit(f"rules_variants: {name!r}: rules.bpf.c no longer holds {anchor.strip()[:60]!r} once; update the variant")
-        text = text.replace(anchor, repl)
-    path = tmp / f"{name.replace(' ', '_')}.bpf.c"
-    path.write_text(text)
-    return str(path)
+    return str(variant_file(SRC, VARIANTS[name][0], tmp, name))
 
 
 def main() -> int:

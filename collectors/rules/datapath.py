@@ -309,7 +309,7 @@ class Datapath:
         view = self._set(s)
         _, n, _ = META.unpack_from(view, 0)
         at = SET_PARTS["rules"][0]
-        return [RULE.unpack_from(view, at + 16 * i) for i in range(min(n, MAX_RULES))]
+        return [RULE.unpack_from(view, at + RULE.size * i) for i in range(min(n, MAX_RULES))]
 
     def write_set(self, s: int, c: Compiled, gen: int) -> None:
         """Fill set `s` (which must be inactive) completely with `c`."""
@@ -376,11 +376,14 @@ class Datapath:
             at = self.counter_index(cpu, s, 0) * COUNTER_SIZE
             raw[at:at + len(blank)] = blank
 
+    def _base_raw(self) -> bytes:
+        return self.map("base").lookup(b"\0" * 4) or bytes(BASE_HEAD + MAX_SLOTS * COUNTER_SIZE)
+
     def read_base(self) -> tuple[int, list[tuple[int, int, int]]]:
         """(the generation folded last, (packets, bytes, last) per slot)."""
-        raw = self.map("base").lookup(b"\0" * 4) or bytes(BASE_HEAD + MAX_SLOTS * COUNTER_SIZE)
-        folded = int.from_bytes(raw[:8], "little")
-        return folded, [COUNTER.unpack_from(raw, BASE_HEAD + i * COUNTER_SIZE) for i in range(MAX_SLOTS)]
+        raw = self._base_raw()
+        return int.from_bytes(raw[:8], "little"), [COUNTER.unpack_from(raw, BASE_HEAD + i * COUNTER_SIZE)
+                                                   for i in range(MAX_SLOTS)]
 
     def write_base(self, folded: int, counts: list[tuple[int, int, int]]) -> None:
         body = b"".join(COUNTER.pack(*c).ljust(COUNTER_SIZE, b"\0") for c in counts)
@@ -410,10 +413,12 @@ class Datapath:
         active set, `slots` in position order: base + the active set's counters + the
         inactive set's while they are not folded (a change that stopped after its switch)."""
         active = self.active()
-        folded, base = self.read_base()
-        live = self.position_counters(active, len(slots))
-        out = {slot: (base[slot][0] + p, base[slot][1] + b, max(base[slot][2], last))
-               for slot, (p, b, last) in zip(slots, live)}
+        raw = self._base_raw()  # only the rules' slots are unpacked: this runs every tick
+        folded = int.from_bytes(raw[:8], "little")
+        out = {}
+        for slot, (p, b, last) in zip(slots, self.position_counters(active, len(slots))):
+            bp, bb, bl = COUNTER.unpack_from(raw, BASE_HEAD + (slot % MAX_SLOTS) * COUNTER_SIZE)
+            out[slot] = (bp + p, bb + b, max(bl, last))
         other = 1 - active
         if self.meta(other)[0] != folded:
             kernel = self.kernel_rules(other)
