@@ -538,10 +538,10 @@ def _packet(f) -> bytes:
 def test_kernel_classifies_like_the_compiled_model(rules, tmp_path):
     """The loaded program (run on synthetic packets with BPF_PROG_TEST_RUN) picks the
     same rule as the model of its tables in test_rules_logic, for every path: host hash,
-    trie, inline fields, port table, protocol, IPv6 tries, no match."""
+    trie, inline fields, port table, port intervals, protocol, IPv6 tries, no match."""
     from test_rules_logic import classify, flow
 
-    from ebpftop.collectors.rules.compile import compile_rules
+    from ebpftop.collectors.rules.compile import P_DPORT, P_SPORT, compile_rules
     from ebpftop.collectors.rules.grammar import parse_rule
 
     texts = ["deny tcp from 10.9.0.0/16 to any port 22", "count udp from 10.9.1.7 port 53",
@@ -552,6 +552,7 @@ def test_kernel_classifies_like_the_compiled_model(rules, tmp_path):
     texts += [f"count udp from 198.51.100.{i} to any port {4000 + i}" for i in range(1, 40)]
     (tmp_path / "set.rules").write_text("\n".join(texts) + "\n")
     c = compile_rules([parse_rule(t).with_(slot=i) for i, t in enumerate(texts)])
+    assert c.fields & P_SPORT and not c.fields & P_DPORT  # source ports: 5 intervals; destination: 85
     rng = random.Random(11)
     flows = []
     for _ in range(400):

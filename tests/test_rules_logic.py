@@ -87,8 +87,41 @@ def test_port_table_gives_every_port_the_ranges_that_hold_it():
     wild = 1 << 300
     t = port_table(ranges, wild)
     assert len(t.classes) <= 2 * 256 + 1
+    assert not t.hi  # far more than PINT intervals: only the table of every port
     for port in list(range(0, 65536, 97)) + [lo for lo, _, _ in ranges] + [hi for _, hi, _ in ranges] + [65535]:
         assert t.lookup(port, 16) == wild | sum(b for lo, hi, b in ranges if lo <= port <= hi), port
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 15])
+def test_few_port_intervals_are_searched_in_place_and_agree_with_the_table(n):
+    """Up to PINT intervals, the kernel searches their last ports (struct pint) instead
+    of reading the table of every port; both must give every port the same vector."""
+    from ebpftop.collectors.rules.compile import PINT, Table, pack_intervals
+
+    rng = random.Random(n)
+    ranges = [(lo, min(65535, lo + rng.choice([0, 1, 300])), 1 << i) for i, lo in enumerate(rng.sample(range(1, 65535), n))]
+    wild = 1 << 200
+    t = port_table(ranges, wild)
+    intervals = len({0, 65536} | {lo for lo, _, _ in ranges} | {hi + 1 for _, hi, _ in ranges}) - 1
+    assert len(t.hi) == intervals <= PINT and t.hi[-1] == 65535 and t.hi == sorted(t.hi)
+    whole = Table(t.root, classes=t.classes)  # the same table read through root
+    for port in list(range(0, 65536, 61)) + [x + d for lo, hi, _ in ranges for x in (lo, hi) for d in (-1, 0, 1)] + [0, 65535]:
+        port = min(65535, max(0, port))
+        want = wild | sum(b for lo, hi, b in ranges if lo <= port <= hi)
+        assert t.lookup(port, 16) == whole.lookup(port, 16) == want, port
+    packed = pack_intervals(t)
+    assert len(packed) == 2 * PINT + 32 * PINT and packed[2 * len(t.hi):2 * PINT] == b"\xff\xff" * (PINT - len(t.hi))
+
+
+def test_more_port_intervals_than_pint_use_the_table():
+    from ebpftop.collectors.rules.compile import P_DPORT, PINT
+
+    ranges = [(100 * i + 1, 100 * i + 1, 1 << i) for i in range(PINT // 2)]  # 2 * 16 + 1 intervals
+    assert not port_table(ranges, 0).hi
+    assert port_table(ranges[:-1], 0).hi  # 31 intervals
+    rules = [parse_rule(f"count udp to any port {lo}").with_(slot=i) for i, (lo, _, _) in enumerate(ranges)]
+    assert not compile_rules(rules).fields & P_DPORT
+    assert compile_rules(rules[:-1]).fields & P_DPORT
 
 
 def test_address_table_is_a_longest_prefix_match():
@@ -248,10 +281,11 @@ def test_enforced_summary_lists_allow_and_deny_only():
     assert quit_question(RulesData((rec(2, "count"),), 0, (), 1, 256)) is None
 
 
-@pytest.mark.parametrize("marker, layout", [(None, 1), ("layout2", 2), ("layout3", 3)])
+@pytest.mark.parametrize("marker, layout", [(None, 1), ("layout2", 2), ("layout3", 3), ("layout4", 4)])
 def test_pins_of_an_older_layout_are_reported_and_only_flush_touches_them(tmp_path, marker, layout):
     """Pins written by an older ebpftop (v1, before layouts were named: LPM tries
-    everywhere, coarse-ns times; v2: per-CPU counters; v3: counters by slot) are never read as ours: changes are
+    everywhere, coarse-ns times; v2: per-CPU counters; v3: counters by slot; v4: no port
+    intervals in the set) are never read as ours: changes are
     refused with the reason, flush removes them. Plain files stand in for the pins: only
     names are looked at."""
     from ebpftop.collectors.rules.datapath import LAYOUT, PROGS, DatapathError
@@ -263,8 +297,8 @@ def test_pins_of_an_older_layout_are_reported_and_only_flush_touches_them(tmp_pa
         (pin / name).write_text("")
     book = RuleBook(str(pin), str(tmp_path / "state"))
     cur = book.read()
-    assert LAYOUT == 4
-    assert cur.rules == [] and f"older ebpftop (map layout {layout}; this one reads layout 4)" in cur.problem
+    assert LAYOUT == 5
+    assert cur.rules == [] and f"older ebpftop (map layout {layout}; this one reads layout 5)" in cur.problem
     assert "keep enforcing" in cur.problem and "ebpftop rules flush" in cur.problem
     with pytest.raises(DatapathError, match="older ebpftop"):
         book.add(parse_rule("deny udp"), "alice")

@@ -11,7 +11,10 @@ again. Cost per packet does not depend on the rule count.
 Tables, chosen so the kernel makes no function call for them (see rules.bpf.c):
 - protocol, family and direction: one array entry (rules naming an interface add a
   hash lookup of interface+direction);
-- ports: 65536 entries naming a class (the vector of the interval the port is in);
+- ports: the intervals between the ranges' ends. Up to PINT of them are searched in
+  place (a fixed five-step binary search over their upper ends, then the interval's own
+  vector: the vector's address follows from predicted branches, not from a loaded
+  value); more take 65536 entries naming a class;
 - IPv4 addresses: a 16-8-8 multibit trie whose leaves name classes, each prefix's
   class holding the union of the vectors of every stored prefix that contains it
   (longest match = the most specific vector);
@@ -25,6 +28,7 @@ field no rule constrains is not looked at.
 from __future__ import annotations
 
 import array
+import bisect
 import ipaddress
 import socket
 import struct
@@ -39,6 +43,7 @@ ADDR_TRIE_MAX = MAX_RULES  # IPv6 trie entries per field: a rule names at most o
 NODES = 512  # IPv4 trie nodes per field (rules.bpf.c); a prefix needs at most two
 ACLS = 512  # IPv4 address classes per field (rules.bpf.c)
 PCLS = 1024  # port classes per field (rules.bpf.c); 256 ranges make at most 513 intervals
+PINT = 32  # port intervals searched in place (struct pint, rules.bpf.c)
 CHILD = 0x8000
 HBUCKETS, HSLOTS = 128, 8  # IPv4 host hash (rules.bpf.c): buckets of 8 slots
 # odd multipliers tried in turn until every bucket fits; hosts that still do not fit go to the trie
@@ -53,6 +58,8 @@ F_SRC4, F_SRC6, F_DST4, F_DST6, F_SPORT, F_DPORT, F_IFDIR, F_TTL = (1 << i for i
 I_SRC4, I_DST4, I_SPORT, I_DPORT = (1 << i for i in range(8, 12))
 # IPv4 tables: H_* the host hash has entries, T_* the trie has (a field can have both)
 H_SRC4, H_DST4, T_SRC4, T_DST4 = (1 << i for i in range(12, 16))
+# port fields of at most PINT intervals: searched in place (Table.hi), not through root
+P_SPORT, P_DPORT = 1 << 16, 1 << 17
 PROTO_ENTRIES = 1536  # [(v6*2 + dir)*256 + proto]: no interface named; [1024 + v6*256 + proto]: all
 NO_EXPIRY = (1 << 64) - 1
 
@@ -72,9 +79,13 @@ class Table:
     buckets: list[list[tuple[int, int]]] = field(default_factory=list)  # IPv4 hosts: (address, class)
     mult: int = 0  # bucket = (address * mult mod 2**32) >> 25
     trie: bool = True  # whether the kernel reads root/nodes (when the hash has no entry)
+    hi: list[int] = field(default_factory=list)  # ports: each interval's last port, when at most PINT
+    spans: list[int] = field(default_factory=list)  # ports: each interval's vector, beside `hi`
 
     def lookup(self, value: int, width: int) -> int:
         """The vector for `value`, read the way the kernel reads it."""
+        if self.hi:
+            return self.spans[bisect.bisect_left(self.hi, value)]
         if self.buckets and value:
             for key, cls in self.buckets[bucket_of(value, self.mult)]:
                 if key == value:
@@ -197,6 +208,9 @@ def port_table(ranges: list[tuple[int, int, int]], wild: int) -> Table:
                 bits |= rb
         if bits:
             t.root[a:b] = array.array("H", [_class(t, ids, bits | wild)] * (b - a))
+        if len(cuts) - 1 <= PINT:
+            t.hi.append(b - 1)
+            t.spans.append(bits | wild)
     return t
 
 
@@ -274,7 +288,8 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
             c.fields |= inline[name]
             c.inline[name] = ranges[0][:2]
         else:
-            c.tables[name] = port_table(ranges, c.wild[wild[name]])
+            t = c.tables[name] = port_table(ranges, c.wild[wild[name]])
+            c.fields |= (P_SPORT if name == "sport" else P_DPORT) if t.hi else 0
     if c.ifdir:
         c.fields |= F_IFDIR
     expiring = [(e, 1 << pos) for pos, (_, _, e) in enumerate(c.rules) if e]
@@ -294,6 +309,13 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
 def lpm_key(plen: int, data: bytes) -> bytes:
     """struct { u32 prefixlen; u8 data[16]; } as the kernel wants it."""
     return struct.pack("<I", plen) + data
+
+
+def pack_intervals(t: Table) -> bytes:
+    """struct pint of rules.bpf.c: the intervals' last ports (padded with 65535, which
+    the search never passes) and their vectors."""
+    pad = PINT - len(t.hi)
+    return struct.pack(f"<{PINT}H", *t.hi, *[65535] * pad) + b"".join(pack_bits(v) for v in t.spans + [0] * pad)
 
 
 def pack_table(t: Table, width: int) -> bytes:

@@ -1,6 +1,6 @@
 """The pinned rules datapath: program, maps and tcx links under one bpffs directory.
 
-    <pin_dir>/layout4, active, counters, base, {set,src6,dst6,ifdir}_{a,b}
+    <pin_dir>/layout5, active, counters, base, {set,src6,dst6,ifdir}_{a,b}
     <pin_dir>/prog_ebpftop_rl_in ...      the loaded programs (attach more interfaces, no compile)
     <pin_dir>/link_<iface>_<in|eg>        tcx links: the program stays attached while pinned
 
@@ -35,8 +35,8 @@ from pathlib import Path
 from ..flows import tcx
 from . import bpfsys
 from ..bpfsys import wait_for_programs
-from .compile import (ACLS, ADDR_TRIE_MAX, HBUCKETS, HSLOTS, MAX_RULES, MAX_SLOTS, NO_EXPIRY, NODES, PCLS, PROTO_ENTRIES, WORDS,
-                      Compiled, lpm_key, pack_bits, pack_table)
+from .compile import (ACLS, ADDR_TRIE_MAX, HBUCKETS, HSLOTS, MAX_RULES, MAX_SLOTS, NO_EXPIRY, NODES, PCLS, PINT, PROTO_ENTRIES,
+                      WORDS, Compiled, lpm_key, pack_bits, pack_intervals, pack_table)
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "rules.bpf.c"
@@ -56,12 +56,13 @@ _VEC = 8 * WORDS
 _PTAB = 65536 * 2 + PCLS * _VEC
 _A4TAB = HBUCKETS * (8 * HSLOTS + _VEC * HSLOTS) + 65536 * 2 + NODES * 256 * 2 + ACLS * _VEC
 # struct setv (rules.bpf.c): one set's map value; every part a multiple of 64 bytes long
-SET_PARTS, SET_SIZE = _layout((("cfg", 320), ("proto", PROTO_ENTRIES * _VEC), ("rules", MAX_RULES * 16),
+SET_PARTS, SET_SIZE = _layout((("cfg", 320), ("spi", 2 * PINT + PINT * _VEC), ("dpi", 2 * PINT + PINT * _VEC), ("proto", PROTO_ENTRIES * _VEC), ("rules", MAX_RULES * 16),
                                ("exp", MAX_RULES * 8), ("alive", (MAX_RULES + 2) * _VEC), ("sport", _PTAB),
                                ("dport", _PTAB), ("src4", _A4TAB), ("dst4", _A4TAB)))
-# The pin layout4 (rules.bpf.c). Layout 3 kept counters by slot; layout 2 in a per-CPU
-# array; layout 1 had LPM tries for every field and coarse-ns times.
-LAYOUT = 4
+# The pin layout5 (rules.bpf.c). Layout 4 had no port intervals in the set; layout 3
+# kept counters by slot; layout 2 in a per-CPU array; layout 1 had LPM tries for every
+# field and coarse-ns times.
+LAYOUT = 5
 PROGS = ("ebpftop_rl_in", "ebpftop_rl_eg", "ebpftop_rl3_in", "ebpftop_rl3_eg")
 PROG_PREFIX = "ebpftop_rl"
 _WIDTH = {"src4": 32, "dst4": 32, "sport": 16, "dport": 16}
@@ -326,6 +327,8 @@ class Datapath:
         for field, width in _WIDTH.items():
             if field in c.tables:  # a table nobody constrains is never read: leave it
                 put(field, pack_table(c.tables[field], width))
+                if c.tables[field].hi:
+                    put(field[0] + "pi", pack_intervals(c.tables[field]))
         for field in ("src6", "dst6"):
             m = self.map(f"{field}_{name}")
             for key in m.keys():
