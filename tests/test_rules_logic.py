@@ -149,17 +149,31 @@ def test_address_table_is_a_longest_prefix_match():
         assert t.lookup(a, 32) == want, ip
 
 
-def test_hosts_that_fit_no_hash_bucket_go_to_the_trie(monkeypatch):
-    monkeypatch.setattr("ebpftop.collectors.rules.compile.MULTIPLIERS", (1,))  # bucket = first 7 bits
-    hosts = {(32, 0x0A000000 | i * 77): 1 << i for i in range(20)}  # 10.0.x.y: all in one bucket
+def test_hosts_that_fit_no_hash_slot_go_to_the_trie(monkeypatch):
+    monkeypatch.setattr("ebpftop.collectors.rules.compile.MULTIPLIERS", ((1, 1),))  # slot = the first 10 bits, twice
+    hosts = {(32, 0x0A000000 | i * 77): 1 << i for i in range(20)}  # 10.0.x.y: all in one slot
     hosts[(24, 0x0A000000)] = 1 << 30
     from ebpftop.collectors.rules.compile import _union_prefixes
     t = address_table(_union_prefixes(hosts, 32), "src4", wild=1 << 31)
-    assert [len(b) for b in t.buckets if b] == [8] and t.trie and t.nodes
+    assert sum(1 for s in t.slots if s) == 1 and t.trie and t.nodes
     for i in range(20):
         want = 1 << i | 1 << 31 | (1 << 30 if i * 77 < 256 else 0)
         assert t.lookup(0x0A000000 | i * 77, 32) == want
     assert t.lookup(0x0A000001, 32) == 1 << 30 | 1 << 31 and t.lookup(0x0B000000, 32) == 1 << 31
+
+
+def test_cuckoo_hash_holds_every_host_of_a_full_set():
+    """256 hosts, however alike, each get one of their two slots (no trie), and every
+    host is found in the slot the kernel reads."""
+    from ebpftop.collectors.rules.compile import slot_of
+
+    for base in (0x0A000000, 0xC6336400, 0x00000001):
+        hosts = {(32, base + i): 1 << i for i in range(128)} | {(32, base + 128 + i * 256): 1 << (128 + i) for i in range(128)}
+        t = address_table(hosts, "dst4", wild=0)
+        assert not t.trie and sum(1 for s in t.slots if s) == 256
+        for (_, a), bits in hosts.items():
+            assert any(t.slots[slot_of(a, m)] and t.slots[slot_of(a, m)][0] == a for m in t.mults)
+            assert t.lookup(a, 32) == bits
 
 
 def test_compiled_entries_classify_like_a_linear_scan():
@@ -205,7 +219,7 @@ def test_limits_refuse_with_the_reason():
     nets = [parse_rule(f"deny from {i}.{i}.1.0/25 to 10.{i}.2.3").with_(slot=i) for i in range(1, 256)]
     c = compile_rules(nets)
     assert len(c.tables["src4"].nodes) == 2 * 255
-    assert sum(map(len, c.tables["dst4"].buckets)) == 255 and not c.tables["dst4"].nodes  # hosts: the hash
+    assert sum(1 for s in c.tables["dst4"].slots if s) == 255 and not c.tables["dst4"].nodes  # hosts: the hash
     with pytest.raises(LimitError, match="no interface named 'nope0'"):
         compile_rules(rules_of("deny on nope0"), ifindex=lambda n: (_ for _ in ()).throw(OSError()))
 

@@ -45,9 +45,11 @@ ACLS = 512  # IPv4 address classes per field (rules.bpf.c)
 PCLS = 1024  # port classes per field (rules.bpf.c); 256 ranges make at most 513 intervals
 PINT = 32  # port intervals searched in place (struct pint, rules.bpf.c)
 CHILD = 0x8000
-HBUCKETS, HSLOTS = 128, 8  # IPv4 host hash (rules.bpf.c): buckets of 8 slots
-# odd multipliers tried in turn until every bucket fits; hosts that still do not fit go to the trie
-MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646D, 0xFD7046C5, 0xB55A4F09)
+HSLOTS = 1024  # IPv4 host hash (rules.bpf.c): a host is in one of two slots (cuckoo hashing)
+MAX_KICKS = 200  # cuckoo moves tried for one host before it is left to the trie
+# odd multiplier pairs tried in turn until every host has a slot; hosts that still have
+# none go to the trie
+MULTIPLIERS = ((0x9E3779B1, 0x85EBCA77), (0xC2B2AE3D, 0x27D4EB2F), (0x165667B1, 0xD3A2646D), (0xFD7046C5, 0xB55A4F09))
 ACTION_CODES = {"count": 0, "allow": 1, "deny": 2}
 
 # wildcard vector indexes (match rules.bpf.c)
@@ -76,8 +78,8 @@ class Table:
     root: array.array
     nodes: list[array.array] = field(default_factory=list)
     classes: list[int] = field(default_factory=lambda: [0])
-    buckets: list[list[tuple[int, int]]] = field(default_factory=list)  # IPv4 hosts: (address, class)
-    mult: int = 0  # bucket = (address * mult mod 2**32) >> 25
+    slots: list[tuple[int, int] | None] = field(default_factory=list)  # IPv4 hosts: (address, class) or empty
+    mults: tuple[int, int] = (0, 0)  # a host is in slot_of(address, mults[0]) or slot_of(address, mults[1])
     trie: bool = True  # whether the kernel reads root/nodes (when the hash has no entry)
     hi: list[int] = field(default_factory=list)  # ports: each interval's last port, when at most PINT
     spans: list[int] = field(default_factory=list)  # ports: each interval's vector, beside `hi`
@@ -86,10 +88,11 @@ class Table:
         """The vector for `value`, read the way the kernel reads it."""
         if self.hi:
             return self.spans[bisect.bisect_left(self.hi, value)]
-        if self.buckets and value:
-            for key, cls in self.buckets[bucket_of(value, self.mult)]:
-                if key == value:
-                    return self.classes[cls]
+        if self.slots and value:
+            for m in self.mults:
+                got = self.slots[slot_of(value, m)]
+                if got is not None and got[0] == value:
+                    return self.classes[got[1]]
         if not self.trie:
             return self.classes[0]
         e = self.root[value >> (width - 16)]
@@ -137,22 +140,39 @@ def _class(t: Table, ids: dict[int, int], bits: int) -> int:
     return ids[bits]
 
 
-def bucket_of(address: int, mult: int) -> int:
-    return ((address * mult) & 0xFFFFFFFF) >> 25
+def slot_of(address: int, mult: int) -> int:
+    return ((address * mult) >> 22) & (HSLOTS - 1)
+
+
+def _cuckoo(hosts: dict[int, int], mults: tuple[int, int]) -> tuple[list, dict[int, int]]:
+    """Each host in one of its two slots, moving others to their other slot to make room;
+    returns the slots and the hosts left without one."""
+    slots: list[tuple[int, int] | None] = [None] * HSLOTS
+    left: dict[int, int] = {}
+    for entry in hosts.items():
+        at = slot_of(entry[0], mults[0])
+        for _ in range(MAX_KICKS):
+            entry, slots[at] = slots[at], entry
+            if entry is None:
+                break
+            a, b = (slot_of(entry[0], m) for m in mults)
+            at = b if at == a else a
+        else:
+            left[entry[0]] = entry[1]
+    return slots, left
 
 
 def _hash_hosts(t: Table, hosts: dict[int, int]) -> dict[int, int]:
-    """Put host -> class entries in the hash; returns those that fit no bucket."""
-    for mult in MULTIPLIERS:
-        buckets: list[list[tuple[int, int]]] = [[] for _ in range(HBUCKETS)]
-        for addr, cls in hosts.items():
-            buckets[bucket_of(addr, mult)].append((addr, cls))
-        if all(len(b) <= HSLOTS for b in buckets):
-            t.buckets, t.mult = buckets, mult
-            return {}
-    t.buckets = [b[:HSLOTS] for b in buckets]
-    t.mult = mult
-    return {addr: cls for b in buckets for addr, cls in b[HSLOTS:]}
+    """Put host -> class entries in the hash; returns those that fit no slot."""
+    best = None
+    for mults in MULTIPLIERS:
+        slots, left = _cuckoo(hosts, mults)
+        if best is None or len(left) < len(best[2]):
+            best = (slots, mults, left)
+        if not left:
+            break
+    t.slots, t.mults, left = best
+    return left
 
 
 def address_table(entries: dict[tuple[int, int], int], name: str, wild: int) -> Table:
@@ -274,9 +294,9 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
             c.inline[name] = (value, (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF)
         elif name.endswith("4"):
             t = c.tables[name] = address_table(_union_prefixes(entries, 32), name, c.wild[wild[name]])
-            c.fields |= (H_SRC4 if name == "src4" else H_DST4) if t.buckets else 0
+            c.fields |= (H_SRC4 if name == "src4" else H_DST4) if t.slots else 0
             c.fields |= (T_SRC4 if name == "src4" else T_DST4) if t.trie else 0
-            c.inline[name] = (t.mult, 0)  # the kernel reads the multiplier from struct cfg
+            c.inline[name] = t.mults  # the kernel reads the multipliers from struct cfg
         else:
             c.tries[name] = {(plen, value.to_bytes(16, "big")): bits
                              for (plen, value), bits in _union_prefixes(entries, 128).items()}
@@ -322,10 +342,8 @@ def pack_table(t: Table, width: int) -> bytes:
     """struct ptab (ports) or struct a4tab (IPv4) of rules.bpf.c, as one map value."""
     out = bytearray()
     if width == 32:
-        for bucket in t.buckets or [[]] * HBUCKETS:
-            keys = [k for k, _ in bucket] + [0] * (HSLOTS - len(bucket))
-            vectors = [t.classes[c] for _, c in bucket] + [0] * (HSLOTS - len(bucket))
-            out += struct.pack(f"<{HSLOTS}I32x", *keys) + b"".join(pack_bits(v) for v in vectors)
+        for got in t.slots or [None] * HSLOTS:
+            out += struct.pack("<I28x", got[0]) + pack_bits(t.classes[got[1]]) if got else bytes(64)
     out += t.root.tobytes()
     if width == 32:
         node_bytes = bytearray(2 * 256 * NODES)

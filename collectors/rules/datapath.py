@@ -35,7 +35,7 @@ from pathlib import Path
 from ..flows import tcx
 from . import bpfsys
 from ..bpfsys import wait_for_programs
-from .compile import (ACLS, ADDR_TRIE_MAX, HBUCKETS, HSLOTS, MAX_RULES, MAX_SLOTS, NO_EXPIRY, NODES, PCLS, PINT, PROTO_ENTRIES,
+from .compile import (ACLS, ADDR_TRIE_MAX, HSLOTS, MAX_RULES, MAX_SLOTS, NO_EXPIRY, NODES, PCLS, PINT, PROTO_ENTRIES,
                       WORDS, Compiled, lpm_key, pack_bits, pack_intervals, pack_table)
 
 HERE = Path(__file__).resolve().parent
@@ -54,9 +54,9 @@ def _layout(parts: tuple[tuple[str, int], ...]) -> tuple[dict[str, tuple[int, in
 
 _VEC = 8 * WORDS
 _PTAB = 65536 * 2 + PCLS * _VEC
-_A4TAB = HBUCKETS * (8 * HSLOTS + _VEC * HSLOTS) + 65536 * 2 + NODES * 256 * 2 + ACLS * _VEC
+_A4TAB = HSLOTS * 64 + 65536 * 2 + NODES * 256 * 2 + ACLS * _VEC
 # struct setv (rules.bpf.c): one set's map value; every part a multiple of 64 bytes long
-SET_PARTS, SET_SIZE = _layout((("cfg", 320), ("spi", 2 * PINT + PINT * _VEC), ("dpi", 2 * PINT + PINT * _VEC), ("proto", PROTO_ENTRIES * _VEC), ("rules", MAX_RULES * 16),
+SET_PARTS, SET_SIZE = _layout((("cfg", 320), ("ctz", 64), ("spi", 2 * PINT + PINT * _VEC), ("dpi", 2 * PINT + PINT * _VEC), ("proto", PROTO_ENTRIES * _VEC), ("rules", MAX_RULES * 16),
                                ("exp", MAX_RULES * 8), ("alive", (MAX_RULES + 2) * _VEC), ("sport", _PTAB),
                                ("dport", _PTAB), ("src4", _A4TAB), ("dst4", _A4TAB)))
 # The pin layout5 (rules.bpf.c). Layout 4 had no port intervals in the set; layout 3
@@ -72,6 +72,9 @@ COUNTER = struct.Struct("<QQQ")  # packets, bytes, last hit (jiffies); 32 bytes 
 COUNTER_SIZE = 32
 RULE = struct.Struct("<IIQ")
 BASE_HEAD = 32  # struct base: folded generation, padding, then a counter per slot
+# struct setv's ctz: the bit of (b * DEBRUIJN) >> 58 for each one-bit b (rules.bpf.c lowest())
+DEBRUIJN = 0x03F79D71B4CA8B09
+CTZ = bytes(sorted(range(64), key=lambda i: ((DEBRUIJN << i) & 0xFFFFFFFFFFFFFFFF) >> 58))
 META = struct.Struct("<QII")  # the head of struct cfg: generation, number of rules, field flags
 
 
@@ -324,6 +327,7 @@ class Datapath:
             view[at:at + len(data)] = data
 
         put("cfg", META.pack(gen, 0, 0))  # half-written: says empty
+        put("ctz", CTZ)
         for field, width in _WIDTH.items():
             if field in c.tables:  # a table nobody constrains is never read: leave it
                 put(field, pack_table(c.tables[field], width))

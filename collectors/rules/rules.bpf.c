@@ -54,19 +54,20 @@ struct ptab { u16 root[65536]; struct bits cls[PCLS]; };
  * branches, so the vector's address is known without waiting for a load; through
  * root, the class's address waits for root's line (two dependent misses, ~4 ns here). */
 struct pint { u16 hi[PINT]; struct bits v[PINT]; };
-/* IPv4 addresses: host addresses (/32) in a hash of 8-slot buckets holding the hosts'
- * vectors (the slot that matches is predicted, so its vector is read alongside the
- * keys), the other prefixes in a 16-8-8 multibit trie with the longest match pushed to
- * the leaves, read only when the hash has no entry. Array reads only, never a function
- * call. The hash multiplier is in struct cfg (inl.lo). */
-#define HBUCKETS 128
-struct hbucket { u32 key[8]; u32 pad[8]; struct bits v[8]; }; /* v: the host's vector itself */
-struct a4tab { struct hbucket hb[HBUCKETS]; u16 root[65536]; u16 node[NODES][256]; struct bits cls[ACLS]; };
+/* IPv4 addresses: host addresses (/32) in a cuckoo hash, each in one of two slots that
+ * hold the host's vector beside its key (one line: a probe is one read), the other
+ * prefixes in a 16-8-8 multibit trie with the longest match pushed to the leaves, read
+ * only when the hash has no entry. Array reads only, never a function call. The two
+ * hash multipliers are in struct cfg (inl.lo, inl.hi). */
+#define HSLOTS 1024
+struct hslot { u32 key; u32 pad[7]; struct bits v; };
+struct a4tab { struct hslot h[HSLOTS]; u16 root[65536]; u16 node[NODES][256]; struct bits cls[ACLS]; };
 /* Everything the IPv4 path of one set reads, in one map value: one lookup, then fixed
  * offsets (each map lookup is a dozen instructions on the hot path). Parts start on
  * 64-byte boundaries; datapath.SET_PARTS has the same layout. */
 struct setv {
     struct cfg cfg; u64 pad0[2];
+    u8 ctz[64]; /* see lowest() */
     struct pint spi, dpi; /* beside cfg: the same page */
     struct bits proto[PROTO_ENTRIES];
     struct rule rules[MAX_RULES];
@@ -135,13 +136,13 @@ static __always_inline int empty(struct bits *acc) {
     return !(acc->w[0] | acc->w[1] | acc->w[2] | acc->w[3]);
 }
 
-static __always_inline struct bits *a4_lookup(struct a4tab *t, u32 a, u32 mult, int hosts, int trie) {
+static __always_inline struct bits *a4_lookup(struct a4tab *t, u32 a, struct inl *m, int hosts, int trie) {
     u32 e = 0;
     if (hosts && a) { /* 0.0.0.0 is the key of empty slots: never hashed, left to the trie */
-        struct hbucket *b = &t->hb[(a * mult) >> 25];
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            if (b->key[i] == a) return &b->v[i];
+        struct hslot *s = &t->h[((u64)a * m->lo >> 22) & (HSLOTS - 1)];
+        if (s->key == a) return &s->v;
+        s = &t->h[((u64)a * m->hi >> 22) & (HSLOTS - 1)];
+        if (s->key == a) return &s->v;
     }
     if (trie) {
         e = t->root[a >> 16];
@@ -158,35 +159,32 @@ static __always_inline struct bits *port_lookup(struct ptab *t, u16 port) {
     return &t->cls[t->root[port] & (PCLS - 1)];
 }
 
-/* The first interval whose last port is >= port: five fixed steps (hi[PINT - 1] is
- * always 65535). */
-static __always_inline struct bits *pint_lookup(struct pint *t, u16 port) {
-    u32 k = 0;
-#pragma unroll
-    for (u32 step = PINT / 2; step; step >>= 1)
-        if (t->hi[(k + step - 1) & (PINT - 1)] < port) k += step;
+/* The first interval whose last port is >= port (hi[PINT - 1] is always 65535): five
+ * compares in a tree written out, so every index is a constant (a loop's computed
+ * indexes cost ~40 instructions). */
+#define PK1(K) (port > t->hi[K] ? K + 1 : K)
+#define PK2(K) (port > t->hi[K + 1] ? PK1(K + 2) : PK1(K))
+#define PK4(K) (port > t->hi[K + 3] ? PK2(K + 4) : PK2(K))
+#define PK8(K) (port > t->hi[K + 7] ? PK4(K + 8) : PK4(K))
+static __always_inline struct bits *pint_lookup(struct pint *t, u32 port) {
+    u32 k = port > t->hi[15] ? PK8(16) : PK8(0);
     return &t->v[k & (PINT - 1)];
 }
 
-/* LLVM's BPF backend cannot lower __builtin_ctzll (bcc crashes), so: six steps. */
-static __always_inline u32 ctz64(u64 w) {
-    u32 n = 0;
-    if (!(w & 0xffffffffULL)) { n += 32; w >>= 32; }
-    if (!(w & 0xffff)) { n += 16; w >>= 16; }
-    if (!(w & 0xff)) { n += 8; w >>= 8; }
-    if (!(w & 0xf)) { n += 4; w >>= 4; }
-    if (!(w & 0x3)) { n += 2; w >>= 2; }
-    if (!(w & 0x1)) n += 1;
-    return n;
-}
-
-/* The lowest set bit is the first match: no loop over rules. */
-static __always_inline int lowest(struct bits *acc) {
-    if (acc->w[0]) return ctz64(acc->w[0]);
-    if (acc->w[1]) return 64 + ctz64(acc->w[1]);
-    if (acc->w[2]) return 128 + ctz64(acc->w[2]);
-    if (acc->w[3]) return 192 + ctz64(acc->w[3]);
-    return -1;
+/* The lowest set bit is the first match: no loop over rules. LLVM's BPF backend cannot
+ * lower __builtin_ctzll (bcc crashes), and six halving steps are ~30 instructions: the
+ * lowest bit alone (w & -w) times a de Bruijn constant puts a distinct 6-bit number in
+ * the top bits, and set->ctz (written with the set, beside cfg) maps it to the bit. */
+#define DEBRUIJN 0x03f79d71b4ca8b09ULL
+static __always_inline int lowest(struct setv *sv, struct bits *acc) {
+    u64 w;
+    u32 base;
+    if (acc->w[0]) { w = acc->w[0]; base = 0; }
+    else if (acc->w[1]) { w = acc->w[1]; base = 64; }
+    else if (acc->w[2]) { w = acc->w[2]; base = 128; }
+    else if (acc->w[3]) { w = acc->w[3]; base = 192; }
+    else return -1;
+    return base + sv->ctz[((w & -w) * DEBRUIJN) >> 58];
 }
 
 static __always_inline int verdict(struct rule *r, struct __sk_buff *skb, u64 now, u32 at) {
@@ -265,12 +263,12 @@ static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
         if (fields & I_SRC4) {
             if ((p->src4 & c->src4.hi) != c->src4.lo) and_vec(&acc, &c->wild[W_SRC4]);
         } else if (fields & F_SRC4) {
-            and_vec(&acc, a4_lookup(&sv->src4, p->src4, c->src4.lo, fields & H_SRC4, fields & T_SRC4));
+            and_vec(&acc, a4_lookup(&sv->src4, p->src4, &c->src4, fields & H_SRC4, fields & T_SRC4));
         }
         if (fields & I_DST4) {
             if ((p->dst4 & c->dst4.hi) != c->dst4.lo) and_vec(&acc, &c->wild[W_DST4]);
         } else if (fields & F_DST4) {
-            and_vec(&acc, a4_lookup(&sv->dst4, p->dst4, c->dst4.lo, fields & H_DST4, fields & T_DST4));
+            and_vec(&acc, a4_lookup(&sv->dst4, p->dst4, &c->dst4, fields & H_DST4, fields & T_DST4));
         }
     }
     if (fields & F_SPORT) {
@@ -291,14 +289,14 @@ static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
             and_vec(&acc, port_lookup(&sv->dport, p->dport));
         }
     }
-    u32 pos = lowest(&acc);
+    u32 pos = lowest(sv, &acc);
     if (pos >= MAX_RULES) return TC_ACT_UNSPEC;
     struct rule *r = &sv->rules[pos & (MAX_RULES - 1)];
     u64 now = bpf_jiffies64(); /* inlined: a load, not a call */
     if (r->expires && r->expires <= now) {
         /* the first match has expired: take the first rule still alive */
         drop_expired(sv, &acc, now);
-        pos = lowest(&acc);
+        pos = lowest(sv, &acc);
         if (pos >= MAX_RULES) return TC_ACT_UNSPEC;
         r = &sv->rules[pos & (MAX_RULES - 1)];
     }
