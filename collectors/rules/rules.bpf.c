@@ -136,21 +136,32 @@ static __always_inline int empty(struct bits *acc) {
     return !(acc->w[0] | acc->w[1] | acc->w[2] | acc->w[3]);
 }
 
-static __always_inline struct bits *a4_lookup(struct a4tab *t, u32 a, struct inl *m, int hosts, int trie) {
-    u32 e = 0;
-    if (hosts && a) { /* 0.0.0.0 is the key of empty slots: never hashed, left to the trie */
+/* Hosts only (no shorter prefix in the field): two probes, else the field's wildcard
+ * rules (class 0). */
+static __always_inline struct bits *a4_hosts(struct a4tab *t, u32 a, struct inl *m) {
+    if (a) { /* 0.0.0.0 is the key of empty slots: never hashed */
         struct hslot *s = &t->h[((u64)a * m->lo >> 22) & (HSLOTS - 1)];
         if (s->key == a) return &s->v;
         s = &t->h[((u64)a * m->hi >> 22) & (HSLOTS - 1)];
         if (s->key == a) return &s->v;
     }
-    if (trie) {
-        e = t->root[a >> 16];
-        if (e & CHILD) {
-            e = t->node[e & (NODES - 1)][(a >> 8) & 0xff];
-            if (e & CHILD)
-                e = t->node[e & (NODES - 1)][a & 0xff];
-        }
+    return &t->cls[0];
+}
+
+/* Hosts (if any) first, then the trie. */
+static __always_inline struct bits *a4_lookup(struct a4tab *t, u32 a, struct inl *m, int hosts) {
+    u32 e;
+    if (hosts && a) {
+        struct hslot *s = &t->h[((u64)a * m->lo >> 22) & (HSLOTS - 1)];
+        if (s->key == a) return &s->v;
+        s = &t->h[((u64)a * m->hi >> 22) & (HSLOTS - 1)];
+        if (s->key == a) return &s->v;
+    }
+    e = t->root[a >> 16];
+    if (e & CHILD) {
+        e = t->node[e & (NODES - 1)][(a >> 8) & 0xff];
+        if (e & CHILD)
+            e = t->node[e & (NODES - 1)][a & 0xff];
     }
     return &t->cls[e & (ACLS - 1)];
 }
@@ -260,33 +271,45 @@ static __always_inline int classify_@S@(struct pkt *p, struct __sk_buff *skb) {
             and_into(&acc, &c->wild[W_DST6], dst6_@S@.lookup(&k6));
         }
     } else {
-        if (fields & I_SRC4) {
+        /* One test picks the path: the field's flags, masked, equal one pattern. */
+        u32 m = fields & (I_SRC4 | H_SRC4 | T_SRC4);
+        if (m == H_SRC4) {
+            and_vec(&acc, a4_hosts(&sv->src4, p->src4, &c->src4));
+        } else if (m == I_SRC4) {
             if ((p->src4 & c->src4.hi) != c->src4.lo) and_vec(&acc, &c->wild[W_SRC4]);
-        } else if (fields & F_SRC4) {
-            and_vec(&acc, a4_lookup(&sv->src4, p->src4, &c->src4, fields & H_SRC4, fields & T_SRC4));
+        } else if (m) {
+            and_vec(&acc, a4_lookup(&sv->src4, p->src4, &c->src4, fields & H_SRC4));
         }
-        if (fields & I_DST4) {
+        m = fields & (I_DST4 | H_DST4 | T_DST4);
+        if (m == H_DST4) {
+            and_vec(&acc, a4_hosts(&sv->dst4, p->dst4, &c->dst4));
+        } else if (m == I_DST4) {
             if ((p->dst4 & c->dst4.hi) != c->dst4.lo) and_vec(&acc, &c->wild[W_DST4]);
-        } else if (fields & F_DST4) {
-            and_vec(&acc, a4_lookup(&sv->dst4, p->dst4, &c->dst4, fields & H_DST4, fields & T_DST4));
+        } else if (m) {
+            and_vec(&acc, a4_lookup(&sv->dst4, p->dst4, &c->dst4, fields & H_DST4));
         }
     }
-    if (fields & F_SPORT) {
-        if (!p->has_ports || ((fields & I_SPORT) && (p->sport < c->sport.lo || p->sport > c->sport.hi))) {
-            and_vec(&acc, &c->wild[W_SPORT]);
-        } else if (fields & P_SPORT) {
-            and_vec(&acc, pint_lookup(&sv->spi, p->sport));
-        } else if (!(fields & I_SPORT)) {
-            and_vec(&acc, port_lookup(&sv->sport, p->sport));
-        }
-    }
-    if (fields & F_DPORT) {
-        if (!p->has_ports || ((fields & I_DPORT) && (p->dport < c->dport.lo || p->dport > c->dport.hi))) {
-            and_vec(&acc, &c->wild[W_DPORT]);
-        } else if (fields & P_DPORT) {
-            and_vec(&acc, pint_lookup(&sv->dpi, p->dport));
-        } else if (!(fields & I_DPORT)) {
-            and_vec(&acc, port_lookup(&sv->dport, p->dport));
+    if (fields & (F_SPORT | F_DPORT)) {
+        if (!p->has_ports) {
+            if (fields & F_SPORT) and_vec(&acc, &c->wild[W_SPORT]);
+            if (fields & F_DPORT) and_vec(&acc, &c->wild[W_DPORT]);
+        } else {
+            u32 m = fields & (F_SPORT | I_SPORT | P_SPORT);
+            if (m == (F_SPORT | P_SPORT)) {
+                and_vec(&acc, pint_lookup(&sv->spi, p->sport));
+            } else if (m == (F_SPORT | I_SPORT)) {
+                if (p->sport < c->sport.lo || p->sport > c->sport.hi) and_vec(&acc, &c->wild[W_SPORT]);
+            } else if (m) {
+                and_vec(&acc, port_lookup(&sv->sport, p->sport));
+            }
+            m = fields & (F_DPORT | I_DPORT | P_DPORT);
+            if (m == (F_DPORT | P_DPORT)) {
+                and_vec(&acc, pint_lookup(&sv->dpi, p->dport));
+            } else if (m == (F_DPORT | I_DPORT)) {
+                if (p->dport < c->dport.lo || p->dport > c->dport.hi) and_vec(&acc, &c->wild[W_DPORT]);
+            } else if (m) {
+                and_vec(&acc, port_lookup(&sv->dport, p->dport));
+            }
         }
     }
     u32 pos = lowest(sv, &acc);
