@@ -176,28 +176,32 @@ Where the time goes. On this VM every function call a BPF program makes costs 30
 the return thunks of the SRSO mitigation): measured on the same hook, a hash map lookup adds ~45 ns, an
 LPM trie lookup ~40, bpf_ktime_get_coarse_ns ~37, while an inlined array lookup adds ~6. The datapath
 makes no call on the IPv4 path: array tables, jiffies via the inlined bpf_jiffies64, the CPU number
-inlined, the expiry search only when the first match has expired. Layout 4 (2026-12-04 afternoon):
-everything the IPv4 path reads sits in one map value per set at fixed offsets, so a packet makes one map
-lookup for its set instead of up to seven (A/B, old and new programs in turn: 4-7 ns a packet); and the
-counters are indexed [cpu][set][position], so their address is known as soon as the match is, instead of
-waiting for the rule record's slot (A/B in one chain, bench/rules_variants.py, variant "counter by slot":
-1 / 4 / 3 / 7 ns for 1 / 256 / 2 all tables / 256 all tables). Counts survive changes through a pinned
-base by slot that user space folds after each switch (collectors/rules/README.md). What is left, from
-the same script's variants cut short (one UDP sender flat out, 15:00 UTC, ns above the floor, sets 1 /
-256 / 2 all tables / 256 all tables): as shipped 30.0 / 37.3 / 45.0 / 44.2; parsing alone 8.7; parsed,
-set found and its flags read 12.3; classification complete, no rule record, expiry or counter 24.7 /
-30.7 / 33.2 / 37.2; without the counter update 26.7 / 32.9 / 38.3 / 41.6; without any address or port
-table 30.5 / 29.4 / 27.8 / 28.6. So with every field through its table, the three tables add ~12-15 ns
-and the counter 4-8 ns (the line is reloaded from L2 on every packet: the stack between two packets
-evicts L1), on a ~12 ns core of parse and set lookup. Tried and dropped (same harness): a kmalloc'd (<= 32
-KiB) or non-mappable counter array (no change: the miss is a cache miss, not a TLB one), a fixed host-hash
-multiplier (no change, twice), one classifier for both sets (~3 ns, within noise), warming the last
-matched counter line first (~2 ns), aligning map values to cache lines, a 2 MB direct port table (one
-read instead of two; 0-4 ns, within noise, for 4 MB more per field), the first host vector on the
-bucket's key line (no change), and vectors kept as pointers and ANDed word by word at the end (the
-verifier gives up: every combination of pointer origins is a separate state). The tables are preallocated: 2.5 MB of kernel
-memory for both sets while the program is loaded. {standing} The floor alone
-is ~60 ns of the 100. Figures move by +-5 ns between runs with the machine's other load.
+inlined, the expiry search only when the first match has expired. Everything the IPv4 path reads sits in
+one map value per set at fixed offsets (one map lookup for the set), and counters are indexed
+[cpu][set][position], so their address is known as soon as the match is (collectors/rules/README.md).
+Layout 5 (2026-12-04 evening) cut the instructions a packet runs on the all-tables path from 429 to 327
+(counted by replaying the verified program on the benchmark's packet): host addresses in a cuckoo hash
+whose slot holds key and vector on one line (two probes at most; was 8-slot buckets, key line then vector
+line); port fields of at most 32 intervals searched in place beside the set's flags (was a 128 KB table
+of classes, then the class's vector); one masked compare picks each field's path; the match's bit by a de
+Bruijn multiply (was six halving steps). Layout 4 against layout 5 on the same packets (both programs in
+one tcx chain, order alternating, 12 rounds; four loads each, so four placements in memory): 256 all
+tables -8.2 / -6.7 / -7.0 / -4.4 ns a packet, 2 all tables -8.5 / -5.5 / -2.3 / -9.7. Taken one by one
+(bench/rules_variants.py, 16 rounds, every variant reloaded each round), the de Bruijn step and the
+written-out interval search measure within noise of the six halving steps and a search loop (-0.2 to
+-1.3 ns): what counts is the whole path, not any one part. Tried and dropped earlier (older layouts): a
+kmalloc'd (<= 32 KiB) or non-mappable counter array (no change: the miss is a cache miss, not a TLB one),
+a fixed host-hash multiplier (no change, twice), one classifier for both sets (~3 ns, within noise),
+warming the matched counter and rule lines early (no change), aligning map values to cache lines, a 2 MB
+direct port table (0-4 ns, within noise, for 4 MB more per field), and vectors kept as pointers and ANDed
+word by word at the end (the verifier gives up: every combination of pointer origins is a separate
+state). In BPF_PROG_TEST_RUN, where every line stays in L1, the same program costs 14 ns above its
+floor for 1 rule and 17 for 256 all tables, about half of the figures above: between two packets the
+network stack evicts L1. The tables are preallocated: 2.6 MB of
+kernel memory for both sets while the program is loaded. {standing} The floor alone is ~60 ns of the
+100. Figures move by +-5 ns between runs with the machine's other load, and more while the host is
+busy: of the runs of this code on 2026-12-04 evening, one had every figure, the floor and the one-rule set
+included, 10-20 ns higher than the others.
 
 Reproduce: `sudo .venv/bin/python bench/rules_bench.py` (`--quick` for fewer packets and rounds).
 """

@@ -15,9 +15,10 @@ Tables, chosen so the kernel makes no function call for them (see rules.bpf.c):
   place (a fixed five-step binary search over their upper ends, then the interval's own
   vector: the vector's address follows from predicted branches, not from a loaded
   value); more take 65536 entries naming a class;
-- IPv4 addresses: a 16-8-8 multibit trie whose leaves name classes, each prefix's
-  class holding the union of the vectors of every stored prefix that contains it
-  (longest match = the most specific vector);
+- IPv4 addresses: hosts (/32) in a two-choice cuckoo hash, each slot holding the
+  host's vector; other prefixes (and hosts no slot was found for) in a 16-8-8 multibit
+  trie whose leaves name classes, each prefix's class holding the union of the vectors
+  of every stored prefix that contains it (longest match = the most specific vector);
 - a port or IPv4 field whose rules all name the same range or prefix: no table, the
   kernel compares against it (the wildcard vector applies when it differs);
 - IPv6 addresses: LPM tries with the same unions (one kernel call per field).

@@ -52,7 +52,8 @@ struct ptab { u16 root[65536]; struct bits cls[PCLS]; };
 /* Ports again, when a field has at most PINT intervals: each interval's last port
  * (ascending, padded with 65535) and its vector. The search's compares are predicted
  * branches, so the vector's address is known without waiting for a load; through
- * root, the class's address waits for root's line (two dependent misses, ~4 ns here). */
+ * root, the class's address waits for root's line (two dependent reads, on two pages
+ * 128 KB apart). Here it sits beside cfg, on the page every packet reads anyway. */
 struct pint { u16 hi[PINT]; struct bits v[PINT]; };
 /* IPv4 addresses: host addresses (/32) in a cuckoo hash, each in one of two slots that
  * hold the host's vector beside its key (one line: a probe is one read), the other
