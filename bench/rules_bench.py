@@ -179,8 +179,9 @@ makes no call on the IPv4 path: array tables, jiffies via the inlined bpf_jiffie
 inlined, the expiry search only when the first match has expired. Everything the IPv4 path reads sits in
 one map value per set at fixed offsets (one map lookup for the set), and counters are indexed
 [cpu][set][position], so their address is known as soon as the match is (collectors/rules/README.md).
-Layout 5 (2026-12-04 evening) cut the instructions a packet runs on the all-tables path from 429 to 327
-(bench/rules_insns.py replays the verified program on the benchmark's packet): host addresses in a cuckoo hash
+Layout 5 (2026-12-04 evening) cut the instructions a packet runs from 268 / 306 / 322 / 371 / 381 to 231 /
+258 / 269 / 316 / 327 for the sets 1 / 64 / 256 / 2 all tables / 256 all tables (bench/rules_insns.py
+replays the verified program on the benchmark's packet): host addresses in a cuckoo hash
 whose slot holds key and vector on one line (two probes at most; was 8-slot buckets, key line then vector
 line); port fields of at most 32 intervals searched in place beside the set's flags (was a 128 KB table
 of classes, then the class's vector); one masked compare picks each field's path; the match's bit by a de
