@@ -185,12 +185,13 @@ replays the verified program on the benchmark's packet): host addresses in a cuc
 whose slot holds key and vector on one line (two probes at most; was 8-slot buckets, key line then vector
 line); port fields of at most 32 intervals searched in place beside the set's flags (was a 128 KB table
 of classes, then the class's vector); one masked compare picks each field's path; the match's bit by a de
-Bruijn multiply (was six halving steps). Layout 4 against layout 5 on the same packets (both programs in
-one tcx chain, order alternating, 12 rounds; four loads each, so four placements in memory): 256 all
-tables -8.2 / -6.7 / -7.0 / -4.4 ns a packet, 2 all tables -8.5 / -5.5 / -2.3 / -9.7. Taken one by one
+Bruijn multiply (was six halving steps). Layout 4 against layout 5 on the same packets (bench/rules_ab.py: both checkouts in one tcx chain, order
+alternating, 12 rounds a run, each run a fresh load, so a fresh placement in memory), paired differences:
+256 all tables -2.9 to -9.8 ns a packet over eight runs (median -7.6), 2 all tables -2.3 to -12.5 over six
+(median -7.0). Taken one by one
 (bench/rules_variants.py, 16 rounds, every variant reloaded each round), the de Bruijn step and the
 written-out interval search measure within noise of the six halving steps and a search loop (-0.2 to
--1.3 ns): what counts is the whole path, not any one part. Tried and dropped earlier (older layouts): a
+-1.3 ns): no single part accounts for the gain. Tried and dropped earlier (older layouts): a
 kmalloc'd (<= 32 KiB) or non-mappable counter array (no change: the miss is a cache miss, not a TLB one),
 a fixed host-hash multiplier (no change, twice), one classifier for both sets (~3 ns, within noise),
 warming the matched counter and rule lines early (no change), aligning map values to cache lines, a 2 MB

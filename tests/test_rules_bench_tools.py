@@ -4,7 +4,7 @@ bench/rules_variants.py builds each variant by substituting text in rules.bpf.c:
 source moves on, a variant must fail to build rather than quietly measure the shipped
 program under another name. bench/rules_insns.py replays the verified program on the
 benchmark's packet: the replay must end where the kernel does, at the matching rule's
-counter.
+counter. bench/rules_ab.py must run each version from its own checkout.
 """
 
 from __future__ import annotations
@@ -46,3 +46,15 @@ def test_replayed_packets_end_at_the_matching_rules_counter():
     run = {name: int(rows[name].split()[1]) for name in rows}
     assert 100 < run["1"] < run["2T"] < 1000, run  # every field through its table: more instructions
     assert abs(run["256T"] - run["2T"]) < 20, run  # 128 times the rules: only the scan for the first set word grows
+
+
+def test_ab_runs_each_version_from_its_checkout():
+    need_root()
+    repo = Path(__file__).parent.parent
+    got = subprocess.run([PYTHON, str(BENCH / "rules_ab.py"), "2", "2T", "here=", f"there={repo}"],
+                         capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr
+    assert f"here: datapath from {repo.resolve()}/collectors/rules/datapath.py" in got.stderr
+    assert "pkg0/ebpftop/collectors/rules/datapath.py" in got.stderr.split("there: ")[1]  # through a package of its own
+    rows = [line for line in got.stdout.splitlines() if "first in the chain" in line]
+    assert [r.split()[0] for r in rows] == ["here", "there"] and "paired, against here: median  +0.0" in rows[0]
