@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from netns import PYTHON, veth_pair  # noqa: E402
+from variants import ChainFigures  # noqa: E402
 
 AGENT = r"""
 import os, socket, sys
@@ -102,8 +103,7 @@ def main() -> int:
     names = list(versions)
     stats_fd = enable_stats()
     tmp = Path(tempfile.mkdtemp(prefix="ebpftop-rules-ab-"))
-    first: dict[str, list[float]] = {n: [] for n in names}
-    paired: dict[str, list[float]] = {n: [] for n in names}
+    figures = ChainFigures(names[0], prog_stats)
     agents: dict[str, subprocess.Popen] = {}
     try:
         with veth_pair("ebab") as net:
@@ -133,17 +133,11 @@ def main() -> int:
                     for name in order:
                         tell(name, "attach")
                     time.sleep(0.3)
-                    before = {n: prog_stats([ids[n]]) for n in order}
+                    figures.start(ids)
                     time.sleep(1.5)
-                    per = {}
-                    for n in order:
-                        ns, runs = prog_stats([ids[n]])
-                        per[n] = (ns - before[n][0]) / max(1, runs - before[n][1])
+                    figures.end(order[0])
                     for name in order:
                         tell(name, "detach")
-                    first[order[0]].append(per[order[0]] - per["floor"])
-                    for n in names:
-                        paired[n].append(per[n] - per[names[0]])
             finally:
                 stop(sender)
     finally:
@@ -157,9 +151,10 @@ def main() -> int:
     med = statistics.median
     print(f"{case}, {rounds} rounds of 1.5 s, one UDP sender flat out; load {os.getloadavg()[0]:.2f}")
     for n in names:
-        lead = f"{med(first[n]):6.1f}" if first[n] else "     -"
-        print(f"{n:16} first in the chain: {lead} ns above the floor (n={len(first[n])})   paired, against {names[0]}: "
-              f"median {med(paired[n]):+5.1f}  sd {statistics.pstdev(paired[n]):4.1f}")
+        first, paired = figures.first.get((n, ""), []), figures.paired[(n, "")]
+        lead = f"{med(first):6.1f}" if first else "     -"
+        print(f"{n:16} first in the chain: {lead} ns above the floor (n={len(first)})   paired, against {names[0]}: "
+              f"median {med(paired):+5.1f}  sd {statistics.pstdev(paired):4.1f}")
     return 0
 
 

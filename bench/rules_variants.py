@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from netns import PYTHON, veth_pair  # noqa: E402
-from variants import variant_file  # noqa: E402
+from variants import ChainFigures, variant_file  # noqa: E402
 
 SRC = HERE.parent / "collectors" / "rules" / "rules.bpf.c"
 COUNTER = "    struct counter *c = counters.lookup(&i);\n"
@@ -159,8 +159,7 @@ def main() -> int:
         return 2
     stats_fd = enable_stats()
     tmp = Path(tempfile.mkdtemp(prefix="ebpftop-rules-variants-"))
-    first: dict[tuple[str, str], list[float]] = {(n, s): [] for n in names for s in sets}
-    paired: dict[tuple[str, str], list[float]] = {(n, s): [] for n in names for s in sets}
+    figures = ChainFigures(names[0], prog_stats)
     try:
         with veth_pair("ebrv") as net:
             srcs = {n: variant_source(tmp, n) for n in names}
@@ -173,16 +172,10 @@ def main() -> int:
                 for line in agent.stdout:
                     m = json.loads(line)
                     if not m.get("end"):
-                        mark, before = m, {n: prog_stats([i]) for n, i in m["ids"].items()}
-                        continue
-                    per = {}
-                    for n, i in mark["ids"].items():
-                        ns, runs = prog_stats([i])
-                        per[n] = (ns - before[n][0]) / max(1, runs - before[n][1])
-                    case, lead = m["case"], mark["order"][0]
-                    first[(lead, case)].append(per[lead] - per["floor"])
-                    for n in names:
-                        paired[(n, case)].append(per[n] - per[names[0]])
+                        figures.start(m["ids"])
+                        lead = m["order"][0]
+                    else:
+                        figures.end(lead, m["case"])
                 if agent.wait() != 0:
                     raise RuntimeError(f"variants agent failed: {agent.stderr.read()[-2000:]}")
             finally:
@@ -192,7 +185,7 @@ def main() -> int:
         os.close(stats_fd)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def med(xs: list[float]) -> str:
+    def med(xs: list[float] | None) -> str:
         return f"{statistics.median(xs):6.1f}" if xs else "     -"
 
     print(f"{rounds} rounds, every variant loaded afresh each round; all in one tcx chain (order rotating, the floor "
@@ -200,7 +193,7 @@ def main() -> int:
     print(f"ns per packet above the floor when first in the chain | paired difference from {names[0]!r}")
     print(f"{'variant':18}" + "".join(f"{s:>20}" for s in sets) + "  what it asks")
     for n in names:
-        cells = "".join(f"{med(first[(n, s)])} | {med(paired[(n, s)])}{'':3}" for s in sets)
+        cells = "".join(f"{med(figures.first.get((n, s)))} | {med(figures.paired.get((n, s)))}{'':3}" for s in sets)
         print(f"{n:18}{cells}  {VARIANTS[n][1]}")
     return 0
 
