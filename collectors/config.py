@@ -95,6 +95,7 @@ class Option:
     check: Any
     flag: str
     doc: str
+    requires: Mapping[str, tuple[str, ...]]  # value of this setting -> fields it then needs
 
     @property
     def path(self) -> str:
@@ -158,6 +159,7 @@ def options() -> tuple[Option, ...]:
             check=meta.get("check"),
             flag=meta.get("flag") or "--" + f.name.replace("_", "-"),
             doc=docs.get(f.name, ""),
+            requires=types.MappingProxyType(dict(meta.get("requires") or {})),
         ))
     return tuple(out)
 
@@ -309,39 +311,44 @@ def _lines_of(text: str) -> dict[str, int]:
     return out
 
 
-def read_file(path: Path, env: Mapping[str, str], *, required: bool) -> tuple[dict[str, Any], list[Problem]]:
-    """One TOML file -> ({field name: value}, problems). A missing optional file is empty."""
+# Where a value was read: (where, line), as a Problem names it.
+Origins = dict[str, tuple[str, int | None]]
+
+
+def read_file(path: Path, env: Mapping[str, str], *, required: bool) -> tuple[dict[str, Any], list[Problem], Origins]:
+    """One TOML file -> ({field name: value}, problems, origins). A missing optional file is empty."""
     where = str(path)
     try:
         with open(path, "rb") as fh:
             reason = _unsafe_for_root(os.fstat(fh.fileno()), env)
             if reason:
-                return {}, [Problem(where, None, reason)]
+                return {}, [Problem(where, None, reason)], {}
             raw = fh.read()
     except FileNotFoundError:
-        return {}, ([Problem(where, None, "no such file")] if required else [])
+        return {}, ([Problem(where, None, "no such file")] if required else []), {}
     except OSError as exc:
-        return {}, [Problem(where, None, f"cannot read: {exc.strerror or exc}")]
+        return {}, [Problem(where, None, f"cannot read: {exc.strerror or exc}")], {}
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        return {}, [Problem(where, None, "not UTF-8 text", line)]
+        return {}, [Problem(where, None, "not UTF-8 text", line)], {}
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = _TOML_AT.search(msg)
         line = int(m.group(1)) if m else None
-        return {}, [Problem(where, None, f"invalid TOML: {_TOML_AT.sub('', msg)}", line)]
+        return {}, [Problem(where, None, f"invalid TOML: {_TOML_AT.sub('', msg)}", line)], {}
     return _read_doc(doc, where, _lines_of(text))
 
 
-def _read_doc(doc: dict[str, Any], where: str, lines: dict[str, int]) -> tuple[dict[str, Any], list[Problem]]:
+def _read_doc(doc: dict[str, Any], where: str, lines: dict[str, int]) -> tuple[dict[str, Any], list[Problem], Origins]:
     sections = _sections()
     paths = list(_by_path())
     values: dict[str, Any] = {}
     problems: list[Problem] = []
+    origins: Origins = {}
     for name, body in doc.items():
         if name not in sections:
             owner = [p for p in paths if p.split(".", 1)[1] == name]
@@ -372,16 +379,18 @@ def _read_doc(doc: dict[str, Any], where: str, lines: dict[str, int]) -> tuple[d
                 problems.append(Problem(where, path, reason, lines.get(path)))
             else:
                 values[opt.name] = coerced
-    return values, problems
+            origins[opt.name] = (where, lines.get(path))
+    return values, problems, origins
 
 
 # ---------------------------------------------------------------- environment and flags
 
 
-def read_env(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem]]:
+def read_env(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem], Origins]:
     by_env = {o.env: o for o in options()}
     values: dict[str, Any] = {}
     problems: list[Problem] = []
+    origins: Origins = {}
     for var in sorted(env):
         if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
             continue
@@ -397,13 +406,15 @@ def read_env(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem]]:
             problems.append(Problem(where, opt.path, reason))
         else:
             values[opt.name] = value
-    return values, problems
+        origins[opt.name] = (where, None)
+    return values, problems, origins
 
 
-def read_flags(flags: Mapping[str, object]) -> tuple[dict[str, Any], list[Problem]]:
+def read_flags(flags: Mapping[str, object]) -> tuple[dict[str, Any], list[Problem], Origins]:
     by_name = {o.name: o for o in options()}
     values: dict[str, Any] = {}
     problems: list[Problem] = []
+    origins: Origins = {}
     for name, raw in flags.items():
         opt = by_name.get(name)
         if opt is None:
@@ -415,7 +426,27 @@ def read_flags(flags: Mapping[str, object]) -> tuple[dict[str, Any], list[Proble
             problems.append(Problem(f"flag {opt.flag}", opt.path, reason))
         else:
             values[opt.name] = value
-    return values, problems
+        origins[opt.name] = (f"flag {opt.flag}", None)
+    return values, problems, origins
+
+
+def _missing_requirements(values: Mapping[str, Any], origins: Origins, reported: set[str | None]) -> list[Problem]:
+    """A setting whose value needs others (a controller its address) when they are unset.
+
+    Named where the needing value was set: that is the line to change or complete.
+    A needed setting that already has a problem of its own (in `reported`) is not repeated.
+    """
+    by_name = {o.name: o for o in options()}
+    problems = []
+    for opt in options():
+        value = values.get(opt.name, opt.default)
+        needed = [by_name[n] for n in (opt.requires.get(value, ()) if isinstance(value, str) else ())]
+        unset = [o for o in needed if o.path not in reported and values.get(o.name, o.default) in (None, "", ())]
+        if unset:
+            where, line = origins.get(opt.name, ("configuration", None))
+            names = " and ".join(o.path for o in unset)
+            problems.append(Problem(where, opt.path, f"{value!r} needs {names}, not set", line))
+    return problems
 
 
 # ---------------------------------------------------------------- the loader
@@ -447,13 +478,14 @@ def load_settings(
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     problems: list[Problem] = []
-    for path, required in config_files(config_path, env, system_file=system_file, user_file=user_file):
-        got, bad = read_file(path, env, required=required)
+    origins: Origins = {}
+    layers = [read_file(path, env, required=required)
+              for path, required in config_files(config_path, env, system_file=system_file, user_file=user_file)]
+    for got, bad, where in (*layers, read_env(env), read_flags(flags)):
         values.update(got)
         problems += bad
-    for got, bad in (read_env(env), read_flags(flags)):
-        values.update(got)
-        problems += bad
+        origins.update(where)
+    problems += _missing_requirements(values, origins, {p.key for p in problems})
     if problems:
         raise ConfigError(problems)
     return Settings(**values)

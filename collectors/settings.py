@@ -14,6 +14,8 @@ description string under it. config.py needs no change.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -26,9 +28,14 @@ Check = Callable[[Any], "str | None"]
 
 
 def setting(default: Any, section: str, key: str | None = None, *,
-            check: Check | None = None, flag: str | None = None) -> Any:
-    """A Settings field that lives at `[section] key` in the TOML file."""
-    meta = {"section": section, "key": key, "check": check, "flag": flag}
+            check: Check | None = None, flag: str | None = None,
+            requires: dict[str, tuple[str, ...]] | None = None) -> Any:
+    """A Settings field that lives at `[section] key` in the TOML file.
+
+    `requires` maps a value of this field to the fields that must then be set too
+    (checked once every layer is read, so each may come from a different layer).
+    """
+    meta = {"section": section, "key": key, "check": check, "flag": flag, "requires": requires or {}}
     return field(default=default, metadata=meta)
 
 
@@ -56,16 +63,46 @@ def not_empty(value: Any) -> str | None:
 
 
 def http_url(value: Any) -> str | None:
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https"):
+    """The one check of every URL setting: http(s), a host, a valid port, and brackets
+    only around an IPv6 literal. urlsplit alone raises on some of these (ValueError
+    from a setting check would be a traceback) and accepts others it should not."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "must not contain spaces or control characters"
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
         return "must be an http:// or https:// URL"
-    if not parts.hostname:
+    hostport = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    if hostport.startswith("["):
+        host, closed, after = hostport[1:].partition("]")
+        if not closed:
+            return "has '[' without ']' (brackets enclose an IPv6 address, e.g. http://[::1]:9090)"
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"has {host!r} in brackets, which is not an IPv6 address"
+        if after and not after.startswith(":"):
+            return "has text after ']' that is not :PORT"
+        port = after[1:]
+    else:
+        if "[" in hostport or "]" in hostport:
+            return "has a bracket outside an IPv6 address (write one as http://[::1]:9090)"
+        host, _, port = hostport.partition(":")
+        if ":" in port:
+            return "has an IPv6 address without brackets: write it as http://[::1]:9090"
+    if not host:
         return "must name a host, e.g. http://127.0.0.1:9090"
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        return "has an invalid port"
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return "has an invalid port (1-65535)"
+    try:  # what the clients will parse it with must agree
+        urllib.parse.urlsplit(value).port  # noqa: B018
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
     return None
+
+
+def http_urls(values: Any) -> str | None:
+    """http_url for each of a list of URLs, naming the bad one."""
+    return next((f"{u!r} {why}" for u in values if (why := http_url(u))), None)
 
 
 def iface_names(value: Any) -> str | None:
@@ -143,8 +180,12 @@ class Settings:
     """Fewer canary requests than this in the window is too little to judge: no data."""
 
     # [rollout]
-    rollout_controller: str | None = setting(None, "rollout", "controller", check=one_of("haproxy", "argo", "webhook"))
-    """What steers the canary's traffic: haproxy, argo or webhook; unset shows no rollout state."""
+    rollout_controller: str | None = setting(
+        None, "rollout", "controller", check=one_of("haproxy", "argo", "webhook"),
+        # argo needs none: its kubeconfig falls back to in-cluster, $KUBECONFIG, ~/.kube/config.
+        requires={"haproxy": ("rollout_haproxy_socket",), "webhook": ("rollout_webhook_url",)})
+    """What steers the canary's traffic: haproxy (needs haproxy_socket), argo or webhook (needs
+    webhook_url); unset shows no rollout state."""
     rollout_service: str = setting("default", "rollout", "service", check=not_empty)
     """The service the controller steers (the canary service of the same name supplies the evidence);
     `ebpftop rollback SERVICE` and the confirmation ask for this name."""
@@ -191,9 +232,7 @@ class Settings:
     # [profiles]
     profile_hz: int = setting(49, "profiles", "hz", check=between(0, 1000))
     """BPF CPU sampling frequency in Hz on every CPU; 0 turns the sampler off (pprof only)."""
-    pprof_urls: tuple[str, ...] = setting(
-        (), "profiles", "pprof", flag="--pprof",
-        check=lambda urls: next((f"{u!r} {why}" for u in urls if (why := http_url(u))), None))
+    pprof_urls: tuple[str, ...] = setting((), "profiles", "pprof", flag="--pprof", check=http_urls)
     """pprof endpoints (Go net/http/pprof), e.g. http://127.0.0.1:6060; the CPU profile
     path /debug/pprof/profile is added to a bare host:port."""
     pprof_seconds: float = setting(10.0, "profiles", check=between(1, 300))

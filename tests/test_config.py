@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pwd
 import subprocess
@@ -370,3 +371,117 @@ def test_bad_config_exits_2_before_touching_anything(tmp_path, verb):
     assert proc.stderr.strip() == f"ebpftop: {bad}:2: ui.refresh: must be > 0 and <= 60, got 0.0"
     assert proc.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# ---------------------------------------------------------------- URLs and what a setting needs
+
+BAD_URLS = [
+    ("http://[::1", "has '[' without ']'"),
+    ("http://a]b", "has a bracket outside an IPv6 address"),
+    ("http://[x]:9090", "has 'x' in brackets, which is not an IPv6 address"),
+    ("http://[1.2.3.4]:80", "which is not an IPv6 address"),
+    ("http://[::1]x:80", "has text after ']' that is not :PORT"),
+    ("http://::1:9090", "IPv6 address without brackets"),
+    ("http://h:0", "has an invalid port"),
+    ("http://h:+80", "has an invalid port"),
+    ("http://h:\u0663", "has an invalid port"),  # an Arabic-Indic digit: int() would take it
+    ("http://a b:90", "must not contain spaces or control characters"),
+    ("http://h\n:90", "must not contain spaces or control characters"),
+]
+URL_SETTINGS = [  # (field, section.key, file value wrapper) for every URL-typed setting
+    ("prometheus_url", "canary.prometheus_url", lambda u: u),
+    ("rollout_webhook_url", "rollout.webhook_url", lambda u: u),
+    ("pprof_urls", "profiles.pprof", lambda u: (u,)),
+]
+
+
+def test_every_url_setting_is_checked_by_the_one_url_check():
+    from ebpftop.collectors import settings as settings_module
+
+    for name, path, wrap in URL_SETTINGS:
+        opt = next(o for o in config.options() if o.name == name)
+        assert opt.path == path
+        assert opt.check(wrap("http://[x]:9090")) is not None
+    # and no other setting names a URL in its description without being in the list
+    urlish = {o.name for o in config.options() if "URL" in o.doc or o.key.endswith(("_url", "pprof"))}
+    assert urlish <= {n for n, _, _ in URL_SETTINGS} | {"rollout_controller"}, urlish
+    assert settings_module.http_url("http://[::1]:9090") is None
+    assert settings_module.http_url("https://user:pw@[fe80::1%eth0]:443/api?x=1") is None
+
+
+@pytest.mark.parametrize("url, reason", BAD_URLS)
+@pytest.mark.parametrize("name, path, wrap", URL_SETTINGS)
+def test_a_bad_url_is_a_config_error_in_every_layer(files, tmp_path, name, path, wrap, url, reason):
+    _, _, load = files
+    section, key = path.split(".")
+    value = wrap(url)
+    toml = f"[{section}]\n{key} = {json.dumps(value)}\n"  # a JSON string or list is TOML too
+    f = write(tmp_path / "c.toml", "# comment\n" + toml)
+    env_var = "EBPFTOP_" + name.upper()
+    for kwargs, where, line in (
+        ({"config_path": str(f)}, str(f), 3),
+        ({"env": {env_var: url}}, f"environment {env_var}", None),
+        ({"flags": {name: value}}, f"flag {next(o.flag for o in config.options() if o.name == name)}", None),
+    ):
+        with pytest.raises(ConfigError) as exc:
+            load(**kwargs)
+        (p,) = exc.value.problems
+        assert (p.where, p.key, p.line) == (where, path, line)
+        assert reason in p.reason
+
+
+@pytest.mark.parametrize("argv", [
+    ["--prometheus-url", "http://[::1"],
+    ["--pprof", "http://a]b"],
+    ["--prometheus-url", "http://[x]:9090"],
+])
+def test_a_bad_url_flag_exits_2_with_one_line_and_no_traceback(tmp_path, argv):
+    proc = run_cli(tmp_path, *argv, "snapshot", "--json")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"ebpftop: flag {argv[0]}: ")
+
+
+def test_a_bad_url_in_the_environment_exits_2_naming_the_variable(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_"))}
+    env.update(HOME=str(tmp_path), EBPFTOP_ROLLOUT_WEBHOOK_URL="http://[::1")
+    proc = subprocess.run([sys.executable, "-m", "ebpftop.tui.cli", "doctor"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("ebpftop: environment EBPFTOP_ROLLOUT_WEBHOOK_URL: rollout.webhook_url: has '['")
+
+
+def test_a_controller_without_its_address_is_a_config_error_where_it_is_chosen(files, tmp_path):
+    _, _, load = files
+    f = write(tmp_path / "c.toml", '# comment\n[rollout]\nservice = "pay"\ncontroller = "webhook"\n')
+    with pytest.raises(ConfigError) as exc:
+        load(config_path=str(f))
+    assert problems(exc) == [f"{f}:4: rollout.controller: 'webhook' needs rollout.webhook_url, not set"]
+
+    with pytest.raises(ConfigError) as exc:
+        load(env={"EBPFTOP_ROLLOUT_CONTROLLER": "haproxy"})
+    assert problems(exc) == ["environment EBPFTOP_ROLLOUT_CONTROLLER: rollout.controller: "
+                             "'haproxy' needs rollout.haproxy_socket, not set"]
+    with pytest.raises(ConfigError) as exc:
+        load(flags={"rollout_controller": "webhook"}, env={"EBPFTOP_ROLLOUT_WEBHOOK_URL": ""})
+    assert problems(exc) == ["flag --rollout-controller: rollout.controller: 'webhook' needs rollout.webhook_url, not set"]
+
+
+def test_a_controller_with_what_it_needs_from_any_layer_loads(files, tmp_path):
+    system, _, load = files
+    write(system, '[rollout]\ncontroller = "webhook"\n')
+    s = load(env={"EBPFTOP_ROLLOUT_WEBHOOK_URL": "http://[::1]:8080/rollout"})
+    assert (s.rollout_controller, s.rollout_webhook_url) == ("webhook", "http://[::1]:8080/rollout")
+    assert load(flags={"rollout_controller": "haproxy", "rollout_haproxy_socket": "/run/h.sock"}).rollout_controller == "haproxy"
+    # argo finds its cluster without settings (in-cluster account, $KUBECONFIG, ~/.kube/config)
+    assert load(env={"EBPFTOP_ROLLOUT_CONTROLLER": "argo"}).rollout_controller == "argo"
+
+
+def test_a_bad_address_is_reported_once_not_also_as_missing(files, tmp_path):
+    _, _, load = files
+    f = write(tmp_path / "c.toml", '[rollout]\ncontroller = "webhook"\nwebhook_url = "http://[x]"\n')
+    with pytest.raises(ConfigError) as exc:
+        load(config_path=str(f))
+    (p,) = exc.value.problems
+    assert (p.key, p.line) == ("rollout.webhook_url", 3)
