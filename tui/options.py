@@ -54,7 +54,9 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--audit-log", metavar="FILE", help="audit log path (default /var/log/ebpftop/audit.jsonl)")
     g.add_argument("--iface", dest="ifaces", action="append", metavar="NAME", help="watch this interface (repeatable)")
     g.add_argument("--prometheus-url", metavar="URL", help="Prometheus HTTP API for the canary pane")
-    g.add_argument("--lab", action="store_const", const=True, default=None, help="wire the dashboard to `ebpftop lab`")
+    g.add_argument("--lab", action="store_const", const=True, default=None,
+                   help="wire the dashboard (bringing the lab up) and snapshot, doctor, rollback (a running lab) "
+                        "to `ebpftop lab`")
     g.add_argument("--auto-rollback", action="store_const", const=True, default=None,
                    help="roll back on its own when the canary verdict stays fail (cancellable countdown)")
     g.add_argument("--pprof", dest="pprof_urls", action="append", metavar="URL",
@@ -95,18 +97,68 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return config.load_settings(flag_overrides(args), config_path=getattr(args, "config", None))
 
 
-def load_or_exit(args: argparse.Namespace) -> Settings:
+# How a verb takes `--lab` (or [lab] enabled), for load_or_exit.
+LAB_UP = "up"  # bring the lab up when it is not (the dashboard)
+LAB_RUNNING = "running"  # use the running lab; exit 2 when there is none
+LAB_UNUSED = None  # the verb reads no setting the lab changes
+
+
+def load_or_exit(args: argparse.Namespace, *, lab: str | None = LAB_RUNNING) -> Settings:
     """Settings for a verb, or exit 2 with every configuration problem on stderr.
 
     Call this before touching anything (files, BPF, network): bad configuration must
-    change nothing.
+    change nothing. With `--lab` the settings come back wired to the lab (`with_lab`),
+    the same way for every verb that passes `lab`.
     """
     from ebpftop.collectors.config import ConfigError
     from ebpftop.tui.text import clean
 
     try:
-        return settings_from_args(args)
+        settings = settings_from_args(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"ebpftop: {clean(problem)}", file=sys.stderr)
         raise SystemExit(2) from None
+    if settings.lab and lab is not LAB_UNUSED:
+        settings = with_lab(settings, bring_up=lab == LAB_UP)
+    return settings
+
+
+# The lab instance `--lab` means; tests point it at a state file of their own.
+LAB_CONFIG = None
+
+
+def with_lab(settings: Settings, *, bring_up: bool) -> Settings:
+    """`--lab`: the settings pointed at the lab's Prometheus, interfaces and HAProxy.
+
+    Only the dashboard brings the lab up (`bring_up`): a one-shot verb building
+    namespaces and servers as a side effect would surprise; it uses the running lab
+    and exits 2 when there is none. Exits 1 when the lab cannot start.
+    """
+    from ebpftop.collectors.lab import manager
+    from ebpftop.collectors.lab.errors import LabError
+    from ebpftop.collectors.lab.layout import LabConfig
+    from ebpftop.collectors.lab.state import StateFileError
+    from ebpftop.tui.text import clean
+
+    config = LAB_CONFIG or LabConfig()
+
+    def say(msg: str) -> None:
+        print(f"ebpftop lab: {clean(msg)}", file=sys.stderr, flush=True)
+
+    if bring_up:
+        try:
+            return manager.lab_settings(settings, config, say=say)
+        except LabError as exc:
+            print(f"ebpftop: the lab could not start: {clean(exc)}", file=sys.stderr)
+            raise SystemExit(1) from None
+    try:
+        ep = manager.endpoints(config)
+    except StateFileError as exc:
+        print(f"ebpftop: --lab: {clean(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if ep is None:
+        print("ebpftop: --lab: the lab is not up (run `ebpftop lab up`, or `ebpftop --lab` to open the "
+              "dashboard, which brings it up)", file=sys.stderr)
+        raise SystemExit(2)
+    return manager.wire_settings(settings, ep)

@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
         print("ebpftop cleanup: needs root (BPF links and TC filters); run `sudo ebpftop cleanup`", file=sys.stderr)
         return 2
     from ebpftop.collectors.rules import leftovers as rules_leftovers
-    from ebpftop.tui.options import load_or_exit
+    from ebpftop.tui.options import LAB_UNUSED, load_or_exit
 
-    settings = load_or_exit(args)
+    settings = load_or_exit(args, lab=LAB_UNUSED)
     # Rules first: enforcement that stops is what the operator most needs to see.
     items = rules_leftovers.sweep(settings.rules_pin_dir, settings.rules_state_dir, dry_run=args.dry_run)
     items += leftovers.sweep(everything=args.everything, dry_run=args.dry_run)

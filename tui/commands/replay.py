@@ -51,10 +51,10 @@ def summary(runtime) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ebpftop.collectors.replay import ReplayError, ReplayRuntime
-    from ebpftop.tui.options import load_or_exit
+    from ebpftop.tui.options import LAB_UNUSED, load_or_exit
     from ebpftop.tui.text import clean
 
-    settings = load_or_exit(args)
+    settings = load_or_exit(args, lab=LAB_UNUSED)
     if settings.record:
         print("ebpftop: --record is ignored during replay", file=sys.stderr)
     try:

@@ -37,10 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from ebpftop.tui.options import load_or_exit
 
     settings = load_or_exit(args)
-    if settings.lab:
-        settings = _lab(settings)
-        if settings is None:
-            return 2
     try:
         controller = controller_from(settings)
     except ControllerError as exc:
@@ -56,16 +52,6 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(controller.close())
         return 2
     return asyncio.run(_run(args, settings, controller))
-
-
-def _lab(settings):
-    from ebpftop.collectors.lab import manager
-
-    ep = manager.endpoints()
-    if ep is None:
-        say("ebpftop: --lab: the lab is not up (run `ebpftop lab up`)", err=True)
-        return None
-    return manager.wire_settings(settings, ep)
 
 
 async def _run(args, settings, controller) -> int:

@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"ok: {len(rules)} rule{'s' if len(rules) != 1 else ''}, nothing applied")
         return 0
 
-    from ebpftop.tui.options import load_or_exit
+    from ebpftop.tui.options import LAB_UNUSED, load_or_exit
 
-    settings = load_or_exit(args)
+    settings = load_or_exit(args, lab=LAB_UNUSED)  # the lab sets no rules setting
     if os.geteuid() != 0:
         say("ebpftop rules: needs root (pinned BPF maps); run with sudo", err=True)
         return 2

@@ -1,0 +1,153 @@
+"""The command line as a whole: --version, a closed stdout, and --lab for every verb."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from ebpftop.collectors.lab import manager, state as statefile
+from ebpftop.collectors.lab.layout import LabConfig, Layout
+from ebpftop.collectors.settings import Settings
+from ebpftop.tui import options
+from ebpftop.tui.cli import EXIT_BROKEN_PIPE, main
+
+DEMO = Path(__file__).parent / "data" / "demo.rec"
+EMPTY = str(Path(__file__).parent / "data" / "empty.toml")  # no settings: only --lab and the flags count
+
+
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_"))}
+    env["HOME"] = str(tmp_path / "home")
+    return env
+
+
+def cli(tmp_path: Path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ebpftop.tui.cli", *argv], cwd=tmp_path, env=clean_env(tmp_path),
+                          text=True, timeout=120, **kwargs)
+
+
+# --- --version ---------------------------------------------------------------------------
+
+
+def test_version_prints_the_package_version_and_exits_0(tmp_path):
+    proc = cli(tmp_path, "--version", capture_output=True)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"ebpftop {metadata.version('ebpftop')}\n", "")
+
+
+# --- a reader that went away -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["doctor", "--json"],
+    ["--help-config"],
+    ["replay", str(DEMO), "--summary"],
+    ["audit", "show", "AUDIT"],
+])
+def test_a_closed_stdout_ends_quietly_with_141(tmp_path, argv):
+    """`ebpftop doctor --json | head -c 10`, made deterministic: the reader is gone
+    before the first write."""
+    audit_log = tmp_path / "audit.jsonl"
+    audit_log.write_text("\n".join(["not an entry"] * 5000) + "\n")  # more than a pipe holds
+    argv = [str(audit_log) if a == "AUDIT" else a for a in argv]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = cli(tmp_path, *argv,
+                   stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert "BrokenPipeError" not in proc.stderr
+    assert proc.returncode == EXIT_BROKEN_PIPE == 141
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(monkeypatch, capsys):
+    from ebpftop.tui.commands import doctor
+
+    def boom(args):
+        raise BrokenPipeError(32, "a socket's")
+
+    monkeypatch.setattr(doctor, "run", boom)
+    with pytest.raises(BrokenPipeError):
+        main(["doctor"])
+
+
+# --- --lab ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """A lab state file as `ebpftop lab up` writes it, on a port where nothing listens."""
+    cfg = LabConfig(state_dir=str(tmp_path / "lab"), prometheus_port=free_port())
+    tmpdir = tmp_path / "labtmp"
+    tmpdir.mkdir()
+    st = statefile.LabState(name=cfg.name, config=manager._config_dict(cfg), tmpdir=str(tmpdir),
+                            namespaces=Layout(cfg).namespaces, links=Layout(cfg).links, complete=True,
+                            started=time.time())
+    statefile.save(Layout(cfg).state_file, st)
+    monkeypatch.setattr(options, "LAB_CONFIG", cfg)
+    for var in [v for v in os.environ if v.startswith("EBPFTOP_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return cfg
+
+
+def test_with_lab_points_the_settings_at_the_running_lab(lab):
+    s = options.with_lab(Settings(lab=True), bring_up=False)
+    layout = Layout(lab)
+    assert s.prometheus_url == f"http://127.0.0.1:{lab.prometheus_port}"
+    assert s.ifaces == tuple(layout.veth(p) for p in ("client", "lb", "stable", "canary"))
+    assert (s.rollout_controller, s.rollout_haproxy_canary, s.rollout_haproxy_stable) == ("haproxy", ("canary",), ("stable",))
+    assert s.rollout_haproxy_socket.endswith("labtmp/haproxy.sock")
+
+
+def test_with_lab_brings_the_lab_up_only_when_asked(lab, monkeypatch):
+    ups = []
+    monkeypatch.setattr(manager, "up", lambda config, say: ups.append(config))
+    assert options.with_lab(Settings(lab=True), bring_up=True).rollout_controller == "haproxy"
+    assert ups == [lab]
+    options.with_lab(Settings(lab=True), bring_up=False)
+    assert ups == [lab]
+
+
+def test_snapshot_with_lab_asks_the_labs_prometheus(lab, tmp_path, capsys):
+    code = main(["--config", EMPTY, "--lab", "snapshot", "--source", "canary", "--json", "--duration", "0.2"])
+    out = capsys.readouterr()
+    health = json.loads(out.out)["sources"]["canary"]["health"]
+    assert "not configured" not in health["message"], health
+    assert "cannot connect" in health["message"] and code == 1  # nothing listens on the lab's port here
+
+
+def test_doctor_and_rollback_with_lab_use_the_same_wiring(lab, capsys):
+    main(["--config", EMPTY, "--lab", "doctor", "--json"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert f"127.0.0.1:{lab.prometheus_port}" in checks["prometheus"]["detail"]
+    assert main(["--config", EMPTY, "--lab", "rollback", "default", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "set server be_app/canary weight 0" in out
+
+
+def test_lab_verbs_without_a_running_lab_exit_2_and_say_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(options, "LAB_CONFIG", LabConfig(state_dir=str(tmp_path / "nolab")))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for argv in (["snapshot", "--json"], ["doctor"], ["rollback", "default", "--dry-run"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["--config", EMPTY, "--lab", *argv])
+        assert exc.value.code == 2
+        assert "--lab: the lab is not up (run `ebpftop lab up`" in capsys.readouterr().err
+    # a verb the lab changes nothing for runs without it
+    assert main(["--config", EMPTY, "--lab", "replay", str(DEMO), "--summary"]) == 0
