@@ -19,6 +19,13 @@ given; whoever prints them cleans them (`ebpftop.tui.text.clean`).
 What verification cannot see: whole entries cut off the END of the log leave a
 shorter log that is still intact. `verify` prints the last seq and hash so that an
 operator (or a log shipper) can hold an outside anchor.
+
+An intact log can still hold an "intent" that no "result" answers: the process died
+(or was killed) while acting, or the action is still running. Its outcome is unknown;
+`verify` lists each such entry (`VerifyReport.unfinished`) apart from tampering.
+
+A first append makes the key and the log together: when either cannot be created,
+neither is left behind (nor the directories made for them).
 """
 
 from __future__ import annotations
@@ -141,14 +148,15 @@ def load_key(path: str | os.PathLike) -> bytes:
     return key
 
 
-def create_key(path: str | os.PathLike) -> bytes:
+def create_key(path: str | os.PathLike, *, made: list[Path] | None = None) -> bytes:
     """Create the key file (0600, parent 0700 when we create it) unless it exists.
 
     The key is written to a private temp file and linked into place, so a second
     ebpftop starting at the same moment either wins or reads the complete winner.
+    `made`, when given, collects the directories and the key file this call created.
     """
     path = Path(path)
-    _make_dir(path.parent, 0o700)
+    _make_dir(path.parent, 0o700, made)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -160,6 +168,8 @@ def create_key(path: str | os.PathLike) -> bytes:
             os.close(fd)
         try:
             os.link(tmp, path)
+            if made is not None:
+                made.append(path)
         except FileExistsError:
             pass
     finally:
@@ -175,16 +185,31 @@ def _check_key_private(path: str | os.PathLike) -> None:
         )
 
 
-def _make_dir(path: Path, mode: int) -> None:
-    """Create missing directories with `mode`; existing ones are left as they are."""
+def _make_dir(path: Path, mode: int, made: list[Path] | None = None) -> None:
+    """Create missing directories with `mode`; existing ones are left as they are.
+    Those created are appended to `made`, outermost first."""
     if path.is_dir():
         return
-    _make_dir(path.parent, mode)
+    _make_dir(path.parent, mode, made)
     try:
         os.mkdir(path, mode)
-        os.chmod(path, mode)  # mkdir's mode is filtered by the umask
     except FileExistsError:
-        pass
+        return
+    if made is not None:
+        made.append(path)
+    os.chmod(path, mode)  # mkdir's mode is filtered by the umask
+
+
+def _remove(made: list[Path]) -> None:
+    """Undo what a failed first append created: files, then directories, innermost first."""
+    for path in reversed(made):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+        except OSError:
+            pass
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -224,13 +249,7 @@ class AuditLog:
             action = json.loads(json.dumps(dict(action), allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise AuditError(f"action cannot be written to the audit log: {exc}") from None
-        try:
-            _make_dir(self.path.parent, 0o750)
-            fd = os.open(
-                self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640
-            )
-        except OSError as exc:
-            raise AuditError(f"cannot open audit log {self.path}: {exc.strerror}") from None
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
@@ -262,6 +281,37 @@ class AuditLog:
         finally:
             os.close(fd)  # also drops the flock
 
+    def _open(self) -> int:
+        """The log, opened for appending; a new log only once its key exists.
+
+        The key is made first, since it is the one that fails in practice (a key
+        directory that cannot be written); if the log then cannot be made either,
+        everything this call created is removed, so a failure leaves nothing behind.
+        """
+        flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        made: list[Path] = []
+        try:
+            try:
+                return os.open(self.path, flags)
+            except FileNotFoundError:
+                pass
+            if not self.key_path.exists():
+                self._create_key(made)
+            _make_dir(self.path.parent, 0o750, made)
+            return os.open(self.path, flags | os.O_CREAT, 0o640)
+        except OSError as exc:
+            _remove(made)
+            raise AuditError(f"cannot open audit log {self.path}: {exc.strerror or exc}") from None
+        except AuditError:
+            _remove(made)
+            raise
+
+    def _create_key(self, made: list[Path] | None = None) -> bytes:
+        try:
+            return create_key(self.key_path, made=made)
+        except OSError as exc:
+            raise AuditError(f"cannot create audit key {self.key_path}: {exc.strerror or exc}") from None
+
     def _key(self, *, first: bool) -> bytes:
         if not self.key_path.exists():
             if not first:
@@ -269,10 +319,7 @@ class AuditLog:
                     f"audit key {self.key_path} is missing but {self.path} already has entries; "
                     "restore the key, or move the log aside to start a new one"
                 )
-            try:
-                return create_key(self.key_path)
-            except OSError as exc:
-                raise AuditError(f"cannot create audit key {self.key_path}: {exc.strerror}") from None
+            return self._create_key()
         _check_key_private(self.key_path)
         return load_key(self.key_path)
 
@@ -344,20 +391,40 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Unfinished:
+    """An intent no result answers: the action's outcome is unknown."""
+
+    line: int
+    seq: int
+    action: str  # its kind, as stored (untrusted)
+
+    def __str__(self) -> str:
+        return (f"line {self.line} (seq {self.seq}): intent {self.action} has no result: its outcome is unknown "
+                "(interrupted before it finished, or still running)")
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     path: str
     entries: int  # lines in the file (all of them, bad or not)
     problem: Problem | None = None
     last_seq: int | None = None  # of an intact log: the outside anchor
     last_hash: str | None = None
+    unfinished: tuple[Unfinished, ...] = ()  # of an intact log
 
     @property
     def ok(self) -> bool:
+        """The chain is intact (whatever `unfinished` holds)."""
         return self.problem is None
 
     def summary(self) -> str:
         if self.problem is None:
-            return f"OK: {self.entries} entries, chain intact (last seq {self.last_seq}, sha256 {self.last_hash})"
+            anchor = f"(last seq {self.last_seq}, sha256 {self.last_hash})"
+            if self.unfinished:
+                n = len(self.unfinished)
+                return (f"chain intact, but {n} action{'s' if n > 1 else ''} without a result: "
+                        f"{self.entries} entries {anchor}")
+            return f"OK: {self.entries} entries, chain intact {anchor}"
         p = self.problem
         if p.line == 0:
             return f"{self.path}: {p.kind}: {p.detail}"
@@ -434,7 +501,20 @@ def verify(path: str | os.PathLike, key_path: str | os.PathLike) -> VerifyReport
         return VerifyReport(
             path_s, len(lines), Problem(TRUNCATED, len(lines), prev_seq, "the last entry lacks its newline")
         )
-    return VerifyReport(path_s, len(lines), None, last_seq=prev_seq, last_hash=prev_hash)
+    return VerifyReport(path_s, len(lines), None, last_seq=prev_seq, last_hash=prev_hash,
+                        unfinished=_unfinished(parsed))
+
+
+def _unfinished(entries: list[dict[str, Any]]) -> tuple[Unfinished, ...]:
+    """Intents that no result refers to (entries of an intact log, in order)."""
+    answered = {e.get("ref") for e in entries if e.get("event") == "result"}
+    out = []
+    for n, e in enumerate(entries, 1):
+        if e.get("event") == "intent" and e["seq"] not in answered:
+            action = e.get("action")
+            kind = action.get("kind") if isinstance(action, dict) else None
+            out.append(Unfinished(n, e["seq"], kind if isinstance(kind, str) else "(no kind)"))
+    return tuple(out)
 
 
 def _check_line(i, raw, obj, lines, parsed, hashes, where_seq, prev_seq, prev_hash, key, complete) -> Problem | None:

@@ -460,6 +460,20 @@ def test_key_readable_by_others_refuses(tmp_path):
     assert len(lines_of(log)) == 1
 
 
+@pytest.mark.parametrize("broken", ["key", "log"])
+def test_a_first_append_that_cannot_make_key_or_log_leaves_nothing(tmp_path, broken):
+    """A file where a directory should be fails as root too (no permission bits to bypass)."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory\n")
+    good = tmp_path / "new" / "deeper"
+    key = (blocker if broken == "key" else good) / "audit.key"
+    log_path = (blocker if broken == "log" else good) / "audit.jsonl"
+    log = AuditLog(log_path, key)
+    with pytest.raises(AuditError, match=f"cannot (create audit key|open audit log) {tmp_path}"):
+        log.append("intent", ACTOR, {"kind": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]  # no log, no key, no directory
+
+
 def test_key_and_log_must_differ(tmp_path):
     log = AuditLog(tmp_path / "same", tmp_path / "same")
     with pytest.raises(AuditError, match="same file"):
@@ -524,7 +538,7 @@ def test_cli_uses_global_audit_log_flag(tmp_path, capsys):
 
 
 def test_cli_exit_codes_in_a_real_process(tmp_path):
-    log = write_log(tmp_path, 3)
+    log = write_log(tmp_path, 4)  # two intents, each answered
     cmd = [sys.executable, "-m", "ebpftop.tui.cli", "audit", "verify", str(log.path), "--key", str(log.key_path)]
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     lines = lines_of(log)
@@ -532,6 +546,42 @@ def test_cli_exit_codes_in_a_real_process(tmp_path):
     put_lines(log, lines)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 1 and "line 1 (seq 2): reordered" in proc.stderr
+
+
+def test_an_intent_without_a_result_is_reported_apart_from_tampering(tmp_path, capsys):
+    log = write_log(tmp_path, 4)
+    log.append("intent", ACTOR, {"kind": "rollout.rollback\x1b[2J", "target": "checkout"})
+    report = verify(log.path, log.key_path)
+    assert report.ok  # the chain itself is intact
+    assert [(u.line, u.seq, u.action) for u in report.unfinished] == [(5, 5, "rollout.rollback\x1b[2J")]
+    assert main(["audit", "verify", str(log.path), "--key", str(log.key_path)]) == 3
+    out, err = capsys.readouterr()
+    assert not out.startswith("OK") and out.startswith("chain intact, but 1 action without a result: 5 entries")
+    assert err.splitlines() == [
+        "ebpftop audit verify: warning: line 5 (seq 5): intent rollout.rollback\\x1b[2J has no result: "
+        "its outcome is unknown (interrupted before it finished, or still running)"]
+    # once its result is written, the log is OK again
+    log.append("result", ACTOR, {"kind": "rollout.rollback"}, ref=5, ok=True)
+    assert main(["audit", "verify", str(log.path), "--key", str(log.key_path)]) == 0
+    assert capsys.readouterr().out.startswith("OK: 6 entries, chain intact")
+
+
+def test_an_unanswered_intent_in_the_middle_is_reported_too(tmp_path):
+    log = write_log(tmp_path, 2)
+    log.append("intent", ACTOR, {"kind": "marker.add"})  # seq 3: the process died here
+    log.append("intent", ACTOR, {"kind": "marker.add"})
+    log.append("result", ACTOR, {"kind": "marker.add"}, ref=4, ok=True)
+    log.append("cancelled", ACTOR, {"kind": "rules.add"}, ok=False)  # no intent, nothing pending
+    assert [u.seq for u in verify(log.path, log.key_path).unfinished] == [3]
+
+
+def test_tampering_still_wins_over_an_unfinished_intent(tmp_path, capsys):
+    log = write_log(tmp_path, 3)
+    lines = lines_of(log)
+    del lines[1]
+    put_lines(log, lines)
+    assert main(["audit", "verify", str(log.path), "--key", str(log.key_path)]) == 1
+    assert "removed" in capsys.readouterr().err
 
 
 def test_cli_show_last_entries_cleaned(tmp_path, capsys):

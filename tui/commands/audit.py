@@ -1,7 +1,10 @@
 """`ebpftop audit verify|show`: check the audit log's chain, or read its last entries.
 
 Exit codes: 0 intact (or shown), 1 the log is damaged or tampered with (the first bad
-entry is named), 2 the log or key is missing or unreadable, or bad arguments.
+entry is named), 2 the log or key is missing or unreadable, or bad arguments, 3 the
+chain is intact but an action's outcome is unknown: an intent no result answers (the
+process died while acting, or the action is still running), each named on stderr.
+Not tampering, so not 1; not "OK" either, since someone must find out what happened.
 Everything read from the log is untrusted and printed through `text.clean`.
 """
 
@@ -13,13 +16,17 @@ from datetime import datetime, timezone
 
 from ebpftop.tui.text import clean
 
+EXIT_UNFINISHED = 3
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="verify or show the tamper-evident audit log")
     verbs = p.add_subparsers(dest="audit_command", metavar="ACTION")
     p.set_defaults(func=run)
 
-    v = verbs.add_parser("verify", help="check the hash chain and signatures; name the first bad entry")
+    v = verbs.add_parser("verify", help="check the hash chain and signatures; name the first bad entry",
+                         epilog="Exit status: 0 intact; 1 damaged or tampered with; 2 log or key missing or "
+                                "unreadable; 3 intact, but an action has no result (its outcome is unknown).")
     v.add_argument("audit_file", nargs="?", metavar="FILE", help="the log (default: --audit-log / settings)")
     v.add_argument("--key", dest="audit_key_file", metavar="KEY", help="the HMAC key file (default: settings audit_key)")
 
@@ -66,7 +73,9 @@ def run_verify(args: argparse.Namespace) -> int:
         return 2
     if report.ok:
         print(clean(report.summary()))
-        return 0
+        for entry in report.unfinished:
+            print(f"ebpftop audit verify: warning: {clean(entry)}", file=sys.stderr)
+        return EXIT_UNFINISHED if report.unfinished else 0
     print(f"ebpftop audit verify: {clean(report.summary())}", file=sys.stderr)
     return 1
 
