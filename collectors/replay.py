@@ -10,6 +10,12 @@ the name.
 Memory is bounded: a single line may not exceed `MAX_LINE` bytes and at most
 `max_frames` snapshots are loaded (the stop is reported like damage, with where it
 happened), so a huge file is cut, never allowed to exhaust memory.
+
+Nothing in the file is trusted: whatever a line holds, reading and playing it raise
+nothing but `ReplayError` (naming file and line), and a snapshot is only accepted with
+numbers the player can do arithmetic on (no NaN or Infinity, which the recorder never
+writes, nor numbers beyond what it writes, and a `time` that is a Unix time), so no
+clock or step can overflow later.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import math
 import pkgutil
 import time
 import zlib
@@ -38,11 +45,20 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 16 << 20
 MAX_FRAMES = 200_000  # ~55 h of one source at 1 Hz; a few hundred MB at most in memory
+MAX_TIME = 1e11  # the year 5138: later (or negative) is no Unix time a recorder wrote
+MAX_INT_DIGITS = 30  # a u64 has 20
 _CHUNK = 1 << 16
 
 
 class ReplayError(Exception):
-    """The file cannot be replayed at all (missing, unreadable, not a recording)."""
+    """The file cannot be replayed at all (missing, unreadable, not a recording).
+
+    str() is `path:line: reason` when a line is to blame, else `path: reason`.
+    """
+
+    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
+        self.path, self.reason, self.line = path, reason, line
+        super().__init__(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -79,13 +95,13 @@ def _open(path: str) -> BinaryIO:
     try:
         f = open(path, "rb")
     except OSError as exc:
-        raise ReplayError(f"{path}: {exc.strerror or exc}") from None
+        raise ReplayError(path, str(exc.strerror or exc)) from None
     try:
         magic = f.read(2)
         f.seek(0)
     except OSError as exc:
         f.close()
-        raise ReplayError(f"{path}: {exc.strerror or exc}") from None
+        raise ReplayError(path, str(exc.strerror or exc)) from None
     if magic == b"\x1f\x8b":
         return ClosingGzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     return f
@@ -125,9 +141,28 @@ def _lines(f: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
         yield offset, buf, False
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"not JSON: {name} (a recording holds null for a missing number)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"not JSON: the number {text[:20]}{'...' if len(text) > 20 else ''} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    # A recorder writes nothing wider than a u64 counter; a longer one only costs time
+    # (int() is quadratic) and overflows wherever it meets a float.
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"not JSON: an integer of {len(text.lstrip('-'))} digits is out of range")
+    return int(text)
+
+
 def _decode(line: bytes, complete: bool) -> object:
     try:
-        return json.loads(line)
+        return json.loads(line, parse_constant=_no_constant, parse_float=_finite, parse_int=_bounded_int)
     except UnicodeDecodeError:
         raise ValueError("not UTF-8 text") from None
     except RecursionError:
@@ -136,6 +171,21 @@ def _decode(line: bytes, complete: bool) -> object:
         if not complete:
             raise ValueError("truncated JSON (the line is cut off)") from None
         raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    except ValueError as exc:  # _no_constant, or an integer too long to convert
+        raise ValueError(str(exc) if str(exc).startswith("not JSON") else f"not JSON: {exc}") from None
+
+
+def _snapshot(obj: object) -> Snapshot:
+    """A decoded line as a snapshot; ValueError saying what is wrong with it."""
+    try:
+        snap = snapshot_from_dict(obj)
+    except DecodeError as exc:
+        raise ValueError(f"not a snapshot: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a payload's own constructor may refuse in any way
+        raise ValueError(f"not a snapshot: {type(exc).__name__}: {exc}") from None
+    if not 0 <= snap.time <= MAX_TIME:
+        raise ValueError(f"not a snapshot: .time: {snap.time!r} is not a Unix time")
+    return snap
 
 
 def _check_header(obj: dict) -> str:
@@ -176,6 +226,7 @@ def read_recording(path: str, *, max_frames: int = MAX_FRAMES) -> Recording:
     damage: Damage | None = None
     lineno = 0
     offset = 0
+    first = True  # no line with content yet: it must be a header, or nothing replays
     with _open(path) as f:
         it = _lines(f)
         while True:
@@ -192,32 +243,36 @@ def read_recording(path: str, *, max_frames: int = MAX_FRAMES) -> Recording:
             try:
                 obj = _decode(raw, complete)
             except ValueError as exc:
-                if lineno == 1:
-                    raise ReplayError(f"{path}: not an ebpftop recording (line 1: {exc})") from None
+                if first:
+                    raise ReplayError(path, f"not an ebpftop recording ({exc})", lineno) from None
                 damage = Damage(lineno, offset, str(exc))
                 break
-            if lineno == 1 and not is_header(obj):
-                raise ReplayError(f"{path}: not an ebpftop recording (line 1 is not a {FORMAT} header)")
+            if first and not is_header(obj):
+                raise ReplayError(path, f"not an ebpftop recording (not a {FORMAT} header)", lineno)
             if is_header(obj):
                 problem = _check_header(obj)  # type: ignore[arg-type]
                 if problem:
-                    if lineno == 1:
-                        raise ReplayError(f"{path}: {problem}")
+                    if first:
+                        raise ReplayError(path, problem, lineno)
                     damage = Damage(lineno, offset, problem)
                     break
+                first = False
                 headers.append(obj)  # type: ignore[arg-type]
                 continue
             try:
-                snap = snapshot_from_dict(obj)
-            except DecodeError as exc:
-                damage = Damage(lineno, offset, f"not a snapshot: {exc}")
+                snap = _snapshot(obj)
+            except ValueError as exc:
+                damage = Damage(lineno, offset, str(exc))
                 break
             if len(frames) >= max_frames:
                 damage = Damage(lineno, offset, f"frame limit reached ({max_frames} snapshots); the rest is not loaded")
                 break
             frames.append(snap)
-    if lineno == 0:
-        raise ReplayError(f"{path}: empty file, not an ebpftop recording")
+    if first:
+        if damage is not None:  # e.g. a gzip stream corrupt from its first bytes
+            raise ReplayError(path, f"not an ebpftop recording ({damage.reason})", damage.line)
+        raise ReplayError(path, "empty file, not an ebpftop recording" if lineno == 0
+                          else f"only blank lines ({lineno}), not an ebpftop recording")
     return Recording(frames, damage, headers)
 
 
@@ -252,6 +307,8 @@ def _ticks(frames: list[Snapshot]) -> list[int]:
 
 
 def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):  # read_recording never lets one through; frames given directly might
+        return "--:--"
     s = int(max(0.0, seconds))
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
@@ -366,6 +423,8 @@ class Replayer:
 
     def seek(self, tick: int) -> None:
         """Show the recorded state at `tick`: rebuild the store, republish the latest."""
+        if not len(self):
+            return
         tick = min(len(self) - 1, max(0, tick))
         end = self._ends[tick]
         latest: dict[str, Snapshot] = {}

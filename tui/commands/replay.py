@@ -3,7 +3,8 @@
 Space pauses, `[` / `]` step one sample back / forward, `<` / `>` halve / double the
 speed (0.25x..16x). A truncated or corrupt file plays up to the damage and the screen
 says where it stopped. `--summary` prints what the file holds instead of opening the UI.
-Exit 2 when the file cannot be replayed at all (missing, not a recording).
+Exit 2 when the file cannot be replayed at all (missing, not a recording, no snapshot
+before the damage), with `FILE:LINE: reason` on stderr.
 """
 
 from __future__ import annotations
@@ -72,15 +73,15 @@ def run(args: argparse.Namespace) -> int:
     if args.summary:
         print(summary(runtime))
         return 0
+    damage = runtime.recording.stopped_at
+    where = f"{clean(args.file)}:{damage.line}: {clean(damage.reason)}" if damage else ""
     if not runtime.recording.frames:
-        print(f"ebpftop: cannot replay: {clean(args.file)} holds no snapshots"
-              + (f" (stopped at {clean(runtime.replay.damage)})" if runtime.replay.damage else ""),
-              file=sys.stderr)
+        print(f"ebpftop: cannot replay: {where} (no snapshot before it)" if damage
+              else f"ebpftop: cannot replay: {clean(args.file)} holds no snapshots", file=sys.stderr)
         return 2
-    if runtime.replay.damage:
+    if damage:
         # Said before the UI takes the screen, and again on it.
-        print(f"ebpftop: {clean(args.file)} is damaged; replaying up to {clean(runtime.replay.damage)}",
-              file=sys.stderr)
+        print(f"ebpftop: {where}; replaying the snapshots before it", file=sys.stderr)
     runtime.replay.paused = bool(args.paused)
     from ebpftop.tui.app import EbpftopApp
 
