@@ -25,9 +25,10 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterable
 
-from textual import work
-from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
+from textual import events, work
+from textual.app import App, ComposeResult, ScreenStackError, SuspendNotSupported, SystemCommand
 from textual.containers import Container
+from textual.errors import NoWidget
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
@@ -190,6 +191,22 @@ class EbpftopApp(App[int]):
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_BELOW, "-narrow")
+
+    async def on_event(self, event: events.Event) -> None:
+        # A widget that has just left the DOM (a toast timing out or clicked away) stays
+        # in the screen's compositor map until the next layout; a press or drag landing
+        # on it in that window crashes Textual 8.2.8 (Screen._forward_event starts a
+        # selection in its parent, None: AttributeError ... 'region'). Upstream:
+        # Textualize/textual#6643, fix proposed in PR #6645, both open. Until it lands,
+        # such a press is a miss: a wall display must not die from a click.
+        if isinstance(event, (events.MouseDown, events.MouseMove)) and not event.is_forwarded:
+            try:
+                hit, _region = self.screen.get_widget_at(event.x, event.y)
+            except (NoWidget, ScreenStackError):  # Textual decides what a miss does
+                hit = None
+            if hit is not None and not hit.is_attached:
+                return
+        await super().on_event(event)
 
     # --- data --------------------------------------------------------------------
 
