@@ -33,6 +33,8 @@ import bisect
 import os
 from dataclasses import dataclass, field
 
+from .bccsyms import BccHelper
+
 UNKNOWN = "[unknown]"
 MAX_NAMES = 200_000  # file-offset names kept before that cache starts over
 MAX_PER_PROCESS = 100_000  # addresses and stacks memoised per process before its memo starts over
@@ -97,8 +99,10 @@ class Symbols:
     def __init__(self, *, proc: str = "/proc", resolver=None, donor: int | None = None) -> None:
         self._proc = proc
         # resolver(pid, lazy=...) -> object with .resolve(addr, demangle) like
-        # bcc.SymbolCache, and .free(); tests give a fake one
-        self._resolver = resolver or _BccResolver
+        # bcc.SymbolCache, and .free(); tests give a fake one. bcc's own run in a helper
+        # process: see bccsyms.py for the file descriptors it closes.
+        self._helper = None if resolver else BccHelper()
+        self._resolver = resolver or self._helper.cache
         self._donor = os.getpid() if donor is None else donor  # -1: none
         self._procs: dict[int, _Process] = {}
         self._files: dict[FileKey, str] = {}
@@ -165,6 +169,8 @@ class Symbols:
     def close(self) -> None:
         self.forget(list(self._procs))
         self._files.clear()
+        if self._helper is not None:
+            self._helper.close()  # started again by the next name bcc must give
 
     def known(self) -> list[int]:
         return list(self._procs)
@@ -249,38 +255,3 @@ class Symbols:
         if module is not None:  # at least say which binary, as `BPF.sym(show_module=True)` does
             return f"{UNKNOWN} [{os.path.basename(module).decode('utf-8', 'replace')}]"
         return UNKNOWN
-
-
-class _BccResolver:
-    """A bcc symbol cache for one pid that we own, so it is freed when the process is
-    forgotten (bcc's BPF.sym keeps one per pid for the life of the program).
-
-    lazy=True is bcc's default (symbol names read from the file when first asked);
-    lazy=False reads them all when the module is first used. Either gives the same
-    names: the same symbol types (functions and ifuncs) and debug-file lookup."""
-
-    def __init__(self, pid: int, lazy: bool = True) -> None:
-        import ctypes as ct
-
-        from bcc import SymbolCache
-        from bcc.libbcc import bcc_symbol_option, lib
-
-        self.pid = pid
-        self._cache = SymbolCache.__new__(SymbolCache)
-        if lazy:
-            self._cache.cache = lib.bcc_symcache_new(pid, None)
-        else:
-            stt_func, stt_gnu_ifunc = 2, 10  # <elf.h>
-            opt = bcc_symbol_option(use_debug_file=1, check_debug_file_crc=1, lazy_symbolize=0,
-                                    use_symbol_type=(1 << stt_func) | (1 << stt_gnu_ifunc))
-            self._cache.cache = lib.bcc_symcache_new(pid, ct.byref(opt))
-
-    def resolve(self, addr: int, demangle: bool):
-        return self._cache.resolve(addr, demangle)
-
-    def free(self) -> None:
-        from bcc.libbcc import lib
-
-        cache, self._cache.cache = self._cache.cache, None
-        if cache:
-            lib.bcc_free_symcache(cache, self.pid)

@@ -1,0 +1,166 @@
+"""bcc's per-process symbol caches, kept in a helper process of their own.
+
+libbcc before 0.33 closes a file descriptor it never opened each time it reads a
+process's mappings: ProcSyms::ModulePath leaves `fd_` uninitialised for the
+/tmp/perf-PID.map it tries, and its destructor closes whatever number the heap held
+(iovisor/bcc#5193, fixed in v0.33.0; Debian 12 ships 0.26). In our process that number
+can be the terminal, a socket, a BPF map, the audit log or a test runner's capture file,
+and a file opened later takes its place. The helper holds nothing but its socket to us;
+if bcc closes that, the helper is started again and the caches made anew.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+
+ANSWER_S = 30.0  # a donor cache reads every name of libLLVM: seconds, not minutes
+HIGH_FD = 512  # bcc's stray close hits a number it used recently: low ones
+
+
+class BccHelper:
+    """Owner of one helper process. `cache(pid, lazy=...)` is a resolver for Symbols."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self.generation = 0  # caches made in an earlier helper are made again
+        self.restarts = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._conn is not None
+
+    def cache(self, pid: int, lazy: bool = True) -> RemoteCache:
+        return RemoteCache(self, pid, lazy)
+
+    def close(self) -> None:
+        conn, proc, self._conn, self._proc = self._conn, self._proc, None, None
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+    def call(self, *msg):
+        if self._conn is None:
+            self._start()
+        try:
+            self._conn.send(msg)
+            if not self._conn.poll(ANSWER_S):
+                raise TimeoutError(f"bcc symbol helper gave no answer in {ANSWER_S:.0f} s")
+            return self._conn.recv()
+        except (OSError, EOFError):
+            self.close()
+            self.restarts += 1
+            raise
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            # stderr too: bcc's warnings must not land on the dashboard's terminal
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._conn = Connection(os.dup(ours.fileno()))
+        self.generation += 1
+
+
+class RemoteCache:
+    """bcc.SymbolCache's resolve(addr, demangle) and free(), answered by the helper."""
+
+    def __init__(self, helper: BccHelper, pid: int, lazy: bool) -> None:
+        self._helper, self.pid, self._lazy = helper, pid, lazy
+        self._id: int | None = None
+        self._generation = 0
+
+    def resolve(self, addr: int, demangle: bool):
+        for _ in range(2):  # once more on a fresh helper if bcc closed the socket
+            try:
+                if self._generation != self._helper.generation or not self._helper.alive:
+                    self._id = None
+                    self._id = self._helper.call("new", self.pid, self._lazy)
+                    self._generation = self._helper.generation
+                return self._helper.call("resolve", self._id, addr, demangle)
+            except TimeoutError:
+                break  # a second wait as long is no better
+            except (OSError, EOFError):
+                continue
+        return None, 0, None
+
+    def free(self) -> None:
+        if self._id is not None and self._generation == self._helper.generation and self._helper.alive:
+            try:
+                self._helper.call("free", self._id)
+            except (OSError, EOFError):
+                pass
+        self._id = None
+
+
+class _Cache:
+    """A bcc symbol cache for one pid, freed when asked (bcc's BPF.sym keeps one per pid
+    for the life of the program).
+
+    lazy=True is bcc's default (symbol names read from the file when first asked);
+    lazy=False reads them all when the module is first used. Either gives the same
+    names: the same symbol types (functions and ifuncs) and debug-file lookup."""
+
+    def __init__(self, pid: int, lazy: bool) -> None:
+        import ctypes as ct
+
+        from bcc import SymbolCache
+        from bcc.libbcc import bcc_symbol_option, lib
+
+        self.pid = pid
+        self._cache = SymbolCache.__new__(SymbolCache)
+        if lazy:
+            self._cache.cache = lib.bcc_symcache_new(pid, None)
+        else:
+            stt_func, stt_gnu_ifunc = 2, 10  # <elf.h>
+            opt = bcc_symbol_option(use_debug_file=1, check_debug_file_crc=1, lazy_symbolize=0,
+                                    use_symbol_type=(1 << stt_func) | (1 << stt_gnu_ifunc))
+            self._cache.cache = lib.bcc_symcache_new(pid, ct.byref(opt))
+
+    def resolve(self, addr: int, demangle: bool):
+        return self._cache.resolve(addr, demangle)
+
+    def free(self) -> None:
+        from bcc.libbcc import lib
+
+        cache, self._cache.cache = self._cache.cache, None
+        if cache:
+            lib.bcc_free_symcache(cache, self.pid)
+
+
+def serve(fd: int) -> None:
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD)
+    os.close(fd)
+    conn = Connection(high)
+    caches: dict[int, _Cache] = {}
+    next_id = 0
+    while True:
+        try:
+            op, *args = conn.recv()
+        except (EOFError, OSError):
+            return  # our owner is gone, or bcc closed the socket: it starts another helper
+        if op == "new":
+            next_id += 1
+            caches[next_id] = _Cache(*args)
+            answer = next_id
+        elif op == "resolve":
+            answer = caches[args[0]].resolve(*args[1:])
+        else:  # "free"
+            c = caches.pop(args[0], None)
+            answer = c.free() if c is not None else None
+        try:
+            conn.send(answer)
+        except OSError:
+            return
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
