@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from ebpftop.collectors.base import CollectorRunner
+from ebpftop.collectors.base import CollectorRunner, SourceUnavailable
 from ebpftop.collectors.bus import Bus
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.config import ServiceConfig
@@ -63,10 +63,12 @@ def healthy(path: str, query: str) -> Reply:
 
 
 class FaultServer:
-    """Answers /api/v1/* with `self.reply(path, query)`; format_query always parses."""
+    """Answers /api/v1/* with `self.reply(path, query)`; format_query parses every
+    query unless `self.format_reply` says otherwise."""
 
     def __init__(self) -> None:
         self.reply: Callable[[str, str], Reply] = healthy
+        self.format_reply: Reply | None = None
         self.release = threading.Event()  # frees handlers that stall
         self.hits: list[str] = []
         owner = self
@@ -80,7 +82,7 @@ class FaultServer:
                 q = urllib.parse.parse_qs(url.query).get("query", [""])[0]
                 owner.hits.append(url.path)
                 if url.path == "/api/v1/format_query":
-                    status, ctype, body = js({"status": "success", "data": q})
+                    status, ctype, body = owner.format_reply or js({"status": "success", "data": q})
                 else:
                     status, ctype, body = owner.reply(url.path, q)
                 if status == 0:  # stall: say nothing until released
@@ -200,6 +202,91 @@ async def test_nan_and_inf_are_no_data_never_a_number(server, value):
     assert s.verdict is Verdict.NO_DATA
     assert all(m.value is None for m in s.metrics)
     assert s.drift.statistic is None and s.drift.note == "a latency bucket has no data"
+
+
+def with_numbers(**numbers: str | tuple[str, ...]) -> Callable[[str, str], Reply]:
+    """Healthy answers except `numbers`, keyed "<variant>_<metric>" (p99, error_ratio,
+    throughput, or buckets: one count per LES bound)."""
+
+    def reply(path: str, q: str) -> Reply:
+        if path.endswith("query_exemplars"):
+            return healthy(path, q)
+        variant = "canary" if 'version="canary"' in q else "stable"
+        metric = ("p99" if "histogram_quantile" in q else "buckets" if "by (le)" in q
+                  else "error_ratio" if "code=~" in q else "throughput")
+        value = numbers.get(f"{variant}_{metric}")
+        if value is None:
+            return js(healthy_answer(q))
+        if metric == "buckets":
+            return js(vector(*(({"le": le}, c) for le, c in zip(LES, value))))
+        return js(vector(({}, value)))
+
+    return reply
+
+
+@pytest.mark.parametrize("numbers,field,said", [
+    (dict(canary_p99="-1", canary_error_ratio="-1"), "canary.p99_s",
+     ["canary p99 is -1 s: impossible", "canary 5xx ratio is -1: impossible"]),
+    (dict(canary_error_ratio="1.5"), "canary.error_ratio", ["canary 5xx ratio is 1.5: impossible"]),
+    (dict(stable_p99="-0.2"), "stable.p99_s", ["stable p99 is -0.2 s: impossible"]),
+    (dict(stable_throughput="-3"), "stable.rps", ["stable throughput is -3/s: impossible"]),
+    (dict(canary_buckets=("80", "95", "90", "100")), "canary.requests",
+     ["canary latency buckets fall from 95 at le=0.5 to 90 at le=1: impossible"]),
+    (dict(stable_buckets=("-5", "95", "100", "100")), "stable.requests",
+     ["stable latency bucket le=0.1 holds -5 requests: impossible"]),
+], ids=["negative-p99-and-ratio", "ratio-above-1", "negative-stable-p99", "negative-throughput",
+        "buckets-not-cumulative", "counter-went-down"])
+async def test_impossible_numbers_are_no_data_naming_variant_metric_and_value(server, numbers, field, said):
+    server.reply = with_numbers(**numbers)
+    (s,) = (await collect_once(make(server.url))).services
+    assert s.verdict is Verdict.NO_DATA, s.reason
+    for text in said:
+        assert text in s.reason, s.reason
+    variant, attr = field.split(".")
+    assert getattr(getattr(s, variant), attr) is None  # never shown as a number
+    assert "within thresholds" not in s.reason
+
+
+async def test_an_impossible_number_does_not_hide_a_real_breach(server):
+    server.reply = with_numbers(canary_error_ratio="0.5", stable_throughput="-3")
+    (s,) = (await collect_once(make(server.url))).services
+    assert s.verdict is Verdict.FAIL
+    assert "canary 5xx ratio 50% > 0.5%" in s.reason and "stable throughput is -3/s: impossible" in s.reason
+
+
+async def test_broken_buckets_void_the_drift_test_and_the_p99_built_on_them(server):
+    server.reply = with_numbers(canary_buckets=("80", "95", "90", "100"))
+    (s,) = (await collect_once(make(server.url))).services
+    assert s.canary.p99_s is None and all(b.count is None for b in s.canary.buckets)
+    assert s.drift.statistic is None and "fall from 95 at le=0.5" in s.drift.note
+    assert {m.name: m.verdict for m in s.metrics}["p99"] is Verdict.NO_DATA
+
+
+async def test_a_template_prometheus_could_not_run_is_not_called_unparseable(server):
+    server.format_reply = js({"status": "error", "errorType": "execution",
+                              "error": "query processing would load too many samples"}, 422)
+    with pytest.raises(QueryError) as exc:
+        await collect_once(make(server.url))
+    assert "does not parse" not in exc.value.message
+    assert "HTTP 422, execution: query processing would load too many samples" in exc.value.message
+    assert "template p99" in exc.value.message
+
+
+async def test_a_template_prometheus_cannot_parse_stops_the_source_naming_it(server):
+    server.format_reply = js({"status": "error", "errorType": "bad_data",
+                              "error": "1:5: parse error: unexpected end of input"}, 400)
+    with pytest.raises(SourceUnavailable) as exc:
+        await collect_once(make(server.url))
+    assert "template p99 does not parse: HTTP 400, bad_data: 1:5: parse error" in exc.value.message
+
+
+async def test_prometheus_error_text_is_cleaned(server):
+    server.reply = lambda path, q: js({"status": "error", "errorType": "exec\x1b]0;owned\x07",
+                                       "error": "boom\x1b[2J\u202egnp.exe"}, 422)
+    with pytest.raises(QueryError) as exc:
+        await collect_once(make(server.url))
+    assert "\x1b" not in exc.value.message and "\u202e" not in exc.value.message
+    assert "exec\\x1b]0;owned\\x07: boom\\x1b[2J\\u202egnp.exe" in exc.value.message
 
 
 async def test_empty_results_are_no_data(server):

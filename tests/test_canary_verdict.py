@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ebpftop.collectors.canary.data import Bucket, VariantMetrics
 from ebpftop.collectors.canary.stats import chi_square_homogeneity
 from ebpftop.collectors.canary.verdict import Evaluator, Measured, Thresholds, Verdict
+from ebpftop.collectors.canary.vet import vet
 
 SAME = chi_square_homogeneity([500, 300, 150, 50], [500, 300, 150, 50])
 SHIFTED = chi_square_homogeneity([100, 150, 300, 450], [500, 300, 150, 50])
@@ -106,3 +108,31 @@ def test_fail_wins_over_warn_and_lists_every_failing_metric():
     a = ev.evaluate(healthy(canary_p99_s=3.0, canary_error_ratio=0.1, drift=SHIFTED))
     assert a.verdict is Verdict.FAIL
     assert "canary p99 3 s > 1.2 s" in a.reason and "canary 5xx ratio 10% > 0.5%" in a.reason
+
+
+def test_impossible_numbers_are_no_data_with_the_reason_never_a_pass():
+    canary = VariantMetrics("canary", p99_s=-1.0, error_ratio=-1.0, rps=10.0, requests=100.0,
+                            buckets=(Bucket("0.1", 80.0), Bucket("+Inf", 100.0)))
+    vetted, problems = vet("canary", canary)
+    assert (vetted.p99_s, vetted.error_ratio, vetted.rps) == (None, None, 10.0)
+    a = Evaluator(Thresholds()).evaluate(healthy(canary_p99_s=vetted.p99_s, canary_error_ratio=vetted.error_ratio,
+                                                 problems=problems))
+    assert a.verdict is Verdict.NO_DATA
+    assert a.reason == ("canary p99 is -1 s: impossible, a latency is never negative; "
+                        "canary 5xx ratio is -1: impossible, a ratio lies between 0 and 1")
+    m = by_name(a)
+    assert m["p99"].reason.startswith("canary p99 is -1 s") and m["p99_ratio"].reason.startswith("canary p99 is -1 s")
+    assert m["error_ratio"].reason.startswith("canary 5xx ratio is -1")
+
+
+def test_an_impossible_number_outside_the_thresholds_still_blocks_a_pass():
+    problems = {"stable.throughput": "stable throughput is -3/s: impossible, a rate is never negative"}
+    a = Evaluator(Thresholds()).evaluate(healthy(problems=problems))
+    assert a.verdict is Verdict.NO_DATA
+    assert a.reason == problems["stable.throughput"]
+
+
+def test_float_noise_is_not_called_impossible():
+    m = VariantMetrics("canary", p99_s=0.0, error_ratio=1 + 1e-12, rps=0.0, requests=95.0,
+                       buckets=(Bucket("0.1", 95.00000000000001), Bucket("1", 95.0), Bucket("+Inf", 95.0)))
+    assert vet("canary", m) == (m, {})

@@ -1,10 +1,10 @@
 """The canary source: every interval, query Prometheus for each service's canary and
 stable variants, judge the canary, and publish the numbers with the verdict.
 
-All queries of a sample run concurrently in threads (query.PromClient), each with a
-timeout, so a slow Prometheus delays only this source and never the screen. A service
-whose queries all fail keeps its last good numbers, marked stale with their time; when
-every query fails the sample fails, and the runner marks the source degraded (with
+All queries of a sample run concurrently in threads (query.PromClient), each under one
+total deadline, so a slow Prometheus delays only this source and never the screen. A
+service whose queries all fail keeps its last good numbers, marked stale with their
+time; when every query fails the sample fails, and the runner marks the source degraded (with
 the age of the last good data) and backs off.
 """
 
@@ -24,6 +24,7 @@ from .exemplars import parse_exemplars, slow_cutoff, slowest
 from .query import Answer, PromClient, QueryError
 from .stats import TEST_NAME, ChiSquare, chi_square_homogeneity, per_bucket
 from .verdict import Evaluator, Measured, Thresholds, Verdict
+from .vet import vet
 
 VARIANTS = ("canary", "stable")
 SCALARS = ("p99", "error_ratio", "throughput")
@@ -231,9 +232,14 @@ class CanaryCollector(Collector):
                 jobs.append((svc, name, client.format_query(svc.render(name, "canary", label))))
         results = await asyncio.gather(*(job for _, _, job in jobs), return_exceptions=True)
         for (svc, name, _), res in zip(jobs, results):
-            if isinstance(res, QueryError) and res.kind == "api":
+            if isinstance(res, QueryError) and res.kind == "api" and res.error_type == "bad_data":
                 raise SourceUnavailable(
                     f"canary service {svc.name!r}, template {name} does not parse: {res.message}", HINT_CONFIG)
+        for (svc, name, _), res in zip(jobs, results):
+            if isinstance(res, QueryError) and res.kind == "api":
+                # execution, timeout, unavailable...: Prometheus' trouble, not the template's
+                raise QueryError(res.kind, f"Prometheus could not check canary service {svc.name!r}, "
+                                           f"template {name}: {res.message}", res.error_type)
         for res in results:
             if isinstance(res, QueryError) and res.kind == "http" and res.message.startswith("HTTP 404"):
                 continue  # a Prometheus without format_query: queries will say it instead
@@ -314,9 +320,17 @@ class CanaryCollector(Collector):
         if not got:
             return self._failed(svc, errors), False, kinds[0] if kinds else ""
 
-        variants = {v: self._variant_metrics(svc, v, got) for v in VARIANTS}
+        problems: dict[str, str] = {}
+        variants = {}
+        for v in VARIANTS:
+            variants[v], found = vet(v, self._variant_metrics(svc, v, got))
+            problems.update(found)
         canary, stable = variants["canary"], variants["stable"]
-        drift, chi = drift_test(canary.buckets, stable.buckets)
+        broken = problems.get("canary.buckets") or problems.get("stable.buckets")
+        if broken:
+            drift, chi = DriftTest(TEST_NAME, note=broken), None
+        else:
+            drift, chi = drift_test(canary.buckets, stable.buckets)
         measured = Measured(
             canary_p99_s=canary.p99_s,
             stable_p99_s=stable.p99_s,
@@ -324,6 +338,7 @@ class CanaryCollector(Collector):
             canary_requests=canary.requests,
             drift=chi,
             drift_note=drift.note,
+            problems=problems,
         )
         verdict = self._evaluators.setdefault(svc.name, Evaluator(svc.thresholds)).evaluate(measured)
         bounds = [_le_key(b.le) for b in canary.buckets]

@@ -1,4 +1,4 @@
-"""Prometheus HTTP API calls, off the event loop, each bounded by a timeout.
+"""Prometheus HTTP API calls, off the event loop, each bounded by one total deadline.
 
 prometheus-api-client's `PrometheusConnect` builds the HTTP session (auth, headers, TLS
 verification, proxies); the calls themselves go through `PromClient.get`, which keeps
@@ -6,6 +6,10 @@ the whole response envelope, because `custom_query` drops what the canary pane m
 show: Prometheus `warnings`, and `errorType`/`error` of a refused query. Its built-in
 retries are switched off: a retry loop inside one call would stall the sample, and the
 collector runner already backs off between samples.
+
+`timeout` is the whole call's deadline (collectors/deadline.py), not a per-read
+timeout: a Prometheus, proxy or impostor that trickles its answer is cut when it is
+spent, and closing the client cuts every call in flight, so nothing waits on them.
 
 Every failure becomes a `QueryError` with a one-line message that says what happened
 (refused, timed out, HTTP status, not JSON, an HTML page, a malformed answer).
@@ -17,27 +21,31 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from ..deadline import DaemonExecutor, DeadlineAdapter, Deadlines
+from ..untrusted import clean
 
 MAX_BODY = 16 * 1024 * 1024  # a canary answer is a handful of series
 _SNIPPET = 80
 
 
 class QueryError(Exception):
-    """One API call failed. `kind`: connection, timeout, http, bad_response, api."""
+    """One API call failed. `kind`: connection, timeout, http, bad_response, api.
 
-    def __init__(self, kind: str, message: str) -> None:
+    For "api", `error_type` is Prometheus' errorType (bad_data, execution, timeout,
+    unavailable...): only bad_data says the query itself is wrong."""
+
+    def __init__(self, kind: str, message: str, error_type: str = "") -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.error_type = error_type
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,9 @@ def parse_envelope(status: int, body: bytes) -> tuple[Any, tuple[str, ...]]:
         raise QueryError("bad_response", f"HTTP {status}: answer is a JSON {type(obj).__name__}, not an object")
     warnings = tuple(str(w) for key in ("warnings", "infos") for w in (obj.get(key) or ()) if w is not None)
     if obj.get("status") == "error":
-        kind = str(obj.get("errorType") or "error")
-        raise QueryError("api", f"HTTP {status}, {kind}: {obj.get('error') or 'no message'}")
+        kind = clean(obj.get("errorType") or "error", 40)
+        error = clean(obj.get("error") or "no message", 300)
+        raise QueryError("api", f"HTTP {status}, {kind}: {error}", kind)
     if status != 200:
         raise QueryError("http", f"HTTP {status}: {_snippet(body)}")
     if obj.get("status") != "success" or "data" not in obj:
@@ -158,17 +167,27 @@ class PromClient:
             timeout=timeout,
             retry=retry,
         )
-        # one pooled connection per worker (the default pool of 10 would drop some)
-        self._conn._session.mount(self.url, HTTPAdapter(max_retries=retry, pool_maxsize=workers))
-        # A stalled Prometheus holds a thread until its timeout; a private pool keeps
+        # one pooled connection per worker (the default pool of 10 would drop some);
+        # over PrometheusConnect's own adapter for the URL, and for both schemes, so a
+        # redirect elsewhere is under the deadline too
+        adapter = DeadlineAdapter(max_retries=retry, pool_maxsize=workers)
+        for prefix in (self.url, "http://", "https://"):
+            self._conn._session.mount(prefix, adapter)
+        # A stalled Prometheus holds a thread until the deadline; a private pool keeps
         # that from starving other collectors' to_thread work.
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prometheus")
+        self._pool = DaemonExecutor(workers, "prometheus")
+        self._deadlines = Deadlines()
         self._closed = False
 
     def get(self, path: str, params: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
         """Blocking GET of /api/v1/<path> -> (data, warnings). Whole call <= timeout."""
-        deadline = time.monotonic() + self.timeout
+        with self._deadlines.start(self.timeout) as deadline:
+            status, body = self._fetch(path, params, deadline)
+        return parse_envelope(status, body)
+
+    def _fetch(self, path: str, params: dict[str, Any], deadline: Any) -> tuple[int, bytes]:
         conn = self._conn
+        late = f"no complete answer within {self.timeout:g} s"
         try:
             resp = conn._session.get(
                 f"{self.url}/api/v1/{path}",
@@ -177,35 +196,32 @@ class PromClient:
                 auth=conn.auth,
                 # explicit, or REQUESTS_CA_BUNDLE in the environment overrides the CA file
                 verify=conn._session.verify,
-                timeout=self.timeout,
+                timeout=max(0.001, deadline.remaining()),
                 stream=True,
             )
-        except requests.exceptions.Timeout:
-            raise QueryError("timeout", f"no answer within {self.timeout:g} s") from None
-        except requests.exceptions.SSLError as exc:
-            raise QueryError("connection", f"TLS failed: {_reason(exc)}") from None
-        except requests.exceptions.ConnectionError as exc:
-            if "timed out" in str(exc):
-                raise QueryError("timeout", f"no answer within {self.timeout:g} s") from None
-            raise QueryError("connection", f"cannot connect: {_reason(exc)}") from None
         except requests.exceptions.RequestException as exc:
+            if deadline.expired or isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc):
+                raise QueryError("timeout", late) from None
+            if isinstance(exc, requests.exceptions.SSLError):
+                raise QueryError("connection", f"TLS failed: {_reason(exc)}") from None
+            if isinstance(exc, requests.exceptions.ConnectionError):
+                raise QueryError("connection", f"cannot connect: {_reason(exc)}") from None
             raise QueryError("connection", f"request failed: {_reason(exc)}") from None
         try:
             body = bytearray()
-            # read in chunks so a server that trickles bytes still hits the deadline
             for chunk in resp.iter_content(65536):
                 body += chunk
                 if len(body) > MAX_BODY:
                     raise QueryError("bad_response", f"answer larger than {MAX_BODY // (1024 * 1024)} MiB")
-                if time.monotonic() > deadline:
-                    raise QueryError("timeout", f"answer not complete within {self.timeout:g} s")
         except requests.exceptions.RequestException as exc:
-            if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
-                raise QueryError("timeout", f"answer not complete within {self.timeout:g} s") from None
+            if deadline.expired or isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+                raise QueryError("timeout", late) from None
             raise QueryError("connection", f"connection broke mid-answer: {_reason(exc)}") from None
         finally:
             resp.close()
-        return parse_envelope(resp.status_code, bytes(body))
+        if deadline.expired:  # cut short: what arrived is not the whole answer
+            raise QueryError("timeout", late)
+        return resp.status_code, bytes(body)
 
     async def call(self, path: str, params: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
         if self._closed:
@@ -238,6 +254,7 @@ class PromClient:
         if self._closed:
             return
         self._closed = True
+        self._deadlines.cut_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._conn.close()
 

@@ -4,6 +4,8 @@ A breach (a value over its threshold) only turns into FAIL once it has held for
 `persist` consecutive evaluations; before that the metric says WARN ("breach 1/3"), so
 one slow scrape does not flip the verdict. A passing evaluation resets the count; an
 evaluation without data neither counts nor resets, because it proves nothing either way.
+An impossible number (vet.py) arrives as no data, with its reason in `problems`: it is
+named in the verdict's reason and a service with one never passes.
 
 The distribution test only ever warns: with thousands of requests a chi-square test
 finds differences nobody cares about, so it is evidence beside the thresholds, not a
@@ -13,7 +15,7 @@ threshold itself.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .stats import ChiSquare
 
@@ -64,6 +66,8 @@ class Measured:
     canary_requests: float | None  # in the window; None when unknown
     drift: ChiSquare | None
     drift_note: str = ""
+    problems: dict[str, str] = field(default_factory=dict)
+    """Impossible numbers (vet.py), keyed "canary.p99" etc.; their values are None here."""
 
 
 @dataclass(frozen=True)
@@ -141,29 +145,34 @@ class Evaluator:
             p99 = m.canary_p99_s
             ratio = p99_ratio(m.canary_p99_s, m.stable_p99_s)
             errors = m.canary_error_ratio
-        if not note and ratio is None and p99 is not None:
+        bad = m.problems
+        canary_p99_bad = bad.get("canary.p99", "")
+        if canary_p99_bad or bad.get("stable.p99"):
+            ratio_note = canary_p99_bad or bad["stable.p99"]
+        elif not note and ratio is None and p99 is not None:
             ratio_note = "no stable p99 to compare with"
         else:
             ratio_note = note or "no canary p99"
         metrics = (
-            self._threshold_metric("p99", p99, t.p99_max_s, "s", note or "no canary latency data"),
+            self._threshold_metric("p99", p99, t.p99_max_s, "s", canary_p99_bad or note or "no canary latency data"),
             self._threshold_metric("error_ratio", errors, t.error_ratio_max, "ratio",
-                                   note or "no canary request data"),
+                                   bad.get("canary.error_ratio") or note or "no canary request data"),
             self._threshold_metric("p99_ratio", ratio, t.p99_ratio_max, "x", ratio_note),
             self._drift(m),
         )
-        return overall(metrics)
+        return overall(metrics, tuple(bad.values()))
 
 
-def overall(metrics: tuple[MetricVerdict, ...]) -> Assessment:
+def overall(metrics: tuple[MetricVerdict, ...], problems: tuple[str, ...] = ()) -> Assessment:
     """FAIL if any fails, else WARN if any warns, else NO_DATA if a threshold metric has
-    no data (a pass needs every threshold checked), else PASS."""
+    no data or a number was impossible (a pass needs every threshold checked on
+    believable numbers), else PASS. Impossible numbers are named in every reason."""
     by = {v: [m for m in metrics if m.verdict is v] for v in Verdict}
-    if by[Verdict.FAIL]:
-        return Assessment(Verdict.FAIL, "; ".join(m.reason for m in by[Verdict.FAIL]), metrics)
-    if by[Verdict.WARN]:
-        return Assessment(Verdict.WARN, "; ".join(m.reason for m in by[Verdict.WARN]), metrics)
-    missing = [m for m in by[Verdict.NO_DATA] if m.name != "drift"]
-    if missing:
-        return Assessment(Verdict.NO_DATA, "; ".join(f"{m.name}: {m.reason}" for m in missing), metrics)
+    problems = tuple(dict.fromkeys(problems))
+    for verdict in (Verdict.FAIL, Verdict.WARN):
+        if by[verdict]:
+            return Assessment(verdict, "; ".join((*(m.reason for m in by[verdict]), *problems)), metrics)
+    missing = [f"{m.name}: {m.reason}" for m in by[Verdict.NO_DATA] if m.name != "drift" and m.reason not in problems]
+    if missing or problems:
+        return Assessment(Verdict.NO_DATA, "; ".join((*problems, *missing)), metrics)
     return Assessment(Verdict.PASS, "all metrics within thresholds", metrics)

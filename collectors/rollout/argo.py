@@ -80,8 +80,11 @@ class ArgoController(Controller):
         headers = {"Content-Type": content_type, "Accept": "application/json"} if content else {"Accept": "application/json"}
         for attempt in range(self.retries + 1):
             try:
-                resp = await self._client.request(method, path, content=content, headers=headers)
-            except httpx.TimeoutException:
+                # one deadline per call: httpx's timeouts are per read, and a server
+                # trickling its answer would never trip them
+                async with asyncio.timeout(self.timeout):
+                    resp = await self._client.request(method, path, content=content, headers=headers)
+            except (httpx.TimeoutException, TimeoutError):
                 maybe = "; it may or may not have been applied: check the rollout" if method != "GET" else ""
                 raise ControllerError(f"{what}: no answer from {self.access.server} within {self.timeout:g}s{maybe}") from None
             except httpx.HTTPError as exc:

@@ -12,6 +12,7 @@ Addresses: a path ("/run/haproxy/admin.sock", or "unix:/path") or "host:port" /
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 
 DEFAULT_BACKEND = "be_app"
@@ -86,13 +87,21 @@ class RuntimeAPI:
         if "\n" in line or "\r" in line or ";" in line:
             raise RuntimeAPIError(f"one command per call, without ';' or newlines: {line!r}")
         family, target = parse_address(self.address)
+        # `timeout` bounds the whole exchange, not each read: an answer trickled a byte
+        # at a time must not hold the caller past it
+        end = time.monotonic() + self.timeout
         try:
             with socket.socket(family, socket.SOCK_STREAM) as s:
                 s.settimeout(self.timeout)
                 s.connect(target)
+                s.settimeout(max(0.001, end - time.monotonic()))
                 s.sendall(line.encode() + b"\n")
                 chunks = []
-                while chunk := s.recv(65536):
+                while True:
+                    s.settimeout(max(0.001, end - time.monotonic()))
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
                     chunks.append(chunk)
         except TimeoutError:
             raise RuntimeAPIError(

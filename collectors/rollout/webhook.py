@@ -16,6 +16,7 @@ body (if JSON with "message") is reported.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -66,8 +67,11 @@ class WebhookController(Controller):
 
     async def _call(self, method: str, content: bytes | None = None, headers: dict | None = None) -> httpx.Response:
         try:
-            resp = await self._client.request(method, self.url, content=content, headers=headers)
-        except httpx.TimeoutException:
+            # one deadline for the whole exchange: httpx's timeouts are per read, and a
+            # receiver trickling its answer would never trip them
+            async with asyncio.timeout(self.timeout):
+                resp = await self._client.request(method, self.url, content=content, headers=headers)
+        except (httpx.TimeoutException, TimeoutError):
             raise ControllerError(f"webhook {method} {self.endpoint}: no answer within {self.timeout:g}s"
                                   + ("; the receiver may still act on it" if method == "POST" else "")) from None
         except httpx.HTTPError as exc:
