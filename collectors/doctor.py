@@ -312,12 +312,19 @@ def check_endpoint(name: str, url: str | None, paths: Iterable[str] = ("/-/ready
     fix = f"start it, or fix {setting} (now {url})" if setting else f"start it, or fix its URL ({url})"
     base = url.rstrip("/")
     last = ""
+    # httpx's timeout is per read: a server trickling its answer would hold doctor as long
+    # as it likes, so each GET runs on a daemon worker and `timeout` bounds all of it.
+    from .deadline import DaemonExecutor
+
     # trust_env: proxies and NO_PROXY from the environment apply, as they do for the
     # collectors' requests sessions.
-    with httpx.Client(timeout=timeout, follow_redirects=False, **(client_options or {})) as client:
+    with DaemonExecutor(1, "doctor-http") as pool, \
+            httpx.Client(timeout=timeout, follow_redirects=False, **(client_options or {})) as client:
         for path in paths:
             try:
-                resp = client.get(base + path)
+                resp = pool.submit(client.get, base + path).result(timeout)
+            except TimeoutError:
+                return Check(name, False, f"{base}{path}: no complete answer within {timeout:g} s", fix)
             except httpx.HTTPError as exc:
                 return Check(name, False, f"{base}: {type(exc).__name__}: {exc}", fix)
             if any_status or 200 <= resp.status_code < 300:

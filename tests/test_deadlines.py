@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from ebpftop.collectors import doctor
 from ebpftop.collectors.base import CollectorRunner
 from ebpftop.collectors.bus import Bus
 from ebpftop.collectors.canary.collector import CanaryCollector
@@ -249,6 +250,14 @@ def test_a_trickling_haproxy_runtime_api_times_out(trickler):
     err, _ = in_thread(lambda: api.command("show info"), 10)
     assert isinstance(err, RuntimeAPIError), err
     assert "no answer within 1s" in str(err)
+
+
+def test_doctor_gives_up_on_a_trickling_endpoint_at_its_timeout(trickler):
+    server = trickler(BODY)
+    check, _ = in_thread(lambda: doctor.check_endpoint("prometheus", server.url, timeout=1.0,
+                                                       setting="[canary] prometheus_url"), 10)
+    assert check.ok is False, check
+    assert "no complete answer within 1 s" in check.detail
 
 
 def test_daemon_executor_runs_work_and_its_workers_never_hold_the_exit():
