@@ -11,7 +11,8 @@ deadline). Name resolution cannot be interrupted this way; `DaemonExecutor` make
 a worker stuck there (or anywhere) never delays leaving the program.
 
 Async clients (httpx) need none of this: `asyncio.timeout` around the whole exchange
-cancels it, and cancelling closes the connection.
+cancels it, and cancelling closes the connection. A one-off synchronous probe (doctor)
+can simply wait for a `DaemonExecutor` worker's result with a timeout and walk away.
 """
 
 from __future__ import annotations
