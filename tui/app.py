@@ -181,6 +181,9 @@ class EbpftopApp(App[int]):
         try:
             return super().run(*args, **kwargs)
         finally:
+            from .terminal import quiet_if_hung_up
+
+            quiet_if_hung_up()  # an SSH drop: nothing below may fail on the dead terminal
             keeper = self.log_keeper
             if keeper.count:
                 print(f"ebpftop: {keeper.count} warning(s) were logged while the dashboard ran; "

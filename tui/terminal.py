@@ -12,14 +12,26 @@ second to check for an escape-sequence timeout even when nothing was typed; on a
 idle dashboard (a wall display for weeks) that was a sixth of its CPU. Here the
 thread sleeps until a key arrives, a sequence is half read (then it ticks as Textual
 does), or the driver stops (a pipe wakes it).
+
+And it ends the app on SIGTERM, SIGHUP and SIGINT the way `q` does, exit status
+128 + signal: without it SIGTERM and SIGHUP (an SSH drop) killed the process outright,
+leaving the terminal in the alternate screen with mouse reporting on and no cursor,
+and nothing closed (collectors, this session's count rules). Input that ends on a
+terminal (a hang-up without the signal) counts as SIGHUP. A second signal while that
+exit runs forces it: the terminal is restored and the process ends at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import selectors
+import signal
+import termios
 import threading
 from codecs import getincrementaldecoder
+from functools import partial
 
 from textual._loop import loop_last
 from textual._parser import ParseError
@@ -27,6 +39,12 @@ from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
 
 TICK_S = 0.1  # Textual's own escape-timeout polling interval, while a sequence is open
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+# What Textual's stop_application_mode writes, for a forced exit that cannot wait for it:
+# mouse reporting, bracketed paste and focus events off, line wrap on, Kitty keyboard
+# protocol off, alternate screen off, cursor shown.
+RESTORE = ("\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?2004l\x1b[?7h\x1b[<u"
+           "\x1b[?1049l\x1b[?25h\x1b[?1004l")
 
 
 class _WakingEvent(threading.Event):
@@ -60,6 +78,64 @@ class OwnFdDriver(LinuxDriver):
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.exit_event = _WakingEvent(self._wake_w)
 
+    # --- signals ---------------------------------------------------------------------
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _saved_handlers: dict[int, object] | None = None
+    _signalled = False
+    _exit_code: int | None = None
+    _app_mode = False
+
+    def start_application_mode(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        super().start_application_mode()
+        self._app_mode = True
+        if self._saved_handlers is None and threading.current_thread() is threading.main_thread():
+            # Kept until close(), after the app's shutdown has closed the collectors:
+            # a signal during that shutdown forces the exit instead of killing it halfway.
+            self._saved_handlers = {signo: signal.signal(signo, self._on_signal) for signo in EXIT_SIGNALS}
+
+    def stop_application_mode(self) -> None:
+        super().stop_application_mode()
+        self._app_mode = False
+
+    def _on_signal(self, signo: int, _frame: object) -> None:
+        if self._signalled:
+            self._force_exit(signo)
+        self._signalled = True
+        self._request_exit(signo)
+
+    def _request_exit(self, signo: int) -> None:
+        """The app exits as on `q`, with 128 + signo. Safe from a signal handler or a thread."""
+        if self._exit_code is not None:
+            return
+        self._exit_code = 128 + signo
+        try:
+            self._loop.call_soon_threadsafe(partial(self._app.exit, return_code=self._exit_code))
+        except (AttributeError, RuntimeError):  # no loop, or closed: nothing would run the exit
+            self._force_exit(signo)
+
+    def _force_exit(self, signo: int) -> None:
+        if self._app_mode:
+            fd = self._own.fileno() if self._own is not None else self.fileno
+            try:
+                os.write(fd, RESTORE.encode())
+            except OSError:
+                pass
+            if self.attrs_before is not None:
+                try:
+                    termios.tcsetattr(self.fileno, termios.TCSANOW, self.attrs_before)
+                except termios.error:
+                    pass
+        os._exit(128 + signo)
+
+    def _restore_signals(self) -> None:
+        saved, self._saved_handlers = self._saved_handlers, None
+        for signo, handler in (saved or {}).items():
+            signal.signal(signo, handler)
+
+    # --- input -----------------------------------------------------------------------
+
     def run_input_thread(self) -> None:
         """Textual's input loop (LinuxDriver.run_input_thread), blocking instead of polling."""
         if getattr(self, "_wake_r", None) is None:
@@ -69,6 +145,18 @@ class OwnFdDriver(LinuxDriver):
         selector.register(self._wake_r, selectors.EVENT_READ)
         parser = XTermParser(self._debug)
         decode = getincrementaldecoder("utf-8")().decode
+        reading = True
+        is_tty = os.isatty(self.fileno)
+
+        def ended() -> None:
+            # End of input: on a terminal in raw mode that is a hang-up (the SSH
+            # connection dropped); from a pipe or /dev/null, only no more keys. Either
+            # way stop reading, or select would return at once forever.
+            nonlocal reading
+            reading = False
+            selector.unregister(self.fileno)
+            if is_tty:
+                self._request_exit(signal.SIGHUP)
 
         def process(events, final: bool = False) -> None:
             keys = [(key, mask) for key, mask in events if key.fd == self.fileno]
@@ -80,9 +168,16 @@ class OwnFdDriver(LinuxDriver):
                     pass
             for last, (_key, mask) in loop_last(keys):
                 if mask & selectors.EVENT_READ:
-                    data = decode(os.read(self.fileno, 1024 * 4), final=final and last)
-                    if not data:
+                    try:
+                        raw = os.read(self.fileno, 1024 * 4)
+                    except OSError as exc:
+                        if exc.errno != errno.EIO:
+                            raise
+                        raw = b""
+                    if not raw:
+                        ended()
                         break
+                    data = decode(raw, final=final and last)
                     for event in parser.feed(data):
                         self.process_message(event)
             for event in parser.tick():
@@ -97,8 +192,9 @@ class OwnFdDriver(LinuxDriver):
         try:
             while not self.exit_event.is_set():
                 process(selector.select(timeout()))
-            selector.unregister(self.fileno)
-            process(selector.select(TICK_S), final=True)
+            if reading:
+                selector.unregister(self.fileno)
+                process(selector.select(TICK_S), final=True)
         finally:
             selector.close()
             try:
@@ -109,6 +205,7 @@ class OwnFdDriver(LinuxDriver):
 
     def close(self) -> None:
         super().close()
+        self._restore_signals()
         if isinstance(self.exit_event, _WakingEvent):
             self.exit_event._wake_fd = None  # the number may be reused once closed
         for name in ("_wake_r", "_wake_w"):
@@ -125,3 +222,18 @@ class OwnFdDriver(LinuxDriver):
             except OSError:
                 pass
             self._own = None
+
+
+def quiet_if_hung_up() -> None:
+    """Once the terminal has hung up, point stdout and stderr at /dev/null: whatever is
+    still printed (the warnings summary, Python's last flush at exit) would fail with
+    EIO and turn the exit status into a traceback's 1 or 120."""
+    for fd in (1, 2):
+        try:
+            os.write(fd, b"")  # a no-op on a live terminal, a pipe or a file
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                continue
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
