@@ -310,10 +310,19 @@ def test_rates_need_two_samples_then_follow_the_traffic(net):
 
 SLOW_ACCEPT_SERVER = r"""
 import socket, sys, time
+def listen_drops():  # this namespace's count of SYNs a full accept queue dropped
+    with open("/proc/net/netstat") as f:
+        names, values = [line.split() for line in f if line.startswith("TcpExt:")][:2]
+    return int(values[names.index("ListenDrops")])
+before = listen_drops()
 srv = socket.socket(); srv.bind((sys.argv[1], int(sys.argv[2]))); srv.listen(0)
 print("listening", flush=True)
 sys.stdin.readline()       # the blocker's connection now fills the accept queue
-time.sleep(0.5)            # the measured client's first SYN arrives and is dropped
+# the measured client's first SYN arrives and is dropped: wait for it however late the
+# client starts (a fixed sleep lost that race on a loaded machine), then make room
+deadline = time.monotonic() + 60
+while listen_drops() == before and time.monotonic() < deadline:
+    time.sleep(0.01)
 conns = [srv.accept()[0] for _ in range(2)]
 for c in conns:
     while c.recv(65536): pass

@@ -313,8 +313,11 @@ def test_rule_over_the_limit_is_refused_and_nothing_changes(rules):
 
 
 def test_ttl_expires_in_the_kernel_with_no_ebpftop_running(rules):
-    rules.cli("rules", "add", "--yes", f'deny icmp from {rules.net.b_ip4} ttl 3s "ttl"')
-    rules.cli("rules", "add", "--yes", f'count icmp from {rules.net.b_ip4} "after"')
+    # One change, so the TTL does not run while a second CLI starts (a second or more on
+    # a loaded machine), and room for the ping below to land before it ends.
+    path = Path(rules.state_dir).parent / "ttl.rules"
+    path.write_text(f'deny icmp from {rules.net.b_ip4} ttl 6s "ttl"\ncount icmp from {rules.net.b_ip4} "after"\n')
+    rules.cli("rules", "load", "--yes", str(path))
     assert not rules.ping(1)
     listed = rules.rules()["rules"][0]
     time.sleep(max(0.0, listed["expires"] - time.time()) + 0.5)  # waiting for the TTL itself, not timing anything
