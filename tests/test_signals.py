@@ -79,6 +79,17 @@ class Recorded(PtyApp):
         return self.proc.poll()
 
 
+def started(tmp_path, mode: str) -> Recorded:
+    """SCRIPT's dashboard, up and showing its collector's data."""
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    app = Recorded([sys.executable, str(script), str(tmp_path), mode], cols=160, rows=40)
+    if app.wait_for(lambda s: "held: yes" in s and "? Help" in s, 30) is None:
+        app.close()
+        raise AssertionError(app.text())
+    return app
+
+
 def assert_restored(written: bytes) -> None:
     missing = [what for what, seq in RESTORED.items() if seq not in written]
     assert not missing, (missing, written[-600:])
@@ -101,11 +112,8 @@ def test_signal_restores_the_terminal_and_exits_with_128_plus_signo(sig, code):
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_closes_the_collectors_before_exiting(tmp_path, sig, code):
-    script = tmp_path / "app.py"
-    script.write_text(SCRIPT)
-    app = Recorded([sys.executable, str(script), str(tmp_path), "normal"], cols=160, rows=40)
+    app = started(tmp_path, "normal")
     try:
-        assert app.wait_for(lambda s: "held: yes" in s and "? Help" in s, 30) is not None, app.text()
         app.proc.send_signal(sig)
         assert app.wait_exit(30) == code, app.text()
         assert (tmp_path / "closed").exists()
@@ -119,11 +127,8 @@ def test_a_terminal_that_hangs_up_ends_the_dashboard(tmp_path, with_signal):
     process's controlling terminal). Nothing can be written any more; the dashboard still
     closes its collectors and ends with 129, not a traceback's 1 or 120, and does not
     stay behind spinning on a dead terminal."""
-    script = tmp_path / "app.py"
-    script.write_text(SCRIPT)
-    app = Recorded([sys.executable, str(script), str(tmp_path), "normal"], cols=160, rows=40)
+    app = started(tmp_path, "normal")
     try:
-        assert app.wait_for(lambda s: "held: yes" in s and "? Help" in s, 30) is not None, app.text()
         os.close(app.master)
         app.master = os.open(os.devnull, os.O_RDONLY)  # for close()
         if with_signal:
@@ -139,11 +144,8 @@ def test_a_terminal_that_hangs_up_ends_the_dashboard(tmp_path, with_signal):
 
 
 def test_a_second_signal_forces_an_exit_that_is_stuck(tmp_path):
-    script = tmp_path / "app.py"
-    script.write_text(SCRIPT)
-    app = Recorded([sys.executable, str(script), str(tmp_path), "stuck"], cols=160, rows=40)
+    app = started(tmp_path, "stuck")
     try:
-        assert app.wait_for(lambda s: "held: yes" in s and "? Help" in s, 30) is not None, app.text()
         before = len(app.raw)
         app.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
