@@ -148,6 +148,13 @@ class Gate:
             message += f" (but its result could not be written to the audit log: {_audit_error(exc)})"
         return ActionResult(ok, message)
 
+    async def record_not_run(self, action: Action, message: str, *, automatic: bool) -> str:
+        """Audit an action that was on its way and ended without running: an automatic
+        rollback whose countdown was cancelled, or stopped by itself. A "cancelled"
+        entry; nothing is performed. Returns "" or why the entry could not be written
+        (it never raises: not acting needs no permission)."""
+        return await self._record_quietly("cancelled", action, automatic, ok=False, message=message)
+
     async def _record_quietly(self, event: str, action: Action, automatic: bool, **fields: Any) -> str:
         try:
             await asyncio.to_thread(self._audit.append, event, self.actor, action.audit_record(), automatic=automatic, **fields)

@@ -176,3 +176,120 @@ async def test_input_keys_are_not_app_bindings_while_typing(tmp_path):
         assert app.screen.query_one(Input).value == "q1 T?m"
         assert app.theme == "ebpftop-dark" and not app.paused
         await pilot.press("escape")
+
+
+# --- actions that end by themselves are audited too (issue 16, item 9) ----------------------
+
+
+async def test_quitting_during_an_auto_rollback_countdown_audits_it_as_abandoned(tmp_path):
+    from test_rollout_tui import Clock, FakeController, auto_app, fail_twice
+
+    from ebpftop.tui.panes.canary_rollback import CountdownScreen
+
+    ctl, clock = FakeController(), Clock()
+    app = auto_app(tmp_path, ctl, clock)
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await fail_twice(pilot, app)
+        assert isinstance(app.screen, CountdownScreen)
+        clock.now += 10
+        app.exit()  # what `q` on the main screen, the palette's Quit or a signal end in
+        await pilot.pause()
+    assert ctl.sent == []
+    [entry] = audit_events(tmp_path)
+    assert (entry["event"], entry["automatic"], entry["action"]["kind"]) == ("cancelled", False, "rollout.rollback")
+    assert entry["message"] == ("abandoned: the dashboard quit during the countdown with 20s of 30s left: "
+                                "nothing was sent")
+    assert entry["action"]["params"]["evidence"]["verdict"] == "fail"
+
+
+class SessionBook:
+    """A RuleBook's rule list without pins or maps; `end_session` is the real one."""
+
+    def __init__(self, rules) -> None:
+        self.rules = list(rules)
+
+    def read(self):
+        from ebpftop.collectors.rules.ruleset import Current
+
+        return Current(list(self.rules), 1, 100)
+
+    def read_counted(self):
+        return self.read(), {}
+
+    def apply(self, change, author: str = ""):
+        from ebpftop.collectors.rules.ruleset import Applied
+
+        before, self.rules = self.rules, change(list(self.rules))
+        return Applied(before, self.rules, [], [])
+
+    def close(self) -> None:
+        pass
+
+    class dp:  # noqa: N801 - the attribute RuleBook has
+        @staticmethod
+        def links():
+            return []
+
+
+def session_book(monkeypatch):
+    import os
+
+    from ebpftop.collectors.rules import collector as rules_collector
+    from ebpftop.collectors.rules.grammar import parse_rule
+    from ebpftop.collectors.rules.ruleset import RuleBook
+
+    rules = [
+        parse_rule('count udp to any port 53 "mine"').with_(id=1, slot=1, session=os.getpid()),
+        parse_rule('count tcp to any port 22 "another dashboard"').with_(id=2, slot=2, session=1),  # pid 1 lives
+        parse_rule('deny tcp to any port 6379 "enforced"').with_(id=3, slot=3),
+    ]
+    book = SessionBook(rules)
+    book.end_session = RuleBook.end_session.__get__(book)
+    monkeypatch.setattr(RuleBook, "from_settings", classmethod(lambda cls, settings: book))
+    monkeypatch.setattr(rules_collector.os, "geteuid", lambda: 0)  # start() wants root for the pins
+    return book
+
+
+async def quit_keeping_enforced_rules(tmp_path, **changes) -> None:
+    from dataclasses import replace
+
+    from app_support import NOW, settings
+
+    from ebpftop.collectors.rules.collector import RulesCollector
+    from ebpftop.collectors.runtime import Runtime
+    from ebpftop.tui.app import EbpftopApp
+    from ebpftop.tui.screens.quit_rules import QuitRulesScreen
+
+    s = replace(settings(tmp_path), **changes)
+    app = EbpftopApp(Runtime(s, collectors=[RulesCollector(s)]), clock=lambda: NOW)
+    async with app.run_test(size=(120, 30)) as pilot:
+        for _ in range(100):  # until the collector has started and read the rules
+            if app.runtime.store.latest("rules") is not None:
+                break
+            await pilot.pause(0.05)
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, QuitRulesScreen)  # the deny stays enforcing: asked
+        await pilot.press("k")
+        await pilot.pause()
+    assert not app.is_running
+
+
+async def test_this_sessions_count_rules_removed_at_quit_are_audited(tmp_path, monkeypatch):
+    book = session_book(monkeypatch)
+    await quit_keeping_enforced_rules(tmp_path)
+    assert [r.id for r in book.rules] == [2, 3]  # only this dashboard's count rule went
+    intent, result = audit_events(tmp_path)
+    assert (intent["event"], intent["automatic"], intent["action"]["kind"]) == ("intent", True, "rules.delete")
+    assert intent["action"]["params"]["ids"] == [1]
+    assert intent["action"]["description"] == ("The dashboard session that added them ended. Delete:\n"
+                                               '  1: count udp to any port 53 "mine"')
+    assert (result["event"], result["ref"], result["ok"]) == ("result", intent["seq"], True)
+    assert result["message"] == "2 rules enforced"
+
+
+async def test_count_rules_stay_when_their_removal_cannot_be_audited(tmp_path, monkeypatch):
+    book = session_book(monkeypatch)
+    (tmp_path / "blocked").write_text("")  # the audit log's directory is a file
+    await quit_keeping_enforced_rules(tmp_path, audit_log=str(tmp_path / "blocked" / "audit.jsonl"))
+    assert [r.id for r in book.rules] == [1, 2, 3]  # an unaudited change is worse than none

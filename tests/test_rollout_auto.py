@@ -166,3 +166,72 @@ def test_confirmation_shows_evidence_plan_and_asks_for_the_service_name():
     assert "Evidence: none" in evidence_text(None)
     with pytest.raises(RollbackUnavailable, match="configured: 'checkout'"):
         rollback_action(ctl, "payments", None)
+
+
+# --- a countdown that ends without a rollback is audited too (issue 16, item 9) -------------
+
+
+def entries(path) -> list[dict]:
+    return [json.loads(line) for line in read_lines(path)[0]] if path.exists() else []
+
+
+async def test_a_cancelled_countdown_is_audited_with_its_evidence_and_time_left(setup):
+    auto, clock, gate, ctl, log = setup
+    assert not auto.cancel() and await auto.audit_stops(gate) == ""  # no countdown: nothing to say
+    for _ in range(3):
+        auto.observe(evaluation("fail"))
+    clock.now += 12
+    assert auto.cancel("cancelled by a key press")
+    assert auto.phase is Phase.CANCELLED  # at once, before anything is written
+    assert entries(log) == []
+    assert await auto.audit_stops(gate) == ""
+    [entry] = entries(log)
+    assert (entry["event"], entry["automatic"], entry["ok"]) == ("cancelled", False, False)
+    assert entry["message"] == "cancelled by a key press with 18s of 30s left: nothing was sent"
+    action = entry["action"]
+    assert (action["kind"], action["target"]) == ("rollout.rollback", "checkout")
+    assert action["params"]["remaining_s"] == 18.0 and action["params"]["countdown_s"] == 30.0
+    assert action["params"]["evidence"]["verdict"] == "fail"
+    assert action["description"].startswith("AUTOMATIC rollback of checkout not run: cancelled by a key press")
+    assert "Evidence: verdict FAIL" in action["description"]
+    assert await auto.audit_stops(gate) == "" and len(entries(log)) == 1  # written once
+    clock.now += 100
+    assert await auto.fire_if_due(gate, ctl) is None and ctl.sent == []
+
+
+async def test_a_countdown_stopped_by_recovery_is_audited_as_automatic(setup):
+    auto, clock, gate, ctl, log = setup
+    for _ in range(3):
+        auto.observe(evaluation("fail"))
+    clock.now += 5
+    auto.observe(evaluation("pass"))
+    await auto.audit_stops(gate)
+    [entry] = entries(log)
+    assert (entry["event"], entry["automatic"]) == ("cancelled", True)
+    assert entry["message"] == "countdown stopped: the verdict recovered to pass with 25s of 30s left: nothing was sent"
+
+
+async def test_a_rollback_that_ran_leaves_no_cancelled_entry(setup):
+    auto, clock, gate, ctl, log = setup
+    for _ in range(3):
+        auto.observe(evaluation("fail"))
+    clock.now += 30
+    assert (await auto.fire_if_due(gate, ctl)).ok
+    auto.observe(evaluation("pass"))  # re-armed after the rollback: no countdown was stopped
+    await auto.audit_stops(gate)
+    assert [e["event"] for e in entries(log)] == ["intent", "result"]
+
+
+async def test_an_unwritable_audit_log_does_not_undo_the_cancel_and_says_so(setup, tmp_path):
+    auto, clock, _, ctl, _ = setup
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    gate = Gate(AuditLog(blocked / "audit.jsonl", tmp_path / "k.key"), read_only=False)
+    for _ in range(3):
+        auto.observe(evaluation("fail"))
+    assert auto.cancel()
+    note = await auto.audit_stops(gate)
+    assert "not recorded: the audit log could not be written" in note
+    assert auto.phase is Phase.CANCELLED
+    clock.now += 100
+    assert await auto.fire_if_due(gate, ctl) is None and ctl.sent == []

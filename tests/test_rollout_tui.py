@@ -221,7 +221,12 @@ async def test_auto_rollback_countdown_is_shown_and_a_key_cancels_it(tmp_path):
         assert app.is_running and not isinstance(app.screen, CountdownScreen)
         clock.now += 60
         await pilot.pause(0.3)
-        assert ctl.sent == [] and audit(tmp_path) == []
+        await app.workers.wait_for_complete()
+        assert ctl.sent == []
+        [entry] = audit(tmp_path)  # nothing sent, but who said no, when, on what evidence is kept
+        assert (entry["event"], entry["automatic"], entry["action"]["kind"]) == ("cancelled", False, "rollout.rollback")
+        assert entry["message"] == "cancelled by a key press with 26s of 30s left: nothing was sent"
+        assert entry["action"]["params"]["evidence"]["verdict"] == "fail"
         assert "cancelled by a key press" in summary_text(app)
         assert any("cancelled by a key press" in n.message for n in app._notifications)
 
@@ -263,7 +268,11 @@ async def test_auto_rollback_countdown_stops_when_the_verdict_recovers(tmp_path)
         assert not isinstance(app.screen, CountdownScreen)
         clock.now += 60
         await pilot.pause(0.3)
-        assert ctl.sent == [] and audit(tmp_path) == []
+        await app.workers.wait_for_complete()
+        assert ctl.sent == []
+        [entry] = audit(tmp_path)  # ended by itself: audited as automatic
+        assert (entry["event"], entry["automatic"]) == ("cancelled", True)
+        assert entry["message"] == "countdown stopped: the verdict recovered to pass with 30s of 30s left: nothing was sent"
         assert any("recovered to pass" in n.message for n in app._notifications)
 
 

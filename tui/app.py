@@ -172,6 +172,7 @@ class EbpftopApp(App[int]):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        await self.rollback_control.close()  # a countdown cut short by quitting is audited
         await self.runtime.stop()
         if self._log_installed:
             logging.getLogger().removeHandler(self.log_keeper)

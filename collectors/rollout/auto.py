@@ -11,7 +11,11 @@ service (`observe`), shows `status()` (the countdown), calls `cancel()` on any k
 - a verdict other than fail during the countdown stops it ("recovered");
 - after a cancel (or a rollback) nothing starts again until the verdict has left fail
   (pass or warn) and then failed `evaluations` times anew: the operator who said no
-  is not asked again every few seconds about the same failure.
+  is not asked again every few seconds about the same failure;
+- a countdown that ends without a rollback (cancelled, the verdict recovered, no
+  controller to send it to) is audited too, as a "cancelled" entry with the evidence:
+  the state changes at once (`cancel`, `observe`), the entry is written by
+  `audit_stops(gate)`, which the TUI runs right after.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..gate import Action, ActionResult, Gate
-from .actions import RollbackUnavailable, run_rollback
+from .actions import KIND, RollbackUnavailable, evidence_record, evidence_text, run_rollback
 from .base import Controller
 from .model import RolloutState
 
@@ -70,6 +74,7 @@ class AutoRollback:
         self.message = "" if enabled else "auto-rollback is off (--auto-rollback turns it on)"
         self.last_result: ActionResult | None = None
         self._seen: float | None = None
+        self._stops: list[tuple[Action, str, bool]] = []  # countdowns ended unrun, not yet audited
 
     @classmethod
     def from_settings(cls, settings: Any, **kw: Any) -> "AutoRollback":
@@ -99,6 +104,7 @@ class AutoRollback:
             self.fails = 0
             if self.phase is Phase.COUNTDOWN:
                 self.message = f"countdown stopped: the verdict recovered to {verdict}"
+                self._stopped(self.message, automatic=True)
             elif self.phase in (Phase.CANCELLED, Phase.FIRED):
                 self.message = f"re-armed: the verdict is {verdict}"
             self.phase, self.deadline = Phase.WATCHING, None
@@ -115,13 +121,42 @@ class AutoRollback:
             self.evidence = evidence  # the latest numbers go in the audit entry
         return self.status()
 
-    def cancel(self, reason: str = "cancelled by a key press") -> bool:
-        """Stop a running countdown; False when there was none."""
+    def cancel(self, reason: str = "cancelled by a key press", *, automatic: bool = False) -> bool:
+        """Stop a running countdown; False when there was none. `automatic`: nobody
+        asked (it could not run), as opposed to the operator saying no."""
         if self.phase is not Phase.COUNTDOWN:
             return False
+        self._stopped(reason, automatic=automatic)
         self.phase, self.deadline = Phase.CANCELLED, None
         self.message = f"auto-rollback {reason}; it stays off until the verdict leaves fail"
         return True
+
+    def _stopped(self, why: str, *, automatic: bool) -> None:
+        """Keep, for the audit log, the rollback this countdown would have run. Called
+        while the phase is still COUNTDOWN (for the time that was left)."""
+        left = self.remaining()
+        timing = "" if left is None else f" with {left:.0f}s of {self.countdown:g}s left"
+        action = Action(
+            kind=KIND,
+            title=f"Roll back {self.service}",
+            description=f"AUTOMATIC rollback of {self.service} not run: {why}{timing}.\n"
+                        + evidence_text(self.evidence),
+            target=self.service,
+            params={"service": self.service, "countdown_s": self.countdown,
+                    "remaining_s": None if left is None else round(left, 1),
+                    "evidence": evidence_record(self.evidence)},
+            dangerous=True,
+        )
+        self._stops.append((action, f"{why}{timing}: nothing was sent", automatic))
+
+    async def audit_stops(self, gate: Gate) -> str:
+        """Write a "cancelled" entry for each countdown that ended without a rollback
+        since the last call. Returns "" or why an entry could not be written."""
+        notes = []
+        while self._stops:
+            action, message, automatic = self._stops.pop(0)
+            notes.append(await gate.record_not_run(action, message, automatic=automatic))
+        return next((note for note in notes if note), "")
 
     def due(self) -> bool:
         return self.phase is Phase.COUNTDOWN and self.deadline is not None and self._clock() >= self.deadline

@@ -98,3 +98,22 @@ def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, 
         finally:
             book.close()
     return action, perform
+
+
+def session_end(book: RuleBook, pid: int) -> tuple[Action, Callable[[], Awaitable[str]]] | None:
+    """The count rules dashboard `pid` added live, removed as it ends: an automatic
+    action (each was confirmed as ending with its session when it was added), so it
+    is audited like any other change. None when that session added none."""
+    mine = [r for r in book.read().rules if r.session == pid and r.action == "count"]
+    if not mine:
+        return None
+    ids = [r.id for r in mine]
+    action = Action("rules.delete", "Remove this session's count rules",
+                    "The dashboard session that added them ended. Delete:\n"
+                    + "\n".join(f"  {r.id}: {format_rule(r)}" for r in mine),
+                    target=",".join(map(str, ids)), params={"ids": ids, "session": pid})
+
+    async def perform() -> str:
+        applied = await asyncio.to_thread(book.end_session, pid)
+        return applied.summary() if applied is not None else "nothing to remove: already gone"
+    return action, perform

@@ -13,7 +13,10 @@ import collections
 import os
 import time
 
+from ..audit import AuditLog
 from ..base import Collector, SourceUnavailable
+from ..gate import Gate
+from .actions import session_end
 from .compile import MAX_RULES
 from .model import RuleRecord, RulesData
 from .ruleset import RuleBook
@@ -101,9 +104,21 @@ class RulesCollector(Collector):
         if book is None:
             return
         try:
-            # Count rules this dashboard added live with its session (allow/deny stay).
-            await asyncio.to_thread(book.end_session, os.getpid())
+            # Count rules this dashboard added live with its session (allow/deny stay),
+            # through the gate: audited, and not removed when the audit log cannot say so.
+            planned = await asyncio.to_thread(session_end, book, os.getpid())
+            if planned is not None:
+                # The runtime's gate is built the same way: same log, key, kiosk and actor.
+                gate = Gate(AuditLog(self.settings.audit_log, self.settings.audit_key), read_only=self.settings.kiosk)
+                result = await gate.execute(*planned, _never, automatic=True)
+                if not result.ok:
+                    log.warning("this session's count rules were not removed (the next rules change drops "
+                                "them): %s", result.message)
         except Exception:  # noqa: BLE001 - a dead session's rules go at the next change
             log.warning("could not remove this session's count rules", exc_info=True)
         finally:
             book.close()
+
+
+async def _never(_action) -> bool:  # automatic: nothing is asked
+    return False

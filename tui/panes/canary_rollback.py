@@ -11,7 +11,9 @@ Auto-rollback (only with `--auto-rollback`, never in read-only mode or a replay)
 every canary evaluation is fed to `collectors.rollout.auto.AutoRollback`; when it
 starts a countdown, a dialog shows it with the evidence, and any key (or click)
 cancels; when the countdown runs out the rollback runs through the gate as an
-automatic action with its evidence. The countdown's clock is injectable for tests.
+automatic action with its evidence. A countdown that ends without a rollback
+(cancelled, the verdict recovered, no controller, the dashboard quit) is audited as
+"cancelled" with the same evidence. The countdown's clock is injectable for tests.
 """
 
 from __future__ import annotations
@@ -159,6 +161,7 @@ class RollbackControl:
             self._start_countdown()
         elif before.phase is Phase.COUNTDOWN and after.phase is not Phase.COUNTDOWN:
             self._stop_countdown()
+            self._audit_stops()
             self.app.notify(clean(self.auto.message, 200), title="auto-rollback", timeout=8)
         if (before.phase, before.message) != (after.phase, after.message):
             self._redraw_pane()
@@ -196,8 +199,29 @@ class RollbackControl:
     def cancel(self, reason: str) -> None:
         if self.auto.cancel(reason):
             self._stop_countdown()
+            self._audit_stops()
             self.app.notify(clean(self.auto.message, 200), title="auto-rollback", severity="warning", timeout=10)
             self._redraw_pane()
+
+    def _audit_stops(self) -> None:
+        """The countdown just ended without a rollback: its audit entry, written off the
+        UI thread (the state has already changed, whatever the log says)."""
+        if self.control is not None:
+            self.app.run_worker(self._write_stops(), group="auto-rollback-audit", name="auto-rollback audit")
+
+    async def _write_stops(self) -> None:
+        note = await self.auto.audit_stops(self.control.gate)
+        if note:
+            self.app.notify(f"auto-rollback countdown ended{clean(note, 300)}", title="audit", severity="error",
+                            timeout=20)
+
+    async def close(self) -> None:
+        """At quit: a countdown still running is abandoned, and audited as such."""
+        if self.control is None:
+            return
+        if self.auto.cancel("abandoned: the dashboard quit during the countdown"):
+            self._stop_countdown()
+        await self.auto.audit_stops(self.control.gate)  # also any a cancelled worker left unwritten
 
     def _tick(self) -> None:
         if self.auto.phase is not Phase.COUNTDOWN:
@@ -212,7 +236,8 @@ class RollbackControl:
 
     async def _fire(self) -> None:
         if self.controller() is None:
-            self.auto.cancel("could not run: no rollout controller is running")
+            self.auto.cancel("could not run: no rollout controller is running", automatic=True)
+            self._audit_stops()
             self.app.notify(clean(self.auto.message, 200), title="auto-rollback", severity="error", timeout=20)
             self._redraw_pane()
             return
