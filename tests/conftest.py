@@ -7,7 +7,9 @@ there would hide a broken datapath.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 
 import pytest
 
@@ -30,3 +32,20 @@ def need_root() -> None:
 @pytest.fixture
 def root() -> None:
     need_root()
+
+
+@contextlib.contextmanager
+def default_signals(*signos: int):
+    """Children started inside get these signals' usual action: a test runner started
+    under nohup (SIGHUP) or as a background job (SIGINT) ignores them, and an ignored
+    signal stays ignored in every child, so a test that stops one with it would hang."""
+    saved = {s: signal.getsignal(s) for s in signos}
+    try:
+        for s in signos:
+            if saved[s] == signal.SIG_IGN:
+                signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
+        yield
+    finally:
+        for s, handler in saved.items():
+            if handler is not None:
+                signal.signal(s, handler)

@@ -53,6 +53,11 @@ def agent_main(argv: list[str]) -> int:
     ap.add_argument("--max-flows", type=int, default=131072)
     ap.add_argument("--ring-pages", type=int, default=None)
     a = ap.parse_args(argv)
+    # Die by each signal as a process of its own would: a runner started under nohup
+    # (SIGHUP) or as a background job (SIGINT) hands its children those signals ignored.
+    for signo in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signo, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def say(obj) -> None:
         print(json.dumps(obj), flush=True)

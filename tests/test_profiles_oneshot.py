@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from conftest import default_signals
 from ebpftop.collectors.profiles import oneshot
 from ebpftop.collectors.profiles.model import make_tags, tag
 from ebpftop.collectors.profiles.sampler import RawStack, SamplerUnavailable
@@ -164,8 +165,9 @@ def test_profile_command_tags_the_burner_and_counts_its_cpu(burner):
 
 
 def test_profile_command_reports_what_it_sampled_when_interrupted(burner):
-    p = subprocess.Popen([*EBPFTOP, "profile", "--duration", "300", "--folded"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with default_signals(signal.SIGINT):  # Ctrl-C must reach it even if ours is ignored
+        p = subprocess.Popen([*EBPFTOP, "profile", "--duration", "300", "--folded"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_sampler(p)
         # until the burner has had a second of CPU (about 49 samples at the default
