@@ -93,9 +93,17 @@ def _wait_ready(prom: Prom) -> None:
             raise RuntimeError(f"prometheus exited with {prom.proc.returncode}:\n{prom.log()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{prom.url}/-/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
+                ready = resp.status == 200
+            if ready:
+                # the port was picked free, then bound by whoever came first: make sure
+                # this is our prometheus, not another test's (other runs share the host)
+                with urllib.request.urlopen(f"{prom.url}/api/v1/status/flags", timeout=2) as resp:
+                    flags = json.loads(resp.read()).get("data", {})
+                if flags.get("storage.tsdb.path") != str(prom.data_dir):
+                    raise RuntimeError(f"127.0.0.1:{prom.port} answers for another prometheus "
+                                       f"({flags.get('storage.tsdb.path')!r})")
+                return
+        except (urllib.error.URLError, OSError, ValueError):
             pass
         time.sleep(0.1)
     raise RuntimeError(f"prometheus not ready within {READY_WITHIN_S}s:\n{prom.log()[-3000:]}")
