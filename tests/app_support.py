@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 from dataclasses import replace
 
 from rich.console import Console
@@ -94,6 +95,22 @@ def terminal_bytes(app) -> str:
 # digits and semicolons ending in a letter). Anything else starting with ESC did not
 # come from the renderer.
 RENDERER_CSI = re.compile(r"\x1b\[[0-9;:]*[A-Za-z]")
+
+
+def raw_controls(text: str) -> list[str]:
+    """Characters that would act on a terminal (C0 but newline, DEL, C1, invisible
+    format characters such as bidi overrides), as U+XXXX."""
+    return sorted({f"U+{ord(c):04X}" for c in text if c != "\n" and (
+        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or unicodedata.category(c) == "Cf"
+    )})
+
+
+def assert_nothing_raw_reaches_the_terminal(out: str) -> None:
+    """`out` (see `terminal_bytes`) holds nothing the renderer did not write itself:
+    no control character from the data, no OSC (title, hyperlink, clipboard)."""
+    bad = raw_controls(RENDERER_CSI.sub("", out))
+    assert not bad, bad
+    assert "pwned\x07" not in out and "\x1b]" not in out
 
 
 def body_text(pane) -> str:

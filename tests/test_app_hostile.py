@@ -3,25 +3,14 @@ actions) is shown literally and never reaches the terminal as control sequences.
 
 from __future__ import annotations
 
-import unicodedata
-
 from ebpftop.collectors.gate import Action
 from ebpftop.collectors.model import Health, HealthState, Marker
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
-from app_support import RENDERER_CSI, host_data, make_app, screen_text, snap, terminal_bytes
+from app_support import assert_nothing_raw_reaches_the_terminal, host_data, make_app, screen_text, snap, terminal_bytes
 
 MARKUP = "[bold red]x[/]"
 HOSTILE = MARKUP + "\x1b]0;pwned\x07" + "\x9b2J" + "\u202eevil" + "\x1b[2J" + "\x00\x7f"
-
-
-def assert_nothing_raw_reaches_the_terminal(out: str) -> None:
-    rest = RENDERER_CSI.sub("", out)
-    bad = sorted({f"U+{ord(c):04X}" for c in rest if c != "\n" and (
-        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or unicodedata.category(c) == "Cf"
-    )})
-    assert not bad, bad
-    assert "pwned\x07" not in out and "\x1b]" not in out
 
 
 async def test_hostile_strings_in_every_pane_and_the_header(tmp_path):

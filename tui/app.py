@@ -38,7 +38,7 @@ from ebpftop.collectors.settings import Settings
 from ebpftop.themes import DEFAULT_THEME, STYLESHEET, THEME_NAMES, next_theme, register_themes
 
 from .actions import acting_names, replay_names
-from .bindings import KEYMAP, app_bindings
+from .bindings import KEYMAP, app_bindings, key_display
 from .panes import PANES
 from .panes.base import SourcePane
 from .panes.canary_rollback import RollbackControl
@@ -47,7 +47,7 @@ from .screens.confirm import ConfirmScreen
 from .screens.quit_rules import QuitRulesScreen
 from .screens.help import HelpScreen
 from .screens.prompt import PromptScreen
-from .text import clean
+from .text import clean, lines
 
 NARROW_BELOW = 120  # columns: under this the panes stack instead of a 2x2 grid
 MARKER_MAX = 200
@@ -378,10 +378,28 @@ class EbpftopApp(App[int]):
         if self._main_screen is not None:
             self._draw_header()
 
-    def notify(self, message: str, *, title: str = "", severity="information",
+    def notify(self, message: object, *, title: str = "", severity="information",
                timeout: float | None = None, markup: bool = False) -> None:
-        """Toasts carry outside text (markers, errors): plain text unless asked."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        """Toasts carry outside text (markers, errors): always literal and cleaned, even
+        when a caller asks for markup (Textual's `Widget.notify` does by default)."""
+        super().notify(lines(message), title=clean(title, 80), severity=severity, timeout=timeout, markup=False)
+
+    def action_help_quit(self) -> None:
+        """ctrl+c. Textual's own toast is markup (`Press [b]ctrl+q[/b]`), which the
+        literal toasts above would show as typed."""
+        keys = sorted({key_display(key) for key, active in self.active_bindings.items()
+                       if active.binding.action in ("quit", "app.quit")}, key=len)  # q before ctrl+q
+        if keys:
+            self.notify(f"Press {' or '.join(keys)} to quit", title="Do you want to quit?")
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Save an SVG of the screen (the current directory unless told). It writes a
+        file, so never in read-only mode. (Textual's own delivery says where in markup.)"""
+        if self.read_only:
+            self.notify("read-only: screenshot refused", severity="warning")
+            return
+        saved = self.save_screenshot(filename, path or os.getcwd())
+        self.notify(f"saved {saved}", title="screenshot", timeout=5)
 
     # --- what may run ------------------------------------------------------------
 
@@ -412,7 +430,7 @@ class EbpftopApp(App[int]):
             yield SystemCommand("Add incident marker", "Ask for a text, confirm, audit, publish", self.action_marker)
             yield SystemCommand(
                 "Screenshot", "Save an SVG of the screen in the current directory",
-                lambda: self.set_timer(0.1, self.deliver_screenshot),
+                lambda: self.set_timer(0.1, self.action_screenshot),
             )
         yield SystemCommand("Quit", "Quit ebpftop", self.action_quit)
 

@@ -1,20 +1,56 @@
 """The one way untrusted strings reach the screen.
 
 Process names, labels, hostnames, URLs and error messages come from outside. They are
-never parsed as markup (a Rich `Text` is built, never `Text.from_markup`) and never
-allowed to write terminal control sequences: the cleaning rule lives in
-`collectors/untrusted.py` so collectors composing multi-line text use the same one.
+never parsed as markup and never allowed to write terminal control sequences: the
+cleaning rule lives in `collectors/untrusted.py` so collectors composing multi-line
+text use the same one.
+
+Textual parses a plain `str` as markup in many places (border titles, DataTable
+labels and cells, `Static` and `Label` unless told otherwise, tooltips, options,
+command palette hits). A `[/]` there crashes the app and `[@click=app.quit]` makes a
+link that runs an action; cleaning cannot help, since `[` is printable and a length
+cut can split a tag. So those sinks get objects, never markup strings: `safe` (a Rich
+`Text`) or `plain` / `joined` (a Textual `Content`). A toast is the exception: it only
+takes a `str`, so `App.notify` shows it as literal text made by `lines`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
 
 from rich.text import Text
 
 from ebpftop.collectors.untrusted import clean
 
-__all__ = ["clean", "safe"]
+if TYPE_CHECKING:
+    from textual.content import Content
+
+__all__ = ["clean", "joined", "lines", "plain", "safe"]
 
 
 def safe(value: object, style: str = "", max_len: int | None = None) -> Text:
     """A Rich Text of the cleaned value: markup in it is shown, never interpreted."""
     return Text(clean(value, max_len), style=style, no_wrap=False)
+
+
+def plain(value: object, style: str = "", max_len: int | None = None) -> Content:
+    """A Textual Content of the cleaned value (`style` may use theme `$variables`):
+    markup in it is shown, never interpreted."""
+    # Imported here: the CLI commands use `clean` from this module without Textual.
+    from textual.content import Content
+
+    text = clean(value, max_len)
+    return Content.styled(text, style) if style else Content(text)
+
+
+def joined(values: Iterable[object], sep: str = "  ", max_len: int | None = None) -> Content:
+    """The cleaned values on one line, each cut to `max_len`, separated by `sep`."""
+    from textual.content import Content
+
+    return Content(sep).join(plain(v, max_len=max_len) for v in values)
+
+
+def lines(value: object, max_len: int | None = None) -> str:
+    """Multi-line literal text: every line cleaned, the newlines between them kept.
+    For a sink that takes only a `str` and is told not to parse it (a toast)."""
+    return "\n".join(clean(line, max_len) for line in str(value).split("\n"))

@@ -11,7 +11,8 @@ owns everything every source shares, so each pane degrades the same way:
   dimmed (class `-stale`), with the health line saying how old it is.
 
 Panes get snapshots from the app (`show`); they never touch the collectors, bcc,
-sockets or files. Every string from a payload goes through `tui.text` (here `clean`).
+sockets or files. Every string from a payload goes through `tui.text` (here `clean`,
+and `joined` for the border, which Textual would parse as markup if given a `str`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from textual.widgets import Static
 
 from ebpftop.collectors.model import Health, HealthState, Snapshot
 
-from ..text import clean
+from ..text import clean, joined, plain
 from . import fmt
 from .paint import set_content
 
@@ -108,7 +109,7 @@ class SourcePane(Vertical, can_focus=True):
             yield from self.compose_body()
 
     def on_mount(self) -> None:
-        self.border_title = f"{self.number} {self.title}"
+        self.border_title = plain(f"{self.number} {self.title}")
         self.set_class(True, "-waiting")
 
     # --- called by the app -------------------------------------------------------
@@ -142,7 +143,7 @@ class SourcePane(Vertical, can_focus=True):
                 log.warning("pane %s: headline failed", self.source, exc_info=True)
         self.alarms = alarms
         # On the border too: at 80 columns an unfocused pane shows only its frame.
-        self.border_subtitle = "  ".join(clean(text, 60) for text, _ in alarms)
+        self.border_subtitle = joined((text for text, _ in alarms), max_len=60)
         self.set_class(any(sev == "error" for _, sev in alarms), "-alarm")
 
     def _update_body_safely(self, shown: Snapshot, now: float) -> bool:

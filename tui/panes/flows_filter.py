@@ -17,6 +17,7 @@ from textual.widgets import Input, Static
 
 from ebpftop.collectors.flows.filter import FilterError, parse
 
+from ..screens.text_input import TextInput
 from ..text import clean
 
 HELP = (
@@ -71,8 +72,8 @@ class FlowFilterScreen(ModalScreen[str | None]):
         box = Vertical()
         box.border_title = "Filter flows"
         with box:
-            yield Input(value=self.current, placeholder="e.g. port:443 proto:tcp 10.0.0.0/8", max_length=MAX_LEN,
-                        id="filter-input")
+            yield TextInput(value=self.current, placeholder="e.g. port:443 proto:tcp 10.0.0.0/8", max_length=MAX_LEN,
+                            id="filter-input")
             yield Static(Content(""), id="filter-error", markup=False)
             yield Static(HELP, classes="note", markup=False)
             yield Static("enter: apply (empty: all flows)   esc: keep the current filter", classes="note",

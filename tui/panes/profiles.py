@@ -159,7 +159,8 @@ class ProfilesPane(SourcePane):
             table.add_column("share", key="share")
             table.add_column("samples", key="samples")
             for key in columns:
-                table.add_column(key, key=key)
+                # A tag name comes from outside: a str label would be parsed as markup.
+                table.add_column(safe(key, max_len=40), key=key)
             self._columns = columns
         else:
             table.clear()

@@ -15,6 +15,7 @@ from textual.widgets import Static
 from ebpftop.collectors.profiles.model import StackSample
 
 from ..screens.detail import DetailScreen
+from ..text import plain
 from .profiles_view import flame_lines, top_lines
 
 FLAME_HEIGHT = 16  # rows of the flame view at most (deeper frames are cut)
@@ -41,9 +42,9 @@ class ProfileDetailScreen(DetailScreen):
         box.border_title = "Profile detail"
         box.border_subtitle = "esc closes"
         with box:
-            yield Static(Content(self.title_text), id="detail-title", markup=False)
+            yield Static(plain(self.title_text), id="detail-title", markup=False)
             if self.note:
-                yield Static(Content.assemble((self.note, "$text-muted")), id="detail-note", markup=False)
+                yield Static(plain(self.note, "$text-muted"), id="detail-note", markup=False)
             yield Static(Content(""), id="detail-top", markup=False)
             yield Static("flame (root at the top; a frame's width is its share of the samples)",
                          classes="heading", markup=False)

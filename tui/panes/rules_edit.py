@@ -22,7 +22,8 @@ from textual.widgets import Input, Static
 from ebpftop.collectors.rules.grammar import MAX_LINE, RuleError, parse_rule
 from ebpftop.collectors.rules.spec import Rule
 
-from ..text import clean
+from ..screens.text_input import TextInput
+from ..text import clean, plain
 
 GRAMMAR = ('ACTION [tcp|udp|icmp] [from ADDR [port N[-M]]] [to ADDR [port N[-M]]] '
            '[on IFACE] [in|out] [ttl 15m] ["comment"]')
@@ -65,10 +66,10 @@ class RuleEditScreen(ModalScreen["Rule | None"]):
 
     def compose(self) -> ComposeResult:
         box = Vertical()
-        box.border_title = clean(self._title, 60)
+        box.border_title = plain(self._title, max_len=60)
         with box:
             yield Static(Content.assemble(("rule: ", "bold"), GRAMMAR), classes="note", markup=False)
-            yield Input(value=self._initial, placeholder=EXAMPLE, max_length=MAX_LINE, id="rule-input")
+            yield TextInput(value=self._initial, placeholder=EXAMPLE, max_length=MAX_LINE, id="rule-input")
             yield Static(Content(""), id="rule-status", markup=False)
             with VerticalScroll(id="rule-preview-box"):
                 yield Static(Content(""), id="rule-preview", markup=False)

@@ -18,7 +18,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ..text import clean
+from ..text import clean, plain
+from .text_input import TextInput
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -47,8 +48,8 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         a = self.action
         box = Vertical()
-        box.border_title = clean(a.title, 60)
-        box.border_subtitle = "DANGEROUS" if getattr(a, "dangerous", False) else ""
+        box.border_title = plain(a.title, max_len=60)
+        box.border_subtitle = plain("DANGEROUS" if getattr(a, "dangerous", False) else "")
         with box:
             # Line by line: a multi-line description (a rollback's plan and evidence) keeps
             # its lines; it scrolls rather than pushing the input off a small screen.
@@ -66,7 +67,7 @@ class ConfirmScreen(ModalScreen[bool]):
                     Content.assemble("Type ", (clean(self.required, 100), "bold"), " to confirm:"),
                     markup=False,
                 )
-                yield Input(id="confirm-input")
+                yield TextInput(id="confirm-input")
                 keys = "enter: confirm (when typed exactly)   esc: cancel"
             else:
                 keys = "enter / y: confirm   esc / n: cancel"

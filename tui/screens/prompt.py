@@ -8,6 +8,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from ..text import plain
+from .text_input import TextInput
+
 
 class PromptScreen(ModalScreen[str | None]):
     """Dismisses with the text on Enter, with None on Escape."""
@@ -32,10 +35,10 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         box = Vertical()
-        box.border_title = self._title
+        box.border_title = plain(self._title, max_len=60)
         with box:
             yield Static(self._label, markup=False)
-            yield Input(placeholder=self._placeholder, max_length=self._max_length, id="prompt-input")
+            yield TextInput(placeholder=self._placeholder, max_length=self._max_length, id="prompt-input")
             yield Static("enter: continue   esc: cancel", classes="note", markup=False)
 
     def on_mount(self) -> None:

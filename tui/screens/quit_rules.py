@@ -13,7 +13,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ..text import clean
+from ..text import clean, plain
 
 
 class QuitRulesScreen(ModalScreen[str | None]):
@@ -42,7 +42,7 @@ class QuitRulesScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         box = Vertical()
         n = len(self.lines)
-        box.border_title = f"{n} rule{'s' if n != 1 else ''} stay enforced after exit"
+        box.border_title = plain(f"{n} rule{'s' if n != 1 else ''} stay enforced after exit")
         with box:
             with VerticalScroll(id="quit-rules-lines"):
                 yield Static(Content("\n".join(clean(line, 300) for line in self.lines)), markup=False)
