@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import os
 import pathlib
 
 import pytest
@@ -26,7 +25,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.content import Content
 from textual.events import Click, MouseDown, MouseUp, Paste
-from textual.geometry import Offset
+from textual._context import visible_screen_stack
+from textual.geometry import Offset, Region
 from textual.pilot import _get_mouse_message_arguments
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, OptionList, Static
@@ -46,6 +46,7 @@ from ebpftop.tui.panes.base import SourcePane
 from ebpftop.tui.panes.canary_rollback import CountdownScreen, RollbackControl
 from ebpftop.tui.panes.flows_detail import FlowDetailScreen
 from ebpftop.tui.panes.flows_filter import FlowFilterScreen
+from ebpftop.tui.panes.header import HostHeader
 from ebpftop.tui.panes.profiles_detail import ProfileDetailScreen
 from ebpftop.tui.panes.rules_edit import RuleEditScreen
 from ebpftop.tui.screens.confirm import ConfirmScreen
@@ -54,7 +55,8 @@ from ebpftop.tui.screens.prompt import PromptScreen
 from ebpftop.tui.screens.quit_rules import QuitRulesScreen
 
 from app_support import (
-    NOW, T0, assert_nothing_raw_reaches_the_terminal, raw_controls, screen_text, settings, snap, terminal_bytes,
+    NOW, T0, assert_nothing_raw_reaches_the_terminal, make_app, raw_controls, screen_text, settings, snap,
+    terminal_bytes,
 )
 from test_canary_pane import canary_snap, service
 from test_rollout_tui import Clock, FakeController, wait_for
@@ -118,7 +120,8 @@ def hostile_rules(h: Hostile, t: float) -> RulesData:
                        problem="kernel and metadata disagree"))
 
 
-EXEMPLAR = Exemplar("4bf92f3577b34da6a3ce929d0e0e4736", 0.9, T0, "0.5", {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+EXEMPLAR = Exemplar(TRACE, 0.9, T0, "0.5", {"trace_id": TRACE})
 
 
 def hostile_recording(path: pathlib.Path) -> pathlib.Path:
@@ -194,6 +197,8 @@ def widget_problems(app) -> list[str]:
             elif isinstance(w, OptionList):
                 for i in range(w.option_count):
                     out += visual_problems(w.get_option_at_index(i).prompt, where + " option")
+            elif isinstance(w, HostHeader):
+                out += visual_problems(w.render(), where)
             elif isinstance(w, Input):
                 raw = raw_controls(w.value) + raw_controls(w.placeholder)
                 out += [f"{where}: raw {raw} in its value"] if raw else []
@@ -201,16 +206,17 @@ def widget_problems(app) -> list[str]:
 
 
 def screen_problems(app) -> list[str]:
-    """Every cell of the composed screen (toasts and the screens below a dialog too):
-    what a click at that cell would run, and hyperlinks."""
-    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    """Every cell of every widget shown on the top screen (toasts included), rendered as
+    `Screen.get_style_at` renders it to find what a click there runs (the terminal
+    output has no such styles: they are stripped before it is written)."""
+    visible_screen_stack.set(app._background_screens)
     out = []
-    for y, line in enumerate(update.strips):
-        for strip in [line] if hasattr(line, "_segments") else line:
-            for seg in strip:
+    for widget, (region, _clip) in app.screen._compositor.visible_widgets.items():
+        for y, line in enumerate(widget.render_lines(Region(0, 0, region.width, region.height))):
+            for seg in line:
                 found = _style_problems(seg.style) if seg.style else []
                 if found:
-                    out.append(f"row {y}: {found} on {seg.text!r}")
+                    out.append(f"{widget!r} line {y}: {found} on {seg.text!r}")
     return out
 
 
@@ -539,3 +545,20 @@ async def test_hostile_live_every_dialog(tmp_path, outside, size):
     events = [json.loads(line)["event"] for line in audit.read_text().splitlines()] if audit.exists() else []
     assert "intent" not in events, events  # asked and cancelled, never performed
     assert files_under(tmp_path) - before <= {"audit.jsonl", "audit.key"}
+
+
+async def test_screenshot_says_where_it_went_and_writes_nothing_read_only(tmp_path, outside):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await app.run_action("screenshot")
+        await pilot.pause()
+        shots = sorted(outside.glob("*.svg"))
+        assert len(shots) == 1  # in the current directory, as the command palette says
+        assert [n.message for n in app._notifications] == [f"saved {shots[0]}"]
+    (outside / "p").mkdir()
+    kiosk = make_app(tmp_path, kiosk=True)
+    async with kiosk.run_test(size=(80, 24), notifications=True) as pilot:
+        await kiosk.run_action("screenshot('p', 'shot')")  # what a markup link once ran
+        await pilot.pause()
+        assert [n.message for n in kiosk._notifications] == ["read-only: screenshot refused"]
+    assert sorted(outside.rglob("*")) == sorted([outside / "p", shots[0]])

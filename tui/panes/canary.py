@@ -96,7 +96,7 @@ class CanaryPane(SourcePane):
         with VerticalScroll(classes="data", can_focus=False):
             yield Static(Content(""), id="canary-summary", markup=False)
             yield Static(KEYS, id="canary-keys", markup=False)
-            yield OptionList(id="canary-exemplars", classes="-empty")
+            yield OptionList(id="canary-exemplars", classes="-empty", markup=False)  # options are Content
             yield MetricChart("p99", lambda p: p.canary_p99, lambda p: p.stable_p99, 1000.0, "ms", id="chart-p99")
             yield MetricChart("5xx ratio", lambda p: p.canary_err, lambda p: p.stable_err, 100.0, "%",
                               id="chart-errors")
