@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup run test demo screenshots bench clean
+.PHONY: setup run test demo screenshots bench clean lint
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -27,3 +27,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf .venv *.egg-info .pytest_cache
+
+# The layer contracts in pyproject.toml [tool.importlinter]: cli > tui | lab > actions > collectors > core.
+lint: $(STAMP)
+	.venv/bin/lint-imports

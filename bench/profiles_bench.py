@@ -68,8 +68,8 @@ int main(void) { for (;;) bench_spin(); }
 # Runs in the measured process: the collector driven by its real runner.
 EBPFTOP = """
 import asyncio, json, resource, sys, time
-from ebpftop.collectors.base import CollectorRunner
-from ebpftop.collectors.bus import Bus
+from ebpftop.core.collector import CollectorRunner
+from ebpftop.core.bus import Bus
 from ebpftop.collectors.profiles.collector import ProfilesCollector
 
 async def main(hz, run_s):
@@ -124,7 +124,7 @@ def ours(hz: int, run_s: float) -> tuple[float, float, dict]:
 
 
 def oneshot_argv(hz: int, run_s: float) -> list[str]:
-    return [VENV_PY, "-m", "ebpftop.tui.cli", "profile", "--hz", str(hz), "--duration", f"{run_s:g}", "--folded"]
+    return [VENV_PY, "-m", "ebpftop.cli.main", "profile", "--hz", str(hz), "--duration", f"{run_s:g}", "--folded"]
 
 
 def oneshot(hz: int, run_s: float) -> tuple[float, float]:

@@ -18,10 +18,10 @@ import tracemalloc
 
 from results import machine, write_section
 
-from ebpftop.collectors.bus import Bus
-from ebpftop.collectors.record import MB, Recorder
-from ebpftop.collectors.replay import Replayer, read_recording
-from ebpftop.collectors.store import Store
+from ebpftop.core.bus import Bus
+from ebpftop.core.record import MB, Recorder
+from ebpftop.core.replay import Replayer, read_recording
+from ebpftop.core.store import Store
 
 DEMO = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "demo.rec"
 N_FRAMES = int(os.environ.get("BENCH_RECORD_FRAMES", "20000"))

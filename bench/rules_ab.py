@@ -82,8 +82,9 @@ def package_dir(checkout: str, tmp: Path) -> str:
     pkg = tmp / f"pkg{len(list(tmp.glob('pkg*')))}" / "ebpftop"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    for sub in ("collectors", "tui", "themes"):
-        (pkg / sub).symlink_to(Path(checkout).resolve() / sub)
+    for sub in ("core", "collectors", "actions", "tui", "cli", "lab", "themes"):
+        if (Path(checkout).resolve() / sub).is_dir():  # older checkouts have fewer folders
+            (pkg / sub).symlink_to(Path(checkout).resolve() / sub)
     return str(pkg.parent)
 
 

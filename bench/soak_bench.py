@@ -23,9 +23,9 @@ import time
 import psutil
 from results import machine, write_section
 
-from ebpftop.collectors.replay import read_recording
-from ebpftop.collectors.runtime import Runtime
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.replay import read_recording
+from ebpftop.core.runtime import Runtime
+from ebpftop.core.settings import Settings
 from ebpftop.tui.app import EbpftopApp
 
 DEMO = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "demo.rec"

@@ -10,8 +10,8 @@ import time
 
 import psutil
 
-from .base import Collector
-from .model import HostData, NicRate
+from ebpftop.core.collector import Collector
+from ebpftop.core.model import HostData, NicRate
 
 
 class HostCollector(Collector):

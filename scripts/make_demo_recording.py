@@ -35,10 +35,10 @@ from ebpftop.collectors.canary.data import Bucket, CanaryData, ServiceCanary, Va
 from ebpftop.collectors.canary.exemplars import Exemplar
 from ebpftop.collectors.canary.verdict import Evaluator, Measured, Thresholds
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
-from ebpftop.collectors.model import Health, HealthState, HostData, Marker, NicRate, Snapshot
+from ebpftop.core.model import Health, HealthState, HostData, Marker, NicRate, Snapshot
 from ebpftop.collectors.profiles.aggregate import summarize
 from ebpftop.collectors.profiles.model import ProfilesData, SourceStatus, StackSample, make_tags
-from ebpftop.collectors.record import Recorder
+from ebpftop.core.record import Recorder
 from ebpftop.collectors.rollout.model import Backend, RolloutData, RolloutState
 
 START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC: fixed, so ages and clocks are stable

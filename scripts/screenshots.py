@@ -32,8 +32,8 @@ def moment(replay) -> int:
 
 
 async def shoot(recording: pathlib.Path, size: tuple[int, int], out: pathlib.Path, home: pathlib.Path) -> None:
-    from ebpftop.collectors.replay import ReplayRuntime
-    from ebpftop.collectors.settings import Settings
+    from ebpftop.core.replay import ReplayRuntime
+    from ebpftop.core.settings import Settings
     from ebpftop.tui.app import EbpftopApp
 
     settings = Settings(audit_log=str(home / "audit.jsonl"), audit_key=str(home / "audit.key"))

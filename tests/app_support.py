@@ -10,9 +10,9 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from ebpftop.collectors.model import Health, HealthState, HostData, Snapshot
-from ebpftop.collectors.runtime import Runtime
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.model import Health, HealthState, HostData, Snapshot
+from ebpftop.core.runtime import Runtime
+from ebpftop.core.settings import Settings
 from ebpftop.tui.app import EbpftopApp
 
 T0 = 1_700_000_000.0  # the frozen "now" of these tests is T0 + 3

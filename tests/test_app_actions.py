@@ -7,7 +7,7 @@ import json
 from textual.app import SuspendNotSupported
 from textual.widgets import Footer, Input, Static
 
-from ebpftop.collectors.gate import Action
+from ebpftop.core.gate import Action
 from ebpftop.tui.screens.confirm import ConfirmScreen
 from ebpftop.tui.screens.prompt import PromptScreen
 
@@ -184,7 +184,7 @@ async def test_input_keys_are_not_app_bindings_while_typing(tmp_path):
 async def test_quitting_during_an_auto_rollback_countdown_audits_it_as_abandoned(tmp_path):
     from test_rollout_tui import Clock, FakeController, auto_app, fail_twice
 
-    from ebpftop.tui.panes.canary_rollback import CountdownScreen
+    from ebpftop.tui.panes.canary.rollback import CountdownScreen
 
     ctl, clock = FakeController(), Clock()
     app = auto_app(tmp_path, ctl, clock)
@@ -256,7 +256,7 @@ async def quit_keeping_enforced_rules(tmp_path, **changes) -> None:
     from app_support import NOW, settings
 
     from ebpftop.collectors.rules.collector import RulesCollector
-    from ebpftop.collectors.runtime import Runtime
+    from ebpftop.core.runtime import Runtime
     from ebpftop.tui.app import EbpftopApp
     from ebpftop.tui.screens.quit_rules import QuitRulesScreen
 

@@ -3,8 +3,8 @@ actions) is shown literally and never reaches the terminal as control sequences.
 
 from __future__ import annotations
 
-from ebpftop.collectors.gate import Action
-from ebpftop.collectors.model import Health, HealthState, Marker
+from ebpftop.core.gate import Action
+from ebpftop.core.model import Health, HealthState, Marker
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
 from app_support import assert_nothing_raw_reaches_the_terminal, host_data, make_app, screen_text, snap, terminal_bytes

@@ -7,11 +7,11 @@ import re
 
 from textual.widgets import Footer, Static
 
-from ebpftop.collectors.base import Collector, SourceUnavailable
-from ebpftop.collectors.model import Health, HealthState
+from ebpftop.core.collector import Collector, SourceUnavailable
+from ebpftop.core.model import Health, HealthState
 from ebpftop.themes import THEME_NAMES, next_theme
 from ebpftop.tui.bindings import KEYMAP, key_display
-from ebpftop.tui.actions import spec
+from ebpftop.tui.key_actions import spec
 from ebpftop.tui.panes.base import SourcePane
 from ebpftop.tui.screens.help import HelpScreen
 

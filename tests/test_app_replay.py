@@ -6,8 +6,8 @@ import pathlib
 
 from textual.widgets import Static
 
-from ebpftop.collectors.model import HealthState
-from ebpftop.collectors.replay import ReplayRuntime
+from ebpftop.core.model import HealthState
+from ebpftop.core.replay import ReplayRuntime
 from ebpftop.tui.app import EbpftopApp
 from ebpftop.tui.panes import fmt
 from ebpftop.tui.panes.base import SourcePane

@@ -24,9 +24,9 @@ DEMO = pathlib.Path(__file__).resolve().parent / "data" / "demo.rec"
 SCRIPT = textwrap.dedent(
     """
     import os, sys
-    from ebpftop.collectors.base import Collector
-    from ebpftop.collectors.runtime import Runtime
-    from ebpftop.collectors.settings import Settings
+    from ebpftop.core.collector import Collector
+    from ebpftop.core.runtime import Runtime
+    from ebpftop.core.settings import Settings
     from ebpftop.tui.app import EbpftopApp
 
     class Noisy(Collector):
@@ -161,7 +161,7 @@ def test_presses_on_a_vanishing_toast_in_a_real_terminal(tmp_path):
     """As found: presses written into the pty over a toast as it goes (a click takes it
     away at once, the presses queued behind it land on it). Without the guard the app
     died within a few rounds; each round here is one chance."""
-    app = PtyApp([sys.executable, "-m", "ebpftop.tui.cli", "replay", "--paused", str(DEMO)], cols=80, rows=24)
+    app = PtyApp([sys.executable, "-m", "ebpftop.cli.main", "replay", "--paused", str(DEMO)], cols=80, rows=24)
     try:
         assert app.wait_for(lambda s: "? Help" in s, 30) is not None, app.text()
         for _ in range(10):

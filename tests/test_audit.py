@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ebpftop.collectors import audit
-from ebpftop.collectors.audit import (
+from ebpftop.core import audit
+from ebpftop.core.audit import (
     BAD_SIGNATURE,
     DUPLICATED,
     EDITED,
@@ -33,7 +33,7 @@ from ebpftop.collectors.audit import (
     sign,
     verify,
 )
-from ebpftop.tui.cli import main
+from ebpftop.cli.main import main
 
 ACTOR = Actor(user="alice", uid=0, ssh_client="192.0.2.7", tty="/dev/pts/3", pid=4242)
 OTHER_KEY = bytes(range(32))
@@ -540,7 +540,7 @@ def test_cli_uses_global_audit_log_flag(tmp_path, capsys):
 
 def test_cli_exit_codes_in_a_real_process(tmp_path):
     log = write_log(tmp_path, 4)  # two intents, each answered
-    cmd = [sys.executable, "-m", "ebpftop.tui.cli", "audit", "verify", str(log.path), "--key", str(log.key_path)]
+    cmd = [sys.executable, "-m", "ebpftop.cli.main", "audit", "verify", str(log.path), "--key", str(log.key_path)]
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     lines = lines_of(log)
     lines[0], lines[1] = lines[1], lines[0]
@@ -602,7 +602,7 @@ def test_cli_show_missing_and_bad_n(tmp_path, capsys):
 
 def test_cli_command_module_does_not_import_textual():
     code = (
-        "import sys, ebpftop.tui.commands.audit\n"
+        "import sys, ebpftop.cli.commands.audit\n"
         "print(sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.')))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

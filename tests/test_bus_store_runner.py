@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from ebpftop.collectors.base import Collector, CollectorRunner, SourceUnavailable
-from ebpftop.collectors.bus import Bus
-from ebpftop.collectors.model import Health, HealthState, Snapshot
-from ebpftop.collectors.store import Store
+from ebpftop.core.collector import Collector, CollectorRunner, SourceUnavailable
+from ebpftop.core.bus import Bus
+from ebpftop.core.model import Health, HealthState, Snapshot
+from ebpftop.core.store import Store
 
 
 def snap(source="host", seq=1, data=None):

@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ebpftop.collectors.base import SourceUnavailable
+from ebpftop.core.collector import SourceUnavailable
 from ebpftop.collectors.canary.collector import CanaryCollector, public_url
 from ebpftop.collectors.canary.config import ServiceConfig
 from ebpftop.collectors.canary.query import QueryError
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.settings import Settings
 
 
 class Recorder:

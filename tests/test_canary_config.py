@@ -14,9 +14,9 @@ from ebpftop.collectors.canary.config import (
     parse_services,
 )
 from ebpftop.collectors.canary.verdict import Thresholds
-from ebpftop.collectors.base import SourceUnavailable
-from ebpftop.collectors.config import ConfigError, load_settings
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.collector import SourceUnavailable
+from ebpftop.core.config import ConfigError, load_settings
+from ebpftop.core.settings import Settings
 
 T = Thresholds()
 
@@ -180,8 +180,8 @@ async def test_unreadable_token_file_is_reported_with_the_file(tmp_path):
 
 
 def test_command_line_flags_override_the_file(tmp_path):
-    from ebpftop.tui.cli import build_parser
-    from ebpftop.tui.options import settings_from_args
+    from ebpftop.cli.main import build_parser
+    from ebpftop.cli.options import settings_from_args
 
     cfg = tmp_path / "config.toml"
     cfg.write_text('[canary]\np99_max = 0.8\nbreaches_to_fail = 4\n')
@@ -191,8 +191,8 @@ def test_command_line_flags_override_the_file(tmp_path):
 
 
 def test_a_bad_flag_value_is_a_config_error_naming_the_flag(tmp_path):
-    from ebpftop.tui.cli import build_parser
-    from ebpftop.tui.options import settings_from_args
+    from ebpftop.cli.main import build_parser
+    from ebpftop.cli.options import settings_from_args
 
     cfg = tmp_path / "config.toml"
     cfg.write_text("")

@@ -15,7 +15,7 @@ from ebpftop.collectors.canary.config import ServiceConfig
 from ebpftop.collectors.canary.exemplars import Exemplar, parse_exemplars, slow_cutoff, slowest
 from ebpftop.collectors.canary.query import QueryError
 from ebpftop.collectors.canary.verdict import Thresholds
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.settings import Settings
 from promtools import prometheus
 
 # what /api/v1/query_exemplars returns (shape from the Prometheus HTTP API docs)

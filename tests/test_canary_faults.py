@@ -13,14 +13,14 @@ from typing import Callable
 
 import pytest
 
-from ebpftop.collectors.base import CollectorRunner, SourceUnavailable
-from ebpftop.collectors.bus import Bus
+from ebpftop.core.collector import CollectorRunner, SourceUnavailable
+from ebpftop.core.bus import Bus
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.config import ServiceConfig
 from ebpftop.collectors.canary.query import QueryError
 from ebpftop.collectors.canary.verdict import Thresholds, Verdict
-from ebpftop.collectors.model import HealthState
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.model import HealthState
+from ebpftop.core.settings import Settings
 from promtools import free_port
 
 LES = ("0.1", "0.5", "1", "+Inf")

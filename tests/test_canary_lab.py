@@ -14,10 +14,10 @@ import pytest
 from conftest import need, need_root
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.verdict import Verdict
-from ebpftop.collectors.lab import manager
-from ebpftop.collectors.lab.layout import LabConfig, Layout
-from ebpftop.collectors.settings import Settings
-from ebpftop.tui.cli import main as cli_main
+from ebpftop.lab import manager
+from ebpftop.lab.layout import LabConfig, Layout
+from ebpftop.core.settings import Settings
+from ebpftop.cli.main import main as cli_main
 
 pytestmark = pytest.mark.integration
 

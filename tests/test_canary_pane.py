@@ -14,13 +14,13 @@ from textual.widgets import OptionList, Static
 from ebpftop.collectors.canary.data import Bucket, CanaryData, DriftTest, ServiceCanary, VariantMetrics
 from ebpftop.collectors.canary.exemplars import Exemplar
 from ebpftop.collectors.canary.verdict import MetricVerdict, Verdict
-from ebpftop.collectors.model import Snapshot, from_json, to_json
-from ebpftop.collectors.replay import ReplayRuntime
+from ebpftop.core.model import Snapshot, from_json, to_json
+from ebpftop.core.replay import ReplayRuntime
 from ebpftop.collectors.rollout.model import RolloutData, RolloutState
 from ebpftop.tui.app import EbpftopApp
-from ebpftop.tui.panes.canary import CanaryPane, TraceSelected
-from ebpftop.tui.panes.canary_charts import MetricChart
-from ebpftop.tui.panes.canary_render import sparkline, weight_bar
+from ebpftop.tui.panes.canary.pane import CanaryPane, TraceSelected
+from ebpftop.tui.panes.canary.charts import MetricChart
+from ebpftop.tui.panes.canary.render import sparkline, weight_bar
 
 from app_support import NOW, make_app, ok, screen_text, settings, snap
 
@@ -172,7 +172,7 @@ class Catcher(EbpftopApp):
 
 
 async def test_exemplar_trace_ids_are_selectable(tmp_path):
-    from ebpftop.collectors.runtime import Runtime
+    from ebpftop.core.runtime import Runtime
 
     slow = (Exemplar("4bf92f3577b34da6a3ce929d0e0e4736", 0.61, NOW - 5, "1"),
             Exemplar("00f067aa0ba902b7\x1b]0;x\x07", 0.55, NOW - 7, "1"))
@@ -243,7 +243,7 @@ async def test_demo_recording_canary_pane(tmp_path):
         text = summary_text(app)
         assert svc.name in text and svc.reason.split(";")[0] in " ".join(text.split())
         p99_row = next(line for line in text.splitlines() if line.startswith("p99 "))
-        from ebpftop.tui.panes.canary_render import seconds
+        from ebpftop.tui.panes.canary.render import seconds
 
         assert seconds(svc.canary.p99_s) in p99_row and seconds(svc.stable.p99_s) in p99_row
         assert app.query_one("#chart-p99", MetricChart).points_drawn > 0

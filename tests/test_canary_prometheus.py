@@ -18,9 +18,9 @@ from ebpftop.collectors.canary.config import ServiceConfig
 from ebpftop.collectors.canary.data import CanaryData
 from ebpftop.collectors.canary.stats import chi_square_homogeneity
 from ebpftop.collectors.canary.verdict import Thresholds, Verdict
-from ebpftop.collectors.base import SourceUnavailable
-from ebpftop.collectors.model import Health, Snapshot, from_json, to_json
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.collector import SourceUnavailable
+from ebpftop.core.model import Health, Snapshot, from_json, to_json
+from ebpftop.core.settings import Settings
 from promtools import openmetrics_counter, openmetrics_histogram, prometheus
 
 pytestmark = pytest.mark.integration

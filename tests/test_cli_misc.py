@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from ebpftop.collectors.lab import manager, state as statefile
-from ebpftop.collectors.lab.layout import LabConfig, Layout
-from ebpftop.collectors.settings import Settings
-from ebpftop.tui import options
-from ebpftop.tui.cli import EXIT_BROKEN_PIPE, main
+from ebpftop.lab import manager, state as statefile
+from ebpftop.lab.layout import LabConfig, Layout
+from ebpftop.core.settings import Settings
+from ebpftop.cli import options
+from ebpftop.cli.main import EXIT_BROKEN_PIPE, main
 
 DEMO = Path(__file__).parent / "data" / "demo.rec"
 EMPTY = str(Path(__file__).parent / "data" / "empty.toml")  # no settings: only --lab and the flags count
@@ -30,7 +30,7 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
 
 
 def cli(tmp_path: Path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ebpftop.tui.cli", *argv], cwd=tmp_path, env=clean_env(tmp_path),
+    return subprocess.run([sys.executable, "-m", "ebpftop.cli.main", *argv], cwd=tmp_path, env=clean_env(tmp_path),
                           text=True, timeout=120, **kwargs)
 
 
@@ -70,7 +70,7 @@ def test_a_closed_stdout_ends_quietly_with_141(tmp_path, argv):
 
 
 def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(monkeypatch, capsys):
-    from ebpftop.tui.commands import doctor
+    from ebpftop.cli.commands import doctor
 
     def boom(args):
         raise BrokenPipeError(32, "a socket's")

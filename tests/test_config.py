@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ebpftop.collectors import config
-from ebpftop.collectors.config import ConfigError, load_settings
-from ebpftop.collectors.settings import THEMES, Settings
-from ebpftop.tui import options
+from ebpftop.core import config
+from ebpftop.core.config import ConfigError, load_settings
+from ebpftop.core.settings import THEMES, Settings
+from ebpftop.cli import options
 
 from conftest import need_root
 
@@ -357,7 +357,7 @@ def test_help_config_is_a_valid_config_file_of_the_defaults(files, tmp_path, cap
 def run_cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_"))}
     env["HOME"] = str(tmp_path / "home")
-    return subprocess.run([sys.executable, "-m", "ebpftop.tui.cli", *argv], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, "-m", "ebpftop.cli.main", *argv], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -396,7 +396,7 @@ URL_SETTINGS = [  # (field, section.key, file value wrapper) for every URL-typed
 
 
 def test_every_url_setting_is_checked_by_the_one_url_check():
-    from ebpftop.collectors import settings as settings_module
+    from ebpftop.core import settings as settings_module
 
     for name, path, wrap in URL_SETTINGS:
         opt = next(o for o in config.options() if o.name == name)
@@ -446,7 +446,7 @@ def test_a_bad_url_flag_exits_2_with_one_line_and_no_traceback(tmp_path, argv):
 def test_a_bad_url_in_the_environment_exits_2_naming_the_variable(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_"))}
     env.update(HOME=str(tmp_path), EBPFTOP_ROLLOUT_WEBHOOK_URL="http://[::1")
-    proc = subprocess.run([sys.executable, "-m", "ebpftop.tui.cli", "doctor"], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-m", "ebpftop.cli.main", "doctor"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("ebpftop: environment EBPFTOP_ROLLOUT_WEBHOOK_URL: rollout.webhook_url: has '['")

@@ -21,22 +21,22 @@ import time
 
 import pytest
 
-from ebpftop.collectors import doctor
-from ebpftop.collectors.base import CollectorRunner
-from ebpftop.collectors.bus import Bus
+from ebpftop.cli import doctor
+from ebpftop.core.collector import CollectorRunner
+from ebpftop.core.bus import Bus
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.config import ServiceConfig
 from ebpftop.collectors.canary.query import PromClient, QueryError
 from ebpftop.collectors.canary.verdict import Thresholds
 from ebpftop.collectors.deadline import DaemonExecutor
-from ebpftop.collectors.model import HealthState
+from ebpftop.core.model import HealthState
 from ebpftop.collectors.profiles.pprof import PprofError, fetch
 from ebpftop.collectors.rollout.argo import ArgoController
 from ebpftop.collectors.rollout.base import ControllerError
 from ebpftop.collectors.rollout.kube import KubeAccess
 from ebpftop.collectors.rollout.runtime_api import RuntimeAPI, RuntimeAPIError
 from ebpftop.collectors.rollout.webhook import WebhookController
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.settings import Settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EBPFTOP = str(ROOT / ".venv" / "bin" / "ebpftop")
@@ -319,7 +319,7 @@ def test_the_dashboard_quits_at_once_while_a_request_is_stuck(trickler):
     config = pathlib.Path(home, "config.toml")
     config.write_text("")
     drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
-    argv = [*drop, sys.executable, "-c", "import sys; from ebpftop.tui.cli import main; sys.exit(main())",
+    argv = [*drop, sys.executable, "-c", "import sys; from ebpftop.cli.main import main; sys.exit(main())",
             "--config", str(config), "--prometheus-url", server.url, "--canary-timeout", "120",
             "--audit-log", f"{home}/audit.jsonl"]
     app = PtyApp(argv, cols=120, rows=36, env={"HOME": home})

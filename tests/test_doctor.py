@@ -16,9 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from ebpftop.collectors import doctor
-from ebpftop.collectors.doctor import Check
-from ebpftop.tui.commands.doctor import format_checks
+from ebpftop.cli import doctor
+from ebpftop.cli.doctor import Check
+from ebpftop.cli.commands.doctor import format_checks
 
 from conftest import need_root
 
@@ -251,7 +251,7 @@ def test_an_endpoint_without_a_health_path_only_has_to_answer(http_server):
 
 
 def test_every_url_setting_is_probed(http_server):
-    from ebpftop.collectors.settings import Settings
+    from ebpftop.core.settings import Settings
 
     url = http_server(200)
     checks = doctor.check_endpoints(Settings(prometheus_url=url))
@@ -300,7 +300,7 @@ def test_unwritable_paths_are_missing_for_a_non_root_user():
     need_root()
     with tempfile.TemporaryDirectory(prefix="ebpftop-doctor-") as d:
         os.chmod(d, 0o755)  # nobody may look in, not write
-        code = ("import sys; from ebpftop.collectors.doctor import check_writable as w; "
+        code = ("import sys; from ebpftop.cli.doctor import check_writable as w; "
                 "c = w('audit log', sys.argv[1], '[audit] log'); print(c.ok, c.detail, '|', c.fix)")
         proc = subprocess.run([sys.executable, "-c", code, f"{d}/sub/audit.jsonl"], user=65534, group=65534,
                               extra_groups=[], capture_output=True, text=True, timeout=60, cwd="/")
@@ -336,7 +336,7 @@ def run_cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_")) and not k.lower().endswith("_proxy")}
     env["HOME"] = str(tmp_path)
-    return subprocess.run([sys.executable, "-m", "ebpftop.tui.cli", *argv], env=env,
+    return subprocess.run([sys.executable, "-m", "ebpftop.cli.main", *argv], env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -43,7 +43,7 @@ def agent_main(argv: list[str]) -> int:
     import argparse
     import asyncio
 
-    from ebpftop.collectors.codec import to_jsonable
+    from ebpftop.core.codec import to_jsonable
     from ebpftop.collectors.flows.collector import FlowsCollector
 
     ap = argparse.ArgumentParser()

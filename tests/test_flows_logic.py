@@ -10,14 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from ebpftop.collectors.base import SourceUnavailable
+from ebpftop.core.collector import SourceUnavailable
 from ebpftop.collectors.flows import filter as flt
 from ebpftop.collectors.flows import rates, view
 from ebpftop.collectors.flows.attribution import Attributor, service_from_environ
 from ebpftop.collectors.flows.layout import FLOW_KEY, FLOW_VAL, TCP_EVENT, TCP_TUPLE, decode_key
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
 from ebpftop.collectors.flows.table import FlowTable
-from ebpftop.collectors.model import Health, Snapshot, from_json, to_json
+from ebpftop.core.model import Health, Snapshot, from_json, to_json
 
 
 def rec(**kw) -> FlowRecord:

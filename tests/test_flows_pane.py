@@ -13,11 +13,11 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
-from ebpftop.collectors.replay import ReplayRuntime
-from ebpftop.tui.panes.flows import FlowsPane
-from ebpftop.tui.panes.flows_detail import FlowDetailScreen, RateChart
-from ebpftop.tui.panes.flows_filter import FlowFilterScreen, caret_lines
-from ebpftop.tui.panes.flows_view import short_size, squeeze
+from ebpftop.core.replay import ReplayRuntime
+from ebpftop.tui.panes.flows.pane import FlowsPane
+from ebpftop.tui.panes.flows.detail import FlowDetailScreen, RateChart
+from ebpftop.tui.panes.flows.filter import FlowFilterScreen, caret_lines
+from ebpftop.tui.panes.flows.view import short_size, squeeze
 
 from app_support import NOW, T0, make_app, ok, screen_text, settings, snap, terminal_bytes
 from test_app_hostile import HOSTILE, MARKUP, assert_nothing_raw_reaches_the_terminal

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ebpftop.collectors.actions import ActionInputError, marker_action
-from ebpftop.collectors.audit import Actor, AuditError, AuditLog, verify
-from ebpftop.collectors.bus import Bus
-from ebpftop.collectors.gate import Action, ActionResult, Gate
-from ebpftop.collectors.model import Marker
-from ebpftop.collectors.runtime import Runtime
-from ebpftop.collectors.settings import Settings
+from ebpftop.actions.marker import ActionInputError, marker_action
+from ebpftop.core.audit import Actor, AuditError, AuditLog, verify
+from ebpftop.core.bus import Bus
+from ebpftop.core.gate import Action, ActionResult, Gate
+from ebpftop.core.model import Marker
+from ebpftop.core.runtime import Runtime
+from ebpftop.core.settings import Settings
 
 ACTOR = Actor(user="alice", uid=0, ssh_client="192.0.2.7", tty="/dev/pts/3", pid=4242)
 ACTION = Action(kind="test.noop", title="No-op", description="Does nothing at all.", target="t1", params={"n": 1})

@@ -33,22 +33,22 @@ from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets._toast import Toast
 
 from ebpftop.collectors.canary.exemplars import Exemplar
-from ebpftop.collectors.gate import Action
-from ebpftop.collectors.model import Health, HealthState, Marker, Snapshot, to_json
-from ebpftop.collectors.record import RecorderStatus, header
-from ebpftop.collectors.replay import ReplayRuntime, read_recording
+from ebpftop.core.gate import Action
+from ebpftop.core.model import Health, HealthState, Marker, Snapshot, to_json
+from ebpftop.core.record import RecorderStatus, header
+from ebpftop.core.replay import ReplayRuntime, read_recording
 from ebpftop.collectors.rollout.collector import RolloutCollector
 from ebpftop.collectors.rollout.model import Backend, Plan, Request, RolloutState
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
-from ebpftop.collectors.runtime import Runtime
+from ebpftop.core.runtime import Runtime
 from ebpftop.tui.app import EbpftopApp
 from ebpftop.tui.panes.base import SourcePane
-from ebpftop.tui.panes.canary_rollback import CountdownScreen, RollbackControl
-from ebpftop.tui.panes.flows_detail import FlowDetailScreen
-from ebpftop.tui.panes.flows_filter import FlowFilterScreen
+from ebpftop.tui.panes.canary.rollback import CountdownScreen, RollbackControl
+from ebpftop.tui.panes.flows.detail import FlowDetailScreen
+from ebpftop.tui.panes.flows.filter import FlowFilterScreen
 from ebpftop.tui.panes.header import HostHeader
-from ebpftop.tui.panes.profiles_detail import ProfileDetailScreen
-from ebpftop.tui.panes.rules_edit import RuleEditScreen
+from ebpftop.tui.panes.profiles.detail import ProfileDetailScreen
+from ebpftop.tui.panes.rules.edit import RuleEditScreen
 from ebpftop.tui.screens.confirm import ConfirmScreen
 from ebpftop.tui.screens.help import HelpScreen
 from ebpftop.tui.screens.prompt import PromptScreen

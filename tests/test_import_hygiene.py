@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FORBIDDEN = ("textual", "textual_plotext", "ebpftop.tui")
+FORBIDDEN = ("textual", "textual_plotext", "plotext", "rich", "ebpftop.tui", "ebpftop.cli", "ebpftop.themes")
+TEXTUAL_FREE = ("core", "collectors", "actions", "lab")  # every layer below tui
 
 
 def _imports(path: pathlib.Path) -> set[str]:
@@ -24,7 +25,7 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 def test_no_collector_module_imports_textual_statically():
     offenders = []
-    for path in sorted((ROOT / "collectors").rglob("*.py")):
+    for path in sorted(p for d in TEXTUAL_FREE for p in (ROOT / d).rglob("*.py")):
         for name in _imports(path):
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
@@ -33,15 +34,16 @@ def test_no_collector_module_imports_textual_statically():
 
 def test_importing_every_collector_module_loads_no_textual():
     mods = sorted(
-        "ebpftop.collectors." + ".".join(p.relative_to(ROOT / "collectors").with_suffix("").parts)
-        for p in (ROOT / "collectors").rglob("*.py")
+        f"ebpftop.{d}." + ".".join(p.relative_to(ROOT / d).with_suffix("").parts)
+        for d in TEXTUAL_FREE
+        for p in (ROOT / d).rglob("*.py")
         if p.name != "__init__.py"
     )
     code = (
         "import importlib, sys\n"
         f"for m in {mods!r}:\n"
         "    importlib.import_module(m)\n"
-        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.') or m.startswith('ebpftop.tui'))\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.') or m.startswith(('ebpftop.tui', 'ebpftop.cli')))\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -50,6 +52,6 @@ def test_importing_every_collector_module_loads_no_textual():
 
 def test_no_generic_top_level_package_installed():
     """Installed, the code lives under `ebpftop.` only: no `tui` or `collectors` module."""
-    code = "import importlib.util as u; print(u.find_spec('tui'), u.find_spec('collectors'))"
+    code = "import importlib.util as u; print(*(u.find_spec(n) for n in ('core', 'collectors', 'actions', 'tui', 'cli', 'lab', 'themes')))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
-    assert proc.stdout.strip() == "None None", proc.stdout + proc.stderr
+    assert proc.stdout.strip() == " ".join(["None"] * 7), proc.stdout + proc.stderr

@@ -20,12 +20,12 @@ import time
 import psutil
 import pytest
 
-from ebpftop.collectors.lab import manager, procs, state as statefile, topology
-from ebpftop.collectors.lab.errors import LabError
-from ebpftop.collectors.lab.haproxy import RuntimeAPI
-from ebpftop.collectors.lab.layout import LabConfig, Layout
-from ebpftop.collectors.lab.prometheus import PrometheusAPI
-from ebpftop.tui.cli import main as cli_main
+from ebpftop.lab import manager, procs, state as statefile, topology
+from ebpftop.lab.errors import LabError
+from ebpftop.lab.haproxy import RuntimeAPI
+from ebpftop.lab.layout import LabConfig, Layout
+from ebpftop.lab.prometheus import PrometheusAPI
+from ebpftop.cli.main import main as cli_main
 
 from conftest import need, need_root
 
@@ -154,7 +154,7 @@ def test_inject_moves_canary_latency_and_error_ratio_in_prometheus(lab):
 
 
 def test_lab_settings_wire_the_dashboard_to_the_running_lab(lab):
-    from ebpftop.collectors.settings import Settings
+    from ebpftop.core.settings import Settings
 
     settings = manager.lab_settings(Settings(), CFG)
     assert settings.prometheus_url == Layout(CFG).prometheus_url
@@ -278,7 +278,7 @@ def test_down_with_an_unreadable_state_file_still_cleans_up(fault_lab, capsys):
 def test_lab_up_killed_midway_is_cleaned_up_by_down(fault_lab):
     lay = Layout(FAULT)
     cli = subprocess.Popen(
-        [sys.executable, "-m", "ebpftop.tui.cli", "lab", "up", "--instance", FAULT.name, "--subnet", FAULT.subnet,
+        [sys.executable, "-m", "ebpftop.cli.main", "lab", "up", "--instance", FAULT.name, "--subnet", FAULT.subnet,
          "--prometheus-port", str(FAULT.prometheus_port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

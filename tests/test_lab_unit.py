@@ -11,11 +11,11 @@ import urllib.request
 
 import pytest
 
-from ebpftop.collectors.lab import haproxy, prometheus, state
-from ebpftop.collectors.lab.errors import LabError
-from ebpftop.collectors.lab.knobs import Knobs, parse_terms
-from ebpftop.collectors.lab.layout import LabConfig, Layout
-from ebpftop.tui.cli import main as cli_main
+from ebpftop.lab import haproxy, prometheus, state
+from ebpftop.lab.errors import LabError
+from ebpftop.lab.knobs import Knobs, parse_terms
+from ebpftop.lab.layout import LabConfig, Layout
+from ebpftop.cli.main import main as cli_main
 
 # ------------------------------------------------------------------------- knobs
 
@@ -247,7 +247,7 @@ def service():
     """The real service module on loopback, in this process."""
     from http.server import ThreadingHTTPServer
 
-    from ebpftop.collectors.lab.service import ServiceState, make_handler
+    from ebpftop.lab.service import ServiceState, make_handler
 
     st = ServiceState("v9", "canary", base_latency_s=0.0)
     srv = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(st))

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ebpftop.collectors import model
-from ebpftop.collectors.codec import DecodeError, from_jsonable, to_jsonable
-from ebpftop.collectors.model import Health, HealthState, HostData, NicRate, Snapshot
+from ebpftop.core import model
+from ebpftop.core.codec import DecodeError, from_jsonable, to_jsonable
+from ebpftop.core.model import Health, HealthState, HostData, NicRate, Snapshot
 
 
 def host(**kw) -> HostData:

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
-from ebpftop.collectors.model import Health, HealthState, HostData, Snapshot
+from ebpftop.core.model import Health, HealthState, HostData, Snapshot
 from ebpftop.tui.panes import fmt
 from ebpftop.tui.panes.header import HostHeader, Marks
 from ebpftop.tui.panes.paint import forget, set_content

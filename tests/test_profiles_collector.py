@@ -15,11 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import need_root
-from ebpftop.collectors import headless
-from ebpftop.collectors.base import SourceUnavailable
+from ebpftop.cli import headless
+from ebpftop.core.collector import SourceUnavailable
 from ebpftop.collectors.profiles.collector import ProfilesCollector
 from ebpftop.collectors.profiles.model import tag
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.settings import Settings
 
 FIXTURE = pathlib.Path(__file__).with_name("data") / "pprof" / "labels.pb.gz"
 TRACES = {"4bf92f3577b34da6a3ce929d0e0e4736": 164, "a3ce929d0e0e47364bf92f3577b34da6": 162}
@@ -142,7 +142,7 @@ def test_capture_needs_a_target():
 
 NOBODY = """
 import asyncio, json, sys
-from ebpftop.collectors.base import SourceUnavailable
+from ebpftop.core.collector import SourceUnavailable
 from ebpftop.collectors.profiles.collector import ProfilesCollector
 
 async def main(urls):

@@ -15,10 +15,10 @@ from conftest import default_signals
 from ebpftop.collectors.profiles import oneshot
 from ebpftop.collectors.profiles.model import make_tags, tag
 from ebpftop.collectors.profiles.sampler import RawStack, SamplerUnavailable
-from ebpftop.tui import cli
+from ebpftop.cli import main as cli
 from test_profiles_sampler import HOT, burner, cpu_seconds, loaded_progs  # noqa: F401 - burner is a fixture
 
-EBPFTOP = [sys.executable, "-m", "ebpftop.tui.cli"]
+EBPFTOP = [sys.executable, "-m", "ebpftop.cli.main"]
 
 
 class FakeSampler:

@@ -14,10 +14,10 @@ from textual.widgets import DataTable, Static
 
 from ebpftop.collectors.profiles.aggregate import summarize
 from ebpftop.collectors.profiles.model import ProfilesData, SourceStatus, StackSample, make_tags
-from ebpftop.collectors.replay import ReplayRuntime
-from ebpftop.tui.panes.canary import TraceSelected
-from ebpftop.tui.panes.profiles import ProfilesPane
-from ebpftop.tui.panes.profiles_detail import ProfileDetailScreen
+from ebpftop.core.replay import ReplayRuntime
+from ebpftop.tui.panes.canary.pane import TraceSelected
+from ebpftop.tui.panes.profiles.pane import ProfilesPane
+from ebpftop.tui.panes.profiles.detail import ProfileDetailScreen
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
 from app_support import NOW, T0, make_app, ok, screen_text, settings, snap
@@ -362,7 +362,7 @@ async def test_enter_on_a_canary_exemplar_opens_the_profiles_on_its_trace(tmp_pa
 
 
 def test_column_widths_cut_the_widest_first():
-    from ebpftop.tui.panes.profiles_view import fit_widths
+    from ebpftop.tui.panes.profiles.view import fit_widths
 
     columns = ["service", "trace_id", "pid"]
     values = [["checkout", TRACE, "933"]]

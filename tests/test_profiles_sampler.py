@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import need, need_root
-from ebpftop.collectors.model import Health, Snapshot, from_json, to_json
+from ebpftop.core.model import Health, Snapshot, from_json, to_json
 from ebpftop.collectors.profiles import aggregate
 from ebpftop.collectors.profiles.collector import ProfilesCollector
 from ebpftop.collectors.profiles.model import tag

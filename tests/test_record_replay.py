@@ -12,10 +12,10 @@ from dataclasses import replace
 
 import pytest
 
-from ebpftop.collectors.bus import Bus
-from ebpftop.collectors.model import Health, HealthState, HostData, Marker, NicRate, Snapshot
-from ebpftop.collectors.record import MB, Recorder, RecorderStatus
-from ebpftop.collectors.replay import (
+from ebpftop.core.bus import Bus
+from ebpftop.core.model import Health, HealthState, HostData, Marker, NicRate, Snapshot
+from ebpftop.core.record import MB, Recorder, RecorderStatus
+from ebpftop.core.replay import (
     MAX_SPEED,
     MIN_SPEED,
     Replayer,
@@ -23,8 +23,8 @@ from ebpftop.collectors.replay import (
     ReplayRuntime,
     read_recording,
 )
-from ebpftop.collectors.settings import Settings
-from ebpftop.collectors.store import Store
+from ebpftop.core.settings import Settings
+from ebpftop.core.store import Store
 
 DATA = pathlib.Path(__file__).parent / "data"
 DEMO = DATA / "demo.rec"
@@ -321,7 +321,7 @@ def test_demo_decodes_typed_in_a_fresh_interpreter():
 
     code = (
         "import sys\n"
-        "from ebpftop.collectors.replay import read_recording\n"
+        "from ebpftop.core.replay import read_recording\n"
         f"rec = read_recording({str(DEMO)!r})\n"
         "types = sorted({(f.source, type(f.data).__name__) for f in rec.frames if f.data is not None})\n"
         "print(types)\n"
@@ -341,23 +341,24 @@ def test_replay_loads_every_payload_type_the_collectors_register():
     import subprocess
     import sys
 
-    root = pathlib.Path(__file__).resolve().parent.parent / "collectors"
+    repo = pathlib.Path(__file__).resolve().parent.parent
     mods = sorted(
-        "ebpftop.collectors." + ".".join(p.relative_to(root).with_suffix("").parts)
-        for p in root.rglob("*.py")
+        f"ebpftop.{layer}." + ".".join(p.relative_to(repo / layer).with_suffix("").parts)
+        for layer in ("core", "collectors")  # both register payload types
+        for p in (repo / layer).rglob("*.py")
         if p.name != "__init__.py"
     )
     every = (
         "import importlib\n"
         f"for m in {mods!r}:\n"
         "    importlib.import_module(m)\n"
-        "from ebpftop.collectors.model import _PAYLOADS\n"
+        "from ebpftop.core.model import _PAYLOADS\n"
         "print(sorted(_PAYLOADS))\n"
     )
     loaded = (
-        "from ebpftop.collectors.replay import load_payload_types\n"
+        "from ebpftop.core.replay import load_payload_types\n"
         "load_payload_types()\n"
-        "from ebpftop.collectors.model import _PAYLOADS\n"
+        "from ebpftop.core.model import _PAYLOADS\n"
         "print(sorted(_PAYLOADS))\n"
     )
     out = [

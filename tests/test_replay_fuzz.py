@@ -16,11 +16,11 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ebpftop.collectors.bus import Bus
-from ebpftop.collectors.replay import Replayer, ReplayError, ReplayRuntime, read_recording
-from ebpftop.collectors.settings import Settings
-from ebpftop.collectors.store import Store
-from ebpftop.tui.commands.replay import summary
+from ebpftop.core.bus import Bus
+from ebpftop.core.replay import Replayer, ReplayError, ReplayRuntime, read_recording
+from ebpftop.core.settings import Settings
+from ebpftop.core.store import Store
+from ebpftop.cli.commands.replay import summary
 
 DEMO = pathlib.Path(__file__).parent / "data" / "demo.rec"
 _ALL = DEMO.read_bytes().splitlines()
@@ -220,7 +220,7 @@ def test_replay_of_a_file_with_no_playable_snapshot_names_file_and_line(tmp_path
     path.write_bytes(BASE[0] + b"\n" + json.dumps(good).replace(json.dumps(SENTINEL), "1" * 400).encode() + b"\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_"))}
     env["HOME"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "ebpftop.tui.cli", "replay", str(path)], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-m", "ebpftop.cli.main", "replay", str(path)], cwd=tmp_path, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""

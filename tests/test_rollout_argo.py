@@ -15,14 +15,14 @@ import os
 
 import pytest
 
-from ebpftop.collectors.audit import read_lines
-from ebpftop.collectors.audit import AuditLog
-from ebpftop.collectors.gate import Gate
-from ebpftop.collectors.rollout.actions import RollbackUnavailable, rollback_action, run_rollback
+from ebpftop.core.audit import read_lines
+from ebpftop.core.audit import AuditLog
+from ebpftop.core.gate import Gate
+from ebpftop.actions.rollback import RollbackUnavailable, rollback_action, run_rollback
 from ebpftop.collectors.rollout.argo import ArgoController, retry_after
 from ebpftop.collectors.rollout.base import Conflict, ControllerError
 from ebpftop.collectors.rollout.kube import KubeAccess, in_cluster, load_kubeconfig
-from ebpftop.tui.cli import main as cli_main
+from ebpftop.cli.main import main as cli_main
 
 from k8s_contract import ContractServer, Fault, make_tls, status_doc
 

@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from ebpftop.collectors.audit import AuditLog, read_lines
+from ebpftop.core.audit import AuditLog, read_lines
 from ebpftop.collectors.canary.data import DriftTest, ServiceCanary, VariantMetrics
 from ebpftop.collectors.canary.verdict import MetricVerdict, Verdict
-from ebpftop.collectors.gate import Gate
-from ebpftop.collectors.rollout.actions import RollbackUnavailable, evidence_text, rollback_action
-from ebpftop.collectors.rollout.auto import AutoRollback, Phase
+from ebpftop.core.gate import Gate
+from ebpftop.actions.rollback import RollbackUnavailable, evidence_text, rollback_action
+from ebpftop.actions.auto_rollback import AutoRollback, Phase
 from ebpftop.collectors.rollout.base import Controller
 from ebpftop.collectors.rollout.model import Plan, Request, RolloutState
 

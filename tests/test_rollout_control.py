@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 
-from ebpftop.collectors.audit import AuditLog, read_lines
+from ebpftop.core.audit import AuditLog, read_lines
 from ebpftop.collectors.canary.data import CanaryData
-from ebpftop.collectors.gate import Gate
-from ebpftop.collectors.model import Health, Snapshot
-from ebpftop.collectors.rollout.auto import Phase
-from ebpftop.collectors.rollout.control import RolloutControl
+from ebpftop.core.gate import Gate
+from ebpftop.core.model import Health, Snapshot
+from ebpftop.actions.auto_rollback import Phase
+from ebpftop.actions.rollout_control import RolloutControl
 from ebpftop.collectors.rollout.model import RolloutData, RolloutState
-from ebpftop.collectors.settings import Settings
-from ebpftop.collectors.store import Store
+from ebpftop.core.settings import Settings
+from ebpftop.core.store import Store
 
 from test_rollout_auto import Clock, FakeController, evaluation
 

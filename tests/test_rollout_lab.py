@@ -15,17 +15,17 @@ import time
 
 import pytest
 
-from ebpftop.collectors.audit import read_lines, verify
-from ebpftop.collectors.audit import AuditLog
-from ebpftop.collectors.gate import Gate
-from ebpftop.collectors.lab import manager
-from ebpftop.collectors.lab.layout import LabConfig, Layout
-from ebpftop.collectors.lab.web import fetch
-from ebpftop.collectors.rollout.actions import run_rollback
+from ebpftop.core.audit import read_lines, verify
+from ebpftop.core.audit import AuditLog
+from ebpftop.core.gate import Gate
+from ebpftop.lab import manager
+from ebpftop.lab.layout import LabConfig, Layout
+from ebpftop.lab.web import fetch
+from ebpftop.actions.rollback import run_rollback
 from ebpftop.collectors.rollout.haproxy import HAProxyController
 from ebpftop.collectors.rollout.runtime_api import RuntimeAPI
-from ebpftop.collectors.settings import Settings
-from ebpftop.tui.cli import main as cli_main
+from ebpftop.core.settings import Settings
+from ebpftop.cli.main import main as cli_main
 
 from conftest import need, need_root
 

@@ -16,9 +16,9 @@ from textual.widgets import Input, Static
 from ebpftop.collectors.rollout.base import Controller
 from ebpftop.collectors.rollout.collector import RolloutCollector
 from ebpftop.collectors.rollout.model import Plan, Request, RolloutState
-from ebpftop.collectors.runtime import Runtime
+from ebpftop.core.runtime import Runtime
 from ebpftop.tui.app import EbpftopApp
-from ebpftop.tui.panes.canary_rollback import CountdownScreen, RollbackControl
+from ebpftop.tui.panes.canary.rollback import CountdownScreen, RollbackControl
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
 from app_support import NOW, screen_text, settings
@@ -298,7 +298,7 @@ async def test_confirmation_fits_80x24_with_plan_lines_and_the_input(tmp_path):
 
 
 async def test_rollout_shown_without_a_canary_evaluation(tmp_path):
-    from ebpftop.collectors.model import Health, HealthState
+    from ebpftop.core.model import Health, HealthState
 
     from app_support import snap
 
@@ -322,8 +322,8 @@ async def test_rollout_shown_without_a_canary_evaluation(tmp_path):
 def lab():
     import shutil
 
-    from ebpftop.collectors.lab import manager
-    from ebpftop.collectors.lab.layout import LabConfig
+    from ebpftop.lab import manager
+    from ebpftop.lab.layout import LabConfig
 
     from conftest import need, need_root
 
@@ -342,11 +342,11 @@ def lab():
 
 @pytest.mark.integration
 async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
-    from ebpftop.collectors.audit import verify
+    from ebpftop.core.audit import verify
     from ebpftop.collectors.canary.collector import CanaryCollector
-    from ebpftop.collectors.lab import manager
+    from ebpftop.lab import manager
     from ebpftop.collectors.rollout.runtime_api import RuntimeAPI
-    from ebpftop.tui.cli import main as cli_main
+    from ebpftop.cli.main import main as cli_main
 
     cfg, ep = lab
     s = manager.wire_settings(settings(tmp_path, canary_window="15s", canary_interval=1.0, canary_timeout=10.0,

@@ -11,15 +11,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ebpftop.collectors.base import CollectorRunner
-from ebpftop.collectors.bus import Bus
-from ebpftop.collectors.model import HealthState, from_json, to_json
+from ebpftop.core.collector import CollectorRunner
+from ebpftop.core.bus import Bus
+from ebpftop.core.model import HealthState, from_json, to_json
 from ebpftop.collectors.rollout.base import ControllerError
 from ebpftop.collectors.rollout.collector import RolloutCollector, controller_from
 from ebpftop.collectors.rollout.model import RolloutData
 from ebpftop.collectors.rollout.webhook import SIGNATURE_HEADER, WebhookController
-from ebpftop.collectors.runtime import default_collectors
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.runtime import default_collectors
+from ebpftop.core.settings import Settings
 
 KEY = b"s3cret-key"
 STATE = {"stable_revision": "v1.0.0", "canary_revision": "v1.1.0", "stable_weight": 90, "canary_weight": 10,
@@ -182,7 +182,7 @@ async def test_rollout_source_publishes_the_state_and_it_survives_json(receiver,
 
 async def test_rollout_source_is_off_without_a_controller_and_listed_only_when_configured():
     collector = RolloutCollector(Settings())
-    from ebpftop.collectors.base import SourceUnavailable
+    from ebpftop.core.collector import SourceUnavailable
 
     with pytest.raises(SourceUnavailable) as info:
         await collector.start()

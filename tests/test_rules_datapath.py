@@ -87,7 +87,7 @@ class Env:
         self.env.pop("CI", None)
 
     def cmd(self, *args: str) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.net.a.name}", PYTHON, "-m", "ebpftop.tui.cli", *args]
+        return ["nsenter", f"--net=/run/netns/{self.net.a.name}", PYTHON, "-m", "ebpftop.cli.main", *args]
 
     def cli(self, *args: str, ok: bool | None = True, input: str | None = None) -> subprocess.CompletedProcess:
         p = subprocess.run(self.cmd(*args), env=self.env, capture_output=True, text=True, timeout=180, input=input)
@@ -468,9 +468,9 @@ def test_session_count_rules_end_with_their_session(rules):
 
 PLAN_FDS = """
 import os, sys
-from ebpftop.collectors.rules.actions import plan
-from ebpftop.collectors.settings import Settings
-from ebpftop.collectors.audit import Actor
+from ebpftop.actions.rules import plan
+from ebpftop.core.settings import Settings
+from ebpftop.core.audit import Actor
 
 settings = Settings(rules_pin_dir=sys.argv[1], rules_state_dir=sys.argv[2])
 actor = Actor(user="t", uid=0)

@@ -100,7 +100,7 @@ def test_check_verb(tmp_path):
     good.write_text("deny tcp to any port 22\ncount\n")
     bad = tmp_path / "bad.rules"
     bad.write_text("deny tcp to any port 22\ndeny tcp to any port 70000\n")
-    cmd = [sys.executable, "-m", "ebpftop.tui.cli", "rules", "check"]
+    cmd = [sys.executable, "-m", "ebpftop.cli.main", "rules", "check"]
     ok = subprocess.run(cmd + [str(good)], capture_output=True, text=True)
     assert ok.returncode == 0 and "2 rules, nothing applied" in ok.stdout
     no = subprocess.run(cmd + [str(bad)], capture_output=True, text=True)

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from ebpftop.collectors.codec import to_jsonable
-from ebpftop.collectors.model import Health, HealthState, Snapshot, from_json, to_json
+from ebpftop.core.codec import to_jsonable
+from ebpftop.core.model import Health, HealthState, Snapshot, from_json, to_json
 from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.collector import RateKeeper
 from ebpftop.collectors.rules.compile import (

@@ -5,7 +5,7 @@ the traffic it will drop; `d` deletes; `e` edits as one switch; kiosk: keys abse
 inert; 80x24 and 160x48.
 
 The kernel side is a `RuleBook` whose datapath is a list (`FakeBook`): the change
-logic (add/delete/set_action/replace) and the gate actions (`collectors.rules.actions.
+logic (add/delete/set_action/replace) and the gate actions (`actions.rules.
 plan`) are the real ones; what needs root (pins, bpf maps) is replaced.
 """
 
@@ -18,13 +18,13 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData
-from ebpftop.collectors.rules import actions as rule_actions
+from ebpftop.actions import rules as rule_actions
 from ebpftop.collectors.rules.grammar import parse_rule
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.collectors.rules.ruleset import Applied, Current, RuleBook
 from ebpftop.collectors.rules.spec import Rule, format_rule
-from ebpftop.tui.panes.rules import RulesPane
-from ebpftop.tui.panes.rules_edit import RuleEditScreen
+from ebpftop.tui.panes.rules.pane import RulesPane
+from ebpftop.tui.panes.rules.edit import RuleEditScreen
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
 from app_support import NOW, make_app, ok, screen_text, snap
@@ -460,10 +460,10 @@ import asyncio, json, socket, sys
 sys.path.insert(0, sys.argv[1])
 from textual.widgets import Input
 from ebpftop.collectors.rules.collector import RulesCollector
-from ebpftop.collectors.runtime import Runtime
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.runtime import Runtime
+from ebpftop.core.settings import Settings
 from ebpftop.tui.app import EbpftopApp
-from ebpftop.tui.panes.rules import RulesPane
+from ebpftop.tui.panes.rules.pane import RulesPane
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
 tmp, pin_dir, a_if, b_ip = sys.argv[2:6]

@@ -22,7 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "bench")
 from pty_app import PtyApp  # noqa: E402  (the benchmarks' PTY + terminal emulator helper)
 
 DEMO = pathlib.Path(__file__).resolve().parent / "data" / "demo.rec"
-CLI = [sys.executable, "-m", "ebpftop.tui.cli"]
+CLI = [sys.executable, "-m", "ebpftop.cli.main"]
 # What Textual's application mode turned on and a restored terminal has turned off again.
 RESTORED = {
     "alternate screen left": b"\x1b[?1049l",
@@ -37,9 +37,9 @@ RESTORED = {
 SCRIPT = textwrap.dedent(
     """
     import asyncio, pathlib, sys
-    from ebpftop.collectors.base import Collector
-    from ebpftop.collectors.runtime import Runtime
-    from ebpftop.collectors.settings import Settings
+    from ebpftop.core.collector import Collector
+    from ebpftop.core.runtime import Runtime
+    from ebpftop.core.settings import Settings
     from ebpftop.tui.app import EbpftopApp
 
     d = pathlib.Path(sys.argv[1])

@@ -13,11 +13,11 @@ import sys
 import psutil
 import pytest
 
-from ebpftop.collectors import headless
-from ebpftop.collectors.base import Collector, SourceUnavailable
-from ebpftop.collectors.codec import to_jsonable
-from ebpftop.collectors.replay import read_recording
-from ebpftop.collectors.settings import Settings
+from ebpftop.cli import headless
+from ebpftop.core.collector import Collector, SourceUnavailable
+from ebpftop.core.codec import to_jsonable
+from ebpftop.core.replay import read_recording
+from ebpftop.core.settings import Settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EBPFTOP = str(ROOT / ".venv" / "bin" / "ebpftop")
@@ -80,7 +80,7 @@ def test_bad_duration_and_bad_config_exit_2(tmp_path):
 def test_snapshot_does_not_import_textual(tmp_path):
     code = (
         "import sys\n"
-        "from ebpftop.tui.cli import main\n"
+        "from ebpftop.cli.main import main\n"
         "rc = main(['snapshot', '--json', '--duration', '0', '--source', 'host'])\n"
         "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
         "sys.stderr.write('TEXTUAL:%r\\n' % bad)\n"
@@ -211,7 +211,7 @@ def test_unknown_source_lists_the_valid_ones():
 
 
 def test_cli_exit_1_names_the_failed_source(monkeypatch, capsys):
-    from ebpftop.tui import cli
+    from ebpftop.cli import main as cli
 
     monkeypatch.setattr(headless, "default_collectors", lambda settings: fakes())
     monkeypatch.setattr(headless, "DEFAULT_DURATION", 0.2)

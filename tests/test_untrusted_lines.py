@@ -1,7 +1,7 @@
 """A value from outside cannot add a line to a multi-line confirmation.
 
 The confirmation screen shows an action's description line by line; the lines are
-ebpftop's, the values inside them are cleaned by collectors/untrusted.clean.
+ebpftop's, the values inside them are cleaned by core/untrusted.clean.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 from ebpftop.collectors.canary.exemplars import Exemplar
-from ebpftop.collectors.rollout.actions import rollback_action
-from ebpftop.collectors.untrusted import clean
+from ebpftop.actions.rollback import rollback_action
+from ebpftop.core.untrusted import clean
 from ebpftop.tui.text import clean as tui_clean
 from ebpftop.tui.text import safe
 

@@ -33,15 +33,15 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from ebpftop.collectors.model import Health, HealthState, Snapshot
-from ebpftop.collectors.settings import Settings
+from ebpftop.core.model import Health, HealthState, Snapshot
+from ebpftop.core.settings import Settings
 from ebpftop.themes import DEFAULT_THEME, STYLESHEET, THEME_NAMES, next_theme, register_themes
 
-from .actions import acting_names, replay_names
+from .key_actions import acting_names, replay_names
 from .bindings import KEYMAP, app_bindings, key_display
 from .panes import PANES
 from .panes.base import SourcePane
-from .panes.canary_rollback import RollbackControl
+from .panes.canary.rollback import RollbackControl
 from .panes.header import HostHeader, Marks
 from .screens.confirm import ConfirmScreen
 from .screens.quit_rules import QuitRulesScreen
@@ -530,7 +530,7 @@ class EbpftopApp(App[int]):
     async def _remove_enforced(self) -> bool:
         from ebpftop.collectors.rules.model import RulesData
 
-        from .panes.rules_change import plan_change
+        from ebpftop.actions.rules_change import plan_change
 
         gate = getattr(self.runtime, "gate", None)
         snap = self.runtime.store.latest("rules")
@@ -573,7 +573,7 @@ class EbpftopApp(App[int]):
         if text is None:
             self.notify("marker cancelled", timeout=3)
             return
-        from ebpftop.collectors.actions import marker_action
+        from ebpftop.actions.marker import marker_action
 
         try:
             action, perform = marker_action(self.runtime.bus, text, gate.actor)
@@ -608,7 +608,7 @@ class EbpftopApp(App[int]):
 
     @work(group="action")
     async def _audit_refusal(self, gate: Any, kind: str, title: str) -> None:
-        from ebpftop.collectors.gate import Action
+        from ebpftop.core.gate import Action
 
         async def never_perform() -> str:
             raise PermissionError("read-only")

@@ -1,10 +1,10 @@
-"""Which key runs which action. Declarative: descriptions come from `actions.py`."""
+"""Which key runs which action. Declarative: descriptions come from `key_actions.py`."""
 
 from __future__ import annotations
 
 from textual.binding import Binding
 
-from .actions import spec
+from .key_actions import spec
 
 # (keys, action, shown in the footer). Keys are Textual key names; a comma gives
 # alternatives for the same action.
@@ -57,7 +57,7 @@ def app_bindings() -> list[Binding]:
     out = []
     for key, action, show in KEYMAP:
         s = spec(action)
-        assert s is not None, f"bindings.py: {action!r} has no entry in actions.py"
+        assert s is not None, f"bindings.py: {action!r} has no entry in key_actions.py"
         out.append(
             Binding(
                 key,

@@ -2,7 +2,7 @@
 
 Process names, labels, hostnames, URLs and error messages come from outside. They are
 never parsed as markup and never allowed to write terminal control sequences: the
-cleaning rule lives in `collectors/untrusted.py` so collectors composing multi-line
+cleaning rule lives in `core/untrusted.py` so collectors composing multi-line
 text use the same one.
 
 Textual parses a plain `str` as markup in many places (border titles, DataTable
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from rich.text import Text
 
-from ebpftop.collectors.untrusted import clean
+from ebpftop.core.untrusted import clean
 
 if TYPE_CHECKING:
     from textual.content import Content

@@ -17,7 +17,7 @@ import urllib.parse
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from ..base import Collector, SourceUnavailable
+from ebpftop.core.collector import Collector, SourceUnavailable
 from .config import CanaryConfigError, ServiceConfig, load_services_file, validate
 from .data import Bucket, CanaryData, DriftTest, ServiceCanary, VariantMetrics
 from .exemplars import parse_exemplars, slow_cutoff, slowest

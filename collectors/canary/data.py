@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import register_payload
+from ebpftop.core.model import register_payload
 from .exemplars import Exemplar
 from .verdict import MetricVerdict, Verdict
 

@@ -29,7 +29,7 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from ..deadline import DaemonExecutor, DeadlineAdapter, Deadlines
-from ..untrusted import clean
+from ebpftop.core.untrusted import clean
 
 MAX_BODY = 16 * 1024 * 1024  # a canary answer is a handful of series
 _SNIPPET = 80

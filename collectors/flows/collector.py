@@ -19,7 +19,7 @@ import time
 from typing import Sequence
 
 from .. import kclock
-from ..base import Collector, SourceUnavailable
+from ebpftop.core.collector import Collector, SourceUnavailable
 from . import rates, tclegacy
 from .attribution import Attributor
 from .layout import decode_key, proto_name

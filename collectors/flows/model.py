@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import register_payload
+from ebpftop.core.model import register_payload
 
 
 @dataclass(frozen=True)

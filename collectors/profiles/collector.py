@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from ..base import Collector, SourceUnavailable
+from ebpftop.core.collector import Collector, SourceUnavailable
 from .aggregate import GROUP_KEYS, StackKey, filter_stacks, stacks_from_counts, summarize
 from .model import Profile, ProfilesData, SourceStatus, Tags, WithSource
 from .sampler import Sampler, SamplerUnavailable

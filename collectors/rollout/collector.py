@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import Collector, SourceUnavailable
+from ebpftop.core.collector import Collector, SourceUnavailable
 from .base import Controller, ControllerError
 from .model import RolloutData
 

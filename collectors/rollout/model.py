@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import register_payload
-from ..untrusted import clean
+from ebpftop.core.model import register_payload
+from ebpftop.core.untrusted import clean
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import collections
 import os
 import time
 
-from ..audit import AuditLog
-from ..base import Collector, SourceUnavailable
-from ..gate import Gate
-from .actions import session_end
+from ebpftop.core.audit import AuditLog
+from ebpftop.core.collector import Collector, SourceUnavailable
+from ebpftop.core.gate import Gate
+from ebpftop.actions.rules import session_end
 from .compile import MAX_RULES
 from .model import RuleRecord, RulesData
 from .ruleset import RuleBook

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import register_payload
+from ebpftop.core.model import register_payload
+from .grammar import RuleError, parse_rule
+from .spec import Rule
 
 
 @dataclass(frozen=True)
@@ -39,3 +41,12 @@ class RulesData:
 
 
 register_payload("rules", RulesData)
+
+
+def rule_of(rec: RuleRecord) -> Rule | None:
+    """The Rule a record's canonical text stands for (id set); None if it does not parse."""
+    try:
+        rule = parse_rule(rec.text)
+    except RuleError:
+        return None
+    return None if rule is None else rule.with_(id=rec.id)

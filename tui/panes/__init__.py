@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .canary import CanaryPane
-from .flows import FlowsPane
-from .profiles import ProfilesPane
-from .rules import RulesPane
+from .canary.pane import CanaryPane
+from .flows.pane import FlowsPane
+from .profiles.pane import ProfilesPane
+from .rules.pane import RulesPane
 
 # In focus-key order (1-4).
 PANES = (FlowsPane, RulesPane, CanaryPane, ProfilesPane)

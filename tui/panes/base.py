@@ -27,7 +27,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from ebpftop.collectors.model import Health, HealthState, Snapshot
+from ebpftop.core.model import Health, HealthState, Snapshot
 
 from ..text import clean, joined, plain
 from . import fmt

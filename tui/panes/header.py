@@ -13,7 +13,7 @@ from textual.content import Content
 from textual.geometry import Region
 from textual.widget import Widget
 
-from ebpftop.collectors.model import Health, HealthState, HostData, Snapshot
+from ebpftop.core.model import Health, HealthState, HostData, Snapshot
 
 from ..text import clean
 from . import fmt

@@ -9,11 +9,11 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ..actions import spec
+from ..key_actions import spec
 from ..bindings import key_display
 
 
-# Textual's own actions that have no entry in actions.py.
+# Textual's own actions that have no entry in key_actions.py.
 _TEXTUAL_HELP = {"help_quit": "say how to quit (q or ctrl+q)", "quit": "quit ebpftop"}
 
 

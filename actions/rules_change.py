@@ -1,0 +1,112 @@
+"""The Rules pane's changes as gate actions: the builders are `actions.rules.plan`
+(the same the CLI uses); this adds what only the dashboard knows — the preview against
+the recent flows — to what the confirmation says, so a change to deny states the
+traffic it will drop.
+
+Edit has no request of its own in `plan`: it is a `load` of the current set with the
+one rule replaced (one switch; untouched rules keep ids, counters and TTLs), shown and
+audited as `rules.edit` with the old and the new text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from typing import Awaitable, Callable
+
+from ebpftop.core.gate import Action
+from ebpftop.actions import rules as rule_actions
+from ebpftop.collectors.rules.model import RuleRecord
+from ebpftop.collectors.rules.preview import describe, preview
+from ebpftop.collectors.rules.spec import Rule, format_rule
+
+from ebpftop.collectors.rules.model import rule_of
+
+Perform = Callable[[], Awaitable[str]]
+
+
+def flows_line(rule: Rule, flows: list, earlier: list[Rule]) -> str:
+    """What `rule` would have matched in the recent flows, in one sentence."""
+    if not flows:
+        return "No recent flows to preview against (the flows source has no data yet)."
+    text = preview(rule, flows, earlier).text
+    return text[:1].upper() + text[1:] + "."
+
+
+def editor_preview(rule: Rule, flows: list, earlier: list[Rule]) -> str:
+    """The editor's live preview: the rule in words, then what it would have matched."""
+    return f"It {describe(rule)}.\n{flows_line(rule, flows, earlier)}"
+
+
+def current_rules(records) -> list[Rule]:
+    return [r for r in (rule_of(rec) for rec in records) if r is not None]
+
+
+def _earlier(records, position: int) -> list[Rule]:
+    return current_rules([r for r in records if r.position < position])
+
+
+def _more(action: Action, text: str) -> Action:
+    return dataclasses.replace(action, description=action.description + "\n" + text)
+
+
+async def plan_change(settings, request: tuple, actor) -> tuple[Action, Perform]:
+    # plan() reads the pinned set (bpf syscalls, a metadata file): off the UI thread
+    return await asyncio.to_thread(rule_actions.plan, settings, request, actor, session=os.getpid())
+
+
+async def add(settings, rule: Rule, records, flows: list, actor) -> tuple[Action, Perform]:
+    action, perform = await plan_change(settings, ("add", rule, None), actor)
+    line = flows_line(rule, flows, current_rules(records))
+    return _more(action, "It goes last (lowest priority). " + line), perform
+
+
+async def delete(settings, rec: RuleRecord, actor) -> tuple[Action, Perform]:
+    action, perform = await plan_change(settings, ("del", [rec.id]), actor)
+    what = f"Its counters go with it ({rec.packets} packets, {rec.bytes} bytes)."
+    if rec.action == "deny" and not rec.expired:
+        what += " Traffic it drops now passes again."
+    return _more(action, what), perform
+
+
+def toggled(action: str) -> str | None:
+    """`t` flips count <-> deny; allow has no counterpart (edit it instead)."""
+    return {"count": "deny", "deny": "count"}.get(action)
+
+
+async def toggle(settings, rec: RuleRecord, records, flows: list, actor) -> tuple[Action, Perform]:
+    new = toggled(rec.action)
+    if new is None:
+        raise ValueError(f"rule {rec.id} is {rec.action}: t switches count and deny only; e edits it")
+    action, perform = await plan_change(settings, ("action", rec.id, new), actor)
+    rule = rule_of(rec)
+    if new == "deny" and rule is not None:
+        action = _more(action, flows_line(rule.with_(action="deny"), flows, _earlier(records, rec.position)))
+    elif new == "count":
+        action = _more(action, "Traffic it drops now passes again (and is still counted).")
+    return action, perform
+
+
+async def edit(settings, rec: RuleRecord, new: Rule, records, flows: list, actor) -> tuple[Action, Perform]:
+    """Replace rule `rec` by `new` at the same priority, as one switch."""
+    rules: list[Rule] = []
+    for r in records:
+        if r.id == rec.id:
+            rules.append(new.with_(session=os.getpid() if new.action == "count" else 0))
+            continue
+        same = rule_of(r)
+        if same is None:
+            raise ValueError(f"rule {r.id} could not be read back ({r.text!r}); use the CLI")
+        # ttl=None: `replace` then keeps this rule's id, counters and expiry as they are
+        rules.append(same.with_(ttl=None))
+    load, perform = await plan_change(settings, ("load", rules), actor)
+    old_text, new_text = rec.text, format_rule(new)
+    desc = (f"Edit rule {rec.id} (priority {rec.position + 1}):\n  was: {old_text}\n  now: {new_text}\n"
+            f"It {describe(new)}.\n{flows_line(new, flows, _earlier(records, rec.position))}\n"
+            "Applied as one switch; the other rules keep their ids, counters and expiry."
+            + (" The TTL starts again now." if new.ttl else ""))
+    action = Action("rules.edit", f"Edit rule {rec.id}", desc, target=str(rec.id),
+                    params={"id": rec.id, "old": old_text, "new": new_text, "position": rec.position},
+                    dangerous=new.action == "deny" or load.dangerous)
+    return action, perform

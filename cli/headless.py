@@ -1,0 +1,160 @@
+"""The headless snapshot: run the collectors without a UI and report what the panes would show.
+
+How long it runs: at least `duration` seconds (default 2, so rate fields have two samples
+at the default 1 s refresh), then up to `GRACE` more seconds only while a requested
+source has not reported anything yet (neither data nor a failure): BPF sources compile
+their programs first, which takes several seconds on a small machine. The document holds
+the latest snapshot of every requested source; a source counts as delivered when its
+latest snapshot is healthy (state ok) and carries data. Sources that are off (not
+configured) only count as failures when they were asked for by name.
+
+Document (version 1):
+
+    {"version": 1, "time": <wall time>, "host": <hostname>, "duration_s": <seconds run>,
+     "sources": {"host": {"health": {...}, "data": {...} | null, "age_s": <s> | null,
+                          "seq": <n>, "time": <wall time> | null}, ...},
+     "recorder": {"health": {...}, "data": {...}}   # only with --record
+    }
+
+`age_s` is the age of the source's last good data (null when it never had any).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ebpftop.core.collector import Collector
+from ebpftop.core.codec import to_jsonable
+from ebpftop.core.model import Health, HealthState, Snapshot
+from ebpftop.core.record import SOURCE as RECORDER
+from ebpftop.core.runtime import Runtime, default_collectors
+from ebpftop.core.settings import Settings
+
+VERSION = 1
+DEFAULT_DURATION = 2.0
+GRACE = 20.0
+_POLL = 0.05
+
+
+class UnknownSource(ValueError):
+    def __init__(self, unknown: list[str], valid: list[str]) -> None:
+        super().__init__(
+            f"unknown source {', '.join(unknown)}; valid sources: {', '.join(valid)}"
+        )
+        self.unknown = unknown
+        self.valid = valid
+
+
+@dataclass
+class Failure:
+    source: str
+    message: str
+
+
+@dataclass
+class HeadlessResult:
+    doc: dict[str, Any]
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def choose(collectors: list[Collector], requested: list[str] | None) -> list[Collector]:
+    """The collectors asked for (all when `requested` is empty); UnknownSource otherwise."""
+    if not requested:
+        return collectors
+    names = [c.name for c in collectors]
+    unknown = [r for r in dict.fromkeys(requested) if r not in names]
+    if unknown:
+        raise UnknownSource(unknown, names)
+    wanted = set(requested)
+    return [c for c in collectors if c.name in wanted]
+
+
+def delivered(snap: Snapshot | None) -> bool:
+    return snap is not None and snap.health.state == HealthState.OK and snap.data is not None
+
+
+def failure_message(snap: Snapshot | None) -> str:
+    if snap is None:
+        return "no report within the time allowed"
+    h = snap.health
+    if h.state == HealthState.OK:
+        return "reported no data"
+    msg = h.message or h.state.value
+    if h.state == HealthState.OFF:
+        msg = f"off: {msg}"
+    return f"{msg} ({h.hint})" if h.hint else msg
+
+
+def source_entry(snap: Snapshot | None, now: float) -> dict[str, Any]:
+    if snap is None:
+        health = Health(HealthState.DOWN, "no report within the time allowed")
+        return {"health": to_jsonable(health), "data": None, "age_s": None, "seq": 0, "time": None}
+    age = snap.health.age(now)
+    return {
+        "health": to_jsonable(snap.health),
+        "data": to_jsonable(snap.data),
+        "age_s": None if age is None else round(age, 3),
+        "seq": snap.seq,
+        "time": snap.time,
+    }
+
+
+def build_document(runtime: Runtime, names: list[str], *, started: float, now: float) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "version": VERSION,
+        "time": now,
+        "host": socket.gethostname(),
+        "duration_s": round(now - started, 3),
+        "sources": {name: source_entry(runtime.store.latest(name), now) for name in names},
+    }
+    rec = runtime.store.latest(RECORDER)
+    if rec is not None:
+        doc["recorder"] = {"health": to_jsonable(rec.health), "data": to_jsonable(rec.data)}
+    return doc
+
+
+def judge(runtime: Runtime, names: list[str], explicit: bool) -> list[Failure]:
+    failures = []
+    for name in names:
+        snap = runtime.store.latest(name)
+        if delivered(snap):
+            continue
+        if snap is not None and snap.health.state == HealthState.OFF and not explicit:
+            continue
+        failures.append(Failure(name, failure_message(snap)))
+    return failures
+
+
+async def run_snapshot(
+    settings: Settings,
+    sources: list[str] | None = None,
+    *,
+    duration: float = DEFAULT_DURATION,
+    grace: float = GRACE,
+    collectors: list[Collector] | None = None,
+) -> HeadlessResult:
+    """Run the collectors (all, or those named) and report. Raises UnknownSource."""
+    chosen = choose(default_collectors(settings) if collectors is None else collectors, sources)
+    names = [c.name for c in chosen]
+    runtime = Runtime(settings, chosen)
+    started = time.time()
+    loop = asyncio.get_running_loop()
+    await runtime.start()
+    try:
+        await asyncio.sleep(duration)
+        deadline = loop.time() + grace
+        while loop.time() < deadline and any(runtime.store.latest(n) is None for n in names):
+            await asyncio.sleep(_POLL)
+    finally:
+        await runtime.stop()
+    now = time.time()
+    doc = build_document(runtime, names, started=started, now=now)
+    return HeadlessResult(doc, judge(runtime, names, explicit=bool(sources)))

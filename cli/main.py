@@ -1,0 +1,97 @@
+"""`ebpftop` command line: the dashboard by default, verbs for everything else.
+
+Each verb lives in `tui/commands/<verb>.py` with `register(subparsers)` and a `run(args)`
+that returns the exit code; this file only wires them up, so verbs are added without
+touching each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import select
+import sys
+
+# Verb modules under ebpftop.cli.commands, in --help order.
+VERBS = ("snapshot", "replay", "audit", "doctor", "lab", "cleanup", "rollback", "rules", "profile")
+
+# What a shell reports for a writer killed by SIGPIPE (128 + 13); Python ignores the
+# signal, so a closed stdout surfaces as BrokenPipeError instead.
+EXIT_BROKEN_PIPE = 141
+
+
+class _Version(argparse.Action):
+    """`--version`: `ebpftop X.Y.Z` from the installed package's metadata, exit 0.
+
+    Looked up only when asked: importing importlib.metadata costs every start ~30 ms.
+    """
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib import metadata
+
+        try:
+            version = metadata.version("ebpftop")
+        except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+            version = "(not installed)"
+        sys.stdout.write(f"ebpftop {version}\n")
+        parser.exit(0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import options
+
+    parser = argparse.ArgumentParser(
+        prog="ebpftop",
+        description="Incident dashboard for a Linux node: flows, rule hits, canary state, profile tags.",
+    )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    options.add_global_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for verb in VERBS:
+        importlib.import_module(f"ebpftop.cli.commands.{verb}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # inside the try: a reader gone at the last write is caught too
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # a socket's, not ours to hide
+        # `ebpftop doctor --json | head`: the reader has what it wanted. Point stdout at
+        # /dev/null so the interpreter's own flush at exit cannot fail again (the Python
+        # docs' recipe, library/signal.html "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        from .commands import dashboard
+
+        func = dashboard.run
+    return int(func(args) or 0)
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has closed it (poll says POLLERR)."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Global command-line options and how they become Settings.
+
+Flags default to None so that "not given" is distinguishable from a value: only given
+flags override the files and the environment (flags > env > user file > system file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from ebpftop.core.settings import Settings
+
+
+def seconds(maximum: float, *, zero: bool = True):
+    """An argparse type: a number of seconds, 0 (or more than 0 when not `zero`) to `maximum`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not math.isfinite(value) or value < 0 or value > maximum or (value == 0 and not zero):
+            low = "between 0 and" if zero else "more than 0 and at most"
+            raise argparse.ArgumentTypeError(f"must be {low} {maximum:g} seconds, got {text}")
+        return value
+    return parse
+
+
+class _HelpConfig(argparse.Action):
+    """`--help-config`: print every setting as a commented config.toml, then exit."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ebpftop.core import config
+
+        sys.stdout.write(config.describe(set(parser._option_string_actions)))
+        parser.exit(0)
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("dashboard options")
+    g.add_argument("--config", metavar="FILE", help="read this TOML file instead of /etc/ebpftop and ~/.config/ebpftop")
+    g.add_argument("--help-config", action=_HelpConfig,
+                   help="print every setting (file key, environment variable, flag, default) and exit")
+    g.add_argument("--theme", help="ebpftop-dark (default), ebpftop-light, ebpftop-high-contrast, ebpftop-kiosk")
+    g.add_argument("--kiosk", "--read-only", dest="kiosk", action="store_const", const=True, default=None,
+                   help="read-only wall display: no action can run")
+    g.add_argument("--refresh", type=float, metavar="SECONDS", help="seconds between samples (default 1)")
+    g.add_argument("--record", metavar="FILE", help="append everything shown to FILE (replay it with `ebpftop replay FILE`)")
+    g.add_argument("--record-max-mb", type=float, metavar="MB", help="stop recording at this size (default 256)")
+    g.add_argument("--audit-log", metavar="FILE", help="audit log path (default /var/log/ebpftop/audit.jsonl)")
+    g.add_argument("--iface", dest="ifaces", action="append", metavar="NAME", help="watch this interface (repeatable)")
+    g.add_argument("--prometheus-url", metavar="URL", help="Prometheus HTTP API for the canary pane")
+    g.add_argument("--lab", action="store_const", const=True, default=None,
+                   help="wire the dashboard (bringing the lab up) and snapshot, doctor, rollback (a running lab) "
+                        "to `ebpftop lab`")
+    g.add_argument("--auto-rollback", action="store_const", const=True, default=None,
+                   help="roll back on its own when the canary verdict stays fail (cancellable countdown)")
+    g.add_argument("--pprof", dest="pprof_urls", action="append", metavar="URL",
+                   help="pprof endpoint to profile (Go net/http/pprof, e.g. http://127.0.0.1:6060; repeatable)")
+    g.add_argument("--profile-hz", dest="profile_hz", type=int, metavar="HZ",
+                   help="BPF CPU sampling frequency on every CPU (default 49; 0 turns the sampler off)")
+    c = parser.add_argument_group("canary options (also in [canary] of the config)")
+    c.add_argument("--canary-p99-max", type=float, metavar="SECONDS", help="fail when canary p99 stays above (default 1.2)")
+    c.add_argument("--canary-error-ratio-max", type=float, metavar="RATIO", help="fail when canary 5xx ratio stays above (default 0.005)")
+    c.add_argument("--canary-p99-ratio-max", type=float, metavar="X", help="fail when canary p99 / stable p99 stays above (default 1.2)")
+    c.add_argument("--canary-persist", type=int, metavar="N", help="breaching evaluations in a row before fail (default 3)")
+    c.add_argument("--canary-min-requests", type=int, metavar="N", help="fewer canary requests in the window is no data (default 20)")
+    c.add_argument("--canary-window", metavar="DURATION", help="evaluation window, e.g. 1m, 5m (default 1m)")
+    c.add_argument("--canary-interval", type=float, metavar="SECONDS", help="seconds between evaluations (default 5)")
+    c.add_argument("--canary-timeout", type=float, metavar="SECONDS", help="seconds each query may take (default 5)")
+    c.add_argument("--canary-services-file", metavar="FILE", help="TOML file of [[service]] tables")
+    c.add_argument("--prometheus-token-file", metavar="FILE", help="bearer token for Prometheus, read from FILE")
+    c.add_argument("--prometheus-user", metavar="USER", help="basic-auth user for Prometheus")
+    c.add_argument("--prometheus-password-file", metavar="FILE", help="basic-auth password, read from FILE")
+    c.add_argument("--prometheus-ca-file", metavar="FILE", help="CA bundle (PEM) for Prometheus' TLS certificate")
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The Settings fields the user set on the command line."""
+    names = {f for f in Settings.__dataclass_fields__}
+    out: dict[str, object] = {}
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Files, then environment, then flags. Raises config.ConfigError on bad input."""
+    from ebpftop.core import config
+
+    return config.load_settings(flag_overrides(args), config_path=getattr(args, "config", None))
+
+
+# How a verb takes `--lab` (or [lab] enabled), for load_or_exit.
+LAB_UP = "up"  # bring the lab up when it is not (the dashboard)
+LAB_RUNNING = "running"  # use the running lab; exit 2 when there is none
+LAB_UNUSED = None  # the verb reads no setting the lab changes
+
+
+def load_or_exit(args: argparse.Namespace, *, lab: str | None = LAB_RUNNING) -> Settings:
+    """Settings for a verb, or exit 2 with every configuration problem on stderr.
+
+    Call this before touching anything (files, BPF, network): bad configuration must
+    change nothing. With `--lab` the settings come back wired to the lab (`with_lab`),
+    the same way for every verb that passes `lab`.
+    """
+    from ebpftop.core.config import ConfigError
+    from ebpftop.core.untrusted import clean
+
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"ebpftop: {clean(problem)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if settings.lab and lab is not LAB_UNUSED:
+        settings = with_lab(settings, bring_up=lab == LAB_UP)
+    return settings
+
+
+# The lab instance `--lab` means; tests point it at a state file of their own.
+LAB_CONFIG = None
+
+
+def with_lab(settings: Settings, *, bring_up: bool) -> Settings:
+    """`--lab`: the settings pointed at the lab's Prometheus, interfaces and HAProxy.
+
+    Only the dashboard brings the lab up (`bring_up`): a one-shot verb building
+    namespaces and servers as a side effect would surprise; it uses the running lab
+    and exits 2 when there is none. Exits 1 when the lab cannot start.
+    """
+    from ebpftop.lab import manager
+    from ebpftop.lab.errors import LabError
+    from ebpftop.lab.layout import LabConfig
+    from ebpftop.lab.state import StateFileError
+    from ebpftop.core.untrusted import clean
+
+    config = LAB_CONFIG or LabConfig()
+
+    def say(msg: str) -> None:
+        print(f"ebpftop lab: {clean(msg)}", file=sys.stderr, flush=True)
+
+    if bring_up:
+        try:
+            return manager.lab_settings(settings, config, say=say)
+        except LabError as exc:
+            print(f"ebpftop: the lab could not start: {clean(exc)}", file=sys.stderr)
+            raise SystemExit(1) from None
+    try:
+        ep = manager.endpoints(config)
+    except StateFileError as exc:
+        print(f"ebpftop: --lab: {clean(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if ep is None:
+        print("ebpftop: --lab: the lab is not up (run `ebpftop lab up`, or `ebpftop --lab` to open the "
+              "dashboard, which brings it up)", file=sys.stderr)
+        raise SystemExit(2)
+    return manager.wire_settings(settings, ep)

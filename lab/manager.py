@@ -1,0 +1,517 @@
+"""`ebpftop lab up | down | status | inject`: the lab's life cycle.
+
+`up` builds the parts in dependency order (network, services, HAProxy, Prometheus,
+load), recording each in the state file the moment it exists; if any part fails, the
+error names the part and everything already started is removed again. `down` removes
+what the state file names plus anything else carrying the lab's names (namespaces,
+links, temp dirs, processes in the lab's namespaces or using its temp dir), so it also
+cleans after a crash that lost the state file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import glob
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+from . import haproxy, procs, prometheus, state as statefile, topology
+from .errors import LabError
+from .knobs import Knobs, parse_terms
+from .layout import VARIANTS, LabConfig, Layout
+from .service import KNOBS_PATH
+from .web import answers, fetch
+
+Say = Callable[[str], None]
+READY_TIMEOUT = 20.0
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    part: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    up: bool
+    """A state file exists (the lab was brought up and not taken down)."""
+    parts: list[PartStatus]
+    state: statefile.LabState | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.up and bool(self.parts) and all(p.ok for p in self.parts)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("lab", "needs root (network namespaces, veth links); run it with sudo")
+
+
+# -- up ----------------------------------------------------------------------------
+
+
+def up(config: LabConfig = LabConfig(), say: Say = _quiet) -> statefile.LabState:
+    """Bring the lab up (or confirm it is up). Raises LabError naming the failed part."""
+    config.validate()
+    require_root()
+    layout = Layout(config)
+    with statefile.locked(layout.lock_file, on_wait=lambda: say(f"waiting for another `ebpftop lab` ({config.name})")):
+        return _up(layout, say)
+
+
+def _up(layout: Layout, say: Say) -> statefile.LabState:
+    config = layout.config
+    try:
+        current = status(config)
+    except statefile.StateFileError as exc:
+        say(f"ignoring {exc}")
+        current = LabStatus(up=False, parts=[])
+    if current.healthy:
+        say("lab is already up (with the settings it was started with; `lab down` first to change them)")
+        return current.state  # type: ignore[return-value]
+    leftovers = _find_leftovers(layout, current.state)
+    if leftovers:
+        why = "an unfinished `lab up`" if current.state and not current.state.complete else (
+            "a lab with parts down: " + ", ".join(p.part for p in current.parts if not p.ok)
+            if current.state else "a lab whose state file is gone")
+        say(f"cleaning leftovers of {why}")
+        for item in teardown(layout, current.state):
+            say(f"  removed {item}")
+    _preflight(layout)
+
+    st = statefile.LabState(name=config.name, config=_config_dict(config), started=time.time())
+    save = lambda: statefile.save(layout.state_file, st)  # noqa: E731
+    try:
+        st.tmpdir = tempfile.mkdtemp(prefix=layout.tmp_prefix)
+        os.chmod(st.tmpdir, 0o755)
+        save()
+
+        def record(kind: str, name: str) -> None:
+            (st.namespaces if kind == "netns" else st.links).append(name)
+            save()
+
+        topology.create(layout, record)
+        say(f"network: bridge {layout.bridge} {layout.cidr('bridge')}, namespaces {', '.join(layout.namespaces)}")
+
+        for variant in VARIANTS:
+            rec = _start_service(layout, st.tmpdir, variant)
+            st.processes.append(rec)
+            save()
+            procs.wait_ready(rec, lambda v=variant: answers(layout.service_url(v) + "/healthz"),
+                             timeout=READY_TIMEOUT, what=f"{layout.service_url(variant)}/healthz")
+            say(f"{variant}: pid {rec.pid}, {layout.service_url(variant)} (version {VARIANTS[variant]})")
+
+        rec, api = _start_haproxy(layout, st.tmpdir)
+        st.processes.append(rec)
+        save()
+        procs.wait_ready(rec, lambda: _haproxy_ready(api, layout), timeout=READY_TIMEOUT,
+                         what=f"runtime API {api.socket_path}, {layout.stats_url}/metrics or health checks")
+        say(f"haproxy: pid {rec.pid}, traffic {layout.app_url}, stats {layout.stats_url}/stats, "
+            f"weights stable={config.weights[0]} canary={config.weights[1]}, runtime API {api.socket_path}")
+
+        rec, prom = _start_prometheus(layout, st.tmpdir)
+        st.processes.append(rec)
+        save()
+        procs.wait_ready(rec, lambda: prom.ready() and _targets_up(prom), timeout=READY_TIMEOUT,
+                         what=f"{layout.prometheus_url}/-/ready or its scrape targets")
+        say(f"prometheus: pid {rec.pid}, {layout.prometheus_url} (scraping every 1s, exemplars on)")
+
+        rec = procs.start("loadgen", [sys.executable, "-m", "ebpftop.lab.loadgen",
+                                      "--url", layout.app_url + "/", "--rate", f"{config.rate:g}"],
+                          log=os.path.join(st.tmpdir, "loadgen.log"), netns=layout.netns("client"),
+                          ip_bin=config.ip_bin, env={"PYTHONUNBUFFERED": "1"})
+        st.processes.append(rec)
+        save()
+        procs.wait_ready(rec, lambda: os.path.getsize(rec.log) > 0, timeout=READY_TIMEOUT, what="load generator")
+        say(f"loadgen: pid {rec.pid}, {config.rate:g} req/s from {layout.addr('client')} to {layout.app_url}")
+
+        st.complete = True
+        save()
+        return st
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
+        say(f"lab up failed: {reason}; stopping what was started")
+        for item in teardown(layout, st):
+            say(f"  removed {item}")
+        if isinstance(exc, LabError) or not isinstance(exc, Exception):
+            raise
+        raise LabError("lab", reason) from exc
+
+
+def _config_dict(config: LabConfig) -> dict:
+    d = dataclasses.asdict(config)
+    d["weights"] = list(config.weights)
+    return d
+
+
+def config_from_state(st: statefile.LabState) -> LabConfig:
+    d = dict(st.config)
+    d["weights"] = tuple(d.get("weights", (90, 10)))
+    known = {f.name for f in dataclasses.fields(LabConfig)}
+    return LabConfig(**{k: v for k, v in d.items() if k in known})
+
+
+def _preflight(layout: Layout) -> None:
+    cfg = layout.config
+    for part, binary, pkg in (("network", cfg.ip_bin, "iproute2"), ("haproxy", cfg.haproxy_bin, "haproxy"),
+                              ("prometheus", cfg.prometheus_bin, "prometheus")):
+        if shutil.which(binary) is None:
+            raise LabError(part, f"{binary!r} not found on PATH (install {pkg}: make setup)")
+    _check_port_free("prometheus", "127.0.0.1", cfg.prometheus_port)
+    topology.check_subnet_free(layout)
+
+
+def _check_port_free(part: str, host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise LabError(part, f"cannot use {host}:{port}: {exc.strerror}") from None
+    holder = ""
+    try:
+        for c in psutil.net_connections("tcp"):
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
+                holder = f" (held by pid {c.pid} {psutil.Process(c.pid).name()})"
+                break
+    except psutil.Error:
+        pass
+    raise LabError(part, f"port {host}:{port} is busy{holder}; choose another with --prometheus-port")
+
+
+def _start_service(layout: Layout, tmpdir: str, variant: str) -> statefile.ProcRecord:
+    cfg, version = layout.config, VARIANTS[variant]
+    env = {
+        "OTEL_SERVICE_NAME": cfg.service_name,
+        # The track as a Kubernetes pod label would arrive: the profiles pane compares
+        # canary and stable by it (the versions, v1.0.0 and v1.1.0, do not say which is which).
+        "OTEL_RESOURCE_ATTRIBUTES": f"service.name={cfg.service_name},service.version={version},"
+                                    f"deployment.environment=lab,k8s.pod.label.track={variant}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [sys.executable, "-m", "ebpftop.lab.service", "--listen", f"0.0.0.0:{cfg.service_port}",
+            "--version", version, "--track", variant]
+    return procs.start(variant, argv, log=os.path.join(tmpdir, f"{variant}.log"), netns=layout.netns(variant),
+                       ip_bin=cfg.ip_bin, env=env)
+
+
+def haproxy_socket(tmpdir: str) -> str:
+    return os.path.join(tmpdir, "haproxy.sock")
+
+
+def _start_haproxy(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord, haproxy.RuntimeAPI]:
+    cfg = layout.config
+    conf = os.path.join(tmpdir, "haproxy.cfg")
+    sock = haproxy_socket(tmpdir)
+    with open(conf, "w") as f:
+        f.write(haproxy.render_config(
+            lb_addr=layout.addr("lb"), app_port=cfg.app_port, stats_port=cfg.stats_port, socket_path=sock,
+            pid_file=os.path.join(tmpdir, "haproxy.pid"),
+            servers={v: f"{layout.addr(v)}:{cfg.service_port}" for v in VARIANTS},
+            weights=dict(zip(VARIANTS, cfg.weights)),
+        ))
+    rec = procs.start("haproxy", [cfg.haproxy_bin, "-db", "-f", conf], log=os.path.join(tmpdir, "haproxy.log"),
+                      netns=layout.netns("lb"), ip_bin=cfg.ip_bin)
+    return rec, haproxy.RuntimeAPI(sock)
+
+
+def _haproxy_ready(api: haproxy.RuntimeAPI, layout: Layout) -> bool:
+    """Runtime API and exporter answer, and health checks found both services."""
+    try:
+        servers = api.servers_state()
+    except haproxy.RuntimeAPIError:
+        return False
+    return all(s.op_state == "running" for s in servers) and answers(layout.stats_url + "/metrics")
+
+
+def _targets_up(api: prometheus.PrometheusAPI) -> bool:
+    try:
+        targets = api.targets()
+    except OSError:
+        return False
+    return bool(targets) and all(t["health"] == "up" for t in targets)
+
+
+def _start_prometheus(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord, prometheus.PrometheusAPI]:
+    cfg = layout.config
+    conf = os.path.join(tmpdir, "prometheus.yml")
+    data = os.path.join(tmpdir, "prometheus-data")
+    os.makedirs(data)
+    with open(conf, "w") as f:
+        f.write(prometheus.render_config(
+            services={v: f"{layout.addr(v)}:{cfg.service_port}" for v in VARIANTS},
+            haproxy=f"{layout.addr('lb')}:{cfg.stats_port}",
+        ))
+    argv = prometheus.command(cfg.prometheus_bin, config_file=conf, data_dir=data, port=cfg.prometheus_port)
+    rec = procs.start("prometheus", argv, log=os.path.join(tmpdir, "prometheus.log"), ip_bin=cfg.ip_bin)
+    return rec, prometheus.PrometheusAPI(layout.prometheus_url)
+
+
+# -- down --------------------------------------------------------------------------
+
+
+def down(config: LabConfig = LabConfig(), say: Say = _quiet) -> list[str]:
+    """Remove the lab; returns what was removed (empty: nothing was up)."""
+    config.validate()
+    require_root()
+    layout = Layout(config)
+    with statefile.locked(layout.lock_file, on_wait=lambda: say(f"waiting for another `ebpftop lab` ({config.name})")) \
+            as remove_lock:
+        try:
+            st = statefile.load(layout.state_file)
+        except statefile.StateFileError as exc:
+            say(f"ignoring {exc}; removing what carries the lab's names")
+            st = None
+        removed = teardown(Layout(config_from_state(st)) if st else layout, st)
+        remove_lock()
+    for item in removed:
+        say(f"removed {item}")
+    return removed
+
+
+def teardown(layout: Layout, st: statefile.LabState | None) -> list[str]:
+    """Stop and delete everything of this lab instance, known or found. Never raises on absence."""
+    removed: list[str] = []
+    for rec in reversed(st.processes if st else []):
+        if procs.stop(rec):
+            removed.append(f"process {rec.part} (pid {rec.pid})")
+    namespaces = sorted(set(st.namespaces if st else []) | set(topology.existing_namespaces(layout)))
+    for ns in namespaces:
+        for pid in topology.namespace_pids(layout, ns):
+            if pid != os.getpid():
+                removed.append(f"process pid {pid} ({_comm(pid)}) in namespace {ns}")
+                procs.kill_pid(pid)
+    tmpdirs = sorted(set(([st.tmpdir] if st and st.tmpdir else []) +
+                         glob.glob(os.path.join(tempfile.gettempdir(), layout.tmp_prefix + "*"))))
+    # Only the lab's own programs: someone's `less` on a lab log also names the temp dir.
+    ours = {os.path.basename(layout.config.haproxy_bin), os.path.basename(layout.config.prometheus_bin)}
+    for tmp in tmpdirs:
+        for p in procs.find_by_argv_fragment(tmp):
+            if _argv0(p) in ours:
+                removed.append(f"process pid {p.pid} ({_comm(p.pid)}) using {tmp}")
+                procs.kill_pid(p.pid)
+    # Links first: deleting a veth end removes the pair at once, whereas a namespace's
+    # own devices go away asynchronously after `ip netns delete`.
+    existing = set(topology.existing_links(layout))
+    for link in sorted(set(st.links if st else []) | existing, key=lambda n: n == layout.bridge):
+        if link in existing and topology.delete_link(layout, link):
+            removed.append(f"link {link}")
+    for ns in namespaces:
+        if topology.delete_namespace(layout, ns):
+            removed.append(f"namespace {ns}")
+    for tmp in tmpdirs:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(f"temp dir {tmp}")
+    if statefile.remove(layout.state_file):
+        removed.append(f"state file {layout.state_file}")
+    return removed
+
+
+def _argv0(p: psutil.Process) -> str:
+    try:
+        argv = p.cmdline()
+    except psutil.Error:
+        return ""
+    return os.path.basename(argv[0]) if argv else ""
+
+
+def _comm(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return "?"
+
+
+def _find_leftovers(layout: Layout, st: statefile.LabState | None) -> bool:
+    return bool(st or os.path.exists(layout.state_file) or topology.existing_namespaces(layout) or topology.existing_links(layout)
+                or glob.glob(os.path.join(tempfile.gettempdir(), layout.tmp_prefix + "*")))
+
+
+# -- status ------------------------------------------------------------------------
+
+
+def status(config: LabConfig = LabConfig()) -> LabStatus:
+    layout = Layout(config)
+    st = statefile.load(layout.state_file)
+    if st is None:
+        return LabStatus(up=False, parts=[])
+    layout = Layout(config_from_state(st))
+    parts: list[PartStatus] = []
+    net = topology.status(layout)
+    missing = [k for k, ok in net.items() if not ok]
+    parts.append(PartStatus("network", not missing,
+                            "missing or down: " + ", ".join(missing) if missing
+                            else f"{len(layout.namespaces)} namespaces, bridge {layout.bridge} {layout.cidr('bridge')}"))
+    if not st.complete:
+        parts.append(PartStatus("lab", False, "`lab up` did not finish (crashed or still running)"))
+    for variant in VARIANTS:
+        parts.append(_service_status(layout, st, variant))
+    parts.append(_haproxy_status(layout, st))
+    parts.append(_prometheus_status(layout, st))
+    rec = st.proc("loadgen")
+    if rec is None:
+        parts.append(PartStatus("loadgen", False, "not started"))
+    elif not procs.alive(rec):
+        parts.append(PartStatus("loadgen", False, f"process {rec.pid} is gone"))
+    else:
+        last = procs.log_tail(rec, 1)
+        parts.append(PartStatus("loadgen", True, f"pid {rec.pid}, {layout.config.rate:g} req/s; {last}"))
+    return LabStatus(up=True, parts=parts, state=st)
+
+
+def _proc_problem(st: statefile.LabState, part: str) -> tuple[statefile.ProcRecord | None, str]:
+    rec = st.proc(part)
+    if rec is None:
+        return None, "not started"
+    if not procs.alive(rec):
+        return rec, f"process {rec.pid} is gone"
+    return rec, ""
+
+
+def _service_status(layout: Layout, st: statefile.LabState, variant: str) -> PartStatus:
+    rec, problem = _proc_problem(st, variant)
+    if problem:
+        return PartStatus(variant, False, problem)
+    url = layout.service_url(variant)
+    try:
+        code, body = fetch(url + KNOBS_PATH, timeout=1.0)
+        knobs = Knobs.from_dict(json.loads(body)).describe() if code == 200 else f"knobs: HTTP {code}"
+    except (OSError, ValueError) as exc:
+        return PartStatus(variant, False, f"pid {rec.pid} alive but {url} not answering: {exc}")
+    return PartStatus(variant, True, f"pid {rec.pid}, {url}, {knobs}")
+
+
+def _haproxy_status(layout: Layout, st: statefile.LabState) -> PartStatus:
+    rec, problem = _proc_problem(st, "haproxy")
+    if problem:
+        return PartStatus("haproxy", False, problem)
+    try:
+        servers = haproxy.RuntimeAPI(haproxy_socket(st.tmpdir or "")).servers_state()
+    except haproxy.RuntimeAPIError as exc:
+        return PartStatus("haproxy", False, f"pid {rec.pid} alive but {exc}")
+    if not answers(layout.stats_url + "/metrics"):
+        return PartStatus("haproxy", False, f"pid {rec.pid} alive but {layout.stats_url}/metrics not answering")
+    desc = ", ".join(f"{s.name} weight {s.weight} {s.op_state}" for s in servers)
+    down = [s.name for s in servers if s.op_state != "running"]
+    return PartStatus("haproxy", not down, f"pid {rec.pid}, {layout.app_url}, {desc}")
+
+
+def _prometheus_status(layout: Layout, st: statefile.LabState) -> PartStatus:
+    rec, problem = _proc_problem(st, "prometheus")
+    if problem:
+        return PartStatus("prometheus", False, problem)
+    api = prometheus.PrometheusAPI(layout.prometheus_url)
+    try:
+        targets = api.targets()
+    except OSError as exc:
+        return PartStatus("prometheus", False, f"pid {rec.pid} alive but {layout.prometheus_url}: {exc}")
+    bad = [f"{t['url']} {t['health']}" + (f" ({t['error']})" if t["error"] else "")
+           for t in targets if t["health"] != "up"]
+    up_count = len(targets) - len(bad)
+    detail = f"pid {rec.pid}, {layout.prometheus_url}, targets up {up_count}/{len(targets)}"
+    # A target not yet scraped is "unknown" for a second after start; that is not a fault.
+    return PartStatus("prometheus", not bad, detail + ("; " + "; ".join(bad) if bad else ""))
+
+
+# -- inject ------------------------------------------------------------------------
+
+
+def inject(config: LabConfig, variant: str, terms: list[str]) -> Knobs:
+    """Change a running service's knobs. Bad terms raise LabError before anything is sent."""
+    if variant not in VARIANTS:
+        raise LabError("inject", f"unknown variant {variant!r}: allowed {', '.join(VARIANTS)}")
+    parse_terms(terms)  # validate everything first: a bad term changes nothing
+    layout = Layout(config)
+    st = statefile.load(layout.state_file)
+    if st is None:
+        raise LabError("inject", "the lab is not up (run `ebpftop lab up`)")
+    url = Layout(config_from_state(st)).service_url(variant) + KNOBS_PATH
+    try:
+        code, body = fetch(url, timeout=2.0)
+        if code != 200:
+            raise OSError(f"HTTP {code}")
+        new = parse_terms(terms, Knobs.from_dict(json.loads(body)))
+        code, body = fetch(url, method="PUT", body=json.dumps(new.to_dict()).encode(),
+                           headers={"Content-Type": "application/json"}, timeout=2.0)
+    except (OSError, ValueError) as exc:
+        raise LabError(variant, f"knobs at {url}: {exc}") from None
+    if code != 200:
+        raise LabError(variant, f"knobs at {url} refused: HTTP {code} {body[:200]!r}")
+    return Knobs.from_dict(json.loads(body))
+
+
+# -- wiring for the dashboard --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabEndpoints:
+    """What the dashboard needs to watch and drive the lab."""
+
+    prometheus_url: str
+    ifaces: tuple[str, ...]
+    """Root-side veth ends: every lab packet crosses one of them."""
+    haproxy_socket: str
+    haproxy_backend: str
+    haproxy_servers: dict[str, str]
+    """variant -> HAProxy server name in `haproxy_backend`."""
+    service_pids: dict[str, int]
+    """variant -> pid of the service process (for profiles)."""
+    namespaces: tuple[str, ...]
+
+
+def endpoints(config: LabConfig = LabConfig()) -> LabEndpoints | None:
+    st = statefile.load(Layout(config).state_file)
+    if st is None or not st.tmpdir:
+        return None
+    layout = Layout(config_from_state(st))
+    return LabEndpoints(
+        prometheus_url=layout.prometheus_url,
+        ifaces=tuple(layout.veth(p) for p in ("client", "lb", "stable", "canary")),
+        haproxy_socket=haproxy_socket(st.tmpdir),
+        haproxy_backend=haproxy.BACKEND,
+        haproxy_servers={v: v for v in VARIANTS},
+        service_pids={v: rec.pid for v in VARIANTS if (rec := st.proc(v)) is not None},
+        namespaces=tuple(layout.namespaces),
+    )
+
+
+def lab_settings(settings, config: LabConfig = LabConfig(), say: Say = _quiet):
+    """`settings` wired to the lab (brought up first when it is not healthy).
+
+    Fills prometheus_url, ifaces and HAProxy as the rollout controller (runtime socket,
+    backend, canary and stable servers); `endpoints()` has the rest (service pids).
+    Raises LabError.
+    """
+    up(config, say)
+    ep = endpoints(config)
+    assert ep is not None
+    return wire_settings(settings, ep)
+
+
+def wire_settings(settings, ep: LabEndpoints):
+    """`settings` pointed at a running lab's endpoints (brings nothing up)."""
+    return dataclasses.replace(
+        settings, prometheus_url=ep.prometheus_url, ifaces=ep.ifaces,
+        rollout_controller="haproxy", rollout_haproxy_socket=ep.haproxy_socket,
+        rollout_haproxy_backend=ep.haproxy_backend,
+        rollout_haproxy_canary=(ep.haproxy_servers["canary"],), rollout_haproxy_stable=(ep.haproxy_servers["stable"],))

@@ -1,0 +1,1 @@
+"""The Canary pane: the widget, rendering, charts, the rollback dialogs."""

@@ -1,0 +1,216 @@
+"""Canary pane: canary vs stable per service, the verdict and its evidence, the rollout.
+
+Per service: the verdict badge and why; a table (metric, canary, stable, threshold,
+verdict, trend sparkline); the distribution test with statistic, p-value and effect
+size; a STALE badge with the age of the last good data; Prometheus warnings; the
+rollout (revisions, weight bar, phase) when a controller is configured; the
+auto-rollback state when it is on. Below: the slow requests' exemplar trace ids
+(selecting one posts `TraceSelected`, the way into the profiles), then charts of p99
+and error ratio over the last minutes, canary and stable on one chart with the
+threshold drawn.
+
+Everything scrolls inside the pane, so at 80x24 nothing is cut: the text comes first,
+`z` gives the pane the whole screen (charts and all), `x` jumps to the trace ids.
+Data comes from the app's store (this pane's source plus "rollout"); the pane never
+touches sockets or files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from ebpftop.core.model import Snapshot
+
+from ...text import clean
+from ..base import SourcePane
+from ..paint import set_content
+from .charts import MetricChart
+from .render import seconds, series, summary
+
+ROLLOUT_SOURCE = "rollout"
+KEYS = "x: slow trace ids (enter follows one)  z: zoom  s: chart next service"
+
+
+class TraceSelected(Message):
+    """The operator picked a slow request's trace id (for the profiles pane to follow)."""
+
+    def __init__(self, trace_id: str, service: str) -> None:
+        super().__init__()
+        self.trace_id = trace_id
+        self.service = service
+
+
+class CanaryPane(SourcePane):
+    source = "canary"
+    title = "Canary"
+    number = 3
+    ABOUT = "p99 latency, error rate and throughput per variant, verdict, rollout weight and phase."
+
+    def headline(self, data: Any) -> list[tuple[str, str]]:
+        out = []
+        for svc in getattr(data, "services", ()):
+            verdict = getattr(getattr(svc, "verdict", None), "value", "")
+            if verdict in ("fail", "warn"):
+                # why, too: the header is the line a wall display shows for sure
+                why = str(getattr(svc, "reason", "") or "").removeprefix("canary ")
+                text = f"canary {verdict.upper()} {svc.name}" + (f": {why}" if why else "")
+                out.append((text, "error" if verdict == "fail" else "warning"))
+        return out
+
+    BINDINGS = [
+        # Not in the footer (80 columns must keep the app's keys); the pane names them.
+        Binding("x", "exemplars", "Traces", show=False, tooltip="jump to the slow requests' trace ids"),
+        Binding("s", "next_service", "Chart svc", show=False, tooltip="chart the next service"),
+        Binding("z", "maximize", "Zoom", show=False, tooltip="give this pane the whole screen (again to restore)"),
+        Binding("up", "scroll(-1)", show=False),
+        Binding("down", "scroll(1)", show=False),
+        Binding("pageup", "scroll(-8)", show=False),
+        Binding("pagedown", "scroll(8)", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    CanaryPane > .body > VerticalScroll.data { height: 1fr; scrollbar-size-vertical: 1; }
+    CanaryPane #canary-keys { height: 1; color: $text-muted; }
+    CanaryPane #canary-summary { height: auto; }
+    CanaryPane #canary-exemplars { height: auto; max-height: 8; border: none; padding: 0; }
+    CanaryPane #canary-exemplars.-empty { display: none; }
+    CanaryPane .chart { height: 12; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.selected_trace: tuple[str, str] | None = None  # (trace_id, service)
+        self.chart_service: str | None = None
+        self._exemplars: list[tuple[str, str]] = []  # (trace_id, service) in list order
+        self._services: list[str] = []
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(classes="data", can_focus=False):
+            yield Static(Content(""), id="canary-summary", markup=False)
+            yield Static(KEYS, id="canary-keys", markup=False)
+            yield OptionList(id="canary-exemplars", classes="-empty", markup=False)  # options are Content
+            yield MetricChart("p99", lambda p: p.canary_p99, lambda p: p.stable_p99, 1000.0, "ms", id="chart-p99")
+            yield MetricChart("5xx ratio", lambda p: p.canary_err, lambda p: p.stable_err, 100.0, "%",
+                              id="chart-errors")
+
+    # --- drawing -------------------------------------------------------------------
+
+    def _store(self) -> Any:
+        runtime = getattr(self.app, "runtime", None)
+        return getattr(runtime, "store", None)
+
+    def _rollout(self) -> Any:
+        store = self._store()
+        snap = store.latest(ROLLOUT_SOURCE) if store is not None else None
+        return snap.data if snap is not None else None
+
+    def show(self, snapshot: Snapshot | None, last_good: Snapshot | None, now: float) -> None:
+        super().show(snapshot, last_good, now)
+        nothing = (snapshot is None or snapshot.data is None) and self.last_good is None
+        if nothing and self.has_class("-nodata") and self._rollout() is not None:
+            # No canary evaluation (its health line says why), but the rollout is known:
+            # weights, phase and the rollback key are worth the room.
+            self.set_class(False, "-nodata")
+            self.update_body(None, snapshot, now)
+
+    def update_body(self, data: Any, snapshot: Snapshot | None, now: float) -> None:
+        store = self._store()
+        history = store.history(self.source) if store is not None else ()
+        width = max(20, self.query_one("#canary-summary", Static).content_size.width or self.size.width - 4)
+        control = getattr(self.app, "rollback_control", None)
+        auto = control.status_line() if control is not None else ""
+        key = control is not None and control.available() and not getattr(self.app, "read_only", True)
+        set_content(self.query_one("#canary-summary", Static),
+            summary(data, self._rollout(), history, now, width, auto, rollback_key=key)
+        )
+        services = list(getattr(data, "services", ()) or ())
+        self._services = [s.name for s in services]
+        self._show_exemplars(services)
+        self._draw_charts(services, history)
+
+    def _show_exemplars(self, services: list[Any]) -> None:
+        wanted = [(e.trace_id, s.name) for s in services for e in s.exemplars]
+        if wanted == self._exemplars:
+            return
+        rows = []
+        for s in services:
+            for e in s.exemplars:
+                rows.append(Content.assemble(
+                    ("trace ", "$text-muted"), (clean(e.trace_id, 64), "bold"),
+                    f"  {seconds(e.value_s)}", (f"  {clean(s.name, 30)}", "$text-muted"),
+                    (f"  le={clean(e.bucket, 12)}" if e.bucket else "", "$text-muted"),
+                ))
+        olist = self.query_one("#canary-exemplars", OptionList)
+        keep = self.selected_trace
+        olist.clear_options()
+        olist.add_options([Option(r) for r in rows])
+        olist.set_class(not rows, "-empty")
+        self._exemplars = wanted
+        if keep in wanted:
+            olist.highlighted = wanted.index(keep)
+
+    def _draw_charts(self, services: list[Any], history: Any) -> None:
+        names = [s.name for s in services]
+        if self.chart_service not in names:
+            self.chart_service = names[0] if names else None
+        svc = next((s for s in services if s.name == self.chart_service), None)
+        points = series(history, self.chart_service) if svc is not None else []
+        limits = {m.name: m.threshold for m in svc.metrics} if svc is not None else {}
+        name = self.chart_service or ""
+        self.query_one("#chart-p99", MetricChart).draw(name, points, limits.get("p99"))
+        self.query_one("#chart-errors", MetricChart).draw(name, points, limits.get("error_ratio"))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.redraw)
+
+    def redraw(self) -> None:
+        """Redraw from the data shown (the size, rollout state or countdown changed)."""
+        if self.last_good is not None:
+            self._rerender()
+        elif self.snapshot is not None or self._rollout() is not None:
+            self.show(self.snapshot, None, self._now)
+
+    # --- keys ------------------------------------------------------------------------
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if 0 <= event.option_index < len(self._exemplars):
+            trace_id, service = self._exemplars[event.option_index]
+            self.selected_trace = (trace_id, service)
+            self.post_message(TraceSelected(trace_id, service))
+            self.app.notify(f"trace {clean(trace_id, 64)} of {clean(service, 40)} selected", timeout=4)
+
+    def action_exemplars(self) -> None:
+        olist = self.query_one("#canary-exemplars", OptionList)
+        if not self._exemplars:
+            self.app.notify("no slow-request trace ids for the canary right now", timeout=3)
+            return
+        olist.focus()
+        olist.scroll_visible()
+        if olist.highlighted is None:
+            olist.highlighted = 0
+
+    def action_next_service(self) -> None:
+        if self._services:
+            i = self._services.index(self.chart_service) if self.chart_service in self._services else -1
+            self.chart_service = self._services[(i + 1) % len(self._services)]
+            self._rerender()
+
+    def action_maximize(self) -> None:
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+        else:
+            screen.maximize(self, container=False)
+        self.call_after_refresh(self.redraw)
+
+    def action_scroll(self, lines: int) -> None:
+        self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -1,0 +1,1 @@
+"""The Flows pane: the widget, its view model, the detail and filter screens."""

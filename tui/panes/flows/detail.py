@@ -1,0 +1,260 @@
+"""Enter on a Flows row: the flow's (or group's) rate history as a plotext chart, its
+process (pid, comm, service) and its recent TCP events, in a dialog that scrolls
+(80x24 loses nothing). Escape closes.
+
+The history is the store's flows history matched by the flow key (a group: the sum of
+its flows that pass the filter), up to the snapshot the pane shows, so a paused screen
+does not show newer data in its detail. The payload carries only the top flows of each
+tick: a tick where the flow was not among them is left out of the chart, never drawn
+as 0. While the dialog is open the pane hands it each new snapshot (not while paused).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from ebpftop.collectors.flows.model import FlowRecord, FlowsData, TcpEvent
+from ebpftop.collectors.flows.view import group_key
+from ebpftop.core.model import Snapshot
+
+from ...screens.detail import DetailScreen
+from ...text import clean
+from .. import fmt
+from .view import FlowKey, count, flow_key, full_flow, ms
+
+MAX_EVENTS = 40
+MAX_MEMBERS = 12
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the dialog is about: one flow (by key) or one group (by its key, among the
+    flows that pass `accept`)."""
+
+    title: str
+    flow: FlowKey | None = None
+    by: str | None = None
+    group: str | None = None
+    accept: Callable[[FlowRecord], bool] = field(default=lambda f: True, compare=False)
+
+    def matches(self, f: FlowRecord) -> bool:
+        if self.flow is not None:
+            return flow_key(f) == self.flow
+        return self.accept(f) and group_key(f, self.by) == self.group
+
+
+@dataclass(frozen=True)
+class Point:
+    t: float
+    bps: float | None
+    pps: float | None
+
+
+@dataclass(frozen=True)
+class DetailView:
+    selection: Selection
+    points: tuple[Point, ...]
+    members: tuple[FlowRecord, ...]  # in the newest snapshot
+    events: tuple[TcpEvent, ...]  # oldest first
+    now: float
+
+
+def _sum(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def rate_history(history: Sequence[Snapshot], sel: Selection, until: float) -> list[Point]:
+    points = []
+    for snap in history:
+        data = snap.data
+        if snap.time > until or not isinstance(data, FlowsData):
+            continue
+        members = [f for f in data.flows if sel.matches(f)]
+        if members:
+            points.append(Point(snap.time, _sum(f.bps for f in members), _sum(f.pps for f in members)))
+    return points
+
+
+def _same_connection(e: TcpEvent, f: FlowRecord) -> bool:
+    la, lp, ra, rp = f.local_remote()
+    ends = {(e.src, e.sport), (e.dst, e.dport)}
+    return ends == {(la, lp), (ra, rp)}
+
+
+def flow_events(members: Sequence[FlowRecord], data: FlowsData) -> list[TcpEvent]:
+    """The members' own recent events and the payload's recent events on the same
+    connections, once each, oldest first."""
+    seen: dict[tuple, TcpEvent] = {}
+    for f in members:
+        for e in f.events:
+            seen.setdefault((e.time, e.kind, e.src, e.sport, e.dst, e.dport), e)
+        if f.proto == "tcp":
+            for e in data.recent_events:
+                if _same_connection(e, f):
+                    seen.setdefault((e.time, e.kind, e.src, e.sport, e.dst, e.dport), e)
+    return sorted(seen.values(), key=lambda e: e.time)[-MAX_EVENTS:]
+
+
+def build(history: Sequence[Snapshot], shown: Snapshot, sel: Selection) -> DetailView:
+    data = shown.data
+    members = tuple(f for f in data.flows if sel.matches(f)) if isinstance(data, FlowsData) else ()
+    events = tuple(flow_events(members, data)) if members else ()
+    return DetailView(sel, tuple(rate_history(history, sel, shown.time)), members, events, shown.time)
+
+
+def clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}"
+
+
+def summary(view: DetailView) -> Content:
+    m = view.members
+    if not m:
+        return Content.assemble(("not among the top flows in the latest sample (it may have ended); "
+                                 "the chart shows when it was", "$warning"))
+    parts: list = [
+        ("now ", "$text-muted"), (fmt.rate(_sum(f.bps for f in m)), "bold"), "  ",
+        (count(_sum(f.pps for f in m)) + " pkt/s", "bold"),
+        ("   total ", "$text-muted"), fmt.size(sum(f.bytes for f in m)), f" in {count(sum(f.packets for f in m))} pkts",
+        ("   retransmits ", "$text-muted"), (str(sum(f.retransmits for f in m)),
+                                            "bold $warning" if any(f.retransmits for f in m) else ""),
+    ]
+    latency = [f.connect_latency_ms for f in m if f.connect_latency_ms is not None]
+    parts += [("   connect ", "$text-muted"), ms(max(latency) if latency else None)]
+    first = min(f.first_seen for f in m)
+    parts += [("\nfirst seen ", "$text-muted"), clock(first), f" ({fmt.duration(view.now - first)} ago)",
+              ("   last ", "$text-muted"), clock(max(f.last_seen for f in m))]
+    return Content.assemble(*parts)
+
+
+def process_lines(view: DetailView) -> Content:
+    owners = {}
+    for f in view.members:
+        owners.setdefault((f.pid, f.comm, f.service), None)
+    if not owners:
+        return Content.assemble(("—", "$text-muted"))
+    parts: list = []
+    for pid, comm, service in list(owners)[:6]:
+        if parts:
+            parts.append("\n")
+        parts += [("pid ", "$text-muted"), str(pid) if pid is not None else fmt.NO_DATA,
+                  ("  comm ", "$text-muted"), clean(comm, 64) if comm else fmt.NO_DATA,
+                  ("  service ", "$text-muted"), clean(service, 120) if service else fmt.NO_DATA]
+    if all(pid is None for pid, _c, _s in owners):
+        parts += [("\nno process known: not a local socket, or it ended before it was seen", "$text-muted")]
+    return Content.assemble(*parts)
+
+
+def member_lines(view: DetailView) -> Content:
+    parts: list = []
+    for f in view.members[:MAX_MEMBERS]:
+        if parts:
+            parts.append("\n")
+        parts += [clean(f"{f.proto} {full_flow(f)}", 120), ("  ", ""), (fmt.rate(f.bps), "bold"),
+                  (f"  {f.direction} on {clean(f.iface, 32)}", "$text-muted")]
+    if len(view.members) > MAX_MEMBERS:
+        parts.append((f"\n… and {len(view.members) - MAX_MEMBERS} more", "$text-muted"))
+    return Content.assemble(*parts)
+
+
+def event_lines(view: DetailView) -> Content:
+    if not view.events:
+        tcp = any(f.proto == "tcp" for f in view.members)
+        why = "none recorded for this flow" if tcp else "TCP events exist for TCP flows only"
+        return Content.assemble((why, "$text-muted"))
+    parts: list = []
+    for e in reversed(view.events):  # newest first
+        if parts:
+            parts.append("\n")
+        style = "$error" if e.kind in ("retransmit", "connect_fail") else ""
+        parts += [(clock(e.time), "$text-muted"), "  ", (f"{e.kind:<12}", style),
+                  f" {ms(e.ms):>8}  ",
+                  clean(f"{e.src}:{e.sport} → {e.dst}:{e.dport}", 100)]
+        if e.pid is not None or e.comm:
+            parts.append((f"  {clean(e.comm or '?', 32)} [{e.pid if e.pid is not None else '?'}]", "$text-muted"))
+    return Content.assemble(*parts)
+
+
+class RateChart(PlotextPlot):
+    DEFAULT_CSS = """
+    RateChart { height: 12; min-height: 8; width: 1fr; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(id="flow-chart")
+        self.points_drawn = 0  # for tests: points the last draw plotted
+
+    def draw(self, points: Sequence[Point]) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        end = points[-1].t if points else 0.0
+        known = [(p.t - end, p.bps) for p in points if p.bps is not None]
+        peak = max((v for _t, v in known), default=0.0)
+        unit, div = "B/s", 1.0
+        for name, size in (("GiB/s", 1 << 30), ("MiB/s", 1 << 20), ("KiB/s", 1 << 10)):
+            if peak >= size:
+                unit, div = name, float(size)
+                break
+        if known:
+            plt.plot([t for t, _ in known], [v / div for _, v in known], marker="braille", color="cyan")
+        plt.title(f"rate ({unit})" if known else "rate: no samples with a known rate yet")
+        plt.xlabel("seconds before latest")
+        self.points_drawn = len(known)
+        self.refresh()
+
+
+class FlowDetailScreen(DetailScreen):
+    DEFAULT_CSS = """
+    FlowDetailScreen { align: center middle; }
+    FlowDetailScreen > VerticalScroll {
+        width: 100%; height: 100%; border: round $primary; background: $surface; padding: 0 1;
+    }
+    FlowDetailScreen .heading { text-style: bold; margin-top: 1; }
+    FlowDetailScreen #flow-detail-title { color: $accent; text-style: bold; }
+    """
+
+    def __init__(self, view: DetailView) -> None:
+        super().__init__()
+        self.view = view
+
+    def compose(self) -> ComposeResult:
+        box = VerticalScroll(can_focus=False)
+        box.border_title = "Flow detail"
+        box.border_subtitle = "esc closes"
+        with box:
+            yield Static(Content(clean(self.view.selection.title, 300)), id="flow-detail-title", markup=False)
+            yield Static(Content(""), id="flow-detail-summary", markup=False)
+            yield RateChart()
+            yield Static("process", classes="heading", markup=False)
+            yield Static(Content(""), id="flow-detail-process", markup=False)
+            if self.view.selection.flow is None:
+                yield Static("flows", classes="heading", markup=False)
+                yield Static(Content(""), id="flow-detail-members", markup=False)
+            yield Static("recent TCP events (newest first)", classes="heading", markup=False)
+            yield Static(Content(""), id="flow-detail-events", markup=False)
+
+    def on_mount(self) -> None:
+        self.show(self.view)
+
+    def show(self, view: DetailView) -> None:
+        self.view = view
+        self.query_one("#flow-detail-summary", Static).update(summary(view))
+        self.query_one(RateChart).draw(view.points)
+        self.query_one("#flow-detail-process", Static).update(process_lines(view))
+        if view.selection.flow is None:
+            self.query_one("#flow-detail-members", Static).update(member_lines(view))
+        self.query_one("#flow-detail-events", Static).update(event_lines(view))
+
+    def text(self) -> str:
+        """What the dialog shows, as plain text (for tests)."""
+        return "\n".join(str(w.render()) for w in self.query(Static))
+

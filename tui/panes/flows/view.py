@@ -1,0 +1,437 @@
+"""What the Flows pane shows, as plain data: the columns that fit the pane's width, one
+row of cells per flow (or per group), and the status and counters lines. Pure (no
+Textual), so the arithmetic is testable without a screen.
+
+Cells are (text, style) pairs; every text taken from a payload is untrusted and the pane
+turns it into a Rich Text through `tui.text.safe`. Widths are fixed per layout so the
+table does not jump when a value grows, and a row is identified by its flow key (or
+group key) so the cursor follows the flow, not the row number.
+
+Layouts, by the table's width in cells:
+- compact (< 130, the 80x24 case and a 2x2 grid pane): `proto src → dst` in one column
+  when every row fits, else `proto :local-port ⇄ remote` (the side that tells you who);
+  short numbers (B/s 4.8M), process as `comm [pid] · service` as far as room allows;
+- full (>= 130): direction, proto, src:sport → dst:dport, bytes/s, pkts/s, total,
+  retransmits, connect latency, process, service;
+- wide (>= 170): the interface too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from ebpftop.collectors.flows.model import FlowRecord, FlowsData
+from ebpftop.collectors.flows.view import SORTS, FlowGroup, group_flows, group_key
+
+from .. import fmt
+
+FlowKey = tuple[str, str, str, str, int, str, int]
+Cell = tuple[str, str]  # (text, style)
+
+GROUPINGS = ("none", "process", "service", "remote")
+SORT_LABELS = dict(SORTS)
+FULL_FROM = 130
+PROC_MAX = 26
+WIDE_FROM = 170
+_PORTED = ("tcp", "udp", "sctp", "udplite", "dccp")
+
+
+def flow_key(f: FlowRecord) -> FlowKey:
+    return (f.iface, f.direction, f.proto, f.src, f.sport, f.dst, f.dport)
+
+
+def next_grouping(current: str) -> str:
+    return GROUPINGS[(GROUPINGS.index(current) + 1) % len(GROUPINGS)] if current in GROUPINGS else GROUPINGS[0]
+
+
+# --- numbers -------------------------------------------------------------------------
+
+
+def short_size(n: float | None) -> str:
+    """Binary units in at most 5 characters: 912, 4.8K, 37K, 1023M."""
+    if n is None or n != n:
+        return fmt.NO_DATA
+    n = float(n)
+    if abs(n) < 1024:
+        return f"{n:.0f}"
+    for unit in "KMGTP":
+        n /= 1024
+        if abs(n) < 1024 or unit == "P":
+            return f"{n:.1f}{unit}" if abs(n) < 10 else f"{n:.0f}{unit}"
+    return fmt.NO_DATA  # unreachable
+
+
+def count(x: float | None) -> str:
+    """Packets (per second): 0.5, 3910, 12.3k, 123k."""
+    if x is None or x != x:
+        return fmt.NO_DATA
+    if 0 < abs(x) < 10 and not float(x).is_integer():
+        return f"{x:.1f}"
+    n = int(round(x))
+    for unit, div in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if abs(n) >= div * 10:
+            v = n / div
+            return f"{v:.1f}{unit}" if abs(v) < 100 else f"{v:.0f}{unit}"
+    return str(n)
+
+
+def ms(x: float | None) -> str:
+    if x is None or x != x:
+        return fmt.NO_DATA
+    if x < 10:
+        return f"{x:.2f}ms"
+    if x < 1000:
+        return f"{x:.1f}ms" if x < 100 else f"{x:.0f}ms"
+    return f"{x / 1000:.1f}s"
+
+
+# --- addresses -----------------------------------------------------------------------
+
+
+def endpoint(addr: str, port: int, proto: str) -> str:
+    if proto not in _PORTED:
+        return addr
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def icmp_suffix(f: FlowRecord) -> str:
+    return f" type {f.sport} code {f.dport}" if f.proto in ("icmp", "icmp6") else ""
+
+
+def full_flow(f: FlowRecord) -> str:
+    """`src:sport → dst:dport` (ICMP: type and code instead of ports)."""
+    return f"{endpoint(f.src, f.sport, f.proto)} → {endpoint(f.dst, f.dport, f.proto)}{icmp_suffix(f)}"
+
+
+def local_flow(f: FlowRecord) -> str:
+    """`:local-port → remote:port` from this host's side (← for ingress)."""
+    _laddr, lport, raddr, rport = f.local_remote()
+    arrow = "→" if f.direction == "egress" else "←"
+    remote = endpoint(raddr, rport, f.proto)
+    if f.proto in _PORTED:
+        return f":{lport} {arrow} {remote}"
+    return f"{arrow} {remote}{icmp_suffix(f)}"
+
+
+def squeeze(text: str, room: int) -> str:
+    """Cut the middle, keep both ends (an address's end and its port matter most)."""
+    if len(text) <= room:
+        return text
+    if room <= 1:
+        return text[:room]
+    head = (room - 1) // 2
+    return text[:head] + "…" + text[len(text) - (room - 1 - head):]
+
+
+def process_text(f: FlowRecord, room: int) -> str:
+    """The richest of `comm [pid] · service`, `comm · service`, `comm [pid]`, `comm`
+    that fits."""
+    comm = f.comm or (None if f.pid is None else "?")
+    svc = f.service if f.service and f.service != f.comm else None
+    if comm is None:
+        return svc or fmt.NO_DATA
+    pid = f" [{f.pid}]" if f.pid is not None else ""
+    options = []
+    if svc:
+        options += [f"{comm}{pid} · {svc}", f"{comm} · {svc}"]
+    options += [f"{comm}{pid}", comm]
+    for o in options:
+        if len(o) <= room:
+            return o
+    return options[-1]
+
+
+# --- columns and rows ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int  # characters of content (the pane adds one for the gap)
+    right: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    ident: tuple  # flow key, or ("group", by, key)
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    by: str
+    group: FlowGroup
+    connect_latency_ms: float | None  # the slowest connect among its flows
+
+
+def _sort_cell(label: str, key: str, sort: str) -> str:
+    return label + "▼" if key == sort else label
+
+
+def layout(width: int) -> str:
+    return "wide" if width >= WIDE_FROM else "full" if width >= FULL_FROM else "compact"
+
+
+def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[list[Column], str]:
+    """The columns for a table `width` cells wide, and how the flow column is drawn
+    ("full" src → dst, or "local" port ⇄ remote)."""
+    s = lambda label, key: _sort_cell(label, key, sort)  # noqa: E731
+    kind = layout(width)
+    if kind == "compact":
+        nums = [
+            Column("bps", s("B/s", "bps"), 5, True),
+            Column("pps", s("pkt/s", "pps"), 6, True),
+            Column("bytes", s("total", "bytes"), 6, True),
+            Column("retransmits", s("rtx", "retransmits"), 4, True),
+            Column("connect_latency_ms", s("conn", "connect_latency_ms"), 7, True),
+        ]
+        # What is left is shared by the flow and the process: the flow first (its
+        # addresses and ports), the process down to 8 characters, then back up to 26.
+        free = width - sum(c.width + 1 for c in nums) - 2
+        proc_need = max([7] + [len(process_text(f, PROC_MAX)) for f in flows])
+        proc_min = min(proc_need, 8)
+        form, need = "local", max((len(f.proto) + 1 + len(local_flow(f)) for f in flows), default=20)
+        full_need = max((len(f.proto) + 1 + len(full_flow(f)) for f in flows), default=20)
+        if full_need + proc_min <= free:
+            form, need = "full", full_need
+        flow = max(12, min(free - proc_min, max(need, free - min(proc_need, PROC_MAX))))
+        label = "proto src → dst" if form == "full" else "proto :port ⇄ remote"
+        return [Column("flow", label, flow)] + nums + [Column("process", "process", max(7, free - flow))], form
+    cols = []
+    if kind == "wide":
+        cols.append(Column("iface", "iface", 12))
+    cols += [Column("dir", "dir", 3), Column("proto", "proto", 5)]
+    rest = [
+        Column("bps", s("bytes/s", "bps"), 11, True),
+        Column("pps", s("pkts/s", "pps"), 7, True),
+        Column("bytes", s("total", "bytes"), 10, True),
+        Column("retransmits", s("retrans", "retransmits"), 8, True),
+        Column("connect_latency_ms", s("connect", "connect_latency_ms"), 8, True),
+        Column("process", "process", 22 if kind == "wide" else 18),
+        Column("service", "service", 20 if kind == "wide" else 14),
+    ]
+    room = width - sum(c.width + 1 for c in cols + rest) - 1
+    return cols + [Column("flow", "src:sport → dst:dport", max(20, room))] + rest, "full"
+
+
+def flow_row(f: FlowRecord, columns: Sequence[Column], form: str) -> Row:
+    compact = columns[0].key == "flow"
+    cells: list[Cell] = []
+    for c in columns:
+        k = c.key
+        if k == "flow":
+            text = full_flow(f) if form == "full" else local_flow(f)
+            if compact:
+                text = f"{f.proto} {text}"
+            cells.append((squeeze(text, c.width), ""))
+        elif k == "iface":
+            cells.append((squeeze(f.iface, c.width), ""))
+        elif k == "dir":
+            cells.append(("in" if f.direction == "ingress" else "out", "$text-muted"))
+        elif k == "proto":
+            cells.append((f.proto, ""))
+        elif k == "bps":
+            cells.append((short_size(f.bps) if compact else fmt.rate(f.bps), "bold"))
+        elif k == "pps":
+            cells.append((count(f.pps), ""))
+        elif k == "bytes":
+            cells.append((short_size(f.bytes) if compact else fmt.size(f.bytes), ""))
+        elif k == "retransmits":
+            cells.append((count(f.retransmits), "$warning" if f.retransmits else "$text-muted"))
+        elif k == "connect_latency_ms":
+            cells.append((ms(f.connect_latency_ms), ""))
+        elif k == "process":
+            # Compact has no service column: the process cell carries it as room allows.
+            text = process_text(f, c.width) if compact else _comm_pid(f)
+            cells.append((squeeze(text, c.width), ""))
+        elif k == "service":
+            cells.append((squeeze(f.service or fmt.NO_DATA, c.width), ""))
+        else:
+            raise AssertionError(k)
+    return Row(flow_key(f), tuple(cells))
+
+
+def _comm_pid(f: FlowRecord) -> str:
+    if f.comm is None and f.pid is None:
+        return fmt.NO_DATA
+    return f"{f.comm or '?'}" + (f" [{f.pid}]" if f.pid is not None else "")
+
+
+def _none_last(value, tie):
+    return (value is not None, value if value is not None else 0, tie)
+
+
+def groups(flows: Iterable[FlowRecord], by: str, sort: str) -> list[GroupRow]:
+    flows = list(flows)
+    worst: dict[str, float] = {}
+    for f in flows:
+        if f.connect_latency_ms is not None:
+            k = group_key(f, by)
+            worst[k] = max(worst.get(k, 0.0), f.connect_latency_ms)
+    rows = [GroupRow(by, g, worst.get(g.key)) for g in group_flows(flows, by)]
+
+    def value(r: GroupRow):
+        return r.connect_latency_ms if sort == "connect_latency_ms" else getattr(r.group, sort)
+
+    return sorted(rows, key=lambda r: _none_last(value(r), r.group.bytes), reverse=True)
+
+
+def group_columns(width: int, by: str, sort: str) -> list[Column]:
+    s = lambda label, key: _sort_cell(label, key, sort)  # noqa: E731
+    if layout(width) == "compact":
+        nums = [
+            Column("flows", "flows", 5, True),
+            Column("bps", s("B/s", "bps"), 5, True),
+            Column("pps", s("pkt/s", "pps"), 6, True),
+            Column("bytes", s("total", "bytes"), 6, True),
+            Column("retransmits", s("rtx", "retransmits"), 4, True),
+            Column("connect_latency_ms", s("conn", "connect_latency_ms"), 7, True),
+        ]
+    else:
+        nums = [
+            Column("flows", "flows", 6, True),
+            Column("bps", s("bytes/s", "bps"), 11, True),
+            Column("pps", s("pkts/s", "pps"), 7, True),
+            Column("bytes", s("total", "bytes"), 10, True),
+            Column("retransmits", s("retrans", "retransmits"), 8, True),
+            Column("connect_latency_ms", s("max conn", "connect_latency_ms"), 9, True),
+        ]
+    room = width - sum(c.width + 1 for c in nums) - 1
+    return [Column("key", by, max(12, room))] + nums
+
+
+def group_row(r: GroupRow, columns: Sequence[Column], width: int) -> Row:
+    g = r.group
+    compact = layout(width) == "compact"
+    cells: list[Cell] = []
+    for c in columns:
+        k = c.key
+        if k == "key":
+            cells.append((squeeze(g.key, c.width), "bold"))
+        elif k == "flows":
+            cells.append((str(g.flows), ""))
+        elif k == "bps":
+            cells.append((short_size(g.bps) if compact else fmt.rate(g.bps), "bold"))
+        elif k == "pps":
+            cells.append((count(g.pps), ""))
+        elif k == "bytes":
+            cells.append((short_size(g.bytes) if compact else fmt.size(g.bytes), ""))
+        elif k == "retransmits":
+            cells.append((count(g.retransmits), "$warning" if g.retransmits else "$text-muted"))
+        elif k == "connect_latency_ms":
+            cells.append((ms(r.connect_latency_ms), ""))
+        else:
+            raise AssertionError(k)
+    return Row(("group", r.by, g.key), tuple(cells))
+
+
+# --- the lines above the table -------------------------------------------------------
+
+
+Part = tuple[str, str]
+
+
+def fit(parts: Sequence[tuple[int, list[Part]]], width: int) -> list[Part]:
+    """Keep the most important chunks (lowest priority number first) that fit `width`,
+    in their original order."""
+    chosen: set[int] = set()
+    used = 0
+    for i in sorted(range(len(parts)), key=lambda i: parts[i][0]):
+        size = sum(len(t) for t, _ in parts[i][1]) + (2 if chosen else 0)
+        if used + size <= width:
+            chosen.add(i)
+            used += size
+    out: list[Part] = []
+    for i, (_prio, chunk) in enumerate(parts):
+        if i in chosen:
+            if out:
+                out.append(("  ", ""))
+            out.extend(chunk)
+    return out
+
+
+def status_parts(sort: str, grouping: str, filter_text: str, shown: int, data: FlowsData,
+                 width: int) -> list[Part]:
+    """`s sort bytes/s  g group none  / filter port:443  8 of 31  enter detail`."""
+    key = lambda k: (k, "bold $accent")  # noqa: E731
+    ftext = filter_text.strip()
+    room = max(8, width - 62)
+    chunks: list[tuple[int, list[Part]]] = [
+        (0, [key("s"), (" sort ", "$text-muted"), (SORT_LABELS.get(sort, sort), "bold")]),
+        (1, [key("g"), (" group ", "$text-muted"), (grouping, "bold" if grouping != "none" else "")]),
+        (0, [key("/"), (" filter ", "$text-muted"),
+             (squeeze(ftext, room), "bold $warning") if ftext else ("none", "")]),
+        (2, [(f"{shown} of {len(data.flows)} shown", "")]),
+        (4, [(f"{data.flows_tracked} tracked", "$text-muted")]),
+        (3, [(fmt.rate(data.total_bps), "bold"), (" total", "$text-muted")]),
+        (5, [key("enter"), (" detail", "$text-muted")]),
+    ]
+    return fit(chunks, width)
+
+
+COUNTERS = (
+    # (field, label, severity when growing)
+    ("evictions", "evicted", "warning"),
+    ("update_failures", "not recorded", "error"),
+    ("truncated_packets", "truncated", "warning"),
+    ("lost_events", "TCP events lost", "warning"),
+)
+
+
+def counter_values(data: FlowsData) -> dict[str, int | None]:
+    return {name: getattr(data, name) for name, _label, _sev in COUNTERS}
+
+
+def counters_parts(data: FlowsData, growing: Iterable[str], width: int) -> list[Part]:
+    """One line: every count of what the datapath could not count; growing ones loud."""
+    growing = set(growing)
+    chunks: list[tuple[int, list[Part]]] = [(0, [("drops:", "$text-muted")])]
+    for name, label, sev in COUNTERS:
+        value = getattr(data, name)
+        if name == "lost_events":
+            if value is None:
+                why = "TCP events off" + (f": {data.tcp_events_error}" if data.tcp_events_error else "")
+                chunks.append((1, [(squeeze(why, 60), "$warning")]))
+                continue
+            text = f"{label} {count(value)}"
+            if data.events_total is not None:
+                text += f" of {count(data.events_total + value)}"
+        else:
+            text = f"{label} {count(value)}"
+        style = f"bold ${sev}" if name in growing else ("$warning" if value else "")
+        chunks.append((0, [(text + (" ▲" if name in growing else ""), style)]))
+    if data.max_flows:
+        chunks.append((2, [(f"map {data.flows_tracked}/{data.max_flows}", "$text-muted")]))
+    return fit(chunks, width)
+
+
+def problem_lines(data: FlowsData) -> list[str]:
+    """Interfaces not attached and notices (e.g. leftovers removed at start)."""
+    lines = [f"{i.name}: {i.error}" for i in data.ifaces if i.error]
+    lines += list(data.notices)
+    return lines
+
+
+def event_lines(data: FlowsData, n: int, width: int) -> list[list[Part]]:
+    """The latest TCP events, newest first, one line each (for a tall pane)."""
+    head: list[Part] = [("latest TCP events", "bold")]
+    if data.events_total is None:
+        return [head + [("  off" + (f": {data.tcp_events_error}" if data.tcp_events_error else ""), "$warning")]]
+    events = list(data.recent_events)[-n:]
+    if not events:
+        return [head + [("  none in this sample", "$text-muted")]]
+    lines = [head]
+    for e in reversed(events):
+        clock = time.strftime("%H:%M:%S", time.gmtime(e.time))
+        what = e.kind + (f" {ms(e.ms)}" if e.ms is not None else "")
+        text = f"{what:<17} {endpoint(e.src, e.sport, 'tcp')} → {endpoint(e.dst, e.dport, 'tcp')}"
+        who = f"  {e.comm or '?'} [{e.pid}]" if e.pid is not None else ""
+        room = max(10, width - 9)
+        if len(text) + len(who) <= room:  # the process goes first when room is short
+            text += who
+        style = "$error" if e.kind in ("retransmit", "connect_fail") else ""
+        lines.append([(clock + " ", "$text-muted"), (squeeze(text, room), style)])
+    return lines

@@ -1,0 +1,1 @@
+"""The Profiles pane: the widget, its view model, the detail screen."""

@@ -1,0 +1,292 @@
+"""Profiles pane: CPU samples by tag set, the selection's top functions and flame view,
+canary vs stable, `c` to capture now, and the exemplar trace_id link.
+
+The table lists the tag sets (service, env, version, trace_id, pid) of the profile
+shown with their share of its samples; `v` steps through the profiles the source has
+(BPF 10 s and 60 s windows, each pprof endpoint's latest, on-demand captures). Enter
+opens the selected row's top functions (self and total) and a flame view fitted to
+the terminal. Below the table: the canary-vs-stable comparison of top functions for
+the selected row's service (how a sample is canary or stable: `view.py`).
+
+When an exemplar trace_id is chosen in the Canary pane, the app calls `follow_trace`:
+the pane takes the focus and shows the samples carrying that trace_id (pprof labels),
+or the canary service's samples when none does, and its title line says which. Escape
+returns to the profile.
+
+`c` captures a profile now for the selected row (pprof URL, pid or service) through
+the action gate: hidden and inert in read-only mode, confirmed, audited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import DataTable, Static
+
+from ebpftop.core.model import Snapshot
+from ebpftop.collectors.profiles.model import TagGroup, tag
+
+from ...text import clean, safe
+from .. import fmt
+from ..base import SourcePane
+from ..paint import set_content
+from ebpftop.actions.capture import capture_action, describe_target, find_collector
+from .detail import ProfileDetailScreen
+from .view import (
+    TraceFilter, View, all_profiles, build_view, capture_target, compare, fit, fit_widths, group_stacks,
+    process_names, share_text, table_columns,
+)
+
+MAX_ROWS = 200
+KEYS = "↑↓ row  enter: top functions + flame  v: next profile"
+KEYS_CAPTURE = "  c: capture now"
+KEYS_FILTERED = "  esc: back to the profile"
+
+
+class ProfilesPane(SourcePane):
+    source = "profiles"
+    title = "Profiles"
+    number = 4
+    ABOUT = "CPU profile samples grouped by service, environment, trace_id and process, with top frames."
+
+    BINDINGS = [
+        # Not in the footer (80 columns keep the app's keys); the pane's key line names them.
+        Binding("enter", "detail", "Detail", show=False, tooltip="top functions and flame view of the row"),
+        Binding("c", "capture", "Capture", show=False, tooltip="capture a CPU profile now (confirmed, audited)"),
+        Binding("v", "next_profile", "Profile", show=False, tooltip="show the next profile"),
+        Binding("escape", "clear_filter", "Unfilter", show=False, tooltip="stop following the trace_id"),
+        Binding("up", "cursor(-1)", show=False),
+        Binding("down", "cursor(1)", show=False),
+        Binding("pageup", "cursor(-8)", show=False),
+        Binding("pagedown", "cursor(8)", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    ProfilesPane > .body > Vertical.data { height: 1fr; }
+    ProfilesPane #profiles-title { height: auto; max-height: 3; }
+    ProfilesPane #profiles-title.-filtered { color: $warning; }
+    ProfilesPane #profiles-title.-matched { color: $success; }
+    ProfilesPane #profiles-keys { height: 1; color: $text-muted; }
+    ProfilesPane #profiles-table { height: 1fr; min-height: 3; scrollbar-size-vertical: 1; }
+    ProfilesPane #profiles-compare { height: auto; max-height: 7; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.chosen: str | None = None  # profile name shown (None: the first)
+        self.trace: TraceFilter | None = None
+        self.view: View | None = None
+        self.rows: list[TagGroup] = []
+        self._columns: list[str] = []
+        self._data: Any = None
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(classes="data"):
+            yield Static(Content(""), id="profiles-title", markup=False)
+            yield Static(Content(""), id="profiles-keys", markup=False)
+            table: DataTable = DataTable(id="profiles-table", cursor_type="row", zebra_stripes=True)
+            table.can_focus = False  # the pane keeps the focus; its keys move the cursor
+            yield table
+            yield Static(Content(""), id="profiles-compare", markup=False)
+
+    # --- drawing -------------------------------------------------------------------
+
+    def update_body(self, data: Any, snapshot: Snapshot, now: float) -> None:
+        self._data = data
+        self.view = view = build_view(data, self.chosen, self.trace)
+        width = max(30, self.content_size.width or 80)
+        self._draw_title(data, view, width)
+        self._draw_keys()
+        self._fill_table(view, width)
+        group = self.selected_group()
+        preferred = tag(group.tags, "service") if group is not None else None
+        set_content(self.query_one("#profiles-compare", Static), compare(view, preferred, width).lines)
+
+    def _draw_title(self, data: Any, view: View, width: int) -> None:
+        parts: list = [(clean(view.title, 300), "bold")]
+        if not view.filtered:
+            names = [p.name for p in all_profiles(data)]
+            if len(names) > 1:
+                parts.append((f"  ({names.index(self.chosen) + 1 if self.chosen in names else 1}/{len(names)})",
+                              "$text-muted"))
+            if view.omitted:
+                parts.append((f"  {view.omitted} samples in stacks not listed", "$text-muted"))
+        hz = getattr(data, "hz", None)
+        if hz:
+            parts.append((f"  BPF {hz} Hz", "$text-muted"))
+        lost = getattr(data, "lost_samples", 0)
+        if lost:
+            parts.append((f"  lost samples: {lost}", "$warning"))
+        for st in getattr(data, "sources", ()):
+            if st.state == "error":
+                parts += ["\n", (f"✖ {clean(st.name, 60)}: ", "bold $error"), clean(st.message, 200)]
+            elif st.state == "off" and st.message:
+                parts += ["\n", (f"○ {clean(st.name, 60)}: {clean(st.message, 160)}", "$text-muted")]
+                if st.hint:
+                    parts.append((f" → {clean(st.hint, 80)}", "italic $text-muted"))
+        title = self.query_one("#profiles-title", Static)
+        set_content(title, Content.assemble(*parts))
+        title.set_class(view.filtered and not view.matched, "-filtered")
+        title.set_class(view.filtered and view.matched, "-matched")
+
+    def _draw_keys(self) -> None:
+        keys = KEYS
+        if not getattr(self.app, "read_only", True):
+            keys += KEYS_CAPTURE
+        if self.trace is not None:
+            keys += KEYS_FILTERED
+        set_content(self.query_one("#profiles-keys", Static), keys)
+
+    def _fill_table(self, view: View, width: int) -> None:
+        table = self.query_one("#profiles-table", DataTable)
+        keep = self.selected_group()
+        groups = list(view.groups[:MAX_ROWS])
+        columns = table_columns(tuple(groups))
+        comms = process_names(view)
+        if comms:
+            columns.append("comm")
+        values = [[clean(comms.get(g.tags, fmt.NO_DATA) if key == "comm" else tag(g.tags, key, fmt.NO_DATA))
+                   for key in columns] for g in groups]
+        limits = fit_widths(columns, values, width - 20)
+        if columns != self._columns or not table.columns:
+            table.clear(columns=True)
+            table.add_column("share", key="share")
+            table.add_column("samples", key="samples")
+            for key in columns:
+                # A tag name comes from outside: a str label would be parsed as markup.
+                table.add_column(safe(key, max_len=40), key=key)
+            self._columns = columns
+        else:
+            table.clear()
+        for i, g in enumerate(groups):
+            cells = [Text(share_text(g.share), justify="right"), Text(str(g.samples), justify="right")]
+            cells += [safe(fit(v, limit)) for v, limit in zip(values[i], limits)]
+            table.add_row(*cells, key=str(i))
+        self.rows = groups
+        if keep is not None:
+            at = next((i for i, g in enumerate(groups) if g.tags == keep.tags), 0)
+            table.move_cursor(row=at, animate=False)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._rerender)
+
+    # --- selection -----------------------------------------------------------------
+
+    def selected_group(self) -> TagGroup | None:
+        if not self.rows:
+            return None
+        table = self.query_one("#profiles-table", DataTable)
+        row = table.cursor_row
+        return self.rows[row] if 0 <= row < len(self.rows) else None
+
+    def action_cursor(self, delta: int) -> None:
+        table = self.query_one("#profiles-table", DataTable)
+        if self.rows:
+            table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)), animate=False)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._redraw_compare()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()  # a click on the selected row, as Enter
+        self.action_detail()
+
+    def _redraw_compare(self) -> None:
+        if self.view is None:
+            return
+        group = self.selected_group()
+        preferred = tag(group.tags, "service") if group is not None else None
+        width = max(30, self.content_size.width or 80)
+        self.query_one("#profiles-compare", Static).update(compare(self.view, preferred, width).lines)
+
+    def action_detail(self) -> None:
+        group = self.selected_group()
+        if group is None or self.view is None:
+            self.app.notify("no row selected: no profile samples yet", timeout=3)
+            return
+        stacks = group_stacks(self.view, group)
+        label = " ".join(f"{k}={v}" for k, v in group.tags) or "(no tags)"
+        title = f"{clean(label, 300)}: {group.samples} samples, {share_text(group.share)} of {clean(self.view.title, 200)}"
+        listed = sum(s.count for s in stacks)
+        note = ""
+        if listed < group.samples:
+            note = f"{group.samples - listed} of its samples are in stacks the source did not list (the lightest)"
+        self.app.push_screen(ProfileDetailScreen(title, stacks, note))
+
+    def action_next_profile(self) -> None:
+        names = [p.name for p in all_profiles(self._data)]
+        if not names:
+            self.app.notify("no profile yet", timeout=3)
+            return
+        at = names.index(self.chosen) if self.chosen in names else 0
+        self.chosen = names[(at + 1) % len(names)] if self.trace is None else names[at]
+        self.trace = None
+        self._rerender()
+        self.app.notify(f"profile: {clean(self.chosen, 120)}", timeout=2)
+
+    # --- the trace_id link ---------------------------------------------------------
+
+    def follow_trace(self, trace_id: str, service: str) -> None:
+        """Show the samples behind an exemplar's trace_id (or the canary service's)."""
+        self.trace = TraceFilter(trace_id, service)
+        self.focus()
+        view = build_view(self._data, self.chosen, self.trace)
+        if self.last_good is not None:
+            self._rerender()
+        self.app.notify(clean(view.title, 300), title="profiles", timeout=6,
+                        severity="information" if view.matched else "warning")
+
+    def action_clear_filter(self) -> None:
+        if self.trace is not None:
+            self.trace = None
+            self._rerender()
+
+    # --- capture -------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "capture" and getattr(self.app, "read_only", True):
+            return False  # hidden and inert; the gate would refuse it too
+        return True
+
+    def action_capture(self) -> None:
+        app = self.app
+        if getattr(app, "read_only", True):
+            app._refuse_read_only("profiles.capture", "Capture a CPU profile")
+            return
+        group = self.selected_group()
+        target = capture_target(self.view, group) if self.view is not None else {}
+        if not target:
+            app.notify("nothing to capture: select a row with a pid, service or pprof source", severity="warning")
+            return
+        collector = find_collector(app.runtime)
+        if collector is None:
+            app.notify("capture unavailable: no live profiles collector (a replay cannot capture)",
+                       severity="warning")
+            return
+        gate = getattr(app.runtime, "gate", None)
+        if gate is None:
+            app.notify("actions unavailable: no action gate (audit log) configured", severity="error")
+            return
+        context = " ".join(f"{k}={v}" for k, v in group.tags if k in ("service", "version", "env"))
+        self._capture_flow(gate, collector, target, context)
+
+    @work(group="action")
+    async def _capture_flow(self, gate: Any, collector: Any, target: dict[str, str], context: str) -> None:
+        app = self.app
+        action, perform = capture_action(collector, target, context,
+                                         notify=lambda text: app.notify(text, timeout=4))
+        result = await gate.execute(action, perform, app._confirm)
+        app._report(result)
+
+    def capture_label(self) -> str:
+        """What `c` would capture for the selected row (empty when nothing)."""
+        group = self.selected_group()
+        target = capture_target(self.view, group) if self.view is not None else {}
+        return describe_target(target) if target else ""

@@ -1,0 +1,236 @@
+"""What the Profiles pane shows, as plain values: no widgets here, so tests and the
+pane share it.
+
+- which profile is shown (a BPF window, a pprof profile or a capture) or, after an
+  exemplar's trace_id was followed, the samples `select_for_trace` picked;
+- the tag sets with their share of samples (the table);
+- canary vs stable: a sample is canary or stable by its `track` tag, else its
+  `version` tag, valued exactly "canary" / "stable" — the convention the canary
+  collector reads from Prometheus labels (`version` or `track`), so an OTel
+  `service.version=canary` or a pprof label `track=stable` both work. Samples with
+  neither are in no variant; the comparison says when a service lacks one side;
+- what `c` captures for a row: the pprof URL the row's samples came from, else the
+  row's pid (the process), else its service;
+- the flame rows and the top-function lines, as `Content`.
+
+Every tag value and function name is outside text: all of it goes through `clean`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.content import Content
+
+from ebpftop.collectors.profiles.aggregate import (
+    GROUP_KEYS, diff_top, flame_rows, flame_tree, group_by, project, select_for_trace, top_functions,
+)
+from ebpftop.collectors.profiles.model import Profile, ProfilesData, StackSample, TagGroup, Tags, tag
+
+from ...text import clean
+from .. import fmt
+
+VARIANT_KEYS = ("track", "version")
+VARIANTS = ("canary", "stable")
+TABLE_KEYS = GROUP_KEYS  # service, env, version, trace_id, pid
+
+
+def fit(value: object, width: int) -> str:
+    """Cleaned text cut to `width` characters (escapes count), with … when cut."""
+    s = clean(value)
+    if width <= 0:
+        return ""
+    return s if len(s) <= width else (s[: width - 1] + "…" if width > 1 else s[:width])
+
+
+def variant(tags: Tags) -> str | None:
+    for key in VARIANT_KEYS:
+        value = tag(tags, key)
+        if value in VARIANTS:
+            return value
+    return None
+
+
+def all_profiles(data: ProfilesData | None) -> list[Profile]:
+    if data is None:
+        return []
+    return list(data.windows) + list(data.captures)
+
+
+@dataclass(frozen=True)
+class TraceFilter:
+    trace_id: str
+    service: str
+
+
+@dataclass(frozen=True)
+class View:
+    title: str  # one line: what is shown
+    groups: tuple[TagGroup, ...]
+    stacks: tuple[StackSample, ...]
+    total: int
+    source: str = ""  # the profile's source ("bpf" or a pprof URL); "" for a trace selection
+    omitted: int = 0  # samples the stack listing left out (groups still count them)
+    filtered: bool = False
+    matched: bool = False  # the trace_id itself was found
+
+
+def build_view(data: ProfilesData | None, chosen: str | None, trace: TraceFilter | None) -> View:
+    """The samples to show: the trace selection when following one, else the chosen
+    profile (by name; the first one when that name is gone)."""
+    profiles = all_profiles(data)
+    if trace is not None:
+        sel = select_for_trace(profiles, trace.trace_id, trace.service or None)
+        stacks, how = list(sel.stacks), sel.how
+        if not sel.matched_trace:
+            # The link asked for the canary service: keep its canary samples when the
+            # tags tell them apart.
+            canary = [s for s in stacks if variant(s.tags) == "canary"]
+            if canary:
+                stacks, how = canary, how + " (its canary samples)"
+        total = sum(s.count for s in stacks)
+        return View(how, tuple(group_by(stacks, TABLE_KEYS)), tuple(stacks), total,
+                    filtered=True, matched=sel.matched_trace)
+    prof = next((p for p in profiles if p.name == chosen), profiles[0] if profiles else None)
+    if prof is None:
+        return View("no profile yet", (), (), 0)
+    span = fmt.duration(prof.end - prof.start)
+    title = f"{clean(prof.name, 80)}: {prof.total_samples} samples over {span}"
+    groups = prof.groups if prof.groups else tuple(group_by(prof.stacks, TABLE_KEYS))
+    return View(title, tuple(groups), prof.stacks, prof.total_samples, source=prof.source,
+                omitted=prof.omitted_samples)
+
+
+def group_stacks(view: View, group: TagGroup) -> list[StackSample]:
+    """The listed stacks of one row (its tag set, projected as the groups were)."""
+    return [s for s in view.stacks if project(s.tags, TABLE_KEYS) == group.tags]
+
+
+def process_names(view: View) -> dict[Tags, str]:
+    """The process name (comm) behind each row, from its listed stacks: a row without
+    a service tag is otherwise a bare pid."""
+    names: dict[Tags, str] = {}
+    for s in view.stacks:
+        comm = tag(s.tags, "comm")
+        if comm:
+            names.setdefault(project(s.tags, TABLE_KEYS), comm)
+    return names
+
+
+def table_columns(groups: tuple[TagGroup, ...]) -> list[str]:
+    """The tag keys some group has (a column nobody fills only takes room)."""
+    present = {k for g in groups for k, _ in g.tags}
+    return [k for k in TABLE_KEYS if k in present]
+
+
+def fit_widths(columns: list[str], values: list[list[str]], room: int, least: int = 6) -> list[int]:
+    """Widths for the tag columns within `room` (cell padding included): each as wide
+    as its longest value, the widest cut first when they do not all fit."""
+    widths = [max([len(c)] + [len(row[i]) for row in values]) for i, c in enumerate(columns)]
+    room -= 2 * len(columns)  # DataTable pads each cell by one column on each side
+    while sum(widths) > room and max(widths, default=0) > least:
+        i = widths.index(max(widths))
+        widths[i] -= max(1, min(widths[i] - least, sum(widths) - room))
+    return widths
+
+
+def share_text(share: float) -> str:
+    return f"{share * 100:.1f}%"
+
+
+def capture_target(view: View, group: TagGroup | None) -> dict[str, str]:
+    """What `c` captures for the selected row: {"url": ...} for pprof samples, else
+    {"pid": ...} (the process), else {"service": ...}; {} when nothing names it."""
+    if group is None:
+        return {}
+    sources = {tag(s.tags, "source") for s in group_stacks(view, group)} - {None, "bpf"}
+    source = view.source if view.source and view.source != "bpf" else (sources.pop() if len(sources) == 1 else "")
+    if source:
+        return {"url": source}
+    for key in ("pid", "service"):
+        value = tag(group.tags, key)
+        if value:
+            return {key: value}
+    return {}
+
+
+# --- canary vs stable -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    service: str | None
+    lines: Content
+
+
+def compare(view: View, preferred: str | None, width: int, n: int = 5) -> Comparison:
+    """Top functions of canary vs stable for one service: `preferred` (the selected
+    row's) when it has both variants, else the busiest service that has."""
+    by_service: dict[str, dict[str, list[StackSample]]] = {}
+    for s in view.stacks:
+        v = variant(s.tags)
+        if v is None:
+            continue
+        by_service.setdefault(tag(s.tags, "service") or "", {}).setdefault(v, []).append(s)
+    both = [svc for svc, parts in by_service.items() if len(parts) == 2]
+    head = ("canary vs stable  ", "bold")
+    if not both:
+        why = ("no service has both canary and stable samples here (tag track or version = canary/stable)"
+               if by_service else "no sample is tagged canary or stable (track or version tag)")
+        return Comparison(None, Content.assemble(head, (why, "$text-muted")))
+    weight = {svc: sum(s.count for p in by_service[svc].values() for s in p) for svc in both}
+    svc = preferred if preferred in both else max(both, key=lambda k: (weight[k], k))
+    canary, stable = by_service[svc]["canary"], by_service[svc]["stable"]
+    cn, sn = sum(s.count for s in canary), sum(s.count for s in stable)
+    parts: list = [head, f"service={fit(svc, 30)}", (f"  self samples: canary {cn}, stable {sn}", "$text-muted")]
+    name_w = max(10, width - 32)
+    for d in diff_top(canary, stable, n):
+        style = "$error" if d.delta > 0.05 else "$success" if d.delta < -0.05 else ""
+        parts += ["\n", (f"{d.delta * 100:+6.1f}% ", style or "bold"),
+                  f"{d.canary_share * 100:5.1f}% {d.stable_share * 100:5.1f}%  ", fit(d.name, name_w)]
+    return Comparison(svc, Content.assemble(*parts))
+
+
+# --- the detail: top functions and the flame view --------------------------------------
+
+
+def top_lines(stacks: list[StackSample], width: int, n: int = 8) -> Content:
+    total = sum(s.count for s in stacks)
+    name_w = max(10, width - 30)
+    parts: list = []
+    for by in ("self", "total"):
+        if parts:
+            parts.append("\n\n")
+        parts += [(f"top functions by {by}", "bold"), "\n",
+                  (f"{'self':>7} {'self%':>6} {'total':>7} {'total%':>6}  function", "$text-muted")]
+        for f in top_functions(stacks, n, by=by):
+            pct = lambda x: f"{x / total * 100:5.1f}%" if total else fmt.NO_DATA  # noqa: E731
+            parts += ["\n", f"{f.self_samples:>7} {pct(f.self_samples):>6} {f.total_samples:>7} "
+                      f"{pct(f.total_samples):>6}  ", fit(f.name, name_w)]
+    if not parts or total == 0:
+        return Content("no samples")
+    return Content.assemble(*parts)
+
+
+FLAME_STYLES = ("reverse $accent", "reverse $secondary", "reverse $primary")
+
+
+def flame_lines(stacks: list[StackSample], width: int, height: int) -> Content:
+    """Root row first; each cell's width is its share; one blank column between cells
+    so they stay apart without colour."""
+    rows = flame_rows(flame_tree(stacks), max(1, width), max(1, height))
+    parts: list = []
+    for depth, row in enumerate(rows):
+        if depth:
+            parts.append("\n")
+        col = 0
+        for i, cell in enumerate(row):
+            if cell.col > col:
+                parts.append(" " * (cell.col - col))
+            label = fit(cell.name, cell.width - 1) if cell.width > 1 else ""
+            style = FLAME_STYLES[(i + depth) % len(FLAME_STYLES)]
+            parts.append((label.ljust(cell.width - 1), style) if cell.width > 1 else ("▏", "$text-muted"))
+            if cell.width > 1:
+                parts.append(" ")
+            col = cell.col + cell.width
+    return Content.assemble(*parts) if parts else Content("no samples")

@@ -1,0 +1,1 @@
+"""The Rules pane: the widget, its view model, the rule editor."""

@@ -1,0 +1,127 @@
+"""The rule editor behind `a` (add) and `e` (edit) in the Rules pane.
+
+One input line, validated as it is typed with the real parser: a bad rule shows the
+parser's column, the offending term and the reason, with a caret under the column,
+and Enter does nothing but say so. A good rule shows what it means in words and what
+it would have matched in the recent flows (`preview`), so the operator sees what a
+deny would drop before the confirmation screen. The screen dismisses with the Rule
+(or None on escape); applying it is the pane's job, through the action gate.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from ebpftop.collectors.rules.grammar import MAX_LINE, RuleError, parse_rule
+from ebpftop.collectors.rules.spec import Rule
+
+from ...screens.text_input import TextInput
+from ...text import clean, plain
+
+GRAMMAR = ('ACTION [tcp|udp|icmp] [from ADDR [port N[-M]]] [to ADDR [port N[-M]]] '
+           '[on IFACE] [in|out] [ttl 15m] ["comment"]')
+EXAMPLE = 'e.g. deny tcp from 203.0.113.0/24 to any port 6379 ttl 15m "scraper"'
+CARET_ROOM = 68  # characters of the rule shown above the caret
+
+
+def caret_lines(text: str, col: int, room: int = CARET_ROOM) -> tuple[str, str]:
+    """The part of `text` around 1-based `col`, and a caret line pointing at it."""
+    at = max(0, col - 1)
+    start = max(0, at - room + 8) if at >= room - 4 else 0
+    shown = clean(text[start:start + room])
+    # clean() may widen characters before the column (an escaped control character)
+    pad = len(clean(text[start:at])) if at <= len(text) else len(clean(text[start:])) + (at - len(text))
+    return shown, " " * pad + "^"
+
+
+class RuleEditScreen(ModalScreen["Rule | None"]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    DEFAULT_CSS = """
+    RuleEditScreen { align: center middle; }
+    RuleEditScreen > Vertical {
+        width: 80; max-width: 100%; height: auto; max-height: 100%;
+        border: round $primary; background: $surface; padding: 0 1;
+    }
+    RuleEditScreen .note { color: $text-muted; }
+    RuleEditScreen #rule-status { height: auto; }
+    RuleEditScreen #rule-status.-error { color: $error; }
+    RuleEditScreen #rule-preview-box { height: auto; max-height: 12; }
+    """
+
+    def __init__(self, title: str, preview: Callable[[Rule], str], initial: str = "") -> None:
+        super().__init__()
+        self._title = title
+        self._preview = preview
+        self._initial = initial
+        self.rule: Rule | None = None
+        self.error: RuleError | None = None
+
+    def compose(self) -> ComposeResult:
+        box = Vertical()
+        box.border_title = plain(self._title, max_len=60)
+        with box:
+            yield Static(Content.assemble(("rule: ", "bold"), GRAMMAR), classes="note", markup=False)
+            yield TextInput(value=self._initial, placeholder=EXAMPLE, max_length=MAX_LINE, id="rule-input")
+            yield Static(Content(""), id="rule-status", markup=False)
+            with VerticalScroll(id="rule-preview-box"):
+                yield Static(Content(""), id="rule-preview", markup=False)
+            yield Static("enter: review and confirm (nothing changes before that)   esc: cancel",
+                         classes="note", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+        self.validate(self._initial)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.validate(event.value)
+
+    def validate(self, text: str) -> Rule | None:
+        """Parse `text`; show the error at its column, or the rule's meaning and preview."""
+        status = self.query_one("#rule-status", Static)
+        preview = self.query_one("#rule-preview", Static)
+        self.rule, self.error = None, None
+        try:
+            rule = parse_rule(text)
+        except RuleError as exc:
+            self.error = exc
+            shown, caret = caret_lines(text, exc.col)
+            status.update(Content.assemble(
+                ("✖ ", "bold"), f"column {exc.col}: {clean(exc.term, 60)!r}: {clean(exc.reason, 300)}",
+                "\n", shown, "\n", (caret, "bold"),
+            ))
+            status.set_class(True, "-error")
+            preview.update("")
+            return None
+        status.set_class(False, "-error")
+        if rule is None:
+            status.update(Content(f"type a rule, {EXAMPLE}"))
+            preview.update("")
+            return None
+        self.rule = rule
+        status.update(Content.assemble(("✔ valid", "bold $success")))
+        try:
+            text_preview = self._preview(rule)
+        except Exception as exc:  # noqa: BLE001 - a preview problem must not block the editor
+            text_preview = f"(no preview: {type(exc).__name__}: {exc})"
+        preview.update(Content("\n".join(clean(line, 500) for line in text_preview.splitlines())))
+        return rule
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        rule = self.validate(event.value)
+        if rule is not None:
+            self.dismiss(rule)
+        elif self.error is None:
+            self.query_one("#rule-status", Static).update(Content(f"no rule yet: {EXAMPLE}"))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,264 @@
+"""Rules pane: every policy rule with packets, bytes, rate, last hit, a rate sparkline,
+expiry and author; allow/deny rules that stay enforced after exit are flagged (◆).
+
+Keys while the pane has the focus: ↑↓ select, `a` add, `e` edit, `d` delete, `t`
+count <-> deny. `a` and `e` open the editor (live validation with the parser's
+column, a preview against the recent flows from the store's flows history); every
+change then goes through the action gate (`rules_change`): the confirmation says what
+changes and, for a deny, what it will drop; it is audited; in read-only mode the keys
+are hidden and inert and a direct call is refused.
+
+A payload that is not a RulesData (a foreign recording, tests of the frame) is shown
+with the generic body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import DataTable, Static
+
+from ebpftop.core.model import Snapshot
+from ebpftop.collectors.rules.model import RuleRecord, RulesData
+
+from ...text import clean
+from ebpftop.actions import rules_change
+from ..base import SourcePane
+from .edit import RuleEditScreen
+from .view import cells, columns, detail, label, recent_flows, summary
+
+KEYS = "↑↓ select"
+KEYS_ACT = "  a: add  e: edit  d: delete  t: count/deny"
+ACTING = frozenset({"add_rule", "edit_rule", "delete_rule", "toggle_rule"})
+
+
+class RulesPane(SourcePane):
+    source = "rules"
+    title = "Rules"
+    number = 2
+    ABOUT = "Every policy rule with packets, bytes, rate and last hit."
+
+    BINDINGS = [
+        # Not in the footer (80 columns keep the app's keys); the pane's key line names them.
+        Binding("a", "add_rule", "Add rule", show=False, tooltip="add a rule (validated, previewed, confirmed, audited)"),
+        Binding("e", "edit_rule", "Edit rule", show=False, tooltip="edit the selected rule (confirmed, audited)"),
+        Binding("d", "delete_rule", "Delete rule", show=False, tooltip="delete the selected rule (confirmed, audited)"),
+        Binding("t", "toggle_rule", "count/deny", show=False,
+                tooltip="switch the selected rule between count and deny (confirmed, audited)"),
+        Binding("up", "cursor(-1)", show=False),
+        Binding("down", "cursor(1)", show=False),
+        Binding("pageup", "cursor(-8)", show=False),
+        Binding("pagedown", "cursor(8)", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    RulesPane #rules-view { height: 1fr; }
+    RulesPane.-generic #rules-view { display: none; }
+    RulesPane > .body > Static.data { display: none; }
+    RulesPane.-generic > .body > Static.data { display: block; }
+    RulesPane.-generic.-nodata > .body > Static.data { display: none; }
+    RulesPane #rules-summary { height: auto; max-height: 3; }
+    RulesPane #rules-keys { height: 1; color: $text-muted; }
+    RulesPane #rules-table { height: 1fr; min-height: 3; scrollbar-size-vertical: 1; }
+    RulesPane #rules-detail { height: auto; max-height: 3; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.data: RulesData | None = None
+        self.rows: list[RuleRecord] = []
+        self._cols: list = []
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(Content(""), classes="data", markup=False)  # the generic body
+        with Vertical(id="rules-view"):
+            yield Static(Content(""), id="rules-summary", markup=False)
+            yield Static(Content(""), id="rules-keys", markup=False)
+            table: DataTable = DataTable(id="rules-table", cursor_type="row", zebra_stripes=True, cell_padding=0)
+            table.can_focus = False  # the pane keeps the focus; its keys move the cursor
+            yield table
+            yield Static(Content(""), id="rules-detail", markup=False)
+
+    # --- drawing -------------------------------------------------------------------
+
+    def update_body(self, data: Any, snapshot: Snapshot, now: float) -> None:
+        if not isinstance(data, RulesData):
+            self.data = None
+            self.rows = []
+            self.set_class(True, "-generic")
+            super().update_body(data, snapshot, now)
+            return
+        self.set_class(False, "-generic")
+        self.data = data
+        self.query_one("#rules-summary", Static).update(Content.assemble(*summary(data)))
+        keys = KEYS + ("" if getattr(self.app, "read_only", True) else KEYS_ACT)
+        if not data.rules:
+            keys = "no rules" + ("" if getattr(self.app, "read_only", True) else "  a: add a rule")
+        self.query_one("#rules-keys", Static).update(keys)
+        self._fill_table(data, now)
+
+    def _fill_table(self, data: RulesData, now: float) -> None:
+        table = self.query_one("#rules-table", DataTable)
+        keep = self.selected()
+        width = max(40, (self.content_size.width or 80) - 1)
+        cols = columns(width)
+        if [(c.key, c.width) for c in cols] != [(c.key, c.width) for c in self._cols] or not table.columns:
+            table.clear(columns=True)
+            for c in cols:
+                table.add_column(label(c), width=c.width, key=c.key)
+            self._cols = cols
+        else:
+            table.clear()
+        for rec in data.rules:
+            table.add_row(*cells(rec, cols, now), key=str(rec.id))
+        self.rows = list(data.rules)
+        if keep is not None:
+            at = next((i for i, r in enumerate(self.rows) if r.id == keep.id), None)
+            if at is not None:
+                table.move_cursor(row=at, animate=False)
+        self._draw_detail()
+
+    def _draw_detail(self) -> None:
+        rec = self.selected()
+        self.query_one("#rules-detail", Static).update(
+            Content.assemble(*detail(rec, self._now)) if rec is not None else Content(""))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._draw_detail()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._rerender)
+
+    def headline(self, data: Any) -> list[tuple[str, str]]:
+        if isinstance(data, RulesData) and data.problem:
+            return [("rules: kernel and metadata disagree", "error")]
+        return []
+
+    # --- selection -----------------------------------------------------------------
+
+    def selected(self) -> RuleRecord | None:
+        if not self.rows:
+            return None
+        row = self.query_one("#rules-table", DataTable).cursor_row
+        return self.rows[row] if 0 <= row < len(self.rows) else None
+
+    def action_cursor(self, delta: int) -> None:
+        table = self.query_one("#rules-table", DataTable)
+        if self.rows:
+            table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)), animate=False)
+
+    def select_rule(self, rule_id: int) -> bool:
+        at = next((i for i, r in enumerate(self.rows) if r.id == rule_id), None)
+        if at is None:
+            return False
+        self.query_one("#rules-table", DataTable).move_cursor(row=at, animate=False)
+        return True
+
+    # --- changes, through the gate ---------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ACTING and getattr(self.app, "read_only", True):
+            return False  # hidden and inert; the gate would refuse it too
+        return True
+
+    def recent_flows(self) -> list:
+        store = getattr(getattr(self.app, "runtime", None), "store", None)
+        return recent_flows(store.history("flows")) if store is not None else []
+
+    def _ready(self, kind: str, title: str, need_row: bool) -> tuple[Any, RuleRecord | None] | None:
+        """The gate (and the selected rule), or None after saying why not."""
+        app = self.app
+        if getattr(app, "read_only", True):
+            app._refuse_read_only(kind, title)
+            return None
+        if self.replay_or_no_data():
+            return None
+        rec = self.selected()
+        if need_row and rec is None:
+            app.notify("no rule selected", severity="warning", timeout=3)
+            return None
+        gate = getattr(app.runtime, "gate", None)
+        if gate is None:
+            app.notify("actions unavailable: no action gate (audit log) configured", severity="error")
+            return None
+        return gate, rec
+
+    def replay_or_no_data(self) -> bool:
+        app = self.app
+        if getattr(app, "replay", None) is not None:
+            app.notify("a replay cannot change rules", severity="warning")
+            return True
+        if self.data is None:
+            app.notify("rules unavailable: the rules source has no data (see its health line)", severity="warning")
+            return True
+        return False
+
+    def action_add_rule(self) -> None:
+        ready = self._ready("rules.add", "Add rule", need_row=False)
+        if ready is not None:
+            self._add_flow(ready[0])
+
+    def action_edit_rule(self) -> None:
+        ready = self._ready("rules.edit", "Edit rule", need_row=True)
+        if ready is not None:
+            self._edit_flow(*ready)
+
+    def action_delete_rule(self) -> None:
+        ready = self._ready("rules.delete", "Delete rules", need_row=True)
+        if ready is not None:
+            self._run(ready[0], rules_change.delete(self.app.settings, ready[1], ready[0].actor))
+
+    def action_toggle_rule(self) -> None:
+        ready = self._ready("rules.action", "Change a rule's action", need_row=True)
+        if ready is None:
+            return
+        gate, rec = ready
+        if rules_change.toggled(rec.action) is None:
+            self.app.notify(f"rule {rec.id} is {clean(rec.action, 10)}: t switches count and deny; e edits it",
+                            severity="warning", timeout=5)
+            return
+        self._run(gate, rules_change.toggle(self.app.settings, rec, self.rows, self.recent_flows(), gate.actor))
+
+    def _editor(self, title: str, position: int, initial: str = "") -> RuleEditScreen:
+        flows = self.recent_flows()
+        earlier = rules_change.current_rules([r for r in self.rows if r.position < position])
+        return RuleEditScreen(title, lambda rule: rules_change.editor_preview(rule, flows, earlier), initial)
+
+    @work(group="action")
+    async def _add_flow(self, gate: Any) -> None:
+        app = self.app
+        rule = await app.push_screen_wait(self._editor("Add rule (last, lowest priority)", len(self.rows)))
+        if rule is None:
+            app.notify("no rule added", timeout=3)
+            return
+        await self._execute(gate, rules_change.add(app.settings, rule, self.rows, self.recent_flows(), gate.actor))
+
+    @work(group="action")
+    async def _edit_flow(self, gate: Any, rec: RuleRecord) -> None:
+        app = self.app
+        rule = await app.push_screen_wait(self._editor(f"Edit rule {rec.id}", rec.position, rec.text))
+        if rule is None:
+            app.notify(f"rule {rec.id} unchanged", timeout=3)
+            return
+        rows = list(self.rows)
+        await self._execute(gate, rules_change.edit(app.settings, rec, rule, rows, self.recent_flows(), gate.actor))
+
+    @work(group="action")
+    async def _run(self, gate: Any, planned) -> None:
+        await self._execute(gate, planned)
+
+    async def _execute(self, gate: Any, planned) -> None:
+        app = self.app
+        try:
+            action, perform = await planned
+        except Exception as exc:  # noqa: BLE001 - e.g. the pins cannot be read: say so, change nothing
+            app.notify(f"rules: nothing changed: {clean(exc, 300)}", severity="error", timeout=15)
+            return
+        result = await gate.execute(action, perform, app._confirm)
+        app._report(result)
