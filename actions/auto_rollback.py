@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from ebpftop.core.gate import Action, ActionResult, Gate
-from .rollback import KIND, RollbackUnavailable, evidence_record, evidence_text, run_rollback
 from ebpftop.collectors.rollout.base import Controller
 from ebpftop.collectors.rollout.model import RolloutState
+from ebpftop.core.gate import Action, ActionResult, Gate
+
+from .rollback import KIND, RollbackUnavailable, evidence_record, evidence_text, run_rollback
 
 
 class Phase(str, enum.Enum):
@@ -58,8 +60,15 @@ async def _never(action: Action) -> bool:  # automatic actions are not confirmed
 
 
 class AutoRollback:
-    def __init__(self, service: str, *, enabled: bool, evaluations: int = 3, countdown: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        service: str,
+        *,
+        enabled: bool,
+        evaluations: int = 3,
+        countdown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if evaluations < 1 or countdown < 0:
             raise ValueError("evaluations must be >= 1 and countdown >= 0")
         self.service = service
@@ -77,9 +86,14 @@ class AutoRollback:
         self._stops: list[tuple[Action, str, bool]] = []  # countdowns ended unrun, not yet audited
 
     @classmethod
-    def from_settings(cls, settings: Any, **kw: Any) -> "AutoRollback":
-        return cls(settings.rollout_service, enabled=settings.auto_rollback,
-                   evaluations=settings.auto_rollback_evaluations, countdown=settings.auto_rollback_countdown, **kw)
+    def from_settings(cls, settings: Any, **kw: Any) -> AutoRollback:
+        return cls(
+            settings.rollout_service,
+            enabled=settings.auto_rollback,
+            evaluations=settings.auto_rollback_evaluations,
+            countdown=settings.auto_rollback_countdown,
+            **kw,
+        )
 
     def status(self) -> AutoStatus:
         return AutoStatus(self.phase, self.fails, self.evaluations, self.remaining(), self.message)
@@ -91,7 +105,11 @@ class AutoRollback:
 
     def observe(self, evidence: Any) -> AutoStatus:
         """One canary evaluation (a canary.data.ServiceCanary) of this service."""
-        if self.phase is Phase.OFF or evidence is None or getattr(evidence, "name", self.service) != self.service:
+        if (
+            self.phase is Phase.OFF
+            or evidence is None
+            or getattr(evidence, "name", self.service) != self.service
+        ):
             return self.status()
         at = getattr(evidence, "evaluated_at", None)
         if getattr(evidence, "stale", False) or (at is not None and at == self._seen):
@@ -140,11 +158,14 @@ class AutoRollback:
             kind=KIND,
             title=f"Roll back {self.service}",
             description=f"AUTOMATIC rollback of {self.service} not run: {why}{timing}.\n"
-                        + evidence_text(self.evidence),
+            + evidence_text(self.evidence),
             target=self.service,
-            params={"service": self.service, "countdown_s": self.countdown,
-                    "remaining_s": None if left is None else round(left, 1),
-                    "evidence": evidence_record(self.evidence)},
+            params={
+                "service": self.service,
+                "countdown_s": self.countdown,
+                "remaining_s": None if left is None else round(left, 1),
+                "evidence": evidence_record(self.evidence),
+            },
             dangerous=True,
         )
         self._stops.append((action, f"{why}{timing}: nothing was sent", automatic))
@@ -161,15 +182,17 @@ class AutoRollback:
     def due(self) -> bool:
         return self.phase is Phase.COUNTDOWN and self.deadline is not None and self._clock() >= self.deadline
 
-    async def fire_if_due(self, gate: Gate, controller: Controller,
-                          state: RolloutState | None = None) -> ActionResult | None:
+    async def fire_if_due(
+        self, gate: Gate, controller: Controller, state: RolloutState | None = None
+    ) -> ActionResult | None:
         """Run the rollback when the countdown has run out; None when it has not."""
         if not self.due():
             return None
         self.phase, self.deadline = Phase.FIRED, None  # before any await: a second tick cannot fire twice
         try:
-            result = await run_rollback(gate, controller, self.service, self.evidence, _never,
-                                        state=state, automatic=True)
+            result = await run_rollback(
+                gate, controller, self.service, self.evidence, _never, state=state, automatic=True
+            )
         except RollbackUnavailable as exc:
             result = ActionResult(False, f"auto-rollback not possible: {exc}")
         self.last_result = result

@@ -8,10 +8,10 @@ samples or fetches anything itself); its result shows up in the pane's profiles.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ebpftop.core.gate import Action
-
 from ebpftop.core.untrusted import clean
 
 COLLECTOR = "profiles"
@@ -32,8 +32,9 @@ def describe_target(target: dict[str, str]) -> str:
     return " ".join(f"{k}={clean(v, 80)}" for k, v in sorted(target.items()))
 
 
-def capture_action(collector: Any, target: dict[str, str], context: str = "",
-                   notify: Callable[[str], None] | None = None) -> tuple[Action, Callable[[], Awaitable[str]]]:
+def capture_action(
+    collector: Any, target: dict[str, str], context: str = "", notify: Callable[[str], None] | None = None
+) -> tuple[Action, Callable[[], Awaitable[str]]]:
     """The Action to confirm and the perform coroutine for one capture.
 
     `target` is {"url": ...}, {"pid": ...} or {"service": ...} (see
@@ -46,19 +47,25 @@ def capture_action(collector: Any, target: dict[str, str], context: str = "",
     hz = getattr(collector, "hz", None)
     where = f" ({clean(context, 120)})" if context else ""
     if "url" in target:
-        what = (f"Fetch a {seconds:g} s CPU profile from the pprof endpoint {clean(target['url'], 200)} now"
-                f"{where}: one HTTP GET that answers after {seconds:g} s.")
+        what = (
+            f"Fetch a {seconds:g} s CPU profile from the pprof endpoint {clean(target['url'], 200)} now"
+            f"{where}: one HTTP GET that answers after {seconds:g} s."
+        )
     elif "pid" in target:
-        what = (f"Record the CPU stacks of process pid {clean(target['pid'], 20)}{where} for {seconds:g} s"
-                f" with the running BPF sampler{f' ({hz} Hz)' if hz else ''}.")
+        what = (
+            f"Record the CPU stacks of process pid {clean(target['pid'], 20)}{where} for {seconds:g} s"
+            f" with the running BPF sampler{f' ({hz} Hz)' if hz else ''}."
+        )
     else:
-        what = (f"Record the CPU stacks of every process tagged service={clean(target['service'], 80)}{where}"
-                f" for {seconds:g} s with the running BPF sampler{f' ({hz} Hz)' if hz else ''}.")
+        what = (
+            f"Record the CPU stacks of every process tagged service={clean(target['service'], 80)}{where}"
+            f" for {seconds:g} s with the running BPF sampler{f' ({hz} Hz)' if hz else ''}."
+        )
     action = Action(
         kind="profiles.capture",
         title="Capture a CPU profile now",
         description=what + " The profile is kept in ebpftop's memory and shown in the Profiles pane; "
-                           "nothing outside ebpftop changes.",
+        "nothing outside ebpftop changes.",
         target=describe_target(target),
         params={**target, "seconds": seconds},
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import time
 import unicodedata
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from ebpftop.core.audit import Actor
 from ebpftop.core.bus import Bus
@@ -61,7 +61,9 @@ def marker_action(bus: Bus, text: str, actor: Actor) -> tuple[Action, Callable[[
     )
 
     async def perform() -> str:
-        bus.publish(Snapshot(MARKER_SOURCE, next(_marker_seq), time.time(), Health(), Marker(text, actor.user)))
+        bus.publish(
+            Snapshot(MARKER_SOURCE, next(_marker_seq), time.time(), Health(), Marker(text, actor.user))
+        )
         return "marker added"
 
     return action, perform

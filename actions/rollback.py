@@ -9,14 +9,16 @@ changed under us (Conflict, HTTP 409), shows what changed and asks again.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from .marker import ActionInputError
-from ebpftop.core.untrusted import clean
-from ebpftop.core.gate import Action, ActionResult, Confirm, Gate
 from ebpftop.collectors.rollout.base import Conflict, Controller
 from ebpftop.collectors.rollout.model import Plan, RolloutState
+from ebpftop.core.gate import Action, ActionResult, Confirm, Gate
+from ebpftop.core.untrusted import clean
+
+from .marker import ActionInputError
 
 KIND = "rollout.rollback"
 MAX_ROUNDS = 3
@@ -38,12 +40,29 @@ def evidence_record(evidence: Any) -> dict | None:
         "evaluated_at": evidence.evaluated_at,
         "stale": evidence.stale,
         "window": evidence.window,
-        "metrics": [{"name": m.name, "verdict": getattr(m.verdict, "value", str(m.verdict)), "value": m.value,
-                     "threshold": m.threshold, "unit": m.unit, "reason": m.reason} for m in evidence.metrics],
-        "canary": {"p99_s": evidence.canary.p99_s, "error_ratio": evidence.canary.error_ratio,
-                   "rps": evidence.canary.rps, "requests": evidence.canary.requests},
-        "stable": {"p99_s": evidence.stable.p99_s, "error_ratio": evidence.stable.error_ratio,
-                   "rps": evidence.stable.rps, "requests": evidence.stable.requests},
+        "metrics": [
+            {
+                "name": m.name,
+                "verdict": getattr(m.verdict, "value", str(m.verdict)),
+                "value": m.value,
+                "threshold": m.threshold,
+                "unit": m.unit,
+                "reason": m.reason,
+            }
+            for m in evidence.metrics
+        ],
+        "canary": {
+            "p99_s": evidence.canary.p99_s,
+            "error_ratio": evidence.canary.error_ratio,
+            "rps": evidence.canary.rps,
+            "requests": evidence.canary.requests,
+        },
+        "stable": {
+            "p99_s": evidence.stable.p99_s,
+            "error_ratio": evidence.stable.error_ratio,
+            "rps": evidence.stable.rps,
+            "requests": evidence.stable.requests,
+        },
         "slow_trace_ids": [e.trace_id for e in evidence.exemplars[:MAX_EXEMPLARS]],
     }
 
@@ -55,12 +74,17 @@ def evidence_text(evidence: Any) -> str:
     rec = evidence_record(evidence)
     # Values from outside (reasons quoting labels, trace ids from exemplars) are cleaned
     # one by one, so none can add a line of its own to the confirmation.
-    lines = [f"Evidence: verdict {clean(rec['verdict']).upper()}: {clean(rec['reason'])}" + (" (stale)" if rec["stale"] else "")]
+    lines = [
+        f"Evidence: verdict {clean(rec['verdict']).upper()}: {clean(rec['reason'])}"
+        + (" (stale)" if rec["stale"] else "")
+    ]
     for m in rec["metrics"]:
         lines.append(f"  {clean(m['name'])}: {clean(m['verdict'])} - {clean(m['reason'])}")
     c, s = rec["canary"], rec["stable"]
-    lines.append(f"  canary p99 {_num(c['p99_s'], 's')}, errors {_pct(c['error_ratio'])}, {_num(c['rps'], ' req/s')}; "
-                 f"stable p99 {_num(s['p99_s'], 's')}, errors {_pct(s['error_ratio'])}, {_num(s['rps'], ' req/s')}")
+    lines.append(
+        f"  canary p99 {_num(c['p99_s'], 's')}, errors {_pct(c['error_ratio'])}, {_num(c['rps'], ' req/s')}; "
+        f"stable p99 {_num(s['p99_s'], 's')}, errors {_pct(s['error_ratio'])}, {_num(s['rps'], ' req/s')}"
+    )
     if rec["slow_trace_ids"]:
         lines.append("  slow trace ids: " + ", ".join(clean(t) for t in rec["slow_trace_ids"]))
     return "\n".join(lines)
@@ -78,19 +102,29 @@ def plan_record(plan: Plan) -> dict:
     return asdict(plan)
 
 
-def rollback_action(controller: Controller, service: str, evidence: Any = None, *,
-                    state: RolloutState | None = None, changes: list[str] | None = None,
-                    automatic: bool = False) -> tuple[Action, Callable[[], Awaitable[str]]]:
+def rollback_action(
+    controller: Controller,
+    service: str,
+    evidence: Any = None,
+    *,
+    state: RolloutState | None = None,
+    changes: list[str] | None = None,
+    automatic: bool = False,
+) -> tuple[Action, Callable[[], Awaitable[str]]]:
     """The rollback Action and its perform. Raises RollbackUnavailable when it cannot be offered."""
     if service != controller.service:
-        raise RollbackUnavailable(f"no rollout controller for service {service!r} (configured: {controller.service!r})")
+        raise RollbackUnavailable(
+            f"no rollout controller for service {service!r} (configured: {controller.service!r})"
+        )
     if state is not None and not state.can_rollback:
         raise RollbackUnavailable(f"rollback of {service} is disabled: {state.rollback_reason}")
     plan = controller.plan_rollback(state)
     parts = []
     if changes:
-        parts.append("THE ROLLOUT CHANGED since you confirmed; nothing was applied. What changed:\n  "
-                     + "\n  ".join(clean(c) for c in changes))
+        parts.append(
+            "THE ROLLOUT CHANGED since you confirmed; nothing was applied. What changed:\n  "
+            + "\n  ".join(clean(c) for c in changes)
+        )
     if automatic:
         parts.append("AUTOMATIC rollback: the canary verdict stayed fail and the countdown ran out.")
     # The plan's own first line repeats the controller and endpoint: say them once.
@@ -103,9 +137,14 @@ def rollback_action(controller: Controller, service: str, evidence: Any = None, 
         title=f"Roll back {service}",
         description="\n".join(parts),
         target=service,
-        params={"service": service, "controller": controller.kind, "endpoint": controller.endpoint,
-                "plan": plan_record(plan), "evidence": evidence_record(evidence),
-                **({"changed": list(changes)} if changes else {})},
+        params={
+            "service": service,
+            "controller": controller.kind,
+            "endpoint": controller.endpoint,
+            "plan": plan_record(plan),
+            "evidence": evidence_record(evidence),
+            **({"changed": list(changes)} if changes else {}),
+        },
         dangerous=True,
         confirm_text=service,
     )
@@ -116,9 +155,17 @@ def rollback_action(controller: Controller, service: str, evidence: Any = None, 
     return action, perform
 
 
-async def run_rollback(gate: Gate, controller: Controller, service: str, evidence: Any, confirm: Confirm, *,
-                       state: RolloutState | None = None, automatic: bool = False,
-                       max_rounds: int = MAX_ROUNDS) -> ActionResult:
+async def run_rollback(
+    gate: Gate,
+    controller: Controller,
+    service: str,
+    evidence: Any,
+    confirm: Confirm,
+    *,
+    state: RolloutState | None = None,
+    automatic: bool = False,
+    max_rounds: int = MAX_ROUNDS,
+) -> ActionResult:
     """Rollback through the gate; on Conflict, show what changed and confirm again.
 
     An automatic rollback is not retried after a conflict: the operator was not asked
@@ -128,8 +175,9 @@ async def run_rollback(gate: Gate, controller: Controller, service: str, evidenc
     changes: list[str] | None = None
     result = ActionResult(False, "not run")
     for _ in range(max_rounds):
-        action, perform = rollback_action(controller, service, evidence, state=state, changes=changes,
-                                          automatic=automatic)
+        action, perform = rollback_action(
+            controller, service, evidence, state=state, changes=changes, automatic=automatic
+        )
         conflict: list[Conflict] = []
 
         async def watched() -> str:

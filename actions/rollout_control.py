@@ -9,21 +9,31 @@ settings on first use.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ebpftop.core.gate import READ_ONLY_REASON, ActionResult, Confirm, Gate
-from ebpftop.core.model import Snapshot
-from ebpftop.core.store import Store
-from .rollback import RollbackUnavailable, run_rollback
-from .auto_rollback import AutoRollback, AutoStatus
 from ebpftop.collectors.rollout.base import Controller, ControllerError
 from ebpftop.collectors.rollout.collector import HINT, RolloutCollector, controller_from
 from ebpftop.collectors.rollout.model import RolloutState
+from ebpftop.core.gate import READ_ONLY_REASON, ActionResult, Confirm, Gate
+from ebpftop.core.model import Snapshot
+from ebpftop.core.store import Store
+
+from .auto_rollback import AutoRollback, AutoStatus
+from .rollback import RollbackUnavailable, run_rollback
 
 
 class RolloutControl:
-    def __init__(self, settings: Any, store: Store, gate: Gate, *, collector: RolloutCollector | None = None,
-                 controller: Controller | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        store: Store,
+        gate: Gate,
+        *,
+        collector: RolloutCollector | None = None,
+        controller: Controller | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.gate = gate
@@ -33,7 +43,7 @@ class RolloutControl:
         self.auto = AutoRollback.from_settings(settings, clock=clock)
 
     @classmethod
-    def from_runtime(cls, runtime: Any, **kw: Any) -> "RolloutControl":
+    def from_runtime(cls, runtime: Any, **kw: Any) -> RolloutControl:
         collector = next((c for c in runtime.collectors if isinstance(c, RolloutCollector)), None)
         return cls(runtime.settings, runtime.store, runtime.gate, collector=collector, **kw)
 
@@ -81,8 +91,9 @@ class RolloutControl:
         if ctl is None:
             return ActionResult(False, READ_ONLY_REASON, refused=True)
         try:
-            return await run_rollback(self.gate, ctl, service, self.evidence(service), confirm,
-                                      state=self.state(service))
+            return await run_rollback(
+                self.gate, ctl, service, self.evidence(service), confirm, state=self.state(service)
+            )
         except RollbackUnavailable as exc:
             return ActionResult(False, str(exc))
 

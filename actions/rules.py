@@ -7,16 +7,20 @@ A change to deny states the traffic it will drop; a load lists what it replaces.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from ebpftop.core.gate import Action
 from ebpftop.collectors.rules.preview import describe
 from ebpftop.collectors.rules.ruleset import RuleBook
 from ebpftop.collectors.rules.spec import Rule, format_rule
+from ebpftop.core.gate import Action
 
 
 def author_of(actor) -> str:
-    return f"{actor.user}@{actor.ssh_client}" if getattr(actor, "ssh_client", "") else str(getattr(actor, "user", ""))
+    return (
+        f"{actor.user}@{actor.ssh_client}"
+        if getattr(actor, "ssh_client", "")
+        else str(getattr(actor, "user", ""))
+    )
 
 
 def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, Callable[[], Awaitable[str]]]:
@@ -29,17 +33,30 @@ def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, 
         rule: Rule = request[1].with_(session=session if request[1].action == "count" else 0)
         position = request[2]
         text = format_rule(rule)
-        action = Action("rules.add", "Add rule", f"Add rule: {text}\nIt {describe(rule)}.",
-                        target=text, params={"rule": text, "position": position}, dangerous=rule.action == "deny")
+        action = Action(
+            "rules.add",
+            "Add rule",
+            f"Add rule: {text}\nIt {describe(rule)}.",
+            target=text,
+            params={"rule": text, "position": position},
+            dangerous=rule.action == "deny",
+        )
 
         def change() -> str:
             return book.add(rule, author, position).summary()
     elif kind == "del":
         ids = list(request[1])
         current = {r.id: r for r in book.read().rules}
-        lines = [f"  {i}: {format_rule(current[i])}" if i in current else f"  {i}: (no such rule)" for i in ids]
-        action = Action("rules.delete", "Delete rules", "Delete:\n" + "\n".join(lines),
-                        target=",".join(map(str, ids)), params={"ids": ids})
+        lines = [
+            f"  {i}: {format_rule(current[i])}" if i in current else f"  {i}: (no such rule)" for i in ids
+        ]
+        action = Action(
+            "rules.delete",
+            "Delete rules",
+            "Delete:\n" + "\n".join(lines),
+            target=",".join(map(str, ids)),
+            params={"ids": ids},
+        )
 
         def change() -> str:
             return book.delete(ids, author).summary()
@@ -49,26 +66,44 @@ def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, 
         desc = f"Rule {rule_id}: {format_rule(cur) if cur else '(no such rule)'}\nbecomes {new_action}"
         if cur is not None:
             desc += f": it {describe(cur.with_(action=new_action))}."
-        action = Action("rules.action", f"Make rule {rule_id} {new_action}", desc, target=str(rule_id),
-                        params={"id": rule_id, "action": new_action}, dangerous=new_action == "deny")
+        action = Action(
+            "rules.action",
+            f"Make rule {rule_id} {new_action}",
+            desc,
+            target=str(rule_id),
+            params={"id": rule_id, "action": new_action},
+            dangerous=new_action == "deny",
+        )
 
         def change() -> str:
             return book.set_action(rule_id, new_action, author).summary()
     elif kind == "move":
         rule_id, position = request[1], request[2]
         cur = next((r for r in book.read().rules if r.id == rule_id), None)
-        desc = f"Move rule {rule_id} ({format_rule(cur) if cur else 'no such rule'}) to position {position} " \
-               "(0 = first match)"
-        action = Action("rules.move", f"Move rule {rule_id}", desc, target=str(rule_id),
-                        params={"id": rule_id, "position": position}, dangerous=cur is not None and cur.action == "deny")
+        desc = (
+            f"Move rule {rule_id} ({format_rule(cur) if cur else 'no such rule'}) to position {position} "
+            "(0 = first match)"
+        )
+        action = Action(
+            "rules.move",
+            f"Move rule {rule_id}",
+            desc,
+            target=str(rule_id),
+            params={"id": rule_id, "position": position},
+            dangerous=cur is not None and cur.action == "deny",
+        )
 
         def change() -> str:
             return book.move(rule_id, position, author).summary()
     elif kind == "flush":
         n = len(book.read().rules)
-        action = Action("rules.flush", "Remove every rule",
-                        f"Remove all {n} rules and detach the rules program (enforcement stops).",
-                        params={"rules": n}, dangerous=True)
+        action = Action(
+            "rules.flush",
+            "Remove every rule",
+            f"Remove all {n} rules and detach the rules program (enforcement stops).",
+            params={"rules": n},
+            dangerous=True,
+        )
 
         def change() -> str:
             return book.flush(author).summary()
@@ -80,8 +115,13 @@ def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, 
         desc = f"Replace the {n_old} current rules with these {len(rules)}:\n" + "\n".join(lines)
         for r in denies:
             desc += f"\nIt {describe(r)}."
-        action = Action("rules.load", "Load rule set", desc, params={"rules": [format_rule(r) for r in rules]},
-                        dangerous=bool(denies))
+        action = Action(
+            "rules.load",
+            "Load rule set",
+            desc,
+            params={"rules": [format_rule(r) for r in rules]},
+            dangerous=bool(denies),
+        )
 
         def change() -> str:
             return book.replace(rules, author).summary()
@@ -97,6 +137,7 @@ def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, 
             return await asyncio.to_thread(change)
         finally:
             book.close()
+
     return action, perform
 
 
@@ -108,12 +149,17 @@ def session_end(book: RuleBook, pid: int) -> tuple[Action, Callable[[], Awaitabl
     if not mine:
         return None
     ids = [r.id for r in mine]
-    action = Action("rules.delete", "Remove this session's count rules",
-                    "The dashboard session that added them ended. Delete:\n"
-                    + "\n".join(f"  {r.id}: {format_rule(r)}" for r in mine),
-                    target=",".join(map(str, ids)), params={"ids": ids, "session": pid})
+    action = Action(
+        "rules.delete",
+        "Remove this session's count rules",
+        "The dashboard session that added them ended. Delete:\n"
+        + "\n".join(f"  {r.id}: {format_rule(r)}" for r in mine),
+        target=",".join(map(str, ids)),
+        params={"ids": ids, "session": pid},
+    )
 
     async def perform() -> str:
         applied = await asyncio.to_thread(book.end_session, pid)
         return applied.summary() if applied is not None else "nothing to remove: already gone"
+
     return action, perform

@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from ebpftop.core.gate import Action
 from ebpftop.actions import rules as rule_actions
-from ebpftop.collectors.rules.model import RuleRecord
+from ebpftop.collectors.rules.model import RuleRecord, rule_of
 from ebpftop.collectors.rules.preview import describe, preview
 from ebpftop.collectors.rules.spec import Rule, format_rule
-
-from ebpftop.collectors.rules.model import rule_of
+from ebpftop.core.gate import Action
 
 Perform = Callable[[], Awaitable[str]]
 
@@ -102,11 +100,18 @@ async def edit(settings, rec: RuleRecord, new: Rule, records, flows: list, actor
         rules.append(same.with_(ttl=None))
     load, perform = await plan_change(settings, ("load", rules), actor)
     old_text, new_text = rec.text, format_rule(new)
-    desc = (f"Edit rule {rec.id} (priority {rec.position + 1}):\n  was: {old_text}\n  now: {new_text}\n"
-            f"It {describe(new)}.\n{flows_line(new, flows, _earlier(records, rec.position))}\n"
-            "Applied as one switch; the other rules keep their ids, counters and expiry."
-            + (" The TTL starts again now." if new.ttl else ""))
-    action = Action("rules.edit", f"Edit rule {rec.id}", desc, target=str(rec.id),
-                    params={"id": rec.id, "old": old_text, "new": new_text, "position": rec.position},
-                    dangerous=new.action == "deny" or load.dangerous)
+    desc = (
+        f"Edit rule {rec.id} (priority {rec.position + 1}):\n  was: {old_text}\n  now: {new_text}\n"
+        f"It {describe(new)}.\n{flows_line(new, flows, _earlier(records, rec.position))}\n"
+        "Applied as one switch; the other rules keep their ids, counters and expiry."
+        + (" The TTL starts again now." if new.ttl else "")
+    )
+    action = Action(
+        "rules.edit",
+        f"Edit rule {rec.id}",
+        desc,
+        target=str(rec.id),
+        params={"id": rec.id, "old": old_text, "new": new_text, "position": rec.position},
+        dangerous=new.action == "deny" or load.dangerous,
+    )
     return action, perform

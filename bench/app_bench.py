@@ -62,8 +62,10 @@ def measure(unprivileged: bool) -> tuple[list[float], dict]:
 
 
 def row(name: str, firsts: list[float], steady: dict) -> str:
-    return (f"| {name} | {statistics.median(firsts):.2f} s ({', '.join(f'{f:.2f}' for f in firsts)}) "
-            f"| {steady.get('cpu_pct', float('nan')):.2f} % | {steady.get('bytes_per_s', float('nan')) / 1000:.2f} KB/s |")
+    return (
+        f"| {name} | {statistics.median(firsts):.2f} s ({', '.join(f'{f:.2f}' for f in firsts)}) "
+        f"| {steady.get('cpu_pct', float('nan')):.2f} % | {steady.get('bytes_per_s', float('nan')) / 1000:.2f} KB/s |"
+    )
 
 
 def main() -> None:

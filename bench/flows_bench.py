@@ -179,7 +179,9 @@ def prog_stats(ids: list[int]) -> tuple[int, int]:
 def iperf(net) -> float:
     srv = net.b.popen("iperf3", "-s", "-1", "-p", "5201", "-B", net.b_ip4)
     time.sleep(0.5)
-    out = net.a.run("iperf3", "-c", net.b_ip4, "-p", "5201", "-t", str(IPERF_SECONDS), "-J", timeout=IPERF_SECONDS + 60)
+    out = net.a.run(
+        "iperf3", "-c", net.b_ip4, "-p", "5201", "-t", str(IPERF_SECONDS), "-J", timeout=IPERF_SECONDS + 60
+    )
     srv.communicate(timeout=30)
     return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
 
@@ -202,7 +204,14 @@ def stop(p) -> str:
     return out or ""
 
 
-def per_packet(net, kind: str, flows: int, spec: dict = SHIPPED, rounds: int = VARIANT_ROUNDS, window: float = VARIANT_WINDOW) -> dict:
+def per_packet(
+    net,
+    kind: str,
+    flows: int,
+    spec: dict = SHIPPED,
+    rounds: int = VARIANT_ROUNDS,
+    window: float = VARIANT_WINDOW,
+) -> dict:
     """Medians over rounds of raw ns/run for each program in `spec`, each with the empty
     program's figure measured behind it in the same window."""
     if kind == "tcp":
@@ -213,7 +222,9 @@ def per_packet(net, kind: str, flows: int, spec: dict = SHIPPED, rounds: int = V
     else:
         traffic = [net.b.python(FLOODER if kind == "udp" else FAST_FLOODER, net.a_ip4, str(flows))]
         direction = "ingress"
-    agent = net.a.popen(PYTHON, "-c", VARIANTS, net.a_if, direction, str(window), str(rounds), json.dumps(spec), bpf=True)
+    agent = net.a.popen(
+        PYTHON, "-c", VARIANTS, net.a_if, direction, str(window), str(rounds), json.dumps(spec), bpf=True
+    )
     got: dict[str, list] = {n: [] for n in spec}
     loads = []
     try:
@@ -226,7 +237,13 @@ def per_packet(net, kind: str, flows: int, spec: dict = SHIPPED, rounds: int = V
                 ns1, n1 = prog_stats(ids[:1])
                 f1, fn1 = prog_stats(ids[1:])
                 runs = n1 - n0
-                got[mark["mark"]].append(((ns1 - ns0) / max(1, runs), (f1 - f0) / max(1, fn1 - fn0), runs / (time.monotonic() - t0)))
+                got[mark["mark"]].append(
+                    (
+                        (ns1 - ns0) / max(1, runs),
+                        (f1 - f0) / max(1, fn1 - fn0),
+                        runs / (time.monotonic() - t0),
+                    )
+                )
             else:
                 ids = mark["ids"]
                 loads.append(mark["load"])
@@ -238,12 +255,22 @@ def per_packet(net, kind: str, flows: int, spec: dict = SHIPPED, rounds: int = V
         for p in reversed(traffic):
             stop(p)
     med = statistics.median
-    out = {"kind": kind, "flows": flows, "direction": direction, "load": (min(loads), max(loads)) if loads else (0, 0)}
+    out = {
+        "kind": kind,
+        "flows": flows,
+        "direction": direction,
+        "load": (min(loads), max(loads)) if loads else (0, 0),
+    }
     for name, xs in got.items():
         if not xs:
             raise RuntimeError(f"no measurement of {name!r}")
-        out[name] = {"ns": med(x[0] for x in xs), "floor": med(x[1] for x in xs), "over": med(x[0] - x[1] for x in xs),
-                     "rate": med(x[2] for x in xs), "spread": (min(x[0] for x in xs), max(x[0] for x in xs))}
+        out[name] = {
+            "ns": med(x[0] for x in xs),
+            "floor": med(x[1] for x in xs),
+            "over": med(x[0] - x[1] for x in xs),
+            "rate": med(x[2] for x in xs),
+            "spread": (min(x[0] for x in xs), max(x[0] for x in xs)),
+        }
     return out
 
 
@@ -301,8 +328,20 @@ def main() -> int:
                 out = stop(agent)
                 ticks = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
                 tracked = max((t["flows_tracked"] for t in ticks), default=None)
-                iftop = net.a.popen("iftop", "-t", "-n", "-N", "-P", "-B", "-i", net.a_if, "-s", str(CPU_WINDOW + WARMUP + 5),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                iftop = net.a.popen(
+                    "iftop",
+                    "-t",
+                    "-n",
+                    "-N",
+                    "-P",
+                    "-B",
+                    "-i",
+                    net.a_if,
+                    "-s",
+                    str(CPU_WINDOW + WARMUP + 5),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 time.sleep(WARMUP)
                 theirs = cpu_percent(iftop.pid, CPU_WINDOW)
                 stop(iftop)
@@ -311,9 +350,19 @@ def main() -> int:
                 cpu.append((count, tracked, ours, theirs, (ns1 - ns0) / max(1, n1 - n0), n1 - n0))
     finally:
         os.close(stats_fd)
-    figures = {"machine": machine(), "load_start": load_start, "load_end": os.getloadavg(), "variants": variants,
-               "tried": tried, "rows": rows, "cpu": cpu, "quick": QUICK, "rounds": VARIANT_ROUNDS, "window": VARIANT_WINDOW,
-               "iperf": [IPERF_RUNS, IPERF_SECONDS]}
+    figures = {
+        "machine": machine(),
+        "load_start": load_start,
+        "load_end": os.getloadavg(),
+        "variants": variants,
+        "tried": tried,
+        "rows": rows,
+        "cpu": cpu,
+        "quick": QUICK,
+        "rounds": VARIANT_ROUNDS,
+        "window": VARIANT_WINDOW,
+        "iperf": [IPERF_RUNS, IPERF_SECONDS],
+    }
     SAVED.write_text(json.dumps(figures))
     return render(figures)
 
@@ -327,9 +376,13 @@ def render(f: dict) -> int:
     lines = [
         f"Machine: {f['machine']}. Run: `sudo .venv/bin/python bench/flows_bench.py{' --quick' if quick else ''}`.",
         f"Load average (1 min) at start {load_start[0]:.1f}, at end {load_end[0]:.1f}"
-        + ("; other people's tests and benchmarks ran alongside." if max(load_start[0], load_end[0]) > 1.5 else "; a quiet machine."),
+        + (
+            "; other people's tests and benchmarks ran alongside."
+            if max(load_start[0], load_end[0]) > 1.5
+            else "; a quiet machine."
+        ),
         "",
-        f"Per-packet cost: kernel BPF stats, run_time_ns / run_cnt, raw. Each scenario: the shipped program and two references",
+        "Per-packet cost: kernel BPF stats, run_time_ns / run_cnt, raw. Each scenario: the shipped program and two references",
         f"take turns on the same traffic ({f['rounds']} rounds of {f['window']} s each, order rotated, medians); the empty program",
         "runs behind whichever is attached and gives that window's floor. Target: <= 100 ns per packet.",
         "",
@@ -346,11 +399,19 @@ def render(f: dict) -> int:
     many = [v for v in variants if v["kind"] != "tcp" and v["flows"] >= 1000]
     hot = [v for v in variants if v["kind"] == "fast" and v["flows"] < 1000]
     if many:
-        lo, hi = min(v["one array line"]["over"] for v in many), max(v["one array line"]["over"] for v in many)
-        lines += ["", f"With many flows taking turns, one array line alone costs {lo:.0f}-{hi:.0f} ns above the floor here, the shipped program"
-                  f" {min(v['shipped']['over'] for v in many):.0f}-{max(v['shipped']['over'] for v in many):.0f}."]
+        lo, hi = (
+            min(v["one array line"]["over"] for v in many),
+            max(v["one array line"]["over"] for v in many),
+        )
+        lines += [
+            "",
+            f"With many flows taking turns, one array line alone costs {lo:.0f}-{hi:.0f} ns above the floor here, the shipped program"
+            f" {min(v['shipped']['over'] for v in many):.0f}-{max(v['shipped']['over'] for v in many):.0f}.",
+        ]
     for v in hot:
-        lines.append(f"With {v['flows']} hot flows the map (shipped minus parse only) costs {v['shipped']['over'] - v['parse only']['over']:.0f} ns.")
+        lines.append(
+            f"With {v['flows']} hot flows the map (shipped minus parse only) costs {v['shipped']['over'] - v['parse only']['over']:.0f} ns."
+        )
     if tried:
         import flows_variants
 
@@ -359,12 +420,22 @@ def render(f: dict) -> int:
             "Alternatives to the shipped layout (bench/flows_variants.py: each is flows.bpf.c with one change), same method;",
             "raw ns per run, and minus the floor in brackets:",
             "",
-            "| variant | what it asks | " + " | ".join(scenario_name(t["kind"], t["flows"]) for t in tried) + " |",
+            "| variant | what it asks | "
+            + " | ".join(scenario_name(t["kind"], t["flows"]) for t in tried)
+            + " |",
             "|---|---|" + "---:|" * len(tried),
         ]
         for name, (*_, what) in flows_variants.VARIANTS.items():
-            lines.append(f"| {name} | {what} | " + " | ".join(f"{t[name]['ns']:.0f} ({t[name]['over']:.0f})" for t in tried) + " |")
-        lines.append("| (load average during these) | | " + " | ".join(f"{t['load'][0]:.1f}-{t['load'][1]:.1f}" for t in tried) + " |")
+            lines.append(
+                f"| {name} | {what} | "
+                + " | ".join(f"{t[name]['ns']:.0f} ({t[name]['over']:.0f})" for t in tried)
+                + " |"
+            )
+        lines.append(
+            "| (load average during these) | | "
+            + " | ".join(f"{t['load'][0]:.1f}-{t['load'][1]:.1f}" for t in tried)
+            + " |"
+        )
     lines += [
         "",
         "| measure | result | target |",
@@ -373,21 +444,38 @@ def render(f: dict) -> int:
         f"| iperf3 over veth, flows attached (median / best) | {rows['attached'] / 1e9:.2f} / {rows['attached_best'] / 1e9:.2f} Gbit/s ({ratio:.1f}% / {best:.1f}% of bare) | >= 97% of bare |",
     ]
     for count, tracked, ours, theirs, ns, runs in cpu:
-        lines.append(f"| CPU of the flows collector process, ~{count} active flows (map held {tracked}; TC program meanwhile {ns:.0f} ns/run raw over {runs} runs) | {ours:.1f}% of one core | {'<= 5%' if count == 10000 else ''} |")
-        lines.append(f"| CPU of iftop -t on the same traffic | {theirs:.1f}% of one core | ebpftop below iftop |")
+        lines.append(
+            f"| CPU of the flows collector process, ~{count} active flows (map held {tracked}; TC program meanwhile {ns:.0f} ns/run raw over {runs} runs) | {ours:.1f}% of one core | {'<= 5%' if count == 10000 else ''} |"
+        )
+        lines.append(
+            f"| CPU of iftop -t on the same traffic | {theirs:.1f}% of one core | ebpftop below iftop |"
+        )
     yes = {True: "met", False: "NOT met"}
     verdicts = [f"iperf3 >= 97% of bare (median): {yes[ratio >= 97.0]} ({ratio:.1f}%)."]
-    verdicts += [f"ebpftop <= 5% of a core at ~{count} flows: {yes[ours <= 5.0]} ({ours:.1f}%)." for count, _, ours, *_ in cpu if count == 10000]
+    verdicts += [
+        f"ebpftop <= 5% of a core at ~{count} flows: {yes[ours <= 5.0]} ({ours:.1f}%)."
+        for count, _, ours, *_ in cpu
+        if count == 10000
+    ]
     below = [(count, ours, theirs) for count, _, ours, theirs, *_ in cpu]
-    verdicts.append("ebpftop below iftop: " + "; ".join(
-        f"~{count} flows {yes[ours < theirs]} ({ours:.1f}% vs {theirs:.1f}%)" for count, ours, theirs in below) + ".")
-    lines += ["", "Verdicts from this run: " + " ".join(verdicts),
-              "iftop's cost follows packets (libpcap copies each one to user space), ebpftop's follows flows: one batch",
-              "read of the map a second (the kernel copies each entry), the whole-map work (deltas, totals, ranking) in C",
-              "loops over columns (collectors/flows/table.py), Python code only for the top 500 it reports, and the tick on",
-              "the event loop while it is short (a thread hop cost more than the tick). With one datagram per flow per",
-              "second, 1000 flows are only 1000 packets a second for iftop, its cheapest case; with more flows the packets",
-              "win: at 60000 flows iftop needs a whole core."]
+    verdicts.append(
+        "ebpftop below iftop: "
+        + "; ".join(
+            f"~{count} flows {yes[ours < theirs]} ({ours:.1f}% vs {theirs:.1f}%)"
+            for count, ours, theirs in below
+        )
+        + "."
+    )
+    lines += [
+        "",
+        "Verdicts from this run: " + " ".join(verdicts),
+        "iftop's cost follows packets (libpcap copies each one to user space), ebpftop's follows flows: one batch",
+        "read of the map a second (the kernel copies each entry), the whole-map work (deltas, totals, ranking) in C",
+        "loops over columns (collectors/flows/table.py), Python code only for the top 500 it reports, and the tick on",
+        "the event loop while it is short (a thread hop cost more than the tick). With one datagram per flow per",
+        "second, 1000 flows are only 1000 packets a second for iftop, its cheapest case; with more flows the packets",
+        "win: at 60000 flows iftop needs a whole core.",
+    ]
     lines += NOTES
     write_section("flows", "\n".join(lines))
     print("\n".join(lines))

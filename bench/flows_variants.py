@@ -41,9 +41,12 @@ KEY4 = """    struct flow_key4 k4 = {.ifindex = key.ifindex, .sport = key.sport,
         return TC_ACT_UNSPEC;
     }
 """
-KEY4_TABLE = TABLE + """
+KEY4_TABLE = (
+    TABLE
+    + """
 struct flow_key4 { u32 saddr, daddr, ifindex; u16 sport, dport; u8 proto, dir; u16 pad; };
 BPF_TABLE("lru_hash", struct flow_key4, struct flow_val, flows4, MAX_FLOWS);"""
+)
 
 
 def table(kind: str, flags: int = 0) -> str:
@@ -56,11 +59,26 @@ VARIANTS = {
     "map 256k": (262144, [], [], "twice the entries"),
     "map 64k": (65536, [], [], "half the entries (bucket array 1 MiB instead of 2)"),
     "map 16k": (16384, [], [], "an eighth (TLB reach of the bucket array)"),
-    "percpu values": (131072, [(TABLE, table("lru_percpu_hash")), (ATOMICS, PLAIN)], [], "LRU_PERCPU_HASH, plain adds, no lock prefix"),
+    "percpu values": (
+        131072,
+        [(TABLE, table("lru_percpu_hash")), (ATOMICS, PLAIN)],
+        [],
+        "LRU_PERCPU_HASH, plain adds, no lock prefix",
+    ),
     "no common LRU": (131072, [(TABLE, table("lru_hash", 2))], [], "BPF_F_NO_COMMON_LRU"),
     "plain adds": (131072, [(ATOMICS, PLAIN)], [], "UNSAFE across CPUs: what the two atomics cost"),
-    "ipv4 20-byte key": (131072, [(TABLE, KEY4_TABLE), (LOOKUP, KEY4)], [], "IPv4 in its own map with a dense key"),
-    "hash, no prealloc": (131072, [(TABLE, table("hash", 1))], [], "not LRU (no eviction): kmalloc'd elements"),
+    "ipv4 20-byte key": (
+        131072,
+        [(TABLE, KEY4_TABLE), (LOOKUP, KEY4)],
+        [],
+        "IPv4 in its own map with a dense key",
+    ),
+    "hash, no prealloc": (
+        131072,
+        [(TABLE, table("hash", 1))],
+        [],
+        "not LRU (no eviction): kmalloc'd elements",
+    ),
     "parse only": (131072, [], ["-DFLOWS_BENCH_PARSE_ONLY"], "no per-flow state at all"),
     "one array line": (131072, [], ["-DFLOWS_BENCH_ONE_LINE"], "counters in one 64-byte slot of a 64k array"),
 }
@@ -83,7 +101,10 @@ def main() -> int:
     names = sys.argv[4:] or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if kind not in ("udp", "fast", "tcp") or unknown:
-        print(f"flows_variants: traffic is udp, fast or tcp; variants are {', '.join(VARIANTS)}", file=sys.stderr)
+        print(
+            f"flows_variants: traffic is udp, fast or tcp; variants are {', '.join(VARIANTS)}",
+            file=sys.stderr,
+        )
         return 2
     stats_fd = enable_stats()
     try:
@@ -92,7 +113,9 @@ def main() -> int:
             res = per_packet(net, kind, flows, spec, rounds=rounds, window=4.0)
     finally:
         os.close(stats_fd)
-    print(f"traffic: {kind}, {flows} flows, {res['direction']}; {rounds} rounds of 4 s; load average {res['load'][0]:.1f}-{res['load'][1]:.1f}")
+    print(
+        f"traffic: {kind}, {flows} flows, {res['direction']}; {rounds} rounds of 4 s; load average {res['load'][0]:.1f}-{res['load'][1]:.1f}"
+    )
     print(f"{'variant':20} {'raw ns':>7} {'floor':>6} {'minus floor':>11} {'runs/s':>8}  what it asks")
     for n in names:
         r = res[n]

@@ -124,7 +124,17 @@ def ours(hz: int, run_s: float) -> tuple[float, float, dict]:
 
 
 def oneshot_argv(hz: int, run_s: float) -> list[str]:
-    return [VENV_PY, "-m", "ebpftop.cli.main", "profile", "--hz", str(hz), "--duration", f"{run_s:g}", "--folded"]
+    return [
+        VENV_PY,
+        "-m",
+        "ebpftop.cli.main",
+        "profile",
+        "--hz",
+        str(hz),
+        "--duration",
+        f"{run_s:g}",
+        "--folded",
+    ]
 
 
 def oneshot(hz: int, run_s: float) -> tuple[float, float]:
@@ -141,14 +151,30 @@ def measure(hz: int, run_s: float) -> dict:
     runs = []
     for i in range(RUNS):
         load = os.getloadavg()[0]
-        tools = {"live": lambda: ours(hz, run_s), "oneshot": lambda: oneshot(hz, run_s), "bcc": lambda: theirs(hz, run_s)}
-        names = list(tools)[i % 3:] + list(tools)[:i % 3]  # each tool goes first, second and third in turn
+        tools = {
+            "live": lambda: ours(hz, run_s),
+            "oneshot": lambda: oneshot(hz, run_s),
+            "bcc": lambda: theirs(hz, run_s),
+        }
+        names = list(tools)[i % 3 :] + list(tools)[: i % 3]  # each tool goes first, second and third in turn
         got = {n: tools[n]() for n in names}
         o, s1, t = got["live"], got["oneshot"], got["bcc"]
-        runs.append({"load": load, "ours": o[0], "oneshot": s1[0], "theirs": t[0], "their_wall": t[1],
-                     "steady": o[2]["steady_cpu_per_s"], "ready": o[2]["ready_after_s"]})
-        print(f"  {run_s:g} s {hz} Hz run {i + 1}: ebpftop live {o[0]:.2f} s, ebpftop profile {s1[0]:.2f} s, "
-              f"profile-bpfcc {t[0]:.2f} s CPU (load {load:.2f})", flush=True)
+        runs.append(
+            {
+                "load": load,
+                "ours": o[0],
+                "oneshot": s1[0],
+                "theirs": t[0],
+                "their_wall": t[1],
+                "steady": o[2]["steady_cpu_per_s"],
+                "ready": o[2]["ready_after_s"],
+            }
+        )
+        print(
+            f"  {run_s:g} s {hz} Hz run {i + 1}: ebpftop live {o[0]:.2f} s, ebpftop profile {s1[0]:.2f} s, "
+            f"profile-bpfcc {t[0]:.2f} s CPU (load {load:.2f})",
+            flush=True,
+        )
     return {"hz": hz, "run_s": run_s, "runs": runs}
 
 
@@ -162,7 +188,7 @@ def proc_cpu(pid: int) -> float | None:
             stat = f.read()
     except OSError:
         return None
-    fields = stat[stat.rindex(b")") + 2:].split()
+    fields = stat[stat.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
@@ -209,10 +235,19 @@ def side_by_side(run_s: float, flip: bool) -> dict:
         if p.returncode != 0:
             raise RuntimeError(f"{argv[k][0]} exited {p.returncode}")
         pts = [(t, c) for t, c in trace[k] if STEADY_FROM <= t <= run_s - STEADY_UNTIL]
-        steady = (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]) if len(pts) > 1 and pts[-1][0] > pts[0][0] else None
+        steady = (
+            (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
+            if len(pts) > 1 and pts[-1][0] > pts[0][0]
+            else None
+        )
         extra = json.loads(text.strip().splitlines()[-1]) if k[0] == "ebpftop" else {}
-        result[k] = {"cpu": done[k][0], "wall": done[k][1], "steady": steady,
-                     "lost": extra.get("lost"), "clears": extra.get("stack_clears")}
+        result[k] = {
+            "cpu": done[k][0],
+            "wall": done[k][1],
+            "steady": steady,
+            "lost": extra.get("lost"),
+            "clears": extra.get("stack_clears"),
+        }
     return result
 
 
@@ -222,9 +257,14 @@ def long_rows(run_s: float) -> list[str]:
         load = os.getloadavg()[0]
         r = side_by_side(run_s, flip=i % 2 == 1)
         rounds.append((load, r))
-        print(f"  {run_s:g} s side by side, round {i + 1} (load {load:.2f}): " + ", ".join(
-            f"{tool} {hz} Hz {v['cpu']:.2f} s steady {v['steady'] * 100 if v['steady'] is not None else float('nan'):.2f}%"
-            for (tool, hz), v in sorted(r.items())), flush=True)
+        print(
+            f"  {run_s:g} s side by side, round {i + 1} (load {load:.2f}): "
+            + ", ".join(
+                f"{tool} {hz} Hz {v['cpu']:.2f} s steady {v['steady'] * 100 if v['steady'] is not None else float('nan'):.2f}%"
+                for (tool, hz), v in sorted(r.items())
+            ),
+            flush=True,
+        )
     rows = []
     loads = [ld for ld, _ in rounds]
     for hz in HZ:
@@ -234,14 +274,19 @@ def long_rows(run_s: float) -> list[str]:
         each = lambda xs: ", ".join("n/a" if x["steady"] is None else f"{x['steady'] * 1000:.2f}" for x in xs)  # noqa: E731
         m = lambda xs, key: statistics.median(x[key] for x in xs if x[key] is not None)  # noqa: E731
         os_, ts = m(o, "steady"), m(t, "steady")
-        wins = sum(1 for a, b in zip(o, t) if a["steady"] is not None and b["steady"] is not None and a["steady"] <= b["steady"])
+        wins = sum(
+            1
+            for a, b in zip(o, t)
+            if a["steady"] is not None and b["steady"] is not None and a["steady"] <= b["steady"]
+        )
         rows.append(
             f"| {run_s:g} | {hz} | {os_ * 1000:.2f} | {ts * 1000:.2f} "
             f"| {each(o)} | {each(t)} "
             f"| {wins}/{len(o)} | {m(o, 'cpu'):.2f} | {m(s1, 'cpu'):.2f} | {each(s1)} | {m(t, 'cpu'):.2f} "
             f"| {statistics.median(x['lost'] for x in o):g} | {statistics.median(x['clears'] for x in o):g} "
             f"| {statistics.median(loads):.2f} ({min(loads):.2f}-{max(loads):.2f}) "
-            f"| {'yes' if m(o, 'cpu') <= m(t, 'cpu') else 'NO'} | {'yes' if m(s1, 'cpu') <= m(t, 'cpu') else 'NO'} |")
+            f"| {'yes' if m(o, 'cpu') <= m(t, 'cpu') else 'NO'} | {'yes' if m(s1, 'cpu') <= m(t, 'cpu') else 'NO'} |"
+        )
     return rows
 
 
@@ -257,11 +302,13 @@ def table_row(m: dict) -> str:
     wins1 = sum(1 for r in runs if r["oneshot"] <= r["theirs"])
     steady, ready = med(runs, "steady"), med(runs, "ready")
     span = lambda k: f"{min(r[k] for r in runs):.2f}-{max(r[k] for r in runs):.2f}"  # noqa: E731
-    return (f"| {m['run_s']:g} | {m['hz']} | {o:.2f} | {s1:.2f} | {t:.2f} | {o / t:.2f} | {s1 / t:.2f} "
-            f"| {span('ours')} | {span('oneshot')} | {span('theirs')} "
-            f"| {wins}/{len(runs)} | {wins1}/{len(runs)} | {'n/a' if steady is None else f'{steady * 100:.2f}'} "
-            f"| {'n/a' if ready is None else f'{ready:.1f}'} | {med(runs, 'their_wall'):.1f} "
-            f"| {med(runs, 'load'):.2f} ({span('load')}) | {'yes' if o <= t else 'NO'} | {'yes' if s1 <= t else 'NO'} |")
+    return (
+        f"| {m['run_s']:g} | {m['hz']} | {o:.2f} | {s1:.2f} | {t:.2f} | {o / t:.2f} | {s1 / t:.2f} "
+        f"| {span('ours')} | {span('oneshot')} | {span('theirs')} "
+        f"| {wins}/{len(runs)} | {wins1}/{len(runs)} | {'n/a' if steady is None else f'{steady * 100:.2f}'} "
+        f"| {'n/a' if ready is None else f'{ready:.1f}'} | {med(runs, 'their_wall'):.1f} "
+        f"| {med(runs, 'load'):.2f} ({span('load')}) | {'yes' if o <= t else 'NO'} | {'yes' if s1 <= t else 'NO'} |"
+    )
 
 
 def main() -> int:
@@ -275,10 +322,21 @@ def main() -> int:
     try:
         with open(os.path.join(d, "burn.c"), "w") as f:
             f.write(BURN_C)
-        subprocess.run(["gcc", "-O0", "-fno-omit-frame-pointer", "-o", os.path.join(d, "burn"),
-                        os.path.join(d, "burn.c")], check=True)
-        burners = [subprocess.Popen([os.path.join(d, "burn")], env={"OTEL_SERVICE_NAME": f"busy{i}"})
-                   for i in range(2)]
+        subprocess.run(
+            [
+                "gcc",
+                "-O0",
+                "-fno-omit-frame-pointer",
+                "-o",
+                os.path.join(d, "burn"),
+                os.path.join(d, "burn.c"),
+            ],
+            check=True,
+        )
+        burners = [
+            subprocess.Popen([os.path.join(d, "burn")], env={"OTEL_SERVICE_NAME": f"busy{i}"})
+            for i in range(2)
+        ]
         for run_s in RUN_LENGTHS:
             for hz in HZ:
                 results.append(measure(hz, run_s))
@@ -323,25 +381,30 @@ def main() -> int:
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|:---|",
         ]
         lines += long_lines
-        lines += ["",
-                  "bcc's profile tool spends no CPU while it samples (it sleeps; the BPF program runs in the sampled",
-                  "tasks' time, for both tools): all its cost is the compile and the symbolising at exit, which grows",
-                  "with the distinct stacks seen. ebpftop drains, names and summarises every second for the live view,",
-                  "so per second of steady state bcc wins outright over the live collector; the issue's target is the",
-                  "whole-process total. `ebpftop profile` does what bcc's tool does - sleeps while the kernel counts,",
-                  "then reads, names and tags once - so its steady cost is that of a sleeping process, like bcc's."]
-    lines += ["", "Target: no more than bcc's profile tool (same load, same length, same frequency, same stack table size).",
-              "ebpftop compiles a smaller BPF program (no uapi/linux/bpf_perf_event.h, whose kernel-header chain was",
-              "most of clang's time) and names only addresses it has not named before, shared across processes by",
-              "(file, offset); bcc's tool counts in the kernel and names everything once at exit (its wall time above",
-              "includes that). Each second ebpftop reads and clears the counts in one batch syscall into buffers made",
-              "once and looks up only stack ids it has not read before (the stack table is kept until ids for 1/16 of",
-              "its slots are held), so a second of known stacks costs a dict lookup per counted key; that second runs",
-              "on the event loop (a thread hop only when new stacks or stale tags need bcc or /proc), the lost",
-              "counters are read from a memory-mapped array, and the 10 s / 60 s windows are summarised per tag group,",
-              "rebuilt only when that group's counts change. What is left of the steady cost is mostly the wake-up",
-              "itself: on this VM an asyncio loop that only sleeps and wakes once a second costs ~0.17 ms/s, one cold",
-              "BPF syscall a second ~0.1 ms/s more (2026-12-04 measurements, helper harness)."]
+        lines += [
+            "",
+            "bcc's profile tool spends no CPU while it samples (it sleeps; the BPF program runs in the sampled",
+            "tasks' time, for both tools): all its cost is the compile and the symbolising at exit, which grows",
+            "with the distinct stacks seen. ebpftop drains, names and summarises every second for the live view,",
+            "so per second of steady state bcc wins outright over the live collector; the issue's target is the",
+            "whole-process total. `ebpftop profile` does what bcc's tool does - sleeps while the kernel counts,",
+            "then reads, names and tags once - so its steady cost is that of a sleeping process, like bcc's.",
+        ]
+    lines += [
+        "",
+        "Target: no more than bcc's profile tool (same load, same length, same frequency, same stack table size).",
+        "ebpftop compiles a smaller BPF program (no uapi/linux/bpf_perf_event.h, whose kernel-header chain was",
+        "most of clang's time) and names only addresses it has not named before, shared across processes by",
+        "(file, offset); bcc's tool counts in the kernel and names everything once at exit (its wall time above",
+        "includes that). Each second ebpftop reads and clears the counts in one batch syscall into buffers made",
+        "once and looks up only stack ids it has not read before (the stack table is kept until ids for 1/16 of",
+        "its slots are held), so a second of known stacks costs a dict lookup per counted key; that second runs",
+        "on the event loop (a thread hop only when new stacks or stale tags need bcc or /proc), the lost",
+        "counters are read from a memory-mapped array, and the 10 s / 60 s windows are summarised per tag group,",
+        "rebuilt only when that group's counts change. What is left of the steady cost is mostly the wake-up",
+        "itself: on this VM an asyncio loop that only sleeps and wakes once a second costs ~0.17 ms/s, one cold",
+        "BPF syscall a second ~0.1 ms/s more (2026-12-04 measurements, helper harness).",
+    ]
     write_section("Profiles: CPU sampler vs bcc profile", "\n".join(lines))
     return 0
 

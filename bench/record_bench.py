@@ -118,10 +118,20 @@ def main() -> None:
     ]
     for suffix, calls, flushes, size in rows:
         for i, (source, ns) in enumerate(sorted(calls.items())):
-            flush = (f"{statistics.mean(flushes) / 1e3:.0f} µs", f"{max(flushes) / 1e6:.1f} ms", f"{size / MB:.1f} MB") \
-                if i == 0 else ("", "", "")
-            lines.append(f"| .{suffix} | {source} | {statistics.mean(ns) / 1e3:.0f} µs | {pct(ns, 0.99) / 1e3:.0f} µs | "
-                         + " | ".join(flush) + " |")
+            flush = (
+                (
+                    f"{statistics.mean(flushes) / 1e3:.0f} µs",
+                    f"{max(flushes) / 1e6:.1f} ms",
+                    f"{size / MB:.1f} MB",
+                )
+                if i == 0
+                else ("", "", "")
+            )
+            lines.append(
+                f"| .{suffix} | {source} | {statistics.mean(ns) / 1e3:.0f} µs | {pct(ns, 0.99) / 1e3:.0f} µs | "
+                + " | ".join(flush)
+                + " |"
+            )
     lines += [
         "",
         f"- Growth with every demo source at 1 Hz: {per_hour / MB:.0f} MB/hour uncompressed, so the default "

@@ -13,7 +13,7 @@ HEADER = "# Benchmark results\n\nWritten by `make bench` (each section by its ow
 
 
 def machine() -> str:
-    return f"{platform.node()}, kernel {platform.release()}, {os.cpu_count()} CPUs, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    return f"{platform.node()}, kernel {platform.release()}, {os.cpu_count()} CPUs, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def write_section(name: str, body: str) -> None:

@@ -18,7 +18,6 @@ Usage: sudo .venv/bin/python bench/rules_ab.py ROUNDS SET LABEL=CHECKOUT [LABEL=
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import statistics
@@ -110,8 +109,18 @@ def main() -> int:
         with veth_pair("ebab") as net:
             rules = str(rule_file(tmp, case, *SETS[case], net.a_ip4, net.b_ip4, ports="1000-1999"))
             for name, checkout in [*versions.items(), ("floor", "")]:
-                agents[name] = net.a.popen(PYTHON, "-c", AGENT, net.a_if, "1" if name == "floor" else "", rules, str(tmp),
-                                           package_dir(checkout, tmp), bpf=True, stdin=subprocess.PIPE)
+                agents[name] = net.a.popen(
+                    PYTHON,
+                    "-c",
+                    AGENT,
+                    net.a_if,
+                    "1" if name == "floor" else "",
+                    rules,
+                    str(tmp),
+                    package_dir(checkout, tmp),
+                    bpf=True,
+                    stdin=subprocess.PIPE,
+                )
             ids = {}
             for name, agent in agents.items():
                 line = agent.stdout.readline().split()
@@ -154,8 +163,10 @@ def main() -> int:
     for n in names:
         first, paired = figures.first.get((n, ""), []), figures.paired[(n, "")]
         lead = f"{med(first):6.1f}" if first else "     -"
-        print(f"{n:16} first in the chain: {lead} ns above the floor (n={len(first)})   paired, against {names[0]}: "
-              f"median {med(paired):+5.1f}  sd {statistics.pstdev(paired):4.1f}")
+        print(
+            f"{n:16} first in the chain: {lead} ns above the floor (n={len(first)})   paired, against {names[0]}: "
+            f"median {med(paired):+5.1f}  sd {statistics.pstdev(paired):4.1f}"
+        )
     return 0
 
 

@@ -41,8 +41,13 @@ from results import machine, write_section  # noqa: E402
 QUICK = "--quick" in sys.argv
 PACKETS = 50_000 if QUICK else 200_000
 ROUNDS = 3 if QUICK else 5
-CASES = (("1", 1, False), ("64", 64, False), ("256", 256, False), ("2 all tables", 2, True),
-         ("256 all tables", 256, True))
+CASES = (
+    ("1", 1, False),
+    ("64", 64, False),
+    ("256", 256, False),
+    ("2 all tables", 2, True),
+    ("256 all tables", 256, True),
+)
 
 SEND = """
 import socket, sys
@@ -75,16 +80,23 @@ for line in sys.stdin:
 
 
 def prog_stats(prog_id: int) -> tuple[int, int]:
-    out = subprocess.run(["bpftool", "-j", "prog", "show", "id", str(prog_id)], capture_output=True, text=True)
+    out = subprocess.run(
+        ["bpftool", "-j", "prog", "show", "id", str(prog_id)], capture_output=True, text=True
+    )
     info = json.loads(out.stdout or "{}")
     return int(info.get("run_time_ns", 0)), int(info.get("run_cnt", 0))
 
 
-def rule_file(tmp: Path, name: str, n: int, tables: bool, a_ip: str, b_ip: str, ports: str = "5000-5999") -> Path:
+def rule_file(
+    tmp: Path, name: str, n: int, tables: bool, a_ip: str, b_ip: str, ports: str = "5000-5999"
+) -> Path:
     def other(i: int) -> tuple[str, str]:
         return ("192.0.2.7", "7000-7999") if tables and i % 2 == 0 else (a_ip, ports)
-    lines = [f"count udp from 198.51.{i // 250}.{i % 250 + 1} to {other(i)[0]} port {other(i)[1]} ttl 1h"
-             for i in range(n - 1)]
+
+    lines = [
+        f"count udp from 198.51.{i // 250}.{i % 250 + 1} to {other(i)[0]} port {other(i)[1]} ttl 1h"
+        for i in range(n - 1)
+    ]
     lines.append(f"count udp from {b_ip} to {a_ip} port {ports} ttl 1h")
     path = tmp / f"{name.replace(' ', '-')}.rules"
     path.write_text("\n".join(lines) + "\n")
@@ -105,11 +117,25 @@ def main() -> int:
     try:
         with veth_pair("ebrb") as net:
             agent = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{net.a.name}", PYTHON, "-c", AGENT, pin, str(tmp / "state"), net.a_if],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                [
+                    "nsenter",
+                    f"--net=/run/netns/{net.a.name}",
+                    PYTHON,
+                    "-c",
+                    AGENT,
+                    pin,
+                    str(tmp / "state"),
+                    net.a_if,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             try:
                 floor = json.loads(agent.stdout.readline())["floor"]
-                files = {name: rule_file(tmp, name, n, tables, net.a_ip4, net.b_ip4) for name, n, tables in CASES}
+                files = {
+                    name: rule_file(tmp, name, n, tables, net.a_ip4, net.b_ip4) for name, n, tables in CASES
+                }
                 Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
                 for _ in range(ROUNDS):
                     for name, n, _ in CASES:  # interleaved so drift hits every set alike
@@ -143,14 +169,20 @@ def main() -> int:
     ratio = med["256"] / med["1"]
     ratio_tables = med["256 all tables"] / med["2 all tables"]
     ratio_all = med["256 all tables"] / med["1"]
-    rows = "\n".join(f"| {n} | {med[n]:.1f} | {min(results[n]):.1f} - {max(results[n]):.1f} | {med[n] - floor_ns:.1f} |"
-                     for n, _, _ in CASES)
+    rows = "\n".join(
+        f"| {n} | {med[n]:.1f} | {min(results[n]):.1f} - {max(results[n]):.1f} | {med[n] - floor_ns:.1f} |"
+        for n, _, _ in CASES
+    )
     busy = max(load_before[0], load_after[0]) > 1.5
     where = "2 CPUs shared with other benchmarks and tests" if busy else "a quiet machine"
     over = [f"{n} {med[n]:.1f}" for n, _, _ in CASES if med[n] > 100]
     under = [n for n, _, _ in CASES if med[n] <= 100]
-    standing = (f"Over 100 ns in this run: {', '.join(over)} ns" + (f"; at or under it: {', '.join(under)}." if under else ".")
-                if over else "Every set at or under 100 ns in this run.")
+    standing = (
+        f"Over 100 ns in this run: {', '.join(over)} ns"
+        + (f"; at or under it: {', '.join(under)}." if under else ".")
+        if over
+        else "Every set at or under 100 ns in this run."
+    )
     body = f"""Machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after ({where}). {PACKETS} UDP datagrams (64-byte payload) from B to A per measurement,
 {ROUNDS} rounds with the rule sets interleaved; medians. Per-packet cost = run_time_ns / run_cnt of the rules
 program on A's ingress (kernel.bpf_stats_enabled=1; the stats themselves add two clock reads per run).

@@ -66,7 +66,14 @@ finally:
 U64 = (1 << 64) - 1
 SIZES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 ARRAY_VALUE = 312  # offsetof(struct bpf_array, value): the inlined lookup adds it to the map's address
-PKT, CTX, KVAR, PERCPU, STACK, MAPS = 0x2000_0000, 0x3000_0000, 0x4000_0000, 0x5000_0000, 0x1000_0000, 0x6000_0000
+PKT, CTX, KVAR, PERCPU, STACK, MAPS = (
+    0x2000_0000,
+    0x3000_0000,
+    0x4000_0000,
+    0x5000_0000,
+    0x1000_0000,
+    0x6000_0000,
+)
 # struct sk_buff offsets the verifier rewrote __sk_buff reads to (6.x, x86-64): only what the IPv4 path reads
 SKB_DATA, SKB_DATA_END, SKB_PROTOCOL, SKB_LEN = 200, 80, 176, 112
 
@@ -86,18 +93,20 @@ class Memory:
 
     def load(self, addr: int, n: int) -> int:
         data, off = self._at(addr, n)
-        return int.from_bytes(data[off:off + n], "little")
+        return int.from_bytes(data[off : off + n], "little")
 
     def store(self, addr: int, n: int, value: int) -> None:
         data, off = self._at(addr, n)
-        data[off:off + n] = (value & ((1 << 8 * n) - 1)).to_bytes(n, "little")
+        data[off : off + n] = (value & ((1 << 8 * n) - 1)).to_bytes(n, "little")
 
 
 def signed(x: int, bits: int) -> int:
     return x - (1 << bits) if x >> (bits - 1) else x
 
 
-def replay(insns: list[tuple[int, int, int, int]], mem: Memory, map_base: dict[int, int]) -> tuple[list[int], int]:
+def replay(
+    insns: list[tuple[int, int, int, int]], mem: Memory, map_base: dict[int, int]
+) -> tuple[list[int], int]:
     """Run from instruction 0 to exit; the indexes run, and r0."""
     reg = [0] * 11
     reg[1], reg[10] = CTX, STACK
@@ -107,7 +116,9 @@ def replay(insns: list[tuple[int, int, int, int]], mem: Memory, map_base: dict[i
         dst, src = regs & 0xF, regs >> 4
         trace.append(pc)
         cls, code, x = op & 7, op & 0xF0, bool(op & 8)
-        if op == 0x18:  # 64-bit immediate: a map (by id in the dump), a kernel variable (jiffies) or a constant
+        if (
+            op == 0x18
+        ):  # 64-bit immediate: a map (by id in the dump), a kernel variable (jiffies) or a constant
             value = ((insns[pc + 1][3] & 0xFFFFFFFF) << 32) | (imm & 0xFFFFFFFF)
             reg[dst] = map_base[imm] if src == 1 else KVAR if value >> 47 == 0x1FFFF else value
             pc += 2
@@ -120,12 +131,27 @@ def replay(insns: list[tuple[int, int, int, int]], mem: Memory, map_base: dict[i
             if code == 0xB0 and x and off == -1:  # BPF_MOV64_PERCPU_REG: this CPU's copy (CPU 0, all zero)
                 r = PERCPU + (reg[src] & 0xFFF)
             elif code == 0xD0:  # byte swap to big endian (x) or truncation
-                r = int.from_bytes((a & ((1 << imm) - 1)).to_bytes(imm // 8, "little"), "big") if x else a & ((1 << imm) - 1)
+                r = (
+                    int.from_bytes((a & ((1 << imm) - 1)).to_bytes(imm // 8, "little"), "big")
+                    if x
+                    else a & ((1 << imm) - 1)
+                )
             else:
-                ops = {0x00: lambda: a + b, 0x10: lambda: a - b, 0x20: lambda: a * b, 0x30: lambda: a // b if b else 0,
-                       0x40: lambda: a | b, 0x50: lambda: a & b, 0x60: lambda: a << (b % width), 0x70: lambda: a >> (b % width),
-                       0x80: lambda: -a, 0x90: lambda: a % b if b else a, 0xA0: lambda: a ^ b, 0xB0: lambda: b,
-                       0xC0: lambda: signed(a, width) >> (b % width)}
+                ops = {
+                    0x00: lambda: a + b,
+                    0x10: lambda: a - b,
+                    0x20: lambda: a * b,
+                    0x30: lambda: a // b if b else 0,
+                    0x40: lambda: a | b,
+                    0x50: lambda: a & b,
+                    0x60: lambda: a << (b % width),
+                    0x70: lambda: a >> (b % width),
+                    0x80: lambda: -a,
+                    0x90: lambda: a % b if b else a,
+                    0xA0: lambda: a ^ b,
+                    0xB0: lambda: b,
+                    0xC0: lambda: signed(a, width) >> (b % width),
+                }
                 r = ops[code]()
             reg[dst] = r & mask
         elif cls == 1:
@@ -145,8 +171,19 @@ def replay(insns: list[tuple[int, int, int, int]], mem: Memory, map_base: dict[i
             bits = 64 if cls == 5 else 32
             a, b = reg[dst] & ((1 << bits) - 1), (reg[src] if x else imm & U64) & ((1 << bits) - 1)
             sa, sb = signed(a, bits), signed(b, bits)
-            taken = {0x10: a == b, 0x20: a > b, 0x30: a >= b, 0x40: bool(a & b), 0x50: a != b, 0x60: sa > sb,
-                     0x70: sa >= sb, 0xA0: a < b, 0xB0: a <= b, 0xC0: sa < sb, 0xD0: sa <= sb}[code]
+            taken = {
+                0x10: a == b,
+                0x20: a > b,
+                0x30: a >= b,
+                0x40: bool(a & b),
+                0x50: a != b,
+                0x60: sa > sb,
+                0x70: sa >= sb,
+                0xA0: a < b,
+                0xB0: a <= b,
+                0xC0: sa < sb,
+                0xD0: sa <= sb,
+            }[code]
             pc += 1 + (off if taken else 0)
             continue
         else:
@@ -155,8 +192,12 @@ def replay(insns: list[tuple[int, int, int, int]], mem: Memory, map_base: dict[i
 
 
 def packet(src: str, dst: str) -> bytearray:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + 64, 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
-    return bytearray(b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + struct.pack("!HHHH", 40000, 1024, 72, 0) + b"x" * 64)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + 64, 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst)
+    )
+    return bytearray(
+        b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + struct.pack("!HHHH", 40000, 1024, 72, 0) + b"x" * 64
+    )
 
 
 def count(out: Path, src: str, dst: str) -> tuple[list[int], int, int | None]:
@@ -171,8 +212,13 @@ def count(out: Path, src: str, dst: str) -> tuple[list[int], int, int | None]:
     struct.pack_into("<Q", ctx, SKB_DATA_END, PKT + len(pkt))
     struct.pack_into("<H", ctx, SKB_PROTOCOL, socket.htons(0x0800))
     struct.pack_into("<I", ctx, SKB_LEN, len(pkt))
-    for base, data in ((STACK - 512, bytearray(512)), (PKT, pkt), (CTX, ctx), (KVAR, bytearray(struct.pack("<Q", 1000))),
-                       (PERCPU, bytearray(4096))):
+    for base, data in (
+        (STACK - 512, bytearray(512)),
+        (PKT, pkt),
+        (CTX, ctx),
+        (KVAR, bytearray(struct.pack("<Q", 1000))),
+        (PERCPU, bytearray(4096)),
+    ):
         mem.add(base, data)
     map_base, counters = {}, bytearray(0x10_0000)
     for i, (mid, name) in enumerate(meta["maps"].items()):
@@ -188,7 +234,9 @@ def count(out: Path, src: str, dst: str) -> tuple[list[int], int, int | None]:
         mem.add(base, bytearray(ARRAY_VALUE))
         mem.add(base + ARRAY_VALUE, value)
     trace, r0 = replay(insns, mem, map_base)
-    bumped = [i for i in range(0, len(counters), 32) if counters[i:i + 8] != bytes(8)]  # struct counter: 32 bytes
+    bumped = [
+        i for i in range(0, len(counters), 32) if counters[i : i + 8] != bytes(8)
+    ]  # struct counter: 32 bytes
     return trace, r0, (bumped[0] // 32) % 256 if bumped else None  # [cpu][set][position], 256 positions a set
 
 
@@ -217,16 +265,31 @@ def main() -> int:
             out = tmp / s.replace(" ", "")
             out.mkdir()
             rules = rule_file(tmp, s, *SETS[s], net.a_ip4, net.b_ip4, ports="1000-1999")
-            got = subprocess.run(["nsenter", f"--net=/run/netns/{net.a.name}", PYTHON, "-c", AGENT,
-                                  f"/sys/fs/bpf/ebpftop-insns-{s}", str(out / "state"), net.a_if, str(rules), str(out)],
-                                 capture_output=True, text=True)
+            got = subprocess.run(
+                [
+                    "nsenter",
+                    f"--net=/run/netns/{net.a.name}",
+                    PYTHON,
+                    "-c",
+                    AGENT,
+                    f"/sys/fs/bpf/ebpftop-insns-{s}",
+                    str(out / "state"),
+                    net.a_if,
+                    str(rules),
+                    str(out),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if got.returncode:
                 print(got.stderr[-2000:], file=sys.stderr)
                 return 1
             trace, r0, hit = count(out, net.b_ip4, net.a_ip4)
-            total = len(((out / "xlated.raw").read_bytes())) // 8
-            print(f"{s:5} {len(trace):4} instructions run for the packet (program: {total}); returns "
-                  f"{signed(r0 & 0xFFFFFFFF, 32)}; counted as rule {hit + 1 if hit is not None else 'none'} of {SETS[s][0]}")
+            total = len((out / "xlated.raw").read_bytes()) // 8
+            print(
+                f"{s:5} {len(trace):4} instructions run for the packet (program: {total}); returns "
+                f"{signed(r0 & 0xFFFFFFFF, 32)}; counted as rule {hit + 1 if hit is not None else 'none'} of {SETS[s][0]}"
+            )
             if "--lines" in sys.argv:
                 for text, n in lines(out, trace):
                     print(f"      {n:4}  {text[:100]}")

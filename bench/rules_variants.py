@@ -58,33 +58,73 @@ PLOOP = """    u32 k = 0;
 """
 INDEX = "    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + at; /* inlined: no call */\n"
 RECORD = "    struct rule *r = &sv->rules[pos & (MAX_RULES - 1)];\n    u64 now"
-PERCPU = ('BPF_TABLE_PINNED7("array", u32, struct counter, counters, NCPUS * MAX_SLOTS, "@PIN@/counters", BPF_F_MMAPABLE);',
-          'BPF_TABLE_PINNED("percpu_array", u32, struct counter, counters, MAX_SLOTS, "@PIN@/counters");')
+PERCPU = (
+    'BPF_TABLE_PINNED7("array", u32, struct counter, counters, NCPUS * MAX_SLOTS, "@PIN@/counters", BPF_F_MMAPABLE);',
+    'BPF_TABLE_PINNED("percpu_array", u32, struct counter, counters, MAX_SLOTS, "@PIN@/counters");',
+)
 
 # name -> ([(anchor, replacement)], what it asks)
 VARIANTS = {
     "shipped": ([], "the program as shipped"),
-    "counter by slot": ([(INDEX, "    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + (r->slot & (MAX_SLOTS - 1)); (void)at;\n")],
-                        "counters keyed by the rule record's slot (layout 3): their address waits for the record"),
-    "per-CPU array": ([PERCPU, (INDEX, "    u32 i = at;\n")],
-                      "counters in a percpu_array (layout 2): a pointer table first"),
+    "counter by slot": (
+        [
+            (
+                INDEX,
+                "    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + (r->slot & (MAX_SLOTS - 1)); (void)at;\n",
+            )
+        ],
+        "counters keyed by the rule record's slot (layout 3): their address waits for the record",
+    ),
+    "per-CPU array": (
+        [PERCPU, (INDEX, "    u32 i = at;\n")],
+        "counters in a percpu_array (layout 2): a pointer table first",
+    ),
     "no counter": ([(COUNTER, "    struct counter *c = 0; (void)i;\n")], "what the counter update costs"),
-    "no rule record": ([(RECORD, "    struct rule rr = {pos, 0, 0}; struct rule *r = &rr;\n    u64 now")],
-                       "what reading the matched rule's record (action, expiry) costs"),
-    "stop at match": ([(MATCH, MATCH + "    if (pos != 999) return pos == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n")],
-                      "classification only: no rule record, expiry or counter"),
-    "no src table": ([(SRC4, "")], "what the source host hash costs (with many rules, the match moves to an earlier rule)"),
+    "no rule record": (
+        [(RECORD, "    struct rule rr = {pos, 0, 0}; struct rule *r = &rr;\n    u64 now")],
+        "what reading the matched rule's record (action, expiry) costs",
+    ),
+    "stop at match": (
+        [(MATCH, MATCH + "    if (pos != 999) return pos == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n")],
+        "classification only: no rule record, expiry or counter",
+    ),
+    "no src table": (
+        [(SRC4, "")],
+        "what the source host hash costs (with many rules, the match moves to an earlier rule)",
+    ),
     "no dst table": ([(DST4, "")], "what the destination host hash costs"),
     "no port table": ([(DPORT, "")], "what the destination port intervals cost"),
-    "port table": ([(DPORT, DPORT.replace("pint_lookup(&sv->dpi", "port_lookup(&sv->dport"))],
-                   "ports through the 65536-entry table (layout 4): the class's address waits for root's line"),
+    "port table": (
+        [(DPORT, DPORT.replace("pint_lookup(&sv->dpi", "port_lookup(&sv->dport"))],
+        "ports through the 65536-entry table (layout 4): the class's address waits for root's line",
+    ),
     "port search loop": ([(PTREE, PLOOP)], "the interval search as a loop: computed indexes"),
-    "halving ctz": ([(CTZ, HALVING)], "the match's bit found in six halving steps (layout 4), not by de Bruijn"),
-    "no expiry check": ([("    if (r->expires && r->expires <= now) {\n", "    if (0) {\n")], "what checking the match's TTL costs"),
-    "parse only": ([("    p.dir = dir;\n", "    p.dir = dir;\n    if (p.sport != 999) return p.dport == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n")],
-                   "the packet parsed, nothing looked up"),
-    "set found": ([("    if (!c->nrules) return TC_ACT_UNSPEC;\n", "    if (c->nrules != 9999) return p->dport == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n")],
-                  "parsed, active set and its cfg read"),
+    "halving ctz": (
+        [(CTZ, HALVING)],
+        "the match's bit found in six halving steps (layout 4), not by de Bruijn",
+    ),
+    "no expiry check": (
+        [("    if (r->expires && r->expires <= now) {\n", "    if (0) {\n")],
+        "what checking the match's TTL costs",
+    ),
+    "parse only": (
+        [
+            (
+                "    p.dir = dir;\n",
+                "    p.dir = dir;\n    if (p.sport != 999) return p.dport == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n",
+            )
+        ],
+        "the packet parsed, nothing looked up",
+    ),
+    "set found": (
+        [
+            (
+                "    if (!c->nrules) return TC_ACT_UNSPEC;\n",
+                "    if (c->nrules != 9999) return p->dport == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n",
+            )
+        ],
+        "parsed, active set and its cfg read",
+    ),
     "no tables": ([(SRC4, ""), (DST4, ""), (DPORT, "")], "no address or port table read (the match moves)"),
 }
 
@@ -155,7 +195,9 @@ def main() -> int:
     sets = sys.argv[2].split(",") if len(sys.argv) > 2 else ["1", "256", "2T"]
     names = sys.argv[3:] or list(VARIANTS)
     if any(n not in VARIANTS for n in names) or any(s not in SETS for s in sets):
-        print(f"rules_variants: variants are {', '.join(VARIANTS)}; sets are {', '.join(SETS)}", file=sys.stderr)
+        print(
+            f"rules_variants: variants are {', '.join(VARIANTS)}; sets are {', '.join(SETS)}", file=sys.stderr
+        )
         return 2
     stats_fd = enable_stats()
     tmp = Path(tempfile.mkdtemp(prefix="ebpftop-rules-variants-"))
@@ -163,9 +205,22 @@ def main() -> int:
     try:
         with veth_pair("ebrv") as net:
             srcs = {n: variant_source(tmp, n) for n in names}
-            files = {s: str(rule_file(tmp, s, *SETS[s], net.a_ip4, net.b_ip4, ports="1000-1999")) for s in sets}
+            files = {
+                s: str(rule_file(tmp, s, *SETS[s], net.a_ip4, net.b_ip4, ports="1000-1999")) for s in sets
+            }
             sender = net.b.python(FAST_FLOODER, net.a_ip4, "1")  # to port 1024: inside every set's range
-            agent = net.a.popen(PYTHON, "-c", AGENT, net.a_if, "1.5", str(rounds), json.dumps(srcs), json.dumps(files), str(tmp), bpf=True)
+            agent = net.a.popen(
+                PYTHON,
+                "-c",
+                AGENT,
+                net.a_if,
+                "1.5",
+                str(rounds),
+                json.dumps(srcs),
+                json.dumps(files),
+                str(tmp),
+                bpf=True,
+            )
             try:
                 if not json.loads(agent.stdout.readline() or "{}").get("ready"):
                     raise RuntimeError(f"variants agent failed: {agent.stderr.read()[-2000:]}")
@@ -188,12 +243,16 @@ def main() -> int:
     def med(xs: list[float] | None) -> str:
         return f"{statistics.median(xs):6.1f}" if xs else "     -"
 
-    print(f"{rounds} rounds, every variant loaded afresh each round; all in one tcx chain (order rotating, the floor "
-          f"last), one UDP sender flat out, 1.5 s a set; load {os.getloadavg()[0]:.2f}")
+    print(
+        f"{rounds} rounds, every variant loaded afresh each round; all in one tcx chain (order rotating, the floor "
+        f"last), one UDP sender flat out, 1.5 s a set; load {os.getloadavg()[0]:.2f}"
+    )
     print(f"ns per packet above the floor when first in the chain | paired difference from {names[0]!r}")
     print(f"{'variant':18}" + "".join(f"{s:>20}" for s in sets) + "  what it asks")
     for n in names:
-        cells = "".join(f"{med(figures.first.get((n, s)))} | {med(figures.paired.get((n, s)))}{'':3}" for s in sets)
+        cells = "".join(
+            f"{med(figures.first.get((n, s)))} | {med(figures.paired.get((n, s)))}{'':3}" for s in sets
+        )
         print(f"{n:18}{cells}  {VARIANTS[n][1]}")
     return 0
 

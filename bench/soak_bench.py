@@ -48,26 +48,41 @@ def churn(source: str, data, i: int):
     """The sample of second `i`: what a busy node would change in it."""
     if source == "flows":
         flows = tuple(
-            dataclasses.replace(f, sport=1024 + (i * 13 + j) % 60000, pid=(f.pid or 0) + i % 30000,
-                                first_seen=f.first_seen + i, last_seen=f.last_seen + i)
+            dataclasses.replace(
+                f,
+                sport=1024 + (i * 13 + j) % 60000,
+                pid=(f.pid or 0) + i % 30000,
+                first_seen=f.first_seen + i,
+                last_seen=f.last_seen + i,
+            )
             for j, f in enumerate(data.flows)
         )
         return dataclasses.replace(data, flows=flows)
     if source == "canary":
         services = tuple(
-            dataclasses.replace(s, exemplars=tuple(
-                dataclasses.replace(e, trace_id=f"{i:016x}{k:016x}", time=e.time + i) for k, e in enumerate(s.exemplars)
-            ), evaluated_at=(s.evaluated_at or 0) + i)
+            dataclasses.replace(
+                s,
+                exemplars=tuple(
+                    dataclasses.replace(e, trace_id=f"{i:016x}{k:016x}", time=e.time + i)
+                    for k, e in enumerate(s.exemplars)
+                ),
+                evaluated_at=(s.evaluated_at or 0) + i,
+            )
             for s in data.services
         )
         return dataclasses.replace(data, services=services)
     if source == "profiles":
+
         def retag(stack, k):
             tags = tuple((key, f"{i % 30000 + 1000}" if key == "pid" else value) for key, value in stack.tags)
             return dataclasses.replace(stack, tags=tags + (("trace_id", f"{i:016x}{k:016x}"),))
-        windows = tuple(dataclasses.replace(w, stacks=tuple(retag(s, k) for k, s in enumerate(w.stacks)),
-                                            start=w.start + i, end=w.end + i)
-                        for w in data.windows)
+
+        windows = tuple(
+            dataclasses.replace(
+                w, stacks=tuple(retag(s, k) for k, s in enumerate(w.stacks)), start=w.start + i, end=w.end + i
+            )
+            for w in data.windows
+        )
         return dataclasses.replace(data, windows=windows)
     return data
 
@@ -80,7 +95,12 @@ def measure() -> tuple[float, int]:
 
 async def soak() -> list[tuple[int, float, int]]:
     tmp = tempfile.mkdtemp(prefix="ebpftop-soak-")
-    settings = Settings(history=HISTORY, kiosk=True, audit_log=os.path.join(tmp, "audit.jsonl"), audit_key=os.path.join(tmp, "key"))
+    settings = Settings(
+        history=HISTORY,
+        kiosk=True,
+        audit_log=os.path.join(tmp, "audit.jsonl"),
+        audit_key=os.path.join(tmp, "key"),
+    )
     runtime = Runtime(settings, collectors=[])
     app = EbpftopApp(runtime)
     base = templates()
@@ -108,7 +128,7 @@ def main() -> None:
     first, last = judged[0], judged[-1]
     per_day = (last[1] - first[1]) / max(1, last[0] - first[0]) * 86400
     rows = "\n".join(f"| {n} | {mb:.1f} | {objs} |" for n, mb, objs in points)
-    body = f"""Machine: {machine()}. Command: `python bench/run.py soak` (`bench/soak_bench.py`{', --quick' if QUICK else ''}).
+    body = f"""Machine: {machine()}. Command: `python bench/run.py soak` (`bench/soak_bench.py`{", --quick" if QUICK else ""}).
 The kiosk app (read-only, 160x48, Textual's headless driver) was fed {SECONDS} one-second samples of every
 demo source (tests/data/demo.rec), each second with new flow 5-tuples and pids and new trace ids in the
 exemplars and profile tags, as fast as it drew them ({took:.0f} s for the run). Resident memory after a full

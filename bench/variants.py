@@ -16,8 +16,10 @@ def variant_file(src: Path, subs: list[tuple[str, str]], tmp: Path, name: str) -
     text = src.read_text()
     for anchor, repl in subs:
         if text.count(anchor) != 1:
-            raise SystemExit(f"{Path(__file__).name}: variant {name!r}: {src.name} no longer contains "
-                             f"{anchor.strip()[:60]!r} exactly once; update the variant")
+            raise SystemExit(
+                f"{Path(__file__).name}: variant {name!r}: {src.name} no longer contains "
+                f"{anchor.strip()[:60]!r} exactly once; update the variant"
+            )
         text = text.replace(anchor, repl)
     path = tmp / f"{name.replace(' ', '_').replace(',', '')}.bpf.c"
     path.write_text(text)

@@ -17,9 +17,9 @@ import platform
 import re
 import socket
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from ebpftop.collectors.bpfsys import BpfError, bpf
 from ebpftop.core.settings import Settings
@@ -28,10 +28,10 @@ from ebpftop.core.settings import Settings
 @dataclass(frozen=True)
 class Check:
     name: str
-    ok: bool | None          # True ok, False missing, None warning / could not tell
+    ok: bool | None  # True ok, False missing, None warning / could not tell
     detail: str
     fix: str = ""
-    essential: bool = True   # a missing essential check makes doctor exit 1
+    essential: bool = True  # a missing essential check makes doctor exit 1
 
     @property
     def label(self) -> str:
@@ -44,8 +44,12 @@ CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
-_CAP_NAMES = {CAP_NET_ADMIN: "CAP_NET_ADMIN", CAP_SYS_ADMIN: "CAP_SYS_ADMIN",
-              CAP_PERFMON: "CAP_PERFMON", CAP_BPF: "CAP_BPF"}
+_CAP_NAMES = {
+    CAP_NET_ADMIN: "CAP_NET_ADMIN",
+    CAP_SYS_ADMIN: "CAP_SYS_ADMIN",
+    CAP_PERFMON: "CAP_PERFMON",
+    CAP_BPF: "CAP_BPF",
+}
 
 
 def parse_cap_eff(status_text: str) -> int | None:
@@ -74,13 +78,21 @@ def check_privileges(status_text: str | None = None, euid: int | None = None) ->
         status_text = Path("/proc/self/status").read_text()
     cap = parse_cap_eff(status_text)
     if cap is None:
-        return Check("root/capabilities", None, "no CapEff line in /proc/self/status", "run as root: sudo ebpftop")
+        return Check(
+            "root/capabilities", None, "no CapEff line in /proc/self/status", "run as root: sudo ebpftop"
+        )
     missing = missing_caps(cap)
     who = "root" if euid == 0 else f"uid {euid}"
     if not missing:
-        return Check("root/capabilities", True, f"{who}; CapEff {cap:#x} has CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN")
-    return Check("root/capabilities", False, f"{who}; missing {', '.join(missing)} (CapEff {cap:#x})",
-                 "run as root: sudo ebpftop (or grant cap_bpf,cap_perfmon,cap_net_admin)")
+        return Check(
+            "root/capabilities", True, f"{who}; CapEff {cap:#x} has CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN"
+        )
+    return Check(
+        "root/capabilities",
+        False,
+        f"{who}; missing {', '.join(missing)} (CapEff {cap:#x})",
+        "run as root: sudo ebpftop (or grant cap_bpf,cap_perfmon,cap_net_admin)",
+    )
 
 
 # ---------------------------------------------------------------- bpf() via ctypes
@@ -125,9 +137,15 @@ def check_ringbuf() -> Check:
         os.close(fd)
         return Check("ring buffer", True, "created (and closed) a BPF_MAP_TYPE_RINGBUF map")
     if code == errno.EINVAL:
-        return Check("ring buffer", False, "kernel rejects BPF_MAP_TYPE_RINGBUF (needs Linux >= 5.8)",
-                     "upgrade the kernel to 5.8 or newer")
-    return Check("ring buffer", False, f"BPF_MAP_TYPE_RINGBUF create failed: {_err(code)}", "run as root: sudo ebpftop")
+        return Check(
+            "ring buffer",
+            False,
+            "kernel rejects BPF_MAP_TYPE_RINGBUF (needs Linux >= 5.8)",
+            "upgrade the kernel to 5.8 or newer",
+        )
+    return Check(
+        "ring buffer", False, f"BPF_MAP_TYPE_RINGBUF create failed: {_err(code)}", "run as root: sudo ebpftop"
+    )
 
 
 def _load_pass_program() -> tuple[int, int]:
@@ -135,8 +153,9 @@ def _load_pass_program() -> tuple[int, int]:
     insns = struct.pack("<BBhi", 0xB7, 0x00, 0, -1) + struct.pack("<BBhi", 0x95, 0, 0, 0)
     insn_buf = ctypes.create_string_buffer(insns, len(insns))
     license_buf = ctypes.create_string_buffer(b"GPL")
-    attr = struct.pack("=IIQQ", BPF_PROG_TYPE_SCHED_CLS, 2,
-                       ctypes.addressof(insn_buf), ctypes.addressof(license_buf))
+    attr = struct.pack(
+        "=IIQQ", BPF_PROG_TYPE_SCHED_CLS, 2, ctypes.addressof(insn_buf), ctypes.addressof(license_buf)
+    )
     fd, code = _bpf(BPF_PROG_LOAD, attr)
     del insn_buf, license_buf  # kept alive until here: the kernel reads them during the call
     return fd, code
@@ -156,8 +175,13 @@ def check_tcx() -> Check:
     looks the device up and says ENODEV; one without rejects the attach type, EINVAL."""
     prog, code = _load_pass_program()
     if prog < 0:
-        return Check("tcx", None, f"could not load a probe program: {_err(code)}",
-                     "run as root; ebpftop falls back to classic TC (clsact) if tcx is missing", essential=False)
+        return Check(
+            "tcx",
+            None,
+            f"could not load a probe program: {_err(code)}",
+            "run as root; ebpftop falls back to classic TC (clsact) if tcx is missing",
+            essential=False,
+        )
     try:
         link, code = _bpf(BPF_LINK_CREATE, struct.pack("=III", prog, _free_ifindex(), BPF_TCX_INGRESS))
         if link >= 0:  # cannot happen for a free ifindex; never leave it attached
@@ -166,10 +190,17 @@ def check_tcx() -> Check:
     finally:
         os.close(prog)
     if code == errno.ENODEV:
-        return Check("tcx", True, "kernel accepts BPF_TCX_INGRESS links (probed; nothing attached)", essential=False)
+        return Check(
+            "tcx", True, "kernel accepts BPF_TCX_INGRESS links (probed; nothing attached)", essential=False
+        )
     if code == errno.EINVAL:
-        return Check("tcx", False, f"kernel {platform.release()} has no tcx links (needs Linux >= 6.6)",
-                     "none needed: flows use classic TC (clsact qdisc) instead", essential=False)
+        return Check(
+            "tcx",
+            False,
+            f"kernel {platform.release()} has no tcx links (needs Linux >= 6.6)",
+            "none needed: flows use classic TC (clsact qdisc) instead",
+            essential=False,
+        )
     return Check("tcx", None, f"probe inconclusive: {_err(code)}", "", essential=False)
 
 
@@ -186,16 +217,25 @@ def check_perf_event() -> Check:
     # perf_event_attr (first 64 bytes): type=SOFTWARE, size, config=CPU_CLOCK, ..., disabled=1
     attr = ctypes.create_string_buffer(struct.pack("=IIQQQQQ", 1, 64, 0, 0, 0, 0, 1).ljust(64, b"\0"), 64)
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.syscall(ctypes.c_long(nr), attr, ctypes.c_int(-1), ctypes.c_int(0), ctypes.c_int(-1),
-                      ctypes.c_ulong(8))  # PERF_FLAG_FD_CLOEXEC
+    fd = libc.syscall(
+        ctypes.c_long(nr), attr, ctypes.c_int(-1), ctypes.c_int(0), ctypes.c_int(-1), ctypes.c_ulong(8)
+    )  # PERF_FLAG_FD_CLOEXEC
     if fd >= 0:
         os.close(fd)
         return Check(name, True, "opened (and closed) a system-wide cpu-clock event", essential=False)
     code = ctypes.get_errno()
-    fix = ("run as root, or: sysctl kernel.perf_event_paranoid=-1" if code in (errno.EPERM, errno.EACCES)
-           else "kernel built without CONFIG_PERF_EVENTS")
-    return Check(name, False, f"perf_event_open failed: {_err(code)}; the CPU profile pane will be off", fix,
-                 essential=False)
+    fix = (
+        "run as root, or: sysctl kernel.perf_event_paranoid=-1"
+        if code in (errno.EPERM, errno.EACCES)
+        else "kernel built without CONFIG_PERF_EVENTS"
+    )
+    return Check(
+        name,
+        False,
+        f"perf_event_open failed: {_err(code)}; the CPU profile pane will be off",
+        fix,
+        essential=False,
+    )
 
 
 # ---------------------------------------------------------------- kernel headers
@@ -217,11 +257,16 @@ def headers_release(build_dir: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def check_headers(release: str | None = None, modules: Path = Path("/lib/modules"),
-                  kheaders: Path = Path("/sys/kernel/kheaders.tar.xz")) -> Check:
+def check_headers(
+    release: str | None = None,
+    modules: Path = Path("/lib/modules"),
+    kheaders: Path = Path("/sys/kernel/kheaders.tar.xz"),
+) -> Check:
     release = release or platform.release()
     build = modules / release / "build"
-    fix = f"apt-get install linux-headers-{release}  (or `make setup`, which links the nearest Debian headers)"
+    fix = (
+        f"apt-get install linux-headers-{release}  (or `make setup`, which links the nearest Debian headers)"
+    )
     if not build.exists():
         if kheaders.exists():
             return Check("kernel headers", True, f"none installed; bcc uses the kernel's built-in {kheaders}")
@@ -229,13 +274,18 @@ def check_headers(release: str | None = None, modules: Path = Path("/lib/modules
     resolved = build.resolve()
     have = headers_release(resolved)
     if have is None:
-        return Check("kernel headers", None, f"{build} -> {resolved}: cannot tell which kernel they are for", fix)
+        return Check(
+            "kernel headers", None, f"{build} -> {resolved}: cannot tell which kernel they are for", fix
+        )
     if have == release:
         return Check("kernel headers", True, f"{resolved} ({have})")
-    return Check("kernel headers", None,
-                 f"{build} -> {resolved} is for {have}, the kernel is {release}; fine for ebpftop, whose BPF "
-                 "reads only tracepoint arguments and packet data (stable ABI), but other bcc tools may misbehave",
-                 f"only if other bcc tools need exact headers: apt-get install linux-headers-{release}")
+    return Check(
+        "kernel headers",
+        None,
+        f"{build} -> {resolved} is for {have}, the kernel is {release}; fine for ebpftop, whose BPF "
+        "reads only tracepoint arguments and packet data (stable ABI), but other bcc tools may misbehave",
+        f"only if other bcc tools need exact headers: apt-get install linux-headers-{release}",
+    )
 
 
 # ---------------------------------------------------------------- mounts
@@ -257,8 +307,13 @@ def parse_mounts(text: str) -> list[tuple[str, str]]:
 
 MOUNTS = (
     # name, fs type, usual places, mount command, essential
-    ("tracefs", "tracefs", ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"),
-     "mount -t tracefs tracefs /sys/kernel/tracing", True),
+    (
+        "tracefs",
+        "tracefs",
+        ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"),
+        "mount -t tracefs tracefs /sys/kernel/tracing",
+        True,
+    ),
     ("debugfs", "debugfs", ("/sys/kernel/debug",), "mount -t debugfs debugfs /sys/kernel/debug", False),
     ("bpffs", "bpf", ("/sys/fs/bpf",), "mount -t bpf bpf /sys/fs/bpf", True),
 )
@@ -275,9 +330,11 @@ def check_mounts(mounts_text: str | None = None) -> list[Check]:
             preferred = [mp for mp in where if mp in places] or where
             checks.append(Check(name, True, f"mounted at {preferred[0]}", essential=essential))
         else:
-            why = {"tracefs": "tracepoints (TCP events) need it",
-                   "debugfs": "only older tools look for tracing under it",
-                   "bpffs": "pinned deny rules need it"}[name]
+            why = {
+                "tracefs": "tracepoints (TCP events) need it",
+                "debugfs": "only older tools look for tracing under it",
+                "bpffs": "pinned deny rules need it",
+            }[name]
             checks.append(Check(name, False, f"not mounted; {why}", cmd, essential=essential))
     return checks
 
@@ -287,11 +344,15 @@ def check_mounts(mounts_text: str | None = None) -> list[Check]:
 
 def check_bcc() -> Check:
     try:
-        import bcc  # noqa: F401
+        import bcc
     except Exception as exc:  # ImportError, or OSError from a missing libbcc
-        return Check("bcc", False, f"import bcc failed: {exc}",
-                     "apt-get install python3-bpfcc, and run ebpftop from Debian's python3 "
-                     "(or a venv made with --system-site-packages)")
+        return Check(
+            "bcc",
+            False,
+            f"import bcc failed: {exc}",
+            "apt-get install python3-bpfcc, and run ebpftop from Debian's python3 "
+            "(or a venv made with --system-site-packages)",
+        )
     version = getattr(bcc, "__version__", "") or "version unknown"
     return Check("bcc", True, f"imports ({version})")
 
@@ -299,14 +360,22 @@ def check_bcc() -> Check:
 # ---------------------------------------------------------------- endpoints
 
 
-def check_endpoint(name: str, url: str | None, paths: Iterable[str] = ("/-/ready", "/api/v1/status/buildinfo"),
-                   timeout: float = 2.0, setting: str = "", any_status: bool = False,
-                   client_options: dict | None = None) -> Check:
+def check_endpoint(
+    name: str,
+    url: str | None,
+    paths: Iterable[str] = ("/-/ready", "/api/v1/status/buildinfo"),
+    timeout: float = 2.0,
+    setting: str = "",
+    any_status: bool = False,
+    client_options: dict | None = None,
+) -> Check:
     """GET the first of `paths` under `url` that answers 2xx (any HTTP status with
     `any_status`) within `timeout` seconds. `client_options` (headers, auth, verify) are
     the credentials and CA the collector would use."""
     if not url:
-        return Check(name, None, "not configured", f"set {setting} to use it" if setting else "", essential=False)
+        return Check(
+            name, None, "not configured", f"set {setting} to use it" if setting else "", essential=False
+        )
     import httpx
 
     fix = f"start it, or fix {setting} (now {url})" if setting else f"start it, or fix its URL ({url})"
@@ -318,8 +387,10 @@ def check_endpoint(name: str, url: str | None, paths: Iterable[str] = ("/-/ready
 
     # trust_env: proxies and NO_PROXY from the environment apply, as they do for the
     # collectors' requests sessions.
-    with DaemonExecutor(1, "doctor-http") as pool, \
-            httpx.Client(timeout=timeout, follow_redirects=False, **(client_options or {})) as client:
+    with (
+        DaemonExecutor(1, "doctor-http") as pool,
+        httpx.Client(timeout=timeout, follow_redirects=False, **(client_options or {})) as client,
+    ):
         for path in paths:
             try:
                 resp = pool.submit(client.get, base + path).result(timeout)
@@ -331,8 +402,12 @@ def check_endpoint(name: str, url: str | None, paths: Iterable[str] = ("/-/ready
                 return Check(name, True, f"{base}{path} answered HTTP {resp.status_code}")
             last = f"{base}{path} answered HTTP {resp.status_code}"
             if resp.status_code in (401, 403):
-                return Check(name, False, last + " (reachable, credentials missing or refused)",
-                             f"check the credential settings next to {setting or 'the URL'}")
+                return Check(
+                    name,
+                    False,
+                    last + " (reachable, credentials missing or refused)",
+                    f"check the credential settings next to {setting or 'the URL'}",
+                )
     return Check(name, False, last, fix)
 
 
@@ -388,8 +463,11 @@ def check_endpoints(settings: Settings) -> list[Check]:
             except ValueError as exc:
                 out.append(Check(name, False, f"cannot use {exc}", "fix that setting or the file"))
                 continue
-            out.append(check_endpoint(name, url, HEALTH_PATHS[opt.name], setting=where,
-                                      client_options=client_options))
+            out.append(
+                check_endpoint(
+                    name, url, HEALTH_PATHS[opt.name], setting=where, client_options=client_options
+                )
+            )
         elif opt.name in HEALTH_PATHS:
             out.append(check_endpoint(name, url, HEALTH_PATHS[opt.name], setting=where))
         else:
@@ -405,8 +483,13 @@ def check_writable(name: str, path: str | None, setting: str) -> Check:
     try:
         return _writable(name, Path(path), setting)
     except OSError as exc:  # e.g. a parent we may not even look into
-        return Check(name, False, f"cannot check {path}: {exc.strerror or exc}",
-                     f"run as root, or point {setting} elsewhere", essential=False)
+        return Check(
+            name,
+            False,
+            f"cannot check {path}: {exc.strerror or exc}",
+            f"run as root, or point {setting} elsewhere",
+            essential=False,
+        )
 
 
 def _writable(name: str, p: Path, setting: str) -> Check:
@@ -415,15 +498,25 @@ def _writable(name: str, p: Path, setting: str) -> Check:
             return Check(name, False, f"{p} is a directory", f"point {setting} at a file", essential=False)
         if os.access(p, os.W_OK):
             return Check(name, True, f"{p} is writable", essential=False)
-        return Check(name, False, f"{p} is not writable by uid {os.geteuid()}",
-                     f"run as root, or point {setting} elsewhere", essential=False)
+        return Check(
+            name,
+            False,
+            f"{p} is not writable by uid {os.geteuid()}",
+            f"run as root, or point {setting} elsewhere",
+            essential=False,
+        )
     parent = p.parent
     while not parent.exists():
         parent = parent.parent
     if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
         return Check(name, True, f"{p} will be created (under {parent})", essential=False)
-    return Check(name, False, f"cannot create {p}: {parent} is not writable by uid {os.geteuid()}",
-                 f"run as root, or point {setting} elsewhere", essential=False)
+    return Check(
+        name,
+        False,
+        f"cannot create {p}: {parent} is not writable by uid {os.geteuid()}",
+        f"run as root, or point {setting} elsewhere",
+        essential=False,
+    )
 
 
 def check_config(files: Iterable[tuple[Path, bool]]) -> Check:
@@ -436,8 +529,14 @@ def check_config(files: Iterable[tuple[Path, bool]]) -> Check:
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    checks = [check_privileges(), check_bpf_syscall(), check_ringbuf(), check_tcx(), check_perf_event(),
-              check_headers()]
+    checks = [
+        check_privileges(),
+        check_bpf_syscall(),
+        check_ringbuf(),
+        check_tcx(),
+        check_perf_event(),
+        check_headers(),
+    ]
     checks += check_mounts()
     checks.append(check_bcc())
     checks += check_endpoints(settings)

@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ebpftop.core.collector import Collector
 from ebpftop.core.codec import to_jsonable
+from ebpftop.core.collector import Collector
 from ebpftop.core.model import Health, HealthState, Snapshot
 from ebpftop.core.record import SOURCE as RECORDER
 from ebpftop.core.runtime import Runtime, default_collectors
@@ -42,9 +42,7 @@ _POLL = 0.05
 
 class UnknownSource(ValueError):
     def __init__(self, unknown: list[str], valid: list[str]) -> None:
-        super().__init__(
-            f"unknown source {', '.join(unknown)}; valid sources: {', '.join(valid)}"
-        )
+        super().__init__(f"unknown source {', '.join(unknown)}; valid sources: {', '.join(valid)}")
         self.unknown = unknown
         self.valid = valid
 

@@ -15,6 +15,7 @@ from ebpftop.core.settings import Settings
 
 def seconds(maximum: float, *, zero: bool = True):
     """An argparse type: a number of seconds, 0 (or more than 0 when not `zero`) to `maximum`."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -24,6 +25,7 @@ def seconds(maximum: float, *, zero: bool = True):
             low = "between 0 and" if zero else "more than 0 and at most"
             raise argparse.ArgumentTypeError(f"must be {low} {maximum:g} seconds, got {text}")
         return value
+
     return parse
 
 
@@ -42,41 +44,118 @@ class _HelpConfig(argparse.Action):
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("dashboard options")
-    g.add_argument("--config", metavar="FILE", help="read this TOML file instead of /etc/ebpftop and ~/.config/ebpftop")
-    g.add_argument("--help-config", action=_HelpConfig,
-                   help="print every setting (file key, environment variable, flag, default) and exit")
-    g.add_argument("--theme", help="ebpftop-dark (default), ebpftop-light, ebpftop-high-contrast, ebpftop-kiosk")
-    g.add_argument("--kiosk", "--read-only", dest="kiosk", action="store_const", const=True, default=None,
-                   help="read-only wall display: no action can run")
+    g.add_argument(
+        "--config", metavar="FILE", help="read this TOML file instead of /etc/ebpftop and ~/.config/ebpftop"
+    )
+    g.add_argument(
+        "--help-config",
+        action=_HelpConfig,
+        help="print every setting (file key, environment variable, flag, default) and exit",
+    )
+    g.add_argument(
+        "--theme", help="ebpftop-dark (default), ebpftop-light, ebpftop-high-contrast, ebpftop-kiosk"
+    )
+    g.add_argument(
+        "--kiosk",
+        "--read-only",
+        dest="kiosk",
+        action="store_const",
+        const=True,
+        default=None,
+        help="read-only wall display: no action can run",
+    )
     g.add_argument("--refresh", type=float, metavar="SECONDS", help="seconds between samples (default 1)")
-    g.add_argument("--record", metavar="FILE", help="append everything shown to FILE (replay it with `ebpftop replay FILE`)")
-    g.add_argument("--record-max-mb", type=float, metavar="MB", help="stop recording at this size (default 256)")
-    g.add_argument("--audit-log", metavar="FILE", help="audit log path (default /var/log/ebpftop/audit.jsonl)")
-    g.add_argument("--iface", dest="ifaces", action="append", metavar="NAME", help="watch this interface (repeatable)")
+    g.add_argument(
+        "--record",
+        metavar="FILE",
+        help="append everything shown to FILE (replay it with `ebpftop replay FILE`)",
+    )
+    g.add_argument(
+        "--record-max-mb", type=float, metavar="MB", help="stop recording at this size (default 256)"
+    )
+    g.add_argument(
+        "--audit-log", metavar="FILE", help="audit log path (default /var/log/ebpftop/audit.jsonl)"
+    )
+    g.add_argument(
+        "--iface", dest="ifaces", action="append", metavar="NAME", help="watch this interface (repeatable)"
+    )
     g.add_argument("--prometheus-url", metavar="URL", help="Prometheus HTTP API for the canary pane")
-    g.add_argument("--lab", action="store_const", const=True, default=None,
-                   help="wire the dashboard (bringing the lab up) and snapshot, doctor, rollback (a running lab) "
-                        "to `ebpftop lab`")
-    g.add_argument("--auto-rollback", action="store_const", const=True, default=None,
-                   help="roll back on its own when the canary verdict stays fail (cancellable countdown)")
-    g.add_argument("--pprof", dest="pprof_urls", action="append", metavar="URL",
-                   help="pprof endpoint to profile (Go net/http/pprof, e.g. http://127.0.0.1:6060; repeatable)")
-    g.add_argument("--profile-hz", dest="profile_hz", type=int, metavar="HZ",
-                   help="BPF CPU sampling frequency on every CPU (default 49; 0 turns the sampler off)")
+    g.add_argument(
+        "--lab",
+        action="store_const",
+        const=True,
+        default=None,
+        help="wire the dashboard (bringing the lab up) and snapshot, doctor, rollback (a running lab) "
+        "to `ebpftop lab`",
+    )
+    g.add_argument(
+        "--auto-rollback",
+        action="store_const",
+        const=True,
+        default=None,
+        help="roll back on its own when the canary verdict stays fail (cancellable countdown)",
+    )
+    g.add_argument(
+        "--pprof",
+        dest="pprof_urls",
+        action="append",
+        metavar="URL",
+        help="pprof endpoint to profile (Go net/http/pprof, e.g. http://127.0.0.1:6060; repeatable)",
+    )
+    g.add_argument(
+        "--profile-hz",
+        dest="profile_hz",
+        type=int,
+        metavar="HZ",
+        help="BPF CPU sampling frequency on every CPU (default 49; 0 turns the sampler off)",
+    )
     c = parser.add_argument_group("canary options (also in [canary] of the config)")
-    c.add_argument("--canary-p99-max", type=float, metavar="SECONDS", help="fail when canary p99 stays above (default 1.2)")
-    c.add_argument("--canary-error-ratio-max", type=float, metavar="RATIO", help="fail when canary 5xx ratio stays above (default 0.005)")
-    c.add_argument("--canary-p99-ratio-max", type=float, metavar="X", help="fail when canary p99 / stable p99 stays above (default 1.2)")
-    c.add_argument("--canary-persist", type=int, metavar="N", help="breaching evaluations in a row before fail (default 3)")
-    c.add_argument("--canary-min-requests", type=int, metavar="N", help="fewer canary requests in the window is no data (default 20)")
+    c.add_argument(
+        "--canary-p99-max",
+        type=float,
+        metavar="SECONDS",
+        help="fail when canary p99 stays above (default 1.2)",
+    )
+    c.add_argument(
+        "--canary-error-ratio-max",
+        type=float,
+        metavar="RATIO",
+        help="fail when canary 5xx ratio stays above (default 0.005)",
+    )
+    c.add_argument(
+        "--canary-p99-ratio-max",
+        type=float,
+        metavar="X",
+        help="fail when canary p99 / stable p99 stays above (default 1.2)",
+    )
+    c.add_argument(
+        "--canary-persist",
+        type=int,
+        metavar="N",
+        help="breaching evaluations in a row before fail (default 3)",
+    )
+    c.add_argument(
+        "--canary-min-requests",
+        type=int,
+        metavar="N",
+        help="fewer canary requests in the window is no data (default 20)",
+    )
     c.add_argument("--canary-window", metavar="DURATION", help="evaluation window, e.g. 1m, 5m (default 1m)")
-    c.add_argument("--canary-interval", type=float, metavar="SECONDS", help="seconds between evaluations (default 5)")
-    c.add_argument("--canary-timeout", type=float, metavar="SECONDS", help="seconds each query may take (default 5)")
+    c.add_argument(
+        "--canary-interval", type=float, metavar="SECONDS", help="seconds between evaluations (default 5)"
+    )
+    c.add_argument(
+        "--canary-timeout", type=float, metavar="SECONDS", help="seconds each query may take (default 5)"
+    )
     c.add_argument("--canary-services-file", metavar="FILE", help="TOML file of [[service]] tables")
-    c.add_argument("--prometheus-token-file", metavar="FILE", help="bearer token for Prometheus, read from FILE")
+    c.add_argument(
+        "--prometheus-token-file", metavar="FILE", help="bearer token for Prometheus, read from FILE"
+    )
     c.add_argument("--prometheus-user", metavar="USER", help="basic-auth user for Prometheus")
     c.add_argument("--prometheus-password-file", metavar="FILE", help="basic-auth password, read from FILE")
-    c.add_argument("--prometheus-ca-file", metavar="FILE", help="CA bundle (PEM) for Prometheus' TLS certificate")
+    c.add_argument(
+        "--prometheus-ca-file", metavar="FILE", help="CA bundle (PEM) for Prometheus' TLS certificate"
+    )
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -135,11 +214,11 @@ def with_lab(settings: Settings, *, bring_up: bool) -> Settings:
     namespaces and servers as a side effect would surprise; it uses the running lab
     and exits 2 when there is none. Exits 1 when the lab cannot start.
     """
+    from ebpftop.core.untrusted import clean
     from ebpftop.lab import manager
     from ebpftop.lab.errors import LabError
     from ebpftop.lab.layout import LabConfig
     from ebpftop.lab.state import StateFileError
-    from ebpftop.core.untrusted import clean
 
     config = LAB_CONFIG or LabConfig()
 
@@ -158,7 +237,10 @@ def with_lab(settings: Settings, *, bring_up: bool) -> Settings:
         print(f"ebpftop: --lab: {clean(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     if ep is None:
-        print("ebpftop: --lab: the lab is not up (run `ebpftop lab up`, or `ebpftop --lab` to open the "
-              "dashboard, which brings it up)", file=sys.stderr)
+        print(
+            "ebpftop: --lab: the lab is not up (run `ebpftop lab up`, or `ebpftop --lab` to open the "
+            "dashboard, which brings it up)",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return manager.wire_settings(settings, ep)

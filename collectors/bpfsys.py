@@ -12,8 +12,24 @@ import os
 import platform
 import time
 
-SYS_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280}
-SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283, "arm64": 283, "armv7l": 389, "ppc64le": 365, "s390x": 356, "riscv64": 283}
+SYS_BPF = {
+    "x86_64": 321,
+    "aarch64": 280,
+    "arm64": 280,
+    "armv7l": 386,
+    "ppc64le": 361,
+    "s390x": 351,
+    "riscv64": 280,
+}
+SYS_MEMBARRIER = {
+    "x86_64": 324,
+    "aarch64": 283,
+    "arm64": 283,
+    "armv7l": 389,
+    "ppc64le": 365,
+    "s390x": 356,
+    "riscv64": 283,
+}
 MEMBARRIER_CMD_GLOBAL = 1
 
 ATTR_SIZE = 128  # union bpf_attr is larger than any one command's part; the rest is zeroed
@@ -35,7 +51,9 @@ def bpf(cmd: int, attr) -> int:
         buf = ctypes.create_string_buffer(bytes(attr).ljust(ATTR_SIZE, b"\0"), ATTR_SIZE)
         ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), buf, ctypes.c_uint(ATTR_SIZE))
     else:
-        ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
+        ret = _libc.syscall(
+            ctypes.c_long(nr), ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr))
+        )
     if ret < 0:
         err = ctypes.get_errno()
         raise BpfError(err, os.strerror(err))
@@ -49,6 +67,12 @@ def wait_for_programs() -> None:
     membarrier(MEMBARRIER_CMD_GLOBAL) is synchronize_rcu(). Where it is refused
     (nohz_full, an old kernel), a pause far longer than any program run stands in."""
     nr = SYS_MEMBARRIER.get(platform.machine())
-    if nr is not None and _libc.syscall(ctypes.c_long(nr), ctypes.c_int(MEMBARRIER_CMD_GLOBAL), ctypes.c_int(0), ctypes.c_int(0)) == 0:
+    if (
+        nr is not None
+        and _libc.syscall(
+            ctypes.c_long(nr), ctypes.c_int(MEMBARRIER_CMD_GLOBAL), ctypes.c_int(0), ctypes.c_int(0)
+        )
+        == 0
+    ):
         return
     time.sleep(0.05)

@@ -56,8 +56,10 @@ def calibration() -> tuple[int, int, int]:
             rate = (j1 - j0) * 1e9 / max(1, m1 - m0)
             hz = min(_HZ_CHOICES, key=lambda h: abs(h - rate))
     except OSError as exc:
-        raise OSError(f"cannot relate the kernel's jiffies to the monotonic clock ({exc}); "
-                      "flow times, rule TTLs and last-hit times need /proc/timer_list") from None
+        raise OSError(
+            f"cannot relate the kernel's jiffies to the monotonic clock ({exc}); "
+            "flow times, rule TTLs and last-hit times need /proc/timer_list"
+        ) from None
     return hz, j0, m0
 
 

@@ -40,10 +40,11 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 FORMAT_VERSION = 1
 GENESIS = "0" * 64
@@ -79,7 +80,7 @@ class Actor:
     pid: int = 0
 
     @classmethod
-    def current(cls, env: Mapping[str, str] | None = None) -> "Actor":
+    def current(cls, env: Mapping[str, str] | None = None) -> Actor:
         env = os.environ if env is None else env
         user = env.get("SUDO_USER") or _login_name()
         ssh = env.get("SSH_CLIENT") or env.get("SSH_CONNECTION") or ""
@@ -114,14 +115,16 @@ def _tty() -> str:
 
 def canonical(obj: Any) -> bytes:
     """The one byte form of a JSON value: what is signed, hashed and written."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
+        "ascii"
+    )
 
 
 def sign(key: bytes, body: Mapping[str, Any]) -> str:
     """HMAC-SHA256 of an entry without its `hmac` field."""
-    return hmac.new(key, canonical({k: v for k, v in body.items() if k != "hmac"}), hashlib.sha256).hexdigest()
+    return hmac.new(
+        key, canonical({k: v for k, v in body.items() if k != "hmac"}), hashlib.sha256
+    ).hexdigest()
 
 
 def line_hash(line: bytes) -> str:
@@ -180,9 +183,7 @@ def create_key(path: str | os.PathLike, *, made: list[Path] | None = None) -> by
 def _check_key_private(path: str | os.PathLike) -> None:
     mode = os.stat(path).st_mode & 0o777
     if mode & 0o077:
-        raise AuditError(
-            f"audit key {path} is open to other users (mode {mode:04o}); run: chmod 600 {path}"
-        )
+        raise AuditError(f"audit key {path} is open to other users (mode {mode:04o}); run: chmod 600 {path}")
 
 
 def _make_dir(path: Path, mode: int, made: list[Path] | None = None) -> None:
@@ -260,7 +261,9 @@ class AuditLog:
             entry: dict[str, Any] = {
                 "v": FORMAT_VERSION,
                 "seq": seq,
-                "time": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                "time": datetime.fromtimestamp(now, UTC)
+                .isoformat(timespec="microseconds")
+                .replace("+00:00", "Z"),
                 "epoch": now,
                 "actor": actor.to_dict(),
                 "event": event,
@@ -333,11 +336,12 @@ class AuditLog:
         seq = obj.get("seq") if isinstance(obj, dict) else None
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise AuditError(
-                f"the last line of {self.path} is not an audit entry; "
-                f"run `ebpftop audit verify {self.path}`"
+                f"the last line of {self.path} is not an audit entry; run `ebpftop audit verify {self.path}`"
             )
         got = obj.get("hmac")
-        if not isinstance(got, str) or not hmac.compare_digest(got.encode("utf-8", "replace"), sign(key, obj).encode()):
+        if not isinstance(got, str) or not hmac.compare_digest(
+            got.encode("utf-8", "replace"), sign(key, obj).encode()
+        ):
             raise AuditError(
                 f"the last entry of {self.path} (seq {seq}) does not verify with key {self.key_path} "
                 f"(tampered, or the key changed); run `ebpftop audit verify {self.path}`"
@@ -399,8 +403,10 @@ class Unfinished:
     action: str  # its kind, as stored (untrusted)
 
     def __str__(self) -> str:
-        return (f"line {self.line} (seq {self.seq}): intent {self.action} has no result: its outcome is unknown "
-                "(interrupted before it finished, or still running)")
+        return (
+            f"line {self.line} (seq {self.seq}): intent {self.action} has no result: its outcome is unknown "
+            "(interrupted before it finished, or still running)"
+        )
 
 
 @dataclass(frozen=True)
@@ -422,8 +428,10 @@ class VerifyReport:
             anchor = f"(last seq {self.last_seq}, sha256 {self.last_hash})"
             if self.unfinished:
                 n = len(self.unfinished)
-                return (f"chain intact, but {n} action{'s' if n > 1 else ''} without a result: "
-                        f"{self.entries} entries {anchor}")
+                return (
+                    f"chain intact, but {n} action{'s' if n > 1 else ''} without a result: "
+                    f"{self.entries} entries {anchor}"
+                )
             return f"OK: {self.entries} entries, chain intact {anchor}"
         p = self.problem
         if p.line == 0:
@@ -493,7 +501,9 @@ def verify(path: str | os.PathLike, key_path: str | os.PathLike) -> VerifyReport
 
     prev_seq, prev_hash = 0, GENESIS
     for i, (raw, obj) in enumerate(zip(lines, parsed)):
-        problem = _check_line(i, raw, obj, lines, parsed, hashes, where_seq, prev_seq, prev_hash, key, complete)
+        problem = _check_line(
+            i, raw, obj, lines, parsed, hashes, where_seq, prev_seq, prev_hash, key, complete
+        )
         if problem is not None:
             return VerifyReport(path_s, len(lines), problem)
         prev_seq, prev_hash = obj["seq"], hashes[i]
@@ -501,8 +511,9 @@ def verify(path: str | os.PathLike, key_path: str | os.PathLike) -> VerifyReport
         return VerifyReport(
             path_s, len(lines), Problem(TRUNCATED, len(lines), prev_seq, "the last entry lacks its newline")
         )
-    return VerifyReport(path_s, len(lines), None, last_seq=prev_seq, last_hash=prev_hash,
-                        unfinished=_unfinished(parsed))
+    return VerifyReport(
+        path_s, len(lines), None, last_seq=prev_seq, last_hash=prev_hash, unfinished=_unfinished(parsed)
+    )
 
 
 def _unfinished(entries: list[dict[str, Any]]) -> tuple[Unfinished, ...]:
@@ -517,7 +528,9 @@ def _unfinished(entries: list[dict[str, Any]]) -> tuple[Unfinished, ...]:
     return tuple(out)
 
 
-def _check_line(i, raw, obj, lines, parsed, hashes, where_seq, prev_seq, prev_hash, key, complete) -> Problem | None:
+def _check_line(
+    i, raw, obj, lines, parsed, hashes, where_seq, prev_seq, prev_hash, key, complete
+) -> Problem | None:
     n = i + 1
     last = i == len(lines) - 1
     if obj is None:
@@ -540,7 +553,9 @@ def _check_line(i, raw, obj, lines, parsed, hashes, where_seq, prev_seq, prev_ha
     if seq > expected:
         later = [j for j in where_seq.get(expected, ()) if j > i]
         if later:
-            return Problem(REORDERED, n, seq, f"seq {seq} comes before seq {expected}, which is at line {later[0] + 1}")
+            return Problem(
+                REORDERED, n, seq, f"seq {seq} comes before seq {expected}, which is at line {later[0] + 1}"
+            )
         missing = f"seq {expected}" if seq == expected + 1 else f"seq {expected} to {seq - 1}"
         return Problem(REMOVED, n, seq, f"{missing} missing before this line")
     if seq < expected:
@@ -569,8 +584,14 @@ def _signature_problem(i, obj, parsed, hashes, key) -> tuple[str, str] | None:
             )
         restored = canonical({**obj, "hmac": good})
         if line_hash(restored) == nxt_prev:
-            return BAD_SIGNATURE, "the content is intact (the next entry's prev matches it) but the hmac field was altered"
-        return EDITED, "the content was changed: the HMAC does not verify and the next entry's prev no longer matches"
+            return (
+                BAD_SIGNATURE,
+                "the content is intact (the next entry's prev matches it) but the hmac field was altered",
+            )
+        return (
+            EDITED,
+            "the content was changed: the HMAC does not verify and the next entry's prev no longer matches",
+        )
     return EDITED, (
         "the HMAC does not verify: the content was changed or signed with another key "
         "(the last entry: nothing after it tells which)"

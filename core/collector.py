@@ -86,9 +86,7 @@ class CollectorRunner:
         self.state.errors += 1
         if isinstance(exc, SourceUnavailable):
             state = HealthState.OFF if exc.off else HealthState.DOWN
-            self._publish(
-                Health(state, exc.message, exc.hint, self.state.last_ok, self.state.errors)
-            )
+            self._publish(Health(state, exc.message, exc.hint, self.state.last_ok, self.state.errors))
             return MAX_BACKOFF
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         state = HealthState.DEGRADED if self.state.last_ok is not None else HealthState.DOWN
@@ -101,7 +99,7 @@ class CollectorRunner:
             payload = await self.collector.collect()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure degrades the pane only
+        except Exception as exc:
             log.debug("collector %s failed", self.collector.name, exc_info=True)
             self._retry_in = self._fail(exc)
             return False
@@ -121,7 +119,7 @@ class CollectorRunner:
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.debug("collector %s failed to start", c.name, exc_info=True)
                 await asyncio.sleep(self._fail(exc))
         try:

@@ -43,9 +43,10 @@ import stat
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import settings as settings_module
 from .settings import Settings
@@ -60,8 +61,8 @@ _FALSE = ("0", "false", "no", "off")
 
 @dataclass(frozen=True)
 class Problem:
-    where: str               # a path, "environment EBPFTOP_X" or "flag --x"
-    key: str | None          # "section.key" when one is concerned
+    where: str  # a path, "environment EBPFTOP_X" or "flag --x"
+    key: str | None  # "section.key" when one is concerned
     reason: str
     line: int | None = None
 
@@ -78,7 +79,9 @@ class ConfigError(Exception):
     """
 
     def __init__(self, problems: list[Problem] | str) -> None:
-        self.problems = [Problem("configuration", None, problems)] if isinstance(problems, str) else list(problems)
+        self.problems = (
+            [Problem("configuration", None, problems)] if isinstance(problems, str) else list(problems)
+        )
         super().__init__("; ".join(str(p) for p in self.problems))
 
 
@@ -89,8 +92,8 @@ class Option:
     name: str
     section: str
     key: str
-    kind: str                # bool, int, float, str, strs
-    optional: bool           # None allowed (unset)
+    kind: str  # bool, int, float, str, strs
+    optional: bool  # None allowed (unset)
     default: Any
     check: Any
     flag: str
@@ -132,9 +135,13 @@ def _docs() -> dict[str, str]:
         if isinstance(node, ast.ClassDef) and node.name == "Settings":
             body = node.body
             for stmt, nxt in zip(body, body[1:]):
-                if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                        and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                        and isinstance(nxt.value.value, str)):
+                if (
+                    isinstance(stmt, ast.AnnAssign)
+                    and isinstance(stmt.target, ast.Name)
+                    and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)
+                ):
                     out[stmt.target.id] = inspect.cleandoc(nxt.value.value)
     return out
 
@@ -148,19 +155,21 @@ def options() -> tuple[Option, ...]:
     for f in fields(Settings):
         meta = f.metadata
         kind, optional = _kind(hints[f.name])
-        out.append(Option(
-            name=f.name,
-            # A field declared without setting(...) still loads, from [general].
-            section=meta.get("section") or "general",
-            key=meta.get("key") or f.name,
-            kind=kind,
-            optional=optional,
-            default=f.default_factory() if f.default is MISSING else f.default,
-            check=meta.get("check"),
-            flag=meta.get("flag") or "--" + f.name.replace("_", "-"),
-            doc=docs.get(f.name, ""),
-            requires=types.MappingProxyType(dict(meta.get("requires") or {})),
-        ))
+        out.append(
+            Option(
+                name=f.name,
+                # A field declared without setting(...) still loads, from [general].
+                section=meta.get("section") or "general",
+                key=meta.get("key") or f.name,
+                kind=kind,
+                optional=optional,
+                default=f.default_factory() if f.default is MISSING else f.default,
+                check=meta.get("check"),
+                flag=meta.get("flag") or "--" + f.name.replace("_", "-"),
+                doc=docs.get(f.name, ""),
+                requires=types.MappingProxyType(dict(meta.get("requires") or {})),
+            )
+        )
     return tuple(out)
 
 
@@ -203,7 +212,9 @@ def _from_toml(opt: Option, value: Any) -> tuple[Any, str | None]:
     if opt.optional and (value is None or value == ""):
         return None, None
     if opt.kind == "bool":
-        return (value, None) if isinstance(value, bool) else (None, f"must be true or false, got {_show(value)}")
+        return (
+            (value, None) if isinstance(value, bool) else (None, f"must be true or false, got {_show(value)}")
+        )
     if opt.kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value, None
@@ -217,7 +228,7 @@ def _from_toml(opt: Option, value: Any) -> tuple[Any, str | None]:
     # strs
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return tuple(value), None
-    return None, f"must be a list of strings, e.g. [\"eth0\", \"eth1\"], got {_show(value)}"
+    return None, f'must be a list of strings, e.g. ["eth0", "eth1"], got {_show(value)}'
 
 
 def _from_env(opt: Option, text: str) -> tuple[Any, str | None]:
@@ -315,7 +326,9 @@ def _lines_of(text: str) -> dict[str, int]:
 Origins = dict[str, tuple[str, int | None]]
 
 
-def read_file(path: Path, env: Mapping[str, str], *, required: bool) -> tuple[dict[str, Any], list[Problem], Origins]:
+def read_file(
+    path: Path, env: Mapping[str, str], *, required: bool
+) -> tuple[dict[str, Any], list[Problem], Origins]:
     """One TOML file -> ({field name: value}, problems, origins). A missing optional file is empty."""
     where = str(path)
     try:
@@ -343,7 +356,9 @@ def read_file(path: Path, env: Mapping[str, str], *, required: bool) -> tuple[di
     return _read_doc(doc, where, _lines_of(text))
 
 
-def _read_doc(doc: dict[str, Any], where: str, lines: dict[str, int]) -> tuple[dict[str, Any], list[Problem], Origins]:
+def _read_doc(
+    doc: dict[str, Any], where: str, lines: dict[str, int]
+) -> tuple[dict[str, Any], list[Problem], Origins]:
     sections = _sections()
     paths = list(_by_path())
     values: dict[str, Any] = {}
@@ -353,8 +368,14 @@ def _read_doc(doc: dict[str, Any], where: str, lines: dict[str, int]) -> tuple[d
         if name not in sections:
             owner = [p for p in paths if p.split(".", 1)[1] == name]
             if owner and not isinstance(body, dict):
-                problems.append(Problem(where, _name(name), f"settings belong in a section (did you mean {owner[0]}?)",
-                                        lines.get(name)))
+                problems.append(
+                    Problem(
+                        where,
+                        _name(name),
+                        f"settings belong in a section (did you mean {owner[0]}?)",
+                        lines.get(name),
+                    )
+                )
             else:
                 hint = _suggest(name, list(sections), "[{}]")
                 problems.append(Problem(where, f"[{_name(name)}]", f"unknown section{hint}", lines.get(name)))
@@ -430,7 +451,9 @@ def read_flags(flags: Mapping[str, object]) -> tuple[dict[str, Any], list[Proble
     return values, problems, origins
 
 
-def _missing_requirements(values: Mapping[str, Any], origins: Origins, reported: set[str | None]) -> list[Problem]:
+def _missing_requirements(
+    values: Mapping[str, Any], origins: Origins, reported: set[str | None]
+) -> list[Problem]:
     """A setting whose value needs others (a controller its address) when they are unset.
 
     Named where the needing value was set: that is the line to change or complete.
@@ -441,7 +464,9 @@ def _missing_requirements(values: Mapping[str, Any], origins: Origins, reported:
     for opt in options():
         value = values.get(opt.name, opt.default)
         needed = [by_name[n] for n in (opt.requires.get(value, ()) if isinstance(value, str) else ())]
-        unset = [o for o in needed if o.path not in reported and values.get(o.name, o.default) in (None, "", ())]
+        unset = [
+            o for o in needed if o.path not in reported and values.get(o.name, o.default) in (None, "", ())
+        ]
         if unset:
             where, line = origins.get(opt.name, ("configuration", None))
             names = " and ".join(o.path for o in unset)
@@ -454,9 +479,13 @@ def _missing_requirements(values: Mapping[str, Any], origins: Origins, reported:
 _DEFAULT: Any = object()
 
 
-def config_files(config_path: str | os.PathLike | None, env: Mapping[str, str], *,
-                 system_file: Path | None = SYSTEM_FILE, user_file: Path | None = _DEFAULT,
-                 ) -> list[tuple[Path, bool]]:
+def config_files(
+    config_path: str | os.PathLike | None,
+    env: Mapping[str, str],
+    *,
+    system_file: Path | None = SYSTEM_FILE,
+    user_file: Path | None = _DEFAULT,
+) -> list[tuple[Path, bool]]:
     """The files to read, lowest precedence first, each with whether it must exist."""
     chosen = config_path if config_path is not None else (env.get(CONFIG_ENV) or None)
     if chosen is not None:
@@ -479,8 +508,10 @@ def load_settings(
     values: dict[str, Any] = {}
     problems: list[Problem] = []
     origins: Origins = {}
-    layers = [read_file(path, env, required=required)
-              for path, required in config_files(config_path, env, system_file=system_file, user_file=user_file)]
+    layers = [
+        read_file(path, env, required=required)
+        for path, required in config_files(config_path, env, system_file=system_file, user_file=user_file)
+    ]
     for got, bad, where in (*layers, read_env(env), read_flags(flags)):
         values.update(got)
         problems += bad

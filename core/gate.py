@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .audit import Actor, AuditError, AuditLog
 
@@ -104,7 +105,9 @@ class Gate:
         automatic: bool = False,
     ) -> ActionResult:
         if self._read_only:
-            note = await self._record_quietly("refused", action, automatic, ok=False, message=READ_ONLY_REASON)
+            note = await self._record_quietly(
+                "refused", action, automatic, ok=False, message=READ_ONLY_REASON
+            )
             return ActionResult(False, READ_ONLY_REASON + note, refused=True)
 
         if not automatic:
@@ -113,7 +116,7 @@ class Gate:
                 confirmed = bool(await confirm(action))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a broken dialog must not act
+            except Exception as exc:
                 confirmed = False
                 reason = f"cancelled: the confirmation failed ({_describe(exc)}); nothing was done"
             if not confirmed:
@@ -124,8 +127,10 @@ class Gate:
             intent = await asyncio.to_thread(
                 self._audit.append, "intent", self.actor, action.audit_record(), automatic=automatic
             )
-        except Exception as exc:  # noqa: BLE001 - AuditError, or a bug: either way, do not act
-            return ActionResult(False, f"not performed: the audit log could not be written: {_audit_error(exc)}")
+        except Exception as exc:
+            return ActionResult(
+                False, f"not performed: the audit log could not be written: {_audit_error(exc)}"
+            )
 
         try:
             message = str(await perform())
@@ -134,16 +139,22 @@ class Gate:
             # Synchronous on purpose: the task is being cancelled, another await may not run.
             self._append_result_now(action, automatic, intent["seq"], False, "interrupted before it finished")
             raise
-        except Exception as exc:  # noqa: BLE001 - a failed action is a result, not a crash
+        except Exception as exc:
             log.debug("action %s failed", action.kind, exc_info=True)
             message, ok = f"failed: {_describe(exc)}", False
 
         try:
             await asyncio.to_thread(
-                self._audit.append, "result", self.actor, action.audit_record(),
-                automatic=automatic, ref=intent["seq"], ok=ok, message=message,
+                self._audit.append,
+                "result",
+                self.actor,
+                action.audit_record(),
+                automatic=automatic,
+                ref=intent["seq"],
+                ok=ok,
+                message=message,
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.error("audit result entry for seq %s not written: %s", intent["seq"], exc)
             message += f" (but its result could not be written to the audit log: {_audit_error(exc)})"
         return ActionResult(ok, message)
@@ -157,16 +168,26 @@ class Gate:
 
     async def _record_quietly(self, event: str, action: Action, automatic: bool, **fields: Any) -> str:
         try:
-            await asyncio.to_thread(self._audit.append, event, self.actor, action.audit_record(), automatic=automatic, **fields)
-        except Exception as exc:  # noqa: BLE001
+            await asyncio.to_thread(
+                self._audit.append, event, self.actor, action.audit_record(), automatic=automatic, **fields
+            )
+        except Exception as exc:
             log.error("audit %s entry not written: %s", event, exc)
             return f" (not recorded: the audit log could not be written: {_audit_error(exc)})"
         return ""
 
     def _append_result_now(self, action: Action, automatic: bool, ref: int, ok: bool, message: str) -> None:
         try:
-            self._audit.append("result", self.actor, action.audit_record(), automatic=automatic, ref=ref, ok=ok, message=message)
-        except Exception as exc:  # noqa: BLE001
+            self._audit.append(
+                "result",
+                self.actor,
+                action.audit_record(),
+                automatic=automatic,
+                ref=ref,
+                ok=ok,
+                message=message,
+            )
+        except Exception as exc:
             log.error("audit result entry for seq %s not written: %s", ref, _audit_error(exc))
 
 

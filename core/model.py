@@ -51,7 +51,7 @@ class Snapshot:
     health: Health
     data: Any = None  # the source's payload dataclass, or None when there is none
 
-    def with_health(self, health: Health) -> "Snapshot":
+    def with_health(self, health: Health) -> Snapshot:
         return replace(self, health=health)
 
 

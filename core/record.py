@@ -43,8 +43,9 @@ import os
 import socket
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Callable, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from .bus import Bus
 from .model import Health, HealthState, Snapshot, register_payload, to_json
@@ -241,7 +242,11 @@ class Recorder:
             self._file = _open_append(self.path)
         except OSError as exc:
             self._file = None
-            why = "it is a symbolic link; give the file's real path" if exc.errno == errno.ELOOP else exc.strerror or exc
+            why = (
+                "it is a symbolic link; give the file's real path"
+                if exc.errno == errno.ELOOP
+                else exc.strerror or exc
+            )
             self._state, self._reason = "failed", f"cannot open: {why}"
             self._publish_status()
             return False
@@ -310,7 +315,10 @@ class Recorder:
             return
         if self._append(line):
             self._frames += 1
-            if self._pending_bytes >= FLUSH_BYTES or time.monotonic() - self._last_flush >= self._flush_interval:
+            if (
+                self._pending_bytes >= FLUSH_BYTES
+                or time.monotonic() - self._last_flush >= self._flush_interval
+            ):
                 self.flush()
 
     def _append(self, line: bytes) -> bool:
@@ -363,7 +371,7 @@ class Recorder:
                 self._publish_status()
 
 
-def start_recording(runtime: "Runtime") -> Recorder:
+def start_recording(runtime: Runtime) -> Recorder:
     """Hook a Recorder into a running Runtime: subscribe, flush periodically, close at stop."""
     s = runtime.settings
     assert s.record

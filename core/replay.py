@@ -30,8 +30,9 @@ import math
 import pkgutil
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .bus import Bus
 from .codec import DecodeError
@@ -181,7 +182,7 @@ def _snapshot(obj: object) -> Snapshot:
         snap = snapshot_from_dict(obj)
     except DecodeError as exc:
         raise ValueError(f"not a snapshot: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a payload's own constructor may refuse in any way
+    except Exception as exc:
         raise ValueError(f"not a snapshot: {type(exc).__name__}: {exc}") from None
     if not 0 <= snap.time <= MAX_TIME:
         raise ValueError(f"not a snapshot: .time: {snap.time!r} is not a Unix time")
@@ -214,7 +215,7 @@ def load_payload_types() -> None:
             try:
                 if importlib.util.find_spec(name) is not None:
                     importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - that source decodes untyped; the rest replays
+            except Exception:
                 log.exception("cannot load payload types from %s", name)
 
 
@@ -265,14 +266,20 @@ def read_recording(path: str, *, max_frames: int = MAX_FRAMES) -> Recording:
                 damage = Damage(lineno, offset, str(exc))
                 break
             if len(frames) >= max_frames:
-                damage = Damage(lineno, offset, f"frame limit reached ({max_frames} snapshots); the rest is not loaded")
+                damage = Damage(
+                    lineno, offset, f"frame limit reached ({max_frames} snapshots); the rest is not loaded"
+                )
                 break
             frames.append(snap)
     if first:
         if damage is not None:  # e.g. a gzip stream corrupt from its first bytes
             raise ReplayError(path, f"not an ebpftop recording ({damage.reason})", damage.line)
-        raise ReplayError(path, "empty file, not an ebpftop recording" if lineno == 0
-                          else f"only blank lines ({lineno}), not an ebpftop recording")
+        raise ReplayError(
+            path,
+            "empty file, not an ebpftop recording"
+            if lineno == 0
+            else f"only blank lines ({lineno}), not an ebpftop recording",
+        )
     return Recording(frames, damage, headers)
 
 
@@ -378,7 +385,9 @@ class Replayer:
     def status_text(self) -> str:
         state = "paused" if self.paused else "end" if self.at_end else ""
         speed = f"×{self.speed:g}"
-        return " ".join(p for p in ("REPLAY", f"{_clock(self.elapsed)}/{_clock(self.duration)}", speed, state) if p)
+        return " ".join(
+            p for p in ("REPLAY", f"{_clock(self.elapsed)}/{_clock(self.duration)}", speed, state) if p
+        )
 
     # --- controls (called from key bindings, on the loop) -----------------------------
 
@@ -446,7 +455,9 @@ class Replayer:
         for source in self.sources:
             snap = latest.get(source)
             if snap is None:
-                snap = Snapshot(source, 0, now, Health(HealthState.DOWN, "no data yet at this point of the recording"))
+                snap = Snapshot(
+                    source, 0, now, Health(HealthState.DOWN, "no data yet at this point of the recording")
+                )
             self.bus.publish(snap)
         self._mark_end()
 
@@ -482,7 +493,7 @@ class Replayer:
                 continue
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=self._wait_for_next())
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 if not self.paused and not self.at_end:
                     self._advance()
 
@@ -507,7 +518,7 @@ class ReplayRuntime(Runtime):
         )
 
     @classmethod
-    def from_file(cls, settings: Settings, path: str) -> "ReplayRuntime":
+    def from_file(cls, settings: Settings, path: str) -> ReplayRuntime:
         """Raises ReplayError when the file cannot be replayed at all."""
         return cls(settings, read_recording(path), path=path)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from .audit import AuditLog
-from .collector import Collector, CollectorRunner
 from .bus import Bus
+from .collector import Collector, CollectorRunner
 from .gate import Gate
 from .settings import Settings
 from .store import Store

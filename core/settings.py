@@ -17,8 +17,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 THEMES = ("ebpftop-dark", "ebpftop-light", "ebpftop-high-contrast", "ebpftop-kiosk")
 
@@ -27,9 +28,15 @@ THEMES = ("ebpftop-dark", "ebpftop-light", "ebpftop-high-contrast", "ebpftop-kio
 Check = Callable[[Any], "str | None"]
 
 
-def setting(default: Any, section: str, key: str | None = None, *,
-            check: Check | None = None, flag: str | None = None,
-            requires: dict[str, tuple[str, ...]] | None = None) -> Any:
+def setting(
+    default: Any,
+    section: str,
+    key: str | None = None,
+    *,
+    check: Check | None = None,
+    flag: str | None = None,
+    requires: dict[str, tuple[str, ...]] | None = None,
+) -> Any:
     """A Settings field that lives at `[section] key` in the TOML file.
 
     `requires` maps a value of this field to the fields that must then be set too
@@ -42,6 +49,7 @@ def setting(default: Any, section: str, key: str | None = None, *,
 def one_of(*choices: str) -> Check:
     def check(value: Any) -> str | None:
         return None if value in choices else "must be one of " + ", ".join(choices)
+
     return check
 
 
@@ -51,6 +59,7 @@ def between(lo: float, hi: float, *, lo_open: bool = False) -> Check:
         if low_ok and value <= hi:
             return None
         return f"must be {'>' if lo_open else '>='} {lo:g} and <= {hi:g}"
+
     return check
 
 
@@ -154,7 +163,9 @@ class Settings:
     """File holding a bearer token for Prometheus (a file, so it stays out of ps and shell history)."""
     prometheus_user: str | None = setting(None, "canary", "basic_auth_user", check=not_empty)
     """Basic-auth user for Prometheus; the password is read from basic_auth_password_file."""
-    prometheus_password_file: str | None = setting(None, "canary", "basic_auth_password_file", check=not_empty)
+    prometheus_password_file: str | None = setting(
+        None, "canary", "basic_auth_password_file", check=not_empty
+    )
     """File holding the basic-auth password for Prometheus."""
     prometheus_ca_file: str | None = setting(None, "canary", "tls_ca_file", check=not_empty)
     """CA bundle (PEM) that signs Prometheus' TLS certificate, for a private CA."""
@@ -181,9 +192,13 @@ class Settings:
 
     # [rollout]
     rollout_controller: str | None = setting(
-        None, "rollout", "controller", check=one_of("haproxy", "argo", "webhook"),
+        None,
+        "rollout",
+        "controller",
+        check=one_of("haproxy", "argo", "webhook"),
         # argo needs none: its kubeconfig falls back to in-cluster, $KUBECONFIG, ~/.kube/config.
-        requires={"haproxy": ("rollout_haproxy_socket",), "webhook": ("rollout_webhook_url",)})
+        requires={"haproxy": ("rollout_haproxy_socket",), "webhook": ("rollout_webhook_url",)},
+    )
     """What steers the canary's traffic: haproxy (needs haproxy_socket), argo or webhook (needs
     webhook_url); unset shows no rollout state."""
     rollout_service: str = setting("default", "rollout", "service", check=not_empty)
@@ -197,12 +212,15 @@ class Settings:
     """HAProxy runtime API: a socket path (stats socket ... level admin) or host:port."""
     rollout_haproxy_backend: str = setting("be_app", "rollout", "haproxy_backend", check=not_empty)
     """HAProxy backend holding the canary and stable servers."""
-    rollout_haproxy_canary: tuple[str, ...] = setting(("canary",), "rollout", "haproxy_canary_servers", check=not_empty)
+    rollout_haproxy_canary: tuple[str, ...] = setting(
+        ("canary",), "rollout", "haproxy_canary_servers", check=not_empty
+    )
     """Server names of the canary in that backend."""
     rollout_haproxy_stable: tuple[str, ...] = setting(("stable",), "rollout", "haproxy_stable_servers")
     """Server names of stable in that backend."""
-    rollout_haproxy_mode: str = setting("weight", "rollout", "haproxy_rollback_mode",
-                                        check=one_of("weight", "drain", "maint"))
+    rollout_haproxy_mode: str = setting(
+        "weight", "rollout", "haproxy_rollback_mode", check=one_of("weight", "drain", "maint")
+    )
     """How rollback takes the canary servers out: weight 0 only, or weight 0 plus drain or maint."""
     rollout_argo_kubeconfig: str | None = setting(None, "rollout", "argo_kubeconfig", check=not_empty)
     """kubeconfig file; unset: the in-cluster service account, else $KUBECONFIG or ~/.kube/config."""
@@ -220,9 +238,13 @@ class Settings:
     """File holding the HMAC key that signs webhook POSTs (X-Ebpftop-Signature)."""
     auto_rollback: bool = setting(False, "rollout", "auto_rollback", flag="--auto-rollback")
     """Roll back on its own when the verdict stays fail (after a visible, cancellable countdown)."""
-    auto_rollback_evaluations: int = setting(3, "rollout", "auto_rollback_evaluations", check=between(1, 1000))
+    auto_rollback_evaluations: int = setting(
+        3, "rollout", "auto_rollback_evaluations", check=between(1, 1000)
+    )
     """Consecutive failing canary evaluations before the auto-rollback countdown starts."""
-    auto_rollback_countdown: float = setting(30.0, "rollout", "auto_rollback_countdown", check=between(0, 3600))
+    auto_rollback_countdown: float = setting(
+        30.0, "rollout", "auto_rollback_countdown", check=between(0, 3600)
+    )
     """Seconds the countdown runs (any key cancels) before the rollback is sent."""
 
     # [lab]

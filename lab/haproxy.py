@@ -4,17 +4,21 @@ controller's (`collectors/rollout/runtime_api.py`), re-exported here for the lab
 
 from __future__ import annotations
 
-from ebpftop.collectors.rollout.runtime_api import (  # noqa: F401 - re-exported for the lab and its tests
+from ebpftop.collectors.rollout.runtime_api import (
     DEFAULT_BACKEND as BACKEND,
-    OP_STATES,
-    RuntimeAPI,
-    RuntimeAPIError,
-    ServerState,
 )
 
 
-def render_config(*, lb_addr: str, app_port: int, stats_port: int, socket_path: str, pid_file: str,
-                  servers: dict[str, str], weights: dict[str, int]) -> str:
+def render_config(
+    *,
+    lb_addr: str,
+    app_port: int,
+    stats_port: int,
+    socket_path: str,
+    pid_file: str,
+    servers: dict[str, str],
+    weights: dict[str, int],
+) -> str:
     """`servers` maps server name -> host:port; weights by the same names."""
     server_lines = "\n".join(
         f"    server {name} {addr} weight {weights[name]} check inter 1s fall 2 rise 1"

@@ -31,7 +31,7 @@ class Knobs:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Knobs":
+    def from_dict(cls, data: dict) -> Knobs:
         """Validates a dict received over HTTP (the service trusts nothing)."""
         if not isinstance(data, dict):
             raise ValueError("knobs must be a JSON object")
@@ -60,7 +60,9 @@ def parse_terms(terms: list[str], current: Knobs | None = None) -> Knobs:
     its allowed values.
     """
     if not terms:
-        raise LabError("inject", "nothing to inject: give knob=value terms (" + _allowed_line() + ") or reset")
+        raise LabError(
+            "inject", "nothing to inject: give knob=value terms (" + _allowed_line() + ") or reset"
+        )
     if terms == ["reset"]:
         return Knobs()
     values = asdict(current or Knobs())

@@ -65,8 +65,12 @@ class LabConfig:
             raise LabError("config", f"subnet {self.subnet!r}: {exc}") from None
         if net.version != 4 or net.prefixlen != 24 or not net.is_private:
             raise LabError("config", f"subnet {self.subnet!r}: use a private IPv4 /24 such as 198.18.0.0/24")
-        for label, port in (("prometheus_port", self.prometheus_port), ("service_port", self.service_port),
-                            ("app_port", self.app_port), ("stats_port", self.stats_port)):
+        for label, port in (
+            ("prometheus_port", self.prometheus_port),
+            ("service_port", self.service_port),
+            ("app_port", self.app_port),
+            ("stats_port", self.stats_port),
+        ):
             if not 1 <= port <= 65535:
                 raise LabError("config", f"{label} {port}: use 1-65535")
         if self.app_port == self.stats_port:
@@ -74,7 +78,9 @@ class LabConfig:
         if not self.rate > 0 or self.rate > 5000:
             raise LabError("config", f"rate {self.rate}: use more than 0 and at most 5000 requests/s")
         if len(self.weights) != 2 or any(not 0 <= w <= 256 for w in self.weights) or sum(self.weights) == 0:
-            raise LabError("config", f"weights {self.weights}: use two integers 0-256, not both 0 (stable, canary)")
+            raise LabError(
+                "config", f"weights {self.weights}: use two integers 0-256, not both 0 (stable, canary)"
+            )
 
 
 @dataclass(frozen=True)

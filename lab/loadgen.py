@@ -28,8 +28,10 @@ class Stats:
         self.inflight = 0
 
     def line(self) -> str:
-        return (f"sent={self.sent} ok={self.ok} http_errors={self.errors} failed={self.failed} "
-                f"skipped={self.skipped} inflight={self.inflight}")
+        return (
+            f"sent={self.sent} ok={self.ok} http_errors={self.errors} failed={self.failed} "
+            f"skipped={self.skipped} inflight={self.inflight}"
+        )
 
 
 async def one_request(host: str, port: int, path: str, timeout: float, stats: Stats) -> None:
@@ -39,8 +41,10 @@ async def one_request(host: str, port: int, path: str, timeout: float, stats: St
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
             try:
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ebpftop-lab-loadgen\r\n"
-                             "Connection: close\r\n\r\n".encode())
+                writer.write(
+                    f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ebpftop-lab-loadgen\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
                 await writer.drain()
                 status = await reader.readline()
                 await reader.read()

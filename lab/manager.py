@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from . import haproxy, procs, prometheus, state as statefile, topology
+from . import haproxy, procs, prometheus, topology
+from . import state as statefile
 from .errors import LabError
 from .knobs import Knobs, parse_terms
 from .layout import VARIANTS, LabConfig, Layout
@@ -72,7 +73,9 @@ def up(config: LabConfig = LabConfig(), say: Say = _quiet) -> statefile.LabState
     config.validate()
     require_root()
     layout = Layout(config)
-    with statefile.locked(layout.lock_file, on_wait=lambda: say(f"waiting for another `ebpftop lab` ({config.name})")):
+    with statefile.locked(
+        layout.lock_file, on_wait=lambda: say(f"waiting for another `ebpftop lab` ({config.name})")
+    ):
         return _up(layout, say)
 
 
@@ -88,9 +91,15 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
         return current.state  # type: ignore[return-value]
     leftovers = _find_leftovers(layout, current.state)
     if leftovers:
-        why = "an unfinished `lab up`" if current.state and not current.state.complete else (
-            "a lab with parts down: " + ", ".join(p.part for p in current.parts if not p.ok)
-            if current.state else "a lab whose state file is gone")
+        why = (
+            "an unfinished `lab up`"
+            if current.state and not current.state.complete
+            else (
+                "a lab with parts down: " + ", ".join(p.part for p in current.parts if not p.ok)
+                if current.state
+                else "a lab whose state file is gone"
+            )
+        )
         say(f"cleaning leftovers of {why}")
         for item in teardown(layout, current.state):
             say(f"  removed {item}")
@@ -108,38 +117,68 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
             save()
 
         topology.create(layout, record)
-        say(f"network: bridge {layout.bridge} {layout.cidr('bridge')}, namespaces {', '.join(layout.namespaces)}")
+        say(
+            f"network: bridge {layout.bridge} {layout.cidr('bridge')}, namespaces {', '.join(layout.namespaces)}"
+        )
 
         for variant in VARIANTS:
             rec = _start_service(layout, st.tmpdir, variant)
             st.processes.append(rec)
             save()
-            procs.wait_ready(rec, lambda v=variant: answers(layout.service_url(v) + "/healthz"),
-                             timeout=READY_TIMEOUT, what=f"{layout.service_url(variant)}/healthz")
+            procs.wait_ready(
+                rec,
+                lambda v=variant: answers(layout.service_url(v) + "/healthz"),
+                timeout=READY_TIMEOUT,
+                what=f"{layout.service_url(variant)}/healthz",
+            )
             say(f"{variant}: pid {rec.pid}, {layout.service_url(variant)} (version {VARIANTS[variant]})")
 
         rec, api = _start_haproxy(layout, st.tmpdir)
         st.processes.append(rec)
         save()
-        procs.wait_ready(rec, lambda: _haproxy_ready(api, layout), timeout=READY_TIMEOUT,
-                         what=f"runtime API {api.socket_path}, {layout.stats_url}/metrics or health checks")
-        say(f"haproxy: pid {rec.pid}, traffic {layout.app_url}, stats {layout.stats_url}/stats, "
-            f"weights stable={config.weights[0]} canary={config.weights[1]}, runtime API {api.socket_path}")
+        procs.wait_ready(
+            rec,
+            lambda: _haproxy_ready(api, layout),
+            timeout=READY_TIMEOUT,
+            what=f"runtime API {api.socket_path}, {layout.stats_url}/metrics or health checks",
+        )
+        say(
+            f"haproxy: pid {rec.pid}, traffic {layout.app_url}, stats {layout.stats_url}/stats, "
+            f"weights stable={config.weights[0]} canary={config.weights[1]}, runtime API {api.socket_path}"
+        )
 
         rec, prom = _start_prometheus(layout, st.tmpdir)
         st.processes.append(rec)
         save()
-        procs.wait_ready(rec, lambda: prom.ready() and _targets_up(prom), timeout=READY_TIMEOUT,
-                         what=f"{layout.prometheus_url}/-/ready or its scrape targets")
+        procs.wait_ready(
+            rec,
+            lambda: prom.ready() and _targets_up(prom),
+            timeout=READY_TIMEOUT,
+            what=f"{layout.prometheus_url}/-/ready or its scrape targets",
+        )
         say(f"prometheus: pid {rec.pid}, {layout.prometheus_url} (scraping every 1s, exemplars on)")
 
-        rec = procs.start("loadgen", [sys.executable, "-m", "ebpftop.lab.loadgen",
-                                      "--url", layout.app_url + "/", "--rate", f"{config.rate:g}"],
-                          log=os.path.join(st.tmpdir, "loadgen.log"), netns=layout.netns("client"),
-                          ip_bin=config.ip_bin, env={"PYTHONUNBUFFERED": "1"})
+        rec = procs.start(
+            "loadgen",
+            [
+                sys.executable,
+                "-m",
+                "ebpftop.lab.loadgen",
+                "--url",
+                layout.app_url + "/",
+                "--rate",
+                f"{config.rate:g}",
+            ],
+            log=os.path.join(st.tmpdir, "loadgen.log"),
+            netns=layout.netns("client"),
+            ip_bin=config.ip_bin,
+            env={"PYTHONUNBUFFERED": "1"},
+        )
         st.processes.append(rec)
         save()
-        procs.wait_ready(rec, lambda: os.path.getsize(rec.log) > 0, timeout=READY_TIMEOUT, what="load generator")
+        procs.wait_ready(
+            rec, lambda: os.path.getsize(rec.log) > 0, timeout=READY_TIMEOUT, what="load generator"
+        )
         say(f"loadgen: pid {rec.pid}, {config.rate:g} req/s from {layout.addr('client')} to {layout.app_url}")
 
         st.complete = True
@@ -170,8 +209,11 @@ def config_from_state(st: statefile.LabState) -> LabConfig:
 
 def _preflight(layout: Layout) -> None:
     cfg = layout.config
-    for part, binary, pkg in (("network", cfg.ip_bin, "iproute2"), ("haproxy", cfg.haproxy_bin, "haproxy"),
-                              ("prometheus", cfg.prometheus_bin, "prometheus")):
+    for part, binary, pkg in (
+        ("network", cfg.ip_bin, "iproute2"),
+        ("haproxy", cfg.haproxy_bin, "haproxy"),
+        ("prometheus", cfg.prometheus_bin, "prometheus"),
+    ):
         if shutil.which(binary) is None:
             raise LabError(part, f"{binary!r} not found on PATH (install {pkg}: make setup)")
     _check_port_free("prometheus", "127.0.0.1", cfg.prometheus_port)
@@ -205,13 +247,28 @@ def _start_service(layout: Layout, tmpdir: str, variant: str) -> statefile.ProcR
         # The track as a Kubernetes pod label would arrive: the profiles pane compares
         # canary and stable by it (the versions, v1.0.0 and v1.1.0, do not say which is which).
         "OTEL_RESOURCE_ATTRIBUTES": f"service.name={cfg.service_name},service.version={version},"
-                                    f"deployment.environment=lab,k8s.pod.label.track={variant}",
+        f"deployment.environment=lab,k8s.pod.label.track={variant}",
         "PYTHONUNBUFFERED": "1",
     }
-    argv = [sys.executable, "-m", "ebpftop.lab.service", "--listen", f"0.0.0.0:{cfg.service_port}",
-            "--version", version, "--track", variant]
-    return procs.start(variant, argv, log=os.path.join(tmpdir, f"{variant}.log"), netns=layout.netns(variant),
-                       ip_bin=cfg.ip_bin, env=env)
+    argv = [
+        sys.executable,
+        "-m",
+        "ebpftop.lab.service",
+        "--listen",
+        f"0.0.0.0:{cfg.service_port}",
+        "--version",
+        version,
+        "--track",
+        variant,
+    ]
+    return procs.start(
+        variant,
+        argv,
+        log=os.path.join(tmpdir, f"{variant}.log"),
+        netns=layout.netns(variant),
+        ip_bin=cfg.ip_bin,
+        env=env,
+    )
 
 
 def haproxy_socket(tmpdir: str) -> str:
@@ -223,14 +280,24 @@ def _start_haproxy(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord, h
     conf = os.path.join(tmpdir, "haproxy.cfg")
     sock = haproxy_socket(tmpdir)
     with open(conf, "w") as f:
-        f.write(haproxy.render_config(
-            lb_addr=layout.addr("lb"), app_port=cfg.app_port, stats_port=cfg.stats_port, socket_path=sock,
-            pid_file=os.path.join(tmpdir, "haproxy.pid"),
-            servers={v: f"{layout.addr(v)}:{cfg.service_port}" for v in VARIANTS},
-            weights=dict(zip(VARIANTS, cfg.weights)),
-        ))
-    rec = procs.start("haproxy", [cfg.haproxy_bin, "-db", "-f", conf], log=os.path.join(tmpdir, "haproxy.log"),
-                      netns=layout.netns("lb"), ip_bin=cfg.ip_bin)
+        f.write(
+            haproxy.render_config(
+                lb_addr=layout.addr("lb"),
+                app_port=cfg.app_port,
+                stats_port=cfg.stats_port,
+                socket_path=sock,
+                pid_file=os.path.join(tmpdir, "haproxy.pid"),
+                servers={v: f"{layout.addr(v)}:{cfg.service_port}" for v in VARIANTS},
+                weights=dict(zip(VARIANTS, cfg.weights)),
+            )
+        )
+    rec = procs.start(
+        "haproxy",
+        [cfg.haproxy_bin, "-db", "-f", conf],
+        log=os.path.join(tmpdir, "haproxy.log"),
+        netns=layout.netns("lb"),
+        ip_bin=cfg.ip_bin,
+    )
     return rec, haproxy.RuntimeAPI(sock)
 
 
@@ -257,10 +324,12 @@ def _start_prometheus(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord
     data = os.path.join(tmpdir, "prometheus-data")
     os.makedirs(data)
     with open(conf, "w") as f:
-        f.write(prometheus.render_config(
-            services={v: f"{layout.addr(v)}:{cfg.service_port}" for v in VARIANTS},
-            haproxy=f"{layout.addr('lb')}:{cfg.stats_port}",
-        ))
+        f.write(
+            prometheus.render_config(
+                services={v: f"{layout.addr(v)}:{cfg.service_port}" for v in VARIANTS},
+                haproxy=f"{layout.addr('lb')}:{cfg.stats_port}",
+            )
+        )
     argv = prometheus.command(cfg.prometheus_bin, config_file=conf, data_dir=data, port=cfg.prometheus_port)
     rec = procs.start("prometheus", argv, log=os.path.join(tmpdir, "prometheus.log"), ip_bin=cfg.ip_bin)
     return rec, prometheus.PrometheusAPI(layout.prometheus_url)
@@ -274,8 +343,9 @@ def down(config: LabConfig = LabConfig(), say: Say = _quiet) -> list[str]:
     config.validate()
     require_root()
     layout = Layout(config)
-    with statefile.locked(layout.lock_file, on_wait=lambda: say(f"waiting for another `ebpftop lab` ({config.name})")) \
-            as remove_lock:
+    with statefile.locked(
+        layout.lock_file, on_wait=lambda: say(f"waiting for another `ebpftop lab` ({config.name})")
+    ) as remove_lock:
         try:
             st = statefile.load(layout.state_file)
         except statefile.StateFileError as exc:
@@ -300,8 +370,12 @@ def teardown(layout: Layout, st: statefile.LabState | None) -> list[str]:
             if pid != os.getpid():
                 removed.append(f"process pid {pid} ({_comm(pid)}) in namespace {ns}")
                 procs.kill_pid(pid)
-    tmpdirs = sorted(set(([st.tmpdir] if st and st.tmpdir else []) +
-                         glob.glob(os.path.join(tempfile.gettempdir(), layout.tmp_prefix + "*"))))
+    tmpdirs = sorted(
+        set(
+            ([st.tmpdir] if st and st.tmpdir else [])
+            + glob.glob(os.path.join(tempfile.gettempdir(), layout.tmp_prefix + "*"))
+        )
+    )
     # Only the lab's own programs: someone's `less` on a lab log also names the temp dir.
     ours = {os.path.basename(layout.config.haproxy_bin), os.path.basename(layout.config.prometheus_bin)}
     for tmp in tmpdirs:
@@ -343,8 +417,13 @@ def _comm(pid: int) -> str:
 
 
 def _find_leftovers(layout: Layout, st: statefile.LabState | None) -> bool:
-    return bool(st or os.path.exists(layout.state_file) or topology.existing_namespaces(layout) or topology.existing_links(layout)
-                or glob.glob(os.path.join(tempfile.gettempdir(), layout.tmp_prefix + "*")))
+    return bool(
+        st
+        or os.path.exists(layout.state_file)
+        or topology.existing_namespaces(layout)
+        or topology.existing_links(layout)
+        or glob.glob(os.path.join(tempfile.gettempdir(), layout.tmp_prefix + "*"))
+    )
 
 
 # -- status ------------------------------------------------------------------------
@@ -359,9 +438,15 @@ def status(config: LabConfig = LabConfig()) -> LabStatus:
     parts: list[PartStatus] = []
     net = topology.status(layout)
     missing = [k for k, ok in net.items() if not ok]
-    parts.append(PartStatus("network", not missing,
-                            "missing or down: " + ", ".join(missing) if missing
-                            else f"{len(layout.namespaces)} namespaces, bridge {layout.bridge} {layout.cidr('bridge')}"))
+    parts.append(
+        PartStatus(
+            "network",
+            not missing,
+            "missing or down: " + ", ".join(missing)
+            if missing
+            else f"{len(layout.namespaces)} namespaces, bridge {layout.bridge} {layout.cidr('bridge')}",
+        )
+    )
     if not st.complete:
         parts.append(PartStatus("lab", False, "`lab up` did not finish (crashed or still running)"))
     for variant in VARIANTS:
@@ -410,7 +495,9 @@ def _haproxy_status(layout: Layout, st: statefile.LabState) -> PartStatus:
     except haproxy.RuntimeAPIError as exc:
         return PartStatus("haproxy", False, f"pid {rec.pid} alive but {exc}")
     if not answers(layout.stats_url + "/metrics"):
-        return PartStatus("haproxy", False, f"pid {rec.pid} alive but {layout.stats_url}/metrics not answering")
+        return PartStatus(
+            "haproxy", False, f"pid {rec.pid} alive but {layout.stats_url}/metrics not answering"
+        )
     desc = ", ".join(f"{s.name} weight {s.weight} {s.op_state}" for s in servers)
     down = [s.name for s in servers if s.op_state != "running"]
     return PartStatus("haproxy", not down, f"pid {rec.pid}, {layout.app_url}, {desc}")
@@ -425,8 +512,11 @@ def _prometheus_status(layout: Layout, st: statefile.LabState) -> PartStatus:
         targets = api.targets()
     except OSError as exc:
         return PartStatus("prometheus", False, f"pid {rec.pid} alive but {layout.prometheus_url}: {exc}")
-    bad = [f"{t['url']} {t['health']}" + (f" ({t['error']})" if t["error"] else "")
-           for t in targets if t["health"] != "up"]
+    bad = [
+        f"{t['url']} {t['health']}" + (f" ({t['error']})" if t["error"] else "")
+        for t in targets
+        if t["health"] != "up"
+    ]
     up_count = len(targets) - len(bad)
     detail = f"pid {rec.pid}, {layout.prometheus_url}, targets up {up_count}/{len(targets)}"
     # A target not yet scraped is "unknown" for a second after start; that is not a fault.
@@ -451,8 +541,13 @@ def inject(config: LabConfig, variant: str, terms: list[str]) -> Knobs:
         if code != 200:
             raise OSError(f"HTTP {code}")
         new = parse_terms(terms, Knobs.from_dict(json.loads(body)))
-        code, body = fetch(url, method="PUT", body=json.dumps(new.to_dict()).encode(),
-                           headers={"Content-Type": "application/json"}, timeout=2.0)
+        code, body = fetch(
+            url,
+            method="PUT",
+            body=json.dumps(new.to_dict()).encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=2.0,
+        )
     except (OSError, ValueError) as exc:
         raise LabError(variant, f"knobs at {url}: {exc}") from None
     if code != 200:
@@ -511,7 +606,12 @@ def lab_settings(settings, config: LabConfig = LabConfig(), say: Say = _quiet):
 def wire_settings(settings, ep: LabEndpoints):
     """`settings` pointed at a running lab's endpoints (brings nothing up)."""
     return dataclasses.replace(
-        settings, prometheus_url=ep.prometheus_url, ifaces=ep.ifaces,
-        rollout_controller="haproxy", rollout_haproxy_socket=ep.haproxy_socket,
+        settings,
+        prometheus_url=ep.prometheus_url,
+        ifaces=ep.ifaces,
+        rollout_controller="haproxy",
+        rollout_haproxy_socket=ep.haproxy_socket,
         rollout_haproxy_backend=ep.haproxy_backend,
-        rollout_haproxy_canary=(ep.haproxy_servers["canary"],), rollout_haproxy_stable=(ep.haproxy_servers["stable"],))
+        rollout_haproxy_canary=(ep.haproxy_servers["canary"],),
+        rollout_haproxy_stable=(ep.haproxy_servers["stable"],),
+    )

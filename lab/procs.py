@@ -23,14 +23,28 @@ from .state import ProcRecord
 _children: dict[int, subprocess.Popen] = {}
 
 
-def start(part: str, argv: list[str], *, log: str, netns: str | None = None, ip_bin: str = "ip",
-          env: dict[str, str] | None = None) -> ProcRecord:
+def start(
+    part: str,
+    argv: list[str],
+    *,
+    log: str,
+    netns: str | None = None,
+    ip_bin: str = "ip",
+    env: dict[str, str] | None = None,
+) -> ProcRecord:
     full = [ip_bin, "netns", "exec", netns, *argv] if netns else argv
     with open(log, "ab") as out:
         try:
             # `ip netns exec` execs the command, so the pid is the program's own.
-            proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env={**os.environ, **(env or {})}, close_fds=True)
+            proc = subprocess.Popen(
+                full,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+                close_fds=True,
+            )
         except OSError as exc:
             raise LabError(part, f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
     try:
@@ -76,12 +90,16 @@ def wait_ready(rec: ProcRecord, ready, *, timeout: float, what: str) -> None:
             code = exit_code(rec)
             how = f"exited with code {code}" if code is not None else "exited"
             tail = log_tail(rec)
-            raise LabError(rec.part, f"{how} while starting" + (f": {tail}" if tail else f" (log: {rec.log})"))
+            raise LabError(
+                rec.part, f"{how} while starting" + (f": {tail}" if tail else f" (log: {rec.log})")
+            )
         if ready():
             return
         if time.monotonic() > deadline:
             tail = log_tail(rec)
-            raise LabError(rec.part, f"{what} not answering after {timeout:g}s" + (f"; log: {tail}" if tail else ""))
+            raise LabError(
+                rec.part, f"{what} not answering after {timeout:g}s" + (f"; log: {tail}" if tail else "")
+            )
         time.sleep(0.1)
 
 

@@ -24,8 +24,9 @@ def render_config(*, services: dict[str, str], haproxy: str) -> str:
             {
                 "job_name": SERVICE_JOB,
                 # The metrics carry version/track themselves; `variant` names the target.
-                "static_configs": [{"targets": [addr], "labels": {"variant": variant}}
-                                   for variant, addr in services.items()],
+                "static_configs": [
+                    {"targets": [addr], "labels": {"variant": variant}} for variant, addr in services.items()
+                ],
             },
             {"job_name": HAPROXY_JOB, "static_configs": [{"targets": [haproxy]}]},
         ],
@@ -67,8 +68,13 @@ class PrometheusAPI:
     def targets(self) -> list[dict]:
         """Active targets: job, scrape URL, health (up/down/unknown), lastError, labels."""
         return [
-            {"job": t["labels"].get("job", ""), "url": t.get("scrapeUrl", ""), "health": t.get("health", ""),
-             "error": t.get("lastError", ""), "labels": t.get("labels", {})}
+            {
+                "job": t["labels"].get("job", ""),
+                "url": t.get("scrapeUrl", ""),
+                "health": t.get("health", ""),
+                "error": t.get("lastError", ""),
+                "labels": t.get("labels", {}),
+            }
             for t in self._get("/api/v1/targets", {"state": "active"})["activeTargets"]
         ]
 

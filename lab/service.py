@@ -43,12 +43,16 @@ class ServiceState:
         self.lock = threading.Lock()
         self.registry = CollectorRegistry()
         self.duration = Histogram(
-            "http_request_duration_seconds", "Time spent answering an HTTP request.",
-            ["version", "track"], registry=self.registry,
+            "http_request_duration_seconds",
+            "Time spent answering an HTTP request.",
+            ["version", "track"],
+            registry=self.registry,
         )
         self.requests = Counter(
-            "http_requests_total", "HTTP requests answered, by status code.",
-            ["version", "track", "code"], registry=self.registry,
+            "http_requests_total",
+            "HTTP requests answered, by status code.",
+            ["version", "track", "code"],
+            registry=self.registry,
         )
 
 
@@ -68,10 +72,12 @@ def make_handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = "ebpftop-lab-service"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # one line per request would flood the log at steady load
 
-        def _send(self, code: int, body: bytes, ctype: str = "application/json", headers: dict | None = None) -> None:
+        def _send(
+            self, code: int, body: bytes, ctype: str = "application/json", headers: dict | None = None
+        ) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -81,7 +87,7 @@ def make_handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
@@ -97,7 +103,7 @@ def make_handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
 
         do_HEAD = do_GET
 
-        def do_PUT(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:
             if self.path.split("?", 1)[0] != KNOBS_PATH:
                 self._send(405, b'{"error": "only PUT /-/knobs"}')
                 return
@@ -126,11 +132,14 @@ def make_handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
             if knobs.latency_s:
                 time.sleep(knobs.latency_s)
             code = 500 if knobs.error_ratio and random.random() < knobs.error_ratio else 200
-            body = json.dumps({"track": state.track, "version": state.version, "trace_id": trace_id,
-                               "ok": code == 200}).encode()
+            body = json.dumps(
+                {"track": state.track, "version": state.version, "trace_id": trace_id, "ok": code == 200}
+            ).encode()
             self._send(code, body, headers={"traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"})
             elapsed = time.perf_counter() - start
-            state.duration.labels(state.version, state.track).observe(elapsed, exemplar={"trace_id": trace_id})
+            state.duration.labels(state.version, state.track).observe(
+                elapsed, exemplar={"trace_id": trace_id}
+            )
             state.requests.labels(state.version, state.track, str(code)).inc()
 
     return Handler
@@ -164,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     state.requests.labels(args.version, args.track, "500")
     server = Server((host or "0.0.0.0", int(port)), make_handler(state))
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    print(f"serving {args.track} {args.version} on {args.listen} "
-          f"(OTEL_SERVICE_NAME={os.environ.get('OTEL_SERVICE_NAME', '')})", flush=True)
+    print(
+        f"serving {args.track} {args.version} on {args.listen} "
+        f"(OTEL_SERVICE_NAME={os.environ.get('OTEL_SERVICE_NAME', '')})",
+        flush=True,
+    )
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

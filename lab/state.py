@@ -111,7 +111,9 @@ def locked(path: str, timeout: float = 60.0, on_wait=None):
                 on_wait()
             waited = True
             if time.monotonic() > deadline:
-                raise LabError("lab", f"another `ebpftop lab` still holds {path} after {timeout:g}s") from None
+                raise LabError(
+                    "lab", f"another `ebpftop lab` still holds {path} after {timeout:g}s"
+                ) from None
             time.sleep(0.2)
             continue
         try:

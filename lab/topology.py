@@ -42,14 +42,21 @@ def check_subnet_free(layout: Layout) -> None:
     out = ip(layout, "-j", "-4", "route", "show", "table", "all").stdout.strip()
     for route in json.loads(out) if out else []:
         dst, dev = route.get("dst", ""), route.get("dev", "")
-        if dst in ("default", "") or dev.startswith(layout.prefix) or route.get("type") in ("broadcast", "local"):
+        if (
+            dst in ("default", "")
+            or dev.startswith(layout.prefix)
+            or route.get("type") in ("broadcast", "local")
+        ):
             continue
         try:
             net = ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False)
         except ValueError:
             continue
         if net.overlaps(ours):
-            raise LabError("network", f"subnet {ours} overlaps the host route {dst} on {dev}; choose another with --subnet")
+            raise LabError(
+                "network",
+                f"subnet {ours} overlaps the host route {dst} on {dev}; choose another with --subnet",
+            )
 
 
 def namespace_pids(layout: Layout, netns: str) -> list[int]:

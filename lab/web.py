@@ -12,8 +12,14 @@ import urllib.request
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def fetch(url: str, *, method: str = "GET", body: bytes | None = None, timeout: float = 2.0,
-          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def fetch(
+    url: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    timeout: float = 2.0,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
     """(status, body); HTTP error statuses are returned, connection failures raise OSError."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:

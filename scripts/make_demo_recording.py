@@ -35,11 +35,11 @@ from ebpftop.collectors.canary.data import Bucket, CanaryData, ServiceCanary, Va
 from ebpftop.collectors.canary.exemplars import Exemplar
 from ebpftop.collectors.canary.verdict import Evaluator, Measured, Thresholds
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
-from ebpftop.core.model import Health, HealthState, HostData, Marker, NicRate, Snapshot
 from ebpftop.collectors.profiles.aggregate import summarize
 from ebpftop.collectors.profiles.model import ProfilesData, SourceStatus, StackSample, make_tags
-from ebpftop.core.record import Recorder
 from ebpftop.collectors.rollout.model import Backend, RolloutData, RolloutState
+from ebpftop.core.model import Health, HealthState, HostData, Marker, NicRate, Snapshot
+from ebpftop.core.record import Recorder
 
 START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC: fixed, so ages and clocks are stable
 SECONDS = 20
@@ -70,16 +70,18 @@ def host_frames(rng: random.Random) -> list[Snapshot]:
             veth_rx = (9e6 if spike else 1.2e6) * rng.uniform(0.9, 1.1)
             veth_tx = veth_rx * 0.8
             lo = 350e3 * rng.uniform(0.8, 1.2)
-            nics = tuple(sorted(
-                (
-                    NicRate("eth0", eth_rx, eth_tx, True),
-                    NicRate("veth-canary", veth_rx, veth_tx, True),
-                    NicRate("lo", lo, lo, True),
-                    NicRate("docker0", 0.0, 0.0, False),
-                ),
-                key=lambda n: n.rx_bps + n.tx_bps,
-                reverse=True,
-            ))
+            nics = tuple(
+                sorted(
+                    (
+                        NicRate("eth0", eth_rx, eth_tx, True),
+                        NicRate("veth-canary", veth_rx, veth_tx, True),
+                        NicRate("lo", lo, lo, True),
+                        NicRate("docker0", 0.0, 0.0, False),
+                    ),
+                    key=lambda n: n.rx_bps + n.tx_bps,
+                    reverse=True,
+                )
+            )
             rx = sum(n.rx_bps for n in nics if n.name != "lo")
             tx = sum(n.tx_bps for n in nics if n.name != "lo")
         data = HostData(
@@ -109,7 +111,13 @@ def ok(source: str, seq: int, t: float, data: object) -> Snapshot:
 
 
 # The lab's addresses: load generator, HAProxy, stable and canary instances, Prometheus.
-LOADGEN, HAPROXY, STABLE, CANARY, PROM = "10.200.0.10", "10.200.0.2", "10.200.1.11", "10.200.1.12", "10.200.0.3"
+LOADGEN, HAPROXY, STABLE, CANARY, PROM = (
+    "10.200.0.10",
+    "10.200.0.2",
+    "10.200.1.11",
+    "10.200.1.12",
+    "10.200.0.3",
+)
 
 
 def flows_frames(rng: random.Random) -> list[Snapshot]:
@@ -119,8 +127,32 @@ def flows_frames(rng: random.Random) -> list[Snapshot]:
         ("veth-lb", "egress", HAPROXY, 8080, LOADGEN, 41822, 5.2e6, 1300, 812, "haproxy", "haproxy"),
         ("veth-stable", "egress", HAPROXY, 50110, STABLE, 8000, 2.6e6, 850, 812, "haproxy", "checkout"),
         ("veth-stable", "ingress", STABLE, 8000, HAPROXY, 50110, 4.1e6, 1250, 901, "checkout", "checkout"),
-        ("veth-canary", "egress", HAPROXY, 50144, CANARY, 8000, 0.6e6, 850, 812, "haproxy", "checkout-canary"),
-        ("veth-canary", "ingress", CANARY, 8000, HAPROXY, 50144, 0.9e6, 1250, 933, "checkout", "checkout-canary"),
+        (
+            "veth-canary",
+            "egress",
+            HAPROXY,
+            50144,
+            CANARY,
+            8000,
+            0.6e6,
+            850,
+            812,
+            "haproxy",
+            "checkout-canary",
+        ),
+        (
+            "veth-canary",
+            "ingress",
+            CANARY,
+            8000,
+            HAPROXY,
+            50144,
+            0.9e6,
+            1250,
+            933,
+            "checkout",
+            "checkout-canary",
+        ),
         ("veth-prom", "egress", PROM, 38200, CANARY, 9100, 0.04e6, 300, 640, "prometheus", "prometheus"),
         ("eth0", "egress", "192.168.122.40", 22, "192.168.122.1", 53114, 0.012e6, 120, 1, "sshd", None),
     ]
@@ -141,16 +173,43 @@ def flows_frames(rng: random.Random) -> list[Snapshot]:
                 retrans[k] += rng.randint(3, 9)
                 events.append(TcpEvent(t - 0.3, "retransmit", dst, dport, src, sport, None, pid, comm))
             latency = round(rng.uniform(0.18, 0.35) * (6 if canary and spiking(i) else 1), 3)
-            records.append(FlowRecord(
-                iface, direction, "tcp", src, sport, dst, dport, totals[k][1], totals[k][0],
-                None if i == 0 else float(int(rate)), None if i == 0 else float(pkts),
-                START, t, retrans[k], latency if proto_connects(direction, iface) else None,
-                pid, comm, svc,
-            ))
+            records.append(
+                FlowRecord(
+                    iface,
+                    direction,
+                    "tcp",
+                    src,
+                    sport,
+                    dst,
+                    dport,
+                    totals[k][1],
+                    totals[k][0],
+                    None if i == 0 else float(int(rate)),
+                    None if i == 0 else float(pkts),
+                    START,
+                    t,
+                    retrans[k],
+                    latency if proto_connects(direction, iface) else None,
+                    pid,
+                    comm,
+                    svc,
+                )
+            )
         records.sort(key=lambda r: -(r.bps or 0))
         if i % 4 == 1:
-            events.append(TcpEvent(t - 0.6, "connect", HAPROXY, 50200 + i, CANARY, 8000,
-                                   round(rng.uniform(0.2, 0.4), 3), 812, "haproxy"))
+            events.append(
+                TcpEvent(
+                    t - 0.6,
+                    "connect",
+                    HAPROXY,
+                    50200 + i,
+                    CANARY,
+                    8000,
+                    round(rng.uniform(0.2, 0.4), 3),
+                    812,
+                    "haproxy",
+                )
+            )
         data = FlowsData(
             flows=tuple(records),
             flows_tracked=len(records) + 23,
@@ -166,8 +225,10 @@ def flows_frames(rng: random.Random) -> list[Snapshot]:
             lost_events=0,
             tcp_events_error=None,
             recent_events=tuple(events),
-            ifaces=tuple(IfaceStatus(n, 10 + j, "tcx") for j, n in
-                         enumerate(("eth0", "veth-lb", "veth-stable", "veth-canary", "veth-prom"))),
+            ifaces=tuple(
+                IfaceStatus(n, 10 + j, "tcx")
+                for j, n in enumerate(("eth0", "veth-lb", "veth-stable", "veth-canary", "veth-prom"))
+            ),
             max_flows=65536,
         )
         frames.append(ok("flows", i + 1, t, data))
@@ -183,9 +244,13 @@ LE = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
 
 
 def latency_buckets(requests: float, slow: bool, rng: random.Random) -> tuple[Bucket, ...]:
-    shares = (0.22, 0.55, 0.85, 0.95, 0.985, 0.995, 1.0) if not slow else (0.12, 0.3, 0.55, 0.72, 0.86, 0.97, 1.0)
-    return tuple(Bucket(le, round(requests * min(1.0, s * rng.uniform(0.995, 1.0)), 1) if le != "+Inf" else requests)
-                 for le, s in zip(LE, shares))
+    shares = (
+        (0.22, 0.55, 0.85, 0.95, 0.985, 0.995, 1.0) if not slow else (0.12, 0.3, 0.55, 0.72, 0.86, 0.97, 1.0)
+    )
+    return tuple(
+        Bucket(le, round(requests * min(1.0, s * rng.uniform(0.995, 1.0)), 1) if le != "+Inf" else requests)
+        for le, s in zip(LE, shares)
+    )
 
 
 def canary_frames(rng: random.Random) -> list[Snapshot]:
@@ -199,22 +264,43 @@ def canary_frames(rng: random.Random) -> list[Snapshot]:
         c_p99 = round((1.6 if slow else 0.21) * rng.uniform(0.9, 1.1), 3)
         s_p99 = round(0.19 * rng.uniform(0.9, 1.1), 3)
         c_err = round((0.031 if slow else 0.0018) * rng.uniform(0.8, 1.2), 4)
-        canary = VariantMetrics("canary", c_p99, c_err, round(c_rps, 2), c_req, latency_buckets(c_req, slow, rng))
-        stable = VariantMetrics("stable", s_p99, round(0.0012 * rng.uniform(0.8, 1.2), 4), round(s_rps, 2), s_req,
-                                latency_buckets(s_req, False, rng))
+        canary = VariantMetrics(
+            "canary", c_p99, c_err, round(c_rps, 2), c_req, latency_buckets(c_req, slow, rng)
+        )
+        stable = VariantMetrics(
+            "stable",
+            s_p99,
+            round(0.0012 * rng.uniform(0.8, 1.2), 4),
+            round(s_rps, 2),
+            s_req,
+            latency_buckets(s_req, False, rng),
+        )
         drift, chi = drift_test(canary.buckets, stable.buckets)
         verdict = evaluator.evaluate(Measured(c_p99, s_p99, c_err, c_req, chi, drift.note))
         exemplars = ()
         if slow:
             exemplars = tuple(
-                Exemplar(f"{rng.getrandbits(128):032x}", round(c_p99 * rng.uniform(1.0, 1.4), 3), t - rng.uniform(1, 20),
-                         "2.5", {"version": "canary"})
+                Exemplar(
+                    f"{rng.getrandbits(128):032x}",
+                    round(c_p99 * rng.uniform(1.0, 1.4), 3),
+                    t - rng.uniform(1, 20),
+                    "2.5",
+                    {"version": "canary"},
+                )
                 for _ in range(3)
             )
         svc = ServiceCanary(
-            name="checkout", verdict=verdict.verdict, reason=verdict.reason, metrics=verdict.metrics,
-            canary=canary, stable=stable, drift=drift, exemplars=exemplars, variant_label="version",
-            window="1m", evaluated_at=t,
+            name="checkout",
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+            metrics=verdict.metrics,
+            canary=canary,
+            stable=stable,
+            drift=drift,
+            exemplars=exemplars,
+            variant_label="version",
+            window="1m",
+            evaluated_at=t,
         )
         frames.append(ok("canary", i + 1, t, CanaryData(f"http://{PROM}:9090", (svc,))))
     return frames
@@ -222,8 +308,9 @@ def canary_frames(rng: random.Random) -> list[Snapshot]:
 
 def profiles_frames(rng: random.Random) -> list[Snapshot]:
     def tags(version: str, pid: int) -> tuple[tuple[str, str], ...]:
-        return make_tags({"service": "checkout", "env": "demo", "version": version, "pid": str(pid),
-                          "comm": "checkout"})
+        return make_tags(
+            {"service": "checkout", "env": "demo", "version": version, "pid": str(pid), "comm": "checkout"}
+        )
 
     base = ("_start", "main", "http.serve", "checkout.handle")
     frames = []
@@ -236,10 +323,16 @@ def profiles_frames(rng: random.Random) -> list[Snapshot]:
             StackSample(base + ("json.encode", "reflect.value"), 55 + rng.randint(0, 9), tags("stable", 901)),
             StackSample(base + ("db.query", "net.write"), 22 + rng.randint(0, 5), tags("stable", 901)),
             StackSample(base + ("json.encode", "reflect.value"), 8 + rng.randint(0, 3), tags("canary", 933)),
-            StackSample(base + ("pricing.rules", "regexp.compile"), (30 + rng.randint(0, 9)) * hot,
-                        tags("canary", 933)),
-            StackSample(("_start", "runtime.gcBgMarkWorker", "runtime.scanobject"), 12 * (3 if slow else 1),
-                        tags("canary", 933)),
+            StackSample(
+                base + ("pricing.rules", "regexp.compile"),
+                (30 + rng.randint(0, 9)) * hot,
+                tags("canary", 933),
+            ),
+            StackSample(
+                ("_start", "runtime.gcBgMarkWorker", "runtime.scanobject"),
+                12 * (3 if slow else 1),
+                tags("canary", 933),
+            ),
         ]
         window = summarize("bpf 10s", "bpf", t - 10, t, stacks)
         data = ProfilesData(49, (window,), (), (SourceStatus("bpf", "ok", "", t),))
@@ -251,15 +344,21 @@ def rollout_frames() -> list[Snapshot]:
     """HAProxy splitting checkout 90/10 between stable and canary, as its runtime API reports it."""
     endpoint = "runtime API /run/ebpftop-lab/haproxy.sock, backend be_checkout"
     state = RolloutState(
-        service="checkout", controller="haproxy", endpoint=endpoint,
-        stable_revision="stable1", canary_revision="canary1",
-        stable_weight=90.0, canary_weight=10.0, phase="progressing",
+        service="checkout",
+        controller="haproxy",
+        endpoint=endpoint,
+        stable_revision="stable1",
+        canary_revision="canary1",
+        stable_weight=90.0,
+        canary_weight=10.0,
+        phase="progressing",
         last_change=START - 300.0,
         backends=(
             Backend("stable1", "stable", 90, "running", f"{STABLE}:8000"),
             Backend("canary1", "canary", 10, "running", f"{CANARY}:8000"),
         ),
-        can_rollback=True, can_promote=False,
+        can_rollback=True,
+        can_promote=False,
         promote_reason="HAProxy: promote is a release decision; set weights in haproxy.cfg",
     )
     return [ok("rollout", i // 2 + 1, START + 0.5 + i, RolloutData((state,))) for i in range(0, SECONDS, 2)]
@@ -282,8 +381,13 @@ def write(path: str) -> int:
         os.unlink(path)  # the Recorder appends; the demo must be exactly one session
     rng = random.Random(42)
     frames = sorted(
-        host_frames(rng) + flows_frames(rng) + canary_frames(rng) + profiles_frames(rng)
-        + rollout_frames() + unavailable_frames() + marker_frames(),
+        host_frames(rng)
+        + flows_frames(rng)
+        + canary_frames(rng)
+        + profiles_frames(rng)
+        + rollout_frames()
+        + unavailable_frames()
+        + marker_frames(),
         key=lambda s: s.time,
     )
     rec = Recorder(path, 16 * 1024 * 1024, clock=lambda: START, flush_interval=3600, host=HOST)

@@ -31,7 +31,9 @@ def moment(replay) -> int:
     return len(replay) - 1
 
 
-async def shoot(recording: pathlib.Path, size: tuple[int, int], out: pathlib.Path, home: pathlib.Path) -> None:
+async def shoot(
+    recording: pathlib.Path, size: tuple[int, int], out: pathlib.Path, home: pathlib.Path
+) -> None:
     from ebpftop.core.replay import ReplayRuntime
     from ebpftop.core.settings import Settings
     from ebpftop.tui.app import EbpftopApp

@@ -59,17 +59,33 @@ def publish_fixed(runtime: Runtime) -> None:
     """One of each kind of state, so every pane and the header have something to show."""
     bus = runtime.bus
     bus.publish(snap("host", host_data()))
-    bus.publish(snap("flows", None, Health(HealthState.DOWN, "BPF unavailable: needs root", "run with sudo", None, 1)))
+    bus.publish(
+        snap("flows", None, Health(HealthState.DOWN, "BPF unavailable: needs root", "run with sudo", None, 1))
+    )
     bus.publish(snap("rules", {"rules": [1, 2, 3], "evictions": 0}))
-    bus.publish(snap("canary", None, Health(HealthState.OFF, "Prometheus not configured", "set --prometheus-url", None, 1)))
-    bus.publish(snap("profiles", None, Health(HealthState.DEGRADED, "perf_event_open failed: EACCES", "", T0 - 40, 2)))
+    bus.publish(
+        snap(
+            "canary",
+            None,
+            Health(HealthState.OFF, "Prometheus not configured", "set --prometheus-url", None, 1),
+        )
+    )
+    bus.publish(
+        snap("profiles", None, Health(HealthState.DEGRADED, "perf_event_open failed: EACCES", "", T0 - 40, 2))
+    )
 
 
 def _console(app, out) -> Console:
     width, height = app.size
     return Console(
-        width=width, height=height, file=out, force_terminal=True, color_system="truecolor",
-        record=True, legacy_windows=False, safe_box=False,
+        width=width,
+        height=height,
+        file=out,
+        force_terminal=True,
+        color_system="truecolor",
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
     )
 
 
@@ -100,9 +116,13 @@ RENDERER_CSI = re.compile(r"\x1b\[[0-9;:]*[A-Za-z]")
 def raw_controls(text: str) -> list[str]:
     """Characters that would act on a terminal (C0 but newline, DEL, C1, invisible
     format characters such as bidi overrides), as U+XXXX."""
-    return sorted({f"U+{ord(c):04X}" for c in text if c != "\n" and (
-        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or unicodedata.category(c) == "Cf"
-    )})
+    return sorted(
+        {
+            f"U+{ord(c):04X}"
+            for c in text
+            if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or unicodedata.category(c) == "Cf")
+        }
+    )
 
 
 def assert_nothing_raw_reaches_the_terminal(out: str) -> None:

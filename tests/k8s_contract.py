@@ -30,24 +30,55 @@ SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 def sample_rollout(ns: str = "shop", name: str = "checkout") -> dict:
     return {
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
         "metadata": {"name": name, "namespace": ns, "resourceVersion": "100"},
-        "spec": {"strategy": {"canary": {"steps": [
-            {"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "1m"}}]}}},
+        "spec": {
+            "strategy": {
+                "canary": {
+                    "steps": [
+                        {"setWeight": 20},
+                        {"pause": {}},
+                        {"setWeight": 50},
+                        {"pause": {"duration": "1m"}},
+                    ]
+                }
+            }
+        },
         "status": {
-            "phase": "Paused", "message": "CanaryPauseStep", "currentStepIndex": 1,
-            "stableRS": "6d4f8b7c9", "currentPodHash": "7f9c6d5b8",
-            "canary": {"weights": {"canary": {"weight": 20, "podTemplateHash": "7f9c6d5b8"},
-                                   "stable": {"weight": 80, "podTemplateHash": "6d4f8b7c9"}}},
-            "conditions": [{"type": "Progressing", "status": "True",
-                            "lastUpdateTime": "2026-11-22T02:00:00Z", "lastTransitionTime": "2026-11-22T01:59:00Z"}],
+            "phase": "Paused",
+            "message": "CanaryPauseStep",
+            "currentStepIndex": 1,
+            "stableRS": "6d4f8b7c9",
+            "currentPodHash": "7f9c6d5b8",
+            "canary": {
+                "weights": {
+                    "canary": {"weight": 20, "podTemplateHash": "7f9c6d5b8"},
+                    "stable": {"weight": 80, "podTemplateHash": "6d4f8b7c9"},
+                }
+            },
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "lastUpdateTime": "2026-11-22T02:00:00Z",
+                    "lastTransitionTime": "2026-11-22T01:59:00Z",
+                }
+            ],
         },
     }
 
 
 def status_doc(code: int, reason: str, message: str, causes: list | None = None) -> dict:
-    doc = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": message, "reason": reason, "code": code}
+    doc = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
     if causes:
         doc["details"] = {"causes": causes}
     return doc
@@ -80,9 +111,16 @@ class Seen:
 
 
 class ContractServer:
-    def __init__(self, *, token: str = "good-token", ns: str = "shop", name: str = "checkout",
-                 status_subresource: bool = True, allowed: bool = True,
-                 tls: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        token: str = "good-token",
+        ns: str = "shop",
+        name: str = "checkout",
+        status_subresource: bool = True,
+        allowed: bool = True,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.token = token
         self.ns, self.name = ns, name
         self.path = ROLLOUTS.format(ns=ns, name=name)
@@ -105,7 +143,7 @@ class ContractServer:
         self.url = f"{scheme}://{host}:{port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
-    def __enter__(self) -> "ContractServer":
+    def __enter__(self) -> ContractServer:
         self._thread.start()
         return self
 
@@ -144,7 +182,9 @@ class ContractServer:
             def _send(self, code: int, doc, headers: dict | None = None) -> None:
                 body = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json" if not isinstance(doc, str) else "text/plain")
+                self.send_header(
+                    "Content-Type", "application/json" if not isinstance(doc, str) else "text/plain"
+                )
                 self.send_header("Content-Length", str(len(body)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -161,8 +201,13 @@ class ContractServer:
                         fault.times -= 1
                         if fault.stall:
                             server._release.wait(fault.stall)
-                        self._send(fault.status, fault.body if fault.body is not None
-                                   else status_doc(fault.status, "Injected", f"injected {fault.status}"), fault.headers)
+                        self._send(
+                            fault.status,
+                            fault.body
+                            if fault.body is not None
+                            else status_doc(fault.status, "Injected", f"injected {fault.status}"),
+                            fault.headers,
+                        )
                         return
                 if self.headers.get("Authorization") != f"Bearer {server.token}":
                     self._send(401, status_doc(401, "Unauthorized", "Unauthorized"))
@@ -185,71 +230,111 @@ class ContractServer:
         base = ROLLOUTS.format(ns=self.ns, name="")
         if not path.startswith(base):
             return 404, "404 page not found"
-        rest = path[len(base):]
+        rest = path[len(base) :]
         name, _, sub = rest.partition("/")
         with self.lock:
             if self.rollout is None or name != self.name:
                 return 404, status_doc(404, "NotFound", f'rollouts.argoproj.io "{name}" not found')
             if method == "GET" and not sub:
                 return 200, copy.deepcopy(self.rollout)
-            if method != "PATCH" or sub not in ("", "status") or (sub == "status" and not self.status_subresource):
+            if (
+                method != "PATCH"
+                or sub not in ("", "status")
+                or (sub == "status" and not self.status_subresource)
+            ):
                 return 404, "404 page not found"
             if ctype != "application/merge-patch+json":
-                return 415, status_doc(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {ctype}")
+                return 415, status_doc(
+                    415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {ctype}"
+                )
             try:
                 patch = json.loads(body)
             except ValueError:
                 return 400, status_doc(400, "BadRequest", "error decoding patch")
             version = (patch.get("metadata") or {}).get("resourceVersion")
             if version is not None and version != self.rollout["metadata"]["resourceVersion"]:
-                return 409, status_doc(409, "Conflict", f'Operation cannot be fulfilled on rollouts.argoproj.io '
-                                       f'"{name}": the object has been modified; please apply your changes to '
-                                       f'the latest version and try again')
+                return 409, status_doc(
+                    409,
+                    "Conflict",
+                    f"Operation cannot be fulfilled on rollouts.argoproj.io "
+                    f'"{name}": the object has been modified; please apply your changes to '
+                    f"the latest version and try again",
+                )
             abort = (patch.get("status") or {}).get("abort")
             if abort is not None and not isinstance(abort, bool):
-                return 422, status_doc(422, "Invalid", f'Rollout.argoproj.io "{name}" is invalid: status.abort: '
-                                       'Invalid value: "string": status.abort in body must be of type boolean',
-                                       [{"reason": "FieldValueTypeInvalid", "field": "status.abort",
-                                         "message": "Invalid value: must be of type boolean"}])
+                return 422, status_doc(
+                    422,
+                    "Invalid",
+                    f'Rollout.argoproj.io "{name}" is invalid: status.abort: '
+                    'Invalid value: "string": status.abort in body must be of type boolean',
+                    [
+                        {
+                            "reason": "FieldValueTypeInvalid",
+                            "field": "status.abort",
+                            "message": "Invalid value: must be of type boolean",
+                        }
+                    ],
+                )
             if abort:
                 st = self.rollout["status"]
-                st.update(abort=True, phase="Degraded", message="RolloutAborted: Rollout aborted update to revision 2",
-                          canary={"weights": {"canary": {"weight": 0}, "stable": {"weight": 100}}})
-                st["conditions"][0]["lastUpdateTime"] = datetime.datetime.now(datetime.timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ")
+                st.update(
+                    abort=True,
+                    phase="Degraded",
+                    message="RolloutAborted: Rollout aborted update to revision 2",
+                    canary={"weights": {"canary": {"weight": 0}, "stable": {"weight": 100}}},
+                )
+                st["conditions"][0]["lastUpdateTime"] = datetime.datetime.now(datetime.UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                )
                 self._next_version()
             return 200, copy.deepcopy(self.rollout)
 
 
 def make_tls(directory: str) -> tuple[str, str, str]:
     """A private CA and a server certificate for 127.0.0.1: (ca_pem, cert_file, key_file)."""
+    import ipaddress
+    import os
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
-    import os
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ebpftop test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     cert_file, key_file = os.path.join(directory, "server.crt"), os.path.join(directory, "server.key")
     with open(cert_file, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
     with open(key_file, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return ca.public_bytes(serialization.Encoding.PEM).decode(), cert_file, key_file

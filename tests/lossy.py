@@ -23,8 +23,10 @@ def main(iface: str, port: int, every: int, most: int) -> int:
 
     from ebpftop.collectors.flows import tcx
 
-    b = BPF(src_file=str(HERE / "bpf" / "lossy.bpf.c").encode(),
-            cflags=[f"-DLOSSY_PORT={port}", f"-DLOSSY_EVERY={every}", f"-DLOSSY_MAX={most}"])
+    b = BPF(
+        src_file=str(HERE / "bpf" / "lossy.bpf.c").encode(),
+        cflags=[f"-DLOSSY_PORT={port}", f"-DLOSSY_EVERY={every}", f"-DLOSSY_MAX={most}"],
+    )
     fn = b.load_func("lossy_drop", BPF.SCHED_CLS)
     link = tcx.attach(fn.fd, int(Path(f"/sys/class/net/{iface}/ifindex").read_text()), True)
     print("ready", flush=True)

@@ -21,8 +21,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 PYTHON = sys.executable
 _KERNEL_FS = (
@@ -44,12 +44,16 @@ class Netns:
             argv = ("sh", "-c", _KERNEL_FS + 'exec "$@"', "sh", *argv)
         return ["ip", "netns", "exec", self.name, *argv]
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 60, bpf: bool = False, **kw) -> subprocess.CompletedProcess:
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 60, bpf: bool = False, **kw
+    ) -> subprocess.CompletedProcess:
         kw.setdefault("capture_output", True)
         kw.setdefault("text", True)
         proc = subprocess.run(self.cmd(*argv, bpf=bpf), timeout=timeout, **kw)
         if check and proc.returncode != 0:
-            raise RuntimeError(f"in netns {self.name}: {' '.join(argv)} -> {proc.returncode}: {proc.stderr.strip()}")
+            raise RuntimeError(
+                f"in netns {self.name}: {' '.join(argv)} -> {proc.returncode}: {proc.stderr.strip()}"
+            )
         return proc
 
     def popen(self, *argv: str, bpf: bool = False, **kw) -> subprocess.Popen:

@@ -21,9 +21,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from conftest import need
 
@@ -58,7 +58,9 @@ def free_port() -> int:
 
 
 def need_prometheus() -> None:
-    need(shutil.which("prometheus") is not None, "prometheus binary not installed (apt-get install prometheus)")
+    need(
+        shutil.which("prometheus") is not None, "prometheus binary not installed (apt-get install prometheus)"
+    )
     need(shutil.which("promtool") is not None, "promtool not installed (apt-get install prometheus)")
 
 
@@ -68,7 +70,9 @@ def backfill(openmetrics: str, data_dir: Path, work: Path) -> None:
     src.write_text(openmetrics)
     proc = subprocess.run(
         ["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", str(src), str(data_dir)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"promtool backfill failed: {proc.stdout}{proc.stderr}")
@@ -100,8 +104,10 @@ def _wait_ready(prom: Prom) -> None:
                 with urllib.request.urlopen(f"{prom.url}/api/v1/status/flags", timeout=2) as resp:
                     flags = json.loads(resp.read()).get("data", {})
                 if flags.get("storage.tsdb.path") != str(prom.data_dir):
-                    raise RuntimeError(f"127.0.0.1:{prom.port} answers for another prometheus "
-                                       f"({flags.get('storage.tsdb.path')!r})")
+                    raise RuntimeError(
+                        f"127.0.0.1:{prom.port} answers for another prometheus "
+                        f"({flags.get('storage.tsdb.path')!r})"
+                    )
                 return
         except (urllib.error.URLError, OSError, ValueError):
             pass
@@ -152,7 +158,9 @@ def prometheus(
                     "--enable-feature=exemplar-storage",
                     *extra_args,
                 ],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         prom = Prom(f"http://127.0.0.1:{port}", port, data_dir, proc, log_path)
         try:

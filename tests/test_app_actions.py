@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
+from app_support import make_app, publish_fixed, screen_text
 from textual.app import SuspendNotSupported
 from textual.widgets import Footer, Input, Static
 
 from ebpftop.core.gate import Action
 from ebpftop.tui.screens.confirm import ConfirmScreen
 from ebpftop.tui.screens.prompt import PromptScreen
-
-from app_support import make_app, publish_fixed, screen_text
 
 
 def audit_events(tmp_path) -> list[dict]:
@@ -84,9 +83,12 @@ async def test_marker_escape_at_prompt_and_bad_text(tmp_path):
 async def test_confirm_screen_requires_the_typed_text(tmp_path):
     app = make_app(tmp_path)
     action = Action(
-        kind="rollout.rollback", title="Roll back canary", target="checkout",
+        kind="rollout.rollback",
+        title="Roll back canary",
+        target="checkout",
         description="Set canary weight of checkout to 0 in HAProxy backend web.",
-        dangerous=True, confirm_text="checkout",
+        dangerous=True,
+        confirm_text="checkout",
     )
     results = []
     async with app.run_test(size=(100, 30)) as pilot:
@@ -145,7 +147,9 @@ async def test_kiosk_hides_and_refuses_actions(tmp_path):
         assert "Add incident marker" not in titles and "Screenshot" not in titles
         assert {"Theme", "Help", "Quit"} <= titles
         assert app.check_action("suspend_process", ()) is False
-        assert "ctrl+z" not in {b.key for (_n, b, enabled, _t) in app.screen.active_bindings.values() if enabled}
+        assert "ctrl+z" not in {
+            b.key for (_n, b, enabled, _t) in app.screen.active_bindings.values() if enabled
+        }
         await pilot.press("ctrl+z")
         assert app.is_running
         try:
@@ -196,9 +200,14 @@ async def test_quitting_during_an_auto_rollback_countdown_audits_it_as_abandoned
         await pilot.pause()
     assert ctl.sent == []
     [entry] = audit_events(tmp_path)
-    assert (entry["event"], entry["automatic"], entry["action"]["kind"]) == ("cancelled", False, "rollout.rollback")
-    assert entry["message"] == ("abandoned: the dashboard quit during the countdown with 20s of 30s left: "
-                                "nothing was sent")
+    assert (entry["event"], entry["automatic"], entry["action"]["kind"]) == (
+        "cancelled",
+        False,
+        "rollout.rollback",
+    )
+    assert entry["message"] == (
+        "abandoned: the dashboard quit during the countdown with 20s of 30s left: nothing was sent"
+    )
     assert entry["action"]["params"]["evidence"]["verdict"] == "fail"
 
 
@@ -225,7 +234,7 @@ class SessionBook:
     def close(self) -> None:
         pass
 
-    class dp:  # noqa: N801 - the attribute RuleBook has
+    class dp:
         @staticmethod
         def links():
             return []
@@ -240,7 +249,9 @@ def session_book(monkeypatch):
 
     rules = [
         parse_rule('count udp to any port 53 "mine"').with_(id=1, slot=1, session=os.getpid()),
-        parse_rule('count tcp to any port 22 "another dashboard"').with_(id=2, slot=2, session=1),  # pid 1 lives
+        parse_rule('count tcp to any port 22 "another dashboard"').with_(
+            id=2, slot=2, session=1
+        ),  # pid 1 lives
         parse_rule('deny tcp to any port 6379 "enforced"').with_(id=3, slot=3),
     ]
     book = SessionBook(rules)
@@ -280,10 +291,15 @@ async def test_this_sessions_count_rules_removed_at_quit_are_audited(tmp_path, m
     await quit_keeping_enforced_rules(tmp_path)
     assert [r.id for r in book.rules] == [2, 3]  # only this dashboard's count rule went
     intent, result = audit_events(tmp_path)
-    assert (intent["event"], intent["automatic"], intent["action"]["kind"]) == ("intent", True, "rules.delete")
+    assert (intent["event"], intent["automatic"], intent["action"]["kind"]) == (
+        "intent",
+        True,
+        "rules.delete",
+    )
     assert intent["action"]["params"]["ids"] == [1]
-    assert intent["action"]["description"] == ("The dashboard session that added them ended. Delete:\n"
-                                               '  1: count udp to any port 53 "mine"')
+    assert intent["action"]["description"] == (
+        'The dashboard session that added them ended. Delete:\n  1: count udp to any port 53 "mine"'
+    )
     assert (result["event"], result["ref"], result["ok"]) == ("result", intent["seq"], True)
     assert result["message"] == "2 rules enforced"
 

@@ -3,11 +3,18 @@ actions) is shown literally and never reaches the terminal as control sequences.
 
 from __future__ import annotations
 
+from app_support import (
+    assert_nothing_raw_reaches_the_terminal,
+    host_data,
+    make_app,
+    screen_text,
+    snap,
+    terminal_bytes,
+)
+
 from ebpftop.core.gate import Action
 from ebpftop.core.model import Health, HealthState, Marker
 from ebpftop.tui.screens.confirm import ConfirmScreen
-
-from app_support import assert_nothing_raw_reaches_the_terminal, host_data, make_app, screen_text, snap, terminal_bytes
 
 MARKUP = "[bold red]x[/]"
 HOSTILE = MARKUP + "\x1b]0;pwned\x07" + "\x9b2J" + "\u202eevil" + "\x1b[2J" + "\x00\x7f"
@@ -37,8 +44,12 @@ async def test_hostile_strings_in_every_pane_and_the_header(tmp_path):
 async def test_hostile_action_on_the_confirmation_screen(tmp_path):
     app = make_app(tmp_path)
     action = Action(
-        kind="x", title=HOSTILE, description=f"Kill {HOSTILE}", target=HOSTILE,
-        dangerous=True, confirm_text=HOSTILE,
+        kind="x",
+        title=HOSTILE,
+        description=f"Kill {HOSTILE}",
+        target=HOSTILE,
+        dangerous=True,
+        confirm_text=HOSTILE,
     )
     async with app.run_test(size=(120, 40)) as pilot:
         app.push_screen(ConfirmScreen(action))

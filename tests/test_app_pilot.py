@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+from app_support import PANE_TITLES, T0, host_data, make_app, publish_fixed, screen_text, snap, terminal_bytes
+from app_support import body_text as pane_body_text
 from textual.widgets import Footer, Static
 
 from ebpftop.core.collector import Collector, SourceUnavailable
@@ -14,9 +16,6 @@ from ebpftop.tui.bindings import KEYMAP, key_display
 from ebpftop.tui.key_actions import spec
 from ebpftop.tui.panes.base import SourcePane
 from ebpftop.tui.screens.help import HelpScreen
-
-from app_support import body_text as pane_body_text
-from app_support import PANE_TITLES, T0, host_data, make_app, publish_fixed, screen_text, snap, terminal_bytes
 
 
 def pane(app, source: str) -> SourcePane:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
+from app_support import body_text, screen_text, settings
 from textual.widgets import Static
 
 from ebpftop.core.model import HealthState
@@ -12,8 +13,6 @@ from ebpftop.tui.app import EbpftopApp
 from ebpftop.tui.panes import fmt
 from ebpftop.tui.panes.base import SourcePane
 from ebpftop.tui.text import clean
-
-from app_support import body_text, screen_text, settings
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -59,7 +58,9 @@ async def test_replay_shows_the_recorded_state_and_steps(tmp_path):
         await pilot.press("left_square_bracket")
         await pilot.pause()
         assert replay.position == position + 1
-        assert app.runtime.store.latest("host").data.cpu_percent == replay.store.latest("host").data.cpu_percent
+        assert (
+            app.runtime.store.latest("host").data.cpu_percent == replay.store.latest("host").data.cpu_percent
+        )
         assert fmt.percent(app.runtime.store.latest("host").data.cpu_percent) in screen_text(app)
 
         await pilot.press("greater_than_sign")
@@ -99,7 +100,12 @@ async def test_replay_keys_absent_without_a_replay(tmp_path):
     async with app.run_test(size=(160, 48)):
         assert app.check_action("replay_step", (1,)) is False
         shown = {b.key for (_n, b, enabled, _t) in app.screen.active_bindings.values() if enabled and b.show}
-        assert not shown & {"left_square_bracket", "right_square_bracket", "less_than_sign", "greater_than_sign"}
+        assert not shown & {
+            "left_square_bracket",
+            "right_square_bracket",
+            "less_than_sign",
+            "greater_than_sign",
+        }
     app = replay_app(tmp_path)
     async with app.run_test(size=(160, 48)):
         shown = {b.key for (_n, b, enabled, _t) in app.screen.active_bindings.values() if enabled and b.show}

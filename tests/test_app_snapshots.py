@@ -32,7 +32,9 @@ def test_paused_rules_focused_80x24(snap_compare, tmp_path):
 
 
 def test_help_80x24(snap_compare, tmp_path):
-    assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=_fixed, press=["question_mark"])
+    assert snap_compare(
+        make_app(tmp_path), terminal_size=(80, 24), run_before=_fixed, press=["question_mark"]
+    )
 
 
 def test_high_contrast_theme_80x24(snap_compare, tmp_path):

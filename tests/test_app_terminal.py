@@ -11,9 +11,8 @@ import textwrap
 import time
 
 import pytest
-from textual import events
-
 from app_support import make_app
+from textual import events
 
 pyte = pytest.importorskip("pyte")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "bench"))
@@ -148,8 +147,9 @@ async def test_a_press_on_a_toast_that_has_just_left_the_dom_is_a_miss(tmp_path)
                 await asyncio.sleep(0)  # let the removal run, but not the screen's next layout
             # The window the crash needs: out of the DOM, still what the screen finds there.
             assert toast.parent is None and app.screen.get_widget_at(*at)[0] is toast
-            app.post_message(events.MouseDown(None, at.x, at.y, 0, 0, 1, False, False, False,
-                                              screen_x=at.x, screen_y=at.y))
+            app.post_message(
+                events.MouseDown(None, at.x, at.y, 0, 0, 1, False, False, False, screen_x=at.x, screen_y=at.y)
+            )
             await pilot.pause()
             assert app.is_running and app.return_code is None
         # Presses elsewhere still do what they did: a click on a pane focuses it.
@@ -161,7 +161,9 @@ def test_presses_on_a_vanishing_toast_in_a_real_terminal(tmp_path):
     """As found: presses written into the pty over a toast as it goes (a click takes it
     away at once, the presses queued behind it land on it). Without the guard the app
     died within a few rounds; each round here is one chance."""
-    app = PtyApp([sys.executable, "-m", "ebpftop.cli.main", "replay", "--paused", str(DEMO)], cols=80, rows=24)
+    app = PtyApp(
+        [sys.executable, "-m", "ebpftop.cli.main", "replay", "--paused", str(DEMO)], cols=80, rows=24
+    )
     try:
         assert app.wait_for(lambda s: "? Help" in s, 30) is not None, app.text()
         for _ in range(10):

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ebpftop.cli.main import main
 from ebpftop.core import audit
 from ebpftop.core.audit import (
     BAD_SIGNATURE,
@@ -33,7 +34,6 @@ from ebpftop.core.audit import (
     sign,
     verify,
 )
-from ebpftop.cli.main import main
 
 ACTOR = Actor(user="alice", uid=0, ssh_client="192.0.2.7", tty="/dev/pts/3", pid=4242)
 OTHER_KEY = bytes(range(32))
@@ -60,7 +60,9 @@ def put_lines(log: AuditLog, lines: list[bytes]) -> None:
 def check(log: AuditLog, kind: str, line: int, seq: int | None):
     report = verify(log.path, log.key_path)
     assert not report.ok, report
-    assert (report.problem.kind, report.problem.line, report.problem.seq) == (kind, line, seq), report.summary()
+    assert (report.problem.kind, report.problem.line, report.problem.seq) == (kind, line, seq), (
+        report.summary()
+    )
     return report
 
 
@@ -84,7 +86,13 @@ def test_intact_log_verifies_and_chains(tmp_path):
 def test_entry_records_who_when_what(tmp_path):
     log = write_log(tmp_path, 2)
     first, second = (json.loads(x) for x in lines_of(log))
-    assert first["actor"] == {"user": "alice", "uid": 0, "ssh_client": "192.0.2.7", "tty": "/dev/pts/3", "pid": 4242}
+    assert first["actor"] == {
+        "user": "alice",
+        "uid": 0,
+        "ssh_client": "192.0.2.7",
+        "tty": "/dev/pts/3",
+        "pid": 4242,
+    }
     assert first["event"] == "intent" and first["action"]["params"] == {"text": "marker 0"}
     assert first["time"].endswith("Z") and isinstance(first["epoch"], float)
     assert second["event"] == "result" and second["ok"] is True and second["message"] == "marker added"
@@ -540,7 +548,16 @@ def test_cli_uses_global_audit_log_flag(tmp_path, capsys):
 
 def test_cli_exit_codes_in_a_real_process(tmp_path):
     log = write_log(tmp_path, 4)  # two intents, each answered
-    cmd = [sys.executable, "-m", "ebpftop.cli.main", "audit", "verify", str(log.path), "--key", str(log.key_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ebpftop.cli.main",
+        "audit",
+        "verify",
+        str(log.path),
+        "--key",
+        str(log.key_path),
+    ]
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     lines = lines_of(log)
     lines[0], lines[1] = lines[1], lines[0]
@@ -557,10 +574,13 @@ def test_an_intent_without_a_result_is_reported_apart_from_tampering(tmp_path, c
     assert [(u.line, u.seq, u.action) for u in report.unfinished] == [(5, 5, "rollout.rollback\x1b[2J")]
     assert main(["audit", "verify", str(log.path), "--key", str(log.key_path)]) == 3
     out, err = capsys.readouterr()
-    assert not out.startswith("OK") and out.startswith("chain intact, but 1 action without a result: 5 entries")
+    assert not out.startswith("OK") and out.startswith(
+        "chain intact, but 1 action without a result: 5 entries"
+    )
     assert err.splitlines() == [
         "ebpftop audit verify: warning: line 5 (seq 5): intent rollout.rollback\\x1b[2J has no result: "
-        "its outcome is unknown (interrupted before it finished, or still running)"]
+        "its outcome is unknown (interrupted before it finished, or still running)"
+    ]
     # once its result is written, the log is OK again
     log.append("result", ACTOR, {"kind": "rollout.rollback"}, ref=5, ok=True)
     assert main(["audit", "verify", str(log.path), "--key", str(log.key_path)]) == 0
@@ -579,8 +599,19 @@ def test_an_unanswered_intent_in_the_middle_is_reported_too(tmp_path):
 def test_cli_show_last_entries_cleaned(tmp_path, capsys):
     log = AuditLog(tmp_path / "a.jsonl", tmp_path / "k")
     evil = Actor(user="mallory\x1b[2J", uid=0, ssh_client="203.0.113.5", tty="/dev/pts/1", pid=1)
-    log.append("intent", evil, {"kind": "marker.add", "title": "Add incident marker", "params": {"text": "x\x1b]0;t\x07"}})
-    log.append("result", evil, {"kind": "marker.add", "title": "Add incident marker"}, ref=1, ok=False, message="failed: boom\x07")
+    log.append(
+        "intent",
+        evil,
+        {"kind": "marker.add", "title": "Add incident marker", "params": {"text": "x\x1b]0;t\x07"}},
+    )
+    log.append(
+        "result",
+        evil,
+        {"kind": "marker.add", "title": "Add incident marker"},
+        ref=1,
+        ok=False,
+        message="failed: boom\x07",
+    )
     with log.path.open("ab") as f:
         f.write(b"garbage\n")
     assert main(["audit", "show", str(log.path), "-n", "2"]) == 0

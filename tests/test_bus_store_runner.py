@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from ebpftop.core.collector import Collector, CollectorRunner, SourceUnavailable
 from ebpftop.core.bus import Bus
+from ebpftop.core.collector import Collector, CollectorRunner, SourceUnavailable
 from ebpftop.core.model import Health, HealthState, Snapshot
 from ebpftop.core.store import Store
 
@@ -65,7 +65,9 @@ async def test_runner_health_goes_down_ok_degraded_and_recovers():
     bus = Bus()
     seen: list[Snapshot] = []
     bus.subscribe(seen.append)
-    runner = CollectorRunner(Scripted([RuntimeError("no route"), {"v": 1}, OSError("timeout"), {"v": 2}]), bus)
+    runner = CollectorRunner(
+        Scripted([RuntimeError("no route"), {"v": 1}, OSError("timeout"), {"v": 2}]), bus
+    )
     for _ in range(4):
         await runner.run_once()
     states = [s.health.state for s in seen]
@@ -80,8 +82,12 @@ async def test_runner_reports_unavailable_and_off_with_hint():
     bus = Bus()
     seen: list[Snapshot] = []
     bus.subscribe(seen.append)
-    await CollectorRunner(Scripted([SourceUnavailable("BPF unavailable: needs root", "run with sudo")]), bus).run_once()
-    await CollectorRunner(Scripted([SourceUnavailable("not configured", "set prometheus_url", off=True)]), bus).run_once()
+    await CollectorRunner(
+        Scripted([SourceUnavailable("BPF unavailable: needs root", "run with sudo")]), bus
+    ).run_once()
+    await CollectorRunner(
+        Scripted([SourceUnavailable("not configured", "set prometheus_url", off=True)]), bus
+    ).run_once()
     assert (seen[0].health.state, seen[0].health.hint) == (HealthState.DOWN, "run with sudo")
     assert seen[1].health.state is HealthState.OFF
 

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ebpftop.core.collector import SourceUnavailable
 from ebpftop.collectors.canary.collector import CanaryCollector, public_url
 from ebpftop.collectors.canary.config import ServiceConfig
 from ebpftop.collectors.canary.query import QueryError
+from ebpftop.core.collector import SourceUnavailable
 from ebpftop.core.settings import Settings
 
 
@@ -42,8 +42,10 @@ class Recorder:
                 elif "format_query" in self.path:
                     obj = {"status": "success", "data": "x"}
                 else:
-                    obj = {"status": "success", "data": {"resultType": "vector",
-                                                         "result": [{"metric": {}, "value": [1, "0.5"]}]}}
+                    obj = {
+                        "status": "success",
+                        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "0.5"]}]},
+                    }
                 body = json.dumps(obj).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -57,7 +59,9 @@ class Recorder:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -74,8 +78,11 @@ def recorder():
 
 
 def make(url: str, **settings) -> CanaryCollector:
-    return CanaryCollector(Settings(prometheus_url=url, **settings),
-                           services=[ServiceConfig(variant_label="version")], clock=lambda: 100.0)
+    return CanaryCollector(
+        Settings(prometheus_url=url, **settings),
+        services=[ServiceConfig(variant_label="version")],
+        clock=lambda: 100.0,
+    )
 
 
 async def collect(c: CanaryCollector):
@@ -125,22 +132,29 @@ def test_credentials_in_the_url_are_not_shown():
 def tls_server(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ebpftop test CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
     cert_pem = tmp_path / "ca.pem"
     key_pem = tmp_path / "key.pem"
     cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert_pem, key_pem)
     r = Recorder(tls=ctx)

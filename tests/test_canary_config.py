@@ -24,7 +24,7 @@ T = Thresholds()
 def test_default_templates_render_to_the_conventional_queries():
     svc = ServiceConfig(selector='job="shop"')
     assert svc.render("p99", "canary", "version") == (
-        'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket'
+        "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket"
         '{version="canary",job="shop"}[1m])))'
     )
     assert svc.render("error_ratio", "stable", "track") == (
@@ -36,7 +36,10 @@ def test_default_templates_render_to_the_conventional_queries():
 
 
 def test_placeholders_inside_string_literals_are_left_alone():
-    assert fill('m{$variant, path="/$variant"}[$window]', variant='v="1"', window="5m") == 'm{v="1", path="/$variant"}[5m]'
+    assert (
+        fill('m{$variant, path="/$variant"}[$window]', variant='v="1"', window="5m")
+        == 'm{v="1", path="/$variant"}[5m]'
+    )
     assert fill("m{${variant}}", variant="a") == "m{a}"
 
 
@@ -45,15 +48,18 @@ def test_label_values_are_escaped_in_the_selector():
     assert svc.matchers("canary", "version") == 'version="we\\"ird\\\\"'
 
 
-@pytest.mark.parametrize("template,reason", [
-    ("sum(rate(x{$variant}[$window])", "unclosed '(' at column 4"),
-    ("sum(rate(x{$variant}[$window])))", "unexpected ')' at column 32"),
-    ('x{$variant,code="5..}', "unterminated string starting at column 17"),
-    ("x{$variant}[$windwo]", "unknown placeholder $windwo at column 13"),
-    ("sum(rate(http_requests_total[1m]))", "names no variant"),
-    ('x{code="$variant"}', "names no variant"),  # inside a string it is just text
-    ("   ", "is empty"),
-])
+@pytest.mark.parametrize(
+    "template,reason",
+    [
+        ("sum(rate(x{$variant}[$window])", "unclosed '(' at column 4"),
+        ("sum(rate(x{$variant}[$window])))", "unexpected ')' at column 32"),
+        ('x{$variant,code="5..}', "unterminated string starting at column 17"),
+        ("x{$variant}[$windwo]", "unknown placeholder $windwo at column 13"),
+        ("sum(rate(http_requests_total[1m]))", "names no variant"),
+        ('x{code="$variant"}', "names no variant"),  # inside a string it is just text
+        ("   ", "is empty"),
+    ],
+)
 def test_broken_templates_are_named_with_the_problem(template, reason):
     assert reason in check_template(template)
 
@@ -65,7 +71,9 @@ def test_good_templates_pass_the_local_check():
 
 def test_a_broken_template_is_reported_with_service_and_template_named():
     with pytest.raises(CanaryConfigError) as exc:
-        parse_services([{"name": "checkout", "p99_query": "histogram_quantile(0.99, x{$variant}"}], "f.toml", T)
+        parse_services(
+            [{"name": "checkout", "p99_query": "histogram_quantile(0.99, x{$variant}"}], "f.toml", T
+        )
     msg = str(exc.value)
     assert "f.toml [[service]] #1" in msg
     assert "canary service 'checkout'" in msg
@@ -74,23 +82,28 @@ def test_a_broken_template_is_reported_with_service_and_template_named():
 
 def test_a_template_without_variant_is_reported():
     with pytest.raises(CanaryConfigError) as exc:
-        parse_services([{"name": "api", "throughput_query": "sum(rate(http_requests_total[1m]))"}], "f.toml", T)
+        parse_services(
+            [{"name": "api", "throughput_query": "sum(rate(http_requests_total[1m]))"}], "f.toml", T
+        )
     assert "canary service 'api', template throughput" in str(exc.value)
     assert "names no variant" in str(exc.value)
 
 
-@pytest.mark.parametrize("table,needle", [
-    ({}, "service needs a name"),
-    ({"name": "a", "selectr": 'job="x"'}, "unknown key 'selectr'"),
-    ({"name": "a", "selector": "job=x"}, "selector 'job=x' must be label matchers"),
-    ({"name": "a", "window": "1 minute"}, "window '1 minute' must be a Prometheus duration"),
-    ({"name": "a", "variant_label": "ver-sion"}, "is not a label name"),
-    ({"name": "a", "canary": "v2", "stable": "v2"}, "they must differ"),
-    ({"name": "a", "p99_max": "fast"}, "p99_max must be a number"),
-    ({"name": "a", "p99_max": -1}, "p99_max must be a finite number > 0"),
-    ({"name": "a", "breaches_to_fail": 0}, "breaches_to_fail must be a whole number from 1 to 1000"),
-    ({"name": "a", "selector": 3}, "selector must be a string"),
-])
+@pytest.mark.parametrize(
+    "table,needle",
+    [
+        ({}, "service needs a name"),
+        ({"name": "a", "selectr": 'job="x"'}, "unknown key 'selectr'"),
+        ({"name": "a", "selector": "job=x"}, "selector 'job=x' must be label matchers"),
+        ({"name": "a", "window": "1 minute"}, "window '1 minute' must be a Prometheus duration"),
+        ({"name": "a", "variant_label": "ver-sion"}, "is not a label name"),
+        ({"name": "a", "canary": "v2", "stable": "v2"}, "they must differ"),
+        ({"name": "a", "p99_max": "fast"}, "p99_max must be a number"),
+        ({"name": "a", "p99_max": -1}, "p99_max must be a finite number > 0"),
+        ({"name": "a", "breaches_to_fail": 0}, "breaches_to_fail must be a whole number from 1 to 1000"),
+        ({"name": "a", "selector": 3}, "selector must be a string"),
+    ],
+)
 def test_bad_service_tables_name_the_key(table, needle):
     with pytest.raises(CanaryConfigError) as exc:
         parse_services([table], "svc.toml", T)
@@ -102,7 +115,7 @@ def test_services_file_with_overrides(tmp_path):
     f = tmp_path / "services.toml"
     f.write_text(
         '[[service]]\nname = "checkout"\nselector = \'job="checkout"\'\nvariant_label = "track"\n'
-        'p99_max = 0.5\nbreaches_to_fail = 5\n\n'
+        "p99_max = 0.5\nbreaches_to_fail = 5\n\n"
         '[[service]]\nname = "search"\ncanary = "v2"\nstable = "v1"\nwindow = "5m"\n'
     )
     a, b = load_services_file(f, T, window="2m")
@@ -112,13 +125,16 @@ def test_services_file_with_overrides(tmp_path):
     assert b.window == "5m" and b.matchers("canary", "version") == 'version="v2"'
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("", "no [[service]] tables"),
-    ("[[service]]\nname = 'a'\n[[service]]\nname = 'a'\n", "service 'a' is defined twice"),
-    ("service = 3", "no [[service]] tables"),
-    ("[[service]\n", "invalid TOML"),
-    ("[other]\n", "unknown key 'other'"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("", "no [[service]] tables"),
+        ("[[service]]\nname = 'a'\n[[service]]\nname = 'a'\n", "service 'a' is defined twice"),
+        ("service = 3", "no [[service]] tables"),
+        ("[[service]\n", "invalid TOML"),
+        ("[other]\n", "unknown key 'other'"),
+    ],
+)
 def test_services_file_errors_name_the_file(tmp_path, text, needle):
     f = tmp_path / "s.toml"
     f.write_text(text)
@@ -140,7 +156,12 @@ def test_thresholds_come_from_the_config_file_and_flags_win(tmp_path):
         'breaches_to_fail = 4\nevaluation_window = "2m"\n'
     )
     s = load_settings({"canary_p99_max": 2.0}, cfg, env={}, system_file=None, user_file=None)
-    assert (s.canary_p99_max, s.canary_error_ratio_max, s.canary_persist, s.canary_window) == (2.0, 0.01, 4, "2m")
+    assert (s.canary_p99_max, s.canary_error_ratio_max, s.canary_persist, s.canary_window) == (
+        2.0,
+        0.01,
+        4,
+        "2m",
+    )
     (svc,) = services_from(s)
     assert svc.window == "2m"
     assert svc.thresholds == Thresholds(p99_max_s=2.0, error_ratio_max=0.01, p99_ratio_max=1.2, persist=4)
@@ -173,7 +194,9 @@ async def test_a_bad_services_file_stops_the_source_at_start_naming_it(tmp_path)
 
 
 async def test_unreadable_token_file_is_reported_with_the_file(tmp_path):
-    c = CanaryCollector(Settings(prometheus_url="http://127.0.0.1:9", prometheus_token_file=str(tmp_path / "tok")))
+    c = CanaryCollector(
+        Settings(prometheus_url="http://127.0.0.1:9", prometheus_token_file=str(tmp_path / "tok"))
+    )
     with pytest.raises(SourceUnavailable) as exc:
         await c.start()
     assert str(tmp_path / "tok") in exc.value.message and "bearer_token_file" in exc.value.hint
@@ -184,8 +207,10 @@ def test_command_line_flags_override_the_file(tmp_path):
     from ebpftop.cli.options import settings_from_args
 
     cfg = tmp_path / "config.toml"
-    cfg.write_text('[canary]\np99_max = 0.8\nbreaches_to_fail = 4\n')
-    args = build_parser().parse_args(["--config", str(cfg), "--canary-p99-max", "0.3", "--canary-window", "5m"])
+    cfg.write_text("[canary]\np99_max = 0.8\nbreaches_to_fail = 4\n")
+    args = build_parser().parse_args(
+        ["--config", str(cfg), "--canary-p99-max", "0.3", "--canary-window", "5m"]
+    )
     s = settings_from_args(args)
     assert (s.canary_p99_max, s.canary_persist, s.canary_window) == (0.3, 4, "5m")
 

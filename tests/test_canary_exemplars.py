@@ -9,6 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from promtools import prometheus
 
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.config import ServiceConfig
@@ -16,12 +17,15 @@ from ebpftop.collectors.canary.exemplars import Exemplar, parse_exemplars, slow_
 from ebpftop.collectors.canary.query import QueryError
 from ebpftop.collectors.canary.verdict import Thresholds
 from ebpftop.core.settings import Settings
-from promtools import prometheus
 
 # what /api/v1/query_exemplars returns (shape from the Prometheus HTTP API docs)
 ANSWER = [
     {
-        "seriesLabels": {"__name__": "http_request_duration_seconds_bucket", "le": "2.5", "version": "canary"},
+        "seriesLabels": {
+            "__name__": "http_request_duration_seconds_bucket",
+            "le": "2.5",
+            "version": "canary",
+        },
         "exemplars": [
             {"labels": {"trace_id": "aaa"}, "value": "2.1", "timestamp": 1700000001.5},
             {"labels": {"trace_id": "bbb", "span_id": "s1"}, "value": "1.9", "timestamp": 1700000002.0},
@@ -40,22 +44,48 @@ ANSWER = [
 
 def test_parse_keeps_exemplars_with_a_trace_and_a_value():
     got = parse_exemplars(ANSWER)
-    assert [(e.trace_id, e.value_s, e.bucket) for e in got] == [("aaa", 2.1, "2.5"), ("bbb", 1.9, "2.5"),
-                                                                ("ccc", 0.05, "0.1")]
+    assert [(e.trace_id, e.value_s, e.bucket) for e in got] == [
+        ("aaa", 2.1, "2.5"),
+        ("bbb", 1.9, "2.5"),
+        ("ccc", 0.05, "0.1"),
+    ]
     assert got[1].labels == {"trace_id": "bbb", "span_id": "s1"}
     assert got[0].time == 1700000001.5
 
 
 def test_configured_trace_label_comes_first():
-    got = parse_exemplars([{"seriesLabels": {}, "exemplars": [
-        {"labels": {"trace_id": "generic", "otel_trace": "specific"}, "value": "1", "timestamp": 1}]}],
-        trace_label="otel_trace")
+    got = parse_exemplars(
+        [
+            {
+                "seriesLabels": {},
+                "exemplars": [
+                    {
+                        "labels": {"trace_id": "generic", "otel_trace": "specific"},
+                        "value": "1",
+                        "timestamp": 1,
+                    }
+                ],
+            }
+        ],
+        trace_label="otel_trace",
+    )
     assert got[0].trace_id == "specific"
 
 
-@pytest.mark.parametrize("data", [{"not": "a list"}, ["x"], [{"seriesLabels": [], "exemplars": []}],
-                                  [{"seriesLabels": {}, "exemplars": [{"labels": {"trace_id": "a"},
-                                                                       "value": "1", "timestamp": "soon"}]}]])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"not": "a list"},
+        ["x"],
+        [{"seriesLabels": [], "exemplars": []}],
+        [
+            {
+                "seriesLabels": {},
+                "exemplars": [{"labels": {"trace_id": "a"}, "value": "1", "timestamp": "soon"}],
+            }
+        ],
+    ],
+)
 def test_malformed_answers_are_errors(data):
     with pytest.raises(QueryError):
         parse_exemplars(data)
@@ -71,8 +101,13 @@ def test_cutoff_is_the_lower_bound_of_the_p99_bucket():
 
 
 def test_slowest_at_or_above_cutoff_one_per_trace():
-    ex = [Exemplar("a", 2.0, 1), Exemplar("b", 0.2, 2), Exemplar("a", 3.0, 3), Exemplar("c", 1.5, 4),
-          Exemplar("d", 1.0, 5)]
+    ex = [
+        Exemplar("a", 2.0, 1),
+        Exemplar("b", 0.2, 2),
+        Exemplar("a", 3.0, 3),
+        Exemplar("c", 1.5, 4),
+        Exemplar("d", 1.0, 5),
+    ]
     assert [(e.trace_id, e.value_s) for e in slowest(ex, 1.0)] == [("a", 3.0), ("c", 1.5), ("d", 1.0)]
     assert [e.trace_id for e in slowest(ex, None, limit=2)] == ["a", "c"]
 
@@ -110,7 +145,9 @@ class Target:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @staticmethod
@@ -159,7 +196,9 @@ async def test_slow_canary_requests_bring_their_trace_ids(tmp_path, target):
                 s = (await c.collect()).services[0]
                 if s.canary.p99_s is not None and len(s.exemplars) >= 2:
                     break
-                assert time.monotonic() < deadline, f"no p99/exemplars yet: {s.reason} {s.errors} {prom.log()[-800:]}"
+                assert time.monotonic() < deadline, (
+                    f"no p99/exemplars yet: {s.reason} {s.errors} {prom.log()[-800:]}"
+                )
                 await asyncio.sleep(0.5)
         finally:
             await c.close()

@@ -8,20 +8,20 @@ import asyncio
 import json
 import threading
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import pytest
+from promtools import free_port
 
-from ebpftop.core.collector import CollectorRunner, SourceUnavailable
-from ebpftop.core.bus import Bus
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.config import ServiceConfig
 from ebpftop.collectors.canary.query import QueryError
 from ebpftop.collectors.canary.verdict import Thresholds, Verdict
+from ebpftop.core.bus import Bus
+from ebpftop.core.collector import CollectorRunner, SourceUnavailable
 from ebpftop.core.model import HealthState
 from ebpftop.core.settings import Settings
-from promtools import free_port
 
 LES = ("0.1", "0.5", "1", "+Inf")
 TIMEOUT = 5.0  # generous: a loaded test machine must not turn answers into timeouts
@@ -29,8 +29,10 @@ STALL_TIMEOUT = 0.5
 
 
 def vector(*samples: tuple[dict, str]) -> dict:
-    return {"status": "success", "data": {"resultType": "vector",
-                                          "result": [{"metric": m, "value": [1.0, v]} for m, v in samples]}}
+    return {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": m, "value": [1.0, v]} for m, v in samples]},
+    }
 
 
 def healthy_answer(query: str, value: str | None = None) -> dict:
@@ -97,7 +99,9 @@ class FaultServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -115,8 +119,9 @@ def server():
 
 
 def make(url: str, *services: ServiceConfig, timeout: float = TIMEOUT) -> CanaryCollector:
-    services = services or (ServiceConfig(name="shop", variant_label="version",
-                                          thresholds=Thresholds(persist=1, min_requests=0)),)
+    services = services or (
+        ServiceConfig(name="shop", variant_label="version", thresholds=Thresholds(persist=1, min_requests=0)),
+    )
     s = Settings(prometheus_url=url, canary_timeout=timeout, canary_interval=1.0)
     return CanaryCollector(s, services=services, clock=lambda: 1_000_000.0)
 
@@ -167,23 +172,48 @@ async def test_a_stall_times_out_without_blocking_the_loop(server):
     assert ticks > 5  # the loop kept running while every query hung
 
 
-@pytest.mark.parametrize("reply,kind,needle", [
-    ((503, "text/plain", b"Service Unavailable"), "http", "HTTP 503: Service Unavailable"),
-    (js({"status": "error", "errorType": "unavailable", "error": "too many queries"}, 503), "api",
-     "HTTP 503, unavailable: too many queries"),
-    (js({"status": "error", "errorType": "execution", "error": "query processing would load too many samples"},
-        422), "api", "HTTP 422, execution: query processing would load too many samples"),
-    ((200, "application/json", b'{"status":"success","data":{"resultType":"vector","resu'), "bad_response",
-     "not JSON"),
-    ((200, "text/html", b"<!doctype html><html><body>Sign in to continue</body></html>"), "bad_response",
-     "an HTML page"),
-    ((502, "text/html", b"<html><body>Bad Gateway</body></html>"), "http", "HTTP 502 with an HTML page"),
-    ((200, "application/json", b""), "bad_response", "an empty body"),
-    ((200, "application/json", b"[1, 2]"), "bad_response", "not an object"),
-    (js({"status": "success", "data": {"resultType": "matrix", "result": []}}), "bad_response",
-     "expected an instant vector, got a matrix"),
-    (js(vector(({}, "fast"))), "bad_response", "is not a number"),
-])
+@pytest.mark.parametrize(
+    "reply,kind,needle",
+    [
+        ((503, "text/plain", b"Service Unavailable"), "http", "HTTP 503: Service Unavailable"),
+        (
+            js({"status": "error", "errorType": "unavailable", "error": "too many queries"}, 503),
+            "api",
+            "HTTP 503, unavailable: too many queries",
+        ),
+        (
+            js(
+                {
+                    "status": "error",
+                    "errorType": "execution",
+                    "error": "query processing would load too many samples",
+                },
+                422,
+            ),
+            "api",
+            "HTTP 422, execution: query processing would load too many samples",
+        ),
+        (
+            (200, "application/json", b'{"status":"success","data":{"resultType":"vector","resu'),
+            "bad_response",
+            "not JSON",
+        ),
+        (
+            (200, "text/html", b"<!doctype html><html><body>Sign in to continue</body></html>"),
+            "bad_response",
+            "an HTML page",
+        ),
+        ((502, "text/html", b"<html><body>Bad Gateway</body></html>"), "http", "HTTP 502 with an HTML page"),
+        ((200, "application/json", b""), "bad_response", "an empty body"),
+        ((200, "application/json", b"[1, 2]"), "bad_response", "not an object"),
+        (
+            js({"status": "success", "data": {"resultType": "matrix", "result": []}}),
+            "bad_response",
+            "expected an instant vector, got a matrix",
+        ),
+        (js(vector(({}, "fast"))), "bad_response", "is not a number"),
+    ],
+)
 async def test_broken_answers_fail_with_a_message_naming_the_problem(server, reply, kind, needle):
     server.reply = lambda path, q: reply
     with pytest.raises(QueryError) as exc:
@@ -212,8 +242,15 @@ def with_numbers(**numbers: str | tuple[str, ...]) -> Callable[[str, str], Reply
         if path.endswith("query_exemplars"):
             return healthy(path, q)
         variant = "canary" if 'version="canary"' in q else "stable"
-        metric = ("p99" if "histogram_quantile" in q else "buckets" if "by (le)" in q
-                  else "error_ratio" if "code=~" in q else "throughput")
+        metric = (
+            "p99"
+            if "histogram_quantile" in q
+            else "buckets"
+            if "by (le)" in q
+            else "error_ratio"
+            if "code=~" in q
+            else "throughput"
+        )
         value = numbers.get(f"{variant}_{metric}")
         if value is None:
             return js(healthy_answer(q))
@@ -224,18 +261,37 @@ def with_numbers(**numbers: str | tuple[str, ...]) -> Callable[[str, str], Reply
     return reply
 
 
-@pytest.mark.parametrize("numbers,field,said", [
-    (dict(canary_p99="-1", canary_error_ratio="-1"), "canary.p99_s",
-     ["canary p99 is -1 s: impossible", "canary 5xx ratio is -1: impossible"]),
-    (dict(canary_error_ratio="1.5"), "canary.error_ratio", ["canary 5xx ratio is 1.5: impossible"]),
-    (dict(stable_p99="-0.2"), "stable.p99_s", ["stable p99 is -0.2 s: impossible"]),
-    (dict(stable_throughput="-3"), "stable.rps", ["stable throughput is -3/s: impossible"]),
-    (dict(canary_buckets=("80", "95", "90", "100")), "canary.requests",
-     ["canary latency buckets fall from 95 at le=0.5 to 90 at le=1: impossible"]),
-    (dict(stable_buckets=("-5", "95", "100", "100")), "stable.requests",
-     ["stable latency bucket le=0.1 holds -5 requests: impossible"]),
-], ids=["negative-p99-and-ratio", "ratio-above-1", "negative-stable-p99", "negative-throughput",
-        "buckets-not-cumulative", "counter-went-down"])
+@pytest.mark.parametrize(
+    "numbers,field,said",
+    [
+        (
+            dict(canary_p99="-1", canary_error_ratio="-1"),
+            "canary.p99_s",
+            ["canary p99 is -1 s: impossible", "canary 5xx ratio is -1: impossible"],
+        ),
+        (dict(canary_error_ratio="1.5"), "canary.error_ratio", ["canary 5xx ratio is 1.5: impossible"]),
+        (dict(stable_p99="-0.2"), "stable.p99_s", ["stable p99 is -0.2 s: impossible"]),
+        (dict(stable_throughput="-3"), "stable.rps", ["stable throughput is -3/s: impossible"]),
+        (
+            dict(canary_buckets=("80", "95", "90", "100")),
+            "canary.requests",
+            ["canary latency buckets fall from 95 at le=0.5 to 90 at le=1: impossible"],
+        ),
+        (
+            dict(stable_buckets=("-5", "95", "100", "100")),
+            "stable.requests",
+            ["stable latency bucket le=0.1 holds -5 requests: impossible"],
+        ),
+    ],
+    ids=[
+        "negative-p99-and-ratio",
+        "ratio-above-1",
+        "negative-stable-p99",
+        "negative-throughput",
+        "buckets-not-cumulative",
+        "counter-went-down",
+    ],
+)
 async def test_impossible_numbers_are_no_data_naming_variant_metric_and_value(server, numbers, field, said):
     server.reply = with_numbers(**numbers)
     (s,) = (await collect_once(make(server.url))).services
@@ -263,8 +319,14 @@ async def test_broken_buckets_void_the_drift_test_and_the_p99_built_on_them(serv
 
 
 async def test_a_template_prometheus_could_not_run_is_not_called_unparseable(server):
-    server.format_reply = js({"status": "error", "errorType": "execution",
-                              "error": "query processing would load too many samples"}, 422)
+    server.format_reply = js(
+        {
+            "status": "error",
+            "errorType": "execution",
+            "error": "query processing would load too many samples",
+        },
+        422,
+    )
     with pytest.raises(QueryError) as exc:
         await collect_once(make(server.url))
     assert "does not parse" not in exc.value.message
@@ -273,16 +335,19 @@ async def test_a_template_prometheus_could_not_run_is_not_called_unparseable(ser
 
 
 async def test_a_template_prometheus_cannot_parse_stops_the_source_naming_it(server):
-    server.format_reply = js({"status": "error", "errorType": "bad_data",
-                              "error": "1:5: parse error: unexpected end of input"}, 400)
+    server.format_reply = js(
+        {"status": "error", "errorType": "bad_data", "error": "1:5: parse error: unexpected end of input"},
+        400,
+    )
     with pytest.raises(SourceUnavailable) as exc:
         await collect_once(make(server.url))
     assert "template p99 does not parse: HTTP 400, bad_data: 1:5: parse error" in exc.value.message
 
 
 async def test_prometheus_error_text_is_cleaned(server):
-    server.reply = lambda path, q: js({"status": "error", "errorType": "exec\x1b]0;owned\x07",
-                                       "error": "boom\x1b[2J\u202egnp.exe"}, 422)
+    server.reply = lambda path, q: js(
+        {"status": "error", "errorType": "exec\x1b]0;owned\x07", "error": "boom\x1b[2J\u202egnp.exe"}, 422
+    )
     with pytest.raises(QueryError) as exc:
         await collect_once(make(server.url))
     assert "\x1b" not in exc.value.message and "\u202e" not in exc.value.message
@@ -323,7 +388,10 @@ async def test_a_series_explosion_is_an_error_not_a_pick(server):
     (s,) = (await collect_once(make(server.url))).services
     assert s.canary.p99_s is None and s.stable.p99_s is None
     assert s.canary.rps == 10.0
-    assert "canary p99: template p99 returned 2 series; the template must aggregate to one (e.g. sum(...))" in s.errors
+    assert (
+        "canary p99: template p99 returned 2 series; the template must aggregate to one (e.g. sum(...))"
+        in s.errors
+    )
     assert s.verdict is Verdict.NO_DATA
 
 
@@ -331,8 +399,9 @@ async def test_one_failing_service_goes_stale_while_the_other_stays_fresh(server
     a = ServiceConfig(name="a", selector='job="a"', variant_label="version")
     b = ServiceConfig(name="b", selector='job="b"', variant_label="version")
     now = [1000.0]
-    c = CanaryCollector(Settings(prometheus_url=server.url, canary_timeout=TIMEOUT),
-                        services=[a, b], clock=lambda: now[0])
+    c = CanaryCollector(
+        Settings(prometheus_url=server.url, canary_timeout=TIMEOUT), services=[a, b], clock=lambda: now[0]
+    )
     await c.start()
     try:
         first = await c.collect()
@@ -402,9 +471,24 @@ def test_snapshot_json_has_per_service_metrics_verdict_and_evidence(server, tmp_
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBPFTOP_")}
     env["HOME"] = str(tmp_path)  # no user config file
     proc = subprocess.run(
-        [str(ebpftop), "--prometheus-url", server.url, "--canary-min-requests", "0",
-         "snapshot", "--json", "--source", "canary", "--duration", "3"],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        [
+            str(ebpftop),
+            "--prometheus-url",
+            server.url,
+            "--canary-min-requests",
+            "0",
+            "snapshot",
+            "--json",
+            "--source",
+            "canary",
+            "--duration",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     entry = json.loads(proc.stdout)["sources"]["canary"]

@@ -10,14 +10,14 @@ import shutil
 import time
 
 import pytest
-
 from conftest import need, need_root
+
+from ebpftop.cli.main import main as cli_main
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.verdict import Verdict
+from ebpftop.core.settings import Settings
 from ebpftop.lab import manager
 from ebpftop.lab.layout import LabConfig, Layout
-from ebpftop.core.settings import Settings
-from ebpftop.cli.main import main as cli_main
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +45,10 @@ async def until(c: CanaryCollector, verdict: Verdict, seen: list) -> object:
         if s.verdict is verdict:
             return s
         await asyncio.sleep(1.0)
-    pytest.fail(f"verdict not {verdict.value} within {DEADLINE:g}s; seen {[v.value for v in seen[-10:]]}, "
-                f"last: {s.reason} {s.errors}")
+    pytest.fail(
+        f"verdict not {verdict.value} within {DEADLINE:g}s; seen {[v.value for v in seen[-10:]]}, "
+        f"last: {s.reason} {s.errors}"
+    )
 
 
 async def test_injected_latency_fails_the_canary_and_reset_passes_it(lab):

@@ -9,45 +9,87 @@ import pathlib
 from dataclasses import replace
 
 import pytest
+from app_support import NOW, make_app, ok, screen_text, settings, snap
 from textual.widgets import OptionList, Static
 
 from ebpftop.collectors.canary.data import Bucket, CanaryData, DriftTest, ServiceCanary, VariantMetrics
 from ebpftop.collectors.canary.exemplars import Exemplar
 from ebpftop.collectors.canary.verdict import MetricVerdict, Verdict
+from ebpftop.collectors.rollout.model import RolloutData, RolloutState
 from ebpftop.core.model import Snapshot, from_json, to_json
 from ebpftop.core.replay import ReplayRuntime
-from ebpftop.collectors.rollout.model import RolloutData, RolloutState
 from ebpftop.tui.app import EbpftopApp
-from ebpftop.tui.panes.canary.pane import CanaryPane, TraceSelected
 from ebpftop.tui.panes.canary.charts import MetricChart
+from ebpftop.tui.panes.canary.pane import CanaryPane, TraceSelected
 from ebpftop.tui.panes.canary.render import sparkline, weight_bar
-
-from app_support import NOW, make_app, ok, screen_text, settings, snap
 
 DATA = pathlib.Path(__file__).parent / "data"
 
 
-def service(name: str = "checkout", *, c_p99=0.45, s_p99=0.2, c_err=0.02, s_err=0.001, c_rps=21.9, s_rps=188.0,
-            verdict: str = "fail", at: float = NOW - 1, stale: bool = False, warnings=(), errors=(),
-            exemplars=()) -> ServiceCanary:
+def service(
+    name: str = "checkout",
+    *,
+    c_p99=0.45,
+    s_p99=0.2,
+    c_err=0.02,
+    s_err=0.001,
+    c_rps=21.9,
+    s_rps=188.0,
+    verdict: str = "fail",
+    at: float = NOW - 1,
+    stale: bool = False,
+    warnings=(),
+    errors=(),
+    exemplars=(),
+) -> ServiceCanary:
     ratio = None if c_p99 is None or s_p99 is None else c_p99 / s_p99
     metrics = (
-        MetricVerdict("p99", Verdict.PASS if c_p99 is not None else Verdict.NO_DATA, c_p99, 1.2, "s", 0,
-                      "canary p99 ok" if c_p99 is not None else "no canary latency data"),
-        MetricVerdict("error_ratio", Verdict(verdict) if c_err is not None else Verdict.NO_DATA, c_err, 0.005,
-                      "ratio", 3, "canary 5xx ratio 2% > 0.5% for 3/3 evaluations"),
-        MetricVerdict("p99_ratio", Verdict.WARN if ratio is not None else Verdict.NO_DATA, ratio, 1.2, "x", 1,
-                      "p99 canary/stable 2.25x > 1.2x for 1/3 evaluations"),
+        MetricVerdict(
+            "p99",
+            Verdict.PASS if c_p99 is not None else Verdict.NO_DATA,
+            c_p99,
+            1.2,
+            "s",
+            0,
+            "canary p99 ok" if c_p99 is not None else "no canary latency data",
+        ),
+        MetricVerdict(
+            "error_ratio",
+            Verdict(verdict) if c_err is not None else Verdict.NO_DATA,
+            c_err,
+            0.005,
+            "ratio",
+            3,
+            "canary 5xx ratio 2% > 0.5% for 3/3 evaluations",
+        ),
+        MetricVerdict(
+            "p99_ratio",
+            Verdict.WARN if ratio is not None else Verdict.NO_DATA,
+            ratio,
+            1.2,
+            "x",
+            1,
+            "p99 canary/stable 2.25x > 1.2x for 1/3 evaluations",
+        ),
         MetricVerdict("drift", Verdict.WARN, 0.303, 0.1, "V", 0, "latency distributions differ"),
     )
     return ServiceCanary(
-        name=name, verdict=Verdict(verdict), reason="canary 5xx ratio 2% > 0.5% for 3/3 evaluations",
+        name=name,
+        verdict=Verdict(verdict),
+        reason="canary 5xx ratio 2% > 0.5% for 3/3 evaluations",
         metrics=metrics,
-        canary=VariantMetrics("canary", c_p99, c_err, c_rps, 1314.0, (Bucket("0.5", 1200.0), Bucket("+Inf", 1314.0))),
+        canary=VariantMetrics(
+            "canary", c_p99, c_err, c_rps, 1314.0, (Bucket("0.5", 1200.0), Bucket("+Inf", 1314.0))
+        ),
         stable=VariantMetrics("stable", s_p99, s_err, s_rps, 11280.0),
         drift=DriftTest("chi-square test of homogeneity", 1157.0, 6, 1.07e-246, 0.303, bins=7),
-        exemplars=tuple(exemplars), variant_label="version", window="1m", evaluated_at=at, stale=stale,
-        warnings=tuple(warnings), errors=tuple(errors),
+        exemplars=tuple(exemplars),
+        variant_label="version",
+        window="1m",
+        evaluated_at=at,
+        stale=stale,
+        warnings=tuple(warnings),
+        errors=tuple(errors),
     )
 
 
@@ -75,13 +117,20 @@ async def test_verdicts_and_numbers_beside_thresholds(tmp_path, size):
         text = summary_text(app)
         assert "✖ FAIL" in text and "checkout" in text
         assert "canary 5xx ratio 2% > 0.5% for 3/3 evaluations" in text  # the reason
-        lines = {line.split()[0] + (" " + line.split()[1] if line.startswith(("5xx", "p99 ratio")) else ""): line
-                 for line in text.splitlines() if line.strip()}
+        lines = {
+            line.split()[0] + (" " + line.split()[1] if line.startswith(("5xx", "p99 ratio")) else ""): line
+            for line in text.splitlines()
+            if line.strip()
+        }
         assert lines["p99"].split()[1:7] == ["450", "ms", "200", "ms", "≤", "1.2"]
         assert "pass" in lines["p99"]
         assert lines["5xx ratio"].split()[2:6] == ["2%", "0.1%", "≤", "0.5%"] and "fail" in lines["5xx ratio"]
         assert "21.9/s" in lines["throughput"] and "188/s" in lines["throughput"]
-        assert "2.25x" in lines["p99 ratio"] and "≤ 1.2x" in lines["p99 ratio"] and "warn 1" in lines["p99 ratio"]
+        assert (
+            "2.25x" in lines["p99 ratio"]
+            and "≤ 1.2x" in lines["p99 ratio"]
+            and "warn 1" in lines["p99 ratio"]
+        )
         # The distribution test is named, with statistic, p-value and effect size.
         drift = " ".join(text.split())
         assert "chi-square test of homogeneity" in drift
@@ -104,7 +153,9 @@ async def test_nan_and_missing_numbers_show_no_data_never_zero(tmp_path):
         await show(pilot, app, round_tripped)
         text = summary_text(app)
         assert "○ NO DATA" in text
-        rows = [line for line in text.splitlines() if line.startswith(("p99 ", "5xx", "throughput", "p99 ratio"))]
+        rows = [
+            line for line in text.splitlines() if line.startswith(("p99 ", "5xx", "throughput", "p99 ratio"))
+        ]
         assert len(rows) == 4
         for row in rows:
             assert "no data" in row, row
@@ -113,8 +164,12 @@ async def test_nan_and_missing_numbers_show_no_data_never_zero(tmp_path):
 
 
 async def test_stale_badge_warnings_and_errors_are_shown_and_cleaned(tmp_path):
-    svc = service(at=NOW - 42, stale=True, warnings=("PromQL info: \x1b[31mmetric might not be a counter",),
-                  errors=("canary.p99: timeout after 5s",))
+    svc = service(
+        at=NOW - 42,
+        stale=True,
+        warnings=("PromQL info: \x1b[31mmetric might not be a counter",),
+        errors=("canary.p99: timeout after 5s",),
+    )
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         await show(pilot, app, canary_snap(svc))
@@ -127,8 +182,10 @@ async def test_stale_badge_warnings_and_errors_are_shown_and_cleaned(tmp_path):
 
 async def test_charts_draw_the_history_and_threshold(tmp_path):
     app = make_app(tmp_path, history=50)
-    evaluations = [service(c_p99=0.1 * (i + 1), c_err=None if i == 2 else 0.001 * i, at=NOW - 60 + 10 * i)
-                   for i in range(6)]
+    evaluations = [
+        service(c_p99=0.1 * (i + 1), c_err=None if i == 2 else 0.001 * i, at=NOW - 60 + 10 * i)
+        for i in range(6)
+    ]
     snaps = [canary_snap(s, seq=i + 1, t=s.evaluated_at) for i, s in enumerate(evaluations)]
     # A stale sample repeats old numbers: it is not a new point.
     snaps.append(canary_snap(replace(evaluations[-1], stale=True), seq=7, t=NOW))
@@ -155,8 +212,11 @@ async def test_charts_draw_the_history_and_threshold(tmp_path):
 async def test_charts_without_any_data_say_so(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await show(pilot, app, canary_snap(service(c_p99=None, s_p99=None, c_err=None, s_err=None,
-                                                   verdict="no_data")))
+        await show(
+            pilot,
+            app,
+            canary_snap(service(c_p99=None, s_p99=None, c_err=None, s_err=None, verdict="no_data")),
+        )
         chart = app.query_one("#chart-p99", MetricChart)
         assert chart.points_drawn == 0
         assert "no data yet" in str(chart.render())
@@ -174,8 +234,10 @@ class Catcher(EbpftopApp):
 async def test_exemplar_trace_ids_are_selectable(tmp_path):
     from ebpftop.core.runtime import Runtime
 
-    slow = (Exemplar("4bf92f3577b34da6a3ce929d0e0e4736", 0.61, NOW - 5, "1"),
-            Exemplar("00f067aa0ba902b7\x1b]0;x\x07", 0.55, NOW - 7, "1"))
+    slow = (
+        Exemplar("4bf92f3577b34da6a3ce929d0e0e4736", 0.61, NOW - 5, "1"),
+        Exemplar("00f067aa0ba902b7\x1b]0;x\x07", 0.55, NOW - 7, "1"),
+    )
     app = Catcher(Runtime(settings(tmp_path), collectors=[]), clock=lambda: NOW)
     async with app.run_test(size=(80, 24)) as pilot:
         await show(pilot, app, canary_snap(service(exemplars=slow)))
@@ -200,8 +262,20 @@ async def test_exemplar_trace_ids_are_selectable(tmp_path):
 
 
 async def test_rollout_revisions_weight_bar_and_phase(tmp_path):
-    state = RolloutState("checkout", "haproxy", "/run/haproxy.sock", "v1", "v2\x1b[2J", 80.0, 20.0, "Progressing",
-                         1, 4, can_rollback=False, rollback_reason="forbidden: cannot patch rollouts/status")
+    state = RolloutState(
+        "checkout",
+        "haproxy",
+        "/run/haproxy.sock",
+        "v1",
+        "v2\x1b[2J",
+        80.0,
+        20.0,
+        "Progressing",
+        1,
+        4,
+        can_rollback=False,
+        rollback_reason="forbidden: cannot patch rollouts/status",
+    )
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         await show(pilot, app, canary_snap(service()), snap("rollout", RolloutData((state,))))
@@ -213,8 +287,13 @@ async def test_rollout_revisions_weight_bar_and_phase(tmp_path):
         assert set(bar) == {"█", "▒"} and bar.count("▒") * 4 == bar.count("█")
         assert "rollback disabled: forbidden: cannot patch rollouts/status" in text
         # A new rollout state alone redraws the pane.
-        app.runtime.bus.publish(snap("rollout", RolloutData((replace(state, stable_weight=100.0, canary_weight=0.0,
-                                                                     phase="Degraded"),)), seq=2))
+        app.runtime.bus.publish(
+            snap(
+                "rollout",
+                RolloutData((replace(state, stable_weight=100.0, canary_weight=0.0, phase="Degraded"),)),
+                seq=2,
+            )
+        )
         await pilot.pause()
         text = summary_text(app)
         assert "phase Degraded" in text and "stable v1 100%" in text

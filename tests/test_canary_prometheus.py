@@ -12,6 +12,7 @@ import math
 import time
 
 import pytest
+from promtools import openmetrics_counter, openmetrics_histogram, prometheus
 
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.config import ServiceConfig
@@ -21,7 +22,6 @@ from ebpftop.collectors.canary.verdict import Thresholds, Verdict
 from ebpftop.core.collector import SourceUnavailable
 from ebpftop.core.model import Health, Snapshot, from_json, to_json
 from ebpftop.core.settings import Settings
-from promtools import openmetrics_counter, openmetrics_histogram, prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -187,8 +187,11 @@ async def test_a_service_without_series_is_no_data_not_zero(prom):
 
 
 async def test_a_window_without_samples_is_no_data(prom):
-    c = CanaryCollector(Settings(prometheus_url=prom.url), services=[svc("good", variant_label="version")],
-                        clock=lambda: T0 - 3600)
+    c = CanaryCollector(
+        Settings(prometheus_url=prom.url),
+        services=[svc("good", variant_label="version")],
+        clock=lambda: T0 - 3600,
+    )
     (s,) = (await sample(c)).services
     assert s.verdict is Verdict.NO_DATA
     assert (s.canary.p99_s, s.canary.error_ratio, s.canary.rps, s.canary.requests) == (None, None, None, None)

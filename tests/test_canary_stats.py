@@ -65,10 +65,22 @@ def test_gamma_edges():
 # (canary row, stable row, chi2, p, dof, Cramér's V) from scipy on the same table
 # after dropping empty columns; no column needs pooling in these.
 TABLES = [
-    ([50, 30, 15, 4, 1, 0, 0], [10, 20, 20, 20, 10, 20, 0],
-     67.41125541125541, 3.539398692557897e-13, 5, 0.5805654804208368),
-    ([400, 300, 200, 80, 20], [100, 150, 300, 300, 150],
-     476.7801857585139, 7.0405128482236156e-102, 4, 0.4882520792370033),
+    (
+        [50, 30, 15, 4, 1, 0, 0],
+        [10, 20, 20, 20, 10, 20, 0],
+        67.41125541125541,
+        3.539398692557897e-13,
+        5,
+        0.5805654804208368,
+    ),
+    (
+        [400, 300, 200, 80, 20],
+        [100, 150, 300, 300, 150],
+        476.7801857585139,
+        7.0405128482236156e-102,
+        4,
+        0.4882520792370033,
+    ),
 ]
 
 
@@ -113,11 +125,14 @@ def test_identical_shapes_give_zero_statistic_and_p_one():
     assert r.cramers_v == pytest.approx(0.0, abs=1e-7)
 
 
-@pytest.mark.parametrize("a,b", [
-    ([0, 0, 0], [5, 5, 5]),  # canary saw nothing
-    ([3, 1], [2, 2]),  # too few to fill two bins
-    ([], []),
-])
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ([0, 0, 0], [5, 5, 5]),  # canary saw nothing
+        ([3, 1], [2, 2]),  # too few to fill two bins
+        ([], []),
+    ],
+)
 def test_nothing_to_test_is_none_not_a_number(a, b):
     assert chi_square_homogeneity(a, b) is None
 
@@ -154,16 +169,24 @@ def test_drift_compares_on_the_boundaries_both_variants_share():
     d, chi = drift_test(canary, stable)
     ref = chi_square_homogeneity([40, 60, 40, 10], [200, 100, 30, 10])
     assert chi == ref
-    assert (d.statistic, d.p_value, d.effect_size, d.dof) == (ref.statistic, ref.p_value, ref.cramers_v, ref.dof)
+    assert (d.statistic, d.p_value, d.effect_size, d.dof) == (
+        ref.statistic,
+        ref.p_value,
+        ref.cramers_v,
+        ref.dof,
+    )
     assert (d.n_canary, d.n_stable) == (150, 340)
 
 
-@pytest.mark.parametrize("canary,stable,note", [
-    ([("0.1", 5), ("0.5", 9)], [("0.1", 5), ("0.5", 9)], "no +Inf bucket"),
-    ([("0.1", None), ("+Inf", 9)], [("0.1", 5), ("+Inf", 9)], "a latency bucket has no data"),
-    ([], [("+Inf", 9)], "no latency buckets shared"),
-    ([("0.1", 1), ("+Inf", 2)], [("0.1", 1), ("+Inf", 3)], "too few requests"),
-])
+@pytest.mark.parametrize(
+    "canary,stable,note",
+    [
+        ([("0.1", 5), ("0.5", 9)], [("0.1", 5), ("0.5", 9)], "no +Inf bucket"),
+        ([("0.1", None), ("+Inf", 9)], [("0.1", 5), ("+Inf", 9)], "a latency bucket has no data"),
+        ([], [("+Inf", 9)], "no latency buckets shared"),
+        ([("0.1", 1), ("+Inf", 2)], [("0.1", 1), ("+Inf", 3)], "too few requests"),
+    ],
+)
 def test_drift_says_why_there_is_no_result(canary, stable, note):
     d, chi = drift_test(buckets(canary), buckets(stable))
     assert chi is None and d.statistic is None and d.p_value is None

@@ -14,8 +14,9 @@ SHIFTED = chi_square_homogeneity([100, 150, 300, 450], [500, 300, 150, 50])
 
 
 def healthy(**over) -> Measured:
-    base = dict(canary_p99_s=0.30, stable_p99_s=0.28, canary_error_ratio=0.001,
-                canary_requests=1000.0, drift=SAME)
+    base = dict(
+        canary_p99_s=0.30, stable_p99_s=0.28, canary_error_ratio=0.001, canary_requests=1000.0, drift=SAME
+    )
     base.update(over)
     return Measured(**base)
 
@@ -83,7 +84,8 @@ def test_missing_numbers_are_no_data_never_a_pass():
 
 def test_too_few_requests_is_no_data_even_with_bad_numbers():
     a = Evaluator(Thresholds(min_requests=20, persist=1)).evaluate(
-        healthy(canary_p99_s=5.0, canary_error_ratio=0.5, canary_requests=7.0))
+        healthy(canary_p99_s=5.0, canary_error_ratio=0.5, canary_requests=7.0)
+    )
     assert a.verdict is Verdict.NO_DATA
     assert "only 7 canary requests in the window (need 20)" in a.reason
 
@@ -111,17 +113,28 @@ def test_fail_wins_over_warn_and_lists_every_failing_metric():
 
 
 def test_impossible_numbers_are_no_data_with_the_reason_never_a_pass():
-    canary = VariantMetrics("canary", p99_s=-1.0, error_ratio=-1.0, rps=10.0, requests=100.0,
-                            buckets=(Bucket("0.1", 80.0), Bucket("+Inf", 100.0)))
+    canary = VariantMetrics(
+        "canary",
+        p99_s=-1.0,
+        error_ratio=-1.0,
+        rps=10.0,
+        requests=100.0,
+        buckets=(Bucket("0.1", 80.0), Bucket("+Inf", 100.0)),
+    )
     vetted, problems = vet("canary", canary)
     assert (vetted.p99_s, vetted.error_ratio, vetted.rps) == (None, None, 10.0)
-    a = Evaluator(Thresholds()).evaluate(healthy(canary_p99_s=vetted.p99_s, canary_error_ratio=vetted.error_ratio,
-                                                 problems=problems))
+    a = Evaluator(Thresholds()).evaluate(
+        healthy(canary_p99_s=vetted.p99_s, canary_error_ratio=vetted.error_ratio, problems=problems)
+    )
     assert a.verdict is Verdict.NO_DATA
-    assert a.reason == ("canary p99 is -1 s: impossible, a latency is never negative; "
-                        "canary 5xx ratio is -1: impossible, a ratio lies between 0 and 1")
+    assert a.reason == (
+        "canary p99 is -1 s: impossible, a latency is never negative; "
+        "canary 5xx ratio is -1: impossible, a ratio lies between 0 and 1"
+    )
     m = by_name(a)
-    assert m["p99"].reason.startswith("canary p99 is -1 s") and m["p99_ratio"].reason.startswith("canary p99 is -1 s")
+    assert m["p99"].reason.startswith("canary p99 is -1 s") and m["p99_ratio"].reason.startswith(
+        "canary p99 is -1 s"
+    )
     assert m["error_ratio"].reason.startswith("canary 5xx ratio is -1")
 
 
@@ -133,6 +146,12 @@ def test_an_impossible_number_outside_the_thresholds_still_blocks_a_pass():
 
 
 def test_float_noise_is_not_called_impossible():
-    m = VariantMetrics("canary", p99_s=0.0, error_ratio=1 + 1e-12, rps=0.0, requests=95.0,
-                       buckets=(Bucket("0.1", 95.00000000000001), Bucket("1", 95.0), Bucket("+Inf", 95.0)))
+    m = VariantMetrics(
+        "canary",
+        p99_s=0.0,
+        error_ratio=1 + 1e-12,
+        rps=0.0,
+        requests=95.0,
+        buckets=(Bucket("0.1", 95.00000000000001), Bucket("1", 95.0), Bucket("+Inf", 95.0)),
+    )
     assert vet("canary", m) == (m, {})

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ebpftop.lab import manager, state as statefile
-from ebpftop.lab.layout import LabConfig, Layout
-from ebpftop.core.settings import Settings
 from ebpftop.cli import options
 from ebpftop.cli.main import EXIT_BROKEN_PIPE, main
+from ebpftop.core.settings import Settings
+from ebpftop.lab import manager
+from ebpftop.lab import state as statefile
+from ebpftop.lab.layout import LabConfig, Layout
 
 DEMO = Path(__file__).parent / "data" / "demo.rec"
 EMPTY = str(Path(__file__).parent / "data" / "empty.toml")  # no settings: only --lab and the flags count
@@ -30,8 +31,14 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
 
 
 def cli(tmp_path: Path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ebpftop.cli.main", *argv], cwd=tmp_path, env=clean_env(tmp_path),
-                          text=True, timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "ebpftop.cli.main", *argv],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
 
 
 # --- --version ---------------------------------------------------------------------------
@@ -45,12 +52,15 @@ def test_version_prints_the_package_version_and_exits_0(tmp_path):
 # --- a reader that went away -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [
-    ["doctor", "--json"],
-    ["--help-config"],
-    ["replay", str(DEMO), "--summary"],
-    ["audit", "show", "AUDIT"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["doctor", "--json"],
+        ["--help-config"],
+        ["replay", str(DEMO), "--summary"],
+        ["audit", "show", "AUDIT"],
+    ],
+)
 def test_a_closed_stdout_ends_quietly_with_141(tmp_path, argv):
     """`ebpftop doctor --json | head -c 10`, made deterministic: the reader is gone
     before the first write."""
@@ -60,8 +70,7 @@ def test_a_closed_stdout_ends_quietly_with_141(tmp_path, argv):
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = cli(tmp_path, *argv,
-                   stdout=write_end, stderr=subprocess.PIPE)
+        proc = cli(tmp_path, *argv, stdout=write_end, stderr=subprocess.PIPE)
     finally:
         os.close(write_end)
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
@@ -95,9 +104,15 @@ def lab(tmp_path, monkeypatch):
     cfg = LabConfig(state_dir=str(tmp_path / "lab"), prometheus_port=free_port())
     tmpdir = tmp_path / "labtmp"
     tmpdir.mkdir()
-    st = statefile.LabState(name=cfg.name, config=manager._config_dict(cfg), tmpdir=str(tmpdir),
-                            namespaces=Layout(cfg).namespaces, links=Layout(cfg).links, complete=True,
-                            started=time.time())
+    st = statefile.LabState(
+        name=cfg.name,
+        config=manager._config_dict(cfg),
+        tmpdir=str(tmpdir),
+        namespaces=Layout(cfg).namespaces,
+        links=Layout(cfg).links,
+        complete=True,
+        started=time.time(),
+    )
     statefile.save(Layout(cfg).state_file, st)
     monkeypatch.setattr(options, "LAB_CONFIG", cfg)
     for var in [v for v in os.environ if v.startswith("EBPFTOP_")]:
@@ -111,7 +126,11 @@ def test_with_lab_points_the_settings_at_the_running_lab(lab):
     layout = Layout(lab)
     assert s.prometheus_url == f"http://127.0.0.1:{lab.prometheus_port}"
     assert s.ifaces == tuple(layout.veth(p) for p in ("client", "lb", "stable", "canary"))
-    assert (s.rollout_controller, s.rollout_haproxy_canary, s.rollout_haproxy_stable) == ("haproxy", ("canary",), ("stable",))
+    assert (s.rollout_controller, s.rollout_haproxy_canary, s.rollout_haproxy_stable) == (
+        "haproxy",
+        ("canary",),
+        ("stable",),
+    )
     assert s.rollout_haproxy_socket.endswith("labtmp/haproxy.sock")
 
 

@@ -13,13 +13,12 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from conftest import need_root
 
+from ebpftop.cli import options
 from ebpftop.core import config
 from ebpftop.core.config import ConfigError, load_settings
 from ebpftop.core.settings import THEMES, Settings
-from ebpftop.cli import options
-
-from conftest import need_root
 
 
 def write(path: Path, text: str) -> Path:
@@ -60,7 +59,13 @@ def test_each_layer_overrides_the_one_below(files):
     write(user, '[ui]\nrefresh = 3.5\nkiosk = true\n[flows]\nifaces = ["usr0", "usr1"]\n')
     s = load()
     # user beats system key by key; keys the user file does not set keep the system value
-    assert (s.theme, s.refresh, s.kiosk, s.history, s.ifaces) == ("ebpftop-light", 3.5, True, 50, ("usr0", "usr1"))
+    assert (s.theme, s.refresh, s.kiosk, s.history, s.ifaces) == (
+        "ebpftop-light",
+        3.5,
+        True,
+        50,
+        ("usr0", "usr1"),
+    )
 
     env = {"EBPFTOP_REFRESH": "4", "EBPFTOP_IFACES": "eth0, eth1,", "EBPFTOP_KIOSK": "off", "PATH": "/bin"}
     s = load(env=env)
@@ -73,7 +78,7 @@ def test_each_layer_overrides_the_one_below(files):
 def test_config_path_replaces_both_default_files(files, tmp_path):
     system, user, load = files
     write(system, '[ui]\ntheme = "ebpftop-light"\n')
-    write(user, '[ui]\nkiosk = true\n')
+    write(user, "[ui]\nkiosk = true\n")
     chosen = write(tmp_path / "chosen.toml", "[ui]\nhistory = 7\n")
     s = load(config_path=str(chosen))
     assert (s.theme, s.kiosk, s.history) == ("ebpftop-dark", False, 7)
@@ -103,10 +108,19 @@ def test_empty_string_unsets_an_optional_setting(files):
     assert (s.prometheus_url, s.record) == (None, None)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("1", True), ("true", True), ("YES", True), ("on", True),
-    ("0", False), ("false", False), ("No", False), ("off", False),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+    ],
+)
 def test_env_booleans(files, text, expected):
     _, _, load = files
     assert load(env={"EBPFTOP_KIOSK": text}).kiosk is expected
@@ -114,38 +128,54 @@ def test_env_booleans(files, text, expected):
 
 def test_section_and_key_names_that_differ_from_the_field(files, tmp_path):
     _, _, load = files
-    f = write(tmp_path / "c.toml", '[record]\npath = "/tmp/r"\nmax_mb = 3\n[audit]\nlog = "/tmp/a"\nkey = "/tmp/k"\n'
-                                   '[lab]\nenabled = true\n')
+    f = write(
+        tmp_path / "c.toml",
+        '[record]\npath = "/tmp/r"\nmax_mb = 3\n[audit]\nlog = "/tmp/a"\nkey = "/tmp/k"\n'
+        "[lab]\nenabled = true\n",
+    )
     s = load(config_path=str(f))
-    assert (s.record, s.record_max_mb, s.audit_log, s.audit_key, s.lab) == ("/tmp/r", 3.0, "/tmp/a", "/tmp/k", True)
+    assert (s.record, s.record_max_mb, s.audit_log, s.audit_key, s.lab) == (
+        "/tmp/r",
+        3.0,
+        "/tmp/a",
+        "/tmp/k",
+        True,
+    )
 
 
 # ---------------------------------------------------------------- errors in files
 
 
-@pytest.mark.parametrize("body, key, reason", [
-    ('[ui]\ntheme = "solarized"', "ui.theme", "must be one of " + ", ".join(THEMES)),
-    ("[ui]\ntheme = 3", "ui.theme", "must be a string, got 3"),
-    ('[ui]\nkiosk = "yes"', "ui.kiosk", "must be true or false, got 'yes'"),
-    ("[ui]\nrefresh = 0", "ui.refresh", "must be > 0 and <= 60, got 0.0"),
-    ("[ui]\nrefresh = 61", "ui.refresh", "must be > 0 and <= 60, got 61.0"),
-    ("[ui]\nrefresh = nan", "ui.refresh", "must be a finite number"),
-    ('[ui]\nrefresh = "1s"', "ui.refresh", "must be a number, got '1s'"),
-    ("[ui]\nhistory = 0", "ui.history", "must be >= 1 and <= 100000, got 0"),
-    ("[ui]\nhistory = 100001", "ui.history", "must be >= 1 and <= 100000, got 100001"),
-    ("[ui]\nhistory = 2.5", "ui.history", "must be a whole number, got 2.5"),
-    ("[ui]\nhistory = true", "ui.history", "must be a whole number, got True"),
-    ("[record]\nmax_mb = 0", "record.max_mb", "must be > 0, got 0.0"),
-    ("[record]\nmax_mb = -5", "record.max_mb", "must be > 0, got -5.0"),
-    ('[audit]\nlog = ""', "audit.log", "must not be empty"),
-    ('[flows]\nifaces = "eth0"', "flows.ifaces", "must be a list of strings"),
-    ('[flows]\nifaces = ["eth0", 1]', "flows.ifaces", "must be a list of strings"),
-    ('[flows]\nifaces = ["a/b"]', "flows.ifaces", "is not an interface name"),
-    ('[canary]\nprometheus_url = "ftp://x:21"', "canary.prometheus_url", "must be an http:// or https:// URL"),
-    ('[canary]\nprometheus_url = "http://"', "canary.prometheus_url", "must name a host"),
-    ('[canary]\nprometheus_url = "http://h:99999"', "canary.prometheus_url", "has an invalid port"),
-    ("[lab]\nenabled = 1", "lab.enabled", "must be true or false, got 1"),
-])
+@pytest.mark.parametrize(
+    "body, key, reason",
+    [
+        ('[ui]\ntheme = "solarized"', "ui.theme", "must be one of " + ", ".join(THEMES)),
+        ("[ui]\ntheme = 3", "ui.theme", "must be a string, got 3"),
+        ('[ui]\nkiosk = "yes"', "ui.kiosk", "must be true or false, got 'yes'"),
+        ("[ui]\nrefresh = 0", "ui.refresh", "must be > 0 and <= 60, got 0.0"),
+        ("[ui]\nrefresh = 61", "ui.refresh", "must be > 0 and <= 60, got 61.0"),
+        ("[ui]\nrefresh = nan", "ui.refresh", "must be a finite number"),
+        ('[ui]\nrefresh = "1s"', "ui.refresh", "must be a number, got '1s'"),
+        ("[ui]\nhistory = 0", "ui.history", "must be >= 1 and <= 100000, got 0"),
+        ("[ui]\nhistory = 100001", "ui.history", "must be >= 1 and <= 100000, got 100001"),
+        ("[ui]\nhistory = 2.5", "ui.history", "must be a whole number, got 2.5"),
+        ("[ui]\nhistory = true", "ui.history", "must be a whole number, got True"),
+        ("[record]\nmax_mb = 0", "record.max_mb", "must be > 0, got 0.0"),
+        ("[record]\nmax_mb = -5", "record.max_mb", "must be > 0, got -5.0"),
+        ('[audit]\nlog = ""', "audit.log", "must not be empty"),
+        ('[flows]\nifaces = "eth0"', "flows.ifaces", "must be a list of strings"),
+        ('[flows]\nifaces = ["eth0", 1]', "flows.ifaces", "must be a list of strings"),
+        ('[flows]\nifaces = ["a/b"]', "flows.ifaces", "is not an interface name"),
+        (
+            '[canary]\nprometheus_url = "ftp://x:21"',
+            "canary.prometheus_url",
+            "must be an http:// or https:// URL",
+        ),
+        ('[canary]\nprometheus_url = "http://"', "canary.prometheus_url", "must name a host"),
+        ('[canary]\nprometheus_url = "http://h:99999"', "canary.prometheus_url", "has an invalid port"),
+        ("[lab]\nenabled = 1", "lab.enabled", "must be true or false, got 1"),
+    ],
+)
 def test_a_bad_value_names_file_line_key_and_reason(files, tmp_path, body, key, reason):
     _, _, load = files
     f = write(tmp_path / "bad.toml", "# comment\n" + body + "\n")
@@ -165,19 +195,30 @@ def test_bad_value_in_a_file_is_reported_even_when_a_later_layer_overrides_it(fi
     assert problems(exc) == [f"{system}:2: ui.refresh: must be > 0 and <= 60, got -1.0"]
 
 
-@pytest.mark.parametrize("body, line, key, hint", [
-    ('[ui]\nthem = "ebpftop-light"', 3, "ui.them", "unknown key (did you mean ui.theme?)"),
-    ("[ui]\nrefrseh = 2", 3, "ui.refrseh", "unknown key (did you mean ui.refresh?)"),
-    ('[ui]\nprometheus_url = "http://h"', 3, "ui.prometheus_url",
-     "unknown key (it belongs in [canary]: canary.prometheus_url)"),
-    ('[canary]\nprometheus_ulr = "http://h"', 3, "canary.prometheus_ulr",
-     "unknown key (did you mean canary.prometheus_url?)"),
-    ("[iu]\nkiosk = true", 2, "[iu]", "unknown section (did you mean [ui]?)"),
-    ("[flow]\nifaces = []", 2, "[flow]", "unknown section (did you mean [flows]?)"),
-    ("[zzzzzz]\nx = 1", 2, "[zzzzzz]", "unknown section"),
-    ("theme = 'ebpftop-light'", 2, "theme", "settings belong in a section (did you mean ui.theme?)"),
-    ("ui = 1", 2, "ui", "must be a section [ui], not a value"),
-])
+@pytest.mark.parametrize(
+    "body, line, key, hint",
+    [
+        ('[ui]\nthem = "ebpftop-light"', 3, "ui.them", "unknown key (did you mean ui.theme?)"),
+        ("[ui]\nrefrseh = 2", 3, "ui.refrseh", "unknown key (did you mean ui.refresh?)"),
+        (
+            '[ui]\nprometheus_url = "http://h"',
+            3,
+            "ui.prometheus_url",
+            "unknown key (it belongs in [canary]: canary.prometheus_url)",
+        ),
+        (
+            '[canary]\nprometheus_ulr = "http://h"',
+            3,
+            "canary.prometheus_ulr",
+            "unknown key (did you mean canary.prometheus_url?)",
+        ),
+        ("[iu]\nkiosk = true", 2, "[iu]", "unknown section (did you mean [ui]?)"),
+        ("[flow]\nifaces = []", 2, "[flow]", "unknown section (did you mean [flows]?)"),
+        ("[zzzzzz]\nx = 1", 2, "[zzzzzz]", "unknown section"),
+        ("theme = 'ebpftop-light'", 2, "theme", "settings belong in a section (did you mean ui.theme?)"),
+        ("ui = 1", 2, "ui", "must be a section [ui], not a value"),
+    ],
+)
 def test_unknown_names_are_errors_with_a_suggestion(files, tmp_path, body, line, key, hint):
     _, _, load = files
     f = write(tmp_path / "c.toml", "# comment\n" + body + "\n")
@@ -188,7 +229,7 @@ def test_unknown_names_are_errors_with_a_suggestion(files, tmp_path, body, line,
 
 def test_a_syntax_error_names_the_file_and_line(files, tmp_path):
     _, _, load = files
-    f = write(tmp_path / "c.toml", '[ui]\nkiosk = true\ntheme = \n')
+    f = write(tmp_path / "c.toml", "[ui]\nkiosk = true\ntheme = \n")
     with pytest.raises(ConfigError) as exc:
         load(config_path=str(f))
     (p,) = exc.value.problems
@@ -200,7 +241,7 @@ def test_a_syntax_error_names_the_file_and_line(files, tmp_path):
 def test_a_file_that_is_not_utf8_names_the_line(files, tmp_path):
     _, _, load = files
     f = tmp_path / "c.toml"
-    f.write_bytes(b'[ui]\n# caf\xe9\nkiosk = true\n')
+    f.write_bytes(b"[ui]\n# caf\xe9\nkiosk = true\n")
     with pytest.raises(ConfigError) as exc:
         load(config_path=str(f))
     assert problems(exc) == [f"{f}:2: not UTF-8 text"]
@@ -221,8 +262,11 @@ def test_every_problem_in_every_layer_is_reported_at_once(files):
         load(env={"EBPFTOP_KIOSK": "maybe"}, flags={"record_max_mb": -1.0})
     where = [(p.where, p.key) for p in exc.value.problems]
     assert where == [
-        (str(system), "ui.refresh"), (str(system), "ui.history"), (str(user), "ui.thme"),
-        ("environment EBPFTOP_KIOSK", "ui.kiosk"), ("flag --record-max-mb", "record.max_mb"),
+        (str(system), "ui.refresh"),
+        (str(system), "ui.history"),
+        (str(user), "ui.thme"),
+        ("environment EBPFTOP_KIOSK", "ui.kiosk"),
+        ("flag --record-max-mb", "record.max_mb"),
     ]
     assert "\n" not in str(exc.value)  # one line: callers print it through text.clean()
 
@@ -230,15 +274,30 @@ def test_every_problem_in_every_layer_is_reported_at_once(files):
 # ---------------------------------------------------------------- environment and flags
 
 
-@pytest.mark.parametrize("var, value, expected", [
-    ("EBPFTOP_KIOSK", "maybe", "environment EBPFTOP_KIOSK: ui.kiosk: must be 1/0, true/false, yes/no or on/off, got 'maybe'"),
-    ("EBPFTOP_REFRESH", "fast", "environment EBPFTOP_REFRESH: ui.refresh: must be a number, got 'fast'"),
-    ("EBPFTOP_REFRESH", "inf", "environment EBPFTOP_REFRESH: ui.refresh: must be a finite number"),
-    ("EBPFTOP_HISTORY", "1e3", "environment EBPFTOP_HISTORY: ui.history: must be a whole number, got '1e3'"),
-    ("EBPFTOP_THEME", "dark", "environment EBPFTOP_THEME: ui.theme: must be one of "),
-    ("EBPFTOP_PROMETHEUS_URL", "localhost:9090", "environment EBPFTOP_PROMETHEUS_URL: canary.prometheus_url: must be an http"),
-    ("EBPFTOP_THEM", "x", "environment EBPFTOP_THEM: unknown setting (did you mean EBPFTOP_THEME?)"),
-])
+@pytest.mark.parametrize(
+    "var, value, expected",
+    [
+        (
+            "EBPFTOP_KIOSK",
+            "maybe",
+            "environment EBPFTOP_KIOSK: ui.kiosk: must be 1/0, true/false, yes/no or on/off, got 'maybe'",
+        ),
+        ("EBPFTOP_REFRESH", "fast", "environment EBPFTOP_REFRESH: ui.refresh: must be a number, got 'fast'"),
+        ("EBPFTOP_REFRESH", "inf", "environment EBPFTOP_REFRESH: ui.refresh: must be a finite number"),
+        (
+            "EBPFTOP_HISTORY",
+            "1e3",
+            "environment EBPFTOP_HISTORY: ui.history: must be a whole number, got '1e3'",
+        ),
+        ("EBPFTOP_THEME", "dark", "environment EBPFTOP_THEME: ui.theme: must be one of "),
+        (
+            "EBPFTOP_PROMETHEUS_URL",
+            "localhost:9090",
+            "environment EBPFTOP_PROMETHEUS_URL: canary.prometheus_url: must be an http",
+        ),
+        ("EBPFTOP_THEM", "x", "environment EBPFTOP_THEM: unknown setting (did you mean EBPFTOP_THEME?)"),
+    ],
+)
 def test_a_bad_environment_variable_is_named(files, var, value, expected):
     _, _, load = files
     with pytest.raises(ConfigError) as exc:
@@ -285,24 +344,35 @@ def test_load_or_exit_prints_each_problem_and_exits_2(tmp_path, capsys, monkeypa
         options.load_or_exit(args)
     assert exc.value.code == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"ebpftop: {f}:2: ui.refresh: must be > 0 and <= 60, got 0.0",
-                   f"ebpftop: {f}:3: ui.them: unknown key (did you mean ui.theme?)"]
+    assert err == [
+        f"ebpftop: {f}:2: ui.refresh: must be > 0 and <= 60, got 0.0",
+        f"ebpftop: {f}:3: ui.them: unknown key (did you mean ui.theme?)",
+    ]
 
 
 # ---------------------------------------------------------------- where the user file is
 
 
 def test_user_file_follows_xdg_then_home():
-    assert config.user_config_file({"XDG_CONFIG_HOME": "/x/cfg", "HOME": "/h"}) == Path("/x/cfg/ebpftop/config.toml")
+    assert config.user_config_file({"XDG_CONFIG_HOME": "/x/cfg", "HOME": "/h"}) == Path(
+        "/x/cfg/ebpftop/config.toml"
+    )
     # a relative XDG_CONFIG_HOME is ignored (XDG spec)
-    assert config.user_config_file({"XDG_CONFIG_HOME": "rel", "HOME": "/h"}) == Path("/h/.config/ebpftop/config.toml")
+    assert config.user_config_file({"XDG_CONFIG_HOME": "rel", "HOME": "/h"}) == Path(
+        "/h/.config/ebpftop/config.toml"
+    )
     assert config.user_config_file({"HOME": "/h"}) == Path("/h/.config/ebpftop/config.toml")
 
 
 def test_under_sudo_the_user_file_is_the_invoking_users():
     need_root()
     nobody = pwd.getpwnam("nobody")
-    env = {"SUDO_USER": "nobody", "SUDO_UID": str(nobody.pw_uid), "HOME": "/root", "XDG_CONFIG_HOME": "/root/.config"}
+    env = {
+        "SUDO_USER": "nobody",
+        "SUDO_UID": str(nobody.pw_uid),
+        "HOME": "/root",
+        "XDG_CONFIG_HOME": "/root/.config",
+    }
     assert config.user_config_file(env) == Path(nobody.pw_dir) / ".config" / "ebpftop" / "config.toml"
     # SUDO_UID that does not match SUDO_USER: trust neither
     assert config.user_config_file({**env, "SUDO_UID": str(nobody.pw_uid + 1)}) is None
@@ -357,8 +427,14 @@ def test_help_config_is_a_valid_config_file_of_the_defaults(files, tmp_path, cap
 def run_cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_"))}
     env["HOME"] = str(tmp_path / "home")
-    return subprocess.run([sys.executable, "-m", "ebpftop.cli.main", *argv], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ebpftop.cli.main", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("verb", [[], ["snapshot", "--json"], ["doctor"]])
@@ -430,11 +506,14 @@ def test_a_bad_url_is_a_config_error_in_every_layer(files, tmp_path, name, path,
         assert reason in p.reason
 
 
-@pytest.mark.parametrize("argv", [
-    ["--prometheus-url", "http://[::1"],
-    ["--pprof", "http://a]b"],
-    ["--prometheus-url", "http://[x]:9090"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--prometheus-url", "http://[::1"],
+        ["--pprof", "http://a]b"],
+        ["--prometheus-url", "http://[x]:9090"],
+    ],
+)
 def test_a_bad_url_flag_exits_2_with_one_line_and_no_traceback(tmp_path, argv):
     proc = run_cli(tmp_path, *argv, "snapshot", "--json")
     assert proc.returncode == 2, proc.stderr
@@ -446,10 +525,18 @@ def test_a_bad_url_flag_exits_2_with_one_line_and_no_traceback(tmp_path, argv):
 def test_a_bad_url_in_the_environment_exits_2_naming_the_variable(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_"))}
     env.update(HOME=str(tmp_path), EBPFTOP_ROLLOUT_WEBHOOK_URL="http://[::1")
-    proc = subprocess.run([sys.executable, "-m", "ebpftop.cli.main", "doctor"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ebpftop.cli.main", "doctor"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("ebpftop: environment EBPFTOP_ROLLOUT_WEBHOOK_URL: rollout.webhook_url: has '['")
+    assert proc.stderr.startswith(
+        "ebpftop: environment EBPFTOP_ROLLOUT_WEBHOOK_URL: rollout.webhook_url: has '['"
+    )
 
 
 def test_a_controller_without_its_address_is_a_config_error_where_it_is_chosen(files, tmp_path):
@@ -461,11 +548,15 @@ def test_a_controller_without_its_address_is_a_config_error_where_it_is_chosen(f
 
     with pytest.raises(ConfigError) as exc:
         load(env={"EBPFTOP_ROLLOUT_CONTROLLER": "haproxy"})
-    assert problems(exc) == ["environment EBPFTOP_ROLLOUT_CONTROLLER: rollout.controller: "
-                             "'haproxy' needs rollout.haproxy_socket, not set"]
+    assert problems(exc) == [
+        "environment EBPFTOP_ROLLOUT_CONTROLLER: rollout.controller: "
+        "'haproxy' needs rollout.haproxy_socket, not set"
+    ]
     with pytest.raises(ConfigError) as exc:
         load(flags={"rollout_controller": "webhook"}, env={"EBPFTOP_ROLLOUT_WEBHOOK_URL": ""})
-    assert problems(exc) == ["flag --rollout-controller: rollout.controller: 'webhook' needs rollout.webhook_url, not set"]
+    assert problems(exc) == [
+        "flag --rollout-controller: rollout.controller: 'webhook' needs rollout.webhook_url, not set"
+    ]
 
 
 def test_a_controller_with_what_it_needs_from_any_layer_loads(files, tmp_path):
@@ -473,7 +564,12 @@ def test_a_controller_with_what_it_needs_from_any_layer_loads(files, tmp_path):
     write(system, '[rollout]\ncontroller = "webhook"\n')
     s = load(env={"EBPFTOP_ROLLOUT_WEBHOOK_URL": "http://[::1]:8080/rollout"})
     assert (s.rollout_controller, s.rollout_webhook_url) == ("webhook", "http://[::1]:8080/rollout")
-    assert load(flags={"rollout_controller": "haproxy", "rollout_haproxy_socket": "/run/h.sock"}).rollout_controller == "haproxy"
+    assert (
+        load(
+            flags={"rollout_controller": "haproxy", "rollout_haproxy_socket": "/run/h.sock"}
+        ).rollout_controller
+        == "haproxy"
+    )
     # argo finds its cluster without settings (in-cluster account, $KUBECONFIG, ~/.kube/config)
     assert load(env={"EBPFTOP_ROLLOUT_CONTROLLER": "argo"}).rollout_controller == "argo"
 

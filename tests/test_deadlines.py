@@ -22,20 +22,20 @@ import time
 import pytest
 
 from ebpftop.cli import doctor
-from ebpftop.core.collector import CollectorRunner
-from ebpftop.core.bus import Bus
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.config import ServiceConfig
 from ebpftop.collectors.canary.query import PromClient, QueryError
 from ebpftop.collectors.canary.verdict import Thresholds
 from ebpftop.collectors.deadline import DaemonExecutor
-from ebpftop.core.model import HealthState
 from ebpftop.collectors.profiles.pprof import PprofError, fetch
 from ebpftop.collectors.rollout.argo import ArgoController
 from ebpftop.collectors.rollout.base import ControllerError
 from ebpftop.collectors.rollout.kube import KubeAccess
 from ebpftop.collectors.rollout.runtime_api import RuntimeAPI, RuntimeAPIError
 from ebpftop.collectors.rollout.webhook import WebhookController
+from ebpftop.core.bus import Bus
+from ebpftop.core.collector import CollectorRunner
+from ebpftop.core.model import HealthState
 from ebpftop.core.settings import Settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -45,8 +45,10 @@ ENDLESS = 10**6  # bytes: at one per STEP, longer than any test runs
 
 # What the trickler sends, one byte at a time, after reading the request.
 HEADERS = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * ENDLESS  # the header block never ends
-BODY = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % ENDLESS
-        + b" " * ENDLESS)  # headers at once, then a body that never completes
+BODY = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % ENDLESS
+    + b" " * ENDLESS
+)  # headers at once, then a body that never completes
 TLS = b"\x16\x03\x03\x40\x00" + b"\x00" * ENDLESS  # a TLS record header, then its 16 kB slowly
 RAW = b"x" * ENDLESS
 
@@ -140,7 +142,7 @@ def in_thread(fn, limit: float):
     def run():
         try:
             out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             out["value"] = exc
 
     started = time.monotonic()
@@ -154,8 +156,11 @@ def in_thread(fn, limit: float):
 # --- each client gives up at its deadline -----------------------------------------------
 
 
-@pytest.mark.parametrize("payload,scheme", [(HEADERS, "http"), (BODY, "http"), (TLS, "https")],
-                         ids=["headers", "body", "tls-handshake"])
+@pytest.mark.parametrize(
+    "payload,scheme",
+    [(HEADERS, "http"), (BODY, "http"), (TLS, "https")],
+    ids=["headers", "body", "tls-handshake"],
+)
 def test_a_prometheus_call_ends_at_its_deadline_whatever_phase_trickles(trickler, payload, scheme):
     server = trickler(payload)
     client = PromClient(f"{scheme}://127.0.0.1:{server.port}", timeout=1.0)
@@ -192,7 +197,9 @@ def test_closing_the_prometheus_client_frees_a_call_stuck_in_flight(trickler):
 async def test_the_canary_source_reports_down_at_its_timeout(trickler):
     server = trickler(BODY)
     timeout = 3.0
-    svc = ServiceConfig(name="shop", variant_label="version", thresholds=Thresholds(persist=1, min_requests=0))
+    svc = ServiceConfig(
+        name="shop", variant_label="version", thresholds=Thresholds(persist=1, min_requests=0)
+    )
     settings = Settings(prometheus_url=server.url, canary_timeout=timeout, canary_interval=1.0)
     bus = Bus()
     seen = []
@@ -254,8 +261,12 @@ def test_a_trickling_haproxy_runtime_api_times_out(trickler):
 
 def test_doctor_gives_up_on_a_trickling_endpoint_at_its_timeout(trickler):
     server = trickler(BODY)
-    check, _ = in_thread(lambda: doctor.check_endpoint("prometheus", server.url, timeout=1.0,
-                                                       setting="[canary] prometheus_url"), 10)
+    check, _ = in_thread(
+        lambda: doctor.check_endpoint(
+            "prometheus", server.url, timeout=1.0, setting="[canary] prometheus_url"
+        ),
+        10,
+    )
     assert check.ok is False, check
     assert "no complete answer within 1 s" in check.detail
 
@@ -290,7 +301,12 @@ def test_snapshot_exits_soon_after_its_timeout_against_a_trickling_prometheus(tr
     server = trickler(BODY)
     proc = subprocess.Popen(
         [EBPFTOP, "--prometheus-url", server.url, "snapshot", "--source", "canary", "--duration", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(str(tmp_path)), cwd=tmp_path)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(str(tmp_path)),
+        cwd=tmp_path,
+    )
     started = time.monotonic()
     try:
         out, err = proc.communicate(timeout=60)
@@ -305,7 +321,9 @@ def test_snapshot_exits_soon_after_its_timeout_against_a_trickling_prometheus(tr
     assert took < 20, f"exited after {took:.1f} s"
 
 
-@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root")
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root"
+)
 def test_the_dashboard_quits_at_once_while_a_request_is_stuck(trickler):
     pytest.importorskip("pyte")
     sys.path.insert(0, str(ROOT / "bench"))
@@ -319,9 +337,20 @@ def test_the_dashboard_quits_at_once_while_a_request_is_stuck(trickler):
     config = pathlib.Path(home, "config.toml")
     config.write_text("")
     drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
-    argv = [*drop, sys.executable, "-c", "import sys; from ebpftop.cli.main import main; sys.exit(main())",
-            "--config", str(config), "--prometheus-url", server.url, "--canary-timeout", "120",
-            "--audit-log", f"{home}/audit.jsonl"]
+    argv = [
+        *drop,
+        sys.executable,
+        "-c",
+        "import sys; from ebpftop.cli.main import main; sys.exit(main())",
+        "--config",
+        str(config),
+        "--prometheus-url",
+        server.url,
+        "--canary-timeout",
+        "120",
+        "--audit-log",
+        f"{home}/audit.jsonl",
+    ]
     app = PtyApp(argv, cols=120, rows=36, env={"HOME": home})
     try:
         assert app.wait_for(lambda s: "Quit" in s, 60) is not None, app.text()

@@ -15,12 +15,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import need_root
 
 from ebpftop.cli import doctor
-from ebpftop.cli.doctor import Check
 from ebpftop.cli.commands.doctor import format_checks
-
-from conftest import need_root
+from ebpftop.cli.doctor import Check
 
 STATUS = """Name:\tebpftop
 Umask:\t0022
@@ -42,14 +41,17 @@ def test_cap_eff_is_read_from_status_text():
     assert doctor.parse_cap_eff("Name:\tx\nCapPrm:\t00000000000000ff\n") is None
 
 
-@pytest.mark.parametrize("cap, missing", [
-    (0x1FFFEFFFFFF, []),                                            # root here (no CAP_SYS_RESOURCE)
-    (BIT(39) | BIT(38) | BIT(12), []),                              # exactly what is needed
-    (BIT(21) | BIT(12), []),                                        # SYS_ADMIN covers BPF and PERFMON
-    (BIT(21), ["CAP_NET_ADMIN"]),                                   # ...but not TC
-    (BIT(39) | BIT(12), ["CAP_PERFMON"]),
-    (0, ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"]),
-])
+@pytest.mark.parametrize(
+    "cap, missing",
+    [
+        (0x1FFFEFFFFFF, []),  # root here (no CAP_SYS_RESOURCE)
+        (BIT(39) | BIT(38) | BIT(12), []),  # exactly what is needed
+        (BIT(21) | BIT(12), []),  # SYS_ADMIN covers BPF and PERFMON
+        (BIT(21), ["CAP_NET_ADMIN"]),  # ...but not TC
+        (BIT(39) | BIT(12), ["CAP_PERFMON"]),
+        (0, ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"]),
+    ],
+)
 def test_missing_capabilities(cap, missing):
     assert doctor.missing_caps(cap) == missing
 
@@ -74,7 +76,10 @@ bpf /mnt/my\\040bpf bpf rw,relatime 0 0
 
 def test_mounts_are_parsed_with_octal_escapes():
     assert doctor.parse_mounts(MOUNTS) == [
-        ("/sys", "sysfs"), ("/proc", "proc"), ("/sys/kernel/debug/tracing", "tracefs"), ("/mnt/my bpf", "bpf"),
+        ("/sys", "sysfs"),
+        ("/proc", "proc"),
+        ("/sys/kernel/debug/tracing", "tracefs"),
+        ("/mnt/my bpf", "bpf"),
     ]
 
 
@@ -148,8 +153,12 @@ def open_fds() -> set[str]:
 def test_live_privilege_bpf_and_perf_checks_pass_as_root():
     need_root()
     before = open_fds()
-    for check in (doctor.check_privileges(), doctor.check_bpf_syscall(), doctor.check_ringbuf(),
-                  doctor.check_perf_event()):
+    for check in (
+        doctor.check_privileges(),
+        doctor.check_bpf_syscall(),
+        doctor.check_ringbuf(),
+        doctor.check_perf_event(),
+    ):
         assert check.ok is True, check
     assert open_fds() == before  # every probe fd closed
 
@@ -185,7 +194,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     status = 200
     token = ""
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         code = self.status if self.path == "/-/ready" else 404
         if self.token and self.headers.get("Authorization") != f"Bearer {self.token}":
             code = 401
@@ -266,9 +275,14 @@ def test_prometheus_credentials_from_the_canary_settings_are_sent(http_server, t
     assert [(c.name, c.ok) for c in doctor.check_endpoints(settings)] == [("prometheus", True)]
 
     (c,) = doctor.check_endpoints(SimpleNamespace(prometheus_url=url))
-    assert c.ok is False and c.detail == f"{url}/-/ready answered HTTP 401 (reachable, credentials missing or refused)"
+    assert (
+        c.ok is False
+        and c.detail == f"{url}/-/ready answered HTTP 401 (reachable, credentials missing or refused)"
+    )
 
-    (c,) = doctor.check_endpoints(SimpleNamespace(prometheus_url=url, prometheus_token_file=str(tmp_path / "nope")))
+    (c,) = doctor.check_endpoints(
+        SimpleNamespace(prometheus_url=url, prometheus_token_file=str(tmp_path / "nope"))
+    )
     assert c.ok is False
     assert c.detail == f"cannot use [canary] bearer_token_file {tmp_path / 'nope'}: No such file or directory"
 
@@ -300,13 +314,25 @@ def test_unwritable_paths_are_missing_for_a_non_root_user():
     need_root()
     with tempfile.TemporaryDirectory(prefix="ebpftop-doctor-") as d:
         os.chmod(d, 0o755)  # nobody may look in, not write
-        code = ("import sys; from ebpftop.cli.doctor import check_writable as w; "
-                "c = w('audit log', sys.argv[1], '[audit] log'); print(c.ok, c.detail, '|', c.fix)")
-        proc = subprocess.run([sys.executable, "-c", code, f"{d}/sub/audit.jsonl"], user=65534, group=65534,
-                              extra_groups=[], capture_output=True, text=True, timeout=60, cwd="/")
+        code = (
+            "import sys; from ebpftop.cli.doctor import check_writable as w; "
+            "c = w('audit log', sys.argv[1], '[audit] log'); print(c.ok, c.detail, '|', c.fix)"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code, f"{d}/sub/audit.jsonl"],
+            user=65534,
+            group=65534,
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+        )
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip() == (f"False cannot create {d}/sub/audit.jsonl: {d} is not writable by uid 65534"
-                                       " | run as root, or point [audit] log elsewhere")
+        assert proc.stdout.strip() == (
+            f"False cannot create {d}/sub/audit.jsonl: {d} is not writable by uid 65534"
+            " | run as root, or point [audit] log elsewhere"
+        )
         assert os.listdir(d) == []
 
 
@@ -323,8 +349,10 @@ def test_only_essential_missing_checks_fail():
 
 
 def test_output_is_wrapped_and_escaped():
-    checks = [Check("kernel headers", None, "word " * 40, "fix it " * 20),
-              Check("evil", False, "name \x1b[31mred\x1b[0m", "x")]
+    checks = [
+        Check("kernel headers", None, "word " * 40, "fix it " * 20),
+        Check("evil", False, "name \x1b[31mred\x1b[0m", "x"),
+    ]
     text = format_checks(checks, columns=80)
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "\x1b" not in text and "\\x1b[31mred" in text
@@ -333,11 +361,15 @@ def test_output_is_wrapped_and_escaped():
 
 
 def run_cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_")) and not k.lower().endswith("_proxy")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_")) and not k.lower().endswith("_proxy")
+    }
     env["HOME"] = str(tmp_path)
-    return subprocess.run([sys.executable, "-m", "ebpftop.cli.main", *argv], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ebpftop.cli.main", *argv], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_doctor_command_passes_here_and_fails_on_an_unreachable_endpoint(tmp_path, http_server):
@@ -346,9 +378,25 @@ def test_doctor_command_passes_here_and_fails_on_an_unreachable_endpoint(tmp_pat
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     names = [c["name"] for c in doc["checks"]]
-    assert names == ["config", "root/capabilities", "bpf syscall", "ring buffer", "tcx", "perf events",
-                     "kernel headers", "tracefs", "debugfs", "bpffs", "bcc", "prometheus", "audit log"]
-    assert doc["checks"][0]["detail"] == f"/etc/ebpftop/config.toml ({'read' if Path('/etc/ebpftop/config.toml').exists() else 'absent'}); {tmp_path}/.config/ebpftop/config.toml (absent)"
+    assert names == [
+        "config",
+        "root/capabilities",
+        "bpf syscall",
+        "ring buffer",
+        "tcx",
+        "perf events",
+        "kernel headers",
+        "tracefs",
+        "debugfs",
+        "bpffs",
+        "bcc",
+        "prometheus",
+        "audit log",
+    ]
+    assert (
+        doc["checks"][0]["detail"]
+        == f"/etc/ebpftop/config.toml ({'read' if Path('/etc/ebpftop/config.toml').exists() else 'absent'}); {tmp_path}/.config/ebpftop/config.toml (absent)"
+    )
     assert doc["ok"] is True and doc["checks"][-1]["status"] == "ok"
 
     url = f"http://127.0.0.1:{closed_port()}"

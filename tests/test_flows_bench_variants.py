@@ -16,9 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-from conftest import need_root  # noqa: E402
-
-import flows_variants  # noqa: E402
+import flows_variants
+from conftest import need_root
 
 ORIGINAL = flows_variants.SRC.read_text()
 
@@ -37,7 +36,11 @@ def test_every_variant_changes_what_it_says(tmp_path, name):
 
 def test_a_variant_whose_anchor_is_gone_refuses_to_build(tmp_path, monkeypatch):
     moved = tmp_path / "flows.bpf.c"
-    moved.write_text(ORIGINAL.replace("__sync_fetch_and_add(&v->bytes, bytes);", "__sync_fetch_and_add(&v->bytes, (u64)bytes);"))
+    moved.write_text(
+        ORIGINAL.replace(
+            "__sync_fetch_and_add(&v->bytes, bytes);", "__sync_fetch_and_add(&v->bytes, (u64)bytes);"
+        )
+    )
     monkeypatch.setattr(flows_variants, "SRC", moved)
     with pytest.raises(SystemExit, match="plain adds.*no longer contains"):
         flows_variants.variant_source(tmp_path, "plain adds")
@@ -58,7 +61,10 @@ def test_reference_programs_load_and_the_shipped_build_has_none_of_them():
     from ebpftop.collectors.flows.loader import FLOWS_SRC, HERE, FlowsDatapath
 
     for define in ("FLOWS_BENCH_PARSE_ONLY", "FLOWS_BENCH_ONE_LINE"):
-        b = BPF(src_file=str(FLOWS_SRC).encode(), cflags=[f"-I{HERE}", "-DMAX_FLOWS=1024", f"-D{define}", "-Wno-unused-function"])
+        b = BPF(
+            src_file=str(FLOWS_SRC).encode(),
+            cflags=[f"-I{HERE}", "-DMAX_FLOWS=1024", f"-D{define}", "-Wno-unused-function"],
+        )
         try:
             for fn in (b"ebpftop_fl_in", b"ebpftop_fl_eg"):
                 b.load_func(fn, BPF.SCHED_CLS)  # raises if the verifier refuses it

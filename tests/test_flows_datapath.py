@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import need, need_root  # noqa: E402
-from netns import PYTHON, veth_pair  # noqa: E402
+from conftest import need, need_root
+from netns import PYTHON, veth_pair
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -43,8 +43,8 @@ def agent_main(argv: list[str]) -> int:
     import argparse
     import asyncio
 
-    from ebpftop.core.codec import to_jsonable
     from ebpftop.collectors.flows.collector import FlowsCollector
+    from ebpftop.core.codec import to_jsonable
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--iface", action="append", default=[])
@@ -63,15 +63,22 @@ def agent_main(argv: list[str]) -> int:
         print(json.dumps(obj), flush=True)
 
     async def main() -> int:
-        c = FlowsCollector(a.iface, mode=a.mode, tcp_events=not a.no_tcp, max_flows=a.max_flows,
-                           tcp_ring_pages=a.ring_pages)
+        c = FlowsCollector(
+            a.iface, mode=a.mode, tcp_events=not a.no_tcp, max_flows=a.max_flows, tcp_ring_pages=a.ring_pages
+        )
         try:
             await c.start()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             say({"error": str(getattr(exc, "message", exc))})
             return 1
-        say({"ready": True, "prog_ids": c.dp.prog_ids(), "notices": c.notices,
-             "mode": [att.mode for att in c.dp.attachments.values()]})
+        say(
+            {
+                "ready": True,
+                "prog_ids": c.dp.prog_ids(),
+                "notices": c.notices,
+                "mode": [att.mode for att in c.dp.attachments.values()],
+            }
+        )
         # read commands through the loop, so a signal's cancellation reaches us
         reader = asyncio.StreamReader()
         loop = asyncio.get_running_loop()
@@ -81,7 +88,7 @@ def agent_main(argv: list[str]) -> int:
                 try:
                     data = c.sample()
                     say({"data": to_jsonable(data), "degraded": c.degraded_reason(data)})
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     say({"error": str(exc)})
         finally:
             await c.close()
@@ -116,9 +123,14 @@ class Agent:
 
 def flow(data: dict, proto: str, direction: str, src: str, dst: str, sport=None, dport=None) -> dict:
     hits = [
-        f for f in data["flows"]
-        if f["proto"] == proto and f["direction"] == direction and f["src"] == src and f["dst"] == dst
-        and (sport is None or f["sport"] == sport) and (dport is None or f["dport"] == dport)
+        f
+        for f in data["flows"]
+        if f["proto"] == proto
+        and f["direction"] == direction
+        and f["src"] == src
+        and f["dst"] == dst
+        and (sport is None or f["sport"] == sport)
+        and (dport is None or f["dport"] == dport)
     ]
     assert len(hits) == 1, f"expected one {proto} {direction} {src}->{dst} flow, got {hits}"
     return hits[0]
@@ -160,7 +172,9 @@ def settle(s):
     return tcp_info(s)
 """
 
-TCP_SERVER = TCP_INFO + r"""
+TCP_SERVER = (
+    TCP_INFO
+    + r"""
 import json, sys
 fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
 srv = socket.socket(fam); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -174,8 +188,11 @@ c.shutdown(socket.SHUT_WR)
 info = settle(c); info["received"] = n; info["peer_port"] = peer[1]
 print(json.dumps(info), flush=True)
 """
+)
 
-TCP_CLIENT = TCP_INFO + r"""
+TCP_CLIENT = (
+    TCP_INFO
+    + r"""
 import json, sys, os
 fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
 c = socket.socket(fam); c.connect((sys.argv[1], int(sys.argv[2])))
@@ -187,6 +204,7 @@ while c.recv(4096): pass
 info = settle(c); info["sent"] = sent; info["port"] = c.getsockname()[1]; info["pid"] = os.getpid()
 print(json.dumps(info), flush=True)
 """
+)
 
 UDP_SEND = r"""
 import socket, sys, json, time
@@ -234,7 +252,9 @@ def tcp_transfer(net, nbytes: int, *, server_ns=None, client_ns=None, server_ip=
 def test_tcp_transfer_bytes_and_packets_match_ground_truth(net, family):
     agent = Agent(net.a, "--iface", net.a_if)
     assert agent.hello.get("ready"), agent.hello
-    assert agent.hello["mode"] == ["tcx", ]
+    assert agent.hello["mode"] == [
+        "tcx",
+    ]
     a_ip, b_ip = (net.a_ip4, net.b_ip4) if family == 4 else (net.a_ip6, net.b_ip6)
     ip = IP4 if family == 4 else IP6
     nbytes = 8 * 1024 * 1024 + 12345
@@ -345,7 +365,10 @@ def test_connect_latency_and_process_of_a_new_connection(net):
     assert srv.stdout.readline().strip() == "listening"
     blocker = net.a.python(
         "import socket,sys,time; s=socket.create_connection((sys.argv[1], 5202)); print('up', flush=True); "
-        "sys.stdin.readline(); s.close()", net.b_ip4, stdin=subprocess.PIPE)
+        "sys.stdin.readline(); s.close()",
+        net.b_ip4,
+        stdin=subprocess.PIPE,
+    )
     assert blocker.stdout.readline().strip() == "up"
     srv.stdin.write("go\n")
     srv.stdin.flush()
@@ -357,7 +380,11 @@ def test_connect_latency_and_process_of_a_new_connection(net):
     data = agent.sample()["data"]
     agent.close()
     out = flow(data, "tcp", "egress", net.a_ip4, net.b_ip4, client["port"], 5202)
-    assert out["connect_latency_ms"] is not None and out["connect_latency_ms"] >= 1000, (out, data["recent_events"], client)
+    assert out["connect_latency_ms"] is not None and out["connect_latency_ms"] >= 1000, (
+        out,
+        data["recent_events"],
+        client,
+    )
     assert out["pid"] == cli.pid == client["pid"]
     assert out["comm"] and out["comm"].startswith("python")
     # the dropped SYN went out again: a retransmit, then the connect, then the close
@@ -367,8 +394,16 @@ def test_connect_latency_and_process_of_a_new_connection(net):
     close = [e for e in out["events"] if e["kind"] == "close"][0]
     assert close["ms"] is not None and close["ms"] > 0  # duration since established
     # the blocker connected without trouble: its latency is known and far below 1 s
-    other = [f for f in data["flows"] if f["direction"] == "egress" and f["dport"] == 5202 and f["sport"] != client["port"]]
-    assert len(other) == 1 and other[0]["connect_latency_ms"] is not None and other[0]["connect_latency_ms"] < 1000
+    other = [
+        f
+        for f in data["flows"]
+        if f["direction"] == "egress" and f["dport"] == 5202 and f["sport"] != client["port"]
+    ]
+    assert (
+        len(other) == 1
+        and other[0]["connect_latency_ms"] is not None
+        and other[0]["connect_latency_ms"] < 1000
+    )
     assert data["lost_events"] == 0 and data["events_total"] >= 4
 
 
@@ -376,11 +411,21 @@ def test_retransmits_counted_under_induced_loss(net):
     # No netem in this kernel: tests/lossy.py drops every 16th data skb for port 5201
     # at B's ingress, at most 4 (spaced drops recover by fast retransmit in
     # milliseconds; an overflowing queue could stall TCP in RTO backoff).
-    lossy = net.b.popen(PYTHON, str(Path(__file__).parent / "lossy.py"), net.b_if, "5201", "16", "4",
-                        stdin=subprocess.PIPE, bpf=True)
+    lossy = net.b.popen(
+        PYTHON,
+        str(Path(__file__).parent / "lossy.py"),
+        net.b_if,
+        "5201",
+        "16",
+        "4",
+        stdin=subprocess.PIPE,
+        bpf=True,
+    )
     assert lossy.stdout.readline().strip() == "ready", lossy.stderr.read()
     agent = Agent(net.a, "--iface", net.a_if)
-    client, server, _ = tcp_transfer(net, 4 * 1024 * 1024, server_ns=net.b, client_ns=net.a, server_ip=net.b_ip4)
+    client, server, _ = tcp_transfer(
+        net, 4 * 1024 * 1024, server_ns=net.b, client_ns=net.a, server_ip=net.b_ip4
+    )
     drops = json.loads(lossy.communicate("", timeout=30)[0].splitlines()[-1])
     assert drops["dropped"] >= 1, drops  # the loss really happened
     assert client["total_retrans"] > 0, client
@@ -407,8 +452,12 @@ def test_accepting_side_is_attributed_from_the_socket_table_with_its_service(net
     env = {**os.environ, "OTEL_SERVICE_NAME": "checkout-test"}
     srv = net.a.python(HOLDING_SERVER, net.a_ip4, stdin=subprocess.PIPE, env=env)
     assert srv.stdout.readline().strip() == "listening"
-    cli = net.b.python("import socket,sys; s=socket.create_connection((sys.argv[1], 5203)); s.sendall(b'hi'); "
-                       "print(s.getsockname()[1], flush=True); sys.stdin.readline()", net.a_ip4, stdin=subprocess.PIPE)
+    cli = net.b.python(
+        "import socket,sys; s=socket.create_connection((sys.argv[1], 5203)); s.sendall(b'hi'); "
+        "print(s.getsockname()[1], flush=True); sys.stdin.readline()",
+        net.a_ip4,
+        stdin=subprocess.PIPE,
+    )
     port = int(cli.stdout.readline())
     assert srv.stdout.readline().strip() == "got"
     data = agent.sample()["data"]
@@ -429,7 +478,9 @@ def test_a_full_map_counts_its_evictions(net):
         "import socket,sys\n"
         "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
         "for p in range(20000, 20000 + int(sys.argv[2])): s.sendto(b'x', (sys.argv[1], p))\n",
-        net.a_ip4, str(count))
+        net.a_ip4,
+        str(count),
+    )
     send.communicate(timeout=30)
     data = agent.sample()["data"]
     agent.close()
@@ -496,8 +547,10 @@ def test_death_by_signal_leaves_no_tcx_attachment(net, sig):
 
 
 def _tc_filters(ns, dev) -> str:
-    return ns.run("tc", "filter", "show", "dev", dev, "ingress").stdout + ns.run(
-        "tc", "filter", "show", "dev", dev, "egress").stdout
+    return (
+        ns.run("tc", "filter", "show", "dev", dev, "ingress").stdout
+        + ns.run("tc", "filter", "show", "dev", dev, "egress").stdout
+    )
 
 
 def test_sigkill_with_netlink_tc_next_start_removes_leftovers_and_says_so(net):
@@ -525,7 +578,9 @@ def test_cleanup_verb_removes_leftover_filters_and_lists_live_links(net):
     agent.proc.send_signal(signal.SIGKILL)
     agent.proc.wait(timeout=10)
     dry = net.a.run(EBPFTOP, "cleanup", "--dry-run", bpf=True)
-    assert dry.stdout.count("would remove") == 2 and _tc_filters(net.a, net.a_if).count("name ebpftop_fl") == 2
+    assert (
+        dry.stdout.count("would remove") == 2 and _tc_filters(net.a, net.a_if).count("name ebpftop_fl") == 2
+    )
     proc = net.a.run(EBPFTOP, "cleanup", check=False, bpf=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     removed = [ln for ln in proc.stdout.splitlines() if ln.startswith("removed")]
@@ -555,13 +610,33 @@ def test_unknown_interface_fails_start_with_its_name(net):
 
 
 def test_snapshot_json_carries_flows_and_tcp_counters(net):
-    proc = net.a.run(EBPFTOP, "--iface", net.a_if, "snapshot", "--json", "--source", "flows", "--duration", "1",
-                     check=False, timeout=120, bpf=True)
+    proc = net.a.run(
+        EBPFTOP,
+        "--iface",
+        net.a_if,
+        "snapshot",
+        "--json",
+        "--source",
+        "flows",
+        "--duration",
+        "1",
+        check=False,
+        timeout=120,
+        bpf=True,
+    )
     doc = json.loads(proc.stdout)
     flows = doc["sources"]["flows"]
     assert flows["health"]["state"] == "ok", flows["health"]
     d = flows["data"]
-    for key in ("flows", "flows_tracked", "evictions", "update_failures", "lost_events", "events_total", "ifaces"):
+    for key in (
+        "flows",
+        "flows_tracked",
+        "evictions",
+        "update_failures",
+        "lost_events",
+        "events_total",
+        "ifaces",
+    ):
         assert key in d
     assert d["lost_events"] == 0 and isinstance(d["events_total"], int)
     assert [i["name"] for i in d["ifaces"]] == [net.a_if]

@@ -10,19 +10,32 @@ from types import SimpleNamespace
 
 import pytest
 
-from ebpftop.core.collector import SourceUnavailable
 from ebpftop.collectors.flows import filter as flt
 from ebpftop.collectors.flows import rates, view
 from ebpftop.collectors.flows.attribution import Attributor, service_from_environ
 from ebpftop.collectors.flows.layout import FLOW_KEY, FLOW_VAL, TCP_EVENT, TCP_TUPLE, decode_key
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
 from ebpftop.collectors.flows.table import FlowTable
+from ebpftop.core.collector import SourceUnavailable
 from ebpftop.core.model import Health, Snapshot, from_json, to_json
 
 
 def rec(**kw) -> FlowRecord:
-    base = dict(iface="eth0", direction="egress", proto="tcp", src="10.0.0.1", sport=40000, dst="192.0.2.9",
-                dport=443, packets=10, bytes=1000, bps=100.0, pps=1.0, first_seen=1.0, last_seen=2.0)
+    base = dict(
+        iface="eth0",
+        direction="egress",
+        proto="tcp",
+        src="10.0.0.1",
+        sport=40000,
+        dst="192.0.2.9",
+        dport=443,
+        packets=10,
+        bytes=1000,
+        bps=100.0,
+        pps=1.0,
+        first_seen=1.0,
+        last_seen=2.0,
+    )
     base.update(kw)
     return FlowRecord(**base)
 
@@ -86,11 +99,21 @@ def test_moved_and_totals():
 
 
 def test_moved_agrees_with_the_rule_on_every_case():
-    prev = {b"same": (10, 1000, 5, 6), b"recreated": (100, 100_000, 1 * S, 9 * S),
-            b"missed": (100, 100_000, 1 * S, 9 * S), b"shrunk": (10, 1000, 5, 6), b"gone": (1, 1, 1, 1)}
-    cur = {b"same": (30, 4000, 5, 9), b"recreated": (2, 300, 11 * S, 11 * S),
-           b"missed": (2, 300, 9 * S + 1, 11 * S), b"shrunk": (5, 500, 5, 9),
-           b"born": (4, 400, 11 * S, 11 * S), b"unseen": (4, 400, 9 * S, 11 * S)}
+    prev = {
+        b"same": (10, 1000, 5, 6),
+        b"recreated": (100, 100_000, 1 * S, 9 * S),
+        b"missed": (100, 100_000, 1 * S, 9 * S),
+        b"shrunk": (10, 1000, 5, 6),
+        b"gone": (1, 1, 1, 1),
+    }
+    cur = {
+        b"same": (30, 4000, 5, 9),
+        b"recreated": (2, 300, 11 * S, 11 * S),
+        b"missed": (2, 300, 9 * S + 1, 11 * S),
+        b"shrunk": (5, 500, 5, 9),
+        b"born": (4, 400, 11 * S, 11 * S),
+        b"unseen": (4, 400, 9 * S, 11 * S),
+    }
     for prev_ns, now_ns in ((10 * S, 13 * S), (None, 13 * S), (13 * S, 13 * S)):
         want = {k: _rule(prev.get(k), v, prev_ns, now_ns) for k, v in cur.items()}
         assert _moved_by_key(prev, cur, prev_ns, now_ns) == want
@@ -105,7 +128,10 @@ def test_moved_by_column_equals_the_rule_flow_by_flow(seed):
 
     rng = random.Random(seed)
     prev_ns, now_ns = 100 * S, 101 * S
-    prev = {bytes([i]) * 4: (rng.randrange(1, 50), rng.randrange(5, 5000), rng.choice((5, 99 * S)), 0) for i in range(rng.randrange(30))}
+    prev = {
+        bytes([i]) * 4: (rng.randrange(1, 50), rng.randrange(5, 5000), rng.choice((5, 99 * S)), 0)
+        for i in range(rng.randrange(30))
+    }
     cur = {}
     for k, (p, b, f, _) in prev.items():
         roll = rng.random()
@@ -235,7 +261,10 @@ def test_group_by_process_service_remote():
     ]
     by_proc = view.group_flows(flows, "process")
     assert [(g.key, g.flows, g.bytes, g.bps, g.retransmits) for g in by_proc] == [
-        ("nginx [1]", 2, 150, 10.0, 1), ("curl [2]", 1, 10, 5.0, 0), ("(unknown process)", 1, 1000, 1.0, 0)]
+        ("nginx [1]", 2, 150, 10.0, 1),
+        ("curl [2]", 1, 10, 5.0, 0),
+        ("(unknown process)", 1, 1000, 1.0, 0),
+    ]
     assert [g.key for g in view.group_flows(flows, "service")] == ["web", "(no service)"]
     # remote address is the far side whichever the direction
     assert {g.key for g in view.group_flows(flows, "remote")} == {"192.0.2.9", "192.0.2.1", "198.51.100.7"}
@@ -248,7 +277,10 @@ def test_group_by_process_service_remote():
 
 def test_service_name_from_otel_environment():
     assert service_from_environ({"OTEL_SERVICE_NAME": "checkout"}) == "checkout"
-    assert service_from_environ({"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod, service.name = cart"}) == "cart"
+    assert (
+        service_from_environ({"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod, service.name = cart"})
+        == "cart"
+    )
     both = {"OTEL_SERVICE_NAME": "a", "OTEL_RESOURCE_ATTRIBUTES": "service.name=b"}
     assert service_from_environ(both) == "a"
     assert service_from_environ({"OTEL_RESOURCE_ATTRIBUTES": "service.namespace=x"}) is None
@@ -285,7 +317,11 @@ def test_attribution_prefers_the_kernel_then_the_socket_table():
     assert calls == [0.0, 6.0]
     # misses outlive scans: only new tuples ask for one, however long they rotate
     now[0] = 20.0
-    for t in (("10.0.0.1", 1, "192.0.2.5", 2), ("10.0.0.1", 3, "192.0.2.5", 4), ("10.0.0.1", 5, "192.0.2.5", 6)):
+    for t in (
+        ("10.0.0.1", 1, "192.0.2.5", 2),
+        ("10.0.0.1", 3, "192.0.2.5", 4),
+        ("10.0.0.1", 5, "192.0.2.5", 6),
+    ):
         assert a.owner(t, None) is None
     assert calls == [0.0, 6.0]
     # a miss is retried after miss_retry (60 s): a socket bound since is found
@@ -309,8 +345,22 @@ def test_flow_record_fast_constructor_makes_the_same_frozen_record():
 
     assert tuple(inspect.signature(flow_record).parameters) == FLOW_FIELDS
     event = TcpEvent(1.0, "connect", "10.0.0.1", 1, "10.0.0.2", 2)
-    full = rec(sport=1, dport=2, packets=3, bytes=4, bps=5.0, pps=6.0, first_seen=7.0, last_seen=8.0, retransmits=9,
-               connect_latency_ms=0.25, pid=11, comm="curl", service="web", events=(event,))
+    full = rec(
+        sport=1,
+        dport=2,
+        packets=3,
+        bytes=4,
+        bps=5.0,
+        pps=6.0,
+        first_seen=7.0,
+        last_seen=8.0,
+        retransmits=9,
+        connect_latency_ms=0.25,
+        pid=11,
+        comm="curl",
+        service="web",
+        events=(event,),
+    )
     values = tuple(getattr(full, f) for f in FLOW_FIELDS)
     assert len(set(map(repr, values))) == len(FLOW_FIELDS)  # every field distinct: a swap would show
     fast = flow_record(*values)
@@ -325,12 +375,25 @@ def test_flow_record_fast_constructor_makes_the_same_frozen_record():
 def test_payload_round_trips_through_snapshot_json():
     ev = TcpEvent(1.5, "connect", "10.0.0.1", 40000, "192.0.2.9", 443, ms=0.25, pid=7, comm="curl")
     data = FlowsData(
-        flows=(rec(events=(ev,), connect_latency_ms=0.25, pid=7, comm="curl\x1b[31m", service=None, bps=None),),
-        flows_tracked=3, total_bytes=10, total_packets=2, total_bps=None, total_pps=None,
-        evictions=0, update_failures=0, not_ip_packets=1, truncated_packets=0,
-        events_total=None, lost_events=None, tcp_events_error="TCP events unavailable: x",
-        recent_events=(ev,), ifaces=(IfaceStatus("eth0", 2, "tcx"), IfaceStatus("gone0", None, None, "interface disappeared")),
-        notices=("removed a tc filter",), max_flows=1024,
+        flows=(
+            rec(events=(ev,), connect_latency_ms=0.25, pid=7, comm="curl\x1b[31m", service=None, bps=None),
+        ),
+        flows_tracked=3,
+        total_bytes=10,
+        total_packets=2,
+        total_bps=None,
+        total_pps=None,
+        evictions=0,
+        update_failures=0,
+        not_ip_packets=1,
+        truncated_packets=0,
+        events_total=None,
+        lost_events=None,
+        tcp_events_error="TCP events unavailable: x",
+        recent_events=(ev,),
+        ifaces=(IfaceStatus("eth0", 2, "tcx"), IfaceStatus("gone0", None, None, "interface disappeared")),
+        notices=("removed a tc filter",),
+        max_flows=1024,
     )
     snap = Snapshot("flows", 3, 10.0, Health(), data)
     text = to_json(snap)
@@ -344,9 +407,13 @@ def test_payload_round_trips_through_snapshot_json():
 def test_python_layouts_match_the_c_header():
     # flows.h is the one definition; these sizes are what the C compiler lays out.
     assert FLOW_KEY.size == 44 and FLOW_VAL.size == 32 and TCP_TUPLE.size == 40 and TCP_EVENT.size == 80
-    raw = FLOW_KEY.pack(bytes([10, 0, 0, 1]) + bytes(12), bytes([192, 0, 2, 9]) + bytes(12), 3, 40000, 443, 6, 4, 1)
+    raw = FLOW_KEY.pack(
+        bytes([10, 0, 0, 1]) + bytes(12), bytes([192, 0, 2, 9]) + bytes(12), 3, 40000, 443, 6, 4, 1
+    )
     assert decode_key(raw) == ("10.0.0.1", 40000, "192.0.2.9", 443, 3, "egress", 6)
-    v6 = FLOW_KEY.pack(bytes(15) + b"\x01", bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1]), 1, 1, 2, 17, 6, 0)
+    v6 = FLOW_KEY.pack(
+        bytes(15) + b"\x01", bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1]), 1, 1, 2, 17, 6, 0
+    )
     assert decode_key(v6)[:3] == ("::1", 1, "192.0.2.1")  # v4-mapped reads as IPv4
     assert ctypes.sizeof(ctypes.c_uint64) * 4 == FLOW_VAL.size
 
@@ -400,13 +467,27 @@ def test_missing_bcc_says_how_to_install(monkeypatch):
 def test_degraded_reason_lists_interface_and_tcp_problems():
     from ebpftop.collectors.flows.collector import FlowsCollector
 
-    base = dict(flows=(), flows_tracked=0, total_bytes=0, total_packets=0, total_bps=None, total_pps=None,
-                evictions=0, update_failures=0, not_ip_packets=0, truncated_packets=0, events_total=None,
-                lost_events=None, recent_events=())
+    base = dict(
+        flows=(),
+        flows_tracked=0,
+        total_bytes=0,
+        total_packets=0,
+        total_bps=None,
+        total_pps=None,
+        evictions=0,
+        update_failures=0,
+        not_ip_packets=0,
+        truncated_packets=0,
+        events_total=None,
+        lost_events=None,
+        recent_events=(),
+    )
     gone = IfaceStatus("veth9", None, None, "interface disappeared")
     d = FlowsData(**base, tcp_events_error="TCP events unavailable: tracefs is not mounted", ifaces=(gone,))
     everything = FlowsCollector()
-    assert everything.degraded_reason(d) == "TCP events unavailable: tracefs is not mounted"  # churn is not a fault
+    assert (
+        everything.degraded_reason(d) == "TCP events unavailable: tracefs is not mounted"
+    )  # churn is not a fault
     requested = FlowsCollector(["veth9"])
     assert requested.degraded_reason(d).startswith("veth9: interface disappeared; TCP events unavailable")
     ok = FlowsData(**base, tcp_events_error=None, ifaces=(IfaceStatus("eth0", 2, "tcx"),))
@@ -471,19 +552,37 @@ def test_collector_tick_ranks_rates_totals_and_expires(monkeypatch):
     monkeypatch.setattr(collector.time, "monotonic_ns", lambda: clock[0])
     monkeypatch.setattr(collector.kclock, "calibration", lambda: (S, 0, 0))  # HZ = 1e9: a jiffy is a ns here
     monkeypatch.setattr(collector, "ifindex_of", lambda name: 9)
-    c = collector.FlowsCollector(["veth9"], top_n=2, tcp_events=False, idle_expiry=300,
-                                 attributor=Attributor(connections=lambda: [], environ=lambda pid: {}))
+    c = collector.FlowsCollector(
+        ["veth9"],
+        top_n=2,
+        tcp_events=False,
+        idle_expiry=300,
+        attributor=Attributor(connections=lambda: [], environ=lambda pid: {}),
+    )
     c.dp = dp = _Datapath()
     slow, fast, mid, old = _udp_key(1, 10), _udp_key(2, 20), _udp_key(3, 30), _udp_key(4, 40)
-    dp.map = {slow: (1, 100, 999 * S, 999 * S), fast: (1, 100, 999 * S, 999 * S), mid: (1, 100, 999 * S, 999 * S),
-              old: (5, 500, 600 * S, 701 * S)}
+    dp.map = {
+        slow: (1, 100, 999 * S, 999 * S),
+        fast: (1, 100, 999 * S, 999 * S),
+        mid: (1, 100, 999 * S, 999 * S),
+        old: (5, 500, 600 * S, 701 * S),
+    }
     first = c._sample()
     assert first.total_bps is None and first.flows_tracked == 4 and all(f.bps is None for f in first.flows)
     clock[0] += 2 * S  # 1002 s: `old` was last seen 301 s ago (idle expiry 300 s) -> deleted
-    dp.map.update({slow: (2, 200, 999 * S, 1001 * S), fast: (21, 2100, 999 * S, 1001 * S), mid: (6, 600, 999 * S, 1001 * S)})
+    dp.map.update(
+        {
+            slow: (2, 200, 999 * S, 1001 * S),
+            fast: (21, 2100, 999 * S, 1001 * S),
+            mid: (6, 600, 999 * S, 1001 * S),
+        }
+    )
     second = c._sample()
     assert old not in dp.map and dp.deleted == 1 and second.flows_tracked == 3
-    assert [(f.dport, f.bps, f.pps) for f in second.flows] == [(20, 1000.0, 10.0), (30, 250.0, 2.5)]  # top 2 of 3
+    assert [(f.dport, f.bps, f.pps) for f in second.flows] == [
+        (20, 1000.0, 10.0),
+        (30, 250.0, 2.5),
+    ]  # top 2 of 3
     assert (second.total_bps, second.total_pps) == (1300.0, 13.0)
     assert (second.total_bytes, second.total_packets) == (2900, 29)
     # a flow re-created since the last tick (new first seen) moved all it has
@@ -537,7 +636,9 @@ def test_collector_turns_the_maps_jiffies_into_wall_clock_times(monkeypatch):
     from ebpftop.collectors.flows import collector
 
     j0 = 4_294_967_296  # jiffies start near 2^32 - 5 min and wrap past 32 bits: use big values
-    monkeypatch.setattr(collector.kclock, "calibration", lambda: (250, j0, 10 * S))  # HZ=250, jiffies j0 at mono 10 s
+    monkeypatch.setattr(
+        collector.kclock, "calibration", lambda: (250, j0, 10 * S)
+    )  # HZ=250, jiffies j0 at mono 10 s
     monkeypatch.setattr(collector.time, "monotonic_ns", lambda: 12 * S)
     monkeypatch.setattr(collector.time, "time", lambda: 1_000_000.0)  # wall time at mono 12 s
     monkeypatch.setattr(collector, "ifindex_of", lambda name: 9)
@@ -545,7 +646,9 @@ def test_collector_turns_the_maps_jiffies_into_wall_clock_times(monkeypatch):
     c.dp = dp = _Datapath()
     dp.map = {_udp_key(1, 2): (1, 100, j0 + 125, j0 + 450)}  # mono 10.5 s and 11.8 s
     f = c._sample().flows[0]
-    assert f.first_seen == pytest.approx(1_000_000.0 - 1.5) and f.last_seen == pytest.approx(1_000_000.0 - 0.2)
+    assert f.first_seen == pytest.approx(1_000_000.0 - 1.5) and f.last_seen == pytest.approx(
+        1_000_000.0 - 0.2
+    )
 
 
 def test_collect_runs_short_ticks_on_the_event_loop_and_long_ones_in_a_thread(monkeypatch):
@@ -580,8 +683,12 @@ def test_attribution_puts_off_a_scan_while_on_the_event_loop():
     now = [10.0]
     calls = []
     sockets = [_conn(("10.0.0.1", 5000), ("192.0.2.1", 443), 42)]
-    a = Attributor(refresh=5, clock=lambda: now[0], connections=lambda: (calls.append(now[0]), sockets)[1],
-                   environ=lambda pid: {})
+    a = Attributor(
+        refresh=5,
+        clock=lambda: now[0],
+        connections=lambda: (calls.append(now[0]), sockets)[1],
+        environ=lambda pid: {},
+    )
     t = ("10.0.0.1", 5000, "192.0.2.1", 443)
     a.defer_scans = True
     assert a.owner(t, None) is None and calls == [] and a.scan_wanted

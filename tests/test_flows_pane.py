@@ -10,49 +10,149 @@ import pathlib
 from dataclasses import replace
 
 import pytest
+from app_support import NOW, T0, make_app, ok, screen_text, settings, snap, terminal_bytes
+from test_app_hostile import HOSTILE, MARKUP, assert_nothing_raw_reaches_the_terminal
 from textual.widgets import DataTable, Input, Static
 
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
 from ebpftop.core.replay import ReplayRuntime
-from ebpftop.tui.panes.flows.pane import FlowsPane
 from ebpftop.tui.panes.flows.detail import FlowDetailScreen, RateChart
 from ebpftop.tui.panes.flows.filter import FlowFilterScreen, caret_lines
+from ebpftop.tui.panes.flows.pane import FlowsPane
 from ebpftop.tui.panes.flows.view import short_size, squeeze
-
-from app_support import NOW, T0, make_app, ok, screen_text, settings, snap, terminal_bytes
-from test_app_hostile import HOSTILE, MARKUP, assert_nothing_raw_reaches_the_terminal
 
 DATA = pathlib.Path(__file__).parent / "data"
 
 
-def flow(src, sport, dst, dport, *, bps, pps, total, proto="tcp", direction="egress", iface="eth0",
-         retransmits=0, latency=None, pid=None, comm=None, service=None, events=()) -> FlowRecord:
-    return FlowRecord(iface, direction, proto, src, sport, dst, dport, packets=int(total / 1000), bytes=total,
-                      bps=bps, pps=pps, first_seen=T0 - 30, last_seen=T0, retransmits=retransmits,
-                      connect_latency_ms=latency, pid=pid, comm=comm, service=service, events=tuple(events))
+def flow(
+    src,
+    sport,
+    dst,
+    dport,
+    *,
+    bps,
+    pps,
+    total,
+    proto="tcp",
+    direction="egress",
+    iface="eth0",
+    retransmits=0,
+    latency=None,
+    pid=None,
+    comm=None,
+    service=None,
+    events=(),
+) -> FlowRecord:
+    return FlowRecord(
+        iface,
+        direction,
+        proto,
+        src,
+        sport,
+        dst,
+        dport,
+        packets=int(total / 1000),
+        bytes=total,
+        bps=bps,
+        pps=pps,
+        first_seen=T0 - 30,
+        last_seen=T0,
+        retransmits=retransmits,
+        connect_latency_ms=latency,
+        pid=pid,
+        comm=comm,
+        service=service,
+        events=tuple(events),
+    )
 
 
 # Each flow leads on exactly one sort key, so every `s` press reorders the rows.
-WEB = flow("10.0.0.1", 40000, "10.0.0.9", 443, bps=9000.0, pps=10.0, total=50_000, retransmits=1, latency=0.5,
-           pid=100, comm="nginx", service="web")
-DNS = flow("10.0.0.1", 53000, "10.0.0.53", 53, proto="udp", bps=500.0, pps=90.0, total=20_000,
-           pid=200, comm="resolved")
-BULK = flow("10.0.0.1", 40001, "192.0.2.7", 443, bps=100.0, pps=1.0, total=900_000, retransmits=2, latency=1.5,
-            pid=100, comm="nginx", service="web")
-SLOW = flow("10.0.0.1", 40002, "192.0.2.8", 8080, bps=50.0, pps=0.5, total=1_000, retransmits=40, latency=3.0,
-            pid=300, comm="curl")
-LATE = flow("10.0.0.1", 40003, "192.0.2.9", 80, bps=10.0, pps=0.2, total=500, latency=250.0,
-            pid=301, comm="curl", service="probe")
+WEB = flow(
+    "10.0.0.1",
+    40000,
+    "10.0.0.9",
+    443,
+    bps=9000.0,
+    pps=10.0,
+    total=50_000,
+    retransmits=1,
+    latency=0.5,
+    pid=100,
+    comm="nginx",
+    service="web",
+)
+DNS = flow(
+    "10.0.0.1",
+    53000,
+    "10.0.0.53",
+    53,
+    proto="udp",
+    bps=500.0,
+    pps=90.0,
+    total=20_000,
+    pid=200,
+    comm="resolved",
+)
+BULK = flow(
+    "10.0.0.1",
+    40001,
+    "192.0.2.7",
+    443,
+    bps=100.0,
+    pps=1.0,
+    total=900_000,
+    retransmits=2,
+    latency=1.5,
+    pid=100,
+    comm="nginx",
+    service="web",
+)
+SLOW = flow(
+    "10.0.0.1",
+    40002,
+    "192.0.2.8",
+    8080,
+    bps=50.0,
+    pps=0.5,
+    total=1_000,
+    retransmits=40,
+    latency=3.0,
+    pid=300,
+    comm="curl",
+)
+LATE = flow(
+    "10.0.0.1",
+    40003,
+    "192.0.2.9",
+    80,
+    bps=10.0,
+    pps=0.2,
+    total=500,
+    latency=250.0,
+    pid=301,
+    comm="curl",
+    service="probe",
+)
 FLOWS = (WEB, DNS, BULK, SLOW, LATE)
 
 
 def flows_data(flows=FLOWS, **changes) -> FlowsData:
     base = FlowsData(
-        flows=tuple(flows), flows_tracked=len(flows) + 10, total_bytes=sum(f.bytes for f in flows),
-        total_packets=sum(f.packets for f in flows), total_bps=sum(f.bps or 0 for f in flows), total_pps=100.0,
-        evictions=0, update_failures=0, not_ip_packets=0, truncated_packets=0,
-        events_total=50, lost_events=0, tcp_events_error=None,
-        ifaces=(IfaceStatus("eth0", 2, "tcx"),), max_flows=65536,
+        flows=tuple(flows),
+        flows_tracked=len(flows) + 10,
+        total_bytes=sum(f.bytes for f in flows),
+        total_packets=sum(f.packets for f in flows),
+        total_bps=sum(f.bps or 0 for f in flows),
+        total_pps=100.0,
+        evictions=0,
+        update_failures=0,
+        not_ip_packets=0,
+        truncated_packets=0,
+        events_total=50,
+        lost_events=0,
+        tcp_events_error=None,
+        ifaces=(IfaceStatus("eth0", 2, "tcx"),),
+        max_flows=65536,
     )
     return replace(base, **changes)
 
@@ -84,8 +184,14 @@ def remote_of(row: list[str]) -> str:
 
 
 def test_short_sizes_and_squeeze():
-    assert [short_size(v) for v in (None, 0, 912, 4915.2, 38000, 1023 * 1024 ** 2)] == ["—", "0", "912", "4.8K", "37K",
-                                                                                        "1023M"]
+    assert [short_size(v) for v in (None, 0, 912, 4915.2, 38000, 1023 * 1024**2)] == [
+        "—",
+        "0",
+        "912",
+        "4.8K",
+        "37K",
+        "1023M",
+    ]
     assert squeeze("2001:db8:aaaa:bbbb::1]:443", 12) == "2001:…1]:443"
     assert squeeze("short", 12) == "short"
 
@@ -93,11 +199,11 @@ def test_short_sizes_and_squeeze():
 def test_caret_points_at_the_term_even_after_escapes_and_in_long_text():
     text, carets = caret_lines("a\x1bb prc:x", 4, 5, 60)
     assert text == "a\\x1bb prc:x"  # the escape is shown, and the caret moved with it
-    assert text[carets.index("^"):carets.index("^") + 5] == "prc:x" and carets.count("^") == 5
+    assert text[carets.index("^") : carets.index("^") + 5] == "prc:x" and carets.count("^") == 5
     long = "port:1 " * 20 + "prc:x"
     shown, carets = caret_lines(long, long.index("prc"), 5, 40)
     assert len(shown) <= 40 and shown.startswith("…")
-    assert shown[carets.index("^"):carets.index("^") + 5] == "prc:x"
+    assert shown[carets.index("^") : carets.index("^") + 5] == "prc:x"
 
 
 # --- the pane ------------------------------------------------------------------------
@@ -108,9 +214,14 @@ async def test_sort_cycles_and_reorders_rows(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await show(pilot, flows_data())
         seen = {}
-        for label, leader in (("bytes/s", "10.0.0.9:443"), ("packets/s", "10.0.0.53:53"),
-                              ("total bytes", "192.0.2.7:443"), ("retransmits", "192.0.2.8:8080"),
-                              ("connect latency", "192.0.2.9:80"), ("bytes/s", "10.0.0.9:443")):
+        for label, leader in (
+            ("bytes/s", "10.0.0.9:443"),
+            ("packets/s", "10.0.0.53:53"),
+            ("total bytes", "192.0.2.7:443"),
+            ("retransmits", "192.0.2.8:8080"),
+            ("connect latency", "192.0.2.9:80"),
+            ("bytes/s", "10.0.0.9:443"),
+        ):
             assert f"sort {label}" in text_of(app, "#flows-status")
             assert leader in remote_of(rows(app)[0]), (label, rows(app)[0])
             seen[label] = [remote_of(r) for r in rows(app)]
@@ -134,7 +245,10 @@ async def test_filter_applies_and_a_bad_filter_is_shown_at_its_term(tmp_path):
         await pilot.pause()
         assert app.screen is not None and not isinstance(app.screen, FlowFilterScreen)
         assert pane.filter.text == "port:443"
-        assert sorted(remote_of(r).split("→")[-1].strip() for r in rows(app)) == ["10.0.0.9:443", "192.0.2.7:443"]
+        assert sorted(remote_of(r).split("→")[-1].strip() for r in rows(app)) == [
+            "10.0.0.9:443",
+            "192.0.2.7:443",
+        ]
         assert "filter port:443" in text_of(app, "#flows-status")
         assert "2 of 5 shown" in text_of(app, "#flows-status")
 
@@ -187,7 +301,13 @@ async def test_grouping_aggregates_rows(tmp_path):
         assert {r[0]: r[1] for r in rows(app)}["(no service)"] == "2"
         await pilot.press("g")
         await pilot.pause()
-        assert sorted(r[0] for r in rows(app)) == ["10.0.0.53", "10.0.0.9", "192.0.2.7", "192.0.2.8", "192.0.2.9"]
+        assert sorted(r[0] for r in rows(app)) == [
+            "10.0.0.53",
+            "10.0.0.9",
+            "192.0.2.7",
+            "192.0.2.8",
+            "192.0.2.9",
+        ]
         await pilot.press("g")
         await pilot.pause()
         assert "group none" in text_of(app, "#flows-status") and len(rows(app)) == 5
@@ -267,8 +387,12 @@ async def test_counters_always_visible_and_alarm_while_growing(tmp_path):
         assert "TCP events lost 7 of 57" in text_of(app, "#flows-counters")
 
         # The TCP tracepoints not attached: the line says so instead of a count.
-        await show(pilot, flows_data(lost_events=None, events_total=None, tcp_events_error="no tracefs"),
-                   seq=4, t=NOW + 32)
+        await show(
+            pilot,
+            flows_data(lost_events=None, events_total=None, tcp_events_error="no tracefs"),
+            seq=4,
+            t=NOW + 32,
+        )
         assert "TCP events off: no tracefs" in text_of(app, "#flows-counters")
 
 
@@ -276,8 +400,16 @@ async def test_hostile_process_name_shows_literally(tmp_path):
     hostile = replace(WEB, comm=HOSTILE, service=HOSTILE)
     app = make_app(tmp_path)
     async with app.run_test(size=(200, 50)) as pilot:
-        await show(pilot, flows_data((hostile,), ifaces=(IfaceStatus(HOSTILE, None, None, HOSTILE),),
-                                     lost_events=None, events_total=None, tcp_events_error=HOSTILE))
+        await show(
+            pilot,
+            flows_data(
+                (hostile,),
+                ifaces=(IfaceStatus(HOSTILE, None, None, HOSTILE),),
+                lost_events=None,
+                events_total=None,
+                tcp_events_error=HOSTILE,
+            ),
+        )
         text = screen_text(app)
         assert MARKUP in text and "\\x1b]0;pwned" in text
         assert_nothing_raw_reaches_the_terminal(terminal_bytes(app))
@@ -291,14 +423,33 @@ async def test_hostile_process_name_shows_literally(tmp_path):
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 async def test_renders_at_each_size_without_cutting_the_flow(tmp_path, size):
-    v6 = flow("2001:db8::1", 443, "2001:db8::2", 51000, bps=20000.0, pps=20.0, total=10_000, pid=7, comm="envoy",
-              service="edge", direction="ingress")
+    v6 = flow(
+        "2001:db8::1",
+        443,
+        "2001:db8::2",
+        51000,
+        bps=20000.0,
+        pps=20.0,
+        total=10_000,
+        pid=7,
+        comm="envoy",
+        service="edge",
+        direction="ingress",
+    )
     app = make_app(tmp_path)
     async with app.run_test(size=size) as pilot:
         await show(pilot, flows_data(FLOWS + (v6,)))
         screen = screen_text(app)
         assert "drops:" in screen and "evicted 0" in screen and "s sort bytes/s" in screen
-        assert column_labels(app) == ["proto :port ⇄ remote", "B/s▼", "pkt/s", "total", "rtx", "conn", "process"]
+        assert column_labels(app) == [
+            "proto :port ⇄ remote",
+            "B/s▼",
+            "pkt/s",
+            "total",
+            "rtx",
+            "conn",
+            "process",
+        ]
         # Every row has its remote side and both ports whole (local port ⇄ remote).
         table = rows(app)
         assert table[0][0] == "tcp :51000 ← [2001:db8::1]:443"
@@ -314,22 +465,45 @@ async def test_process_cell_carries_the_service_as_room_allows(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await show(pilot, flows_data())
         # No service column at 80 columns: `comm · service`, else `comm [pid]` when it fits (13 here).
-        assert [r[-1] for r in rows(app)] == ["nginx · web", "resolved", "nginx · web", "curl [300]",
-                                             "curl · probe"]
+        assert [r[-1] for r in rows(app)] == [
+            "nginx · web",
+            "resolved",
+            "nginx · web",
+            "curl [300]",
+            "curl · probe",
+        ]
 
 
 async def test_full_and_wide_layouts_have_every_column(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(280, 40)) as pilot:  # a grid pane about 138 wide
         await show(pilot, flows_data())
-        assert column_labels(app) == ["dir", "proto", "src:sport → dst:dport", "bytes/s▼", "pkts/s", "total",
-                                      "retrans", "connect", "process", "service"]
+        assert column_labels(app) == [
+            "dir",
+            "proto",
+            "src:sport → dst:dport",
+            "bytes/s▼",
+            "pkts/s",
+            "total",
+            "retrans",
+            "connect",
+            "process",
+            "service",
+        ]
         first = rows(app)[0]
         assert first[:3] == ["out", "tcp", "10.0.0.1:40000 → 10.0.0.9:443"]
         assert first[3] == "8.8 KiB/s" and first[-2:] == ["nginx [100]", "web"]
         await pilot.press("g")
         await pilot.pause()
-        assert column_labels(app) == ["process", "flows", "bytes/s▼", "pkts/s", "total", "retrans", "max conn"]
+        assert column_labels(app) == [
+            "process",
+            "flows",
+            "bytes/s▼",
+            "pkts/s",
+            "total",
+            "retrans",
+            "max conn",
+        ]
         assert rows(app)[0] == ["nginx [100]", "2", "8.9 KiB/s", "11", "927.7 KiB", "3", "1.50ms"]
     app = make_app(tmp_path)
     async with app.run_test(size=(360, 40)) as pilot:  # about 178 wide: the interface too

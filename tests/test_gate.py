@@ -17,7 +17,9 @@ from ebpftop.core.runtime import Runtime
 from ebpftop.core.settings import Settings
 
 ACTOR = Actor(user="alice", uid=0, ssh_client="192.0.2.7", tty="/dev/pts/3", pid=4242)
-ACTION = Action(kind="test.noop", title="No-op", description="Does nothing at all.", target="t1", params={"n": 1})
+ACTION = Action(
+    kind="test.noop", title="No-op", description="Does nothing at all.", target="t1", params={"n": 1}
+)
 
 
 class Calls:
@@ -38,7 +40,9 @@ class Calls:
 
 
 def make_gate(tmp_path: Path, read_only: bool = False) -> Gate:
-    return Gate(AuditLog(tmp_path / "audit.jsonl", tmp_path / "key" / "audit.key"), read_only=read_only, actor=ACTOR)
+    return Gate(
+        AuditLog(tmp_path / "audit.jsonl", tmp_path / "key" / "audit.key"), read_only=read_only, actor=ACTOR
+    )
 
 
 def entries(tmp_path: Path) -> list[dict]:
@@ -139,8 +143,12 @@ async def test_success_writes_intent_before_and_result_after(tmp_path):
     intent, outcome = entries(tmp_path)
     assert intent["event"] == "intent" and intent["ok"] is None
     assert intent["action"] == {
-        "kind": "test.noop", "title": "No-op", "description": "Does nothing at all.",
-        "target": "t1", "params": {"n": 1}, "dangerous": False,
+        "kind": "test.noop",
+        "title": "No-op",
+        "description": "Does nothing at all.",
+        "target": "t1",
+        "params": {"n": 1},
+        "dangerous": False,
     }
     assert outcome["event"] == "result" and outcome["ref"] == intent["seq"]
     assert outcome["ok"] is True and outcome["message"] == "did it"

@@ -21,11 +21,24 @@ import json
 import pathlib
 
 import pytest
+from app_support import (
+    NOW,
+    T0,
+    assert_nothing_raw_reaches_the_terminal,
+    make_app,
+    raw_controls,
+    screen_text,
+    settings,
+    snap,
+    terminal_bytes,
+)
 from rich.style import Style
 from rich.text import Text
+from test_canary_pane import canary_snap, service
+from test_rollout_tui import Clock, FakeController, wait_for
+from textual._context import visible_screen_stack
 from textual.content import Content
 from textual.events import Click, MouseDown, MouseUp, Paste
-from textual._context import visible_screen_stack
 from textual.geometry import Offset, Region
 from textual.pilot import _get_mouse_message_arguments
 from textual.screen import ModalScreen
@@ -33,13 +46,13 @@ from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets._toast import Toast
 
 from ebpftop.collectors.canary.exemplars import Exemplar
+from ebpftop.collectors.rollout.collector import RolloutCollector
+from ebpftop.collectors.rollout.model import Backend, Plan, Request, RolloutState
+from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.core.gate import Action
 from ebpftop.core.model import Health, HealthState, Marker, Snapshot, to_json
 from ebpftop.core.record import RecorderStatus, header
 from ebpftop.core.replay import ReplayRuntime, read_recording
-from ebpftop.collectors.rollout.collector import RolloutCollector
-from ebpftop.collectors.rollout.model import Backend, Plan, Request, RolloutState
-from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.core.runtime import Runtime
 from ebpftop.tui.app import EbpftopApp
 from ebpftop.tui.panes.base import SourcePane
@@ -54,13 +67,6 @@ from ebpftop.tui.screens.help import HelpScreen
 from ebpftop.tui.screens.prompt import PromptScreen
 from ebpftop.tui.screens.quit_rules import QuitRulesScreen
 
-from app_support import (
-    NOW, T0, assert_nothing_raw_reaches_the_terminal, make_app, raw_controls, screen_text, settings, snap,
-    terminal_bytes,
-)
-from test_canary_pane import canary_snap, service
-from test_rollout_tui import Clock, FakeController, wait_for
-
 DEMO = pathlib.Path(__file__).parent / "data" / "demo.rec"
 SIZES = [(80, 24), (160, 48)]
 
@@ -68,9 +74,16 @@ SIZES = [(80, 24), (160, 48)]
 # markup that styles; OSC 0 (title), 8 (hyperlink), 52 (clipboard); CSI 2J; C1 CSI;
 # a bidi override; NUL.
 MIX = (
-    "[/]" "[@click=app.quit]x[/]" "[bold]"
-    "\x1b]0;pwned\x07" "\x1b]8;;http://evil/\x1b\\link\x1b]8;;\x1b\\" "\x1b]52;c;cHduZWQ=\x07"
-    "\x1b[2J" "\x9b2J" "\u202eevil" "\x00"
+    "[/]"
+    "[@click=app.quit]x[/]"
+    "[bold]"
+    "\x1b]0;pwned\x07"
+    "\x1b]8;;http://evil/\x1b\\link\x1b]8;;\x1b\\"
+    "\x1b]52;c;cHduZWQ=\x07"
+    "\x1b[2J"
+    "\x9b2J"
+    "\u202eevil"
+    "\x00"
 )
 # What goes before it, in turn: nothing; a canary service named `pay[/]`; a lead that
 # puts a 60-character cut inside a tag; a link to an action that writes a file; 10 kB.
@@ -96,8 +109,9 @@ class Hostile:
         if isinstance(value, str):
             return self.text()
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.replace(value, **{
-                f.name: self(getattr(value, f.name), f.name) for f in dataclasses.fields(value)})
+            return dataclasses.replace(
+                value, **{f.name: self(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
+            )
         if name == "tags":
             return tuple((k, self.text()) for k, _ in value) + ((self.text(), self.text()),)
         if isinstance(value, (list, tuple)):
@@ -111,13 +125,35 @@ def hostile_rules(h: Hostile, t: float) -> RulesData:
     """Rules with every string hostile (their actions too: none is `count`, so all
     enforce and quitting asks about them)."""
     recs = tuple(
-        RuleRecord(id=i + 1, position=i, action="deny", text="deny tcp dport 22", packets=10, bytes=1000,
-                   pps=1.0, bps=100.0, last_hit=t - 1, author="root", created=t - 100, expires=None,
-                   expired=False, comment="c", history=(1.0, 2.0))
+        RuleRecord(
+            id=i + 1,
+            position=i,
+            action="deny",
+            text="deny tcp dport 22",
+            packets=10,
+            bytes=1000,
+            pps=1.0,
+            bps=100.0,
+            last_hit=t - 1,
+            author="root",
+            created=t - 100,
+            expires=None,
+            expired=False,
+            comment="c",
+            history=(1.0, 2.0),
+        )
         for i in range(3)
     )
-    return h(RulesData(rules=recs, enforcing=3, attached=("eth0 ingress",), generation=1, max_rules=64,
-                       problem="kernel and metadata disagree"))
+    return h(
+        RulesData(
+            rules=recs,
+            enforcing=3,
+            attached=("eth0 ingress",),
+            generation=1,
+            max_rules=64,
+            problem="kernel and metadata disagree",
+        )
+    )
 
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -131,11 +167,24 @@ def hostile_recording(path: pathlib.Path) -> pathlib.Path:
     lines = [json.dumps(header(T0, h.text()))]
     for frame in read_recording(str(DEMO)).frames:
         if frame.source == "rules":
-            frame = Snapshot("rules", frame.seq, frame.time, Health(HealthState.OK, "", "", frame.time, 0),
-                             hostile_rules(h, frame.time))
+            frame = Snapshot(
+                "rules",
+                frame.seq,
+                frame.time,
+                Health(HealthState.OK, "", "", frame.time, 0),
+                hostile_rules(h, frame.time),
+            )
         if frame.source == "canary" and frame.data is not None:  # a trace id in every frame
-            frame = dataclasses.replace(frame, data=dataclasses.replace(frame.data, services=tuple(
-                dataclasses.replace(svc, exemplars=svc.exemplars or (EXEMPLAR,)) for svc in frame.data.services)))
+            frame = dataclasses.replace(
+                frame,
+                data=dataclasses.replace(
+                    frame.data,
+                    services=tuple(
+                        dataclasses.replace(svc, exemplars=svc.exemplars or (EXEMPLAR,))
+                        for svc in frame.data.services
+                    ),
+                ),
+            )
         lines.append(to_json(dataclasses.replace(frame, health=h(frame.health), data=h(frame.data))))
     lines.append('{"source": "' + json.dumps(h.text())[1:-1])  # torn: no end
     path.write_text("\n".join(lines))
@@ -269,10 +318,16 @@ async def click_toasts(pilot, app, watch: Watch, where: str) -> None:
     """Click each toast (on its text) until none is left: a click dismisses it and does
     nothing else. One at a time, settled in between: a click on a toast still being
     removed is another bug (issue 16, item 2), not this test's subject."""
+
     def shown() -> list[tuple[int, int]]:
-        centres = [(r.x + r.width // 2, r.y + r.height // 2) for r in (t.region for t in app.screen.query(Toast))]
-        return [(x, y) for x, y in centres
-                if (x, y) in app.screen.region and isinstance(app.screen.get_widget_at(x, y)[0], Toast)]
+        centres = [
+            (r.x + r.width // 2, r.y + r.height // 2) for r in (t.region for t in app.screen.query(Toast))
+        ]
+        return [
+            (x, y)
+            for x, y in centres
+            if (x, y) in app.screen.region and isinstance(app.screen.get_widget_at(x, y)[0], Toast)
+        ]
 
     assert shown(), where
     for _ in range(20):
@@ -294,10 +349,13 @@ def click_points(app) -> list[tuple[int, int]]:
     screen = app.screen
     area = screen.children[0].region if isinstance(screen, ModalScreen) and screen.children else screen.region
     skip = footer_rows(app)
-    points = {(x, y) for y in range(area.y, area.bottom, max(1, area.height // 8))
-              for x in range(area.x + 1, area.right, max(1, area.width // 8))}
+    points = {
+        (x, y)
+        for y in range(area.y, area.bottom, max(1, area.height // 8))
+        for x in range(area.x + 1, area.right, max(1, area.width // 8))
+    }
     for w in screen.walk_children(with_self=False):
-        if w._border_title is None and w._border_subtitle is None or not w.region:
+        if (w._border_title is None and w._border_subtitle is None) or not w.region:
             continue
         for y in (w.region.y, w.region.bottom - 1):
             points |= {(x, y) for x in range(w.region.x + 1, w.region.right, max(1, w.region.width // 10))}
@@ -459,22 +517,47 @@ class HostileController(FakeController):
         return "fake://" + MIX
 
     async def state(self) -> RolloutState:
-        state = self.h(RolloutState(self.service, "fake", "x", "rev-1", "rev-2", 90.0, 10.0, "Progressing",
-                                    message="m", backends=(Backend("canary", "canary", 10, "UP", "a"),)))
+        state = self.h(
+            RolloutState(
+                self.service,
+                "fake",
+                "x",
+                "rev-1",
+                "rev-2",
+                90.0,
+                10.0,
+                "Progressing",
+                message="m",
+                backends=(Backend("canary", "canary", 10, "UP", "a"),),
+            )
+        )
         return dataclasses.replace(state, service=self.service, can_rollback=True)
 
     def plan_rollback(self, state=None) -> Plan:
         h = self.h
-        return Plan("rollback", h.text(), self.endpoint, h.text(),
-                    (Request(h.text(), h.text(), h.text(), ((h.text(), h.text()),)),), note=h.text())
+        return Plan(
+            "rollback",
+            h.text(),
+            self.endpoint,
+            h.text(),
+            (Request(h.text(), h.text(), h.text(), ((h.text(), h.text()),)),),
+            note=h.text(),
+        )
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 async def test_hostile_live_every_dialog(tmp_path, outside, size):
     h = Hostile()
     svc = hostile_service(h)
-    s = settings(tmp_path, rollout_service=svc.name, rollout_interval=0.2, auto_rollback=True,
-                 auto_rollback_evaluations=2, auto_rollback_countdown=600.0, theme=h.text())
+    s = settings(
+        tmp_path,
+        rollout_service=svc.name,
+        rollout_interval=0.2,
+        auto_rollback=True,
+        auto_rollback_evaluations=2,
+        auto_rollback_countdown=600.0,
+        theme=h.text(),
+    )
     ctl = HostileController(svc.name, h)
     app = EbpftopApp(Runtime(s, collectors=[RolloutCollector(s, controller=ctl)]), clock=lambda: NOW)
     app.rollback_control = RollbackControl(app, clock=Clock())
@@ -488,8 +571,13 @@ async def test_hostile_live_every_dialog(tmp_path, outside, size):
                 bus.publish(dataclasses.replace(frame, health=h(frame.health), data=h(frame.data)))
         bus.publish(snap("rules", hostile_rules(h, NOW), Health(HealthState.OK, h.text(), h.text(), NOW, 0)))
         bus.publish(snap("marker", Marker(h.text(), h.text())))
-        bus.publish(snap("recorder", RecorderStatus("failed", h.text(), 1, 1, 10, h.text()),
-                         Health(HealthState.DOWN, h.text(), h.text(), None, 1)))
+        bus.publish(
+            snap(
+                "recorder",
+                RecorderStatus("failed", h.text(), 1, 1, 10, h.text()),
+                Health(HealthState.DOWN, h.text(), h.text(), None, 1),
+            )
+        )
         await wait_for(pilot, lambda: app.runtime.store.latest("rollout") is not None)
 
         # Two failing evaluations start the auto-rollback countdown; a click cancels it.
@@ -520,14 +608,26 @@ async def test_hostile_live_every_dialog(tmp_path, outside, size):
         await close(pilot, app, RuleEditScreen)
 
         await pilot.press("R")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), detail=lambda: str(
-            [n.message[:200] for n in app._notifications]))
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ConfirmScreen),
+            detail=lambda: str([n.message[:200] for n in app._notifications]),
+        )
         assert SHOWN in screen_text(app)
         await visit(pilot, app, watch, "rollback confirmation")
         await close(pilot, app, ConfirmScreen)
 
-        action = h(Action(kind="x", title="t", description="d\ne", target="t", params={}, dangerous=True,
-                          confirm_text="c"))
+        action = h(
+            Action(
+                kind="x",
+                title="t",
+                description="d\ne",
+                target="t",
+                params={},
+                dangerous=True,
+                confirm_text="c",
+            )
+        )
         app.push_screen(ConfirmScreen(action))
         await visit(pilot, app, watch, "confirmation")
         await close(pilot, app, ConfirmScreen)

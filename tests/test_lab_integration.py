@@ -19,15 +19,15 @@ import time
 
 import psutil
 import pytest
+from conftest import need, need_root
 
-from ebpftop.lab import manager, procs, state as statefile, topology
+from ebpftop.cli.main import main as cli_main
+from ebpftop.lab import manager, procs, topology
+from ebpftop.lab import state as statefile
 from ebpftop.lab.errors import LabError
 from ebpftop.lab.haproxy import RuntimeAPI
 from ebpftop.lab.layout import LabConfig, Layout
 from ebpftop.lab.prometheus import PrometheusAPI
-from ebpftop.cli.main import main as cli_main
-
-from conftest import need, need_root
 
 pytestmark = pytest.mark.integration
 
@@ -100,13 +100,17 @@ def test_prometheus_sees_both_services_and_haproxy_up(lab):
         targets = prom().targets()
         up = {(t["job"], t["labels"].get("variant", "")) for t in targets if t["health"] == "up"}
         return up >= {("lab-service", "stable"), ("lab-service", "canary"), ("haproxy", "")} and targets
+
     targets = poll(all_up, "service and HAProxy targets up")
     assert len(targets) == 3
 
     def both_variants_served():
         rows = prom().query('sum by (track, version) (http_requests_total{code="200"}) > 0')
         return {(r["metric"]["track"], r["metric"]["version"]) for r in rows} == {
-            ("stable", "v1.0.0"), ("canary", "v1.1.0")}
+            ("stable", "v1.0.0"),
+            ("canary", "v1.1.0"),
+        }
+
     poll(both_variants_served, "requests of both variants in Prometheus")
     poll(lambda: value('haproxy_backend_active_servers{proxy="be_app"}') == 2, "HAProxy exporter series")
 
@@ -116,6 +120,7 @@ def test_latency_exemplars_carry_trace_ids(lab):
         now = time.time()
         series = prom().exemplars('http_request_duration_seconds_bucket{track="canary"}', now - 60, now)
         return [e["labels"].get("trace_id", "") for s in series for e in s["exemplars"]]
+
     ids = poll(exemplar_trace_ids, "canary latency exemplars")
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
@@ -132,8 +137,10 @@ def test_haproxy_weights_are_readable_and_settable_through_the_runtime_api(lab):
 
 
 P90 = 'histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket{track="canary"}[4s])))'
-ERRORS = ('sum(rate(http_requests_total{track="canary",code=~"5.."}[4s]))'
-          ' / sum(rate(http_requests_total{track="canary"}[4s]))')
+ERRORS = (
+    'sum(rate(http_requests_total{track="canary",code=~"5.."}[4s]))'
+    ' / sum(rate(http_requests_total{track="canary"}[4s]))'
+)
 
 
 def test_inject_moves_canary_latency_and_error_ratio_in_prometheus(lab):
@@ -163,11 +170,17 @@ def test_lab_settings_wire_the_dashboard_to_the_running_lab(lab):
     assert set(settings.ifaces) == {"ebt-t-client", "ebt-t-lb", "ebt-t-stable", "ebt-t-canary"}
     ep = manager.endpoints(CFG)
     assert RuntimeAPI(ep.haproxy_socket).weights().keys() == ep.haproxy_servers.keys()
-    assert all(psutil.Process(pid).environ().get("OTEL_SERVICE_NAME") == "checkout"
-               for pid in ep.service_pids.values())
+    assert all(
+        psutil.Process(pid).environ().get("OTEL_SERVICE_NAME") == "checkout"
+        for pid in ep.service_pids.values()
+    )
     attrs = psutil.Process(ep.service_pids["canary"]).environ()["OTEL_RESOURCE_ATTRIBUTES"].split(",")
-    assert {"service.name=checkout", "service.version=v1.1.0", "deployment.environment=lab",
-            "k8s.pod.label.track=canary"} == set(attrs)  # the track tells the profiles pane which is canary
+    assert {
+        "service.name=checkout",
+        "service.version=v1.1.0",
+        "deployment.environment=lab",
+        "k8s.pod.label.track=canary",
+    } == set(attrs)  # the track tells the profiles pane which is canary
 
 
 def test_cli_status_shows_every_part_healthy(lab, capsys):
@@ -187,7 +200,13 @@ def test_lab_recovers_after_its_processes_are_sigkilled(lab):
     poll(lambda: not any(procs.alive(r) for r in st.processes), "lab processes gone")
     status = manager.status(CFG)
     assert not status.healthy
-    assert {p.part for p in status.parts if not p.ok} >= {"stable", "canary", "haproxy", "prometheus", "loadgen"}
+    assert {p.part for p in status.parts if not p.ok} >= {
+        "stable",
+        "canary",
+        "haproxy",
+        "prometheus",
+        "loadgen",
+    }
 
     said: list[str] = []
     manager.up(CFG, said.append)
@@ -239,7 +258,11 @@ def test_missing_binary_is_named(fault_lab):
     cfg = dataclasses.replace(FAULT, haproxy_bin="/nonexistent/haproxy")
     with pytest.raises(LabError) as exc:
         manager.up(cfg)
-    assert exc.value.part == "haproxy" and "/nonexistent/haproxy" in str(exc.value) and "not found" in str(exc.value)
+    assert (
+        exc.value.part == "haproxy"
+        and "/nonexistent/haproxy" in str(exc.value)
+        and "not found" in str(exc.value)
+    )
     assert leftovers(FAULT, None) == []
 
 
@@ -278,16 +301,31 @@ def test_down_with_an_unreadable_state_file_still_cleans_up(fault_lab, capsys):
 def test_lab_up_killed_midway_is_cleaned_up_by_down(fault_lab):
     lay = Layout(FAULT)
     cli = subprocess.Popen(
-        [sys.executable, "-m", "ebpftop.cli.main", "lab", "up", "--instance", FAULT.name, "--subnet", FAULT.subnet,
-         "--prometheus-port", str(FAULT.prometheus_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "ebpftop.cli.main",
+            "lab",
+            "up",
+            "--instance",
+            FAULT.name,
+            "--subnet",
+            FAULT.subnet,
+            "--prometheus-port",
+            str(FAULT.prometheus_port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+
         def some_process_started():
             try:
                 st = statefile.load(lay.state_file)
             except statefile.StateFileError:
                 return None
             return st if st and st.processes else None
+
         poll(some_process_started, "`lab up` recording its first process")
     finally:
         cli.kill()
@@ -305,7 +343,9 @@ def test_lab_up_killed_midway_is_cleaned_up_by_down(fault_lab):
 
 def test_down_without_state_removes_leftover_dirs_but_spares_other_programs(fault_lab):
     leftover = tempfile.mkdtemp(prefix=Layout(FAULT).tmp_prefix)
-    viewer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"{leftover}/haproxy.log"])
+    viewer = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", f"{leftover}/haproxy.log"]
+    )
     try:
         removed = manager.down(FAULT)
         assert f"temp dir {leftover}" in removed

@@ -11,11 +11,11 @@ import urllib.request
 
 import pytest
 
+from ebpftop.cli.main import main as cli_main
 from ebpftop.lab import haproxy, prometheus, state
 from ebpftop.lab.errors import LabError
 from ebpftop.lab.knobs import Knobs, parse_terms
 from ebpftop.lab.layout import LabConfig, Layout
-from ebpftop.cli.main import main as cli_main
 
 # ------------------------------------------------------------------------- knobs
 
@@ -32,27 +32,33 @@ def test_knobs_not_named_keep_their_current_value():
     assert parse_terms(["reset"], current) == Knobs()
 
 
-@pytest.mark.parametrize("term, knob, allowed", [
-    ("latency=fast", "latency", "duration"),
-    ("latency=11s", "latency", "duration"),
-    ("latency=-5ms", "latency", "duration"),
-    ("errors=2", "errors", "percentage"),
-    ("errors=101%", "errors", "percentage"),
-    ("cpu=yes", "cpu", "on or off"),
-])
+@pytest.mark.parametrize(
+    "term, knob, allowed",
+    [
+        ("latency=fast", "latency", "duration"),
+        ("latency=11s", "latency", "duration"),
+        ("latency=-5ms", "latency", "duration"),
+        ("errors=2", "errors", "percentage"),
+        ("errors=101%", "errors", "percentage"),
+        ("cpu=yes", "cpu", "on or off"),
+    ],
+)
 def test_bad_knob_value_names_the_knob_and_allowed_values(term, knob, allowed):
     with pytest.raises(LabError) as exc:
         parse_terms([term])
     assert f"knob {knob}" in str(exc.value) and allowed in str(exc.value)
 
 
-@pytest.mark.parametrize("terms, words", [
-    (["colour=red"], ["unknown knob 'colour'", "latency=", "errors=", "cpu="]),
-    (["latency"], ["not knob=value"]),
-    (["cpu=on", "cpu=off"], ["given twice"]),
-    (["reset", "cpu=on"], ["reset stands alone"]),
-    ([], ["nothing to inject"]),
-])
+@pytest.mark.parametrize(
+    "terms, words",
+    [
+        (["colour=red"], ["unknown knob 'colour'", "latency=", "errors=", "cpu="]),
+        (["latency"], ["not knob=value"]),
+        (["cpu=on", "cpu=off"], ["given twice"]),
+        (["reset", "cpu=on"], ["reset stands alone"]),
+        ([], ["nothing to inject"]),
+    ],
+)
 def test_malformed_inject_terms_are_refused(terms, words):
     with pytest.raises(LabError) as exc:
         parse_terms(terms)
@@ -92,17 +98,20 @@ def test_layout_names_fit_linux_limits_and_stay_in_the_subnet():
     assert Layout(LabConfig(name="t")).state_file != Layout(LabConfig()).state_file
 
 
-@pytest.mark.parametrize("kw, words", [
-    ({"name": "toolong"}, "name"),
-    ({"name": "A!"}, "name"),
-    ({"subnet": "8.8.8.0/24"}, "private"),
-    ({"subnet": "10.0.0.0/16"}, "/24"),
-    ({"subnet": "nonsense"}, "subnet"),
-    ({"prometheus_port": 70000}, "prometheus_port"),
-    ({"rate": 0}, "rate"),
-    ({"weights": (0, 0)}, "weights"),
-    ({"weights": (300, 1)}, "weights"),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"name": "toolong"}, "name"),
+        ({"name": "A!"}, "name"),
+        ({"subnet": "8.8.8.0/24"}, "private"),
+        ({"subnet": "10.0.0.0/16"}, "/24"),
+        ({"subnet": "nonsense"}, "subnet"),
+        ({"prometheus_port": 70000}, "prometheus_port"),
+        ({"rate": 0}, "rate"),
+        ({"weights": (0, 0)}, "weights"),
+        ({"weights": (300, 1)}, "weights"),
+    ],
+)
 def test_bad_lab_config_is_refused_naming_the_field(kw, words):
     with pytest.raises(LabError) as exc:
         LabConfig(**kw).validate()
@@ -113,9 +122,12 @@ def test_bad_lab_config_is_refused_naming_the_field(kw, words):
 
 
 def test_prometheus_config_scrapes_every_second_and_names_variants():
-    cfg = json.loads(prometheus.render_config(
-        services={"stable": "198.18.0.31:8000", "canary": "198.18.0.32:8000"}, haproxy="198.18.0.20:8404",
-    ).split("\n", 1)[1])
+    cfg = json.loads(
+        prometheus.render_config(
+            services={"stable": "198.18.0.31:8000", "canary": "198.18.0.32:8000"},
+            haproxy="198.18.0.20:8404",
+        ).split("\n", 1)[1]
+    )
     assert cfg["global"]["scrape_interval"] == "1s"
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     variants = {sc["labels"]["variant"]: sc["targets"] for sc in jobs["lab-service"]["static_configs"]}
@@ -126,9 +138,15 @@ def test_prometheus_config_scrapes_every_second_and_names_variants():
 
 
 def test_haproxy_config_has_weights_admin_socket_and_exporter():
-    text = haproxy.render_config(lb_addr="198.18.0.20", app_port=8080, stats_port=8404, socket_path="/x/h.sock",
-                                 pid_file="/x/h.pid", servers={"stable": "a:1", "canary": "b:1"},
-                                 weights={"stable": 90, "canary": 10})
+    text = haproxy.render_config(
+        lb_addr="198.18.0.20",
+        app_port=8080,
+        stats_port=8404,
+        socket_path="/x/h.sock",
+        pid_file="/x/h.pid",
+        servers={"stable": "a:1", "canary": "b:1"},
+        weights={"stable": 90, "canary": 10},
+    )
     assert "stats socket /x/h.sock mode 600 level admin" in text
     assert "server stable a:1 weight 90" in text and "server canary b:1 weight 10" in text
     assert "use-service prometheus-exporter if { path /metrics }" in text
@@ -139,8 +157,13 @@ def test_haproxy_config_has_weights_admin_socket_and_exporter():
 
 def test_state_file_round_trips_and_is_replaced_atomically(tmp_path):
     path = str(tmp_path / "lab" / "state.json")
-    st = state.LabState(name="t", config={"name": "t"}, tmpdir="/tmp/x", namespaces=["ebt-t-lb"],
-                        processes=[state.ProcRecord("haproxy", 123, 1.5, ["haproxy"], "/tmp/x/h.log", "ebt-t-lb")])
+    st = state.LabState(
+        name="t",
+        config={"name": "t"},
+        tmpdir="/tmp/x",
+        namespaces=["ebt-t-lb"],
+        processes=[state.ProcRecord("haproxy", 123, 1.5, ["haproxy"], "/tmp/x/h.log", "ebt-t-lb")],
+    )
     state.save(path, st)
     assert state.load(path) == st
     assert os.listdir(tmp_path / "lab") == ["state.json"]  # no temp file left behind
@@ -199,12 +222,14 @@ class FakeRuntimeSocket:
 
 @pytest.fixture
 def fake_runtime():
-    fake = FakeRuntimeSocket({
-        "show servers state be_app": SHOW_SERVERS,
-        "show servers state nope": "Can't find backend.\n",
-        "set server be_app/canary weight 20": "\n",
-        "set server be_app/ghost weight 20": "No such server.\n",
-    })
+    fake = FakeRuntimeSocket(
+        {
+            "show servers state be_app": SHOW_SERVERS,
+            "show servers state nope": "Can't find backend.\n",
+            "set server be_app/canary weight 20": "\n",
+            "set server be_app/ghost weight 20": "No such server.\n",
+        }
+    )
     yield fake
     fake.close()
 
@@ -213,8 +238,18 @@ def test_servers_state_is_parsed_by_its_header(fake_runtime):
     api = haproxy.RuntimeAPI(fake_runtime.path)
     stable, canary = api.servers_state("be_app")
     assert (stable.name, stable.addr, stable.port, stable.op_state, stable.weight) == (
-        "stable", "198.18.0.31", 8000, "running", 90)
-    assert (canary.op_state, canary.admin_state, canary.weight, canary.initial_weight) == ("stopped", 1, 7, 10)
+        "stable",
+        "198.18.0.31",
+        8000,
+        "running",
+        90,
+    )
+    assert (canary.op_state, canary.admin_state, canary.weight, canary.initial_weight) == (
+        "stopped",
+        1,
+        7,
+        10,
+    )
     assert api.weights() == {"stable": 90, "canary": 7}
 
 
@@ -278,8 +313,10 @@ def _put_knobs(base: str, body: bytes) -> int:
         return e.code
 
 
-OPENMETRICS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
-                      "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+OPENMETRICS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 def test_service_metrics_carry_variant_labels_and_trace_id_exemplars(service):

@@ -17,16 +17,27 @@ from ebpftop.core.model import Health, HealthState, HostData, NicRate, Snapshot
 
 def host(**kw) -> HostData:
     base = dict(
-        hostname="node-1", kernel="6.18", uptime_s=12.5, cpu_percent=3.25, cpu_count=2,
-        load=(0.1, 0.2, 0.3), mem_total=1 << 34, mem_used=1 << 30, mem_percent=6.25,
-        net_rx_bps=100.0, net_tx_bps=None, nics=(NicRate("eth0", 100.0, 0.0),),
+        hostname="node-1",
+        kernel="6.18",
+        uptime_s=12.5,
+        cpu_percent=3.25,
+        cpu_count=2,
+        load=(0.1, 0.2, 0.3),
+        mem_total=1 << 34,
+        mem_used=1 << 30,
+        mem_percent=6.25,
+        net_rx_bps=100.0,
+        net_tx_bps=None,
+        nics=(NicRate("eth0", 100.0, 0.0),),
     )
     base.update(kw)
     return HostData(**base)
 
 
 def test_host_snapshot_round_trips_exactly():
-    snap = Snapshot("host", 7, 1700000000.5, Health(HealthState.DEGRADED, "slow", "", 1699999999.0, 2), host())
+    snap = Snapshot(
+        "host", 7, 1700000000.5, Health(HealthState.DEGRADED, "slow", "", 1699999999.0, 2), host()
+    )
     text = model.to_json(snap)
     back = model.from_json(text)
     assert back == snap

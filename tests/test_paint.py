@@ -19,7 +19,16 @@ from ebpftop.tui.panes.paint import forget, set_content
 
 @pytest.mark.parametrize(
     ("seconds", "shown"),
-    [(0, "0s"), (9.9, "9s"), (10, "10s"), (19, "10s"), (43, "40s"), (65, "1m00s"), (605, "10m"), (None, fmt.NO_DATA)],
+    [
+        (0, "0s"),
+        (9.9, "9s"),
+        (10, "10s"),
+        (19, "10s"),
+        (43, "40s"),
+        (65, "1m00s"),
+        (605, "10m"),
+        (None, fmt.NO_DATA),
+    ],
 )
 def test_age_steps_by_ten_seconds(seconds, shown):
     assert fmt.age(seconds) == shown
@@ -77,9 +86,19 @@ async def test_set_content_skips_unchanged_and_avoids_layout_when_height_stays()
 
 
 def host(cpu: float) -> Snapshot:
-    data = HostData(hostname="node-1", kernel="6.1", uptime_s=3600, cpu_percent=cpu, cpu_count=2,
-                    load=(0.1, 0.2, 0.3), mem_percent=10.0, mem_used=1 << 30, mem_total=8 << 30,
-                    net_rx_bps=0.0, net_tx_bps=0.0)
+    data = HostData(
+        hostname="node-1",
+        kernel="6.1",
+        uptime_s=3600,
+        cpu_percent=cpu,
+        cpu_count=2,
+        load=(0.1, 0.2, 0.3),
+        mem_percent=10.0,
+        mem_used=1 << 30,
+        mem_total=8 << 30,
+        net_rx_bps=0.0,
+        net_tx_bps=0.0,
+    )
     return Snapshot("host", 1, time.time(), Health(HealthState.OK, "", "", time.time(), 0), data)
 
 

@@ -15,12 +15,16 @@ def S(frames: str, n: int, **tags: str) -> StackSample:
     return StackSample(tuple(frames.split(";")), n, make_tags(tags))
 
 
-CANARY = [S("main;serve;parse", 30, service="api", version="2", pid="10"),
-          S("main;serve;regex;regex", 50, service="api", version="2", pid="10"),
-          S("main;serve", 20, service="api", version="2", pid="10")]
-STABLE = [S("main;serve;parse", 60, service="api", version="1", pid="20"),
-          S("main;serve;regex", 10, service="api", version="1", pid="20"),
-          S("main;serve", 30, service="api", version="1", pid="20")]
+CANARY = [
+    S("main;serve;parse", 30, service="api", version="2", pid="10"),
+    S("main;serve;regex;regex", 50, service="api", version="2", pid="10"),
+    S("main;serve", 20, service="api", version="2", pid="10"),
+]
+STABLE = [
+    S("main;serve;parse", 60, service="api", version="1", pid="20"),
+    S("main;serve;regex", 10, service="api", version="1", pid="20"),
+    S("main;serve", 30, service="api", version="1", pid="20"),
+]
 
 
 def test_top_functions_self_and_total_count_recursion_once():
@@ -48,10 +52,17 @@ def test_diff_top_ranks_by_change_in_share():
 
 
 def test_filter_and_trace_selection_falls_back_to_the_service_and_says_so():
-    pprof = a.summarize("pprof", "http://x", 0, 10, [S("main;h", 5, trace_id="abc", service="api"),
-                                                      S("main;g", 3, trace_id="def")])
+    pprof = a.summarize(
+        "pprof",
+        "http://x",
+        0,
+        10,
+        [S("main;h", 5, trace_id="abc", service="api"), S("main;g", 3, trace_id="def")],
+    )
     bpf10 = a.summarize("bpf 10s", "bpf", 50, 60, [S("main;x", 4, service="api")])
-    bpf60 = a.summarize("bpf 60s", "bpf", 0, 60, [S("main;x", 9, service="api"), S("main;y", 2, service="db")])
+    bpf60 = a.summarize(
+        "bpf 60s", "bpf", 0, 60, [S("main;x", 9, service="api"), S("main;y", 2, service="db")]
+    )
     hit = a.select_for_trace([bpf10, bpf60, pprof], "abc", "api")
     assert hit.matched_trace and [s.frames for s in hit.stacks] == [("main", "h")]
     assert "5 samples carry it" in hit.how
@@ -83,8 +94,15 @@ def test_sliding_windows_forget_old_buckets():
 def test_summarize_bounds_stacks_but_keeps_totals_and_small_groups():
     big = [S(f"main;f{i}", 100, service="big") for i in range(50)]
     small = [S("main;tiny", 1, service="small")]
-    p = a.summarize("w", "bpf", 0, 1, big + small + [S("main;f0", 100, service="big")], max_stacks=10,
-                    group_keys=("service",))
+    p = a.summarize(
+        "w",
+        "bpf",
+        0,
+        1,
+        big + small + [S("main;f0", 100, service="big")],
+        max_stacks=10,
+        group_keys=("service",),
+    )
     assert p.total_samples == 5101
     assert len(p.stacks) == 10
     assert p.omitted_samples == p.total_samples - sum(s.count for s in p.stacks)
@@ -107,8 +125,11 @@ def test_flame_rows_fit_the_terminal():
     assert a.flame_rows(a.flame_tree([]), 40, 10) == []
 
 
-_stack = st.builds(lambda fr, n: StackSample(tuple(fr), n),
-                   st.lists(st.sampled_from("abcdef"), min_size=1, max_size=6), st.integers(1, 1000))
+_stack = st.builds(
+    lambda fr, n: StackSample(tuple(fr), n),
+    st.lists(st.sampled_from("abcdef"), min_size=1, max_size=6),
+    st.integers(1, 1000),
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -124,4 +145,4 @@ def test_flame_cells_never_overlap_or_leave_their_parent(stacks, width, height):
         for lo, hi in spans:  # inside some cell of the row above
             assert any(c.col <= lo and hi <= c.col + c.width for c in upper)
     for row in rows:
-        assert all(0 <= c.col and c.col + c.width <= width for c in row)
+        assert all(c.col >= 0 and c.col + c.width <= width for c in row)

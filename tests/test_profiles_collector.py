@@ -13,12 +13,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from conftest import need_root
+
 from ebpftop.cli import headless
-from ebpftop.core.collector import SourceUnavailable
 from ebpftop.collectors.profiles.collector import ProfilesCollector
 from ebpftop.collectors.profiles.model import tag
+from ebpftop.core.collector import SourceUnavailable
 from ebpftop.core.settings import Settings
 
 FIXTURE = pathlib.Path(__file__).with_name("data") / "pprof" / "labels.pb.gz"
@@ -31,7 +31,7 @@ def endpoint():
     state = {"body": FIXTURE.read_bytes(), "hits": 0}
 
     class H(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             state["hits"] += 1
             data = state["body"]
             self.send_response(200)
@@ -170,9 +170,17 @@ asyncio.run(main(sys.argv[1:]))
 
 
 def _as_nobody(*urls: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", NOBODY, *urls], user=65534, group=65534, extra_groups=[],
-                          capture_output=True, text=True, cwd="/", timeout=120,
-                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    proc = subprocess.run(
+        [sys.executable, "-c", NOBODY, *urls],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=120,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -10,13 +10,13 @@ import threading
 import time
 
 import pytest
-
 from conftest import default_signals
+from test_profiles_sampler import HOT, burner, cpu_seconds, loaded_progs  # noqa: F401 - burner is a fixture
+
+from ebpftop.cli import main as cli
 from ebpftop.collectors.profiles import oneshot
 from ebpftop.collectors.profiles.model import make_tags, tag
 from ebpftop.collectors.profiles.sampler import RawStack, SamplerUnavailable
-from ebpftop.cli import main as cli
-from test_profiles_sampler import HOT, burner, cpu_seconds, loaded_progs  # noqa: F401 - burner is a fixture
 
 EBPFTOP = [sys.executable, "-m", "ebpftop.cli.main"]
 
@@ -54,9 +54,14 @@ class FakeTags:
 
 
 def test_one_read_at_the_end_tags_and_counts():
-    s = FakeSampler([RawStack(10, "api", ("main", "handle", "parse"), 30),
-                     RawStack(10, "api", ("main", "handle"), 10),
-                     RawStack(20, "db", ("main", "scan"), 60)], lost=(3, 1))
+    s = FakeSampler(
+        [
+            RawStack(10, "api", ("main", "handle", "parse"), 30),
+            RawStack(10, "api", ("main", "handle"), 10),
+            RawStack(20, "db", ("main", "scan"), 60),
+        ],
+        lost=(3, 1),
+    )
     shot = oneshot.sample(49, 0.05, sampler=s, tags=FakeTags({10: {"service": "api"}, 20: {"service": "db"}}))
     assert s.calls == ["start", "drain", "lost", "close"]  # nothing read while sampling
     p = shot.profile
@@ -89,6 +94,7 @@ def _run_cli(monkeypatch, capsys, argv, shot_or_exc):
         if isinstance(shot_or_exc, Exception):
             raise shot_or_exc
         return shot_or_exc
+
     monkeypatch.setattr(oneshot, "sample", fake)
     rc = cli.main(argv)
     out, err = capsys.readouterr()
@@ -110,21 +116,30 @@ def test_cli_output_never_carries_control_characters(monkeypatch, capsys):
     rc, out, _ = _run_cli(monkeypatch, capsys, ["profile", "--folded"], shot)
     line = out.strip()
     frames, count = line.rsplit(" ", 1)
-    assert count == "5" and len(frames.split(";")) == 3  # comm, main, the evil frame (its ';' and spaces replaced)
+    assert (
+        count == "5" and len(frames.split(";")) == 3
+    )  # comm, main, the evil frame (its ';' and spaces replaced)
 
 
 def test_cli_says_why_the_sampler_cannot_run(monkeypatch, capsys):
-    rc, out, err = _run_cli(monkeypatch, capsys, ["profile"],
-                            SamplerUnavailable("the BPF CPU sampler needs root", "run `sudo ebpftop`"))
+    rc, out, err = _run_cli(
+        monkeypatch,
+        capsys,
+        ["profile"],
+        SamplerUnavailable("the BPF CPU sampler needs root", "run `sudo ebpftop`"),
+    )
     assert rc == 1 and out == ""
     assert "needs root" in err and "sudo ebpftop" in err
 
 
-@pytest.mark.parametrize("argv, problem", [
-    (["profile", "--duration", "0"], "--duration"),
-    (["profile", "--duration", "soon"], "--duration"),
-    (["profile", "--hz", "5000"], "--hz"),
-])
+@pytest.mark.parametrize(
+    "argv, problem",
+    [
+        (["profile", "--duration", "0"], "--duration"),
+        (["profile", "--duration", "soon"], "--duration"),
+        (["profile", "--hz", "5000"], "--hz"),
+    ],
+)
 def test_cli_refuses_bad_arguments(capsys, argv, problem):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
@@ -134,10 +149,15 @@ def test_cli_refuses_bad_arguments(capsys, argv, problem):
 
 # --- real BPF -------------------------------------------------------------------------
 
+
 def test_profile_command_tags_the_burner_and_counts_its_cpu(burner):
     hz = 99
-    p = subprocess.Popen([*EBPFTOP, "profile", "--duration", "3", "--hz", str(hz), "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [*EBPFTOP, "profile", "--duration", "3", "--hz", str(hz), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         progs = _wait_for_sampler(p)  # loaded, so the span has not started yet
         cpu0, t0 = cpu_seconds(burner.pid), time.monotonic()
@@ -165,8 +185,12 @@ def test_profile_command_tags_the_burner_and_counts_its_cpu(burner):
 
 def test_profile_command_reports_what_it_sampled_when_interrupted(burner):
     with default_signals(signal.SIGINT):  # Ctrl-C must reach it even if ours is ignored
-        p = subprocess.Popen([*EBPFTOP, "profile", "--duration", "300", "--folded"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [*EBPFTOP, "profile", "--duration", "300", "--folded"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     try:
         _wait_for_sampler(p)
         # until the burner has had a second of CPU (about 49 samples at the default
@@ -181,7 +205,9 @@ def test_profile_command_reports_what_it_sampled_when_interrupted(burner):
     assert p.returncode == 0, err[-2000:]
     burn = [line for line in out.splitlines() if line.startswith("burn;")]
     assert burn, out[:2000]
-    assert any(line.rsplit(" ", 1)[0].endswith(HOT) and int(line.rsplit(" ", 1)[1]) > 20 for line in burn), burn
+    assert any(line.rsplit(" ", 1)[0].endswith(HOT) and int(line.rsplit(" ", 1)[1]) > 20 for line in burn), (
+        burn
+    )
 
 
 def _wait_for_sampler(p: subprocess.Popen) -> set[int]:

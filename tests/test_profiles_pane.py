@@ -10,17 +10,16 @@ import json
 import pathlib
 
 import pytest
+from app_support import NOW, T0, make_app, ok, screen_text, settings, snap
 from textual.widgets import DataTable, Static
 
 from ebpftop.collectors.profiles.aggregate import summarize
 from ebpftop.collectors.profiles.model import ProfilesData, SourceStatus, StackSample, make_tags
 from ebpftop.core.replay import ReplayRuntime
 from ebpftop.tui.panes.canary.pane import TraceSelected
-from ebpftop.tui.panes.profiles.pane import ProfilesPane
 from ebpftop.tui.panes.profiles.detail import ProfileDetailScreen
+from ebpftop.tui.panes.profiles.pane import ProfilesPane
 from ebpftop.tui.screens.confirm import ConfirmScreen
-
-from app_support import NOW, T0, make_app, ok, screen_text, settings, snap
 
 DATA = pathlib.Path(__file__).parent / "data"
 PPROF = "http://127.0.0.1:6060/debug/pprof/profile"
@@ -28,8 +27,16 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def bpf_tags(service: str, version: str, pid: int) -> tuple:
-    return make_tags({"service": service, "version": version, "pid": str(pid), "env": "prod",
-                      "comm": service, "source": "bpf"})
+    return make_tags(
+        {
+            "service": service,
+            "version": version,
+            "pid": str(pid),
+            "env": "prod",
+            "comm": service,
+            "source": "bpf",
+        }
+    )
 
 
 def stack(frames: str, count: int, tags) -> StackSample:
@@ -61,8 +68,12 @@ def pprof_stacks() -> list[StackSample]:
 
 def profiles_data(*, captures=(), sources=None) -> ProfilesData:
     window = summarize("bpf 10s", "bpf", NOW - 10, NOW, bpf_stacks())
-    return ProfilesData(hz=49, windows=(window,), captures=tuple(captures),
-                        sources=sources or (SourceStatus("bpf", "ok", "", NOW),))
+    return ProfilesData(
+        hz=49,
+        windows=(window,),
+        captures=tuple(captures),
+        sources=sources or (SourceStatus("bpf", "ok", "", NOW),),
+    )
 
 
 def with_pprof() -> ProfilesData:
@@ -93,12 +104,23 @@ async def test_tag_sets_with_their_share(tmp_path, size):
         pane = await show(pilot, app, profiles_data())
         assert not pane.has_class("-nodata")
         table = app.query_one("#profiles-table", DataTable)
-        assert [str(c.label) for c in table.columns.values()] == ["share", "samples", "service", "env", "version", "pid", "comm"]
+        assert [str(c.label) for c in table.columns.values()] == [
+            "share",
+            "samples",
+            "service",
+            "env",
+            "version",
+            "pid",
+            "comm",
+        ]
         rows = table_rows(app)
         # 200 samples: 80 other (pid 700), 80 stable (pid 901), 40 canary; heaviest
         # first, ties in tag order.
-        assert [r[:3] for r in rows] == [["40.0%", "80", "search\\x1b[31m"], ["40.0%", "80", "checkout"],
-                                        ["20.0%", "40", "checkout"]]
+        assert [r[:3] for r in rows] == [
+            ["40.0%", "80", "search\\x1b[31m"],
+            ["40.0%", "80", "checkout"],
+            ["20.0%", "40", "checkout"],
+        ]
         assert rows[2][4:] == ["canary", "933", "checkout"]  # comm from the stacks
         assert "bpf 10s: 200 samples" in text_of(app, "#profiles-title")
         screen = screen_text(app)
@@ -168,7 +190,9 @@ async def test_next_profile_and_source_errors(tmp_path):
         await pilot.pause()
         assert pane.chosen == f"pprof {PPROF}"
         assert [r[2] for r in table_rows(app)] == ["checkout", "checkout"]
-        assert "trace_id" in [str(c.label) for c in app.query_one("#profiles-table", DataTable).columns.values()]
+        assert "trace_id" in [
+            str(c.label) for c in app.query_one("#profiles-table", DataTable).columns.values()
+        ]
 
 
 # --- the trace_id link -------------------------------------------------------------------
@@ -203,7 +227,9 @@ async def test_trace_selected_without_samples_falls_back_to_the_canary_service(t
         await pilot.pause()
         assert app.focused is pane and not pane.view.matched
         title = text_of(app, "#profiles-title")
-        assert f"no sample carries trace_id={TRACE}\\x1b]0;owned\\x07; showing service=checkout instead" in title
+        assert (
+            f"no sample carries trace_id={TRACE}\\x1b]0;owned\\x07; showing service=checkout instead" in title
+        )
         assert "\x1b]" not in screen_text(app)  # the OSC never reached the screen
         assert "(its canary samples)" in title
         rows = table_rows(app)
@@ -226,8 +252,13 @@ class FakeProfilesCollector:
 
     async def capture(self, **want):
         self.asked.append(want)
-        return summarize("capture " + " ".join(f"{k}={v}" for k, v in want.items()), "bpf", NOW, NOW + 10,
-                         [stack("main;burn", 12, CANARY)])
+        return summarize(
+            "capture " + " ".join(f"{k}={v}" for k, v in want.items()),
+            "bpf",
+            NOW,
+            NOW + 10,
+            [stack("main;burn", 12, CANARY)],
+        )
 
     # Collector protocol bits the runtime's runner calls; this one never publishes.
     interval = 3600.0
@@ -346,8 +377,9 @@ async def test_demo_recording(tmp_path, size):
 
 
 async def test_enter_on_a_canary_exemplar_opens_the_profiles_on_its_trace(tmp_path):
-    from ebpftop.collectors.canary.exemplars import Exemplar
     from test_canary_pane import canary_snap, service
+
+    from ebpftop.collectors.canary.exemplars import Exemplar
 
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:

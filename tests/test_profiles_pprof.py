@@ -14,10 +14,10 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import need
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import need
 from ebpftop.collectors.profiles import aggregate, pprof
 from ebpftop.collectors.profiles import profile_pb2 as pb
 from ebpftop.collectors.profiles.model import tag
@@ -69,8 +69,9 @@ def test_fixture_labels_become_tags_with_go_tool_pprof_counts():
         assert {tag(g.tags, key): g.samples for g in groups} == expected
     assert all(tag(s.tags, "source") == "http://example/" for s in p.stacks)
     # each trace's hot function leads its own top list
-    sel = aggregate.select_for_trace([aggregate.summarize("pprof", "u", 0, 1, p.stacks)],
-                                     "4bf92f3577b34da6a3ce929d0e0e4736")
+    sel = aggregate.select_for_trace(
+        [aggregate.summarize("pprof", "u", 0, 1, p.stacks)], "4bf92f3577b34da6a3ce929d0e0e4736"
+    )
     assert sel.matched_trace and sum(s.count for s in sel.stacks) == 164
     assert aggregate.top_functions(sel.stacks, 1)[0].name == "main.hotCheckout"
 
@@ -215,7 +216,7 @@ class _Server:
         self.paths: list[str] = []
 
         class H(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.paths.append(self.path)
                 respond(self)
 
@@ -330,10 +331,23 @@ def goservice(tmp_path):
     need(shutil.which("go") is not None, "needs a Go toolchain (apt-get install golang-go)")
     src = tmp_path / "src"
     shutil.copytree(DATA / "goservice", src)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GOCACHE": str(tmp_path / "cache"),
-           "GOPATH": str(tmp_path / "gopath"), "GOFLAGS": "-mod=mod", "GO111MODULE": "on", "GOPROXY": "off"}
-    subprocess.run(["go", "build", "-o", str(tmp_path / "goservice"), "."], cwd=src, env=env, check=True,
-                   capture_output=True, timeout=300)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "GOCACHE": str(tmp_path / "cache"),
+        "GOPATH": str(tmp_path / "gopath"),
+        "GOFLAGS": "-mod=mod",
+        "GO111MODULE": "on",
+        "GOPROXY": "off",
+    }
+    subprocess.run(
+        ["go", "build", "-o", str(tmp_path / "goservice"), "."],
+        cwd=src,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     proc = subprocess.Popen([str(tmp_path / "goservice")], stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -355,8 +369,10 @@ def test_live_go_service_profile_carries_its_trace_ids(goservice):
     # profile); what is guaranteed is that a label, when present, is one the service set,
     # and that code running inside a request's pprof.Do carries that request's labels.
     assert {tag(s.tags, "trace_id") for s in prof.stacks} <= set(TRACE_IDS) | {None}
-    request = {"main.hotCheckout": ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
-               "main.hotSearch": ("a3ce929d0e0e47364bf92f3577b34da6", "b7ad6b7169203331")}
+    request = {
+        "main.hotCheckout": ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
+        "main.hotSearch": ("a3ce929d0e0e47364bf92f3577b34da6", "b7ad6b7169203331"),
+    }
     hot = [s for s in prof.stacks if set(request) & set(s.frames)]
     assert hot, "the two busy requests were never sampled"
     for s in hot:

@@ -11,14 +11,14 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import need, need_root
-from ebpftop.core.model import Health, Snapshot, from_json, to_json
+
 from ebpftop.collectors.profiles import aggregate
 from ebpftop.collectors.profiles.collector import ProfilesCollector
 from ebpftop.collectors.profiles.model import tag
 from ebpftop.collectors.profiles.sampler import FN_NAME, Sampler
 from ebpftop.collectors.profiles.tags import process_tags
+from ebpftop.core.model import Health, Snapshot, from_json, to_json
 
 HOT = "ebpftop_test_hot_spin"
 BURN_C = f"""
@@ -31,8 +31,10 @@ __attribute__((noinline)) void {HOT}(void) {{
 }}
 int main(void) {{ for (;;) {HOT}(); }}
 """
-OTEL = {"OTEL_SERVICE_NAME": "burner-svc",
-        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test,service.version=1.2.3"}
+OTEL = {
+    "OTEL_SERVICE_NAME": "burner-svc",
+    "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test,service.version=1.2.3",
+}
 DEADLINE = 90  # seconds to wait for compile + samples on a loaded machine (not asserted)
 
 
@@ -42,8 +44,11 @@ def burner(tmp_path_factory):
     need(shutil.which("gcc") is not None, "needs gcc to build the CPU-burning test program")
     d = tmp_path_factory.mktemp("burner")
     (d / "burn.c").write_text(BURN_C)
-    subprocess.run(["gcc", "-O0", "-fno-omit-frame-pointer", "-o", str(d / "burn"), str(d / "burn.c")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["gcc", "-O0", "-fno-omit-frame-pointer", "-o", str(d / "burn"), str(d / "burn.c")],
+        check=True,
+        capture_output=True,
+    )
     proc = subprocess.Popen([str(d / "burn")], env={"PATH": "/usr/bin:/bin", **OTEL})
     try:
         yield proc
@@ -127,8 +132,10 @@ def test_collector_reports_the_service_tag_with_its_hot_function(burner):
         def burner_group(d):
             if not d.windows:
                 return None
-            return next((g for g in d.windows[0].groups
-                         if tag(g.tags, "pid") == str(burner.pid) and g.samples >= 20), None)
+            return next(
+                (g for g in d.windows[0].groups if tag(g.tags, "pid") == str(burner.pid) and g.samples >= 20),
+                None,
+            )
 
         try:
             data = await _collect_until(c, burner_group)
@@ -185,7 +192,7 @@ def test_ebpftop_does_not_sample_itself(burner):
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read()
-    fields = stat[stat.rindex(b")") + 2:].split()
+    fields = stat[stat.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

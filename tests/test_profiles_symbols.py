@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import need
+
 from ebpftop.collectors.profiles.symbols import UNKNOWN, Symbols, parse_maps
 
 LIBFOO = "/usr/lib/libfoo.so"
@@ -58,18 +58,25 @@ def fake(tmp_path):
     return proc, process
 
 
-def maps_line(start: int, end: int, perms: str = "r-xp", offset: int = 0, inode: int = 4242, path: str = LIBFOO) -> str:
+def maps_line(
+    start: int, end: int, perms: str = "r-xp", offset: int = 0, inode: int = 4242, path: str = LIBFOO
+) -> str:
     return f"{start:x}-{end:x} {perms} {offset:08x} fe:01 {inode}    {path}\n"
 
 
 def test_parse_maps_keeps_executable_mappings_with_their_file_identity():
-    text = (maps_line(0x1000, 0x2000, "r--p", 0)
-            + maps_line(0x2000, 0x5000, "r-xp", 0x1000)
-            + "7f00-8f00 rw-p 00000000 00:00 0 \n"
-            + "9000-a000 r-xp 00000000 00:00 0    [vdso]\n"
-            + "garbage line\n")
+    text = (
+        maps_line(0x1000, 0x2000, "r--p", 0)
+        + maps_line(0x2000, 0x5000, "r-xp", 0x1000)
+        + "7f00-8f00 rw-p 00000000 00:00 0 \n"
+        + "9000-a000 r-xp 00000000 00:00 0    [vdso]\n"
+        + "garbage line\n"
+    )
     maps = parse_maps(text)
-    assert [(m.start, m.end, m.offset, m.inode) for m in maps] == [(0x2000, 0x5000, 0x1000, 4242), (0x9000, 0xA000, 0, 0)]
+    assert [(m.start, m.end, m.offset, m.inode) for m in maps] == [
+        (0x2000, 0x5000, 0x1000, 4242),
+        (0x9000, 0xA000, 0, 0),
+    ]
     assert maps[0].dev == os.makedev(0xFE, 0x01)
 
 
@@ -200,7 +207,9 @@ def test_a_library_loaded_later_is_found_on_the_next_drain(fake):
     s = Symbols(proc=str(proc), resolver=FakeResolver, donor=-1)
     s.begin([10])
     s.user_stack(10, (0x10010,))
-    process(10, maps_line(0x10000, 0x20000) + maps_line(0x90000, 0x91000, inode=77, path="/usr/lib/plugin.so"))
+    process(
+        10, maps_line(0x10000, 0x20000) + maps_line(0x90000, 0x91000, inode=77, path="/usr/lib/plugin.so")
+    )
     s.begin([10])
     assert s.user_stack(10, (0x90500,)) == ("plugin_fn",)
     # outside every mapping even after reading them again: not code, and read once a drain
@@ -232,8 +241,9 @@ def _bcc_names(asked: list[tuple[int, int]]) -> tuple[str, ...]:
     descriptors it does not own (see bccsyms.py), here pytest's capture files."""
     import json
 
-    proc = subprocess.run([sys.executable, "-c", _BCC_NAMES, json.dumps(asked)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _BCC_NAMES, json.dumps(asked)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return tuple(json.loads(proc.stdout))
 
@@ -242,7 +252,11 @@ def _libc_base(pid: int) -> int:
     with open(f"/proc/{pid}/maps") as f:
         for line in f:
             parts = line.split()
-            if len(parts) >= 6 and os.path.basename(parts[5]).startswith("libc.so") and parts[2] == "00000000":
+            if (
+                len(parts) >= 6
+                and os.path.basename(parts[5]).startswith("libc.so")
+                and parts[2] == "00000000"
+            ):
                 return int(parts[0].split("-")[0], 16)
     raise AssertionError(f"no libc in /proc/{pid}/maps")
 
@@ -346,4 +360,3 @@ def test_a_lost_helper_is_started_again_and_names_still_come():
     finally:
         s.close()
     assert s._helper._proc is None  # close() leaves no helper behind
-

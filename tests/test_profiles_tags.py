@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import need_root
+
 from ebpftop.collectors.profiles import tags as t
 from ebpftop.collectors.profiles.model import EXITED, KERNEL, UNREADABLE, tag
 
@@ -19,20 +19,26 @@ CID = "3f2a" + "0123456789abcdef" * 3 + "0123456789ab"
 
 
 def test_resource_attributes_are_percent_decoded_and_bad_entries_skipped():
-    attrs = t.parse_resource_attributes("service.name=check%20out, deployment.environment=prod,junk,=x,k=a%2Cb")
+    attrs = t.parse_resource_attributes(
+        "service.name=check%20out, deployment.environment=prod,junk,=x,k=a%2Cb"
+    )
     assert attrs == {"service.name": "check out", "deployment.environment": "prod", "k": "a,b"}
 
 
 def test_otel_service_name_wins_over_the_attribute():
-    env = {"OTEL_SERVICE_NAME": "checkout",
-           "OTEL_RESOURCE_ATTRIBUTES": "service.name=other,service.version=2.1,deployment.environment.name=canary"}
+    env = {
+        "OTEL_SERVICE_NAME": "checkout",
+        "OTEL_RESOURCE_ATTRIBUTES": "service.name=other,service.version=2.1,deployment.environment.name=canary",
+    }
     assert t.otel_tags(env) == {"service": "checkout", "version": "2.1", "env": "canary"}
     assert t.otel_tags({"OTEL_RESOURCE_ATTRIBUTES": "service.name=other"}) == {"service": "other"}
     assert t.otel_tags({}) == {}
 
 
 def test_the_track_comes_from_the_kubernetes_pod_label():
-    env = {"OTEL_RESOURCE_ATTRIBUTES": "service.name=checkout,service.version=v1.1.0,k8s.pod.label.track=canary"}
+    env = {
+        "OTEL_RESOURCE_ATTRIBUTES": "service.name=checkout,service.version=v1.1.0,k8s.pod.label.track=canary"
+    }
     assert t.otel_tags(env) == {"service": "checkout", "version": "v1.1.0", "track": "canary"}
 
 
@@ -40,14 +46,17 @@ def test_huge_values_are_cut():
     assert len(t.otel_tags({"OTEL_SERVICE_NAME": "x" * 10_000})["service"]) == t.MAX_VALUE
 
 
-@pytest.mark.parametrize("text, expected", [
-    (f"0::/system.slice/docker-{CID}.scope\n", CID),
-    (f"12:memory:/docker/{CID}\n1:cpu:/docker/{CID}\n", CID),
-    (f"0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-{CID}.scope\n", CID),
-    ("0::/user.slice/user-1000.slice/session-2.scope\n", None),
-    ("4:memory:/process_api/e84e74a7faf235feb830059bbc126934\n", None),  # 32 hex: not a container id
-    (f"0::/x/{CID}0\n", None),  # 65 hex digits is not an id either
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (f"0::/system.slice/docker-{CID}.scope\n", CID),
+        (f"12:memory:/docker/{CID}\n1:cpu:/docker/{CID}\n", CID),
+        (f"0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-{CID}.scope\n", CID),
+        ("0::/user.slice/user-1000.slice/session-2.scope\n", None),
+        ("4:memory:/process_api/e84e74a7faf235feb830059bbc126934\n", None),  # 32 hex: not a container id
+        (f"0::/x/{CID}0\n", None),  # 65 hex digits is not an id either
+    ],
+)
 def test_container_id_from_cgroup(text, expected):
     assert t.container_id(text) == expected
 
@@ -56,16 +65,26 @@ def test_fake_proc_tree(tmp_path):
     d = tmp_path / "42"
     d.mkdir()
     (d / "comm").write_text("checkout-svc\n")
-    (d / "environ").write_bytes(b"PATH=/bin\0OTEL_SERVICE_NAME=checkout\0OTEL_RESOURCE_ATTRIBUTES=service.version=1.4\0")
+    (d / "environ").write_bytes(
+        b"PATH=/bin\0OTEL_SERVICE_NAME=checkout\0OTEL_RESOURCE_ATTRIBUTES=service.version=1.4\0"
+    )
     (d / "cgroup").write_text(f"0::/system.slice/docker-{CID}.scope\n")
     tags = t.process_tags(42, proc=str(tmp_path))
-    assert tags == (("comm", "checkout-svc"), ("container", CID[:12]), ("pid", "42"),
-                    ("service", "checkout"), ("version", "1.4"))
+    assert tags == (
+        ("comm", "checkout-svc"),
+        ("container", CID[:12]),
+        ("pid", "42"),
+        ("service", "checkout"),
+        ("version", "1.4"),
+    )
 
 
 def test_a_live_process_started_with_otel_variables():
-    env = {**os.environ, "OTEL_SERVICE_NAME": "tagged",
-           "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test,service.version=9.9"}
+    env = {
+        **os.environ,
+        "OTEL_SERVICE_NAME": "tagged",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test,service.version=9.9",
+    }
     proc = subprocess.Popen(["sleep", "30"], env=env)
     try:
         # Until the child has exec'd: before, it has our environment. The kernel names the
@@ -99,12 +118,19 @@ def test_a_kernel_thread_is_named_as_one_not_as_gone():
 
 def test_another_users_environment_is_unreadable_not_an_error():
     need_root()  # we need to become another user to be refused
-    code = ("import sys, ebpftop.collectors.profiles.tags as t; "
-            f"print(dict(t.process_tags({os.getpid()})))")
-    out = subprocess.run([sys.executable, "-c", code], user=65534, group=65534, extra_groups=[],
-                         capture_output=True, text=True, cwd="/", timeout=60)
+    code = f"import sys, ebpftop.collectors.profiles.tags as t; print(dict(t.process_tags({os.getpid()})))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
-    tags = eval(out.stdout)  # noqa: S307 - our own repr of a dict of str
+    tags = eval(out.stdout)
     assert tags["service"] == UNREADABLE
     assert tags["pid"] == str(os.getpid()) and tags["comm"]  # comm is world-readable
 

@@ -33,12 +33,18 @@ def key(pid, service, frames):
 
 # A stack of a process: pids share services (groups of several pids only by pid), frames
 # share functions (so top functions add up across stacks and recursion shows).
-_key = st.builds(key, st.integers(1, 12), st.sampled_from(["", "api", "db"]),
-                 st.sampled_from(["main", "main;a", "main;a;b", "main;b;a", "main;a;a", "main;c;b", "x;y"]))
+_key = st.builds(
+    key,
+    st.integers(1, 12),
+    st.sampled_from(["", "api", "db"]),
+    st.sampled_from(["main", "main;a", "main;a;b", "main;b;a", "main;a;a", "main;c;b", "x;y"]),
+)
 # Seconds between drains (0: two drains at one time; 70: everything ages out) and the
 # drain: which stacks, how many samples; an empty drain is a second with no samples.
-_drain = st.tuples(st.sampled_from([0.0, 0.5, 1.0, 1.0, 1.0, 3.0, 11.0, 70.0]),
-                   st.dictionaries(_key, st.integers(1, 50), max_size=8))
+_drain = st.tuples(
+    st.sampled_from([0.0, 0.5, 1.0, 1.0, 1.0, 3.0, 11.0, 70.0]),
+    st.dictionaries(_key, st.integers(1, 50), max_size=8),
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -59,7 +65,9 @@ def test_windows_equal_a_summary_from_scratch(drains, max_stacks, data):
     # time passes with no drains: both windows empty out
     for later in (now + 10.0, now + 60.0):
         for span in SPANS:
-            assert w.profile("w", 0.0, later, span, max_stacks=max_stacks) == from_scratch(history, later, span, max_stacks)
+            assert w.profile("w", 0.0, later, span, max_stacks=max_stacks) == from_scratch(
+                history, later, span, max_stacks
+            )
     assert all(not g for g in w._groups.values()) and all(t == 0 for t in w._total.values())
 
 

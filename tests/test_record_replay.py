@@ -7,8 +7,6 @@ import gzip
 import json
 import os
 import pathlib
-import shutil
-from dataclasses import replace
 
 import pytest
 
@@ -33,9 +31,17 @@ T0 = 1_750_000_000.0
 
 def host(seq: int, t: float, cpu: float = 10.0) -> Snapshot:
     data = HostData(
-        hostname="node-a", kernel="6.1.0", uptime_s=1000.0 + seq, cpu_percent=cpu, cpu_count=4,
-        load=(0.5, 0.4, 0.3), mem_total=8 << 30, mem_used=(2 << 30) + seq, mem_percent=25.0,
-        net_rx_bps=None if seq == 1 else 1500.0 * seq, net_tx_bps=None if seq == 1 else 700.0,
+        hostname="node-a",
+        kernel="6.1.0",
+        uptime_s=1000.0 + seq,
+        cpu_percent=cpu,
+        cpu_count=4,
+        load=(0.5, 0.4, 0.3),
+        mem_total=8 << 30,
+        mem_used=(2 << 30) + seq,
+        mem_percent=25.0,
+        net_rx_bps=None if seq == 1 else 1500.0 * seq,
+        net_tx_bps=None if seq == 1 else 700.0,
         nics=() if seq == 1 else (NicRate("eth0", 1500.0 * seq, 700.0, True), NicRate("lo", 1.0, 1.0)),
     )
     return Snapshot("host", seq, t, Health(HealthState.OK, "", "", t, 0), data)
@@ -47,9 +53,15 @@ def session(n: int = 10, t0: float = T0) -> list[Snapshot]:
     for i in range(n):
         frames.append(host(i + 1, t0 + i, cpu=10.0 + i))
         if i % 3 == 0:
-            frames.append(Snapshot("future", i + 1, t0 + i + 0.2, Health(), {"x": [i, "y"], "nested": {"k": None}}))
-    frames.append(Snapshot("flows", 1, t0 + 0.3, Health(HealthState.DOWN, "needs root", "run with sudo", None, 1)))
-    frames.append(Snapshot("marker", 1, t0 + 4.5, Health(HealthState.OK, "", "", t0 + 4.5), Marker("spike", "me")))
+            frames.append(
+                Snapshot("future", i + 1, t0 + i + 0.2, Health(), {"x": [i, "y"], "nested": {"k": None}})
+            )
+    frames.append(
+        Snapshot("flows", 1, t0 + 0.3, Health(HealthState.DOWN, "needs root", "run with sudo", None, 1))
+    )
+    frames.append(
+        Snapshot("marker", 1, t0 + 4.5, Health(HealthState.OK, "", "", t0 + 4.5), Marker("spike", "me"))
+    )
     return sorted(frames, key=lambda s: s.time)
 
 
@@ -72,8 +84,14 @@ def lines(path) -> list[bytes]:
 def test_recording_reads_back_equal_snapshots(tmp_path):
     frames = session()
     rec = record(tmp_path / "a.rec", frames)
-    assert rec.status == RecorderStatus("stopped", str(tmp_path / "a.rec"), os.path.getsize(tmp_path / "a.rec"),
-                                        len(frames), 64 * MB, "closed")
+    assert rec.status == RecorderStatus(
+        "stopped",
+        str(tmp_path / "a.rec"),
+        os.path.getsize(tmp_path / "a.rec"),
+        len(frames),
+        64 * MB,
+        "closed",
+    )
     got = read_recording(str(tmp_path / "a.rec"))
     assert got.stopped_at is None
     assert got.frames == frames
@@ -329,10 +347,16 @@ def test_demo_decodes_typed_in_a_fresh_interpreter():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == repr([
-        ("canary", "CanaryData"), ("flows", "FlowsData"), ("host", "HostData"),
-        ("marker", "Marker"), ("profiles", "ProfilesData"), ("rollout", "RolloutData"),
-    ])
+    assert proc.stdout.strip() == repr(
+        [
+            ("canary", "CanaryData"),
+            ("flows", "FlowsData"),
+            ("host", "HostData"),
+            ("marker", "Marker"),
+            ("profiles", "ProfilesData"),
+            ("rollout", "RolloutData"),
+        ]
+    )
 
 
 def test_replay_loads_every_payload_type_the_collectors_register():
@@ -362,7 +386,9 @@ def test_replay_loads_every_payload_type_the_collectors_register():
         "print(sorted(_PAYLOADS))\n"
     )
     out = [
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        ).stdout
         for code in (every, loaded)
     ]
     assert out[0] == out[1]
@@ -384,13 +410,16 @@ def test_corrupt_line_names_the_field(tmp_path):
     assert str(got.stopped_at) == f"line {bad}: not a snapshot: .data.cpu_percent: expected a number, got str"
 
 
-@pytest.mark.parametrize("garbage, why", [
-    (b"garbage{", "not JSON: "),
-    (b'{"a":"\xff"}', "not UTF-8 text"),
-    (b"[" * 100_000 + b"]" * 100_000, "not a snapshot: nested too deeply"),
-    (b'{"source":"host","seq":1}', "not a snapshot: .time: missing"),
-    (b"[1, 2]", "not a snapshot: <root>: a snapshot must be an object"),
-])
+@pytest.mark.parametrize(
+    "garbage, why",
+    [
+        (b"garbage{", "not JSON: "),
+        (b'{"a":"\xff"}', "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "not a snapshot: nested too deeply"),
+        (b'{"source":"host","seq":1}', "not a snapshot: .time: missing"),
+        (b"[1, 2]", "not a snapshot: <root>: a snapshot must be an object"),
+    ],
+)
 def test_garbage_line_says_what_is_wrong(tmp_path, garbage, why):
     path = tmp_path / "a.rec"
     record(path, session(3))
@@ -603,5 +632,7 @@ def test_demo_recording_is_what_the_script_writes(tmp_path):
 
     script = pathlib.Path(__file__).parent.parent / "scripts" / "make_demo_recording.py"
     subprocess.run([sys.executable, str(script), "--out-dir", str(tmp_path)], check=True, capture_output=True)
-    assert (tmp_path / "demo.rec").read_bytes() == DEMO.read_bytes(), "stale: run scripts/make_demo_recording.py"
+    assert (tmp_path / "demo.rec").read_bytes() == DEMO.read_bytes(), (
+        "stale: run scripts/make_demo_recording.py"
+    )
     assert (tmp_path / "damaged.rec").read_bytes() == (DATA / "damaged.rec").read_bytes()

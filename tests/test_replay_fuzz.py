@@ -16,11 +16,11 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ebpftop.cli.commands.replay import summary
 from ebpftop.core.bus import Bus
 from ebpftop.core.replay import Replayer, ReplayError, ReplayRuntime, read_recording
 from ebpftop.core.settings import Settings
 from ebpftop.core.store import Store
-from ebpftop.cli.commands.replay import summary
 
 DEMO = pathlib.Path(__file__).parent / "data" / "demo.rec"
 _ALL = DEMO.read_bytes().splitlines()
@@ -29,10 +29,34 @@ _ALL = DEMO.read_bytes().splitlines()
 BASE = _ALL[:19] + [next(line for line in _ALL if b'"source":"marker"' in line)]
 
 SENTINEL = "\x00HOSTILE\x00"
-HOSTILE_NUMBERS = ["Infinity", "-Infinity", "NaN", "-1", "1e308", "-1e308", "1e400", "0", "4" * 40, "9" * 5000,
-                   "18446744073709551616", "-0.0", "1.5"]
-HOSTILE_VALUES = ['"x"', '""', "null", "true", "[]", "{}", '{"a":1}', "[[[[[]]]]]", '"\\u0000\\u001b[2J"',
-                  '"' + "y" * 10_000 + '"', *HOSTILE_NUMBERS]
+HOSTILE_NUMBERS = [
+    "Infinity",
+    "-Infinity",
+    "NaN",
+    "-1",
+    "1e308",
+    "-1e308",
+    "1e400",
+    "0",
+    "4" * 40,
+    "9" * 5000,
+    "18446744073709551616",
+    "-0.0",
+    "1.5",
+]
+HOSTILE_VALUES = [
+    '"x"',
+    '""',
+    "null",
+    "true",
+    "[]",
+    "{}",
+    '{"a":1}',
+    "[[[[[]]]]]",
+    '"\\u0000\\u001b[2J"',
+    '"' + "y" * 10_000 + '"',
+    *HOSTILE_NUMBERS,
+]
 
 
 def leaves(obj, path=()):
@@ -111,14 +135,36 @@ def mutate(lines: list[bytes], op: str, rnd: random.Random) -> list[bytes]:
     elif op == "deep":
         lines.insert(n, b'{"source":"host","data":' + b"[" * 50_000 + b"]" * 50_000 + b"}")
     elif op == "header":
-        lines.insert(n, rnd.choice([b'{"format":"ebpftop-record","version":1e400}', b'{"format":"other"}',
-                                    b'{"format":"ebpftop-record","version":' + b"9" * 50 + b"}",
-                                    b'{"format":"ebpftop-record","version":1,"host":[1]}']))
+        lines.insert(
+            n,
+            rnd.choice(
+                [
+                    b'{"format":"ebpftop-record","version":1e400}',
+                    b'{"format":"other"}',
+                    b'{"format":"ebpftop-record","version":' + b"9" * 50 + b"}",
+                    b'{"format":"ebpftop-record","version":1,"host":[1]}',
+                ]
+            ),
+        )
     return lines
 
 
-OPS = ["truncate", "flip", "number", "type", "time", "reorder", "swap", "duplicate", "drop", "drop_header",
-       "garbage", "long", "deep", "header"]
+OPS = [
+    "truncate",
+    "flip",
+    "number",
+    "type",
+    "time",
+    "reorder",
+    "swap",
+    "duplicate",
+    "drop",
+    "drop_header",
+    "garbage",
+    "long",
+    "deep",
+    "header",
+]
 
 
 def load_and_step(path: str) -> None:
@@ -202,10 +248,13 @@ def hostile_time(time_text: str, tmp_path) -> pathlib.Path:
 
 
 def test_time_infinity_stops_the_recording_at_its_line(tmp_path):
-    for text, why in [("Infinity", "not JSON: Infinity (a recording holds null for a missing number)"), ("1e400", "not JSON: the number 1e400 is out of range"),
-                      ("1e308", "not a snapshot: .time: 1e+308 is not a Unix time"),
-                      ("-1", "not a snapshot: .time: -1.0 is not a Unix time"),
-                      ("9" * 400, "not JSON: an integer of 400 digits is out of range")]:
+    for text, why in [
+        ("Infinity", "not JSON: Infinity (a recording holds null for a missing number)"),
+        ("1e400", "not JSON: the number 1e400 is out of range"),
+        ("1e308", "not a snapshot: .time: 1e+308 is not a Unix time"),
+        ("-1", "not a snapshot: .time: -1.0 is not a Unix time"),
+        ("9" * 400, "not JSON: an integer of 400 digits is out of range"),
+    ]:
         rec = read_recording(str(hostile_time(text, tmp_path)))
         assert len(rec.frames) == 2
         assert str(rec.stopped_at) == f"line 4: {why}"
@@ -217,12 +266,23 @@ def test_replay_of_a_file_with_no_playable_snapshot_names_file_and_line(tmp_path
     good = json.loads(BASE[1])
     good["time"] = SENTINEL
     path = tmp_path / "bad.rec"
-    path.write_bytes(BASE[0] + b"\n" + json.dumps(good).replace(json.dumps(SENTINEL), "1" * 400).encode() + b"\n")
+    path.write_bytes(
+        BASE[0] + b"\n" + json.dumps(good).replace(json.dumps(SENTINEL), "1" * 400).encode() + b"\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EBPFTOP_", "SUDO_", "XDG_"))}
     env["HOME"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "ebpftop.cli.main", "replay", str(path)], cwd=tmp_path, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ebpftop.cli.main", "replay", str(path)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
-    assert proc.stderr == (f"ebpftop: cannot replay: {path}:2: not JSON: an integer of 400 digits is out of range "
-                           "(no snapshot before it)\n")
+    assert proc.stderr == (
+        f"ebpftop: cannot replay: {path}:2: not JSON: an integer of 400 digits is out of range "
+        "(no snapshot before it)\n"
+    )

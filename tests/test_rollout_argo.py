@@ -14,17 +14,15 @@ import json
 import os
 
 import pytest
+from k8s_contract import ContractServer, Fault, make_tls, status_doc
 
-from ebpftop.core.audit import read_lines
-from ebpftop.core.audit import AuditLog
-from ebpftop.core.gate import Gate
 from ebpftop.actions.rollback import RollbackUnavailable, rollback_action, run_rollback
+from ebpftop.cli.main import main as cli_main
 from ebpftop.collectors.rollout.argo import ArgoController, retry_after
 from ebpftop.collectors.rollout.base import Conflict, ControllerError
 from ebpftop.collectors.rollout.kube import KubeAccess, in_cluster, load_kubeconfig
-from ebpftop.cli.main import main as cli_main
-
-from k8s_contract import ContractServer, Fault, make_tls, status_doc
+from ebpftop.core.audit import AuditLog, read_lines
+from ebpftop.core.gate import Gate
 
 NS, NAME = "shop", "checkout"
 
@@ -44,9 +42,12 @@ def server():
 
 
 def controller(server, *, token="good-token", sleeps=None, timeout=5.0, **kw) -> ArgoController:
-    access = KubeAccess(server=server.url, source="test kubeconfig", token=token, token_source="test token file")
-    return ArgoController("checkout", access, namespace=NS, name=NAME, timeout=timeout,
-                          sleep=sleeps or Sleeps(), **kw)
+    access = KubeAccess(
+        server=server.url, source="test kubeconfig", token=token, token_source="test token file"
+    )
+    return ArgoController(
+        "checkout", access, namespace=NS, name=NAME, timeout=timeout, sleep=sleeps or Sleeps(), **kw
+    )
 
 
 async def yes(action) -> bool:
@@ -67,10 +68,19 @@ async def test_state_shows_revisions_weights_phase_and_step(server):
     assert (st.stable_weight, st.canary_weight) == (80.0, 20.0)
     assert (st.phase, st.step, st.steps, st.message, st.version) == ("Paused", 1, 4, "CanaryPauseStep", "100")
     assert st.last_change is not None and st.can_rollback and st.rollback_reason == ""
-    assert [r.path for r in server.requests] == [server.path, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"]
+    assert [r.path for r in server.requests] == [
+        server.path,
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+    ]
     review = json.loads(server.requests[1].body)["spec"]["resourceAttributes"]
-    assert review == {"namespace": NS, "verb": "patch", "group": "argoproj.io", "resource": "rollouts",
-                      "subresource": "status", "name": NAME}
+    assert review == {
+        "namespace": NS,
+        "verb": "patch",
+        "group": "argoproj.io",
+        "resource": "rollouts",
+        "subresource": "status",
+        "name": NAME,
+    }
     await c.close()
 
 
@@ -97,7 +107,9 @@ async def test_not_allowed_shows_rollback_disabled_with_the_reason_and_sends_not
 
 
 async def test_a_failing_permission_check_still_shows_the_rollout_with_rollback_disabled(server):
-    server.faults.append(Fault("POST", "selfsubjectaccessreviews", 500, status_doc(500, "InternalError", "etcd down")))
+    server.faults.append(
+        Fault("POST", "selfsubjectaccessreviews", 500, status_doc(500, "InternalError", "etcd down"))
+    )
     st = await controller(server).state()
     assert st.canary_weight == 20.0 and not st.can_rollback
     assert "cannot check permission" in st.rollback_reason and "HTTP 500: etcd down" in st.rollback_reason
@@ -149,7 +161,9 @@ async def test_401_says_the_credentials_were_rejected(server):
 async def test_403_carries_the_api_servers_reason(server):
     c = controller(server)
     st = await c.state()
-    msg = 'rollouts.argoproj.io "checkout" is forbidden: User "oncall" cannot patch resource "rollouts/status"'
+    msg = (
+        'rollouts.argoproj.io "checkout" is forbidden: User "oncall" cannot patch resource "rollouts/status"'
+    )
     server.faults.append(Fault("PATCH", "/status", 403, status_doc(403, "Forbidden", msg)))
     with pytest.raises(ControllerError, match="forbidden \\(HTTP 403\\): .*cannot patch resource"):
         await c.rollback(c.plan_rollback(st))
@@ -231,8 +245,11 @@ async def test_422_reports_the_validation_causes(server):
     bad = json.loads(plan.requests[-1].body)
     bad["status"]["abort"] = "yes"
     from dataclasses import replace
+
     plan = replace(plan, requests=plan.requests[:-1] + (replace(plan.requests[-1], body=json.dumps(bad)),))
-    with pytest.raises(ControllerError, match="rejected as invalid \\(HTTP 422\\).*status.abort: Invalid value"):
+    with pytest.raises(
+        ControllerError, match="rejected as invalid \\(HTTP 422\\).*status.abort: Invalid value"
+    ):
         await c.rollback(plan)
 
 
@@ -240,8 +257,16 @@ async def test_429_waits_retry_after_then_succeeds(server):
     sleeps = Sleeps()
     c = controller(server, sleeps=sleeps)
     st = await c.state()
-    server.faults.append(Fault("PATCH", "/status", 429, status_doc(429, "TooManyRequests", "slow down"),
-                               {"Retry-After": "2"}, times=2))
+    server.faults.append(
+        Fault(
+            "PATCH",
+            "/status",
+            429,
+            status_doc(429, "TooManyRequests", "slow down"),
+            {"Retry-After": "2"},
+            times=2,
+        )
+    )
     assert "aborted" in await c.rollback(c.plan_rollback(st))
     assert sleeps.calls == [2.0, 2.0]
     assert len(server.patches()) == 3
@@ -276,7 +301,9 @@ async def test_a_stalled_patch_times_out_and_says_it_may_have_landed(server):
     c = controller(server, timeout=0.3)
     st = await c.state()
     server.faults.append(Fault("PATCH", "/status", 200, stall=5))
-    with pytest.raises(ControllerError, match="no answer .* within 0.3s; it may or may not have been applied"):
+    with pytest.raises(
+        ControllerError, match="no answer .* within 0.3s; it may or may not have been applied"
+    ):
         await c.rollback(c.plan_rollback(st))
 
 
@@ -298,7 +325,9 @@ def kubeconfig(tmp_path, server_url: str, *, cluster: dict | None = None, user: 
     import yaml
 
     doc = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "prod",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "prod",
         "clusters": [{"name": "c1", "cluster": {"server": server_url, **(cluster or {})}}],
         "users": [{"name": "u1", "user": user if user is not None else {"token": "good-token"}}],
         "contexts": [{"name": "prod", "context": {"cluster": "c1", "user": "u1", "namespace": NS}}],
@@ -365,7 +394,11 @@ def test_in_cluster_service_account(tmp_path):
     env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
     access = in_cluster(env, tmp_path)
     assert (access.server, access.token, access.namespace, access.ca_file) == (
-        "https://10.0.0.1:443", "sa-token", "shop", str(tmp_path / "ca.crt"))
+        "https://10.0.0.1:443",
+        "sa-token",
+        "shop",
+        str(tmp_path / "ca.crt"),
+    )
     assert in_cluster({}, tmp_path) is None
 
 
@@ -374,9 +407,11 @@ def test_in_cluster_service_account(tmp_path):
 
 def test_cli_rollback_and_dry_run_against_the_contract_server(server, tmp_path, capsys):
     cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[audit]\nlog = "{tmp_path}/audit.jsonl"\nkey = "{tmp_path}/audit.key"\n'
-                   f'[rollout]\ncontroller = "argo"\nservice = "checkout"\n'
-                   f'argo_kubeconfig = "{kubeconfig(tmp_path, server.url)}"\n')
+    cfg.write_text(
+        f'[audit]\nlog = "{tmp_path}/audit.jsonl"\nkey = "{tmp_path}/audit.key"\n'
+        f'[rollout]\ncontroller = "argo"\nservice = "checkout"\n'
+        f'argo_kubeconfig = "{kubeconfig(tmp_path, server.url)}"\n'
+    )
     os.chmod(cfg, 0o600)
     assert cli_main(["--config", str(cfg), "rollback", "checkout", "--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from ebpftop.core.audit import AuditLog, read_lines
+from ebpftop.actions.auto_rollback import AutoRollback, Phase
+from ebpftop.actions.rollback import RollbackUnavailable, evidence_text, rollback_action
 from ebpftop.collectors.canary.data import DriftTest, ServiceCanary, VariantMetrics
 from ebpftop.collectors.canary.verdict import MetricVerdict, Verdict
-from ebpftop.core.gate import Gate
-from ebpftop.actions.rollback import RollbackUnavailable, evidence_text, rollback_action
-from ebpftop.actions.auto_rollback import AutoRollback, Phase
 from ebpftop.collectors.rollout.base import Controller
 from ebpftop.collectors.rollout.model import Plan, Request, RolloutState
+from ebpftop.core.audit import AuditLog, read_lines
+from ebpftop.core.gate import Gate
 
 
 class Clock:
@@ -41,7 +41,9 @@ class FakeController(Controller):
         return RolloutState("checkout", self.kind, self.endpoint, canary_weight=10.0, stable_weight=90.0)
 
     def plan_rollback(self, state=None) -> Plan:
-        return Plan("rollback", self.kind, self.endpoint, "canary to 0", (Request("POST", "fake://x", '{"w":0}'),))
+        return Plan(
+            "rollback", self.kind, self.endpoint, "canary to 0", (Request("POST", "fake://x", '{"w":0}'),)
+        )
 
     async def rollback(self, plan: Plan) -> str:
         self.sent.append(plan)
@@ -53,12 +55,20 @@ _t = iter(range(1, 10**6))
 
 def evaluation(verdict: str, *, stale: bool = False, name: str = "checkout") -> ServiceCanary:
     v = Verdict(verdict)
-    metric = MetricVerdict("error_ratio", v, 0.05, 0.005, "ratio", 3, "error ratio 5.00% > 0.50% for 3/3 evaluations")
+    metric = MetricVerdict(
+        "error_ratio", v, 0.05, 0.005, "ratio", 3, "error ratio 5.00% > 0.50% for 3/3 evaluations"
+    )
     return ServiceCanary(
-        name=name, verdict=v, reason=metric.reason if v is Verdict.FAIL else verdict, metrics=(metric,),
+        name=name,
+        verdict=v,
+        reason=metric.reason if v is Verdict.FAIL else verdict,
+        metrics=(metric,),
         canary=VariantMetrics("canary", p99_s=0.2, error_ratio=0.05, rps=4.0, requests=240),
         stable=VariantMetrics("stable", p99_s=0.1, error_ratio=0.0, rps=36.0, requests=2160),
-        drift=DriftTest("chi-square"), evaluated_at=float(next(_t)), stale=stale)
+        drift=DriftTest("chi-square"),
+        evaluated_at=float(next(_t)),
+        stale=stale,
+    )
 
 
 @pytest.fixture
@@ -192,7 +202,9 @@ async def test_a_cancelled_countdown_is_audited_with_its_evidence_and_time_left(
     assert (action["kind"], action["target"]) == ("rollout.rollback", "checkout")
     assert action["params"]["remaining_s"] == 18.0 and action["params"]["countdown_s"] == 30.0
     assert action["params"]["evidence"]["verdict"] == "fail"
-    assert action["description"].startswith("AUTOMATIC rollback of checkout not run: cancelled by a key press")
+    assert action["description"].startswith(
+        "AUTOMATIC rollback of checkout not run: cancelled by a key press"
+    )
     assert "Evidence: verdict FAIL" in action["description"]
     assert await auto.audit_stops(gate) == "" and len(entries(log)) == 1  # written once
     clock.now += 100
@@ -208,7 +220,10 @@ async def test_a_countdown_stopped_by_recovery_is_audited_as_automatic(setup):
     await auto.audit_stops(gate)
     [entry] = entries(log)
     assert (entry["event"], entry["automatic"]) == ("cancelled", True)
-    assert entry["message"] == "countdown stopped: the verdict recovered to pass with 25s of 30s left: nothing was sent"
+    assert (
+        entry["message"]
+        == "countdown stopped: the verdict recovered to pass with 25s of 30s left: nothing was sent"
+    )
 
 
 async def test_a_rollback_that_ran_leaves_no_cancelled_entry(setup):

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import json
 
-from ebpftop.core.audit import AuditLog, read_lines
-from ebpftop.collectors.canary.data import CanaryData
-from ebpftop.core.gate import Gate
-from ebpftop.core.model import Health, Snapshot
+from test_rollout_auto import Clock, FakeController, evaluation
+
 from ebpftop.actions.auto_rollback import Phase
 from ebpftop.actions.rollout_control import RolloutControl
+from ebpftop.collectors.canary.data import CanaryData
 from ebpftop.collectors.rollout.model import RolloutData, RolloutState
+from ebpftop.core.audit import AuditLog, read_lines
+from ebpftop.core.gate import Gate
+from ebpftop.core.model import Health, Snapshot
 from ebpftop.core.settings import Settings
 from ebpftop.core.store import Store
 
-from test_rollout_auto import Clock, FakeController, evaluation
-
-SETTINGS = Settings(rollout_service="checkout", auto_rollback=True, auto_rollback_evaluations=2,
-                    auto_rollback_countdown=10.0)
+SETTINGS = Settings(
+    rollout_service="checkout", auto_rollback=True, auto_rollback_evaluations=2, auto_rollback_countdown=10.0
+)
 
 
 def make(tmp_path, *, read_only=False, settings=SETTINGS):
@@ -33,7 +34,15 @@ def canary_snap(seq: int, verdict: str) -> Snapshot:
 
 async def test_rollback_key_uses_store_state_and_evidence(tmp_path):
     control, store, _, ctl = make(tmp_path)
-    store.put(Snapshot("rollout", 1, 0.0, Health(), RolloutData((RolloutState("checkout", "fake", "x", canary_weight=10.0),))))
+    store.put(
+        Snapshot(
+            "rollout",
+            1,
+            0.0,
+            Health(),
+            RolloutData((RolloutState("checkout", "fake", "x", canary_weight=10.0),)),
+        )
+    )
     store.put(canary_snap(1, "fail"))
     assert control.state("checkout").canary_weight == 10.0
     assert control.evidence("checkout").verdict.value == "fail"
@@ -51,8 +60,21 @@ async def test_rollback_key_uses_store_state_and_evidence(tmp_path):
 
 async def test_disabled_states_say_why(tmp_path):
     control, store, _, ctl = make(tmp_path)
-    store.put(Snapshot("rollout", 1, 0.0, Health(), RolloutData((
-        RolloutState("checkout", "fake", "x", can_rollback=False, rollback_reason="not allowed to patch"),))))
+    store.put(
+        Snapshot(
+            "rollout",
+            1,
+            0.0,
+            Health(),
+            RolloutData(
+                (
+                    RolloutState(
+                        "checkout", "fake", "x", can_rollback=False, rollback_reason="not allowed to patch"
+                    ),
+                )
+            ),
+        )
+    )
     assert control.can_rollback("checkout") == (False, "not allowed to patch")
     result = await control.rollback("checkout", lambda a: None)
     assert not result.ok and "not allowed to patch" in result.message and ctl.sent == []

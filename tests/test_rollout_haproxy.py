@@ -66,18 +66,29 @@ async def test_state_and_drain_rollback_over_tcp(tcp):
     # The canary is draining (admin bit 0x08) at weight 0: no traffic goes to it.
     assert (st.stable_weight, st.canary_weight, st.phase) == (100.0, 0.0, "rolled back")
     assert [(b.name, b.variant, b.weight, b.state) for b in st.backends] == [
-        ("stable", "stable", 90, "running"), ("canary", "canary", 0, "running, drain")]
+        ("stable", "stable", 90, "running"),
+        ("canary", "canary", 0, "running, drain"),
+    ]
     plan = c.plan_rollback(st)
-    assert [r.body for r in plan.requests] == ["set server be_app/canary weight 0", "set server be_app/canary state drain"]
+    assert [r.body for r in plan.requests] == [
+        "set server be_app/canary weight 0",
+        "set server be_app/canary state drain",
+    ]
     assert "rolled back" in await c.rollback(plan)
-    assert tcp.received[-3:-1] == ["set server be_app/canary weight 0", "set server be_app/canary state drain"]
+    assert tcp.received[-3:-1] == [
+        "set server be_app/canary weight 0",
+        "set server be_app/canary state drain",
+    ]
 
 
 def test_maint_mode_and_bad_configuration():
     c = HAProxyController("checkout", "/x.sock", canary=("c1", "c2"), mode="maint")
     assert [r.body for r in c.plan_rollback().requests] == [
-        "set server be_app/c1 weight 0", "set server be_app/c1 state maint",
-        "set server be_app/c2 weight 0", "set server be_app/c2 state maint"]
+        "set server be_app/c1 weight 0",
+        "set server be_app/c1 state maint",
+        "set server be_app/c2 weight 0",
+        "set server be_app/c2 state maint",
+    ]
     with pytest.raises(ControllerError, match="mode 'off'"):
         HAProxyController("checkout", "/x.sock", mode="off")
     with pytest.raises(ControllerError, match="both canary and stable"):

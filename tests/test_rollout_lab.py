@@ -14,20 +14,18 @@ import shutil
 import time
 
 import pytest
+from conftest import need, need_root
 
-from ebpftop.core.audit import read_lines, verify
-from ebpftop.core.audit import AuditLog
+from ebpftop.actions.rollback import run_rollback
+from ebpftop.cli.main import main as cli_main
+from ebpftop.collectors.rollout.haproxy import HAProxyController
+from ebpftop.collectors.rollout.runtime_api import RuntimeAPI
+from ebpftop.core.audit import AuditLog, read_lines, verify
 from ebpftop.core.gate import Gate
+from ebpftop.core.settings import Settings
 from ebpftop.lab import manager
 from ebpftop.lab.layout import LabConfig, Layout
 from ebpftop.lab.web import fetch
-from ebpftop.actions.rollback import run_rollback
-from ebpftop.collectors.rollout.haproxy import HAProxyController
-from ebpftop.collectors.rollout.runtime_api import RuntimeAPI
-from ebpftop.core.settings import Settings
-from ebpftop.cli.main import main as cli_main
-
-from conftest import need, need_root
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +63,8 @@ def files(tmp_path, lab):
     cfg.write_text(
         f'[audit]\nlog = "{tmp_path}/audit.jsonl"\nkey = "{tmp_path}/audit.key"\n'
         f'[rollout]\ncontroller = "haproxy"\nhaproxy_socket = "{lab.haproxy_socket}"\nservice = "default"\n'
-        f'[canary]\nprometheus_url = "{lab.prometheus_url}"\n')
+        f'[canary]\nprometheus_url = "{lab.prometheus_url}"\n'
+    )
     cfg.chmod(0o600)
     return cfg, tmp_path / "audit.jsonl", tmp_path / "audit.key"
 
@@ -115,18 +114,27 @@ def test_rollback_takes_the_canary_out_of_traffic_and_is_audited(api, files, cap
         time.sleep(0.5)
         after = canary_requests()
         return (after,) if after == before else None
+
     (frozen,) = poll(standing_still, "canary's request counter standing still after the rollback")
     stable_url = Layout(CFG).service_url("stable") + "/metrics"
 
     def stable_total() -> float:
         body = fetch(stable_url)[1].decode()
-        return sum(float(ln.rsplit(" ", 1)[1]) for ln in body.splitlines() if ln.startswith("http_requests_total{"))
+        return sum(
+            float(ln.rsplit(" ", 1)[1]) for ln in body.splitlines() if ln.startswith("http_requests_total{")
+        )
+
     s0 = stable_total()
     poll(lambda: stable_total() >= s0 + 60, "stable serving the whole load")
     assert canary_requests() == frozen
 
     intent, result = entries(log)[-2:]
-    assert (intent["event"], result["event"], result["ok"], result["ref"]) == ("intent", "result", True, intent["seq"])
+    assert (intent["event"], result["event"], result["ok"], result["ref"]) == (
+        "intent",
+        "result",
+        True,
+        intent["seq"],
+    )
     params = intent["action"]["params"]
     assert params["controller"] == "haproxy"
     assert [r["body"] for r in params["plan"]["requests"]] == ["set server be_app/canary weight 0"]
@@ -169,7 +177,9 @@ def test_typing_the_wrong_name_cancels(api, files, capsys, monkeypatch):
 
 def test_typing_the_name_confirms_and_drain_mode_drains(api, files, capsys, monkeypatch):
     cfg, log, _ = files
-    cfg.write_text(cfg.read_text().replace('service = "default"', 'service = "default"\nhaproxy_rollback_mode = "drain"'))
+    cfg.write_text(
+        cfg.read_text().replace('service = "default"', 'service = "default"\nhaproxy_rollback_mode = "drain"')
+    )
     monkeypatch.setattr("sys.stdin", io.StringIO("default\n"))
     assert cli_main(["--config", str(cfg), "rollback", "default"]) == 0
     canary = next(s for s in api.servers_state("be_app") if s.name == "canary")
@@ -208,7 +218,10 @@ async def test_state_reports_revisions_weights_and_phase(api, lab):
 def test_lab_settings_make_haproxy_the_controller(lab):
     s = manager.wire_settings(Settings(), lab)
     assert (s.rollout_controller, s.rollout_haproxy_socket, s.rollout_haproxy_canary) == (
-        "haproxy", lab.haproxy_socket, ("canary",))
+        "haproxy",
+        lab.haproxy_socket,
+        ("canary",),
+    )
 
 
 def test_headless_snapshot_carries_the_rollout_state(api, files, capsys):
@@ -219,4 +232,8 @@ def test_headless_snapshot_carries_the_rollout_state(api, files, capsys):
     entry = json.loads(out.out)["sources"]["rollout"]
     (svc,) = entry["data"]["services"]
     assert (svc["controller"], svc["canary_weight"], svc["stable_weight"], svc["phase"]) == (
-        "haproxy", 50.0, 50.0, "progressing")
+        "haproxy",
+        50.0,
+        50.0,
+        "progressing",
+    )

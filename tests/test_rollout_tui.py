@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
+from app_support import NOW, screen_text, settings
+from test_canary_pane import canary_snap, service, summary_text
 from textual.widgets import Input, Static
 
 from ebpftop.collectors.rollout.base import Controller
@@ -20,9 +21,6 @@ from ebpftop.core.runtime import Runtime
 from ebpftop.tui.app import EbpftopApp
 from ebpftop.tui.panes.canary.rollback import CountdownScreen, RollbackControl
 from ebpftop.tui.screens.confirm import ConfirmScreen
-
-from app_support import NOW, screen_text, settings
-from test_canary_pane import canary_snap, service, summary_text
 
 
 class FakeController(Controller):
@@ -39,13 +37,27 @@ class FakeController(Controller):
 
     async def state(self) -> RolloutState:
         weight = 0.0 if self.sent else 10.0
-        return RolloutState(self.service, self.kind, self.endpoint, "rev-1", "rev-2", 100.0 - weight, weight,
-                            "Paused" if self.sent else "Progressing", can_rollback=self.can_rollback,
-                            rollback_reason="" if self.can_rollback else "not allowed by RBAC")
+        return RolloutState(
+            self.service,
+            self.kind,
+            self.endpoint,
+            "rev-1",
+            "rev-2",
+            100.0 - weight,
+            weight,
+            "Paused" if self.sent else "Progressing",
+            can_rollback=self.can_rollback,
+            rollback_reason="" if self.can_rollback else "not allowed by RBAC",
+        )
 
     def plan_rollback(self, state=None) -> Plan:
-        return Plan("rollback", self.kind, self.endpoint, "canary servers to weight 0",
-                    (Request("runtime-api", self.endpoint, "set server be_app/canary weight 0"),))
+        return Plan(
+            "rollback",
+            self.kind,
+            self.endpoint,
+            "canary servers to weight 0",
+            (Request("runtime-api", self.endpoint, "set server be_app/canary weight 0"),),
+        )
 
     async def rollback(self, plan: Plan) -> str:
         self.sent.append(plan)
@@ -120,7 +132,9 @@ async def test_R_confirms_with_evidence_and_plan_then_rolls_back_audited(tmp_pat
         intent, result = entries
         assert intent["action"]["kind"] == "rollout.rollback" and not intent.get("automatic")
         assert intent["action"]["params"]["evidence"]["verdict"] == "fail"
-        assert intent["action"]["params"]["plan"]["requests"][0]["body"] == "set server be_app/canary weight 0"
+        assert (
+            intent["action"]["params"]["plan"]["requests"][0]["body"] == "set server be_app/canary weight 0"
+        )
         assert result["ok"] is True and result["message"] == "canary weight 0, all traffic to stable"
         toasts = [n.message for n in app._notifications]
         assert "rollback of checkout: canary weight 0, all traffic to stable" in toasts
@@ -137,8 +151,7 @@ async def test_R_cancelled_and_unavailable(tmp_path):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen) and ctl.sent == [] and audit(tmp_path) == []
-        assert any(n.message == "rollback unavailable: not allowed by RBAC"
-                   for n in app._notifications)
+        assert any(n.message == "rollback unavailable: not allowed by RBAC" for n in app._notifications)
         ctl.can_rollback = True
         await wait_for(pilot, lambda: app.runtime.store.latest("rollout").data.services[0].can_rollback)
         await pilot.press("R")
@@ -185,8 +198,9 @@ async def test_kiosk_R_absent_and_inert_and_refused_by_the_gate(tmp_path):
 
 
 def auto_app(tmp_path, ctl, clock, evaluations: int = 2) -> EbpftopApp:
-    app = rollout_app(tmp_path, ctl, auto_rollback=True, auto_rollback_evaluations=evaluations,
-                      auto_rollback_countdown=30.0)
+    app = rollout_app(
+        tmp_path, ctl, auto_rollback=True, auto_rollback_evaluations=evaluations, auto_rollback_countdown=30.0
+    )
     app.rollback_control = RollbackControl(app, clock=clock)
     return app
 
@@ -224,7 +238,11 @@ async def test_auto_rollback_countdown_is_shown_and_a_key_cancels_it(tmp_path):
         await app.workers.wait_for_complete()
         assert ctl.sent == []
         [entry] = audit(tmp_path)  # nothing sent, but who said no, when, on what evidence is kept
-        assert (entry["event"], entry["automatic"], entry["action"]["kind"]) == ("cancelled", False, "rollout.rollback")
+        assert (entry["event"], entry["automatic"], entry["action"]["kind"]) == (
+            "cancelled",
+            False,
+            "rollout.rollback",
+        )
         assert entry["message"] == "cancelled by a key press with 26s of 30s left: nothing was sent"
         assert entry["action"]["params"]["evidence"]["verdict"] == "fail"
         assert "cancelled by a key press" in summary_text(app)
@@ -250,8 +268,10 @@ async def test_auto_rollback_fires_when_not_cancelled_audited_as_automatic(tmp_p
         assert all(e["automatic"] for e in entries)
         assert entries[0]["action"]["params"]["evidence"]["reason"].startswith("canary 5xx ratio 2%")
         assert "AUTOMATIC rollback" in entries[0]["action"]["description"]
-        assert any(n.message == "AUTOMATIC rollback of checkout: canary weight 0, all traffic to stable"
-                   for n in app._notifications)
+        assert any(
+            n.message == "AUTOMATIC rollback of checkout: canary weight 0, all traffic to stable"
+            for n in app._notifications
+        )
         clock.now += 100
         await pilot.pause(0.3)
         assert len(ctl.sent) == 1  # once
@@ -272,7 +292,10 @@ async def test_auto_rollback_countdown_stops_when_the_verdict_recovers(tmp_path)
         assert ctl.sent == []
         [entry] = audit(tmp_path)  # ended by itself: audited as automatic
         assert (entry["event"], entry["automatic"]) == ("cancelled", True)
-        assert entry["message"] == "countdown stopped: the verdict recovered to pass with 30s of 30s left: nothing was sent"
+        assert (
+            entry["message"]
+            == "countdown stopped: the verdict recovered to pass with 30s of 30s left: nothing was sent"
+        )
         assert any("recovered to pass" in n.message for n in app._notifications)
 
 
@@ -288,7 +311,9 @@ async def test_confirmation_fits_80x24_with_plan_lines_and_the_input(tmp_path):
         text = screen_text(app)
         # The plan keeps its lines (a newline is not shown as \x0a) ...
         assert "\\x0a" not in text
-        assert any(line.strip(" █│").strip() == "set server be_app/canary weight 0" for line in text.splitlines())
+        assert any(
+            line.strip(" █│").strip() == "set server be_app/canary weight 0" for line in text.splitlines()
+        )
         # ... and the input to type the service name is on screen, not pushed off it.
         assert "Type checkout to confirm:" in text
         assert app.screen.query_one(Input).region.bottom <= 24
@@ -298,14 +323,19 @@ async def test_confirmation_fits_80x24_with_plan_lines_and_the_input(tmp_path):
 
 
 async def test_rollout_shown_without_a_canary_evaluation(tmp_path):
-    from ebpftop.core.model import Health, HealthState
-
     from app_support import snap
+
+    from ebpftop.core.model import Health, HealthState
 
     app = rollout_app(tmp_path, FakeController())
     async with app.run_test(size=(160, 48)) as pilot:
-        app.runtime.bus.publish(snap("canary", None, Health(HealthState.OFF, "Prometheus not configured",
-                                                            "set --prometheus-url", None, 1)))
+        app.runtime.bus.publish(
+            snap(
+                "canary",
+                None,
+                Health(HealthState.OFF, "Prometheus not configured", "set --prometheus-url", None, 1),
+            )
+        )
         await wait_for(pilot, lambda: app.runtime.store.latest("rollout") is not None)
         await pilot.pause()
         pane = app.query_one("#pane-canary")
@@ -318,14 +348,15 @@ async def test_rollout_shown_without_a_canary_evaluation(tmp_path):
 
 # --- on the lab (root): the "done when" through the dashboard -----------------
 
+
 @pytest.fixture(scope="module")
 def lab():
     import shutil
 
+    from conftest import need, need_root
+
     from ebpftop.lab import manager
     from ebpftop.lab.layout import LabConfig
-
-    from conftest import need, need_root
 
     need_root()
     for binary in ("haproxy", "prometheus", "ip"):
@@ -342,15 +373,19 @@ def lab():
 
 @pytest.mark.integration
 async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
-    from ebpftop.core.audit import verify
-    from ebpftop.collectors.canary.collector import CanaryCollector
-    from ebpftop.lab import manager
-    from ebpftop.collectors.rollout.runtime_api import RuntimeAPI
     from ebpftop.cli.main import main as cli_main
+    from ebpftop.collectors.canary.collector import CanaryCollector
+    from ebpftop.collectors.rollout.runtime_api import RuntimeAPI
+    from ebpftop.core.audit import verify
+    from ebpftop.lab import manager
 
     cfg, ep = lab
-    s = manager.wire_settings(settings(tmp_path, canary_window="15s", canary_interval=1.0, canary_timeout=10.0,
-                                       rollout_interval=0.5), ep)
+    s = manager.wire_settings(
+        settings(
+            tmp_path, canary_window="15s", canary_interval=1.0, canary_timeout=10.0, rollout_interval=0.5
+        ),
+        ep,
+    )
     api = RuntimeAPI(ep.haproxy_socket)
     app = EbpftopApp(Runtime(s, collectors=[CanaryCollector(s), RolloutCollector(s)]))
     assert cli_main(["lab", "inject", "--instance", cfg.name, "canary", "errors=5%"]) == 0
@@ -363,10 +398,15 @@ async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
                 services = getattr(snap.data, "services", ()) if snap is not None and snap.data else ()
                 return services[0].verdict.value if services else ""
 
-            await wait_for(pilot, lambda: verdict() == "fail", tries=1800,  # bounded: 90 s
-                           detail=lambda: summary_text(app))
-            await wait_for(pilot, lambda: "20% canary" in summary_text(app), tries=200,
-                           detail=lambda: summary_text(app))
+            await wait_for(
+                pilot,
+                lambda: verdict() == "fail",
+                tries=1800,  # bounded: 90 s
+                detail=lambda: summary_text(app),
+            )
+            await wait_for(
+                pilot, lambda: "20% canary" in summary_text(app), tries=200, detail=lambda: summary_text(app)
+            )
             assert "✖ FAIL" in summary_text(app)
             await pilot.press("R")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -376,11 +416,20 @@ async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
             await pilot.press(*"default", "enter")
             await app.workers.wait_for_complete()
             assert api.weights(ep.haproxy_backend)[ep.haproxy_servers["canary"]] == 0
-            await wait_for(pilot, lambda: "stable stable" in summary_text(app) and "0% canary" in summary_text(app)
-                           and "20% canary" not in summary_text(app), tries=200,
-                           detail=lambda: summary_text(app))
-            assert any(n.message.startswith("rollback of default:") and n.severity == "information"
-                       for n in app._notifications)
+            await wait_for(
+                pilot,
+                lambda: (
+                    "stable stable" in summary_text(app)
+                    and "0% canary" in summary_text(app)
+                    and "20% canary" not in summary_text(app)
+                ),
+                tries=200,
+                detail=lambda: summary_text(app),
+            )
+            assert any(
+                n.message.startswith("rollback of default:") and n.severity == "information"
+                for n in app._notifications
+            )
     finally:
         cli_main(["lab", "inject", "--instance", cfg.name, "canary", "reset"])
         api.set_weight(ep.haproxy_backend, ep.haproxy_servers["canary"], 20)

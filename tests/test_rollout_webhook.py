@@ -11,19 +11,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ebpftop.core.collector import CollectorRunner
-from ebpftop.core.bus import Bus
-from ebpftop.core.model import HealthState, from_json, to_json
 from ebpftop.collectors.rollout.base import ControllerError
 from ebpftop.collectors.rollout.collector import RolloutCollector, controller_from
 from ebpftop.collectors.rollout.model import RolloutData
 from ebpftop.collectors.rollout.webhook import SIGNATURE_HEADER, WebhookController
+from ebpftop.core.bus import Bus
+from ebpftop.core.collector import CollectorRunner
+from ebpftop.core.model import HealthState, from_json, to_json
 from ebpftop.core.runtime import default_collectors
 from ebpftop.core.settings import Settings
 
 KEY = b"s3cret-key"
-STATE = {"stable_revision": "v1.0.0", "canary_revision": "v1.1.0", "stable_weight": 90, "canary_weight": 10,
-         "phase": "Progressing", "step": 2, "steps": 5, "last_change": 1763777400.0, "promote": True}
+STATE = {
+    "stable_revision": "v1.0.0",
+    "canary_revision": "v1.1.0",
+    "stable_weight": 90,
+    "canary_weight": 10,
+    "phase": "Progressing",
+    "step": 2,
+    "steps": 5,
+    "last_change": 1763777400.0,
+    "promote": True,
+}
 
 
 class Receiver:
@@ -48,13 +57,15 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if receiver.stall:
                     receiver._release.wait(receiver.stall)
                 state = receiver.state
-                self._send(receiver.get_status, state if isinstance(state, bytes) else json.dumps(state).encode())
+                self._send(
+                    receiver.get_status, state if isinstance(state, bytes) else json.dumps(state).encode()
+                )
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 sig = self.headers.get(SIGNATURE_HEADER, "")
                 good = "sha256=" + hmac.new(KEY, body, hashlib.sha256).hexdigest()
@@ -97,7 +108,12 @@ def secret(tmp_path):
 async def test_state_from_get(receiver, secret):
     c = WebhookController("checkout", receiver.url, secret_file=secret)
     st = await c.state()
-    assert (st.stable_revision, st.canary_revision, st.stable_weight, st.canary_weight) == ("v1.0.0", "v1.1.0", 90.0, 10.0)
+    assert (st.stable_revision, st.canary_revision, st.stable_weight, st.canary_weight) == (
+        "v1.0.0",
+        "v1.1.0",
+        90.0,
+        10.0,
+    )
     assert (st.phase, st.step, st.steps, st.last_change) == ("Progressing", 2, 5, 1763777400.0)
     assert st.can_rollback and st.can_promote
     await c.close()
@@ -162,8 +178,12 @@ async def test_without_a_secret_rollback_is_disabled_and_never_sent_unsigned(rec
 
 
 async def test_rollout_source_publishes_the_state_and_it_survives_json(receiver, secret):
-    settings = Settings(rollout_controller="webhook", rollout_service="checkout", rollout_webhook_url=receiver.url,
-                        rollout_webhook_secret_file=secret)
+    settings = Settings(
+        rollout_controller="webhook",
+        rollout_service="checkout",
+        rollout_webhook_url=receiver.url,
+        rollout_webhook_secret_file=secret,
+    )
     bus, seen = Bus(), []
     bus.subscribe(seen.append)
     runner = CollectorRunner(RolloutCollector(settings), bus)

@@ -17,10 +17,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-from conftest import need_root  # noqa: E402
-from netns import PYTHON  # noqa: E402
-
-import rules_variants  # noqa: E402
+import rules_variants
+from conftest import need_root
+from netns import PYTHON
 
 BENCH = Path(__file__).parent.parent / "bench"
 ORIGINAL = rules_variants.SRC.read_text()
@@ -37,24 +36,38 @@ def test_every_rules_variant_changes_what_it_says(tmp_path, name):
 
 def test_replayed_packets_end_at_the_matching_rules_counter():
     need_root()
-    got = subprocess.run([PYTHON, str(BENCH / "rules_insns.py"), "1,2T,256T"], capture_output=True, text=True, timeout=300)
+    got = subprocess.run(
+        [PYTHON, str(BENCH / "rules_insns.py"), "1,2T,256T"], capture_output=True, text=True, timeout=300
+    )
     assert got.returncode == 0, got.stderr
     rows = {line.split()[0]: line for line in got.stdout.splitlines()}
     for name, n in (("1", 1), ("2T", 2), ("256T", 256)):
-        assert f"counted as rule {n} of {n}" in rows[name], got.stdout  # the benchmark's traffic matches the last rule
+        assert f"counted as rule {n} of {n}" in rows[name], (
+            got.stdout
+        )  # the benchmark's traffic matches the last rule
         assert "returns -1" in rows[name]  # count rules pass the packet on (TC_ACT_UNSPEC)
     run = {name: int(rows[name].split()[1]) for name in rows}
     assert 100 < run["1"] < run["2T"] < 1000, run  # every field through its table: more instructions
-    assert abs(run["256T"] - run["2T"]) < 20, run  # 128 times the rules: only the scan for the first set word grows
+    assert abs(run["256T"] - run["2T"]) < 20, (
+        run
+    )  # 128 times the rules: only the scan for the first set word grows
 
 
 def test_ab_runs_each_version_from_its_checkout():
     need_root()
     repo = Path(__file__).parent.parent
-    got = subprocess.run([PYTHON, str(BENCH / "rules_ab.py"), "2", "2T", "here=", f"there={repo}"],
-                         capture_output=True, text=True, timeout=300)
+    got = subprocess.run(
+        [PYTHON, str(BENCH / "rules_ab.py"), "2", "2T", "here=", f"there={repo}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert got.returncode == 0, got.stderr
     assert f"here: datapath from {repo.resolve()}/collectors/rules/datapath.py" in got.stderr
-    assert "pkg0/ebpftop/collectors/rules/datapath.py" in got.stderr.split("there: ")[1]  # through a package of its own
+    assert (
+        "pkg0/ebpftop/collectors/rules/datapath.py" in got.stderr.split("there: ")[1]
+    )  # through a package of its own
     rows = [line for line in got.stdout.splitlines() if "first in the chain" in line]
-    assert [r.split()[0] for r in rows] == ["here", "there"] and "paired, against here: median  +0.0" in rows[0]
+    assert [r.split()[0] for r in rows] == ["here", "there"] and "paired, against here: median  +0.0" in rows[
+        0
+    ]

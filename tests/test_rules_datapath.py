@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import need, need_root  # noqa: E402
-from netns import PYTHON, veth_pair  # noqa: E402
+from conftest import need, need_root
+from netns import PYTHON, veth_pair
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 ETH, IP4, UDP = 14, 20, 8
@@ -81,16 +81,25 @@ class Env:
         self.state_dir = str(tmp / "state")
         cfg = tmp / "config.toml"
         cfg.write_text("")
-        self.env = dict(os.environ, EBPFTOP_CONFIG=str(cfg), EBPFTOP_RULES_PIN_DIR=self.pin_dir,
-                        EBPFTOP_RULES_STATE_DIR=self.state_dir, EBPFTOP_AUDIT_LOG=str(tmp / "audit.jsonl"),
-                        EBPFTOP_AUDIT_KEY=str(tmp / "audit.key"))
+        self.env = dict(
+            os.environ,
+            EBPFTOP_CONFIG=str(cfg),
+            EBPFTOP_RULES_PIN_DIR=self.pin_dir,
+            EBPFTOP_RULES_STATE_DIR=self.state_dir,
+            EBPFTOP_AUDIT_LOG=str(tmp / "audit.jsonl"),
+            EBPFTOP_AUDIT_KEY=str(tmp / "audit.key"),
+        )
         self.env.pop("CI", None)
 
     def cmd(self, *args: str) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{self.net.a.name}", PYTHON, "-m", "ebpftop.cli.main", *args]
 
-    def cli(self, *args: str, ok: bool | None = True, input: str | None = None) -> subprocess.CompletedProcess:
-        p = subprocess.run(self.cmd(*args), env=self.env, capture_output=True, text=True, timeout=180, input=input)
+    def cli(
+        self, *args: str, ok: bool | None = True, input: str | None = None
+    ) -> subprocess.CompletedProcess:
+        p = subprocess.run(
+            self.cmd(*args), env=self.env, capture_output=True, text=True, timeout=180, input=input
+        )
         if ok is True:
             assert p.returncode == 0, f"{args}: rc {p.returncode}\n{p.stdout}\n{p.stderr}"
         return p
@@ -103,14 +112,18 @@ class Env:
         return {r["comment"]: (r["packets"], r["bytes"]) for r in self.rules()["rules"]}
 
     def ping(self, count: int = 3, ip: str | None = None) -> bool:
-        p = self.net.b.run("ping", "-c", str(count), "-i", "0.2", "-W", "1", ip or self.net.a_ip4, check=False)
+        p = self.net.b.run(
+            "ping", "-c", str(count), "-i", "0.2", "-W", "1", ip or self.net.a_ip4, check=False
+        )
         return p.returncode == 0
 
     def send_udp(self, port: int, n: int, size: int) -> None:
         self.net.b.run(PYTHON, "-c", SEND_UDP, self.net.a_ip4, str(port), str(n), str(size))
 
     def connect(self, port: int, timeout: float = 1.5) -> str:
-        return self.net.b.run(PYTHON, "-c", TCP_CONNECT, self.net.a_ip4, str(port), str(timeout)).stdout.strip()
+        return self.net.b.run(
+            PYTHON, "-c", TCP_CONNECT, self.net.a_ip4, str(port), str(timeout)
+        ).stdout.strip()
 
     def remove(self) -> None:
         from ebpftop.collectors.rules.ruleset import RuleBook
@@ -148,7 +161,9 @@ def test_deny_drops_and_counts_exactly_and_delete_restores(rules):
     b = rules.net.b_ip4
     assert rules.ping(2)
     shown = rules.cli("rules", "add", "--yes", f'deny icmp from {b} in "ping"').stdout
-    assert f"It DROPS icmp packets from {b}/32 to any address arriving on every interface" in shown  # confirmation text
+    assert (
+        f"It DROPS icmp packets from {b}/32 to any address arriving on every interface" in shown
+    )  # confirmation text
     assert not rules.ping(3)  # enforced with no ebpftop running: the CLI has exited
     assert rules.counters()["ping"][0] == 3  # three echo requests, each dropped at A's ingress
     srv = _server(rules, TCP_SERVER, 8080)
@@ -189,7 +204,9 @@ def test_counts_from_every_cpu_are_summed(rules):
     sink = _server(rules, UDP_SINK, 9998)
     rules.cli("rules", "add", "--yes", 'count udp to any port 9998 in "percpu"')
     for cpu, n in zip(cpus, (5, 9)):
-        rules.net.b.run("taskset", "-c", str(cpu), PYTHON, "-c", SEND_UDP, rules.net.a_ip4, "9998", str(n), "20")
+        rules.net.b.run(
+            "taskset", "-c", str(cpu), PYTHON, "-c", SEND_UDP, rules.net.a_ip4, "9998", str(n), "20"
+        )
     assert rules.counters()["percpu"] == (14, 14 * (ETH + IP4 + UDP + 20))
     book = RuleBook(rules.pin_dir, rules.state_dir)
     try:
@@ -237,13 +254,27 @@ def test_counts_stay_exact_when_a_change_dies_after_its_switch(rules):
     size = ETH + IP4 + UDP + 30
     assert rules.counters()["c"] == (10, 10 * size)
     for where, comment, more in (("fold", "x1", 5), ("zero_counters", "x2", 3)):
-        p = subprocess.run(["nsenter", f"--net=/run/netns/{rules.net.a.name}", PYTHON, "-c", CRASH_IN_CHANGE,
-                            rules.pin_dir, rules.state_dir, where, f'count tcp to any port 1 "{comment}"'],
-                           env=rules.env, capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [
+                "nsenter",
+                f"--net=/run/netns/{rules.net.a.name}",
+                PYTHON,
+                "-c",
+                CRASH_IN_CHANGE,
+                rules.pin_dir,
+                rules.state_dir,
+                where,
+                f'count tcp to any port 1 "{comment}"',
+            ],
+            env=rules.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert p.returncode == 9, p.stderr
         listed = rules.counters()
         assert comment in listed  # the switch happened: the new set is enforced
-        total = sum(n for n in (10, 5, 3)[:1 + ("x1", "x2").index(comment)])
+        total = sum(n for n in (10, 5, 3)[: 1 + ("x1", "x2").index(comment)])
         assert listed["c"] == (total, total * size), where
         rules.send_udp(9997, more, 30)
         assert rules.counters()["c"] == (total + more, (total + more) * size), where
@@ -290,7 +321,10 @@ def test_priority_first_match_wins(rules):
     sink.stdin.write("?\n")
     sink.stdin.flush()
     assert int(sink.stdout.readline()) == 10  # nothing more arrived
-    assert rules.counters() == {"deny": (7, 7 * (ETH + IP4 + UDP + 10)), "allow": (10, 10 * (ETH + IP4 + UDP + 10))}
+    assert rules.counters() == {
+        "deny": (7, 7 * (ETH + IP4 + UDP + 10)),
+        "allow": (10, 10 * (ETH + IP4 + UDP + 10)),
+    }
     sink.kill()
 
 
@@ -316,11 +350,15 @@ def test_ttl_expires_in_the_kernel_with_no_ebpftop_running(rules):
     # One change, so the TTL does not run while a second CLI starts (a second or more on
     # a loaded machine), and room for the ping below to land before it ends.
     path = Path(rules.state_dir).parent / "ttl.rules"
-    path.write_text(f'deny icmp from {rules.net.b_ip4} ttl 6s "ttl"\ncount icmp from {rules.net.b_ip4} "after"\n')
+    path.write_text(
+        f'deny icmp from {rules.net.b_ip4} ttl 6s "ttl"\ncount icmp from {rules.net.b_ip4} "after"\n'
+    )
     rules.cli("rules", "load", "--yes", str(path))
     assert not rules.ping(1)
     listed = rules.rules()["rules"][0]
-    time.sleep(max(0.0, listed["expires"] - time.time()) + 0.5)  # waiting for the TTL itself, not timing anything
+    time.sleep(
+        max(0.0, listed["expires"] - time.time()) + 0.5
+    )  # waiting for the TTL itself, not timing anything
     assert rules.ping(2)  # no ebpftop process exists: the kernel stopped matching it
     listed = rules.rules()["rules"]
     assert listed[0]["expired"] and listed[0]["packets"] == 1  # shown as expired until the next change
@@ -342,7 +380,9 @@ def test_deny_survives_exit_and_cleanup_removes_it(rules):
 
 def test_kiosk_refuses_and_unconfirmed_changes_nothing(rules):
     env = dict(rules.env, EBPFTOP_KIOSK="1")
-    p = subprocess.run(rules.cmd("rules", "add", "--yes", "deny icmp"), env=env, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        rules.cmd("rules", "add", "--yes", "deny icmp"), env=env, capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 3 and "read-only" in p.stderr
     p = rules.cli("rules", "add", "deny icmp", ok=False, input="")  # stdin is not a terminal: not confirmed
     assert p.returncode == 3
@@ -374,8 +414,8 @@ def test_sigkill_during_updates_leaves_the_old_or_the_new_set(rules, tmp_path):
     from ebpftop.collectors.rules.ruleset import RuleBook
     from ebpftop.collectors.rules.spec import format_rule
 
-    one = [f"deny udp to any port {2000 + i} \"one\"" for i in range(40)]
-    two = [f"count tcp from 10.{i}.0.0/16 to any port 1-{1000 + i} \"two\"" for i in range(60)]
+    one = [f'deny udp to any port {2000 + i} "one"' for i in range(40)]
+    two = [f'count tcp from 10.{i}.0.0/16 to any port 1-{1000 + i} "two"' for i in range(60)]
     files = []
     for name, lines in (("one", one), ("two", two)):
         files.append(tmp_path / f"{name}.rules")
@@ -384,8 +424,20 @@ def test_sigkill_during_updates_leaves_the_old_or_the_new_set(rules, tmp_path):
     rng = random.Random(5)
     for _ in range(12):
         child = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{rules.net.a.name}", PYTHON, "-c", FLIPPER, rules.pin_dir,
-             rules.state_dir, *map(str, files)], stdout=subprocess.PIPE, text=True, env=rules.env)
+            [
+                "nsenter",
+                f"--net=/run/netns/{rules.net.a.name}",
+                PYTHON,
+                "-c",
+                FLIPPER,
+                rules.pin_dir,
+                rules.state_dir,
+                *map(str, files),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=rules.env,
+        )
         try:
             assert child.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0, 0.15))
@@ -400,8 +452,9 @@ def test_sigkill_during_updates_leaves_the_old_or_the_new_set(rules, tmp_path):
             assert tuple(format_rule(r) for r in cur.rules) in texts
             active = book.dp.active()
             kernel = book.dp.kernel_rules(active)
-            assert [(s, a) for s, a, _ in kernel] == [(r.slot, {"count": 0, "allow": 1, "deny": 2}[r.action])
-                                                      for r in cur.rules]
+            assert [(s, a) for s, a, _ in kernel] == [
+                (r.slot, {"count": 0, "allow": 1, "deny": 2}[r.action]) for r in cur.rules
+            ]
             assert book.dp.meta(active)[0] == cur.gen
             assert SETS[active] in ("a", "b")
         finally:
@@ -431,9 +484,12 @@ def test_headless_snapshot_carries_rules_and_counters(rules):
 def test_failed_attach_changes_nothing(rules):
     rules.cli("rules", "add", "--yes", 'count udp on lo "keep"')  # the program is loaded and on lo only
     env = dict(rules.env, EBPFTOP_RULES_IFACES=f"{rules.net.a_if},nosuch0")
-    p = subprocess.run(rules.cmd("rules", "add", "--yes", "deny icmp"), env=env, capture_output=True, text=True,
-                       timeout=120)
-    assert p.returncode == 1 and "no interface named 'nosuch0' in this network namespace" in p.stderr, p.stderr
+    p = subprocess.run(
+        rules.cmd("rules", "add", "--yes", "deny icmp"), env=env, capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 1 and "no interface named 'nosuch0' in this network namespace" in p.stderr, (
+        p.stderr
+    )
     listed = rules.rules()
     assert [r["comment"] for r in listed["rules"]] == ["keep"]
     assert sorted(listed["attached"]) == ["lo egress", "lo ingress"]  # the veth got no link
@@ -459,11 +515,27 @@ print(sorted(r.comment for r in book.read().rules), flush=True)
 
 
 def test_session_count_rules_end_with_their_session(rules):
-    p = subprocess.run(["nsenter", f"--net=/run/netns/{rules.net.a.name}", PYTHON, "-c", SESSION, rules.pin_dir,
-                        rules.state_dir], env=rules.env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            "nsenter",
+            f"--net=/run/netns/{rules.net.a.name}",
+            PYTHON,
+            "-c",
+            SESSION,
+            rules.pin_dir,
+            rules.state_dir,
+        ],
+        env=rules.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == ["['enforce', 'mine']", "['enforce', 'mine'] True",  # reorder keeps id and slot
-                                     "['enforce']"]  # the deny outlives the session
+    assert p.stdout.splitlines() == [
+        "['enforce', 'mine']",
+        "['enforce', 'mine'] True",  # reorder keeps id and slot
+        "['enforce']",
+    ]  # the deny outlives the session
 
 
 PLAN_FDS = """
@@ -484,8 +556,21 @@ print(len(os.listdir("/proc/self/fd")) - before)
 
 def test_planned_but_never_performed_changes_leak_no_fds(rules):
     rules.cli("rules", "add", "--yes", 'count udp to any port 9 "fdcheck"')
-    p = subprocess.run(["nsenter", f"--net=/run/netns/{rules.net.a.name}", PYTHON, "-c", PLAN_FDS, rules.pin_dir,
-                        rules.state_dir], env=rules.env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            "nsenter",
+            f"--net=/run/netns/{rules.net.a.name}",
+            PYTHON,
+            "-c",
+            PLAN_FDS,
+            rules.pin_dir,
+            rules.state_dir,
+        ],
+        env=rules.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "0"
 
@@ -525,15 +610,30 @@ def _packet(f) -> bytes:
     import ipaddress
     import socket
     import struct as st
+
     proto = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58}[f.proto]
     l4 = st.pack("!HH", f.sport, f.dport) + b"\0" * 16 if proto in (6, 17) else b"\x08\0" + b"\0" * 18
     if ":" in f.src:
-        ip = st.pack("!IHBB", 6 << 28, len(l4), proto, 64) + ipaddress.ip_address(f.src).packed + \
-            ipaddress.ip_address(f.dst).packed
+        ip = (
+            st.pack("!IHBB", 6 << 28, len(l4), proto, 64)
+            + ipaddress.ip_address(f.src).packed
+            + ipaddress.ip_address(f.dst).packed
+        )
         eth = 0x86DD
     else:
-        ip = st.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0, 64, proto, 0,
-                     socket.inet_aton(f.src), socket.inet_aton(f.dst))
+        ip = st.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(l4),
+            0,
+            0,
+            64,
+            proto,
+            0,
+            socket.inet_aton(f.src),
+            socket.inet_aton(f.dst),
+        )
         eth = 0x0800
     return b"\x02" * 6 + b"\x04" * 6 + st.pack("!H", eth) + ip + l4
 
@@ -547,11 +647,19 @@ def test_kernel_classifies_like_the_compiled_model(rules, tmp_path):
     from ebpftop.collectors.rules.compile import P_DPORT, P_SPORT, compile_rules
     from ebpftop.collectors.rules.grammar import parse_rule
 
-    texts = ["deny tcp from 10.9.0.0/16 to any port 22", "count udp from 10.9.1.7 port 53",
-             "allow tcp from 10.9.1.8 to 192.0.2.10 port 6000-6999", "count from 10.9.2.0/24 to 192.0.2.0/28",
-             "deny udp to any port 9000-9100 in", "count icmp from 10.9.1.8", "deny from 2001:db8:9::/48",
-             "count tcp from 2001:db8::7 port 1000-2000", "count to 192.0.2.11", "count udp from 0.0.0.0/8",
-             "count tcp"]
+    texts = [
+        "deny tcp from 10.9.0.0/16 to any port 22",
+        "count udp from 10.9.1.7 port 53",
+        "allow tcp from 10.9.1.8 to 192.0.2.10 port 6000-6999",
+        "count from 10.9.2.0/24 to 192.0.2.0/28",
+        "deny udp to any port 9000-9100 in",
+        "count icmp from 10.9.1.8",
+        "deny from 2001:db8:9::/48",
+        "count tcp from 2001:db8::7 port 1000-2000",
+        "count to 192.0.2.11",
+        "count udp from 0.0.0.0/8",
+        "count tcp",
+    ]
     texts += [f"count udp from 198.51.100.{i} to any port {4000 + i}" for i in range(1, 40)]
     (tmp_path / "set.rules").write_text("\n".join(texts) + "\n")
     c = compile_rules([parse_rule(t).with_(slot=i) for i, t in enumerate(texts)])
@@ -560,17 +668,49 @@ def test_kernel_classifies_like_the_compiled_model(rules, tmp_path):
     flows = []
     for _ in range(400):
         v6 = rng.random() < 0.2
-        src = rng.choice(["2001:db8:9::5", "2001:db8::7", "2001:db9::1"] if v6 else
-                         ["10.9.0.1", "10.9.1.7", "10.9.1.8", "10.9.2.200", "10.8.0.1", "0.0.0.0", "0.1.2.3",
-                          f"198.51.100.{rng.randrange(1, 45)}"])
+        src = rng.choice(
+            ["2001:db8:9::5", "2001:db8::7", "2001:db9::1"]
+            if v6
+            else [
+                "10.9.0.1",
+                "10.9.1.7",
+                "10.9.1.8",
+                "10.9.2.200",
+                "10.8.0.1",
+                "0.0.0.0",
+                "0.1.2.3",
+                f"198.51.100.{rng.randrange(1, 45)}",
+            ]
+        )
         dst = rng.choice(["2001:db8::1"] if v6 else ["192.0.2.10", "192.0.2.11", "192.0.2.20", "192.0.2.3"])
         proto = rng.choice(["tcp", "udp", "icmp6" if v6 else "icmp"])
-        flows.append(flow(proto=proto, src=src, dst=dst, sport=rng.choice([53, 1500, 40000]),
-                          dport=rng.choice([22, 6500, 9050, 4001 + rng.randrange(45), 80])))
-    proc = subprocess.run(["nsenter", f"--net=/run/netns/{rules.net.a.name}", PYTHON, "-c", TEST_RUN, rules.pin_dir,
-                           rules.state_dir, rules.net.a_if, str(tmp_path / "set.rules")],
-                          input=json.dumps([_packet(f).hex() for f in flows]), capture_output=True, text=True,
-                          timeout=180, env=rules.env)
+        flows.append(
+            flow(
+                proto=proto,
+                src=src,
+                dst=dst,
+                sport=rng.choice([53, 1500, 40000]),
+                dport=rng.choice([22, 6500, 9050, 4001 + rng.randrange(45), 80]),
+            )
+        )
+    proc = subprocess.run(
+        [
+            "nsenter",
+            f"--net=/run/netns/{rules.net.a.name}",
+            PYTHON,
+            "-c",
+            TEST_RUN,
+            rules.pin_dir,
+            rules.state_dir,
+            rules.net.a_if,
+            str(tmp_path / "set.rules"),
+        ],
+        input=json.dumps([_packet(f).hex() for f in flows]),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=rules.env,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     slots = got["slots"]

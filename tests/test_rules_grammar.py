@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ebpftop.collectors.rules.grammar import RuleError, parse_rule, parse_text
 from ebpftop.collectors.rules.spec import Match, format_rule
@@ -16,42 +17,55 @@ from ebpftop.collectors.rules.spec import Match, format_rule
 def test_issue_example():
     r = parse_rule('deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"')
     assert r.action == "deny"
-    assert r.match == Match(proto="tcp", src="203.0.113.0/24", dst=None, sport=None, dport=(6379, 6379),
-                            iface="eth0", direction="in")
+    assert r.match == Match(
+        proto="tcp",
+        src="203.0.113.0/24",
+        dst=None,
+        sport=None,
+        dport=(6379, 6379),
+        iface="eth0",
+        direction="in",
+    )
     assert r.ttl == 900 and r.comment == "scraper"
 
 
-@pytest.mark.parametrize("text,match", [
-    ("count", Match()),
-    ("allow udp to 2001:db8::/32 port 53", Match(proto="udp", dst="2001:db8::/32", dport=(53, 53))),
-    ("deny tcp from any port 1024-65535 out", Match(proto="tcp", sport=(1024, 65535), direction="out")),
-    ("count icmp from 10.1.2.3", Match(proto="icmp", src="10.1.2.3/32")),
-    ("deny in on eth1 to 192.0.2.0/24", Match(dst="192.0.2.0/24", iface="eth1", direction="in")),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("count", Match()),
+        ("allow udp to 2001:db8::/32 port 53", Match(proto="udp", dst="2001:db8::/32", dport=(53, 53))),
+        ("deny tcp from any port 1024-65535 out", Match(proto="tcp", sport=(1024, 65535), direction="out")),
+        ("count icmp from 10.1.2.3", Match(proto="icmp", src="10.1.2.3/32")),
+        ("deny in on eth1 to 192.0.2.0/24", Match(dst="192.0.2.0/24", iface="eth1", direction="in")),
+    ],
+)
 def test_accepted(text, match):
     assert parse_rule(text).match == match
 
 
-@pytest.mark.parametrize("text,col,term,why", [
-    ("drop tcp", 1, "drop", "expected an action"),
-    ("deny tcp from 10.0.0.1/24", 15, "10.0.0.1/24", "host bits set; the network is 10.0.0.0/24"),
-    ("deny tcp from 10.0.0.0/33", 15, "10.0.0.0/33", "not an address"),
-    ("deny from 10.0.0.0/8 to 2001:db8::/32", 25, "2001:db8::/32", "mix IPv4 and IPv6"),
-    ("deny to any port 80", None, "80", "needs the protocol tcp or udp"),
-    ("deny tcp to any port 0", None, "0", "ports are 1-65535"),
-    ("deny tcp to any port 90-80", None, "90-80", "empty range"),
-    ("deny tcp to any port 65536", None, "65536", "ports are 1-65535"),
-    ("deny tcp port 80", 10, "port", "belongs to a from or to clause"),
-    ("deny tcp udp", 10, "udp", "protocol given twice (first at column 6)"),
-    ("deny tcp ttl 0s", 14, "0s", "between 1s and 30d"),
-    ("deny tcp ttl 31d", 14, "31d", "between 1s and 30d"),
-    ("deny tcp ttl soon", 14, "soon", "not a duration"),
-    ('deny tcp "open', 10, '"open', "unterminated comment"),
-    ("deny tcp from", 14, "from", "found the end of the line"),
-    ("deny on a/b", 9, "a/b", "not an interface name"),
-    ("deny tcp sideways", 10, "sideways", "unknown term"),
-    ("deny tcp \x1b[31m", 10, "\\x1b", "control character"),
-])
+@pytest.mark.parametrize(
+    "text,col,term,why",
+    [
+        ("drop tcp", 1, "drop", "expected an action"),
+        ("deny tcp from 10.0.0.1/24", 15, "10.0.0.1/24", "host bits set; the network is 10.0.0.0/24"),
+        ("deny tcp from 10.0.0.0/33", 15, "10.0.0.0/33", "not an address"),
+        ("deny from 10.0.0.0/8 to 2001:db8::/32", 25, "2001:db8::/32", "mix IPv4 and IPv6"),
+        ("deny to any port 80", None, "80", "needs the protocol tcp or udp"),
+        ("deny tcp to any port 0", None, "0", "ports are 1-65535"),
+        ("deny tcp to any port 90-80", None, "90-80", "empty range"),
+        ("deny tcp to any port 65536", None, "65536", "ports are 1-65535"),
+        ("deny tcp port 80", 10, "port", "belongs to a from or to clause"),
+        ("deny tcp udp", 10, "udp", "protocol given twice (first at column 6)"),
+        ("deny tcp ttl 0s", 14, "0s", "between 1s and 30d"),
+        ("deny tcp ttl 31d", 14, "31d", "between 1s and 30d"),
+        ("deny tcp ttl soon", 14, "soon", "not a duration"),
+        ('deny tcp "open', 10, '"open', "unterminated comment"),
+        ("deny tcp from", 14, "from", "found the end of the line"),
+        ("deny on a/b", 9, "a/b", "not an interface name"),
+        ("deny tcp sideways", 10, "sideways", "unknown term"),
+        ("deny tcp \x1b[31m", 10, "\\x1b", "control character"),
+    ],
+)
 def test_errors_point_at_the_term(text, col, term, why):
     with pytest.raises(RuleError) as info:
         parse_rule(text, line=7)
@@ -68,16 +82,43 @@ def test_parse_text_collects_every_error_and_skips_comments():
 
 
 def test_canonical_text_round_trips():
-    for text in ('deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"',
-                 "allow udp from any port 53 to 2001:db8::/32 port 1000-2000 out ttl 1h30m",
-                 "count icmp on lo"):
+    for text in (
+        'deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"',
+        "allow udp from any port 53 to 2001:db8::/32 port 1000-2000 out ttl 1h30m",
+        "count icmp on lo",
+    ):
         r = parse_rule(text)
         again = parse_rule(format_rule(r))
         assert again == r
 
 
-_words = st.sampled_from(["deny", "allow", "count", "tcp", "udp", "icmp", "any", "from", "to", "port", "on",
-                          "in", "out", "ttl", "15m", "80", "1-2", "10.0.0.0/8", "::1", '"c"', '"', "#", "-"])
+_words = st.sampled_from(
+    [
+        "deny",
+        "allow",
+        "count",
+        "tcp",
+        "udp",
+        "icmp",
+        "any",
+        "from",
+        "to",
+        "port",
+        "on",
+        "in",
+        "out",
+        "ttl",
+        "15m",
+        "80",
+        "1-2",
+        "10.0.0.0/8",
+        "::1",
+        '"c"',
+        '"',
+        "#",
+        "-",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -15,19 +15,18 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
+from app_support import NOW, make_app, ok, screen_text, snap
 from textual.widgets import DataTable, Input, Static
 
-from ebpftop.collectors.flows.model import FlowRecord, FlowsData
 from ebpftop.actions import rules as rule_actions
+from ebpftop.collectors.flows.model import FlowRecord, FlowsData
 from ebpftop.collectors.rules.grammar import parse_rule
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.collectors.rules.ruleset import Applied, Current, RuleBook
 from ebpftop.collectors.rules.spec import Rule, format_rule
-from ebpftop.tui.panes.rules.pane import RulesPane
 from ebpftop.tui.panes.rules.edit import RuleEditScreen
+from ebpftop.tui.panes.rules.pane import RulesPane
 from ebpftop.tui.screens.confirm import ConfirmScreen
-
-from app_support import NOW, make_app, ok, screen_text, snap
 
 HOSTILE = "ops\x1b]0;pwned\x07@10.9.9.9"
 
@@ -46,11 +45,26 @@ class Kernel:
         recs = []
         for pos, r in enumerate(self.rules):
             packets, nbytes, last, pps, hist = self.counters.get(r.id, (0, 0, None, None, ()))
-            recs.append(RuleRecord(
-                id=r.id, position=pos, action=r.action, text=format_rule(r), packets=packets, bytes=nbytes,
-                pps=pps, bps=None if pps is None else pps * 100, last_hit=last, author=r.author,
-                created=r.created, expires=r.expires, expired=False, comment=r.comment,
-                session=bool(r.session), history=hist))
+            recs.append(
+                RuleRecord(
+                    id=r.id,
+                    position=pos,
+                    action=r.action,
+                    text=format_rule(r),
+                    packets=packets,
+                    bytes=nbytes,
+                    pps=pps,
+                    bps=None if pps is None else pps * 100,
+                    last_hit=last,
+                    author=r.author,
+                    created=r.created,
+                    expires=r.expires,
+                    expired=False,
+                    comment=r.comment,
+                    session=bool(r.session),
+                    history=hist,
+                )
+            )
         enforcing = sum(1 for r in recs if r.action != "count")
         return RulesData(tuple(recs), enforcing, ("eth0 ingress", "eth0 egress"), self.gen, 256)
 
@@ -78,8 +92,13 @@ def kernel(monkeypatch) -> Kernel:
             out = []
             for r in change(list(k.rules)):
                 if not r.id:
-                    r = r.with_(id=k.next_id, slot=k.next_id, author=r.author or author, created=NOW,
-                                expires=NOW + r.ttl if r.ttl else None)
+                    r = r.with_(
+                        id=k.next_id,
+                        slot=k.next_id,
+                        author=r.author or author,
+                        created=NOW,
+                        expires=NOW + r.ttl if r.ttl else None,
+                    )
                     k.next_id += 1
                 out.append(r)
             k.rules, k.gen, k.applied = out, k.gen + 1, k.applied + 1
@@ -92,23 +111,53 @@ def kernel(monkeypatch) -> Kernel:
 def seed(k: Kernel, *texts: str) -> None:
     for text in texts:
         r = parse_rule(text)
-        k.rules.append(r.with_(id=k.next_id, slot=k.next_id, author=HOSTILE if "6379" in text else "alice@10.0.0.1",
-                               created=NOW - 600, expires=NOW + r.ttl if r.ttl else None))
+        k.rules.append(
+            r.with_(
+                id=k.next_id,
+                slot=k.next_id,
+                author=HOSTILE if "6379" in text else "alice@10.0.0.1",
+                created=NOW - 600,
+                expires=NOW + r.ttl if r.ttl else None,
+            )
+        )
         k.next_id += 1
     k.gen += 1
 
 
 def flow(src="203.0.113.7", dport=6379, proto="tcp", packets=40, nbytes=52000) -> FlowRecord:
-    return FlowRecord(iface="eth0", direction="ingress", proto=proto, src=src, sport=41000, dst="10.0.0.2",
-                      dport=dport, packets=packets, bytes=nbytes, bps=None, pps=None, first_seen=NOW - 30,
-                      last_seen=NOW - 1)
+    return FlowRecord(
+        iface="eth0",
+        direction="ingress",
+        proto=proto,
+        src=src,
+        sport=41000,
+        dst="10.0.0.2",
+        dport=dport,
+        packets=packets,
+        bytes=nbytes,
+        bps=None,
+        pps=None,
+        first_seen=NOW - 30,
+        last_seen=NOW - 1,
+    )
 
 
 def flows_data(*flows: FlowRecord) -> FlowsData:
-    return FlowsData(flows=tuple(flows), flows_tracked=len(flows), total_bytes=sum(f.bytes for f in flows),
-                     total_packets=sum(f.packets for f in flows), total_bps=None, total_pps=None, evictions=0,
-                     update_failures=0, not_ip_packets=0, truncated_packets=0, events_total=None,
-                     lost_events=None, tcp_events_error=None)
+    return FlowsData(
+        flows=tuple(flows),
+        flows_tracked=len(flows),
+        total_bytes=sum(f.bytes for f in flows),
+        total_packets=sum(f.packets for f in flows),
+        total_bps=None,
+        total_pps=None,
+        evictions=0,
+        update_failures=0,
+        not_ip_packets=0,
+        truncated_packets=0,
+        events_total=None,
+        lost_events=None,
+        tcp_events_error=None,
+    )
 
 
 _seq = iter(range(1, 1_000_000))
@@ -131,7 +180,9 @@ async def show(pilot, app, k: Kernel, *flows: FlowRecord) -> RulesPane:
 
 def rows(app) -> list[list[str]]:
     table = app.query_one("#rules-table", DataTable)
-    return [[str(getattr(c, "plain", c)).strip() for c in table.get_row_at(i)] for i in range(table.row_count)]
+    return [
+        [str(getattr(c, "plain", c)).strip() for c in table.get_row_at(i)] for i in range(table.row_count)
+    ]
 
 
 def column_labels(app) -> list[str]:
@@ -176,8 +227,11 @@ async def confirm(pilot, app) -> None:
 
 
 async def test_table_renders_counters_rate_and_the_enforced_flag(tmp_path, kernel):
-    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"',
-         "count udp from any port 53 out")
+    seed(
+        kernel,
+        'deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"',
+        "count udp from any port 53 out",
+    )
     kernel.counters = {1: (12345, 9_000_000, NOW - 2, 41.0, (1.0, 5.0, 41.0)), 2: (7, 700, None, None, ())}
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -199,7 +253,9 @@ async def test_table_renders_counters_rate_and_the_enforced_flag(tmp_path, kerne
 
 
 async def test_160x48_grid_pane_shows_the_selected_rules_history_and_author_below(tmp_path, kernel):
-    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 ttl 15m "scraper"', "allow tcp to any port 22")
+    seed(
+        kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 ttl 15m "scraper"', "allow tcp to any port 22"
+    )
     kernel.counters = {1: (100, 1000, NOW - 1, 3.0, (0.0, 1.0, 2.0, 3.0))}
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -213,7 +269,9 @@ async def test_160x48_grid_pane_shows_the_selected_rules_history_and_author_belo
 
 
 async def test_wide_pane_shows_sparkline_expiry_and_cleaned_author(tmp_path, kernel):
-    seed(kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 ttl 15m "scraper"', "allow tcp to any port 22")
+    seed(
+        kernel, 'deny tcp from 203.0.113.0/24 to any port 6379 ttl 15m "scraper"', "allow tcp to any port 22"
+    )
     kernel.counters = {1: (100, 1000, NOW - 1, 3.0, (0.0, 1.0, 2.0, 3.0))}
     app = make_app(tmp_path)
     async with app.run_test(size=(119, 30)) as pilot:  # stacked panes: the focused one is full width
@@ -287,7 +345,9 @@ async def test_add_previews_the_recent_flows_and_goes_through_the_gate(tmp_path,
         assert said.startswith('Add rule: deny tcp from 203.0.113.0/24 to any port 6379 "scraper"')
         assert "would drop 2 recent flows" in said and dialog.action.dangerous
         await confirm(pilot, app)
-        assert [format_rule(r) for r in kernel.rules][-1] == 'deny tcp from 203.0.113.0/24 to any port 6379 "scraper"'
+        assert [format_rule(r) for r in kernel.rules][
+            -1
+        ] == 'deny tcp from 203.0.113.0/24 to any port 6379 "scraper"'
         entries = audit_entries(tmp_path)
         assert [e["event"] for e in entries] == ["intent", "result"]
         assert entries[0]["action"]["kind"] == "rules.add"
@@ -334,7 +394,10 @@ async def test_toggle_to_deny_states_the_traffic_it_will_drop(tmp_path, kernel):
         said = dialog.action.description
         assert said.startswith("Rule 2: count tcp to any port 6379\nbecomes deny: it DROPS tcp packets")
         # The earlier allow takes 203.0.113.8's flow first, as in the kernel.
-        assert "would drop 1 recent flow (40 packets, 52000 bytes): tcp 203.0.113.7:41000 -> 10.0.0.2:6379" in said
+        assert (
+            "would drop 1 recent flow (40 packets, 52000 bytes): tcp 203.0.113.7:41000 -> 10.0.0.2:6379"
+            in said
+        )
         await confirm(pilot, app)
         assert [r.action for r in kernel.rules] == ["allow", "deny"]
         entries = audit_entries(tmp_path)
@@ -389,7 +452,10 @@ async def test_edit_replaces_one_rule_in_place_and_keeps_the_others(tmp_path, ke
         await confirm(pilot, app)
         assert kernel.applied == 1  # one switch
         assert [format_rule(r, with_ttl=False) for r in kernel.rules] == [
-            "allow tcp to any port 22", "deny tcp to any port 8080-8081", "deny udp to any port 53"]
+            "allow tcp to any port 22",
+            "deny tcp to any port 8080-8081",
+            "deny udp to any port 53",
+        ]
         for r in kernel.rules:
             if r.id in untouched:  # same id, slot and expiry: counters and TTL untouched
                 old = untouched[r.id]
@@ -455,7 +521,7 @@ async def test_sizes_fit_the_table(tmp_path, kernel, size):
 
 # --- the real datapath (root) --------------------------------------------------------------
 
-PILOT_IN_NETNS = r'''
+PILOT_IN_NETNS = r"""
 import asyncio, json, socket, sys
 sys.path.insert(0, sys.argv[1])
 from textual.widgets import Input
@@ -520,7 +586,7 @@ async def main():
 
 asyncio.run(main())
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.mark.root
@@ -545,9 +611,23 @@ def test_real_datapath_add_count_toggle_deny_delete(tmp_path):
     try:
         with veth_pair("ebrp") as net:
             p = subprocess.run(
-                ["nsenter", f"--net=/run/netns/{net.a.name}", PYTHON, "-c", PILOT_IN_NETNS,
-                 str(Path(__file__).parent), str(tmp_path), pin_dir, net.a_if, net.b_ip4],
-                capture_output=True, text=True, timeout=300, env=env)
+                [
+                    "nsenter",
+                    f"--net=/run/netns/{net.a.name}",
+                    PYTHON,
+                    "-c",
+                    PILOT_IN_NETNS,
+                    str(Path(__file__).parent),
+                    str(tmp_path),
+                    pin_dir,
+                    net.a_if,
+                    net.b_ip4,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=env,
+            )
             assert p.returncode == 0, p.stderr[-3000:]
             out = json.loads(p.stdout.strip().splitlines()[-1])
     finally:

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("pyte")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "bench"))
-from pty_app import PtyApp  # noqa: E402  (the benchmarks' PTY + terminal emulator helper)
+from pty_app import PtyApp
 
 DEMO = pathlib.Path(__file__).resolve().parent / "data" / "demo.rec"
 CLI = [sys.executable, "-m", "ebpftop.cli.main"]
@@ -196,7 +196,10 @@ def test_sigterm_on_the_live_dashboard_detaches_its_bpf(tmp_path):
     from ebpftop.collectors.flows import tcx
 
     need_root()
-    env = {"EBPFTOP_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "EBPFTOP_AUDIT_KEY": str(tmp_path / "audit.key")}
+    env = {
+        "EBPFTOP_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "EBPFTOP_AUDIT_KEY": str(tmp_path / "audit.key"),
+    }
     app = Recorded([*CLI, "--iface", "lo"], cols=160, rows=48, env=env)
     try:
         up = app.wait_for(lambda s: "1 Flows" in s and "● OK" in s.split("1 Flows", 1)[1][:300], 120)
@@ -214,8 +217,9 @@ def test_sigterm_on_the_live_dashboard_detaches_its_bpf(tmp_path):
         assert app.wait_exit(60) == 143, app.text()
         assert_restored(bytes(app.raw[before:]))
         deadline = time.monotonic() + 20  # the kernel frees programs after an RCU grace period
-        while (_loaded(ids) or [lk for lk in tcx.tcx_links("ebpftop_fl") if lk.prog_id in ids]) \
-                and time.monotonic() < deadline:
+        while (
+            _loaded(ids) or [lk for lk in tcx.tcx_links("ebpftop_fl") if lk.prog_id in ids]
+        ) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _loaded(ids)
         assert not [link for link in tcx.tcx_links("ebpftop_fl") if link.prog_id in ids]

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from ebpftop.cli import headless
-from ebpftop.core.collector import Collector, SourceUnavailable
 from ebpftop.core.codec import to_jsonable
+from ebpftop.core.collector import Collector, SourceUnavailable
 from ebpftop.core.replay import read_recording
 from ebpftop.core.settings import Settings
 
@@ -38,11 +38,14 @@ def test_snapshot_json_prints_host_data(tmp_path):
     doc = json.loads(proc.stdout)
     # exit 0 exactly when every source that is not off delivered; each failure is named
     failed = [
-        name for name, e in doc["sources"].items()
+        name
+        for name, e in doc["sources"].items()
         if e["health"]["state"] != "off" and not (e["health"]["state"] == "ok" and e["data"] is not None)
     ]
     assert proc.returncode == (1 if failed else 0), proc.stderr
-    assert sorted(line.split()[2] for line in proc.stderr.splitlines() if " failed: " in line) == sorted(failed)
+    assert sorted(line.split()[2] for line in proc.stderr.splitlines() if " failed: " in line) == sorted(
+        failed
+    )
     assert doc["version"] == 1
     assert doc["host"] == socket.gethostname()
     host = doc["sources"]["host"]
@@ -86,7 +89,9 @@ def test_snapshot_does_not_import_textual(tmp_path):
         "sys.stderr.write('TEXTUAL:%r\\n' % bad)\n"
         "sys.exit(rc)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert "TEXTUAL:[]" in proc.stderr
     assert json.loads(proc.stdout)["sources"]["host"]["data"]["cpu_count"] == os.cpu_count()
@@ -126,8 +131,19 @@ def test_record_then_replay_shows_the_printed_data(tmp_path, before_verb):
 
 def test_record_bound_is_reported_but_not_a_failure(tmp_path):
     rec = tmp_path / "tiny.rec"
-    proc = ebpftop("--record", str(rec), "--record-max-mb", "0.001", "snapshot", "--json", "--duration", "2",
-                   "--source", "host", cwd=tmp_path)
+    proc = ebpftop(
+        "--record",
+        str(rec),
+        "--record-max-mb",
+        "0.001",
+        "snapshot",
+        "--json",
+        "--duration",
+        "2",
+        "--source",
+        "host",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["recorder"]["health"]["message"] == "recording stopped: file reached 0.001 MB"
@@ -137,8 +153,17 @@ def test_record_bound_is_reported_but_not_a_failure(tmp_path):
 
 
 def test_record_that_cannot_start_fails_the_snapshot(tmp_path):
-    proc = ebpftop("--record", str(tmp_path / "no" / "dir.rec"), "snapshot", "--json", "--duration", "0",
-                   "--source", "host", cwd=tmp_path)
+    proc = ebpftop(
+        "--record",
+        str(tmp_path / "no" / "dir.rec"),
+        "snapshot",
+        "--json",
+        "--duration",
+        "0",
+        "--source",
+        "host",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1
     assert "recording failed: cannot open: No such file or directory" in proc.stderr
     assert json.loads(proc.stdout)["sources"]["host"]["health"]["state"] == "ok"

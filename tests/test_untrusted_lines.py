@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from ebpftop.collectors.canary.exemplars import Exemplar
+from test_rollout_auto import FakeController, evaluation
+
 from ebpftop.actions.rollback import rollback_action
+from ebpftop.collectors.canary.exemplars import Exemplar
 from ebpftop.core.untrusted import clean
 from ebpftop.tui.text import clean as tui_clean
 from ebpftop.tui.text import safe
-
-from test_rollout_auto import FakeController, evaluation
 
 HOSTILE = "abc\nRoll back NOTHING: all is fine\x1b[2J\u202e"
 
@@ -31,7 +31,9 @@ def test_one_cleaning_rule_shared_by_tui_and_collectors():
 def test_hostile_trace_id_and_reason_stay_on_their_line():
     ev = evaluation("fail")
     ev = dataclasses.replace(ev, reason=HOSTILE, exemplars=(_exemplar(HOSTILE),))
-    honest = dataclasses.replace(evaluation("fail"), exemplars=(_exemplar("0af7651916cd43dd8448eb211c80319c"),))
+    honest = dataclasses.replace(
+        evaluation("fail"), exemplars=(_exemplar("0af7651916cd43dd8448eb211c80319c"),)
+    )
     action, _ = rollback_action(FakeController(), "checkout", ev)
     baseline, _ = rollback_action(FakeController(), "checkout", honest)
     assert len(action.description.splitlines()) == len(baseline.description.splitlines())

@@ -23,7 +23,8 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from textual import events, work
 from textual.app import App, ComposeResult, ScreenStackError, SuspendNotSupported, SystemCommand
@@ -37,16 +38,16 @@ from ebpftop.core.model import Health, HealthState, Snapshot
 from ebpftop.core.settings import Settings
 from ebpftop.themes import DEFAULT_THEME, STYLESHEET, THEME_NAMES, next_theme, register_themes
 
-from .key_actions import acting_names, replay_names
 from .bindings import KEYMAP, app_bindings, key_display
+from .key_actions import acting_names, replay_names
 from .panes import PANES
 from .panes.base import SourcePane
 from .panes.canary.rollback import RollbackControl
 from .panes.header import HostHeader, Marks
 from .screens.confirm import ConfirmScreen
-from .screens.quit_rules import QuitRulesScreen
 from .screens.help import HelpScreen
 from .screens.prompt import PromptScreen
+from .screens.quit_rules import QuitRulesScreen
 from .text import clean, lines
 
 NARROW_BELOW = 120  # columns: under this the panes stack instead of a 2x2 grid
@@ -164,7 +165,11 @@ class EbpftopApp(App[int]):
             self.notify(self._theme_problem, severity="warning", timeout=10)
         damage = getattr(self.replay, "damage", None)
         if damage:
-            self.notify(f"recording damaged: {clean(damage, 200)} — replaying up to there", severity="warning", timeout=15)
+            self.notify(
+                f"recording damaged: {clean(damage, 200)} — replaying up to there",
+                severity="warning",
+                timeout=15,
+            )
         self.set_interval(max(0.25, float(self.settings.refresh)), self._tick, name="ages")
         await self.runtime.start()
 
@@ -187,11 +192,16 @@ class EbpftopApp(App[int]):
             quiet_if_hung_up()  # an SSH drop: nothing below may fail on the dead terminal
             keeper = self.log_keeper
             if keeper.count:
-                print(f"ebpftop: {keeper.count} warning(s) were logged while the dashboard ran; "
-                      f"the last {len(list(keeper.records)[-5:])}:", file=sys.stderr)
+                print(
+                    f"ebpftop: {keeper.count} warning(s) were logged while the dashboard ran; "
+                    f"the last {len(list(keeper.records)[-5:])}:",
+                    file=sys.stderr,
+                )
                 for record in list(keeper.records)[-5:]:
-                    print(f"  {record.levelname} {record.name}: {clean(record.getMessage(), 300)}",
-                          file=sys.stderr)
+                    print(
+                        f"  {record.levelname} {record.name}: {clean(record.getMessage(), 300)}",
+                        file=sys.stderr,
+                    )
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_BELOW, "-narrow")
@@ -260,7 +270,9 @@ class EbpftopApp(App[int]):
         marker = snap.data if snap is not None else None
         text, author = getattr(marker, "text", None), getattr(marker, "author", None)
         if text is not None:
-            self.notify(f"{clean(text, MARKER_MAX)} — {clean(author, 40)}", title="incident marker", timeout=8)
+            self.notify(
+                f"{clean(text, MARKER_MAX)} — {clean(author, 40)}", title="incident marker", timeout=8
+            )
 
     def _show_recorder(self, snap: Snapshot | None) -> None:
         """Say once, loudly, when recording stops: the operator is relying on it."""
@@ -285,7 +297,11 @@ class EbpftopApp(App[int]):
         producers = self._producers()
         if producers is None or source in producers:
             return None
-        why = "not in this recording" if self.replay is not None else "no collector for this source in this build"
+        why = (
+            "not in this recording"
+            if self.replay is not None
+            else "no collector for this source in this build"
+        )
         return Snapshot(source, 0, self.now(), Health(HealthState.OFF, why))
 
     def _latest(self, source: str) -> tuple[Snapshot | None, Snapshot | None]:
@@ -328,9 +344,7 @@ class EbpftopApp(App[int]):
             snap = store.latest(source)
             if snap is not None:
                 health[source] = snap.health
-        self._header.update_from(
-            self.marks(), store.latest("host"), health, tuple(waiting), self._alarms()
-        )
+        self._header.update_from(self.marks(), store.latest("host"), health, tuple(waiting), self._alarms())
 
     def _alarms(self) -> tuple[tuple[str, str], ...]:
         return tuple(alarm for pane in self._order for alarm in pane.alarms)
@@ -343,7 +357,11 @@ class EbpftopApp(App[int]):
         rec = self.runtime.store.latest(RECORDER_SOURCE) if self.replay is None else None
         status = rec.data if rec is not None else None
         return Marks(
-            self.TITLE, self.read_only, paused, self._pending, replay,
+            self.TITLE,
+            self.read_only,
+            paused,
+            self._pending,
+            replay,
             recording=str(getattr(status, "state", "") or ""),
             recording_size=float(getattr(status, "bytes", 0) or 0),
         )
@@ -378,17 +396,32 @@ class EbpftopApp(App[int]):
         if self._main_screen is not None:
             self._draw_header()
 
-    def notify(self, message: object, *, title: str = "", severity="information",
-               timeout: float | None = None, markup: bool = False) -> None:
+    def notify(
+        self,
+        message: object,
+        *,
+        title: str = "",
+        severity="information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
         """Toasts carry outside text (markers, errors): always literal and cleaned, even
         when a caller asks for markup (Textual's `Widget.notify` does by default)."""
-        super().notify(lines(message), title=clean(title, 80), severity=severity, timeout=timeout, markup=False)
+        super().notify(
+            lines(message), title=clean(title, 80), severity=severity, timeout=timeout, markup=False
+        )
 
     def action_help_quit(self) -> None:
         """ctrl+c. Textual's own toast is markup (`Press [b]ctrl+q[/b]`), which the
         literal toasts above would show as typed."""
-        keys = sorted({key_display(key) for key, active in self.active_bindings.items()
-                       if active.binding.action in ("quit", "app.quit")}, key=len)  # q before ctrl+q
+        keys = sorted(
+            {
+                key_display(key)
+                for key, active in self.active_bindings.items()
+                if active.binding.action in ("quit", "app.quit")
+            },
+            key=len,
+        )  # q before ctrl+q
         if keys:
             self.notify(f"Press {' or '.join(keys)} to quit", title="Do you want to quit?")
 
@@ -425,11 +458,16 @@ class EbpftopApp(App[int]):
         yield SystemCommand("Theme", "Choose a theme", self.action_change_theme)
         yield SystemCommand("Next theme", "Switch to the next ebpftop theme", self.action_cycle_theme)
         yield SystemCommand("Help", "Every key and what it does", self.action_help)
-        yield SystemCommand("Pause / resume", "Freeze the display; collection continues", self.action_toggle_pause)
+        yield SystemCommand(
+            "Pause / resume", "Freeze the display; collection continues", self.action_toggle_pause
+        )
         if not self.read_only:
-            yield SystemCommand("Add incident marker", "Ask for a text, confirm, audit, publish", self.action_marker)
             yield SystemCommand(
-                "Screenshot", "Save an SVG of the screen in the current directory",
+                "Add incident marker", "Ask for a text, confirm, audit, publish", self.action_marker
+            )
+            yield SystemCommand(
+                "Screenshot",
+                "Save an SVG of the screen in the current directory",
                 lambda: self.set_timer(0.1, self.action_screenshot),
             )
         yield SystemCommand("Quit", "Quit ebpftop", self.action_quit)
@@ -528,9 +566,8 @@ class EbpftopApp(App[int]):
         self.exit()
 
     async def _remove_enforced(self) -> bool:
-        from ebpftop.collectors.rules.model import RulesData
-
         from ebpftop.actions.rules_change import plan_change
+        from ebpftop.collectors.rules.model import RulesData
 
         gate = getattr(self.runtime, "gate", None)
         snap = self.runtime.store.latest("rules")
@@ -541,7 +578,7 @@ class EbpftopApp(App[int]):
         ids = [r.id for r in data.rules if r.action != "count" and not r.expired]
         try:
             action, perform = await plan_change(self.settings, ("del", ids), gate.actor)
-        except Exception as exc:  # noqa: BLE001 - reading the pinned set failed
+        except Exception as exc:
             self.notify(f"cannot remove rules: {clean(exc, 200)}", severity="error")
             return False
         result = await gate.execute(action, perform, self._confirm)
@@ -567,8 +604,12 @@ class EbpftopApp(App[int]):
             self.notify("actions unavailable: no action gate (audit log) configured", severity="error")
             return
         text = await self.push_screen_wait(
-            PromptScreen("Incident marker", "Marker text (shown in recordings and the audit log):",
-                         "e.g. rolled back canary v2", MARKER_MAX)
+            PromptScreen(
+                "Incident marker",
+                "Marker text (shown in recordings and the audit log):",
+                "e.g. rolled back canary v2",
+                MARKER_MAX,
+            )
         )
         if text is None:
             self.notify("marker cancelled", timeout=3)
@@ -618,5 +659,3 @@ class EbpftopApp(App[int]):
 
         action = Action(kind=kind, title=title, description=f"{title} (refused: read-only mode)")
         await gate.execute(action, never_perform, never_confirm)
-
-

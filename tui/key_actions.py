@@ -37,16 +37,52 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("replay_step(1)", "Fwd", "replay: step forward one sample", replay=True, group="Replay"),
     ActionSpec("replay_slower", "Slower", "replay: halve the speed", replay=True, group="Replay"),
     ActionSpec("replay_faster", "Faster", "replay: double the speed", replay=True, group="Replay"),
-    ActionSpec("marker", "Marker", "add an incident marker (asks for text, confirms, audited)", acts=True, group="Actions"),
-    ActionSpec("rollback", "Rollback", "roll the canary back, all traffic to stable (shows evidence and plan, "
-               "type the service name; audited)", acts=True, group="Actions"),
+    ActionSpec(
+        "marker",
+        "Marker",
+        "add an incident marker (asks for text, confirms, audited)",
+        acts=True,
+        group="Actions",
+    ),
+    ActionSpec(
+        "rollback",
+        "Rollback",
+        "roll the canary back, all traffic to stable (shows evidence and plan, "
+        "type the service name; audited)",
+        acts=True,
+        group="Actions",
+    ),
     # Rules pane keys (bound in tui/panes/rules/pane.py, active while that pane has focus).
-    ActionSpec("add_rule", "Add rule", "add a rule (validated, previewed, confirmed, audited)", acts=True, group="Rules"),
-    ActionSpec("edit_rule", "Edit rule", "edit the selected rule (confirmed, audited)", acts=True, group="Rules"),
-    ActionSpec("delete_rule", "Delete rule", "delete the selected rule (confirmed, audited)", acts=True, group="Rules"),
-    ActionSpec("toggle_rule", "count/deny", "switch the selected rule between count and deny (confirmed, audited)",
-               acts=True, group="Rules"),
-    ActionSpec("suspend_process", "Suspend", "suspend to the shell; `fg` resumes (off in read-only mode)", group="App"),
+    ActionSpec(
+        "add_rule",
+        "Add rule",
+        "add a rule (validated, previewed, confirmed, audited)",
+        acts=True,
+        group="Rules",
+    ),
+    ActionSpec(
+        "edit_rule", "Edit rule", "edit the selected rule (confirmed, audited)", acts=True, group="Rules"
+    ),
+    ActionSpec(
+        "delete_rule",
+        "Delete rule",
+        "delete the selected rule (confirmed, audited)",
+        acts=True,
+        group="Rules",
+    ),
+    ActionSpec(
+        "toggle_rule",
+        "count/deny",
+        "switch the selected rule between count and deny (confirmed, audited)",
+        acts=True,
+        group="Rules",
+    ),
+    ActionSpec(
+        "suspend_process",
+        "Suspend",
+        "suspend to the shell; `fg` resumes (off in read-only mode)",
+        group="App",
+    ),
     ActionSpec("quit", "Quit", "quit ebpftop (collectors stop; pinned rules stay)", group="App"),
 )
 

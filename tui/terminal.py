@@ -43,8 +43,9 @@ EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 # What Textual's stop_application_mode writes, for a forced exit that cannot wait for it:
 # mouse reporting, bracketed paste and focus events off, line wrap on, Kitty keyboard
 # protocol off, alternate screen off, cursor shown.
-RESTORE = ("\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?2004l\x1b[?7h\x1b[<u"
-           "\x1b[?1049l\x1b[?25h\x1b[?1004l")
+RESTORE = (
+    "\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?2004l\x1b[?7h\x1b[<u\x1b[?1049l\x1b[?25h\x1b[?1004l"
+)
 
 
 class _WakingEvent(threading.Event):

@@ -16,7 +16,8 @@ takes a `str`, so `App.notify` shows it as literal text made by `lines`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 

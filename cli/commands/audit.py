@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ebpftop.core.untrusted import clean
 
@@ -24,15 +24,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="audit_command", metavar="ACTION")
     p.set_defaults(func=run)
 
-    v = verbs.add_parser("verify", help="check the hash chain and signatures; name the first bad entry",
-                         epilog="Exit status: 0 intact; 1 damaged or tampered with; 2 log or key missing or "
-                                "unreadable; 3 intact, but an action has no result (its outcome is unknown).")
+    v = verbs.add_parser(
+        "verify",
+        help="check the hash chain and signatures; name the first bad entry",
+        epilog="Exit status: 0 intact; 1 damaged or tampered with; 2 log or key missing or "
+        "unreadable; 3 intact, but an action has no result (its outcome is unknown).",
+    )
     v.add_argument("audit_file", nargs="?", metavar="FILE", help="the log (default: --audit-log / settings)")
-    v.add_argument("--key", dest="audit_key_file", metavar="KEY", help="the HMAC key file (default: settings audit_key)")
+    v.add_argument(
+        "--key", dest="audit_key_file", metavar="KEY", help="the HMAC key file (default: settings audit_key)"
+    )
 
     s = verbs.add_parser("show", help="print the last entries of the log")
     s.add_argument("audit_file", nargs="?", metavar="FILE", help="the log (default: --audit-log / settings)")
-    s.add_argument("-n", dest="audit_count", type=int, default=20, metavar="N", help="how many entries (default 20)")
+    s.add_argument(
+        "-n", dest="audit_count", type=int, default=20, metavar="N", help="how many entries (default 20)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _paths(args: argparse.Namespace) -> tuple[str, str] | None:
-    from ebpftop.core.config import ConfigError
     from ebpftop.cli.options import settings_from_args
+    from ebpftop.core.config import ConfigError
 
     try:
         settings = settings_from_args(args)
@@ -130,7 +137,9 @@ def format_entry(number: int, entry: dict | None) -> str:
     if entry.get("automatic"):
         event += " (automatic)"
     return "  ".join(
-        part for part in (f"#{clean(entry.get('seq', '?'))}", _when(entry), who, f"{event:<9}", what, outcome) if part
+        part
+        for part in (f"#{clean(entry.get('seq', '?'))}", _when(entry), who, f"{event:<9}", what, outcome)
+        if part
     )
 
 
@@ -138,7 +147,7 @@ def _when(entry: dict) -> str:
     epoch = entry.get("epoch")
     if isinstance(epoch, (int, float)) and not isinstance(epoch, bool):
         try:
-            return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         except (OverflowError, OSError, ValueError):
             pass
     return clean(entry.get("time", "?"), 32)

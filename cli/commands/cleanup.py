@@ -20,8 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="remove TC filters, links and pins ebpftop left behind (and list the live ones)",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("--all", dest="everything", action="store_true",
-                   help="also detach the attachments of ebpftop processes that are still running")
+    p.add_argument(
+        "--all",
+        dest="everything",
+        action="store_true",
+        help="also detach the attachments of ebpftop processes that are still running",
+    )
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     p.set_defaults(func=run)
 
@@ -31,10 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from ebpftop.core.untrusted import clean
 
     if os.geteuid() != 0:
-        print("ebpftop cleanup: needs root (BPF links and TC filters); run `sudo ebpftop cleanup`", file=sys.stderr)
+        print(
+            "ebpftop cleanup: needs root (BPF links and TC filters); run `sudo ebpftop cleanup`",
+            file=sys.stderr,
+        )
         return 2
-    from ebpftop.collectors.rules import leftovers as rules_leftovers
     from ebpftop.cli.options import LAB_UNUSED, load_or_exit
+    from ebpftop.collectors.rules import leftovers as rules_leftovers
 
     settings = load_or_exit(args, lab=LAB_UNUSED)
     # Rules first: enforcement that stops is what the operator most needs to see.

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "doctor",
         help="check root/capabilities, BPF, kernel headers, mounts, tcx, ring buffer, endpoints",
         description="Check what the collectors need and print each item with ok / MISSING / warn "
-                    "and the fix. Exit 0 when every essential check passes, 1 otherwise, 2 on bad configuration.",
+        "and the fix. Exit 0 when every essential check passes, 1 otherwise, 2 on bad configuration.",
     )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.set_defaults(func=run)
@@ -29,9 +29,17 @@ def format_checks(checks, columns: int = 80) -> str:
 
     name_w = max((len(c.name) for c in checks), default=0)
     indent = " " * (8 + 1 + name_w + 2)
-    wrap = lambda text, first: textwrap.wrap(  # noqa: E731
-        text, width=max(columns, len(indent) + 20), initial_indent=first, subsequent_indent=indent,
-        break_on_hyphens=False, break_long_words=False) or [first]
+    wrap = lambda text, first: (
+        textwrap.wrap(
+            text,
+            width=max(columns, len(indent) + 20),
+            initial_indent=first,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+        or [first]
+    )
     lines = []
     for c in checks:
         lines += wrap(clean(c.detail), f"{c.label:<8} {clean(c.name):<{name_w}}  ")
@@ -41,18 +49,29 @@ def format_checks(checks, columns: int = 80) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebpftop.core import config
     from ebpftop.cli import doctor
     from ebpftop.cli.options import load_or_exit
+    from ebpftop.core import config
 
     settings = load_or_exit(args)
     files = config.config_files(getattr(args, "config", None), os.environ)
     checks = [doctor.check_config(files), *doctor.run_checks(settings)]
     ok = doctor.passed(checks)
     if getattr(args, "json", False):
-        out = {"kernel": platform.release(), "ok": ok, "checks": [
-            {"name": c.name, "status": c.label.lower(), "essential": c.essential, "detail": c.detail, "fix": c.fix}
-            for c in checks]}
+        out = {
+            "kernel": platform.release(),
+            "ok": ok,
+            "checks": [
+                {
+                    "name": c.name,
+                    "status": c.label.lower(),
+                    "essential": c.essential,
+                    "detail": c.detail,
+                    "fix": c.fix,
+                }
+                for c in checks
+            ],
+        }
         print(json.dumps(out, indent=2))
     else:
         from ebpftop.core.untrusted import clean

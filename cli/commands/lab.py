@@ -14,29 +14,50 @@ EXIT_NOT_UP = 3  # like `systemctl status` for a unit that is not running
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "lab", help="bring up / tear down a small real system to watch (namespaces, services, HAProxy, Prometheus)",
+        "lab",
+        help="bring up / tear down a small real system to watch (namespaces, services, HAProxy, Prometheus)",
         description="A small real system on this machine: stable and canary HTTP services behind HAProxy, "
-                    "a load generator, Prometheus scraping them, all in network namespaces on a private "
-                    "subnet. Needs root.",
+        "a load generator, Prometheus scraping them, all in network namespaces on a private "
+        "subnet. Needs root.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--instance", default="lab", metavar="NAME",
-                        help="lab instance name, 1-4 of a-z0-9 (default lab); instances coexist")
+    common.add_argument(
+        "--instance",
+        default="lab",
+        metavar="NAME",
+        help="lab instance name, 1-4 of a-z0-9 (default lab); instances coexist",
+    )
     sub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
-    u = sub.add_parser("up", parents=[common], help="start the lab (cleaning leftovers of a crashed one first)")
+    u = sub.add_parser(
+        "up", parents=[common], help="start the lab (cleaning leftovers of a crashed one first)"
+    )
     u.add_argument("--rate", type=float, default=20.0, help="load generator requests/s (default 20)")
-    u.add_argument("--weights", default="90/10", metavar="STABLE/CANARY", help="HAProxy weights (default 90/10)")
-    u.add_argument("--prometheus-port", type=int, default=19090, help="Prometheus on 127.0.0.1:PORT (default 19090)")
-    u.add_argument("--subnet", default="198.18.0.0/24", help="private /24 for the lab (default 198.18.0.0/24)")
+    u.add_argument(
+        "--weights", default="90/10", metavar="STABLE/CANARY", help="HAProxy weights (default 90/10)"
+    )
+    u.add_argument(
+        "--prometheus-port", type=int, default=19090, help="Prometheus on 127.0.0.1:PORT (default 19090)"
+    )
+    u.add_argument(
+        "--subnet", default="198.18.0.0/24", help="private /24 for the lab (default 198.18.0.0/24)"
+    )
     sub.add_parser("down", parents=[common], help="stop the lab and remove everything it created")
     s = sub.add_parser("status", parents=[common], help="each part with its health")
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    i = sub.add_parser("inject", parents=[common], help="change a service's fault knobs while it runs",
-                       description="Examples: `ebpftop lab inject canary latency=300ms errors=2%% cpu=on`, "
-                                   "`ebpftop lab inject canary reset`. Knobs not named keep their value.")
+    i = sub.add_parser(
+        "inject",
+        parents=[common],
+        help="change a service's fault knobs while it runs",
+        description="Examples: `ebpftop lab inject canary latency=300ms errors=2%% cpu=on`, "
+        "`ebpftop lab inject canary reset`. Knobs not named keep their value.",
+    )
     i.add_argument("variant", help="canary or stable")
-    i.add_argument("terms", nargs="+", metavar="KNOB=VALUE|reset",
-                   help="latency=<0-10s, e.g. 300ms>, errors=<0-100%%>, cpu=on|off, or reset")
+    i.add_argument(
+        "terms",
+        nargs="+",
+        metavar="KNOB=VALUE|reset",
+        help="latency=<0-10s, e.g. 300ms>, errors=<0-100%%>, cpu=on|off, or reset",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,7 +79,9 @@ def _config(args: argparse.Namespace):
             stable, canary = (int(x) for x in args.weights.split("/"))
         except ValueError:
             raise LabError("config", f"--weights {args.weights!r}: use STABLE/CANARY, e.g. 90/10") from None
-        kw.update(rate=args.rate, weights=(stable, canary), prometheus_port=args.prometheus_port, subnet=args.subnet)
+        kw.update(
+            rate=args.rate, weights=(stable, canary), prometheus_port=args.prometheus_port, subnet=args.subnet
+        )
     cfg = LabConfig(**kw)
     cfg.validate()
     return cfg
@@ -75,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
             manager.up(cfg, _say)
             ep = manager.endpoints(cfg)
             if ep:
-                _say(f"lab is up: Prometheus {ep.prometheus_url}; watch with `ebpftop --lab`; "
-                     f"stop with `ebpftop lab down`")
+                _say(
+                    f"lab is up: Prometheus {ep.prometheus_url}; watch with `ebpftop --lab`; "
+                    f"stop with `ebpftop lab down`"
+                )
             return 0
         if args.lab_command == "down":
             if not manager.down(cfg, _say):
@@ -101,8 +126,12 @@ def run(args: argparse.Namespace) -> int:
 def _status(st, as_json: bool) -> int:
     code = 0 if st.healthy else (1 if st.up else EXIT_NOT_UP)
     if as_json:
-        print(json.dumps({"up": st.up, "healthy": st.healthy,
-                          "parts": [dataclasses.asdict(p) for p in st.parts]}, indent=2))
+        print(
+            json.dumps(
+                {"up": st.up, "healthy": st.healthy, "parts": [dataclasses.asdict(p) for p in st.parts]},
+                indent=2,
+            )
+        )
         return code
     if not st.up:
         _say("lab is not up (start it with `ebpftop lab up`)")
@@ -110,5 +139,9 @@ def _status(st, as_json: bool) -> int:
     width = max(len(p.part) for p in st.parts)
     for p in st.parts:
         _say(f"{p.part:<{width}}  {'ok  ' if p.ok else 'DOWN'}  {p.detail}")
-    _say("lab is healthy" if st.healthy else "lab has parts down: " + ", ".join(p.part for p in st.parts if not p.ok))
+    _say(
+        "lab is healthy"
+        if st.healthy
+        else "lab has parts down: " + ", ".join(p.part for p in st.parts if not p.ok)
+    )
     return code

@@ -34,10 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Sample every CPU for a while, then print one profile tagged by service, env, version and pid.",
         epilog="Exit status: 0 a profile was printed; 1 the BPF sampler could not run (reason on stderr); 2 bad usage.",
     )
-    p.add_argument("--duration", type=seconds(86400, zero=False), default=10.0, metavar="S", help="seconds to sample (default 10; Ctrl-C stops early)")
+    p.add_argument(
+        "--duration",
+        type=seconds(86400, zero=False),
+        default=10.0,
+        metavar="S",
+        help="seconds to sample (default 10; Ctrl-C stops early)",
+    )
     p.add_argument("--hz", type=_hz, default=49, help="samples a second on each CPU (default 49)")
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--folded", action="store_true", help="folded stacks (comm;root;...;leaf count), heaviest first")
+    fmt.add_argument(
+        "--folded", action="store_true", help="folded stacks (comm;root;...;leaf count), heaviest first"
+    )
     fmt.add_argument("--json", action="store_true", help="the profile as one JSON document")
     p.add_argument("--top", type=int, default=5, metavar="N", help="functions listed per tag set (default 5)")
     p.set_defaults(func=run)
@@ -47,8 +55,9 @@ def _text(shot) -> str:
     from ebpftop.core.untrusted import clean
 
     prof = shot.profile
-    head = (f"{prof.total_samples} samples at {shot.hz} Hz over {shot.seconds:.1f} s"
-            + (" (stopped early)" if shot.interrupted else ""))
+    head = f"{prof.total_samples} samples at {shot.hz} Hz over {shot.seconds:.1f} s" + (
+        " (stopped early)" if shot.interrupted else ""
+    )
     if any(shot.lost):
         head += f"; lost: {shot.lost[0]} with no room in the counts map, {shot.lost[1]} without a stack"
     lines = [head]
@@ -72,14 +81,18 @@ def _folded(shot) -> str:
     def frame(s: str) -> str:
         return clean(s).replace(";", ":").replace(" ", "_")
 
-    return "\n".join(folded(StackSample((frame(tag(s.tags, "comm", "?")), *map(frame, s.frames)), s.count)
-                            for s in shot.profile.stacks))
+    return "\n".join(
+        folded(
+            StackSample((frame(tag(s.tags, "comm", "?")), *map(frame, s.frames)), s.count)
+            for s in shot.profile.stacks
+        )
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebpftop.core.codec import to_jsonable
     from ebpftop.collectors.profiles.oneshot import sample
     from ebpftop.collectors.profiles.sampler import SamplerUnavailable
+    from ebpftop.core.codec import to_jsonable
     from ebpftop.core.untrusted import clean
 
     if args.top < 0:
@@ -92,9 +105,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"ebpftop profile: {clean(exc.message)}{hint}", file=sys.stderr)
         return 1
     if args.json:
-        doc = {"hz": shot.hz, "seconds": round(shot.seconds, 3), "interrupted": shot.interrupted,
-               "lost_samples": {"no_room": shot.lost[0], "no_stack": shot.lost[1]},
-               "profile": to_jsonable(shot.profile)}
+        doc = {
+            "hz": shot.hz,
+            "seconds": round(shot.seconds, 3),
+            "interrupted": shot.interrupted,
+            "lost_samples": {"no_room": shot.lost[0], "no_stack": shot.lost[1]},
+            "profile": to_jsonable(shot.profile),
+        }
         print(json.dumps(doc, ensure_ascii=True, default=str))
     elif args.folded:
         out = _folded(shot)

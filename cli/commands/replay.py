@@ -19,13 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "replay",
         help="show a recording made with --record (no root needed)",
         description="Show a recording in the dashboard, without root. Space pauses, [ and ] step "
-                    "one sample back and forward, < and > halve and double the speed (0.25x-16x). "
-                    "A damaged file plays up to the damage and says where it stopped.",
+        "one sample back and forward, < and > halve and double the speed (0.25x-16x). "
+        "A damaged file plays up to the damage and says where it stopped.",
         epilog="Exit status: 2 when the file cannot be replayed at all (missing, not a recording).",
     )
     p.add_argument("file", metavar="FILE", help="a file written by `ebpftop --record FILE` (.gz works too)")
-    p.add_argument("--summary", action="store_true",
-                   help="print the sources, duration and any damage, then exit (no UI)")
+    p.add_argument(
+        "--summary", action="store_true", help="print the sources, duration and any damage, then exit (no UI)"
+    )
     p.add_argument("--paused", action="store_true", help="start paused at the first sample")
     p.set_defaults(func=run)
 
@@ -41,9 +42,8 @@ def summary(runtime) -> str:
         f"hosts: {clean(', '.join(hosts))}",
         f"sessions: {len(rec.headers)}",
         f"snapshots: {len(rec.frames)} in {len(rep)} steps over {rep.duration:.1f} s",
-        "sources: " + ", ".join(
-            f"{clean(s)} ({sum(1 for f in rec.frames if f.source == s)})" for s in rep.sources
-        ),
+        "sources: "
+        + ", ".join(f"{clean(s)} ({sum(1 for f in rec.frames if f.source == s)})" for s in rep.sources),
     ]
     if rep.damage:
         lines.append(f"stopped at {clean(rep.damage)}")
@@ -51,8 +51,8 @@ def summary(runtime) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebpftop.core.replay import ReplayError, ReplayRuntime
     from ebpftop.cli.options import LAB_UNUSED, load_or_exit
+    from ebpftop.core.replay import ReplayError, ReplayRuntime
     from ebpftop.core.untrusted import clean
 
     settings = load_or_exit(args, lab=LAB_UNUSED)
@@ -76,8 +76,12 @@ def run(args: argparse.Namespace) -> int:
     damage = runtime.recording.stopped_at
     where = f"{clean(args.file)}:{damage.line}: {clean(damage.reason)}" if damage else ""
     if not runtime.recording.frames:
-        print(f"ebpftop: cannot replay: {where} (no snapshot before it)" if damage
-              else f"ebpftop: cannot replay: {clean(args.file)} holds no snapshots", file=sys.stderr)
+        print(
+            f"ebpftop: cannot replay: {where} (no snapshot before it)"
+            if damage
+            else f"ebpftop: cannot replay: {clean(args.file)} holds no snapshots",
+            file=sys.stderr,
+        )
         return 2
     if damage:
         # Said before the UI takes the screen, and again on it.

@@ -23,18 +23,23 @@ EVIDENCE_TIMEOUT = 15.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("rollback", help="roll a canary back (all traffic to stable) through the action gate",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "rollback",
+        help="roll a canary back (all traffic to stable) through the action gate",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("service", metavar="SERVICE", help="the service to roll back ([rollout] service)")
-    p.add_argument("--yes", action="store_true", help="do not ask for the service name (scripts); still audited")
+    p.add_argument(
+        "--yes", action="store_true", help="do not ask for the service name (scripts); still audited"
+    )
     p.add_argument("--dry-run", action="store_true", help="print exactly what would be sent; send nothing")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ebpftop.cli.options import load_or_exit
     from ebpftop.collectors.rollout.base import ControllerError
     from ebpftop.collectors.rollout.collector import controller_from
-    from ebpftop.cli.options import load_or_exit
 
     settings = load_or_exit(args)
     try:
@@ -43,22 +48,28 @@ def run(args: argparse.Namespace) -> int:
         say(f"ebpftop: {exc}", err=True)
         return 2
     if controller is None:
-        say("ebpftop: no rollout controller configured: set [rollout] controller (haproxy, argo or webhook) "
-            "and its address (see `ebpftop --help-config`), or use --lab", err=True)
+        say(
+            "ebpftop: no rollout controller configured: set [rollout] controller (haproxy, argo or webhook) "
+            "and its address (see `ebpftop --help-config`), or use --lab",
+            err=True,
+        )
         return 2
     if args.service != controller.service:
-        say(f"ebpftop: no rollout controller for service {args.service!r}; the configured service is "
-            f"{controller.service!r} ([rollout] service)", err=True)
+        say(
+            f"ebpftop: no rollout controller for service {args.service!r}; the configured service is "
+            f"{controller.service!r} ([rollout] service)",
+            err=True,
+        )
         asyncio.run(controller.close())
         return 2
     return asyncio.run(_run(args, settings, controller))
 
 
 async def _run(args, settings, controller) -> int:
-    from ebpftop.core.audit import AuditLog
-    from ebpftop.core.gate import Gate
     from ebpftop.actions.rollback import RollbackUnavailable, run_rollback
     from ebpftop.collectors.rollout.base import ControllerError
+    from ebpftop.core.audit import AuditLog
+    from ebpftop.core.gate import Gate
 
     try:
         try:
@@ -79,8 +90,9 @@ async def _run(args, settings, controller) -> int:
         evidence = await _evidence(settings, args.service)
         gate = Gate(AuditLog(settings.audit_log, settings.audit_key), read_only=settings.kiosk)
         try:
-            result = await run_rollback(gate, controller, args.service, evidence,
-                                        told if args.yes else _ask, state=state)
+            result = await run_rollback(
+                gate, controller, args.service, evidence, told if args.yes else _ask, state=state
+            )
         except RollbackUnavailable as exc:
             say(f"ebpftop: {exc}", err=True)
             return 1
@@ -95,10 +107,13 @@ async def _run(args, settings, controller) -> int:
 def describe_state(state) -> str:
     def pct(v):
         return "?" if v is None else f"{v:.0f}%"
+
     step = "" if state.step is None else f", step {state.step}" + (f"/{state.steps}" if state.steps else "")
-    return (f"{state.service} via {state.controller} ({state.endpoint}): phase {state.phase or '?'}{step}; "
-            f"traffic stable {pct(state.stable_weight)} / canary {pct(state.canary_weight)} "
-            f"(revisions: stable {state.stable_revision or '?'}, canary {state.canary_revision or '?'})")
+    return (
+        f"{state.service} via {state.controller} ({state.endpoint}): phase {state.phase or '?'}{step}; "
+        f"traffic stable {pct(state.stable_weight)} / canary {pct(state.canary_weight)} "
+        f"(revisions: stable {state.stable_revision or '?'}, canary {state.canary_revision or '?'})"
+    )
 
 
 async def _evidence(settings, service: str):
@@ -112,20 +127,28 @@ async def _evidence(settings, service: str):
     try:
         await collector.start()
         data = await asyncio.wait_for(collector.collect(), EVIDENCE_TIMEOUT)
-    except Exception as exc:  # noqa: BLE001 - evidence is shown if we have it; its absence is said
+    except Exception as exc:
         say(f"(no canary evidence: {type(exc).__name__}: {exc})")
         return None
     finally:
         await collector.close()
     found = next((s for s in data.services if s.name == service), None)
     if found is None:
-        say(f"(no canary evidence: the canary pane watches {', '.join(s.name for s in data.services)}, not {service})")
+        say(
+            f"(no canary evidence: the canary pane watches {', '.join(s.name for s in data.services)}, not {service})"
+        )
     else:
-        say(f"(one evaluation only: the verdict needs {settings.canary_persist} breaching evaluations in a row to fail)")
+        say(
+            f"(one evaluation only: the verdict needs {settings.canary_persist} breaching evaluations in a row to fail)"
+        )
     return found
 
 
 async def _ask(action) -> bool:
     # Typing the service name is the confirmation, piped or not.
-    return await ask(action, f"Type the service name ({clean(action.confirm_text)}) to confirm, anything else cancels: ",
-                     lambda answer: answer == action.confirm_text, tty_only=False)
+    return await ask(
+        action,
+        f"Type the service name ({clean(action.confirm_text)}) to confirm, anything else cancels: ",
+        lambda answer: answer == action.confirm_text,
+        tty_only=False,
+    )

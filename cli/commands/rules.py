@@ -23,8 +23,11 @@ from ..confirm import ask, say, told
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("rules", help="list, add, delete, check or load policy rules (BPF, pinned)",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "rules",
+        help="list, add, delete, check or load policy rules (BPF, pinned)",
+        description=__doc__.split("\n\n")[0],
+    )
     sub = p.add_subparsers(dest="rules_verb", metavar="{list,add,del,flush,check,load}")
     sub.required = True
     ls = sub.add_parser("list", help="the enforced rules with their counters")
@@ -68,7 +71,10 @@ def _parse_file(path: str):
         say(f"{name}:{e.line}:{e.col}: {e.term!r}: {e.reason}", err=True)
     if not errors and len(rules) > MAX_RULES:
         line = rules[MAX_RULES][0]
-        say(f"{name}:{line}:1: rule {MAX_RULES + 1}: the datapath holds at most {MAX_RULES} rules; nothing applied", err=True)
+        say(
+            f"{name}:{line}:1: rule {MAX_RULES + 1}: the datapath holds at most {MAX_RULES} rules; nothing applied",
+            err=True,
+        )
         return None
     return None if errors else [r for _, r in rules]
 
@@ -110,18 +116,23 @@ def _list(settings, as_json: bool) -> int:
     say(f"{'id':>4} {'packets':>10} {'bytes':>12} {'last hit':>9}  rule  [author, age, expiry]")
     for r in data.rules:
         last = "never" if r.last_hit is None else f"{now - r.last_hit:.0f}s ago"
-        exp = "no expiry" if r.expires is None else ("EXPIRED (no longer matches)" if r.expired
-                                                     else f"expires in {r.expires - now:.0f}s")
-        say(f"{r.id:>4} {r.packets:>10} {r.bytes:>12} {last:>9}  {r.text}  "
-            f"[{r.author or '?'}, {now - r.created:.0f}s old, {exp}]")
+        exp = (
+            "no expiry"
+            if r.expires is None
+            else ("EXPIRED (no longer matches)" if r.expired else f"expires in {r.expires - now:.0f}s")
+        )
+        say(
+            f"{r.id:>4} {r.packets:>10} {r.bytes:>12} {last:>9}  {r.text}  "
+            f"[{r.author or '?'}, {now - r.created:.0f}s old, {exp}]"
+        )
     return 0
 
 
 async def _change(args, settings) -> int:
-    from ebpftop.core.audit import Actor, AuditLog
-    from ebpftop.core.gate import Gate
     from ebpftop.actions.rules import plan
     from ebpftop.collectors.rules.grammar import RuleError, parse_rule
+    from ebpftop.core.audit import Actor, AuditLog
+    from ebpftop.core.gate import Gate
 
     if args.rules_verb == "add":
         text = " ".join(args.rule)

@@ -22,18 +22,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the collectors without a UI and print what the panes would show",
         description="Run the collectors without a UI and print what the panes would show.",
         epilog="Exit status: 0 every requested source delivered; 1 a source failed (named on stderr) "
-               "or --record could not start; 2 bad usage, unknown source or bad configuration.",
+        "or --record could not start; 2 bad usage, unknown source or bad configuration.",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON document (otherwise one line per source)")
-    p.add_argument("--duration", type=seconds(3600), default=None, metavar="S",
-                   help="collect at least S seconds (default 2), then up to 20 s more only for a source "
-                        "that has not reported yet")
-    p.add_argument("--source", dest="sources", action="append", metavar="NAME",
-                   help="report only this source (repeatable); asked-for sources that are off count as failed")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON document (otherwise one line per source)"
+    )
+    p.add_argument(
+        "--duration",
+        type=seconds(3600),
+        default=None,
+        metavar="S",
+        help="collect at least S seconds (default 2), then up to 20 s more only for a source "
+        "that has not reported yet",
+    )
+    p.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        metavar="NAME",
+        help="report only this source (repeatable); asked-for sources that are off count as failed",
+    )
     # The global --record also works after the verb. SUPPRESS: when not given here, do
     # not overwrite what was given before the verb.
-    p.add_argument("--record", default=argparse.SUPPRESS, metavar="FILE", help="also record what was collected to FILE")
-    p.add_argument("--record-max-mb", type=float, default=argparse.SUPPRESS, metavar="MB", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--record", default=argparse.SUPPRESS, metavar="FILE", help="also record what was collected to FILE"
+    )
+    p.add_argument(
+        "--record-max-mb", type=float, default=argparse.SUPPRESS, metavar="MB", help=argparse.SUPPRESS
+    )
     p.set_defaults(func=run)
 
 

@@ -14,10 +14,12 @@ import asyncio
 import math
 import time
 import urllib.parse
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ebpftop.core.collector import Collector, SourceUnavailable
+
 from .config import CanaryConfigError, ServiceConfig, load_services_file, validate
 from .data import Bucket, CanaryData, DriftTest, ServiceCanary, VariantMetrics
 from .exemplars import parse_exemplars, slow_cutoff, slowest
@@ -59,8 +61,9 @@ def _read_secret(path: str, what: str, key: str) -> str:
         with open(path, encoding="utf-8") as fh:
             value = fh.read().strip()
     except OSError as exc:
-        raise SourceUnavailable(f"cannot read the {what} file {path}: {exc.strerror or exc}",
-                                f"check [canary] {key}") from None
+        raise SourceUnavailable(
+            f"cannot read the {what} file {path}: {exc.strerror or exc}", f"check [canary] {key}"
+        ) from None
     if not value:
         raise SourceUnavailable(f"the {what} file {path} is empty", f"put the {what} in {path}")
     return value
@@ -81,8 +84,11 @@ def _one(answer: Answer, what: str) -> float | None:
     if not answer.samples:
         return None
     if len(answer.samples) > 1:
-        raise QueryError("bad_response", f"{what} returned {len(answer.samples)} series; "
-                                         "the template must aggregate to one (e.g. sum(...))")
+        raise QueryError(
+            "bad_response",
+            f"{what} returned {len(answer.samples)} series; "
+            "the template must aggregate to one (e.g. sum(...))",
+        )
     return answer.samples[0].value
 
 
@@ -98,8 +104,9 @@ def _buckets(answer: Answer) -> tuple[Bucket, ...]:
     for s in answer.samples:
         le = s.labels.get("le")
         if le is None:
-            raise QueryError("bad_response", "buckets template returned a series without `le`; "
-                                             "keep `sum by (le)`")
+            raise QueryError(
+                "bad_response", "buckets template returned a series without `le`; keep `sum by (le)`"
+            )
         rows.append((_le_key(le), le, s.value))
     rows.sort()
     return tuple(Bucket(le, value) for _, le, value in rows)
@@ -176,16 +183,29 @@ class CanaryCollector(Collector):
             except CanaryConfigError as exc:
                 raise SourceUnavailable(str(exc), HINT_CONFIG) from None
         if self._client is None:
-            token = _read_secret(s.prometheus_token_file, "bearer token", "bearer_token_file") if s.prometheus_token_file else None
+            token = (
+                _read_secret(s.prometheus_token_file, "bearer token", "bearer_token_file")
+                if s.prometheus_token_file
+                else None
+            )
             basic = None
             if s.prometheus_user:
                 if not s.prometheus_password_file:
-                    raise SourceUnavailable("[canary] basic_auth_user is set but basic_auth_password_file is not",
-                                            "set [canary] basic_auth_password_file to a file holding the password")
-                basic = (s.prometheus_user, _read_secret(s.prometheus_password_file, "password",
-                                                         "basic_auth_password_file"))
-            self._client = PromClient(s.prometheus_url, timeout=s.canary_timeout, token=token,
-                                      basic_auth=basic, ca_file=s.prometheus_ca_file)
+                    raise SourceUnavailable(
+                        "[canary] basic_auth_user is set but basic_auth_password_file is not",
+                        "set [canary] basic_auth_password_file to a file holding the password",
+                    )
+                basic = (
+                    s.prometheus_user,
+                    _read_secret(s.prometheus_password_file, "password", "basic_auth_password_file"),
+                )
+            self._client = PromClient(
+                s.prometheus_url,
+                timeout=s.canary_timeout,
+                token=token,
+                basic_auth=basic,
+                ca_file=s.prometheus_ca_file,
+            )
         for svc in self._services:
             self._evaluators.setdefault(svc.name, Evaluator(svc.thresholds))
 
@@ -234,12 +254,16 @@ class CanaryCollector(Collector):
         for (svc, name, _), res in zip(jobs, results):
             if isinstance(res, QueryError) and res.kind == "api" and res.error_type == "bad_data":
                 raise SourceUnavailable(
-                    f"canary service {svc.name!r}, template {name} does not parse: {res.message}", HINT_CONFIG)
+                    f"canary service {svc.name!r}, template {name} does not parse: {res.message}", HINT_CONFIG
+                )
         for (svc, name, _), res in zip(jobs, results):
             if isinstance(res, QueryError) and res.kind == "api":
                 # execution, timeout, unavailable...: Prometheus' trouble, not the template's
-                raise QueryError(res.kind, f"Prometheus could not check canary service {svc.name!r}, "
-                                           f"template {name}: {res.message}", res.error_type)
+                raise QueryError(
+                    res.kind,
+                    f"Prometheus could not check canary service {svc.name!r}, template {name}: {res.message}",
+                    res.error_type,
+                )
         for res in results:
             if isinstance(res, QueryError) and res.kind == "http" and res.message.startswith("HTTP 404"):
                 continue  # a Prometheus without format_query: queries will say it instead
@@ -399,4 +423,3 @@ class CanaryCollector(Collector):
             evaluated_at=at,
             errors=tuple(errors),
         )
-

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .verdict import Thresholds
 
@@ -133,7 +134,7 @@ def _split_strings(text: str) -> list[tuple[str, str]]:
             if j >= n:
                 parts.append(("open", text[i:]))
                 return parts
-            parts.append(("string", text[i:j + 1]))
+            parts.append(("string", text[i : j + 1]))
             i = start = j + 1
             continue
         if ch == "#":
@@ -207,20 +208,24 @@ def _check_threshold(key: str, value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"must be a number, got {value!r}"
     if key == "breaches_to_fail":
-        return None if isinstance(value, int) and 1 <= value <= 1000 else "must be a whole number from 1 to 1000"
+        return (
+            None if isinstance(value, int) and 1 <= value <= 1000 else "must be a whole number from 1 to 1000"
+        )
     if key == "min_requests":
         return None if value >= 0 else "must be >= 0"
     return None if value > 0 and value == value and value != float("inf") else "must be a finite number > 0"
 
 
-def parse_service(table: Mapping[str, Any], where: str, defaults: Thresholds, window: str = "1m") -> ServiceConfig:
+def parse_service(
+    table: Mapping[str, Any], where: str, defaults: Thresholds, window: str = "1m"
+) -> ServiceConfig:
     """One service table -> ServiceConfig. `where` prefixes every message; `defaults`
     and `window` apply where the table does not say."""
     if not isinstance(table, Mapping):
         raise CanaryConfigError(f"{where}: a service must be a table, got {type(table).__name__}")
     name = table.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise CanaryConfigError(f"{where}: service needs a name = \"...\"")
+        raise CanaryConfigError(f'{where}: service needs a name = "..."')
     here = f"{where}: canary service {name!r}"
     kwargs: dict[str, Any] = {"name": name, "window": window}
     thresholds: dict[str, Any] = {}
@@ -265,8 +270,9 @@ def validate(svc: ServiceConfig, where: str = "") -> None:
             raise CanaryConfigError(f"{here}, template {name} ({template!r}) {reason}")
 
 
-def parse_services(tables: Iterable[Mapping[str, Any]], where: str, defaults: Thresholds,
-                   window: str = "1m") -> tuple[ServiceConfig, ...]:
+def parse_services(
+    tables: Iterable[Mapping[str, Any]], where: str, defaults: Thresholds, window: str = "1m"
+) -> tuple[ServiceConfig, ...]:
     out: list[ServiceConfig] = []
     names: set[str] = set()
     for i, table in enumerate(tables, 1):
@@ -278,7 +284,9 @@ def parse_services(tables: Iterable[Mapping[str, Any]], where: str, defaults: Th
     return tuple(out)
 
 
-def load_services_file(path: str | Path, defaults: Thresholds, window: str = "1m") -> tuple[ServiceConfig, ...]:
+def load_services_file(
+    path: str | Path, defaults: Thresholds, window: str = "1m"
+) -> tuple[ServiceConfig, ...]:
     """`[[service]]` tables from a TOML file; every error names the file."""
     where = str(path)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ebpftop.core.model import register_payload
+
 from .exemplars import Exemplar
 from .verdict import MetricVerdict, Verdict
 

@@ -74,7 +74,9 @@ def slow_cutoff(p99_s: float | None, bounds: list[float], fallback_s: float) -> 
     return max(below) if below else 0.0
 
 
-def slowest(exemplars: list[Exemplar], cutoff_s: float | None, limit: int = MAX_EXEMPLARS) -> tuple[Exemplar, ...]:
+def slowest(
+    exemplars: list[Exemplar], cutoff_s: float | None, limit: int = MAX_EXEMPLARS
+) -> tuple[Exemplar, ...]:
     """Exemplars at or above `cutoff_s`, slowest first, one per trace id."""
     chosen: dict[str, Exemplar] = {}
     for ex in sorted(exemplars, key=lambda e: (-e.value_s, -e.time)):

@@ -28,8 +28,9 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from ..deadline import DaemonExecutor, DeadlineAdapter, Deadlines
 from ebpftop.core.untrusted import clean
+
+from ..deadline import DaemonExecutor, DeadlineAdapter, Deadlines
 
 MAX_BODY = 16 * 1024 * 1024  # a canary answer is a handful of series
 _SNIPPET = 80
@@ -95,7 +96,9 @@ def parse_envelope(status: int, body: bytes) -> tuple[Any, tuple[str, ...]]:
             what = f"a body that is not JSON ({exc.__class__.__name__}: {str(exc)[:60]}; truncated?)"
         raise QueryError("bad_response", f"Prometheus answered {what}") from None
     if not isinstance(obj, dict):
-        raise QueryError("bad_response", f"HTTP {status}: answer is a JSON {type(obj).__name__}, not an object")
+        raise QueryError(
+            "bad_response", f"HTTP {status}: answer is a JSON {type(obj).__name__}, not an object"
+        )
     warnings = tuple(str(w) for key in ("warnings", "infos") for w in (obj.get(key) or ()) if w is not None)
     if obj.get("status") == "error":
         kind = clean(obj.get("errorType") or "error", 40)
@@ -104,7 +107,7 @@ def parse_envelope(status: int, body: bytes) -> tuple[Any, tuple[str, ...]]:
     if status != 200:
         raise QueryError("http", f"HTTP {status}: {_snippet(body)}")
     if obj.get("status") != "success" or "data" not in obj:
-        raise QueryError("bad_response", f"answer has no status \"success\" and data: {_snippet(body)}")
+        raise QueryError("bad_response", f'answer has no status "success" and data: {_snippet(body)}')
     return obj["data"], warnings
 
 
@@ -214,7 +217,11 @@ class PromClient:
                 if len(body) > MAX_BODY:
                     raise QueryError("bad_response", f"answer larger than {MAX_BODY // (1024 * 1024)} MiB")
         except requests.exceptions.RequestException as exc:
-            if deadline.expired or isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+            if (
+                deadline.expired
+                or isinstance(exc, requests.exceptions.Timeout)
+                or "timed out" in str(exc).lower()
+            ):
                 raise QueryError("timeout", late) from None
             raise QueryError("connection", f"connection broke mid-answer: {_reason(exc)}") from None
         finally:
@@ -232,7 +239,7 @@ class PromClient:
             # the request has its own deadline once a worker runs it; this one also
             # covers the wait for a free worker, and keeps the loop free either way
             return await asyncio.wait_for(fut, 2 * self.timeout + 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise QueryError("timeout", f"no answer within {self.timeout:g} s") from None
 
     async def query(self, promql: str, at: float | None = None) -> Answer:
@@ -248,7 +255,9 @@ class PromClient:
         return str(data)
 
     async def query_exemplars(self, selector: str, start: float, end: float) -> tuple[Any, tuple[str, ...]]:
-        return await self.call("query_exemplars", {"query": selector, "start": f"{start:.3f}", "end": f"{end:.3f}"})
+        return await self.call(
+            "query_exemplars", {"query": selector, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        )
 
     def close(self) -> None:
         if self._closed:
@@ -262,8 +271,14 @@ class PromClient:
 def _reason(exc: BaseException) -> str:
     """The innermost useful part of a requests/urllib3 error, e.g. "Connection refused"."""
     text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "No route to host",
-                   "certificate verify failed", "Connection reset by peer", "Temporary failure in name resolution"):
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "No route to host",
+        "certificate verify failed",
+        "Connection reset by peer",
+        "Temporary failure in name resolution",
+    ):
         if marker in text:
             return marker
     return text[:120]

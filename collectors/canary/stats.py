@@ -17,8 +17,8 @@ tests/test_canary_stats.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 TEST_NAME = "chi-square test of homogeneity"
 MIN_EXPECTED = 5.0
@@ -110,7 +110,9 @@ def per_bucket(cumulative: Sequence[float]) -> list[float]:
     return out
 
 
-def pool(a: Sequence[float], b: Sequence[float], min_expected: float = MIN_EXPECTED) -> tuple[list[float], list[float]]:
+def pool(
+    a: Sequence[float], b: Sequence[float], min_expected: float = MIN_EXPECTED
+) -> tuple[list[float], list[float]]:
     """Merge adjacent bins left to right until each bin's expected count in both rows is
     at least `min_expected`; a short tail joins the last full bin."""
     if len(a) != len(b):
@@ -141,8 +143,9 @@ def pool(a: Sequence[float], b: Sequence[float], min_expected: float = MIN_EXPEC
     return pa, pb
 
 
-def chi_square_homogeneity(a: Sequence[float], b: Sequence[float], *,
-                           min_expected: float = MIN_EXPECTED) -> ChiSquare | None:
+def chi_square_homogeneity(
+    a: Sequence[float], b: Sequence[float], *, min_expected: float = MIN_EXPECTED
+) -> ChiSquare | None:
     """The test on two rows of per-bucket counts (same bucket boundaries).
 
     None when there is nothing to test: an empty row, or fewer than two bins left after

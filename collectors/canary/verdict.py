@@ -103,8 +103,9 @@ class Evaluator:
         self.thresholds = thresholds
         self._streak: dict[str, int] = {}
 
-    def _threshold_metric(self, name: str, value: float | None, limit: float, unit: str,
-                          no_data: str) -> MetricVerdict:
+    def _threshold_metric(
+        self, name: str, value: float | None, limit: float, unit: str, no_data: str
+    ) -> MetricVerdict:
         label = _LABEL[name]
         streak = self._streak.get(name, 0)
         if value is None:
@@ -116,23 +117,41 @@ class Evaluator:
         streak = self._streak[name] = streak + 1
         need = max(1, self.thresholds.persist)
         verdict = Verdict.FAIL if streak >= need else Verdict.WARN
-        reason = f"{label} {_fmt(value, unit)} > {_fmt(limit, unit)} for {min(streak, need)}/{need} evaluations"
+        reason = (
+            f"{label} {_fmt(value, unit)} > {_fmt(limit, unit)} for {min(streak, need)}/{need} evaluations"
+        )
         return MetricVerdict(name, verdict, value, limit, unit, streak, reason)
 
     def _drift(self, m: Measured) -> MetricVerdict:
         t = self.thresholds
         d = m.drift
         if d is None:
-            return MetricVerdict("drift", Verdict.NO_DATA, None, t.min_effect, "V", 0,
-                                 m.drift_note or "distribution test not possible")
+            return MetricVerdict(
+                "drift",
+                Verdict.NO_DATA,
+                None,
+                t.min_effect,
+                "V",
+                0,
+                m.drift_note or "distribution test not possible",
+            )
         shifted = d.p_value < t.alpha and d.cramers_v >= t.min_effect
-        summary = (f"{d.test}: chi2={d.statistic:.4g}, df={d.dof}, p={d.p_value:.3g}, "
-                   f"Cramér's V={d.cramers_v:.3g}")
+        summary = (
+            f"{d.test}: chi2={d.statistic:.4g}, df={d.dof}, p={d.p_value:.3g}, Cramér's V={d.cramers_v:.3g}"
+        )
         if shifted:
-            return MetricVerdict("drift", Verdict.WARN, d.cramers_v, t.min_effect, "V", 0,
-                                 f"latency distributions differ ({summary})")
-        return MetricVerdict("drift", Verdict.PASS, d.cramers_v, t.min_effect, "V", 0,
-                             f"no material difference ({summary})")
+            return MetricVerdict(
+                "drift",
+                Verdict.WARN,
+                d.cramers_v,
+                t.min_effect,
+                "V",
+                0,
+                f"latency distributions differ ({summary})",
+            )
+        return MetricVerdict(
+            "drift", Verdict.PASS, d.cramers_v, t.min_effect, "V", 0, f"no material difference ({summary})"
+        )
 
     def evaluate(self, m: Measured) -> Assessment:
         t = self.thresholds
@@ -154,9 +173,16 @@ class Evaluator:
         else:
             ratio_note = note or "no canary p99"
         metrics = (
-            self._threshold_metric("p99", p99, t.p99_max_s, "s", canary_p99_bad or note or "no canary latency data"),
-            self._threshold_metric("error_ratio", errors, t.error_ratio_max, "ratio",
-                                   bad.get("canary.error_ratio") or note or "no canary request data"),
+            self._threshold_metric(
+                "p99", p99, t.p99_max_s, "s", canary_p99_bad or note or "no canary latency data"
+            ),
+            self._threshold_metric(
+                "error_ratio",
+                errors,
+                t.error_ratio_max,
+                "ratio",
+                bad.get("canary.error_ratio") or note or "no canary request data",
+            ),
             self._threshold_metric("p99_ratio", ratio, t.p99_ratio_max, "x", ratio_note),
             self._drift(m),
         )
@@ -172,7 +198,9 @@ def overall(metrics: tuple[MetricVerdict, ...], problems: tuple[str, ...] = ()) 
     for verdict in (Verdict.FAIL, Verdict.WARN):
         if by[verdict]:
             return Assessment(verdict, "; ".join((*(m.reason for m in by[verdict]), *problems)), metrics)
-    missing = [f"{m.name}: {m.reason}" for m in by[Verdict.NO_DATA] if m.name != "drift" and m.reason not in problems]
+    missing = [
+        f"{m.name}: {m.reason}" for m in by[Verdict.NO_DATA] if m.name != "drift" and m.reason not in problems
+    ]
     if missing or problems:
         return Assessment(Verdict.NO_DATA, "; ".join((*problems, *missing)), metrics)
     return Assessment(Verdict.PASS, "all metrics within thresholds", metrics)

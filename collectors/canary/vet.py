@@ -27,8 +27,10 @@ def _bucket_problem(buckets: tuple[Bucket, ...]) -> str:
         if b.count < 0:
             return f"latency bucket le={b.le} holds {b.count:g} requests: impossible, a count never goes down"
         if prev is not None and b.count < prev.count - TOLERANCE * max(1.0, prev.count):
-            return (f"latency buckets fall from {prev.count:g} at le={prev.le} to {b.count:g} at le={b.le}: "
-                    "impossible, a histogram's counts only grow with le")
+            return (
+                f"latency buckets fall from {prev.count:g} at le={prev.le} to {b.count:g} at le={b.le}: "
+                "impossible, a histogram's counts only grow with le"
+            )
         prev = b
     return ""
 
@@ -40,10 +42,13 @@ def vet(role: str, m: VariantMetrics) -> tuple[VariantMetrics, dict[str, str]]:
     if m.p99_s is not None and m.p99_s < 0:
         problems[f"{role}.p99"] = f"{role} p99 is {m.p99_s:g} s: impossible, a latency is never negative"
     if m.error_ratio is not None and not -TOLERANCE <= m.error_ratio <= 1 + TOLERANCE:
-        problems[f"{role}.error_ratio"] = (f"{role} 5xx ratio is {m.error_ratio:g}: "
-                                           "impossible, a ratio lies between 0 and 1")
+        problems[f"{role}.error_ratio"] = (
+            f"{role} 5xx ratio is {m.error_ratio:g}: impossible, a ratio lies between 0 and 1"
+        )
     if m.rps is not None and m.rps < 0:
-        problems[f"{role}.throughput"] = f"{role} throughput is {m.rps:g}/s: impossible, a rate is never negative"
+        problems[f"{role}.throughput"] = (
+            f"{role} throughput is {m.rps:g}/s: impossible, a rate is never negative"
+        )
     why = _bucket_problem(m.buckets)
     if why:
         problems[f"{role}.buckets"] = f"{role} {why}"

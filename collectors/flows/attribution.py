@@ -9,7 +9,7 @@ The service name comes from the process environment (OpenTelemetry conventions).
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import psutil
 

@@ -16,10 +16,11 @@ import os
 import tempfile
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
+
+from ebpftop.core.collector import Collector, SourceUnavailable
 
 from .. import kclock
-from ebpftop.core.collector import Collector, SourceUnavailable
 from . import rates, tclegacy
 from .attribution import Attributor
 from .layout import decode_key, proto_name
@@ -63,7 +64,9 @@ def preflight() -> None:
     try:
         import bcc  # noqa: F401
     except ImportError:
-        raise SourceUnavailable("bcc is not installed", "apt-get install python3-bpfcc (and use a venv with system site-packages)") from None
+        raise SourceUnavailable(
+            "bcc is not installed", "apt-get install python3-bpfcc (and use a venv with system site-packages)"
+        ) from None
     release = os.uname().release
     build = f"/lib/modules/{release}/build"
     if not os.path.exists(f"{build}/include") and not os.path.exists("/sys/kernel/kheaders.tar.xz"):
@@ -126,7 +129,9 @@ class FlowsCollector(Collector):
         try:
             kclock.calibration()
         except OSError as exc:
-            raise SourceUnavailable(str(exc), "mount /proc (ebpftop reads /proc/timer_list as root)") from None
+            raise SourceUnavailable(
+                str(exc), "mount /proc (ebpftop reads /proc/timer_list as root)"
+            ) from None
         with self._lock:
             self._remove_leftovers()
             dp = FlowsDatapath(self.max_flows, self.mode)
@@ -134,7 +139,7 @@ class FlowsCollector(Collector):
             with captured_stderr() as err:  # err is filled when the block ends
                 try:
                     dp.compile()
-                except Exception as exc:  # noqa: BLE001 - reported below with bcc's words
+                except Exception as exc:
                     failure = exc
             if failure is not None:
                 dp.close()
@@ -151,7 +156,9 @@ class FlowsCollector(Collector):
                 why = "; ".join(f"{k}: {v}" for k, v in self.iface_errors.items()) or "no interface is up"
                 self.dp = None
                 dp.close()
-                raise SourceUnavailable(f"could not attach to any interface ({why})", "check --iface names with `ip link`")
+                raise SourceUnavailable(
+                    f"could not attach to any interface ({why})", "check --iface names with `ip link`"
+                )
             if self.want_tcp:
                 self._start_tcp()
 
@@ -174,12 +181,14 @@ class FlowsCollector(Collector):
     def _start_tcp(self) -> None:
         from .tcp_events import TcpEvents
 
-        tcp = TcpEvents(per_flow=PER_FLOW_EVENTS, **({"ring_pages": self.tcp_ring_pages} if self.tcp_ring_pages else {}))
+        tcp = TcpEvents(
+            per_flow=PER_FLOW_EVENTS, **({"ring_pages": self.tcp_ring_pages} if self.tcp_ring_pages else {})
+        )
         failure: Exception | None = None
         with captured_stderr() as err:  # err is filled when the block ends
             try:
                 tcp.compile()
-            except Exception as exc:  # noqa: BLE001 - the flows still work without events
+            except Exception as exc:
                 failure = exc
         if failure is not None:
             tcp.close()
@@ -196,7 +205,7 @@ class FlowsCollector(Collector):
         try:
             self.dp.attach(iface)  # type: ignore[union-attr]
             self.iface_errors.pop(iface, None)
-        except Exception as exc:  # noqa: BLE001 - one interface failing is reported, not fatal
+        except Exception as exc:
             msg = getattr(exc, "strerror", None) or str(exc)
             self.iface_errors[iface] = f"attach failed: {msg}"
 
@@ -351,10 +360,29 @@ class FlowsCollector(Collector):
                     if who is None:  # /proc reads once per process per tick
                         who = per_pid[pid] = (attributor.comm(pid), attributor.service(pid))
                     comm, service = comm or who[0], who[1]
-            records.append(flow_record(
-                iface, direction, proto, src, sport, dst, dport, packets_of[i], nbytes, bps, pps,
-                wall_at_jiffy_0 + first_of[i] / hz, wall_at_jiffy_0 + last_of[i] / hz,
-                retransmits, connect_ms, pid, comm, service, events))
+            records.append(
+                flow_record(
+                    iface,
+                    direction,
+                    proto,
+                    src,
+                    sport,
+                    dst,
+                    dport,
+                    packets_of[i],
+                    nbytes,
+                    bps,
+                    pps,
+                    wall_at_jiffy_0 + first_of[i] / hz,
+                    wall_at_jiffy_0 + last_of[i] / hz,
+                    retransmits,
+                    connect_ms,
+                    pid,
+                    comm,
+                    service,
+                    events,
+                )
+            )
 
         failed = counters[1]
         problems = []
@@ -369,7 +397,14 @@ class FlowsCollector(Collector):
         ifaces = []
         for name in sorted(set(dp.attachments) | set(self.iface_errors)):
             att = dp.attachments.get(name)
-            ifaces.append(IfaceStatus(name, att.ifindex if att else ifindex_of(name), att.mode if att else None, self.iface_errors.get(name)))
+            ifaces.append(
+                IfaceStatus(
+                    name,
+                    att.ifindex if att else ifindex_of(name),
+                    att.mode if att else None,
+                    self.iface_errors.get(name),
+                )
+            )
 
         return FlowsData(
             flows=tuple(records),
@@ -399,8 +434,19 @@ class FlowsCollector(Collector):
         local = (dst, dport, src, sport) if direction == "ingress" else (src, sport, dst, dport)
         proto = proto_name(pnum)
         iface = self._names.get(ifindex) or f"if{ifindex}"
-        return [iface, direction, proto, src, sport, dst, dport, local, proto == "tcp",
-                -1 if proto in ("tcp", "udp") else None, None]
+        return [
+            iface,
+            direction,
+            proto,
+            src,
+            sport,
+            dst,
+            dport,
+            local,
+            proto == "tcp",
+            -1 if proto in ("tcp", "udp") else None,
+            None,
+        ]
 
     def degraded_reason(self, payload: FlowsData) -> str:
         reasons = [self._new_problem] if self._new_problem else []

@@ -18,14 +18,21 @@ previous filter.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .layout import PROTO_NAMES, PROTO_NUMBERS
 from .model import FlowRecord
 
 FIELDS = ("port", "sport", "dport", "proto", "addr", "src", "dst", "proc", "pid", "svc", "iface", "dir")
-_ALIASES = {"service": "svc", "process": "proc", "comm": "proc", "net": "addr", "ip": "addr", "direction": "dir"}
+_ALIASES = {
+    "service": "svc",
+    "process": "proc",
+    "comm": "proc",
+    "net": "addr",
+    "ip": "addr",
+    "direction": "dir",
+}
 
 
 class FilterError(ValueError):
@@ -120,7 +127,9 @@ def _build(field: str, value: str) -> Predicate:
         elif v in PROTO_NUMBERS:
             name = v
         else:
-            raise ValueError(f"unknown protocol {value!r} (known: {', '.join(sorted(PROTO_NUMBERS))} or a number)")
+            raise ValueError(
+                f"unknown protocol {value!r} (known: {', '.join(sorted(PROTO_NUMBERS))} or a number)"
+            )
         return lambda f: f.proto == name
     if field in ("addr", "src", "dst"):
         net = _network(value)

@@ -117,7 +117,10 @@ class FlowsDatapath:
         if ifindex is None:
             raise OSError(errno.ENODEV, f"no interface named {iface!r}")
         l3 = link_type(iface) in _L3_TYPES
-        progs = [self._progs["ebpftop_fl3_in" if l3 else "ebpftop_fl_in"], self._progs["ebpftop_fl3_eg" if l3 else "ebpftop_fl_eg"]]
+        progs = [
+            self._progs["ebpftop_fl3_in" if l3 else "ebpftop_fl_in"],
+            self._progs["ebpftop_fl3_eg" if l3 else "ebpftop_fl_eg"],
+        ]
         mode = self.effective_mode()
         handles: list = []
         try:
@@ -140,7 +143,7 @@ class FlowsDatapath:
                     tcx.detach(h)
                 else:
                     tclegacy.detach(h)
-            except Exception:  # noqa: BLE001 - detach the rest regardless
+            except Exception:
                 log.warning("detaching %s from %s failed", att.mode, att.iface, exc_info=True)
 
     def detach(self, iface: str) -> None:
@@ -193,7 +196,9 @@ class FlowsDatapath:
     def _read_batch(self) -> FlowTable:
         from .layout import FLOW_KEY, FLOW_VAL
 
-        return FlowTable.from_raw(*self._lookup_batch(self.flows.map_fd, FLOW_KEY.size, FLOW_VAL.size, self.max_flows, "flows"))
+        return FlowTable.from_raw(
+            *self._lookup_batch(self.flows.map_fd, FLOW_KEY.size, FLOW_VAL.size, self.max_flows, "flows")
+        )
 
     def _lookup_batch(self, fd: int, ks: int, vs: int, n: int, name: str) -> tuple[bytes, bytes]:
         """BPF_MAP_LOOKUP_BATCH over the whole map into buffers made once per map:

@@ -64,18 +64,58 @@ FLOW_FIELDS = tuple(FlowRecord.__dataclass_fields__)
 _new = object.__new__
 
 
-def flow_record(iface, direction, proto, src, sport, dst, dport, packets, bytes, bps, pps,  # noqa: A002
-                first_seen, last_seen, retransmits, connect_latency_ms, pid, comm, service, events) -> FlowRecord:
+def flow_record(
+    iface,
+    direction,
+    proto,
+    src,
+    sport,
+    dst,
+    dport,
+    packets,
+    bytes,
+    bps,
+    pps,
+    first_seen,
+    last_seen,
+    retransmits,
+    connect_latency_ms,
+    pid,
+    comm,
+    service,
+    events,
+) -> FlowRecord:
     """FlowRecord(...) for the collector's hot loop (hundreds a tick): a frozen
     dataclass's __init__ sets each of the 19 fields through object.__setattr__, which is
     most of its cost. Every field must be given, in declaration order (a test holds the
     parameters to FLOW_FIELDS)."""
     rec = _new(FlowRecord)
     d = rec.__dict__
-    d["iface"], d["direction"], d["proto"], d["src"], d["sport"], d["dst"], d["dport"] = iface, direction, proto, src, sport, dst, dport
-    d["packets"], d["bytes"], d["bps"], d["pps"], d["first_seen"], d["last_seen"] = packets, bytes, bps, pps, first_seen, last_seen
+    d["iface"], d["direction"], d["proto"], d["src"], d["sport"], d["dst"], d["dport"] = (
+        iface,
+        direction,
+        proto,
+        src,
+        sport,
+        dst,
+        dport,
+    )
+    d["packets"], d["bytes"], d["bps"], d["pps"], d["first_seen"], d["last_seen"] = (
+        packets,
+        bytes,
+        bps,
+        pps,
+        first_seen,
+        last_seen,
+    )
     d["retransmits"], d["connect_latency_ms"], d["pid"], d["comm"], d["service"], d["events"] = (
-        retransmits, connect_latency_ms, pid, comm, service, events)
+        retransmits,
+        connect_latency_ms,
+        pid,
+        comm,
+        service,
+        events,
+    )
     return rec
 
 

@@ -10,9 +10,9 @@ and the few that need a decision (new, re-created, idle).
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from typing import Iterable, Mapping
 
 from .layout import FLOW_KEY_BYTES
 
@@ -37,7 +37,9 @@ class FlowTable:
         """From the batch read's buffers (flow_key / flow_val arrays, same length)."""
         vals = memoryview(vraw).cast("Q")
         keys = list(map(_FIRST, FLOW_KEY_BYTES.iter_unpack(kraw)))
-        return cls(keys, vals[0::4].tolist(), vals[1::4].tolist(), vals[2::4].tolist(), vals[3::4].tolist(), kraw)
+        return cls(
+            keys, vals[0::4].tolist(), vals[1::4].tolist(), vals[2::4].tolist(), vals[3::4].tolist(), kraw
+        )
 
     @classmethod
     def from_rows(cls, rows: Mapping[bytes, Counters] | Iterable[tuple[bytes, Counters]]) -> FlowTable:

@@ -116,7 +116,11 @@ def _parse(text: str, dev: str, ingress: bool) -> list[TcFilter]:
         prog = opts.get("prog") or {}
         name = prog.get("name") or ""
         if row.get("kind") == "bpf" and name.startswith(PROG_PREFIX) and "handle" in opts:
-            out.append(TcFilter(dev, ingress, int(row.get("pref", 0)), str(opts["handle"]), int(prog.get("id", 0)), name))
+            out.append(
+                TcFilter(
+                    dev, ingress, int(row.get("pref", 0)), str(opts["handle"]), int(prog.get("id", 0)), name
+                )
+            )
     return out
 
 

@@ -107,7 +107,18 @@ class TcpEvents:
     def _take(self, raw: bytes) -> None:
         if len(raw) < TCP_EVENT.size:
             return
-        ts, value, pid, sport, dport, saddr, daddr, comm, etype, family, = TCP_EVENT.unpack_from(raw)
+        (
+            ts,
+            value,
+            pid,
+            sport,
+            dport,
+            saddr,
+            daddr,
+            comm,
+            etype,
+            family,
+        ) = TCP_EVENT.unpack_from(raw)
         self.received += 1
         kind = EVENT_KINDS.get(etype, str(etype))
         src, dst = addr(family, saddr), addr(family, daddr)
@@ -154,7 +165,9 @@ class TcpEvents:
         value = table.get(table.Key.from_buffer_copy(key))
         if value is None and family == 4:
             # a dual-stack (AF_INET6) socket reports IPv4 peers as ::ffff:a.b.c.d
-            key = TCP_TUPLE.pack(_packed(6, "::ffff:" + local), _packed(6, "::ffff:" + remote), lport, rport, 6)
+            key = TCP_TUPLE.pack(
+                _packed(6, "::ffff:" + local), _packed(6, "::ffff:" + remote), lport, rport, 6
+            )
             value = table.get(table.Key.from_buffer_copy(key))
         return int(value.value) if value is not None else 0
 
@@ -173,7 +186,10 @@ def _tracepoint_has_field(category: str, event: str, name: str) -> bool:
             text = Path(f"{base}/events/{category}/{event}/format").read_text()
         except OSError:
             continue
-        return any(line.strip().startswith("field:") and line.split(";")[0].split()[-1] == name for line in text.splitlines())
+        return any(
+            line.strip().startswith("field:") and line.split(";")[0].split()[-1] == name
+            for line in text.splitlines()
+        )
     return False
 
 

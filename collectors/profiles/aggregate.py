@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import collections
 import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from .model import FunctionStat, Profile, StackSample, TagGroup, Tags, tag
 
@@ -85,7 +85,7 @@ def round_robin(ranked: list[list[StackSample]], limit: int) -> list[StackSample
     ranked = [r for r in ranked if r]
     while ranked and len(out) < limit:
         layer = sorted((r[rank] for r in ranked), key=stack_order)
-        out.extend(layer[:limit - len(out)])
+        out.extend(layer[: limit - len(out)])
         rank += 1
         ranked = [r for r in ranked if len(r) > rank]
     out.sort(key=stack_order)
@@ -128,20 +128,33 @@ def split(stacks: Iterable[StackSample], keys: Iterable[str]) -> dict[Tags, list
 MAX_TOP_GROUPS = 50  # groups that get their top frames computed; the rest list samples only
 
 
-def group_by(stacks: Iterable[StackSample], keys: Iterable[str] = GROUP_KEYS, *, top_n: int = 5,
-             by: dict[Tags, list[StackSample]] | None = None) -> list[TagGroup]:
+def group_by(
+    stacks: Iterable[StackSample],
+    keys: Iterable[str] = GROUP_KEYS,
+    *,
+    top_n: int = 5,
+    by: dict[Tags, list[StackSample]] | None = None,
+) -> list[TagGroup]:
     """Samples per tag set (restricted to `keys`), heaviest first, with top frames for
     the heaviest MAX_TOP_GROUPS groups."""
     by = split(stacks, keys) if by is None else by
     sums = {tags: sum(s.count for s in members) for tags, members in by.items()}
     total = sum(sums.values())
     order = sorted(by, key=lambda t: (-sums[t], t))
-    return [TagGroup(t, sums[t], sums[t] / total if total else 0.0,
-                     tuple(top_functions(by[t], top_n)) if i < MAX_TOP_GROUPS else ())
-            for i, t in enumerate(order)]
+    return [
+        TagGroup(
+            t,
+            sums[t],
+            sums[t] / total if total else 0.0,
+            tuple(top_functions(by[t], top_n)) if i < MAX_TOP_GROUPS else (),
+        )
+        for i, t in enumerate(order)
+    ]
 
 
-def top_functions(stacks: Iterable[StackSample], n: int | None = None, *, by: str = "self") -> list[FunctionStat]:
+def top_functions(
+    stacks: Iterable[StackSample], n: int | None = None, *, by: str = "self"
+) -> list[FunctionStat]:
     """Functions by self samples (leaf) or total samples (anywhere on the stack).
 
     A recursive function counts once per stack in `total`, as pprof's `cum` does.
@@ -226,8 +239,9 @@ class FunctionDiff:
     delta: float  # canary_share - stable_share: positive = hotter in the canary
 
 
-def diff_top(canary: Iterable[StackSample], stable: Iterable[StackSample], n: int = 10, *,
-             by: str = "self") -> list[FunctionDiff]:
+def diff_top(
+    canary: Iterable[StackSample], stable: Iterable[StackSample], n: int = 10, *, by: str = "self"
+) -> list[FunctionDiff]:
     """Top functions of canary and stable side by side, largest change first.
 
     Shares, not counts, so a canary taking 10% of the traffic compares fairly.
@@ -243,8 +257,10 @@ def diff_top(canary: Iterable[StackSample], stable: Iterable[StackSample], n: in
         return {f.name: pick(f) / total for f in stats}
 
     cs, ss = shares(canary, ct), shares(stable, st)
-    rows = [FunctionDiff(name, cs.get(name, 0.0), ss.get(name, 0.0), cs.get(name, 0.0) - ss.get(name, 0.0))
-            for name in set(cs) | set(ss)]
+    rows = [
+        FunctionDiff(name, cs.get(name, 0.0), ss.get(name, 0.0), cs.get(name, 0.0) - ss.get(name, 0.0))
+        for name in set(cs) | set(ss)
+    ]
     rows.sort(key=lambda d: (-abs(d.delta), -max(d.canary_share, d.stable_share), d.name))
     return rows[:n]
 
@@ -265,9 +281,9 @@ class FlameNode:
     name: str
     total: int = 0
     self: int = 0
-    children: dict[str, "FlameNode"] = field(default_factory=dict)
+    children: dict[str, FlameNode] = field(default_factory=dict)
 
-    def child(self, name: str) -> "FlameNode":
+    def child(self, name: str) -> FlameNode:
         node = self.children.get(name)
         if node is None:
             node = self.children[name] = FlameNode(name)

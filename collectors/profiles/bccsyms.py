@@ -64,8 +64,12 @@ class BccHelper:
         with ours, theirs:
             # stderr too: bcc's warnings must not land on the dashboard's terminal
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [sys.executable, "-m", __name__, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             self._conn = Connection(os.dup(ours.fileno()))
         self.generation += 1
 
@@ -121,8 +125,12 @@ class _Cache:
             self._cache.cache = lib.bcc_symcache_new(pid, None)
         else:
             stt_func, stt_gnu_ifunc = 2, 10  # <elf.h>
-            opt = bcc_symbol_option(use_debug_file=1, check_debug_file_crc=1, lazy_symbolize=0,
-                                    use_symbol_type=(1 << stt_func) | (1 << stt_gnu_ifunc))
+            opt = bcc_symbol_option(
+                use_debug_file=1,
+                check_debug_file_crc=1,
+                lazy_symbolize=0,
+                use_symbol_type=(1 << stt_func) | (1 << stt_gnu_ifunc),
+            )
             self._cache.cache = lib.bcc_symcache_new(pid, ct.byref(opt))
 
     def resolve(self, addr: int, demangle: bool):

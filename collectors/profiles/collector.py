@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from ebpftop.core.collector import Collector, SourceUnavailable
+
 from .aggregate import GROUP_KEYS, StackKey, filter_stacks, stacks_from_counts, summarize
 from .model import Profile, ProfilesData, SourceStatus, Tags, WithSource
 from .sampler import Sampler, SamplerUnavailable
@@ -72,7 +73,9 @@ class ProfilesCollector(Collector):
         self.max_stacks = max_stacks
         self._clock = clock
         # The sampler skips ebpftop itself: its own drains would otherwise top the list.
-        self._sampler = sampler if sampler is not None else (Sampler(hz, skip_tgid=os.getpid()) if hz > 0 else None)
+        self._sampler = (
+            sampler if sampler is not None else (Sampler(hz, skip_tgid=os.getpid()) if hz > 0 else None)
+        )
         self._windows = SlidingWindows(WINDOWS)
         self._summaries: dict[float, Profile] = {}
         self._tags = TagCache()
@@ -92,13 +95,24 @@ class ProfilesCollector(Collector):
 
     async def start(self) -> None:
         if self._sampler is None and not self.pprof_urls:
-            raise SourceUnavailable("profiles are off: sampling at 0 Hz and no pprof URL", "set profile_hz or give --pprof URL", off=True)
+            raise SourceUnavailable(
+                "profiles are off: sampling at 0 Hz and no pprof URL",
+                "set profile_hz or give --pprof URL",
+                off=True,
+            )
         if self._sampler is not None and self._bpf_start is None:
             self._status["bpf"] = SourceStatus("bpf", "pending", "compiling the BPF sampler")
             # Compiling takes seconds: the first snapshot (and the UI) must not wait.
-            self._bpf_start = asyncio.create_task(asyncio.to_thread(self._sampler.start), name="profiles:bpf-start")
+            self._bpf_start = asyncio.create_task(
+                asyncio.to_thread(self._sampler.start), name="profiles:bpf-start"
+            )
         for url in self.pprof_urls:
-            self._status.setdefault(url, SourceStatus(url, "pending", "first fetch under way" if self.pprof_every > 0 else "fetched on demand"))
+            self._status.setdefault(
+                url,
+                SourceStatus(
+                    url, "pending", "first fetch under way" if self.pprof_every > 0 else "fetched on demand"
+                ),
+            )
             if self.pprof_every > 0:
                 self._tasks.append(asyncio.create_task(self._pprof_loop(url), name=f"profiles:pprof:{url}"))
 
@@ -186,12 +200,18 @@ class ProfilesCollector(Collector):
             async with self._lock:
                 try:
                     counts = await self._drain()
-                except Exception as exc:  # noqa: BLE001 - a failed drain degrades, pprof goes on
-                    self._status["bpf"] = SourceStatus("bpf", "error", f"drain failed: {type(exc).__name__}: {exc}",
-                                                       self._status["bpf"].last_ok)
+                except Exception as exc:
+                    self._status["bpf"] = SourceStatus(
+                        "bpf",
+                        "error",
+                        f"drain failed: {type(exc).__name__}: {exc}",
+                        self._status["bpf"].last_ok,
+                    )
                     counts = {}
                 else:
-                    self._status["bpf"] = SourceStatus("bpf", "ok", f"sampling every CPU at {self.hz} Hz", now)
+                    self._status["bpf"] = SourceStatus(
+                        "bpf", "ok", f"sampling every CPU at {self.hz} Hz", now
+                    )
             self._windows.add(now, counts)
             self._feed_pending(now, counts)
         elif self._bpf_start is not None and self._bpf_start.done() and not self.pprof_urls:
@@ -205,12 +225,18 @@ class ProfilesCollector(Collector):
                 if last is None or now - last.end >= every - self.interval / 2:
                     oldest = self._windows.oldest(now, seconds)
                     last = self._summaries[seconds] = self._windows.profile(
-                        f"bpf {seconds:g}s", min(oldest, now) - self.interval, now, seconds, max_stacks=self.max_stacks)
+                        f"bpf {seconds:g}s",
+                        min(oldest, now) - self.interval,
+                        now,
+                        seconds,
+                        max_stacks=self.max_stacks,
+                    )
                 windows.append(last)
         return ProfilesData(
             hz=self.hz if running else None,
             windows=tuple(windows),
-            captures=tuple(self._pprof[u] for u in self.pprof_urls if u in self._pprof) + tuple(self._captures),
+            captures=tuple(self._pprof[u] for u in self.pprof_urls if u in self._pprof)
+            + tuple(self._captures),
             sources=tuple(self._status[k] for k in sorted(self._status, key=lambda k: (k != "bpf", k))),
             lost_samples=self._lost,
         )
@@ -242,9 +268,11 @@ class ProfilesCollector(Collector):
                 raise
             except PprofError as exc:
                 self._status[url] = SourceStatus(url, "error", str(exc), self._status[url].last_ok)
-            except Exception as exc:  # noqa: BLE001 - one endpoint never takes the source down
+            except Exception as exc:
                 log.debug("pprof %s failed", url, exc_info=True)
-                self._status[url] = SourceStatus(url, "error", f"{type(exc).__name__}: {exc}", self._status[url].last_ok)
+                self._status[url] = SourceStatus(
+                    url, "error", f"{type(exc).__name__}: {exc}", self._status[url].last_ok
+                )
             await asyncio.sleep(self.pprof_every)
 
     # --- on demand --------------------------------------------------------------------
@@ -267,11 +295,18 @@ class ProfilesCollector(Collector):
                 await asyncio.shield(self._bpf_start)  # still compiling: the capture starts after
         if not self._bpf_state():
             st = self._status.get("bpf")
-            raise SourceUnavailable(f"BPF sampler not running: {st.message if st else 'off'}", "run `sudo ebpftop`")
+            raise SourceUnavailable(
+                f"BPF sampler not running: {st.message if st else 'off'}", "run `sudo ebpftop`"
+            )
         now = self._clock()
         label = " ".join(f"{k}={v}" for k, v in sorted(want.items()))
-        pending = _Pending(dict(want), f"capture {label}", now, now + seconds,
-                           done=asyncio.get_running_loop().create_future())
+        pending = _Pending(
+            dict(want),
+            f"capture {label}",
+            now,
+            now + seconds,
+            done=asyncio.get_running_loop().create_future(),
+        )
         self._pending.append(pending)
         return await pending.done
 
@@ -281,7 +316,9 @@ class ProfilesCollector(Collector):
                 p.counts[(s.tags, s.frames)] += s.count
             if now >= p.deadline:
                 self._pending.remove(p)
-                prof = summarize(p.name, "bpf", p.start, now, stacks_from_counts(p.counts), max_stacks=self.max_stacks)
+                prof = summarize(
+                    p.name, "bpf", p.start, now, stacks_from_counts(p.counts), max_stacks=self.max_stacks
+                )
                 self._captures.append(prof)
                 if p.done is not None and not p.done.done():
                     p.done.set_result(prof)
@@ -297,4 +334,4 @@ def from_settings(settings) -> ProfilesCollector:
     )
 
 
-__all__ = ["ProfilesCollector", "from_settings", "GROUP_KEYS"]
+__all__ = ["GROUP_KEYS", "ProfilesCollector", "from_settings"]

@@ -32,12 +32,24 @@ class OneShot:
     interrupted: bool  # stopped early (Ctrl-C or a signal); the profile covers what was sampled
 
 
-def sample(hz: int, seconds: float, *, stop: threading.Event | None = None, max_stacks: int = 400, top_n: int = 5,
-           sampler: Sampler | None = None, tags: TagCache | None = None, clock=time.time) -> OneShot:
+def sample(
+    hz: int,
+    seconds: float,
+    *,
+    stop: threading.Event | None = None,
+    max_stacks: int = 400,
+    top_n: int = 5,
+    sampler: Sampler | None = None,
+    tags: TagCache | None = None,
+    clock=time.time,
+) -> OneShot:
     """Sample every CPU at `hz` for `seconds` (or until `stop` is set), then read,
     name and tag everything once. Raises SamplerUnavailable when BPF cannot run."""
-    sampler = sampler if sampler is not None else Sampler(hz, max_keys=MAX_KEYS, stack_slots=STACK_SLOTS,
-                                                          skip_tgid=os.getpid())
+    sampler = (
+        sampler
+        if sampler is not None
+        else Sampler(hz, max_keys=MAX_KEYS, stack_slots=STACK_SLOTS, skip_tgid=os.getpid())
+    )
     tags = tags if tags is not None else TagCache()
     stop = stop if stop is not None else threading.Event()
     sampler.start()
@@ -59,5 +71,14 @@ def sample(hz: int, seconds: float, *, stop: threading.Event | None = None, max_
     tagged = WithSource("bpf")
     for r in raw:
         counts[(tagged(tags.get(r.tgid, r.comm)), r.frames)] += r.count
-    prof = summarize(f"bpf {span:.0f}s", "bpf", start, end, stacks_from_counts(counts), max_stacks=max_stacks, top_n=top_n, merged=True)
+    prof = summarize(
+        f"bpf {span:.0f}s",
+        "bpf",
+        start,
+        end,
+        stacks_from_counts(counts),
+        max_stacks=max_stacks,
+        top_n=top_n,
+        merged=True,
+    )
     return OneShot(prof, hz, span, lost, interrupted)

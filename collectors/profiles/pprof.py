@@ -45,7 +45,9 @@ class GunzipCapped:
         if self._seen == 0 and chunk:
             head = chunk[:2]
             if not GZIP_MAGIC.startswith(head) or (len(head) == 2 and head != GZIP_MAGIC):
-                raise PprofError(f"not gzip: body starts with {chunk[:8]!r}, a pprof profile is gzip'd protobuf")
+                raise PprofError(
+                    f"not gzip: body starts with {chunk[:8]!r}, a pprof profile is gzip'd protobuf"
+                )
         self._seen += len(chunk)
         if self._d.eof:
             return  # trailing bytes after the gzip member are ignored, as gzip(1) warns and goes on
@@ -67,7 +69,9 @@ class GunzipCapped:
         if self._seen == 0:
             raise PprofError("empty body")
         if not self._d.eof:
-            raise PprofError(f"truncated gzip: the stream ends after {self._seen} bytes without its end marker")
+            raise PprofError(
+                f"truncated gzip: the stream ends after {self._seen} bytes without its end marker"
+            )
         return bytes(self._out)
 
 
@@ -116,7 +120,7 @@ def parse(data: bytes, source: str = "") -> PprofProfile:
         raise PprofError(f"not a pprof profile: protobuf decode failed ({exc})") from None
     strings = prof.string_table
     if not strings or strings[0] != "":
-        raise PprofError("not a pprof profile: string_table is empty or does not start with \"\"")
+        raise PprofError('not a pprof profile: string_table is empty or does not start with ""')
     if not prof.sample_type:
         raise PprofError("not a pprof profile: no sample_type")
 
@@ -125,8 +129,10 @@ def parse(data: bytes, source: str = "") -> PprofProfile:
             raise PprofError(f"{where}: string index {index} out of range (table has {len(strings)})")
         return strings[index]
 
-    types = tuple((s(v.type, f"sample_type[{i}].type"), s(v.unit, f"sample_type[{i}].unit"))
-                  for i, v in enumerate(prof.sample_type))
+    types = tuple(
+        (s(v.type, f"sample_type[{i}].type"), s(v.unit, f"sample_type[{i}].unit"))
+        for i, v in enumerate(prof.sample_type)
+    )
     count_i = next((i for i, (t, u) in enumerate(types) if u == "count"), 0)
     ns_i = next((i for i, (t, u) in enumerate(types) if u == "nanoseconds"), None)
 
@@ -139,7 +145,9 @@ def parse(data: bytes, source: str = "") -> PprofProfile:
         names = []
         for j, line in enumerate(loc.line):  # innermost inlined function first
             if line.function_id not in functions:
-                raise PprofError(f"location[{i}].line[{j}]: function id {line.function_id} not in the profile")
+                raise PprofError(
+                    f"location[{i}].line[{j}]: function id {line.function_id} not in the profile"
+                )
             names.append(functions[line.function_id])
         locations[loc.id] = tuple(names) if names else (f"0x{loc.address:x}",)
 
@@ -163,12 +171,14 @@ def parse(data: bytes, source: str = "") -> PprofProfile:
                 value = f"{label.num} {unit}" if unit else str(label.num)
             labels.setdefault(key[:MAX_LABEL], []).append(value)
         tags = make_tags(base + tuple((k, ",".join(v)[:MAX_LABEL]) for k, v in labels.items()))
-        stacks.append(StackSample(
-            frames=tuple(reversed(leaf_first)),
-            count=sample.value[count_i],
-            tags=tags,
-            cpu_ns=sample.value[ns_i] if ns_i is not None else None,
-        ))
+        stacks.append(
+            StackSample(
+                frames=tuple(reversed(leaf_first)),
+                count=sample.value[count_i],
+                tags=tags,
+                cpu_ns=sample.value[ns_i] if ns_i is not None else None,
+            )
+        )
     pt = prof.period_type
     return PprofProfile(
         sample_types=types,
@@ -203,8 +213,14 @@ def profile_url(url: str, seconds: float) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=path, query=urllib.parse.urlencode(query, doseq=True)))
 
 
-async def fetch(url: str, *, seconds: float = 5.0, timeout: float = 5.0, limit: int = MAX_BYTES,
-                client: httpx.AsyncClient | None = None) -> bytes:
+async def fetch(
+    url: str,
+    *,
+    seconds: float = 5.0,
+    timeout: float = 5.0,
+    limit: int = MAX_BYTES,
+    client: httpx.AsyncClient | None = None,
+) -> bytes:
     """Fetch a CPU profile; return it decompressed. The whole exchange may take at most
     `seconds` (the server profiles that long before answering) plus `timeout`."""
     full = profile_url(url, seconds)

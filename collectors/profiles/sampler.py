@@ -66,8 +66,9 @@ class RawStack(NamedTuple):  # one per counts key each drain: a tuple is cheaper
 
 
 class Sampler:
-    def __init__(self, hz: int = 49, *, max_keys: int | None = None, stack_slots: int = 16384,
-                 skip_tgid: int = 0) -> None:
+    def __init__(
+        self, hz: int = 49, *, max_keys: int | None = None, stack_slots: int = 16384, skip_tgid: int = 0
+    ) -> None:
         if not 1 <= hz <= 1000:
             raise ValueError(f"sampling frequency must be 1..1000 Hz, not {hz}")
         self.hz = hz
@@ -107,27 +108,40 @@ class Sampler:
         if self._bpf is not None:
             return
         if os.geteuid() != 0:
-            raise SamplerUnavailable("the BPF CPU sampler needs root", "run `sudo ebpftop`, or give --pprof URL for pprof only")
+            raise SamplerUnavailable(
+                "the BPF CPU sampler needs root", "run `sudo ebpftop`, or give --pprof URL for pprof only"
+            )
         try:
             from bcc import BPF, PerfSWConfig, PerfType
         except ImportError as exc:
-            raise SamplerUnavailable(f"bcc does not import ({exc})", "install python3-bpfcc (scripts/setup.sh)") from None
+            raise SamplerUnavailable(
+                f"bcc does not import ({exc})", "install python3-bpfcc (scripts/setup.sh)"
+            ) from None
         from ..bpfcompile import COMPILE_LOCK
 
-        cflags = [f"-DMAX_KEYS={self.max_keys}", f"-DSTACK_SLOTS={self.stack_slots}",
-                  f"-DSKIP_TGID={int(self.skip_tgid)}"]
+        cflags = [
+            f"-DMAX_KEYS={self.max_keys}",
+            f"-DSTACK_SLOTS={self.stack_slots}",
+            f"-DSKIP_TGID={int(self.skip_tgid)}",
+        ]
         try:
             with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
                 b = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         except Exception as exc:  # bcc raises bare Exception on compile/load failure
             raise SamplerUnavailable(f"BPF program did not load: {exc}", "run `ebpftop doctor`") from None
         try:
-            b.attach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
-                                fn_name=FN_NAME.encode(), sample_freq=self.hz)
+            b.attach_perf_event(
+                ev_type=PerfType.SOFTWARE,
+                ev_config=PerfSWConfig.CPU_CLOCK,
+                fn_name=FN_NAME.encode(),
+                sample_freq=self.hz,
+            )
         except Exception as exc:
             b.cleanup()
-            raise SamplerUnavailable(f"perf_event attach failed: {exc}",
-                                     "check /proc/sys/kernel/perf_event_paranoid and that perf events exist in this VM") from None
+            raise SamplerUnavailable(
+                f"perf_event attach failed: {exc}",
+                "check /proc/sys/kernel/perf_event_paranoid and that perf events exist in this VM",
+            ) from None
         self._bpf = b
 
     def close(self) -> None:
@@ -303,7 +317,7 @@ class Sampler:
             return None
         ips = array.array("Q", leaf)  # the raw u64 array, not a ctypes walk per frame
         try:
-            del ips[ips.index(0):]  # the kernel ends a stack shorter than the array with 0
+            del ips[ips.index(0) :]  # the kernel ends a stack shorter than the array with 0
         except ValueError:
             pass
         return tuple(ips)
@@ -482,9 +496,14 @@ class _Batch:
         while total < self._max:
             self._count.value = self._max - total
             if total:
-                res = self._fn(self._fd, ct.byref(self._token), ct.byref(self._token),
-                               ct.byref(self._keys, ks * total), ct.byref(self._values, 8 * total),
-                               ct.byref(self._count))
+                res = self._fn(
+                    self._fd,
+                    ct.byref(self._token),
+                    ct.byref(self._token),
+                    ct.byref(self._keys, ks * total),
+                    ct.byref(self._values, 8 * total),
+                    ct.byref(self._count),
+                )
             else:
                 res = self._fn(*self._first)
             err = ct.get_errno()
@@ -502,4 +521,4 @@ class _Batch:
                 break  # no progress (a bucket grew past the room left); the rest waits a drain
         self._works = True
         raw = ct.string_at(self._keys, ks * total)
-        return list(zip([raw[i:i + ks] for i in range(0, ks * total, ks)], self._counts[:total].tolist()))
+        return list(zip([raw[i : i + ks] for i in range(0, ks * total, ks)], self._counts[:total].tolist()))

@@ -61,8 +61,15 @@ def parse_maps(text: str) -> list[Mapping]:
         try:
             lo, hi = parts[0].split("-")
             major, minor = parts[3].split(":")
-            out.append(Mapping(int(lo, 16), int(hi, 16), os.makedev(int(major, 16), int(minor, 16)),
-                               int(parts[4]), int(parts[2], 16)))
+            out.append(
+                Mapping(
+                    int(lo, 16),
+                    int(hi, 16),
+                    os.makedev(int(major, 16), int(minor, 16)),
+                    int(parts[4]),
+                    int(parts[2], 16),
+                )
+            )
         except ValueError:
             continue  # not the kernel's format: skipped, its addresses name as [unknown]
     out.sort(key=lambda m: m.start)
@@ -77,7 +84,7 @@ def identity(pid: int, proc: str = "/proc") -> tuple[int, int, int] | None:
         with open(f"{proc}/{pid}/stat", "rb") as f:
             stat = f.read()
         # after the comm, which may hold spaces and parentheses: field 22 is starttime
-        start = int(stat[stat.rindex(b")") + 2:].split()[19])
+        start = int(stat[stat.rindex(b")") + 2 :].split()[19])
     except (OSError, ValueError, IndexError):
         return None
     return (st.st_dev, st.st_ino, start)
@@ -180,8 +187,13 @@ class Symbols:
     def _process(self, pid: int) -> _Process:
         p = self._procs.get(pid)
         if p is None:
-            perf_map = any(os.path.exists(f) for f in (f"{self._proc}/{pid}/root/tmp/perf-{pid}.map", f"/tmp/perf-{pid}.map"))
-            p = self._procs[pid] = _Process(identity(pid, self._proc), self._read_maps(pid), self._drain, perf_map)
+            perf_map = any(
+                os.path.exists(f)
+                for f in (f"{self._proc}/{pid}/root/tmp/perf-{pid}.map", f"/tmp/perf-{pid}.map")
+            )
+            p = self._procs[pid] = _Process(
+                identity(pid, self._proc), self._read_maps(pid), self._drain, perf_map
+            )
             if p.maps is not None:
                 p.starts = [m.start for m in p.maps]
         return p

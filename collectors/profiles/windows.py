@@ -12,7 +12,7 @@ exactly `aggregate.summarize` of the window's stacks (tests compare the two).
 from __future__ import annotations
 
 import collections
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .aggregate import GROUP_KEYS, MAX_TOP_GROUPS, StackKey, project, round_robin, stack_order, top_functions
 from .model import Profile, StackSample, TagGroup, Tags
@@ -23,7 +23,7 @@ MAX_TAG_SETS = 4096  # tag set -> group projections remembered before that memo 
 class _Group:
     """The stacks of one tag group in one window, and what was derived from them."""
 
-    __slots__ = ("members", "samples", "_ranked", "_top")
+    __slots__ = ("_ranked", "_top", "members", "samples")
 
     def __init__(self) -> None:
         self.members: dict[StackKey, int] = {}
@@ -43,8 +43,9 @@ class _Group:
     def ranked(self) -> list[StackSample]:
         """Its stacks, heaviest first."""
         if self._ranked is None:
-            self._ranked = sorted((StackSample(frames, n, tags) for (tags, frames), n in self.members.items()),
-                                  key=stack_order)
+            self._ranked = sorted(
+                (StackSample(frames, n, tags) for (tags, frames), n in self.members.items()), key=stack_order
+            )
         return self._ranked
 
     def top(self, n: int) -> tuple:
@@ -57,12 +58,15 @@ class SlidingWindows:
     """Sample counts over the last `spans` seconds (e.g. 10 and 60). Memory is bounded
     by the longest span times the distinct stacks."""
 
-    def __init__(self, spans: Iterable[float], *, group_keys: tuple[str, ...] = GROUP_KEYS, top_n: int = 5) -> None:
+    def __init__(
+        self, spans: Iterable[float], *, group_keys: tuple[str, ...] = GROUP_KEYS, top_n: int = 5
+    ) -> None:
         self.spans = tuple(sorted(spans))
         self.group_keys = group_keys
         self.top_n = top_n
         self._in: dict[float, collections.deque[tuple[float, dict[StackKey, int]]]] = {
-            s: collections.deque() for s in self.spans}
+            s: collections.deque() for s in self.spans
+        }
         self._groups: dict[float, dict[Tags, _Group]] = {s: {} for s in self.spans}
         self._total = dict.fromkeys(self.spans, 0)
         self._last: dict[float, tuple] = {}  # span -> (max_stacks, groups, stacks) of its last profile
@@ -120,11 +124,24 @@ class SlidingWindows:
         if last is None or last[0] != max_stacks:
             order = sorted(groups, key=lambda t: (-groups[t].samples, t))
             tag_groups = tuple(
-                TagGroup(t, groups[t].samples, groups[t].samples / total if total else 0.0,
-                         groups[t].top(self.top_n) if i < MAX_TOP_GROUPS else ())
-                for i, t in enumerate(order))
+                TagGroup(
+                    t,
+                    groups[t].samples,
+                    groups[t].samples / total if total else 0.0,
+                    groups[t].top(self.top_n) if i < MAX_TOP_GROUPS else (),
+                )
+                for i, t in enumerate(order)
+            )
             kept = tuple(round_robin([g.ranked() for g in groups.values()], max_stacks))
             last = self._last[span] = (max_stacks, tag_groups, kept)
         _, tag_groups, kept = last
-        return Profile(name=name, source="bpf", start=start, end=now, total_samples=total, stacks=kept,
-                       groups=tag_groups, omitted_samples=total - sum(s.count for s in kept))
+        return Profile(
+            name=name,
+            source="bpf",
+            start=start,
+            end=now,
+            total_samples=total,
+            stacks=kept,
+            groups=tag_groups,
+            omitted_samples=total - sum(s.count for s in kept),
+        )

@@ -25,8 +25,9 @@ import asyncio
 import email.utils
 import json
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -45,9 +46,20 @@ Sleep = Callable[[float], Awaitable[None]]
 class ArgoController(Controller):
     kind = "argo"
 
-    def __init__(self, service: str, access: KubeAccess, *, namespace: str, name: str, timeout: float = 5.0,
-                 retries: int = 3, max_wait: float = 30.0, sleep: Sleep = asyncio.sleep,
-                 clock=time.monotonic, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        access: KubeAccess,
+        *,
+        namespace: str,
+        name: str,
+        timeout: float = 5.0,
+        retries: int = 3,
+        max_wait: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
+        clock=time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         super().__init__(service)
         self.access = access
         self.namespace = namespace
@@ -73,11 +85,16 @@ class ArgoController(Controller):
 
     # -- HTTP ------------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
-                       what: str) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, *, body: Any = None, content_type: str = "application/json", what: str
+    ) -> httpx.Response:
         """One call, 429s waited out; any other status is returned to the caller."""
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        headers = {"Content-Type": content_type, "Accept": "application/json"} if content else {"Accept": "application/json"}
+        headers = (
+            {"Content-Type": content_type, "Accept": "application/json"}
+            if content
+            else {"Accept": "application/json"}
+        )
         for attempt in range(self.retries + 1):
             try:
                 # one deadline per call: httpx's timeouts are per read, and a server
@@ -86,15 +103,19 @@ class ArgoController(Controller):
                     resp = await self._client.request(method, path, content=content, headers=headers)
             except (httpx.TimeoutException, TimeoutError):
                 maybe = "; it may or may not have been applied: check the rollout" if method != "GET" else ""
-                raise ControllerError(f"{what}: no answer from {self.access.server} within {self.timeout:g}s{maybe}") from None
+                raise ControllerError(
+                    f"{what}: no answer from {self.access.server} within {self.timeout:g}s{maybe}"
+                ) from None
             except httpx.HTTPError as exc:
                 raise ControllerError(f"{what}: {self.access.server}: {type(exc).__name__}: {exc}") from None
             if resp.status_code != 429:
                 return resp
             wait = retry_after(resp.headers.get("Retry-After"))
             if wait > self.max_wait:
-                raise ControllerError(f"{what}: the API server is throttling (HTTP 429) and asks to wait "
-                                      f"{wait:g}s, more than {self.max_wait:g}s; try again later")
+                raise ControllerError(
+                    f"{what}: the API server is throttling (HTTP 429) and asks to wait "
+                    f"{wait:g}s, more than {self.max_wait:g}s; try again later"
+                )
             if attempt == self.retries:
                 break
             await self._sleep(wait)
@@ -104,13 +125,17 @@ class ArgoController(Controller):
         reason = status_message(resp)
         code = resp.status_code
         if code == 401:
-            return ControllerError(f"{what}: unauthorized (HTTP 401): the API server rejected the credentials "
-                                   f"from {self.access.source} (expired token?){reason}")
+            return ControllerError(
+                f"{what}: unauthorized (HTTP 401): the API server rejected the credentials "
+                f"from {self.access.source} (expired token?){reason}"
+            )
         if code == 403:
             return ControllerError(f"{what}: forbidden (HTTP 403){reason}")
         if code == 404:
-            return ControllerError(f"{what}: rollout {self.namespace}/{self.name} not found at {self.access.server} "
-                                   f"(HTTP 404){reason}")
+            return ControllerError(
+                f"{what}: rollout {self.namespace}/{self.name} not found at {self.access.server} "
+                f"(HTTP 404){reason}"
+            )
         if code == 422:
             return ControllerError(f"{what}: rejected as invalid (HTTP 422){reason}")
         return ControllerError(f"{what}: HTTP {code}{reason}")
@@ -162,18 +187,33 @@ class ArgoController(Controller):
         except (ValueError, AttributeError):
             raise ControllerError(f"{what}: the answer is not a SelfSubjectAccessReview") from None
         allowed = status.get("allowed") is True
-        reason = "" if allowed else (
-            f"not allowed to patch rollouts/status in namespace {self.namespace} ({self.access.source})"
-            + (f": {status.get('reason')}" if status.get("reason") else "")
-            + (f"; {status.get('evaluationError')}" if status.get("evaluationError") else ""))
+        reason = (
+            ""
+            if allowed
+            else (
+                f"not allowed to patch rollouts/status in namespace {self.namespace} ({self.access.source})"
+                + (f": {status.get('reason')}" if status.get("reason") else "")
+                + (f"; {status.get('evaluationError')}" if status.get("evaluationError") else "")
+            )
+        )
         self._permission = (now, allowed, reason)
         return allowed, reason
 
     def _ssar(self) -> dict:
-        return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                "spec": {"resourceAttributes": {"namespace": self.namespace, "verb": "patch",
-                                                "group": "argoproj.io", "resource": "rollouts",
-                                                "subresource": "status", "name": self.name}}}
+        return {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": self.namespace,
+                    "verb": "patch",
+                    "group": "argoproj.io",
+                    "resource": "rollouts",
+                    "subresource": "status",
+                    "name": self.name,
+                }
+            },
+        }
 
     def _parse(self, doc: dict) -> RolloutState:
         meta, spec, status = doc.get("metadata") or {}, doc.get("spec") or {}, doc.get("status") or {}
@@ -187,13 +227,21 @@ class ArgoController(Controller):
         if status.get("abort"):
             phase = f"{phase} (aborted)" if phase and "abort" not in phase.lower() else (phase or "Aborted")
         return RolloutState(
-            service=self.service, controller=self.kind, endpoint=self.endpoint,
-            stable_revision=stable_rs, canary_revision=current if current != stable_rs else None,
-            stable_weight=None if canary_w is None else 100.0 - canary_w, canary_weight=canary_w,
-            phase=phase, step=index, steps=len(steps) if steps is not None else None,
-            last_change=_last_update(status), message=str(status.get("message") or ""),
+            service=self.service,
+            controller=self.kind,
+            endpoint=self.endpoint,
+            stable_revision=stable_rs,
+            canary_revision=current if current != stable_rs else None,
+            stable_weight=None if canary_w is None else 100.0 - canary_w,
+            canary_weight=canary_w,
+            phase=phase,
+            step=index,
+            steps=len(steps) if steps is not None else None,
+            last_change=_last_update(status),
+            message=str(status.get("message") or ""),
             version=str(meta.get("resourceVersion") or ""),
-            can_promote=False, promote_reason="Argo: promote with `kubectl argo rollouts promote` (not offered here)",
+            can_promote=False,
+            promote_reason="Argo: promote with `kubectl argo rollouts promote` (not offered here)",
         )
 
     # -- rollback ------------------------------------------------------------------------
@@ -211,18 +259,30 @@ class ArgoController(Controller):
         hdrs = ((auth,) if auth else ()) + (("Content-Type", MERGE_PATCH),)
         base = self.access.server
         return Plan(
-            action="rollback", controller=self.kind, endpoint=self.endpoint,
+            action="rollback",
+            controller=self.kind,
+            endpoint=self.endpoint,
             summary=f"abort rollout {self.namespace}/{self.name}: all traffic back to the stable ReplicaSet "
-                    f"{(state.stable_revision if state else None) or '?'}",
+            f"{(state.stable_revision if state else None) or '?'}",
             requests=(
-                Request("POST", base + SSAR_PATH, json.dumps(self._ssar(), separators=(",", ":")),
-                        (auth,) if auth else ()),
-                Request("PATCH", base + self.path + "/status",
-                        json.dumps(self._patch_body(version), separators=(",", ":")), hdrs),
+                Request(
+                    "POST",
+                    base + SSAR_PATH,
+                    json.dumps(self._ssar(), separators=(",", ":")),
+                    (auth,) if auth else (),
+                ),
+                Request(
+                    "PATCH",
+                    base + self.path + "/status",
+                    json.dumps(self._patch_body(version), separators=(",", ":")),
+                    hdrs,
+                ),
             ),
-            note=(f"on 404 the same patch goes to {base + self.path}; "
-                  "on 409 (the rollout changed since it was read) it is re-read and nothing is applied until "
-                  "confirmed again, unless nothing shown changed"),
+            note=(
+                f"on 404 the same patch goes to {base + self.path}; "
+                "on 409 (the rollout changed since it was read) it is re-read and nothing is applied until "
+                "confirmed again, unless nothing shown changed"
+            ),
         )
 
     async def rollback(self, plan: Plan) -> str:
@@ -242,10 +302,16 @@ class ArgoController(Controller):
                 patch = self._patch_body(now.version)  # only the controller's bookkeeping moved
                 before = now
                 continue
-            raise Conflict(f"rollout {self.namespace}/{self.name} changed since it was read (HTTP 409); "
-                           f"nothing was applied: " + "; ".join(changes), self._last, changes)
+            raise Conflict(
+                f"rollout {self.namespace}/{self.name} changed since it was read (HTTP 409); "
+                f"nothing was applied: " + "; ".join(changes),
+                self._last,
+                changes,
+            )
         if resp.status_code == 409:
-            raise ControllerError(f"abort rollout {self.namespace}/{self.name}: conflict (HTTP 409) twice; try again")
+            raise ControllerError(
+                f"abort rollout {self.namespace}/{self.name}: conflict (HTTP 409) twice; try again"
+            )
         if resp.status_code not in (200, 201):
             raise self._fail(resp, f"abort rollout {self.namespace}/{self.name}")
         try:
@@ -253,12 +319,16 @@ class ArgoController(Controller):
         except (ValueError, AttributeError):
             return f"aborted rollout {self.namespace}/{self.name}"
         self._remember(_with(after, can_rollback=allowed, rollback_reason=reason))
-        return (f"aborted rollout {self.namespace}/{self.name}: phase {after.phase or '?'}, "
-                f"stable {after.stable_revision or '?'}")
+        return (
+            f"aborted rollout {self.namespace}/{self.name}: phase {after.phase or '?'}, "
+            f"stable {after.stable_revision or '?'}"
+        )
 
     async def _patch(self, body: dict) -> httpx.Response:
         what = f"abort rollout {self.namespace}/{self.name}"
-        resp = await self._request("PATCH", self.path + "/status", body=body, content_type=MERGE_PATCH, what=what)
+        resp = await self._request(
+            "PATCH", self.path + "/status", body=body, content_type=MERGE_PATCH, what=what
+        )
         if resp.status_code == 404:
             # No status subresource on this cluster's CRD: patch the resource itself.
             resp = await self._request("PATCH", self.path, body=body, content_type=MERGE_PATCH, what=what)
@@ -299,7 +369,9 @@ def status_message(resp: httpx.Response) -> str:
         return ""
     msg = str(doc.get("message") or "")
     causes = ((doc.get("details") or {}).get("causes") or []) if isinstance(doc.get("details"), dict) else []
-    detail = "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes if isinstance(c, dict))
+    detail = "; ".join(
+        f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes if isinstance(c, dict)
+    )
     return (f": {msg}" if msg else "") + (f" ({detail})" if detail else "")
 
 
@@ -316,7 +388,11 @@ def _traffic_weight(status: dict, steps: list | None, index: int | None, settled
         return 0.0
     if steps is None or index is None:
         return None
-    reached = [s["setWeight"] for s in steps[:index + 1] if isinstance(s, dict) and isinstance(s.get("setWeight"), (int, float))]
+    reached = [
+        s["setWeight"]
+        for s in steps[: index + 1]
+        if isinstance(s, dict) and isinstance(s.get("setWeight"), (int, float))
+    ]
     if index >= len(steps):
         return 100.0
     return float(reached[-1]) if reached else 0.0
@@ -325,7 +401,9 @@ def _traffic_weight(status: dict, steps: list | None, index: int | None, settled
 def _last_update(status: dict) -> float | None:
     times = []
     for cond in status.get("conditions") or []:
-        stamp = cond.get("lastUpdateTime") or cond.get("lastTransitionTime") if isinstance(cond, dict) else None
+        stamp = (
+            cond.get("lastUpdateTime") or cond.get("lastTransitionTime") if isinstance(cond, dict) else None
+        )
         if isinstance(stamp, str):
             try:
                 times.append(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())

@@ -70,16 +70,24 @@ class Controller(ABC):
 
 def changes_between(before: RolloutState, after: RolloutState) -> list[str]:
     """Human lines for the fields that differ (what the operator should look at again)."""
-    fields = (("phase", "phase"), ("step", "step"), ("canary revision", "canary_revision"),
-              ("stable revision", "stable_revision"), ("canary weight", "canary_weight"),
-              ("stable weight", "stable_weight"), ("message", "message"))
+    fields = (
+        ("phase", "phase"),
+        ("step", "step"),
+        ("canary revision", "canary_revision"),
+        ("stable revision", "stable_revision"),
+        ("canary weight", "canary_weight"),
+        ("stable weight", "stable_weight"),
+        ("message", "message"),
+    )
     out = []
     for label, name in fields:
         a, b = getattr(before, name), getattr(after, name)
         if a != b:
             out.append(f"{label}: {_show(a)} -> {_show(b)}")
     if not out and before.version != after.version:
-        out.append(f"resource version: {before.version or '?'} -> {after.version or '?'} (no field ebpftop shows changed)")
+        out.append(
+            f"resource version: {before.version or '?'} -> {after.version or '?'} (no field ebpftop shows changed)"
+        )
     return out
 
 

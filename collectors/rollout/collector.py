@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ebpftop.core.collector import Collector, SourceUnavailable
+
 from .base import Controller, ControllerError
 from .model import RolloutData
 
@@ -32,24 +33,41 @@ def controller_from(settings: Any, **overrides: Any) -> Controller | None:
 
         if not settings.rollout_haproxy_socket:
             raise ControllerError("[rollout] controller is haproxy but haproxy_socket is not set")
-        return HAProxyController(service, settings.rollout_haproxy_socket, backend=settings.rollout_haproxy_backend,
-                                 canary=settings.rollout_haproxy_canary, stable=settings.rollout_haproxy_stable,
-                                 mode=settings.rollout_haproxy_mode, timeout=settings.rollout_timeout, **overrides)
+        return HAProxyController(
+            service,
+            settings.rollout_haproxy_socket,
+            backend=settings.rollout_haproxy_backend,
+            canary=settings.rollout_haproxy_canary,
+            stable=settings.rollout_haproxy_stable,
+            mode=settings.rollout_haproxy_mode,
+            timeout=settings.rollout_timeout,
+            **overrides,
+        )
     if kind == "webhook":
         from .webhook import WebhookController
 
         if not settings.rollout_webhook_url:
             raise ControllerError("[rollout] controller is webhook but webhook_url is not set")
-        return WebhookController(service, settings.rollout_webhook_url, secret_file=settings.rollout_webhook_secret_file,
-                                 timeout=settings.rollout_timeout, **overrides)
+        return WebhookController(
+            service,
+            settings.rollout_webhook_url,
+            secret_file=settings.rollout_webhook_secret_file,
+            timeout=settings.rollout_timeout,
+            **overrides,
+        )
     if kind == "argo":
         from .argo import ArgoController
         from .kube import load_access
 
         access = load_access(settings.rollout_argo_kubeconfig, settings.rollout_argo_context)
-        return ArgoController(service, access, namespace=settings.rollout_argo_namespace or access.namespace or "default",
-                              name=settings.rollout_argo_rollout or service, timeout=settings.rollout_timeout,
-                              **overrides)
+        return ArgoController(
+            service,
+            access,
+            namespace=settings.rollout_argo_namespace or access.namespace or "default",
+            name=settings.rollout_argo_rollout or service,
+            timeout=settings.rollout_timeout,
+            **overrides,
+        )
     raise ControllerError(f"[rollout] controller {kind!r}: use haproxy, argo or webhook")
 
 

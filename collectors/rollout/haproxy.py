@@ -26,9 +26,18 @@ MODES = ("weight", "drain", "maint")
 class HAProxyController(Controller):
     kind = "haproxy"
 
-    def __init__(self, service: str, address: str, *, backend: str = DEFAULT_BACKEND,
-                 canary: tuple[str, ...] = ("canary",), stable: tuple[str, ...] = ("stable",),
-                 mode: str = "weight", timeout: float = 2.0, clock=time.time) -> None:
+    def __init__(
+        self,
+        service: str,
+        address: str,
+        *,
+        backend: str = DEFAULT_BACKEND,
+        canary: tuple[str, ...] = ("canary",),
+        stable: tuple[str, ...] = ("stable",),
+        mode: str = "weight",
+        timeout: float = 2.0,
+        clock=time.time,
+    ) -> None:
         super().__init__(service)
         if mode not in MODES:
             raise ControllerError(f"haproxy rollback mode {mode!r}: use one of {', '.join(MODES)}")
@@ -36,7 +45,9 @@ class HAProxyController(Controller):
             raise ControllerError("haproxy: no canary servers configured")
         overlap = set(canary) & set(stable)
         if overlap:
-            raise ControllerError(f"haproxy: servers {', '.join(sorted(overlap))} are listed as both canary and stable")
+            raise ControllerError(
+                f"haproxy: servers {', '.join(sorted(overlap))} are listed as both canary and stable"
+            )
         self.api = RuntimeAPI(address, timeout=timeout)
         self.backend = backend
         self.canary = tuple(canary)
@@ -66,7 +77,8 @@ class HAProxyController(Controller):
         if missing:
             raise ControllerError(
                 f"haproxy backend {self.backend} has no server {', '.join(missing)} "
-                f"(it has: {', '.join(sorted(names)) or 'none'}); fix [rollout] haproxy_canary_servers / haproxy_stable_servers")
+                f"(it has: {', '.join(sorted(names)) or 'none'}); fix [rollout] haproxy_canary_servers / haproxy_stable_servers"
+            )
         now_weights = {s.name: (s.weight, s.admin) for s in servers}
         if self._last_weights is not None and now_weights != self._last_weights:
             self._changed_at = self._clock()
@@ -79,26 +91,40 @@ class HAProxyController(Controller):
         stable_w = sum(serving(s) for s in servers if s.name in self.stable)
         total = canary_w + stable_w
         backends = tuple(
-            Backend(s.name, "canary" if s.name in self.canary else "stable" if s.name in self.stable else "",
-                    s.weight, s.op_state if s.admin == "ready" else f"{s.op_state}, {s.admin}",
-                    f"{s.addr}:{s.port}" if s.port else s.addr)
-            for s in servers)
+            Backend(
+                s.name,
+                "canary" if s.name in self.canary else "stable" if s.name in self.stable else "",
+                s.weight,
+                s.op_state if s.admin == "ready" else f"{s.op_state}, {s.admin}",
+                f"{s.addr}:{s.port}" if s.port else s.addr,
+            )
+            for s in servers
+        )
         if total == 0:
             phase = "no server takes traffic"
         elif canary_w == 0:
-            phase = "rolled back" if any(s.weight == 0 or s.admin != "ready" for s in servers if s.name in self.canary) \
+            phase = (
+                "rolled back"
+                if any(s.weight == 0 or s.admin != "ready" for s in servers if s.name in self.canary)
                 else "canary down"
+            )
         elif stable_w == 0:
             phase = "canary only"
         else:
             phase = "progressing"
         return RolloutState(
-            service=self.service, controller=self.kind, endpoint=self.endpoint,
-            stable_revision=", ".join(self.stable) or None, canary_revision=", ".join(self.canary),
+            service=self.service,
+            controller=self.kind,
+            endpoint=self.endpoint,
+            stable_revision=", ".join(self.stable) or None,
+            canary_revision=", ".join(self.canary),
             stable_weight=100.0 * stable_w / total if total else None,
             canary_weight=100.0 * canary_w / total if total else None,
-            phase=phase, last_change=self._changed_at, backends=backends,
-            can_rollback=True, can_promote=False,
+            phase=phase,
+            last_change=self._changed_at,
+            backends=backends,
+            can_rollback=True,
+            can_promote=False,
             promote_reason="HAProxy: promote is a release decision; set weights in haproxy.cfg",
         )
 
@@ -112,11 +138,15 @@ class HAProxyController(Controller):
 
     def plan_rollback(self, state: RolloutState | None = None) -> Plan:
         cmds = self.commands()
-        how = {"weight": "weight 0", "drain": "weight 0 and drain", "maint": "weight 0 and maintenance"}[self.mode]
+        how = {"weight": "weight 0", "drain": "weight 0 and drain", "maint": "weight 0 and maintenance"}[
+            self.mode
+        ]
         return Plan(
-            action="rollback", controller=self.kind, endpoint=self.endpoint,
+            action="rollback",
+            controller=self.kind,
+            endpoint=self.endpoint,
             summary=f"canary server(s) {', '.join(self.canary)} of backend {self.backend} to {how}; "
-                    f"stable server(s) {', '.join(self.stable) or '(none)'} keep their weights",
+            f"stable server(s) {', '.join(self.stable) or '(none)'} keep their weights",
             requests=tuple(Request("runtime-api", self.api.address, c) for c in cmds),
             note="runtime weights last until HAProxy reloads (haproxy.cfg is not changed)",
         )
@@ -133,11 +163,15 @@ class HAProxyController(Controller):
         after = await self.state()
         still = [b.name for b in after.backends if b.variant == "canary" and b.weight != 0]
         if still:
-            raise ControllerError(f"haproxy accepted the commands but canary server(s) {', '.join(still)} "
-                                  f"still have a weight: {after.backends}")
+            raise ControllerError(
+                f"haproxy accepted the commands but canary server(s) {', '.join(still)} "
+                f"still have a weight: {after.backends}"
+            )
         how = "" if self.mode == "weight" else f" and in {self.mode}"
-        return (f"rolled back: canary server(s) {', '.join(self.canary)} at weight 0{how}, "
-                f"stable now {_pct(after.stable_weight)} of traffic (until HAProxy reloads)")
+        return (
+            f"rolled back: canary server(s) {', '.join(self.canary)} at weight 0{how}, "
+            f"stable now {_pct(after.stable_weight)} of traffic (until HAProxy reloads)"
+        )
 
 
 def _pct(v: float | None) -> str:

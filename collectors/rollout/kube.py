@@ -68,8 +68,15 @@ class KubeAccess:
         return ctx
 
     def client(self, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.server, headers=self.headers(), verify=self.ssl_context(),
-                                 timeout=timeout, transport=transport, trust_env=False, follow_redirects=False)
+        return httpx.AsyncClient(
+            base_url=self.server,
+            headers=self.headers(),
+            verify=self.ssl_context(),
+            timeout=timeout,
+            transport=transport,
+            trust_env=False,
+            follow_redirects=False,
+        )
 
 
 def _load_client_cert(ctx: ssl.SSLContext, access: KubeAccess) -> None:
@@ -109,8 +116,14 @@ def in_cluster(env: dict | None = None, sa_dir: Path = SA_DIR) -> KubeAccess | N
         ns = (sa_dir / "namespace").read_text().strip() if (sa_dir / "namespace").exists() else None
     except OSError as exc:
         raise ControllerError(f"in-cluster service account {sa_dir}: {exc.strerror or exc}") from None
-    return KubeAccess(server=f"https://{host}:{port}", source="in-cluster service account", namespace=ns,
-                      token=token, token_source=str(token_file), ca_file=str(sa_dir / "ca.crt"))
+    return KubeAccess(
+        server=f"https://{host}:{port}",
+        source="in-cluster service account",
+        namespace=ns,
+        token=token,
+        token_source=str(token_file),
+        ca_file=str(sa_dir / "ca.crt"),
+    )
 
 
 def load_kubeconfig(path: str, context: str | None = None) -> KubeAccess:
@@ -126,7 +139,9 @@ def load_kubeconfig(path: str, context: str | None = None) -> KubeAccess:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ControllerError(f"kubeconfig {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ControllerError(
+            f"kubeconfig {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     if not isinstance(doc, dict):
         raise ControllerError(f"kubeconfig {path}: not a kubeconfig (expected a mapping at the top)")
     name = context or doc.get("current-context")
@@ -148,7 +163,8 @@ def load_kubeconfig(path: str, context: str | None = None) -> KubeAccess:
         if user.get(plugin):
             raise ControllerError(
                 f"{source}: user {ctx.get('user')!r} uses an {plugin} plugin, which ebpftop does not run; "
-                "use a context with a token, tokenFile or client certificate (e.g. a service account token)")
+                "use a context with a token, tokenFile or client certificate (e.g. a service account token)"
+            )
     token, token_source = user.get("token"), f"{source}, user {ctx.get('user')}"
     if not token and user.get("tokenFile"):
         tf = rel(user["tokenFile"])
@@ -159,11 +175,18 @@ def load_kubeconfig(path: str, context: str | None = None) -> KubeAccess:
         token_source = tf
     basic = (str(user["username"]), str(user.get("password", ""))) if user.get("username") else None
     return KubeAccess(
-        server=server.rstrip("/"), source=source, namespace=ctx.get("namespace"),
-        token=str(token) if token else None, token_source=token_source, basic=basic,
+        server=server.rstrip("/"),
+        source=source,
+        namespace=ctx.get("namespace"),
+        token=str(token) if token else None,
+        token_source=token_source,
+        basic=basic,
         ca_file=rel(cluster.get("certificate-authority")),
-        ca_data=_b64(cluster.get("certificate-authority-data"), source, "certificate-authority-data", text=True),
-        cert_file=rel(user.get("client-certificate")), key_file=rel(user.get("client-key")),
+        ca_data=_b64(
+            cluster.get("certificate-authority-data"), source, "certificate-authority-data", text=True
+        ),
+        cert_file=rel(user.get("client-certificate")),
+        key_file=rel(user.get("client-key")),
         cert_data=_b64(user.get("client-certificate-data"), source, "client-certificate-data"),
         key_data=_b64(user.get("client-key-data"), source, "client-key-data"),
         insecure=bool(cluster.get("insecure-skip-tls-verify")),

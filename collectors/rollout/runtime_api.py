@@ -67,7 +67,8 @@ def parse_address(address: str) -> tuple[int, object]:
     host, sep, port = addr.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise RuntimeAPIError(
-            f"runtime API address {address!r}: use a socket path (/run/haproxy.sock) or host:port (127.0.0.1:9999)")
+            f"runtime API address {address!r}: use a socket path (/run/haproxy.sock) or host:port (127.0.0.1:9999)"
+        )
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return family, (host, int(port))
@@ -105,7 +106,8 @@ class RuntimeAPI:
                     chunks.append(chunk)
         except TimeoutError:
             raise RuntimeAPIError(
-                f"HAProxy runtime API at {self.address}: no answer within {self.timeout:g}s") from None
+                f"HAProxy runtime API at {self.address}: no answer within {self.timeout:g}s"
+            ) from None
         except OSError as exc:
             raise RuntimeAPIError(f"HAProxy runtime API at {self.address}: {exc.strerror or exc}") from exc
         return b"".join(chunks).decode(errors="replace")
@@ -120,21 +122,28 @@ class RuntimeAPI:
             raise RuntimeAPIError(f"show servers state {backend}: unexpected answer {out.strip()[:200]!r}")
         header = lines[at][1:].split()
         servers = []
-        for ln in lines[at + 1:]:
+        for ln in lines[at + 1 :]:
             row = dict(zip(header, ln.split()))
             if len(row) < len(header):
                 raise RuntimeAPIError(f"show servers state {backend}: short row {ln[:200]!r}")
             port = row.get("srv_port")
             try:
-                servers.append(ServerState(
-                    backend=row["be_name"], name=row["srv_name"], addr=row.get("srv_addr", ""),
-                    port=int(port) if port and port.isdigit() else None,
-                    op_state=OP_STATES.get(int(row["srv_op_state"]), row["srv_op_state"]),
-                    admin_state=int(row["srv_admin_state"]),
-                    weight=int(row["srv_uweight"]), initial_weight=int(row["srv_iweight"]),
-                ))
+                servers.append(
+                    ServerState(
+                        backend=row["be_name"],
+                        name=row["srv_name"],
+                        addr=row.get("srv_addr", ""),
+                        port=int(port) if port and port.isdigit() else None,
+                        op_state=OP_STATES.get(int(row["srv_op_state"]), row["srv_op_state"]),
+                        admin_state=int(row["srv_admin_state"]),
+                        weight=int(row["srv_uweight"]),
+                        initial_weight=int(row["srv_iweight"]),
+                    )
+                )
             except (KeyError, ValueError) as exc:
-                raise RuntimeAPIError(f"show servers state {backend}: unreadable row {ln[:200]!r} ({exc})") from None
+                raise RuntimeAPIError(
+                    f"show servers state {backend}: unreadable row {ln[:200]!r} ({exc})"
+                ) from None
         return servers
 
     def weights(self, backend: str = DEFAULT_BACKEND) -> dict[str, int]:
@@ -149,7 +158,9 @@ class RuntimeAPI:
     @staticmethod
     def state_command(backend: str, server: str, state: str) -> str:
         if state not in ADMIN_STATES:
-            raise RuntimeAPIError(f"state {state!r} for {backend}/{server}: use one of {', '.join(ADMIN_STATES)}")
+            raise RuntimeAPIError(
+                f"state {state!r} for {backend}/{server}: use one of {', '.join(ADMIN_STATES)}"
+            )
         return f"set server {backend}/{server} state {state}"
 
     def run_silent(self, line: str) -> None:

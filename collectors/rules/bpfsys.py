@@ -19,8 +19,13 @@ OBJ_PIN, OBJ_GET, OBJ_GET_INFO_BY_FD = 6, 7, 15
 
 
 class _Elem(ctypes.Structure):
-    _fields_ = [("map_fd", ctypes.c_uint32), ("_pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
-                ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+    _fields_ = [
+        ("map_fd", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("key", ctypes.c_uint64),
+        ("value", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+    ]
 
 
 class _Obj(ctypes.Structure):
@@ -79,12 +84,13 @@ class Map:
         self.fd = fd
         info = obj_info(fd, 80)
         self.type, self.id, self.key_size, self.value_size, self.max_entries = (
-            int.from_bytes(info[i:i + 4], "little") for i in range(0, 20, 4))
+            int.from_bytes(info[i : i + 4], "little") for i in range(0, 20, 4)
+        )
         self.percpu = self.type in self.PERCPU_TYPES
         self._vlen = ((self.value_size + 7) // 8 * 8) * possible_cpus() if self.percpu else self.value_size
 
     @classmethod
-    def open(cls, path: str) -> "Map":
+    def open(cls, path: str) -> Map:
         return cls(obj_get(path))
 
     def close(self) -> None:
@@ -113,7 +119,7 @@ class Map:
     def lookup_percpu(self, key: bytes) -> list[bytes]:
         raw = self.lookup(key) or b""
         step = (self.value_size + 7) // 8 * 8
-        return [raw[i:i + self.value_size] for i in range(0, len(raw), step)]
+        return [raw[i : i + self.value_size] for i in range(0, len(raw), step)]
 
     def update(self, key: bytes, value: bytes) -> None:
         k = ctypes.create_string_buffer(key, self.key_size)

@@ -8,15 +8,16 @@ Reading needs root (bpffs pins). With no rules pinned the source is healthy and 
 from __future__ import annotations
 
 import asyncio
-import logging
 import collections
+import logging
 import os
 import time
 
+from ebpftop.actions.rules import session_end
 from ebpftop.core.audit import AuditLog
 from ebpftop.core.collector import Collector, SourceUnavailable
 from ebpftop.core.gate import Gate
-from ebpftop.actions.rules import session_end
+
 from .compile import MAX_RULES
 from .model import RuleRecord, RulesData
 from .ruleset import RuleBook
@@ -33,8 +34,10 @@ def rules_data(settings, book: RuleBook | None = None, rates=None) -> RulesData:
     book = book or RuleBook.from_settings(settings)
     try:
         cur, counters = book.read_counted()
-        attached = tuple(f"{lp.iface} {'ingress' if lp.ingress else 'egress'}" + ("" if lp.ifindex else " (device gone)")
-                         for lp in book.dp.links())
+        attached = tuple(
+            f"{lp.iface} {'ingress' if lp.ingress else 'egress'}" + ("" if lp.ifindex else " (device gone)")
+            for lp in book.dp.links()
+        )
     finally:
         book.close()  # fds are reopened each time: another process may have replaced the pins
     now = time.time()
@@ -45,11 +48,26 @@ def rules_data(settings, book: RuleBook | None = None, rates=None) -> RulesData:
         hist: tuple[float, ...] = ()
         if rates is not None:
             pps, bps, hist = rates.update(r.id, now, packets, nbytes)
-        out.append(RuleRecord(
-            id=r.id, position=pos, action=r.action, text=format_rule(r), packets=packets, bytes=nbytes,
-            pps=pps, bps=bps, last_hit=last, author=r.author, created=r.created, expires=r.expires,
-            expired=r.expires is not None and r.expires <= now, comment=r.comment, session=bool(r.session),
-            history=hist))
+        out.append(
+            RuleRecord(
+                id=r.id,
+                position=pos,
+                action=r.action,
+                text=format_rule(r),
+                packets=packets,
+                bytes=nbytes,
+                pps=pps,
+                bps=bps,
+                last_hit=last,
+                author=r.author,
+                created=r.created,
+                expires=r.expires,
+                expired=r.expires is not None and r.expires <= now,
+                comment=r.comment,
+                session=bool(r.session),
+                history=hist,
+            )
+        )
     if rates is not None:
         rates.forget({r.id for r in cur.rules})
     enforcing = sum(1 for r in out if r.action != "count" and not r.expired)
@@ -109,12 +127,16 @@ class RulesCollector(Collector):
             planned = await asyncio.to_thread(session_end, book, os.getpid())
             if planned is not None:
                 # The runtime's gate is built the same way: same log, key, kiosk and actor.
-                gate = Gate(AuditLog(self.settings.audit_log, self.settings.audit_key), read_only=self.settings.kiosk)
+                gate = Gate(
+                    AuditLog(self.settings.audit_log, self.settings.audit_key), read_only=self.settings.kiosk
+                )
                 result = await gate.execute(*planned, _never, automatic=True)
                 if not result.ok:
-                    log.warning("this session's count rules were not removed (the next rules change drops "
-                                "them): %s", result.message)
-        except Exception:  # noqa: BLE001 - a dead session's rules go at the next change
+                    log.warning(
+                        "this session's count rules were not removed (the next rules change drops them): %s",
+                        result.message,
+                    )
+        except Exception:
             log.warning("could not remove this session's count rules", exc_info=True)
         finally:
             book.close()

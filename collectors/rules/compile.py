@@ -50,7 +50,12 @@ HSLOTS = 1024  # IPv4 host hash (rules.bpf.c): a host is in one of two slots (cu
 MAX_KICKS = 200  # cuckoo moves tried for one host before it is left to the trie
 # odd multiplier pairs tried in turn until every host has a slot; hosts that still have
 # none go to the trie
-MULTIPLIERS = ((0x9E3779B1, 0x85EBCA77), (0xC2B2AE3D, 0x27D4EB2F), (0x165667B1, 0xD3A2646D), (0xFD7046C5, 0xB55A4F09))
+MULTIPLIERS = (
+    (0x9E3779B1, 0x85EBCA77),
+    (0xC2B2AE3D, 0x27D4EB2F),
+    (0x165667B1, 0xD3A2646D),
+    (0xFD7046C5, 0xB55A4F09),
+)
 ACTION_CODES = {"count": 0, "allow": 1, "deny": 2}
 
 # wildcard vector indexes (match rules.bpf.c)
@@ -76,6 +81,7 @@ class Table:
     """A direct-indexed table: `root[v >> shift]` names a class, or (with CHILD) a node
     whose entries are indexed by the next 8 bits; `classes[i]` is class i's vector
     (class 0: no stored value matches: the field's wildcard rules only)."""
+
     root: array.array
     nodes: list[array.array] = field(default_factory=list)
     classes: list[int] = field(default_factory=lambda: [0])
@@ -106,7 +112,9 @@ class Table:
 
 @dataclass
 class Compiled:
-    tries: dict[str, dict[tuple[int, bytes], int]] = field(default_factory=dict)  # src6/dst6: (plen, data) -> bits
+    tries: dict[str, dict[tuple[int, bytes], int]] = field(
+        default_factory=dict
+    )  # src6/dst6: (plen, data) -> bits
     tables: dict[str, Table] = field(default_factory=dict)  # src4, dst4, sport, dport
     proto: list[int] = field(default_factory=lambda: [0] * PROTO_ENTRIES)
     inline: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (network, mask) or (lo, hi)
@@ -183,7 +191,9 @@ def address_table(entries: dict[tuple[int, int], int], name: str, wild: int) -> 
     new node starts as a copy of the class it refines. Classes include `wild`."""
     t = Table(array.array("H", bytes(2 * 65536)), classes=[wild])
     ids = {wild: 0}
-    hosts = {value: _class(t, ids, bits | wild) for (plen, value), bits in entries.items() if plen == 32 and value}
+    hosts = {
+        value: _class(t, ids, bits | wild) for (plen, value), bits in entries.items() if plen == 32 and value
+    }
     left = _hash_hosts(t, hosts) if hosts else {}
     entries = {k: b for k, b in entries.items() if not (k[0] == 32 and k[1] in hosts and k[1] not in left)}
     t.trie = bool(entries)
@@ -192,7 +202,9 @@ def address_table(entries: dict[tuple[int, int], int], name: str, wild: int) -> 
         e = entries_of[i]
         if not e & CHILD:
             if len(t.nodes) >= NODES:
-                raise LimitError(f"{name}: the IPv4 prefixes need more than {NODES} trie nodes; nothing was changed")
+                raise LimitError(
+                    f"{name}: the IPv4 prefixes need more than {NODES} trie nodes; nothing was changed"
+                )
             t.nodes.append(array.array("H", [e] * 256))
             e = entries_of[i] = CHILD | (len(t.nodes) - 1)
         return t.nodes[e & ~CHILD]
@@ -201,7 +213,7 @@ def address_table(entries: dict[tuple[int, int], int], name: str, wild: int) -> 
         c = _class(t, ids, bits | wild)
         if plen <= 16:
             lo = value >> 16
-            t.root[lo:lo + (1 << (16 - plen))] = array.array("H", [c] * (1 << (16 - plen)))
+            t.root[lo : lo + (1 << (16 - plen))] = array.array("H", [c] * (1 << (16 - plen)))
             continue
         node = child(t.root, value >> 16)
         if plen > 24:
@@ -210,7 +222,7 @@ def address_table(entries: dict[tuple[int, int], int], name: str, wild: int) -> 
             lo, span = value & 0xFF, 1 << (32 - plen)
         else:
             lo, span = (value >> 8) & 0xFF, 1 << (24 - plen)
-        node[lo:lo + span] = array.array("H", [c] * span)
+        node[lo : lo + span] = array.array("H", [c] * span)
     if len(t.classes) > ACLS:
         raise LimitError(f"{name}: more than {ACLS} distinct address classes; nothing was changed")
     return t
@@ -265,8 +277,8 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
             else:
                 ports[name].append((rng[0], rng[1], bit))
         dirs = (0, 1) if m.direction is None else ((0,) if m.direction == "in" else (1,))
-        for v6 in ((0, 1) if fam is None else ((1,) if fam == 6 else (0,))):
-            for p in (PROTOS[m.proto] or range(256)):
+        for v6 in (0, 1) if fam is None else ((1,) if fam == 6 else (0,)):
+            for p in PROTOS[m.proto] or range(256):
                 c.proto[1024 + v6 * 256 + p] |= bit
                 if m.iface is None:
                     for d in dirs:
@@ -275,14 +287,23 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
             try:
                 idx = ifindex(m.iface)
             except OSError:
-                raise LimitError(f"rule {pos + 1} ({format_rule(rule)}): no interface named {m.iface!r} "
-                                 "in this network namespace; nothing was changed") from None
+                raise LimitError(
+                    f"rule {pos + 1} ({format_rule(rule)}): no interface named {m.iface!r} "
+                    "in this network namespace; nothing was changed"
+                ) from None
             for d in dirs:
                 c.ifdir[idx * 2 + d] = c.ifdir.get(idx * 2 + d, 0) | bit
         if rule.slot < 0 or rule.slot >= MAX_SLOTS:
             raise ValueError(f"rule {rule.id} has no counter slot")
         c.rules.append((rule.slot, ACTION_CODES[rule.action], int(expires(rule))))
-    flags = {"src4": F_SRC4, "src6": F_SRC6, "dst4": F_DST4, "dst6": F_DST6, "sport": F_SPORT, "dport": F_DPORT}
+    flags = {
+        "src4": F_SRC4,
+        "src6": F_SRC6,
+        "dst4": F_DST4,
+        "dst6": F_DST6,
+        "sport": F_SPORT,
+        "dport": F_DPORT,
+    }
     inline = {"src4": I_SRC4, "dst4": I_DST4, "sport": I_SPORT, "dport": I_DPORT}
     wild = {"src4": W_SRC4, "dst4": W_DST4, "sport": W_SPORT, "dport": W_DPORT}
     for name, entries in raw.items():
@@ -290,7 +311,7 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
             continue
         c.fields |= flags[name]
         if len(entries) == 1 and name.endswith("4"):
-            (plen, value), = entries
+            ((plen, value),) = entries
             c.fields |= inline[name]
             c.inline[name] = (value, (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF)
         elif name.endswith("4"):
@@ -299,8 +320,10 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
             c.fields |= (T_SRC4 if name == "src4" else T_DST4) if t.trie else 0
             c.inline[name] = t.mults  # the kernel reads the multipliers from struct cfg
         else:
-            c.tries[name] = {(plen, value.to_bytes(16, "big")): bits
-                             for (plen, value), bits in _union_prefixes(entries, 128).items()}
+            c.tries[name] = {
+                (plen, value.to_bytes(16, "big")): bits
+                for (plen, value), bits in _union_prefixes(entries, 128).items()
+            }
     for name, ranges in ports.items():
         if not ranges:
             continue
@@ -336,7 +359,9 @@ def pack_intervals(t: Table) -> bytes:
     """struct pint of rules.bpf.c: the intervals' last ports (padded with 65535, which
     the search never passes) and their vectors."""
     pad = PINT - len(t.hi)
-    return struct.pack(f"<{PINT}H", *t.hi, *[65535] * pad) + b"".join(pack_bits(v) for v in t.spans + [0] * pad)
+    return struct.pack(f"<{PINT}H", *t.hi, *[65535] * pad) + b"".join(
+        pack_bits(v) for v in t.spans + [0] * pad
+    )
 
 
 def pack_table(t: Table, width: int) -> bytes:
@@ -349,10 +374,10 @@ def pack_table(t: Table, width: int) -> bytes:
     if width == 32:
         node_bytes = bytearray(2 * 256 * NODES)
         for i, node in enumerate(t.nodes):
-            node_bytes[512 * i:512 * (i + 1)] = node.tobytes()
+            node_bytes[512 * i : 512 * (i + 1)] = node.tobytes()
         out += node_bytes
     ncls = ACLS if width == 32 else PCLS
     cls = bytearray(8 * WORDS * ncls)
     for i, bits in enumerate(t.classes):
-        cls[32 * i:32 * (i + 1)] = pack_bits(bits)
+        cls[32 * i : 32 * (i + 1)] = pack_bits(bits)
     return bytes(out + cls)

@@ -32,11 +32,27 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..bpfsys import wait_for_programs
 from ..flows import tcx
 from . import bpfsys
-from ..bpfsys import wait_for_programs
-from .compile import (ACLS, ADDR_TRIE_MAX, HSLOTS, MAX_RULES, MAX_SLOTS, NO_EXPIRY, NODES, PCLS, PINT, PROTO_ENTRIES,
-                      WORDS, Compiled, lpm_key, pack_bits, pack_intervals, pack_table)
+from .compile import (
+    ACLS,
+    ADDR_TRIE_MAX,
+    HSLOTS,
+    MAX_RULES,
+    MAX_SLOTS,
+    NO_EXPIRY,
+    NODES,
+    PCLS,
+    PINT,
+    PROTO_ENTRIES,
+    WORDS,
+    Compiled,
+    lpm_key,
+    pack_bits,
+    pack_intervals,
+    pack_table,
+)
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "rules.bpf.c"
@@ -56,9 +72,22 @@ _VEC = 8 * WORDS
 _PTAB = 65536 * 2 + PCLS * _VEC
 _A4TAB = HSLOTS * 64 + 65536 * 2 + NODES * 256 * 2 + ACLS * _VEC
 # struct setv (rules.bpf.c): one set's map value; every part a multiple of 64 bytes long
-SET_PARTS, SET_SIZE = _layout((("cfg", 320), ("ctz", 64), ("spi", 2 * PINT + PINT * _VEC), ("dpi", 2 * PINT + PINT * _VEC), ("proto", PROTO_ENTRIES * _VEC), ("rules", MAX_RULES * 16),
-                               ("exp", MAX_RULES * 8), ("alive", (MAX_RULES + 2) * _VEC), ("sport", _PTAB),
-                               ("dport", _PTAB), ("src4", _A4TAB), ("dst4", _A4TAB)))
+SET_PARTS, SET_SIZE = _layout(
+    (
+        ("cfg", 320),
+        ("ctz", 64),
+        ("spi", 2 * PINT + PINT * _VEC),
+        ("dpi", 2 * PINT + PINT * _VEC),
+        ("proto", PROTO_ENTRIES * _VEC),
+        ("rules", MAX_RULES * 16),
+        ("exp", MAX_RULES * 8),
+        ("alive", (MAX_RULES + 2) * _VEC),
+        ("sport", _PTAB),
+        ("dport", _PTAB),
+        ("src4", _A4TAB),
+        ("dst4", _A4TAB),
+    )
+)
 # The pin layout5 (rules.bpf.c). Layout 4 had no port intervals in the set; layout 3
 # kept counters by slot; layout 2 in a per-CPU array; layout 1 had LPM tries for every
 # field and coarse-ns times.
@@ -138,7 +167,9 @@ class Datapath:
 
     def loaded(self) -> bool:
         """Whether a rules datapath (of any layout) is pinned here."""
-        return all(os.path.exists(self.path(n)) for n in ("active", "counters", *(f"prog_{p}" for p in PROGS)))
+        return all(
+            os.path.exists(self.path(n)) for n in ("active", "counters", *(f"prog_{p}" for p in PROGS))
+        )
 
     def layout(self) -> int:
         """The layout of the pinned maps: 1 for pins from before layouts were named."""
@@ -174,8 +205,14 @@ class Datapath:
 
         os.makedirs(self.pin_dir, mode=0o700, exist_ok=True)
         with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
-            bpf = BPF(text=source(self.pin_dir).encode(),
-                      cflags=[f"-DLPM_MAX={ADDR_TRIE_MAX}", f"-DNCPUS={bpfsys.possible_cpus()}", "-Wno-unused-function"])
+            bpf = BPF(
+                text=source(self.pin_dir).encode(),
+                cflags=[
+                    f"-DLPM_MAX={ADDR_TRIE_MAX}",
+                    f"-DNCPUS={bpfsys.possible_cpus()}",
+                    "-Wno-unused-function",
+                ],
+            )
         try:
             for name in PROGS:
                 fn = bpf.load_func(name, BPF.SCHED_CLS)
@@ -206,8 +243,15 @@ class Datapath:
                 raw = bpfsys.obj_info(fd, 64)
             finally:
                 os.close(fd)
-            out.append(LinkPin(path, iface, side == "in", int.from_bytes(raw[4:8], "little"),
-                               int.from_bytes(raw[16:20], "little")))
+            out.append(
+                LinkPin(
+                    path,
+                    iface,
+                    side == "in",
+                    int.from_bytes(raw[4:8], "little"),
+                    int.from_bytes(raw[16:20], "little"),
+                )
+            )
         return out
 
     def attach(self, ifaces: list[str]) -> list[str]:
@@ -234,7 +278,9 @@ class Datapath:
             try:
                 ifindex = socket.if_nametoindex(iface)
             except OSError:
-                raise DatapathError(errno.ENODEV, f"no interface named {iface!r} in this network namespace") from None
+                raise DatapathError(
+                    errno.ENODEV, f"no interface named {iface!r} in this network namespace"
+                ) from None
             l3 = "3" if is_l3(iface) else ""
             for ingress in (True, False):
                 old = have.get((iface, ingress))
@@ -275,7 +321,9 @@ class Datapath:
                 gone.append(f"pin {self.path(name)}")
             shutil.rmtree(self.pin_dir, ignore_errors=True)
         parent = os.path.dirname(self.pin_dir)
-        if os.path.basename(parent) == "ebpftop":  # the default's parent, made by load(): left only when empty
+        if (
+            os.path.basename(parent) == "ebpftop"
+        ):  # the default's parent, made by load(): left only when empty
             try:
                 os.rmdir(parent)
             except OSError:
@@ -301,7 +349,9 @@ class Datapath:
     def _set(self, s: int) -> memoryview:
         m = self.map(f"set_{SETS[s]}")
         if m.value_size != SET_SIZE:  # the C struct and SET_PARTS disagree: never write across parts
-            raise DatapathError(0, f"{self.path(f'set_{SETS[s]}')}: value of {m.value_size} bytes, expected {SET_SIZE}")
+            raise DatapathError(
+                0, f"{self.path(f'set_{SETS[s]}')}: value of {m.value_size} bytes, expected {SET_SIZE}"
+            )
         return self._memory(f"set_{SETS[s]}")
 
     def meta(self, s: int) -> tuple[int, int, int]:
@@ -324,7 +374,7 @@ class Datapath:
             at, size = SET_PARTS[part]
             if len(data) > size:
                 raise DatapathError(0, f"set part {part}: {len(data)} bytes for {size}")
-            view[at:at + len(data)] = data
+            view[at : at + len(data)] = data
 
         put("cfg", META.pack(gen, 0, 0))  # half-written: says empty
         put("ctz", CTZ)
@@ -345,10 +395,22 @@ class Datapath:
         for key, bits in c.ifdir.items():
             ifdir.update(struct.pack("<I", key), pack_bits(bits))
         put("proto", b"".join(pack_bits(c.proto[p]) for p in range(PROTO_ENTRIES)))
-        put("rules", b"".join(RULE.pack(*(c.rules[pos] if pos < len(c.rules) else (0, 0, 0))) for pos in range(MAX_RULES)))
+        put(
+            "rules",
+            b"".join(
+                RULE.pack(*(c.rules[pos] if pos < len(c.rules) else (0, 0, 0))) for pos in range(MAX_RULES)
+            ),
+        )
         put("exp", struct.pack(f"<{MAX_RULES}Q", *(c.exptimes + [NO_EXPIRY] * (MAX_RULES - len(c.exptimes)))))
-        put("alive", b"".join(pack_bits(c.alive[min(k, len(c.alive) - 1)] if c.alive else 0) for k in range(MAX_RULES + 1)))
-        inline = b"".join(struct.pack("<II", *c.inline.get(f, (0, 0))) for f in ("src4", "dst4", "sport", "dport"))
+        put(
+            "alive",
+            b"".join(
+                pack_bits(c.alive[min(k, len(c.alive) - 1)] if c.alive else 0) for k in range(MAX_RULES + 1)
+            ),
+        )
+        inline = b"".join(
+            struct.pack("<II", *c.inline.get(f, (0, 0))) for f in ("src4", "dst4", "sport", "dport")
+        )
         put("cfg", META.pack(gen, len(c.rules), c.fields) + inline + b"".join(pack_bits(b) for b in c.wild))
 
     def flip(self, s: int) -> None:
@@ -372,7 +434,9 @@ class Datapath:
         out = []
         for pos in range(n):
             at = [self.counter_index(c, s, pos) * per for c in cpus]
-            out.append((sum(words[i] for i in at), sum(words[i + 1] for i in at), max(words[i + 2] for i in at)))
+            out.append(
+                (sum(words[i] for i in at), sum(words[i + 1] for i in at), max(words[i + 2] for i in at))
+            )
         return out
 
     def zero_counters(self, s: int) -> None:
@@ -381,7 +445,7 @@ class Datapath:
         blank = bytes(MAX_RULES * COUNTER_SIZE)
         for cpu in range(self.map("counters").max_entries // MAX_SLOTS):
             at = self.counter_index(cpu, s, 0) * COUNTER_SIZE
-            raw[at:at + len(blank)] = blank
+            raw[at : at + len(blank)] = blank
 
     def _base_raw(self) -> bytes:
         return self.map("base").lookup(b"\0" * 4) or bytes(BASE_HEAD + MAX_SLOTS * COUNTER_SIZE)
@@ -389,8 +453,9 @@ class Datapath:
     def read_base(self) -> tuple[int, list[tuple[int, int, int]]]:
         """(the generation folded last, (packets, bytes, last) per slot)."""
         raw = self._base_raw()
-        return int.from_bytes(raw[:8], "little"), [COUNTER.unpack_from(raw, BASE_HEAD + i * COUNTER_SIZE)
-                                                   for i in range(MAX_SLOTS)]
+        return int.from_bytes(raw[:8], "little"), [
+            COUNTER.unpack_from(raw, BASE_HEAD + i * COUNTER_SIZE) for i in range(MAX_SLOTS)
+        ]
 
     def write_base(self, folded: int, counts: list[tuple[int, int, int]]) -> None:
         body = b"".join(COUNTER.pack(*c).ljust(COUNTER_SIZE, b"\0") for c in counts)

@@ -65,7 +65,12 @@ def _address(tok: _Tok, line: int) -> str | None:
         if "host bits set" in str(exc):
             fixed = ipaddress.ip_network(tok.text, strict=False)
             raise RuleError(line, tok.col, tok.text, f"host bits set; the network is {fixed}") from None
-        raise RuleError(line, tok.col, tok.text, "not an address: expected any, an IPv4/IPv6 address or a CIDR such as 203.0.113.0/24") from None
+        raise RuleError(
+            line,
+            tok.col,
+            tok.text,
+            "not an address: expected any, an IPv4/IPv6 address or a CIDR such as 203.0.113.0/24",
+        ) from None
     return str(net)
 
 
@@ -92,7 +97,9 @@ def _iface(tok: _Tok, line: int) -> str:
 def parse_rule(text: str, line: int = 1) -> Rule | None:
     """One line of rule text; None for a blank or '#' comment line."""
     if len(text) > MAX_LINE:
-        raise RuleError(line, MAX_LINE + 1, text[MAX_LINE:MAX_LINE + 10], f"line longer than {MAX_LINE} characters")
+        raise RuleError(
+            line, MAX_LINE + 1, text[MAX_LINE : MAX_LINE + 10], f"line longer than {MAX_LINE} characters"
+        )
     toks = _tokens(text, line)
     if not toks or toks[0].text.startswith("#"):
         return None
@@ -100,7 +107,9 @@ def parse_rule(text: str, line: int = 1) -> Rule | None:
 
     def need(i: int, what: str) -> _Tok:
         if i >= len(toks):
-            raise RuleError(line, end_col, toks[i - 1].text, f"expected {what} after it, found the end of the line")
+            raise RuleError(
+                line, end_col, toks[i - 1].text, f"expected {what} after it, found the end of the line"
+            )
         return toks[i]
 
     head = toks[0]
@@ -135,7 +144,12 @@ def parse_rule(text: str, line: int = 1) -> Rule | None:
                 fields["sport" if word == "from" else "dport"] = (_port_range(port_tok, line), port_tok)
                 i += 2
         elif word == "port":
-            raise RuleError(line, tok.col, word, "port belongs to a from or to clause: 'from ADDR port N' or 'to ADDR port N' (ADDR may be any)")
+            raise RuleError(
+                line,
+                tok.col,
+                word,
+                "port belongs to a from or to clause: 'from ADDR port N' or 'to ADDR port N' (ADDR may be any)",
+            )
         elif word == "on":
             once("interface", tok)
             fields["iface"] = _iface(need(i + 1, "an interface name"), line)
@@ -149,7 +163,12 @@ def parse_rule(text: str, line: int = 1) -> Rule | None:
             dtok = need(i + 1, "a duration such as 30s, 15m, 2h or 1d")
             ttl = parse_duration(dtok.text)
             if ttl is None:
-                raise RuleError(line, dtok.col, dtok.text, "not a duration: use digits with s, m, h or d, e.g. 90s, 15m, 1h30m")
+                raise RuleError(
+                    line,
+                    dtok.col,
+                    dtok.text,
+                    "not a duration: use digits with s, m, h or d, e.g. 90s, 15m, 1h30m",
+                )
             if not 1 <= ttl <= MAX_TTL:
                 raise RuleError(line, dtok.col, dtok.text, "ttl must be between 1s and 30d")
             i += 2
@@ -164,7 +183,12 @@ def parse_rule(text: str, line: int = 1) -> Rule | None:
         elif word.startswith("#"):
             break  # trailing comment
         else:
-            raise RuleError(line, tok.col, word[:40], "unknown term: expected tcp/udp/icmp/any, from, to, on, in, out, ttl or a \"comment\"")
+            raise RuleError(
+                line,
+                tok.col,
+                word[:40],
+                'unknown term: expected tcp/udp/icmp/any, from, to, on, in, out, ttl or a "comment"',
+            )
 
     match = _build_match(fields, line)
     return Rule(action=head.text, match=match, ttl=ttl, comment=comment)
@@ -180,7 +204,9 @@ def _build_match(fields: dict, line: int) -> Match:
     for key in ("sport", "dport"):
         if key in fields and fields["proto"] not in ("tcp", "udp"):
             tok = fields[key][1]
-            raise RuleError(line, tok.col, tok.text, "a port needs the protocol tcp or udp (put it after the action)")
+            raise RuleError(
+                line, tok.col, tok.text, "a port needs the protocol tcp or udp (put it after the action)"
+            )
     return Match(
         proto=fields["proto"],
         src=src[0],

@@ -33,10 +33,18 @@ def sweep(pin_dir: str, state_dir: str, *, dry_run: bool = False) -> list[Item]:
         verb = "would remove" if dry_run else "removed"
         if cur.rules or cur.problem:
             what = f"{len(cur.rules)} rules under {pin_dir} (enforcement stops)"
-            out.append(Item("rules", what if not cur.problem else f"rule set under {pin_dir}: {cur.problem}", verb))
+            out.append(
+                Item("rules", what if not cur.problem else f"rule set under {pin_dir}: {cur.problem}", verb)
+            )
         if dry_run:
             for lp in book.dp.links():
-                out.append(Item("tcx link", f"{lp.iface} {'ingress' if lp.ingress else 'egress'} link {lp.link_id} ({lp.path})", verb))
+                out.append(
+                    Item(
+                        "tcx link",
+                        f"{lp.iface} {'ingress' if lp.ingress else 'egress'} link {lp.link_id} ({lp.path})",
+                        verb,
+                    )
+                )
             return out
         try:
             gone = book.dp.remove() + book.state.remove()
@@ -44,7 +52,13 @@ def sweep(pin_dir: str, state_dir: str, *, dry_run: bool = False) -> list[Item]:
             return out + [Item("pin", pin_dir, f"failed: {exc.strerror or exc}")]
         for g in gone:
             kind, _, what = g.partition(" ")
-            out.append(Item({"link": "tcx link", "pin": "pin"}.get(kind, "file"), what if kind in ("link", "pin") else g, verb))
+            out.append(
+                Item(
+                    {"link": "tcx link", "pin": "pin"}.get(kind, "file"),
+                    what if kind in ("link", "pin") else g,
+                    verb,
+                )
+            )
         return out
     finally:
         book.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ebpftop.core.model import register_payload
+
 from .grammar import RuleError, parse_rule
 from .spec import Rule
 

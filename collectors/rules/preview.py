@@ -20,8 +20,11 @@ _PROTO_NAMES = {"tcp": ("tcp",), "udp": ("udp",), "icmp": ("icmp", "icmp6")}
 def describe(rule: Rule) -> str:
     """Plain words for a confirmation screen: what traffic, what happens to it."""
     m = rule.match
-    verb = {"deny": "DROPS", "allow": "lets through (and stops later rules from dropping)",
-            "count": "counts (and lets through)"}[rule.action]
+    verb = {
+        "deny": "DROPS",
+        "allow": "lets through (and stops later rules from dropping)",
+        "count": "counts (and lets through)",
+    }[rule.action]
     what = "all IP packets" if m.proto == "any" else f"{m.proto} packets"
     src = m.src or "any address"
     dst = m.dst or "any address"
@@ -98,9 +101,13 @@ def preview(rule: Rule, flows, earlier: list[Rule] = (), limit: int = 5) -> Prev
         if taken_by:
             text += f" (rule {', '.join(map(str, sorted(taken_by)))} matches them first)"
     else:
-        shown = ", ".join(f"{f.proto} {f.src}:{f.sport} -> {f.dst}:{f.dport} on {f.iface}" for f in hits[:limit])
+        shown = ", ".join(
+            f"{f.proto} {f.src}:{f.sport} -> {f.dst}:{f.dport} on {f.iface}" for f in hits[:limit]
+        )
         more = f" and {len(hits) - limit} more" if len(hits) > limit else ""
-        text = f"this {rule.action} {verb} {len(hits)} recent flow{'s' if len(hits) != 1 else ''} " \
-               f"({packets} packets, {nbytes} bytes): {shown}{more}"
+        text = (
+            f"this {rule.action} {verb} {len(hits)} recent flow{'s' if len(hits) != 1 else ''} "
+            f"({packets} packets, {nbytes} bytes): {shown}{more}"
+        )
     shadow = next(iter(taken_by)) if taken_by and not hits and len(taken_by) == 1 else None
     return Preview(tuple(hits), packets, nbytes, shadow, text)

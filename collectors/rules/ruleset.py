@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from .compile import MAX_SLOTS, compile_rules
 from .. import kclock
+from .compile import MAX_SLOTS, compile_rules
 from .datapath import LAYOUT, SETS, Datapath, DatapathError, up_interfaces
 from .spec import Rule
 from .state import SetState, StateDir
@@ -48,7 +48,9 @@ class Applied:
 
     def summary(self) -> str:
         n = len(self.after)
-        text = f"{n} rule{'s' if n != 1 else ''} enforced" if n else "no rules: the rules program was detached"
+        text = (
+            f"{n} rule{'s' if n != 1 else ''} enforced" if n else "no rules: the rules program was detached"
+        )
         if self.attached:
             text += "; attached to " + ", ".join(self.attached)
         return text
@@ -71,7 +73,7 @@ class RuleBook:
         self.ifaces = tuple(ifaces)
 
     @classmethod
-    def from_settings(cls, settings) -> "RuleBook":
+    def from_settings(cls, settings) -> RuleBook:
         return cls(settings.rules_pin_dir, settings.rules_state_dir, settings.rules_ifaces)
 
     def close(self) -> None:
@@ -85,10 +87,16 @@ class RuleBook:
         layout = self.dp.layout()
         if layout != LAYOUT:
             older = "an older" if layout < LAYOUT else "a newer"
-            return Current([], 0, 1, problem=(
-                f"the rules pinned under {self.dp.pin_dir} were written by {older} ebpftop (map layout {layout}; "
-                f"this one reads layout {LAYOUT}), so they are neither listed nor changed here; they keep "
-                "enforcing; `ebpftop rules flush` or `ebpftop cleanup` removes them"))
+            return Current(
+                [],
+                0,
+                1,
+                problem=(
+                    f"the rules pinned under {self.dp.pin_dir} were written by {older} ebpftop (map layout {layout}; "
+                    f"this one reads layout {LAYOUT}), so they are neither listed nor changed here; they keep "
+                    "enforcing; `ebpftop rules flush` or `ebpftop cleanup` removes them"
+                ),
+            )
         active = self.dp.active()
         gen, nrules, _ = self.dp.meta(active)
         meta = self.state.read(SETS[active])
@@ -96,10 +104,14 @@ class RuleBook:
             return Current([], gen, 1)  # loaded, never filled (a first change that failed)
         if meta is None or meta.gen != gen or len(meta.rules) != nrules:
             why = "missing" if meta is None else f"generation {meta.gen}, kernel {gen}"
-            return Current([], gen, (meta.next_id if meta else 1),
-                           problem=f"the kernel enforces {nrules} rules of set {SETS[active]} (generation {gen}) but "
-                                   f"their metadata ({self.state.file(SETS[active])}) is {why}; "
-                                   "`ebpftop rules flush` or `ebpftop cleanup` resets it")
+            return Current(
+                [],
+                gen,
+                (meta.next_id if meta else 1),
+                problem=f"the kernel enforces {nrules} rules of set {SETS[active]} (generation {gen}) but "
+                f"their metadata ({self.state.file(SETS[active])}) is {why}; "
+                "`ebpftop rules flush` or `ebpftop cleanup` resets it",
+            )
         return Current(meta.rules, gen, meta.next_id)
 
     def read_counted(self) -> tuple[Current, dict[int, tuple[int, int, float | None]]]:
@@ -141,8 +153,12 @@ class RuleBook:
                 if r.expires is not None and r.expires <= now and r.id:
                     continue  # expired: the kernel stopped matching it; clean it out now
                 if not r.id:
-                    r = r.with_(id=next_id, author=r.author or author, created=now,
-                                expires=(now + r.ttl) if r.ttl else None)
+                    r = r.with_(
+                        id=next_id,
+                        author=r.author or author,
+                        created=now,
+                        expires=(now + r.ttl) if r.ttl else None,
+                    )
                     next_id += 1
                 if r.slot < 0 or r.slot in taken:
                     r = r.with_(slot=next(s for s in free if s not in taken))
@@ -159,9 +175,16 @@ class RuleBook:
             attached = self.dp.attach(targets)
             now, mono = time.time(), mono_ns()
             fresh = {r.id for r in out if r.id >= cur.next_id}
-            out = [r.with_(created=now, expires=(now + r.ttl) if r.ttl else None) if r.id in fresh else r for r in out]
+            out = [
+                r.with_(created=now, expires=(now + r.ttl) if r.ttl else None) if r.id in fresh else r
+                for r in out
+            ]
             compiled = compile_rules(
-                out, expires=lambda r: 0 if r.expires is None else max(1, kclock.jiffies_at(mono + int((r.expires - now) * 1e9))))
+                out,
+                expires=lambda r: (
+                    0 if r.expires is None else max(1, kclock.jiffies_at(mono + int((r.expires - now) * 1e9)))
+                ),
+            )
             active = self.dp.active()
             shadow = 1 - active
             # The shadow set's counts (if a change stopped after its switch) go into base
@@ -186,14 +209,18 @@ class RuleBook:
         def change(rules: list[Rule]) -> list[Rule]:
             rules.insert(len(rules) if position is None else max(0, position), rule)
             return rules
+
         return self.apply(change, author)
 
     def delete(self, ids: list[int], author: str = "") -> Applied:
         def change(rules: list[Rule]) -> list[Rule]:
             missing = set(ids) - {r.id for r in rules}
             if missing:
-                raise RuleNotFound(f"no rule with id {', '.join(map(str, sorted(missing)))}; nothing was changed")
+                raise RuleNotFound(
+                    f"no rule with id {', '.join(map(str, sorted(missing)))}; nothing was changed"
+                )
             return [r for r in rules if r.id not in ids]
+
         return self.apply(change, author)
 
     def set_action(self, rule_id: int, action: str, author: str = "") -> Applied:
@@ -201,10 +228,12 @@ class RuleBook:
             if not any(r.id == rule_id for r in rules):
                 raise RuleNotFound(f"no rule with id {rule_id}; nothing was changed")
             return [r.with_(action=action) if r.id == rule_id else r for r in rules]
+
         return self.apply(change, author)
 
     def move(self, rule_id: int, position: int, author: str = "") -> Applied:
         """Reorder: the rule goes to `position` (0 = highest priority); id and counters stay."""
+
         def change(rules: list[Rule]) -> list[Rule]:
             rule = next((r for r in rules if r.id == rule_id), None)
             if rule is None:
@@ -212,11 +241,13 @@ class RuleBook:
             rules.remove(rule)
             rules.insert(max(0, position), rule)
             return rules
+
         return self.apply(change, author)
 
     def replace(self, rules: list[Rule], author: str) -> Applied:
         """Load a file: the new list replaces everything; a rule identical to a current one
         (same action and match) keeps its id and counters."""
+
         def change(cur: list[Rule]) -> list[Rule]:
             pool = list(cur)
             out = []
@@ -224,11 +255,16 @@ class RuleBook:
                 twin = next((c for c in pool if c.same_match(r)), None)
                 if twin is not None:
                     pool.remove(twin)
-                    r = twin.with_(ttl=r.ttl or twin.ttl, comment=r.comment or twin.comment,
-                                   expires=twin.expires if not r.ttl else None, id=twin.id if not r.ttl else 0,
-                                   slot=twin.slot)
+                    r = twin.with_(
+                        ttl=r.ttl or twin.ttl,
+                        comment=r.comment or twin.comment,
+                        expires=twin.expires if not r.ttl else None,
+                        id=twin.id if not r.ttl else 0,
+                        slot=twin.slot,
+                    )
                 out.append(r)
             return out
+
         return self.apply(change, author)
 
     def flush(self, author: str = "") -> Applied:

@@ -46,10 +46,10 @@ class Rule:
     slot: int = -1  # kernel counter slot, stable for the rule's life; -1 until assigned
     session: int = 0  # pid of the dashboard that owns a session-scoped count rule, else 0
 
-    def with_(self, **kw) -> "Rule":
+    def with_(self, **kw) -> Rule:
         return replace(self, **kw)
 
-    def same_match(self, other: "Rule") -> bool:
+    def same_match(self, other: Rule) -> bool:
         return self.action == other.action and self.match == other.match
 
 

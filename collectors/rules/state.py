@@ -15,8 +15,8 @@ import contextlib
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from .spec import Match, Rule
 
@@ -37,22 +37,47 @@ class StateError(ValueError):
 def rule_to_dict(r: Rule) -> dict:
     m = r.match
     return {
-        "id": r.id, "action": r.action, "proto": m.proto, "src": m.src, "dst": m.dst,
-        "sport": list(m.sport) if m.sport else None, "dport": list(m.dport) if m.dport else None,
-        "iface": m.iface, "direction": m.direction, "ttl": r.ttl, "comment": r.comment,
-        "author": r.author, "created": r.created, "expires": r.expires, "slot": r.slot, "session": r.session,
+        "id": r.id,
+        "action": r.action,
+        "proto": m.proto,
+        "src": m.src,
+        "dst": m.dst,
+        "sport": list(m.sport) if m.sport else None,
+        "dport": list(m.dport) if m.dport else None,
+        "iface": m.iface,
+        "direction": m.direction,
+        "ttl": r.ttl,
+        "comment": r.comment,
+        "author": r.author,
+        "created": r.created,
+        "expires": r.expires,
+        "slot": r.slot,
+        "session": r.session,
     }
 
 
 def rule_from_dict(d: dict) -> Rule:
     match = Match(
-        proto=d["proto"], src=d.get("src"), dst=d.get("dst"),
-        sport=tuple(d["sport"]) if d.get("sport") else None, dport=tuple(d["dport"]) if d.get("dport") else None,
-        iface=d.get("iface"), direction=d.get("direction"),
+        proto=d["proto"],
+        src=d.get("src"),
+        dst=d.get("dst"),
+        sport=tuple(d["sport"]) if d.get("sport") else None,
+        dport=tuple(d["dport"]) if d.get("dport") else None,
+        iface=d.get("iface"),
+        direction=d.get("direction"),
     )
-    return Rule(action=d["action"], match=match, ttl=d.get("ttl"), comment=d.get("comment", ""), id=int(d["id"]),
-                author=d.get("author", ""), created=float(d.get("created", 0)), expires=d.get("expires"),
-                slot=int(d["slot"]), session=int(d.get("session", 0)))
+    return Rule(
+        action=d["action"],
+        match=match,
+        ttl=d.get("ttl"),
+        comment=d.get("comment", ""),
+        id=int(d["id"]),
+        author=d.get("author", ""),
+        created=float(d.get("created", 0)),
+        expires=d.get("expires"),
+        slot=int(d["slot"]),
+        session=int(d.get("session", 0)),
+    )
 
 
 class StateDir:
@@ -100,8 +125,12 @@ class StateDir:
 
     def write(self, set_name: str, state: SetState) -> None:
         os.makedirs(self.path, mode=0o700, exist_ok=True)
-        doc = {"version": VERSION, "gen": state.gen, "next_id": state.next_id,
-               "rules": [rule_to_dict(r) for r in state.rules]}
+        doc = {
+            "version": VERSION,
+            "gen": state.gen,
+            "next_id": state.next_id,
+            "rules": [rule_to_dict(r) for r in state.rules],
+        }
         path = self.file(set_name)
         tmp = f"{path}.tmp.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

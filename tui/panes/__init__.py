@@ -10,4 +10,4 @@ from .rules.pane import RulesPane
 # In focus-key order (1-4).
 PANES = (FlowsPane, RulesPane, CanaryPane, ProfilesPane)
 
-__all__ = ["PANES", "FlowsPane", "RulesPane", "CanaryPane", "ProfilesPane"]
+__all__ = ["PANES", "CanaryPane", "FlowsPane", "ProfilesPane", "RulesPane"]

@@ -139,7 +139,7 @@ class SourcePane(Vertical, can_focus=True):
         if snapshot is not None and snapshot.data is not None:
             try:
                 alarms = list(self.headline(snapshot.data))
-            except Exception:  # noqa: BLE001 - the body will say what is wrong with the data
+            except Exception:
                 log.warning("pane %s: headline failed", self.source, exc_info=True)
         self.alarms = alarms
         # On the border too: at 80 columns an unfocused pane shows only its frame.
@@ -150,13 +150,16 @@ class SourcePane(Vertical, can_focus=True):
         """True when the body shows the data; otherwise the message says why not."""
         try:
             self.update_body(shown.data, shown, now)
-        except Exception as exc:  # noqa: BLE001 - bad data degrades this pane only
+        except Exception as exc:
             log.warning("pane %s could not show its data", self.source, exc_info=True)
             self.set_class(True, "-nodata")
-            set_content(self.query_one(".message", Static), Content.assemble(
-                ("Cannot display this data: ", "bold $error"),
-                clean(f"{type(exc).__name__}: {exc}", 300),
-            ))
+            set_content(
+                self.query_one(".message", Static),
+                Content.assemble(
+                    ("Cannot display this data: ", "bold $error"),
+                    clean(f"{type(exc).__name__}: {exc}", 300),
+                ),
+            )
             return False
         self.set_class(False, "-nodata")
         return True
@@ -274,10 +277,7 @@ def generic_body(data: Any, width: int = 0, height: int = 0) -> Content:
         return Content(clean(data, 500))
     width = width or 80
     scalars = [(n, v) for n, v in items if _is_scalar(v)]
-    records = [
-        (n, list(v)) for n, v in items
-        if isinstance(v, (list, tuple)) and v and _fields(v[0])
-    ]
+    records = [(n, list(v)) for n, v in items if isinstance(v, (list, tuple)) and v and _fields(v[0])]
     others = [(n, v) for n, v in items if not _is_scalar(v) and all(n != r for r, _ in records)]
     # Scalars flow several to a line, so the table below keeps most of the rows.
     chunks: list[list[str | tuple[str, str]]] = []

@@ -72,7 +72,7 @@ def host_line(data: HostData | None, width: int = 0) -> Content:
         return Content.assemble(("host: waiting for the first sample", "$text-muted"))
     try:
         return _host_line(data, width)
-    except Exception as exc:  # noqa: BLE001 - a malformed sample must not take the app down
+    except Exception as exc:
         return Content.assemble(("host: sample not displayable: ", "$warning"), clean(exc, 120))
 
 
@@ -164,12 +164,19 @@ class HostHeader(Widget):
             return  # nothing changed: no repaint, no bytes to the terminal
         resized = not self._last or self._last[-1] != width
         self._last = key
-        lines = [title_line(marks, data, width), host_line(data, width), problem_line(health, waiting, alarms)]
+        lines = [
+            title_line(marks, data, width),
+            host_line(data, width),
+            problem_line(health, waiting, alarms),
+        ]
         old, self._lines = self._lines, lines
         if resized or len(old) != len(lines):
             self.refresh()
             return
-        changed = [Region(0, y, self.size.width, 1) for y, (a, b) in enumerate(zip(old, lines))
-                   if (a.plain, a.spans) != (b.plain, b.spans)]  # Content == compares text only
+        changed = [
+            Region(0, y, self.size.width, 1)
+            for y, (a, b) in enumerate(zip(old, lines))
+            if (a.plain, a.spans) != (b.plain, b.spans)
+        ]  # Content == compares text only
         if changed:
             self.refresh(*changed)

@@ -9,9 +9,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ..key_actions import spec
 from ..bindings import key_display
-
+from ..key_actions import spec
 
 # Textual's own actions that have no entry in key_actions.py.
 _TEXTUAL_HELP = {"help_quit": "say how to quit (q or ctrl+q)", "quit": "quit ebpftop"}
@@ -54,14 +53,19 @@ def pane_rows(app) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     base = app.screen_stack[0] if app.screen_stack else app.screen
     for pane in base.query(SourcePane):
-        own = [b for b in Binding.make_bindings(type(pane).__dict__.get("BINDINGS", ()))
-               if b.tooltip or b.description]
+        own = [
+            b
+            for b in Binding.make_bindings(type(pane).__dict__.get("BINDINGS", ()))
+            if b.tooltip or b.description
+        ]
         if not own:
             continue
         rows.append((f"{pane.number} {pane.title}", "pane keys, when it has focus", ""))
         for b in own:
             s = spec(b.action)
-            note = "disabled: read-only" if s is not None and s.acts and getattr(app, "read_only", False) else ""
+            note = (
+                "disabled: read-only" if s is not None and s.acts and getattr(app, "read_only", False) else ""
+            )
             keys = ", ".join(key_display(k.strip()) for k in b.key.split(","))
             rows.append((f"  {keys}", b.tooltip or b.description, note))
     return rows
@@ -94,12 +98,11 @@ class HelpScreen(ModalScreen[None]):
         scroll = VerticalScroll()
         scroll.border_title = "Keys"
         scroll.border_subtitle = "esc closes"
-        with scroll:
-            with Container(id="help-keys"):
-                for keys, text, note in self.rows:
-                    yield Static(keys, classes="key", markup=False)
-                    what = Content.assemble(text, (f"  ({note})", "$text-muted") if note else "")
-                    yield Static(what, classes="what", markup=False)
+        with scroll, Container(id="help-keys"):
+            for keys, text, note in self.rows:
+                yield Static(keys, classes="key", markup=False)
+                what = Content.assemble(text, (f"  ({note})", "$text-muted") if note else "")
+                yield Static(what, classes="what", markup=False)
 
     def listing(self) -> str:
         """The keys and what they do, one per line (what the screen shows)."""

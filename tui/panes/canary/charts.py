@@ -7,7 +7,7 @@ point at all says so in its title.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from textual_plotext import PlotextPlot
 
@@ -22,8 +22,16 @@ class MetricChart(PlotextPlot):
     MetricChart { height: 12; min-height: 8; width: 1fr; }
     """
 
-    def __init__(self, title: str, canary: Callable[[Point], float | None], stable: Callable[[Point], float | None],
-                 scale: float, unit: str, *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        canary: Callable[[Point], float | None],
+        stable: Callable[[Point], float | None],
+        scale: float,
+        unit: str,
+        *,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id, classes="chart")
         self.metric_title = title
         self._canary, self._stable = canary, stable

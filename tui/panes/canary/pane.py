@@ -69,7 +69,9 @@ class CanaryPane(SourcePane):
         # Not in the footer (80 columns must keep the app's keys); the pane names them.
         Binding("x", "exemplars", "Traces", show=False, tooltip="jump to the slow requests' trace ids"),
         Binding("s", "next_service", "Chart svc", show=False, tooltip="chart the next service"),
-        Binding("z", "maximize", "Zoom", show=False, tooltip="give this pane the whole screen (again to restore)"),
+        Binding(
+            "z", "maximize", "Zoom", show=False, tooltip="give this pane the whole screen (again to restore)"
+        ),
         Binding("up", "scroll(-1)", show=False),
         Binding("down", "scroll(1)", show=False),
         Binding("pageup", "scroll(-8)", show=False),
@@ -97,9 +99,12 @@ class CanaryPane(SourcePane):
             yield Static(Content(""), id="canary-summary", markup=False)
             yield Static(KEYS, id="canary-keys", markup=False)
             yield OptionList(id="canary-exemplars", classes="-empty", markup=False)  # options are Content
-            yield MetricChart("p99", lambda p: p.canary_p99, lambda p: p.stable_p99, 1000.0, "ms", id="chart-p99")
-            yield MetricChart("5xx ratio", lambda p: p.canary_err, lambda p: p.stable_err, 100.0, "%",
-                              id="chart-errors")
+            yield MetricChart(
+                "p99", lambda p: p.canary_p99, lambda p: p.stable_p99, 1000.0, "ms", id="chart-p99"
+            )
+            yield MetricChart(
+                "5xx ratio", lambda p: p.canary_err, lambda p: p.stable_err, 100.0, "%", id="chart-errors"
+            )
 
     # --- drawing -------------------------------------------------------------------
 
@@ -128,8 +133,9 @@ class CanaryPane(SourcePane):
         control = getattr(self.app, "rollback_control", None)
         auto = control.status_line() if control is not None else ""
         key = control is not None and control.available() and not getattr(self.app, "read_only", True)
-        set_content(self.query_one("#canary-summary", Static),
-            summary(data, self._rollout(), history, now, width, auto, rollback_key=key)
+        set_content(
+            self.query_one("#canary-summary", Static),
+            summary(data, self._rollout(), history, now, width, auto, rollback_key=key),
         )
         services = list(getattr(data, "services", ()) or ())
         self._services = [s.name for s in services]
@@ -143,11 +149,15 @@ class CanaryPane(SourcePane):
         rows = []
         for s in services:
             for e in s.exemplars:
-                rows.append(Content.assemble(
-                    ("trace ", "$text-muted"), (clean(e.trace_id, 64), "bold"),
-                    f"  {seconds(e.value_s)}", (f"  {clean(s.name, 30)}", "$text-muted"),
-                    (f"  le={clean(e.bucket, 12)}" if e.bucket else "", "$text-muted"),
-                ))
+                rows.append(
+                    Content.assemble(
+                        ("trace ", "$text-muted"),
+                        (clean(e.trace_id, 64), "bold"),
+                        f"  {seconds(e.value_s)}",
+                        (f"  {clean(s.name, 30)}", "$text-muted"),
+                        (f"  le={clean(e.bucket, 12)}" if e.bucket else "", "$text-muted"),
+                    )
+                )
         olist = self.query_one("#canary-exemplars", OptionList)
         keep = self.selected_trace
         olist.clear_options()

@@ -11,8 +11,9 @@ warnings, errors, revisions, controller messages) goes through `clean`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from textual.content import Content
 
@@ -30,6 +31,7 @@ VERDICT_BADGES: dict[str, tuple[str, str]] = {
     "fail": ("✖ FAIL", "bold $error"),
     "no_data": ("○ NO DATA", "bold $text-muted"),
 }
+
 
 def verdict_value(v: Any) -> str:
     return str(getattr(v, "value", v))
@@ -132,8 +134,14 @@ def series(history: Iterable[Any], service: str, minutes: float = CHART_MINUTES)
                 continue
             t = svc.evaluated_at if svc.evaluated_at is not None else snap.time
             ratio_metric = next((m for m in svc.metrics if m.name == "p99_ratio"), None)
-            points[t] = Point(t, svc.canary.p99_s, svc.stable.p99_s, svc.canary.error_ratio,
-                              svc.stable.error_ratio, ratio_metric.value if ratio_metric else None)
+            points[t] = Point(
+                t,
+                svc.canary.p99_s,
+                svc.stable.p99_s,
+                svc.canary.error_ratio,
+                svc.stable.error_ratio,
+                ratio_metric.value if ratio_metric else None,
+            )
     ordered = [points[t] for t in sorted(points)]
     if ordered:
         start = ordered[-1].t - minutes * 60
@@ -200,11 +208,25 @@ def service_parts(svc: Any, hist: list[Point], now: float, width: int) -> list:
         return sparkline([getattr(p, key) for p in hist], spark_w) if spark_w >= 6 else ""
 
     rows = [
-        (["p99", seconds(c.p99_s), seconds(s.p99_s), limit(p99, "s"), _verdict_cell(p99)], trend("canary_p99")),
-        (["5xx ratio", ratio(c.error_ratio), ratio(s.error_ratio), limit(err, "ratio"), _verdict_cell(err)],
-         trend("canary_err")),
+        (
+            ["p99", seconds(c.p99_s), seconds(s.p99_s), limit(p99, "s"), _verdict_cell(p99)],
+            trend("canary_p99"),
+        ),
+        (
+            [
+                "5xx ratio",
+                ratio(c.error_ratio),
+                ratio(s.error_ratio),
+                limit(err, "ratio"),
+                _verdict_cell(err),
+            ],
+            trend("canary_err"),
+        ),
         (["throughput", per_second(c.rps), per_second(s.rps), "", ""], ""),
-        (["p99 ratio", times(pr.value if pr else None), "", limit(pr, "x"), _verdict_cell(pr)], trend("p99_ratio")),
+        (
+            ["p99 ratio", times(pr.value if pr else None), "", limit(pr, "x"), _verdict_cell(pr)],
+            trend("p99_ratio"),
+        ),
     ]
     for cells, tr in rows:
         parts += ["\n", *_row(cells, tr)]
@@ -224,8 +246,11 @@ def drift_parts(svc: Any) -> list:
     if d.statistic is None or d.p_value is None:
         why = d.note or (m.reason if m else "") or "not possible"
         return head + [": ", (NO_DATA, "$text-muted"), f" ({clean(why, 200)})"]
-    stats = (f": χ²={d.statistic:.4g}" + (f" df={d.dof}" if d.dof is not None else "")
-             + f" p={d.p_value:.3g} {clean(d.effect_name, 20)}={plain(d.effect_size)} ({d.bins} bins)")
+    stats = (
+        f": χ²={d.statistic:.4g}"
+        + (f" df={d.dof}" if d.dof is not None else "")
+        + f" p={d.p_value:.3g} {clean(d.effect_name, 20)}={plain(d.effect_size)} ({d.bins} bins)"
+    )
     return head + [stats, "  ", cell] if cell[0] else head + [stats]
 
 
@@ -239,20 +264,37 @@ def rollout_parts(state: Any, width: int, rollback_key: bool = False) -> list:
     stable = f"stable {clean(state.stable_revision or '?', 24)} {fmt.percent(state.stable_weight)}"
     canary = f"{fmt.percent(state.canary_weight)} canary {clean(state.canary_revision or '?', 24)}"
     bar_w = max(4, min(30, width - len(stable) - len(canary) - 2))
-    parts += ["\n", stable, " ", (weight_bar(state.stable_weight, state.canary_weight, bar_w), "$primary"),
-              " ", canary]
+    parts += [
+        "\n",
+        stable,
+        " ",
+        (weight_bar(state.stable_weight, state.canary_weight, bar_w), "$primary"),
+        " ",
+        canary,
+    ]
     if state.message:
         parts += ["\n", ("controller: ", "$text-muted"), clean(state.message, 200)]
     if not state.can_rollback:
         parts += ["\n", ("rollback disabled: ", "bold $warning"), clean(state.rollback_reason, 200)]
     elif rollback_key:
-        parts += ["\n", ("R", "bold $accent"), (": roll back, all traffic to stable (type the service name to confirm)",
-                                                 "$text-muted")]
+        parts += [
+            "\n",
+            ("R", "bold $accent"),
+            (": roll back, all traffic to stable (type the service name to confirm)", "$text-muted"),
+        ]
     return parts
 
 
-def summary(canary: Any, rollout: Any, history: Iterable[Any], now: float, width: int,
-            auto_line: str = "", *, rollback_key: bool = False) -> Content:
+def summary(
+    canary: Any,
+    rollout: Any,
+    history: Iterable[Any],
+    now: float,
+    width: int,
+    auto_line: str = "",
+    *,
+    rollback_key: bool = False,
+) -> Content:
     """The whole text part of the pane."""
     history = list(history)
     states = {s.service: s for s in getattr(rollout, "services", ()) or ()}
@@ -270,8 +312,12 @@ def summary(canary: Any, rollout: Any, history: Iterable[Any], now: float, width
     for st in states.values():  # a rollout with no canary evaluation of the same name
         if parts:
             parts.append("\n")
-        parts += [(clean(st.service, 40), "bold"), ("  (no canary evaluation of this service)", "$text-muted"), "\n",
-                  *rollout_parts(st, width, rollback_key)]
+        parts += [
+            (clean(st.service, 40), "bold"),
+            ("  (no canary evaluation of this service)", "$text-muted"),
+            "\n",
+            *rollout_parts(st, width, rollback_key),
+        ]
     if auto_line:
         parts += ["\n", (auto_line, "bold reverse $error" if "cancel" in auto_line else "bold $warning")]
     return Content.assemble(*parts)

@@ -19,7 +19,8 @@ automatic action with its evidence. A countdown that ends without a rollback
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from textual import events
 from textual.app import ComposeResult
@@ -28,8 +29,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ebpftop.actions.rollback import evidence_text
 from ebpftop.actions.auto_rollback import AutoRollback, Phase
+from ebpftop.actions.rollback import evidence_text
 from ebpftop.actions.rollout_control import RolloutControl
 
 from ...text import clean
@@ -52,7 +53,7 @@ class CountdownScreen(ModalScreen[None]):
     CountdownScreen .note { color: $text-muted; }
     """
 
-    def __init__(self, control: "RollbackControl") -> None:
+    def __init__(self, control: RollbackControl) -> None:
         super().__init__()
         self.control = control
         self.closed = False  # the countdown ended while another screen was on top of this one
@@ -72,8 +73,11 @@ class CountdownScreen(ModalScreen[None]):
         box.border_title = "AUTO-ROLLBACK"
         with box:
             yield Static(Content(self.control.countdown_text()), id="countdown", markup=False)
-            yield Static(Content(clean(evidence_text(self.control.auto.evidence), 2000)), id="countdown-evidence",
-                         markup=False)
+            yield Static(
+                Content(clean(evidence_text(self.control.auto.evidence), 2000)),
+                id="countdown-evidence",
+                markup=False,
+            )
             yield Static("press any key to cancel", classes="note", markup=False)
 
     def update_text(self) -> None:
@@ -120,7 +124,8 @@ class RollbackControl:
         if self.control is None:
             return False
         return bool(self.app.settings.rollout_controller) or any(
-            c.name == ROLLOUT for c in self.app.runtime.collectors)
+            c.name == ROLLOUT for c in self.app.runtime.collectors
+        )
 
     # --- R -----------------------------------------------------------------------------
 
@@ -131,11 +136,16 @@ class RollbackControl:
         app = self.app
         controller = self.controller()
         service = controller.service if controller is not None else app.settings.rollout_service
-        enabled, why = self.control.can_rollback(service) if self.control is not None else (
-            False, "no rollout controller")
+        enabled, why = (
+            self.control.can_rollback(service)
+            if self.control is not None
+            else (False, "no rollout controller")
+        )
         if not enabled:
             # Nothing is asked and nothing is written: there is no action to offer.
-            app.notify(f"rollback unavailable: {clean(why, 300)}", title="rollback", severity="error", timeout=10)
+            app.notify(
+                f"rollback unavailable: {clean(why, 300)}", title="rollback", severity="error", timeout=10
+            )
             return
         result = await self.control.rollback(service, app._confirm)
         self._notify_result(f"rollback of {clean(service, 60)}", result)
@@ -200,7 +210,9 @@ class RollbackControl:
         if self.auto.cancel(reason):
             self._stop_countdown()
             self._audit_stops()
-            self.app.notify(clean(self.auto.message, 200), title="auto-rollback", severity="warning", timeout=10)
+            self.app.notify(
+                clean(self.auto.message, 200), title="auto-rollback", severity="warning", timeout=10
+            )
             self._redraw_pane()
 
     def _audit_stops(self) -> None:
@@ -212,8 +224,12 @@ class RollbackControl:
     async def _write_stops(self) -> None:
         note = await self.auto.audit_stops(self.control.gate)
         if note:
-            self.app.notify(f"auto-rollback countdown ended{clean(note, 300)}", title="audit", severity="error",
-                            timeout=20)
+            self.app.notify(
+                f"auto-rollback countdown ended{clean(note, 300)}",
+                title="audit",
+                severity="error",
+                timeout=20,
+            )
 
     async def close(self) -> None:
         """At quit: a countdown still running is abandoned, and audited as such."""
@@ -238,7 +254,9 @@ class RollbackControl:
         if self.controller() is None:
             self.auto.cancel("could not run: no rollout controller is running", automatic=True)
             self._audit_stops()
-            self.app.notify(clean(self.auto.message, 200), title="auto-rollback", severity="error", timeout=20)
+            self.app.notify(
+                clean(self.auto.message, 200), title="auto-rollback", severity="error", timeout=20
+            )
             self._redraw_pane()
             return
         result = await self.control.tick()

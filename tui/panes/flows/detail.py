@@ -12,8 +12,8 @@ as 0. While the dialog is open the pane hands it each new snapshot (not while pa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -118,20 +118,34 @@ def clock(t: float) -> str:
 def summary(view: DetailView) -> Content:
     m = view.members
     if not m:
-        return Content.assemble(("not among the top flows in the latest sample (it may have ended); "
-                                 "the chart shows when it was", "$warning"))
+        return Content.assemble(
+            (
+                "not among the top flows in the latest sample (it may have ended); "
+                "the chart shows when it was",
+                "$warning",
+            )
+        )
     parts: list = [
-        ("now ", "$text-muted"), (fmt.rate(_sum(f.bps for f in m)), "bold"), "  ",
+        ("now ", "$text-muted"),
+        (fmt.rate(_sum(f.bps for f in m)), "bold"),
+        "  ",
         (count(_sum(f.pps for f in m)) + " pkt/s", "bold"),
-        ("   total ", "$text-muted"), fmt.size(sum(f.bytes for f in m)), f" in {count(sum(f.packets for f in m))} pkts",
-        ("   retransmits ", "$text-muted"), (str(sum(f.retransmits for f in m)),
-                                            "bold $warning" if any(f.retransmits for f in m) else ""),
+        ("   total ", "$text-muted"),
+        fmt.size(sum(f.bytes for f in m)),
+        f" in {count(sum(f.packets for f in m))} pkts",
+        ("   retransmits ", "$text-muted"),
+        (str(sum(f.retransmits for f in m)), "bold $warning" if any(f.retransmits for f in m) else ""),
     ]
     latency = [f.connect_latency_ms for f in m if f.connect_latency_ms is not None]
     parts += [("   connect ", "$text-muted"), ms(max(latency) if latency else None)]
     first = min(f.first_seen for f in m)
-    parts += [("\nfirst seen ", "$text-muted"), clock(first), f" ({fmt.duration(view.now - first)} ago)",
-              ("   last ", "$text-muted"), clock(max(f.last_seen for f in m))]
+    parts += [
+        ("\nfirst seen ", "$text-muted"),
+        clock(first),
+        f" ({fmt.duration(view.now - first)} ago)",
+        ("   last ", "$text-muted"),
+        clock(max(f.last_seen for f in m)),
+    ]
     return Content.assemble(*parts)
 
 
@@ -145,9 +159,14 @@ def process_lines(view: DetailView) -> Content:
     for pid, comm, service in list(owners)[:6]:
         if parts:
             parts.append("\n")
-        parts += [("pid ", "$text-muted"), str(pid) if pid is not None else fmt.NO_DATA,
-                  ("  comm ", "$text-muted"), clean(comm, 64) if comm else fmt.NO_DATA,
-                  ("  service ", "$text-muted"), clean(service, 120) if service else fmt.NO_DATA]
+        parts += [
+            ("pid ", "$text-muted"),
+            str(pid) if pid is not None else fmt.NO_DATA,
+            ("  comm ", "$text-muted"),
+            clean(comm, 64) if comm else fmt.NO_DATA,
+            ("  service ", "$text-muted"),
+            clean(service, 120) if service else fmt.NO_DATA,
+        ]
     if all(pid is None for pid, _c, _s in owners):
         parts += [("\nno process known: not a local socket, or it ended before it was seen", "$text-muted")]
     return Content.assemble(*parts)
@@ -158,8 +177,12 @@ def member_lines(view: DetailView) -> Content:
     for f in view.members[:MAX_MEMBERS]:
         if parts:
             parts.append("\n")
-        parts += [clean(f"{f.proto} {full_flow(f)}", 120), ("  ", ""), (fmt.rate(f.bps), "bold"),
-                  (f"  {f.direction} on {clean(f.iface, 32)}", "$text-muted")]
+        parts += [
+            clean(f"{f.proto} {full_flow(f)}", 120),
+            ("  ", ""),
+            (fmt.rate(f.bps), "bold"),
+            (f"  {f.direction} on {clean(f.iface, 32)}", "$text-muted"),
+        ]
     if len(view.members) > MAX_MEMBERS:
         parts.append((f"\n… and {len(view.members) - MAX_MEMBERS} more", "$text-muted"))
     return Content.assemble(*parts)
@@ -175,11 +198,17 @@ def event_lines(view: DetailView) -> Content:
         if parts:
             parts.append("\n")
         style = "$error" if e.kind in ("retransmit", "connect_fail") else ""
-        parts += [(clock(e.time), "$text-muted"), "  ", (f"{e.kind:<12}", style),
-                  f" {ms(e.ms):>8}  ",
-                  clean(f"{e.src}:{e.sport} → {e.dst}:{e.dport}", 100)]
+        parts += [
+            (clock(e.time), "$text-muted"),
+            "  ",
+            (f"{e.kind:<12}", style),
+            f" {ms(e.ms):>8}  ",
+            clean(f"{e.src}:{e.sport} → {e.dst}:{e.dport}", 100),
+        ]
         if e.pid is not None or e.comm:
-            parts.append((f"  {clean(e.comm or '?', 32)} [{e.pid if e.pid is not None else '?'}]", "$text-muted"))
+            parts.append(
+                (f"  {clean(e.comm or '?', 32)} [{e.pid if e.pid is not None else '?'}]", "$text-muted")
+            )
     return Content.assemble(*parts)
 
 
@@ -257,4 +286,3 @@ class FlowDetailScreen(DetailScreen):
     def text(self) -> str:
         """What the dialog shows, as plain text (for tests)."""
         return "\n".join(str(w.render()) for w in self.query(Static))
-

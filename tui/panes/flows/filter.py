@@ -32,15 +32,15 @@ def caret_lines(text: str, position: int, length: int, width: int) -> tuple[str,
     """The (cleaned) filter text and a line of carets under the term at `position`,
     windowed to `width` so the term is on screen however long the text is."""
     before = clean(text[:position])
-    term = clean(text[position:position + length]) or " "
-    after = clean(text[position + length:])
+    term = clean(text[position : position + length]) or " "
+    after = clean(text[position + length :])
     line = before + term + after
     start = len(before)
     # Keep the term visible: scroll the window so it starts a third of the way in.
     offset = 0
     if start + len(term) > width:
         offset = max(0, start - width // 3)
-    shown = line[offset:offset + width]
+    shown = line[offset : offset + width]
     if offset:
         shown = "…" + shown[1:]
     carets = " " * (start - offset) + "^" * max(1, min(len(term), width - (start - offset)))
@@ -72,12 +72,17 @@ class FlowFilterScreen(ModalScreen[str | None]):
         box = Vertical()
         box.border_title = "Filter flows"
         with box:
-            yield TextInput(value=self.current, placeholder="e.g. port:443 proto:tcp 10.0.0.0/8", max_length=MAX_LEN,
-                            id="filter-input")
+            yield TextInput(
+                value=self.current,
+                placeholder="e.g. port:443 proto:tcp 10.0.0.0/8",
+                max_length=MAX_LEN,
+                id="filter-input",
+            )
             yield Static(Content(""), id="filter-error", markup=False)
             yield Static(HELP, classes="note", markup=False)
-            yield Static("enter: apply (empty: all flows)   esc: keep the current filter", classes="note",
-                         markup=False)
+            yield Static(
+                "enter: apply (empty: all flows)   esc: keep the current filter", classes="note", markup=False
+            )
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -102,11 +107,17 @@ class FlowFilterScreen(ModalScreen[str | None]):
         self.error = exc
         width = max(20, self.query_one("#filter-error", Static).content_size.width or 72)
         shown, carets = caret_lines(text, exc.position, len(exc.term), width)
-        self.query_one("#filter-error", Static).update(Content.assemble(
-            (shown, "bold"), "\n", (carets, "bold $error"), "\n",
-            (f"column {exc.position + 1}: ", "bold $error"), clean(exc.message, 300),
-            ("\nthe current filter stays until this one parses", "$text-muted"),
-        ))
+        self.query_one("#filter-error", Static).update(
+            Content.assemble(
+                (shown, "bold"),
+                "\n",
+                (carets, "bold $error"),
+                "\n",
+                (f"column {exc.position + 1}: ", "bold $error"),
+                clean(exc.message, 300),
+                ("\nthe current filter stays until this one parses", "$text-muted"),
+            )
+        )
         self.set_class(True, "-error")
 
     def action_cancel(self) -> None:

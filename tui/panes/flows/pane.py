@@ -31,9 +31,9 @@ from ebpftop.collectors.flows.view import next_sort, sort_flows
 from ebpftop.core.model import Snapshot
 
 from ...text import clean, safe
-from . import view as fv
 from ..base import SourcePane
 from ..paint import forget, set_content
+from . import view as fv
 from .detail import FlowDetailScreen, Selection, build
 from .filter import FlowFilterScreen
 
@@ -53,7 +53,9 @@ class FlowsPane(SourcePane):
         # Not in the footer (80 columns keep the app's keys); the status line names them.
         Binding("s", "cycle_sort", "Sort", show=False, tooltip="sort by the next column"),
         Binding("g", "cycle_group", "Group", show=False, tooltip="group by process, service, remote address"),
-        Binding("slash", "filter", "Filter", show=False, tooltip="filter flows (port:443 proc:nginx 10.0.0.0/8)"),
+        Binding(
+            "slash", "filter", "Filter", show=False, tooltip="filter flows (port:443 proc:nginx 10.0.0.0/8)"
+        ),
         Binding("enter", "detail", "Detail", show=False, tooltip="rate history, process and TCP events"),
         Binding("up", "cursor(-1)", show=False),
         Binding("down", "cursor(1)", show=False),
@@ -226,8 +228,11 @@ class FlowsPane(SourcePane):
         if columns != self._columns or not table.columns:
             table.clear(columns=True)
             for c in columns:
-                table.add_column(Text(" " + c.label, justify="right" if c.right else "left", style="bold"),
-                                 width=c.width + 1, key=c.key)
+                table.add_column(
+                    Text(" " + c.label, justify="right" if c.right else "left", style="bold"),
+                    width=c.width + 1,
+                    key=c.key,
+                )
             self._columns = columns
             self._cells = []
             self.rebuilds += 1
@@ -288,7 +293,9 @@ class FlowsPane(SourcePane):
         if self._data is not None:
             self._draw()
         else:
-            self.app.notify(f"sort {fv.SORT_LABELS[self.sort]}, group {self.grouping} (no flows yet)", timeout=3)
+            self.app.notify(
+                f"sort {fv.SORT_LABELS[self.sort]}, group {self.grouping} (no flows yet)", timeout=3
+            )
 
     def action_filter(self) -> None:
         self.app.push_screen(FlowFilterScreen(self.filter.text), self._set_filter)
@@ -338,7 +345,6 @@ class FlowsPane(SourcePane):
         if detail is None or self._shown is None or detail not in self.app.screen_stack:
             return
         detail.show(build(self._history(), self._shown, detail.view.selection))
-
 
 
 def _content(parts: list[fv.Part]) -> Content:

@@ -19,8 +19,8 @@ Layouts, by the table's width in cells:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData
 from ebpftop.collectors.flows.view import SORTS, FlowGroup, group_flows, group_key
@@ -43,7 +43,9 @@ def flow_key(f: FlowRecord) -> FlowKey:
 
 
 def next_grouping(current: str) -> str:
-    return GROUPINGS[(GROUPINGS.index(current) + 1) % len(GROUPINGS)] if current in GROUPINGS else GROUPINGS[0]
+    return (
+        GROUPINGS[(GROUPINGS.index(current) + 1) % len(GROUPINGS)] if current in GROUPINGS else GROUPINGS[0]
+    )
 
 
 # --- numbers -------------------------------------------------------------------------
@@ -122,7 +124,7 @@ def squeeze(text: str, room: int) -> str:
     if room <= 1:
         return text[:room]
     head = (room - 1) // 2
-    return text[:head] + "…" + text[len(text) - (room - 1 - head):]
+    return text[:head] + "…" + text[len(text) - (room - 1 - head) :]
 
 
 def process_text(f: FlowRecord, room: int) -> str:
@@ -199,7 +201,9 @@ def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[li
             form, need = "full", full_need
         flow = max(12, min(free - proc_min, max(need, free - min(proc_need, PROC_MAX))))
         label = "proto src → dst" if form == "full" else "proto :port ⇄ remote"
-        return [Column("flow", label, flow)] + nums + [Column("process", "process", max(7, free - flow))], form
+        return [Column("flow", label, flow)] + nums + [
+            Column("process", "process", max(7, free - flow))
+        ], form
     cols = []
     if kind == "wide":
         cols.append(Column("iface", "iface", 12))
@@ -353,8 +357,9 @@ def fit(parts: Sequence[tuple[int, list[Part]]], width: int) -> list[Part]:
     return out
 
 
-def status_parts(sort: str, grouping: str, filter_text: str, shown: int, data: FlowsData,
-                 width: int) -> list[Part]:
+def status_parts(
+    sort: str, grouping: str, filter_text: str, shown: int, data: FlowsData, width: int
+) -> list[Part]:
     """`s sort bytes/s  g group none  / filter port:443  8 of 31  enter detail`."""
     key = lambda k: (k, "bold $accent")  # noqa: E731
     ftext = filter_text.strip()
@@ -362,8 +367,14 @@ def status_parts(sort: str, grouping: str, filter_text: str, shown: int, data: F
     chunks: list[tuple[int, list[Part]]] = [
         (0, [key("s"), (" sort ", "$text-muted"), (SORT_LABELS.get(sort, sort), "bold")]),
         (1, [key("g"), (" group ", "$text-muted"), (grouping, "bold" if grouping != "none" else "")]),
-        (0, [key("/"), (" filter ", "$text-muted"),
-             (squeeze(ftext, room), "bold $warning") if ftext else ("none", "")]),
+        (
+            0,
+            [
+                key("/"),
+                (" filter ", "$text-muted"),
+                (squeeze(ftext, room), "bold $warning") if ftext else ("none", ""),
+            ],
+        ),
         (2, [(f"{shown} of {len(data.flows)} shown", "")]),
         (4, [(f"{data.flows_tracked} tracked", "$text-muted")]),
         (3, [(fmt.rate(data.total_bps), "bold"), (" total", "$text-muted")]),
@@ -419,7 +430,9 @@ def event_lines(data: FlowsData, n: int, width: int) -> list[list[Part]]:
     """The latest TCP events, newest first, one line each (for a tall pane)."""
     head: list[Part] = [("latest TCP events", "bold")]
     if data.events_total is None:
-        return [head + [("  off" + (f": {data.tcp_events_error}" if data.tcp_events_error else ""), "$warning")]]
+        return [
+            head + [("  off" + (f": {data.tcp_events_error}" if data.tcp_events_error else ""), "$warning")]
+        ]
     events = list(data.recent_events)[-n:]
     if not events:
         return [head + [("  none in this sample", "$text-muted")]]

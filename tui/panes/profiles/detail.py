@@ -46,8 +46,11 @@ class ProfileDetailScreen(DetailScreen):
             if self.note:
                 yield Static(plain(self.note, "$text-muted"), id="detail-note", markup=False)
             yield Static(Content(""), id="detail-top", markup=False)
-            yield Static("flame (root at the top; a frame's width is its share of the samples)",
-                         classes="heading", markup=False)
+            yield Static(
+                "flame (root at the top; a frame's width is its share of the samples)",
+                classes="heading",
+                markup=False,
+            )
             yield Static(Content(""), id="detail-flame", markup=False)
 
     def on_mount(self) -> None:
@@ -66,4 +69,3 @@ class ProfileDetailScreen(DetailScreen):
     def text(self) -> str:
         """What the dialog shows, as plain text (for tests and screen readers)."""
         return "\n".join(str(w.render()) for w in self.query(Static))
-

@@ -29,18 +29,28 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
-from ebpftop.core.model import Snapshot
+from ebpftop.actions.capture import capture_action, describe_target, find_collector
 from ebpftop.collectors.profiles.model import TagGroup, tag
+from ebpftop.core.model import Snapshot
 
 from ...text import clean, safe
 from .. import fmt
 from ..base import SourcePane
 from ..paint import set_content
-from ebpftop.actions.capture import capture_action, describe_target, find_collector
 from .detail import ProfileDetailScreen
 from .view import (
-    TraceFilter, View, all_profiles, build_view, capture_target, compare, fit, fit_widths, group_stacks,
-    process_names, share_text, table_columns,
+    TraceFilter,
+    View,
+    all_profiles,
+    build_view,
+    capture_target,
+    compare,
+    fit,
+    fit_widths,
+    group_stacks,
+    process_names,
+    share_text,
+    table_columns,
 )
 
 MAX_ROWS = 200
@@ -58,7 +68,9 @@ class ProfilesPane(SourcePane):
     BINDINGS = [
         # Not in the footer (80 columns keep the app's keys); the pane's key line names them.
         Binding("enter", "detail", "Detail", show=False, tooltip="top functions and flame view of the row"),
-        Binding("c", "capture", "Capture", show=False, tooltip="capture a CPU profile now (confirmed, audited)"),
+        Binding(
+            "c", "capture", "Capture", show=False, tooltip="capture a CPU profile now (confirmed, audited)"
+        ),
         Binding("v", "next_profile", "Profile", show=False, tooltip="show the next profile"),
         Binding("escape", "clear_filter", "Unfilter", show=False, tooltip="stop following the trace_id"),
         Binding("up", "cursor(-1)", show=False),
@@ -113,8 +125,12 @@ class ProfilesPane(SourcePane):
         if not view.filtered:
             names = [p.name for p in all_profiles(data)]
             if len(names) > 1:
-                parts.append((f"  ({names.index(self.chosen) + 1 if self.chosen in names else 1}/{len(names)})",
-                              "$text-muted"))
+                parts.append(
+                    (
+                        f"  ({names.index(self.chosen) + 1 if self.chosen in names else 1}/{len(names)})",
+                        "$text-muted",
+                    )
+                )
             if view.omitted:
                 parts.append((f"  {view.omitted} samples in stacks not listed", "$text-muted"))
         hz = getattr(data, "hz", None)
@@ -151,8 +167,13 @@ class ProfilesPane(SourcePane):
         comms = process_names(view)
         if comms:
             columns.append("comm")
-        values = [[clean(comms.get(g.tags, fmt.NO_DATA) if key == "comm" else tag(g.tags, key, fmt.NO_DATA))
-                   for key in columns] for g in groups]
+        values = [
+            [
+                clean(comms.get(g.tags, fmt.NO_DATA) if key == "comm" else tag(g.tags, key, fmt.NO_DATA))
+                for key in columns
+            ]
+            for g in groups
+        ]
         limits = fit_widths(columns, values, width - 20)
         if columns != self._columns or not table.columns:
             table.clear(columns=True)
@@ -240,8 +261,12 @@ class ProfilesPane(SourcePane):
         view = build_view(self._data, self.chosen, self.trace)
         if self.last_good is not None:
             self._rerender()
-        self.app.notify(clean(view.title, 300), title="profiles", timeout=6,
-                        severity="information" if view.matched else "warning")
+        self.app.notify(
+            clean(view.title, 300),
+            title="profiles",
+            timeout=6,
+            severity="information" if view.matched else "warning",
+        )
 
     def action_clear_filter(self) -> None:
         if self.trace is not None:
@@ -263,12 +288,16 @@ class ProfilesPane(SourcePane):
         group = self.selected_group()
         target = capture_target(self.view, group) if self.view is not None else {}
         if not target:
-            app.notify("nothing to capture: select a row with a pid, service or pprof source", severity="warning")
+            app.notify(
+                "nothing to capture: select a row with a pid, service or pprof source", severity="warning"
+            )
             return
         collector = find_collector(app.runtime)
         if collector is None:
-            app.notify("capture unavailable: no live profiles collector (a replay cannot capture)",
-                       severity="warning")
+            app.notify(
+                "capture unavailable: no live profiles collector (a replay cannot capture)",
+                severity="warning",
+            )
             return
         gate = getattr(app.runtime, "gate", None)
         if gate is None:
@@ -280,8 +309,9 @@ class ProfilesPane(SourcePane):
     @work(group="action")
     async def _capture_flow(self, gate: Any, collector: Any, target: dict[str, str], context: str) -> None:
         app = self.app
-        action, perform = capture_action(collector, target, context,
-                                         notify=lambda text: app.notify(text, timeout=4))
+        action, perform = capture_action(
+            collector, target, context, notify=lambda text: app.notify(text, timeout=4)
+        )
         result = await gate.execute(action, perform, app._confirm)
         app._report(result)
 

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from textual.content import Content
 
 from ebpftop.collectors.profiles.aggregate import (
-    GROUP_KEYS, diff_top, flame_rows, flame_tree, group_by, project, select_for_trace, top_functions,
+    GROUP_KEYS,
+    diff_top,
+    flame_rows,
+    flame_tree,
+    group_by,
+    project,
+    select_for_trace,
+    top_functions,
 )
 from ebpftop.collectors.profiles.model import Profile, ProfilesData, StackSample, TagGroup, Tags, tag
 
@@ -89,16 +96,28 @@ def build_view(data: ProfilesData | None, chosen: str | None, trace: TraceFilter
             if canary:
                 stacks, how = canary, how + " (its canary samples)"
         total = sum(s.count for s in stacks)
-        return View(how, tuple(group_by(stacks, TABLE_KEYS)), tuple(stacks), total,
-                    filtered=True, matched=sel.matched_trace)
+        return View(
+            how,
+            tuple(group_by(stacks, TABLE_KEYS)),
+            tuple(stacks),
+            total,
+            filtered=True,
+            matched=sel.matched_trace,
+        )
     prof = next((p for p in profiles if p.name == chosen), profiles[0] if profiles else None)
     if prof is None:
         return View("no profile yet", (), (), 0)
     span = fmt.duration(prof.end - prof.start)
     title = f"{clean(prof.name, 80)}: {prof.total_samples} samples over {span}"
     groups = prof.groups if prof.groups else tuple(group_by(prof.stacks, TABLE_KEYS))
-    return View(title, tuple(groups), prof.stacks, prof.total_samples, source=prof.source,
-                omitted=prof.omitted_samples)
+    return View(
+        title,
+        tuple(groups),
+        prof.stacks,
+        prof.total_samples,
+        source=prof.source,
+        omitted=prof.omitted_samples,
+    )
 
 
 def group_stacks(view: View, group: TagGroup) -> list[StackSample]:
@@ -144,7 +163,9 @@ def capture_target(view: View, group: TagGroup | None) -> dict[str, str]:
     if group is None:
         return {}
     sources = {tag(s.tags, "source") for s in group_stacks(view, group)} - {None, "bpf"}
-    source = view.source if view.source and view.source != "bpf" else (sources.pop() if len(sources) == 1 else "")
+    source = (
+        view.source if view.source and view.source != "bpf" else (sources.pop() if len(sources) == 1 else "")
+    )
     if source:
         return {"url": source}
     for key in ("pid", "service"):
@@ -175,19 +196,30 @@ def compare(view: View, preferred: str | None, width: int, n: int = 5) -> Compar
     both = [svc for svc, parts in by_service.items() if len(parts) == 2]
     head = ("canary vs stable  ", "bold")
     if not both:
-        why = ("no service has both canary and stable samples here (tag track or version = canary/stable)"
-               if by_service else "no sample is tagged canary or stable (track or version tag)")
+        why = (
+            "no service has both canary and stable samples here (tag track or version = canary/stable)"
+            if by_service
+            else "no sample is tagged canary or stable (track or version tag)"
+        )
         return Comparison(None, Content.assemble(head, (why, "$text-muted")))
     weight = {svc: sum(s.count for p in by_service[svc].values() for s in p) for svc in both}
     svc = preferred if preferred in both else max(both, key=lambda k: (weight[k], k))
     canary, stable = by_service[svc]["canary"], by_service[svc]["stable"]
     cn, sn = sum(s.count for s in canary), sum(s.count for s in stable)
-    parts: list = [head, f"service={fit(svc, 30)}", (f"  self samples: canary {cn}, stable {sn}", "$text-muted")]
+    parts: list = [
+        head,
+        f"service={fit(svc, 30)}",
+        (f"  self samples: canary {cn}, stable {sn}", "$text-muted"),
+    ]
     name_w = max(10, width - 32)
     for d in diff_top(canary, stable, n):
         style = "$error" if d.delta > 0.05 else "$success" if d.delta < -0.05 else ""
-        parts += ["\n", (f"{d.delta * 100:+6.1f}% ", style or "bold"),
-                  f"{d.canary_share * 100:5.1f}% {d.stable_share * 100:5.1f}%  ", fit(d.name, name_w)]
+        parts += [
+            "\n",
+            (f"{d.delta * 100:+6.1f}% ", style or "bold"),
+            f"{d.canary_share * 100:5.1f}% {d.stable_share * 100:5.1f}%  ",
+            fit(d.name, name_w),
+        ]
     return Comparison(svc, Content.assemble(*parts))
 
 
@@ -201,12 +233,19 @@ def top_lines(stacks: list[StackSample], width: int, n: int = 8) -> Content:
     for by in ("self", "total"):
         if parts:
             parts.append("\n\n")
-        parts += [(f"top functions by {by}", "bold"), "\n",
-                  (f"{'self':>7} {'self%':>6} {'total':>7} {'total%':>6}  function", "$text-muted")]
+        parts += [
+            (f"top functions by {by}", "bold"),
+            "\n",
+            (f"{'self':>7} {'self%':>6} {'total':>7} {'total%':>6}  function", "$text-muted"),
+        ]
         for f in top_functions(stacks, n, by=by):
             pct = lambda x: f"{x / total * 100:5.1f}%" if total else fmt.NO_DATA  # noqa: E731
-            parts += ["\n", f"{f.self_samples:>7} {pct(f.self_samples):>6} {f.total_samples:>7} "
-                      f"{pct(f.total_samples):>6}  ", fit(f.name, name_w)]
+            parts += [
+                "\n",
+                f"{f.self_samples:>7} {pct(f.self_samples):>6} {f.total_samples:>7} "
+                f"{pct(f.total_samples):>6}  ",
+                fit(f.name, name_w),
+            ]
     if not parts or total == 0:
         return Content("no samples")
     return Content.assemble(*parts)

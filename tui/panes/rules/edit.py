@@ -10,7 +10,7 @@ deny would drop before the confirmation screen. The screen dismisses with the Ru
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,8 +25,10 @@ from ebpftop.collectors.rules.spec import Rule
 from ...screens.text_input import TextInput
 from ...text import clean, plain
 
-GRAMMAR = ('ACTION [tcp|udp|icmp] [from ADDR [port N[-M]]] [to ADDR [port N[-M]]] '
-           '[on IFACE] [in|out] [ttl 15m] ["comment"]')
+GRAMMAR = (
+    "ACTION [tcp|udp|icmp] [from ADDR [port N[-M]]] [to ADDR [port N[-M]]] "
+    '[on IFACE] [in|out] [ttl 15m] ["comment"]'
+)
 EXAMPLE = 'e.g. deny tcp from 203.0.113.0/24 to any port 6379 ttl 15m "scraper"'
 CARET_ROOM = 68  # characters of the rule shown above the caret
 
@@ -35,7 +37,7 @@ def caret_lines(text: str, col: int, room: int = CARET_ROOM) -> tuple[str, str]:
     """The part of `text` around 1-based `col`, and a caret line pointing at it."""
     at = max(0, col - 1)
     start = max(0, at - room + 8) if at >= room - 4 else 0
-    shown = clean(text[start:start + room])
+    shown = clean(text[start : start + room])
     # clean() may widen characters before the column (an escaped control character)
     pad = len(clean(text[start:at])) if at <= len(text) else len(clean(text[start:])) + (at - len(text))
     return shown, " " * pad + "^"
@@ -73,8 +75,11 @@ class RuleEditScreen(ModalScreen["Rule | None"]):
             yield Static(Content(""), id="rule-status", markup=False)
             with VerticalScroll(id="rule-preview-box"):
                 yield Static(Content(""), id="rule-preview", markup=False)
-            yield Static("enter: review and confirm (nothing changes before that)   esc: cancel",
-                         classes="note", markup=False)
+            yield Static(
+                "enter: review and confirm (nothing changes before that)   esc: cancel",
+                classes="note",
+                markup=False,
+            )
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -94,10 +99,16 @@ class RuleEditScreen(ModalScreen["Rule | None"]):
         except RuleError as exc:
             self.error = exc
             shown, caret = caret_lines(text, exc.col)
-            status.update(Content.assemble(
-                ("✖ ", "bold"), f"column {exc.col}: {clean(exc.term, 60)!r}: {clean(exc.reason, 300)}",
-                "\n", shown, "\n", (caret, "bold"),
-            ))
+            status.update(
+                Content.assemble(
+                    ("✖ ", "bold"),
+                    f"column {exc.col}: {clean(exc.term, 60)!r}: {clean(exc.reason, 300)}",
+                    "\n",
+                    shown,
+                    "\n",
+                    (caret, "bold"),
+                )
+            )
             status.set_class(True, "-error")
             preview.update("")
             return None
@@ -110,7 +121,7 @@ class RuleEditScreen(ModalScreen["Rule | None"]):
         status.update(Content.assemble(("✔ valid", "bold $success")))
         try:
             text_preview = self._preview(rule)
-        except Exception as exc:  # noqa: BLE001 - a preview problem must not block the editor
+        except Exception as exc:
             text_preview = f"(no preview: {type(exc).__name__}: {exc})"
         preview.update(Content("\n".join(clean(line, 500) for line in text_preview.splitlines())))
         return rule

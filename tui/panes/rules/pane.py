@@ -23,11 +23,11 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
-from ebpftop.core.model import Snapshot
+from ebpftop.actions import rules_change
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
+from ebpftop.core.model import Snapshot
 
 from ...text import clean
-from ebpftop.actions import rules_change
 from ..base import SourcePane
 from .edit import RuleEditScreen
 from .view import cells, columns, detail, label, recent_flows, summary
@@ -45,11 +45,30 @@ class RulesPane(SourcePane):
 
     BINDINGS = [
         # Not in the footer (80 columns keep the app's keys); the pane's key line names them.
-        Binding("a", "add_rule", "Add rule", show=False, tooltip="add a rule (validated, previewed, confirmed, audited)"),
-        Binding("e", "edit_rule", "Edit rule", show=False, tooltip="edit the selected rule (confirmed, audited)"),
-        Binding("d", "delete_rule", "Delete rule", show=False, tooltip="delete the selected rule (confirmed, audited)"),
-        Binding("t", "toggle_rule", "count/deny", show=False,
-                tooltip="switch the selected rule between count and deny (confirmed, audited)"),
+        Binding(
+            "a",
+            "add_rule",
+            "Add rule",
+            show=False,
+            tooltip="add a rule (validated, previewed, confirmed, audited)",
+        ),
+        Binding(
+            "e", "edit_rule", "Edit rule", show=False, tooltip="edit the selected rule (confirmed, audited)"
+        ),
+        Binding(
+            "d",
+            "delete_rule",
+            "Delete rule",
+            show=False,
+            tooltip="delete the selected rule (confirmed, audited)",
+        ),
+        Binding(
+            "t",
+            "toggle_rule",
+            "count/deny",
+            show=False,
+            tooltip="switch the selected rule between count and deny (confirmed, audited)",
+        ),
         Binding("up", "cursor(-1)", show=False),
         Binding("down", "cursor(1)", show=False),
         Binding("pageup", "cursor(-8)", show=False),
@@ -79,7 +98,9 @@ class RulesPane(SourcePane):
         with Vertical(id="rules-view"):
             yield Static(Content(""), id="rules-summary", markup=False)
             yield Static(Content(""), id="rules-keys", markup=False)
-            table: DataTable = DataTable(id="rules-table", cursor_type="row", zebra_stripes=True, cell_padding=0)
+            table: DataTable = DataTable(
+                id="rules-table", cursor_type="row", zebra_stripes=True, cell_padding=0
+            )
             table.can_focus = False  # the pane keeps the focus; its keys move the cursor
             yield table
             yield Static(Content(""), id="rules-detail", markup=False)
@@ -126,7 +147,8 @@ class RulesPane(SourcePane):
     def _draw_detail(self) -> None:
         rec = self.selected()
         self.query_one("#rules-detail", Static).update(
-            Content.assemble(*detail(rec, self._now)) if rec is not None else Content(""))
+            Content.assemble(*detail(rec, self._now)) if rec is not None else Content("")
+        )
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
@@ -195,7 +217,9 @@ class RulesPane(SourcePane):
             app.notify("a replay cannot change rules", severity="warning")
             return True
         if self.data is None:
-            app.notify("rules unavailable: the rules source has no data (see its health line)", severity="warning")
+            app.notify(
+                "rules unavailable: the rules source has no data (see its health line)", severity="warning"
+            )
             return True
         return False
 
@@ -220,10 +244,15 @@ class RulesPane(SourcePane):
             return
         gate, rec = ready
         if rules_change.toggled(rec.action) is None:
-            self.app.notify(f"rule {rec.id} is {clean(rec.action, 10)}: t switches count and deny; e edits it",
-                            severity="warning", timeout=5)
+            self.app.notify(
+                f"rule {rec.id} is {clean(rec.action, 10)}: t switches count and deny; e edits it",
+                severity="warning",
+                timeout=5,
+            )
             return
-        self._run(gate, rules_change.toggle(self.app.settings, rec, self.rows, self.recent_flows(), gate.actor))
+        self._run(
+            gate, rules_change.toggle(self.app.settings, rec, self.rows, self.recent_flows(), gate.actor)
+        )
 
     def _editor(self, title: str, position: int, initial: str = "") -> RuleEditScreen:
         flows = self.recent_flows()
@@ -237,7 +266,9 @@ class RulesPane(SourcePane):
         if rule is None:
             app.notify("no rule added", timeout=3)
             return
-        await self._execute(gate, rules_change.add(app.settings, rule, self.rows, self.recent_flows(), gate.actor))
+        await self._execute(
+            gate, rules_change.add(app.settings, rule, self.rows, self.recent_flows(), gate.actor)
+        )
 
     @work(group="action")
     async def _edit_flow(self, gate: Any, rec: RuleRecord) -> None:
@@ -247,7 +278,9 @@ class RulesPane(SourcePane):
             app.notify(f"rule {rec.id} unchanged", timeout=3)
             return
         rows = list(self.rows)
-        await self._execute(gate, rules_change.edit(app.settings, rec, rule, rows, self.recent_flows(), gate.actor))
+        await self._execute(
+            gate, rules_change.edit(app.settings, rec, rule, rows, self.recent_flows(), gate.actor)
+        )
 
     @work(group="action")
     async def _run(self, gate: Any, planned) -> None:
@@ -257,7 +290,7 @@ class RulesPane(SourcePane):
         app = self.app
         try:
             action, perform = await planned
-        except Exception as exc:  # noqa: BLE001 - e.g. the pins cannot be read: say so, change nothing
+        except Exception as exc:
             app.notify(f"rules: nothing changed: {clean(exc, 300)}", severity="error", timeout=15)
             return
         result = await gate.execute(action, perform, app._confirm)

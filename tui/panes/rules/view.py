@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from ebpftop.collectors.rules.model import rule_of, RuleRecord, RulesData
+from ebpftop.collectors.rules.model import RuleRecord, RulesData, rule_of
 from ebpftop.collectors.rules.spec import format_rule
 
 from ...text import clean, safe
@@ -72,7 +72,7 @@ def match_text(rec: RuleRecord) -> str:
     if rule is None:
         return rec.text
     text = format_rule(rule.with_(ttl=None))
-    return text[len(rule.action):].strip() or "(all IP packets)"
+    return text[len(rule.action) :].strip() or "(all IP packets)"
 
 
 def enforced(rec: RuleRecord) -> bool:
@@ -104,7 +104,9 @@ def cells(rec: RuleRecord, cols: list[Column], now: float) -> list[Text]:
             t = Text(str(rec.id))
         elif c.key == "action":
             mark = ENFORCED if enforced(rec) else " "
-            t = Text(mark + " ") + safe(rec.action, ACTION_STYLE.get(rec.action, "") if not rec.expired else "dim")
+            t = Text(mark + " ") + safe(
+                rec.action, ACTION_STYLE.get(rec.action, "") if not rec.expired else "dim"
+            )
         elif c.key == "match":
             t = safe(match_text(rec), max_len=max(8, c.width - 1))
         elif c.key == "packets":
@@ -145,8 +147,14 @@ def detail(rec: RuleRecord, now: float) -> list:
         parts += [("  rate ", "$text-muted"), (sparkline(list(rec.history), SPARK_W), "$accent")]
     age = fmt.duration(now - rec.created) if rec.created else fmt.NO_DATA
     exp = expiry_text(rec, now)
-    parts.append(((f"  by {clean(rec.author, 60)}," if rec.author else " ") + f" {age} ago"
-                  + ("" if exp == fmt.NO_DATA else f", expiry {exp}"), "$text-muted"))
+    parts.append(
+        (
+            (f"  by {clean(rec.author, 60)}," if rec.author else " ")
+            + f" {age} ago"
+            + ("" if exp == fmt.NO_DATA else f", expiry {exp}"),
+            "$text-muted",
+        )
+    )
     parts += ["\n", clean(rec.text, 400)]  # (◆ in the action column and the summary says it stays)
     return parts
 
@@ -174,7 +182,9 @@ def attached_text(attached) -> str:
     for item in attached:
         iface, _, rest = str(item).partition(" ")
         way, _, note = rest.partition(" ")
-        ways.setdefault(iface, []).append({"ingress": "in", "egress": "out"}.get(way, way) + (f" {note}" if note else ""))
+        ways.setdefault(iface, []).append(
+            {"ingress": "in", "egress": "out"}.get(way, way) + (f" {note}" if note else "")
+        )
     return ", ".join(f"{iface} {'+'.join(w)}" for iface, w in ways.items())
 
 
