@@ -28,6 +28,6 @@ bench: $(STAMP)
 clean:
 	rm -rf .venv *.egg-info .pytest_cache
 
-# The layer contracts in pyproject.toml [tool.importlinter]: cli > tui | lab > actions > collectors > core.
+# Layer contracts (import-linter), ruff and mypy; their settings are in pyproject.toml.
 lint: $(STAMP)
-	.venv/bin/lint-imports
+	bash scripts/lint.sh
