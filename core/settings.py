@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .durations import check_window
+
 THEMES = ("ebpftop-dark", "ebpftop-light", "ebpftop-high-contrast", "ebpftop-kiosk")
 
 # A check returns None when the value is acceptable, else the reason it is not. It is
@@ -122,12 +124,6 @@ def iface_names(value: Any) -> str | None:
     return None
 
 
-def _canary_window(value: Any) -> str | None:
-    from ebpftop.collectors.canary.config import check_window
-
-    return check_window(value)
-
-
 @dataclass(frozen=True)
 class Settings:
     # [ui]
@@ -177,7 +173,7 @@ class Settings:
     """Seconds between canary evaluations."""
     canary_timeout: float = setting(5.0, "canary", "query_timeout", check=between(0.1, 120))
     """Seconds each Prometheus query may take before it counts as failed."""
-    canary_window: str = setting("1m", "canary", "evaluation_window", check=_canary_window)
+    canary_window: str = setting("1m", "canary", "evaluation_window", check=check_window)
     """Evaluation window: the range of rate()/increase() in the queries, e.g. 1m, 5m."""
     canary_p99_max: float = setting(1.2, "canary", "p99_max", check=positive)
     """The canary fails when its p99 latency stays above this many seconds."""

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ebpftop.core.durations import DURATION, duration_seconds
+
 from .verdict import Thresholds
 
 P99 = "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{$variant}[$window])))"
@@ -41,9 +43,6 @@ PLACEHOLDERS = ("variant", "window")
 AUTO_VARIANT_LABELS = ("version", "track")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+\Z")
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _MATCHER = r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
 _SELECTOR = re.compile(rf"(?:{_MATCHER}(?:,{_MATCHER})*,?\s*)?\Z")
 _PLACEHOLDER = re.compile(r"\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))")
@@ -99,10 +98,6 @@ class ServiceConfig:
 def escape(value: str) -> str:
     """A label value inside PromQL double quotes."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def duration_seconds(text: str) -> float:
-    return sum(int(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(text))
 
 
 def fill(template: str, **values: str) -> str:
@@ -259,7 +254,7 @@ def validate(svc: ServiceConfig, where: str = "") -> None:
         raise CanaryConfigError(f"{here}, trace_label {svc.trace_label!r} is not a label name")
     if svc.canary == svc.stable:
         raise CanaryConfigError(f"{here}: canary and stable are both {svc.canary!r}; they must differ")
-    if not _DURATION.match(svc.window) or duration_seconds(svc.window) <= 0:
+    if not DURATION.match(svc.window) or duration_seconds(svc.window) <= 0:
         raise CanaryConfigError(f"{here}, window {svc.window!r} must be a Prometheus duration like 1m or 30s")
     reason = check_selector(svc.selector)
     if reason:
@@ -304,10 +299,3 @@ def load_services_file(
     if not isinstance(tables, list) or not tables:
         raise CanaryConfigError(f"{where}: no [[service]] tables")
     return parse_services(tables, where, defaults, window)
-
-
-def check_window(value: str) -> str | None:
-    """Settings check for the default window."""
-    if _DURATION.match(value) and duration_seconds(value) > 0:
-        return None
-    return "must be a Prometheus duration like 1m, 30s or 1h30m"
