@@ -134,7 +134,7 @@ def line_hash(line: bytes) -> str:
 # --- key --------------------------------------------------------------------------------
 
 
-def load_key(path: str | os.PathLike) -> bytes:
+def load_key(path: str | os.PathLike[str]) -> bytes:
     """Read the HMAC key (64 hex characters). Raises AuditError naming the problem."""
     try:
         text = Path(path).read_bytes()
@@ -151,7 +151,7 @@ def load_key(path: str | os.PathLike) -> bytes:
     return key
 
 
-def create_key(path: str | os.PathLike, *, made: list[Path] | None = None) -> bytes:
+def create_key(path: str | os.PathLike[str], *, made: list[Path] | None = None) -> bytes:
     """Create the key file (0600, parent 0700 when we create it) unless it exists.
 
     The key is written to a private temp file and linked into place, so a second
@@ -180,7 +180,7 @@ def create_key(path: str | os.PathLike, *, made: list[Path] | None = None) -> by
     return load_key(path)
 
 
-def _check_key_private(path: str | os.PathLike) -> None:
+def _check_key_private(path: str | os.PathLike[str]) -> None:
     mode = os.stat(path).st_mode & 0o777
     if mode & 0o077:
         raise AuditError(f"audit key {path} is open to other users (mode {mode:04o}); run: chmod 600 {path}")
@@ -224,7 +224,7 @@ class AuditLog:
     ebpftop processes never interleave and a returned entry is on disk.
     """
 
-    def __init__(self, path: str | os.PathLike, key_path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.key_path = Path(key_path)
 
@@ -440,7 +440,7 @@ class VerifyReport:
         return f"{self.path}: first bad entry at {where}: {p.kind}: {p.detail}"
 
 
-def read_lines(path: str | os.PathLike) -> tuple[list[bytes], bool]:
+def read_lines(path: str | os.PathLike[str]) -> tuple[list[bytes], bool]:
     """The log's lines (without newlines) and whether the last one was complete."""
     try:
         data = Path(path).read_bytes()
@@ -469,7 +469,7 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def verify(path: str | os.PathLike, key_path: str | os.PathLike) -> VerifyReport:
+def verify(path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> VerifyReport:
     """Check the whole log; report the FIRST bad entry and what is wrong with it.
 
     Raises AuditError when the log or key is missing or unreadable. How kinds are told
@@ -506,13 +506,19 @@ def verify(path: str | os.PathLike, key_path: str | os.PathLike) -> VerifyReport
         )
         if problem is not None:
             return VerifyReport(path_s, len(lines), problem)
+        assert obj is not None  # _check_line reports every line that is not an object
         prev_seq, prev_hash = obj["seq"], hashes[i]
     if not complete:
         return VerifyReport(
             path_s, len(lines), Problem(TRUNCATED, len(lines), prev_seq, "the last entry lacks its newline")
         )
     return VerifyReport(
-        path_s, len(lines), None, last_seq=prev_seq, last_hash=prev_hash, unfinished=_unfinished(parsed)
+        path_s,
+        len(lines),
+        None,
+        last_seq=prev_seq,
+        last_hash=prev_hash,
+        unfinished=_unfinished([e for e in parsed if e is not None]),
     )
 
 
@@ -529,7 +535,17 @@ def _unfinished(entries: list[dict[str, Any]]) -> tuple[Unfinished, ...]:
 
 
 def _check_line(
-    i, raw, obj, lines, parsed, hashes, where_seq, prev_seq, prev_hash, key, complete
+    i: int,
+    raw: bytes,
+    obj: dict[str, Any] | None,
+    lines: list[bytes],
+    parsed: list[dict[str, Any] | None],
+    hashes: list[str],
+    where_seq: dict[int, list[int]],
+    prev_seq: int,
+    prev_hash: str,
+    key: bytes,
+    complete: bool,
 ) -> Problem | None:
     n = i + 1
     last = i == len(lines) - 1
@@ -569,7 +585,9 @@ def _check_line(
     return None
 
 
-def _signature_problem(i, obj, parsed, hashes, key) -> tuple[str, str] | None:
+def _signature_problem(
+    i: int, obj: dict[str, Any], parsed: list[dict[str, Any] | None], hashes: list[str], key: bytes
+) -> tuple[str, str] | None:
     good = sign(key, obj)
     got = obj.get("hmac")
     if isinstance(got, str) and hmac.compare_digest(got.encode("utf-8", "replace"), good.encode()):

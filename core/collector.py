@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +70,7 @@ MAX_BACKOFF = 30.0
 class CollectorRunner:
     """Drives one collector: start, sample every `interval`, back off on failure."""
 
-    def __init__(self, collector: Collector, bus: Bus, *, clock=time.time) -> None:
+    def __init__(self, collector: Collector, bus: Bus, *, clock: Callable[[], float] = time.time) -> None:
         self.collector = collector
         self.bus = bus
         self.state = RunnerState()
@@ -91,7 +92,7 @@ class CollectorRunner:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         state = HealthState.DEGRADED if self.state.last_ok is not None else HealthState.DOWN
         self._publish(Health(state, message, "", self.state.last_ok, self.state.errors))
-        return min(MAX_BACKOFF, self.collector.interval * (2 ** min(self.state.errors, 5)))
+        return min(MAX_BACKOFF, self.collector.interval * (2.0 ** min(self.state.errors, 5)))
 
     async def run_once(self) -> bool:
         """One sample; True when it delivered data."""

@@ -44,7 +44,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,14 @@ def _docs() -> dict[str, str]:
     return out
 
 
+def _default(f: Field[Any]) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    raise TypeError(f"setting {f.name} has no default")
+
+
 @functools.cache
 def options() -> tuple[Option, ...]:
     """Every setting, in declaration order."""
@@ -163,7 +171,7 @@ def options() -> tuple[Option, ...]:
                 key=meta.get("key") or f.name,
                 kind=kind,
                 optional=optional,
-                default=f.default_factory() if f.default is MISSING else f.default,
+                default=_default(f),
                 check=meta.get("check"),
                 flag=meta.get("flag") or "--" + f.name.replace("_", "-"),
                 doc=docs.get(f.name, ""),
@@ -351,8 +359,8 @@ def read_file(
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = _TOML_AT.search(msg)
-        line = int(m.group(1)) if m else None
-        return {}, [Problem(where, None, f"invalid TOML: {_TOML_AT.sub('', msg)}", line)], {}
+        at = int(m.group(1)) if m else None
+        return {}, [Problem(where, None, f"invalid TOML: {_TOML_AT.sub('', msg)}", at)], {}
     return _read_doc(doc, where, _lines_of(text))
 
 
@@ -480,7 +488,7 @@ _DEFAULT: Any = object()
 
 
 def config_files(
-    config_path: str | os.PathLike | None,
+    config_path: str | os.PathLike[str] | None,
     env: Mapping[str, str],
     *,
     system_file: Path | None = SYSTEM_FILE,
@@ -497,7 +505,7 @@ def config_files(
 
 def load_settings(
     flags: Mapping[str, object],
-    config_path: str | os.PathLike | None = None,
+    config_path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
     system_file: Path | None = SYSTEM_FILE,

@@ -31,7 +31,7 @@ class Action:
     title: str  # short: "Add incident marker"
     description: str  # exactly what will happen, shown on the confirmation screen
     target: str = ""  # what it acts on (service, rule id, pid)
-    params: dict = field(default_factory=dict)  # JSON-able, written to the audit log
+    params: dict[str, Any] = field(default_factory=dict)  # JSON-able, written to the audit log
     dangerous: bool = False
     confirm_text: str | None = None  # when set, the user must type this to confirm
 

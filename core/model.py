@@ -112,7 +112,8 @@ register_payload("marker", Marker)
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
-    return to_jsonable(snap)
+    out: dict[str, Any] = to_jsonable(snap)
+    return out
 
 
 def snapshot_from_dict(obj: Any) -> Snapshot:
@@ -121,7 +122,7 @@ def snapshot_from_dict(obj: Any) -> Snapshot:
     source = obj.get("source")
     if not isinstance(source, str):
         raise DecodeError(".source", "missing or not a string")
-    base = from_jsonable(Snapshot, {**obj, "data": None})
+    base: Snapshot = from_jsonable(Snapshot, {**obj, "data": None})
     raw = obj.get("data")
     cls = _PAYLOADS.get(source)
     data = raw if cls is None or raw is None else from_jsonable(cls, raw, ".data")

@@ -97,13 +97,15 @@ def _is_gzip_name(path: str) -> bool:
 class ClosingGzipFile(gzip.GzipFile):
     """A GzipFile that closes the file it was given (GzipFile leaves a passed fileobj open)."""
 
+    def __init__(self, fileobj: BinaryIO, mode: Literal["rb", "ab"]) -> None:
+        super().__init__(fileobj=fileobj, mode=mode)
+        self._raw = fileobj
+
     def close(self) -> None:
-        raw = self.fileobj
         try:
             super().close()
         finally:
-            if raw is not None:
-                raw.close()
+            self._raw.close()
 
 
 def _open_append(path: str) -> BinaryIO:
@@ -171,7 +173,7 @@ class Recorder:
         self._state: Literal["recording", "stopped", "failed"] = "stopped"
         self._reason = "not started"
         self._seq = 0
-        self._flusher: asyncio.Task | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     # --- status -----------------------------------------------------------------------
 
