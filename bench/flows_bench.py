@@ -10,7 +10,7 @@ here (tests/netns.py), torn down at the end.
    traffic, several rounds, medians: an empty program (the floor: stats bookkeeping
    and whatever the VM adds), the program without per-flow state (parse only), and
    the program keeping its counters in one array slot (one cache line; the least any
-   exact per-flow counter touches). See FLOWS_BENCH_* in flows.bpf.c.
+   exact per-flow counter touches). See REFERENCES in bench/flows_variants.py.
 2. iperf3 throughput over the veth link, bare and with the flows program attached.
 3. Whole-process CPU of a process running the flows collector at a 1 s refresh
    (the dashboard's flows source without its screen) at about 1k, 10k and 60k
@@ -98,13 +98,6 @@ for r in range(rounds):
         for link in reversed(links):
             tcx.detach(link)
 """
-# The shipped program as the loader builds it (default map size) and two references.
-FLOWS_SRC = str(HERE.parent / "collectors" / "flows" / "flows.bpf.c")
-SHIPPED = {
-    "shipped": [FLOWS_SRC, ["-DMAX_FLOWS=131072"]],
-    "parse only": [FLOWS_SRC, ["-DMAX_FLOWS=131072", "-DFLOWS_BENCH_PARSE_ONLY"]],
-    "one array line": [FLOWS_SRC, ["-DMAX_FLOWS=131072", "-DFLOWS_BENCH_ONE_LINE"]],
-}
 
 # Sends 64-byte datagrams round-robin to `count` ports as fast as one process can.
 FAST_FLOODER = r"""
@@ -208,7 +201,7 @@ def per_packet(
     net,
     kind: str,
     flows: int,
-    spec: dict = SHIPPED,
+    spec: dict,
     rounds: int = VARIANT_ROUNDS,
     window: float = VARIANT_WINDOW,
 ) -> dict:
@@ -294,11 +287,15 @@ def main() -> int:
     try:
         with veth_pair("ebtb") as net:
             # 1. per-packet cost: shipped program and references, interleaved
-            variants = [per_packet(net, kind, n) for kind, n in SCENARIOS]
+            import flows_variants
+
+            with tempfile.TemporaryDirectory(prefix="ebpftop-references-") as tmp:
+                # the shipped program as the loader builds it (default map size) and the two
+                # references, made from it in bench/flows_variants.py
+                refs = flows_variants.references(Path(tmp))
+                variants = [per_packet(net, kind, n, refs) for kind, n in SCENARIOS]
             tried = []
             if VARIANT_SCENARIOS:
-                import flows_variants
-
                 with tempfile.TemporaryDirectory(prefix="ebpftop-variants-") as tmp:
                     spec = {n: flows_variants.variant_source(Path(tmp), n) for n in flows_variants.VARIANTS}
                     tried = [per_packet(net, kind, n, spec) for kind, n in VARIANT_SCENARIOS]

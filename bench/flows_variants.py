@@ -49,6 +49,45 @@ BPF_TABLE("lru_hash", struct flow_key4, struct flow_val, flows4, MAX_FLOWS);"""
 )
 
 
+# The two reference programs (bench/flows_bench.py measures the shipped one against
+# them): "parse only" is the program without per-flow state; "one array line" keeps its
+# counters in one 64-byte array slot picked by a hash of the key, the least memory any
+# exact per-flow counter has to touch. The distance from them says what the map costs.
+ACCOUNT = "static __always_inline int account(struct __sk_buff *skb, u8 dir, u32 l2len)\n"
+NOW = "    u64 now = bpf_jiffies64();\n"
+REFERENCE = NOW + "    return bench_reference(&key, packets, bytes, now);\n"
+PARSE_ONLY = """static __always_inline int bench_reference(struct flow_key *key, u64 packets, u64 bytes,
+                                           u64 now)
+{
+    if (key->sport == 0xffff && now == 1) /* keeps the parse: the result is used */
+        bump(CNT_NOT_IP);
+    return TC_ACT_UNSPEC;
+}
+
+"""
+ONE_LINE = """struct bench_slot { u64 w[8]; };
+BPF_ARRAY(bench_slots, struct bench_slot, 65536);
+static __always_inline int bench_reference(struct flow_key *key, u64 packets, u64 bytes,
+                                           u64 now)
+{
+    u32 h = 0, *w = (u32 *)key;
+#pragma unroll
+    for (int i = 0; i < sizeof(*key) / 4; i++)
+        h = (h ^ w[i]) * 0x9e3779b1;
+    u32 idx = (h ^ (h >> 15)) & 65535;
+    struct bench_slot *s = bench_slots.lookup(&idx);
+    if (s) {
+        s->w[0] += packets;
+        s->w[1] += bytes;
+        s->w[2] = now;
+    }
+    return TC_ACT_UNSPEC;
+}
+
+"""
+REFERENCES = ("shipped", "parse only", "one array line")
+
+
 def table(kind: str, flags: int = 0) -> str:
     return f'BPF_F_TABLE("{kind}", struct flow_key, struct flow_val, flows, MAX_FLOWS, {flags});'
 
@@ -79,14 +118,29 @@ VARIANTS = {
         [],
         "not LRU (no eviction): kmalloc'd elements",
     ),
-    "parse only": (131072, [], ["-DFLOWS_BENCH_PARSE_ONLY"], "no per-flow state at all"),
-    "one array line": (131072, [], ["-DFLOWS_BENCH_ONE_LINE"], "counters in one 64-byte slot of a 64k array"),
+    "parse only": (
+        131072,
+        [(ACCOUNT, PARSE_ONLY + ACCOUNT), (NOW, REFERENCE)],
+        [],
+        "no per-flow state at all",
+    ),
+    "one array line": (
+        131072,
+        [(ACCOUNT, ONE_LINE + ACCOUNT), (NOW, REFERENCE)],
+        [],
+        "counters in one 64-byte slot of a 64k array",
+    ),
 }
 
 
 def variant_source(tmp: Path, name: str) -> list:
     max_flows, subs, cflags, _ = VARIANTS[name]
     return [str(variant_file(SRC, subs, tmp, name)), [f"-DMAX_FLOWS={max_flows}", *cflags]]
+
+
+def references(tmp: Path) -> dict[str, list]:
+    """The shipped program and the two references, as flows_bench.per_packet takes them."""
+    return {n: variant_source(tmp, n) for n in REFERENCES}
 
 
 def main() -> int:

@@ -2,9 +2,9 @@
 
 bench/flows_variants.py builds each variant by substituting text in flows.bpf.c; if
 the source moves on, a variant must fail to build rather than quietly measure the
-shipped program under another name. The bench-only reference programs
-(FLOWS_BENCH_* in flows.bpf.c) must pass the verifier, and the loader's build must
-not carry any of their code.
+shipped program under another name. The reference programs (made in
+bench/flows_variants.py from the shipped source) must pass the verifier, and the
+shipped source carries no bench-only switch or code.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_a_variant_whose_anchor_is_gone_refuses_to_build(tmp_path, monkeypatch):
         )
     )
     monkeypatch.setattr(flows_variants, "SRC", moved)
-    with pytest.raises(SystemExit, match="plain adds.*no longer contains"):
+    with pytest.raises(SystemExit, match=r"plain adds.*no longer contains"):
         flows_variants.variant_source(tmp_path, "plain adds")
 
 
@@ -54,21 +54,26 @@ def has_map(b, name: bytes) -> bool:
     return True
 
 
-def test_reference_programs_load_and_the_shipped_build_has_none_of_them():
+def test_the_shipped_source_has_no_bench_switches():
+    # bench stays outside the product: its references are substitutions in bench/
+    assert "bench" not in ORIGINAL.lower() and "#if" not in ORIGINAL, "bench-only code in flows.bpf.c"
+
+
+def test_reference_programs_load_and_the_shipped_build_has_none_of_them(tmp_path):
     need_root()
     from bcc import BPF
 
-    from ebpftop.collectors.flows.loader import FLOWS_SRC, HERE, FlowsDatapath
+    from ebpftop.collectors.flows.loader import HERE, FlowsDatapath
 
-    for define in ("FLOWS_BENCH_PARSE_ONLY", "FLOWS_BENCH_ONE_LINE"):
-        b = BPF(
-            src_file=str(FLOWS_SRC).encode(),
-            cflags=[f"-I{HERE}", "-DMAX_FLOWS=1024", f"-D{define}", "-Wno-unused-function"],
-        )
+    refs = flows_variants.references(tmp_path)
+    assert list(refs) == ["shipped", "parse only", "one array line"]
+    for name, (path, cflags) in refs.items():
+        b = BPF(src_file=path.encode(), cflags=[f"-I{HERE}", "-Wno-unused-function", *cflags])
         try:
             for fn in (b"ebpftop_fl_in", b"ebpftop_fl_eg"):
                 b.load_func(fn, BPF.SCHED_CLS)  # raises if the verifier refuses it
-            assert has_map(b, b"bench_slots") == (define == "FLOWS_BENCH_ONE_LINE")
+            assert has_map(b, b"bench_slots") == (name == "one array line")
+            assert has_map(b, b"flows")
         finally:
             b.cleanup()
     dp = FlowsDatapath(max_flows=1024)

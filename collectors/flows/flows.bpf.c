@@ -24,37 +24,6 @@ static __always_inline void bump(int idx)
         (*c)++;
 }
 
-/* Reference programs for bench/flows_bench.py only (never built by the loader):
- * PARSE_ONLY is this program without per-flow state; ONE_LINE keeps its counters in
- * one 64-byte array slot picked by a hash of the key, the least memory any exact
- * per-flow counter has to touch. The distance from them says what the map costs. */
-#if defined(FLOWS_BENCH_PARSE_ONLY) || defined(FLOWS_BENCH_ONE_LINE)
-#ifdef FLOWS_BENCH_ONE_LINE
-struct bench_slot { u64 w[8]; };
-BPF_ARRAY(bench_slots, struct bench_slot, 65536);
-#endif
-static __always_inline int bench_reference(struct flow_key *key, u64 packets, u64 bytes, u64 now)
-{
-#ifdef FLOWS_BENCH_PARSE_ONLY
-    if (key->sport == 0xffff && now == 1) /* keeps the parse: the result is used */
-        bump(CNT_NOT_IP);
-#else
-    u32 h = 0, *w = (u32 *)key;
-#pragma unroll
-    for (int i = 0; i < sizeof(*key) / 4; i++)
-        h = (h ^ w[i]) * 0x9e3779b1;
-    u32 idx = (h ^ (h >> 15)) & 65535;
-    struct bench_slot *s = bench_slots.lookup(&idx);
-    if (s) {
-        s->w[0] += packets;
-        s->w[1] += bytes;
-        s->w[2] = now;
-    }
-#endif
-    return TC_ACT_UNSPEC;
-}
-#endif
-
 /* Parse headers into `key`. Returns 0 when done, a positive length when the linear
  * part of the skb is too short for the headers (the caller may pull that much and
  * parse again), -1 when the packet is not IP. Only what is in the linear part is
@@ -181,9 +150,6 @@ static __always_inline int account(struct __sk_buff *skb, u8 dir, u32 l2len)
     /* Jiffies: the verifier inlines bpf_jiffies64 into a load, where every ktime
      * helper is a call (~35 ns here); the collector converts (collectors/kclock.py). */
     u64 now = bpf_jiffies64();
-#if defined(FLOWS_BENCH_PARSE_ONLY) || defined(FLOWS_BENCH_ONE_LINE)
-    return bench_reference(&key, packets, bytes, now);
-#endif
     struct flow_val *v = flows.lookup(&key);
     if (!v) {
         struct flow_val nv = {.packets = packets, .bytes = bytes, .first = now, .last = now};
