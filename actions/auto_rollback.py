@@ -1,21 +1,9 @@
-"""Auto-rollback: off unless enabled. When the canary verdict stays fail for
-`evaluations` evaluations in a row, a countdown starts (default 30 s) that the
-operator can cancel; when it runs out the rollback goes through the gate as an
-automatic action, with the evidence that started it.
-
-Pure logic with an injectable clock: the TUI feeds it every canary evaluation of the
-service (`observe`), shows `status()` (the countdown), calls `cancel()` on any key and
-`fire_if_due()` from a timer. Rules, decided here:
-- an evaluation is counted once (by its evaluation time); stale or no-data ones prove
-  nothing either way and neither count nor reset, like the verdict's own streaks;
-- a verdict other than fail during the countdown stops it ("recovered");
-- after a cancel (or a rollback) nothing starts again until the verdict has left fail
-  (pass or warn) and then failed `evaluations` times anew: the operator who said no
-  is not asked again every few seconds about the same failure;
-- a countdown that ends without a rollback (cancelled, the verdict recovered, no
-  controller to send it to) is audited too, as a "cancelled" entry with the evidence:
-  the state changes at once (`cancel`, `observe`), the entry is written by
-  `audit_stops(gate)`, which the TUI runs right after.
+"""Auto-rollback: when the canary verdict stays fail for `evaluations` evaluations in a
+row, start a cancellable countdown; when it runs out, roll back through the gate as an
+automatic action with the evidence. Pure logic with an injectable clock: the TUI feeds
+it evaluations (`observe`), shows `status()`, calls `cancel()` and `fire_if_due()`, and
+runs `audit_stops(gate)` so a countdown that ends without a rollback is audited too.
+The counting rules are in collectors/canary/README.md ("Auto-rollback").
 """
 
 from __future__ import annotations

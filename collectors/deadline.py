@@ -1,18 +1,11 @@
 """One total deadline per blocking request, and worker threads that never hold the exit.
 
-Socket timeouts (requests, urllib3, http.client, plain sockets) bound each read, not
-the request: a server that sends one byte every 0.1 s never trips a 5-s read timeout
-and keeps the caller as long as it likes. A `Deadline` is a wall instead: one watchdog
-thread shuts down the sockets the request registered when it expires, which wakes a
-recv blocked in any thread with end-of-file, and the caller, seeing `expired`, reports
-a timeout. `DeadlineAdapter` registers every socket a requests session opens or reuses
-(the connect, the TLS handshake, the headers and the body are all under the one
-deadline). Name resolution cannot be interrupted this way; `DaemonExecutor` makes sure
-a worker stuck there (or anywhere) never delays leaving the program.
-
-Async clients (httpx) need none of this: `asyncio.timeout` around the whole exchange
-cancels it, and cancelling closes the connection. A one-off synchronous probe (doctor)
-can simply wait for a `DaemonExecutor` worker's result with a timeout and walk away.
+Socket timeouts bound each read, not the request: a server that trickles one byte at a
+time keeps the caller forever. A `Deadline` shuts down the request's sockets when it
+expires (waking a blocked recv in any thread); `DeadlineAdapter` registers every
+socket a requests session uses. Name resolution cannot be interrupted, so
+`DaemonExecutor` workers never delay the exit. Async clients need none of this
+(`asyncio.timeout` cancels and closes).
 """
 
 from __future__ import annotations

@@ -1,35 +1,8 @@
 """Recording what the bus carries to a file, so `ebpftop replay FILE` can show it later.
 
-File format (version 1), one JSON document per line, UTF-8, `\\n` line ends:
-
-    {"format":"ebpftop-record","version":1,"started":1700000000.0,"host":"node-1"}
-    {"source":"host","seq":1,"time":1700000000.5,"health":{...},"data":{...}}
-    ...
-
-- Line 1 is a header. Appending to an existing recording writes a new header line, so a
-  file may hold several sessions; the reader accepts a header on any line.
-- Every other line is one snapshot exactly as `model.to_json` writes it (compact, no
-  NaN: a missing number is null). The recorder's own "recorder" status is not written.
-- A name ending in `.gz` is written gzip-compressed; each session is one gzip member and
-  every flush is a sync flush, so a crash still leaves readable data up to the last one.
-  After a crash, a plain file's torn last line is dropped before appending; a .gz file
-  whose last member was cut is refused (a member appended after the cut is unreadable).
-- New files are 0600 (handed to the sudo user when run under sudo); the path is never
-  followed through a symlink.
-
-Writes are buffered and flushed at least every `flush_interval` seconds (by the bus
-callback when snapshots arrive, by `run_flusher` when they do not), so a crash loses at
-most about a second. The bus callback costs the JSON encoding (0.02-0.6 ms a snapshot
-depending on its size, bench/RESULTS.md) plus a list append; a flush writes one second
-of data (tens of microseconds, about 0.5 ms with gzip). That is small enough for the
-event loop; a writer thread would not save the encoding (GIL) and would add a second
-way to lose data.
-
-The size bound (`record_max_mb`) counts the bytes on disk before the session plus the
-uncompressed bytes this session wrote, so a `.gz` file stays well under it. When the
-next line would cross it, recording stops, the file stays valid, and the "recorder"
-source says why. I/O errors (disk full, file removed...) stop it the same way, with the
-error; neither ever reaches the app.
+The format (JSON lines, optional gzip), the flush policy and the size bound:
+docs/ARCHITECTURE.md ("Record and replay"). Errors stop the recording and the
+"recorder" source says why; they never reach the app.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """Every setting ebpftop has, with its default and what it means.
 
-Loading (files, EBPFTOP_* environment, flags, precedence and errors) lives in
-`config.py`; this module only declares. Each field is declared with `setting(...)`,
-which records where it lives in the TOML file (`section`, `key`, default key = field
-name) and what values it accepts (`check`); the string literal under a field is its
-user-facing description (`ebpftop --help-config` prints them). The environment variable
-is always EBPFTOP_<FIELD NAME IN CAPITALS>; the flag, when there is one, is
---<field-name> unless `flag=` says otherwise.
-
-To add a setting: add a field here with `setting(default, "section", check=...)` and a
-description string under it. config.py needs no change.
+Only declarations; loading is `config.py`. A field declared with `setting(default,
+"section", check=...)` and a description string under it is all a new setting needs:
+file key, EBPFTOP_<NAME> variable, flag and `--help-config` follow from it.
 """
 
 from __future__ import annotations

@@ -1,20 +1,7 @@
 """What a lab is made of: names, addresses, ports and binaries, derived from one config.
 
-Topology (decided here, documented in the README of the lab):
-
-    root namespace                                  lab namespaces
-    Prometheus 127.0.0.1:<prometheus_port>
-    bridge ebt-<name>-br  <subnet>.1  ──veth── ebt-<name>-client  <subnet>.10  load generator
-                                      ──veth── ebt-<name>-lb      <subnet>.20  HAProxy
-                                      ──veth── ebt-<name>-stable  <subnet>.31  service (stable)
-                                      ──veth── ebt-<name>-canary  <subnet>.32  service (canary)
-
-Every lab address lives on the bridge's private subnet (default 198.18.0.0/24, the
-benchmark range of RFC 2544). The namespaces have no default route, so nothing they
-send can leave the machine. The bridge's root-side address is what lets Prometheus
-(in the root namespace, so the dashboard reaches it on 127.0.0.1) scrape the services,
-and the root-side veth ends are where the flows pane watches lab traffic. A bridge
-rather than routing keeps the host's ip_forward untouched.
+The topology (a bridge on a private subnet, one namespace per part, no default route)
+and why it is so: lab/README.md ("Topology").
 """
 
 from __future__ import annotations

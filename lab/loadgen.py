@@ -2,11 +2,8 @@
 
     python -m ebpftop.lab.loadgen --url http://198.18.0.20:8080/ --rate 20
 
-Requests start on a fixed schedule whatever the latency (slow answers do not slow the
-rate down, as with real users); each uses a fresh connection so the flows pane sees
-connections open and close. At most --max-inflight requests are outstanding; a tick that
-finds them all busy is counted as skipped, never silently lost. A summary line goes to
-stdout every --report seconds.
+Requests start on a fixed schedule whatever the latency, each on a fresh connection;
+a tick with --max-inflight requests outstanding is counted as skipped, never lost.
 """
 
 from __future__ import annotations

@@ -2,12 +2,8 @@
 
     python -m ebpftop.lab.service --listen 0.0.0.0:8000 --version v1.1.0 --track canary
 
-Prometheus metrics at /metrics (OpenMetrics when asked, which Prometheus does, so the
-latency exemplars carrying `trace_id` survive the scrape):
-    http_request_duration_seconds{version,track}   histogram, exemplar trace_id
-    http_requests_total{version,track,code}        counter
-Knobs at /-/knobs (GET shows, PUT replaces with JSON), changeable while running; HAProxy
-refuses /-/ paths from clients. /healthz answers 200 whatever the knobs say.
+/metrics (OpenMetrics when asked, so `trace_id` exemplars survive the scrape),
+knobs at /-/knobs (GET, PUT JSON) while running, /healthz always 200.
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
-"""The terminal driver: Textual's Linux driver writing to its own descriptor.
+"""The terminal driver: Textual's Linux driver, with three changes.
 
-Textual writes the screen to fd 2. Code in the same process may point fd 2 elsewhere
-for a while (the flows collector does, so that bcc/clang compile messages, which libbcc
-prints on fd 2, do not scribble over the screen). Every frame drawn meanwhile would be
-lost: the screen freezes and parts of it (the footer, say) never appear. Writing to a
-duplicate of the terminal descriptor, taken before any collector starts, makes the
-screen immune to whatever happens to fd 2 later.
-
-It also waits for keys without polling. Textual's input thread wakes ten times a
-second to check for an escape-sequence timeout even when nothing was typed; on an
-idle dashboard (a wall display for weeks) that was a sixth of its CPU. Here the
-thread sleeps until a key arrives, a sequence is half read (then it ticks as Textual
-does), or the driver stops (a pipe wakes it).
-
-And it ends the app on SIGTERM, SIGHUP and SIGINT the way `q` does, exit status
-128 + signal: without it SIGTERM and SIGHUP (an SSH drop) killed the process outright,
-leaving the terminal in the alternate screen with mouse reporting on and no cursor,
-and nothing closed (collectors, this session's count rules). Input that ends on a
-terminal (a hang-up without the signal) counts as SIGHUP. A second signal while that
-exit runs forces it: the terminal is restored and the process ends at once.
+- It writes to its own duplicate of the terminal descriptor: the flows collector points
+  fd 2 elsewhere while bcc compiles, and frames written to fd 2 meanwhile were lost.
+- It waits for keys without polling (Textual's input thread woke ten times a second:
+  a sixth of an idle wall display's CPU).
+- SIGTERM, SIGHUP (and a hang-up) and SIGINT end the app as `q` does, exit status
+  128 + signal, terminal restored; a second signal forces the exit.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
-"""The one way untrusted strings reach the screen.
+"""The one way untrusted strings reach the screen: never parsed as markup, never writing
+control sequences (the cleaning rule itself is `core/untrusted.py`).
 
-Process names, labels, hostnames, URLs and error messages come from outside. They are
-never parsed as markup and never allowed to write terminal control sequences: the
-cleaning rule lives in `core/untrusted.py` so collectors composing multi-line
-text use the same one.
-
-Textual parses a plain `str` as markup in many places (border titles, DataTable
-labels and cells, `Static` and `Label` unless told otherwise, tooltips, options,
-command palette hits). A `[/]` there crashes the app and `[@click=app.quit]` makes a
-link that runs an action; cleaning cannot help, since `[` is printable and a length
-cut can split a tag. So those sinks get objects, never markup strings: `safe` (a Rich
-`Text`) or `plain` / `joined` (a Textual `Content`). A toast is the exception: it only
-takes a `str`, so `App.notify` shows it as literal text made by `lines`.
+Sinks that parse a `str` as markup (border titles, DataTable cells, Static, tooltips...)
+get objects instead: `safe` (Rich `Text`) or `plain` / `joined` (Textual `Content`);
+cleaning alone cannot help, as `[` is printable. Toasts take text made by `lines`.
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
 """Canary services: which metrics to query, how to tell canary from stable, thresholds.
 
-A service is a set of PromQL templates. `$variant` in a template becomes the label
-matchers that pick one variant (and the service's own selector), `$window` the range
-of `rate()`/`increase()`. Placeholders use `$` because PromQL already uses braces:
-`http_requests_total{$variant,code=~"5.."}` reads like the query it becomes.
-
-The defaults fit the common conventions: a `http_request_duration_seconds` histogram,
-a `http_requests_total` counter with a `code` label, and a `version` or `track` label
-valued `canary` / `stable` (an empty `variant_label` tries both).
-
-Templates are checked here without a server (brackets, quotes, placeholders, a
-`$variant` present) so a broken one is reported at start, naming the service and the
-template; the collector asks Prometheus to parse them as well once it can reach it.
+A service is a set of PromQL templates (`$variant`, `$window`; `$` because PromQL
+already uses braces), checked here without a server so a broken one is reported at
+start. Defaults and the file format: collectors/canary/README.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Exemplars of the canary's slow requests: the trace ids that lead to profiles.
 
-Prometheus keeps exemplars (when run with --enable-feature=exemplar-storage) beside the
-histogram buckets; /api/v1/query_exemplars returns them per series. The slow ones are
-those in the bucket that holds the canary's p99 and above: the requests that make the
-tail, each with the trace id a profile can be looked up by. The cutoff is that bucket's
-lower bound, not p99 itself, because p99 is interpolated inside the bucket and can sit
-above every real request in it (300 ms requests give a p99 of ~490 ms in a 250-500 ms
-bucket). While p99 is unknown the p99 threshold is the cutoff.
+The slow ones are those in the bucket holding the canary's p99 and above. The cutoff is
+that bucket's lower bound, not p99: p99 is interpolated inside the bucket and can sit
+above every real request in it.
 """
 
 from __future__ import annotations

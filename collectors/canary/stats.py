@@ -1,16 +1,8 @@
 """Two-sample test between canary and stable latency histograms, in plain Python.
 
-The test is Pearson's chi-square test of homogeneity on the 2 x k table of request
-counts per latency bucket (canary row, stable row): it asks whether both variants
-draw latencies from the same distribution, using only what a Prometheus histogram
-has. Adjacent buckets are pooled until every expected count is at least 5 (Cochran's
-rule), without which the chi-square approximation is not trustworthy. The effect size
-is Cramér's V (for two rows, sqrt(chi2 / n)): 0 means identical shapes, 1 means the
-variants never share a bucket.
-
-The p-value is the chi-square survival function, i.e. the regularised upper incomplete
-gamma function Q(df/2, chi2/2), computed with the series / continued fraction pair
-from Numerical Recipes (section 6.2). Reference values computed with SciPy are in
+Pearson's chi-square test of homogeneity on the 2 x k table of bucket counts (buckets
+pooled until every expected count is at least 5), its p-value (regularised upper
+incomplete gamma, Numerical Recipes 6.2) and Cramér's V. SciPy reference values are in
 tests/test_canary_stats.py.
 """
 

@@ -1,15 +1,7 @@
 """Canary verdicts: per metric and overall, with the numbers that led to them.
 
-A breach (a value over its threshold) only turns into FAIL once it has held for
-`persist` consecutive evaluations; before that the metric says WARN ("breach 1/3"), so
-one slow scrape does not flip the verdict. A passing evaluation resets the count; an
-evaluation without data neither counts nor resets, because it proves nothing either way.
-An impossible number (vet.py) arrives as no data, with its reason in `problems`: it is
-named in the verdict's reason and a service with one never passes.
-
-The distribution test only ever warns: with thousands of requests a chi-square test
-finds differences nobody cares about, so it is evidence beside the thresholds, not a
-threshold itself.
+A breach fails only after `persist` consecutive evaluations (WARN until then); the
+distribution test only ever warns. The rules: collectors/canary/README.md ("Verdicts").
 """
 
 from __future__ import annotations

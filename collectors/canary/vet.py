@@ -1,12 +1,8 @@
 """Numbers no real service produces, caught before anything is judged on them.
 
-A latency or a request rate below zero, a 5xx ratio outside 0..1, a latency bucket
-holding a negative count (a counter that went down inside the window) or buckets whose
-counts fall as `le` grows (a histogram's are cumulative) come from a wrong template, a
-broken exporter or a Prometheus that is not telling the truth. Such a number is
-replaced by None ("no data", as NaN is) and named, with its variant and value, in the
-problems the verdict reports: a broken source never passes a canary, and never shows a
-"-100%" either.
+A negative latency or rate, a 5xx ratio outside 0..1, a negative or falling bucket
+count becomes None ("no data") and is named in the verdict's problems, so a broken
+source never passes a canary.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """bcc's per-process symbol caches, kept in a helper process of their own.
 
-libbcc before 0.33 closes a file descriptor it never opened each time it reads a
-process's mappings: ProcSyms::ModulePath leaves `fd_` uninitialised for the
-/tmp/perf-PID.map it tries, and its destructor closes whatever number the heap held
-(iovisor/bcc#5193, fixed in v0.33.0; Debian 12 ships 0.26). In our process that number
-can be the terminal, a socket, a BPF map, the audit log or a test runner's capture file,
-and a file opened later takes its place. The helper holds nothing but its socket to us;
-if bcc closes that, the helper is started again and the caches made anew.
+libbcc before 0.33 (Debian 12 ships 0.26) closes a file descriptor it never opened
+each time it reads a process's mappings (iovisor/bcc#5193): in our process that could
+be the terminal, a BPF map or the audit log. The helper holds only its socket to us
+and is restarted if bcc closes that.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
-"""The BPF CPU sampler: perf_event at a fixed frequency on every CPU, stacks counted in
-the kernel (sampler.bpf.c), drained and symbolised here.
+"""The BPF CPU sampler: perf_event on every CPU, stacks counted in the kernel
+(sampler.bpf.c), drained and symbolised here.
 
-A drain comes in parts. `drain_known()` is one syscall and dict lookups (nothing waits
-on another process or a file), so the collector runs it on the event loop every second;
-it hands back the counts keys it has never named. `name_known()` names those it can from
-what is known already (also on the loop), and `name_new()` the rest (reads /proc, asks
-bcc: blocking, from a thread) with the housekeeping. In steady state every key is known
-and no thread is woken. `drain()` is all of it in one call. One owner:
-`close()` detaches the perf events and frees the program and maps, and is safe to call
-twice; perf_event attachments also die with the process.
+A drain is split so the steady state never leaves the event loop: `drain_known()` and
+`name_known()` are lookups, `name_new()` (reads /proc, asks bcc) runs in a thread.
+One owner: `close()` detaches the perf events (they also die with the process).
 """
 
 from __future__ import annotations

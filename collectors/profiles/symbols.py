@@ -1,30 +1,11 @@
-"""Names for the addresses the sampler saw, at a steady cost that does not grow with
-the number of processes.
+"""Names for the addresses the sampler saw, at a cost that does not grow with the number
+of processes.
 
-bcc resolves an address through a symbol cache per process, which reads that
-process's mappings and, by default, opens the module's ELF file again for each name
-(hundreds of microseconds an address for a big library, more for a new process). A
-busy node runs many short-lived copies of a few binaries (python, sh, the compiler),
-so a name is cached by what it depends on: the mapped file (device, inode) and the
-offset in that file. A new process of a binary already seen costs one read of
-/proc/PID/maps, not one bcc lookup per frame.
-
-A name not cached yet is asked of bcc through our own process when it maps the same
-file (python, libc, libLLVM...), with all of that file's names read once for good;
-else through the sampled process. Executable memory outside any file (JIT code,
-[vdso]) goes to bcc by (pid, address), and so does every address of a process with a
-JIT perf map (/tmp/perf-PID.map). Any other address in no executable mapping is not
-code: a frame-pointer walk through code built without frame pointers (Debian's python,
-most of libc) yields such junk by the hundred per stack, and bcc, after a slow search,
-can only say "[unknown]" too, so that is said at once.
-
-Staleness: a process that execs keeps its pid but gets new mappings, and a pid can be
-reused. What we know of a pid is dropped when its executable (device, inode) or its
-start time changes, and its mappings are read again (once a drain at most) when an
-address falls outside all of them (dlopen). bcc's own cache checks only the
-executable.
-
-Not thread-safe: one owner (the sampler, under its lock).
+Names are cached by the mapped file (device, inode) and offset, not per process, so a
+new process of a known binary costs one read of /proc/PID/maps; JIT code and perf-map
+processes go to bcc by (pid, address); addresses in no executable mapping are
+"[unknown]" at once. A pid's knowledge is dropped when its executable or start time
+changes. Not thread-safe: one owner (the sampler, under its lock).
 """
 
 from __future__ import annotations

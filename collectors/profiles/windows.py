@@ -1,12 +1,8 @@
-"""Sliding windows of BPF sample counts (the last 10 s, the last 60 s) and their
-summaries, kept up to date as drains arrive and age out.
+"""Sliding windows of BPF sample counts (the last 10 s, the last 60 s) and their summaries.
 
-Each drain is added once and subtracted once when it leaves a window, into the tag
-group (tags restricted to GROUP_KEYS) its stacks belong to. A group remembers its
-ranked stacks and top functions until its counts change, so a summary costs the
-groups that changed since the last one, not every stack of the window: most groups
-(idle processes, kernel threads) do not change in a given second. What comes out is
-exactly `aggregate.summarize` of the window's stacks (tests compare the two).
+Each drain is added once and subtracted once as it ages out; a tag group keeps its
+ranking until its counts change, so a summary costs the groups that changed. The result
+equals `aggregate.summarize` of the window's stacks (the tests compare the two).
 """
 
 from __future__ import annotations

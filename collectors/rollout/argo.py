@@ -1,22 +1,8 @@
-"""Argo Rollouts as the controller, through the Kubernetes API.
+"""Argo Rollouts as the controller, through the Kubernetes API: read the Rollout, check
+permission, and roll back as `kubectl argo rollouts abort` does.
 
-Read: GET /apis/argoproj.io/v1alpha1/namespaces/NS/rollouts/NAME.
-Permission: a SelfSubjectAccessReview (POST /apis/authorization.k8s.io/v1/
-selfsubjectaccessreviews) for `patch` on `rollouts/status`; when it is not allowed the
-state says rollback is disabled and why, and rollback refuses before sending.
-Rollback = abort, as `kubectl argo rollouts abort` does: a JSON merge patch
-`{"status":{"abort":true}}` on the status subresource, and on 404 (a cluster whose CRD
-has no status subresource) the same patch on the Rollout itself.
-
-Decided here: the patch also carries the `metadata.resourceVersion` the operator saw,
-which makes the API server refuse it with 409 if the Rollout changed since. Then the
-Rollout is re-read: if nothing the operator sees changed (the controller rewrote its
-status), the abort is retried once at the new version; otherwise Conflict carries
-what changed, and the caller asks again.
-
-Errors: 401 (credentials rejected), 403 (forbidden, with the API's reason), 404, 422
-(invalid, with the API's causes), 429 (waits Retry-After, at most `max_wait` seconds,
-up to `retries` times), timeouts (the patch may or may not have landed: re-read).
+The requests, the conflict handling (the abort carries the resourceVersion the
+operator saw) and the errors: collectors/rollout/README.md.
 """
 
 from __future__ import annotations

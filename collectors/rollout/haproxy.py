@@ -1,14 +1,8 @@
 """HAProxy as a canary controller, through its runtime API.
 
-The traffic split is the servers' weights in one backend: the canary servers' share
-of the total weight of the servers that take traffic (running, not in maintenance).
-Rollback sets every canary server's weight to 0 and, by `mode`, also puts it in
-drain (keeps health checks and persistent sessions, takes no new ones) or maint
-(out entirely; health checks stop). Promote is not offered: which weight the canary
-should take is a release decision, not an incident one.
-
-Weights set through the runtime API are not written to haproxy.cfg: a reload restores
-the configured ones. The rollback message says so.
+The split is the canary servers' share of the weights in one backend; rollback sets
+their weight to 0 (and drain or maint, by `mode`). Runtime weights are not written to
+haproxy.cfg: a reload restores them, and the rollback message says so.
 """
 
 from __future__ import annotations

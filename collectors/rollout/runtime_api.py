@@ -1,12 +1,8 @@
 """A client for HAProxy's runtime API (the `stats socket`), over a unix socket or TCP.
 
-Deliberately independent of the lab and of rollouts (an address in, parsed answers
-out): the lab uses it to check HAProxy, the rollout controller to read and change
-server weights. Synchronous and one connection per command (HAProxy's non-interactive
-mode answers and closes); async callers wrap it in `asyncio.to_thread`.
-
-Addresses: a path ("/run/haproxy/admin.sock", or "unix:/path") or "host:port" /
-"tcp:host:port" / "[v6addr]:port" for a `stats socket ipv4@...` listener.
+Independent of the lab and of rollouts, which both use it. Synchronous, one connection
+per command; async callers wrap it in `asyncio.to_thread`. Addresses: a path (or
+"unix:/path"), "host:port", "tcp:host:port", "[v6addr]:port".
 """
 
 from __future__ import annotations

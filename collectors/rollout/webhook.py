@@ -1,17 +1,7 @@
 """A generic webhook as the rollout controller: the escape hatch for anything else.
 
-State: GET <url> answers JSON with any of these keys (others are ignored):
-    {"stable_revision": "v1", "canary_revision": "v2", "stable_weight": 90,
-     "canary_weight": 10, "phase": "Progressing", "step": 1, "steps": 4,
-     "last_change": 1763777400.0, "message": "...", "promote": true}
-Weights are percent (0..100). `promote: true` says the receiver accepts promote.
-
-Actions: POST <url> with the JSON body
-    {"action": "rollback", "service": "checkout", "time": 1763777400.5, "nonce": "<hex>"}
-and the header `X-Ebpftop-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes>`
-under the key in the secret file (the same scheme as GitHub's webhooks, so receivers
-exist). `time` and `nonce` let the receiver refuse replays. Any 2xx is success; its
-body (if JSON with "message") is reported.
+GET reads the state, POST sends the action, signed with HMAC-SHA256 in
+`X-Ebpftop-Signature` as GitHub's webhooks are. The protocol: collectors/rollout/README.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,9 @@
 """A rule list -> the map entries of one rule set (pure; no BPF here).
 
-Classification is a bit-vector intersection: bit i stands for the rule at position i
-(position 0 = highest priority). Every field gives the set of rules it allows: the
-rules that do not constrain the field (its wildcard vector) OR the rules whose value
-for the field contains the packet's. The kernel ANDs the fields and takes the lowest
-set bit; only if that rule's TTL has passed does it drop the expired rules (a vector
-chosen by a fixed binary search over the set's expiry times) and take the lowest bit
-again. Cost per packet does not depend on the rule count.
-
-Tables, chosen so the kernel makes no function call for them (see rules.bpf.c):
-- protocol, family and direction: one array entry (rules naming an interface add a
-  hash lookup of interface+direction);
-- ports: the intervals between the ranges' ends. Up to PINT of them are searched in
-  place (a fixed five-step binary search over their upper ends, then the interval's own
-  vector: the vector's address follows from predicted branches, not from a loaded
-  value); more take 65536 entries naming a class;
-- IPv4 addresses: hosts (/32) in a two-choice cuckoo hash, each slot holding the
-  host's vector; other prefixes (and hosts no slot was found for) in a 16-8-8 multibit
-  trie whose leaves name classes, each prefix's class holding the union of the vectors
-  of every stored prefix that contains it (longest match = the most specific vector);
-- a port or IPv4 field whose rules all name the same range or prefix: no table, the
-  kernel compares against it (the wildcard vector applies when it differs);
-- IPv6 addresses: LPM tries with the same unions (one kernel call per field).
-Class vectors include the field's wildcard rules, so one AND applies a field, and a
-field no rule constrains is not looked at.
+Classification is a bit-vector intersection of per-field tables, so the per-packet
+cost does not depend on the rule count; the tables are chosen so the kernel makes no
+function call for them. How each field is stored: collectors/rules/README.md
+("How it works").
 """
 
 from __future__ import annotations

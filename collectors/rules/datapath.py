@@ -1,23 +1,9 @@
 """The pinned rules datapath: program, maps and tcx links under one bpffs directory.
 
-    <pin_dir>/layout5, active, counters, base, {set,src6,dst6,ifdir}_{a,b}
-    <pin_dir>/prog_ebpftop_rl_in ...      the loaded programs (attach more interfaces, no compile)
-    <pin_dir>/link_<iface>_<in|eg>        tcx links: the program stays attached while pinned
-
-bcc compiles and pins once; afterwards every update is plain map writes through the
-pins. `write_set` fills the inactive set completely, `flip` switches with one array
-update: a reader (or a crash) sees the old set or the new one.
-
-Counters: the program counts into [cpu][set][position] of the set it ran. A rule's
-total is base[slot] (the generations before, written only here) + its position's
-counters in the active set + the inactive set's, until those are folded into base.
-`fold` does that after a switch, once no program still runs on the old set
-(`bpfsys.wait_for_programs`), and records the folded generation in the same write, so
-a crash between the write and the zeroing never counts a packet twice.
-
-The pin `layout<N>` names the maps' layout. Pins of another layout (an older ebpftop:
-no such pin) are never read or written as if they were ours: `layout()` tells, and
-RuleBook reports it and refuses every change but flush/cleanup, which remove them.
+bcc compiles and pins once; every update after is map writes through the pins.
+`write_set` fills the inactive set, `flip` switches with one write, `fold` moves the
+old set's counters into `base`. Pins of another layout are never read as ours.
+Pin names, counters and crash safety: collectors/rules/README.md ("How it works").
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
-"""Rule set operations: every change builds the complete new list, then applies it as
-one switch (see datapath.py and state.py). A change that is refused (limits, unknown
-interface) or fails before the switch leaves the enforced set exactly as it was.
+"""Rule set operations (`RuleBook`): every change builds the complete new list and applies
+it as one switch, so a refused or failed change leaves the enforced set as it was.
 
-Identity: a rule keeps its id and its counter slot (its key in the kernel's base of
-folded counts, see datapath.py) for its whole life, through reorders and action changes,
-so its counters survive every update. Expired rules (their
-TTL passed: the kernel no longer matches them) stay listed, marked expired, until the
-next change drops them.
+A rule keeps its id and counter slot for its whole life; expired rules stay listed,
+marked, until the next change drops them.
 """
 
 from __future__ import annotations

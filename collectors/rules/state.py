@@ -1,12 +1,7 @@
-"""Rule metadata on disk: one JSON file per kernel set, written before that set goes live.
-
-    <state_dir>/set-a.json, set-b.json   {"version": 1, "gen": N, "next_id": K, "rules": [...]}
-    <state_dir>/lock                     flock: one writer at a time
-
-The file of a set is only written while the set is inactive, and carries the same
-generation number as the kernel set's meta map. So the active set's file always
-describes exactly the rules the kernel enforces, whatever moment a crash picked.
-Files are written to a temporary name, synced and renamed (atomic on one filesystem).
+"""Rule metadata on disk: one JSON file per kernel set (`set-a.json`, `set-b.json`),
+written (temporary file, sync, rename) while the set is inactive and carrying its
+generation, so the active set's file always describes what the kernel enforces.
+`lock` (flock) allows one writer at a time.
 """
 
 from __future__ import annotations
