@@ -43,6 +43,10 @@ class Health:
         return max(0.0, (now if now is not None else time.time()) - self.last_ok)
 
 
+# What a source has before its first snapshot (the store's answer, the panes' line).
+NO_DATA_YET = Health(HealthState.DOWN, "no data yet")
+
+
 @dataclass(frozen=True)
 class Snapshot:
     source: str

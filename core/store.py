@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from .model import Health, HealthState, Snapshot
+from .model import NO_DATA_YET, Health, Snapshot
 
 DEFAULT_HISTORY = 300  # five minutes at one sample a second
+
+
+def last_good(latest: Snapshot | None, history: Sequence[Snapshot]) -> Snapshot | None:
+    """The newest snapshot that carried data: what a pane keeps showing, dimmed, once its
+    source fails. None when the source never delivered (or the history has lost it)."""
+    if latest is not None and latest.data is not None:
+        return latest
+    return next((snap for snap in reversed(history) if snap.data is not None), None)
 
 
 class Store:
@@ -33,11 +41,12 @@ class Store:
     def history(self, source: str) -> tuple[Snapshot, ...]:
         return tuple(self._history.get(source, ()))
 
+    def last_good(self, source: str) -> Snapshot | None:
+        return last_good(self.latest(source), self.history(source))
+
     def health(self, source: str) -> Health:
         snap = self._latest.get(source)
-        if snap is None:
-            return Health(HealthState.DOWN, "no data yet")
-        return snap.health
+        return NO_DATA_YET if snap is None else snap.health
 
     def sources(self) -> Iterable[str]:
         return tuple(self._latest)

@@ -1,4 +1,5 @@
-"""The canary payload: per service, each variant's numbers, the verdict and its evidence.
+"""The canary payload: per service, each variant's numbers, the verdict and its evidence;
+and its alarms (a failing or warning canary).
 
 This is what the pane draws and what `ebpftop snapshot --json` prints. Every number that
 could not be measured is None ("no data"), never zero.
@@ -6,9 +7,11 @@ could not be measured is None ("no data"), never zero.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ebpftop.core.model import register_payload
+from ebpftop.core.alarms import Alarm, register_alarms
+from ebpftop.core.model import Snapshot, register_payload
 
 from .exemplars import Exemplar
 from .verdict import MetricVerdict, Verdict
@@ -72,3 +75,30 @@ class CanaryData:
 
 
 register_payload("canary", CanaryData)
+
+
+def canary_alarms(latest: Snapshot, history: Sequence[Snapshot]) -> list[Alarm]:
+    """A service whose canary fails (error) or is close to (warning), with why."""
+    out: list[Alarm] = []
+    data = latest.data
+    for svc in data.services if isinstance(data, CanaryData) else ():
+        if svc.verdict not in (Verdict.FAIL, Verdict.WARN):
+            continue
+        # why, too: the header is the line a wall display shows for sure
+        why = svc.reason.removeprefix("canary ")
+        text = f"canary {svc.verdict.value.upper()} {svc.name}" + (f": {why}" if why else "")
+        failing = [m.name for m in svc.metrics if m.verdict is svc.verdict]
+        detail = {"service": svc.name, "verdict": svc.verdict.value, "reason": svc.reason, "metrics": failing}
+        out.append(
+            Alarm(
+                latest.source,
+                "error" if svc.verdict is Verdict.FAIL else "warning",
+                text,
+                "canary_verdict",
+                detail,
+            )
+        )
+    return out
+
+
+register_alarms("canary", canary_alarms)

@@ -1,4 +1,5 @@
-"""The flows payload: what `ebpftop snapshot --json` and the flows pane carry.
+"""The flows payload: what `ebpftop snapshot --json` and the flows pane carry, and its
+alarms (a drop counter of the datapath that is growing).
 
 Units: bytes are link-layer frames as TC sees them (Ethernet header + IP packet, no
 FCS or preamble; devices without a link layer count from the IP header), with a
@@ -9,9 +10,11 @@ known is None, never 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ebpftop.core.model import register_payload
+from ebpftop.core.alarms import Alarm, Severity, register_alarms
+from ebpftop.core.model import Snapshot, register_payload
 
 
 @dataclass(frozen=True)
@@ -156,3 +159,60 @@ class FlowsData:
 
 
 register_payload("flows", FlowsData)
+
+
+# --- alarms ---------------------------------------------------------------------------
+
+COUNTERS: tuple[tuple[str, str, Severity], ...] = (
+    # What the datapath could not count: (field, label, severity while growing).
+    ("evictions", "evicted", "warning"),
+    ("update_failures", "not recorded", "error"),
+    ("truncated_packets", "truncated", "warning"),
+    ("lost_events", "TCP events lost", "warning"),
+)
+GROWING_FOR = 30.0  # seconds: a counter that grew this recently is "growing"
+
+
+def count_text(x: float) -> str:
+    """Packets (per second): 0.5, 3910, 12.3k, 123k."""
+    if 0 < abs(x) < 10 and not float(x).is_integer():
+        return f"{x:.1f}"
+    n = round(x)
+    for unit, div in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if abs(n) >= div * 10:
+            v = n / div
+            return f"{v:.1f}{unit}" if abs(v) < 100 else f"{v:.0f}{unit}"
+    return str(n)
+
+
+def flows_alarms(latest: Snapshot, history: Sequence[Snapshot]) -> list[Alarm]:
+    """A drop counter that grew in the `GROWING_FOR` seconds before the latest sample,
+    with how much it grew by. The counters only rise while the collector runs, so a fall
+    (a restart, a replay stepping back) starts the count again."""
+    data = latest.data
+    if not isinstance(data, FlowsData):
+        return []
+    samples = [s for s in history if isinstance(s.data, FlowsData)]
+    if not samples or samples[-1] is not latest:
+        samples.append(latest)
+    out: list[Alarm] = []
+    for name, label, severity in COUNTERS:
+        prev, grew_at, by = 0, None, 0
+        for sample in samples:
+            value = getattr(sample.data, name)
+            if value is None:  # not measured then (TCP events off): proves nothing
+                continue
+            if value < prev:
+                grew_at, by = None, 0
+            elif value > prev:
+                grew_at, by = sample.time, value - prev
+            prev = value
+        value = getattr(data, name)
+        if value and grew_at is not None and latest.time - grew_at <= GROWING_FOR:
+            text = f"flows: {label} {count_text(value)} (+{count_text(by)})"
+            detail = {"counter": name, "label": label, "value": value, "grew_by": by, "grew_at": grew_at}
+            out.append(Alarm(latest.source, severity, text, "counter_growing", detail))
+    return out
+
+
+register_alarms("flows", flows_alarms)

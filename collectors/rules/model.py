@@ -1,11 +1,14 @@
 """The rules payload: what `ebpftop snapshot --json`, `rules list --json` and the Rules
-pane carry. Times are wall-clock seconds; rates per second; None when not known."""
+pane carry, and its alarm. Times are wall-clock seconds; rates per second; None when not
+known."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ebpftop.core.model import register_payload
+from ebpftop.core.alarms import Alarm, register_alarms
+from ebpftop.core.model import Snapshot, register_payload
 
 from .grammar import RuleError, parse_rule
 from .spec import Rule
@@ -51,3 +54,16 @@ def rule_of(rec: RuleRecord) -> Rule | None:
     except RuleError:
         return None
     return None if rule is None else rule.with_(id=rec.id)
+
+
+def rules_alarms(latest: Snapshot, history: Sequence[Snapshot]) -> list[Alarm]:
+    """The kernel's rule maps and the rule book disagree: what is enforced is not what
+    the Rules pane lists."""
+    data = latest.data
+    if isinstance(data, RulesData) and data.problem:
+        text = "rules: kernel and metadata disagree"
+        return [Alarm(latest.source, "error", text, "rules_disagree", {"problem": data.problem})]
+    return []
+
+
+register_alarms("rules", rules_alarms)

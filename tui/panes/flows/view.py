@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ebpftop.collectors.flows.model import FlowRecord, FlowsData
+from ebpftop.collectors.flows.model import COUNTERS, FlowRecord, FlowsData, count_text
 from ebpftop.collectors.flows.view import SORTS, FlowGroup, group_flows, group_key
 
 from .. import fmt
@@ -69,14 +69,7 @@ def count(x: float | None) -> str:
     """Packets (per second): 0.5, 3910, 12.3k, 123k."""
     if x is None or x != x:
         return fmt.NO_DATA
-    if 0 < abs(x) < 10 and not float(x).is_integer():
-        return f"{x:.1f}"
-    n = int(round(x))
-    for unit, div in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if abs(n) >= div * 10:
-            v = n / div
-            return f"{v:.1f}{unit}" if abs(v) < 100 else f"{v:.0f}{unit}"
-    return str(n)
+    return count_text(x)
 
 
 def ms(x: float | None) -> str:
@@ -381,15 +374,6 @@ def status_parts(
         (5, [key("enter"), (" detail", "$text-muted")]),
     ]
     return fit(chunks, width)
-
-
-COUNTERS = (
-    # (field, label, severity when growing)
-    ("evictions", "evicted", "warning"),
-    ("update_failures", "not recorded", "error"),
-    ("truncated_packets", "truncated", "warning"),
-    ("lost_events", "TCP events lost", "warning"),
-)
 
 
 def counter_values(data: FlowsData) -> dict[str, int | None]:

@@ -1,0 +1,114 @@
+"""Alarms: what is wrong right now, as data, for the header, the kiosk and `snapshot --json`.
+
+Two kinds, one type. Health alarms (a source down or degraded, and whether what is shown
+is stale) come from a snapshot's health and are defined here. Data alarms (a failing
+canary, a growing drop counter) are pure functions of a source's snapshots, defined beside
+that source's payload model in collectors/ and registered here with `register_alarms`,
+the way payload types register with `core.model.register_payload`: the module that
+defines a payload registers its alarms, so whoever can hold the payload can judge it,
+and core imports no collector. Everything is computed from the store's snapshots, so the
+dashboard and the headless snapshot say the same thing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .model import HealthState, Snapshot
+from .store import last_good
+
+log = logging.getLogger(__name__)
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, eq=True)
+class Alarm:
+    """One thing that is wrong. `text` is the line the header shows (its untrusted parts
+    not yet cleaned: every sink cleans); `kind` and `detail` are for scripts."""
+
+    source: str
+    severity: Severity
+    text: str
+    kind: str  # "down", "degraded", "canary_verdict", "counter_growing", "rules_disagree", ...
+    detail: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+# A source's data alarms: its latest snapshot (which carries data) and its history,
+# oldest first, ending with that snapshot.
+AlarmRule = Callable[[Snapshot, Sequence[Snapshot]], Iterable[Alarm]]
+
+_RULES: dict[str, AlarmRule] = {}
+
+
+def register_alarms(source: str, rule: AlarmRule) -> AlarmRule:
+    """Declare the data alarms of a source (one rule per source, the last one wins)."""
+    _RULES[source] = rule
+    return rule
+
+
+def health_alarm(latest: Snapshot, history: Sequence[Snapshot], now: float) -> Alarm | None:
+    """Down is an error, degraded a warning; ok and off (not configured) raise nothing."""
+    health = latest.health
+    if health.state not in (HealthState.DOWN, HealthState.DEGRADED):
+        return None
+    good = last_good(latest, history)
+    age = health.age(now)
+    text = f"{latest.source} {health.state.value}" + (f": {health.message}" if health.message else "")
+    detail = {
+        "state": health.state.value,
+        "message": health.message,
+        "hint": health.hint,
+        "errors": health.errors,
+        "last_good_age_s": None if age is None else round(age, 3),
+        # The data on show is older than the latest sample: it failed after delivering.
+        "stale": good is not None and good is not latest,
+    }
+    severity: Severity = "error" if health.state is HealthState.DOWN else "warning"
+    return Alarm(latest.source, severity, text, health.state.value, detail)
+
+
+def data_alarms(latest: Snapshot, history: Sequence[Snapshot]) -> tuple[Alarm, ...]:
+    """The source's own alarms. Only current data raises them: stale data has its health
+    alarm instead. A rule that fails raises nothing (and is logged), as a pane would."""
+    rule = _RULES.get(latest.source)
+    if rule is None or latest.data is None:
+        return ()
+    try:
+        return tuple(rule(latest, history))
+    except Exception:
+        log.warning("alarms of %s failed", latest.source, exc_info=True)
+        return ()
+
+
+def source_alarms(latest: Snapshot | None, history: Sequence[Snapshot], now: float) -> tuple[Alarm, ...]:
+    """Everything wrong with one source: its data alarms, then its health alarm."""
+    if latest is None:
+        return ()
+    health = health_alarm(latest, history, now)
+    return data_alarms(latest, history) + ((health,) if health is not None else ())
+
+
+def alarms(
+    latest: Callable[[str], Snapshot | None],
+    history: Callable[[str], Sequence[Snapshot]],
+    sources: Iterable[str],
+    now: float,
+) -> tuple[Alarm, ...]:
+    """Every alarm of `sources`: data alarms first (errors first, then in the order of
+    `sources`), then health alarms (down before degraded, then by source name).
+    `latest`/`history` are a store's (`Store.latest`, `Store.history`)."""
+    data: list[Alarm] = []
+    health: list[Alarm] = []
+    for source in sources:
+        for alarm in source_alarms(latest(source), history(source), now):
+            (health if alarm.kind in HEALTH_KINDS else data).append(alarm)
+    return tuple(sorted(data, key=lambda a: a.severity != "error")) + tuple(
+        sorted(health, key=lambda a: (a.severity != "error", a.source))
+    )
+
+
+HEALTH_KINDS = frozenset({HealthState.DOWN.value, HealthState.DEGRADED.value})
