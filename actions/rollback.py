@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
+from ebpftop.collectors.canary.data import ServiceCanary
 from ebpftop.collectors.rollout.base import Conflict, Controller
 from ebpftop.collectors.rollout.model import Plan, RolloutState
 from ebpftop.core.gate import Action, ActionResult, Confirm, Gate
@@ -29,10 +30,14 @@ class RollbackUnavailable(ActionInputError):
     """Rollback cannot be offered (not permitted, wrong service); the message says why."""
 
 
-def evidence_record(evidence: Any) -> dict | None:
-    """The canary evidence (a canary.data.ServiceCanary) as JSON for the audit log."""
+def evidence_record(evidence: ServiceCanary | None) -> dict[str, Any] | None:
+    """The canary evidence as JSON for the audit log."""
     if evidence is None:
         return None
+    return _evidence_dict(evidence)
+
+
+def _evidence_dict(evidence: ServiceCanary) -> dict[str, Any]:
     return {
         "service": evidence.name,
         "verdict": getattr(evidence.verdict, "value", str(evidence.verdict)),
@@ -67,11 +72,11 @@ def evidence_record(evidence: Any) -> dict | None:
     }
 
 
-def evidence_text(evidence: Any) -> str:
+def evidence_text(evidence: ServiceCanary | None) -> str:
     """Evidence lines for the confirmation: verdict, its reason, the numbers."""
     if evidence is None:
         return "Evidence: none (no canary evaluation for this service)"
-    rec = evidence_record(evidence)
+    rec = _evidence_dict(evidence)
     # Values from outside (reasons quoting labels, trace ids from exemplars) are cleaned
     # one by one, so none can add a line of its own to the confirmation.
     lines = [
@@ -98,14 +103,14 @@ def _pct(v: float | None) -> str:
     return "no data" if v is None else f"{100 * v:.2f}%"
 
 
-def plan_record(plan: Plan) -> dict:
+def plan_record(plan: Plan) -> dict[str, Any]:
     return asdict(plan)
 
 
 def rollback_action(
     controller: Controller,
     service: str,
-    evidence: Any = None,
+    evidence: ServiceCanary | None = None,
     *,
     state: RolloutState | None = None,
     changes: list[str] | None = None,
@@ -159,7 +164,7 @@ async def run_rollback(
     gate: Gate,
     controller: Controller,
     service: str,
-    evidence: Any,
+    evidence: ServiceCanary | None,
     confirm: Confirm,
     *,
     state: RolloutState | None = None,

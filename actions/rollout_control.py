@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ebpftop.collectors.canary.data import ServiceCanary
 from ebpftop.collectors.rollout.base import Controller, ControllerError
 from ebpftop.collectors.rollout.collector import HINT, RolloutCollector, controller_from
 from ebpftop.collectors.rollout.model import RolloutState
@@ -50,11 +51,13 @@ class RolloutControl:
     # -- what the pane shows ------------------------------------------------------------
 
     def state(self, service: str) -> RolloutState | None:
-        return _find(self.store.latest("rollout"), service)
+        found = _find(self.store.latest("rollout"), service)
+        return found if isinstance(found, RolloutState) else None
 
-    def evidence(self, service: str) -> Any:
-        """The latest canary evaluation of `service` (canary.data.ServiceCanary) or None."""
-        return _find(self.store.latest("canary"), service)
+    def evidence(self, service: str) -> ServiceCanary | None:
+        """The latest canary evaluation of `service`, or None."""
+        found = _find(self.store.latest("canary"), service)
+        return found if isinstance(found, ServiceCanary) else None
 
     def controller(self) -> Controller | None:
         if self._collector is not None and self._collector.controller is not None:

@@ -13,18 +13,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from ebpftop.actions import rules as rule_actions
+from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.model import RuleRecord, rule_of
 from ebpftop.collectors.rules.preview import describe, preview
 from ebpftop.collectors.rules.spec import Rule, format_rule
+from ebpftop.core.audit import Actor
 from ebpftop.core.gate import Action
+from ebpftop.core.settings import Settings
 
 Perform = Callable[[], Awaitable[str]]
 
 
-def flows_line(rule: Rule, flows: list, earlier: list[Rule]) -> str:
+def flows_line(rule: Rule, flows: Sequence[FlowRecord], earlier: list[Rule]) -> str:
     """What `rule` would have matched in the recent flows, in one sentence."""
     if not flows:
         return "No recent flows to preview against (the flows source has no data yet)."
@@ -32,16 +36,16 @@ def flows_line(rule: Rule, flows: list, earlier: list[Rule]) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-def editor_preview(rule: Rule, flows: list, earlier: list[Rule]) -> str:
+def editor_preview(rule: Rule, flows: Sequence[FlowRecord], earlier: list[Rule]) -> str:
     """The editor's live preview: the rule in words, then what it would have matched."""
     return f"It {describe(rule)}.\n{flows_line(rule, flows, earlier)}"
 
 
-def current_rules(records) -> list[Rule]:
+def current_rules(records: Sequence[RuleRecord]) -> list[Rule]:
     return [r for r in (rule_of(rec) for rec in records) if r is not None]
 
 
-def _earlier(records, position: int) -> list[Rule]:
+def _earlier(records: Sequence[RuleRecord], position: int) -> list[Rule]:
     return current_rules([r for r in records if r.position < position])
 
 
@@ -49,18 +53,20 @@ def _more(action: Action, text: str) -> Action:
     return dataclasses.replace(action, description=action.description + "\n" + text)
 
 
-async def plan_change(settings, request: tuple, actor) -> tuple[Action, Perform]:
+async def plan_change(settings: Settings, request: tuple[Any, ...], actor: Actor) -> tuple[Action, Perform]:
     # plan() reads the pinned set (bpf syscalls, a metadata file): off the UI thread
     return await asyncio.to_thread(rule_actions.plan, settings, request, actor, session=os.getpid())
 
 
-async def add(settings, rule: Rule, records, flows: list, actor) -> tuple[Action, Perform]:
+async def add(
+    settings: Settings, rule: Rule, records: Sequence[RuleRecord], flows: Sequence[FlowRecord], actor: Actor
+) -> tuple[Action, Perform]:
     action, perform = await plan_change(settings, ("add", rule, None), actor)
     line = flows_line(rule, flows, current_rules(records))
     return _more(action, "It goes last (lowest priority). " + line), perform
 
 
-async def delete(settings, rec: RuleRecord, actor) -> tuple[Action, Perform]:
+async def delete(settings: Settings, rec: RuleRecord, actor: Actor) -> tuple[Action, Perform]:
     action, perform = await plan_change(settings, ("del", [rec.id]), actor)
     what = f"Its counters go with it ({rec.packets} packets, {rec.bytes} bytes)."
     if rec.action == "deny" and not rec.expired:
@@ -73,7 +79,13 @@ def toggled(action: str) -> str | None:
     return {"count": "deny", "deny": "count"}.get(action)
 
 
-async def toggle(settings, rec: RuleRecord, records, flows: list, actor) -> tuple[Action, Perform]:
+async def toggle(
+    settings: Settings,
+    rec: RuleRecord,
+    records: Sequence[RuleRecord],
+    flows: Sequence[FlowRecord],
+    actor: Actor,
+) -> tuple[Action, Perform]:
     new = toggled(rec.action)
     if new is None:
         raise ValueError(f"rule {rec.id} is {rec.action}: t switches count and deny only; e edits it")
@@ -86,7 +98,14 @@ async def toggle(settings, rec: RuleRecord, records, flows: list, actor) -> tupl
     return action, perform
 
 
-async def edit(settings, rec: RuleRecord, new: Rule, records, flows: list, actor) -> tuple[Action, Perform]:
+async def edit(
+    settings: Settings,
+    rec: RuleRecord,
+    new: Rule,
+    records: Sequence[RuleRecord],
+    flows: Sequence[FlowRecord],
+    actor: Actor,
+) -> tuple[Action, Perform]:
     """Replace rule `rec` by `new` at the same priority, as one switch."""
     rules: list[Rule] = []
     for r in records:
