@@ -1,31 +1,8 @@
 """The tamper-evident audit log: append-only JSONL, hash-chained and HMAC-signed.
 
-One entry per line, written in canonical JSON (sorted keys, no spaces, ASCII only):
-
-    {"action":{...},"actor":{...},"automatic":false,"epoch":1763777400.5,
-     "event":"intent","hmac":"<64 hex>","message":"","ok":null,"prev":"<64 hex>",
-     "ref":null,"seq":7,"time":"2026-11-22T02:10:00.500000Z","v":1}
-
-- `seq` counts from 1 with no gaps; `prev` is the SHA-256 of the previous entry's
-  exact line bytes (without its newline), 64 zeros for the first entry.
-- `hmac` is HMAC-SHA256, under a key kept in a separate root-only file, of the
-  canonical JSON of the entry without its `hmac` field.
-- `event` is "intent" (written before acting), "result" (after, `ref` = the intent's
-  seq, `ok`/`message` say how it went), "refused" (read-only mode) or "cancelled".
-
-Untrusted strings (user names, SSH addresses, marker text) are stored exactly as
-given; whoever prints them cleans them (`ebpftop.tui.text.clean`).
-
-What verification cannot see: whole entries cut off the END of the log leave a
-shorter log that is still intact. `verify` prints the last seq and hash so that an
-operator (or a log shipper) can hold an outside anchor.
-
-An intact log can still hold an "intent" that no "result" answers: the process died
-(or was killed) while acting, or the action is still running. Its outcome is unknown;
-`verify` lists each such entry (`VerifyReport.unfinished`) apart from tampering.
-
-A first append makes the key and the log together: when either cannot be created,
-neither is left behind (nor the directories made for them).
+`AuditLog.append` writes the gate's entries; `verify` finds edited, removed, reordered
+or badly signed entries and intents without a result. The entry format and what
+verification cannot see: docs/ARCHITECTURE.md ("The audit log").
 """
 
 from __future__ import annotations

@@ -1,32 +1,8 @@
 """Settings from TOML files, EBPFTOP_* environment and flags (flags win).
 
-Precedence, lowest first:
-  1. /etc/ebpftop/config.toml                      (system; missing is fine)
-  2. $XDG_CONFIG_HOME/ebpftop/config.toml, else ~/.config/ebpftop/config.toml
-                                                   (user; missing is fine)
-     `--config FILE` (or EBPFTOP_CONFIG=FILE) replaces both, and must exist.
-  3. EBPFTOP_<FIELD> environment variables, e.g. EBPFTOP_THEME, EBPFTOP_KIOSK=1,
-     EBPFTOP_IFACES=eth0,eth1
-  4. command-line flags
-
-Where a setting lives in the file, its environment name and what it accepts are all
-declared on the Settings field (settings.py); this module reads that table and knows no
-setting by name.
-
-Under sudo the user file is the *invoking* user's (~$SUDO_USER/.config/ebpftop), not
-root's: the operator who types `sudo ebpftop` keeps their theme, interfaces and
-Prometheus URL. The same user could pass every value as a flag, so this grants nothing
-new; but because root reads it, any file read as root must not be writable by other
-users (it could steer the paths root writes to): such a file is an error, not skipped.
-sudo also drops EBPFTOP_* variables by default (env_reset); pass them with
-`sudo --preserve-env=EBPFTOP_THEME ...`, or use the file or flags.
-
-Unknown EBPFTOP_* variables are errors like unknown keys (a misspelt EBPFTOP_KOISK=1
-must not silently leave actions enabled); EBPFTOP_CONFIG=FILE is --config's.
-
-Every problem is collected and reported together, each naming where (file and line,
-"environment EBPFTOP_X" or "flag --x"), the key (section.key) and the reason. Nothing is
-created or changed while loading.
+Reads the table `settings.py` declares and knows no setting by name. Precedence, the
+sudo rules and why unknown variables are errors: docs/ARCHITECTURE.md ("Settings").
+Every problem is reported together, naming where, the key and the reason.
 """
 
 from __future__ import annotations
