@@ -1,23 +1,12 @@
 #!/usr/bin/env python3
 """Regenerate tests/data/demo.rec (and damaged.rec): a small, realistic recording.
 
-`demo.rec` is what the screenshots and the Pilot tests replay: 20 s at 1 Hz of the
-`ebpftop lab` story. A canary of the "checkout" service goes bad from second 9 to 14:
-its p99 and error rate climb (the verdict goes warn, then fail, through the real
-canary Evaluator and chi-square drift test) while HAProxy still sends it 10 % of the
-traffic (rollout source), the node's CPU spikes, the canary's flows
-carry more bytes and retransmits, the CPU profile shows where the canary burns its time,
-and the on-call drops an incident marker at 11 s. The rules source has no payload type
-yet, so it appears as a down source with its hint.
-
-Data is synthetic but deterministic (fixed seed, fixed clock), so regenerating gives the
-same bytes and screenshots stay stable. Payloads are the real dataclasses and the file
-is written by the real Recorder, so the format is exactly what `ebpftop --record`
-writes. When a payload type changes, rerun this script (a test compares the committed
-file with the script's output); when a source gains a payload type, add a generator.
-
-`damaged.rec` is demo.rec cut in the middle of line DAMAGED_AT, for tests of the
-"replays up to the damage" message.
+`demo.rec` is what the screenshots and the Pilot tests replay: 20 s at 1 Hz of the lab
+story (the "checkout" canary goes bad from second 9 to 14, a marker at 11 s; the rules
+source is down). Deterministic (fixed seed and clock) and written by the real Recorder
+from the real dataclasses; a test compares the committed file with this script's
+output, so rerun it when a payload type changes. `damaged.rec` is demo.rec cut at
+line DAMAGED_AT.
 
 Usage: .venv/bin/python scripts/make_demo_recording.py [--out-dir tests/data]
 """
