@@ -2,9 +2,9 @@
 
 Targets (issue 2): first frame <= 1 s, idle CPU <= 0.5 % of one core, <= 30 KB/s.
 "idle" = the dashboard running with its default live sources (host; and, as root, the
-flows, rules and profiles BPF collectors; canary unconfigured), nobody typing. "first full frame" = the moment the terminal screen (as a
-real emulator, pyte, renders it) shows the header with the hostname and all four pane
-titles.
+flows, rules and profiles BPF collectors; canary unconfigured), nobody typing.
+"first full frame" = the moment the terminal screen (as a real emulator, pyte, renders
+it) shows the header with the hostname and all four pane titles.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def measure(unprivileged: bool) -> tuple[list[float], dict]:
 def row(name: str, firsts: list[float], steady: dict) -> str:
     return (
         f"| {name} | {statistics.median(firsts):.2f} s ({', '.join(f'{f:.2f}' for f in firsts)}) "
-        f"| {steady.get('cpu_pct', float('nan')):.2f} % | {steady.get('bytes_per_s', float('nan')) / 1000:.2f} KB/s |"
+        f"| {steady.get('cpu_pct', float('nan')):.2f} % | "
+        f"{steady.get('bytes_per_s', float('nan')) / 1000:.2f} KB/s |"
     )
 
 
@@ -73,10 +74,15 @@ def main() -> None:
     live = measure(unprivileged=False)
     body = f"""Machine: {machine()}. Command: `python bench/run.py app` (`bench/app_bench.py`).
 The app runs in a real pseudo-terminal at 160x48 (TERM=xterm-256color); pyte renders the byte stream.
-Two runs: the idle app (host collector live; as user nobody the BPF sources report "needs root"), and the dashboard as root with every default source live (flows, rules and profiles BPF collectors, whose compile happens after the first frame); canary unconfigured, no input; measured over {STEADY_S:.0f} s after a {SETTLE_S:.0f} s settle (BPF compiles finish inside it).
-Load average when measured: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the VM inflates CPU figures).
+Two runs: the idle app (host collector live; as user nobody the BPF sources report "needs root"), \
+and the dashboard as root with every default source live (flows, rules and profiles BPF collectors, \
+whose compile happens after the first frame); canary unconfigured, no input; \
+measured over {STEADY_S:.0f} s after a {SETTLE_S:.0f} s settle (BPF compiles finish inside it).
+Load average when measured: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the VM \
+inflates CPU figures).
 
-| run | start to first full frame (median; runs) | CPU, whole process tree, % of one core | bytes to the terminal |
+| run | start to first full frame (median; runs) | CPU, whole process tree, \
+% of one core | bytes to the terminal |
 |---|---|---|---|
 {row("idle app: host collector live, BPF sources down (run as nobody)", *idle)}
 {row("all default sources live (root: flows, rules, profiles BPF)", *live)}

@@ -33,6 +33,7 @@ Target (issue 8): no more than bcc's profile tool.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -96,7 +97,8 @@ async def main(hz, run_s):
     if seen["ready"]:
         (t0, r0), (t1, r1) = seen["ready"], end
         steady = ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / max(t1 - t0, 1e-9)
-    print(json.dumps({"steady_cpu_per_s": steady, "ready_after_s": seen["ready"][0] - start if seen["ready"] else None,
+    ready_after = seen["ready"][0] - start if seen["ready"] else None
+    print(json.dumps({"steady_cpu_per_s": steady, "ready_after_s": ready_after,
                       "samples_60s": seen["samples"], "lost": collector._lost,
                       "stack_clears": collector._sampler.clears}))
 
@@ -201,54 +203,54 @@ def side_by_side(run_s: float, flip: bool) -> dict:
         argv[("bcc", hz)] = [PROFILE_TOOL, "-F", str(hz), "-f", str(int(run_s))]
         argv[("oneshot", hz)] = oneshot_argv(hz, run_s)
     order = sorted(argv, reverse=flip)
-    procs, outs, t0, trace, done = {}, {}, {}, {}, {}
-    try:
-        for k in order:
-            outs[k] = tempfile.TemporaryFile()
-            t0[k] = time.monotonic()
-            procs[k] = subprocess.Popen(argv[k], stdout=outs[k], stderr=subprocess.DEVNULL)
-            trace[k] = []
-        while len(done) < len(procs):
-            time.sleep(1.0)
-            for k, p in procs.items():
-                if k in done:
-                    continue
-                pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-                if pid:
-                    p.returncode = os.waitstatus_to_exitcode(status)
-                    done[k] = (ru.ru_utime + ru.ru_stime, time.monotonic() - t0[k])
-                    continue
-                cpu = proc_cpu(p.pid)
-                if cpu is not None:
-                    trace[k].append((time.monotonic() - t0[k], cpu))
-    finally:
-        for p in procs.values():
-            if p.returncode is None:
-                p.kill()
-                p.wait()
-        for f in outs.values():
-            f.seek(0)
-    result = {}
-    for k, p in procs.items():
-        text = outs[k].read().decode(errors="replace")
-        outs[k].close()
-        if p.returncode != 0:
-            raise RuntimeError(f"{argv[k][0]} exited {p.returncode}")
-        pts = [(t, c) for t, c in trace[k] if STEADY_FROM <= t <= run_s - STEADY_UNTIL]
-        steady = (
-            (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
-            if len(pts) > 1 and pts[-1][0] > pts[0][0]
-            else None
-        )
-        extra = json.loads(text.strip().splitlines()[-1]) if k[0] == "ebpftop" else {}
-        result[k] = {
-            "cpu": done[k][0],
-            "wall": done[k][1],
-            "steady": steady,
-            "lost": extra.get("lost"),
-            "clears": extra.get("stack_clears"),
-        }
-    return result
+    with contextlib.ExitStack() as files:
+        procs, outs, t0, trace, done = {}, {}, {}, {}, {}
+        try:
+            for k in order:
+                outs[k] = files.enter_context(tempfile.TemporaryFile())
+                t0[k] = time.monotonic()
+                procs[k] = subprocess.Popen(argv[k], stdout=outs[k], stderr=subprocess.DEVNULL)
+                trace[k] = []
+            while len(done) < len(procs):
+                time.sleep(1.0)
+                for k, p in procs.items():
+                    if k in done:
+                        continue
+                    pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+                    if pid:
+                        p.returncode = os.waitstatus_to_exitcode(status)
+                        done[k] = (ru.ru_utime + ru.ru_stime, time.monotonic() - t0[k])
+                        continue
+                    cpu = proc_cpu(p.pid)
+                    if cpu is not None:
+                        trace[k].append((time.monotonic() - t0[k], cpu))
+        finally:
+            for p in procs.values():
+                if p.returncode is None:
+                    p.kill()
+                    p.wait()
+            for f in outs.values():
+                f.seek(0)
+        result = {}
+        for k, p in procs.items():
+            text = outs[k].read().decode(errors="replace")
+            if p.returncode != 0:
+                raise RuntimeError(f"{argv[k][0]} exited {p.returncode}")
+            pts = [(t, c) for t, c in trace[k] if STEADY_FROM <= t <= run_s - STEADY_UNTIL]
+            steady = (
+                (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
+                if len(pts) > 1 and pts[-1][0] > pts[0][0]
+                else None
+            )
+            extra = json.loads(text.strip().splitlines()[-1]) if k[0] == "ebpftop" else {}
+            result[k] = {
+                "cpu": done[k][0],
+                "wall": done[k][1],
+                "steady": steady,
+                "lost": extra.get("lost"),
+                "clears": extra.get("stack_clears"),
+            }
+        return result
 
 
 def long_rows(run_s: float) -> list[str]:
@@ -260,7 +262,8 @@ def long_rows(run_s: float) -> list[str]:
         print(
             f"  {run_s:g} s side by side, round {i + 1} (load {load:.2f}): "
             + ", ".join(
-                f"{tool} {hz} Hz {v['cpu']:.2f} s steady {v['steady'] * 100 if v['steady'] is not None else float('nan'):.2f}%"
+                f"{tool} {hz} Hz {v['cpu']:.2f} s steady "
+                f"{v['steady'] * 100 if v['steady'] is not None else float('nan'):.2f}%"
                 for (tool, hz), v in sorted(r.items())
             ),
             flush=True,
@@ -276,7 +279,7 @@ def long_rows(run_s: float) -> list[str]:
         os_, ts = m(o, "steady"), m(t, "steady")
         wins = sum(
             1
-            for a, b in zip(o, t)
+            for a, b in zip(o, t, strict=True)
             if a["steady"] is not None and b["steady"] is not None and a["steady"] <= b["steady"]
         )
         rows.append(
@@ -285,7 +288,8 @@ def long_rows(run_s: float) -> list[str]:
             f"| {wins}/{len(o)} | {m(o, 'cpu'):.2f} | {m(s1, 'cpu'):.2f} | {each(s1)} | {m(t, 'cpu'):.2f} "
             f"| {statistics.median(x['lost'] for x in o):g} | {statistics.median(x['clears'] for x in o):g} "
             f"| {statistics.median(loads):.2f} ({min(loads):.2f}-{max(loads):.2f}) "
-            f"| {'yes' if m(o, 'cpu') <= m(t, 'cpu') else 'NO'} | {'yes' if m(s1, 'cpu') <= m(t, 'cpu') else 'NO'} |"
+            f"| {'yes' if m(o, 'cpu') <= m(t, 'cpu') else 'NO'} "
+            f"| {'yes' if m(s1, 'cpu') <= m(t, 'cpu') else 'NO'} |"
         )
     return rows
 
@@ -307,7 +311,8 @@ def table_row(m: dict) -> str:
         f"| {span('ours')} | {span('oneshot')} | {span('theirs')} "
         f"| {wins}/{len(runs)} | {wins1}/{len(runs)} | {'n/a' if steady is None else f'{steady * 100:.2f}'} "
         f"| {'n/a' if ready is None else f'{ready:.1f}'} | {med(runs, 'their_wall'):.1f} "
-        f"| {med(runs, 'load'):.2f} ({span('load')}) | {'yes' if o <= t else 'NO'} | {'yes' if s1 <= t else 'NO'} |"
+        f"| {med(runs, 'load'):.2f} ({span('load')}) "
+        f"| {'yes' if o <= t else 'NO'} | {'yes' if s1 <= t else 'NO'} |"
     )
 
 
@@ -351,14 +356,20 @@ def main() -> int:
     if results:
         lines += [
             "",
-            f"Sequential runs: median of {RUNS} interleaved runs per row (each tool first, second and third in turn).",
-            "Live = the profiles collector alone as the dashboard runs it (drained, named and summarised every second);",
-            "one-shot = `ebpftop profile --folded` (samples the span, then reads once), the counterpart of bcc's tool.",
-            "CPU = user+system seconds of the whole process from start to exit (BPF compile and, for bcc, its",
-            "symbolising at exit included). Load = 1-minute load average at the start of each pair: median (min-max);",
+            f"Sequential runs: median of {RUNS} interleaved runs per row (each tool first, "
+            "second and third in turn).",
+            "Live = the profiles collector alone as the dashboard runs it (drained, "
+            "named and summarised every second);",
+            "one-shot = `ebpftop profile --folded` (samples the span, then reads once), "
+            "the counterpart of bcc's tool.",
+            "CPU = user+system seconds of the whole process from start to exit "
+            "(BPF compile and, for bcc, its",
+            "symbolising at exit included). Load = 1-minute load average at the start of each pair: "
+            "median (min-max);",
             "the machine is shared with other benchmarks and tests, so single runs are noisy.",
             "",
-            "| run (s) | Hz | live CPU (s) | one-shot CPU (s) | bcc profile-bpfcc CPU (s) | live / bcc | one-shot / bcc "
+            "| run (s) | Hz | live CPU (s) | one-shot CPU (s) | bcc profile-bpfcc CPU (s) "
+            "| live / bcc | one-shot / bcc "
             "| live runs min-max (s) | one-shot runs min-max (s) | bcc runs min-max (s) | runs live <= bcc "
             "| runs one-shot <= bcc | live steady CPU (% of a core) | live sampler ready after (s) "
             "| bcc wall (s) | load avg | live met | one-shot met |",
@@ -368,41 +379,60 @@ def main() -> int:
     if long_lines:
         lines += [
             "",
-            f"Long runs, steady state measured: live, one-shot and bcc at 49 and 99 Hz, all six at the same time, {LONG_RUNS}",
-            f"rounds (start order alternating). Steady = CPU ms per second of run, slope of /proc/PID/stat from "
+            "Long runs, steady state measured: live, one-shot and bcc at 49 and 99 Hz, "
+            f"all six at the same time, {LONG_RUNS}",
+            "rounds (start order alternating). Steady = CPU ms per second of run, "
+            "slope of /proc/PID/stat from "
             f"{STEADY_FROM:g} s after start",
-            f"to {STEADY_UNTIL:g} s before the end (no compile, no exit work), the same window for both tools; median, then",
-            "each round. Total = whole-process CPU seconds (wait4), exit work included. Lost = ebpftop's samples whose",
-            "stack was refused or that found no room (sampler.bpf.c `lost`); clears = stack table clears in the run.",
+            f"to {STEADY_UNTIL:g} s before the end (no compile, no exit work), "
+            "the same window for both tools; median, then",
+            "each round. Total = whole-process CPU seconds (wait4), exit work included. "
+            "Lost = ebpftop's samples whose",
+            "stack was refused or that found no room (sampler.bpf.c `lost`); "
+            "clears = stack table clears in the run.",
             "",
             "| run (s) | Hz | live steady (ms/s) | bcc steady (ms/s) | live rounds | bcc rounds "
-            "| rounds live <= bcc | live total (s) | one-shot total (s) | one-shot steady rounds (ms/s) | bcc total (s) "
+            "| rounds live <= bcc | live total (s) | one-shot total (s) | one-shot steady rounds (ms/s) "
+            "| bcc total (s) "
             "| live lost samples | stack clears | load avg | live met (total) | one-shot met (total) |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|:---|",
         ]
         lines += long_lines
         lines += [
             "",
-            "bcc's profile tool spends no CPU while it samples (it sleeps; the BPF program runs in the sampled",
-            "tasks' time, for both tools): all its cost is the compile and the symbolising at exit, which grows",
-            "with the distinct stacks seen. ebpftop drains, names and summarises every second for the live view,",
-            "so per second of steady state bcc wins outright over the live collector; the issue's target is the",
-            "whole-process total. `ebpftop profile` does what bcc's tool does - sleeps while the kernel counts,",
+            "bcc's profile tool spends no CPU while it samples (it sleeps; "
+            "the BPF program runs in the sampled",
+            "tasks' time, for both tools): all its cost is the compile and the symbolising at exit, "
+            "which grows",
+            "with the distinct stacks seen. ebpftop drains, "
+            "names and summarises every second for the live view,",
+            "so per second of steady state bcc wins outright over the live collector; "
+            "the issue's target is the",
+            "whole-process total. "
+            "`ebpftop profile` does what bcc's tool does - sleeps while the kernel counts,",
             "then reads, names and tags once - so its steady cost is that of a sleeping process, like bcc's.",
         ]
     lines += [
         "",
-        "Target: no more than bcc's profile tool (same load, same length, same frequency, same stack table size).",
-        "ebpftop compiles a smaller BPF program (no uapi/linux/bpf_perf_event.h, whose kernel-header chain was",
+        "Target: no more than bcc's profile tool (same load, same length, same frequency, "
+        "same stack table size).",
+        "ebpftop compiles a smaller BPF program (no uapi/linux/bpf_perf_event.h, "
+        "whose kernel-header chain was",
         "most of clang's time) and names only addresses it has not named before, shared across processes by",
-        "(file, offset); bcc's tool counts in the kernel and names everything once at exit (its wall time above",
-        "includes that). Each second ebpftop reads and clears the counts in one batch syscall into buffers made",
-        "once and looks up only stack ids it has not read before (the stack table is kept until ids for 1/16 of",
-        "its slots are held), so a second of known stacks costs a dict lookup per counted key; that second runs",
+        "(file, offset); bcc's tool counts in the kernel and "
+        "names everything once at exit (its wall time above",
+        "includes that). Each second ebpftop reads and clears "
+        "the counts in one batch syscall into buffers made",
+        "once and looks up only stack ids it has not read "
+        "before (the stack table is kept until ids for 1/16 of",
+        "its slots are held), so a second of known stacks costs a dict lookup per counted key; "
+        "that second runs",
         "on the event loop (a thread hop only when new stacks or stale tags need bcc or /proc), the lost",
-        "counters are read from a memory-mapped array, and the 10 s / 60 s windows are summarised per tag group,",
+        "counters are read from a memory-mapped array, "
+        "and the 10 s / 60 s windows are summarised per tag group,",
         "rebuilt only when that group's counts change. What is left of the steady cost is mostly the wake-up",
-        "itself: on this VM an asyncio loop that only sleeps and wakes once a second costs ~0.17 ms/s, one cold",
+        "itself: on this VM an asyncio loop that only sleeps and wakes once a second costs ~0.17 ms/s, "
+        "one cold",
         "BPF syscall a second ~0.1 ms/s more (2026-12-04 measurements, helper harness).",
     ]
     write_section("Profiles: CPU sampler vs bcc profile", "\n".join(lines))

@@ -9,11 +9,15 @@ import platform
 import re
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
-HEADER = "# Benchmark results\n\nWritten by `make bench` (each section by its own script under bench/). Figures are from the machine named in each section.\n"
+HEADER = (
+    "# Benchmark results\n\nWritten by `make bench` (each section by its own script under bench/). "
+    "Figures are from the machine named in each section.\n"
+)
 
 
 def machine() -> str:
-    return f"{platform.node()}, kernel {platform.release()}, {os.cpu_count()} CPUs, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+    now = datetime.datetime.now(datetime.UTC)
+    return f"{platform.node()}, kernel {platform.release()}, {os.cpu_count()} CPUs, {now:%Y-%m-%d %H:%M} UTC"
 
 
 def write_section(name: str, body: str) -> None:

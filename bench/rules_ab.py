@@ -47,9 +47,11 @@ iface, floor, rules, tmp = sys.argv[1:5]
 ifindex = socket.if_nametoindex(iface)
 book = None
 if floor:
-    fd = BPF(text="int ebpftop_empty(struct __sk_buff *skb) { return -1; }").load_func("ebpftop_empty", BPF.SCHED_CLS).fd
+    empty = BPF(text="int ebpftop_empty(struct __sk_buff *skb) { return -1; }")
+    fd = empty.load_func("ebpftop_empty", BPF.SCHED_CLS).fd
 else:
-    datapath.Datapath.fold = lambda self, s, reset=frozenset(): None  # versions may lay counters out differently
+    # versions may lay counters out differently
+    datapath.Datapath.fold = lambda self, s, reset=frozenset(): None
     pin = f"/sys/fs/bpf/ebpftop-ab-{os.getpid()}"
     book = RuleBook(pin, f"{tmp}/state-{os.getpid()}", (iface,))
     book.replace([x for _, x in parse_text(open(rules).read())[0]], "bench")
@@ -164,7 +166,8 @@ def main() -> int:
         first, paired = figures.first.get((n, ""), []), figures.paired[(n, "")]
         lead = f"{med(first):6.1f}" if first else "     -"
         print(
-            f"{n:16} first in the chain: {lead} ns above the floor (n={len(first)})   paired, against {names[0]}: "
+            f"{n:16} first in the chain: {lead} ns above the floor (n={len(first)})   paired, "
+            f"against {names[0]}: "
             f"median {med(paired):+5.1f}  sd {statistics.pstdev(paired):4.1f}"
         )
     return 0

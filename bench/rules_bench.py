@@ -183,7 +183,8 @@ def main() -> int:
         if over
         else "Every set at or under 100 ns in this run."
     )
-    body = f"""Machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after ({where}). {PACKETS} UDP datagrams (64-byte payload) from B to A per measurement,
+    body = f"""Machine: {machine()}; load average {load_before[0]:.2f} before, \
+{load_after[0]:.2f} after ({where}). {PACKETS} UDP datagrams (64-byte payload) from B to A per measurement,
 {ROUNDS} rounds with the rule sets interleaved; medians. Per-packet cost = run_time_ns / run_cnt of the rules
 program on A's ingress (kernel.bpf_stats_enabled=1; the stats themselves add two clock reads per run).
 All rules are udp with a TTL; the last one matches the traffic, the others differ in source address.
@@ -199,10 +200,12 @@ updates its per-CPU counter.
 
 Empty TC program on the same hook (floor): {floor_ns:.1f} ns per packet.
 256 rules / 1 rule (the sets above) = {ratio:.2f} (target <= 1.2: {"met" if ratio <= 1.2 else "NOT met"}).
-Same path, 128 times the rules: 256 all tables / 2 all tables = {ratio_tables:.2f}. Across paths: 256 all tables /
+Same path, 128 times the rules: 256 all tables / 2 all tables = {ratio_tables:.2f}. \
+Across paths: 256 all tables /
 1 rule = {ratio_all:.2f} - one rule has every field single-valued, so it is compared inline: a shorter path
 than any set whose fields need their tables, whatever their number of rules.
-Worst median {max(med.values()):.1f} ns (target <= 100 ns: {"met" if max(med.values()) <= 100 else "NOT met"}).
+Worst median {max(med.values()):.1f} ns (target <= 100 ns: \
+{"met" if max(med.values()) <= 100 else "NOT met"}).
 
 Where the time goes. On this VM every function call a BPF program makes costs 30-40 ns (retpolines and
 the return thunks of the SRSO mitigation): measured on the same hook, a hash map lookup adds ~45 ns, an
@@ -217,7 +220,8 @@ replays the verified program on the benchmark's packet): host addresses in a cuc
 whose slot holds key and vector on one line (two probes at most; was 8-slot buckets, key line then vector
 line); port fields of at most 32 intervals searched in place beside the set's flags (was a 128 KB table
 of classes, then the class's vector); one masked compare picks each field's path; the match's bit by a de
-Bruijn multiply (was six halving steps). Layout 4 against layout 5 on the same packets (bench/rules_ab.py: both checkouts in one tcx chain, order
+Bruijn multiply (was six halving steps). Layout 4 against layout 5 on the same packets (bench/rules_ab.py: \
+both checkouts in one tcx chain, order
 alternating, 12 rounds a run, each run a fresh load, so a fresh placement in memory), paired differences:
 256 all tables -2.9 to -9.8 ns a packet over eight runs (median -7.6), 2 all tables -2.3 to -12.5 over six
 (median -7.0). Taken one by one

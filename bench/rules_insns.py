@@ -39,6 +39,8 @@ from ebpftop.collectors.rules import bpfsys
 from ebpftop.collectors.rules.grammar import parse_text
 from ebpftop.collectors.rules.ruleset import RuleBook
 pin, state, iface, rules, out = sys.argv[1:6]
+def bpftool(*args):
+    return subprocess.run(["bpftool", *args], capture_output=True, text=True, check=True)
 book = RuleBook(pin, state, (iface,))
 try:
     book.replace([r for _, r in parse_text(open(rules).read())[0]], "bench")
@@ -46,13 +48,13 @@ try:
     prog = tcx.prog_id_of_fd(fd)
     os.close(fd)
     for fmt, name in ((["file", out + "/xlated.raw"], None), ([], "xlated.txt")):
-        got = subprocess.run(["bpftool", "prog", "dump", "xlated", "id", str(prog), *fmt], capture_output=True, text=True, check=True)
+        got = bpftool("prog", "dump", "xlated", "id", str(prog), *fmt)
         if name:
             open(out + "/" + name, "w").write(got.stdout)
-    info = json.loads(subprocess.run(["bpftool", "-j", "prog", "show", "id", str(prog)], capture_output=True, text=True, check=True).stdout)
+    info = json.loads(bpftool("-j", "prog", "show", "id", str(prog)).stdout)
     maps = {}
     for mid in info["map_ids"]:
-        m = json.loads(subprocess.run(["bpftool", "-j", "map", "show", "id", str(mid)], capture_output=True, text=True, check=True).stdout)
+        m = json.loads(bpftool("-j", "map", "show", "id", str(mid)).stdout)
         maps[mid] = m["name"]
     json.dump({"maps": maps, "active": book.dp.active()}, open(out + "/meta.json", "w"))
     for s in (0, 1):
@@ -104,6 +106,24 @@ def signed(x: int, bits: int) -> int:
     return x - (1 << bits) if x >> (bits - 1) else x
 
 
+# BPF ALU operations by opcode, on (dst, src, width) already masked to the width
+ALU = {
+    0x00: lambda a, b, w: a + b,
+    0x10: lambda a, b, w: a - b,
+    0x20: lambda a, b, w: a * b,
+    0x30: lambda a, b, w: a // b if b else 0,
+    0x40: lambda a, b, w: a | b,
+    0x50: lambda a, b, w: a & b,
+    0x60: lambda a, b, w: a << (b % w),
+    0x70: lambda a, b, w: a >> (b % w),
+    0x80: lambda a, b, w: -a,
+    0x90: lambda a, b, w: a % b if b else a,
+    0xA0: lambda a, b, w: a ^ b,
+    0xB0: lambda a, b, w: b,
+    0xC0: lambda a, b, w: signed(a, w) >> (b % w),
+}
+
+
 def replay(
     insns: list[tuple[int, int, int, int]], mem: Memory, map_base: dict[int, int]
 ) -> tuple[list[int], int]:
@@ -116,9 +136,8 @@ def replay(
         dst, src = regs & 0xF, regs >> 4
         trace.append(pc)
         cls, code, x = op & 7, op & 0xF0, bool(op & 8)
-        if (
-            op == 0x18
-        ):  # 64-bit immediate: a map (by id in the dump), a kernel variable (jiffies) or a constant
+        # 64-bit immediate: a map (by id in the dump), a kernel variable (jiffies) or a constant
+        if op == 0x18:
             value = ((insns[pc + 1][3] & 0xFFFFFFFF) << 32) | (imm & 0xFFFFFFFF)
             reg[dst] = map_base[imm] if src == 1 else KVAR if value >> 47 == 0x1FFFF else value
             pc += 2
@@ -137,22 +156,7 @@ def replay(
                     else a & ((1 << imm) - 1)
                 )
             else:
-                ops = {
-                    0x00: lambda: a + b,
-                    0x10: lambda: a - b,
-                    0x20: lambda: a * b,
-                    0x30: lambda: a // b if b else 0,
-                    0x40: lambda: a | b,
-                    0x50: lambda: a & b,
-                    0x60: lambda: a << (b % width),
-                    0x70: lambda: a >> (b % width),
-                    0x80: lambda: -a,
-                    0x90: lambda: a % b if b else a,
-                    0xA0: lambda: a ^ b,
-                    0xB0: lambda: b,
-                    0xC0: lambda: signed(a, width) >> (b % width),
-                }
-                r = ops[code]()
+                r = ALU[code](a, b, width)
             reg[dst] = r & mask
         elif cls == 1:
             reg[dst] = mem.load((reg[src] + off) & U64, SIZES[op & 0x18])
@@ -288,7 +292,8 @@ def main() -> int:
             total = len((out / "xlated.raw").read_bytes()) // 8
             print(
                 f"{s:5} {len(trace):4} instructions run for the packet (program: {total}); returns "
-                f"{signed(r0 & 0xFFFFFFFF, 32)}; counted as rule {hit + 1 if hit is not None else 'none'} of {SETS[s][0]}"
+                f"{signed(r0 & 0xFFFFFFFF, 32)}; "
+                f"counted as rule {hit + 1 if hit is not None else 'none'} of {SETS[s][0]}"
             )
             if "--lines" in sys.argv:
                 for text, n in lines(out, trace):

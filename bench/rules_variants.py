@@ -59,7 +59,8 @@ PLOOP = """    u32 k = 0;
 INDEX = "    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + at; /* inlined: no call */\n"
 RECORD = "    struct rule *r = &sv->rules[pos & (MAX_RULES - 1)];\n    u64 now"
 PERCPU = (
-    'BPF_TABLE_PINNED7("array", u32, struct counter, counters, NCPUS * MAX_SLOTS, "@PIN@/counters", BPF_F_MMAPABLE);',
+    'BPF_TABLE_PINNED7("array", u32, struct counter, counters, NCPUS * MAX_SLOTS, "@PIN@/counters", '
+    "BPF_F_MMAPABLE);",
     'BPF_TABLE_PINNED("percpu_array", u32, struct counter, counters, MAX_SLOTS, "@PIN@/counters");',
 )
 
@@ -70,7 +71,8 @@ VARIANTS = {
         [
             (
                 INDEX,
-                "    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + (r->slot & (MAX_SLOTS - 1)); (void)at;\n",
+                "    u32 i = bpf_get_smp_processor_id() * MAX_SLOTS + (r->slot & (MAX_SLOTS - 1)); "
+                "(void)at;\n",
             )
         ],
         "counters keyed by the rule record's slot (layout 3): their address waits for the record",
@@ -111,7 +113,8 @@ VARIANTS = {
         [
             (
                 "    p.dir = dir;\n",
-                "    p.dir = dir;\n    if (p.sport != 999) return p.dport == 7 ? TC_ACT_SHOT : TC_ACT_UNSPEC;\n",
+                "    p.dir = dir;\n    if (p.sport != 999) return p.dport == 7 ? TC_ACT_SHOT : "
+                "TC_ACT_UNSPEC;\n",
             )
         ],
         "the packet parsed, nothing looked up",
@@ -136,8 +139,10 @@ from ebpftop.collectors.flows import tcx
 from ebpftop.collectors.rules import bpfsys, datapath
 from ebpftop.collectors.rules.grammar import parse_text
 from ebpftop.collectors.rules.ruleset import RuleBook
-iface, window, rounds, srcs, files, tmp = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6]
-datapath.Datapath.fold = lambda self, s, reset=frozenset(): None  # a variant may lay counters out differently
+iface, window, rounds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+srcs, files, tmp = json.loads(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6]
+# a variant may lay counters out differently
+datapath.Datapath.fold = lambda self, s, reset=frozenset(): None
 empty = BPF(text="int ebpftop_empty(struct __sk_buff *skb) { return -1; }")
 floor = empty.load_func("ebpftop_empty", BPF.SCHED_CLS)
 ifindex = socket.if_nametoindex(iface)
@@ -161,9 +166,11 @@ for r in range(rounds):
                 fd = bpfsys.obj_get(book.dp.path("prog_ebpftop_rl_in"))
                 ids[name] = (fd, tcx.prog_id_of_fd(fd))
             order = list(orders[r % len(orders)])
-            links = [tcx.attach(ids[n][0], ifindex, True) for n in order] + [tcx.attach(floor.fd, ifindex, True)]
+            links = [tcx.attach(ids[n][0], ifindex, True) for n in order]
+            links.append(tcx.attach(floor.fd, ifindex, True))
             time.sleep(0.3)
-            print(json.dumps({"case": case, "order": order, "ids": {n: i for n, (_, i) in ids.items()} | {"floor": tcx.prog_id_of_fd(floor.fd)}}), flush=True)
+            prog_ids = {n: i for n, (_, i) in ids.items()} | {"floor": tcx.prog_id_of_fd(floor.fd)}
+            print(json.dumps({"case": case, "order": order, "ids": prog_ids}), flush=True)
             time.sleep(window)
             print(json.dumps({"case": case, "end": True}), flush=True)
             for link in links:
@@ -244,7 +251,8 @@ def main() -> int:
         return f"{statistics.median(xs):6.1f}" if xs else "     -"
 
     print(
-        f"{rounds} rounds, every variant loaded afresh each round; all in one tcx chain (order rotating, the floor "
+        f"{rounds} rounds, every variant loaded afresh each round; all in one tcx chain (order rotating, "
+        "the floor "
         f"last), one UDP sender flat out, 1.5 s a set; load {os.getloadavg()[0]:.2f}"
     )
     print(f"ns per packet above the floor when first in the chain | paired difference from {names[0]!r}")
