@@ -13,10 +13,14 @@ Document (version 1):
     {"version": 1, "time": <wall time>, "host": <hostname>, "duration_s": <seconds run>,
      "sources": {"host": {"health": {...}, "data": {...} | null, "age_s": <s> | null,
                           "seq": <n>, "time": <wall time> | null}, ...},
-     "recorder": {"health": {...}, "data": {...}}   # only with --record
+     "recorder": {"health": {...}, "data": {...}},  # only with --record
+     "alarms": [{"source": ..., "severity": "error" | "warning", "text": ..., "kind": ...,
+                 "detail": {...}}, ...]
     }
 
 `age_s` is the age of the source's last good data (null when it never had any).
+`alarms` is what the dashboard's header shows (core/alarms.py): the sources' own alarms
+(a failing canary, a growing drop counter...) first, then sources down or degraded.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ebpftop.core.alarms import Alarm, alarms
 from ebpftop.core.codec import to_jsonable
 from ebpftop.core.collector import Collector
 from ebpftop.core.model import Health, HealthState, Snapshot
@@ -91,10 +96,12 @@ def failure_message(snap: Snapshot | None) -> str:
     return f"{msg} ({h.hint})" if h.hint else msg
 
 
+NO_REPORT = Health(HealthState.DOWN, "no report within the time allowed")
+
+
 def source_entry(snap: Snapshot | None, now: float) -> dict[str, Any]:
     if snap is None:
-        health = Health(HealthState.DOWN, "no report within the time allowed")
-        return {"health": to_jsonable(health), "data": None, "age_s": None, "seq": 0, "time": None}
+        return {"health": to_jsonable(NO_REPORT), "data": None, "age_s": None, "seq": 0, "time": None}
     age = snap.health.age(now)
     return {
         "health": to_jsonable(snap.health),
@@ -116,7 +123,21 @@ def build_document(runtime: Runtime, names: list[str], *, started: float, now: f
     rec = runtime.store.latest(RECORDER)
     if rec is not None:
         doc["recorder"] = {"health": to_jsonable(rec.health), "data": to_jsonable(rec.data)}
+    doc["alarms"] = to_jsonable(document_alarms(runtime, names, now))
     return doc
+
+
+def document_alarms(runtime: Runtime, names: list[str], now: float) -> tuple[Alarm, ...]:
+    """The header's alarms over the sources reported; one that never reported is down."""
+    store = runtime.store
+
+    def latest(name: str) -> Snapshot | None:
+        snap = store.latest(name)
+        if snap is None and name in names:
+            return Snapshot(name, 0, now, NO_REPORT)
+        return snap
+
+    return alarms(latest, store.history, [*names, RECORDER], now)
 
 
 def judge(runtime: Runtime, names: list[str], explicit: bool) -> list[Failure]:

@@ -9,6 +9,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -246,3 +247,117 @@ def test_cli_exit_1_names_the_failed_source(monkeypatch, capsys):
     assert rc == 1
     assert json.loads(out)["sources"]["good"]["health"]["state"] == "ok"
     assert err.strip().splitlines() == ["ebpftop: source broken failed: RuntimeError: map lookup failed"]
+
+
+# --- alarms: what the dashboard's header says, in the document -----------------------------
+
+
+def test_snapshot_json_carries_a_source_down_as_an_alarm(tmp_path):
+    """The real CLI, its canary pointed at a port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections are refused
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EBPFTOP_")}
+    env.update(HOME=str(tmp_path), EBPFTOP_PROMETHEUS_URL=f"http://127.0.0.1:{port}")
+    proc = subprocess.run(
+        [EBPFTOP, "snapshot", "--json", "--duration", "1", "--source", "canary", "--source", "host"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    health = doc["sources"]["canary"]["health"]
+    assert health["state"] == "down" and "Connection refused" in health["message"]
+    assert doc["alarms"] == [
+        {
+            "source": "canary",
+            "severity": "error",
+            "text": f"canary down: {health['message']}",
+            "kind": "down",
+            "detail": {
+                "state": "down",
+                "message": health["message"],
+                "hint": health["hint"],
+                "errors": health["errors"],
+                "last_good_age_s": None,
+                "stale": False,
+            },
+        }
+    ]
+
+
+def test_alarms_name_sources_down_or_silent_but_not_off():
+    result = snapshot()
+    assert [(a["source"], a["kind"], a["text"]) for a in result.doc["alarms"]] == [
+        ("broken", "down", "broken down: RuntimeError: map lookup failed")
+    ]
+    assert result.doc["alarms"][0]["detail"]["errors"] >= 1
+    # A requested source that never reported is down in the alarms as in its entry.
+    silent = Fake("silent")
+    silent.interval = 60.0
+
+    async def never():
+        await asyncio.sleep(60)
+
+    silent.collect = never
+    doc = asyncio.run(
+        headless.run_snapshot(Settings(), None, duration=0.1, grace=0.2, collectors=[Fake("good"), silent])
+    ).doc
+    assert doc["sources"]["silent"]["health"]["message"] == "no report within the time allowed"
+    assert [(a["source"], a["text"]) for a in doc["alarms"]] == [
+        ("silent", "silent down: no report within the time allowed")
+    ]
+
+
+@pytest.mark.integration
+def test_snapshot_json_carries_a_failing_canary_from_a_real_prometheus(tmp_path):
+    """Backfilled series where the canary's p99 and 5xx ratio breach their thresholds;
+    the real collector (clock at the data's time) judges them in the headless run."""
+    from promtools import openmetrics_counter, openmetrics_histogram, prometheus
+
+    from ebpftop.collectors.canary.collector import CanaryCollector
+    from ebpftop.collectors.canary.config import ServiceConfig
+    from ebpftop.collectors.canary.verdict import Thresholds
+
+    t0 = (int(time.time()) // 7200) * 7200 - 4 * 3600
+    at = t0 + 600
+    les = ("0.05", "0.5", "2.5", "+Inf")
+    fast, slow = dict(zip(les, (90, 10, 0, 0), strict=True)), dict(zip(les, (10, 30, 60, 0), strict=True))
+    hist = {(("job", "pay"), ("version", "canary")): slow, (("job", "pay"), ("version", "stable")): fast}
+    reqs = {
+        (("job", "pay"), ("version", "canary"), ("code", "200")): 95,
+        (("job", "pay"), ("version", "canary"), ("code", "500")): 5,
+        (("job", "pay"), ("version", "stable"), ("code", "200")): 100,
+    }
+    om = (
+        openmetrics_histogram("http_request_duration_seconds", hist, start=t0, step=15, steps=60)
+        + openmetrics_counter("http_requests", reqs, start=t0, step=15, steps=60)
+        + "# EOF\n"
+    )
+    with prometheus(tmp_path, openmetrics=om) as prom:
+        settings = Settings(prometheus_url=prom.url, canary_timeout=10.0)
+        service = ServiceConfig(name="pay", selector='job="pay"', thresholds=Thresholds(persist=1))
+        canary = CanaryCollector(settings, services=(service,), clock=lambda: at)
+        result = asyncio.run(headless.run_snapshot(settings, ["canary"], duration=0.5, collectors=[canary]))
+    entry = result.doc["sources"]["canary"]
+    assert entry["health"]["state"] == "ok", entry["health"]
+    (svc,) = entry["data"]["services"]
+    assert svc["verdict"] == "fail"
+    (alarm,) = result.doc["alarms"]
+    why = svc["reason"].removeprefix("canary ")
+    assert alarm == {
+        "source": "canary",
+        "severity": "error",
+        "text": f"canary FAIL pay: {why}",
+        "kind": "canary_verdict",
+        "detail": {
+            "service": "pay",
+            "verdict": "fail",
+            "reason": svc["reason"],
+            "metrics": [m["name"] for m in svc["metrics"] if m["verdict"] == "fail"],
+        },
+    }
+    assert {"p99", "error_ratio"} <= set(alarm["detail"]["metrics"])
