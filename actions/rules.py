@@ -7,12 +7,16 @@ A change to deny states the traffic it will drop; a load lists what it replaces.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from ebpftop.collectors.rules.preview import describe
 from ebpftop.collectors.rules.ruleset import RuleBook
 from ebpftop.collectors.rules.spec import Rule, format_rule
-from ebpftop.core.gate import Action
+from ebpftop.core.gate import Action, Gate
+
+log = logging.getLogger(__name__)
 
 
 def author_of(actor) -> str:
@@ -163,3 +167,32 @@ def session_end(book: RuleBook, pid: int) -> tuple[Action, Callable[[], Awaitabl
         return applied.summary() if applied is not None else "nothing to remove: already gone"
 
     return action, perform
+
+
+async def end_session(settings, gate: Gate, pid: int | None = None) -> None:
+    """Remove the count rules this dashboard added live, through `gate` as an automatic
+    action: audited, and not removed when the audit log cannot say so. Registered on the
+    dashboard's runtime as a closer; runs after the collectors stopped, so it opens a
+    book of its own. Never raises: a failure is logged (the next rules change drops them)."""
+    if os.geteuid() != 0:
+        return  # the pins need root to read, and without root this session added none
+    pid = os.getpid() if pid is None else pid
+    book = RuleBook.from_settings(settings)
+    try:
+        planned = await asyncio.to_thread(session_end, book, pid)
+        if planned is None:
+            return
+        result = await gate.execute(*planned, _never, automatic=True)
+        if not result.ok:
+            log.warning(
+                "this session's count rules were not removed (the next rules change drops them): %s",
+                result.message,
+            )
+    except Exception:
+        log.warning("could not remove this session's count rules", exc_info=True)
+    finally:
+        book.close()
+
+
+async def _never(_action) -> bool:  # automatic: nothing is asked
+    return False

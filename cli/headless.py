@@ -31,12 +31,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ebpftop.collectors.registry import default_collectors
 from ebpftop.core.alarms import Alarm, alarms
 from ebpftop.core.codec import to_jsonable
 from ebpftop.core.collector import Collector
 from ebpftop.core.model import Health, HealthState, Snapshot
 from ebpftop.core.record import SOURCE as RECORDER
-from ebpftop.core.runtime import Runtime, default_collectors
+from ebpftop.core.runtime import Runtime
 from ebpftop.core.settings import Settings
 
 VERSION = 1

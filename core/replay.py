@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import importlib
-import importlib.util
 import json
-import logging
 import math
-import pkgutil
 import time
 import zlib
 from collections.abc import Iterator
@@ -41,8 +37,6 @@ from .record import FORMAT, VERSION, ClosingGzipFile, is_header
 from .runtime import Runtime
 from .settings import Settings
 from .store import Store
-
-log = logging.getLogger(__name__)
 
 MAX_LINE = 16 << 20
 MAX_FRAMES = 200_000  # ~55 h of one source at 1 Hz; a few hundred MB at most in memory
@@ -200,28 +194,13 @@ def _check_header(obj: dict) -> str:
     return ""
 
 
-def load_payload_types() -> None:
-    """Import each source's `model` / `data` module, where its payload type registers.
-
-    A replay runs no collectors, so nothing else would import them, and snapshots of
-    those sources would decode as plain dicts instead of the dataclasses panes expect.
-    """
-    package = importlib.import_module("ebpftop.collectors")  # the sources; replay itself is in core
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.ispkg:
-            continue
-        for leaf in ("model", "data"):
-            name = f"{package.__name__}.{info.name}.{leaf}"
-            try:
-                if importlib.util.find_spec(name) is not None:
-                    importlib.import_module(name)
-            except Exception:
-                log.exception("cannot load payload types from %s", name)
-
-
 def read_recording(path: str, *, max_frames: int = MAX_FRAMES) -> Recording:
-    """Every snapshot up to the first damage. Raises ReplayError if nothing can be read."""
-    load_payload_types()
+    """Every snapshot up to the first damage. Raises ReplayError if nothing can be read.
+
+    Payloads decode as the dataclasses registered for their source (core.model); the
+    caller loads the sources' types first (collectors.registry.load_payload_types), or
+    they stay plain dicts.
+    """
     frames: list[Snapshot] = []
     headers: list[dict] = []
     damage: Damage | None = None

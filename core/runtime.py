@@ -1,8 +1,8 @@
 """Everything behind the screen, wired once: bus, store, collectors, recorder, gate.
 
-The dashboard, the headless snapshot and the tests all build a Runtime; the app only
-reads the store and listens to the bus, so a test (or a replay) hands the app a
-Runtime with other sources and nothing else changes.
+The caller chooses the sources (the cli from collectors.registry, a test its fakes, a
+replay none); the app only reads the store and listens to the bus, so a test (or a
+replay) hands the app a Runtime with other sources and nothing else changes.
 """
 
 from __future__ import annotations
@@ -21,35 +21,20 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 
-def default_collectors(settings: Settings) -> list[Collector]:
-    """The live sources for these settings. Later sources add themselves here."""
-    from ebpftop.collectors.canary.collector import CanaryCollector
-    from ebpftop.collectors.flows.collector import FlowsCollector
-    from ebpftop.collectors.host import HostCollector
-    from ebpftop.collectors.profiles.collector import from_settings as profiles_collector
-    from ebpftop.collectors.rules.collector import RulesCollector
-
-    collectors = [
-        HostCollector(interval=settings.refresh),
-        FlowsCollector(settings.ifaces, interval=settings.refresh),
-        # always present: without prometheus_url it reports "off" with how to turn it on
-        CanaryCollector(settings),
-        profiles_collector(settings),  # BPF sampler off without root; pprof still works
-        RulesCollector(settings),  # reads the pinned rule set; empty when none is enforced
-    ]
-    if settings.rollout_controller:
-        from ebpftop.collectors.rollout.collector import RolloutCollector
-
-        collectors.append(RolloutCollector(settings))
-    return collectors
+def audited_gate(settings: Settings) -> Gate:
+    """The action gate for these settings: their audit log and key, read-only in kiosk
+    mode. Every actor (the dashboard, the CLI verbs) gets its gate from here."""
+    # Touches no file until the first action: building it needs no root.
+    return Gate(AuditLog(settings.audit_log, settings.audit_key), read_only=settings.kiosk)
 
 
 class Runtime:
     def __init__(
         self,
         settings: Settings,
-        collectors: list[Collector] | None = None,
+        collectors: list[Collector],
         *,
+        gate: Gate | None = None,
         bus: Bus | None = None,
         store: Store | None = None,
     ) -> None:
@@ -57,10 +42,9 @@ class Runtime:
         self.bus = bus or Bus()
         self.store = store or Store(settings.history)
         self.bus.subscribe(self.store)
-        self.collectors = default_collectors(settings) if collectors is None else collectors
+        self.collectors = collectors
         self.runners = [CollectorRunner(c, self.bus) for c in self.collectors]
-        # Touches no file until the first action: building a Runtime needs no root.
-        self.gate = Gate(AuditLog(settings.audit_log, settings.audit_key), read_only=settings.kiosk)
+        self.gate = gate or audited_gate(settings)
         self._tasks: list[asyncio.Task] = []
         self._closers: list[Callable[[], object]] = []
         self.recorder = None  # a record.Recorder once start() opened settings.record

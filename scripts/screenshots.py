@@ -34,10 +34,12 @@ def moment(replay) -> int:
 async def shoot(
     recording: pathlib.Path, size: tuple[int, int], out: pathlib.Path, home: pathlib.Path
 ) -> None:
+    from ebpftop.collectors.registry import load_payload_types
     from ebpftop.core.replay import ReplayRuntime
     from ebpftop.core.settings import Settings
     from ebpftop.tui.app import EbpftopApp
 
+    load_payload_types()
     settings = Settings(audit_log=str(home / "audit.jsonl"), audit_key=str(home / "audit.key"))
     runtime = ReplayRuntime.from_file(settings, str(recording))
     runtime.replay.paused = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from app_support import make_app, publish_fixed, screen_text
@@ -266,13 +267,14 @@ async def quit_keeping_enforced_rules(tmp_path, **changes) -> None:
 
     from app_support import NOW, settings
 
+    from ebpftop.cli.wiring import dashboard_runtime
     from ebpftop.collectors.rules.collector import RulesCollector
-    from ebpftop.core.runtime import Runtime
     from ebpftop.tui.app import EbpftopApp
     from ebpftop.tui.screens.quit_rules import QuitRulesScreen
 
     s = replace(settings(tmp_path), **changes)
-    app = EbpftopApp(Runtime(s, collectors=[RulesCollector(s)]), clock=lambda: NOW)
+    # the dashboard's wiring: it registers the session's cleanup on the runtime
+    app = EbpftopApp(dashboard_runtime(s, [RulesCollector(s)]), clock=lambda: NOW)
     async with app.run_test(size=(120, 30)) as pilot:
         for _ in range(100):  # until the collector has started and read the rules
             if app.runtime.store.latest("rules") is not None:
@@ -309,3 +311,50 @@ async def test_count_rules_stay_when_their_removal_cannot_be_audited(tmp_path, m
     (tmp_path / "blocked").write_text("")  # the audit log's directory is a file
     await quit_keeping_enforced_rules(tmp_path, audit_log=str(tmp_path / "blocked" / "audit.jsonl"))
     assert [r.id for r in book.rules] == [1, 2, 3]  # an unaudited change is worse than none
+
+
+async def stopped_after_rules_read(runtime) -> None:
+    await runtime.start()
+    try:
+        for _ in range(100):  # until the collector has started and read the rules
+            if runtime.store.latest("rules") is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert runtime.store.latest("rules") is not None
+    finally:
+        await runtime.stop()
+
+
+async def test_kiosk_keeps_the_session_count_rules_and_audits_the_refusal(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from app_support import settings
+
+    from ebpftop.cli.wiring import dashboard_runtime
+    from ebpftop.collectors.rules.collector import RulesCollector
+
+    book = session_book(monkeypatch)
+    s = replace(settings(tmp_path), kiosk=True)
+    await stopped_after_rules_read(dashboard_runtime(s, [RulesCollector(s)]))
+    assert [r.id for r in book.rules] == [1, 2, 3]  # read-only: the gate refuses every change
+    [refused] = audit_events(tmp_path)
+    assert (refused["event"], refused["automatic"], refused["action"]["params"]["ids"]) == (
+        "refused",
+        True,
+        [1],
+    )
+
+
+async def test_only_the_dashboard_wiring_ends_the_session(tmp_path, monkeypatch):
+    """A bare Runtime (the headless snapshot, a test) never acts as it stops; the rules
+    source itself only closes its book."""
+    from app_support import settings
+
+    from ebpftop.collectors.rules.collector import RulesCollector
+    from ebpftop.core.runtime import Runtime
+
+    book = session_book(monkeypatch)
+    s = settings(tmp_path)
+    await stopped_after_rules_read(Runtime(s, [RulesCollector(s)]))
+    assert [r.id for r in book.rules] == [1, 2, 3]
+    assert audit_events(tmp_path) == []

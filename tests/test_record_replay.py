@@ -333,13 +333,17 @@ def test_committed_damaged_fixture_is_the_demo_cut_mid_line():
 
 
 def test_demo_decodes_typed_in_a_fresh_interpreter():
-    """A replay runs no collectors; the reader itself must load every payload type."""
+    """A replay runs no collectors; what the replay verb does before reading (loading the
+    sources' payload types from the registry) makes every payload typed, without bcc or
+    Textual."""
     import subprocess
     import sys
 
     code = (
         "import sys\n"
+        "from ebpftop.collectors.registry import load_payload_types\n"
         "from ebpftop.core.replay import read_recording\n"
+        "load_payload_types()\n"
         f"rec = read_recording({str(DEMO)!r})\n"
         "types = sorted({(f.source, type(f.data).__name__) for f in rec.frames if f.data is not None})\n"
         "print(types)\n"
@@ -379,8 +383,9 @@ def test_replay_loads_every_payload_type_the_collectors_register():
         "from ebpftop.core.model import _PAYLOADS\n"
         "print(sorted(_PAYLOADS))\n"
     )
-    loaded = (
-        "from ebpftop.core.replay import load_payload_types\n"
+    loaded = (  # as the replay verb does: core's reader registers its own (the recorder)
+        "import ebpftop.core.replay\n"
+        "from ebpftop.collectors.registry import load_payload_types\n"
         "load_payload_types()\n"
         "from ebpftop.core.model import _PAYLOADS\n"
         "print(sorted(_PAYLOADS))\n"

@@ -18,7 +18,7 @@ from ebpftop.collectors.rollout.webhook import SIGNATURE_HEADER, WebhookControll
 from ebpftop.core.bus import Bus
 from ebpftop.core.collector import CollectorRunner
 from ebpftop.core.model import HealthState, from_json, to_json
-from ebpftop.core.runtime import default_collectors
+from ebpftop.collectors.registry import default_collectors
 from ebpftop.core.settings import Settings
 
 KEY = b"s3cret-key"

@@ -10,9 +10,9 @@ def run(args: argparse.Namespace) -> int:
 
     # Exits 2, one cleaned line per problem; --lab brings the lab up when it is not.
     settings = load_or_exit(args, lab=LAB_UP)
-    from ebpftop.core.runtime import Runtime
+    from ebpftop.cli.wiring import dashboard_runtime
     from ebpftop.tui.app import EbpftopApp
 
-    app = EbpftopApp(Runtime(settings))
+    app = EbpftopApp(dashboard_runtime(settings))
     app.run()
     return app.return_code or 0

@@ -52,6 +52,7 @@ def summary(runtime) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ebpftop.cli.options import LAB_UNUSED, load_or_exit
+    from ebpftop.collectors.registry import load_payload_types
     from ebpftop.core.replay import ReplayError, ReplayRuntime
     from ebpftop.core.untrusted import clean
 
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if size > 4 * 1024 * 1024:
         # Loading decodes every snapshot (about 1 ms each, bench/RESULTS.md): say why it waits.
         print(f"ebpftop: reading {clean(args.file)} ({size / 2**20:.0f} MB)…", file=sys.stderr, flush=True)
+    load_payload_types()  # no collector runs in a replay: their payload types decode it
     try:
         runtime = ReplayRuntime.from_file(settings, args.file)
     except ReplayError as exc:

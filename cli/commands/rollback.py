@@ -68,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args, settings, controller) -> int:
     from ebpftop.actions.rollback import RollbackUnavailable, run_rollback
     from ebpftop.collectors.rollout.base import ControllerError
-    from ebpftop.core.audit import AuditLog
-    from ebpftop.core.gate import Gate
+    from ebpftop.core.runtime import audited_gate
 
     try:
         try:
@@ -88,7 +87,7 @@ async def _run(args, settings, controller) -> int:
                 say(f"(and it would be refused: {state.rollback_reason})")
             return 0
         evidence = await _evidence(settings, args.service)
-        gate = Gate(AuditLog(settings.audit_log, settings.audit_key), read_only=settings.kiosk)
+        gate = audited_gate(settings)
         try:
             result = await run_rollback(
                 gate, controller, args.service, evidence, told if args.yes else _ask, state=state

@@ -131,8 +131,8 @@ def _list(settings, as_json: bool) -> int:
 async def _change(args, settings) -> int:
     from ebpftop.actions.rules import plan
     from ebpftop.collectors.rules.grammar import RuleError, parse_rule
-    from ebpftop.core.audit import Actor, AuditLog
-    from ebpftop.core.gate import Gate
+    from ebpftop.core.audit import Actor
+    from ebpftop.core.runtime import audited_gate
 
     if args.rules_verb == "add":
         text = " ".join(args.rule)
@@ -156,7 +156,7 @@ async def _change(args, settings) -> int:
         if rules is None:
             return 2
         request = ("load", rules)
-    gate = Gate(AuditLog(settings.audit_log, settings.audit_key), read_only=settings.kiosk)
+    gate = audited_gate(settings)
     actor = Actor.current()
     action, perform = plan(settings, request, actor)
     result = await gate.execute(action, perform, told if args.yes else _ask)

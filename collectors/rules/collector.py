@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import os
 import time
 
-from ebpftop.actions.rules import session_end
-from ebpftop.core.audit import AuditLog
 from ebpftop.core.collector import Collector, SourceUnavailable
-from ebpftop.core.gate import Gate
 
 from .compile import MAX_RULES
 from .model import RuleRecord, RulesData
@@ -24,8 +20,6 @@ from .ruleset import RuleBook
 from .spec import format_rule
 
 HISTORY = 30
-
-log = logging.getLogger(__name__)
 
 
 def rules_data(settings, book: RuleBook | None = None, rates=None) -> RulesData:
@@ -118,29 +112,8 @@ class RulesCollector(Collector):
         return payload.problem or ""
 
     async def close(self) -> None:
+        # This session's count rules are removed by an action the cli registers on the
+        # runtime (actions.rules.end_session), through its gate: a source never acts.
         book, self._book = self._book, None
-        if book is None:
-            return
-        try:
-            # Count rules this dashboard added live with its session (allow/deny stay),
-            # through the gate: audited, and not removed when the audit log cannot say so.
-            planned = await asyncio.to_thread(session_end, book, os.getpid())
-            if planned is not None:
-                # The runtime's gate is built the same way: same log, key, kiosk and actor.
-                gate = Gate(
-                    AuditLog(self.settings.audit_log, self.settings.audit_key), read_only=self.settings.kiosk
-                )
-                result = await gate.execute(*planned, _never, automatic=True)
-                if not result.ok:
-                    log.warning(
-                        "this session's count rules were not removed (the next rules change drops them): %s",
-                        result.message,
-                    )
-        except Exception:
-            log.warning("could not remove this session's count rules", exc_info=True)
-        finally:
+        if book is not None:
             book.close()
-
-
-async def _never(_action) -> bool:  # automatic: nothing is asked
-    return False

@@ -1,0 +1,23 @@
+"""The one place that wires a dashboard: which sources run (collectors.registry), the
+action gate with its audit log (core.runtime.audited_gate), and the actions that run as
+the dashboard ends. The verbs and the tests build their runtimes here."""
+
+from __future__ import annotations
+
+from ebpftop.core.collector import Collector
+from ebpftop.core.runtime import Runtime, audited_gate
+from ebpftop.core.settings import Settings
+
+
+def dashboard_runtime(settings: Settings, collectors: list[Collector] | None = None) -> Runtime:
+    """A Runtime for the dashboard: the default sources unless `collectors` are given."""
+    from ebpftop.actions.rules import end_session
+    from ebpftop.collectors.registry import default_collectors
+
+    chosen = default_collectors(settings) if collectors is None else collectors
+    runtime = Runtime(settings, chosen, gate=audited_gate(settings))
+    if any(c.name == "rules" for c in chosen):
+        # Count rules added live end with their session (the Rules pane said so when
+        # they were added), through the runtime's gate like every other change.
+        runtime.on_close(lambda: end_session(settings, runtime.gate))
+    return runtime
