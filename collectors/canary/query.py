@@ -163,10 +163,12 @@ class PromClient:
         # read=False: a read timeout surfaces as requests' ReadTimeout, not a
         # ConnectionError wrapping MaxRetryError.
         retry = Retry(total=None, connect=0, read=False, status=0, other=0, redirect=3)
+        # our own handle on the session PrometheusConnect uses (its `_session` is private)
+        self._session = session(token=token, ca_file=ca_file)
         self._conn = PrometheusConnect(
             url=self.url,
             auth=basic_auth,
-            session=session(token=token, ca_file=ca_file),
+            session=self._session,
             timeout=timeout,
             retry=retry,
         )
@@ -175,7 +177,7 @@ class PromClient:
         # redirect elsewhere is under the deadline too
         adapter = DeadlineAdapter(max_retries=retry, pool_maxsize=workers)
         for prefix in (self.url, "http://", "https://"):
-            self._conn._session.mount(prefix, adapter)
+            self._session.mount(prefix, adapter)
         # A stalled Prometheus holds a thread until the deadline; a private pool keeps
         # that from starving other collectors' to_thread work.
         self._pool = DaemonExecutor(workers, "prometheus")
@@ -192,13 +194,13 @@ class PromClient:
         conn = self._conn
         late = f"no complete answer within {self.timeout:g} s"
         try:
-            resp = conn._session.get(
+            resp = self._session.get(
                 f"{self.url}/api/v1/{path}",
                 params=params,
                 headers=conn.headers,
                 auth=conn.auth,
                 # explicit, or REQUESTS_CA_BUNDLE in the environment overrides the CA file
-                verify=conn._session.verify,
+                verify=self._session.verify,
                 timeout=max(0.001, deadline.remaining()),
                 stream=True,
             )
@@ -265,7 +267,7 @@ class PromClient:
         self._closed = True
         self._deadlines.cut_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._conn.close()
+        self._session.close()  # PrometheusConnect.close (0.7) does only this
 
 
 def _reason(exc: BaseException) -> str:
