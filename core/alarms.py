@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .model import HealthState, Snapshot
+from .model import Health, HealthState, Snapshot
 from .store import last_good
 
 log = logging.getLogger(__name__)
@@ -50,25 +50,25 @@ def register_alarms(source: str, rule: AlarmRule) -> AlarmRule:
     return rule
 
 
-def health_alarm(latest: Snapshot, history: Sequence[Snapshot], now: float) -> Alarm | None:
-    """Down is an error, degraded a warning; ok and off (not configured) raise nothing."""
-    health = latest.health
+def health_alarm(
+    source: str, health: Health, now: float | None = None, *, stale: bool = False
+) -> Alarm | None:
+    """Down is an error, degraded a warning; ok and off (not configured) raise nothing.
+    `stale`: the data on show is older than the latest sample (it failed after delivering)."""
     if health.state not in (HealthState.DOWN, HealthState.DEGRADED):
         return None
-    good = last_good(latest, history)
-    age = health.age(now)
-    text = f"{latest.source} {health.state.value}" + (f": {health.message}" if health.message else "")
+    age = health.age(now) if now is not None else None
+    text = f"{source} {health.state.value}" + (f": {health.message}" if health.message else "")
     detail = {
         "state": health.state.value,
         "message": health.message,
         "hint": health.hint,
         "errors": health.errors,
         "last_good_age_s": None if age is None else round(age, 3),
-        # The data on show is older than the latest sample: it failed after delivering.
-        "stale": good is not None and good is not latest,
+        "stale": stale,
     }
     severity: Severity = "error" if health.state is HealthState.DOWN else "warning"
-    return Alarm(latest.source, severity, text, health.state.value, detail)
+    return Alarm(source, severity, text, health.state.value, detail)
 
 
 def data_alarms(latest: Snapshot, history: Sequence[Snapshot]) -> tuple[Alarm, ...]:
@@ -88,8 +88,20 @@ def source_alarms(latest: Snapshot | None, history: Sequence[Snapshot], now: flo
     """Everything wrong with one source: its data alarms, then its health alarm."""
     if latest is None:
         return ()
-    health = health_alarm(latest, history, now)
+    good = last_good(latest, history)
+    health = health_alarm(latest.source, latest.health, now, stale=good is not None and good is not latest)
     return data_alarms(latest, history) + ((health,) if health is not None else ())
+
+
+def ordered(found: Iterable[Alarm | None]) -> tuple[Alarm, ...]:
+    """The order every reader shows: data alarms first (errors first, otherwise as
+    found), then health alarms (down before degraded, then by source name)."""
+    data = [a for a in found if a is not None]
+    health = [a for a in data if a.kind in HEALTH_KINDS]
+    data = [a for a in data if a.kind not in HEALTH_KINDS]
+    return tuple(sorted(data, key=lambda a: a.severity != "error")) + tuple(
+        sorted(health, key=lambda a: (a.severity != "error", a.source))
+    )
 
 
 def alarms(
@@ -98,16 +110,10 @@ def alarms(
     sources: Iterable[str],
     now: float,
 ) -> tuple[Alarm, ...]:
-    """Every alarm of `sources`: data alarms first (errors first, then in the order of
-    `sources`), then health alarms (down before degraded, then by source name).
-    `latest`/`history` are a store's (`Store.latest`, `Store.history`)."""
-    data: list[Alarm] = []
-    health: list[Alarm] = []
-    for source in sources:
-        for alarm in source_alarms(latest(source), history(source), now):
-            (health if alarm.kind in HEALTH_KINDS else data).append(alarm)
-    return tuple(sorted(data, key=lambda a: a.severity != "error")) + tuple(
-        sorted(health, key=lambda a: (a.severity != "error", a.source))
+    """Every alarm of `sources` (in `ordered` order; data alarms of equal severity in the
+    order of `sources`). `latest`/`history` are a store's (`Store.latest`, `Store.history`)."""
+    return ordered(
+        alarm for source in sources for alarm in source_alarms(latest(source), history(source), now)
     )
 
 

@@ -34,7 +34,7 @@ def test_down_is_an_error_degraded_a_warning_ok_and_off_nothing():
     down = snap(
         "flows", None, health=Health(HealthState.DOWN, "BPF unavailable: needs root", "run with sudo")
     )
-    alarm = health_alarm(down, (down,), T + 5)
+    alarm = source_alarms(down, (down,), T + 5)[0]
     assert alarm == Alarm(
         "flows",
         "error",
@@ -52,11 +52,11 @@ def test_down_is_an_error_degraded_a_warning_ok_and_off_nothing():
     degraded = snap(
         "profiles", None, health=Health(HealthState.DEGRADED, "perf_event_open failed", "", T - 40, 2)
     )
-    alarm = health_alarm(degraded, (degraded,), T)
+    alarm = health_alarm("profiles", degraded.health, T)
     assert (alarm.severity, alarm.kind, alarm.detail["last_good_age_s"]) == ("warning", "degraded", 40.0)
-    assert health_alarm(snap("host", object()), (), T) is None
+    assert source_alarms(snap("host", object()), (), T) == ()
     off = snap("canary", None, health=Health(HealthState.OFF, "Prometheus not configured"))
-    assert health_alarm(off, (off,), T) is None
+    assert health_alarm("canary", off.health, T) is None
 
 
 def test_a_source_that_fails_after_delivering_is_stale_and_keeps_its_last_good_data():
@@ -65,7 +65,7 @@ def test_a_source_that_fails_after_delivering_is_stale_and_keeps_its_last_good_d
     assert last_good(failed, (good, failed)) is good
     assert last_good(good, (good,)) is good
     assert last_good(failed, (failed,)) is None
-    alarm = health_alarm(failed, (good, failed), T + 10)
+    (alarm,) = source_alarms(failed, (good, failed), T + 10)
     assert alarm.detail["stale"] is True and alarm.detail["last_good_age_s"] == 10.0
     store = Store()
     store.put(good)
