@@ -15,18 +15,48 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
+# The limits, wildcard indexes (W_*) and field flags (F_* I_* H_* T_* P_*) the kernel
+# reads: defined once, in rules.h
+from .layout import (
+    ACLS,
+    ACTION_CODES,
+    CHILD,
+    F_DPORT,
+    F_DST4,
+    F_DST6,
+    F_IFDIR,
+    F_SPORT,
+    F_SRC4,
+    F_SRC6,
+    F_TTL,
+    H_DST4,
+    H_SRC4,
+    HSLOTS,
+    I_DPORT,
+    I_DST4,
+    I_SPORT,
+    I_SRC4,
+    MAX_RULES,
+    MAX_SLOTS,
+    NODES,
+    P_DPORT,
+    P_SPORT,
+    PCLS,
+    PINT,
+    PROTO_ENTRIES,
+    T_DST4,
+    T_SRC4,
+    W_DPORT,
+    W_DST4,
+    W_DST6,
+    W_SPORT,
+    W_SRC4,
+    W_SRC6,
+    WORDS,
+)
 from .spec import PROTOS, Rule, format_rule
 
-MAX_RULES = 256
-WORDS = MAX_RULES // 64
-MAX_SLOTS = 2 * MAX_RULES  # a full set being replaced by another full set needs both
 ADDR_TRIE_MAX = MAX_RULES  # IPv6 trie entries per field: a rule names at most one prefix
-NODES = 512  # IPv4 trie nodes per field (rules.bpf.c); a prefix needs at most two
-ACLS = 512  # IPv4 address classes per field (rules.bpf.c)
-PCLS = 1024  # port classes per field (rules.bpf.c); 256 ranges make at most 513 intervals
-PINT = 32  # port intervals searched in place (struct pint, rules.bpf.c)
-CHILD = 0x8000
-HSLOTS = 1024  # IPv4 host hash (rules.bpf.c): a host is in one of two slots (cuckoo hashing)
 MAX_KICKS = 200  # cuckoo moves tried for one host before it is left to the trie
 # odd multiplier pairs tried in turn until every host has a slot; hosts that still have
 # none go to the trie
@@ -36,19 +66,6 @@ MULTIPLIERS = (
     (0x165667B1, 0xD3A2646D),
     (0xFD7046C5, 0xB55A4F09),
 )
-ACTION_CODES = {"count": 0, "allow": 1, "deny": 2}
-
-# wildcard vector indexes (match rules.bpf.c)
-W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT = range(6)  # 8 slots in struct cfg
-# which lookups the kernel must do (a field nobody constrains is skipped)
-F_SRC4, F_SRC6, F_DST4, F_DST6, F_SPORT, F_DPORT, F_IFDIR, F_TTL = (1 << i for i in range(8))
-# fields compared inline (one prefix or range in the whole set): no table lookup
-I_SRC4, I_DST4, I_SPORT, I_DPORT = (1 << i for i in range(8, 12))
-# IPv4 tables: H_* the host hash has entries, T_* the trie has (a field can have both)
-H_SRC4, H_DST4, T_SRC4, T_DST4 = (1 << i for i in range(12, 16))
-# port fields of at most PINT intervals: searched in place (Table.hi), not through root
-P_SPORT, P_DPORT = 1 << 16, 1 << 17
-PROTO_ENTRIES = 1536  # [(v6*2 + dir)*256 + proto]: no interface named; [1024 + v6*256 + proto]: all
 NO_EXPIRY = (1 << 64) - 1
 
 

@@ -22,22 +22,27 @@ from ..bpfsys import wait_for_programs
 from ..flows import tcx
 from . import bpfsys
 from .compile import (
-    ACLS,
     ADDR_TRIE_MAX,
-    HSLOTS,
-    MAX_RULES,
-    MAX_SLOTS,
     NO_EXPIRY,
-    NODES,
-    PCLS,
-    PINT,
-    PROTO_ENTRIES,
-    WORDS,
     Compiled,
     lpm_key,
     pack_bits,
     pack_intervals,
     pack_table,
+)
+from .layout import (
+    BASE_HEAD,
+    COUNTER,
+    COUNTER_SIZE,
+    DEBRUIJN,
+    INLINE,
+    MAX_RULES,
+    MAX_SLOTS,
+    META,
+    PROTO_ENTRIES,
+    RULE,
+    SET_PARTS,
+    SET_SIZE,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -45,35 +50,6 @@ SRC = HERE / "rules.bpf.c"
 SETS = ("a", "b")
 
 
-def _layout(parts: tuple[tuple[str, int], ...]) -> tuple[dict[str, tuple[int, int]], int]:
-    """name -> (offset, size) of parts laid end to end, and the total."""
-    out, at = {}, 0
-    for name, size in parts:
-        out[name] = (at, size)
-        at += size
-    return out, at
-
-
-_VEC = 8 * WORDS
-_PTAB = 65536 * 2 + PCLS * _VEC
-_A4TAB = HSLOTS * 64 + 65536 * 2 + NODES * 256 * 2 + ACLS * _VEC
-# struct setv (rules.bpf.c): one set's map value; every part a multiple of 64 bytes long
-SET_PARTS, SET_SIZE = _layout(
-    (
-        ("cfg", 320),
-        ("ctz", 64),
-        ("spi", 2 * PINT + PINT * _VEC),
-        ("dpi", 2 * PINT + PINT * _VEC),
-        ("proto", PROTO_ENTRIES * _VEC),
-        ("rules", MAX_RULES * 16),
-        ("exp", MAX_RULES * 8),
-        ("alive", (MAX_RULES + 2) * _VEC),
-        ("sport", _PTAB),
-        ("dport", _PTAB),
-        ("src4", _A4TAB),
-        ("dst4", _A4TAB),
-    )
-)
 # The pin layout5 (rules.bpf.c). Layout 4 had no port intervals in the set; layout 3
 # kept counters by slot; layout 2 in a per-CPU array; layout 1 had LPM tries for every
 # field and coarse-ns times.
@@ -83,14 +59,8 @@ PROG_PREFIX = "ebpftop_rl"
 _WIDTH = {"src4": 32, "dst4": 32, "sport": 16, "dport": 16}
 _ARPHRD_L3 = {65534, 776, 778}  # none (tun, wireguard), sit, gre: no link-layer header
 _SIOCGIFFLAGS, _SIOCGIFHWADDR = 0x8913, 0x8927
-COUNTER = struct.Struct("<QQQ")  # packets, bytes, last hit (jiffies); 32 bytes a counter in the map
-COUNTER_SIZE = 32
-RULE = struct.Struct("<IIQ")
-BASE_HEAD = 32  # struct base: folded generation, padding, then a counter per slot
 # struct setv's ctz: the bit of (b * DEBRUIJN) >> 58 for each one-bit b (rules.bpf.c lowest())
-DEBRUIJN = 0x03F79D71B4CA8B09
 CTZ = bytes(sorted(range(64), key=lambda i: ((DEBRUIJN << i) & 0xFFFFFFFFFFFFFFFF) >> 58))
-META = struct.Struct("<QII")  # the head of struct cfg: generation, number of rules, field flags
 
 
 class DatapathError(OSError):
@@ -194,6 +164,7 @@ class Datapath:
             bpf = BPF(
                 text=source(self.pin_dir).encode(),
                 cflags=[
+                    f"-I{HERE}",  # rules.h, also for a variant of SRC elsewhere (bench/)
                     f"-DLPM_MAX={ADDR_TRIE_MAX}",
                     f"-DNCPUS={bpfsys.possible_cpus()}",
                     "-Wno-unused-function",
@@ -394,9 +365,7 @@ class Datapath:
                 pack_bits(c.alive[min(k, len(c.alive) - 1)] if c.alive else 0) for k in range(MAX_RULES + 1)
             ),
         )
-        inline = b"".join(
-            struct.pack("<II", *c.inline.get(f, (0, 0))) for f in ("src4", "dst4", "sport", "dport")
-        )
+        inline = b"".join(INLINE.pack(*c.inline.get(f, (0, 0))) for f in ("src4", "dst4", "sport", "dport"))
         put("cfg", META.pack(gen, len(c.rules), c.fields) + inline + b"".join(pack_bits(b) for b in c.wild))
 
     def flip(self, s: int) -> None:

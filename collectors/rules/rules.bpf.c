@@ -21,85 +21,7 @@
 #include <linux/ipv6.h>
 #include <linux/in.h>
 
-#define WORDS 4
-#define MAX_RULES 256
-#define MAX_SLOTS 512
-#define CHILD 0x8000  /* a table entry that points at a node rather than naming a class */
-#define NODES 512     /* IPv4 trie nodes per field: one prefix per rule, at most two nodes each */
-#define ACLS 512      /* address classes per field (one per prefix, + none) */
-/* proto: [(v6 * 2 + dir) * 256 + proto] = rules of that protocol and family that
- * name no interface and allow the direction; [1024 + v6 * 256 + proto] = every rule of
- * that protocol and family (ANDed with the interface's vector when rules name one). */
-#define PROTO_ENTRIES 1536
-#define PCLS 1024     /* port classes per field (at most 2 * MAX_RULES + 1 intervals) */
-#define PINT 32       /* port intervals searched in place (struct pint) */
-
-struct bits { u64 w[WORDS]; };
-struct key6 { u32 prefixlen; u32 addr[4]; };
-struct rule { u32 slot; u32 action; u64 expires; }; /* slot: the rule's key in base; expires: jiffies, 0 = never */
-/* A field whose rules all name one prefix (IPv4) or one port range is compared here
- * instead of looked up: lo/hi = network/mask, or first/last port. */
-struct inl { u32 lo, hi; };
-struct cfg { u64 gen; u32 nrules; u32 fields; struct inl src4, dst4, sport, dport; struct bits wild[8]; };
-struct counter { u64 packets; u64 bytes; u64 last; u64 pad; }; /* last: jiffies; 32 bytes: never across two lines */
-/* base: u64 folded (the generation of the last set whose counters were added in), three
- * u64 of padding, then a struct counter per slot. Opaque bytes, like the tables below. */
-struct base { char b[32 + MAX_SLOTS * sizeof(struct counter)]; };
-struct exptime { u64 t[MAX_RULES]; };
-/* Ports: one entry per port names the class of its interval. A class vector already
- * holds the field's wildcard rules (class 0: only those), so one AND applies it. */
-struct ptab { u16 root[65536]; struct bits cls[PCLS]; };
-/* Ports again, when a field has at most PINT intervals: each interval's last port
- * (ascending, padded with 65535) and its vector. The search's compares are predicted
- * branches, so the vector's address is known without waiting for a load; through
- * root, the class's address waits for root's line (two dependent reads, on two pages
- * 128 KB apart). Here it sits beside cfg, on the page every packet reads anyway. */
-struct pint { u16 hi[PINT]; struct bits v[PINT]; };
-/* IPv4 addresses: host addresses (/32) in a cuckoo hash, each in one of two slots that
- * hold the host's vector beside its key (one line: a probe is one read), the other
- * prefixes in a 16-8-8 multibit trie with the longest match pushed to the leaves, read
- * only when the hash has no entry. Array reads only, never a function call. The two
- * hash multipliers are in struct cfg (inl.lo, inl.hi). */
-#define HSLOTS 1024
-struct hslot { u32 key; u32 pad[7]; struct bits v; };
-struct a4tab { struct hslot h[HSLOTS]; u16 root[65536]; u16 node[NODES][256]; struct bits cls[ACLS]; };
-/* Everything the IPv4 path of one set reads, in one map value: one lookup, then fixed
- * offsets (each map lookup is a dozen instructions on the hot path). Parts start on
- * 64-byte boundaries; datapath.SET_PARTS has the same layout. */
-struct setv {
-    struct cfg cfg; u64 pad0[2];
-    u8 ctz[64]; /* see lowest() */
-    struct pint spi, dpi; /* beside cfg: the same page */
-    struct bits proto[PROTO_ENTRIES];
-    struct rule rules[MAX_RULES];
-    struct exptime exp;
-    struct bits alive[MAX_RULES + 2]; /* + 1 unused: the next part starts on a line */
-    struct ptab sport, dport;
-    struct a4tab src4, dst4;
-};
-/* The map holds it as opaque bytes: bcc generates a text codec for every map value type,
- * element by element, which for these tables takes a minute to compile. */
-struct setraw { char b[sizeof(struct setv)]; };
-
-enum { W_SRC4, W_SRC6, W_DST4, W_DST6, W_SPORT, W_DPORT }; /* wild[6], wild[7]: unused */
-#define F_SRC4 1
-#define F_SRC6 2
-#define F_DST4 4
-#define F_DST6 8
-#define F_SPORT 16
-#define F_DPORT 32
-#define F_IFDIR 64
-#define F_TTL 128
-#define I_SRC4 256 /* compared inline (struct inl), no table */
-#define I_DST4 512
-#define I_SPORT 1024
-#define I_DPORT 2048
-#define H_SRC4 4096 /* the field's table has host entries (hash) */
-#define H_DST4 8192
-#define T_SRC4 16384 /* the field's table has shorter prefixes (trie) */
-#define T_DST4 32768
-#define P_SPORT 65536 /* the port field is searched in struct pint, not in struct ptab */
-#define P_DPORT 131072
+#include "rules.h"
 
 /* On this class of machine every call (helper or non-inlined map lookup) costs 30-40 ns
  * (retpolines, return thunks), so the hot path uses only what the verifier inlines:
@@ -187,7 +109,6 @@ static __always_inline struct bits *pint_lookup(struct pint *t, u32 port) {
  * lower __builtin_ctzll (bcc crashes), and six halving steps are ~30 instructions: the
  * lowest bit alone (w & -w) times a de Bruijn constant puts a distinct 6-bit number in
  * the top bits, and set->ctz (written with the set, beside cfg) maps it to the bit. */
-#define DEBRUIJN 0x03f79d71b4ca8b09ULL
 static __always_inline int lowest(struct setv *sv, struct bits *acc) {
     u64 w;
     u32 base;
@@ -207,7 +128,7 @@ static __always_inline int verdict(struct rule *r, struct __sk_buff *skb, u64 no
         c->bytes += skb->len;
         c->last = now;
     }
-    return r->action == 2 ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+    return r->action == ACTION_DENY ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 /* TTLs in the kernel: exptime holds the set's distinct expiry times, sorted, padded with
