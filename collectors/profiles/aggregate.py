@@ -62,7 +62,7 @@ def summarize(
     )
 
 
-def stack_order(s: StackSample) -> tuple:
+def stack_order(s: StackSample) -> tuple[int, tuple[str, ...], Tags]:
     """Heaviest first; ties broken by frames, then tags, so every listing is stable."""
     return (-s.count, s.frames, s.tags)
 
@@ -94,13 +94,14 @@ def round_robin(ranked: list[list[StackSample]], limit: int) -> list[StackSample
 
 def merge(stacks: Iterable[StackSample]) -> list[StackSample]:
     """Add up samples with the same tags and frames."""
-    acc: dict[StackKey, list] = {}
+    counts: dict[StackKey, int] = {}
+    cpu: dict[StackKey, int] = {}
     for s in stacks:
-        slot = acc.setdefault((s.tags, s.frames), [0, None])
-        slot[0] += s.count
+        key = (s.tags, s.frames)
+        counts[key] = counts.get(key, 0) + s.count
         if s.cpu_ns is not None:
-            slot[1] = (slot[1] or 0) + s.cpu_ns
-    return [StackSample(frames, n, tags, ns) for (tags, frames), (n, ns) in acc.items()]
+            cpu[key] = cpu.get(key, 0) + s.cpu_ns
+    return [StackSample(frames, n, tags, cpu.get((tags, frames))) for (tags, frames), n in counts.items()]
 
 
 # --- grouping and top functions -------------------------------------------------------
@@ -253,8 +254,7 @@ def diff_top(
         if not total:
             return {}
         stats = top_functions(stacks, by=by)
-        pick = (lambda f: f.self_samples) if by == "self" else (lambda f: f.total_samples)
-        return {f.name: pick(f) / total for f in stats}
+        return {f.name: (f.self_samples if by == "self" else f.total_samples) / total for f in stats}
 
     cs, ss = shares(canary, ct), shares(stable, st)
     rows = [

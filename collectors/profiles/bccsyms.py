@@ -14,6 +14,10 @@ import socket
 import subprocess
 import sys
 from multiprocessing.connection import Connection
+from typing import Any
+
+# what bcc's SymbolCache.resolve answers: (name, offset, module); name None when unknown
+Resolved = tuple[bytes | None, int, bytes | None]
 
 ANSWER_S = 30.0  # a donor cache reads every name of libLLVM: seconds, not minutes
 HIGH_FD = 512  # bcc's stray close hits a number it used recently: low ones
@@ -23,8 +27,8 @@ class BccHelper:
     """Owner of one helper process. `cache(pid, lazy=...)` is a resolver for Symbols."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
-        self._conn: Connection | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection[tuple[Any, ...], Any] | None = None
         self.generation = 0  # caches made in an earlier helper are made again
         self.restarts = 0
 
@@ -43,20 +47,20 @@ class BccHelper:
             proc.kill()
             proc.wait()
 
-    def call(self, *msg):
-        if self._conn is None:
-            self._start()
+    def call(self, *msg: Any) -> Any:
+        """One request to the helper; the answer is whatever it sent back (unpickled)."""
+        conn = self._conn if self._conn is not None else self._start()
         try:
-            self._conn.send(msg)
-            if not self._conn.poll(ANSWER_S):
+            conn.send(msg)
+            if not conn.poll(ANSWER_S):
                 raise TimeoutError(f"bcc symbol helper gave no answer in {ANSWER_S:.0f} s")
-            return self._conn.recv()
+            return conn.recv()
         except (OSError, EOFError):
             self.close()
             self.restarts += 1
             raise
 
-    def _start(self) -> None:
+    def _start(self) -> Connection[tuple[Any, ...], Any]:
         ours, theirs = socket.socketpair()
         with ours, theirs:
             # stderr too: bcc's warnings must not land on the dashboard's terminal
@@ -67,8 +71,10 @@ class BccHelper:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            self._conn = Connection(os.dup(ours.fileno()))
+            conn: Connection[tuple[Any, ...], Any] = Connection(os.dup(ours.fileno()))
+            self._conn = conn
         self.generation += 1
+        return conn
 
 
 class RemoteCache:
@@ -79,14 +85,15 @@ class RemoteCache:
         self._id: int | None = None
         self._generation = 0
 
-    def resolve(self, addr: int, demangle: bool):
+    def resolve(self, addr: int, demangle: bool) -> Resolved:
         for _ in range(2):  # once more on a fresh helper if bcc closed the socket
             try:
                 if self._generation != self._helper.generation or not self._helper.alive:
                     self._id = None
                     self._id = self._helper.call("new", self.pid, self._lazy)
                     self._generation = self._helper.generation
-                return self._helper.call("resolve", self._id, addr, demangle)
+                answer: Resolved = self._helper.call("resolve", self._id, addr, demangle)
+                return answer
             except TimeoutError:
                 break  # a second wait as long is no better
             except (OSError, EOFError):
@@ -130,8 +137,9 @@ class _Cache:
             )
             self._cache.cache = lib.bcc_symcache_new(pid, ct.byref(opt))
 
-    def resolve(self, addr: int, demangle: bool):
-        return self._cache.resolve(addr, demangle)
+    def resolve(self, addr: int, demangle: bool) -> Resolved:
+        answer: Resolved = self._cache.resolve(addr, demangle)
+        return answer
 
     def free(self) -> None:
         from bcc.libbcc import lib
@@ -144,7 +152,7 @@ class _Cache:
 def serve(fd: int) -> None:
     high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD)
     os.close(fd)
-    conn = Connection(high)
+    conn: Connection[Any, tuple[Any, ...]] = Connection(high)
     caches: dict[int, _Cache] = {}
     next_id = 0
     while True:
@@ -155,12 +163,14 @@ def serve(fd: int) -> None:
         if op == "new":
             next_id += 1
             caches[next_id] = _Cache(*args)
-            answer = next_id
+            answer: object = next_id
         elif op == "resolve":
             answer = caches[args[0]].resolve(*args[1:])
         else:  # "free"
             c = caches.pop(args[0], None)
-            answer = c.free() if c is not None else None
+            if c is not None:
+                c.free()
+            answer = None
         try:
             conn.send(answer)
         except OSError:

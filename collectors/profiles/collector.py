@@ -15,13 +15,15 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ebpftop.core.collector import Collector, SourceUnavailable
+from ebpftop.core.settings import Settings
 
 from .aggregate import GROUP_KEYS, StackKey, filter_stacks, stacks_from_counts, summarize
 from .model import Profile, ProfilesData, SourceStatus, Tags, WithSource
-from .sampler import Sampler, SamplerUnavailable
+from .sampler import Entry, RawStack, Sampler, SamplerUnavailable
 from .tags import TagCache
 from .windows import SlidingWindows
 
@@ -36,6 +38,9 @@ PRUNE_EVERY = 10.0  # seconds between sweeps of expired process tags (they refre
 MAX_CAPTURES = 5  # on-demand captures kept (pprof latest-per-URL comes on top)
 
 
+Named = tuple[Tags, tuple[str, ...], int]  # (tags, root-first frames, samples)
+
+
 @dataclass
 class _Pending:
     """An on-demand BPF capture filling up from the next drains."""
@@ -45,7 +50,7 @@ class _Pending:
     start: float
     deadline: float
     counts: dict[StackKey, int] = field(default_factory=lambda: collections.defaultdict(int))
-    done: asyncio.Future | None = None
+    done: asyncio.Future[Profile] | None = None
 
 
 class ProfilesCollector(Collector):
@@ -62,7 +67,7 @@ class ProfilesCollector(Collector):
         interval: float = 1.0,
         max_stacks: int = 100,
         sampler: Sampler | None = None,
-        clock=time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.interval = interval
         self.hz = hz
@@ -85,10 +90,10 @@ class ProfilesCollector(Collector):
         self._pprof: dict[str, Profile] = {}  # latest periodic profile per URL
         self._captures: collections.deque[Profile] = collections.deque(maxlen=MAX_CAPTURES)
         self._pending: list[_Pending] = []
-        self._tasks: list[asyncio.Task] = []
-        self._bpf_start: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._bpf_start: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one drain at a time
-        self._naming: asyncio.Future | None = None  # the drain's thread hop, when it needs one
+        self._naming: asyncio.Future[list[Named]] | None = None  # the drain's thread hop, when it needs one
         self._lost = 0
 
     # --- lifecycle --------------------------------------------------------------------
@@ -158,13 +163,14 @@ class ProfilesCollector(Collector):
         if self._naming is not None and not self._naming.done():
             await asyncio.wait({self._naming})  # a cancelled drain's thread still holds the sampler
         sampler = self._sampler
+        assert sampler is not None  # drained only while the sampler runs
         known, new = sampler.drain_known()
         if new:
             named, new = sampler.name_known(new)
             known += named
         counts: dict[StackKey, int] = collections.defaultdict(int)
         cached, now = self._tags.cached, self._tags.now()
-        untagged = []
+        untagged: list[RawStack] = []
         for raw in known:
             tags = cached(raw.tgid, raw.comm, now)
             if tags is None:
@@ -183,10 +189,11 @@ class ProfilesCollector(Collector):
         self._lost = lost[0] + lost[1]
         return dict(counts)
 
-    def _name_and_tag(self, new, untagged, known) -> list[tuple[Tags, tuple[str, ...], int]]:
+    def _name_and_tag(self, new: list[Entry], untagged: list[RawStack], known: list[RawStack]) -> list[Named]:
         """In a thread: names for stacks never seen, tags read from /proc."""
         early = self._tags.ttl / 2
         out = []
+        assert self._sampler is not None  # called from _drain only
         for raw in (*self._sampler.name_new(new), *untagged):
             out.append((self._tagged(self._tags.get(raw.tgid, raw.comm, early=early)), raw.frames, raw.count))
         for raw in known:  # already tagged ones near expiry are read now, not in a hop of their own
@@ -300,15 +307,9 @@ class ProfilesCollector(Collector):
             )
         now = self._clock()
         label = " ".join(f"{k}={v}" for k, v in sorted(want.items()))
-        pending = _Pending(
-            dict(want),
-            f"capture {label}",
-            now,
-            now + seconds,
-            done=asyncio.get_running_loop().create_future(),
-        )
-        self._pending.append(pending)
-        return await pending.done
+        done: asyncio.Future[Profile] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(dict(want), f"capture {label}", now, now + seconds, done=done))
+        return await done
 
     def _feed_pending(self, now: float, counts: dict[StackKey, int]) -> None:
         for p in list(self._pending):
@@ -324,7 +325,7 @@ class ProfilesCollector(Collector):
                     p.done.set_result(prof)
 
 
-def from_settings(settings) -> ProfilesCollector:
+def from_settings(settings: Settings) -> ProfilesCollector:
     return ProfilesCollector(
         hz=settings.profile_hz,
         pprof_urls=settings.pprof_urls,

@@ -13,6 +13,7 @@ import collections
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .aggregate import StackKey, stacks_from_counts, summarize
@@ -41,7 +42,7 @@ def sample(
     top_n: int = 5,
     sampler: Sampler | None = None,
     tags: TagCache | None = None,
-    clock=time.time,
+    clock: Callable[[], float] = time.time,
 ) -> OneShot:
     """Sample every CPU at `hz` for `seconds` (or until `stop` is set), then read,
     name and tag everything once. Raises SamplerUnavailable when BPF cannot run."""

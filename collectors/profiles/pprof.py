@@ -12,6 +12,8 @@ import asyncio
 import urllib.parse
 import zlib
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import httpx
 from google.protobuf.message import DecodeError as ProtoDecodeError
@@ -104,7 +106,7 @@ class PprofProfile:
         return sum(ns) if ns else None
 
 
-def _profile_module():
+def _profile_module() -> ModuleType:
     from . import profile_pb2  # generated; imported late so a missing protobuf says so here
 
     return profile_pb2
@@ -127,7 +129,8 @@ def parse(data: bytes, source: str = "") -> PprofProfile:
     def s(index: int, where: str) -> str:
         if not 0 <= index < len(strings):
             raise PprofError(f"{where}: string index {index} out of range (table has {len(strings)})")
-        return strings[index]
+        text: str = strings[index]
+        return text
 
     types = tuple(
         (s(v.type, f"sample_type[{i}].type"), s(v.unit, f"sample_type[{i}].unit"))
@@ -225,15 +228,14 @@ async def fetch(
     `seconds` (the server profiles that long before answering) plus `timeout`."""
     full = profile_url(url, seconds)
     own = client is None
-    if own:
-        # trust_env=False: a proxy configured for the outside world must not see
-        # requests to a node-local debug endpoint.
-        client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+    # trust_env=False: a proxy configured for the outside world must not see
+    # requests to a node-local debug endpoint.
+    http = httpx.AsyncClient(trust_env=False, follow_redirects=False) if client is None else client
     t = httpx.Timeout(timeout, read=seconds + timeout)
     g = GunzipCapped(limit)
     try:
         async with asyncio.timeout(seconds + timeout):
-            async with client.stream("GET", full, timeout=t, headers={"Accept-Encoding": "identity"}) as resp:
+            async with http.stream("GET", full, timeout=t, headers={"Accept-Encoding": "identity"}) as resp:
                 if resp.status_code != 200:
                     text = (await resp.aread())[:300].decode("utf-8", "replace").strip()
                     raise PprofError(f"HTTP {resp.status_code} from {full}: {text or resp.reason_phrase}")
@@ -250,9 +252,9 @@ async def fetch(
         raise PprofError(f"cannot fetch {full}: {type(exc).__name__}: {exc}") from None
     finally:
         if own:
-            await client.aclose()
+            await http.aclose()
     return g.finish()
 
 
-async def fetch_profile(url: str, **kw) -> PprofProfile:
+async def fetch_profile(url: str, **kw: Any) -> PprofProfile:
     return parse(await fetch(url, **kw), source=url)

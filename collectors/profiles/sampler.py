@@ -18,9 +18,13 @@ import struct
 import sys
 import threading
 import time
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from .symbols import Symbols
+
+# bcc's BPF object and its tables: bcc ships no type information
+BccTable = Any
 
 SOURCE = pathlib.Path(__file__).with_name("sampler.bpf.c")
 FN_NAME = "ebpftop_cpu"  # what `bpftool prog` shows; tests look for it
@@ -57,7 +61,7 @@ class RawStack(NamedTuple):  # one per counts key each drain: a tuple is cheaper
     tgid: int
     comm: str
     frames: tuple[str, ...]  # root first: user frames, then kernel frames
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count(); every reader means the samples
 
 
 class Sampler:
@@ -70,7 +74,7 @@ class Sampler:
         self.max_keys = counts_room(hz) if max_keys is None else max_keys
         self.stack_slots = stack_slots
         self.skip_tgid = skip_tgid
-        self._bpf = None
+        self._bpf: Any = None  # bcc.BPF (bcc ships no type information), None until started
         self._seen: dict[int, float] = {}  # tgid -> last drain it appeared in
         # bcc's own lookup costs ~50 us a frame; hot stacks repeat every second.
         self._symbols = Symbols()
@@ -252,13 +256,13 @@ class Sampler:
             named.append(RawStack(*hit, entry[1]))
         return named, rest
 
-    def _forget_memo(self, pids) -> None:
-        if pids:
-            pids = set(pids)
-            for key in [k for k, v in self._memo.items() if v[0] in pids]:
+    def _forget_memo(self, pids: Iterable[int]) -> None:
+        gone = set(pids)
+        if gone:
+            for key in [k for k, v in self._memo.items() if v[0] in gone]:
                 del self._memo[key]
 
-    def _read_counts(self, counts) -> list[Entry]:
+    def _read_counts(self, counts: BccTable) -> list[Entry]:
         """(key bytes, count) of every key counted, read and deleted in one
         BPF_MAP_LOOKUP_AND_DELETE_BATCH into buffers allocated once (bcc's own batch
         read allocates and walks ctypes arrays of the map's full size every call)."""
@@ -277,7 +281,9 @@ class Sampler:
                 pass
         return [(bytes(k), int(v.value)) for k, v in items]
 
-    def _stack(self, counts, stacks, tgid: int, key: bytes, *, known_only: bool = False):
+    def _stack(
+        self, counts: BccTable, stacks: BccTable, tgid: int, key: bytes, *, known_only: bool = False
+    ) -> tuple[Hit | None, bool]:
         """((tgid, comm, root-first frames), found) of one counts key; found is False when a
         stack id was not in the table. The key's stack ids are stable until the table is
         cleared, so this is asked once per key, not per drain. With known_only, (None,
@@ -286,6 +292,7 @@ class Sampler:
         comm = k.comm.decode("utf-8", "replace")
         usid, ksid = k.user_stack_id, k.kernel_stack_id
         user = self._user_ips(stacks, usid)
+        user_names: tuple[str, ...] | None
         if user is None:
             user_names = (LOST_STACK,)
         elif not user:
@@ -303,7 +310,7 @@ class Sampler:
         frames = user_names[::-1] + kern[::-1]
         return (tgid, comm, frames or (LOST_STACK,)), found
 
-    def _ips(self, stacks, sid: int) -> tuple[int, ...] | None:
+    def _ips(self, stacks: BccTable, sid: int) -> tuple[int, ...] | None:
         """Leaf-first addresses of stack `sid`; () when there is none, None when lost."""
         if sid < 0:
             return None if sid != -errno.EFAULT else ()
@@ -317,7 +324,7 @@ class Sampler:
             pass
         return tuple(ips)
 
-    def _user_ips(self, stacks, sid: int) -> tuple[int, ...] | None:
+    def _user_ips(self, stacks: BccTable, sid: int) -> tuple[int, ...] | None:
         ips = self._uids.get(sid)
         if ips is None:
             ips = self._ips(stacks, sid)
@@ -325,7 +332,9 @@ class Sampler:
                 self._uids[sid] = ips  # a lost stack is asked again: it may be there later
         return ips
 
-    def _kernel_names(self, stacks, sid: int, *, known_only: bool = False) -> tuple[str, ...] | None:
+    def _kernel_names(
+        self, stacks: BccTable, sid: int, *, known_only: bool = False
+    ) -> tuple[str, ...] | None:
         names = self._kids.get(sid)
         if names is None:
             ips = self._ips(stacks, sid)
@@ -340,7 +349,7 @@ class Sampler:
 
     # --- the stack table ----------------------------------------------------------------
 
-    def _read_lost(self, b) -> tuple[int, int]:
+    def _read_lost(self, b: Any) -> tuple[int, int]:
         view = self._lost_view
         if view is None:
             view = self._lost_view = self._map_lost(b)
@@ -359,7 +368,7 @@ class Sampler:
         return out[0], out[1]
 
     @staticmethod
-    def _map_lost(b) -> memoryview:
+    def _map_lost(b: Any) -> memoryview:
         """The `lost` array (BPF_F_MMAPABLE) mapped read-only: read each second without a
         syscall. Empty when the kernel refuses (then it is looked up)."""
         try:
@@ -373,9 +382,10 @@ class Sampler:
         if view:
             m = view.obj
             view.release()
-            m.close()
+            if isinstance(m, mmap.mmap):
+                m.close()
 
-    def _stack_table(self, stacks) -> _StackTable:
+    def _stack_table(self, stacks: BccTable) -> _StackTable:
         if self._stacks is None:
             self._stacks = _StackTable(stacks)
         return self._stacks
@@ -387,7 +397,7 @@ class Sampler:
         (counted in lost()), so keeping more would trade samples for CPU."""
         return len(self._uids) + len(self._kids) > self.stack_slots // KEEP_FRACTION
 
-    def _clear_stacks(self, stacks) -> None:
+    def _clear_stacks(self, stacks: BccTable) -> None:
         # Only ids we have read are deleted: an id first used after this drain is read
         # by the next one. A sample of a known stack counted between the drain and this
         # delete finds its stack again when the next sample of it stores it anew.
@@ -430,6 +440,7 @@ class Sampler:
 
 
 Entry = tuple[bytes, int]  # a counts key as the map holds it, and its count
+Hit = tuple[int, str, tuple[str, ...]]  # (tgid, comm, root-first frames) of one counts key
 LOST_PAIR = struct.Struct("=QQ")  # sampler.bpf.c `lost`: two u64 counters
 
 
@@ -438,7 +449,7 @@ class _StackTable:
     once (bcc's table[key] builds and checks the key in Python: several times slower,
     and a busy node brings dozens of new stacks a second)."""
 
-    def __init__(self, table) -> None:
+    def __init__(self, table: BccTable) -> None:
         from bcc.libbcc import lib
 
         self._lookup, self._delete = lib.bpf_lookup_elem, lib.bpf_delete_elem
@@ -465,7 +476,7 @@ class _NoBatch(Exception):
 class _Batch:
     """BPF_MAP_LOOKUP_AND_DELETE_BATCH of a hash map into buffers made once."""
 
-    def __init__(self, table, max_keys: int) -> None:
+    def __init__(self, table: BccTable, max_keys: int) -> None:
         from bcc.libbcc import lib
 
         self._fn = lib.bpf_lookup_and_delete_batch

@@ -12,15 +12,29 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from .bccsyms import BccHelper
+from .bccsyms import BccHelper, Resolved
 
 UNKNOWN = "[unknown]"
 MAX_NAMES = 200_000  # file-offset names kept before that cache starts over
 MAX_PER_PROCESS = 100_000  # addresses and stacks memoised per process before its memo starts over
 
 FileKey = tuple[int, int, int]  # (device, inode, offset in the file)
+
+
+class SymbolCache(Protocol):
+    """What bcc.SymbolCache offers us (the helper's RemoteCache, or a test's fake)."""
+
+    def resolve(self, addr: int, demangle: bool) -> Resolved: ...
+
+    def free(self) -> None: ...
+
+
+class Resolver(Protocol):
+    def __call__(self, pid: int, lazy: bool = ...) -> SymbolCache: ...
 
 
 @dataclass
@@ -80,17 +94,22 @@ class _Process:
     starts: list[int] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)  # address -> name
     stacks: dict[tuple[int, ...], tuple[str, ...]] = field(default_factory=dict)
-    bcc: object | None = None  # bcc.SymbolCache, made only when a name is not cached
+    bcc: SymbolCache | None = None  # made only when a name is not cached
 
 
 class Symbols:
-    def __init__(self, *, proc: str = "/proc", resolver=None, donor: int | None = None) -> None:
+    def __init__(
+        self, *, proc: str = "/proc", resolver: Resolver | None = None, donor: int | None = None
+    ) -> None:
         self._proc = proc
         # resolver(pid, lazy=...) -> object with .resolve(addr, demangle) like
         # bcc.SymbolCache, and .free(); tests give a fake one. bcc's own run in a helper
         # process: see bccsyms.py for the file descriptors it closes.
-        self._helper = None if resolver else BccHelper()
-        self._resolver = resolver or self._helper.cache
+        self._helper: BccHelper | None = None
+        if resolver is None:
+            self._helper = BccHelper()
+            resolver = self._helper.cache
+        self._resolver = resolver
         self._donor = os.getpid() if donor is None else donor  # -1: none
         self._procs: dict[int, _Process] = {}
         self._files: dict[FileKey, str] = {}
@@ -99,7 +118,7 @@ class Symbols:
 
     # --- per drain --------------------------------------------------------------------
 
-    def begin(self, pids) -> list[int]:
+    def begin(self, pids: Iterable[int]) -> list[int]:
         """Call at each drain with the pids in it: forgets a pid that is no longer the
         process we knew (exec, or the pid reused), and returns those forgotten."""
         self._drain += 1
@@ -132,7 +151,7 @@ class Symbols:
             return None
         names = p.stacks.get(addrs)
         if names is None:
-            names = []
+            found: list[str] = []
             for a in addrs:
                 name = p.names.get(a)
                 if name is None:
@@ -142,13 +161,13 @@ class Symbols:
                     name = self._files.get((m.dev, m.inode, a - m.start + m.offset))
                     if name is None:
                         return None
-                names.append(name)
+                found.append(name)
             if len(p.stacks) > MAX_PER_PROCESS:
                 p.stacks.clear()
-            names = p.stacks[addrs] = tuple(names)
+            names = p.stacks[addrs] = tuple(found)
         return names
 
-    def forget(self, pids) -> None:
+    def forget(self, pids: Iterable[int]) -> None:
         for pid in pids:
             p = self._procs.pop(pid, None)
             if p is not None and p.bcc is not None:
@@ -187,6 +206,8 @@ class Symbols:
             return None
 
     def _mapping(self, p: _Process, addr: int) -> Mapping | None:
+        if p.maps is None:
+            return None
         i = bisect.bisect_right(p.starts, addr) - 1
         if i >= 0 and addr < p.maps[i].end:
             return p.maps[i]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 
 from .model import EXITED, KERNEL, UNREADABLE, Tags, make_tags
 
@@ -133,7 +134,9 @@ class TagCache:
     costs a few /proc reads per second, not one per sample. A new comm for a pid (exec,
     or the pid reused) is a new entry."""
 
-    def __init__(self, ttl: float = 30.0, *, clock=time.monotonic, proc: str = "/proc") -> None:
+    def __init__(
+        self, ttl: float = 30.0, *, clock: Callable[[], float] = time.monotonic, proc: str = "/proc"
+    ) -> None:
         self.ttl = ttl
         self._clock = clock
         self._proc = proc

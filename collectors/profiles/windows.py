@@ -11,7 +11,7 @@ import collections
 from collections.abc import Iterable, Mapping
 
 from .aggregate import GROUP_KEYS, MAX_TOP_GROUPS, StackKey, project, round_robin, stack_order, top_functions
-from .model import Profile, StackSample, TagGroup, Tags
+from .model import FunctionStat, Profile, StackSample, TagGroup, Tags
 
 MAX_TAG_SETS = 4096  # tag set -> group projections remembered before that memo starts over
 
@@ -25,7 +25,7 @@ class _Group:
         self.members: dict[StackKey, int] = {}
         self.samples = 0
         self._ranked: list[StackSample] | None = None
-        self._top: tuple | None = None
+        self._top: tuple[FunctionStat, ...] | None = None
 
     def change(self, key: StackKey, n: int) -> None:
         left = self.members.get(key, 0) + n
@@ -44,7 +44,7 @@ class _Group:
             )
         return self._ranked
 
-    def top(self, n: int) -> tuple:
+    def top(self, n: int) -> tuple[FunctionStat, ...]:
         if self._top is None:
             self._top = tuple(top_functions(self.ranked(), n))
         return self._top
@@ -65,7 +65,9 @@ class SlidingWindows:
         }
         self._groups: dict[float, dict[Tags, _Group]] = {s: {} for s in self.spans}
         self._total = dict.fromkeys(self.spans, 0)
-        self._last: dict[float, tuple] = {}  # span -> (max_stacks, groups, stacks) of its last profile
+        self._last: dict[
+            float, tuple[int, tuple[TagGroup, ...], tuple[StackSample, ...]]
+        ] = {}  # span -> (max_stacks, groups, stacks) of its last profile
         self._projected: dict[Tags, Tags] = {}
 
     def add(self, when: float, counts: Mapping[StackKey, int]) -> None:
