@@ -43,7 +43,7 @@ class ArgoController(Controller):
         retries: int = 3,
         max_wait: float = 30.0,
         sleep: Sleep = asyncio.sleep,
-        clock=time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(service)
@@ -128,7 +128,7 @@ class ArgoController(Controller):
 
     # -- state -------------------------------------------------------------------------
 
-    async def _get(self) -> tuple[dict, RolloutState]:
+    async def _get(self) -> tuple[dict[str, Any], RolloutState]:
         what = f"read rollout {self.namespace}/{self.name}"
         resp = await self._request("GET", self.path, what=what)
         if resp.status_code != 200:
@@ -185,7 +185,7 @@ class ArgoController(Controller):
         self._permission = (now, allowed, reason)
         return allowed, reason
 
-    def _ssar(self) -> dict:
+    def _ssar(self) -> dict[str, Any]:
         return {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SelfSubjectAccessReview",
@@ -201,7 +201,7 @@ class ArgoController(Controller):
             },
         }
 
-    def _parse(self, doc: dict) -> RolloutState:
+    def _parse(self, doc: dict[str, Any]) -> RolloutState:
         meta, spec, status = doc.get("metadata") or {}, doc.get("spec") or {}, doc.get("status") or {}
         steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps")
         steps = steps if isinstance(steps, list) else None
@@ -232,8 +232,8 @@ class ArgoController(Controller):
 
     # -- rollback ------------------------------------------------------------------------
 
-    def _patch_body(self, version: str) -> dict:
-        body: dict = {"status": {"abort": True}}
+    def _patch_body(self, version: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": {"abort": True}}
         if version:
             body = {"metadata": {"resourceVersion": version}, **body}
         return body
@@ -283,7 +283,8 @@ class ArgoController(Controller):
                 break
             _, now = await self._get()
             changes = changes_between(before, now) if before else ["(no earlier state to compare)"]
-            self._remember(_with(now, can_rollback=allowed, rollback_reason=reason))
+            seen = _with(now, can_rollback=allowed, rollback_reason=reason)
+            self._remember(seen)
             if before is not None and all(c.startswith("resource version") for c in changes):
                 patch = self._patch_body(now.version)  # only the controller's bookkeeping moved
                 before = now
@@ -291,7 +292,7 @@ class ArgoController(Controller):
             raise Conflict(
                 f"rollout {self.namespace}/{self.name} changed since it was read (HTTP 409); "
                 f"nothing was applied: " + "; ".join(changes),
-                self._last,
+                seen,
                 changes,
             )
         if resp.status_code == 409:
@@ -310,7 +311,7 @@ class ArgoController(Controller):
             f"stable {after.stable_revision or '?'}"
         )
 
-    async def _patch(self, body: dict) -> httpx.Response:
+    async def _patch(self, body: dict[str, Any]) -> httpx.Response:
         what = f"abort rollout {self.namespace}/{self.name}"
         resp = await self._request(
             "PATCH", self.path + "/status", body=body, content_type=MERGE_PATCH, what=what
@@ -361,7 +362,9 @@ def status_message(resp: httpx.Response) -> str:
     return (f": {msg}" if msg else "") + (f" ({detail})" if detail else "")
 
 
-def _traffic_weight(status: dict, steps: list | None, index: int | None, settled: bool) -> float | None:
+def _traffic_weight(
+    status: dict[str, Any], steps: list[Any] | None, index: int | None, settled: bool
+) -> float | None:
     """Canary percent: what the traffic router reports, else the last setWeight step reached."""
     if status.get("abort"):
         return 0.0
@@ -384,7 +387,7 @@ def _traffic_weight(status: dict, steps: list | None, index: int | None, settled
     return float(reached[-1]) if reached else 0.0
 
 
-def _last_update(status: dict) -> float | None:
+def _last_update(status: dict[str, Any]) -> float | None:
     times = []
     for cond in status.get("conditions") or []:
         stamp = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from .base import Controller, ControllerError
 from .model import Backend, Plan, Request, RolloutState
@@ -30,7 +31,7 @@ class HAProxyController(Controller):
         stable: tuple[str, ...] = ("stable",),
         mode: str = "weight",
         timeout: float = 2.0,
-        clock=time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(service)
         if mode not in MODES:

@@ -13,8 +13,10 @@ import base64
 import os
 import ssl
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -91,19 +93,20 @@ def _load_client_cert(ctx: ssl.SSLContext, access: KubeAccess) -> None:
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(access.key_data)
+        assert cert is not None  # loaded only when the user has a certificate
         try:
             ctx.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:
             raise ControllerError(f"{access.source}: cannot load the client certificate: {exc}") from None
 
 
-def default_kubeconfig(env: dict | None = None) -> str:
+def default_kubeconfig(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     first = (env.get("KUBECONFIG") or "").split(os.pathsep)[0]
     return first or os.path.expanduser("~/.kube/config")
 
 
-def in_cluster(env: dict | None = None, sa_dir: Path = SA_DIR) -> KubeAccess | None:
+def in_cluster(env: Mapping[str, str] | None = None, sa_dir: Path = SA_DIR) -> KubeAccess | None:
     """The pod's service account, when running in a cluster; else None."""
     env = os.environ if env is None else env
     host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
@@ -167,7 +170,7 @@ def load_kubeconfig(path: str, context: str | None = None) -> KubeAccess:
             )
     token, token_source = user.get("token"), f"{source}, user {ctx.get('user')}"
     if not token and user.get("tokenFile"):
-        tf = rel(user["tokenFile"])
+        tf = str(base / str(user["tokenFile"]))
         try:
             token = Path(tf).read_text().strip()
         except OSError as exc:
@@ -182,9 +185,7 @@ def load_kubeconfig(path: str, context: str | None = None) -> KubeAccess:
         token_source=token_source,
         basic=basic,
         ca_file=rel(cluster.get("certificate-authority")),
-        ca_data=_b64(
-            cluster.get("certificate-authority-data"), source, "certificate-authority-data", text=True
-        ),
+        ca_data=_b64_text(cluster.get("certificate-authority-data"), source, "certificate-authority-data"),
         cert_file=rel(user.get("client-certificate")),
         key_file=rel(user.get("client-key")),
         cert_data=_b64(user.get("client-certificate-data"), source, "client-certificate-data"),
@@ -193,21 +194,26 @@ def load_kubeconfig(path: str, context: str | None = None) -> KubeAccess:
     )
 
 
-def _named(doc: dict, section: str, name: object, path: str) -> dict:
+def _named(doc: dict[str, Any], section: str, name: object, path: str) -> dict[str, Any]:
     for item in doc.get(section) or []:
         if isinstance(item, dict) and item.get("name") == name:
             return item
     raise ControllerError(f"kubeconfig {path}: no entry named {name!r} in {section}")
 
 
-def _b64(value: object, source: str, key: str, *, text: bool = False):
+def _b64_text(value: object, source: str, key: str) -> str | None:
+    raw = _b64(value, source, key)
+    return None if raw is None else raw.decode("ascii", "replace")
+
+
+def _b64(value: object, source: str, key: str) -> bytes | None:
     if not value:
         return None
     try:
         raw = base64.b64decode(str(value), validate=True)
     except ValueError:
         raise ControllerError(f"{source}: {key} is not base64") from None
-    return raw.decode("ascii", "replace") if text else raw
+    return raw
 
 
 def load_access(kubeconfig: str | None, context: str | None) -> KubeAccess:

@@ -48,7 +48,7 @@ class ServerState:
         return "ready"
 
 
-def parse_address(address: str) -> tuple[int, object]:
+def parse_address(address: str) -> tuple[int, str | tuple[str, int]]:
     """(socket family, connect address). Raises RuntimeAPIError on a malformed address."""
     addr = address.strip()
     if addr.startswith("unix:"):

@@ -65,7 +65,7 @@ class WebhookController(Controller):
         return _public(self.url)
 
     async def _call(
-        self, method: str, content: bytes | None = None, headers: dict | None = None
+        self, method: str, content: bytes | None = None, headers: dict[str, str] | None = None
     ) -> httpx.Response:
         try:
             # one deadline for the whole exchange: httpx's timeouts are per read, and a
