@@ -4,9 +4,11 @@ controller's (`collectors/rollout/runtime_api.py`), re-exported here for the lab
 
 from __future__ import annotations
 
-from ebpftop.collectors.rollout.runtime_api import (
-    DEFAULT_BACKEND as BACKEND,
-)
+from ebpftop.collectors.rollout.runtime_api import DEFAULT_BACKEND as BACKEND
+from ebpftop.collectors.rollout.runtime_api import OP_STATES, RuntimeAPI, RuntimeAPIError, ServerState
+
+# the runtime API client, re-exported for the lab manager and its tests
+__all__ = ["BACKEND", "OP_STATES", "RuntimeAPI", "RuntimeAPIError", "ServerState", "render_config"]
 
 
 def render_config(

@@ -43,7 +43,7 @@ def healthy_answer(query: str, value: str | None = None) -> dict:
         return vector(({}, "0.25"))
     if "by (le)" in query:
         counts = ("80", "95", "100", "100")
-        return vector(*(({"le": le}, value or c) for le, c in zip(LES, counts)))
+        return vector(*(({"le": le}, value or c) for le, c in zip(LES, counts, strict=True)))
     if value is not None:
         return vector(({}, value))
     if "code=~" in query:
@@ -255,7 +255,7 @@ def with_numbers(**numbers: str | tuple[str, ...]) -> Callable[[str, str], Reply
         if value is None:
             return js(healthy_answer(q))
         if metric == "buckets":
-            return js(vector(*(({"le": le}, c) for le, c in zip(LES, value))))
+            return js(vector(*(({"le": le}, c) for le, c in zip(LES, value, strict=True))))
         return js(vector(({}, value)))
 
     return reply
@@ -363,7 +363,7 @@ async def test_empty_results_are_no_data(server):
 
 async def test_warnings_are_kept_and_degrade_the_source(server):
     def reply(path, q):
-        status, ctype, body = healthy(path, q)
+        _, _, body = healthy(path, q)
         obj = json.loads(body)
         obj["warnings"] = ["remote read from store-2 failed: partial data"]
         return js(obj)

@@ -32,8 +32,8 @@ T0 = (int(time.time()) // 7200) * 7200 - 4 * 3600
 AT = T0 + 600  # a sample time: [AT-60, AT] holds five samples, four steps
 
 LES = ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
-FAST = dict(zip(LES, (50, 30, 15, 4, 1, 0, 0)))  # per step, non-cumulative
-SLOW = dict(zip(LES, (10, 20, 20, 20, 10, 20, 0)))
+FAST = dict(zip(LES, (50, 30, 15, 4, 1, 0, 0), strict=True))  # per step, non-cumulative
+SLOW = dict(zip(LES, (10, 20, 20, 20, 10, 20, 0), strict=True))
 
 HIST = {
     (("job", "good"), ("version", "canary")): FAST,

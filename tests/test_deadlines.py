@@ -9,6 +9,7 @@ forever, by a client with per-read timeouts only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import shutil
@@ -88,10 +89,8 @@ class Trickler:
             self.active += 1
         try:
             conn.settimeout(2)
-            try:
+            with contextlib.suppress(TimeoutError):
                 conn.recv(65536)  # the request (or a TLS ClientHello)
-            except TimeoutError:
-                pass
             if self.fast_prefix:
                 conn.sendall(self.payload[: self.fast_prefix])
             for i in range(self.fast_prefix, len(self.payload)):
@@ -165,7 +164,7 @@ def test_a_prometheus_call_ends_at_its_deadline_whatever_phase_trickles(trickler
     server = trickler(payload)
     client = PromClient(f"{scheme}://127.0.0.1:{server.port}", timeout=1.0)
     try:
-        err, took = in_thread(lambda: client.get("query", {"query": "up"}), 10)
+        err, _ = in_thread(lambda: client.get("query", {"query": "up"}), 10)
     finally:
         client.close()
     assert server.connections >= 1
@@ -309,7 +308,7 @@ def test_snapshot_exits_soon_after_its_timeout_against_a_trickling_prometheus(tr
     )
     started = time.monotonic()
     try:
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()

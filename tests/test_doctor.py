@@ -395,7 +395,8 @@ def test_doctor_command_passes_here_and_fails_on_an_unreachable_endpoint(tmp_pat
     ]
     assert (
         doc["checks"][0]["detail"]
-        == f"/etc/ebpftop/config.toml ({'read' if Path('/etc/ebpftop/config.toml').exists() else 'absent'}); {tmp_path}/.config/ebpftop/config.toml (absent)"
+        == f"/etc/ebpftop/config.toml ({'read' if Path('/etc/ebpftop/config.toml').exists() else 'absent'}); "
+        f"{tmp_path}/.config/ebpftop/config.toml (absent)"
     )
     assert doc["ok"] is True and doc["checks"][-1]["status"] == "ok"
 

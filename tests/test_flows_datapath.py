@@ -391,7 +391,7 @@ def test_connect_latency_and_process_of_a_new_connection(net):
     kinds = [e["kind"] for e in out["events"]]
     assert kinds[:2] == ["retransmit", "connect"] and "close" in kinds, kinds
     assert out["retransmits"] >= 1
-    close = [e for e in out["events"] if e["kind"] == "close"][0]
+    close = next(e for e in out["events"] if e["kind"] == "close")
     assert close["ms"] is not None and close["ms"] > 0  # duration since established
     # the blocker connected without trouble: its latency is known and far below 1 s
     other = [
@@ -423,9 +423,7 @@ def test_retransmits_counted_under_induced_loss(net):
     )
     assert lossy.stdout.readline().strip() == "ready", lossy.stderr.read()
     agent = Agent(net.a, "--iface", net.a_if)
-    client, server, _ = tcp_transfer(
-        net, 4 * 1024 * 1024, server_ns=net.b, client_ns=net.a, server_ip=net.b_ip4
-    )
+    client, _, _ = tcp_transfer(net, 4 * 1024 * 1024, server_ns=net.b, client_ns=net.a, server_ip=net.b_ip4)
     drops = json.loads(lossy.communicate("", timeout=30)[0].splitlines()[-1])
     assert drops["dropped"] >= 1, drops  # the loss really happened
     assert client["total_retrans"] > 0, client

@@ -83,7 +83,7 @@ def _rule(prev, cur, prev_ns, now_ns):
 def _moved_by_key(prev, cur, prev_ns, now_ns):
     t = FlowTable.from_rows(cur)
     db, dp = rates.moved(FlowTable.from_rows(prev) if prev is not None else None, t, prev_ns, now_ns)
-    return dict(zip(t.keys, zip(db, dp)))
+    return dict(zip(t.keys, zip(db, dp, strict=True), strict=True))
 
 
 def test_moved_and_totals():
@@ -159,7 +159,7 @@ def test_flow_table_from_the_kernel_buffers():
     vals = [FLOW_VAL.pack(i, 10 * i, 100 + i, 200 + i) for i in range(3)]
     t = FlowTable.from_raw(b"".join(keys), b"".join(vals))
     assert t.keys == keys and t.rows()[keys[2]] == (2, 20, 102, 202) and len(t) == 3
-    assert t == FlowTable.from_rows({k: FLOW_VAL.unpack(v) for k, v in zip(keys, vals)})
+    assert t == FlowTable.from_rows({k: FLOW_VAL.unpack(v) for k, v in zip(keys, vals, strict=True)})
     assert t.position() == {k: i for i, k in enumerate(keys)}
     assert t.idle_since(201) == [keys[0]] and t.idle_since(100) == []
     assert t.without([keys[1]]).rows() == {keys[0]: (0, 0, 100, 200), keys[2]: (2, 20, 102, 202)}
@@ -287,9 +287,9 @@ def test_service_name_from_otel_environment():
     assert service_from_environ({}) is None
 
 
-def _conn(l, r, pid):
+def _conn(local, remote, pid):
     addr = lambda t: SimpleNamespace(ip=t[0], port=t[1]) if t else ()  # noqa: E731
-    return SimpleNamespace(laddr=addr(l), raddr=addr(r), pid=pid)
+    return SimpleNamespace(laddr=addr(local), raddr=addr(remote), pid=pid)
 
 
 def test_attribution_prefers_the_kernel_then_the_socket_table():
@@ -742,7 +742,7 @@ def test_a_tick_on_the_event_loop_never_walks_proc(monkeypatch):
         third = await c.collect()  # a scan is owed: in a thread
         return loop_thread, first, second, third
 
-    loop_thread, first, second, third = asyncio.run(ticks())
+    loop_thread, _, second, third = asyncio.run(ticks())
     assert len(scanned_on) == 2 and loop_thread not in scanned_on
     assert {f.dport: f.pid for f in second.flows} == {5353: None, 6000: None}
     assert {f.dport: f.pid for f in third.flows} == {5353: None, 6000: 88}

@@ -438,7 +438,7 @@ async def test_renders_at_each_size_without_cutting_the_flow(tmp_path, size):
     )
     app = make_app(tmp_path)
     async with app.run_test(size=size) as pilot:
-        await show(pilot, flows_data(FLOWS + (v6,)))
+        await show(pilot, flows_data((*FLOWS, v6)))
         screen = screen_text(app)
         assert "drops:" in screen and "evicted 0" in screen and "s sort bytes/s" in screen
         assert column_labels(app) == [
@@ -453,7 +453,7 @@ async def test_renders_at_each_size_without_cutting_the_flow(tmp_path, size):
         # Every row has its remote side and both ports whole (local port ⇄ remote).
         table = rows(app)
         assert table[0][0] == "tcp :51000 ← [2001:db8::1]:443"
-        for row, f in zip(table[1:], FLOWS):
+        for row, f in zip(table[1:], FLOWS, strict=True):
             assert row[0] == f"{f.proto} :{f.sport} → {f.dst}:{f.dport}"
         visible = 5 if size == (80, 24) else 6
         for row in table[:visible]:

@@ -173,7 +173,7 @@ async def test_perform_raising_becomes_a_failed_result(tmp_path):
     result = await gate.execute(ACTION, perform, calls.confirm)
     assert not result.ok and not result.refused and not result.cancelled
     assert "OSError: map update failed: E2BIG" in result.message
-    intent, outcome = entries(tmp_path)
+    _, outcome = entries(tmp_path)
     assert outcome["event"] == "result" and outcome["ok"] is False
     assert "map update failed" in outcome["message"]
     assert_chain_ok(tmp_path)
@@ -232,7 +232,7 @@ async def test_cancelled_mid_perform_records_the_interruption(tmp_path):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    intent, outcome = entries(tmp_path)
+    _, outcome = entries(tmp_path)
     assert outcome["event"] == "result" and outcome["ok"] is False and "interrupted" in outcome["message"]
     assert_chain_ok(tmp_path)
 
@@ -252,7 +252,7 @@ async def test_marker_through_the_gate_publishes_and_is_audited(tmp_path):
     assert result == ActionResult(True, "marker added")
     [snap] = seen
     assert snap.source == "marker" and snap.data == Marker("deploy 42 started", "alice")
-    intent, outcome = entries(tmp_path)
+    intent, _ = entries(tmp_path)
     assert intent["action"]["params"] == {"text": "deploy 42 started"}
     assert_chain_ok(tmp_path)
 

@@ -43,7 +43,8 @@ def test_importing_every_collector_module_loads_no_textual():
         "import importlib, sys\n"
         f"for m in {mods!r}:\n"
         "    importlib.import_module(m)\n"
-        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.') or m.startswith(('ebpftop.tui', 'ebpftop.cli')))\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.')"
+        " or m.startswith(('ebpftop.tui', 'ebpftop.cli')))\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -52,6 +53,9 @@ def test_importing_every_collector_module_loads_no_textual():
 
 def test_no_generic_top_level_package_installed():
     """Installed, the code lives under `ebpftop.` only: no `tui` or `collectors` module."""
-    code = "import importlib.util as u; print(*(u.find_spec(n) for n in ('core', 'collectors', 'actions', 'tui', 'cli', 'lab', 'themes')))"
+    code = (
+        "import importlib.util as u; "
+        "print(*(u.find_spec(n) for n in ('core', 'collectors', 'actions', 'tui', 'cli', 'lab', 'themes')))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert proc.stdout.strip() == " ".join(["None"] * 7), proc.stdout + proc.stderr

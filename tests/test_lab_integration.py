@@ -224,7 +224,7 @@ def test_lab_down_leaves_nothing_behind(lab, capsys):
     pids = [p.pid for p in st.processes]
     assert cli_main(["lab", "down", "--instance", "t"]) == 0
     assert leftovers(CFG, st) == []
-    assert not any(psutil.pid_exists(p) and procs.alive(r) for p, r in zip(pids, st.processes))
+    assert not any(psutil.pid_exists(p) and procs.alive(r) for p, r in zip(pids, st.processes, strict=True))
     assert not os.path.exists(st.tmpdir)
     capsys.readouterr()
     assert cli_main(["lab", "down", "--instance", "t"]) == 0

@@ -182,7 +182,10 @@ def test_corrupt_state_file_is_reported_with_its_path(tmp_path):
 # ---------------------------------------------------------------- HAProxy runtime API
 
 SHOW_SERVERS = """1
-# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight \
+srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state \
+srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port \
+srv_check_addr srv_agent_addr srv_agent_port
 3 be_app 1 stable 198.18.0.31 2 0 90 90 20 15 3 2 6 0 0 0 - 8000 - 0 0 - - 0
 3 be_app 2 canary 198.18.0.32 0 1 7 10 20 15 3 2 6 0 0 0 - 8000 - 0 0 - - 0
 

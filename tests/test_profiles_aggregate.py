@@ -3,6 +3,8 @@ canary-vs-stable diff, trace_id selection."""
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -138,10 +140,10 @@ def test_flame_cells_never_overlap_or_leave_their_parent(stacks, width, height):
     tree = a.flame_tree(stacks)
     rows = a.flame_rows(tree, width, height)
     assert len(rows) <= height
-    for upper, row in zip(rows, rows[1:]):
+    for upper, row in itertools.pairwise(rows):
         spans = sorted((c.col, c.col + c.width) for c in row)
         assert all(w > 0 for _, w in ((c.col, c.width) for c in row))
-        assert all(b1 <= a2 for (_, b1), (a2, _) in zip(spans, spans[1:]))  # no overlap
+        assert all(b1 <= a2 for (_, b1), (a2, _) in itertools.pairwise(spans))  # no overlap
         for lo, hi in spans:  # inside some cell of the row above
             assert any(c.col <= lo and hi <= c.col + c.width for c in upper)
     for row in rows:

@@ -10,13 +10,16 @@ import threading
 import time
 
 import pytest
+import test_profiles_sampler
 from conftest import default_signals
-from test_profiles_sampler import HOT, burner, cpu_seconds, loaded_progs  # noqa: F401 - burner is a fixture
+from test_profiles_sampler import HOT, cpu_seconds, loaded_progs
 
 from ebpftop.cli import main as cli
 from ebpftop.collectors.profiles import oneshot
 from ebpftop.collectors.profiles.model import make_tags, tag
 from ebpftop.collectors.profiles.sampler import RawStack, SamplerUnavailable
+
+burner = test_profiles_sampler.burner  # the CPU-burning process, a fixture shared with the sampler's tests
 
 EBPFTOP = [sys.executable, "-m", "ebpftop.cli.main"]
 

@@ -122,7 +122,7 @@ def test_gzip_bomb_stops_at_the_cap():
 def test_corrupt_gzip():
     b = bytearray(body())
     b[30:60] = bytes(30)
-    with pytest.raises(pprof.PprofError, match="corrupt gzip|truncated gzip"):
+    with pytest.raises(pprof.PprofError, match=r"corrupt gzip|truncated gzip"):
         pprof.parse_body(bytes(b))
 
 
@@ -267,7 +267,7 @@ def test_fetch_parses_what_the_endpoint_serves(serve):
 
 def test_http_error_carries_status_and_body(serve):
     s = serve(lambda h: _send(h, 500, b"Could not enable CPU profiling: cpu profiling already in use\n"))
-    with pytest.raises(pprof.PprofError, match="HTTP 500 .*cpu profiling already in use"):
+    with pytest.raises(pprof.PprofError, match=r"HTTP 500 .*cpu profiling already in use"):
         asyncio.run(pprof.fetch_profile(s.url, seconds=1, timeout=5))
 
 

@@ -8,6 +8,7 @@ import ctypes
 import os
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 from conftest import need
@@ -20,9 +21,10 @@ LIBFOO = "/usr/lib/libfoo.so"
 class FakeResolver:
     """Stands in for bcc: names by offset in the one module, counts every question."""
 
-    asked: list[tuple[int, int]] = []
-    freed: list[int] = []
-    names: dict[int, bytes] = {}  # address -> name; anything else is unknown in `module`
+    # class-wide on purpose: Symbols makes its own resolvers, the tests read what all of them saw
+    asked: ClassVar[list[tuple[int, int]]] = []
+    freed: ClassVar[list[int]] = []
+    names: ClassVar[dict[tuple[int, int], bytes]] = {}  # (pid, address) -> name; else unknown in `module`
 
     def __init__(self, pid: int, lazy: bool = True) -> None:
         self.pid = pid

@@ -28,7 +28,9 @@ def test_resource_attributes_are_percent_decoded_and_bad_entries_skipped():
 def test_otel_service_name_wins_over_the_attribute():
     env = {
         "OTEL_SERVICE_NAME": "checkout",
-        "OTEL_RESOURCE_ATTRIBUTES": "service.name=other,service.version=2.1,deployment.environment.name=canary",
+        "OTEL_RESOURCE_ATTRIBUTES": (
+            "service.name=other,service.version=2.1,deployment.environment.name=canary"
+        ),
     }
     assert t.otel_tags(env) == {"service": "checkout", "version": "2.1", "env": "canary"}
     assert t.otel_tags({"OTEL_RESOURCE_ATTRIBUTES": "service.name=other"}) == {"service": "other"}

@@ -4,6 +4,7 @@ names its line, and everything before it plays)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -26,7 +27,7 @@ DEMO = pathlib.Path(__file__).parent / "data" / "demo.rec"
 _ALL = DEMO.read_bytes().splitlines()
 # The header, one round of every source (profiles and rollout come every other second)
 # and the marker: every payload type, small enough that 200 examples stay quick.
-BASE = _ALL[:19] + [next(line for line in _ALL if b'"source":"marker"' in line)]
+BASE = [*_ALL[:19], next(line for line in _ALL if b'"source":"marker"' in line)]
 
 SENTINEL = "\x00HOSTILE\x00"
 HOSTILE_NUMBERS = [
@@ -100,15 +101,11 @@ def mutate(lines: list[bytes], op: str, rnd: random.Random) -> list[bytes]:
             line[rnd.randrange(len(line))] ^= rnd.randrange(1, 256)
         lines[n] = bytes(line)
     elif op == "number":
-        try:
+        with contextlib.suppress(ValueError, RecursionError):
             lines[n] = replaced(lines[n], rnd, numbers_only=True)
-        except (ValueError, RecursionError):
-            pass
     elif op == "type":
-        try:
+        with contextlib.suppress(ValueError, RecursionError):
             lines[n] = replaced(lines[n], rnd, numbers_only=False)
-        except (ValueError, RecursionError):
-            pass
     elif op == "time":  # the field the player does arithmetic with
         try:
             obj = json.loads(lines[n])

@@ -145,7 +145,7 @@ async def test_404_everywhere_is_rollout_not_found(server):
     c = controller(server)
     st = await c.state()
     server.rollout = None
-    with pytest.raises(ControllerError, match="rollout shop/checkout not found.*HTTP 404"):
+    with pytest.raises(ControllerError, match=r"rollout shop/checkout not found.*HTTP 404"):
         await c.rollback(c.plan_rollback(st))
     assert len(server.patches()) == 2
     with pytest.raises(ControllerError, match="not found"):
@@ -154,7 +154,7 @@ async def test_404_everywhere_is_rollout_not_found(server):
 
 async def test_401_says_the_credentials_were_rejected(server):
     c = controller(server, token="expired")
-    with pytest.raises(ControllerError, match="unauthorized \\(HTTP 401\\).*test kubeconfig.*expired token"):
+    with pytest.raises(ControllerError, match=r"unauthorized \(HTTP 401\).*test kubeconfig.*expired token"):
         await c.state()
 
 
@@ -165,7 +165,7 @@ async def test_403_carries_the_api_servers_reason(server):
         'rollouts.argoproj.io "checkout" is forbidden: User "oncall" cannot patch resource "rollouts/status"'
     )
     server.faults.append(Fault("PATCH", "/status", 403, status_doc(403, "Forbidden", msg)))
-    with pytest.raises(ControllerError, match="forbidden \\(HTTP 403\\): .*cannot patch resource"):
+    with pytest.raises(ControllerError, match=r"forbidden \(HTTP 403\): .*cannot patch resource"):
         await c.rollback(c.plan_rollback(st))
     assert server.rollout["status"].get("abort") is None
 
@@ -246,9 +246,9 @@ async def test_422_reports_the_validation_causes(server):
     bad["status"]["abort"] = "yes"
     from dataclasses import replace
 
-    plan = replace(plan, requests=plan.requests[:-1] + (replace(plan.requests[-1], body=json.dumps(bad)),))
+    plan = replace(plan, requests=(*plan.requests[:-1], replace(plan.requests[-1], body=json.dumps(bad))))
     with pytest.raises(
-        ControllerError, match="rejected as invalid \\(HTTP 422\\).*status.abort: Invalid value"
+        ControllerError, match=r"rejected as invalid \(HTTP 422\).*status\.abort: Invalid value"
     ):
         await c.rollback(plan)
 
@@ -277,7 +277,7 @@ async def test_429_asking_for_too_long_a_wait_fails_without_waiting(server):
     c = controller(server, sleeps=sleeps, max_wait=30)
     st = await c.state()
     server.faults.append(Fault("PATCH", "/status", 429, None, {"Retry-After": "120"}))
-    with pytest.raises(ControllerError, match="throttling \\(HTTP 429\\).*120s"):
+    with pytest.raises(ControllerError, match=r"throttling \(HTTP 429\).*120s"):
         await c.rollback(c.plan_rollback(st))
     assert sleeps.calls == []
 
@@ -302,7 +302,7 @@ async def test_a_stalled_patch_times_out_and_says_it_may_have_landed(server):
     st = await c.state()
     server.faults.append(Fault("PATCH", "/status", 200, stall=5))
     with pytest.raises(
-        ControllerError, match="no answer .* within 0.3s; it may or may not have been applied"
+        ControllerError, match=r"no answer .* within 0\.3s; it may or may not have been applied"
     ):
         await c.rollback(c.plan_rollback(st))
 
@@ -356,7 +356,7 @@ async def test_tls_is_verified_against_the_kubeconfig_ca(tls_server, tmp_path):
 async def test_tls_without_the_ca_fails_verification(tls_server, tmp_path):
     server, _ = tls_server
     access = load_kubeconfig(kubeconfig(tmp_path, server.url))
-    with pytest.raises(ControllerError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+    with pytest.raises(ControllerError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         await ArgoController("checkout", access, namespace=NS, name=NAME).state()
 
 

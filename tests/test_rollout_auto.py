@@ -212,7 +212,7 @@ async def test_a_cancelled_countdown_is_audited_with_its_evidence_and_time_left(
 
 
 async def test_a_countdown_stopped_by_recovery_is_audited_as_automatic(setup):
-    auto, clock, gate, ctl, log = setup
+    auto, clock, gate, _, log = setup
     for _ in range(3):
         auto.observe(evaluation("fail"))
     clock.now += 5

@@ -14,7 +14,10 @@ from ebpftop.collectors.rollout.haproxy import HAProxyController
 from ebpftop.collectors.rollout.runtime_api import RuntimeAPI, RuntimeAPIError, parse_address
 
 SHOW = """1
-# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight \
+srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state \
+srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port \
+srv_check_addr srv_agent_addr srv_agent_port
 3 be_app 1 stable 10.0.0.1 2 0 90 90 5 6 3 4 6 0 0 0 - 8000 - 0 0 - - 0
 3 be_app 2 canary 10.0.0.2 2 8 0 10 5 6 3 4 6 0 0 0 - 8000 - 0 0 - - 0
 """
@@ -97,7 +100,7 @@ def test_maint_mode_and_bad_configuration():
 
 async def test_unknown_servers_are_named(tcp):
     c = HAProxyController("checkout", tcp.address, canary=("ghost",))
-    with pytest.raises(ControllerError, match="has no server ghost .*it has: canary, stable"):
+    with pytest.raises(ControllerError, match=r"has no server ghost .*it has: canary, stable"):
         await c.state()
 
 

@@ -203,7 +203,7 @@ def test_counts_from_every_cpu_are_summed(rules):
     need(len(cpus) == 2, "needs two CPUs to put packets on two of them")
     sink = _server(rules, UDP_SINK, 9998)
     rules.cli("rules", "add", "--yes", 'count udp to any port 9998 in "percpu"')
-    for cpu, n in zip(cpus, (5, 9)):
+    for cpu, n in zip(cpus, (5, 9), strict=True):
         rules.net.b.run(
             "taskset", "-c", str(cpu), PYTHON, "-c", SEND_UDP, rules.net.a_ip4, "9998", str(n), "20"
         )
@@ -540,14 +540,14 @@ def test_session_count_rules_end_with_their_session(rules):
 
 PLAN_FDS = """
 import os, sys
-from ebpftop.actions.rules import plan
+from ebpftop.actions.rules import DeleteRules, FlushRules, MoveRule, SetRuleAction, plan
 from ebpftop.core.settings import Settings
 from ebpftop.core.audit import Actor
 
 settings = Settings(rules_pin_dir=sys.argv[1], rules_state_dir=sys.argv[2])
 actor = Actor(user="t", uid=0)
 before = len(os.listdir("/proc/self/fd"))
-for request in [("del", [1]), ("action", 1, "deny"), ("move", 1, 0), ("flush",)]:
+for request in [DeleteRules([1]), SetRuleAction(1, "deny"), MoveRule(1, 0), FlushRules()]:
     for _ in range(20):
         plan(settings, request, actor)  # never performed: a cancelled or refused change
 print(len(os.listdir("/proc/self/fd")) - before)
@@ -587,8 +587,9 @@ book.replace([r for _, r in parse_text(open(rules_file).read())[0]], "test")
 slots = [r.slot for r in book.read().rules]
 
 class Attr(ctypes.Structure):
-    _fields_ = [("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32), ("data_size_in", ctypes.c_uint32),
-                ("data_size_out", ctypes.c_uint32), ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
+    _fields_ = [("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32),
+                ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
+                ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
                 ("repeat", ctypes.c_uint32), ("duration", ctypes.c_uint32), ("_rest", ctypes.c_uint8 * 96)]
 
 prog = bpfsys.obj_get(pin + "/prog_ebpftop_rl_in")
@@ -715,7 +716,7 @@ def test_kernel_classifies_like_the_compiled_model(rules, tmp_path):
     got = json.loads(proc.stdout)
     slots = got["slots"]
     matched = set()
-    for f, (hit, retval) in zip(flows, got["results"]):
+    for f, (hit, retval) in zip(flows, got["results"], strict=True):
         pos = classify(c, f)
         assert hit == ([] if pos is None else [slots[pos]]), f
         deny = pos is not None and texts[pos].startswith("deny")

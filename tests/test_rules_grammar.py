@@ -142,10 +142,10 @@ def test_check_verb(tmp_path):
     bad = tmp_path / "bad.rules"
     bad.write_text("deny tcp to any port 22\ndeny tcp to any port 70000\n")
     cmd = [sys.executable, "-m", "ebpftop.cli.main", "rules", "check"]
-    ok = subprocess.run(cmd + [str(good)], capture_output=True, text=True)
+    ok = subprocess.run([*cmd, str(good)], capture_output=True, text=True)
     assert ok.returncode == 0 and "2 rules, nothing applied" in ok.stdout
-    no = subprocess.run(cmd + [str(bad)], capture_output=True, text=True)
+    no = subprocess.run([*cmd, str(bad)], capture_output=True, text=True)
     assert no.returncode == 2
     assert f"{bad}:2:22: '70000': port out of range" in no.stderr
-    piped = subprocess.run(cmd + ["-"], input="allow\nnope\n", capture_output=True, text=True)
+    piped = subprocess.run([*cmd, "-"], input="allow\nnope\n", capture_output=True, text=True)
     assert piped.returncode == 2 and "<stdin>:2:1: 'nope'" in piped.stderr

@@ -364,7 +364,7 @@ def test_metadata_round_trip(tmp_path):
     assert sd.read("a") == SetState(4, 9, rules)
     assert sd.read("b") is None
     (tmp_path / "st" / "set-b.json").write_text("{not json")
-    with pytest.raises(ValueError, match="set-b.json: unreadable rule metadata"):
+    with pytest.raises(ValueError, match=r"set-b\.json: unreadable rule metadata"):
         sd.read("b")
 
 
