@@ -50,7 +50,10 @@ class Knobs:
         return cls(float(lat), float(err), cpu)
 
     def describe(self) -> str:
-        return f"latency={self.latency_s * 1000:g}ms errors={self.error_ratio * 100:g}% cpu={'on' if self.cpu else 'off'}"
+        return (
+            f"latency={self.latency_s * 1000:g}ms errors={self.error_ratio * 100:g}% "
+            f"cpu={'on' if self.cpu else 'off'}"
+        )
 
 
 def parse_terms(terms: list[str], current: Knobs | None = None) -> Knobs:

@@ -35,6 +35,7 @@ from .web import answers, fetch
 
 Say = Callable[[str], None]
 READY_TIMEOUT = 20.0
+DEFAULT_CONFIG = LabConfig()  # frozen: one instance serves every call's default
 
 
 def _quiet(_: str) -> None:
@@ -68,7 +69,7 @@ def require_root() -> None:
 # -- up ----------------------------------------------------------------------------
 
 
-def up(config: LabConfig = LabConfig(), say: Say = _quiet) -> statefile.LabState:
+def up(config: LabConfig = DEFAULT_CONFIG, say: Say = _quiet) -> statefile.LabState:
     """Bring the lab up (or confirm it is up). Raises LabError naming the failed part."""
     config.validate()
     require_root()
@@ -118,7 +119,8 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
 
         topology.create(layout, record)
         say(
-            f"network: bridge {layout.bridge} {layout.cidr('bridge')}, namespaces {', '.join(layout.namespaces)}"
+            f"network: bridge {layout.bridge} {layout.cidr('bridge')}, "
+            f"namespaces {', '.join(layout.namespaces)}"
         )
 
         for variant in VARIANTS:
@@ -288,7 +290,7 @@ def _start_haproxy(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord, h
                 socket_path=sock,
                 pid_file=os.path.join(tmpdir, "haproxy.pid"),
                 servers={v: f"{layout.addr(v)}:{cfg.service_port}" for v in VARIANTS},
-                weights=dict(zip(VARIANTS, cfg.weights)),
+                weights=dict(zip(VARIANTS, cfg.weights, strict=True)),
             )
         )
     rec = procs.start(
@@ -338,7 +340,7 @@ def _start_prometheus(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord
 # -- down --------------------------------------------------------------------------
 
 
-def down(config: LabConfig = LabConfig(), say: Say = _quiet) -> list[str]:
+def down(config: LabConfig = DEFAULT_CONFIG, say: Say = _quiet) -> list[str]:
     """Remove the lab; returns what was removed (empty: nothing was up)."""
     config.validate()
     require_root()
@@ -429,7 +431,7 @@ def _find_leftovers(layout: Layout, st: statefile.LabState | None) -> bool:
 # -- status ------------------------------------------------------------------------
 
 
-def status(config: LabConfig = LabConfig()) -> LabStatus:
+def status(config: LabConfig = DEFAULT_CONFIG) -> LabStatus:
     layout = Layout(config)
     st = statefile.load(layout.state_file)
     if st is None:
@@ -574,7 +576,7 @@ class LabEndpoints:
     namespaces: tuple[str, ...]
 
 
-def endpoints(config: LabConfig = LabConfig()) -> LabEndpoints | None:
+def endpoints(config: LabConfig = DEFAULT_CONFIG) -> LabEndpoints | None:
     st = statefile.load(Layout(config).state_file)
     if st is None or not st.tmpdir:
         return None
@@ -590,7 +592,7 @@ def endpoints(config: LabConfig = LabConfig()) -> LabEndpoints | None:
     )
 
 
-def lab_settings(settings, config: LabConfig = LabConfig(), say: Say = _quiet):
+def lab_settings(settings, config: LabConfig = DEFAULT_CONFIG, say: Say = _quiet):
     """`settings` wired to the lab (brought up first when it is not healthy).
 
     Fills prometheus_url, ifaces and HAProxy as the rollout controller (runtime socket,

@@ -8,6 +8,7 @@ that reused the pid.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -129,10 +130,8 @@ def kill_pid(pid: int, timeout: float = 3.0) -> None:
 def _reap(pid: int) -> None:
     child = _children.pop(pid, None)
     if child is not None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(0.5)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def find_by_argv_fragment(fragment: str) -> list[psutil.Process]:

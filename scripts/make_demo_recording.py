@@ -238,7 +238,7 @@ def latency_buckets(requests: float, slow: bool, rng: random.Random) -> tuple[Bu
     )
     return tuple(
         Bucket(le, round(requests * min(1.0, s * rng.uniform(0.995, 1.0)), 1) if le != "+Inf" else requests)
-        for le, s in zip(LE, shares)
+        for le, s in zip(LE, shares, strict=True)
     )
 
 
@@ -308,12 +308,12 @@ def profiles_frames(rng: random.Random) -> list[Snapshot]:
         slow = any(spiking(j) for j in range(i - 9, i + 1))
         hot = 9 if slow else 1
         stacks = [
-            StackSample(base + ("cart.total", "decimal.add"), 40 + rng.randint(0, 9), tags("stable", 901)),
-            StackSample(base + ("json.encode", "reflect.value"), 55 + rng.randint(0, 9), tags("stable", 901)),
-            StackSample(base + ("db.query", "net.write"), 22 + rng.randint(0, 5), tags("stable", 901)),
-            StackSample(base + ("json.encode", "reflect.value"), 8 + rng.randint(0, 3), tags("canary", 933)),
+            StackSample((*base, "cart.total", "decimal.add"), 40 + rng.randint(0, 9), tags("stable", 901)),
+            StackSample((*base, "json.encode", "reflect.value"), 55 + rng.randint(0, 9), tags("stable", 901)),
+            StackSample((*base, "db.query", "net.write"), 22 + rng.randint(0, 5), tags("stable", 901)),
+            StackSample((*base, "json.encode", "reflect.value"), 8 + rng.randint(0, 3), tags("canary", 933)),
             StackSample(
-                base + ("pricing.rules", "regexp.compile"),
+                (*base, "pricing.rules", "regexp.compile"),
                 (30 + rng.randint(0, 9)) * hot,
                 tags("canary", 933),
             ),
@@ -393,7 +393,7 @@ def write(path: str) -> int:
 def cut(src: str, dst: str, line: int) -> None:
     with open(src, "rb") as f:
         lines = f.read().split(b"\n")
-    keep = lines[: line - 1] + [lines[line - 1][: len(lines[line - 1]) // 2]]
+    keep = [*lines[: line - 1], lines[line - 1][: len(lines[line - 1]) // 2]]
     with open(dst, "wb") as f:
         f.write(b"\n".join(keep))
 

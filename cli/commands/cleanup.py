@@ -3,8 +3,8 @@
 Covers the flows datapath (policy rules, pinned on purpose, are added by their own
 module). Removes TC filters and pins left by an ebpftop that is no longer running;
 lists the attachments of running ones (they go when that process exits) and removes
-those too with --all (in this network namespace). Exit 0 when nothing failed, 1 when something could not be removed, 2 when
-not root.
+those too with --all (in this network namespace). Exit 0 when nothing failed, 1 when
+something could not be removed, 2 when not root.
 """
 
 from __future__ import annotations

@@ -29,17 +29,17 @@ def format_checks(checks, columns: int = 80) -> str:
 
     name_w = max((len(c.name) for c in checks), default=0)
     indent = " " * (8 + 1 + name_w + 2)
-    wrap = lambda text, first: (
-        textwrap.wrap(
+
+    def wrap(text: str, first: str) -> list[str]:
+        return textwrap.wrap(
             text,
             width=max(columns, len(indent) + 20),
             initial_indent=first,
             subsequent_indent=indent,
             break_on_hyphens=False,
             break_long_words=False,
-        )
-        or [first]
-    )
+        ) or [first]
+
     lines = []
     for c in checks:
         lines += wrap(clean(c.detail), f"{c.label:<8} {clean(c.name):<{name_w}}  ")

@@ -31,8 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "profile",
         help="sample every CPU for a while and print one tagged profile (needs root)",
-        description="Sample every CPU for a while, then print one profile tagged by service, env, version and pid.",
-        epilog="Exit status: 0 a profile was printed; 1 the BPF sampler could not run (reason on stderr); 2 bad usage.",
+        description="Sample every CPU for a while, then print one profile tagged by service, env, "
+        "version and pid.",
+        epilog="Exit status: 0 a profile was printed; 1 the BPF sampler could not run (reason on stderr); "
+        "2 bad usage.",
     )
     p.add_argument(
         "--duration",

@@ -134,11 +134,13 @@ async def _evidence(settings, service: str):
     found = next((s for s in data.services if s.name == service), None)
     if found is None:
         say(
-            f"(no canary evidence: the canary pane watches {', '.join(s.name for s in data.services)}, not {service})"
+            f"(no canary evidence: the canary pane watches {', '.join(s.name for s in data.services)}, "
+            f"not {service})"
         )
     else:
         say(
-            f"(one evaluation only: the verdict needs {settings.canary_persist} breaching evaluations in a row to fail)"
+            "(one evaluation only: "
+            f"the verdict needs {settings.canary_persist} breaching evaluations in a row to fail)"
         )
     return found
 
