@@ -15,7 +15,7 @@ import math
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ebpftop.core.collector import Collector, SourceUnavailable
@@ -145,6 +145,38 @@ def drift_test(canary: Sequence[Bucket], stable: Sequence[Bucket]) -> tuple[Drif
     ), result
 
 
+@dataclass
+class _Answers:
+    """One sample's answers read: values by "variant.metric", and what went wrong."""
+
+    got: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # QueryError kinds, in the order of errors
+
+
+def _read_answers(svc: ServiceConfig, queries: dict[str, str], results: list[Any]) -> _Answers:
+    out = _Answers()
+    for key, res in zip(queries, results, strict=True):
+        variant, metric = key.split(".")
+        if isinstance(res, QueryError):
+            out.errors.append(f"{variant} {metric}: {res.message}")
+            out.kinds.append(res.kind)
+            continue
+        try:
+            if metric == "exemplars":
+                data, warn = res
+                out.warnings += warn
+                out.got[key] = parse_exemplars(data, svc.trace_label)
+                continue
+            out.warnings += res.warnings
+            out.got[key] = _buckets(res) if metric == "buckets" else _one(res, f"template {metric}")
+        except QueryError as exc:
+            out.errors.append(f"{variant} {metric}: {exc.message}")
+            out.kinds.append(exc.kind)
+    return out
+
+
 class CanaryCollector(Collector):
     name = "canary"
 
@@ -251,12 +283,12 @@ class CanaryCollector(Collector):
             for name in svc.templates():
                 jobs.append((svc, name, client.format_query(svc.render(name, "canary", label))))
         results = await asyncio.gather(*(job for _, _, job in jobs), return_exceptions=True)
-        for (svc, name, _), res in zip(jobs, results):
+        for (svc, name, _), res in zip(jobs, results, strict=True):
             if isinstance(res, QueryError) and res.kind == "api" and res.error_type == "bad_data":
                 raise SourceUnavailable(
                     f"canary service {svc.name!r}, template {name} does not parse: {res.message}", HINT_CONFIG
                 )
-        for (svc, name, _), res in zip(jobs, results):
+        for (svc, name, _), res in zip(jobs, results, strict=True):
             if isinstance(res, QueryError) and res.kind == "api":
                 # execution, timeout, unavailable...: Prometheus' trouble, not the template's
                 raise QueryError(
@@ -284,7 +316,7 @@ class CanaryCollector(Collector):
             return_exceptions=True,
         )
         errors = []
-        for lbl, ans in zip(candidates, answers):
+        for lbl, ans in zip(candidates, answers, strict=True):
             if isinstance(ans, Answer) and ans.samples:
                 self._labels[svc.name] = lbl
                 return lbl, []
@@ -303,9 +335,17 @@ class CanaryCollector(Collector):
                 return self._failed(svc, [f.message for f in failures]), False, failures[0].kind
             note = " or ".join(f'{lbl}="{svc.canary}"' for lbl in svc.variant_labels())
             return self._no_variant(svc, at, f"no series with {note}"), True, ""
-        errors: list[str] = []
-        kinds: list[str] = []
+        queries, results = await self._query_all(svc, label, at)
+        answers = _read_answers(svc, queries, results)
+        if not answers.got:
+            return self._failed(svc, answers.errors), False, answers.kinds[0] if answers.kinds else ""
+        result = self._judge(svc, label, at, queries, answers)
+        self._last[svc.name] = result
+        return result, True, ""
 
+    async def _query_all(self, svc: ServiceConfig, label: str, at: float) -> tuple[dict[str, str], list[Any]]:
+        """Every query of one sample at once: {"variant.metric": PromQL} and the answers in
+        that order (a QueryError where one failed; anything else raised is a bug, raised)."""
         queries: dict[str, str] = {}
         jobs = []
         for variant in VARIANTS:
@@ -320,30 +360,13 @@ class CanaryCollector(Collector):
         for res in results:
             if isinstance(res, BaseException) and not isinstance(res, QueryError):
                 raise res
+        return queries, results
 
-        keys = list(queries)
-        got: dict[str, Any] = {}
-        warnings: list[str] = []
-        for key, res in zip(keys, results):
-            variant, metric = key.split(".")
-            if isinstance(res, QueryError):
-                errors.append(f"{variant} {metric}: {res.message}")
-                kinds.append(res.kind)
-                continue
-            try:
-                if metric == "exemplars":
-                    data, warn = res
-                    warnings += warn
-                    got[key] = parse_exemplars(data, svc.trace_label)
-                    continue
-                warnings += res.warnings
-                got[key] = _buckets(res) if metric == "buckets" else _one(res, f"template {metric}")
-            except QueryError as exc:
-                errors.append(f"{variant} {metric}: {exc.message}")
-                kinds.append(exc.kind)
-        if not got:
-            return self._failed(svc, errors), False, kinds[0] if kinds else ""
-
+    def _judge(
+        self, svc: ServiceConfig, label: str, at: float, queries: dict[str, str], answers: _Answers
+    ) -> ServiceCanary:
+        """The verdict on what the queries answered, with the evidence behind it."""
+        got = answers.got
         problems: dict[str, str] = {}
         variants = {}
         for v in VARIANTS:
@@ -367,7 +390,7 @@ class CanaryCollector(Collector):
         verdict = self._evaluators.setdefault(svc.name, Evaluator(svc.thresholds)).evaluate(measured)
         bounds = [_le_key(b.le) for b in canary.buckets]
         cutoff = slow_cutoff(canary.p99_s, bounds, svc.thresholds.p99_max_s)
-        result = ServiceCanary(
+        return ServiceCanary(
             name=svc.name,
             verdict=verdict.verdict,
             reason=verdict.reason,
@@ -379,12 +402,10 @@ class CanaryCollector(Collector):
             variant_label=label,
             window=svc.window,
             evaluated_at=at,
-            warnings=tuple(dict.fromkeys(warnings)),
-            errors=tuple(errors),
+            warnings=tuple(dict.fromkeys(answers.warnings)),
+            errors=tuple(answers.errors),
             queries=queries,
         )
-        self._last[svc.name] = result
-        return result, True, ""
 
     def _variant_metrics(self, svc: ServiceConfig, variant: str, got: dict[str, Any]) -> VariantMetrics:
         buckets = got.get(f"{variant}.buckets", ())
