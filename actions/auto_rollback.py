@@ -21,7 +21,7 @@ from ebpftop.core.gate import Action, ActionResult, Gate
 from .rollback import KIND, RollbackUnavailable, evidence_record, evidence_text, run_rollback
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     OFF = "off"  # not enabled
     WATCHING = "watching"
     COUNTDOWN = "countdown"

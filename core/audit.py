@@ -7,6 +7,7 @@ verification cannot see: docs/ARCHITECTURE.md ("The audit log").
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import getpass
@@ -353,10 +354,8 @@ def _write_all(fd: int, line: bytes, size: int, path: Path) -> None:
         if n != len(line):
             raise OSError(errno.ENOSPC, f"short write ({n} of {len(line)} bytes)")
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.ftruncate(fd, size)
-        except OSError:
-            pass
         raise
 
 
@@ -477,7 +476,7 @@ def verify(path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> Ve
             where_seq.setdefault(seq, []).append(i)
 
     prev_seq, prev_hash = 0, GENESIS
-    for i, (raw, obj) in enumerate(zip(lines, parsed)):
+    for i, (raw, obj) in enumerate(zip(lines, parsed, strict=True)):
         problem = _check_line(
             i, raw, obj, lines, parsed, hashes, where_seq, prev_seq, prev_hash, key, complete
         )

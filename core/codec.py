@@ -80,7 +80,9 @@ def from_jsonable(tp: Any, value: Any, path: str = "") -> Any:
             return tuple(from_jsonable(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise DecodeError(path, f"expected {len(args)} items, got {len(value)}")
-        return tuple(from_jsonable(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            from_jsonable(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if origin is list:
         (arg,) = get_args(tp)
         if not isinstance(value, list):

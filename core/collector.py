@@ -42,14 +42,14 @@ class Collector(ABC):
     name: str = "?"
     interval: float = 1.0
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027  # optional hook: a source with nothing to acquire keeps it
         """Acquire resources (load BPF, open clients). May raise SourceUnavailable."""
 
     @abstractmethod
     async def collect(self) -> Any:
         """Return one payload. May raise SourceUnavailable or any error."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027  # optional hook: a source holding nothing keeps it
         """Release everything `start` acquired; must be safe to call twice."""
 
     def degraded_reason(self, payload: Any) -> str:

@@ -11,6 +11,7 @@ import ast
 import difflib
 import functools
 import inspect
+import itertools
 import math
 import os
 import pwd
@@ -110,7 +111,7 @@ def _docs() -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == "Settings":
             body = node.body
-            for stmt, nxt in zip(body, body[1:]):
+            for stmt, nxt in itertools.pairwise(body):
                 if (
                     isinstance(stmt, ast.AnnAssign)
                     and isinstance(stmt.target, ast.Name)
@@ -282,7 +283,10 @@ def _unsafe_for_root(st: os.stat_result, env: Mapping[str, str]) -> str | None:
     if env.get("SUDO_UID", "").isdigit():
         owners.add(int(env["SUDO_UID"]))
     if st.st_uid not in owners:
-        return f"refusing to read as root: owned by uid {st.st_uid}, not root or the sudo user (chown it to root)"
+        return (
+            f"refusing to read as root: owned by uid {st.st_uid}, "
+            "not root or the sudo user (chown it to root)"
+        )
     if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != 0):
         return "refusing to read as root: writable by other users (chmod go-w it)"
     return None

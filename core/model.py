@@ -17,7 +17,7 @@ from .codec import DecodeError, from_jsonable, to_jsonable
 SOURCES = ("host", "flows", "rules", "canary", "profiles")
 
 
-class HealthState(str, enum.Enum):
+class HealthState(enum.StrEnum):
     OK = "ok"
     DEGRADED = "degraded"  # data arrives but something is wrong (stale, partial, retrying)
     DOWN = "down"  # no usable data: the source failed or is unavailable here

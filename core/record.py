@@ -253,7 +253,10 @@ class Recorder:
         if _is_gzip_name(self.path):
             damage = _gzip_damage(self.path)
             if damage:
-                return f"its compressed data is cut or damaged ({damage}); a session appended after it could not be read"
+                return (
+                    f"its compressed data is cut or damaged ({damage}); "
+                    "a session appended after it could not be read"
+                )
         else:
             self._drop_torn_tail()
         return ""

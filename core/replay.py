@@ -88,7 +88,7 @@ class _Truncated(Exception):
 
 def _open(path: str) -> BinaryIO:
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115  # returned open: the caller reads it and closes it
     except OSError as exc:
         raise ReplayError(path, str(exc.strerror or exc)) from None
     try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .stats import ChiSquare
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     PASS = "pass"
     WARN = "warn"
     FAIL = "fail"
