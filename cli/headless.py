@@ -1,26 +1,10 @@
-"""The headless snapshot: run the collectors without a UI and report what the panes would show.
+"""The headless snapshot (`ebpftop snapshot --json`): run the collectors without a UI and
+print what the panes and the header would show as one JSON document, `alarms` included
+(docs/ARCHITECTURE.md, "Headless snapshot").
 
-How long it runs: at least `duration` seconds (default 2, so rate fields have two samples
-at the default 1 s refresh), then up to `GRACE` more seconds only while a requested
-source has not reported anything yet (neither data nor a failure): BPF sources compile
-their programs first, which takes several seconds on a small machine. The document holds
-the latest snapshot of every requested source; a source counts as delivered when its
-latest snapshot is healthy (state ok) and carries data. Sources that are off (not
-configured) only count as failures when they were asked for by name.
-
-Document (version 1):
-
-    {"version": 1, "time": <wall time>, "host": <hostname>, "duration_s": <seconds run>,
-     "sources": {"host": {"health": {...}, "data": {...} | null, "age_s": <s> | null,
-                          "seq": <n>, "time": <wall time> | null}, ...},
-     "recorder": {"health": {...}, "data": {...}},  # only with --record
-     "alarms": [{"source": ..., "severity": "error" | "warning", "text": ..., "kind": ...,
-                 "detail": {...}}, ...]
-    }
-
-`age_s` is the age of the source's last good data (null when it never had any).
-`alarms` is what the dashboard's header shows (core/alarms.py): the sources' own alarms
-(a failing canary, a growing drop counter...) first, then sources down or degraded.
+It runs `duration` seconds, then up to `GRACE` more only while a requested source has
+said nothing yet (BPF sources compile first). Sources that are off count as failures
+only when asked for by name.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Alarms: what is wrong right now, as data, for the header, the kiosk and `snapshot --json`.
 
-Two kinds, one type. Health alarms (a source down or degraded, and whether what is shown
-is stale) come from a snapshot's health and are defined here. Data alarms (a failing
-canary, a growing drop counter) are pure functions of a source's snapshots, defined beside
-that source's payload model in collectors/ and registered here with `register_alarms`,
-the way payload types register with `core.model.register_payload`: the module that
-defines a payload registers its alarms, so whoever can hold the payload can judge it,
-and core imports no collector. Everything is computed from the store's snapshots, so the
-dashboard and the headless snapshot say the same thing.
+Health alarms (down, degraded) are defined here; data alarms are pure functions beside
+each payload model in collectors/, registered with `register_alarms` as payload types
+are with `register_payload`, so core imports no collector. Both readers compute them
+from the store's snapshots, so they say the same thing.
 """
 
 from __future__ import annotations

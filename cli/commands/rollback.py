@@ -1,13 +1,9 @@
 """`ebpftop rollback SERVICE [--yes] [--dry-run]`: all traffic to stable, through the gate.
 
-Reads the rollout controller's state, evaluates the canary once for the evidence,
-shows exactly what will be sent to which controller, then asks for the service name
-to be typed (unless --yes) and runs the rollback through the same gate as the
-dashboard's `R`: refused in read-only (kiosk) mode, intent and result in the audit log.
---dry-run prints what would be sent and sends nothing (and writes nothing).
-
-Exit codes: 0 rolled back (or dry run shown), 1 the rollback failed or cannot be
-offered, 2 bad usage or configuration, 3 refused (read-only) or not confirmed.
+Shows the evidence and exactly what will be sent, asks for the service name (unless
+--yes); --dry-run sends and writes nothing. Exit codes: 0 rolled back (or dry run
+shown), 1 failed or cannot be offered, 2 bad usage or configuration, 3 refused
+(read-only) or not confirmed.
 """
 
 from __future__ import annotations
