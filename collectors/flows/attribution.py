@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import psutil
 
@@ -51,7 +52,7 @@ class Attributor:
         refresh: float = 5.0,
         miss_retry: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
-        connections: Callable[[], Iterable] = lambda: psutil.net_connections(kind="inet"),
+        connections: Callable[[], Iterable[Any]] = lambda: psutil.net_connections(kind="inet"),
         environ: Callable[[int], dict[str, str]] = read_environ,
     ) -> None:
         self.refresh = refresh

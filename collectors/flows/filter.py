@@ -18,7 +18,7 @@ previous filter.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .layout import PROTO_NAMES, PROTO_NUMBERS
@@ -71,7 +71,7 @@ class Filter:
                 return False
         return True
 
-    def apply(self, flows):
+    def apply(self, flows: Iterable[FlowRecord]) -> tuple[FlowRecord, ...]:
         return tuple(f for f in flows if self(f))
 
     @property
@@ -93,14 +93,14 @@ def _port_range(value: str) -> tuple[int, int]:
     return a, b
 
 
-def _network(value: str):
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         return ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise ValueError(f"{value!r} is not an address or network (e.g. 10.0.0.0/8, 2001:db8::/32)") from None
 
 
-def _in(net, a: str) -> bool:
+def _in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, a: str) -> bool:
     try:
         return ipaddress.ip_address(a) in net
     except ValueError:

@@ -15,6 +15,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import tclegacy, tcx
 from .table import FlowTable
@@ -35,7 +36,7 @@ class Attachment:
     iface: str
     ifindex: int
     mode: str  # "tcx" | "tc"
-    handles: list  # link fds (tcx) or TcFilter (tc)
+    handles: list[Any]  # link fds (tcx) or TcFilter (tc)
 
 
 def ifindex_of(name: str) -> int | None:
@@ -73,12 +74,12 @@ class FlowsDatapath:
             raise ValueError(f"attach mode must be auto, tcx or tc, not {mode!r}")
         self.max_flows = max_flows
         self.mode = mode
-        self.bpf = None
-        self._progs: dict[str, object] = {}
+        self.bpf: Any = None  # bcc.BPF: bcc ships no type information
+        self._progs: dict[str, Any] = {}  # bcc.BPF.Function by name
         self.attachments: dict[str, Attachment] = {}
         self.deleted = 0  # entries we removed ourselves (idle expiry)
         self._batch_ok = True
-        self._bufs: dict[str, tuple] = {}  # map name -> (key, value) buffers of the batch reads
+        self._bufs: dict[str, tuple[Any, Any]] = {}  # map name -> (key, value) buffers of the batch reads
         self._ncpus: int | None = None
         # Netlink filters outlive the process: detach them on any orderly interpreter
         # exit too, even when nobody called close() (tcx links need no help).
@@ -122,7 +123,7 @@ class FlowsDatapath:
             self._progs["ebpftop_fl3_eg" if l3 else "ebpftop_fl_eg"],
         ]
         mode = self.effective_mode()
-        handles: list = []
+        handles: list[Any] = []
         try:
             for prog, ingress in zip(progs, (True, False)):
                 if mode == "tcx":

@@ -14,7 +14,9 @@ from operator import lt, ne, sub
 from .table import Counters, FlowTable
 
 
-def moved(prev: FlowTable | None, cur: FlowTable, prev_t: int | None, now_t: int) -> tuple[list, list]:
+def moved(
+    prev: FlowTable | None, cur: FlowTable, prev_t: int | None, now_t: int
+) -> tuple[list[int | None], list[int | None]]:
     """(bytes, packets) each flow of `cur` moved since `prev`, by index; None where not
     known. prev_t and now_t: when the two were read, on the map's clock (first seen). The common case -- the same flow, counters grown -- is worked out by column
     in C; only the others go through the rules one by one."""
@@ -30,7 +32,7 @@ def moved(prev: FlowTable | None, cur: FlowTable, prev_t: int | None, now_t: int
         pf = list(map((prev.first + [-1]).__getitem__, at))
     dp = list(map(sub, cur.packets, pp))
     db = list(map(sub, cur.nbytes, pb))
-    odd = set()
+    odd: set[int] = set()
     if cur.first != pf:
         odd.update(compress(range(n), map(ne, cur.first, pf)))
     if n and min(db) < 0:
@@ -60,17 +62,18 @@ def per_second(amount: int | None, dt: float | None) -> float | None:
     return None if amount is None or dt is None else amount / dt
 
 
-def total_rate(db: list, dp: list, dt: float | None) -> tuple[float | None, float | None]:
+def total_rate(
+    db: list[int | None], dp: list[int | None], dt: float | None
+) -> tuple[float | None, float | None]:
     """Sum of the known rates; None before a second sample (dt None) or when no flow
     has a known rate yet (zero flows after two samples is a true 0)."""
     if dt is None:
         return None, None
-    if None in db:
-        known = [i for i, x in enumerate(db) if x is not None]
-        if not known:
-            return None, None
-        return sum(db[i] for i in known) / dt, sum(dp[i] for i in known) / dt
-    return sum(db) / dt, sum(dp) / dt
+    known = [i for i, x in enumerate(db) if x is not None]
+    if db and not known:
+        return None, None
+    # moved() gives None to the bytes and the packets of a flow together
+    return sum(db[i] or 0 for i in known) / dt, sum(dp[i] or 0 for i in known) / dt
 
 
 def evictions(inserts: int, live: int, deleted: int, previous: int = 0) -> int:

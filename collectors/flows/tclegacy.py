@@ -39,7 +39,7 @@ class TcFilter:
         return f"tc filter {self.dev} {side} pref {self.pref} handle {self.handle} prog {self.prog_name} (id {self.prog_id})"
 
 
-def _tc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _tc(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(["tc", *args], capture_output=True, text=True, timeout=10)
     except FileNotFoundError:

@@ -14,6 +14,7 @@ import os
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
+from typing import Any
 
 from .layout import EVENT_KINDS, TCP_EVENT, TCP_TUPLE, addr
 from .model import TcpEvent
@@ -28,14 +29,14 @@ RING_PAGES = 512  # 2 MiB: a second of events at ~25k connections/s between poll
 Tuple4 = tuple[str, int, str, int]
 
 
-class _Bounded(OrderedDict):
+class _Bounded(OrderedDict[Tuple4, Any]):
     """A dict that forgets its oldest entries past `limit`, so memory stays flat."""
 
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
 
-    def put(self, key, value) -> None:
+    def put(self, key: Tuple4, value: Any) -> None:
         self[key] = value
         self.move_to_end(key)
         while len(self) > self.limit:
@@ -55,7 +56,7 @@ class TcpEvents:
         if ring_pages < 1 or ring_pages & (ring_pages - 1):
             raise ValueError(f"ring buffer pages must be a power of two, not {ring_pages}")
         self.ring_pages = ring_pages
-        self.bpf = None
+        self.bpf: Any = None  # bcc.BPF: bcc ships no type information
         self.perfbuf = False
         self.recent: deque[TcpEvent] = deque(maxlen=history)
         self.by_tuple: _Bounded = _Bounded(65536)  # Tuple4 -> deque[TcpEvent]
@@ -97,10 +98,10 @@ class TcpEvents:
     def _on_lost(self, count: int) -> None:
         self.perf_lost += count
 
-    def _on_perf(self, _cpu, data, size) -> None:
+    def _on_perf(self, _cpu: int, data: int, size: int) -> None:
         self._take(ctypes.string_at(data, size))
 
-    def _on_ring(self, _ctx, data, size) -> int:
+    def _on_ring(self, _ctx: int, data: int, size: int) -> int:
         self._take(ctypes.string_at(data, size))
         return 0
 

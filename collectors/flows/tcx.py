@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Iterator
 
 from ..bpfsys import BpfError, bpf
 
@@ -107,7 +108,7 @@ class _Any(ctypes.Union):
 _call = bpf
 
 
-def _ids(cmd: int):
+def _ids(cmd: int) -> Iterator[int]:
     current = 0
     while True:
         attr = _Any()
@@ -157,12 +158,12 @@ def prog_id_of_fd(fd: int) -> int:
     return int.from_bytes(_info(fd, 256)[4:8], "little")
 
 
-class LinkInfo(tuple):
+class LinkInfo(tuple[int, int, str, int, bool]):
     """(link_id, prog_id, prog_name, ifindex, ingress)"""
 
     __slots__ = ()
 
-    def __new__(cls, link_id: int, prog_id: int, prog_name: str, ifindex: int, ingress: bool):
+    def __new__(cls, link_id: int, prog_id: int, prog_name: str, ifindex: int, ingress: bool) -> LinkInfo:
         return super().__new__(cls, (link_id, prog_id, prog_name, ifindex, ingress))
 
     link_id = property(lambda s: s[0])

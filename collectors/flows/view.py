@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from .model import FlowRecord
 
@@ -28,7 +29,7 @@ def sort_flows(flows: Iterable[FlowRecord], key: str) -> list[FlowRecord]:
     if key not in {k for k, _ in SORTS}:
         raise ValueError(f"cannot sort by {key!r}")
 
-    def k(f: FlowRecord):
+    def k(f: FlowRecord) -> tuple[bool, Any, int]:
         v = getattr(f, key)
         return (v is not None, v if v is not None else 0, f.bytes)
 
@@ -68,15 +69,18 @@ def _add(a: float | None, b: float | None) -> float | None:
 
 def group_flows(flows: Iterable[FlowRecord], by: str) -> list[FlowGroup]:
     """One row per process / service / remote address, largest rate first."""
-    acc: dict[str, list] = {}
+    acc: dict[str, FlowGroup] = {}
     for f in flows:
         k = group_key(f, by)
-        g = acc.setdefault(k, [0, 0, 0, None, None, 0])
-        g[0] += 1
-        g[1] += f.packets
-        g[2] += f.bytes
-        g[3] = _add(g[3], f.bps)
-        g[4] = _add(g[4], f.pps)
-        g[5] += f.retransmits
-    groups = [FlowGroup(k, *v) for k, v in acc.items()]
+        g = acc.get(k) or FlowGroup(k, 0, 0, 0, None, None, 0)
+        acc[k] = FlowGroup(
+            k,
+            g.flows + 1,
+            g.packets + f.packets,
+            g.bytes + f.bytes,
+            _add(g.bps, f.bps),
+            _add(g.pps, f.pps),
+            g.retransmits + f.retransmits,
+        )
+    groups = list(acc.values())
     return sorted(groups, key=lambda g: (g.bps is not None, g.bps or 0, g.bytes), reverse=True)
