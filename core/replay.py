@@ -1,21 +1,9 @@
-"""Reading a recording back (`read_recording`) and playing it onto a bus (`Replayer`).
+"""Reading a recording back (`read_recording`) and playing it onto a bus (`Replayer`);
+`ReplayRuntime` is the Runtime of `ebpftop replay`.
 
-The file format is described in `record.py`. Reading is forgiving at the end and strict
-at the start: a file whose first line is not an ebpftop header is refused
-(`ReplayError`), while a torn or corrupt line later on ends the recording there and
-`Recording.stopped_at` says where (line number, byte offset in the uncompressed stream,
-reason) — everything before it replays. Gzip is detected by its magic bytes, whatever
-the name.
-
-Memory is bounded: a single line may not exceed `MAX_LINE` bytes and at most
-`max_frames` snapshots are loaded (the stop is reported like damage, with where it
-happened), so a huge file is cut, never allowed to exhaust memory.
-
-Nothing in the file is trusted: whatever a line holds, reading and playing it raise
-nothing but `ReplayError` (naming file and line), and a snapshot is only accepted with
-numbers the player can do arithmetic on (no NaN or Infinity, which the recorder never
-writes, nor numbers beyond what it writes, and a `time` that is a Unix time), so no
-clock or step can overflow later.
+Strict at the start (no ebpftop header: `ReplayError`), forgiving at the end (a damaged
+line ends the recording there, `Recording.stopped_at` says where), bounded in memory,
+and nothing in the file is trusted: docs/ARCHITECTURE.md ("Record and replay").
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Enter on a Flows row: the flow's (or group's) rate history as a plotext chart, its
-process (pid, comm, service) and its recent TCP events, in a dialog that scrolls
-(80x24 loses nothing). Escape closes.
+process and its recent TCP events, in a dialog that scrolls (80x24 loses nothing).
 
-The history is the store's flows history matched by the flow key (a group: the sum of
-its flows that pass the filter), up to the snapshot the pane shows, so a paused screen
-does not show newer data in its detail. The payload carries only the top flows of each
-tick: a tick where the flow was not among them is left out of the chart, never drawn
-as 0. While the dialog is open the pane hands it each new snapshot (not while paused).
+Only history up to the snapshot on show is charted, so a paused screen shows nothing
+newer; a tick where the flow was not among the top flows is left out, never drawn as 0.
 """
 
 from __future__ import annotations

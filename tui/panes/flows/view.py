@@ -1,19 +1,10 @@
 """What the Flows pane shows, as plain data: the columns that fit the pane's width, one
-row of cells per flow (or per group), and the status and counters lines. Pure (no
-Textual), so the arithmetic is testable without a screen.
+row of cells per flow (or group), the status and counters lines. Pure, so testable
+without a screen.
 
-Cells are (text, style) pairs; every text taken from a payload is untrusted and the pane
-turns it into a Rich Text through `tui.text.safe`. Widths are fixed per layout so the
-table does not jump when a value grows, and a row is identified by its flow key (or
-group key) so the cursor follows the flow, not the row number.
-
-Layouts, by the table's width in cells:
-- compact (< 130, the 80x24 case and a 2x2 grid pane): `proto src → dst` in one column
-  when every row fits, else `proto :local-port ⇄ remote` (the side that tells you who);
-  short numbers (B/s 4.8M), process as `comm [pid] · service` as far as room allows;
-- full (>= 130): direction, proto, src:sport → dst:dport, bytes/s, pkts/s, total,
-  retransmits, connect latency, process, service;
-- wide (>= 170): the interface too.
+Cells are (text, style) pairs; the pane turns payload text into `tui.text.safe`. Widths
+are fixed per layout (compact < 130 cells, full, wide >= 170) so the table does not
+jump, and rows are keyed by flow so the cursor follows the flow, not the row number.
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
-"""What the Profiles pane shows, as plain values: no widgets here, so tests and the
-pane share it.
+"""What the Profiles pane shows, as plain values (no widgets): which profile is shown or
+which samples a followed trace_id picked, the tag sets with their share, canary vs
+stable, what `c` captures for a row, the flame rows and top-function lines.
 
-- which profile is shown (a BPF window, a pprof profile or a capture) or, after an
-  exemplar's trace_id was followed, the samples `select_for_trace` picked;
-- the tag sets with their share of samples (the table);
-- canary vs stable: a sample is canary or stable by its `track` tag, else its
-  `version` tag, valued exactly "canary" / "stable" — the convention the canary
-  collector reads from Prometheus labels (`version` or `track`), so an OTel
-  `service.version=canary` or a pprof label `track=stable` both work. Samples with
-  neither are in no variant; the comparison says when a service lacks one side;
-- what `c` captures for a row: the pprof URL the row's samples came from, else the
-  row's pid (the process), else its service;
-- the flame rows and the top-function lines, as `Content`.
-
-Every tag value and function name is outside text: all of it goes through `clean`.
+A sample is canary or stable by its `track` tag, else its `version` tag, valued exactly
+"canary" / "stable": the convention the canary collector reads from Prometheus labels.
+Every tag value and function name goes through `clean`.
 """
 
 from __future__ import annotations
