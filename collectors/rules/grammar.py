@@ -103,104 +103,136 @@ def parse_rule(text: str, line: int = 1) -> Rule | None:
     toks = _tokens(text, line)
     if not toks or toks[0].text.startswith("#"):
         return None
-    end_col = len(text.rstrip()) + 1
-
-    def need(i: int, what: str) -> _Tok:
-        if i >= len(toks):
-            raise RuleError(
-                line, end_col, toks[i - 1].text, f"expected {what} after it, found the end of the line"
-            )
-        return toks[i]
-
     head = toks[0]
     if head.text not in ACTIONS:
         raise RuleError(line, head.col, head.text, "expected an action: count, allow or deny")
-    fields: dict[str, object] = {"proto": "any"}
-    seen: dict[str, _Tok] = {}
-    ttl = None
-    comment = ""
-    i = 1
+    clauses = _Clauses(toks, line, end_col=len(text.rstrip()) + 1)
+    clauses.read()
+    match = _build_match(clauses.fields, line)
+    return Rule(action=head.text, match=match, ttl=clauses.ttl, comment=clauses.comment)
 
-    def once(key: str, tok: _Tok) -> None:
-        if key in seen:
-            first = seen[key]
-            raise RuleError(line, tok.col, tok.text, f"{key} given twice (first at column {first.col})")
-        seen[key] = tok
 
-    while i < len(toks):
-        tok = toks[i]
+class _Clauses:
+    """The terms after the action, read left to right: each clause at most once."""
+
+    def __init__(self, toks: list[_Tok], line: int, *, end_col: int) -> None:
+        self.toks, self.line, self.end_col = toks, line, end_col
+        self.fields: dict[str, object] = {"proto": "any"}
+        self.seen: dict[str, _Tok] = {}
+        self.ttl: float | None = None
+        self.comment = ""
+
+    def read(self) -> None:
+        i = 1
+        while i < len(self.toks):
+            i = self._clause(i)
+
+    def _clause(self, i: int) -> int:
+        """Read the clause starting at token i; the index of the next one."""
+        tok = self.toks[i]
         word = tok.text
         if word in PROTOS:
-            once("protocol", tok)
-            fields["proto"] = word
-            i += 1
-        elif word in ("from", "to"):
-            once(word, tok)
-            addr_tok = need(i + 1, "an address (any, IP or CIDR)")
-            fields["src" if word == "from" else "dst"] = (_address(addr_tok, line), addr_tok)
-            i += 2
-            if i < len(toks) and toks[i].text == "port":
-                port_tok = need(i + 1, "a port or range N-M")
-                fields["sport" if word == "from" else "dport"] = (_port_range(port_tok, line), port_tok)
-                i += 2
-        elif word == "port":
+            self._once("protocol", tok)
+            self.fields["proto"] = word
+            return i + 1
+        if word in ("from", "to"):
+            return self._endpoint(i, tok)
+        if word == "port":
             raise RuleError(
-                line,
+                self.line,
                 tok.col,
                 word,
-                "port belongs to a from or to clause: 'from ADDR port N' or 'to ADDR port N' (ADDR may be any)",
+                "port belongs to a from or to clause: 'from ADDR port N' or 'to ADDR port N' "
+                "(ADDR may be any)",
             )
-        elif word == "on":
-            once("interface", tok)
-            fields["iface"] = _iface(need(i + 1, "an interface name"), line)
-            i += 2
-        elif word in ("in", "out"):
-            once("direction", tok)
-            fields["direction"] = word
-            i += 1
-        elif word == "ttl":
-            once("ttl", tok)
-            dtok = need(i + 1, "a duration such as 30s, 15m, 2h or 1d")
-            ttl = parse_duration(dtok.text)
-            if ttl is None:
-                raise RuleError(
-                    line,
-                    dtok.col,
-                    dtok.text,
-                    "not a duration: use digits with s, m, h or d, e.g. 90s, 15m, 1h30m",
-                )
-            if not 1 <= ttl <= MAX_TTL:
-                raise RuleError(line, dtok.col, dtok.text, "ttl must be between 1s and 30d")
-            i += 2
-        elif word.startswith('"'):
-            once("comment", tok)
-            if len(word) < 2 or not word.endswith('"'):
-                raise RuleError(line, tok.col, word[:20], 'unterminated comment: a closing " is missing')
-            comment = word[1:-1]
-            if len(comment) > MAX_COMMENT:
-                raise RuleError(line, tok.col, word[:20], f"comment longer than {MAX_COMMENT} characters")
-            i += 1
-        elif word.startswith("#"):
-            break  # trailing comment
-        else:
-            raise RuleError(
-                line,
-                tok.col,
-                word[:40],
-                'unknown term: expected tcp/udp/icmp/any, from, to, on, in, out, ttl or a "comment"',
-            )
+        if word == "on":
+            self._once("interface", tok)
+            self.fields["iface"] = _iface(self._need(i + 1, "an interface name"), self.line)
+            return i + 2
+        if word in ("in", "out"):
+            self._once("direction", tok)
+            self.fields["direction"] = word
+            return i + 1
+        if word == "ttl":
+            return self._ttl(i, tok)
+        if word.startswith('"'):
+            return self._comment(i, tok)
+        if word.startswith("#"):
+            return len(self.toks)  # a trailing comment ends the rule
+        raise RuleError(
+            self.line,
+            tok.col,
+            word[:40],
+            'unknown term: expected tcp/udp/icmp/any, from, to, on, in, out, ttl or a "comment"',
+        )
 
-    match = _build_match(fields, line)
-    return Rule(action=head.text, match=match, ttl=ttl, comment=comment)
+    def _need(self, i: int, what: str) -> _Tok:
+        if i >= len(self.toks):
+            raise RuleError(
+                self.line,
+                self.end_col,
+                self.toks[i - 1].text,
+                f"expected {what} after it, found the end of the line",
+            )
+        return self.toks[i]
+
+    def _once(self, key: str, tok: _Tok) -> None:
+        if key in self.seen:
+            first = self.seen[key]
+            raise RuleError(self.line, tok.col, tok.text, f"{key} given twice (first at column {first.col})")
+        self.seen[key] = tok
+
+    def _endpoint(self, i: int, tok: _Tok) -> int:
+        """from|to ADDR [port N[-M]]"""
+        word = tok.text
+        self._once(word, tok)
+        addr_tok = self._need(i + 1, "an address (any, IP or CIDR)")
+        self.fields["src" if word == "from" else "dst"] = (_address(addr_tok, self.line), addr_tok)
+        i += 2
+        if i < len(self.toks) and self.toks[i].text == "port":
+            port_tok = self._need(i + 1, "a port or range N-M")
+            self.fields["sport" if word == "from" else "dport"] = (_port_range(port_tok, self.line), port_tok)
+            i += 2
+        return i
+
+    def _ttl(self, i: int, tok: _Tok) -> int:
+        self._once("ttl", tok)
+        dtok = self._need(i + 1, "a duration such as 30s, 15m, 2h or 1d")
+        ttl = parse_duration(dtok.text)
+        if ttl is None:
+            raise RuleError(
+                self.line,
+                dtok.col,
+                dtok.text,
+                "not a duration: use digits with s, m, h or d, e.g. 90s, 15m, 1h30m",
+            )
+        if not 1 <= ttl <= MAX_TTL:
+            raise RuleError(self.line, dtok.col, dtok.text, "ttl must be between 1s and 30d")
+        self.ttl = ttl
+        return i + 2
+
+    def _comment(self, i: int, tok: _Tok) -> int:
+        word = tok.text
+        self._once("comment", tok)
+        if len(word) < 2 or not word.endswith('"'):
+            raise RuleError(self.line, tok.col, word[:20], 'unterminated comment: a closing " is missing')
+        comment = word[1:-1]
+        if len(comment) > MAX_COMMENT:
+            raise RuleError(self.line, tok.col, word[:20], f"comment longer than {MAX_COMMENT} characters")
+        self.comment = comment
+        return i + 1
 
 
 def _build_match(fields: dict, line: int) -> Match:
     src = fields.get("src", (None, None))
     dst = fields.get("dst", (None, None))
-    if src[0] is not None and dst[0] is not None:
-        if ipaddress.ip_network(src[0]).version != ipaddress.ip_network(dst[0]).version:
-            tok = dst[1]
-            raise RuleError(line, tok.col, tok.text, "from and to mix IPv4 and IPv6; no packet can match")
+    if (
+        src[0] is not None
+        and dst[0] is not None
+        and ipaddress.ip_network(src[0]).version != ipaddress.ip_network(dst[0]).version
+    ):
+        tok = dst[1]
+        raise RuleError(line, tok.col, tok.text, "from and to mix IPv4 and IPv6; no packet can match")
     for key in ("sport", "dport"):
         if key in fields and fields["proto"] not in ("tcp", "udp"):
             tok = fields[key][1]
