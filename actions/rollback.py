@@ -160,6 +160,21 @@ def rollback_action(
     return action, perform
 
 
+def _noting_conflict(
+    perform: Callable[[], Awaitable[str]], conflict: list[Conflict]
+) -> Callable[[], Awaitable[str]]:
+    """`perform`, appending a Conflict it raises to `conflict` (the gate reports it as a failure)."""
+
+    async def watched() -> str:
+        try:
+            return await perform()
+        except Conflict as exc:
+            conflict.append(exc)
+            raise
+
+    return watched
+
+
 async def run_rollback(
     gate: Gate,
     controller: Controller,
@@ -184,15 +199,7 @@ async def run_rollback(
             controller, service, evidence, state=state, changes=changes, automatic=automatic
         )
         conflict: list[Conflict] = []
-
-        async def watched() -> str:
-            try:
-                return await perform()
-            except Conflict as exc:
-                conflict.append(exc)
-                raise
-
-        result = await gate.execute(action, watched, confirm, automatic=automatic)
+        result = await gate.execute(action, _noting_conflict(perform, conflict), confirm, automatic=automatic)
         if not conflict or automatic:
             return result
         state, changes = conflict[0].state, conflict[0].changes

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from ebpftop.actions.auto_rollback import AutoRollback, Phase
-from ebpftop.actions.rollback import RollbackUnavailable, evidence_text, rollback_action
+from ebpftop.actions.rollback import RollbackUnavailable, evidence_text, rollback_action, run_rollback
 from ebpftop.collectors.canary.data import DriftTest, ServiceCanary, VariantMetrics
 from ebpftop.collectors.canary.verdict import MetricVerdict, Verdict
-from ebpftop.collectors.rollout.base import Controller
+from ebpftop.collectors.rollout.base import Conflict, Controller
 from ebpftop.collectors.rollout.model import Plan, Request, RolloutState
 from ebpftop.core.audit import AuditLog, read_lines
 from ebpftop.core.gate import Gate
@@ -250,3 +250,33 @@ async def test_an_unwritable_audit_log_does_not_undo_the_cancel_and_says_so(setu
     assert auto.phase is Phase.CANCELLED
     clock.now += 100
     assert await auto.fire_if_due(gate, ctl) is None and ctl.sent == []
+
+
+class ConflictOnce(FakeController):
+    """Answers the first rollback with a Conflict (the rollout moved), then rolls back."""
+
+    async def rollback(self, plan: Plan) -> str:
+        if not self.sent:
+            self.sent.append(plan)
+            moved = RolloutState("checkout", self.kind, self.endpoint, step=3, canary_weight=30.0)
+            raise Conflict("the rollout changed", moved, ["step: 2 -> 3"])
+        return await super().rollback(plan)
+
+
+@pytest.mark.parametrize("automatic", [False, True])
+async def test_a_conflict_is_shown_and_confirmed_again_unless_automatic(tmp_path, automatic):
+    gate = Gate(AuditLog(tmp_path / "audit.jsonl", tmp_path / "audit.key"), read_only=False)
+    ctl, asked = ConflictOnce(), []
+
+    async def confirm(action) -> bool:
+        asked.append(action.description)
+        return True
+
+    result = await run_rollback(gate, ctl, "checkout", evaluation("fail"), confirm, automatic=automatic)
+    if automatic:  # not retried: the operator was never asked, a moving rollout needs their eyes
+        assert not result.ok and "the rollout changed" in result.message
+        assert asked == [] and len(ctl.sent) == 1
+    else:
+        assert result.ok and len(ctl.sent) == 2
+        assert len(asked) == 2 and "THE ROLLOUT CHANGED" not in asked[0]
+        assert "THE ROLLOUT CHANGED" in asked[1] and "step: 2 -> 3" in asked[1]
