@@ -170,7 +170,8 @@ class _Watched:
     sock: socket.socket | None
 
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()  # type: ignore[misc]
+        # a mixin: mypy cannot see the urllib3 connection class that follows it in the MRO
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         d = current()
         if d is not None:
             # a dup: TLS wrapping detaches `sock`, and the handshake must be cut too
@@ -181,7 +182,7 @@ class _Watched:
         d = current()
         if d is not None and self.sock is not None:  # a pooled connection, reused
             d.watch(self.sock)
-        return super().request(*args, **kwargs)  # type: ignore[misc]
+        super().request(*args, **kwargs)  # type: ignore[misc]  # a mixin, as in _new_conn
 
 
 class _HTTPConnection(_Watched, HTTPConnection):
@@ -221,6 +222,9 @@ class DeadlineAdapter(HTTPAdapter):
 # --- threads ---------------------------------------------------------------------------
 
 
+_Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]  # (future, fn, args, kwargs)
+
+
 class DaemonExecutor(Executor):
     """A thread pool whose workers are daemon threads.
 
@@ -232,17 +236,17 @@ class DaemonExecutor(Executor):
     def __init__(self, max_workers: int, name: str) -> None:
         self._max = max_workers
         self._name = name
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = threading.Semaphore(0)  # released by a worker each time it waits for work
         self._threads = 0
         self._shutdown = False
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new work after shutdown")
-            future: Future = Future()
+            future: Future[Any] = Future()
             self._queue.put((future, fn, args, kwargs))
             if not self._idle.acquire(timeout=0) and self._threads < self._max:
                 self._threads += 1

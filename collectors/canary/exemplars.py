@@ -52,8 +52,9 @@ def parse_exemplars(data: Any, trace_label: str = "trace_id") -> list[Exemplar]:
                 raise QueryError("bad_response", "exemplar labels are not an object")
             trace = next((str(labels[n]) for n in names if labels.get(n)), None)
             value = to_value(ex.get("value"))
+            stamp: Any = ex.get("timestamp")  # JSON from Prometheus: anything, checked by float()
             try:
-                ts = float(ex.get("timestamp"))
+                ts = float(stamp)
             except (TypeError, ValueError):
                 raise QueryError("bad_response", "exemplar timestamp is not a number") from None
             if trace is None or value is None:

@@ -155,8 +155,8 @@ def chi_square_homogeneity(
     stat = 0.0
     for x, y in zip(pa, pb):
         col = x + y
-        for observed, row in ((x, na), (y, nb)):
-            expected = row * col / n
+        for observed, row_total in ((x, na), (y, nb)):
+            expected = row_total * col / n
             stat += (observed - expected) ** 2 / expected
     dof = len(pa) - 1
     return ChiSquare(

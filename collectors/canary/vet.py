@@ -16,18 +16,18 @@ TOLERANCE = 1e-9
 
 
 def _bucket_problem(buckets: tuple[Bucket, ...]) -> str:
-    prev: Bucket | None = None
+    prev: tuple[str, float] | None = None  # (le, count) of the last bucket with a count
     for b in buckets:
         if b.count is None:
             continue
         if b.count < 0:
             return f"latency bucket le={b.le} holds {b.count:g} requests: impossible, a count never goes down"
-        if prev is not None and b.count < prev.count - TOLERANCE * max(1.0, prev.count):
+        if prev is not None and b.count < prev[1] - TOLERANCE * max(1.0, prev[1]):
             return (
-                f"latency buckets fall from {prev.count:g} at le={prev.le} to {b.count:g} at le={b.le}: "
+                f"latency buckets fall from {prev[1]:g} at le={prev[0]} to {b.count:g} at le={b.le}: "
                 "impossible, a histogram's counts only grow with le"
             )
-        prev = b
+        prev = (b.le, b.count)
     return ""
 
 
