@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup run test demo screenshots bench clean lint
+.PHONY: setup run test demo screenshots bench clean lint floors
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -31,3 +31,9 @@ clean:
 # Layer contracts (import-linter), ruff and mypy; their settings are in pyproject.toml.
 lint: $(STAMP)
 	bash scripts/lint.sh
+
+# The dependency floors of pyproject.toml, each installed at exactly its floor in a
+# throw-away venv (made as setup.sh makes .venv) that imports every module and runs the
+# app's fast tests (scripts/floors.py). Needs PyPI; about 1-4 minutes.
+floors: $(STAMP)
+	$(PY) scripts/floors.py
