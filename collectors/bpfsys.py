@@ -41,7 +41,7 @@ class BpfError(OSError):
     """A bpf(2) command failed; `errno` is the kernel's answer."""
 
 
-def bpf(cmd: int, attr) -> int:
+def bpf(cmd: int, attr: ctypes.Structure | ctypes.Union | bytes | bytearray) -> int:
     """bpf(cmd, attr): `attr` is a ctypes object (passed by reference) or bytes
     (zero-padded to ATTR_SIZE). Returns the result (an fd for most commands)."""
     nr = SYS_BPF.get(platform.machine())
@@ -57,7 +57,7 @@ def bpf(cmd: int, attr) -> int:
     if ret < 0:
         err = ctypes.get_errno()
         raise BpfError(err, os.strerror(err))
-    return ret
+    return int(ret)
 
 
 def wait_for_programs() -> None:

@@ -98,7 +98,7 @@ class Map:
             os.close(self.fd)
             self.fd = -1
 
-    def _elem(self, key: bytes, value) -> _Attr:
+    def _elem(self, key: ctypes.Array[ctypes.c_char], value: ctypes.Array[ctypes.c_char] | None) -> _Attr:
         attr = _Attr()
         attr.elem.map_fd = self.fd
         attr.elem.key = ctypes.addressof(key)
@@ -138,8 +138,8 @@ class Map:
                 raise
 
     def keys(self) -> list[bytes]:
-        out = []
-        cur = None
+        out: list[bytes] = []
+        cur: bytes | None = None
         while True:
             k = ctypes.create_string_buffer(cur or b"", self.key_size)
             nxt = ctypes.create_string_buffer(self.key_size)

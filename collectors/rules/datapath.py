@@ -16,6 +16,7 @@ import shutil
 import socket
 import struct
 from dataclasses import dataclass
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from ..bpfsys import wait_for_programs
@@ -60,7 +61,8 @@ _WIDTH = {"src4": 32, "dst4": 32, "sport": 16, "dport": 16}
 _ARPHRD_L3 = {65534, 776, 778}  # none (tun, wireguard), sit, gre: no link-layer header
 _SIOCGIFFLAGS, _SIOCGIFHWADDR = 0x8913, 0x8927
 # struct setv's ctz: the bit of (b * DEBRUIJN) >> 58 for each one-bit b (rules.bpf.c lowest())
-CTZ = bytes(sorted(range(64), key=lambda i: ((DEBRUIJN << i) & 0xFFFFFFFFFFFFFFFF) >> 58))
+_CTZ_ORDER: list[int] = sorted(range(64), key=lambda i: ((DEBRUIJN << i) & 0xFFFFFFFFFFFFFFFF) >> 58)
+CTZ = bytes(_CTZ_ORDER)
 
 
 class DatapathError(OSError):
@@ -182,7 +184,7 @@ class Datapath:
     # --- links -----------------------------------------------------------------------
 
     def links(self) -> list[LinkPin]:
-        out = []
+        out: list[LinkPin] = []
         try:
             names = sorted(os.listdir(self.pin_dir))
         except OSError:
@@ -230,7 +232,9 @@ class Datapath:
             raise
         return added
 
-    def _attach(self, ifaces: list[str], have: dict, added: list[str], pinned: list[str]) -> None:
+    def _attach(
+        self, ifaces: list[str], have: dict[tuple[str, bool], LinkPin], added: list[str], pinned: list[str]
+    ) -> None:
         for iface in ifaces:
             try:
                 ifindex = socket.if_nametoindex(iface)
@@ -349,8 +353,8 @@ class Datapath:
         ifdir = self.map(f"ifdir_{name}")
         for key in ifdir.keys():
             ifdir.delete(key)
-        for key, bits in c.ifdir.items():
-            ifdir.update(struct.pack("<I", key), pack_bits(bits))
+        for ifindex, bits in c.ifdir.items():
+            ifdir.update(struct.pack("<I", ifindex), pack_bits(bits))
         put("proto", b"".join(pack_bits(c.proto[p]) for p in range(PROTO_ENTRIES)))
         put(
             "rules",
@@ -416,7 +420,7 @@ class Datapath:
         body = b"".join(COUNTER.pack(*c).ljust(COUNTER_SIZE, b"\0") for c in counts)
         self.map("base").update(b"\0" * 4, folded.to_bytes(8, "little").ljust(BASE_HEAD, b"\0") + body)
 
-    def fold(self, s: int, reset: set[int] = frozenset()) -> None:
+    def fold(self, s: int, reset: AbstractSet[int] = frozenset()) -> None:
         """Add set `s`'s counters into base by slot (unless already there), set the slots
         in `reset` to zero, then zero `s`'s counters. `s` must be inactive."""
         folded, counts = self.read_base()

@@ -10,7 +10,10 @@ exactly which packets.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from ebpftop.collectors.flows.model import FlowRecord
 
 from .spec import Rule, format_duration
 
@@ -51,8 +54,8 @@ def _in(addr: str, cidr: str | None) -> bool:
         return False
 
 
-def matches_flow(rule: Rule, flow) -> bool:
-    """Would `rule` match the packets of this flow record (collectors.flows.model.FlowRecord)?"""
+def matches_flow(rule: Rule, flow: FlowRecord) -> bool:
+    """Would `rule` match the packets of this flow record?"""
     m = rule.match
     if m.proto != "any" and flow.proto not in _PROTO_NAMES[m.proto]:
         return False
@@ -73,17 +76,18 @@ def matches_flow(rule: Rule, flow) -> bool:
 
 @dataclass(frozen=True)
 class Preview:
-    flows: tuple  # matching FlowRecords, biggest first
+    flows: tuple[FlowRecord, ...]  # matching, biggest first
     packets: int
     bytes: int
     shadowed_by: int | None  # id of an earlier rule that takes these flows first, if all are
     text: str
 
 
-def preview(rule: Rule, flows, earlier: list[Rule] = (), limit: int = 5) -> Preview:
+def preview(rule: Rule, flows: Iterable[FlowRecord], earlier: Sequence[Rule] = (), limit: int = 5) -> Preview:
     """What `rule` would have matched among `flows`; rules in `earlier` (higher priority)
     take their flows first, as in the kernel."""
-    hits, taken_by = [], set()
+    hits: list[FlowRecord] = []
+    taken_by: set[int] = set()
     for f in flows:
         if not matches_flow(rule, f):
             continue

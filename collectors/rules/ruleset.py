@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ebpftop.core.settings import Settings
+
 from .. import kclock
-from .compile import MAX_SLOTS, compile_rules
+from .compile import compile_rules
 from .datapath import LAYOUT, SETS, Datapath, DatapathError, up_interfaces
+from .layout import MAX_SLOTS
 from .spec import Rule
 from .state import SetState, StateDir
 
@@ -69,7 +72,7 @@ class RuleBook:
         self.ifaces = tuple(ifaces)
 
     @classmethod
-    def from_settings(cls, settings) -> RuleBook:
+    def from_settings(cls, settings: Settings) -> RuleBook:
         return cls(settings.rules_pin_dir, settings.rules_state_dir, settings.rules_ifaces)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 ACTIONS = ("count", "allow", "deny")
 PROTOS = {"any": (), "tcp": (6,), "udp": (17,), "icmp": (1, 58)}  # icmp: ICMP and ICMPv6
@@ -46,7 +47,7 @@ class Rule:
     slot: int = -1  # kernel counter slot, stable for the rule's life; -1 until assigned
     session: int = 0  # pid of the dashboard that owns a session-scoped count rule, else 0
 
-    def with_(self, **kw) -> Rule:
+    def with_(self, **kw: Any) -> Rule:
         return replace(self, **kw)
 
     def same_match(self, other: Rule) -> bool:

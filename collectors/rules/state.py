@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from .spec import Match, Rule
 
@@ -29,7 +30,7 @@ class StateError(ValueError):
     pass
 
 
-def rule_to_dict(r: Rule) -> dict:
+def rule_to_dict(r: Rule) -> dict[str, Any]:
     m = r.match
     return {
         "id": r.id,
@@ -51,7 +52,7 @@ def rule_to_dict(r: Rule) -> dict:
     }
 
 
-def rule_from_dict(d: dict) -> Rule:
+def rule_from_dict(d: dict[str, Any]) -> Rule:
     match = Match(
         proto=d["proto"],
         src=d.get("src"),
