@@ -125,7 +125,7 @@ class FlowsDatapath:
         mode = self.effective_mode()
         handles: list[Any] = []
         try:
-            for prog, ingress in zip(progs, (True, False)):
+            for prog, ingress in zip(progs, (True, False), strict=True):
                 if mode == "tcx":
                     handles.append(tcx.attach(prog.fd, ifindex, ingress))
                 else:

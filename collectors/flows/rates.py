@@ -18,8 +18,9 @@ def moved(
     prev: FlowTable | None, cur: FlowTable, prev_t: int | None, now_t: int
 ) -> tuple[list[int | None], list[int | None]]:
     """(bytes, packets) each flow of `cur` moved since `prev`, by index; None where not
-    known. prev_t and now_t: when the two were read, on the map's clock (first seen). The common case -- the same flow, counters grown -- is worked out by column
-    in C; only the others go through the rules one by one."""
+    known. prev_t and now_t: when the two were read, on the map's clock (first seen). The
+    common case -- the same flow, counters grown -- is worked out by column in C; only the
+    others go through the rules one by one."""
     n = len(cur)
     if prev is None or prev_t is None or now_t <= prev_t:
         return [None] * n, [None] * n
@@ -27,9 +28,9 @@ def moved(
         pp, pb, pf = prev.packets, prev.nbytes, prev.first
     else:  # line prev up with cur; a flow prev lacks gets the sentinel row (first -1)
         at = list(map(prev.position().get, cur.keys, repeat(len(prev))))
-        pp = list(map((prev.packets + [0]).__getitem__, at))
-        pb = list(map((prev.nbytes + [0]).__getitem__, at))
-        pf = list(map((prev.first + [-1]).__getitem__, at))
+        pp = list(map([*prev.packets, 0].__getitem__, at))
+        pb = list(map([*prev.nbytes, 0].__getitem__, at))
+        pf = list(map([*prev.first, -1].__getitem__, at))
     dp = list(map(sub, cur.packets, pp))
     db = list(map(sub, cur.nbytes, pb))
     odd: set[int] = set()

@@ -46,20 +46,22 @@ class FlowTable:
         items = list(rows.items() if isinstance(rows, Mapping) else rows)
         if not items:
             return cls([], [], [], [], [], b"")
-        keys, vals = zip(*items)
-        packets, nbytes, first, last = zip(*vals)
+        keys, vals = zip(*items, strict=True)
+        packets, nbytes, first, last = zip(*vals, strict=True)
         return cls(list(keys), list(packets), list(nbytes), list(first), list(last), b"".join(keys))
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def rows(self) -> dict[bytes, Counters]:
-        return dict(zip(self.keys, zip(self.packets, self.nbytes, self.first, self.last)))
+        return dict(
+            zip(self.keys, zip(self.packets, self.nbytes, self.first, self.last, strict=True), strict=True)
+        )
 
     def position(self) -> dict[bytes, int]:
         """key -> its index (made once, when another table needs to line up with this one)."""
         if self._position is None:
-            self._position = dict(zip(self.keys, range(len(self.keys))))
+            self._position = dict(zip(self.keys, range(len(self.keys)), strict=True))
         return self._position
 
     def idle_since(self, limit: int) -> list[bytes]:

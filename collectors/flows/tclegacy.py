@@ -9,6 +9,7 @@ work; iproute2 is on every machine that has TC.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -36,7 +37,10 @@ class TcFilter:
 
     def describe(self) -> str:
         side = "ingress" if self.ingress else "egress"
-        return f"tc filter {self.dev} {side} pref {self.pref} handle {self.handle} prog {self.prog_name} (id {self.prog_id})"
+        return (
+            f"tc filter {self.dev} {side} pref {self.pref} handle {self.handle} "
+            f"prog {self.prog_name} (id {self.prog_id})"
+        )
 
 
 def _tc(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -69,10 +73,8 @@ def attach(prog_fd: int, prog_id: int, dev: str, ingress: bool) -> TcFilter:
     try:
         _tc("filter", "add", "dev", dev, side, "bpf", "direct-action", "object-pinned", pin)
     finally:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(pin)
-        except OSError:
-            pass
     for f in filters(dev):
         if f.ingress == ingress and f.prog_id == prog_id:
             return f

@@ -8,6 +8,7 @@ and is restarted if bcc closes that.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -102,10 +103,8 @@ class RemoteCache:
 
     def free(self) -> None:
         if self._id is not None and self._generation == self._helper.generation and self._helper.alive:
-            try:
+            with contextlib.suppress(OSError, EOFError):
                 self._helper.call("free", self._id)
-            except (OSError, EOFError):
-                pass
         self._id = None
 
 

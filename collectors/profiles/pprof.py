@@ -212,7 +212,7 @@ def profile_url(url: str, seconds: float) -> str:
         path = path.rstrip("/") + "/profile"
     query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
     if "seconds" not in query:
-        query["seconds"] = [str(max(1, int(round(seconds))))]
+        query["seconds"] = [str(max(1, round(seconds)))]
     return urllib.parse.urlunsplit(parts._replace(path=path, query=urllib.parse.urlencode(query, doseq=True)))
 
 

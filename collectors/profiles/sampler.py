@@ -9,6 +9,7 @@ One owner: `close()` detaches the perf events (they also die with the process).
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes as ct
 import errno
 import mmap
@@ -241,7 +242,7 @@ class Sampler:
         # and comm; the prune forgets pids gone.
         self._forget_memo(self._symbols.begin(set(tgids)))  # exec or pid reused: names forgotten
         named, rest = [], []
-        for tgid, entry in zip(tgids, entries):
+        for tgid, entry in zip(tgids, entries, strict=True):
             hit = memo.get(entry[0])
             if hit is None:
                 hit, complete = self._stack(counts, stacks, tgid, entry[0], known_only=known_only)
@@ -275,10 +276,8 @@ class Sampler:
         # kernels without batch ops: read then delete, a sample counted in between is lost
         items = list(counts.items())
         for k, _ in items:
-            try:
+            with contextlib.suppress(KeyError):
                 del counts[k]
-            except KeyError:
-                pass
         return [(bytes(k), int(v.value)) for k, v in items]
 
     def _stack(
@@ -318,10 +317,8 @@ class Sampler:
         if leaf is None:
             return None
         ips = array.array("Q", leaf)  # the raw u64 array, not a ctypes walk per frame
-        try:
+        with contextlib.suppress(ValueError):
             del ips[ips.index(0) :]  # the kernel ends a stack shorter than the array with 0
-        except ValueError:
-            pass
         return tuple(ips)
 
     def _user_ips(self, stacks: BccTable, sid: int) -> tuple[int, ...] | None:
@@ -527,4 +524,5 @@ class _Batch:
                 break  # no progress (a bucket grew past the room left); the rest waits a drain
         self._works = True
         raw = ct.string_at(self._keys, ks * total)
-        return list(zip([raw[i : i + ks] for i in range(0, ks * total, ks)], self._counts[:total].tolist()))
+        keys = [raw[i : i + ks] for i in range(0, ks * total, ks)]
+        return list(zip(keys, self._counts[:total].tolist(), strict=True))

@@ -8,6 +8,7 @@ operator saw) and the errors: collectors/rollout/README.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import time
@@ -394,8 +395,6 @@ def _last_update(status: dict[str, Any]) -> float | None:
             cond.get("lastUpdateTime") or cond.get("lastTransitionTime") if isinstance(cond, dict) else None
         )
         if isinstance(stamp, str):
-            try:
+            with contextlib.suppress(ValueError):
                 times.append(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
-            except ValueError:
-                pass
     return max(times) if times else None

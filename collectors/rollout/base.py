@@ -64,7 +64,7 @@ class Controller(ABC):
     async def promote(self, plan: Plan) -> str:
         raise NotSupported(f"{self.kind} at {self.endpoint}: promote is not supported")
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027  # optional hook: a controller holding no client keeps it
         """Release clients; safe to call twice."""
 
 
@@ -86,7 +86,8 @@ def changes_between(before: RolloutState, after: RolloutState) -> list[str]:
             out.append(f"{label}: {_show(a)} -> {_show(b)}")
     if not out and before.version != after.version:
         out.append(
-            f"resource version: {before.version or '?'} -> {after.version or '?'} (no field ebpftop shows changed)"
+            f"resource version: {before.version or '?'} -> {after.version or '?'} "
+            "(no field ebpftop shows changed)"
         )
     return out
 

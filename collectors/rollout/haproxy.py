@@ -72,7 +72,8 @@ class HAProxyController(Controller):
         if missing:
             raise ControllerError(
                 f"haproxy backend {self.backend} has no server {', '.join(missing)} "
-                f"(it has: {', '.join(sorted(names)) or 'none'}); fix [rollout] haproxy_canary_servers / haproxy_stable_servers"
+                f"(it has: {', '.join(sorted(names)) or 'none'}); "
+                "fix [rollout] haproxy_canary_servers / haproxy_stable_servers"
             )
         now_weights = {s.name: (s.weight, s.admin) for s in servers}
         if self._last_weights is not None and now_weights != self._last_weights:

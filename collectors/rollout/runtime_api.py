@@ -63,7 +63,8 @@ def parse_address(address: str) -> tuple[int, str | tuple[str, int]]:
     host, sep, port = addr.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise RuntimeAPIError(
-            f"runtime API address {address!r}: use a socket path (/run/haproxy.sock) or host:port (127.0.0.1:9999)"
+            f"runtime API address {address!r}: use a socket path (/run/haproxy.sock) "
+            "or host:port (127.0.0.1:9999)"
         )
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -119,7 +120,7 @@ class RuntimeAPI:
         header = lines[at][1:].split()
         servers = []
         for ln in lines[at + 1 :]:
-            row = dict(zip(header, ln.split()))
+            row = dict(zip(header, ln.split(), strict=False))  # a short row is refused below
             if len(row) < len(header):
                 raise RuntimeAPIError(f"show servers state {backend}: short row {ln[:200]!r}")
             port = row.get("srv_port")

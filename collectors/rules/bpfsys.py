@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 from functools import lru_cache
+from pathlib import Path
 
 from ..bpfsys import BpfError as TcxError
 from ..bpfsys import bpf as _bpf
@@ -67,7 +68,7 @@ def obj_info(fd: int, size: int = 256) -> bytes:
 
 @lru_cache(maxsize=1)
 def possible_cpus() -> int:
-    text = open("/sys/devices/system/cpu/possible").read().strip()
+    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
     n = 0
     for part in text.split(","):
         lo, _, hi = part.partition("-")
@@ -78,7 +79,7 @@ def possible_cpus() -> int:
 class Map:
     """A map fd with its key and value sizes (from the kernel, not assumed)."""
 
-    PERCPU_TYPES = {5, 6, 10}  # percpu hash, percpu array, lru percpu hash
+    PERCPU_TYPES = frozenset({5, 6, 10})  # percpu hash, percpu array, lru percpu hash
 
     def __init__(self, fd: int) -> None:
         self.fd = fd

@@ -24,7 +24,6 @@ HISTORY = 30
 
 def rules_data(settings, book: RuleBook | None = None, rates=None) -> RulesData:
     """One reading of the enforced rules. `rates` (a RateKeeper) adds rates and history."""
-    own = book is None
     book = book or RuleBook.from_settings(settings)
     try:
         cur, counters = book.read_counted()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import bisect
 import ipaddress
+import itertools
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -231,7 +232,7 @@ def port_table(ranges: list[tuple[int, int, int]], wild: int) -> Table:
     t = Table(array.array("H", bytes(2 * 65536)), classes=[wild])
     ids = {wild: 0}
     cuts = sorted({0, 65536} | {lo for lo, _, _ in ranges} | {hi + 1 for _, hi, _ in ranges})
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         bits = 0
         for lo, hi, rb in ranges:
             if lo <= a and b - 1 <= hi:

@@ -8,6 +8,7 @@ Pin names, counters and crash safety: collectors/rules/README.md ("How it works"
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -15,8 +16,8 @@ import os
 import shutil
 import socket
 import struct
-from dataclasses import dataclass
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..bpfsys import wait_for_programs
@@ -282,13 +283,10 @@ class Datapath:
                 gone.append(f"pin {self.path(name)}")
             shutil.rmtree(self.pin_dir, ignore_errors=True)
         parent = os.path.dirname(self.pin_dir)
-        if (
-            os.path.basename(parent) == "ebpftop"
-        ):  # the default's parent, made by load(): left only when empty
-            try:
+        # the default's parent, made by load(): left only when empty
+        if os.path.basename(parent) == "ebpftop":
+            with contextlib.suppress(OSError):
                 os.rmdir(parent)
-            except OSError:
-                pass
         return gone
 
     # --- the rule sets ---------------------------------------------------------------
@@ -346,12 +344,12 @@ class Datapath:
                     put(field[0] + "pi", pack_intervals(c.tables[field]))
         for field in ("src6", "dst6"):
             m = self.map(f"{field}_{name}")
-            for key in m.keys():
+            for key in m.keys():  # noqa: SIM118  # a BPF map, not a dict: keys() reads them all first
                 m.delete(key)
             for (plen, data), bits in c.tries.get(field, {}).items():
                 m.update(lpm_key(plen, data), pack_bits(bits))
         ifdir = self.map(f"ifdir_{name}")
-        for key in ifdir.keys():
+        for key in ifdir.keys():  # noqa: SIM118  # a BPF map, not a dict: keys() reads them all first
             ifdir.delete(key)
         for ifindex, bits in c.ifdir.items():
             ifdir.update(struct.pack("<I", ifindex), pack_bits(bits))
@@ -429,7 +427,9 @@ class Datapath:
         if gen != folded:  # not `>`: a change that stopped before its switch may have written gen already
             wait_for_programs()  # a program that read `active` before the switch may still count
             kernel = self.kernel_rules(s)
-            for (slot, _, _), (p, b, last) in zip(kernel, self.position_counters(s, len(kernel))):
+            for (slot, _, _), (p, b, last) in zip(
+                kernel, self.position_counters(s, len(kernel)), strict=True
+            ):
                 cp, cb, cl = counts[slot % MAX_SLOTS]
                 counts[slot % MAX_SLOTS] = (cp + p, cb + b, max(cl, last))
             folded, changed = gen, True
@@ -447,13 +447,15 @@ class Datapath:
         raw = self._base_raw()  # only the rules' slots are unpacked: this runs every tick
         folded = int.from_bytes(raw[:8], "little")
         out = {}
-        for slot, (p, b, last) in zip(slots, self.position_counters(active, len(slots))):
+        for slot, (p, b, last) in zip(slots, self.position_counters(active, len(slots)), strict=True):
             bp, bb, bl = COUNTER.unpack_from(raw, BASE_HEAD + (slot % MAX_SLOTS) * COUNTER_SIZE)
             out[slot] = (bp + p, bb + b, max(bl, last))
         other = 1 - active
         if self.meta(other)[0] != folded:
             kernel = self.kernel_rules(other)
-            for (slot, _, _), (p, b, last) in zip(kernel, self.position_counters(other, len(kernel))):
+            for (slot, _, _), (p, b, last) in zip(
+                kernel, self.position_counters(other, len(kernel)), strict=True
+            ):
                 if slot in out:
                     cp, cb, cl = out[slot]
                     out[slot] = (cp + p, cb + b, max(cl, last))

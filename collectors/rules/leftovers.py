@@ -49,7 +49,7 @@ def sweep(pin_dir: str, state_dir: str, *, dry_run: bool = False) -> list[Item]:
         try:
             gone = book.dp.remove() + book.state.remove()
         except OSError as exc:
-            return out + [Item("pin", pin_dir, f"failed: {exc.strerror or exc}")]
+            return [*out, Item("pin", pin_dir, f"failed: {exc.strerror or exc}")]
         for g in gone:
             kind, _, what = g.partition(" ")
             out.append(

@@ -91,9 +91,10 @@ class RuleBook:
                 0,
                 1,
                 problem=(
-                    f"the rules pinned under {self.dp.pin_dir} were written by {older} ebpftop (map layout {layout}; "
-                    f"this one reads layout {LAYOUT}), so they are neither listed nor changed here; they keep "
-                    "enforcing; `ebpftop rules flush` or `ebpftop cleanup` removes them"
+                    f"the rules pinned under {self.dp.pin_dir} were written by {older} ebpftop "
+                    f"(map layout {layout}; this one reads layout {LAYOUT}), so they are neither "
+                    "listed nor changed here; they keep enforcing; "
+                    "`ebpftop rules flush` or `ebpftop cleanup` removes them"
                 ),
             )
         active = self.dp.active()

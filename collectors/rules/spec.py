@@ -59,12 +59,12 @@ def _ports(rng: tuple[int, int]) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    whole = round(seconds)
     out = ""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            out += f"{seconds // size}{unit}"
-            seconds %= size
+        if whole >= size:
+            out += f"{whole // size}{unit}"
+            whole %= size
     return out or "0s"
 
 
