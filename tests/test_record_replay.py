@@ -601,7 +601,10 @@ async def test_play_started_paused_shows_the_first_sample_only():
 
 
 async def test_replay_runtime_plays_the_demo_read_only():
+    from ebpftop.collectors.registry import load_payload_types
+
     settings = Settings(record="/nonexistent/should-not-be-created.rec", history=50)
+    load_payload_types()  # as the replay verb does before reading
     rt = ReplayRuntime.from_file(settings, str(DEMO))
     assert rt.read_only and rt.collectors == [] and rt.settings.record is None
     assert rt.gate.read_only
