@@ -76,7 +76,8 @@ VARIANTS = r"""
 import json, os, sys, time
 from bcc import BPF
 from ebpftop.collectors.flows import loader, tcx
-iface, direction, window, rounds, spec = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])
+iface, direction = sys.argv[1], sys.argv[2]
+window, rounds, spec = float(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])
 ingress = direction == "ingress"
 progs = {}
 for name, (path, cflags) in spec.items():
@@ -92,7 +93,8 @@ for r in range(rounds):
         fn = progs[name][1]
         links = [tcx.attach(fn.fd, ifindex, ingress), tcx.attach(floor.fd, ifindex, ingress)]
         time.sleep(1.0)
-        print(json.dumps({"mark": name, "ids": [tcx.prog_id_of_fd(fn.fd), tcx.prog_id_of_fd(floor.fd)], "load": os.getloadavg()[0]}), flush=True)
+        ids = [tcx.prog_id_of_fd(fn.fd), tcx.prog_id_of_fd(floor.fd)]
+        print(json.dumps({"mark": name, "ids": ids, "load": os.getloadavg()[0]}), flush=True)
         time.sleep(window)
         print(json.dumps({"mark": name, "end": True}), flush=True)
         for link in reversed(links):
@@ -224,9 +226,16 @@ def per_packet(
         hello = json.loads(agent.stdout.readline() or "{}")
         if not hello.get("ready"):
             raise RuntimeError(f"variants agent failed: {agent.stderr.read()[-2000:]}")
+        # the window each program's figures are taken over: (ids, program stats, floor stats, clock)
+        # as read at its start mark; an end mark without its start mark is an agent bug, reported
+        # as such rather than measured against another program's baseline
+        start: dict[str, tuple[list[int], tuple[int, int], tuple[int, int], float]] = {}
         for line in agent.stdout:
             mark = json.loads(line)
             if mark.get("end"):
+                if mark["mark"] not in start:
+                    raise RuntimeError(f"variants agent ended {mark['mark']!r} before starting it")
+                ids, (ns0, n0), (f0, fn0), t0 = start.pop(mark["mark"])
                 ns1, n1 = prog_stats(ids[:1])
                 f1, fn1 = prog_stats(ids[1:])
                 runs = n1 - n0
@@ -240,9 +249,7 @@ def per_packet(
             else:
                 ids = mark["ids"]
                 loads.append(mark["load"])
-                ns0, n0 = prog_stats(ids[:1])
-                f0, fn0 = prog_stats(ids[1:])
-                t0 = time.monotonic()
+                start[mark["mark"]] = (ids, prog_stats(ids[:1]), prog_stats(ids[1:]), time.monotonic())
     finally:
         stop(agent)
         for p in reversed(traffic):
@@ -371,7 +378,8 @@ def render(f: dict) -> int:
     ratio = 100.0 * rows["attached"] / rows["bare"]  # type: ignore[operator]
     best = 100.0 * rows["attached_best"] / rows["bare_best"]  # type: ignore[operator]
     lines = [
-        f"Machine: {f['machine']}. Run: `sudo .venv/bin/python bench/flows_bench.py{' --quick' if quick else ''}`.",
+        f"Machine: {f['machine']}. "
+        f"Run: `sudo .venv/bin/python bench/flows_bench.py{' --quick' if quick else ''}`.",
         f"Load average (1 min) at start {load_start[0]:.1f}, at end {load_end[0]:.1f}"
         + (
             "; other people's tests and benchmarks ran alongside."
@@ -379,19 +387,25 @@ def render(f: dict) -> int:
             else "; a quiet machine."
         ),
         "",
-        "Per-packet cost: kernel BPF stats, run_time_ns / run_cnt, raw. Each scenario: the shipped program and two references",
-        f"take turns on the same traffic ({f['rounds']} rounds of {f['window']} s each, order rotated, medians); the empty program",
+        "Per-packet cost: kernel BPF stats, run_time_ns / run_cnt, raw. "
+        "Each scenario: the shipped program and two references",
+        f"take turns on the same traffic ({f['rounds']} rounds of {f['window']} s each, "
+        "order rotated, medians); the empty program",
         "runs behind whichever is attached and gives that window's floor. Target: <= 100 ns per packet.",
         "",
-        "| scenario | runs/s | shipped: raw ns (min-max) | empty program (floor) | shipped minus floor | parse only, minus floor | one array line, minus floor | <= 100 ns: raw / minus floor | load |",
+        "| scenario | runs/s | shipped: raw ns (min-max) | empty program (floor) | shipped minus floor "
+        "| parse only, minus floor | one array line, minus floor | <= 100 ns: raw / minus floor | load |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     yes = {True: "yes", False: "NO"}
     for v in variants:
         sh, po, ol = v["shipped"], v["parse only"], v["one array line"]
         lines.append(
-            f"| {scenario_name(v['kind'], v['flows'])} | {sh['rate']:.0f} | {sh['ns']:.0f} ({sh['spread'][0]:.0f}-{sh['spread'][1]:.0f}) | {sh['floor']:.0f} "
-            f"| {sh['over']:.0f} | {po['over']:.0f} | {ol['over']:.0f} | {yes[sh['ns'] <= 100]} / {yes[sh['over'] <= 100]} | {v['load'][0]:.1f}-{v['load'][1]:.1f} |"
+            f"| {scenario_name(v['kind'], v['flows'])} | {sh['rate']:.0f} "
+            f"| {sh['ns']:.0f} ({sh['spread'][0]:.0f}-{sh['spread'][1]:.0f}) | {sh['floor']:.0f} "
+            f"| {sh['over']:.0f} | {po['over']:.0f} | {ol['over']:.0f} "
+            f"| {yes[sh['ns'] <= 100]} / {yes[sh['over'] <= 100]} "
+            f"| {v['load'][0]:.1f}-{v['load'][1]:.1f} |"
         )
     many = [v for v in variants if v["kind"] != "tcp" and v["flows"] >= 1000]
     hot = [v for v in variants if v["kind"] == "fast" and v["flows"] < 1000]
@@ -402,19 +416,22 @@ def render(f: dict) -> int:
         )
         lines += [
             "",
-            f"With many flows taking turns, one array line alone costs {lo:.0f}-{hi:.0f} ns above the floor here, the shipped program"
+            f"With many flows taking turns, one array line alone costs {lo:.0f}-{hi:.0f} ns "
+            "above the floor here, the shipped program"
             f" {min(v['shipped']['over'] for v in many):.0f}-{max(v['shipped']['over'] for v in many):.0f}.",
         ]
     for v in hot:
         lines.append(
-            f"With {v['flows']} hot flows the map (shipped minus parse only) costs {v['shipped']['over'] - v['parse only']['over']:.0f} ns."
+            f"With {v['flows']} hot flows the map (shipped minus parse only) costs "
+            f"{v['shipped']['over'] - v['parse only']['over']:.0f} ns."
         )
     if tried:
         import flows_variants
 
         lines += [
             "",
-            "Alternatives to the shipped layout (bench/flows_variants.py: each is flows.bpf.c with one change), same method;",
+            "Alternatives to the shipped layout "
+            "(bench/flows_variants.py: each is flows.bpf.c with one change), same method;",
             "raw ns per run, and minus the floor in brackets:",
             "",
             "| variant | what it asks | "
@@ -437,12 +454,17 @@ def render(f: dict) -> int:
         "",
         "| measure | result | target |",
         "|---|---|---|",
-        f"| iperf3 over veth, bare ({iperf_runs} x {iperf_seconds} s: median / best) | {rows['bare'] / 1e9:.2f} / {rows['bare_best'] / 1e9:.2f} Gbit/s | |",
-        f"| iperf3 over veth, flows attached (median / best) | {rows['attached'] / 1e9:.2f} / {rows['attached_best'] / 1e9:.2f} Gbit/s ({ratio:.1f}% / {best:.1f}% of bare) | >= 97% of bare |",
+        f"| iperf3 over veth, bare ({iperf_runs} x {iperf_seconds} s: median / best) "
+        f"| {rows['bare'] / 1e9:.2f} / {rows['bare_best'] / 1e9:.2f} Gbit/s | |",
+        f"| iperf3 over veth, flows attached (median / best) "
+        f"| {rows['attached'] / 1e9:.2f} / {rows['attached_best'] / 1e9:.2f} Gbit/s "
+        f"({ratio:.1f}% / {best:.1f}% of bare) | >= 97% of bare |",
     ]
     for count, tracked, ours, theirs, ns, runs in cpu:
         lines.append(
-            f"| CPU of the flows collector process, ~{count} active flows (map held {tracked}; TC program meanwhile {ns:.0f} ns/run raw over {runs} runs) | {ours:.1f}% of one core | {'<= 5%' if count == 10000 else ''} |"
+            f"| CPU of the flows collector process, ~{count} active flows (map held {tracked}; "
+            f"TC program meanwhile {ns:.0f} ns/run raw over {runs} runs) "
+            f"| {ours:.1f}% of one core | {'<= 5%' if count == 10000 else ''} |"
         )
         lines.append(
             f"| CPU of iftop -t on the same traffic | {theirs:.1f}% of one core | ebpftop below iftop |"
@@ -466,11 +488,16 @@ def render(f: dict) -> int:
     lines += [
         "",
         "Verdicts from this run: " + " ".join(verdicts),
-        "iftop's cost follows packets (libpcap copies each one to user space), ebpftop's follows flows: one batch",
-        "read of the map a second (the kernel copies each entry), the whole-map work (deltas, totals, ranking) in C",
-        "loops over columns (collectors/flows/table.py), Python code only for the top 500 it reports, and the tick on",
-        "the event loop while it is short (a thread hop cost more than the tick). With one datagram per flow per",
-        "second, 1000 flows are only 1000 packets a second for iftop, its cheapest case; with more flows the packets",
+        "iftop's cost follows packets (libpcap copies each one to user space), "
+        "ebpftop's follows flows: one batch",
+        "read of the map a second (the kernel copies each entry), "
+        "the whole-map work (deltas, totals, ranking) in C",
+        "loops over columns (collectors/flows/table.py), "
+        "Python code only for the top 500 it reports, and the tick on",
+        "the event loop while it is short (a thread hop cost more than the tick). "
+        "With one datagram per flow per",
+        "second, 1000 flows are only 1000 packets a second for iftop, its cheapest case; "
+        "with more flows the packets",
         "win: at 60000 flows iftop needs a whole core.",
     ]
     lines += NOTES
@@ -483,7 +510,8 @@ NOTES = [
     "",
     "Reading the per-packet figures. The empty program's figure is the floor: the stats bookkeeping",
     "(two clock reads per run) and whatever the VM adds; it is not ours to cut. 'parse only' is the",
-    "shipped program without per-flow state: reading the skb, its headers and the clock. 'one array line' keeps",
+    "shipped program without per-flow state: reading the skb, its headers and the clock. "
+    "'one array line' keeps",
     "the counters in one 64-byte slot of an array, at an address the verifier turns into a constant",
     "(no loads before the access): the least memory any exact per-flow counter has to touch. The",
     "shipped program's distance from it is what the LRU hash itself costs (bucket line, element",
