@@ -31,7 +31,8 @@ TABLE = 'BPF_TABLE("lru_hash", struct flow_key, struct flow_val, flows, MAX_FLOW
 ATOMICS = "    __sync_fetch_and_add(&v->packets, packets);\n    __sync_fetch_and_add(&v->bytes, bytes);\n"
 PLAIN = "    v->packets += packets;\n    v->bytes += bytes;\n"
 LOOKUP = "    struct flow_val *v = flows.lookup(&key);\n"
-KEY4 = """    struct flow_key4 k4 = {.ifindex = key.ifindex, .sport = key.sport, .dport = key.dport, .proto = key.proto, .dir = key.dir};
+KEY4 = """    struct flow_key4 k4 = {.ifindex = key.ifindex, .sport = key.sport, .dport = key.dport,
+                           .proto = key.proto, .dir = key.dir};
     __builtin_memcpy(&k4.saddr, key.saddr, 4);
     __builtin_memcpy(&k4.daddr, key.daddr, 4);
     struct flow_val *v = flows4.lookup(&k4);
@@ -168,7 +169,8 @@ def main() -> int:
     finally:
         os.close(stats_fd)
     print(
-        f"traffic: {kind}, {flows} flows, {res['direction']}; {rounds} rounds of 4 s; load average {res['load'][0]:.1f}-{res['load'][1]:.1f}"
+        f"traffic: {kind}, {flows} flows, {res['direction']}; {rounds} rounds of 4 s; "
+        f"load average {res['load'][0]:.1f}-{res['load'][1]:.1f}"
     )
     print(f"{'variant':20} {'raw ns':>7} {'floor':>6} {'minus floor':>11} {'runs/s':>8}  what it asks")
     for n in names:
