@@ -9,6 +9,8 @@ from app_support import PANE_TITLES, T0, host_data, make_app, publish_fixed, scr
 from app_support import body_text as pane_body_text
 from textual.widgets import Footer, Static
 
+from ebpftop.core import alarms as alarms_registry
+from ebpftop.core.alarms import Alarm
 from ebpftop.core.collector import Collector, SourceUnavailable
 from ebpftop.core.model import Health, HealthState
 from ebpftop.themes import THEME_NAMES, next_theme
@@ -302,7 +304,7 @@ async def test_a_burst_of_snapshots_redraws_each_pane_once(tmp_path):
         rules = pane(app, "rules")
         shown = []
         original = rules.show
-        rules.show = lambda s, g, now: (shown.append(s.seq), original(s, g, now))
+        rules.show = lambda feed: (shown.append(feed.snapshot.seq), original(feed))
         for seq in range(1, 51):
             app.runtime.bus.publish(snap("rules", {"rules": list(range(seq))}, seq=seq))
         for _ in range(100):  # bounded wait for the flush, however slow the machine
@@ -381,12 +383,16 @@ async def test_a_pane_that_cannot_render_its_data_degrades_alone(tmp_path):
         assert "still-drawn" in screen_text(app) and app.is_running
 
 
-async def test_alarms_from_the_data_lead_the_header(tmp_path):
+async def test_alarms_from_the_data_lead_the_header(tmp_path, monkeypatch):
     app = make_app(tmp_path)
+
+    def hot(latest, history):  # a source's alarm rule, as collectors register them
+        return [Alarm("rules", "error", "rule deny-all hit 9k/s", "test")] if latest.data.get("hot") else []
+
+    monkeypatch.setitem(alarms_registry._RULES, "rules", hot)
     async with app.run_test(size=(80, 24)) as pilot:
         publish_fixed(app.runtime)
         rules = pane(app, "rules")
-        rules.headline = lambda data: [("rule deny-all hit 9k/s", "error")] if data.get("hot") else []
         app.runtime.bus.publish(snap("rules", {"hot": True}, seq=2))
         await pilot.pause()
         problems = screen_text(app).splitlines()[2]

@@ -2,8 +2,9 @@
 
 Data flow: collectors (or a replay) publish snapshots on `runtime.bus`; the store keeps
 them. The app subscribes to the bus only to learn *which* sources changed: it marks
-them dirty and schedules one flush, which redraws each dirty pane once from
-`runtime.store`, however many snapshots arrived in between. While paused the flush
+them dirty and schedules one flush, which hands each dirty pane once a `PaneFeed` built
+from `runtime.store` (snapshots, history, the alarms of core/alarms.py), however many
+snapshots arrived in between; panes never read the store themselves. While paused the flush
 does nothing (the store keeps filling); unpausing redraws from the latest data.
 A slow timer at the refresh interval updates the ages ("updated 3s ago"); nothing else
 ticks, so an idle dashboard costs next to nothing.
@@ -34,14 +35,16 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from ebpftop.core.alarms import Alarm, data_alarms
 from ebpftop.core.model import Health, HealthState, Snapshot
 from ebpftop.core.settings import Settings
+from ebpftop.core.store import last_good
 from ebpftop.themes import DEFAULT_THEME, STYLESHEET, THEME_NAMES, next_theme, register_themes
 
 from .bindings import KEYMAP, app_bindings, key_display
 from .key_actions import acting_names, replay_names
 from .panes import PANES
-from .panes.base import SourcePane
+from .panes.base import PaneFeed, SourcePane
 from .panes.canary.rollback import RollbackControl
 from .panes.header import HostHeader, Marks
 from .screens.confirm import ConfirmScreen
@@ -97,6 +100,7 @@ class EbpftopApp(App[int]):
         self._panes: dict[str, SourcePane] = {}
         self._order: list[SourcePane] = []
         self._dirty: set[str] = set()
+        self._data_alarms: dict[str, tuple[Alarm, ...]] = {}  # per pane source, as last shown
         self._flush_scheduled = False
         self._aged_by_flush = False  # the last data flush redrew the ages: the tick may rest
         self._pending = 0  # snapshots that arrived while paused
@@ -247,14 +251,13 @@ class EbpftopApp(App[int]):
         if self.paused or not self._dirty or not self._drawable():
             return
         dirty, self._dirty = self._dirty, set()
-        if "rollout" in dirty:
-            dirty.add("canary")  # the canary pane shows the rollout state
         now = self.now()
         with self.batch_update():
-            for source in dirty:
-                pane = self._panes.get(source)
-                if pane is not None:
-                    pane.show(*self._latest(source), now)
+            for pane in self._order:
+                if pane.source in dirty or dirty.intersection(pane.REDRAWN_BY):
+                    pane.show(self._feed(pane, now))
+                elif dirty.intersection(pane.RELATED):
+                    pane.update_related(self._related(pane))
             # Ages ride along with the data (the host sample comes every second), so
             # one screen update a second carries both instead of two.
             for pane in self._order:
@@ -304,17 +307,27 @@ class EbpftopApp(App[int]):
         )
         return Snapshot(source, 0, self.now(), Health(HealthState.OFF, why))
 
-    def _latest(self, source: str) -> tuple[Snapshot | None, Snapshot | None]:
+    def _feed(self, pane: SourcePane, now: float) -> PaneFeed:
+        """Everything `pane` draws, from the store; its data alarms are kept for the header."""
         store = self.runtime.store
-        snap = store.latest(source)
-        if snap is None:
-            return self._absent(source), None
-        if snap.data is not None:
-            return snap, snap
-        for older in reversed(store.history(source)):
-            if older.data is not None:
-                return snap, older
-        return snap, None
+        source = pane.source
+        snap, history = store.latest(source), store.history(source)
+        alarms = data_alarms(snap, history) if snap is not None else ()
+        self._data_alarms[source] = alarms
+        control = self.rollback_control
+        return PaneFeed(
+            snapshot=snap if snap is not None else self._absent(source),
+            last_good=last_good(snap, history),
+            now=now,
+            history=history,
+            alarms=alarms,
+            related=self._related(pane),
+            auto_rollback=control.status_line(),
+            rollback_key=control.available() and not self.read_only,
+        )
+
+    def _related(self, pane: SourcePane) -> dict[str, tuple[Snapshot, ...]]:
+        return {source: self.runtime.store.history(source) for source in pane.RELATED}
 
     def _drawable(self) -> bool:
         """False once shutdown has taken the widgets away (a timer may still fire)."""
@@ -324,8 +337,8 @@ class EbpftopApp(App[int]):
         self._dirty.clear()
         now = self.now()
         with self.batch_update():
-            for source, pane in self._panes.items():
-                pane.show(*self._latest(source), now)
+            for pane in self._order:
+                pane.show(self._feed(pane, now))
             self._draw_header()
 
     def _draw_header(self) -> None:
@@ -346,8 +359,10 @@ class EbpftopApp(App[int]):
                 health[source] = snap.health
         self._header.update_from(self.marks(), store.latest("host"), health, tuple(waiting), self._alarms())
 
-    def _alarms(self) -> tuple[tuple[str, str], ...]:
-        return tuple(alarm for pane in self._order for alarm in pane.alarms)
+    def _alarms(self) -> tuple[Alarm, ...]:
+        """The data alarms of what the panes show (frozen with them while paused); the
+        header adds the sources' health alarms (core/alarms.py)."""
+        return tuple(alarm for pane in self._order for alarm in self._data_alarms.get(pane.source, ()))
 
     def marks(self) -> Marks:
         replay = ""

@@ -10,9 +10,11 @@ owns everything every source shares, so each pane degrades the same way:
 - when the source fails after having delivered, the last good data stays on screen,
   dimmed (class `-stale`), with the health line saying how old it is.
 
-Panes get snapshots from the app (`show`); they never touch the collectors, bcc,
-sockets or files. Every string from a payload goes through `tui.text` (here `clean`,
-and `joined` for the border, which Textual would parse as markup if given a `str`).
+Panes get everything they draw from the app (`show(feed)`: the snapshots, the source's
+history and alarms, what else the pane names in `RELATED`); they never read the store or
+the app's controllers, and never touch the collectors, bcc, sockets or files. Every
+string from a payload goes through `tui.text` (here `clean`, and `joined` for the
+border, which Textual would parse as markup if given a `str`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
@@ -27,7 +31,8 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from ebpftop.core.model import Health, HealthState, Snapshot
+from ebpftop.core.alarms import Alarm
+from ebpftop.core.model import NO_DATA_YET, Health, HealthState, Snapshot
 
 from ..text import clean, joined, plain
 from . import fmt
@@ -43,7 +48,20 @@ BADGES: dict[HealthState, tuple[str, str]] = {
 
 log = logging.getLogger(__name__)
 
-NO_DATA_YET = Health(HealthState.DOWN, "no data yet", "", None, 0)
+
+@dataclass(frozen=True)
+class PaneFeed:
+    """Everything a pane draws, built by the app's flush from the store (data flows one
+    way: a pane never reads the store or the app's controllers)."""
+
+    snapshot: Snapshot | None = None  # the latest; None while nothing has arrived
+    last_good: Snapshot | None = None  # the newest that carried data (core.store.last_good)
+    now: float = 0.0
+    history: tuple[Snapshot, ...] = ()  # this source's, oldest first
+    alarms: tuple[Alarm, ...] = ()  # this source's data alarms (core/alarms.py)
+    related: Mapping[str, tuple[Snapshot, ...]] = field(default_factory=dict)  # RELATED histories
+    auto_rollback: str = ""  # the canary's auto-rollback state line
+    rollback_key: bool = False  # R would roll back (a controller, not read-only)
 
 
 def badge(state: HealthState) -> tuple[str, str]:
@@ -83,6 +101,10 @@ class SourcePane(Vertical, can_focus=True):
     number: ClassVar[int] = 0
     # What the pane shows once its source works; shown while it does not.
     ABOUT: ClassVar[str] = ""
+    # Other sources whose history the pane gets in `feed.related` (kept current, no redraw)
+    # and those of them whose change redraws it.
+    RELATED: ClassVar[tuple[str, ...]] = ()
+    REDRAWN_BY: ClassVar[tuple[str, ...]] = ()
 
     DEFAULT_CSS = """
     SourcePane { height: 1fr; }
@@ -96,10 +118,11 @@ class SourcePane(Vertical, can_focus=True):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id or f"pane-{self.source}", classes="pane -nodata")
+        self.feed = PaneFeed()
         self.snapshot: Snapshot | None = None
         self.last_good: Snapshot | None = None
         self._now = 0.0
-        self.alarms: list[tuple[str, str]] = []  # from `headline`, for the header
+        self.alarms: list[tuple[str, str]] = []  # (text, severity) of the feed's alarms
 
     def compose(self) -> ComposeResult:
         yield Static(Content(""), classes="health", markup=False)
@@ -114,18 +137,20 @@ class SourcePane(Vertical, can_focus=True):
 
     # --- called by the app -------------------------------------------------------
 
-    def show(self, snapshot: Snapshot | None, last_good: Snapshot | None, now: float) -> None:
+    def show(self, feed: PaneFeed) -> None:
         """Redraw from the latest snapshot (and the latest one that carried data)."""
+        self.feed = feed
+        snapshot, now = feed.snapshot, feed.now
         self.snapshot = snapshot
         self._now = now
-        self.last_good = last_good if last_good is not None and last_good.data is not None else None
+        self.last_good = feed.last_good
         for state in HealthState:
             self.set_class(snapshot is not None and snapshot.health.state is state, f"-{state.value}")
         self.set_class(snapshot is None, "-waiting")
         shown = snapshot if snapshot is not None and snapshot.data is not None else self.last_good
         self.set_class(shown is not None and shown is not snapshot, "-stale")
         self.update_health(now)
-        self._update_alarms(snapshot)
+        self._show_alarms(feed.alarms)
         if shown is not None and self._update_body_safely(shown, now):
             return
         self.set_class(True, "-nodata")
@@ -133,18 +158,15 @@ class SourcePane(Vertical, can_focus=True):
             message = self.about() if snapshot is None else self.render_unavailable(snapshot.health)
             set_content(self.query_one(".message", Static), message)
 
-    def _update_alarms(self, snapshot: Snapshot | None) -> None:
-        """Only current data raises alarms; stale data has its health line instead."""
-        alarms: list[tuple[str, str]] = []
-        if snapshot is not None and snapshot.data is not None:
-            try:
-                alarms = list(self.headline(snapshot.data))
-            except Exception:
-                log.warning("pane %s: headline failed", self.source, exc_info=True)
-        self.alarms = alarms
+    def update_related(self, related: Mapping[str, tuple[Snapshot, ...]]) -> None:
+        """Newer histories of the `RELATED` sources that do not redraw the pane."""
+        self.feed = dataclasses.replace(self.feed, related=related)
+
+    def _show_alarms(self, alarms: tuple[Alarm, ...]) -> None:
+        self.alarms = [(a.text, a.severity) for a in alarms]
         # On the border too: at 80 columns an unfocused pane shows only its frame.
-        self.border_subtitle = joined((text for text, _ in alarms), max_len=60)
-        self.set_class(any(sev == "error" for _, sev in alarms), "-alarm")
+        self.border_subtitle = joined((a.text for a in alarms), max_len=60)
+        self.set_class(any(a.severity == "error" for a in alarms), "-alarm")
 
     def _update_body_safely(self, shown: Snapshot, now: float) -> bool:
         """True when the body shows the data; otherwise the message says why not."""
@@ -174,12 +196,6 @@ class SourcePane(Vertical, can_focus=True):
         set_content(self.query_one(".health", Static), content)
 
     # --- for subclasses ----------------------------------------------------------
-
-    def headline(self, data: Any) -> list[tuple[str, str]]:
-        """Alarms the data itself raises, for the header's "what is wrong" line, as
-        (text, "error" | "warning"), e.g. ("canary FAIL checkout", "error"). The
-        incident room sees them without a keypress. Default: none."""
-        return []
 
     def compose_body(self) -> ComposeResult:
         """The widgets that show data (give them class "data"). Default: one Static."""
@@ -307,5 +323,5 @@ def generic_body(data: Any, width: int = 0, height: int = 0) -> Content:
         name, rows = records[0]
         room = (height - lines - 2) if height else 10
         if room > 0:
-            parts = _table(name, rows, width, room) + (["\n"] + parts if parts else [])
+            parts = _table(name, rows, width, room) + (["\n", *parts] if parts else [])
     return Content.assemble(*parts)

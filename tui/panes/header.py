@@ -1,8 +1,9 @@
 """The header: the host at a glance, the app's mode marks, and what is wrong.
 
 Three lines, in order of what the incident room needs: the title with its marks
-(READ-ONLY, PAUSED, replay position), the host (CPU, load, memory, network), then the
-sources that are not OK, worst first, so a problem shows without a keypress.
+(READ-ONLY, PAUSED, replay position), the host (CPU, load, memory, network), then what
+is wrong (core/alarms.py: the data's alarms, then sources not OK, worst first), so a
+problem shows without a keypress.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from textual.content import Content
 from textual.geometry import Region
 from textual.widget import Widget
 
+from ebpftop.core.alarms import HEALTH_KINDS, Alarm, health_alarm, ordered
 from ebpftop.core.model import Health, HealthState, HostData, Snapshot
 
 from ..text import clean
@@ -29,12 +31,6 @@ class Marks:
     replay: str = ""  # replay status text, untrusted (built from a file)
     recording: str = ""  # "recording" / "stopped" / "failed", when --record is on
     recording_size: float = 0.0
-
-
-def problems(health: dict[str, Health]) -> list[tuple[str, Health]]:
-    """Sources that are not OK, worst first, then by name; OFF (not configured) last."""
-    bad = [(name, h) for name, h in health.items() if h.state is not HealthState.OK]
-    return sorted(bad, key=lambda item: (item[1].state.rank, item[0]))
 
 
 def title_line(marks: Marks, host: HostData | None = None, width: int = 0) -> Content:
@@ -104,24 +100,30 @@ ALARM_STYLE = {"error": "bold $error", "warning": "bold $warning"}
 
 
 def problem_line(
-    health: dict[str, Health], waiting: tuple[str, ...] = (), alarms: tuple[tuple[str, str], ...] = ()
+    health: dict[str, Health], waiting: tuple[str, ...] = (), alarms: tuple[Alarm, ...] = ()
 ) -> Content:
-    """Alarms from the data first (a failing canary), then sources that are not OK."""
-    bad = problems(health)
+    """What is wrong, in the order of core/alarms.py: alarms from the data first (a
+    failing canary), then sources down or degraded, then sources off (not configured)."""
+    shown = ordered([*alarms, *(health_alarm(name, h) for name, h in health.items())])
     parts: list[str | tuple[str, str]] = []
-    for text, severity in sorted(alarms, key=lambda a: a[1] != "error"):
-        mark = "✖ " if severity == "error" else "▲ "
-        parts += [(mark + clean(text, 60), ALARM_STYLE.get(severity, "bold")), "  "]
+    bad: list[tuple[str, HealthState, str]] = []
+    for alarm in shown:
+        if alarm.kind in HEALTH_KINDS:
+            bad.append((alarm.source, HealthState(alarm.kind), str(alarm.detail.get("message", ""))))
+            continue
+        mark = "✖ " if alarm.severity == "error" else "▲ "
+        parts += [(mark + clean(alarm.text, 60), ALARM_STYLE.get(alarm.severity, "bold")), "  "]
+    bad += [(name, HealthState.OFF, "") for name, h in sorted(health.items()) if h.state is HealthState.OFF]
     if not bad and not waiting:
         return Content.assemble(*parts, ("● all sources OK", "$success"))
-    for i, (name, h) in enumerate(bad):
-        label, style = badge(h.state)
+    for i, (name, state, message) in enumerate(bad):
+        label, style = badge(state)
         if i:
             parts.append("  ")
         parts.append((f"{label.split()[0]} {name}", style))
         # The first problem gets its reason here; the others have theirs in their pane.
-        if i == 0 and h.message and h.state is not HealthState.OFF:
-            parts += [": ", clean(h.message, 120)]
+        if i == 0 and message and state is not HealthState.OFF:
+            parts += [": ", clean(message, 120)]
     if waiting:
         parts += ["  " if parts else "", ("… starting: " + ", ".join(waiting), "$text-muted")]
     return Content.assemble(*parts)
@@ -155,7 +157,7 @@ class HostHeader(Widget):
         host: Snapshot | None,
         health: dict[str, Health],
         waiting: tuple[str, ...] = (),
-        alarms: tuple[tuple[str, str], ...] = (),
+        alarms: tuple[Alarm, ...] = (),
     ) -> None:
         data = host.data if host is not None and isinstance(host.data, HostData) else None
         width = max(0, self.size.width - 2)
@@ -175,7 +177,7 @@ class HostHeader(Widget):
             return
         changed = [
             Region(0, y, self.size.width, 1)
-            for y, (a, b) in enumerate(zip(old, lines))
+            for y, (a, b) in enumerate(zip(old, lines, strict=True))
             if (a.plain, a.spans) != (b.plain, b.spans)
         ]  # Content == compares text only
         if changed:

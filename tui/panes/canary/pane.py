@@ -11,12 +11,13 @@ threshold drawn.
 
 Everything scrolls inside the pane, so at 80x24 nothing is cut: the text comes first,
 `z` gives the pane the whole screen (charts and all), `x` jumps to the trace ids.
-Data comes from the app's store (this pane's source plus "rollout"); the pane never
-touches sockets or files.
+The app hands the pane its feed (this source's snapshots and history, the "rollout"
+history, the auto-rollback line); the pane never reads the store, sockets or files.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from textual.app import ComposeResult
@@ -30,7 +31,7 @@ from textual.widgets.option_list import Option
 from ebpftop.core.model import Snapshot
 
 from ...text import clean
-from ..base import SourcePane
+from ..base import PaneFeed, SourcePane
 from ..paint import set_content
 from .charts import MetricChart
 from .render import seconds, series, summary
@@ -53,17 +54,8 @@ class CanaryPane(SourcePane):
     title = "Canary"
     number = 3
     ABOUT = "p99 latency, error rate and throughput per variant, verdict, rollout weight and phase."
-
-    def headline(self, data: Any) -> list[tuple[str, str]]:
-        out = []
-        for svc in getattr(data, "services", ()):
-            verdict = getattr(getattr(svc, "verdict", None), "value", "")
-            if verdict in ("fail", "warn"):
-                # why, too: the header is the line a wall display shows for sure
-                why = str(getattr(svc, "reason", "") or "").removeprefix("canary ")
-                text = f"canary {verdict.upper()} {svc.name}" + (f": {why}" if why else "")
-                out.append((text, "error" if verdict == "fail" else "warning"))
-        return out
+    RELATED = (ROLLOUT_SOURCE,)
+    REDRAWN_BY = (ROLLOUT_SOURCE,)
 
     BINDINGS = [
         # Not in the footer (80 columns must keep the app's keys); the pane names them.
@@ -108,34 +100,29 @@ class CanaryPane(SourcePane):
 
     # --- drawing -------------------------------------------------------------------
 
-    def _store(self) -> Any:
-        runtime = getattr(self.app, "runtime", None)
-        return getattr(runtime, "store", None)
-
     def _rollout(self) -> Any:
-        store = self._store()
-        snap = store.latest(ROLLOUT_SOURCE) if store is not None else None
-        return snap.data if snap is not None else None
+        rollout = self.feed.related.get(ROLLOUT_SOURCE, ())
+        return rollout[-1].data if rollout else None
 
-    def show(self, snapshot: Snapshot | None, last_good: Snapshot | None, now: float) -> None:
-        super().show(snapshot, last_good, now)
+    def show(self, feed: PaneFeed) -> None:
+        super().show(feed)
+        snapshot = feed.snapshot
         nothing = (snapshot is None or snapshot.data is None) and self.last_good is None
         if nothing and self.has_class("-nodata") and self._rollout() is not None:
             # No canary evaluation (its health line says why), but the rollout is known:
             # weights, phase and the rollback key are worth the room.
             self.set_class(False, "-nodata")
-            self.update_body(None, snapshot, now)
+            self.update_body(None, snapshot, feed.now)
 
     def update_body(self, data: Any, snapshot: Snapshot | None, now: float) -> None:
-        store = self._store()
-        history = store.history(self.source) if store is not None else ()
+        history = self.feed.history
         width = max(20, self.query_one("#canary-summary", Static).content_size.width or self.size.width - 4)
-        control = getattr(self.app, "rollback_control", None)
-        auto = control.status_line() if control is not None else ""
-        key = control is not None and control.available() and not getattr(self.app, "read_only", True)
+        feed = self.feed
         set_content(
             self.query_one("#canary-summary", Static),
-            summary(data, self._rollout(), history, now, width, auto, rollback_key=key),
+            summary(
+                data, self._rollout(), history, now, width, feed.auto_rollback, rollback_key=feed.rollback_key
+            ),
         )
         services = list(getattr(data, "services", ()) or ())
         self._services = [s.name for s in services]
@@ -181,12 +168,19 @@ class CanaryPane(SourcePane):
     def on_resize(self) -> None:
         self.call_after_refresh(self.redraw)
 
-    def redraw(self) -> None:
-        """Redraw from the data shown (the size, rollout state or countdown changed)."""
+    def redraw(self, *, auto_rollback: str | None = None, rollback_key: bool | None = None) -> None:
+        """Redraw from the data shown (the size, rollout state or countdown changed; the
+        app hands over a new auto-rollback line and key state)."""
+        if auto_rollback is not None or rollback_key is not None:
+            self.feed = replace(
+                self.feed,
+                auto_rollback=self.feed.auto_rollback if auto_rollback is None else auto_rollback,
+                rollback_key=self.feed.rollback_key if rollback_key is None else rollback_key,
+            )
         if self.last_good is not None:
             self._rerender()
         elif self.snapshot is not None or self._rollout() is not None:
-            self.show(self.snapshot, None, self._now)
+            self.show(self.feed)
 
     # --- keys ------------------------------------------------------------------------
 

@@ -2,10 +2,10 @@
 detail per flow (Enter), and the datapath's own losses always on one line.
 
 Layout of the body: a status line (the current sort, grouping and filter, each with its
-key), the counters line (evicted, not recorded, truncated, TCP events lost; a counter
-that grew in the last `GROWING_FOR` seconds is marked and raised as a `headline` alarm),
-interface problems and notices when there are any, then the table. Columns fit the
-pane's width (`view.py`): at 80 columns the flow is one merged column and the
+key), the counters line (evicted, not recorded, truncated, TCP events lost; one that
+grew in the last `GROWING_FOR` seconds is an alarm, collectors/flows/model.py, and is
+marked), interface problems and notices when there are any, then the table. Columns fit
+the pane's width (`view.py`): at 80 columns the flow is one merged column and the
 process cell carries the service.
 
 Redraws are cheap: the table's rows are positional and only cells whose text changed
@@ -37,7 +37,6 @@ from . import view as fv
 from .detail import FlowDetailScreen, Selection, build
 from .filter import FlowFilterScreen
 
-GROWING_FOR = 30.0  # seconds: a counter that grew this recently is "growing"
 MAX_ROWS = 500
 TALL_FROM = 18  # content rows from which the latest TCP events show under the table
 EVENT_LINES = 5
@@ -87,10 +86,7 @@ class FlowsPane(SourcePane):
         self._cells: list[tuple] = []
         self._data: FlowsData | None = None
         self._shown: Snapshot | None = None
-        self._counters: dict[str, tuple[int, float | None, int]] = {}  # name: (value, grew at, by)
-        self._counted: tuple | None = None
-        self._alarms_cache: list[tuple[str, str]] = []
-        self.growing: set[str] = set()
+        self.growing: set[str] = set()  # the counters the feed's alarms say are growing
         self._detail: FlowDetailScreen | None = None
         # The row the operator chose: the cursor returns to it when it comes back into
         # the top flows after dropping out for a tick.
@@ -111,36 +107,6 @@ class FlowsPane(SourcePane):
             # Only when the pane is tall (a 2x2 grid at 160x48): the latest TCP events.
             yield Static(Content(""), id="flows-events", markup=False)
 
-    # --- alarms ----------------------------------------------------------------------
-
-    def headline(self, data: Any) -> list[tuple[str, str]]:
-        if not isinstance(data, FlowsData):
-            return []
-        snap = self.snapshot
-        t = snap.time if snap is not None else 0.0
-        ident = (snap.seq, snap.time) if snap is not None else None
-        if ident is not None and ident == self._counted:
-            return self._alarms_cache  # the same sample again: nothing grew since
-        self._counted = ident
-        growing: set[str] = set()
-        alarms: list[tuple[str, str]] = []
-        for name, label, severity in fv.COUNTERS:
-            value = getattr(data, name)
-            if value is None:
-                continue
-            prev, grew_at, by = self._counters.get(name, (0, None, 0))
-            if value < prev:  # the collector restarted, or a replay stepped back
-                grew_at, by = None, 0
-            elif value > prev:
-                grew_at, by = t, value - prev
-            self._counters[name] = (value, grew_at, by)
-            if value and grew_at is not None and t - grew_at <= GROWING_FOR:
-                growing.add(name)
-                alarms.append((f"flows: {label} {fv.count(value)} (+{fv.count(by)})", severity))
-        self.growing = growing
-        self._alarms_cache = alarms
-        return alarms
-
     # --- drawing ---------------------------------------------------------------------
 
     def update_body(self, data: Any, snapshot: Snapshot, now: float) -> None:
@@ -148,6 +114,7 @@ class FlowsPane(SourcePane):
             raise TypeError(f"expected flows data, got {type(data).__name__}")
         self._data = data
         self._shown = snapshot
+        self.growing = {str(a.detail["counter"]) for a in self.feed.alarms if a.kind == "counter_growing"}
         self._draw()
         self._refresh_detail()
 
@@ -337,8 +304,7 @@ class FlowsPane(SourcePane):
         self._detail = None
 
     def _history(self) -> tuple[Snapshot, ...]:
-        store = getattr(self.app.runtime, "store", None)
-        return store.history(self.source) if store is not None else ()
+        return self.feed.history
 
     def _refresh_detail(self) -> None:
         detail = self._detail

@@ -42,6 +42,7 @@ class RulesPane(SourcePane):
     title = "Rules"
     number = 2
     ABOUT = "Every policy rule with packets, bytes, rate and last hit."
+    RELATED = ("flows",)  # the edit dialog previews a rule against the recent flows
 
     BINDINGS = [
         # Not in the footer (80 columns keep the app's keys); the pane's key line names them.
@@ -157,11 +158,6 @@ class RulesPane(SourcePane):
     def on_resize(self) -> None:
         self.call_after_refresh(self._rerender)
 
-    def headline(self, data: Any) -> list[tuple[str, str]]:
-        if isinstance(data, RulesData) and data.problem:
-            return [("rules: kernel and metadata disagree", "error")]
-        return []
-
     # --- selection -----------------------------------------------------------------
 
     def selected(self) -> RuleRecord | None:
@@ -190,8 +186,7 @@ class RulesPane(SourcePane):
         return True
 
     def recent_flows(self) -> list:
-        store = getattr(getattr(self.app, "runtime", None), "store", None)
-        return recent_flows(store.history("flows")) if store is not None else []
+        return recent_flows(self.feed.related.get("flows", ()))
 
     def _ready(self, kind: str, title: str, need_row: bool) -> tuple[Any, RuleRecord | None] | None:
         """The gate (and the selected rule), or None after saying why not."""
