@@ -11,15 +11,17 @@ import math
 NO_DATA = "—"
 
 
-def _missing(value: float | None) -> bool:
-    return value is None or (isinstance(value, float) and not math.isfinite(value))
+def _finite(value: float | None) -> float | None:
+    """The value, or None when missing (None, NaN, infinite)."""
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
 
 def size(n: float | None, suffix: str = "B") -> str:
     """Binary units: 1536 -> '1.5 KiB'."""
-    if _missing(n):
+    v = _finite(n)
+    if v is None:
         return NO_DATA
-    n = float(n)
+    n = float(v)
     for unit in ("", "Ki", "Mi", "Gi", "Ti", "Pi"):
         if abs(n) < 1024 or unit == "Pi":
             return f"{n:.0f} {unit}{suffix}" if unit == "" else f"{n:.1f} {unit}{suffix}"
@@ -28,18 +30,20 @@ def size(n: float | None, suffix: str = "B") -> str:
 
 
 def rate(bytes_per_s: float | None) -> str:
-    return NO_DATA if _missing(bytes_per_s) else size(bytes_per_s, "B/s")
+    return NO_DATA if _finite(bytes_per_s) is None else size(bytes_per_s, "B/s")
 
 
 def percent(p: float | None) -> str:
-    return NO_DATA if _missing(p) else f"{p:.0f}%"
+    v = _finite(p)
+    return NO_DATA if v is None else f"{v:.0f}%"
 
 
 def duration(seconds: float | None) -> str:
     """Coarse human duration: '42s', '5m', '3h12m', '4d7h'."""
-    if _missing(seconds):
+    v = _finite(seconds)
+    if v is None:
         return NO_DATA
-    s = int(max(0.0, seconds))
+    s = int(max(0.0, v))
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -53,15 +57,16 @@ def age(seconds: float | None) -> str:
     """`duration` in steps that change at most every 10 s: '7s', '20s', '1m10s'. For
     ages that tick on screen: an exact count of seconds is noise there, and each
     change is a repaint (a wall display runs for weeks)."""
-    if _missing(seconds):
+    v = _finite(seconds)
+    if v is None:
         return NO_DATA
-    s = int(max(0.0, seconds))
+    s = int(max(0.0, v))
     return duration(s if s < 10 else s - s % 10)
 
 
 def number(x: float | None) -> str:
     """Counts and plain numbers: 1234567 -> '1.2M'."""
-    if _missing(x):
+    if x is None or _finite(x) is None:
         return NO_DATA
     if isinstance(x, bool):
         return "yes" if x else "no"

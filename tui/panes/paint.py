@@ -8,12 +8,14 @@ re-arranges the whole screen: on an idle dashboard those passes were most of its
 from __future__ import annotations
 
 from textual.content import Content
+from textual.dom import DOMNode
+from textual.visual import VisualType
 from textual.widgets import Static
 
 _KEY = "_ebpftop_shown"
 
 
-def set_content(static: Static, content: Content | str | object) -> bool:
+def set_content(static: Static, content: VisualType) -> bool:
     """Show `content` in `static`; True when anything had to be redrawn. Anything
     but text (a Rich renderable, say) is shown as Static.update shows it."""
     if isinstance(content, str):
@@ -34,14 +36,16 @@ def _same_height(static: Static, content: Content) -> bool:
     width = static.content_region.width
     if width <= 0 or not static.display:
         return False
-    height = content.get_height(static.styles, width)
+    # Textual's own Widget passes its styles here the same way (widget.py); the
+    # annotation asks for the narrower RulesMap
+    height = content.get_height(static.styles, width)  # type: ignore[arg-type]
     cap = static.styles.max_height
     if cap is not None and cap.is_cells:
         height = min(height, int(cap.value))
     return static.size.height == height
 
 
-def forget(root) -> None:
+def forget(root: DOMNode) -> None:
     """Make the next set_content under `root` redraw (colours resolved from a theme
     that has since changed, for one)."""
     for static in root.query(Static):

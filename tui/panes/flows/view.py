@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ebpftop.collectors.flows.model import COUNTERS, FlowRecord, FlowsData, count_text
 from ebpftop.collectors.flows.view import SORTS, FlowGroup, group_flows, group_key
@@ -142,7 +143,7 @@ class Column:
 
 @dataclass(frozen=True)
 class Row:
-    ident: tuple  # flow key, or ("group", by, key)
+    ident: tuple[Any, ...]  # flow key, or ("group", by, key)
     cells: tuple[Cell, ...]
 
 
@@ -164,7 +165,10 @@ def layout(width: int) -> str:
 def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[list[Column], str]:
     """The columns for a table `width` cells wide, and how the flow column is drawn
     ("full" src → dst, or "local" port ⇄ remote)."""
-    s = lambda label, key: _sort_cell(label, key, sort)  # noqa: E731
+
+    def s(label: str, key: str) -> str:
+        return _sort_cell(label, key, sort)
+
     kind = layout(width)
     if kind == "compact":
         nums = [
@@ -248,7 +252,7 @@ def _comm_pid(f: FlowRecord) -> str:
     return f"{f.comm or '?'}" + (f" [{f.pid}]" if f.pid is not None else "")
 
 
-def _none_last(value, tie):
+def _none_last(value: Any, tie: int) -> tuple[bool, Any, int]:
     return (value is not None, value if value is not None else 0, tie)
 
 
@@ -261,14 +265,16 @@ def groups(flows: Iterable[FlowRecord], by: str, sort: str) -> list[GroupRow]:
             worst[k] = max(worst.get(k, 0.0), f.connect_latency_ms)
     rows = [GroupRow(by, g, worst.get(g.key)) for g in group_flows(flows, by)]
 
-    def value(r: GroupRow):
+    def value(r: GroupRow) -> Any:
         return r.connect_latency_ms if sort == "connect_latency_ms" else getattr(r.group, sort)
 
     return sorted(rows, key=lambda r: _none_last(value(r), r.group.bytes), reverse=True)
 
 
 def group_columns(width: int, by: str, sort: str) -> list[Column]:
-    s = lambda label, key: _sort_cell(label, key, sort)  # noqa: E731
+    def s(label: str, key: str) -> str:
+        return _sort_cell(label, key, sort)
+
     if layout(width) == "compact":
         nums = [
             Column("flows", "flows", 5, True),
@@ -345,7 +351,10 @@ def status_parts(
     sort: str, grouping: str, filter_text: str, shown: int, data: FlowsData, width: int
 ) -> list[Part]:
     """`s sort bytes/s  g group none  / filter port:443  8 of 31  enter detail`."""
-    key = lambda k: (k, "bold $accent")  # noqa: E731
+
+    def key(k: str) -> Part:
+        return (k, "bold $accent")
+
     ftext = filter_text.strip()
     room = max(8, width - 62)
     chunks: list[tuple[int, list[Part]]] = [
