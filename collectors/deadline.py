@@ -10,6 +10,7 @@ socket a requests session uses. Name resolution cannot be interrupted, so
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import queue
@@ -84,12 +85,11 @@ class Deadline:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
-        # socket.socket's own shutdown: on a TLS socket it cuts the connection under
-        # the TLS layer, which a read blocked in another thread notices at once.
+    # socket.socket's own shutdown: on a TLS socket it cuts the connection under
+    # the TLS layer, which a read blocked in another thread notices at once.
+    # OSError: already closed, nothing left to wake.
+    with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed: nothing left to wake
 
 
 def current() -> Deadline | None:

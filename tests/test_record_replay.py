@@ -98,7 +98,7 @@ def test_recording_reads_back_equal_snapshots(tmp_path):
     assert got.headers == [{"format": "ebpftop-record", "version": 1, "started": T0, "host": "node-a"}]
     # typed where a payload is registered, raw JSON data where it is not
     assert isinstance(got.frames[0].data, HostData)
-    assert [f.data for f in got.frames if f.source == "future"][0] == {"x": [0, "y"], "nested": {"k": None}}
+    assert next(f.data for f in got.frames if f.source == "future") == {"x": [0, "y"], "nested": {"k": None}}
 
 
 def test_one_compact_line_per_snapshot_and_recorder_status_not_written(tmp_path):
@@ -512,7 +512,7 @@ def test_stepping_forward_and_back_shows_exactly_the_recorded_state():
 
 
 def test_stepping_back_before_a_source_existed_says_no_data_yet():
-    rep, store, published = make_replayer(session(8))
+    rep, store, _ = make_replayer(session(8))
     rep.seek(5)
     assert store.latest("marker").data.text == "spike"
     rep.step(-4)
@@ -577,7 +577,7 @@ async def test_play_publishes_every_frame_in_order():
 
 async def test_play_started_paused_shows_the_first_sample_only():
     frames = fast_frames(10)
-    rep, store, published = make_replayer(frames)
+    rep, _, published = make_replayer(frames)
     rep.paused = True
     rep.speed = MAX_SPEED
     task = asyncio.create_task(rep.play())

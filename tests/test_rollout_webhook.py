@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ebpftop.collectors.registry import default_collectors
 from ebpftop.collectors.rollout.base import ControllerError
 from ebpftop.collectors.rollout.collector import RolloutCollector, controller_from
 from ebpftop.collectors.rollout.model import RolloutData
@@ -18,7 +19,6 @@ from ebpftop.collectors.rollout.webhook import SIGNATURE_HEADER, WebhookControll
 from ebpftop.core.bus import Bus
 from ebpftop.core.collector import CollectorRunner
 from ebpftop.core.model import HealthState, from_json, to_json
-from ebpftop.collectors.registry import default_collectors
 from ebpftop.core.settings import Settings
 
 KEY = b"s3cret-key"
@@ -136,10 +136,10 @@ async def test_rollback_posts_a_signed_body_exactly_as_planned(receiver, secret)
 async def test_non_2xx_is_reported_with_the_answer(receiver, secret):
     receiver.post_status = 503
     c = WebhookController("checkout", receiver.url, secret_file=secret)
-    with pytest.raises(ControllerError, match="answered HTTP 503: .*rollback queued"):
+    with pytest.raises(ControllerError, match=r"answered HTTP 503: .*rollback queued"):
         await c.rollback(c.plan_rollback())
     receiver.get_status = 500
-    with pytest.raises(ControllerError, match="GET .* answered HTTP 500"):
+    with pytest.raises(ControllerError, match=r"GET .* answered HTTP 500"):
         await c.state()
 
 
@@ -147,7 +147,7 @@ async def test_wrong_key_is_refused_by_the_receiver(receiver, tmp_path):
     wrong = tmp_path / "wrong.key"
     wrong.write_bytes(b"other")
     c = WebhookController("checkout", receiver.url, secret_file=str(wrong))
-    with pytest.raises(ControllerError, match="HTTP 401: .*bad signature"):
+    with pytest.raises(ControllerError, match=r"HTTP 401: .*bad signature"):
         await c.rollback(c.plan_rollback())
     assert receiver.posts[0][2] is False
 
@@ -161,7 +161,7 @@ async def test_timeout_and_bad_answers_are_reported(receiver, secret):
     with pytest.raises(ControllerError, match="expected a JSON object, got list"):
         await c.state()
     receiver.stall = 5
-    with pytest.raises(ControllerError, match="no answer within 0.3s"):
+    with pytest.raises(ControllerError, match=r"no answer within 0\.3s"):
         await c.state()
 
 

@@ -118,7 +118,7 @@ def pool(
     pa: list[float] = []
     pb: list[float] = []
     acc_a = acc_b = 0.0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         acc_a += x
         acc_b += y
         if acc_a + acc_b >= need:
@@ -153,7 +153,7 @@ def chi_square_homogeneity(
     na, nb = sum(pa), sum(pb)
     n = na + nb
     stat = 0.0
-    for x, y in zip(pa, pb):
+    for x, y in zip(pa, pb, strict=True):
         col = x + y
         for observed, row_total in ((x, na), (y, nb)):
             expected = row_total * col / n
