@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from ebpftop.collectors.rules.preview import describe
 from ebpftop.collectors.rules.ruleset import RuleBook
@@ -27,114 +28,56 @@ def author_of(actor) -> str:
     )
 
 
-def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, Callable[[], Awaitable[str]]]:
-    """request: ("add", rule, position) | ("del", ids) | ("flush",) | ("load", rules) |
-    ("action", id, new_action) | ("move", id, position). `session`: the dashboard pid for session-scoped count rules."""
+@dataclass(frozen=True)
+class AddRule:
+    rule: Rule
+    position: int | None = None  # None: last (lowest priority)
+
+
+@dataclass(frozen=True)
+class DeleteRules:
+    ids: Sequence[int]
+
+
+@dataclass(frozen=True)
+class SetRuleAction:
+    id: int
+    action: str  # allow, deny or count
+
+
+@dataclass(frozen=True)
+class MoveRule:
+    id: int
+    position: int  # 0 = first match
+
+
+@dataclass(frozen=True)
+class FlushRules:
+    pass
+
+
+@dataclass(frozen=True)
+class LoadRules:
+    rules: Sequence[Rule]  # the whole new set, in priority order
+
+
+RuleRequest = AddRule | DeleteRules | SetRuleAction | MoveRule | FlushRules | LoadRules
+Change = Callable[[], str]  # the switch itself, blocking (bpf syscalls): run in a thread
+
+
+def plan(
+    settings, request: RuleRequest, actor, *, session: int = 0
+) -> tuple[Action, Callable[[], Awaitable[str]]]:
+    """The gate action for `request` and its perform step. `session`: the dashboard pid
+    for session-scoped count rules."""
     book = RuleBook.from_settings(settings)
     author = author_of(actor)
-    kind = request[0]
-    if kind == "add":
-        rule: Rule = request[1].with_(session=session if request[1].action == "count" else 0)
-        position = request[2]
-        text = format_rule(rule)
-        action = Action(
-            "rules.add",
-            "Add rule",
-            f"Add rule: {text}\nIt {describe(rule)}.",
-            target=text,
-            params={"rule": text, "position": position},
-            dangerous=rule.action == "deny",
-        )
-
-        def change() -> str:
-            return book.add(rule, author, position).summary()
-    elif kind == "del":
-        ids = list(request[1])
-        current = {r.id: r for r in book.read().rules}
-        lines = [
-            f"  {i}: {format_rule(current[i])}" if i in current else f"  {i}: (no such rule)" for i in ids
-        ]
-        action = Action(
-            "rules.delete",
-            "Delete rules",
-            "Delete:\n" + "\n".join(lines),
-            target=",".join(map(str, ids)),
-            params={"ids": ids},
-        )
-
-        def change() -> str:
-            return book.delete(ids, author).summary()
-    elif kind == "action":
-        rule_id, new_action = request[1], request[2]
-        cur = next((r for r in book.read().rules if r.id == rule_id), None)
-        desc = f"Rule {rule_id}: {format_rule(cur) if cur else '(no such rule)'}\nbecomes {new_action}"
-        if cur is not None:
-            desc += f": it {describe(cur.with_(action=new_action))}."
-        action = Action(
-            "rules.action",
-            f"Make rule {rule_id} {new_action}",
-            desc,
-            target=str(rule_id),
-            params={"id": rule_id, "action": new_action},
-            dangerous=new_action == "deny",
-        )
-
-        def change() -> str:
-            return book.set_action(rule_id, new_action, author).summary()
-    elif kind == "move":
-        rule_id, position = request[1], request[2]
-        cur = next((r for r in book.read().rules if r.id == rule_id), None)
-        desc = (
-            f"Move rule {rule_id} ({format_rule(cur) if cur else 'no such rule'}) to position {position} "
-            "(0 = first match)"
-        )
-        action = Action(
-            "rules.move",
-            f"Move rule {rule_id}",
-            desc,
-            target=str(rule_id),
-            params={"id": rule_id, "position": position},
-            dangerous=cur is not None and cur.action == "deny",
-        )
-
-        def change() -> str:
-            return book.move(rule_id, position, author).summary()
-    elif kind == "flush":
-        n = len(book.read().rules)
-        action = Action(
-            "rules.flush",
-            "Remove every rule",
-            f"Remove all {n} rules and detach the rules program (enforcement stops).",
-            params={"rules": n},
-            dangerous=True,
-        )
-
-        def change() -> str:
-            return book.flush(author).summary()
-    elif kind == "load":
-        rules: list[Rule] = list(request[1])
-        n_old = len(book.read().rules)
-        lines = [f"  {format_rule(r)}" for r in rules]
-        denies = [r for r in rules if r.action == "deny"]
-        desc = f"Replace the {n_old} current rules with these {len(rules)}:\n" + "\n".join(lines)
-        for r in denies:
-            desc += f"\nIt {describe(r)}."
-        action = Action(
-            "rules.load",
-            "Load rule set",
-            desc,
-            params={"rules": [format_rule(r) for r in rules]},
-            dangerous=bool(denies),
-        )
-
-        def change() -> str:
-            return book.replace(rules, author).summary()
-    else:
+    try:
+        action, change = _planned(book, request, author, session)
+    finally:
+        # The reads opened pinned maps; a cancelled or refused action never runs
+        # perform, so release them now (the book reopens them lazily when it applies).
         book.close()
-        raise ValueError(f"unknown rules request {kind!r}")
-    # The reads above opened pinned maps; a cancelled or refused action never runs
-    # perform, so release them now (the book reopens them lazily when it applies).
-    book.close()
 
     async def perform() -> str:
         try:
@@ -143,6 +86,120 @@ def plan(settings, request: tuple, actor, *, session: int = 0) -> tuple[Action, 
             book.close()
 
     return action, perform
+
+
+def _planned(book: RuleBook, request: RuleRequest, author: str, session: int) -> tuple[Action, Change]:
+    match request:
+        case AddRule():
+            return _add(book, request, author, session)
+        case DeleteRules():
+            return _delete(book, request, author)
+        case SetRuleAction():
+            return _set_action(book, request, author)
+        case MoveRule():
+            return _move(book, request, author)
+        case FlushRules():
+            return _flush(book, author)
+        case LoadRules():
+            return _load(book, request, author)
+    raise ValueError(f"unknown rules request {request!r}")
+
+
+def _current(book: RuleBook, rule_id: int) -> Rule | None:
+    return next((r for r in book.read().rules if r.id == rule_id), None)
+
+
+def _add(book: RuleBook, request: AddRule, author: str, session: int) -> tuple[Action, Change]:
+    rule = request.rule.with_(session=session if request.rule.action == "count" else 0)
+    text = format_rule(rule)
+    action = Action(
+        "rules.add",
+        "Add rule",
+        f"Add rule: {text}\nIt {describe(rule)}.",
+        target=text,
+        params={"rule": text, "position": request.position},
+        dangerous=rule.action == "deny",
+    )
+    return action, lambda: book.add(rule, author, request.position).summary()
+
+
+def _delete(book: RuleBook, request: DeleteRules, author: str) -> tuple[Action, Change]:
+    ids = list(request.ids)
+    current = {r.id: r for r in book.read().rules}
+    lines = [f"  {i}: {format_rule(current[i])}" if i in current else f"  {i}: (no such rule)" for i in ids]
+    action = Action(
+        "rules.delete",
+        "Delete rules",
+        "Delete:\n" + "\n".join(lines),
+        target=",".join(map(str, ids)),
+        params={"ids": ids},
+    )
+    return action, lambda: book.delete(ids, author).summary()
+
+
+def _set_action(book: RuleBook, request: SetRuleAction, author: str) -> tuple[Action, Change]:
+    rule_id, new_action = request.id, request.action
+    cur = _current(book, rule_id)
+    desc = f"Rule {rule_id}: {format_rule(cur) if cur else '(no such rule)'}\nbecomes {new_action}"
+    if cur is not None:
+        desc += f": it {describe(cur.with_(action=new_action))}."
+    action = Action(
+        "rules.action",
+        f"Make rule {rule_id} {new_action}",
+        desc,
+        target=str(rule_id),
+        params={"id": rule_id, "action": new_action},
+        dangerous=new_action == "deny",
+    )
+    return action, lambda: book.set_action(rule_id, new_action, author).summary()
+
+
+def _move(book: RuleBook, request: MoveRule, author: str) -> tuple[Action, Change]:
+    rule_id, position = request.id, request.position
+    cur = _current(book, rule_id)
+    desc = (
+        f"Move rule {rule_id} ({format_rule(cur) if cur else 'no such rule'}) to position {position} "
+        "(0 = first match)"
+    )
+    action = Action(
+        "rules.move",
+        f"Move rule {rule_id}",
+        desc,
+        target=str(rule_id),
+        params={"id": rule_id, "position": position},
+        dangerous=cur is not None and cur.action == "deny",
+    )
+    return action, lambda: book.move(rule_id, position, author).summary()
+
+
+def _flush(book: RuleBook, author: str) -> tuple[Action, Change]:
+    n = len(book.read().rules)
+    action = Action(
+        "rules.flush",
+        "Remove every rule",
+        f"Remove all {n} rules and detach the rules program (enforcement stops).",
+        params={"rules": n},
+        dangerous=True,
+    )
+    return action, lambda: book.flush(author).summary()
+
+
+def _load(book: RuleBook, request: LoadRules, author: str) -> tuple[Action, Change]:
+    rules = list(request.rules)
+    n_old = len(book.read().rules)
+    lines = [f"  {format_rule(r)}" for r in rules]
+    denies = [r for r in rules if r.action == "deny"]
+    desc = f"Replace the {n_old} current rules with these {len(rules)}:\n" + "\n".join(lines)
+    for r in denies:
+        desc += f"\nIt {describe(r)}."
+    action = Action(
+        "rules.load",
+        "Load rule set",
+        desc,
+        params={"rules": [format_rule(r) for r in rules]},
+        dangerous=bool(denies),
+    )
+    return action, lambda: book.replace(rules, author).summary()
 
 
 def session_end(book: RuleBook, pid: int) -> tuple[Action, Callable[[], Awaitable[str]]] | None:

@@ -3,7 +3,7 @@
 the recent flows — to what the confirmation says, so a change to deny states the
 traffic it will drop.
 
-Edit has no request of its own in `plan`: it is a `load` of the current set with the
+Edit has no request of its own in `plan`: it is a `LoadRules` of the current set with the
 one rule replaced (one switch; untouched rules keep ids, counters and TTLs), shown and
 audited as `rules.edit` with the old and the new text.
 """
@@ -14,9 +14,9 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from ebpftop.actions import rules as rule_actions
+from ebpftop.actions.rules import AddRule, DeleteRules, LoadRules, RuleRequest, SetRuleAction
 from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.model import RuleRecord, rule_of
 from ebpftop.collectors.rules.preview import describe, preview
@@ -53,7 +53,7 @@ def _more(action: Action, text: str) -> Action:
     return dataclasses.replace(action, description=action.description + "\n" + text)
 
 
-async def plan_change(settings: Settings, request: tuple[Any, ...], actor: Actor) -> tuple[Action, Perform]:
+async def plan_change(settings: Settings, request: RuleRequest, actor: Actor) -> tuple[Action, Perform]:
     # plan() reads the pinned set (bpf syscalls, a metadata file): off the UI thread
     return await asyncio.to_thread(rule_actions.plan, settings, request, actor, session=os.getpid())
 
@@ -61,13 +61,13 @@ async def plan_change(settings: Settings, request: tuple[Any, ...], actor: Actor
 async def add(
     settings: Settings, rule: Rule, records: Sequence[RuleRecord], flows: Sequence[FlowRecord], actor: Actor
 ) -> tuple[Action, Perform]:
-    action, perform = await plan_change(settings, ("add", rule, None), actor)
+    action, perform = await plan_change(settings, AddRule(rule), actor)
     line = flows_line(rule, flows, current_rules(records))
     return _more(action, "It goes last (lowest priority). " + line), perform
 
 
 async def delete(settings: Settings, rec: RuleRecord, actor: Actor) -> tuple[Action, Perform]:
-    action, perform = await plan_change(settings, ("del", [rec.id]), actor)
+    action, perform = await plan_change(settings, DeleteRules([rec.id]), actor)
     what = f"Its counters go with it ({rec.packets} packets, {rec.bytes} bytes)."
     if rec.action == "deny" and not rec.expired:
         what += " Traffic it drops now passes again."
@@ -89,7 +89,7 @@ async def toggle(
     new = toggled(rec.action)
     if new is None:
         raise ValueError(f"rule {rec.id} is {rec.action}: t switches count and deny only; e edits it")
-    action, perform = await plan_change(settings, ("action", rec.id, new), actor)
+    action, perform = await plan_change(settings, SetRuleAction(rec.id, new), actor)
     rule = rule_of(rec)
     if new == "deny" and rule is not None:
         action = _more(action, flows_line(rule.with_(action="deny"), flows, _earlier(records, rec.position)))
@@ -117,7 +117,7 @@ async def edit(
             raise ValueError(f"rule {r.id} could not be read back ({r.text!r}); use the CLI")
         # ttl=None: `replace` then keeps this rule's id, counters and expiry as they are
         rules.append(same.with_(ttl=None))
-    load, perform = await plan_change(settings, ("load", rules), actor)
+    load, perform = await plan_change(settings, LoadRules(rules), actor)
     old_text, new_text = rec.text, format_rule(new)
     desc = (
         f"Edit rule {rec.id} (priority {rec.position + 1}):\n  was: {old_text}\n  now: {new_text}\n"

@@ -129,7 +129,7 @@ def _list(settings, as_json: bool) -> int:
 
 
 async def _change(args, settings) -> int:
-    from ebpftop.actions.rules import plan
+    from ebpftop.actions.rules import AddRule, DeleteRules, FlushRules, LoadRules, RuleRequest, plan
     from ebpftop.collectors.rules.grammar import RuleError, parse_rule
     from ebpftop.core.audit import Actor
     from ebpftop.core.runtime import audited_gate
@@ -146,16 +146,16 @@ async def _change(args, settings) -> int:
         if rule is None:
             say("ebpftop rules add: no rule given", err=True)
             return 2
-        request = ("add", rule, args.position)
+        request: RuleRequest = AddRule(rule, args.position)
     elif args.rules_verb == "del":
-        request = ("del", args.ids)
+        request = DeleteRules(args.ids)
     elif args.rules_verb == "flush":
-        request = ("flush",)
+        request = FlushRules()
     else:
         rules = _parse_file(args.file)
         if rules is None:
             return 2
-        request = ("load", rules)
+        request = LoadRules(rules)
     gate = audited_gate(settings)
     actor = Actor.current()
     action, perform = plan(settings, request, actor)
