@@ -23,6 +23,7 @@ from .. import fmt
 NO_DATA = "no data"
 SPARK = "▁▂▃▄▅▆▇█"
 CHART_MINUTES = 10.0  # how far back the charts and sparklines look
+Part = tuple[str, str] | str  # a run of text with its style, or plain text
 
 VERDICT_BADGES: dict[str, tuple[str, str]] = {
     # The word carries the meaning; colour only repeats it (NO_COLOR loses nothing).
@@ -41,30 +42,36 @@ def verdict_badge(v: Any) -> tuple[str, str]:
     return VERDICT_BADGES.get(verdict_value(v), (f"? {clean(v, 20).upper()}", "bold"))
 
 
-def _missing(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and not math.isfinite(x))
+def _finite(x: float | None) -> float | None:
+    """The value, or None when missing (None, NaN, infinite)."""
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
 def seconds(x: float | None) -> str:
-    if _missing(x):
+    v = _finite(x)
+    if v is None:
         return NO_DATA
-    return f"{x * 1000:.0f} ms" if abs(x) < 1 else f"{x:.3g} s"
+    return f"{v * 1000:.0f} ms" if abs(v) < 1 else f"{v:.3g} s"
 
 
 def ratio(x: float | None) -> str:
-    return NO_DATA if _missing(x) else f"{x * 100:.3g}%"
+    v = _finite(x)
+    return NO_DATA if v is None else f"{v * 100:.3g}%"
 
 
 def times(x: float | None) -> str:
-    return NO_DATA if _missing(x) else f"{x:.3g}x"
+    v = _finite(x)
+    return NO_DATA if v is None else f"{v:.3g}x"
 
 
 def per_second(x: float | None) -> str:
-    return NO_DATA if _missing(x) else f"{x:.3g}/s"
+    v = _finite(x)
+    return NO_DATA if v is None else f"{v:.3g}/s"
 
 
 def plain(x: float | None) -> str:
-    return NO_DATA if _missing(x) else f"{x:.3g}"
+    v = _finite(x)
+    return NO_DATA if v is None else f"{v:.3g}"
 
 
 def value_in(unit: str, x: float | None) -> str:
@@ -75,15 +82,15 @@ def sparkline(values: list[float | None], width: int) -> str:
     """Unicode blocks scaled to the values shown; a gap (space) where there was no data."""
     if width <= 0:
         return ""
-    values = values[-width:]
-    known = [v for v in values if not _missing(v)]
+    shown = [_finite(v) for v in values[-width:]]
+    known = [v for v in shown if v is not None]
     if not known:
         return ""
     lo, hi = min(known), max(known)
     span = hi - lo
-    out = []
-    for v in values:
-        if _missing(v):
+    out: list[str] = []
+    for v in shown:
+        if v is None:
             out.append(" ")
         elif span <= 0:
             out.append(SPARK[0] if hi == 0 else SPARK[len(SPARK) // 2])
@@ -96,10 +103,13 @@ def weight_bar(stable: float | None, canary: float | None, width: int) -> str:
     """`█` for stable's share, `▒` for the canary's; `?` when a weight is unknown."""
     if width <= 0:
         return ""
-    if _missing(stable) and _missing(canary):
-        return "?" * width
-    s = 100.0 - canary if _missing(stable) else float(stable)
-    c = 100.0 - s if _missing(canary) else float(canary)
+    st, ca = _finite(stable), _finite(canary)
+    if st is None:
+        if ca is None:
+            return "?" * width
+        st = 100.0 - ca
+    s = float(st)
+    c = 100.0 - s if ca is None else float(ca)
     total = s + c
     if total <= 0:
         return "·" * width
@@ -169,8 +179,8 @@ def _verdict_cell(m: Any) -> tuple[str, str]:
     return (word, style)
 
 
-def _row(cells: list[tuple[str, str] | str], trend: str = "") -> list:
-    parts: list = []
+def _row(cells: list[Part], trend: str = "") -> list[Part]:
+    parts: list[Part] = []
     for (_, w), cell in zip(COLS, cells):
         text, style = (cell, "") if isinstance(cell, str) else cell
         text = text[: w - 1]
@@ -180,10 +190,10 @@ def _row(cells: list[tuple[str, str] | str], trend: str = "") -> list:
     return parts
 
 
-def service_parts(svc: Any, hist: list[Point], now: float, width: int) -> list:
+def service_parts(svc: Any, hist: list[Point], now: float, width: int) -> list[Part]:
     """One service: badge and reason, staleness, the table, the drift test, warnings."""
     label, style = verdict_badge(svc.verdict)
-    parts: list = [(label, style), "  ", (clean(svc.name, 40), "bold")]
+    parts: list[Part] = [(label, style), "  ", (clean(svc.name, 40), "bold")]
     if svc.window:
         parts.append((f"  window {clean(svc.window, 10)}", "$text-muted"))
     if svc.stale:
@@ -207,7 +217,7 @@ def service_parts(svc: Any, hist: list[Point], now: float, width: int) -> list:
     def trend(key: str) -> str:
         return sparkline([getattr(p, key) for p in hist], spark_w) if spark_w >= 6 else ""
 
-    rows = [
+    rows: list[tuple[list[Part], str]] = [
         (
             ["p99", seconds(c.p99_s), seconds(s.p99_s), limit(p99, "s"), _verdict_cell(p99)],
             trend("canary_p99"),
@@ -238,11 +248,11 @@ def service_parts(svc: Any, hist: list[Point], now: float, width: int) -> list:
     return parts
 
 
-def drift_parts(svc: Any) -> list:
+def drift_parts(svc: Any) -> list[Part]:
     d = svc.drift
     m = _metric(svc, "drift")
     cell = _verdict_cell(m)
-    head: list = [("drift ", "bold"), (clean(d.test or "distribution test", 60), "")]
+    head: list[Part] = [("drift ", "bold"), (clean(d.test or "distribution test", 60), "")]
     if d.statistic is None or d.p_value is None:
         why = d.note or (m.reason if m else "") or "not possible"
         return head + [": ", (NO_DATA, "$text-muted"), f" ({clean(why, 200)})"]
@@ -254,9 +264,9 @@ def drift_parts(svc: Any) -> list:
     return head + [stats, "  ", cell] if cell[0] else head + [stats]
 
 
-def rollout_parts(state: Any, width: int, rollback_key: bool = False) -> list:
+def rollout_parts(state: Any, width: int, rollback_key: bool = False) -> list[Part]:
     """Revisions, a weight bar and the phase of one service's rollout."""
-    parts: list = [("rollout ", "bold"), clean(state.controller, 20)]
+    parts: list[Part] = [("rollout ", "bold"), clean(state.controller, 20)]
     if state.phase:
         parts += ["  phase ", (clean(state.phase, 40), "bold")]
     if state.step is not None:
@@ -298,7 +308,7 @@ def summary(
     """The whole text part of the pane."""
     history = list(history)
     states = {s.service: s for s in getattr(rollout, "services", ()) or ()}
-    parts: list = []
+    parts: list[Part] = []
     services = list(getattr(canary, "services", ()) or ())
     if not services and not states:
         parts.append(("No canary evaluation to show (the line above says why).", "$text-muted"))
