@@ -245,6 +245,14 @@ def port_table(ranges: list[tuple[int, int, int]], wild: int) -> Table:
     return t
 
 
+_FLAGS = {"src4": F_SRC4, "src6": F_SRC6, "dst4": F_DST4, "dst6": F_DST6, "sport": F_SPORT, "dport": F_DPORT}
+_INLINE = {"src4": I_SRC4, "dst4": I_DST4, "sport": I_SPORT, "dport": I_DPORT}
+_WILD = {"src4": W_SRC4, "dst4": W_DST4, "sport": W_SPORT, "dport": W_DPORT}
+
+Prefixes = dict[str, dict[tuple[int, int], int]]  # src4/src6/dst4/dst6: (plen, value) -> bits
+Ranges = dict[str, list[tuple[int, int, int]]]  # sport/dport: (lo, hi, bit)
+
+
 def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lambda r: 0) -> Compiled:
     """Map entries for `rules` in priority order. `ifindex(name)` resolves interfaces
     (OSError: no such interface); `expires(rule)` gives the kernel expiry in jiffies
@@ -252,68 +260,85 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
     if len(rules) > MAX_RULES:
         raise LimitError(f"{len(rules)} rules: the datapath holds at most {MAX_RULES}; nothing was changed")
     c = Compiled()
-    raw: dict[str, dict[tuple[int, int], int]] = {n: {} for n in ("src4", "src6", "dst4", "dst6")}
-    ports: dict[str, list[tuple[int, int, int]]] = {"sport": [], "dport": []}
+    prefixes: Prefixes = {n: {} for n in ("src4", "src6", "dst4", "dst6")}
+    ranges: Ranges = {"sport": [], "dport": []}
     for pos, rule in enumerate(rules):
-        bit = 1 << pos
-        m = rule.match
-        fam = m.family
-        for name, cidr, w4, w6 in (("src", m.src, W_SRC4, W_SRC6), ("dst", m.dst, W_DST4, W_DST6)):
-            if cidr is None:
-                if fam in (None, 4):
-                    c.wild[w4] |= bit
-                if fam in (None, 6):
-                    c.wild[w6] |= bit
-                continue
-            net = ipaddress.ip_network(cidr)
-            key = (net.prefixlen, int(net.network_address))
-            table = raw[f"{name}{net.version}"]
-            table[key] = table.get(key, 0) | bit
-        for name, rng, w in (("sport", m.sport, W_SPORT), ("dport", m.dport, W_DPORT)):
-            if rng is None:
-                c.wild[w] |= bit
-            else:
-                ports[name].append((rng[0], rng[1], bit))
-        dirs = (0, 1) if m.direction is None else ((0,) if m.direction == "in" else (1,))
-        for v6 in (0, 1) if fam is None else ((1,) if fam == 6 else (0,)):
-            for p in PROTOS[m.proto] or range(256):
-                c.proto[1024 + v6 * 256 + p] |= bit
-                if m.iface is None:
-                    for d in dirs:
-                        c.proto[(v6 * 2 + d) * 256 + p] |= bit
-        if m.iface is not None:
-            try:
-                idx = ifindex(m.iface)
-            except OSError:
-                raise LimitError(
-                    f"rule {pos + 1} ({format_rule(rule)}): no interface named {m.iface!r} "
-                    "in this network namespace; nothing was changed"
-                ) from None
-            for d in dirs:
-                c.ifdir[idx * 2 + d] = c.ifdir.get(idx * 2 + d, 0) | bit
-        if rule.slot < 0 or rule.slot >= MAX_SLOTS:
-            raise ValueError(f"rule {rule.id} has no counter slot")
-        c.rules.append((rule.slot, ACTION_CODES[rule.action], int(expires(rule))))
-    flags = {
-        "src4": F_SRC4,
-        "src6": F_SRC6,
-        "dst4": F_DST4,
-        "dst6": F_DST6,
-        "sport": F_SPORT,
-        "dport": F_DPORT,
-    }
-    inline = {"src4": I_SRC4, "dst4": I_DST4, "sport": I_SPORT, "dport": I_DPORT}
-    wild = {"src4": W_SRC4, "dst4": W_DST4, "sport": W_SPORT, "dport": W_DPORT}
-    for name, entries in raw.items():
+        _place_rule(c, prefixes, ranges, pos, rule, ifindex, expires)
+    _address_lookups(c, prefixes)
+    _port_lookups(c, ranges)
+    if c.ifdir:
+        c.fields |= F_IFDIR
+    _expiry_steps(c)
+    return c
+
+
+def _place_rule(
+    c: Compiled, prefixes: Prefixes, ranges: Ranges, pos: int, rule: Rule, ifindex, expires
+) -> None:
+    """Rule `pos` sets its bit in every entry its match allows."""
+    bit = 1 << pos
+    m = rule.match
+    _place_addresses(c, prefixes, m, bit)
+    for name, rng, w in (("sport", m.sport, W_SPORT), ("dport", m.dport, W_DPORT)):
+        if rng is None:
+            c.wild[w] |= bit
+        else:
+            ranges[name].append((rng[0], rng[1], bit))
+    dirs = (0, 1) if m.direction is None else ((0,) if m.direction == "in" else (1,))
+    _place_protocols(c, m, dirs, bit)
+    if m.iface is not None:
+        try:
+            idx = ifindex(m.iface)
+        except OSError:
+            raise LimitError(
+                f"rule {pos + 1} ({format_rule(rule)}): no interface named {m.iface!r} "
+                "in this network namespace; nothing was changed"
+            ) from None
+        for d in dirs:
+            c.ifdir[idx * 2 + d] = c.ifdir.get(idx * 2 + d, 0) | bit
+    if rule.slot < 0 or rule.slot >= MAX_SLOTS:
+        raise ValueError(f"rule {rule.id} has no counter slot")
+    c.rules.append((rule.slot, ACTION_CODES[rule.action], int(expires(rule))))
+
+
+def _place_addresses(c: Compiled, prefixes: Prefixes, m, bit: int) -> None:
+    for name, cidr, w4, w6 in (("src", m.src, W_SRC4, W_SRC6), ("dst", m.dst, W_DST4, W_DST6)):
+        if cidr is None:
+            if m.family in (None, 4):
+                c.wild[w4] |= bit
+            if m.family in (None, 6):
+                c.wild[w6] |= bit
+            continue
+        net = ipaddress.ip_network(cidr)
+        key = (net.prefixlen, int(net.network_address))
+        table = prefixes[f"{name}{net.version}"]
+        table[key] = table.get(key, 0) | bit
+
+
+def _place_protocols(c: Compiled, m, dirs: tuple[int, ...], bit: int) -> None:
+    # The layout is rules.h's (proto): per direction for rules on any interface, then
+    # per family for every rule (the kernel ANDs those with the interface's vector).
+    fam = m.family
+    for v6 in (0, 1) if fam is None else ((1,) if fam == 6 else (0,)):
+        for p in PROTOS[m.proto] or range(256):
+            c.proto[1024 + v6 * 256 + p] |= bit
+            if m.iface is None:
+                for d in dirs:
+                    c.proto[(v6 * 2 + d) * 256 + p] |= bit
+
+
+def _address_lookups(c: Compiled, prefixes: Prefixes) -> None:
+    """Each address field the rules use: one inline prefix, a hash/trie table (v4) or an LPM trie (v6)."""
+    for name, entries in prefixes.items():
         if not entries:
             continue
-        c.fields |= flags[name]
+        c.fields |= _FLAGS[name]
         if len(entries) == 1 and name.endswith("4"):
             ((plen, value),) = entries
-            c.fields |= inline[name]
+            c.fields |= _INLINE[name]
             c.inline[name] = (value, (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF)
         elif name.endswith("4"):
-            t = c.tables[name] = address_table(_union_prefixes(entries, 32), name, c.wild[wild[name]])
+            t = c.tables[name] = address_table(_union_prefixes(entries, 32), name, c.wild[_WILD[name]])
             c.fields |= (H_SRC4 if name == "src4" else H_DST4) if t.slots else 0
             c.fields |= (T_SRC4 if name == "src4" else T_DST4) if t.trie else 0
             c.inline[name] = t.mults  # the kernel reads the multipliers from struct cfg
@@ -322,30 +347,36 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
                 (plen, value.to_bytes(16, "big")): bits
                 for (plen, value), bits in _union_prefixes(entries, 128).items()
             }
-    for name, ranges in ports.items():
-        if not ranges:
+
+
+def _port_lookups(c: Compiled, ranges: Ranges) -> None:
+    """Each port field the rules use: one inline range, else a per-port class table."""
+    for name, found in ranges.items():
+        if not found:
             continue
-        c.fields |= flags[name]
-        if len({(lo, hi) for lo, hi, _ in ranges}) == 1:
-            c.fields |= inline[name]
-            c.inline[name] = ranges[0][:2]
+        c.fields |= _FLAGS[name]
+        if len({(lo, hi) for lo, hi, _ in found}) == 1:
+            c.fields |= _INLINE[name]
+            c.inline[name] = found[0][:2]
         else:
-            t = c.tables[name] = port_table(ranges, c.wild[wild[name]])
+            t = c.tables[name] = port_table(found, c.wild[_WILD[name]])
             c.fields |= (P_SPORT if name == "sport" else P_DPORT) if t.hi else 0
-    if c.ifdir:
-        c.fields |= F_IFDIR
+
+
+def _expiry_steps(c: Compiled) -> None:
+    """alive[k]: the rules still alive once the k first distinct expiry times passed."""
     expiring = [(e, 1 << pos) for pos, (_, _, e) in enumerate(c.rules) if e]
-    if expiring:
-        c.fields |= F_TTL
-        c.exptimes = sorted({e for e, _ in expiring})
-        alive = (1 << len(c.rules)) - 1
-        c.alive = [alive]
-        for t in c.exptimes:
-            for e, bit in expiring:
-                if e == t:
-                    alive &= ~bit
-            c.alive.append(alive)
-    return c
+    if not expiring:
+        return
+    c.fields |= F_TTL
+    c.exptimes = sorted({e for e, _ in expiring})
+    alive = (1 << len(c.rules)) - 1
+    c.alive = [alive]
+    for t in c.exptimes:
+        for e, bit in expiring:
+            if e == t:
+                alive &= ~bit
+        c.alive.append(alive)
 
 
 def lpm_key(plen: int, data: bytes) -> bytes:
