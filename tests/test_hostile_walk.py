@@ -45,6 +45,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets._toast import Toast
 
+from ebpftop.actions.rollback_control import RollbackControl
 from ebpftop.collectors.canary.exemplars import Exemplar
 from ebpftop.collectors.rollout.collector import RolloutCollector
 from ebpftop.collectors.rollout.model import Backend, Plan, Request, RolloutState
@@ -56,7 +57,7 @@ from ebpftop.core.replay import ReplayRuntime, read_recording
 from ebpftop.core.runtime import Runtime
 from ebpftop.tui.app import EbpftopApp
 from ebpftop.tui.panes.base import SourcePane
-from ebpftop.tui.panes.canary.rollback import CountdownScreen, RollbackControl
+from ebpftop.tui.panes.canary.rollback import CountdownScreen
 from ebpftop.tui.panes.flows.detail import FlowDetailScreen
 from ebpftop.tui.panes.flows.filter import FlowFilterScreen
 from ebpftop.tui.panes.header import HostHeader
@@ -560,7 +561,7 @@ async def test_hostile_live_every_dialog(tmp_path, outside, size):
     )
     ctl = HostileController(svc.name, h)
     app = EbpftopApp(Runtime(s, collectors=[RolloutCollector(s, controller=ctl)]), clock=lambda: NOW)
-    app.rollback_control = RollbackControl(app, clock=Clock())
+    app.rollback_control = RollbackControl(app.runtime, read_only=app.read_only, clock=Clock())
     title = app.title
     before = files_under(tmp_path)
     async with app.run_test(size=size, notifications=True) as pilot:

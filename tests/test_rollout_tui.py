@@ -14,12 +14,13 @@ from app_support import NOW, screen_text, settings
 from test_canary_pane import canary_snap, service, summary_text
 from textual.widgets import Input, Static
 
+from ebpftop.actions.rollback_control import RollbackControl
 from ebpftop.collectors.rollout.base import Controller
 from ebpftop.collectors.rollout.collector import RolloutCollector
 from ebpftop.collectors.rollout.model import Plan, Request, RolloutState
 from ebpftop.core.runtime import Runtime
 from ebpftop.tui.app import EbpftopApp
-from ebpftop.tui.panes.canary.rollback import CountdownScreen, RollbackControl
+from ebpftop.tui.panes.canary.rollback import CountdownScreen
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
 
@@ -201,7 +202,7 @@ def auto_app(tmp_path, ctl, clock, evaluations: int = 2) -> EbpftopApp:
     app = rollout_app(
         tmp_path, ctl, auto_rollback=True, auto_rollback_evaluations=evaluations, auto_rollback_countdown=30.0
     )
-    app.rollback_control = RollbackControl(app, clock=clock)
+    app.rollback_control = RollbackControl(app.runtime, read_only=app.read_only, clock=clock)
     return app
 
 

@@ -27,31 +27,38 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from textual import events, work
+from textual import events
 from textual.app import App, ComposeResult, ScreenStackError, SuspendNotSupported, SystemCommand
 from textual.containers import Container
 from textual.errors import NoWidget
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
 
+from ebpftop.actions.rollback_control import RollbackControl
 from ebpftop.core.alarms import Alarm, data_alarms
 from ebpftop.core.model import Health, HealthState, Snapshot
+from ebpftop.core.replay import Replayer, ReplayRuntime
+from ebpftop.core.runtime import Runtime
 from ebpftop.core.settings import Settings
 from ebpftop.core.store import last_good
 from ebpftop.themes import DEFAULT_THEME, STYLESHEET, THEME_NAMES, next_theme, register_themes
 
+from .action_path import GROUP as ACTION_GROUP
+from .action_path import ActionPath, ActionRequest, marker_request
 from .bindings import KEYMAP, app_bindings, key_display
 from .key_actions import acting_names, replay_names
 from .panes import PANES
 from .panes.base import PaneFeed, SourcePane
-from .panes.canary.rollback import RollbackControl
+from .panes.canary.pane import CanaryPane
+from .panes.canary.rollback import CountdownFront, rollback_request
 from .panes.header import HostHeader, Marks
-from .screens.confirm import ConfirmScreen
+from .quit import ask_and_quit, enforced, remove_enforced_request
 from .screens.help import HelpScreen
-from .screens.prompt import PromptScreen
-from .screens.quit_rules import QuitRulesScreen
 from .text import clean, lines
+
+log = logging.getLogger(__name__)
 
 NARROW_BELOW = 120  # columns: under this the panes stack instead of a 2x2 grid
 MARKER_MAX = 200
@@ -90,12 +97,13 @@ class EbpftopApp(App[int]):
 
     paused: reactive[bool] = reactive(False)
 
-    def __init__(self, runtime: Any, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], float] | None = None) -> None:
         super().__init__()
         self.runtime = runtime
-        self.settings: Settings = getattr(runtime, "settings", None) or Settings()
-        self.replay = getattr(runtime, "replay", None)
-        self.read_only = bool(getattr(runtime, "read_only", False))
+        self.settings: Settings = runtime.settings
+        self.replay: Replayer | None = runtime.replay if isinstance(runtime, ReplayRuntime) else None
+        # The one read-only decision of the dashboard (the gate's comes from the same settings).
+        self.action_path = ActionPath(self, runtime.gate, read_only=runtime.read_only)
         self._clock = clock or time.time
         self._panes: dict[str, SourcePane] = {}
         self._order: list[SourcePane] = []
@@ -110,7 +118,7 @@ class EbpftopApp(App[int]):
         self._theme_problem = ""
         self._recorder_state: str | None = None
         self._header: HostHeader | None = None
-        self.rollback_control = RollbackControl(self)  # R and auto-rollback
+        self.rollback_control = RollbackControl(runtime, read_only=self.read_only)  # R, auto-rollback
         self._enforced_told = False  # the start notice of rules enforced from before
         self.log_keeper = LogKeeper()
         self._log_installed = False
@@ -129,6 +137,11 @@ class EbpftopApp(App[int]):
             # Without this variable Textual keeps ctrl+z as a plain key (no SIGTSTP);
             # a kiosk must not be suspendable from its keyboard.
             os.environ.pop("TEXTUAL_ALLOW_SIGNALS", None)
+
+    @property
+    def read_only(self) -> bool:
+        """Kiosk or replay: nothing may act (decided once, in the action path)."""
+        return self.action_path.read_only
 
     def get_driver_class(self):
         cls = super().get_driver_class()
@@ -159,6 +172,9 @@ class EbpftopApp(App[int]):
             root.addHandler(self.log_keeper)
             self._log_installed = True
         self._main_screen = self.screen
+        self.rollback_control.attach(
+            CountdownFront(self, self.rollback_control, act=self.act, redraw=self._redraw_canary)
+        )
         self._ui_loop = asyncio.get_running_loop()
         self.set_class(self.read_only, "-kiosk")
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
@@ -540,24 +556,56 @@ class EbpftopApp(App[int]):
             self.replay.faster()
             self._draw_header()
 
-    # --- actions that change the world: always through the gate ------------------
+    # --- actions that change the world: always through the one action path ---------
+
+    def act(self, request: ActionRequest) -> None:
+        """Every action key ends here (panes too): refused read-only, else prepared,
+        confirmed and run through the gate, reported (tui/action_path.py)."""
+        self.action_path.start(request)
+
+    def action_marker(self) -> None:
+        self.act(marker_request(self.runtime.bus, MARKER_MAX))
+
+    def action_rollback(self) -> None:
+        self.act(rollback_request(self.rollback_control))
+
+    async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Any worker that dies of an error says so (toast and log) instead of taking
+        the dashboard down or vanishing; an action's is also audited when the gate
+        never saw it (tui/action_path.py)."""
+        worker = event.worker
+        if event.state is WorkerState.ERROR:
+            error = worker.error
+            log.error("worker %s failed", worker.name, exc_info=error)
+            self.notify(
+                f"{worker.name or 'a background task'} failed: {clean(_describe(error), 300)}",
+                title="internal error",
+                severity="error",
+                timeout=20,
+            )
+            if worker.group == ACTION_GROUP and error is not None:
+                await self.action_path.worker_failed(worker, error)
+        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            self.action_path.worker_done(worker)
 
     # --- rules that outlive the dashboard ------------------------------------------
 
-    def _enforced_lines(self) -> list[str]:
-        from ebpftop.collectors.rules.model import RulesData
-        from ebpftop.collectors.rules.summary import enforced_lines
-
-        snap = self.runtime.store.latest("rules")
-        data = getattr(snap, "data", None)
-        return enforced_lines(data, self.now()) if isinstance(data, RulesData) else []
+    def _redraw_canary(self) -> None:
+        """The auto-rollback state line changed (a paused display stays as it was; the
+        countdown dialog still shows)."""
+        pane = self._panes.get("canary")
+        if not self.paused and isinstance(pane, CanaryPane) and pane.is_attached:
+            control = self.rollback_control
+            pane.redraw(
+                auto_rollback=control.status_line(), rollback_key=control.available() and not self.read_only
+            )
 
     def _tell_enforced(self, snap: Snapshot) -> None:
         """Every start says which allow/deny rules are enforcing from before."""
         self._enforced_told = True
         if self.replay is not None:
             return
-        lines = self._enforced_lines()
+        lines = enforced(self.runtime.store, self.now())
         if lines:
             shown = "\n".join(clean(line, 200) for line in lines[:6])
             more = f"\n… and {len(lines) - 6} more (Rules pane)" if len(lines) > 6 else ""
@@ -565,112 +613,21 @@ class EbpftopApp(App[int]):
 
     async def action_quit(self) -> None:
         """Quit; when allow/deny rules stay enforced, say which and ask keep/remove."""
-        lines = [] if self.read_only or self.replay is not None else self._enforced_lines()
+        lines = [] if self.read_only or self.replay is not None else enforced(self.runtime.store, self.now())
         if not lines:
             self.exit()
             return
-        self._quit_flow(lines)
-
-    @work(exclusive=True, group="action")
-    async def _quit_flow(self, lines: list[str]) -> None:
-        choice = await self.push_screen_wait(QuitRulesScreen(lines))
-        if choice is None:
-            return
-        if choice == "remove" and not await self._remove_enforced():
-            return  # the failure was reported; stay so the operator sees the rules
-        self.exit()
-
-    async def _remove_enforced(self) -> bool:
-        from ebpftop.actions.rules_change import plan_change
-        from ebpftop.collectors.rules.model import RulesData
-
-        gate = getattr(self.runtime, "gate", None)
-        snap = self.runtime.store.latest("rules")
-        data = getattr(snap, "data", None)
-        if gate is None or not isinstance(data, RulesData):
-            self.notify("cannot remove rules: no action gate or no rules data", severity="error")
-            return False
-        ids = [r.id for r in data.rules if r.action != "count" and not r.expired]
-        try:
-            action, perform = await plan_change(self.settings, ("del", ids), gate.actor)
-        except Exception as exc:
-            self.notify(f"cannot remove rules: {clean(exc, 200)}", severity="error")
-            return False
-        result = await gate.execute(action, perform, self._confirm)
-        self._report(result)
-        return bool(result.ok)
-
-    def action_marker(self) -> None:
-        if self.read_only:
-            self._refuse_read_only("marker.add", "Add incident marker")
-            return
-        self._marker_flow()
-
-    def action_rollback(self) -> None:
-        if self.read_only:
-            self._refuse_read_only("rollout.rollback", "Roll back the canary")
-            return
-        self.rollback_control.request()
-
-    @work(exclusive=True, group="action")
-    async def _marker_flow(self) -> None:
-        gate = getattr(self.runtime, "gate", None)
-        if gate is None:
-            self.notify("actions unavailable: no action gate (audit log) configured", severity="error")
-            return
-        text = await self.push_screen_wait(
-            PromptScreen(
-                "Incident marker",
-                "Marker text (shown in recordings and the audit log):",
-                "e.g. rolled back canary v2",
-                MARKER_MAX,
-            )
+        remove = remove_enforced_request(self.settings, self.runtime.store)
+        self.run_worker(
+            ask_and_quit(self, self.action_path, lines, remove),
+            exclusive=True,
+            group=ACTION_GROUP,
+            name="quit",
+            exit_on_error=False,
         )
-        if text is None:
-            self.notify("marker cancelled", timeout=3)
-            return
-        from ebpftop.actions.marker import marker_action
 
-        try:
-            action, perform = marker_action(self.runtime.bus, text, gate.actor)
-        except ValueError as exc:
-            self.notify(f"marker not added: {clean(exc, 200)}", severity="error")
-            return
-        result = await gate.execute(action, perform, self._confirm)
-        self._report(result)
 
-    async def _confirm(self, action: Any) -> bool:
-        return bool(await self.push_screen_wait(ConfirmScreen(action)))
-
-    def _report(self, result: Any) -> None:
-        message = clean(result.message, 300)
-        if result.ok:
-            self.notify(message, title="done")
-        elif result.refused or result.cancelled:
-            self.notify(message, title="refused" if result.refused else "cancelled", severity="warning")
-        else:
-            self.notify(message, title="failed", severity="error", timeout=15)
-
-    def _refuse_read_only(self, kind: str, title: str) -> None:
-        """Defence in depth: a direct call in read-only mode runs nothing.
-
-        When the gate is read-only as well, it is asked anyway so the refusal is
-        audited; its `perform` and `confirm` refuse too, in case it is not.
-        """
-        self.notify(f"read-only: {title.lower()} refused", severity="warning")
-        gate = getattr(self.runtime, "gate", None)
-        if gate is not None and getattr(gate, "read_only", False):
-            self._audit_refusal(gate, kind, title)
-
-    @work(group="action")
-    async def _audit_refusal(self, gate: Any, kind: str, title: str) -> None:
-        from ebpftop.core.gate import Action
-
-        async def never_perform() -> str:
-            raise PermissionError("read-only")
-
-        async def never_confirm(_action: Any) -> bool:
-            return False
-
-        action = Action(kind=kind, title=title, description=f"{title} (refused: read-only mode)")
-        await gate.execute(action, never_perform, never_confirm)
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,26 +1,18 @@
-"""Rollback from the dashboard: the `R` key and the auto-rollback countdown.
+"""Rollback on the screen: the `R` request, the automatic one, and the countdown dialog.
 
-`R` goes through `actions.rollout_control.RolloutControl` (the rollout collector's
-controller, the latest canary evaluation as evidence, the latest rollout state) and the
-runtime's gate: the confirmation shows the evidence and exactly what will be sent
-where, and wants the service name typed; the gate audits intent and result (and
-refuses in read-only mode). When rollback cannot be offered (not permitted, no
-controller) the toast says why and nothing is asked or written.
-
-Auto-rollback (only with `--auto-rollback`, never in read-only mode or a replay):
-every canary evaluation is fed to `actions.auto_rollback.AutoRollback`; when it
-starts a countdown, a dialog shows it with the evidence, and any key (or click)
-cancels; when the countdown runs out the rollback runs through the gate as an
-automatic action with its evidence. A countdown that ends without a rollback
-(cancelled, the verdict recovered, no controller, the dashboard quit) is audited as
-"cancelled" with the same evidence. The countdown's clock is injectable for tests.
+The controller (`actions.rollback_control.RollbackControl`, no Textual) decides; this
+module draws what it asks for: `CountdownFront` shows `CountdownScreen` (any key or
+click cancels), ticks it four times a second, rings the bell and says what happened.
+Both rollbacks are `ActionRequest`s for the app's one action path: `R` shows the
+evidence and the plan and wants the service name typed; the automatic one runs
+unconfirmed when the countdown runs out. When rollback cannot be offered (not
+permitted, no controller) the toast says why and nothing is asked or written.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from textual import events
 from textual.app import ComposeResult
@@ -29,14 +21,17 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ebpftop.actions.auto_rollback import AutoRollback, Phase
 from ebpftop.actions.rollback import evidence_text
-from ebpftop.actions.rollout_control import RolloutControl
+from ebpftop.actions.rollback_control import RollbackControl, Severity
+from ebpftop.core.gate import ActionResult, Confirm, Gate
 
+from ...action_path import ActionRequest, Dialogs, Run
 from ...text import clean
 
-CANARY = "canary"
-ROLLOUT = "rollout"
+if TYPE_CHECKING:
+    from textual.app import App
+    from textual.timer import Timer
+
 TICK_S = 0.25
 
 
@@ -74,7 +69,7 @@ class CountdownScreen(ModalScreen[None]):
         with box:
             yield Static(Content(self.control.countdown_text()), id="countdown", markup=False)
             yield Static(
-                Content(clean(evidence_text(self.control.auto.evidence), 2000)),
+                Content(clean(evidence_text(self.control.evidence()), 2000)),
                 id="countdown-evidence",
                 markup=False,
             )
@@ -94,111 +89,38 @@ class CountdownScreen(ModalScreen[None]):
         self.control.cancel("cancelled by a click")
 
 
-class RollbackControl:
-    """The app's side of `actions.rollout_control.RolloutControl`: keys, dialogs, toasts."""
+class CountdownFront:
+    """`RollbackFrontEnd` for the dashboard: dialog, timer, toasts, workers."""
 
-    def __init__(self, app: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        app: App[Any],
+        control: RollbackControl,
+        *,
+        act: Callable[[ActionRequest], None],
+        redraw: Callable[[], None],
+    ) -> None:
         self.app = app
-        settings = app.settings
-        runtime = app.runtime
-        self.control: RolloutControl | None = None
-        if all(hasattr(runtime, name) for name in ("store", "gate", "collectors")):
-            self.control = RolloutControl.from_runtime(runtime, clock=clock)
-        if self.control is not None and not app.read_only:
-            self.auto = self.control.auto
-        else:
-            # Never a countdown from a kiosk or a replay: the gate would refuse it anyway.
-            self.auto = AutoRollback(settings.rollout_service, enabled=False)
-            if settings.auto_rollback:
-                self.auto.message = "auto-rollback off: read-only"
+        self.control = control
+        self._act = act
+        self._redraw = redraw
         self._screen: CountdownScreen | None = None
-        self._timer: Any = None
+        self._timer: Timer | None = None
 
-    # --- where things are ------------------------------------------------------------
+    def notify(
+        self, message: str, *, title: str, severity: Severity = "information", timeout: float | None = None
+    ) -> None:
+        self.app.notify(message, title=title, severity=severity, timeout=timeout)
 
-    def controller(self) -> Any:
-        return self.control.controller() if self.control is not None else None
-
-    def available(self) -> bool:
-        """`R` is offered when a rollout controller is configured or running."""
-        if self.control is None:
-            return False
-        return bool(self.app.settings.rollout_controller) or any(
-            c.name == ROLLOUT for c in self.app.runtime.collectors
-        )
-
-    # --- R -----------------------------------------------------------------------------
-
-    def request(self) -> None:
-        self.app.run_worker(self._rollback_flow(), exclusive=True, group="action", name="rollback")
-
-    async def _rollback_flow(self) -> None:
-        app = self.app
-        controller = self.controller()
-        service = controller.service if controller is not None else app.settings.rollout_service
-        enabled, why = (
-            self.control.can_rollback(service)
-            if self.control is not None
-            else (False, "no rollout controller")
-        )
-        if not enabled:
-            # Nothing is asked and nothing is written: there is no action to offer.
-            app.notify(
-                f"rollback unavailable: {clean(why, 300)}", title="rollback", severity="error", timeout=10
-            )
-            return
-        result = await self.control.rollback(service, app._confirm)
-        self._notify_result(f"rollback of {clean(service, 60)}", result)
-
-    def _notify_result(self, what: str, result: Any) -> None:
-        message = f"{what}: {clean(result.message, 300)}"
-        if result.ok:
-            self.app.notify(message, title="rolled back", timeout=10)
-        elif result.refused or result.cancelled:
-            self.app.notify(message, title="refused" if result.refused else "cancelled", severity="warning")
-        else:
-            self.app.notify(message, title="rollback failed", severity="error", timeout=20)
-
-    # --- auto-rollback -------------------------------------------------------------------
-
-    def observe(self, snap: Any) -> None:
-        """Every canary snapshot, as it arrives (even while the display is paused)."""
-        if self.auto.phase is Phase.OFF or self.control is None:
-            return
-        before = self.auto.status()
-        after = self.control.observe(snap)
-        if after.phase is Phase.COUNTDOWN and before.phase is not Phase.COUNTDOWN:
-            self._start_countdown()
-        elif before.phase is Phase.COUNTDOWN and after.phase is not Phase.COUNTDOWN:
-            self._stop_countdown()
-            self._audit_stops()
-            self.app.notify(clean(self.auto.message, 200), title="auto-rollback", timeout=8)
-        if (before.phase, before.message) != (after.phase, after.message):
-            self._redraw_pane()
-
-    def status_line(self) -> str:
-        """For the canary pane: empty when auto-rollback is off and was never asked for."""
-        phase = self.auto.phase
-        if phase is Phase.OFF:
-            return clean(self.auto.message, 100) if self.app.settings.auto_rollback else ""
-        if phase is Phase.COUNTDOWN:
-            return self.countdown_text()
-        return "auto-rollback: " + clean(self.auto.message or "armed", 200)
-
-    def countdown_text(self) -> str:
-        left = self.auto.remaining()
-        secs = "now" if left is None or left <= 0 else f"in {left:.0f}s"
-        return f"AUTO-ROLLBACK of {clean(self.auto.service, 60)} {secs}: press any key to cancel"
-
-    def _start_countdown(self) -> None:
+    def show_countdown(self) -> None:
         if self._timer is None:
             self._timer = self.app.set_interval(TICK_S, self._tick, name="auto-rollback")
         if self._screen is None:
-            self._screen = CountdownScreen(self)
+            self._screen = CountdownScreen(self.control)
             self.app.push_screen(self._screen)
         self.app.bell()
 
-    def _stop_countdown(self) -> None:
+    def hide_countdown(self) -> None:
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
@@ -206,67 +128,74 @@ class RollbackControl:
         if screen is not None:
             screen.close()
 
-    def cancel(self, reason: str) -> None:
-        if self.auto.cancel(reason):
-            self._stop_countdown()
-            self._audit_stops()
-            self.app.notify(
-                clean(self.auto.message, 200), title="auto-rollback", severity="warning", timeout=10
-            )
-            self._redraw_pane()
-
-    def _audit_stops(self) -> None:
-        """The countdown just ended without a rollback: its audit entry, written off the
-        UI thread (the state has already changed, whatever the log says)."""
-        if self.control is not None:
-            self.app.run_worker(self._write_stops(), group="auto-rollback-audit", name="auto-rollback audit")
-
-    async def _write_stops(self) -> None:
-        note = await self.auto.audit_stops(self.control.gate)
-        if note:
-            self.app.notify(
-                f"auto-rollback countdown ended{clean(note, 300)}",
-                title="audit",
-                severity="error",
-                timeout=20,
-            )
-
-    async def close(self) -> None:
-        """At quit: a countdown still running is abandoned, and audited as such."""
-        if self.control is None:
-            return
-        if self.auto.cancel("abandoned: the dashboard quit during the countdown"):
-            self._stop_countdown()
-        await self.auto.audit_stops(self.control.gate)  # also any a cancelled worker left unwritten
-
     def _tick(self) -> None:
-        if self.auto.phase is not Phase.COUNTDOWN:
-            self._stop_countdown()
-            return
         if self._screen is not None and self._screen.is_attached:
             self._screen.update_text()
-        if self.auto.due():
-            self._stop_countdown()
-            self.app.run_worker(self._fire(), group="auto-rollback", name="auto-rollback")
-        self._redraw_pane()
+        self.control.tick()
 
-    async def _fire(self) -> None:
-        if self.controller() is None:
-            self.auto.cancel("could not run: no rollout controller is running", automatic=True)
-            self._audit_stops()
-            self.app.notify(
-                clean(self.auto.message, 200), title="auto-rollback", severity="error", timeout=20
+    def changed(self) -> None:
+        self._redraw()
+
+    def background(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        self.app.run_worker(job, group="auto-rollback-audit", name=name, exit_on_error=False)
+
+    def fire(self) -> None:
+        self._act(automatic_request(self.control, then=lambda _result: self.changed()))
+
+
+def _told(subject: str, **kw: Any) -> dict[str, Any]:
+    return dict(
+        subject=subject,
+        done_title="rolled back",
+        failed_title="rollback failed",
+        done_timeout=10,
+        **kw,
+    )
+
+
+def rollback_request(control: RollbackControl) -> ActionRequest:
+    """`R`: the evidence and the plan confirmed by typing the service name."""
+    service, why = control.target()
+
+    async def prepare(dialogs: Dialogs) -> Run | None:
+        if why:
+            # Nothing is asked and nothing is written: there is no action to offer.
+            dialogs.say(
+                f"rollback unavailable: {clean(why, 300)}", title="rollback", severity="error", timeout=10
             )
-            self._redraw_pane()
-            return
-        result = await self.control.tick()
-        if result is not None:
-            self._notify_result(f"AUTOMATIC rollback of {clean(self.auto.service, 60)}", result)
-        self._redraw_pane()
+            return None
 
-    def _redraw_pane(self) -> None:
-        if getattr(self.app, "paused", False):
-            return  # a paused display stays as it was; the countdown dialog still shows
-        pane = getattr(self.app, "_panes", {}).get(CANARY)
-        if pane is not None and pane.is_attached:
-            pane.redraw()
+        async def run(_gate: Gate, confirm: Confirm) -> ActionResult:
+            return await control.rollback(service, confirm)  # through the same gate, re-asked on a conflict
+
+        return run
+
+    return ActionRequest(
+        "rollout.rollback",
+        "Roll back the canary",
+        prepare,
+        **_told(f"rollback of {clean(service, 60)}", failed_timeout=20),
+    )
+
+
+def automatic_request(
+    control: RollbackControl, *, then: Callable[[ActionResult | None], None]
+) -> ActionRequest:
+    """The countdown ran out: the rollback runs unconfirmed (audited as automatic)."""
+
+    async def prepare(_dialogs: Dialogs) -> Run | None:
+        if not control.fire_possible():
+            return None
+
+        async def run(_gate: Gate, _confirm: Confirm) -> ActionResult | None:
+            return await control.fire()
+
+        return run
+
+    return ActionRequest(
+        "rollout.rollback",
+        "Roll back the canary",
+        prepare,
+        then=then,
+        **_told(f"AUTOMATIC rollback of {clean(control.auto.service, 60)}", failed_timeout=20),
+    )

@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -33,6 +32,7 @@ from ebpftop.actions.capture import capture_action, describe_target, find_collec
 from ebpftop.collectors.profiles.model import TagGroup, tag
 from ebpftop.core.model import Snapshot
 
+from ...action_path import ActionRequest, Dialogs, Run, through_gate
 from ...text import clean, safe
 from .. import fmt
 from ..base import SourcePane
@@ -153,7 +153,7 @@ class ProfilesPane(SourcePane):
 
     def _draw_keys(self) -> None:
         keys = KEYS
-        if not getattr(self.app, "read_only", True):
+        if not self.app.read_only:
             keys += KEYS_CAPTURE
         if self.trace is not None:
             keys += KEYS_FILTERED
@@ -276,44 +276,39 @@ class ProfilesPane(SourcePane):
     # --- capture -------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "capture" and getattr(self.app, "read_only", True):
-            return False  # hidden and inert; the gate would refuse it too
+        if action == "capture" and self.app.read_only:
+            return False  # hidden and inert; the action path would refuse it too
         return True
 
     def action_capture(self) -> None:
-        app = self.app
-        if getattr(app, "read_only", True):
-            app._refuse_read_only("profiles.capture", "Capture a CPU profile")
-            return
+        """`c`, through the app's action path (refused read-only, confirmed, audited)."""
         group = self.selected_group()
-        target = capture_target(self.view, group) if self.view is not None else {}
-        if not target:
-            app.notify(
-                "nothing to capture: select a row with a pid, service or pprof source", severity="warning"
-            )
-            return
-        collector = find_collector(app.runtime)
-        if collector is None:
-            app.notify(
-                "capture unavailable: no live profiles collector (a replay cannot capture)",
-                severity="warning",
-            )
-            return
-        gate = getattr(app.runtime, "gate", None)
-        if gate is None:
-            app.notify("actions unavailable: no action gate (audit log) configured", severity="error")
-            return
-        context = " ".join(f"{k}={v}" for k, v in group.tags if k in ("service", "version", "env"))
-        self._capture_flow(gate, collector, target, context)
-
-    @work(group="action")
-    async def _capture_flow(self, gate: Any, collector: Any, target: dict[str, str], context: str) -> None:
-        app = self.app
-        action, perform = capture_action(
-            collector, target, context, notify=lambda text: app.notify(text, timeout=4)
+        target = capture_target(self.view, group) if self.view is not None and group is not None else {}
+        context = (
+            " ".join(f"{k}={v}" for k, v in group.tags if k in ("service", "version", "env")) if group else ""
         )
-        result = await gate.execute(action, perform, app._confirm)
-        app._report(result)
+        collector = find_collector(self.app.runtime)
+
+        async def prepare(dialogs: Dialogs) -> Run | None:
+            if not target:
+                dialogs.say(
+                    "nothing to capture: select a row with a pid, service or pprof source",
+                    severity="warning",
+                    timeout=None,
+                )
+                return None
+            if collector is None:
+                dialogs.say(
+                    "capture unavailable: no live profiles collector (a replay cannot capture)",
+                    severity="warning",
+                    timeout=None,
+                )
+                return None
+            return through_gate(
+                *capture_action(collector, target, context, notify=lambda text: dialogs.say(text, timeout=4))
+            )
+
+        self.app.act(ActionRequest("profiles.capture", "Capture a CPU profile", prepare))
 
     def capture_label(self) -> str:
         """What `c` would capture for the selected row (empty when nothing)."""

@@ -14,9 +14,9 @@ with the generic body.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -27,6 +27,7 @@ from ebpftop.actions import rules_change
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.core.model import Snapshot
 
+from ...action_path import ActionRequest, Dialogs, Run, through_gate
 from ...text import clean
 from ..base import SourcePane
 from .edit import RuleEditScreen
@@ -118,9 +119,9 @@ class RulesPane(SourcePane):
         self.set_class(False, "-generic")
         self.data = data
         self.query_one("#rules-summary", Static).update(Content.assemble(*summary(data)))
-        keys = KEYS + ("" if getattr(self.app, "read_only", True) else KEYS_ACT)
+        keys = KEYS + ("" if self.app.read_only else KEYS_ACT)
         if not data.rules:
-            keys = "no rules" + ("" if getattr(self.app, "read_only", True) else "  a: add a rule")
+            keys = "no rules" + ("" if self.app.read_only else "  a: add a rule")
         self.query_one("#rules-keys", Static).update(keys)
         self._fill_table(data, now)
 
@@ -178,115 +179,99 @@ class RulesPane(SourcePane):
         self.query_one("#rules-table", DataTable).move_cursor(row=at, animate=False)
         return True
 
-    # --- changes, through the gate ---------------------------------------------------
+    # --- changes, through the app's action path ----------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ACTING and getattr(self.app, "read_only", True):
-            return False  # hidden and inert; the gate would refuse it too
+        if action in ACTING and self.app.read_only:
+            return False  # hidden and inert; the action path would refuse it too
         return True
 
     def recent_flows(self) -> list:
         return recent_flows(self.feed.related.get("flows", ()))
 
-    def _ready(self, kind: str, title: str, need_row: bool) -> tuple[Any, RuleRecord | None] | None:
-        """The gate (and the selected rule), or None after saying why not."""
-        app = self.app
-        if getattr(app, "read_only", True):
-            app._refuse_read_only(kind, title)
-            return None
-        if self.replay_or_no_data():
-            return None
-        rec = self.selected()
-        if need_row and rec is None:
-            app.notify("no rule selected", severity="warning", timeout=3)
-            return None
-        gate = getattr(app.runtime, "gate", None)
-        if gate is None:
-            app.notify("actions unavailable: no action gate (audit log) configured", severity="error")
-            return None
-        return gate, rec
+    def _request(
+        self, kind: str, title: str, prepare: Callable[[Dialogs, RuleRecord | None], Awaitable[Run | None]]
+    ) -> None:
+        """One rules change for the action path; the selection is read when it runs."""
 
-    def replay_or_no_data(self) -> bool:
-        app = self.app
-        if getattr(app, "replay", None) is not None:
-            app.notify("a replay cannot change rules", severity="warning")
+        async def ready(dialogs: Dialogs) -> Run | None:
+            if self.replay_or_no_data(dialogs):
+                return None
+            rec = self.selected()
+            if kind != "rules.add" and rec is None:
+                dialogs.say("no rule selected", severity="warning")
+                return None
+            return await prepare(dialogs, rec)
+
+        self.app.act(ActionRequest(kind, title, ready, failed_prefix="rules: nothing changed"))
+
+    def replay_or_no_data(self, dialogs: Dialogs) -> bool:
+        if self.app.replay is not None:
+            dialogs.say("a replay cannot change rules", severity="warning", timeout=None)
             return True
         if self.data is None:
-            app.notify(
-                "rules unavailable: the rules source has no data (see its health line)", severity="warning"
+            dialogs.say(
+                "rules unavailable: the rules source has no data (see its health line)",
+                severity="warning",
+                timeout=None,
             )
             return True
         return False
 
     def action_add_rule(self) -> None:
-        ready = self._ready("rules.add", "Add rule", need_row=False)
-        if ready is not None:
-            self._add_flow(ready[0])
+        async def prepare(dialogs: Dialogs, _rec: RuleRecord | None) -> Run | None:
+            rule = await dialogs.ask(self._editor("Add rule (last, lowest priority)", len(self.rows)))
+            if rule is None:
+                dialogs.say("no rule added")
+                return None
+            settings, rows = self.app.settings, list(self.rows)
+            return through_gate(
+                *await rules_change.add(settings, rule, rows, self.recent_flows(), dialogs.actor)
+            )
+
+        self._request("rules.add", "Add rule", prepare)
 
     def action_edit_rule(self) -> None:
-        ready = self._ready("rules.edit", "Edit rule", need_row=True)
-        if ready is not None:
-            self._edit_flow(*ready)
+        async def prepare(dialogs: Dialogs, rec: RuleRecord | None) -> Run | None:
+            assert rec is not None
+            rows = list(self.rows)
+            rule = await dialogs.ask(self._editor(f"Edit rule {rec.id}", rec.position, rec.text))
+            if rule is None:
+                dialogs.say(f"rule {rec.id} unchanged")
+                return None
+            return through_gate(
+                *await rules_change.edit(
+                    self.app.settings, rec, rule, rows, self.recent_flows(), dialogs.actor
+                )
+            )
+
+        self._request("rules.edit", "Edit rule", prepare)
 
     def action_delete_rule(self) -> None:
-        ready = self._ready("rules.delete", "Delete rules", need_row=True)
-        if ready is not None:
-            self._run(ready[0], rules_change.delete(self.app.settings, ready[1], ready[0].actor))
+        async def prepare(dialogs: Dialogs, rec: RuleRecord | None) -> Run | None:
+            assert rec is not None
+            return through_gate(*await rules_change.delete(self.app.settings, rec, dialogs.actor))
+
+        self._request("rules.delete", "Delete rules", prepare)
 
     def action_toggle_rule(self) -> None:
-        ready = self._ready("rules.action", "Change a rule's action", need_row=True)
-        if ready is None:
-            return
-        gate, rec = ready
-        if rules_change.toggled(rec.action) is None:
-            self.app.notify(
-                f"rule {rec.id} is {clean(rec.action, 10)}: t switches count and deny; e edits it",
-                severity="warning",
-                timeout=5,
+        async def prepare(dialogs: Dialogs, rec: RuleRecord | None) -> Run | None:
+            assert rec is not None
+            if rules_change.toggled(rec.action) is None:
+                dialogs.say(
+                    f"rule {rec.id} is {clean(rec.action, 10)}: t switches count and deny; e edits it",
+                    severity="warning",
+                    timeout=5,
+                )
+                return None
+            rows, flows = list(self.rows), self.recent_flows()
+            return through_gate(
+                *await rules_change.toggle(self.app.settings, rec, rows, flows, dialogs.actor)
             )
-            return
-        self._run(
-            gate, rules_change.toggle(self.app.settings, rec, self.rows, self.recent_flows(), gate.actor)
-        )
+
+        self._request("rules.action", "Change a rule's action", prepare)
 
     def _editor(self, title: str, position: int, initial: str = "") -> RuleEditScreen:
         flows = self.recent_flows()
         earlier = rules_change.current_rules([r for r in self.rows if r.position < position])
         return RuleEditScreen(title, lambda rule: rules_change.editor_preview(rule, flows, earlier), initial)
-
-    @work(group="action")
-    async def _add_flow(self, gate: Any) -> None:
-        app = self.app
-        rule = await app.push_screen_wait(self._editor("Add rule (last, lowest priority)", len(self.rows)))
-        if rule is None:
-            app.notify("no rule added", timeout=3)
-            return
-        await self._execute(
-            gate, rules_change.add(app.settings, rule, self.rows, self.recent_flows(), gate.actor)
-        )
-
-    @work(group="action")
-    async def _edit_flow(self, gate: Any, rec: RuleRecord) -> None:
-        app = self.app
-        rule = await app.push_screen_wait(self._editor(f"Edit rule {rec.id}", rec.position, rec.text))
-        if rule is None:
-            app.notify(f"rule {rec.id} unchanged", timeout=3)
-            return
-        rows = list(self.rows)
-        await self._execute(
-            gate, rules_change.edit(app.settings, rec, rule, rows, self.recent_flows(), gate.actor)
-        )
-
-    @work(group="action")
-    async def _run(self, gate: Any, planned) -> None:
-        await self._execute(gate, planned)
-
-    async def _execute(self, gate: Any, planned) -> None:
-        app = self.app
-        try:
-            action, perform = await planned
-        except Exception as exc:
-            app.notify(f"rules: nothing changed: {clean(exc, 300)}", severity="error", timeout=15)
-            return
-        result = await gate.execute(action, perform, app._confirm)
-        app._report(result)
