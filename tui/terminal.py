@@ -11,21 +11,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import io
 import os
 import selectors
 import signal
 import termios
 import threading
 from codecs import getincrementaldecoder
+from collections.abc import Callable
 from functools import partial
+from types import FrameType
+from typing import Any
 
 from textual._loop import loop_last
 from textual._parser import ParseError
 from textual._xterm_parser import XTermParser
+from textual.app import App
 from textual.drivers.linux_driver import LinuxDriver
 
 TICK_S = 0.1  # Textual's own escape-timeout polling interval, while a sequence is open
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None  # as signal.signal returns
 EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 # What Textual's stop_application_mode writes, for a forced exit that cannot wait for it:
 # mouse reporting, bracketed paste and focus events off, line wrap on, Kitty keyboard
@@ -46,37 +53,37 @@ class _WakingEvent(threading.Event):
         super().set()
         if self._wake_fd is None:
             return
-        try:
+        with contextlib.suppress(OSError):  # full (already woken) or closed at shutdown
             os.write(self._wake_fd, b"x")
-        except OSError:  # full (already woken) or closed at shutdown
-            pass
 
 
 class OwnFdDriver(LinuxDriver):
-    def __init__(self, app, **kwargs) -> None:
+    def __init__(self, app: App[Any], **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self._own = None
+        self._own: io.TextIOWrapper | None = None
         shared = self._file
+        if shared is None:
+            return
         try:
             fd = os.dup(shared.fileno())
         except (OSError, ValueError, AttributeError):
             return  # no real descriptor (tests, odd embedding): keep Textual's choice
-        self._own = open(fd, "w", encoding=shared.encoding or "utf-8", errors=shared.errors or "strict")
+        # kept open for the driver's life: close() closes it
+        self._own = open(fd, "w", encoding=shared.encoding or "utf-8", errors=shared.errors or "strict")  # noqa: SIM115
         self._file = self._own
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.exit_event = _WakingEvent(self._wake_w)
 
     # --- signals ---------------------------------------------------------------------
 
-    _loop: asyncio.AbstractEventLoop | None = None
-    _saved_handlers: dict[int, object] | None = None
+    _saved_handlers: dict[int, _Handler] | None = None
     _signalled = False
     _exit_code: int | None = None
     _app_mode = False
 
     def start_application_mode(self) -> None:
         self._loop = asyncio.get_running_loop()
-        super().start_application_mode()
+        super().start_application_mode()  # type: ignore[no-untyped-call]  # unannotated in Textual
         self._app_mode = True
         if self._saved_handlers is None and threading.current_thread() is threading.main_thread():
             # Kept until close(), after the app's shutdown has closed the collectors:
@@ -106,15 +113,11 @@ class OwnFdDriver(LinuxDriver):
     def _force_exit(self, signo: int) -> None:
         if self._app_mode:
             fd = self._own.fileno() if self._own is not None else self.fileno
-            try:
+            with contextlib.suppress(OSError):
                 os.write(fd, RESTORE.encode())
-            except OSError:
-                pass
             if self.attrs_before is not None:
-                try:
+                with contextlib.suppress(termios.error):
                     termios.tcsetattr(self.fileno, termios.TCSANOW, self.attrs_before)
-                except termios.error:
-                    pass
         os._exit(128 + signo)
 
     def _restore_signals(self) -> None:
@@ -146,7 +149,7 @@ class OwnFdDriver(LinuxDriver):
             if is_tty:
                 self._request_exit(signal.SIGHUP)
 
-        def process(events, final: bool = False) -> None:
+        def process(events: list[tuple[selectors.SelectorKey, int]], final: bool = False) -> None:
             keys = [(key, mask) for key, mask in events if key.fd == self.fileno]
             if len(keys) != len(events):
                 try:
@@ -200,15 +203,11 @@ class OwnFdDriver(LinuxDriver):
             fd = getattr(self, name, None)
             if fd is not None:
                 setattr(self, name, None)
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         if self._own is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._own.close()
-            except OSError:
-                pass
             self._own = None
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from textual.binding import Binding
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 
 
 class DetailScreen(ModalScreen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,enter", "close", "Close", key_display="esc"),
         Binding("up", "scroll(-1)", show=False),
         Binding("down", "scroll(1)", show=False),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.binding import Binding
+from typing import Any, ClassVar
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Container, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
@@ -16,7 +18,7 @@ from ..key_actions import spec
 _TEXTUAL_HELP = {"help_quit": "say how to quit (q or ctrl+q)", "quit": "quit ebpftop"}
 
 
-def all_bindings(app) -> list[Binding]:
+def all_bindings(app: App[Any]) -> list[Binding]:
     """Every Binding declared on the app's classes, most specific class first."""
     seen: set[str] = set()
     out: list[Binding] = []
@@ -29,7 +31,7 @@ def all_bindings(app) -> list[Binding]:
     return out
 
 
-def help_rows(app) -> list[tuple[str, str, str]]:
+def help_rows(app: App[Any]) -> list[tuple[str, str, str]]:
     """(keys, what it does, note) for every binding; a note says when it is disabled."""
     rows: list[tuple[str, str, str]] = []
     for b in all_bindings(app):
@@ -46,7 +48,7 @@ def help_rows(app) -> list[tuple[str, str, str]]:
     return rows + pane_rows(app)
 
 
-def pane_rows(app) -> list[tuple[str, str, str]]:
+def pane_rows(app: App[Any]) -> list[tuple[str, str, str]]:
     """Each pane's own keys (they act only while that pane has focus)."""
     from ..panes.base import SourcePane
 
@@ -72,7 +74,7 @@ def pane_rows(app) -> list[tuple[str, str, str]]:
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,question_mark,q", "dismiss", "Close", key_display="esc"),
     ]
 

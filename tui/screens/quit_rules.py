@@ -6,8 +6,10 @@ audited) and then quits; Escape stays in the dashboard.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
@@ -19,7 +21,7 @@ from ..text import clean, plain
 class QuitRulesScreen(ModalScreen[str | None]):
     """Dismisses with "keep", "remove", or None (stay)."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k,enter", "choose('keep')", "Keep and quit"),
         Binding("r", "choose('remove')", "Remove and quit"),
         Binding("escape", "choose(None)", "Stay"),
