@@ -1,16 +1,9 @@
 """The dashboard's rollback controller: the `R` key's target and the auto-rollback
-countdown, without a line of Textual.
+countdown, without Textual.
 
-It feeds every canary snapshot to `AutoRollback` (through `RolloutControl`) and turns
-its transitions into requests to a front end (`RollbackFrontEnd`): show or hide the
-countdown, say something, redraw the state line, run a job in the background, fire
-the automatic rollback. The TUI implements the front end (tui/panes/canary/rollback.py:
-the countdown dialog, its timer, toasts) and runs both rollbacks through its action
-path; a test can implement it with a list.
-
-Never a countdown in read-only mode or a replay: the gate would refuse it anyway. A
-countdown that ends without a rollback (cancelled, the verdict recovered, no
-controller, the dashboard quit) is audited as "cancelled" with its evidence.
+It feeds canary snapshots to `AutoRollback` and turns its transitions into calls on a
+front end (`RollbackFrontEnd`: the TUI's countdown dialog, or a list in a test). No
+countdown in read-only mode or a replay; one that ends without a rollback is audited.
 """
 
 from __future__ import annotations

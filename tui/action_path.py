@@ -1,13 +1,9 @@
 """The one way the dashboard changes the world: refuse → prepare → gate (confirm) → report.
 
-Every action key (`m`, the Rules pane's `a e d t`, the Profiles pane's `c`, `R`), the
-removal of enforced rules at quit and the automatic rollback hand an `ActionRequest`
-to `ActionPath.run` (the app's `act`); nothing else calls `Gate.execute` from the TUI.
-Read-only is decided here, once: the request is refused before anything is asked,
-and the refusal is audited when the gate is read-only too (it always is: both come
-from the runtime's settings). Dialogs the preparation needs (a prompt, the rule
-editor) and the confirmation are pushed from the request's worker, so a key never
-blocks the screen; every outcome ends in one toast.
+Every action key, the removal of enforced rules at quit and the automatic rollback hand
+an `ActionRequest` to the app's `act`; nothing else in the TUI calls `Gate.execute`.
+Read-only is decided here, once (the refusal audited). Dialogs and the confirmation are
+pushed from the request's worker, so a key never blocks the screen.
 """
 
 from __future__ import annotations

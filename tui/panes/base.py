@@ -1,20 +1,10 @@
-"""The common frame of a source pane: health line, body, and a hint when there is no data.
+"""The common frame of a source pane (`SourcePane`) and what it is handed (`PaneFeed`).
 
-A subclass names its source and renders its payload in `render_body`; the base class
-owns everything every source shares, so each pane degrades the same way:
-
-- the health line: a state badge (word + symbol, readable without colour), the
-  health message and hint, and the age of the last good data;
-- when the source is down or off and has never delivered, the body says why and what
-  to do (e.g. "BPF unavailable: needs root -> run with sudo");
-- when the source fails after having delivered, the last good data stays on screen,
-  dimmed (class `-stale`), with the health line saying how old it is.
-
-Panes get everything they draw from the app (`show(feed)`: the snapshots, the source's
-history and alarms, what else the pane names in `RELATED`); they never read the store or
-the app's controllers, and never touch the collectors, bcc, sockets or files. Every
-string from a payload goes through `tui.text` (here `clean`, and `joined` for the
-border, which Textual would parse as markup if given a `str`).
+The base class owns what every source shares, so each degrades the same way: the health
+line (badge, message, hint, age), why there is no data and what to do, and the last
+good data dimmed (`-stale`) after a failure. Panes draw only what `show(feed)` hands
+them and never read the store, the app's controllers, bcc, sockets or files; payload
+text goes through `tui.text`.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
-"""Canary pane: canary vs stable per service, the verdict and its evidence, the rollout.
+"""Canary pane: canary vs stable per service, the verdict and its evidence, the rollout,
+the slow requests' trace ids (the way into Profiles) and charts of p99 and error ratio.
 
-Per service: the verdict badge and why; a table (metric, canary, stable, threshold,
-verdict, trend sparkline); the distribution test with statistic, p-value and effect
-size; a STALE badge with the age of the last good data; Prometheus warnings; the
-rollout (revisions, weight bar, phase) when a controller is configured; the
-auto-rollback state when it is on. Below: the slow requests' exemplar trace ids
-(selecting one posts `TraceSelected`, the way into the profiles), then charts of p99
-and error ratio over the last minutes, canary and stable on one chart with the
-threshold drawn.
-
-Everything scrolls inside the pane, so at 80x24 nothing is cut: the text comes first,
-`z` gives the pane the whole screen (charts and all), `x` jumps to the trace ids.
-The app hands the pane its feed (this source's snapshots and history, the "rollout"
-history, the auto-rollback line); the pane never reads the store, sockets or files.
+Everything scrolls inside the pane so 80x24 cuts nothing: text first, `z` zooms, `x`
+jumps to the trace ids. Its feed carries the "rollout" history and the auto-rollback
+line beside its own source.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """Rollback on the screen: the `R` request, the automatic one, and the countdown dialog.
 
-The controller (`actions.rollback_control.RollbackControl`, no Textual) decides; this
-module draws what it asks for: `CountdownFront` shows `CountdownScreen` (any key or
-click cancels), ticks it four times a second, rings the bell and says what happened.
-Both rollbacks are `ActionRequest`s for the app's one action path: `R` shows the
-evidence and the plan and wants the service name typed; the automatic one runs
-unconfirmed when the countdown runs out. When rollback cannot be offered (not
-permitted, no controller) the toast says why and nothing is asked or written.
+`actions.rollback_control.RollbackControl` decides; `CountdownFront` draws what it asks
+(`CountdownScreen`: any key or click cancels). Both rollbacks are `ActionRequest`s for
+the app's action path: `R` wants the service name typed; the automatic one runs
+unconfirmed when the countdown runs out.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
-"""Flows pane: top flows by rate, sorted (`s`), filtered (`/`), grouped (`g`), with a
-detail per flow (Enter), and the datapath's own losses always on one line.
+"""Flows pane: top flows by rate, sorted (`s`), filtered (`/`), grouped (`g`), a detail per
+flow (Enter), and the datapath's own losses always on one line (a counter that grows is
+an alarm, collectors/flows/model.py).
 
-Layout of the body: a status line (the current sort, grouping and filter, each with its
-key), the counters line (evicted, not recorded, truncated, TCP events lost; one that
-grew in the last `GROWING_FOR` seconds is an alarm, collectors/flows/model.py, and is
-marked), interface problems and notices when there are any, then the table. Columns fit
-the pane's width (`view.py`): at 80 columns the flow is one merged column and the
-process cell carries the service.
-
-Redraws are cheap: the table's rows are positional and only cells whose text changed
-are updated; the columns are rebuilt only when the layout, sort or grouping changes.
-While the app is paused no data reaches the pane, but sort, filter and grouping still
-apply to what is on screen.
+Redraws are cheap: only cells whose text changed are updated, and columns are rebuilt
+only when the layout, sort or grouping changes. Paused, no data arrives, but sort,
+filter and grouping still apply to what is on screen.
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
-"""Profiles pane: CPU samples by tag set, the selection's top functions and flame view,
-canary vs stable, `c` to capture now, and the exemplar trace_id link.
+"""Profiles pane: CPU samples by tag set, the selection's top functions and flame view
+(Enter), canary vs stable, `v` the next profile, `c` capture now (an action request).
 
-The table lists the tag sets (service, env, version, trace_id, pid) of the profile
-shown with their share of its samples; `v` steps through the profiles the source has
-(BPF 10 s and 60 s windows, each pprof endpoint's latest, on-demand captures). Enter
-opens the selected row's top functions (self and total) and a flame view fitted to
-the terminal. Below the table: the canary-vs-stable comparison of top functions for
-the selected row's service (how a sample is canary or stable: `view.py`).
-
-When an exemplar trace_id is chosen in the Canary pane, the app calls `follow_trace`:
-the pane takes the focus and shows the samples carrying that trace_id (pprof labels),
-or the canary service's samples when none does, and its title line says which. Escape
-returns to the profile.
-
-`c` captures a profile now for the selected row (pprof URL, pid or service) through
-the action gate: hidden and inert in read-only mode, confirmed, audited.
+`follow_trace` (an exemplar trace_id chosen in the Canary pane) shows the samples that
+carry it, or the canary service's when none does; Escape returns to the profile.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
-"""Rules pane: every policy rule with packets, bytes, rate, last hit, a rate sparkline,
-expiry and author; allow/deny rules that stay enforced after exit are flagged (◆).
+"""Rules pane: every policy rule with packets, bytes, rate, last hit, expiry and author;
+allow/deny rules that stay enforced after exit are flagged (◆).
 
-Keys while the pane has the focus: ↑↓ select, `a` add, `e` edit, `d` delete, `t`
-count <-> deny. `a` and `e` open the editor (live validation with the parser's
-column, a preview against the recent flows from the store's flows history); every
-change then goes through the action gate (`rules_change`): the confirmation says what
-changes and, for a deny, what it will drop; it is audited; in read-only mode the keys
-are hidden and inert and a direct call is refused.
-
-A payload that is not a RulesData (a foreign recording, tests of the frame) is shown
-with the generic body.
+`a` add, `e` edit, `d` delete, `t` count <-> deny: the editor validates live and
+previews against the recent flows (`RELATED = ("flows",)`); every change is an action
+request (`actions.rules_change`), so a deny states what it will drop.
 """
 
 from __future__ import annotations
