@@ -1,0 +1,257 @@
+"""The coalescing flush of snapshots into the dashboard's panes and header.
+
+Collectors (or a replay) publish snapshots on `runtime.bus`; the store keeps them. The
+app subscribes to the bus only to learn *which* sources changed: it marks them dirty
+and schedules one flush, which hands each dirty pane once a `PaneFeed` built from
+`runtime.store` (snapshots, history, the alarms of core/alarms.py), however many
+snapshots arrived in between; panes never read the store themselves. While paused the
+flush does nothing (the store keeps filling); unpausing redraws from the latest data.
+A slow timer at the refresh interval updates the ages ("updated 3s ago"); nothing else
+ticks, so an idle dashboard costs next to nothing.
+
+`SnapshotFlush` is mixed into `EbpftopApp` (tui/app.py), which owns the layout and
+the state these methods share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from textual.screen import Screen
+
+from ebpftop.actions.rollback_control import RollbackControl
+from ebpftop.core.alarms import Alarm, data_alarms
+from ebpftop.core.model import Health, HealthState, Snapshot
+from ebpftop.core.replay import Replayer
+from ebpftop.core.runtime import Runtime
+from ebpftop.core.store import last_good
+
+from .panes.base import PaneFeed, SourcePane
+from .panes.header import HostHeader, Marks
+from .text import clean
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    _AppBase = App[int]
+else:
+    _AppBase = object
+
+MARKER_MAX = 200
+MARKER_SOURCE = "marker"
+RECORDER_SOURCE = "recorder"
+# Sources without a pane whose trouble still belongs in the header's problem line.
+HEADER_SOURCES = (RECORDER_SOURCE, "rollout")
+
+
+class SnapshotFlush(_AppBase):
+    """The app's data side: bus subscriber, flush, ages tick, header."""
+
+    # Set by EbpftopApp.__init__ / compose / on_mount.
+    runtime: Runtime
+    replay: Replayer | None
+    rollback_control: RollbackControl
+    paused: bool
+    _clock: Callable[[], float]
+    _panes: dict[str, SourcePane]
+    _order: list[SourcePane]
+    _dirty: set[str]
+    _data_alarms: dict[str, tuple[Alarm, ...]]
+    _flush_scheduled: bool
+    _aged_by_flush: bool
+    _pending: int
+    _ui_loop: asyncio.AbstractEventLoop | None
+    _main_screen: Screen | None
+    _recorder_state: str | None
+    _header: HostHeader | None
+    _enforced_told: bool
+
+    if TYPE_CHECKING:
+
+        @property
+        def read_only(self) -> bool: ...
+
+        def _tell_enforced(self, snap: Snapshot) -> None: ...
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        """Bus subscriber: cheap, never draws. Safe to call from another thread."""
+        loop = self._ui_loop
+        if loop is not None and threading.get_ident() != self._thread_id:
+            loop.call_soon_threadsafe(self._on_snapshot, snap)
+            return
+        if snap.source == "canary":
+            self.rollback_control.observe(snap)  # auto-rollback counts evaluations even while paused
+        if snap.source == "rules" and not self._enforced_told and snap.data is not None:
+            self._tell_enforced(snap)
+        self._dirty.add(snap.source)
+        if self.paused:
+            self._pending += 1
+            return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.call_later(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush_scheduled = False
+        if self.paused or not self._dirty or not self._drawable():
+            return
+        dirty, self._dirty = self._dirty, set()
+        now = self.now()
+        with self.batch_update():
+            for pane in self._order:
+                if pane.source in dirty or dirty.intersection(pane.REDRAWN_BY):
+                    pane.show(self._feed(pane, now))
+                elif dirty.intersection(pane.RELATED):
+                    pane.update_related(self._related(pane))
+            # Ages ride along with the data (the host sample comes every second), so
+            # one screen update a second carries both instead of two.
+            for pane in self._order:
+                pane.update_health(now)
+            self._draw_header()
+        self._aged_by_flush = True
+        if MARKER_SOURCE in dirty:
+            self._show_marker(self.runtime.store.latest(MARKER_SOURCE))
+        if RECORDER_SOURCE in dirty:
+            self._show_recorder(self.runtime.store.latest(RECORDER_SOURCE))
+
+    def _show_marker(self, snap: Snapshot | None) -> None:
+        marker = snap.data if snap is not None else None
+        text, author = getattr(marker, "text", None), getattr(marker, "author", None)
+        if text is not None:
+            self.notify(
+                f"{clean(text, MARKER_MAX)} — {clean(author, 40)}", title="incident marker", timeout=8
+            )
+
+    def _show_recorder(self, snap: Snapshot | None) -> None:
+        """Say once, loudly, when recording stops: the operator is relying on it."""
+        status = snap.data if snap is not None else None
+        state = getattr(status, "state", None)
+        if state in ("stopped", "failed") and state != self._recorder_state:
+            reason = clean(getattr(status, "reason", "") or snap.health.message, 200)
+            self.notify(f"recording {state}: {reason}", title="recorder", severity="error", timeout=30)
+        self._recorder_state = state
+
+    def _producers(self) -> frozenset[str]:
+        """Sources something will publish: the recording's, or the live collectors'."""
+        if self.replay is not None:
+            return frozenset(self.replay.sources)
+        return frozenset(c.name for c in self.runtime.collectors)
+
+    def _absent(self, source: str) -> Snapshot | None:
+        """A stand-in for a source nothing will ever publish, so it does not say
+        "starting" forever."""
+        if source in self._producers():
+            return None
+        why = (
+            "not in this recording"
+            if self.replay is not None
+            else "no collector for this source in this build"
+        )
+        return Snapshot(source, 0, self.now(), Health(HealthState.OFF, why))
+
+    def _feed(self, pane: SourcePane, now: float) -> PaneFeed:
+        """Everything `pane` draws, from the store; its data alarms are kept for the header."""
+        store = self.runtime.store
+        source = pane.source
+        snap, history = store.latest(source), store.history(source)
+        alarms = data_alarms(snap, history) if snap is not None else ()
+        self._data_alarms[source] = alarms
+        control = self.rollback_control
+        return PaneFeed(
+            snapshot=snap if snap is not None else self._absent(source),
+            last_good=last_good(snap, history),
+            now=now,
+            history=history,
+            alarms=alarms,
+            related=self._related(pane),
+            auto_rollback=control.status_line(),
+            rollback_key=control.available() and not self.read_only,
+        )
+
+    def _related(self, pane: SourcePane) -> dict[str, tuple[Snapshot, ...]]:
+        return {source: self.runtime.store.history(source) for source in pane.RELATED}
+
+    def _drawable(self) -> bool:
+        """False once shutdown has taken the widgets away (a timer may still fire)."""
+        return self._header is not None and self._header.is_attached
+
+    def _redraw_all(self) -> None:
+        self._dirty.clear()
+        now = self.now()
+        with self.batch_update():
+            for pane in self._order:
+                pane.show(self._feed(pane, now))
+            self._draw_header()
+
+    def _draw_header(self) -> None:
+        if not self._drawable():
+            return
+        store = self.runtime.store
+        health: dict[str, Health] = {}
+        waiting: list[str] = []
+        for source in ("host", *self._panes):
+            snap = store.latest(source) or self._absent(source)
+            if snap is None:
+                waiting.append(source)
+            else:
+                health[source] = snap.health
+        for source in HEADER_SOURCES:
+            snap = store.latest(source)
+            if snap is not None:
+                health[source] = snap.health
+        self._header.update_from(self.marks(), store.latest("host"), health, tuple(waiting), self._alarms())
+
+    def _alarms(self) -> tuple[Alarm, ...]:
+        """The data alarms of what the panes show (frozen with them while paused); the
+        header adds the sources' health alarms (core/alarms.py)."""
+        return tuple(alarm for pane in self._order for alarm in self._data_alarms.get(pane.source, ()))
+
+    def marks(self) -> Marks:
+        replay = ""
+        if self.replay is not None:
+            replay = self.replay.status_text()
+        paused = self.paused or bool(self.replay is not None and self.replay.paused)
+        rec = self.runtime.store.latest(RECORDER_SOURCE) if self.replay is None else None
+        status = rec.data if rec is not None else None
+        return Marks(
+            self.TITLE,
+            self.read_only,
+            paused,
+            self._pending,
+            replay,
+            recording=str(getattr(status, "state", "") or ""),
+            recording_size=float(getattr(status, "bytes", 0) or 0),
+        )
+
+    def now(self) -> float:
+        """Wall time for ages; in a replay, the recording's time at the current position."""
+        r = self.replay
+        if r is not None and len(r):
+            return r.tick_time(max(0, r.position))
+        return self._clock()
+
+    def _tick(self) -> None:
+        """Ages for when no data flows (sources down, paused): a flush since the last
+        tick already redrew them."""
+        if not self._drawable():
+            return
+        if self._aged_by_flush:
+            self._aged_by_flush = False
+            return
+        now = self.now()
+        with self.batch_update():
+            if not self.paused:
+                for pane in self._order:
+                    pane.update_health(now)
+            self._draw_header()
+
+    def watch_paused(self, paused: bool) -> None:
+        self.set_class(paused, "-paused")
+        if not paused:
+            self._pending = 0
+            self._flush_dirty()
+        if self._main_screen is not None:
+            self._draw_header()
