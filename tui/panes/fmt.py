@@ -10,6 +10,9 @@ import math
 
 NO_DATA = "—"
 
+# a run of text with its style, or plain text: what Content.assemble takes
+Part = tuple[str, str] | str
+
 
 def _finite(value: float | None) -> float | None:
     """The value, or None when missing (None, NaN, infinite)."""

@@ -8,13 +8,15 @@ as a visible escape (`\\x1b`) as it does everywhere else.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.widgets import Input
 
 from ..text import clean
 
 
 class TextInput(Input):
-    def __init__(self, value: str | None = None, **kwargs) -> None:
+    def __init__(self, value: str | None = None, **kwargs: Any) -> None:
         super().__init__(clean(value) if value else value, **kwargs)
 
     def validate_value(self, value: str) -> str:

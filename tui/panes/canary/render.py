@@ -19,11 +19,11 @@ from textual.content import Content
 
 from ...text import clean
 from .. import fmt
+from ..fmt import Part
 
 NO_DATA = "no data"
 SPARK = "▁▂▃▄▅▆▇█"
 CHART_MINUTES = 10.0  # how far back the charts and sparklines look
-Part = tuple[str, str] | str  # a run of text with its style, or plain text
 
 VERDICT_BADGES: dict[str, tuple[str, str]] = {
     # The word carries the meaning; colour only repeats it (NO_COLOR loses nothing).

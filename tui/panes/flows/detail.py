@@ -24,6 +24,7 @@ from ebpftop.core.model import Snapshot
 from ...screens.detail import DetailScreen
 from ...text import clean
 from .. import fmt
+from ..fmt import Part
 from .view import FlowKey, count, flow_key, full_flow, ms
 
 MAX_EVENTS = 40
@@ -44,7 +45,7 @@ class Selection:
     def matches(self, f: FlowRecord) -> bool:
         if self.flow is not None:
             return flow_key(f) == self.flow
-        return self.accept(f) and group_key(f, self.by) == self.group
+        return self.accept(f) and self.by is not None and group_key(f, self.by) == self.group
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _same_connection(e: TcpEvent, f: FlowRecord) -> bool:
 def flow_events(members: Sequence[FlowRecord], data: FlowsData) -> list[TcpEvent]:
     """The members' own recent events and the payload's recent events on the same
     connections, once each, oldest first."""
-    seen: dict[tuple, TcpEvent] = {}
+    seen: dict[tuple[float, str, str, int, str, int], TcpEvent] = {}
     for f in members:
         for e in f.events:
             seen.setdefault((e.time, e.kind, e.src, e.sport, e.dst, e.dport), e)
@@ -121,7 +122,7 @@ def summary(view: DetailView) -> Content:
                 "$warning",
             )
         )
-    parts: list = [
+    parts: list[Part] = [
         ("now ", "$text-muted"),
         (fmt.rate(_sum(f.bps for f in m)), "bold"),
         "  ",
@@ -146,12 +147,12 @@ def summary(view: DetailView) -> Content:
 
 
 def process_lines(view: DetailView) -> Content:
-    owners = {}
+    owners: dict[tuple[int | None, str | None, str | None], None] = {}
     for f in view.members:
         owners.setdefault((f.pid, f.comm, f.service), None)
     if not owners:
         return Content.assemble(("—", "$text-muted"))
-    parts: list = []
+    parts: list[Part] = []
     for pid, comm, service in list(owners)[:6]:
         if parts:
             parts.append("\n")
@@ -169,7 +170,7 @@ def process_lines(view: DetailView) -> Content:
 
 
 def member_lines(view: DetailView) -> Content:
-    parts: list = []
+    parts: list[Part] = []
     for f in view.members[:MAX_MEMBERS]:
         if parts:
             parts.append("\n")
@@ -189,7 +190,7 @@ def event_lines(view: DetailView) -> Content:
         tcp = any(f.proto == "tcp" for f in view.members)
         why = "none recorded for this flow" if tcp else "TCP events exist for TCP flows only"
         return Content.assemble((why, "$text-muted"))
-    parts: list = []
+    parts: list[Part] = []
     for e in reversed(view.events):  # newest first
         if parts:
             parts.append("\n")

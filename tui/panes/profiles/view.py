@@ -27,6 +27,7 @@ from ebpftop.collectors.profiles.model import Profile, ProfilesData, StackSample
 
 from ...text import clean
 from .. import fmt
+from ..fmt import Part
 
 VARIANT_KEYS = ("track", "version")
 VARIANTS = ("canary", "stable")
@@ -197,7 +198,7 @@ def compare(view: View, preferred: str | None, width: int, n: int = 5) -> Compar
     svc = preferred if preferred in both else max(both, key=lambda k: (weight[k], k))
     canary, stable = by_service[svc]["canary"], by_service[svc]["stable"]
     cn, sn = sum(s.count for s in canary), sum(s.count for s in stable)
-    parts: list = [
+    parts: list[Part | Content] = [
         head,
         f"service={fit(svc, 30)}",
         (f"  self samples: canary {cn}, stable {sn}", "$text-muted"),
@@ -219,8 +220,12 @@ def compare(view: View, preferred: str | None, width: int, n: int = 5) -> Compar
 
 def top_lines(stacks: list[StackSample], width: int, n: int = 8) -> Content:
     total = sum(s.count for s in stacks)
+
+    def pct(x: int) -> str:
+        return f"{x / total * 100:5.1f}%" if total else fmt.NO_DATA
+
     name_w = max(10, width - 30)
-    parts: list = []
+    parts: list[Part] = []
     for by in ("self", "total"):
         if parts:
             parts.append("\n\n")
@@ -230,7 +235,6 @@ def top_lines(stacks: list[StackSample], width: int, n: int = 8) -> Content:
             (f"{'self':>7} {'self%':>6} {'total':>7} {'total%':>6}  function", "$text-muted"),
         ]
         for f in top_functions(stacks, n, by=by):
-            pct = lambda x: f"{x / total * 100:5.1f}%" if total else fmt.NO_DATA  # noqa: E731
             parts += [
                 "\n",
                 f"{f.self_samples:>7} {pct(f.self_samples):>6} {f.total_samples:>7} "
@@ -249,7 +253,7 @@ def flame_lines(stacks: list[StackSample], width: int, height: int) -> Content:
     """Root row first; each cell's width is its share; one blank column between cells
     so they stay apart without colour."""
     rows = flame_rows(flame_tree(stacks), max(1, width), max(1, height))
-    parts: list = []
+    parts: list[Part] = []
     for depth, row in enumerate(rows):
         if depth:
             parts.append("\n")

@@ -9,16 +9,22 @@ columns; from 110 the author. The match column takes whatever is left.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rich.text import Text
 
+from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.model import RuleRecord, RulesData, rule_of
 from ebpftop.collectors.rules.spec import format_rule
+from ebpftop.core.model import Snapshot
 
 from ...text import clean, safe
 from .. import fmt
 from ..canary.render import sparkline
+from ..fmt import Part
+
+FlowKey = tuple[str, str, str, str, int, str, int]  # a flow as the flows map keys it
 
 ENFORCED = "◆"  # allow/deny still in force: it stays when ebpftop exits
 ACTION_STYLE = {"deny": "bold red", "allow": "green", "count": ""}
@@ -139,10 +145,10 @@ def label(c: Column) -> Text:
     return Text(c.label, justify="right") if c.right else Text(" " + c.label)
 
 
-def detail(rec: RuleRecord, now: float) -> list:
+def detail(rec: RuleRecord, now: float) -> list[Part]:
     """The selected rule in full under the table (the match column may be cut): who,
     age, expiry and rate history first, then the whole rule text."""
-    parts: list = [(f"#{rec.position + 1} id {rec.id}", "bold")]
+    parts: list[Part] = [(f"#{rec.position + 1} id {rec.id}", "bold")]
     if rec.history:
         parts += [("  rate ", "$text-muted"), (sparkline(list(rec.history), SPARK_W), "$accent")]
     age = fmt.duration(now - rec.created) if rec.created else fmt.NO_DATA
@@ -159,10 +165,10 @@ def detail(rec: RuleRecord, now: float) -> list:
     return parts
 
 
-def summary(data: RulesData) -> list:
+def summary(data: RulesData) -> list[Part]:
     """The line above the table: how many rules, how many stay enforced, where attached."""
     n = len(data.rules)
-    parts: list = [(f"{n}/{data.max_rules} rules", "bold")]
+    parts: list[Part] = [(f"{n}/{data.max_rules} rules", "bold")]
     if data.enforcing:
         parts.append((f"  {ENFORCED} {data.enforcing} stay enforced after exit", "$warning"))
     expired = sum(1 for r in data.rules if r.expired)
@@ -176,7 +182,7 @@ def summary(data: RulesData) -> list:
     return parts
 
 
-def attached_text(attached) -> str:
+def attached_text(attached: Iterable[object]) -> str:
     """("eth0 ingress", "eth0 egress", "eth1 ingress (device gone)") -> "eth0 in+out, eth1 in (device gone)"."""
     ways: dict[str, list[str]] = {}
     for item in attached:
@@ -188,14 +194,14 @@ def attached_text(attached) -> str:
     return ", ".join(f"{iface} {'+'.join(w)}" for iface, w in ways.items())
 
 
-def flow_key(f) -> tuple:
+def flow_key(f: FlowRecord) -> FlowKey:
     return (f.iface, f.direction, f.proto, f.src, f.sport, f.dst, f.dport)
 
 
-def recent_flows(history) -> list:
+def recent_flows(history: Iterable[Snapshot]) -> list[FlowRecord]:
     """Every flow record in the flows history (the store's snapshots), each flow once with
     its latest counters: what a preview looks at."""
-    seen: dict[tuple, object] = {}
+    seen: dict[FlowKey, FlowRecord] = {}
     for snap in history:
         for f in getattr(snap.data, "flows", None) or ():
             seen[flow_key(f)] = f
