@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .errors import LabError
 
@@ -27,11 +28,11 @@ class Knobs:
     error_ratio: float = 0.0
     cpu: bool = False
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Knobs:
+    def from_dict(cls, data: dict[str, Any]) -> Knobs:
         """Validates a dict received over HTTP (the service trusts nothing)."""
         if not isinstance(data, dict):
             raise ValueError("knobs must be a JSON object")

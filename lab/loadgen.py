@@ -67,7 +67,7 @@ async def run(url: str, rate: float, max_inflight: int, timeout: float, report: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks: set[asyncio.Task] = set()
+    tasks: set[asyncio.Task[None]] = set()
     period = 1.0 / rate
     start = time.monotonic()
     next_report = start + report

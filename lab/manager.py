@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import glob
 import json
 import os
@@ -22,8 +23,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
+
+from ebpftop.core.settings import Settings
 
 from . import haproxy, procs, prometheus, topology
 from . import state as statefile
@@ -107,7 +111,10 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
     _preflight(layout)
 
     st = statefile.LabState(name=config.name, config=_config_dict(config), started=time.time())
-    save = lambda: statefile.save(layout.state_file, st)  # noqa: E731
+
+    def save() -> None:
+        statefile.save(layout.state_file, st)
+
     try:
         st.tmpdir = tempfile.mkdtemp(prefix=layout.tmp_prefix)
         os.chmod(st.tmpdir, 0o755)
@@ -129,7 +136,7 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
             save()
             procs.wait_ready(
                 rec,
-                lambda v=variant: answers(layout.service_url(v) + "/healthz"),
+                functools.partial(answers, layout.service_url(variant) + "/healthz"),
                 timeout=READY_TIMEOUT,
                 what=f"{layout.service_url(variant)}/healthz",
             )
@@ -196,7 +203,7 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
         raise LabError("lab", reason) from exc
 
 
-def _config_dict(config: LabConfig) -> dict:
+def _config_dict(config: LabConfig) -> dict[str, Any]:
     d = dataclasses.asdict(config)
     d["weights"] = list(config.weights)
     return d
@@ -466,19 +473,20 @@ def status(config: LabConfig = DEFAULT_CONFIG) -> LabStatus:
     return LabStatus(up=True, parts=parts, state=st)
 
 
-def _proc_problem(st: statefile.LabState, part: str) -> tuple[statefile.ProcRecord | None, str]:
+def _live_proc(st: statefile.LabState, part: str) -> statefile.ProcRecord | str:
+    """The part's process record while it runs, else what is wrong."""
     rec = st.proc(part)
     if rec is None:
-        return None, "not started"
+        return "not started"
     if not procs.alive(rec):
-        return rec, f"process {rec.pid} is gone"
-    return rec, ""
+        return f"process {rec.pid} is gone"
+    return rec
 
 
 def _service_status(layout: Layout, st: statefile.LabState, variant: str) -> PartStatus:
-    rec, problem = _proc_problem(st, variant)
-    if problem:
-        return PartStatus(variant, False, problem)
+    rec = _live_proc(st, variant)
+    if isinstance(rec, str):
+        return PartStatus(variant, False, rec)
     url = layout.service_url(variant)
     try:
         code, body = fetch(url + KNOBS_PATH, timeout=1.0)
@@ -489,9 +497,9 @@ def _service_status(layout: Layout, st: statefile.LabState, variant: str) -> Par
 
 
 def _haproxy_status(layout: Layout, st: statefile.LabState) -> PartStatus:
-    rec, problem = _proc_problem(st, "haproxy")
-    if problem:
-        return PartStatus("haproxy", False, problem)
+    rec = _live_proc(st, "haproxy")
+    if isinstance(rec, str):
+        return PartStatus("haproxy", False, rec)
     try:
         servers = haproxy.RuntimeAPI(haproxy_socket(st.tmpdir or "")).servers_state()
     except haproxy.RuntimeAPIError as exc:
@@ -506,9 +514,9 @@ def _haproxy_status(layout: Layout, st: statefile.LabState) -> PartStatus:
 
 
 def _prometheus_status(layout: Layout, st: statefile.LabState) -> PartStatus:
-    rec, problem = _proc_problem(st, "prometheus")
-    if problem:
-        return PartStatus("prometheus", False, problem)
+    rec = _live_proc(st, "prometheus")
+    if isinstance(rec, str):
+        return PartStatus("prometheus", False, rec)
     api = prometheus.PrometheusAPI(layout.prometheus_url)
     try:
         targets = api.targets()
@@ -592,7 +600,7 @@ def endpoints(config: LabConfig = DEFAULT_CONFIG) -> LabEndpoints | None:
     )
 
 
-def lab_settings(settings, config: LabConfig = DEFAULT_CONFIG, say: Say = _quiet):
+def lab_settings(settings: Settings, config: LabConfig = DEFAULT_CONFIG, say: Say = _quiet) -> Settings:
     """`settings` wired to the lab (brought up first when it is not healthy).
 
     Fills prometheus_url, ifaces and HAProxy as the rollout controller (runtime socket,
@@ -605,7 +613,7 @@ def lab_settings(settings, config: LabConfig = DEFAULT_CONFIG, say: Say = _quiet
     return wire_settings(settings, ep)
 
 
-def wire_settings(settings, ep: LabEndpoints):
+def wire_settings(settings: Settings, ep: LabEndpoints) -> Settings:
     """`settings` pointed at a running lab's endpoints (brings nothing up)."""
     return dataclasses.replace(
         settings,

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -21,7 +22,7 @@ from .state import ProcRecord
 
 # Children started by this process, so their exit status is read (and they are reaped)
 # while we are still around; after we exit, pid + start time is what identifies them.
-_children: dict[int, subprocess.Popen] = {}
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def start(
@@ -83,7 +84,7 @@ def log_tail(rec: ProcRecord, lines: int = 5) -> str:
     return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:] if ln.strip())
 
 
-def wait_ready(rec: ProcRecord, ready, *, timeout: float, what: str) -> None:
+def wait_ready(rec: ProcRecord, ready: Callable[[], bool], *, timeout: float, what: str) -> None:
     """Poll `ready()` until true; fail early, naming the part, when the process dies."""
     deadline = time.monotonic() + timeout
     while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from typing import Any
 
 from .web import answers, fetch
 
@@ -51,7 +52,8 @@ class PrometheusAPI:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    def _get(self, path: str, params: dict | None = None) -> dict:
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """The `data` of a Prometheus API answer: JSON from outside, shaped by `path`."""
         url = self.base_url + path + ("?" + urllib.parse.urlencode(params) if params else "")
         status, raw = fetch(url, timeout=self.timeout)
         try:
@@ -65,7 +67,7 @@ class PrometheusAPI:
     def ready(self) -> bool:
         return answers(self.base_url + "/-/ready", self.timeout)
 
-    def targets(self) -> list[dict]:
+    def targets(self) -> list[dict[str, Any]]:
         """Active targets: job, scrape URL, health (up/down/unknown), lastError, labels."""
         return [
             {
@@ -78,12 +80,15 @@ class PrometheusAPI:
             for t in self._get("/api/v1/targets", {"state": "active"})["activeTargets"]
         ]
 
-    def query(self, promql: str) -> list[dict]:
+    def query(self, promql: str) -> list[dict[str, Any]]:
         """Instant vector query -> [{"metric": {...}, "value": float}]."""
         data = self._get("/api/v1/query", {"query": promql})
         if data["resultType"] == "scalar":
             return [{"metric": {}, "value": float(data["result"][1])}]
         return [{"metric": r["metric"], "value": float(r["value"][1])} for r in data["result"]]
 
-    def exemplars(self, promql: str, start: float, end: float) -> list[dict]:
-        return self._get("/api/v1/query_exemplars", {"query": promql, "start": start, "end": end})
+    def exemplars(self, promql: str, start: float, end: float) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._get(
+            "/api/v1/query_exemplars", {"query": promql, "start": start, "end": end}
+        )
+        return found

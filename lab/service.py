@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -72,7 +73,11 @@ def make_handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
             pass  # one line per request would flood the log at steady load
 
         def _send(
-            self, code: int, body: bytes, ctype: str = "application/json", headers: dict | None = None
+            self,
+            code: int,
+            body: bytes,
+            ctype: str = "application/json",
+            headers: dict[str, str] | None = None,
         ) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
@@ -145,7 +150,7 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def handle_error(self, request, client_address) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:
         # HAProxy resets health-check and idle keep-alive connections: routine, and a
         # traceback for each would grow the log without bound.
         exc = sys.exc_info()[1]

@@ -13,7 +13,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .errors import LabError
 
@@ -34,7 +36,7 @@ class ProcRecord:
 @dataclass
 class LabState:
     name: str
-    config: dict
+    config: dict[str, Any]
     tmpdir: str | None = None
     namespaces: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
@@ -92,7 +94,9 @@ def remove(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def locked(path: str, timeout: float = 60.0, on_wait=None):
+def locked(
+    path: str, timeout: float = 60.0, on_wait: Callable[[], None] | None = None
+) -> Iterator[Callable[[], bool]]:
     """Serialise `lab up/down` of one instance across processes (an flock on `path`).
 
     Yields a function that removes the lock file while still holding the lock; a waiter

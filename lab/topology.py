@@ -9,12 +9,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+from collections.abc import Callable
 
 from .errors import LabError
 from .layout import PARTS, Layout
 
 
-def ip(layout: Layout, *args: str, part: str = "network", check: bool = True) -> subprocess.CompletedProcess:
+def ip(
+    layout: Layout, *args: str, part: str = "network", check: bool = True
+) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run([layout.config.ip_bin, *args], capture_output=True, text=True, timeout=15)
     except FileNotFoundError:
@@ -64,7 +67,7 @@ def namespace_pids(layout: Layout, netns: str) -> list[int]:
     return [int(p) for p in proc.stdout.split() if p.isdigit()]
 
 
-def create(layout: Layout, record) -> None:
+def create(layout: Layout, record: Callable[[str, str], None]) -> None:
     """Build the topology; `record(kind, name)` is called right after each object exists."""
     br = layout.bridge
     ip(layout, "link", "add", br, "type", "bridge")

@@ -8,7 +8,9 @@ theme is a high-visibility dark theme for a wall display read from across a room
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from textual.app import App
 from textual.theme import Theme
 
 STYLESHEET = Path(__file__).with_name("app.tcss")
@@ -83,7 +85,7 @@ THEMES: tuple[Theme, ...] = (
 THEME_NAMES: tuple[str, ...] = tuple(t.name for t in THEMES)
 
 
-def register_themes(app) -> None:
+def register_themes(app: App[Any]) -> None:
     """Register every ebpftop theme with a Textual app (before setting `app.theme`)."""
     for theme in THEMES:
         app.register_theme(theme)
