@@ -25,7 +25,7 @@ from . import rates, tclegacy
 from .attribution import Attributor
 from .layout import decode_key, proto_name
 from .loader import FlowsDatapath, ifindex_of, up_interfaces
-from .model import FlowsData, IfaceStatus, flow_record
+from .model import FlowRecord, FlowsData, IfaceStatus, flow_record
 from .table import FlowTable
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,6 @@ class FlowsCollector(Collector):
         wall = time.time()
         hz, j0, m0 = kclock.calibration()  # the map's times are jiffies
         now_j = kclock.jiffies_at(now_ns)
-
         if self.idle_expiry > 0:
             idle = table.idle_since(now_j - int(self.idle_expiry * hz))
             if idle:
@@ -301,21 +300,47 @@ class FlowsCollector(Collector):
         self._prev, self._prev_ns, self._prev_j = table, now_ns, now_j
         self._evictions = rates.evictions(counters[0], len(table), dp.deleted, self._evictions)
 
-        # by rate, then total bytes; a flow without a known rate after the ones with one
-        rank = moved_bytes if None not in moved_bytes else [-1 if x is None else x for x in moved_bytes]
-        # ties go to the lower index, so most of a tied crowd never enters nlargest's heap
-        order = zip(rank, table.nbytes, range(0, -len(table), -1))
-        if len(table) > 4 * self.top_n:
-            top = heapq.nlargest(self.top_n, order)
-        else:  # a heap of most of the list costs more than sorting it all (timsort, in C)
-            top = sorted(order, reverse=True)[: self.top_n]
-
         lost = events_total = None
         tcp = self.tcp
         if tcp is not None:
             tcp.poll()
             events_total, lost = tcp.counters()
+        self._prepare_attribution(dp)
+        wall_at_jiffy_0 = wall - now_ns / 1e9 + m0 / 1e9 - j0 / hz  # wall = this + jiffies / hz
+        top = self._top(table, moved_bytes)
+        records = self._records(table, top, moved_bytes, moved_packets, dt, wall_at_jiffy_0, hz)
+        self._note_problems(lost, counters[1])
+        return FlowsData(
+            flows=tuple(records),
+            flows_tracked=len(table),
+            total_bytes=sum(table.nbytes),
+            total_packets=sum(table.packets),
+            total_bps=total_bps,
+            total_pps=total_pps,
+            evictions=self._evictions,
+            update_failures=counters[1],
+            not_ip_packets=counters[2],
+            truncated_packets=counters[3],
+            events_total=events_total,
+            lost_events=lost,
+            tcp_events_error=self.tcp_error,
+            recent_events=tuple(tcp.recent)[-RECENT_EVENTS:] if tcp is not None else (),
+            ifaces=self._iface_status(dp),
+            notices=tuple(self.notices),
+            max_flows=self.max_flows,
+        )
 
+    def _top(self, table: FlowTable, moved_bytes: list[int | None]) -> list[tuple[int, int, int]]:
+        """(rank, bytes, -index) of the top_n flows: by rate, then total bytes; a flow
+        without a known rate after the ones with one."""
+        rank = moved_bytes if None not in moved_bytes else [-1 if x is None else x for x in moved_bytes]
+        # ties go to the lower index, so most of a tied crowd never enters nlargest's heap
+        order = zip(rank, table.nbytes, range(0, -len(table), -1), strict=True)
+        if len(table) > 4 * self.top_n:
+            return heapq.nlargest(self.top_n, order)
+        return sorted(order, reverse=True)[: self.top_n]  # a heap of most of it costs more (timsort, in C)
+
+    def _prepare_attribution(self, dp: FlowsDatapath) -> None:
         names = {a.ifindex: a.iface for a in dp.attachments.values()}
         if names != self._names:
             self._names, self._decoded = names, {}
@@ -323,7 +348,18 @@ class FlowsCollector(Collector):
         if not attributor.defer_scans:
             attributor.run_deferred_scan()
         attributor.retry_misses()  # answers are kept per flow while its generation holds
-        wall_at_jiffy_0 = wall - now_ns / 1e9 + m0 / 1e9 - j0 / hz  # wall = this + jiffies / hz
+
+    def _records(
+        self,
+        table: FlowTable,
+        top: list[tuple[int, int, int]],
+        moved_bytes: list[int | None],
+        moved_packets: list[int | None],
+        dt: float | None,
+        wall_at_jiffy_0: float,
+        hz: float,
+    ) -> list[FlowRecord]:
+        """The flow records of the `top` flows, each key decoded once while it stays on top."""
         per_pid: dict[int, tuple[str | None, str | None]] = {}
         records = []
         decoded, self._decoded = self._decoded, {}
@@ -336,30 +372,14 @@ class FlowsCollector(Collector):
             if d is None:  # decoding (addresses to text) once per flow while it stays on top
                 d = self._decode(k)
             keep[k] = d
-            iface, direction, proto, src, sport, dst, dport, local, tcp_flow, owned_gen, owner = d
+            iface, direction, proto, src, sport, dst, dport, _local, _tcp_flow, owned_gen, _owner = d
             moved = moved_bytes[i]
             bps = pps = None
             if moved is not None and dt is not None:
                 bps, pps = moved / dt, moved_packets[i] / dt
             retransmits, connect_ms, pid, comm, service, events = 0, None, None, None, None, ()
             if owned_gen is not None:  # tcp and udp
-                kernel_owner = None
-                if tcp_flow and tcp is not None:
-                    retransmits = tcp.retransmits(*local)
-                    connect_ms = tcp.connect_ms.get(local)
-                    kernel_owner = tcp.owners.get(local)
-                    events = tcp.events_for(*local)[-PER_FLOW_EVENTS:]
-                if kernel_owner is not None:
-                    owner = kernel_owner
-                elif owned_gen != attributor.generation:
-                    owner = attributor.owner(local, None)
-                    d[10], d[9] = owner, attributor.generation
-                if owner is not None:
-                    pid, comm = owner
-                    who = per_pid.get(pid)
-                    if who is None:  # /proc reads once per process per tick
-                        who = per_pid[pid] = (attributor.comm(pid), attributor.service(pid))
-                    comm, service = comm or who[0], who[1]
+                retransmits, connect_ms, pid, comm, service, events = self._attributed(d, per_pid)
             records.append(
                 flow_record(
                     iface,
@@ -383,8 +403,35 @@ class FlowsCollector(Collector):
                     events,
                 )
             )
+        return records
 
-        failed = counters[1]
+    def _attributed(self, d: list, per_pid: dict[int, tuple[str | None, str | None]]) -> tuple:
+        """(retransmits, connect_ms, pid, comm, service, events) of a TCP or UDP flow from
+        its decoded key `d`, whose cached owner it updates when the attributor's generation moved."""
+        local, tcp_flow, owned_gen, owner = d[7], d[8], d[9], d[10]
+        attributor, tcp = self.attributor, self.tcp
+        retransmits, connect_ms, pid, comm, service, events = 0, None, None, None, None, ()
+        kernel_owner = None
+        if tcp_flow and tcp is not None:
+            retransmits = tcp.retransmits(*local)
+            connect_ms = tcp.connect_ms.get(local)
+            kernel_owner = tcp.owners.get(local)
+            events = tcp.events_for(*local)[-PER_FLOW_EVENTS:]
+        if kernel_owner is not None:
+            owner = kernel_owner
+        elif owned_gen != attributor.generation:
+            owner = attributor.owner(local, None)
+            d[10], d[9] = owner, attributor.generation
+        if owner is not None:
+            pid, comm = owner
+            who = per_pid.get(pid)
+            if who is None:  # /proc reads once per process per tick
+                who = per_pid[pid] = (attributor.comm(pid), attributor.service(pid))
+            comm, service = comm or who[0], who[1]
+        return retransmits, connect_ms, pid, comm, service, events
+
+    def _note_problems(self, lost: int | None, failed: int) -> None:
+        """What went wrong since the last tick (events lost, flows refused), said once."""
         problems = []
         if lost is not None and lost > self._seen_lost:
             problems.append(f"{lost - self._seen_lost} TCP events lost (ring buffer full)")
@@ -394,10 +441,11 @@ class FlowsCollector(Collector):
         self._seen_failed = failed
         self._new_problem = "; ".join(problems)
 
-        ifaces = []
+    def _iface_status(self, dp: FlowsDatapath) -> tuple[IfaceStatus, ...]:
+        out = []
         for name in sorted(set(dp.attachments) | set(self.iface_errors)):
             att = dp.attachments.get(name)
-            ifaces.append(
+            out.append(
                 IfaceStatus(
                     name,
                     att.ifindex if att else ifindex_of(name),
@@ -405,26 +453,7 @@ class FlowsCollector(Collector):
                     self.iface_errors.get(name),
                 )
             )
-
-        return FlowsData(
-            flows=tuple(records),
-            flows_tracked=len(table),
-            total_bytes=sum(table.nbytes),
-            total_packets=sum(table.packets),
-            total_bps=total_bps,
-            total_pps=total_pps,
-            evictions=self._evictions,
-            update_failures=failed,
-            not_ip_packets=counters[2],
-            truncated_packets=counters[3],
-            events_total=events_total,
-            lost_events=lost,
-            tcp_events_error=self.tcp_error,
-            recent_events=tuple(tcp.recent)[-RECENT_EVENTS:] if tcp is not None else (),
-            ifaces=tuple(ifaces),
-            notices=tuple(self.notices),
-            max_flows=self.max_flows,
-        )
+        return tuple(out)
 
     def _decode(self, k: bytes) -> list:
         """What a flow's record takes from its key, worked out once while it stays on
