@@ -30,6 +30,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
+from ebpftop.actions.capture import find_collector
 from ebpftop.actions.rollback_control import RollbackControl
 from ebpftop.core.alarms import Alarm
 from ebpftop.core.model import Snapshot
@@ -48,6 +49,7 @@ from .panes.base import SourcePane
 from .panes.canary.pane import CanaryPane
 from .panes.canary.rollback import CountdownFront, rollback_request
 from .panes.header import HostHeader
+from .panes.profiles.pane import ProfilesPane
 from .quit import ask_and_quit, enforced, remove_enforced_request
 from .screens.help import HelpScreen
 from .text import clean, lines
@@ -153,6 +155,10 @@ class EbpftopApp(SnapshotFlush, App[int]):
                 self._panes[pane.source] = pane
                 self._order.append(pane)
                 yield pane
+        profiles = self._panes.get("profiles")
+        if isinstance(profiles, ProfilesPane):
+            # `c`'s actuator, handed over once: a pane never reads the runtime itself.
+            profiles.capturer = find_collector(self.runtime)
         yield Footer()
 
     async def on_mount(self) -> None:

@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
-from ebpftop.actions.capture import capture_action, describe_target, find_collector
+from ebpftop.actions.capture import capture_action, describe_target
 from ebpftop.collectors.profiles.model import TagGroup, tag
 from ebpftop.core.model import Snapshot
 
@@ -85,6 +85,9 @@ class ProfilesPane(SourcePane):
         self.rows: list[TagGroup] = []
         self._columns: list[str] = []
         self._data: Any = None
+        # The live profiles collector `c` captures with, handed over by the app (None
+        # in a replay or a build without it).
+        self.capturer: Any = None
 
     def compose_body(self) -> ComposeResult:
         with Vertical(classes="data"):
@@ -275,7 +278,7 @@ class ProfilesPane(SourcePane):
         context = (
             " ".join(f"{k}={v}" for k, v in group.tags if k in ("service", "version", "env")) if group else ""
         )
-        collector = find_collector(self.app.runtime)
+        collector = self.capturer
 
         async def prepare(dialogs: Dialogs) -> Run | None:
             if not target:
