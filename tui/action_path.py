@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from textual.worker import NoActiveWorker, Worker, get_current_worker
 
@@ -19,6 +19,9 @@ from ebpftop.actions.marker import marker_action
 from ebpftop.core.audit import Actor
 from ebpftop.core.bus import Bus
 from ebpftop.core.gate import Action, ActionResult, Confirm, Gate, Perform
+from ebpftop.core.replay import Replayer
+from ebpftop.core.runtime import Runtime
+from ebpftop.core.settings import Settings
 
 from .screens.confirm import ConfirmScreen
 from .screens.prompt import PromptScreen
@@ -26,6 +29,7 @@ from .text import clean
 
 if TYPE_CHECKING:
     from textual.app import App
+    from textual.dom import DOMNode
     from textual.screen import Screen
 
 GROUP = "action"  # the worker group of every request; the worker-error handler knows it
@@ -81,6 +85,28 @@ class ActionRequest:
     failed_prefix: str = ""  # for an exception from `prepare`, e.g. "rules: nothing changed"
     # Called with the result once it is reported (the caller's follow-up).
     then: Callable[[ActionResult | None], None] | None = None
+
+
+@runtime_checkable
+class Dashboard(Protocol):
+    """What a pane may ask of the dashboard it lives in (EbpftopApp is one)."""
+
+    settings: Settings
+    runtime: Runtime
+    replay: Replayer | None
+
+    @property
+    def read_only(self) -> bool: ...
+
+    def act(self, request: ActionRequest) -> None: ...
+
+
+def dashboard(node: DOMNode) -> Dashboard:
+    """`node.app`, typed as the dashboard (panes are only ever mounted in one)."""
+    app = node.app
+    if not isinstance(app, Dashboard):
+        raise TypeError(f"{type(node).__name__} is mounted in {type(app).__name__}, not an ebpftop dashboard")
+    return app
 
 
 class ActionPath:
@@ -148,7 +174,8 @@ class ActionPath:
         self._answered.discard(worker)
 
     async def confirm(self, action: Action) -> bool:
-        return bool(await self._app.push_screen_wait(ConfirmScreen(action)))
+        screen: Screen[Any] = ConfirmScreen(action)
+        return bool(await self._app.push_screen_wait(screen))
 
     def report(self, request: ActionRequest, result: ActionResult) -> None:
         message = clean(result.message, 300)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
 
@@ -64,7 +64,7 @@ class SnapshotFlush(_AppBase):
     _aged_by_flush: bool
     _pending: int
     _ui_loop: asyncio.AbstractEventLoop | None
-    _main_screen: Screen | None
+    _main_screen: Screen[Any] | None
     _recorder_state: str | None
     _header: HostHeader | None
     _enforced_told: bool
@@ -129,7 +129,7 @@ class SnapshotFlush(_AppBase):
         """Say once, loudly, when recording stops: the operator is relying on it."""
         status = snap.data if snap is not None else None
         state = getattr(status, "state", None)
-        if state in ("stopped", "failed") and state != self._recorder_state:
+        if snap is not None and state in ("stopped", "failed") and state != self._recorder_state:
             reason = clean(getattr(status, "reason", "") or snap.health.message, 200)
             self.notify(f"recording {state}: {reason}", title="recorder", severity="error", timeout=30)
         self._recorder_state = state
@@ -187,7 +187,8 @@ class SnapshotFlush(_AppBase):
             self._draw_header()
 
     def _draw_header(self) -> None:
-        if not self._drawable():
+        header = self._header
+        if header is None or not header.is_attached:
             return
         store = self.runtime.store
         health: dict[str, Health] = {}
@@ -202,7 +203,7 @@ class SnapshotFlush(_AppBase):
             snap = store.latest(source)
             if snap is not None:
                 health[source] = snap.health
-        self._header.update_from(self.marks(), store.latest("host"), health, tuple(waiting), self._alarms())
+        header.update_from(self.marks(), store.latest("host"), health, tuple(waiting), self._alarms())
 
     def _alarms(self) -> tuple[Alarm, ...]:
         """The data alarms of what the panes show (frozen with them while paused); the
@@ -217,7 +218,7 @@ class SnapshotFlush(_AppBase):
         rec = self.runtime.store.latest(RECORDER_SOURCE) if self.replay is None else None
         status = rec.data if rec is not None else None
         return Marks(
-            self.TITLE,
+            self.TITLE or "",
             self.read_only,
             paused,
             self._pending,

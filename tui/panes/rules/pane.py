@@ -21,7 +21,7 @@ from ebpftop.actions import rules_change
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.core.model import Snapshot
 
-from ...action_path import ActionRequest, Dialogs, Run, through_gate
+from ...action_path import ActionRequest, Dialogs, Run, dashboard, through_gate
 from ...text import clean
 from ..base import SourcePane
 from .edit import RuleEditScreen
@@ -113,9 +113,9 @@ class RulesPane(SourcePane):
         self.set_class(False, "-generic")
         self.data = data
         self.query_one("#rules-summary", Static).update(Content.assemble(*summary(data)))
-        keys = KEYS + ("" if self.app.read_only else KEYS_ACT)
+        keys = KEYS + ("" if dashboard(self).read_only else KEYS_ACT)
         if not data.rules:
-            keys = "no rules" + ("" if self.app.read_only else "  a: add a rule")
+            keys = "no rules" + ("" if dashboard(self).read_only else "  a: add a rule")
         self.query_one("#rules-keys", Static).update(keys)
         self._fill_table(data, now)
 
@@ -176,7 +176,7 @@ class RulesPane(SourcePane):
     # --- changes, through the app's action path ----------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ACTING and self.app.read_only:
+        if action in ACTING and dashboard(self).read_only:
             return False  # hidden and inert; the action path would refuse it too
         return True
 
@@ -197,10 +197,10 @@ class RulesPane(SourcePane):
                 return None
             return await prepare(dialogs, rec)
 
-        self.app.act(ActionRequest(kind, title, ready, failed_prefix="rules: nothing changed"))
+        dashboard(self).act(ActionRequest(kind, title, ready, failed_prefix="rules: nothing changed"))
 
     def replay_or_no_data(self, dialogs: Dialogs) -> bool:
-        if self.app.replay is not None:
+        if dashboard(self).replay is not None:
             dialogs.say("a replay cannot change rules", severity="warning", timeout=None)
             return True
         if self.data is None:
@@ -218,7 +218,7 @@ class RulesPane(SourcePane):
             if rule is None:
                 dialogs.say("no rule added")
                 return None
-            settings, rows = self.app.settings, list(self.rows)
+            settings, rows = dashboard(self).settings, list(self.rows)
             return through_gate(
                 *await rules_change.add(settings, rule, rows, self.recent_flows(), dialogs.actor)
             )
@@ -235,7 +235,7 @@ class RulesPane(SourcePane):
                 return None
             return through_gate(
                 *await rules_change.edit(
-                    self.app.settings, rec, rule, rows, self.recent_flows(), dialogs.actor
+                    dashboard(self).settings, rec, rule, rows, self.recent_flows(), dialogs.actor
                 )
             )
 
@@ -244,7 +244,7 @@ class RulesPane(SourcePane):
     def action_delete_rule(self) -> None:
         async def prepare(dialogs: Dialogs, rec: RuleRecord | None) -> Run | None:
             assert rec is not None
-            return through_gate(*await rules_change.delete(self.app.settings, rec, dialogs.actor))
+            return through_gate(*await rules_change.delete(dashboard(self).settings, rec, dialogs.actor))
 
         self._request("rules.delete", "Delete rules", prepare)
 
@@ -260,7 +260,7 @@ class RulesPane(SourcePane):
                 return None
             rows, flows = list(self.rows), self.recent_flows()
             return through_gate(
-                *await rules_change.toggle(self.app.settings, rec, rows, flows, dialogs.actor)
+                *await rules_change.toggle(dashboard(self).settings, rec, rows, flows, dialogs.actor)
             )
 
         self._request("rules.action", "Change a rule's action", prepare)
