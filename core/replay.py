@@ -189,65 +189,85 @@ def read_recording(path: str, *, max_frames: int = MAX_FRAMES) -> Recording:
     caller loads the sources' types first (collectors.registry.load_payload_types), or
     they stay plain dicts.
     """
-    frames: list[Snapshot] = []
-    headers: list[dict] = []
-    damage: Damage | None = None
-    lineno = 0
-    offset = 0
-    first = True  # no line with content yet: it must be a header, or nothing replays
+    reader = _Reader(path, max_frames)
     with _open(path) as f:
         it = _lines(f)
-        while True:
+        while reader.damage is None:
             try:
                 offset, raw, complete = next(it)
             except StopIteration:
                 break
             except _Truncated as exc:
-                damage = Damage(lineno + 1, exc.offset, str(exc))
+                reader.damage = Damage(reader.lineno + 1, exc.offset, str(exc))
                 break
-            lineno += 1
-            if not raw.strip():
-                continue
-            try:
-                obj = _decode(raw, complete)
-            except ValueError as exc:
-                if first:
-                    raise ReplayError(path, f"not an ebpftop recording ({exc})", lineno) from None
-                damage = Damage(lineno, offset, str(exc))
-                break
-            if first and not is_header(obj):
-                raise ReplayError(path, f"not an ebpftop recording (not a {FORMAT} header)", lineno)
-            if is_header(obj):
-                problem = _check_header(obj)  # type: ignore[arg-type]
-                if problem:
-                    if first:
-                        raise ReplayError(path, problem, lineno)
-                    damage = Damage(lineno, offset, problem)
-                    break
-                first = False
-                headers.append(obj)  # type: ignore[arg-type]
-                continue
-            try:
-                snap = _snapshot(obj)
-            except ValueError as exc:
-                damage = Damage(lineno, offset, str(exc))
-                break
-            if len(frames) >= max_frames:
-                damage = Damage(
-                    lineno, offset, f"frame limit reached ({max_frames} snapshots); the rest is not loaded"
+            reader.read_line(offset, raw, complete)
+    return reader.recording()
+
+
+class _Reader:
+    """What read_recording has read so far; the first damage stops it."""
+
+    def __init__(self, path: str, max_frames: int) -> None:
+        self.path, self.max_frames = path, max_frames
+        self.frames: list[Snapshot] = []
+        self.headers: list[dict] = []
+        self.damage: Damage | None = None
+        self.lineno = 0
+        self.first = True  # no line with content yet: it must be a header, or nothing replays
+
+    def read_line(self, offset: int, raw: bytes, complete: bool) -> None:
+        self.lineno += 1
+        if not raw.strip():
+            return
+        try:
+            obj = _decode(raw, complete)
+        except ValueError as exc:
+            if self.first:
+                raise ReplayError(self.path, f"not an ebpftop recording ({exc})", self.lineno) from None
+            self.damage = Damage(self.lineno, offset, str(exc))
+            return
+        if self.first and not is_header(obj):
+            raise ReplayError(self.path, f"not an ebpftop recording (not a {FORMAT} header)", self.lineno)
+        if is_header(obj):
+            self._header(obj, offset)  # type: ignore[arg-type]
+            return
+        try:
+            snap = _snapshot(obj)
+        except ValueError as exc:
+            self.damage = Damage(self.lineno, offset, str(exc))
+            return
+        if len(self.frames) >= self.max_frames:
+            self.damage = Damage(
+                self.lineno,
+                offset,
+                f"frame limit reached ({self.max_frames} snapshots); the rest is not loaded",
+            )
+            return
+        self.frames.append(snap)
+
+    def _header(self, obj: dict, offset: int) -> None:
+        problem = _check_header(obj)
+        if problem:
+            if self.first:
+                raise ReplayError(self.path, problem, self.lineno)
+            self.damage = Damage(self.lineno, offset, problem)
+            return
+        self.first = False
+        self.headers.append(obj)
+
+    def recording(self) -> Recording:
+        if self.first:
+            if self.damage is not None:  # e.g. a gzip stream corrupt from its first bytes
+                raise ReplayError(
+                    self.path, f"not an ebpftop recording ({self.damage.reason})", self.damage.line
                 )
-                break
-            frames.append(snap)
-    if first:
-        if damage is not None:  # e.g. a gzip stream corrupt from its first bytes
-            raise ReplayError(path, f"not an ebpftop recording ({damage.reason})", damage.line)
-        raise ReplayError(
-            path,
-            "empty file, not an ebpftop recording"
-            if lineno == 0
-            else f"only blank lines ({lineno}), not an ebpftop recording",
-        )
-    return Recording(frames, damage, headers)
+            raise ReplayError(
+                self.path,
+                "empty file, not an ebpftop recording"
+                if self.lineno == 0
+                else f"only blank lines ({self.lineno}), not an ebpftop recording",
+            )
+        return Recording(self.frames, self.damage, self.headers)
 
 
 # --- playing --------------------------------------------------------------------------
