@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 
+from ebpftop.core.gate import Action
 from ebpftop.core.untrusted import clean
 
 
@@ -16,13 +17,13 @@ def say(text: str, *, err: bool = False) -> None:
         print(clean(line), file=sys.stderr if err else sys.stdout, flush=True)
 
 
-async def told(action) -> bool:
+async def told(action: Action) -> bool:
     """--yes: say what is done, without asking."""
     say(action.description)
     return True
 
 
-async def ask(action, prompt: str, accepted: Callable[[str], bool], *, tty_only: bool = True) -> bool:
+async def ask(action: Action, prompt: str, accepted: Callable[[str], bool], *, tty_only: bool = True) -> bool:
     """Say what will happen, then ask; False on end of input or a refusal. With
     `tty_only`, piped input never confirms (a script must say --yes)."""
     say(action.title)

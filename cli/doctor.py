@@ -17,12 +17,15 @@ import platform
 import re
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ebpftop.collectors.bpfsys import BpfError, bpf
 from ebpftop.core.settings import Settings
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,10 @@ def parse_cap_eff(status_text: str) -> int | None:
 def missing_caps(cap_eff: int) -> list[str]:
     """Capabilities the BPF collectors lack. CAP_SYS_ADMIN stands in for BPF and
     PERFMON (kernels before 5.8 have only it); nothing stands in for NET_ADMIN (TC)."""
-    has = lambda bit: bool(cap_eff >> bit & 1)  # noqa: E731
+
+    def has(bit: int) -> bool:
+        return bool(cap_eff >> bit & 1)
+
     admin = has(CAP_SYS_ADMIN)
     out = []
     for bit in (CAP_BPF, CAP_PERFMON):
@@ -367,7 +373,7 @@ def check_endpoint(
     timeout: float = 2.0,
     setting: str = "",
     any_status: bool = False,
-    client_options: dict | None = None,
+    client_options: dict[str, Any] | None = None,
 ) -> Check:
     """GET the first of `paths` under `url` that answers 2xx (any HTTP status with
     `any_status`) within `timeout` seconds. `client_options` (headers, auth, verify) are
@@ -411,13 +417,16 @@ def check_endpoint(
     return Check(name, False, last, fix)
 
 
-def prometheus_client_options(settings: Settings) -> dict:
+def prometheus_client_options(settings: Settings) -> dict[str, Any]:
     """Token, basic auth and CA for Prometheus, from the canary settings when present
     (read with getattr: the canary collector owns those fields). Raises ValueError
     naming the setting and file when one cannot be used."""
     import ssl
 
-    def read(field: str, key: str, how=lambda path: Path(path).read_text()):
+    def text(path: str) -> str:
+        return Path(path).read_text()
+
+    def read(field: str, key: str, how: Callable[[str], _T]) -> _T | None:
         path = getattr(settings, field, None)
         if not path:
             return None
@@ -426,13 +435,13 @@ def prometheus_client_options(settings: Settings) -> dict:
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise ValueError(f"[canary] {key} {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
-    opts: dict = {}
-    token = read("prometheus_token_file", "bearer_token_file")
+    opts: dict[str, Any] = {}
+    token = read("prometheus_token_file", "bearer_token_file", text)
     if token is not None:
         opts["headers"] = {"Authorization": "Bearer " + token.strip()}
     user = getattr(settings, "prometheus_user", None)
     if user:
-        password = read("prometheus_password_file", "basic_auth_password_file") or ""
+        password = read("prometheus_password_file", "basic_auth_password_file", text) or ""
         opts["auth"] = (user, password.rstrip("\n"))
     ca = read("prometheus_ca_file", "ca_file", lambda path: ssl.create_default_context(cafile=path))
     if ca is not None:

@@ -12,6 +12,8 @@ import importlib
 import os
 import select
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 # Verb modules under ebpftop.cli.commands, in --help order.
 VERBS = ("snapshot", "replay", "audit", "doctor", "lab", "cleanup", "rollback", "rules", "profile")
@@ -27,10 +29,22 @@ class _Version(argparse.Action):
     Looked up only when asked: importing importlib.metadata costs every start ~30 ms.
     """
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str = argparse.SUPPRESS,
+        default: Any = argparse.SUPPRESS,
+        help: str | None = None,
+    ) -> None:
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         from importlib import metadata
 
         try:

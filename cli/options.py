@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ebpftop.core.settings import Settings
 
 
-def seconds(maximum: float, *, zero: bool = True):
+def seconds(maximum: float, *, zero: bool = True) -> Callable[[str], float]:
     """An argparse type: a number of seconds, 0 (or more than 0 when not `zero`) to `maximum`."""
 
     def parse(text: str) -> float:
@@ -32,10 +34,22 @@ def seconds(maximum: float, *, zero: bool = True):
 class _HelpConfig(argparse.Action):
     """`--help-config`: print every setting as a commented config.toml, then exit."""
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str = argparse.SUPPRESS,
+        default: Any = argparse.SUPPRESS,
+        help: str | None = None,
+    ) -> None:
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         from ebpftop.core import config
 
         sys.stdout.write(config.describe(set(parser._option_string_actions)))

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from ebpftop.core.untrusted import clean
 
 EXIT_UNFINISHED = 3
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("audit", help="verify or show the tamper-evident audit log")
     verbs = p.add_subparsers(dest="audit_command", metavar="ACTION")
     p.set_defaults(func=run)
@@ -112,12 +113,13 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_entry(number: int, entry: dict | None) -> str:
+def format_entry(number: int, entry: dict[str, Any] | None) -> str:
     """One human line per entry: seq, time, who, what happened, to what, and how."""
     if entry is None:
         return f"line {number}: not an audit entry"
-    actor = entry.get("actor") if isinstance(entry.get("actor"), dict) else {}
-    action = entry.get("action") if isinstance(entry.get("action"), dict) else {}
+    raw_actor, raw_action = entry.get("actor"), entry.get("action")
+    actor: dict[str, Any] = raw_actor if isinstance(raw_actor, dict) else {}
+    action: dict[str, Any] = raw_action if isinstance(raw_action, dict) else {}
     who = clean(actor.get("user", "?"), 32)
     if actor.get("ssh_client"):
         who += f" from {clean(actor['ssh_client'], 48)}"
@@ -143,7 +145,7 @@ def format_entry(number: int, entry: dict | None) -> str:
     )
 
 
-def _when(entry: dict) -> str:
+def _when(entry: dict[str, Any]) -> str:
     epoch = entry.get("epoch")
     if isinstance(epoch, (int, float)) and not isinstance(epoch, bool):
         try:

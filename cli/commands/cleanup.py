@@ -14,7 +14,7 @@ import os
 import sys
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "cleanup",
         help="remove TC filters, links and pins ebpftop left behind (and list the live ones)",
@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_or_exit(args, lab=LAB_UNUSED)
     # Rules first: enforcement that stops is what the operator most needs to see.
-    items = rules_leftovers.sweep(settings.rules_pin_dir, settings.rules_state_dir, dry_run=args.dry_run)
-    items += leftovers.sweep(everything=args.everything, dry_run=args.dry_run)
+    items: list[rules_leftovers.Item | leftovers.Item] = [
+        *rules_leftovers.sweep(settings.rules_pin_dir, settings.rules_state_dir, dry_run=args.dry_run),
+        *leftovers.sweep(everything=args.everything, dry_run=args.dry_run),
+    ]
     if not items:
         print("nothing of ebpftop's is attached or pinned")
         return 0

@@ -9,9 +9,14 @@ import platform
 import shutil
 import sys
 import textwrap
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ebpftop.cli.doctor import Check
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "doctor",
         help="check root/capabilities, BPF, kernel headers, mounts, tcx, ring buffer, endpoints",
@@ -22,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def format_checks(checks, columns: int = 80) -> str:
+def format_checks(checks: Iterable[Check], columns: int = 80) -> str:
     """One block per check: status, name, detail, and the fix when it is not ok,
     wrapped to `columns` so it reads on an 80-column SSH session."""
     from ebpftop.core.untrusted import clean

@@ -6,13 +6,18 @@ import argparse
 import dataclasses
 import json
 import sys
+from typing import TYPE_CHECKING, Any
 
 from ebpftop.core.untrusted import clean
+
+if TYPE_CHECKING:
+    from ebpftop.lab.layout import LabConfig
+    from ebpftop.lab.manager import LabStatus
 
 EXIT_NOT_UP = 3  # like `systemctl status` for a unit that is not running
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "lab",
         help="bring up / tear down a small real system to watch (namespaces, services, HAProxy, Prometheus)",
@@ -69,11 +74,11 @@ def _say(message: str) -> None:
     print(clean(message), flush=True)
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace) -> LabConfig:
     from ebpftop.lab.errors import LabError
     from ebpftop.lab.layout import LabConfig
 
-    kw: dict = {"name": args.instance}
+    kw: dict[str, Any] = {"name": args.instance}
     if args.lab_command == "up":
         try:
             stable, canary = (int(x) for x in args.weights.split("/"))
@@ -123,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _status(st, as_json: bool) -> int:
+def _status(st: LabStatus, as_json: bool) -> int:
     code = 0 if st.healthy else (1 if st.up else EXIT_NOT_UP)
     if as_json:
         print(

@@ -13,8 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from ebpftop.cli.options import seconds
+
+if TYPE_CHECKING:
+    from ebpftop.collectors.profiles.oneshot import OneShot
 
 
 def _hz(text: str) -> int:
@@ -27,7 +31,7 @@ def _hz(text: str) -> int:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "profile",
         help="sample every CPU for a while and print one tagged profile (needs root)",
@@ -53,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _text(shot) -> str:
+def _text(shot: OneShot) -> str:
     from ebpftop.core.untrusted import clean
 
     prof = shot.profile
@@ -73,7 +77,7 @@ def _text(shot) -> str:
     return "\n".join(lines)
 
 
-def _folded(shot) -> str:
+def _folded(shot: OneShot) -> str:
     from ebpftop.collectors.profiles.aggregate import folded
     from ebpftop.collectors.profiles.model import StackSample, tag
     from ebpftop.core.untrusted import clean
@@ -85,7 +89,7 @@ def _folded(shot) -> str:
 
     return "\n".join(
         folded(
-            StackSample((frame(tag(s.tags, "comm", "?")), *map(frame, s.frames)), s.count)
+            StackSample((frame(tag(s.tags, "comm") or "?"), *map(frame, s.frames)), s.count)
             for s in shot.profile.stacks
         )
     )

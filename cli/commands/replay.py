@@ -12,9 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ebpftop.core.replay import ReplayRuntime
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "replay",
         help="show a recording made with --record (no root needed)",
@@ -31,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def summary(runtime) -> str:
+def summary(runtime: ReplayRuntime) -> str:
     from ebpftop.core.untrusted import clean
 
     rep = runtime.replay

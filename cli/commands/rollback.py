@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import TYPE_CHECKING
 
 from ebpftop.core.untrusted import clean
 
 from ..confirm import ask, say, told
 
+if TYPE_CHECKING:
+    from ebpftop.collectors.canary.data import ServiceCanary
+    from ebpftop.collectors.rollout.base import Controller
+    from ebpftop.collectors.rollout.model import RolloutState
+    from ebpftop.core.gate import Action
+    from ebpftop.core.settings import Settings
+
 EVIDENCE_TIMEOUT = 15.0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "rollback",
         help="roll a canary back (all traffic to stable) through the action gate",
@@ -61,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args, settings, controller))
 
 
-async def _run(args, settings, controller) -> int:
+async def _run(args: argparse.Namespace, settings: Settings, controller: Controller) -> int:
     from ebpftop.actions.rollback import RollbackUnavailable, run_rollback
     from ebpftop.collectors.rollout.base import ControllerError
     from ebpftop.core.runtime import audited_gate
@@ -99,8 +107,8 @@ async def _run(args, settings, controller) -> int:
     return 3 if result.refused or result.cancelled else 1
 
 
-def describe_state(state) -> str:
-    def pct(v):
+def describe_state(state: RolloutState) -> str:
+    def pct(v: float | None) -> str:
         return "?" if v is None else f"{v:.0f}%"
 
     step = "" if state.step is None else f", step {state.step}" + (f"/{state.steps}" if state.steps else "")
@@ -111,7 +119,7 @@ def describe_state(state) -> str:
     )
 
 
-async def _evidence(settings, service: str):
+async def _evidence(settings: Settings, service: str) -> ServiceCanary | None:
     """One canary evaluation of `service` for the confirmation and the audit log; None if none."""
     if not settings.prometheus_url:
         say("(no canary evidence: Prometheus is not configured)")
@@ -141,7 +149,7 @@ async def _evidence(settings, service: str):
     return found
 
 
-async def _ask(action) -> bool:
+async def _ask(action: Action) -> bool:
     # Typing the service name is the confirmation, piped or not.
     return await ask(
         action,

@@ -18,11 +18,17 @@ import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from ..confirm import ask, say, told
 
+if TYPE_CHECKING:
+    from ebpftop.collectors.rules.spec import Rule
+    from ebpftop.core.gate import Action
+    from ebpftop.core.settings import Settings
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "rules",
         help="list, add, delete, check or load policy rules (BPF, pinned)",
@@ -58,9 +64,9 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _parse_file(path: str):
-    from ebpftop.collectors.rules.compile import MAX_RULES
+def _parse_file(path: str) -> list[Rule] | None:
     from ebpftop.collectors.rules.grammar import parse_text
+    from ebpftop.collectors.rules.layout import MAX_RULES
 
     text = _read(path)
     if text is None:
@@ -98,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_change(args, settings))
 
 
-def _list(settings, as_json: bool) -> int:
+def _list(settings: Settings, as_json: bool) -> int:
     from ebpftop.collectors.rules.collector import rules_data
 
     data = rules_data(settings)
@@ -128,7 +134,7 @@ def _list(settings, as_json: bool) -> int:
     return 0
 
 
-async def _change(args, settings) -> int:
+async def _change(args: argparse.Namespace, settings: Settings) -> int:
     from ebpftop.actions.rules import AddRule, DeleteRules, FlushRules, LoadRules, RuleRequest, plan
     from ebpftop.collectors.rules.grammar import RuleError, parse_rule
     from ebpftop.core.audit import Actor
@@ -166,5 +172,5 @@ async def _change(args, settings) -> int:
     return 3 if result.refused or result.cancelled else 1
 
 
-async def _ask(action) -> bool:
+async def _ask(action: Action) -> bool:
     return await ask(action, "Apply? [y/N] ", lambda answer: answer.lower() in ("y", "yes"))

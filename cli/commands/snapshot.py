@@ -12,11 +12,12 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import Any
 
 from ebpftop.cli.options import seconds
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "snapshot",
         help="run the collectors without a UI and print what the panes would show",
@@ -53,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _text_report(doc: dict) -> str:
+def _text_report(doc: dict[str, Any]) -> str:
     from ebpftop.core.untrusted import clean
 
     lines = []
