@@ -253,14 +253,15 @@ def _fields(obj: Any) -> list[tuple[str, Any]]:
     return []
 
 
-def _table(name: str, items: list, width: int, rows: int) -> list[str | tuple[str, str]]:
+def _table(name: str, items: list[Any], width: int, rows: int) -> list[str | tuple[str, str]]:
     """A compact table of a list of records: the scalar columns that fit `width`."""
     first = _fields(items[0])
     names = [n for n, v in first if _is_scalar(v)]
     shown = items[:rows]
     cells = [[_scalar(dict(_fields(it)).get(n), 24) for n in names] for it in shown]
     widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
-    keep, used = [], 0
+    keep: list[int] = []
+    used = 0
     for i, w in enumerate(widths):
         if used + w + (1 if keep else 0) > width:
             break

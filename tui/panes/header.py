@@ -9,6 +9,7 @@ problem shows without a keypress.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from textual.content import Content
 from textual.geometry import Region
@@ -20,6 +21,7 @@ from ebpftop.core.model import Health, HealthState, HostData, Snapshot
 from ..text import clean
 from . import fmt
 from .base import badge
+from .fmt import Part
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,9 @@ def title_line(marks: Marks, host: HostData | None = None, width: int = 0) -> Co
     head: list[str | tuple[str, str]] = [(clean(marks.title, 60), "bold")]
     variants = [head + tail]
     if host is not None:
-        name = ["  ", (clean(host.hostname, 40), "bold $accent")]
-        kernel = [("  " + clean(host.kernel, 30), "$text-muted")]
-        up = [f"  up {fmt.duration(host.uptime_s)}"]
+        name: list[Part] = ["  ", (clean(host.hostname, 40), "bold $accent")]
+        kernel: list[Part] = [("  " + clean(host.kernel, 30), "$text-muted")]
+        up: list[Part] = [f"  up {fmt.duration(host.uptime_s)}"]
         variants = [head + name + kernel + up + tail, head + name + up + tail, head + name + tail]
     for parts in variants:
         content = Content.assemble(*parts)
@@ -80,8 +82,8 @@ def _host_line(data: HostData, width: int) -> Content:
     load = tuple(data.load or ())
     load1 = _load(load[0]) if load else fmt.NO_DATA
     load3 = " ".join(_load(x) for x in load) or fmt.NO_DATA
-    cpu = [("CPU ", ""), (fmt.percent(data.cpu_percent), "bold"), (f"/{data.cpu_count}", "")]
-    mem = [("  mem ", ""), (fmt.percent(data.mem_percent), "bold")]
+    cpu: list[Part] = [("CPU ", ""), (fmt.percent(data.cpu_percent), "bold"), (f"/{data.cpu_count}", "")]
+    mem: list[Part] = [("  mem ", ""), (fmt.percent(data.mem_percent), "bold")]
     mem_detail = f" {fmt.size(data.mem_used)}/{fmt.size(data.mem_total)}"
     net = f"  net ↓{fmt.rate(data.net_rx_bps)} ↑{fmt.rate(data.net_tx_bps)}"
     variants = [
@@ -141,7 +143,7 @@ class HostHeader(Widget):
 
     def __init__(self) -> None:
         super().__init__(id="header", markup=False)
-        self._last: tuple = ()
+        self._last: tuple[Any, ...] = ()
         self._lines: list[Content] = []
 
     def render(self) -> Content:

@@ -150,7 +150,7 @@ class CanaryPane(SourcePane):
         if self.chart_service not in names:
             self.chart_service = names[0] if names else None
         svc = next((s for s in services if s.name == self.chart_service), None)
-        points = series(history, self.chart_service) if svc is not None else []
+        points = series(history, svc.name) if svc is not None else []
         limits = {m.name: m.threshold for m in svc.metrics} if svc is not None else {}
         name = self.chart_service or ""
         self.query_one("#chart-p99", MetricChart).draw(name, points, limits.get("p99"))

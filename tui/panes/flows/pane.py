@@ -76,14 +76,14 @@ class FlowsPane(SourcePane):
         self.rows: list[fv.Row] = []
         self.records: list[Any] = []  # the FlowRecord or GroupRow behind each row
         self._columns: list[fv.Column] = []
-        self._cells: list[tuple] = []
+        self._cells: list[tuple[fv.Cell, ...]] = []
         self._data: FlowsData | None = None
         self._shown: Snapshot | None = None
         self.growing: set[str] = set()  # the counters the feed's alarms say are growing
         self._detail: FlowDetailScreen | None = None
         # The row the operator chose: the cursor returns to it when it comes back into
         # the top flows after dropping out for a tick.
-        self._wanted: tuple | None = None
+        self._wanted: tuple[Any, ...] | None = None
         self._theme_vars: dict[str, str] | None = None
         # How much drawing happened (tests check that unchanged data redraws nothing).
         self.cell_updates = 0
@@ -94,7 +94,7 @@ class FlowsPane(SourcePane):
             yield Static(Content(""), id="flows-status", markup=False)
             yield Static(Content(""), id="flows-counters", markup=False)
             yield Static(Content(""), id="flows-problems", classes="-empty", markup=False)
-            table: DataTable = DataTable(id="flows-table", cursor_type="row", cell_padding=0)
+            table: DataTable[Text] = DataTable(id="flows-table", cursor_type="row", cell_padding=0)
             table.can_focus = False  # the pane keeps the focus; its keys move the cursor
             yield table
             # Only when the pane is tall (a 2x2 grid at 160x48): the latest TCP events.
@@ -229,7 +229,7 @@ class FlowsPane(SourcePane):
         row = self.query_one("#flows-table", DataTable).cursor_row
         return row if 0 <= row < len(self.rows) else None
 
-    def selected_ident(self) -> tuple | None:
+    def selected_ident(self) -> tuple[Any, ...] | None:
         i = self.selected_index()
         return None if i is None else self.rows[i].ident
 

@@ -24,6 +24,7 @@ from ...action_path import ActionRequest, Dialogs, Run, through_gate
 from ...text import clean, safe
 from .. import fmt
 from ..base import SourcePane
+from ..fmt import Part
 from ..paint import set_content
 from .detail import ProfileDetailScreen
 from .view import (
@@ -93,7 +94,7 @@ class ProfilesPane(SourcePane):
         with Vertical(classes="data"):
             yield Static(Content(""), id="profiles-title", markup=False)
             yield Static(Content(""), id="profiles-keys", markup=False)
-            table: DataTable = DataTable(id="profiles-table", cursor_type="row", zebra_stripes=True)
+            table: DataTable[Text] = DataTable(id="profiles-table", cursor_type="row", zebra_stripes=True)
             table.can_focus = False  # the pane keeps the focus; its keys move the cursor
             yield table
             yield Static(Content(""), id="profiles-compare", markup=False)
@@ -112,7 +113,7 @@ class ProfilesPane(SourcePane):
         set_content(self.query_one("#profiles-compare", Static), compare(view, preferred, width).lines)
 
     def _draw_title(self, data: Any, view: View, width: int) -> None:
-        parts: list = [(clean(view.title, 300), "bold")]
+        parts: list[Part] = [(clean(view.title, 300), "bold")]
         if not view.filtered:
             names = [p.name for p in all_profiles(data)]
             if len(names) > 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -18,6 +19,7 @@ from textual.content import Content
 from textual.widgets import DataTable, Static
 
 from ebpftop.actions import rules_change
+from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.core.model import Snapshot
 
@@ -25,7 +27,7 @@ from ...action_path import ActionRequest, Dialogs, Run, dashboard, through_gate
 from ...text import clean
 from ..base import SourcePane
 from .edit import RuleEditScreen
-from .view import cells, columns, detail, label, recent_flows, summary
+from .view import Column, cells, columns, detail, label, recent_flows, summary
 
 KEYS = "↑↓ select"
 KEYS_ACT = "  a: add  e: edit  d: delete  t: count/deny"
@@ -87,14 +89,14 @@ class RulesPane(SourcePane):
         super().__init__(id=id)
         self.data: RulesData | None = None
         self.rows: list[RuleRecord] = []
-        self._cols: list = []
+        self._cols: list[Column] = []
 
     def compose_body(self) -> ComposeResult:
         yield Static(Content(""), classes="data", markup=False)  # the generic body
         with Vertical(id="rules-view"):
             yield Static(Content(""), id="rules-summary", markup=False)
             yield Static(Content(""), id="rules-keys", markup=False)
-            table: DataTable = DataTable(
+            table: DataTable[Text] = DataTable(
                 id="rules-table", cursor_type="row", zebra_stripes=True, cell_padding=0
             )
             table.can_focus = False  # the pane keeps the focus; its keys move the cursor
@@ -180,7 +182,7 @@ class RulesPane(SourcePane):
             return False  # hidden and inert; the action path would refuse it too
         return True
 
-    def recent_flows(self) -> list:
+    def recent_flows(self) -> list[FlowRecord]:
         return recent_flows(self.feed.related.get("flows", ()))
 
     def _request(
