@@ -19,12 +19,16 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
 
 from textual import events
 from textual.app import App, ComposeResult, ScreenStackError, SuspendNotSupported, SystemCommand
+from textual.binding import BindingType
 from textual.containers import Container
+from textual.driver import Driver
 from textual.errors import NoWidget
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
@@ -84,7 +88,7 @@ class LogKeeper(logging.Handler):
 class EbpftopApp(SnapshotFlush, App[int]):
     CSS_PATH = STYLESHEET
     TITLE = "ebpftop"
-    BINDINGS = app_bindings()
+    BINDINGS: ClassVar[list[BindingType]] = [*app_bindings()]
 
     paused: reactive[bool] = reactive(False)
 
@@ -105,7 +109,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
         self._pending = 0  # snapshots that arrived while paused
         self._unsubscribe: Callable[[], None] | None = None
         self._ui_loop: asyncio.AbstractEventLoop | None = None
-        self._main_screen: Screen | None = None
+        self._main_screen: Screen[Any] | None = None
         self._theme_problem = ""
         self._recorder_state: str | None = None
         self._header: HostHeader | None = None
@@ -134,7 +138,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
         """Kiosk or replay: nothing may act (decided once, in the action path)."""
         return self.action_path.read_only
 
-    def get_driver_class(self):
+    def get_driver_class(self) -> type[Driver]:
         cls = super().get_driver_class()
         from textual.drivers.linux_driver import LinuxDriver
 
@@ -198,7 +202,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
             logging.getLogger().removeHandler(self.log_keeper)
             self._log_installed = False
 
-    def run(self, *args, **kwargs):  # type: ignore[override]
+    def run(self, *args: Any, **kwargs: Any) -> int | None:
         try:
             return super().run(*args, **kwargs)
         finally:
@@ -218,7 +222,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
                         file=sys.stderr,
                     )
 
-    def on_resize(self, event) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width < NARROW_BELOW, "-narrow")
 
     async def on_event(self, event: events.Event) -> None:
@@ -242,7 +246,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
         message: object,
         *,
         title: str = "",
-        severity="information",
+        severity: SeverityLevel = "information",
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
@@ -295,7 +299,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
             return False
         return True
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield SystemCommand("Theme", "Choose a theme", self.action_change_theme)
         yield SystemCommand("Next theme", "Switch to the next ebpftop theme", self.action_cycle_theme)
         yield SystemCommand("Help", "Every key and what it does", self.action_help)
@@ -319,7 +323,9 @@ class EbpftopApp(SnapshotFlush, App[int]):
             return
         super().action_suspend_process()
 
-    def suspend(self):  # type: ignore[override]
+    # Textual types suspend() by its @contextmanager implementation (a private class);
+    # this returns that same manager, or raises
+    def suspend(self) -> AbstractContextManager[None]:  # type: ignore[override]
         if self.read_only:
             raise SuspendNotSupported("read-only: suspend is disabled")
         return super().suspend()
