@@ -182,7 +182,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
         self._unsubscribe = self.runtime.bus.subscribe(self._on_snapshot)
         if self._theme_problem:
             self.notify(self._theme_problem, severity="warning", timeout=10)
-        damage = getattr(self.replay, "damage", None)
+        damage = self.replay.damage if self.replay is not None else None
         if damage:
             self.notify(
                 f"recording damaged: {clean(damage, 200)} — replaying up to there",

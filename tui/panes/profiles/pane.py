@@ -20,7 +20,7 @@ from ebpftop.actions.capture import capture_action, describe_target
 from ebpftop.collectors.profiles.model import TagGroup, tag
 from ebpftop.core.model import Snapshot
 
-from ...action_path import ActionRequest, Dialogs, Run, through_gate
+from ...action_path import ActionRequest, Dialogs, Run, dashboard, through_gate
 from ...text import clean, safe
 from .. import fmt
 from ..base import SourcePane
@@ -145,7 +145,7 @@ class ProfilesPane(SourcePane):
 
     def _draw_keys(self) -> None:
         keys = KEYS
-        if not self.app.read_only:
+        if not dashboard(self).read_only:
             keys += KEYS_CAPTURE
         if self.trace is not None:
             keys += KEYS_FILTERED
@@ -268,7 +268,7 @@ class ProfilesPane(SourcePane):
     # --- capture -------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "capture" and self.app.read_only:
+        if action == "capture" and dashboard(self).read_only:
             return False  # hidden and inert; the action path would refuse it too
         return True
 
@@ -300,7 +300,7 @@ class ProfilesPane(SourcePane):
                 *capture_action(collector, target, context, notify=lambda text: dialogs.say(text, timeout=4))
             )
 
-        self.app.act(ActionRequest("profiles.capture", "Capture a CPU profile", prepare))
+        dashboard(self).act(ActionRequest("profiles.capture", "Capture a CPU profile", prepare))
 
     def capture_label(self) -> str:
         """What `c` would capture for the selected row (empty when nothing)."""
