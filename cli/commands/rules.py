@@ -78,7 +78,8 @@ def _parse_file(path: str) -> list[Rule] | None:
     if not errors and len(rules) > MAX_RULES:
         line = rules[MAX_RULES][0]
         say(
-            f"{name}:{line}:1: rule {MAX_RULES + 1}: the datapath holds at most {MAX_RULES} rules; nothing applied",
+            f"{name}:{line}:1: rule {MAX_RULES + 1}: "
+            f"the datapath holds at most {MAX_RULES} rules; nothing applied",
             err=True,
         )
         return None
