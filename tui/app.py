@@ -1,13 +1,9 @@
-"""The dashboard: host header, four source panes, footer; keys, pause, themes, kiosk.
+"""The dashboard: host header, four source panes, footer; layout, keys, themes, kiosk.
 
-The layout and the keys live here; the flush of snapshots into the panes is
-`tui/flush.py` (mixed in), every action that changes the world goes through
-`tui/action_path.py`, quitting with enforced rules is `tui/quit.py`.
-
-Read-only (`--kiosk`, and always in a replay; decided once, in the action path): every
-action that changes the outside world is disabled by `check_action` (absent from the
-footer, inert), left out of the command palette, and refused (and audited by the
-read-only gate) when its method is called anyway. Suspend (ctrl+z) is off.
+The flush of snapshots into the panes is `tui/flush.py` (mixed in); every action that
+changes the world goes through `tui/action_path.py`; quitting with enforced rules is
+`tui/quit.py`. Read-only hides and disables acting keys (`check_action`), leaves them out
+of the command palette and turns off suspend (ctrl+z).
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
-"""The coalescing flush of snapshots into the dashboard's panes and header.
+"""The coalescing flush of snapshots into the dashboard's panes and header
+(`SnapshotFlush`, mixed into `EbpftopApp`).
 
-Collectors (or a replay) publish snapshots on `runtime.bus`; the store keeps them. The
-app subscribes to the bus only to learn *which* sources changed: it marks them dirty
-and schedules one flush, which hands each dirty pane once a `PaneFeed` built from
-`runtime.store` (snapshots, history, the alarms of core/alarms.py), however many
-snapshots arrived in between; panes never read the store themselves. While paused the
-flush does nothing (the store keeps filling); unpausing redraws from the latest data.
-A slow timer at the refresh interval updates the ages ("updated 3s ago"); nothing else
-ticks, so an idle dashboard costs next to nothing.
-
-`SnapshotFlush` is mixed into `EbpftopApp` (tui/app.py), which owns the layout and
-the state these methods share.
+The bus subscriber only marks sources dirty and schedules one flush, which hands each
+dirty pane one `PaneFeed` built from the store however many snapshots arrived; paused,
+nothing is drawn. A slow timer updates the ages, and nothing else ticks, so an idle
+dashboard costs next to nothing.
 """
 
 from __future__ import annotations

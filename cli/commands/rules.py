@@ -1,13 +1,8 @@
 """`ebpftop rules list | add | del | flush | check | load`: the enforced rule set.
 
-Changes go through the action gate: refused in read-only (kiosk) mode, confirmed on
-the terminal (unless --yes), written to the audit log. Each change is applied as one
-switch; a refused or failed change leaves the enforced rules exactly as they were.
-Rule text: see collectors/rules/README.md, e.g.
-    ebpftop rules add 'deny tcp from 203.0.113.0/24 to any port 6379 on eth0 in ttl 15m "scraper"'
-
-Exit codes: 0 done, 1 the change failed, 2 bad rule text or usage (with line:column),
-3 refused (read-only) or not confirmed.
+Changes go through the action gate, confirmed on the terminal (unless --yes); rule
+text: collectors/rules/README.md. Exit codes: 0 done, 1 the change failed, 2 bad rule
+text or usage (with line:column), 3 refused (read-only) or not confirmed.
 """
 
 from __future__ import annotations
