@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from rich.console import Console
 
+from ebpftop.collectors.rules.model import RulesData
 from ebpftop.core.model import Health, HealthState, HostData, Snapshot
 from ebpftop.core.runtime import Runtime
 from ebpftop.core.settings import Settings
@@ -56,13 +57,14 @@ def make_app(tmp_path, *, kiosk: bool = False, collectors=None, **changes) -> Eb
 
 
 def publish_fixed(runtime: Runtime) -> None:
-    """One of each kind of state, so every pane and the header have something to show."""
+    """One of each kind of state, so every pane and the header have something to show:
+    flows down, canary off, profiles degraded after data, rules up with no rule."""
     bus = runtime.bus
     bus.publish(snap("host", host_data()))
     bus.publish(
         snap("flows", None, Health(HealthState.DOWN, "BPF unavailable: needs root", "run with sudo", None, 1))
     )
-    bus.publish(snap("rules", {"rules": [1, 2, 3], "evictions": 0}))
+    bus.publish(snap("rules", RulesData((), 0, ("eth0 ingress", "eth0 egress"), 1, 256)))
     bus.publish(
         snap(
             "canary",

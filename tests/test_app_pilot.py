@@ -155,7 +155,7 @@ async def test_80x24_stacks_panes_and_cuts_nothing_important(tmp_path):
         assert "What to do: run with sudo" in text
         await pilot.press("2")
         await pilot.pause()
-        assert "rules: 3 items" in screen_text(app)
+        assert "0/256 rules  on eth0 in+out" in screen_text(app)
         assert pane(app, "rules").region.height > pane(app, "flows").region.height
         footer = app.query_one(Footer)
         assert footer.region.bottom == 24
@@ -171,7 +171,7 @@ async def test_200x60_uses_a_2x2_grid(tmp_path):
         assert regions["flows"].x == regions["canary"].x < regions["rules"].x == regions["profiles"].x
         assert all(r.width >= 90 and r.height >= 20 for r in regions.values())
         # All four bodies are shown at once, not just the focused one.
-        assert "rules: 3 items" in text and "What to do: run with sudo" in text
+        assert "0/256 rules  on eth0 in+out" in text and "What to do: run with sudo" in text
         # Header: full memory detail fits at this width.
         assert "4.0 GiB/16.0 GiB" in text
 
