@@ -12,6 +12,7 @@ plan`) are the real ones; what needs root (pins, bpf maps) is replaced.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -210,7 +211,8 @@ async def type_rule(pilot, app, text: str) -> RuleEditScreen:
 
 async def until_confirm(pilot, app) -> ConfirmScreen:
     """The confirmation the change leads to (planning reads the rule set in a thread)."""
-    for _ in range(100):
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
         await pilot.pause(0.02)
         if isinstance(app.screen, ConfirmScreen):
             return app.screen
@@ -286,17 +288,17 @@ async def test_wide_pane_shows_sparkline_expiry_and_cleaned_author(tmp_path, ker
         assert "\x1b]0;" not in screen_text(app)
 
 
-async def test_a_payload_of_another_shape_gets_the_generic_body(tmp_path, kernel):
+async def test_a_payload_of_another_shape_is_not_drawn(tmp_path, kernel):
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         app.runtime.bus.publish(snap("rules", {"rules": [1, 2]}))
         await pilot.press("2")
         await pilot.pause()
         pane = app.query_one(RulesPane)
-        assert pane.has_class("-generic")
-        assert "rules: 2 items" in screen_text(app)
+        assert pane.has_class("-nodata") and pane.data is None and pane.rows == []
+        assert "Cannot display this data: TypeError: expected rules data, got dict" in screen_text(app)
         await publish(pilot, app, kernel)
-        assert not pane.has_class("-generic") and "0/256 rules" in text_of(app, "#rules-summary")
+        assert not pane.has_class("-nodata") and "0/256 rules" in text_of(app, "#rules-summary")
 
 
 # --- a: add --------------------------------------------------------------------------------
@@ -539,7 +541,9 @@ app = EbpftopApp(Runtime(settings, collectors=[RulesCollector(settings)]))
 out = {}
 
 async def until(pilot, cond, what):
-    for _ in range(300):  # bounded: 300 pauses of 0.05 s
+    import time
+    end = time.monotonic() + 90  # bounded by time, not by pauses: a loaded machine stretches each pause
+    while time.monotonic() < end:
         await pilot.pause(0.05)
         if cond():
             return
