@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from ebpftop.collectors.rules.preview import describe
 from ebpftop.collectors.rules.ruleset import RuleBook
 from ebpftop.collectors.rules.spec import Rule, format_rule
+from ebpftop.core.audit import Actor
 from ebpftop.core.gate import Action, Gate
+from ebpftop.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def author_of(actor) -> str:
+def author_of(actor: Actor) -> str:
     return (
         f"{actor.user}@{actor.ssh_client}"
         if getattr(actor, "ssh_client", "")
@@ -66,7 +68,7 @@ Change = Callable[[], str]  # the switch itself, blocking (bpf syscalls): run in
 
 
 def plan(
-    settings, request: RuleRequest, actor, *, session: int = 0
+    settings: Settings, request: RuleRequest, actor: Actor, *, session: int = 0
 ) -> tuple[Action, Callable[[], Awaitable[str]]]:
     """The gate action for `request` and its perform step. `session`: the dashboard pid
     for session-scoped count rules."""
@@ -226,7 +228,7 @@ def session_end(book: RuleBook, pid: int) -> tuple[Action, Callable[[], Awaitabl
     return action, perform
 
 
-async def end_session(settings, gate: Gate, pid: int | None = None) -> None:
+async def end_session(settings: Settings, gate: Gate, pid: int | None = None) -> None:
     """Remove the count rules this dashboard added live, through `gate` as an automatic
     action: audited, and not removed when the audit log cannot say so. Registered on the
     dashboard's runtime as a closer; runs after the collectors stopped, so it opens a
@@ -251,5 +253,5 @@ async def end_session(settings, gate: Gate, pid: int | None = None) -> None:
         book.close()
 
 
-async def _never(_action) -> bool:  # automatic: nothing is asked
+async def _never(_action: Action) -> bool:  # automatic: nothing is asked
     return False

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any, cast
 
 from ebpftop.core.collector import Collector, SourceUnavailable
 
@@ -74,6 +75,10 @@ def preflight() -> None:
             f"no kernel headers for {release} ({build} is missing)",
             "apt-get install linux-headers-$(uname -r), or run scripts/setup.sh",
         )
+
+
+# (retransmits, connect_ms, pid, comm, service, events) of one flow
+Attributed = tuple[int, float | None, int | None, str | None, str | None, tuple[Any, ...]]
 
 
 class FlowsCollector(Collector):
@@ -333,7 +338,11 @@ class FlowsCollector(Collector):
     def _top(self, table: FlowTable, moved_bytes: list[int | None]) -> list[tuple[int, int, int]]:
         """(rank, bytes, -index) of the top_n flows: by rate, then total bytes; a flow
         without a known rate after the ones with one."""
-        rank = moved_bytes if None not in moved_bytes else [-1 if x is None else x for x in moved_bytes]
+        rank: list[int] = (
+            cast("list[int]", moved_bytes)
+            if None not in moved_bytes
+            else [-1 if x is None else x for x in moved_bytes]
+        )
         # ties go to the lower index, so most of a tied crowd never enters nlargest's heap
         order = zip(rank, table.nbytes, range(0, -len(table), -1), strict=True)
         if len(table) > 4 * self.top_n:
@@ -405,7 +414,7 @@ class FlowsCollector(Collector):
             )
         return records
 
-    def _attributed(self, d: list, per_pid: dict[int, tuple[str | None, str | None]]) -> tuple:
+    def _attributed(self, d: list[Any], per_pid: dict[int, tuple[str | None, str | None]]) -> Attributed:
         """(retransmits, connect_ms, pid, comm, service, events) of a TCP or UDP flow from
         its decoded key `d`, whose cached owner it updates when the attributor's generation moved."""
         local, tcp_flow, owned_gen, owner = d[7], d[8], d[9], d[10]

@@ -14,6 +14,7 @@ import ipaddress
 import itertools
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # The limits, wildcard indexes (W_*) and field flags (F_* I_* H_* T_* P_*) the kernel
@@ -55,7 +56,7 @@ from .layout import (
     W_SRC6,
     WORDS,
 )
-from .spec import PROTOS, Rule, format_rule
+from .spec import PROTOS, Match, Rule, format_rule
 
 ADDR_TRIE_MAX = MAX_RULES  # IPv6 trie entries per field: a rule names at most one prefix
 MAX_KICKS = 200  # cuckoo moves tried for one host before it is left to the trie
@@ -253,7 +254,11 @@ Prefixes = dict[str, dict[tuple[int, int], int]]  # src4/src6/dst4/dst6: (plen, 
 Ranges = dict[str, list[tuple[int, int, int]]]  # sport/dport: (lo, hi, bit)
 
 
-def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lambda r: 0) -> Compiled:
+def compile_rules(
+    rules: list[Rule],
+    ifindex: Callable[[str], int] = socket.if_nametoindex,
+    expires: Callable[[Rule], float] = lambda r: 0,
+) -> Compiled:
     """Map entries for `rules` in priority order. `ifindex(name)` resolves interfaces
     (OSError: no such interface); `expires(rule)` gives the kernel expiry in jiffies
     (0 = none)."""
@@ -273,7 +278,13 @@ def compile_rules(rules: list[Rule], ifindex=socket.if_nametoindex, expires=lamb
 
 
 def _place_rule(
-    c: Compiled, prefixes: Prefixes, ranges: Ranges, pos: int, rule: Rule, ifindex, expires
+    c: Compiled,
+    prefixes: Prefixes,
+    ranges: Ranges,
+    pos: int,
+    rule: Rule,
+    ifindex: Callable[[str], int],
+    expires: Callable[[Rule], float],
 ) -> None:
     """Rule `pos` sets its bit in every entry its match allows."""
     bit = 1 << pos
@@ -301,7 +312,7 @@ def _place_rule(
     c.rules.append((rule.slot, ACTION_CODES[rule.action], int(expires(rule))))
 
 
-def _place_addresses(c: Compiled, prefixes: Prefixes, m, bit: int) -> None:
+def _place_addresses(c: Compiled, prefixes: Prefixes, m: Match, bit: int) -> None:
     for name, cidr, w4, w6 in (("src", m.src, W_SRC4, W_SRC6), ("dst", m.dst, W_DST4, W_DST6)):
         if cidr is None:
             if m.family in (None, 4):
@@ -315,7 +326,7 @@ def _place_addresses(c: Compiled, prefixes: Prefixes, m, bit: int) -> None:
         table[key] = table.get(key, 0) | bit
 
 
-def _place_protocols(c: Compiled, m, dirs: tuple[int, ...], bit: int) -> None:
+def _place_protocols(c: Compiled, m: Match, dirs: tuple[int, ...], bit: int) -> None:
     # The layout is rules.h's (proto): per direction for rules on any interface, then
     # per family for every rule (the kernel ANDs those with the interface's vector).
     fam = m.family
