@@ -14,7 +14,7 @@ import time
 
 from ebpftop.core.collector import Collector, SourceUnavailable
 
-from .compile import MAX_RULES
+from .layout import MAX_RULES
 from .model import RuleRecord, RulesData
 from .ruleset import RuleBook
 from .spec import format_rule
