@@ -77,12 +77,14 @@ print(f"{len(want)} dependencies at their floors; imported {len(mods)} modules")
 
 
 def run(cmd: list[str], **kw) -> None:
+    start = time.monotonic()
     print(
         "floors: $",
         " ".join(c if len(c) < 100 else c.strip().split("\n")[0][:60] + "…" for c in cmd),
         flush=True,
     )
     subprocess.run(cmd, check=True, cwd=ROOT, **kw)
+    print(f"floors: ({time.monotonic() - start:.0f} s)", flush=True)
 
 
 def main() -> int:
