@@ -65,6 +65,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _admitted(cur: Current, new: list[Rule], author: str) -> tuple[list[Rule], int]:
+    """The rules of `new` that stay, new ones (id 0) given an id, a counter slot, the
+    author and creation time; and the next free id."""
+    now = time.time()
+    old_slots = {r.slot for r in cur.rules}
+    next_id = cur.next_id
+    taken: set[int] = set()
+    free = (s for s in range(MAX_SLOTS) if s not in old_slots)
+    out = []
+    for r in new:
+        if r.session and r.action == "count" and not _alive(r.session):
+            continue  # a session-scoped count rule whose dashboard is gone
+        if r.expires is not None and r.expires <= now and r.id:
+            continue  # expired: the kernel stopped matching it; clean it out now
+        if not r.id:
+            r = r.with_(
+                id=next_id,
+                author=r.author or author,
+                created=now,
+                expires=(now + r.ttl) if r.ttl else None,
+            )
+            next_id += 1
+        if r.slot < 0 or r.slot in taken:
+            r = r.with_(slot=next(s for s in free if s not in taken))
+        taken.add(r.slot)
+        out.append(r)
+    return out, next_id
+
+
 class RuleBook:
     def __init__(self, pin_dir: str, state_dir: str, ifaces: tuple[str, ...] = ()) -> None:
         self.dp = Datapath(pin_dir)
@@ -141,61 +170,44 @@ class RuleBook:
             new = change(list(cur.rules))
             if cur.problem and new:
                 raise DatapathError(0, cur.problem)
-            now = time.time()
-            old_slots = {r.slot for r in cur.rules}
-            next_id = cur.next_id
-            taken: set[int] = set()
-            free = (s for s in range(MAX_SLOTS) if s not in old_slots)
-            out = []
-            for r in new:
-                if r.session and r.action == "count" and not _alive(r.session):
-                    continue  # a session-scoped count rule whose dashboard is gone
-                if r.expires is not None and r.expires <= now and r.id:
-                    continue  # expired: the kernel stopped matching it; clean it out now
-                if not r.id:
-                    r = r.with_(
-                        id=next_id,
-                        author=r.author or author,
-                        created=now,
-                        expires=(now + r.ttl) if r.ttl else None,
-                    )
-                    next_id += 1
-                if r.slot < 0 or r.slot in taken:
-                    r = r.with_(slot=next(s for s in free if s not in taken))
-                taken.add(r.slot)
-                out.append(r)
+            out, next_id = _admitted(cur, new, author)
             compile_rules(out)  # refuse now (limits, unknown interface), before anything is loaded
             if any(r.ttl or r.expires is not None for r in out):
                 kclock.calibration()  # expiries need the kernel clock: fail here, before attaching
             if not out:
                 removed = self.dp.remove() + self.state.remove()
                 return Applied(cur.rules, [], [], removed)
-            targets = self._targets(out)
-            self.dp.load()  # the first load compiles for seconds: TTLs start after it
-            attached = self.dp.attach(targets)
-            now, mono = time.time(), mono_ns()
-            fresh = {r.id for r in out if r.id >= cur.next_id}
-            out = [
-                r.with_(created=now, expires=(now + r.ttl) if r.ttl else None) if r.id in fresh else r
-                for r in out
-            ]
-            compiled = compile_rules(
-                out,
-                expires=lambda r: (
-                    0 if r.expires is None else max(1, kclock.jiffies_at(mono + int((r.expires - now) * 1e9)))
-                ),
-            )
-            active = self.dp.active()
-            shadow = 1 - active
-            # The shadow set's counts (if a change stopped after its switch) go into base
-            # first; a new rule's slot starts from zero.
-            self.dp.fold(shadow, reset={r.slot for r in out if r.slot not in old_slots})
-            gen = cur.gen + 1
-            self.state.write(SETS[shadow], SetState(gen, next_id, out))
-            self.dp.write_set(shadow, compiled, gen)
-            self.dp.flip(shadow)
-            self.dp.fold(active)  # the old set's counts, once no program still runs on it
-            return Applied(cur.rules, out, attached, [])
+            return self._switch(cur, out, next_id)
+
+    def _switch(self, cur: Current, out: list[Rule], next_id: int) -> Applied:
+        """Load and attach the program, write `out` into the shadow set, flip to it."""
+        old_slots = {r.slot for r in cur.rules}
+        targets = self._targets(out)
+        self.dp.load()  # the first load compiles for seconds: TTLs start after it
+        attached = self.dp.attach(targets)
+        now, mono = time.time(), mono_ns()
+        fresh = {r.id for r in out if r.id >= cur.next_id}
+        out = [
+            r.with_(created=now, expires=(now + r.ttl) if r.ttl else None) if r.id in fresh else r
+            for r in out
+        ]
+        compiled = compile_rules(
+            out,
+            expires=lambda r: (
+                0 if r.expires is None else max(1, kclock.jiffies_at(mono + int((r.expires - now) * 1e9)))
+            ),
+        )
+        active = self.dp.active()
+        shadow = 1 - active
+        # The shadow set's counts (if a change stopped after its switch) go into base
+        # first; a new rule's slot starts from zero.
+        self.dp.fold(shadow, reset={r.slot for r in out if r.slot not in old_slots})
+        gen = cur.gen + 1
+        self.state.write(SETS[shadow], SetState(gen, next_id, out))
+        self.dp.write_set(shadow, compiled, gen)
+        self.dp.flip(shadow)
+        self.dp.fold(active)  # the old set's counts, once no program still runs on it
+        return Applied(cur.rules, out, attached, [])
 
     def _targets(self, rules: list[Rule]) -> list[str]:
         named = [r.match.iface for r in rules if r.match.iface]
