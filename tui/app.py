@@ -286,14 +286,12 @@ class EbpftopApp(SnapshotFlush, App[int]):
             return False
         if action == "rollback" and not self.rollback_control.available():
             return False
-        if (
+        return not (
             self._main_screen is not None
             and self.screen is not self._main_screen
             and action not in _ANY_SCREEN
             and action in _OURS
-        ):
-            return False
-        return True
+        )
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield SystemCommand("Theme", "Choose a theme", self.action_change_theme)

@@ -9,10 +9,10 @@ line beside its own source.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.message import Message
@@ -48,7 +48,7 @@ class CanaryPane(SourcePane):
     RELATED = (ROLLOUT_SOURCE,)
     REDRAWN_BY = (ROLLOUT_SOURCE,)
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         # Not in the footer (80 columns must keep the app's keys); the pane names them.
         Binding("x", "exemplars", "Traces", show=False, tooltip="jump to the slow requests' trace ids"),
         Binding("s", "next_service", "Chart svc", show=False, tooltip="chart the next service"),

@@ -181,7 +181,7 @@ def _verdict_cell(m: Any) -> tuple[str, str]:
 
 def _row(cells: list[Part], trend: str = "") -> list[Part]:
     parts: list[Part] = []
-    for (_, w), cell in zip(COLS, cells):
+    for (_, w), cell in zip(COLS, cells, strict=True):
         text, style = (cell, "") if isinstance(cell, str) else cell
         text = text[: w - 1]
         parts.append((text.ljust(w), style) if style else text.ljust(w))
@@ -255,13 +255,13 @@ def drift_parts(svc: Any) -> list[Part]:
     head: list[Part] = [("drift ", "bold"), (clean(d.test or "distribution test", 60), "")]
     if d.statistic is None or d.p_value is None:
         why = d.note or (m.reason if m else "") or "not possible"
-        return head + [": ", (NO_DATA, "$text-muted"), f" ({clean(why, 200)})"]
+        return [*head, ": ", (NO_DATA, "$text-muted"), f" ({clean(why, 200)})"]
     stats = (
         f": χ²={d.statistic:.4g}"
         + (f" df={d.dof}" if d.dof is not None else "")
         + f" p={d.p_value:.3g} {clean(d.effect_name, 20)}={plain(d.effect_size)} ({d.bins} bins)"
     )
-    return head + [stats, "  ", cell] if cell[0] else head + [stats]
+    return [*head, stats, "  ", cell] if cell[0] else [*head, stats]
 
 
 def rollout_parts(state: Any, width: int, rollback_key: bool = False) -> list[Part]:

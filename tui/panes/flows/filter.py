@@ -8,8 +8,10 @@ pane only ever receives a filter that parses.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
@@ -50,7 +52,7 @@ def caret_lines(text: str, position: int, length: int, width: int) -> tuple[str,
 class FlowFilterScreen(ModalScreen[str | None]):
     """Dismisses with a filter text that parses (maybe empty), or None on Escape."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     DEFAULT_CSS = """
     FlowFilterScreen { align: center middle; }

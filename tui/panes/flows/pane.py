@@ -9,11 +9,11 @@ filter and grouping still apply to what is on screen.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
@@ -41,7 +41,7 @@ class FlowsPane(SourcePane):
     number = 1
     ABOUT = "Top flows by rate: 5-tuple, bytes, packets, retransmits, connect latency, process."
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         # Not in the footer (80 columns keep the app's keys); the status line names them.
         Binding("s", "cycle_sort", "Sort", show=False, tooltip="sort by the next column"),
         Binding("g", "cycle_group", "Group", show=False, tooltip="group by process, service, remote address"),
@@ -201,12 +201,13 @@ class FlowsPane(SourcePane):
             if i < len(old):
                 if row.cells == old[i]:
                     continue
-                for c, cell, prev in zip(columns, row.cells, old[i]):
+                for c, cell, prev in zip(columns, row.cells, old[i], strict=True):
                     if cell != prev:
                         table.update_cell(f"r{i}", c.key, self._text(cell, c))
                         self.cell_updates += 1
             else:
-                table.add_row(*(self._text(cell, c) for c, cell in zip(columns, row.cells)), key=f"r{i}")
+                cells = (self._text(cell, c) for c, cell in zip(columns, row.cells, strict=True))
+                table.add_row(*cells, key=f"r{i}")
                 self.cell_updates += len(columns)
         for i in range(len(old) - 1, len(rows) - 1, -1):
             table.remove_row(f"r{i}")

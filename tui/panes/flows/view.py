@@ -189,9 +189,7 @@ def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[li
             form, need = "full", full_need
         flow = max(12, min(free - proc_min, max(need, free - min(proc_need, PROC_MAX))))
         label = "proto src → dst" if form == "full" else "proto :port ⇄ remote"
-        return [Column("flow", label, flow)] + nums + [
-            Column("process", "process", max(7, free - flow))
-        ], form
+        return [Column("flow", label, flow), *nums, Column("process", "process", max(7, free - flow))], form
     cols = []
     if kind == "wide":
         cols.append(Column("iface", "iface", 12))
@@ -206,7 +204,7 @@ def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[li
         Column("service", "service", 20 if kind == "wide" else 14),
     ]
     room = width - sum(c.width + 1 for c in cols + rest) - 1
-    return cols + [Column("flow", "src:sport → dst:dport", max(20, room))] + rest, "full"
+    return [*cols, Column("flow", "src:sport → dst:dport", max(20, room)), *rest], "full"
 
 
 def flow_row(f: FlowRecord, columns: Sequence[Column], form: str) -> Row:
@@ -294,7 +292,7 @@ def group_columns(width: int, by: str, sort: str) -> list[Column]:
             Column("connect_latency_ms", s("max conn", "connect_latency_ms"), 9, True),
         ]
     room = width - sum(c.width + 1 for c in nums) - 1
-    return [Column("key", by, max(12, room))] + nums
+    return [Column("key", by, max(12, room)), *nums]
 
 
 def group_row(r: GroupRow, columns: Sequence[Column], width: int) -> Row:
@@ -415,11 +413,11 @@ def event_lines(data: FlowsData, n: int, width: int) -> list[list[Part]]:
     head: list[Part] = [("latest TCP events", "bold")]
     if data.events_total is None:
         return [
-            head + [("  off" + (f": {data.tcp_events_error}" if data.tcp_events_error else ""), "$warning")]
+            [*head, ("  off" + (f": {data.tcp_events_error}" if data.tcp_events_error else ""), "$warning")]
         ]
     events = list(data.recent_events)[-n:]
     if not events:
-        return [head + [("  none in this sample", "$text-muted")]]
+        return [[*head, ("  none in this sample", "$text-muted")]]
     lines = [head]
     for e in reversed(events):
         clock = time.strftime("%H:%M:%S", time.gmtime(e.time))

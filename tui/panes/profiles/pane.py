@@ -7,11 +7,11 @@ carry it, or the canary service's when none does; Escape returns to the profile.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
@@ -54,7 +54,7 @@ class ProfilesPane(SourcePane):
     number = 4
     ABOUT = "CPU profile samples grouped by service, environment, trace_id and process, with top frames."
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         # Not in the footer (80 columns keep the app's keys); the pane's key line names them.
         Binding("enter", "detail", "Detail", show=False, tooltip="top functions and flame view of the row"),
         Binding(
@@ -179,7 +179,7 @@ class ProfilesPane(SourcePane):
             table.clear()
         for i, g in enumerate(groups):
             cells = [Text(share_text(g.share), justify="right"), Text(str(g.samples), justify="right")]
-            cells += [safe(fit(v, limit)) for v, limit in zip(values[i], limits)]
+            cells += [safe(fit(v, limit)) for v, limit in zip(values[i], limits, strict=True)]
             table.add_row(*cells, key=str(i))
         self.rows = groups
         if keep is not None:
@@ -226,11 +226,17 @@ class ProfilesPane(SourcePane):
             return
         stacks = group_stacks(self.view, group)
         label = " ".join(f"{k}={v}" for k, v in group.tags) or "(no tags)"
-        title = f"{clean(label, 300)}: {group.samples} samples, {share_text(group.share)} of {clean(self.view.title, 200)}"
+        title = (
+            f"{clean(label, 300)}: {group.samples} samples, "
+            f"{share_text(group.share)} of {clean(self.view.title, 200)}"
+        )
         listed = sum(s.count for s in stacks)
         note = ""
         if listed < group.samples:
-            note = f"{group.samples - listed} of its samples are in stacks the source did not list (the lightest)"
+            note = (
+                f"{group.samples - listed} of its samples are in stacks "
+                "the source did not list (the lightest)"
+            )
         self.app.push_screen(ProfileDetailScreen(title, stacks, note))
 
     def action_next_profile(self) -> None:
@@ -268,9 +274,8 @@ class ProfilesPane(SourcePane):
     # --- capture -------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "capture" and dashboard(self).read_only:
-            return False  # hidden and inert; the action path would refuse it too
-        return True
+        # capture is hidden and inert read-only; the action path would refuse it too
+        return not (action == "capture" and dashboard(self).read_only)
 
     def action_capture(self) -> None:
         """`c`, through the app's action path (refused read-only, confirmed, audited)."""

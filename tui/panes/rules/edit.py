@@ -11,9 +11,10 @@ deny would drop before the confirmation screen. The screen dismisses with the Ru
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
@@ -44,7 +45,7 @@ def caret_lines(text: str, col: int, room: int = CARET_ROOM) -> tuple[str, str]:
 
 
 class RuleEditScreen(ModalScreen["Rule | None"]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     DEFAULT_CSS = """
     RuleEditScreen { align: center middle; }

@@ -183,7 +183,8 @@ def summary(data: RulesData) -> list[Part]:
 
 
 def attached_text(attached: Iterable[object]) -> str:
-    """("eth0 ingress", "eth0 egress", "eth1 ingress (device gone)") -> "eth0 in+out, eth1 in (device gone)"."""
+    """("eth0 ingress", "eth0 egress", "eth1 ingress (device gone)")
+    -> "eth0 in+out, eth1 in (device gone)"."""
     ways: dict[str, list[str]] = {}
     for item in attached:
         iface, _, rest = str(item).partition(" ")
