@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from ebpftop.collectors.rules.model import RulesData
+from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.core.model import Health, HealthState, HostData, Snapshot
 from ebpftop.core.runtime import Runtime
 from ebpftop.core.settings import Settings
@@ -56,6 +56,32 @@ def make_app(tmp_path, *, kiosk: bool = False, collectors=None, **changes) -> Eb
     return EbpftopApp(runtime, clock=lambda: NOW)
 
 
+def rules_data(n: int = 0, **changes) -> RulesData:
+    """A RulesData with `n` count rules (`changes` go to every record)."""
+    recs = tuple(
+        replace(
+            RuleRecord(
+                i + 1,
+                i,
+                "count",
+                f"count tcp to any port {1000 + i}",
+                0,
+                0,
+                None,
+                None,
+                None,
+                "root",
+                T0,
+                None,
+                False,
+            ),
+            **changes,
+        )
+        for i in range(n)
+    )
+    return RulesData(recs, 0, ("eth0 ingress", "eth0 egress"), 1, 256)
+
+
 def publish_fixed(runtime: Runtime) -> None:
     """One of each kind of state, so every pane and the header have something to show:
     flows down, canary off, profiles degraded after data, rules up with no rule."""
@@ -64,7 +90,7 @@ def publish_fixed(runtime: Runtime) -> None:
     bus.publish(
         snap("flows", None, Health(HealthState.DOWN, "BPF unavailable: needs root", "run with sudo", None, 1))
     )
-    bus.publish(snap("rules", RulesData((), 0, ("eth0 ingress", "eth0 egress"), 1, 256)))
+    bus.publish(snap("rules", rules_data()))
     bus.publish(
         snap(
             "canary",

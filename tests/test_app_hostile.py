@@ -7,6 +7,7 @@ from app_support import (
     assert_nothing_raw_reaches_the_terminal,
     host_data,
     make_app,
+    rules_data,
     screen_text,
     snap,
     terminal_bytes,
@@ -26,7 +27,7 @@ async def test_hostile_strings_in_every_pane_and_the_header(tmp_path):
         bus = app.runtime.bus
         bus.publish(snap("host", host_data(hostname=HOSTILE, kernel=HOSTILE)))
         bus.publish(snap("flows", None, Health(HealthState.DOWN, HOSTILE, HOSTILE, None, 1)))
-        bus.publish(snap("rules", {"comm": HOSTILE, HOSTILE: 1}))
+        bus.publish(snap("rules", rules_data(1, text=HOSTILE, author=HOSTILE, comment=HOSTILE)))
         bus.publish(snap("canary", None, Health(HealthState.DEGRADED, HOSTILE, "", None, 1)))
         bus.publish(snap("profiles", {"top": [HOSTILE], "service": HOSTILE}))
         bus.publish(snap("marker", Marker(HOSTILE, HOSTILE)))

@@ -5,7 +5,17 @@ from __future__ import annotations
 import asyncio
 import re
 
-from app_support import PANE_TITLES, T0, host_data, make_app, publish_fixed, screen_text, snap, terminal_bytes
+from app_support import (
+    PANE_TITLES,
+    T0,
+    host_data,
+    make_app,
+    publish_fixed,
+    rules_data,
+    screen_text,
+    snap,
+    terminal_bytes,
+)
 from app_support import body_text as pane_body_text
 from textual.widgets import Footer, Static
 
@@ -59,13 +69,13 @@ async def test_pause_freezes_display_while_collection_continues(tmp_path):
         await pilot.press("space")
         assert app.paused
         bus.publish(snap("host", host_data(hostname="while-paused"), seq=2))
-        bus.publish(snap("rules", {"rules": [1, 2]}, seq=1))
+        bus.publish(snap("rules", rules_data(2), seq=1))
         await pilot.pause()
         text = screen_text(app)
         assert store.latest("host").data.hostname == "while-paused"  # the store kept filling
         assert len(store.history("host")) == 2
         assert "before-pause" in text and "while-paused" not in text  # the display did not
-        assert "rules: 2 items" not in body_text(app, "rules")
+        assert "2/256 rules" not in text
         assert "PAUSED" in text
 
         await pilot.press("space")
@@ -73,7 +83,7 @@ async def test_pause_freezes_display_while_collection_continues(tmp_path):
         text = screen_text(app)
         assert not app.paused
         assert "while-paused" in text and "before-pause" not in text
-        assert "rules: 2 items" in body_text(app, "rules")
+        assert "2/256 rules" in text
         assert "PAUSED" not in text
 
 
@@ -204,13 +214,13 @@ async def test_failure_after_data_keeps_last_good_data_dimmed(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         bus = app.runtime.bus
-        bus.publish(snap("rules", {"rules": [1, 2, 3, 4]}, seq=1, t=T0 - 10))
+        bus.publish(snap("rules", rules_data(4), seq=1, t=T0 - 10))
         await pilot.pause()
         assert not pane(app, "rules").has_class("-stale")
         failed = Health(HealthState.DEGRADED, "map read failed: EPERM", "", T0 - 10, 1)
         bus.publish(snap("rules", None, failed, seq=2))
         await pilot.pause()
-        assert "rules: 4 items" in body_text(app, "rules")
+        assert "4/256 rules" in screen_text(app)
         assert pane(app, "rules").has_class("-stale")
         line = health_text(app, "rules")
         assert "DEGRADED" in line and "last good 10s ago" in line and "map read failed: EPERM" in line
@@ -306,13 +316,13 @@ async def test_a_burst_of_snapshots_redraws_each_pane_once(tmp_path):
         original = rules.show
         rules.show = lambda feed: (shown.append(feed.snapshot.seq), original(feed))
         for seq in range(1, 51):
-            app.runtime.bus.publish(snap("rules", {"rules": list(range(seq))}, seq=seq))
+            app.runtime.bus.publish(snap("rules", rules_data(seq), seq=seq))
         for _ in range(100):  # bounded wait for the flush, however slow the machine
             await pilot.pause()
             if shown:
                 break
         assert set(shown) == {50}  # no redraw for the 49 superseded snapshots
-        assert "rules: 50 items" in body_text(app, "rules")
+        assert "50/256 rules" in screen_text(app)
 
 
 async def test_snapshots_published_from_another_thread_are_shown(tmp_path):
@@ -375,8 +385,8 @@ async def test_a_pane_that_cannot_render_its_data_degrades_alone(tmp_path):
         def broken(data, snapshot, now):
             raise KeyError("field the pane expected")
 
-        rules.render_body = broken
-        app.runtime.bus.publish(snap("rules", {"x": 1}))
+        rules.update_body = broken
+        app.runtime.bus.publish(snap("rules", rules_data(1)))
         app.runtime.bus.publish(snap("host", host_data(hostname="still-drawn")))
         await pilot.pause()
         assert "Cannot display this data: KeyError" in body_text(app, "rules")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -221,98 +220,6 @@ class SourcePane(Vertical, can_focus=True):
         return Content.assemble(*parts)
 
     def render_body(self, data: Any, snapshot: Snapshot, now: float) -> Content:
-        """Render the payload. The default lists its scalar fields and collection sizes
-        so a source is visible before its pane is written; subclasses override."""
-        size = self.query_one(".data", Static).content_size
-        return generic_body(data, size.width, size.height)
-
-
-def _scalar(value: Any, max_len: int = 80) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)  # ports, pids, counters: exact
-    if isinstance(value, float):
-        if 1e9 <= value <= 2e10:  # a wall-clock timestamp
-            return time.strftime("%H:%M:%S", time.gmtime(value))
-        return fmt.number(value)
-    if value is None:
-        return fmt.NO_DATA
-    return clean(value, max_len)
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-def _fields(obj: Any) -> list[tuple[str, Any]]:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
-    if isinstance(obj, dict):
-        return [(clean(k, 40), v) for k, v in obj.items()]
-    return []
-
-
-def _table(name: str, items: list[Any], width: int, rows: int) -> list[str | tuple[str, str]]:
-    """A compact table of a list of records: the scalar columns that fit `width`."""
-    first = _fields(items[0])
-    names = [n for n, v in first if _is_scalar(v)]
-    shown = items[:rows]
-    cells = [[_scalar(dict(_fields(it)).get(n), 24) for n in names] for it in shown]
-    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
-    keep: list[int] = []
-    used = 0
-    for i, w in enumerate(widths):
-        if used + w + (1 if keep else 0) > width:
-            break
-        keep.append(i)
-        used += w + (1 if len(keep) > 1 else 0)
-    parts: list[str | tuple[str, str]] = [(f"{clean(name, 40)} ({len(items)})", "bold")]
-    if not keep:
-        return parts
-    parts += ["\n", (" ".join(names[i].ljust(widths[i]) for i in keep), "$text-muted")]
-    for row in cells:
-        parts += ["\n", " ".join(row[i].ljust(widths[i]) for i in keep)]
-    return parts
-
-
-def generic_body(data: Any, width: int = 0, height: int = 0) -> Content:
-    """Scalars as `name: value` lines; the first list of records as a table in the
-    rows that remain. For sources whose pane has no renderer of its own yet."""
-    items = _fields(data)
-    if not items:
-        return Content(clean(data, 500))
-    width = width or 80
-    scalars = [(n, v) for n, v in items if _is_scalar(v)]
-    records = [(n, list(v)) for n, v in items if isinstance(v, (list, tuple)) and v and _fields(v[0])]
-    others = [(n, v) for n, v in items if not _is_scalar(v) and all(n != r for r, _ in records)]
-    # Scalars flow several to a line, so the table below keeps most of the rows.
-    chunks: list[list[str | tuple[str, str]]] = []
-    for name, value in scalars + others:
-        if isinstance(value, (list, tuple, dict, set, frozenset)):
-            text = f"{len(value)} items"
-        elif _fields(value):
-            text = type(value).__name__
-        else:
-            text = _scalar(value)
-        chunks.append([(name + ": ", "$text-muted"), text])
-    parts: list[str | tuple[str, str]] = []
-    lines, used = 0, 0
-    for chunk in chunks:
-        size = sum(len(c if isinstance(c, str) else c[0]) for c in chunk)
-        if not parts:
-            lines = 1
-        elif used + 2 + size > width:
-            parts.append("\n")
-            lines, used = lines + 1, 0
-        else:
-            parts.append("  ")
-            used += 2
-        parts += chunk
-        used += size
-    if records:
-        name, rows = records[0]
-        room = (height - lines - 2) if height else 10
-        if room > 0:
-            parts = _table(name, rows, width, room) + (["\n", *parts] if parts else [])
-    return Content.assemble(*parts)
+        """Render the payload; a pane overrides this or `update_body`. A payload it
+        cannot draw raises, and the body says so ("Cannot display this data")."""
+        raise NotImplementedError(f"{type(self).__name__} draws no {self.source} payload")

@@ -75,10 +75,6 @@ class RulesPane(SourcePane):
 
     DEFAULT_CSS = """
     RulesPane #rules-view { height: 1fr; }
-    RulesPane.-generic #rules-view { display: none; }
-    RulesPane > .body > Static.data { display: none; }
-    RulesPane.-generic > .body > Static.data { display: block; }
-    RulesPane.-generic.-nodata > .body > Static.data { display: none; }
     RulesPane #rules-summary { height: auto; max-height: 3; }
     RulesPane #rules-keys { height: 1; color: $text-muted; }
     RulesPane #rules-table { height: 1fr; min-height: 3; scrollbar-size-vertical: 1; }
@@ -92,8 +88,7 @@ class RulesPane(SourcePane):
         self._cols: list[Column] = []
 
     def compose_body(self) -> ComposeResult:
-        yield Static(Content(""), classes="data", markup=False)  # the generic body
-        with Vertical(id="rules-view"):
+        with Vertical(id="rules-view", classes="data"):
             yield Static(Content(""), id="rules-summary", markup=False)
             yield Static(Content(""), id="rules-keys", markup=False)
             table: DataTable[Text] = DataTable(
@@ -106,13 +101,10 @@ class RulesPane(SourcePane):
     # --- drawing -------------------------------------------------------------------
 
     def update_body(self, data: Any, snapshot: Snapshot, now: float) -> None:
-        if not isinstance(data, RulesData):
+        if not isinstance(data, RulesData):  # a foreign recording: the body says so
             self.data = None
             self.rows = []
-            self.set_class(True, "-generic")
-            super().update_body(data, snapshot, now)
-            return
-        self.set_class(False, "-generic")
+            raise TypeError(f"expected rules data, got {type(data).__name__}")
         self.data = data
         self.query_one("#rules-summary", Static).update(Content.assemble(*summary(data)))
         keys = KEYS + ("" if dashboard(self).read_only else KEYS_ACT)
