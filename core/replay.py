@@ -16,7 +16,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .bus import Bus
 from .codec import DecodeError
@@ -58,7 +58,7 @@ class Damage:
 class Recording:
     frames: list[Snapshot]
     stopped_at: Damage | None = None
-    headers: list[dict] = field(default_factory=list)
+    headers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -171,7 +171,7 @@ def _snapshot(obj: object) -> Snapshot:
     return snap
 
 
-def _check_header(obj: dict) -> str:
+def _check_header(obj: dict[str, Any]) -> str:
     if obj.get("format") != FORMAT:
         return f"unknown format {obj.get('format')!r}"
     version = obj.get("version")
@@ -210,7 +210,7 @@ class _Reader:
     def __init__(self, path: str, max_frames: int) -> None:
         self.path, self.max_frames = path, max_frames
         self.frames: list[Snapshot] = []
-        self.headers: list[dict] = []
+        self.headers: list[dict[str, Any]] = []
         self.damage: Damage | None = None
         self.lineno = 0
         self.first = True  # no line with content yet: it must be a header, or nothing replays
@@ -245,7 +245,7 @@ class _Reader:
             return
         self.frames.append(snap)
 
-    def _header(self, obj: dict, offset: int) -> None:
+    def _header(self, obj: dict[str, Any], offset: int) -> None:
         problem = _check_header(obj)
         if problem:
             if self.first:
@@ -440,12 +440,12 @@ class Replayer:
         self._last_move = time.monotonic()
         now = self.tick_time(tick)
         for source in self.sources:
-            snap = latest.get(source)
-            if snap is None:
-                snap = Snapshot(
+            last = latest.get(source)
+            if last is None:
+                last = Snapshot(
                     source, 0, now, Health(HealthState.DOWN, "no data yet at this point of the recording")
                 )
-            self.bus.publish(snap)
+            self.bus.publish(last)
         self._mark_end()
 
     def _mark_end(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .audit import AuditLog
 from .bus import Bus
@@ -17,6 +18,9 @@ from .collector import Collector, CollectorRunner
 from .gate import Gate
 from .settings import Settings
 from .store import Store
+
+if TYPE_CHECKING:
+    from .record import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +49,9 @@ class Runtime:
         self.collectors = collectors
         self.runners = [CollectorRunner(c, self.bus) for c in self.collectors]
         self.gate = gate or audited_gate(settings)
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], object]] = []
-        self.recorder = None  # a record.Recorder once start() opened settings.record
+        self.recorder: Recorder | None = None  # once start() opened settings.record
 
     @property
     def read_only(self) -> bool:
