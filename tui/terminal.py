@@ -68,8 +68,8 @@ class OwnFdDriver(LinuxDriver):
             fd = os.dup(shared.fileno())
         except (OSError, ValueError, AttributeError):
             return  # no real descriptor (tests, odd embedding): keep Textual's choice
-        # kept open for the driver's life: close() closes it
-        self._own = open(fd, "w", encoding=shared.encoding or "utf-8", errors=shared.errors or "strict")  # noqa: SIM115
+        encoding, errors = shared.encoding or "utf-8", shared.errors or "strict"
+        self._own = open(fd, "w", encoding=encoding, errors=errors)  # noqa: SIM115  # the driver's; close() closes it
         self._file = self._own
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.exit_event = _WakingEvent(self._wake_w)
