@@ -16,8 +16,8 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from ebpftop.core.collector import Collector, SourceUnavailable
 
@@ -26,8 +26,11 @@ from . import rates, tclegacy
 from .attribution import Attributor
 from .layout import decode_key, proto_name
 from .loader import FlowsDatapath, ifindex_of, up_interfaces
-from .model import FlowRecord, FlowsData, IfaceStatus, flow_record
+from .model import FlowRecord, FlowsData, IfaceStatus, TcpEvent, flow_record
 from .table import FlowTable
+
+if TYPE_CHECKING:
+    from .tcp_events import TcpEvents
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ RECENT_EVENTS = 100
 
 
 @contextlib.contextmanager
-def captured_stderr():
+def captured_stderr() -> Iterator[list[str]]:
     """bcc/clang print compile errors on fd 2, which would scribble over the TUI.
     Send them to a file instead and hand back the text for the error message."""
     out: list[str] = []
@@ -107,7 +110,7 @@ class FlowsCollector(Collector):
         self.want_tcp = tcp_events
         self.attributor = attributor or Attributor()
         self.dp: FlowsDatapath | None = None
-        self.tcp = None
+        self.tcp: TcpEvents | None = None
         self.tcp_error: str | None = None
         self.iface_errors: dict[str, str] = {}
         self.notices: list[str] = []
@@ -121,7 +124,7 @@ class FlowsCollector(Collector):
         self._seen_failed = 0
         self._new_problem = ""
         self._took: float | None = None  # how long the last tick took (None: none yet, or it failed)
-        self._decoded: dict[bytes, list] = {}  # the last tick's top flows: see _decode
+        self._decoded: dict[bytes, list[Any]] = {}  # the last tick's top flows: see _decode
         self._names: dict[int, str] = {}  # ifindex -> attached interface, as _decoded knows it
 
     # --- start / stop ------------------------------------------------------------------
@@ -384,8 +387,9 @@ class FlowsCollector(Collector):
             iface, direction, proto, src, sport, dst, dport, _local, _tcp_flow, owned_gen, _owner = d
             moved = moved_bytes[i]
             bps = pps = None
-            if moved is not None and dt is not None:
-                bps, pps = moved / dt, moved_packets[i] / dt
+            moved_p = moved_packets[i]  # None exactly when `moved` is (rates.moved)
+            if moved is not None and moved_p is not None and dt is not None:
+                bps, pps = moved / dt, moved_p / dt
             retransmits, connect_ms, pid, comm, service, events = 0, None, None, None, None, ()
             if owned_gen is not None:  # tcp and udp
                 retransmits, connect_ms, pid, comm, service, events = self._attributed(d, per_pid)
@@ -419,7 +423,8 @@ class FlowsCollector(Collector):
         its decoded key `d`, whose cached owner it updates when the attributor's generation moved."""
         local, tcp_flow, owned_gen, owner = d[7], d[8], d[9], d[10]
         attributor, tcp = self.attributor, self.tcp
-        retransmits, connect_ms, pid, comm, service, events = 0, None, None, None, None, ()
+        retransmits, connect_ms, pid, comm, service = 0, None, None, None, None
+        events: tuple[TcpEvent, ...] = ()
         kernel_owner = None
         if tcp_flow and tcp is not None:
             retransmits = tcp.retransmits(*local)
@@ -464,7 +469,7 @@ class FlowsCollector(Collector):
             )
         return tuple(out)
 
-    def _decode(self, k: bytes) -> list:
+    def _decode(self, k: bytes) -> list[Any]:
         """What a flow's record takes from its key, worked out once while it stays on
         top; the last two slots keep the attributor's answer and its generation (-1: not
         asked yet; None: not a TCP or UDP flow, never asked)."""
