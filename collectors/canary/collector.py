@@ -14,7 +14,7 @@ import asyncio
 import math
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -124,11 +124,13 @@ def drift_test(canary: Sequence[Bucket], stable: Sequence[Bucket]) -> tuple[Drif
     shared = sorted(set(a) & set(b))
     if not shared:
         return DriftTest(TEST_NAME, note="no latency buckets shared by canary and stable"), None
-    if any(a[le] is None or b[le] is None for le in shared):
+    counts_a = [c for le in shared if (c := a[le]) is not None]
+    counts_b = [c for le in shared if (c := b[le]) is not None]
+    if len(counts_a) < len(shared) or len(counts_b) < len(shared):
         return DriftTest(TEST_NAME, note="a latency bucket has no data"), None
     if shared[-1] != math.inf:
         return DriftTest(TEST_NAME, note="no +Inf bucket: the histograms are incomplete"), None
-    ra, rb = per_bucket([a[le] for le in shared]), per_bucket([b[le] for le in shared])
+    ra, rb = per_bucket(counts_a), per_bucket(counts_b)
     result = chi_square_homogeneity(ra, rb)
     if result is None:
         note = "too few requests for the test (needs >= 5 expected per bin and >= 2 bins)"
@@ -248,6 +250,10 @@ class CanaryCollector(Collector):
 
     # --- one sample -------------------------------------------------------------------
 
+    def _started(self) -> tuple[PromClient, tuple[ServiceConfig, ...]]:
+        assert self._client is not None and self._services is not None, "start() first"
+        return self._client, self._services
+
     async def collect(self) -> CanaryData:
         assert self._client is not None and self._services is not None, "start() first"
         if not self._templates_checked:
@@ -276,9 +282,9 @@ class CanaryCollector(Collector):
     async def _check_templates(self) -> None:
         """Ask Prometheus to parse every template once; a template it rejects stops the
         source with the service and template named."""
-        client = self._client
+        client, services = self._started()
         jobs = []
-        for svc in self._services:
+        for svc in services:
             label = svc.variant_labels()[0]
             for name in svc.templates():
                 jobs.append((svc, name, client.format_query(svc.render(name, "canary", label))))
@@ -312,7 +318,7 @@ class CanaryCollector(Collector):
             self._labels[svc.name] = candidates[0]
             return candidates[0], []
         answers = await asyncio.gather(
-            *(self._client.query(svc.render("throughput", "canary", lbl), at) for lbl in candidates),
+            *(self._started()[0].query(svc.render("throughput", "canary", lbl), at) for lbl in candidates),
             return_exceptions=True,
         )
         errors = []
@@ -346,16 +352,17 @@ class CanaryCollector(Collector):
     async def _query_all(self, svc: ServiceConfig, label: str, at: float) -> tuple[dict[str, str], list[Any]]:
         """Every query of one sample at once: {"variant.metric": PromQL} and the answers in
         that order (a QueryError where one failed; anything else raised is a bug, raised)."""
+        client = self._started()[0]
         queries: dict[str, str] = {}
-        jobs = []
+        jobs: list[Awaitable[Any]] = []
         for variant in VARIANTS:
             for metric in (*SCALARS, "buckets"):
                 promql = svc.render(metric, variant, label)
                 queries[f"{variant}.{metric}"] = promql
-                jobs.append(self._client.query(promql, at))
+                jobs.append(client.query(promql, at))
         selector = svc.render("exemplars", "canary", label)
         queries["canary.exemplars"] = selector
-        jobs.append(self._client.query_exemplars(selector, at - svc.window_s, at))
+        jobs.append(client.query_exemplars(selector, at - svc.window_s, at))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         for res in results:
             if isinstance(res, BaseException) and not isinstance(res, QueryError):
