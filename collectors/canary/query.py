@@ -1,19 +1,9 @@
 """Prometheus HTTP API calls, off the event loop, each bounded by one total deadline.
 
-prometheus-api-client's `PrometheusConnect` builds the HTTP session (auth, headers, TLS
-verification, proxies); the calls themselves go through `PromClient.get`, which keeps
-the whole response envelope, because `custom_query` drops what the canary pane must
-show: Prometheus `warnings`, and `errorType`/`error` of a refused query. Its built-in
-retries are switched off: a retry loop inside one call would stall the sample, and the
-collector runner already backs off between samples.
-
-`timeout` is the whole call's deadline (collectors/deadline.py), not a per-read
-timeout: a Prometheus, proxy or impostor that trickles its answer is cut when it is
-spent, and closing the client cuts every call in flight, so nothing waits on them.
-
-Every failure becomes a `QueryError` with a one-line message that says what happened
-(refused, timed out, HTTP status, not JSON, an HTML page, a malformed answer).
-Values that are NaN or +-Inf become None: no data, never zero.
+Calls go through `PromClient.get`, not `custom_query`, which drops what the pane must
+show (Prometheus `warnings`, `errorType`/`error`); the client's retries are off because
+the collector runner already backs off. Every failure is a one-line `QueryError`;
+NaN and +-Inf become None (no data, never zero).
 """
 
 from __future__ import annotations
