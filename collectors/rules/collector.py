@@ -13,6 +13,7 @@ import os
 import time
 
 from ebpftop.core.collector import Collector, SourceUnavailable
+from ebpftop.core.settings import Settings
 
 from .layout import MAX_RULES
 from .model import RuleRecord, RulesData
@@ -22,7 +23,9 @@ from .spec import format_rule
 HISTORY = 30
 
 
-def rules_data(settings, book: RuleBook | None = None, rates=None) -> RulesData:
+def rules_data(
+    settings: Settings, book: RuleBook | None = None, rates: RateKeeper | None = None
+) -> RulesData:
     """One reading of the enforced rules. `rates` (a RateKeeper) adds rates and history."""
     book = book or RuleBook.from_settings(settings)
     try:
@@ -70,10 +73,12 @@ def rules_data(settings, book: RuleBook | None = None, rates=None) -> RulesData:
 class RateKeeper:
     def __init__(self, history: int = HISTORY) -> None:
         self._last: dict[int, tuple[float, int, int]] = {}
-        self._hist: dict[int, collections.deque] = {}
+        self._hist: dict[int, collections.deque[float]] = {}
         self._n = history
 
-    def update(self, rule_id: int, now: float, packets: int, nbytes: int):
+    def update(
+        self, rule_id: int, now: float, packets: int, nbytes: int
+    ) -> tuple[float | None, float | None, tuple[float, ...]]:
         prev = self._last.get(rule_id)
         self._last[rule_id] = (now, packets, nbytes)
         hist = self._hist.setdefault(rule_id, collections.deque(maxlen=self._n))
@@ -93,7 +98,7 @@ class RateKeeper:
 class RulesCollector(Collector):
     name = "rules"
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.interval = settings.refresh
         self._book: RuleBook | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .spec import ACTIONS, PROTOS, Match, Rule
 
@@ -223,7 +224,7 @@ class _Clauses:
         return i + 1
 
 
-def _build_match(fields: dict, line: int) -> Match:
+def _build_match(fields: dict[str, Any], line: int) -> Match:
     src = fields.get("src", (None, None))
     dst = fields.get("dst", (None, None))
     if (
