@@ -81,8 +81,8 @@ class Table:
     whose entries are indexed by the next 8 bits; `classes[i]` is class i's vector
     (class 0: no stored value matches: the field's wildcard rules only)."""
 
-    root: array.array
-    nodes: list[array.array] = field(default_factory=list)
+    root: array.array[int]
+    nodes: list[array.array[int]] = field(default_factory=list)
     classes: list[int] = field(default_factory=lambda: [0])
     slots: list[tuple[int, int] | None] = field(default_factory=list)  # IPv4 hosts: (address, class) or empty
     mults: tuple[int, int] = (0, 0)  # a host is in slot_of(address, mults[0]) or slot_of(address, mults[1])
@@ -152,13 +152,17 @@ def slot_of(address: int, mult: int) -> int:
     return ((address * mult) >> 22) & (HSLOTS - 1)
 
 
-def _cuckoo(hosts: dict[int, int], mults: tuple[int, int]) -> tuple[list, dict[int, int]]:
+Slots = list[tuple[int, int] | None]  # the host hash: (address, class) or empty
+
+
+def _cuckoo(hosts: dict[int, int], mults: tuple[int, int]) -> tuple[Slots, dict[int, int]]:
     """Each host in one of its two slots, moving others to their other slot to make room;
     returns the slots and the hosts left without one."""
-    slots: list[tuple[int, int] | None] = [None] * HSLOTS
+    slots: Slots = [None] * HSLOTS
     left: dict[int, int] = {}
-    for entry in hosts.items():
-        at = slot_of(entry[0], mults[0])
+    for host in hosts.items():
+        entry: tuple[int, int] | None = host
+        at = slot_of(host[0], mults[0])
         for _ in range(MAX_KICKS):
             entry, slots[at] = slots[at], entry
             if entry is None:
@@ -166,19 +170,21 @@ def _cuckoo(hosts: dict[int, int], mults: tuple[int, int]) -> tuple[list, dict[i
             a, b = (slot_of(entry[0], m) for m in mults)
             at = b if at == a else a
         else:
-            left[entry[0]] = entry[1]
+            if entry is not None:  # always, after the last kick: it is the host left out
+                left[entry[0]] = entry[1]
     return slots, left
 
 
 def _hash_hosts(t: Table, hosts: dict[int, int]) -> dict[int, int]:
     """Put host -> class entries in the hash; returns those that fit no slot."""
-    best = None
+    best: tuple[Slots, tuple[int, int], dict[int, int]] | None = None
     for mults in MULTIPLIERS:
         slots, left = _cuckoo(hosts, mults)
         if best is None or len(left) < len(best[2]):
             best = (slots, mults, left)
         if not left:
             break
+    assert best is not None  # MULTIPLIERS is not empty
     t.slots, t.mults, left = best
     return left
 
@@ -197,7 +203,7 @@ def address_table(entries: dict[tuple[int, int], int], name: str, wild: int) -> 
     entries = {k: b for k, b in entries.items() if not (k[0] == 32 and k[1] in hosts and k[1] not in left)}
     t.trie = bool(entries)
 
-    def child(entries_of: array.array, i: int) -> array.array:
+    def child(entries_of: array.array[int], i: int) -> array.array[int]:
         e = entries_of[i]
         if not e & CHILD:
             if len(t.nodes) >= NODES:
