@@ -79,7 +79,10 @@ def parse_envelope(status: int, body: bytes) -> tuple[Any, tuple[str, ...]]:
                 raise QueryError("http", f"HTTP {status} with an HTML page ({_snippet(body)!r})") from None
             raise QueryError("http", f"HTTP {status}: {_snippet(body) or 'empty body'}") from None
         if html:
-            what = f"an HTML page ({_snippet(body)!r}), not the Prometheus API: wrong URL, or a proxy/login page?"
+            what = (
+                f"an HTML page ({_snippet(body)!r}), not the Prometheus API: "
+                "wrong URL, or a proxy/login page?"
+            )
         elif not body.strip():
             what = "an empty body"
         else:

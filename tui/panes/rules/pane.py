@@ -9,11 +9,11 @@ request (`actions.rules_change`), so a deny states what it will drop.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
@@ -41,7 +41,7 @@ class RulesPane(SourcePane):
     ABOUT = "Every policy rule with packets, bytes, rate and last hit."
     RELATED = ("flows",)  # the edit dialog previews a rule against the recent flows
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         # Not in the footer (80 columns keep the app's keys); the pane's key line names them.
         Binding(
             "a",
@@ -170,9 +170,8 @@ class RulesPane(SourcePane):
     # --- changes, through the app's action path ----------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ACTING and dashboard(self).read_only:
-            return False  # hidden and inert; the action path would refuse it too
-        return True
+        # the changing keys are hidden and inert read-only; the action path would refuse them too
+        return not (action in ACTING and dashboard(self).read_only)
 
     def recent_flows(self) -> list[FlowRecord]:
         return recent_flows(self.feed.related.get("flows", ()))
