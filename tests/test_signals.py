@@ -47,7 +47,8 @@ SCRIPT = textwrap.dedent(
     class Held(Collector):
         name = "rules"
         async def collect(self):
-            return {"held": "yes"}
+            from ebpftop.collectors.rules.model import RulesData
+            return RulesData((), 0, (), 1, 256)
         async def close(self):
             (d / "closing").write_text("")
             if sys.argv[2] == "stuck":
@@ -84,7 +85,7 @@ def started(tmp_path, mode: str) -> Recorded:
     script = tmp_path / "app.py"
     script.write_text(SCRIPT)
     app = Recorded([sys.executable, str(script), str(tmp_path), mode], cols=160, rows=40)
-    if app.wait_for(lambda s: "held: yes" in s and "? Help" in s, 30) is None:
+    if app.wait_for(lambda s: "0/256 rules" in s and "? Help" in s, 30) is None:
         app.close()
         raise AssertionError(app.text())
     return app
