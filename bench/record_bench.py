@@ -75,7 +75,7 @@ def pct(values, q):
 
 
 def main() -> None:
-    frames, demo, span = frames_like_demo(N_FRAMES)
+    frames, _, span = frames_like_demo(N_FRAMES)
     tmp = tempfile.mkdtemp(prefix="ebpftop-bench-")
     rows = recorder_costs(frames, tmp)
     plain = os.path.join(tmp, "big.rec")
@@ -128,16 +128,19 @@ def main() -> None:
                 else ("", "", "")
             )
             lines.append(
-                f"| .{suffix} | {source} | {statistics.mean(ns) / 1e3:.0f} µs | {pct(ns, 0.99) / 1e3:.0f} µs | "
+                f"| .{suffix} | {source} "
+                f"| {statistics.mean(ns) / 1e3:.0f} µs | {pct(ns, 0.99) / 1e3:.0f} µs | "
                 + " | ".join(flush)
                 + " |"
             )
     lines += [
         "",
         f"- Growth with every demo source at 1 Hz: {per_hour / MB:.0f} MB/hour uncompressed, so the default "
-        f"256 MB bound lasts about {256 * MB / per_hour:.0f} h (gzip: about {rows[0][3] / max(1, rows[1][3]):.0f}x smaller).",
+        f"256 MB bound lasts about {256 * MB / per_hour:.0f} h (gzip: "
+        f"about {rows[0][3] / max(1, rows[1][3]):.0f}x smaller).",
         f"- read_recording: {N_FRAMES} snapshots ({plain_size / MB:.0f} MB) in {read_s:.1f} s "
-        f"({read_s / N_FRAMES * 1e3:.2f} ms per snapshot, almost all of it typed decoding in codec.from_jsonable); "
+        f"({read_s / N_FRAMES * 1e3:.2f} ms per snapshot, "
+        "almost all of it typed decoding in codec.from_jsonable); "
         f"memory {peak / 5000 / 1024:.1f} KB per loaded snapshot.",
         f"- Replayer.seek (the `[` key: rebuild the store, republish) over {len(rep)} steps: "
         f"max {max(seeks) * 1000:.0f} ms.",

@@ -75,7 +75,7 @@ def churn(source: str, data, i: int):
 
         def retag(stack, k):
             tags = tuple((key, f"{i % 30000 + 1000}" if key == "pid" else value) for key, value in stack.tags)
-            return dataclasses.replace(stack, tags=tags + (("trace_id", f"{i:016x}{k:016x}"),))
+            return dataclasses.replace(stack, tags=(*tags, ("trace_id", f"{i:016x}{k:016x}")))
 
         windows = tuple(
             dataclasses.replace(
@@ -128,7 +128,8 @@ def main() -> None:
     first, last = judged[0], judged[-1]
     per_day = (last[1] - first[1]) / max(1, last[0] - first[0]) * 86400
     rows = "\n".join(f"| {n} | {mb:.1f} | {objs} |" for n, mb, objs in points)
-    body = f"""Machine: {machine()}. Command: `python bench/run.py soak` (`bench/soak_bench.py`{", --quick" if QUICK else ""}).
+    body = f"""Machine: {machine()}. Command: `python bench/run.py soak` \
+(`bench/soak_bench.py`{", --quick" if QUICK else ""}).
 The kiosk app (read-only, 160x48, Textual's headless driver) was fed {SECONDS} one-second samples of every
 demo source (tests/data/demo.rec), each second with new flow 5-tuples and pids and new trace ids in the
 exemplars and profile tags, as fast as it drew them ({took:.0f} s for the run). Resident memory after a full
@@ -138,7 +139,8 @@ garbage collection, and the Python objects alive:
 |---:|---:|---:|
 {rows}
 
-After the warm-up ({WARMUP:.0%} of the run): {last[1] - first[1]:+.1f} MiB and {last[2] - first[2]:+d} objects over
+After the warm-up ({WARMUP:.0%} of the run): {last[1] - first[1]:+.1f} MiB and {last[2] - first[2]:+d} \
+objects over
 {last[0] - first[0]} seconds of data ({per_day:+.1f} MiB per day if that went on). Early growth is the bounded
 parts filling: each source's history ({HISTORY} samples) and Textual's render caches (a DataTable keeps up to
 10,000 rendered cells; their Rich segments are most of the objects added after the histories are full), which
