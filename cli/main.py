@@ -1,6 +1,6 @@
 """`ebpftop` command line: the dashboard by default, verbs for everything else.
 
-Each verb lives in `tui/commands/<verb>.py` with `register(subparsers)` and a `run(args)`
+Each verb lives in `cli/commands/<verb>.py` with `register(subparsers)` and a `run(args)`
 that returns the exit code; this file only wires them up, so verbs are added without
 touching each other.
 """
@@ -12,8 +12,8 @@ import importlib
 import os
 import select
 import sys
-from collections.abc import Sequence
-from typing import Any
+
+from .options import PrintAndExit
 
 # Verb modules under ebpftop.cli.commands, in --help order.
 VERBS = ("snapshot", "replay", "audit", "doctor", "lab", "cleanup", "rollback", "rules", "profile")
@@ -23,36 +23,20 @@ VERBS = ("snapshot", "replay", "audit", "doctor", "lab", "cleanup", "rollback", 
 EXIT_BROKEN_PIPE = 141
 
 
-class _Version(argparse.Action):
-    """`--version`: `ebpftop X.Y.Z` from the installed package's metadata, exit 0.
+class _Version(PrintAndExit):
+    """`--version`: `ebpftop X.Y.Z` from the installed package's metadata.
 
     Looked up only when asked: importing importlib.metadata costs every start ~30 ms.
     """
 
-    def __init__(
-        self,
-        option_strings: Sequence[str],
-        dest: str = argparse.SUPPRESS,
-        default: Any = argparse.SUPPRESS,
-        help: str | None = None,
-    ) -> None:
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
+    def text(self, parser: argparse.ArgumentParser) -> str:
         from importlib import metadata
 
         try:
             version = metadata.version("ebpftop")
         except metadata.PackageNotFoundError:  # run from a source tree that was never installed
             version = "(not installed)"
-        sys.stdout.write(f"ebpftop {version}\n")
-        parser.exit(0)
+        return f"ebpftop {version}\n"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,8 +31,8 @@ def seconds(maximum: float, *, zero: bool = True) -> Callable[[str], float]:
     return parse
 
 
-class _HelpConfig(argparse.Action):
-    """`--help-config`: print every setting as a commented config.toml, then exit."""
+class PrintAndExit(argparse.Action):
+    """A flag that prints one text and exits 0, before any other argument is checked."""
 
     def __init__(
         self,
@@ -43,6 +43,9 @@ class _HelpConfig(argparse.Action):
     ) -> None:
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
+    def text(self, parser: argparse.ArgumentParser) -> str:
+        raise NotImplementedError
+
     def __call__(
         self,
         parser: argparse.ArgumentParser,
@@ -50,10 +53,17 @@ class _HelpConfig(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
+        sys.stdout.write(self.text(parser))
+        parser.exit(0)
+
+
+class _HelpConfig(PrintAndExit):
+    """`--help-config`: every setting as a commented config.toml."""
+
+    def text(self, parser: argparse.ArgumentParser) -> str:
         from ebpftop.core import config
 
-        sys.stdout.write(config.describe(set(parser._option_string_actions)))
-        parser.exit(0)
+        return config.describe(set(parser._option_string_actions))
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:
