@@ -18,10 +18,13 @@ import tracemalloc
 
 from results import machine, write_section
 
+from ebpftop.collectors.registry import load_payload_types
 from ebpftop.core.bus import Bus
 from ebpftop.core.record import MB, Recorder
 from ebpftop.core.replay import Replayer, read_recording
 from ebpftop.core.store import Store
+
+load_payload_types()  # read_recording decodes typed only what is registered
 
 DEMO = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "demo.rec"
 N_FRAMES = int(os.environ.get("BENCH_RECORD_FRAMES", "20000"))

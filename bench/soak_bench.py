@@ -23,10 +23,13 @@ import time
 import psutil
 from results import machine, write_section
 
+from ebpftop.collectors.registry import load_payload_types
 from ebpftop.core.replay import read_recording
 from ebpftop.core.runtime import Runtime
 from ebpftop.core.settings import Settings
 from ebpftop.tui.app import EbpftopApp
+
+load_payload_types()  # read_recording decodes typed only what is registered
 
 DEMO = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "demo.rec"
 QUICK = "--quick" in sys.argv
