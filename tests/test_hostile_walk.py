@@ -298,16 +298,17 @@ class Watch:
 
 
 def record_toasts(app) -> list[str]:
-    """Every toast message the app is asked to show, kept after the toast times out (a
-    loaded machine can take longer than a toast's life to reach an assertion)."""
+    """Every toast message the app shows (as shown: cleaned), kept after the toast times
+    out (a loaded machine can take longer than a toast's life to reach an assertion)."""
     shown: list[str] = []
-    notify = app.notify
+    add = app._notifications.add
 
-    def recording_notify(message, *args, **kwargs):
-        shown.append(message)
-        return notify(message, *args, **kwargs)
+    def recording_add(notification):
+        shown.append(notification.message)
+        return add(notification)
 
-    app.notify = recording_notify
+    app._notifications.add = recording_add
+    app.recorded_toasts = shown  # open_views reads them too
     return shown
 
 
@@ -464,8 +465,15 @@ async def open_views(pilot, app, watch: Watch, where: str, clicks: bool = True) 
     await pilot.press("3", "x", "enter")  # a hostile trace id: toasts, and Profiles follows it
     await pilot.press("ctrl+c")
     app.query_one(SourcePane).notify(MIX, title=MIX)  # Textual's Widget.notify asks for markup
-    await pilot.pause()
-    messages = [n.message for n in app._notifications]
+    messages = app.recorded_toasts
+    expected = (
+        lambda: any(m.startswith("trace ") for m in messages),
+        lambda: "Press q or ctrl+q to quit" in messages,
+        lambda: any(m.startswith(SHOWN) for m in messages),
+    )
+    # toasts arrive as messages, one following a trace from a worker: on a loaded machine
+    # they can take more than one pause
+    await wait_for(pilot, lambda: all(cond() for cond in expected), detail=lambda: str(messages))
     assert any(m.startswith("trace ") for m in messages), messages
     assert "Press q or ctrl+q to quit" in messages, messages
     assert any(m.startswith(SHOWN) for m in messages), messages
