@@ -14,7 +14,7 @@ APT_PACKAGES=(
   python3-venv python3-dev gcc make git
   tmux haproxy prometheus iperf3 iputils-ping netcat-openbsd procps curl
   golang-go  # tests: builds the pprof-labelled Go service (tests/data/pprof/goservice)
-  iftop
+  iftop nethogs  # bench: the tools the dashboard is measured beside (bench/dashboard_bench.py)
 )
 
 need_root() {
