@@ -106,6 +106,10 @@ class RollbackControl:
     async def rollback(self, service: str, confirm: Confirm) -> ActionResult:
         return await self.control.rollback(service, confirm)
 
+    async def undo(self, service: str, confirm: Confirm) -> ActionResult:
+        """Undo the last rollback of `service` (what it changed is on record)."""
+        return await self.control.undo(service, confirm)
+
     # --- auto-rollback -----------------------------------------------------------------
 
     def observe(self, snap: Snapshot) -> None:

@@ -22,6 +22,7 @@ from ebpftop.core.store import Store
 
 from .auto_rollback import AutoRollback, AutoStatus
 from .rollback import RollbackUnavailable, run_rollback
+from .undo_rollback import run_undo
 
 
 class RolloutControl:
@@ -97,6 +98,19 @@ class RolloutControl:
             return await run_rollback(
                 self.gate, ctl, service, self.evidence(service), confirm, state=self.state(service)
             )
+        except RollbackUnavailable as exc:
+            return ActionResult(False, str(exc))
+
+    async def undo(self, service: str, confirm: Confirm) -> ActionResult:
+        """Undo ebpftop's last rollback of `service`, confirmed like `R`. Never raises
+        for a failure; nothing to undo says why without asking or writing anything."""
+        ctl = self.controller()
+        if ctl is None:
+            if self.gate.read_only:
+                return ActionResult(False, READ_ONLY_REASON, refused=True)
+            return ActionResult(False, self._problem or "no rollout controller configured")
+        try:
+            return await run_undo(self.gate, ctl, service, self.evidence(service), confirm)
         except RollbackUnavailable as exc:
             return ActionResult(False, str(exc))
 

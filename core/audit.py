@@ -27,7 +27,8 @@ from typing import Any
 FORMAT_VERSION = 1
 GENESIS = "0" * 64
 KEY_BYTES = 32
-EVENTS = ("intent", "result", "refused", "cancelled")
+# "observed": something ebpftop saw and did not do (a rollback undone behind its back).
+EVENTS = ("intent", "result", "refused", "cancelled", "observed")
 
 # What `verify` can report, in the words the CLI prints.
 EDITED = "edited"

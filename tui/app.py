@@ -32,7 +32,7 @@ from textual.worker import Worker, WorkerState
 
 from ebpftop.actions.capture import find_collector
 from ebpftop.actions.rollback_control import RollbackControl
-from ebpftop.core.alarms import Alarm
+from ebpftop.core.alarms import Alarm, data_alarms
 from ebpftop.core.model import Snapshot
 from ebpftop.core.replay import Replayer, ReplayRuntime
 from ebpftop.core.runtime import Runtime
@@ -47,7 +47,7 @@ from .key_actions import acting_names, replay_names
 from .panes import PANES
 from .panes.base import SourcePane
 from .panes.canary.pane import CanaryPane
-from .panes.canary.rollback import CountdownFront, rollback_request
+from .panes.canary.rollback import CountdownFront, rollback_request, undo_request
 from .panes.header import HostHeader
 from .panes.profiles.pane import ProfilesPane
 from .quit import ask_and_quit, enforced, remove_enforced_request
@@ -284,7 +284,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
             return False
         if action == "suspend_process" and self.read_only:
             return False
-        if action == "rollback" and not self.rollback_control.available():
+        if action in ("rollback", "undo_rollback") and not self.rollback_control.available():
             return False
         return not (
             self._main_screen is not None
@@ -378,6 +378,17 @@ class EbpftopApp(SnapshotFlush, App[int]):
 
     def action_rollback(self) -> None:
         self.act(rollback_request(self.rollback_control))
+
+    def action_undo_rollback(self) -> None:
+        self.act(undo_request(self.rollback_control))
+
+    def _alarms(self) -> tuple[Alarm, ...]:
+        # The rollout source has no pane of its own (the Canary pane shows it beside the
+        # verdict), so its data alarms (a rollback a reload undid) join the panes' here.
+        store = self.runtime.store
+        rollout = store.latest("rollout")
+        extra = data_alarms(rollout, store.history("rollout")) if rollout is not None else ()
+        return super()._alarms() + extra
 
     async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Any worker that dies of an error says so (toast and log) instead of taking

@@ -25,6 +25,7 @@ KEYMAP: tuple[tuple[str, str, bool], ...] = (
     ("greater_than_sign", "replay_faster", True),
     ("m", "marker", True),
     ("R", "rollback", True),
+    ("U", "undo_rollback", False),  # in help: rare, and 80 columns keep R and q
     ("ctrl+z", "suspend_process", False),
     ("q", "quit", True),
 )

@@ -52,6 +52,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
         acts=True,
         group="Actions",
     ),
+    ActionSpec(
+        "undo_rollback",
+        "Undo rollback",
+        "undo ebpftop's last rollback: set back exactly the weights it changed (shows them, "
+        "type the service name; audited)",
+        acts=True,
+        group="Actions",
+    ),
     # Rules pane keys (bound in tui/panes/rules/pane.py, active while that pane has focus).
     ActionSpec(
         "add_rule",

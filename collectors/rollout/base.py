@@ -64,6 +64,14 @@ class Controller(ABC):
     async def promote(self, plan: Plan) -> str:
         raise NotSupported(f"{self.kind} at {self.endpoint}: promote is not supported")
 
+    def plan_undo(self) -> Plan:
+        """What undoing ebpftop's last rollback would send: exactly the settings that
+        rollback changed, as they were. Raises ControllerError when there is none."""
+        raise NotSupported(f"{self.kind} at {self.endpoint}: undoing a rollback is not supported")
+
+    async def undo(self, plan: Plan) -> str:
+        raise NotSupported(f"{self.kind} at {self.endpoint}: undoing a rollback is not supported")
+
     async def close(self) -> None:  # noqa: B027  # optional hook: a controller holding no client keeps it
         """Release clients; safe to call twice."""
 

@@ -30,9 +30,11 @@ def controller_from(settings: Any, **overrides: Any) -> Controller | None:
         return None
     if kind == "haproxy":
         from .haproxy import HAProxyController
+        from .memory import RollbackMemory
 
         if not settings.rollout_haproxy_socket:
             raise ControllerError("[rollout] controller is haproxy but haproxy_socket is not set")
+        overrides.setdefault("memory", RollbackMemory.from_settings(settings))
         return HAProxyController(
             service,
             settings.rollout_haproxy_socket,

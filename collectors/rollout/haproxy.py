@@ -2,7 +2,9 @@
 
 The split is the canary servers' share of the weights in one backend; rollback sets
 their weight to 0 (and drain or maint, by `mode`). Runtime weights are not written to
-haproxy.cfg: a reload restores them, and the rollback message says so.
+haproxy.cfg: a reload restores them, and the rollback message says so. With a
+`RollbackMemory`, a rollback remembers what it changed: undo sets exactly that back,
+and the state says when the canary takes traffic again although ebpftop rolled it back.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from .base import Controller, ControllerError
-from .model import Backend, Plan, Request, RolloutState
+from .memory import Before, Remembered, RollbackMemory
+from .model import Backend, Plan, Request, RolloutState, reverted_text
 from .runtime_api import DEFAULT_BACKEND, RuntimeAPI, RuntimeAPIError, ServerState
 
 MODES = ("weight", "drain", "maint")
@@ -32,6 +36,7 @@ class HAProxyController(Controller):
         mode: str = "weight",
         timeout: float = 2.0,
         clock: Callable[[], float] = time.time,
+        memory: RollbackMemory | None = None,
     ) -> None:
         super().__init__(service)
         if mode not in MODES:
@@ -49,6 +54,7 @@ class HAProxyController(Controller):
         self.stable = tuple(stable)
         self.mode = mode
         self._clock = clock
+        self.memory = memory
         self._last: RolloutState | None = None
         self._last_weights: dict[str, tuple[int, str]] | None = None
         self._changed_at: float | None = None
@@ -62,9 +68,33 @@ class HAProxyController(Controller):
             servers = await asyncio.to_thread(self.api.servers_state, self.backend)
         except RuntimeAPIError as exc:
             raise ControllerError(str(exc)) from None
-        state = self._state_from(servers)
+        state = await asyncio.to_thread(self._remembered, self._state_from(servers))
         self._last = state
         return state
+
+    def _remembered(self, state: RolloutState) -> RolloutState:
+        """`state` with the rollback on record, and since when it is reverted."""
+        if self.memory is None:
+            return state
+        try:
+            entry = self.memory.find(self.api.address, self.backend)
+            if entry is None:
+                return state
+            if entry.reverted_at is None and (state.canary_weight or 0) > 0:
+                entry = self.memory.seen_reverted(
+                    entry,
+                    self._clock(),
+                    lambda e: (
+                        reverted_text(self.service, state.canary_weight, e.reverted_at or 0)
+                        + f" (rolled back by ebpftop at {time.strftime('%H:%M:%S', time.localtime(e.at))}; "
+                        "HAProxy reloaded or someone set the weights: ebpftop did not)"
+                    ),
+                )
+        except ControllerError as exc:
+            return replace(state, message=str(exc))
+        return replace(
+            state, rolled_back_at=entry.at, undo=entry.restores(), reverted_since=entry.reverted_at
+        )
 
     def _state_from(self, servers: list[ServerState]) -> RolloutState:
         names = {s.name for s in servers}
@@ -148,14 +178,11 @@ class HAProxyController(Controller):
         )
 
     async def rollback(self, plan: Plan) -> str:
-        done: list[str] = []
-        for req in plan.requests:
-            try:
-                await asyncio.to_thread(self.api.run_silent, req.body)
-            except RuntimeAPIError as exc:
-                applied = f" (already applied: {'; '.join(done)})" if done else " (nothing was applied)"
-                raise ControllerError(f"haproxy {exc}{applied}") from None
-            done.append(req.body)
+        try:
+            before = await asyncio.to_thread(self.api.servers_state, self.backend)
+        except RuntimeAPIError as exc:
+            raise ControllerError(f"haproxy {exc} (nothing was applied)") from None
+        await self._send(plan)
         after = await self.state()
         still = [b.name for b in after.backends if b.variant == "canary" and b.weight != 0]
         if still:
@@ -167,7 +194,91 @@ class HAProxyController(Controller):
         return (
             f"rolled back: canary server(s) {', '.join(self.canary)} at weight 0{how}, "
             f"stable now {_pct(after.stable_weight)} of traffic (until HAProxy reloads)"
+            + self._remember(before)
         )
+
+    def _remember(self, before: list[ServerState]) -> str:
+        """Keep what the rollback changed, for undo; the message's tail says what."""
+        changed = tuple(
+            Before(s.name, s.weight, s.admin if self.mode != "weight" and s.admin != self.mode else "")
+            for s in before
+            if s.name in self.canary and (s.weight != 0 or (self.mode != "weight" and s.admin != self.mode))
+        )
+        if not changed:
+            return "; nothing changed, so the rollback on record (if any) stays what undo restores"
+        entry = Remembered(self.service, self.api.address, self.backend, changed, self._clock())
+        if self.memory is None:
+            return f"; before: {entry.restores()}"
+        try:
+            self.memory.remember(entry)
+        except ControllerError as exc:
+            return f"; before: {entry.restores()} (undo cannot restore it: {exc})"
+        return f"; before: {entry.restores()} (undo restores it)"
+
+    def plan_undo(self) -> Plan:
+        entry = self._on_record()
+        return Plan(
+            action="undo",
+            controller=self.kind,
+            endpoint=self.endpoint,
+            summary=f"restore what the rollback at {_clock_time(entry.at)} changed: {entry.restores()}",
+            requests=tuple(Request("runtime-api", self.api.address, c) for c in _undo_commands(entry)),
+            note="runtime weights last until HAProxy reloads (haproxy.cfg is not changed)",
+        )
+
+    def _on_record(self) -> Remembered:
+        entry = self.memory.find(self.api.address, self.backend) if self.memory is not None else None
+        if entry is None:
+            where = f" ({self.memory.path})" if self.memory is not None else ""
+            raise ControllerError(
+                f"nothing to undo: ebpftop has no rollback of backend {self.backend} at "
+                f"{self.api.address} on record{where}"
+            )
+        return entry
+
+    async def undo(self, plan: Plan) -> str:
+        entry = self._on_record()
+        await self._send(plan)
+        servers = {s.name: s for s in await asyncio.to_thread(self.api.servers_state, self.backend)}
+        wrong = [
+            f"{b.name} weight {servers[b.name].weight} ({servers[b.name].admin})"
+            for b in entry.before
+            if b.name in servers
+            and (servers[b.name].weight != b.weight or (b.admin and servers[b.name].admin != b.admin))
+        ]
+        if wrong:
+            raise ControllerError(f"haproxy accepted the commands but now has {', '.join(wrong)}")
+        if self.memory is not None:
+            self.memory.forget(self.api.address, self.backend)
+        after = await self.state()
+        return (
+            f"undone: {entry.restores()} as before the rollback at {_clock_time(entry.at)}, "
+            f"canary now {_pct(after.canary_weight)} of traffic (until HAProxy reloads)"
+        )
+
+    async def _send(self, plan: Plan) -> list[str]:
+        done: list[str] = []
+        for req in plan.requests:
+            try:
+                await asyncio.to_thread(self.api.run_silent, req.body)
+            except RuntimeAPIError as exc:
+                applied = f" (already applied: {'; '.join(done)})" if done else " (nothing was applied)"
+                raise ControllerError(f"haproxy {exc}{applied}") from None
+            done.append(req.body)
+        return done
+
+
+def _undo_commands(entry: Remembered) -> list[str]:
+    out = []
+    for b in entry.before:
+        out.append(RuntimeAPI.weight_command(entry.backend, b.name, b.weight))
+        if b.admin:  # the rollback drained or stopped it too
+            out.append(RuntimeAPI.state_command(entry.backend, b.name, b.admin))
+    return out
+
+
+def _clock_time(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
 
 
 def _pct(v: float | None) -> str:

@@ -6,9 +6,12 @@ phase, step) and what ebpftop could do about it (rollback, promote, or why not).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ebpftop.core.model import register_payload
+from ebpftop.core.alarms import Alarm, register_alarms
+from ebpftop.core.model import Snapshot, register_payload
 from ebpftop.core.untrusted import clean
 
 
@@ -81,6 +84,11 @@ class RolloutState:
     can_promote: bool = False
     promote_reason: str = "not supported by this controller"
     version: str = ""  # opaque change marker (Kubernetes resourceVersion), "" when none
+    # A rollback ebpftop made and remembers (collectors/rollout/memory.py): when, what undo
+    # would set ("" when there is none), and since when the canary takes traffic again.
+    rolled_back_at: float | None = None
+    undo: str = ""
+    reverted_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,3 +97,38 @@ class RolloutData:
 
 
 register_payload("rollout", RolloutData)
+
+
+def reverted_text(service: str, canary_weight: float | None, since: float) -> str:
+    """The alarm's line: a rollback ebpftop made that something else undid."""
+    share = "?" if canary_weight is None else f"{canary_weight:.0f}%"
+    return (
+        f"rollback of {service} reverted: canary back at {share} since "
+        f"{time.strftime('%H:%M:%S', time.localtime(since))}"
+    )
+
+
+def rollout_alarms(latest: Snapshot, _history: Sequence[Snapshot]) -> Iterator[Alarm]:
+    """A remembered rollback whose canary takes traffic again (HAProxy reloaded its
+    configured weights, or someone set them): the operator believes it is rolled back."""
+    data = latest.data
+    if not isinstance(data, RolloutData):
+        return
+    for s in data.services:
+        if s.reverted_since is not None and (s.canary_weight or 0) > 0:
+            yield Alarm(
+                "rollout",
+                "error",
+                reverted_text(s.service, s.canary_weight, s.reverted_since),
+                "rollback_reverted",
+                {
+                    "service": s.service,
+                    "canary_weight": s.canary_weight,
+                    "rolled_back_at": s.rolled_back_at,
+                    "reverted_since": s.reverted_since,
+                    "undo": s.undo,
+                },
+            )
+
+
+register_alarms("rollout", rollout_alarms)

@@ -175,6 +175,30 @@ def rollback_request(control: RollbackControl) -> ActionRequest:
     )
 
 
+def undo_request(control: RollbackControl) -> ActionRequest:
+    """`U`: set back exactly what the last rollback changed, confirmed like `R`
+    (nothing to undo is said without asking or writing anything)."""
+    # Not `R`'s "why not": a canary that may not be rolled back now may still be restored.
+    service, _why = control.target()
+
+    async def prepare(_dialogs: Dialogs) -> Run | None:
+        async def run(_gate: Gate, confirm: Confirm) -> ActionResult:
+            return await control.undo(service, confirm)
+
+        return run
+
+    return ActionRequest(
+        "rollout.undo",
+        "Undo the rollback",
+        prepare,
+        subject=f"undo of the rollback of {clean(service, 60)}",
+        done_title="rollback undone",
+        failed_title="undo failed",
+        done_timeout=10,
+        failed_timeout=20,
+    )
+
+
 def automatic_request(
     control: RollbackControl, *, then: Callable[[ActionResult | None], None]
 ) -> ActionRequest:
