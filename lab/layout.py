@@ -130,6 +130,14 @@ class Layout:
         return f"{self.config.state_dir}/{base}"
 
     @property
+    def haproxy_socket(self) -> str:
+        """HAProxy's runtime API: one path per instance, not in the temp dir, so it stays
+        the same when `lab up` rebuilds a lab and a running dashboard keeps its rollout
+        source."""
+        base = "haproxy.sock" if self.config.name == "lab" else f"haproxy-{self.config.name}.sock"
+        return f"{self.config.state_dir}/{base}"
+
+    @property
     def lock_file(self) -> str:
         return self.state_file.removesuffix(".json") + ".lock"
 

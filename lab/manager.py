@@ -10,6 +10,7 @@ cleans after a crash that lost the state file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -280,14 +281,10 @@ def _start_service(layout: Layout, tmpdir: str, variant: str) -> statefile.ProcR
     )
 
 
-def haproxy_socket(tmpdir: str) -> str:
-    return os.path.join(tmpdir, "haproxy.sock")
-
-
 def _start_haproxy(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord, haproxy.RuntimeAPI]:
     cfg = layout.config
     conf = os.path.join(tmpdir, "haproxy.cfg")
-    sock = haproxy_socket(tmpdir)
+    sock = layout.haproxy_socket
     with open(conf, "w") as f:
         f.write(
             haproxy.render_config(
@@ -405,6 +402,9 @@ def teardown(layout: Layout, st: statefile.LabState | None) -> list[str]:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(f"temp dir {tmp}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(layout.haproxy_socket)
+        removed.append(f"socket {layout.haproxy_socket}")
     if statefile.remove(layout.state_file):
         removed.append(f"state file {layout.state_file}")
     return removed
@@ -501,7 +501,7 @@ def _haproxy_status(layout: Layout, st: statefile.LabState) -> PartStatus:
     if isinstance(rec, str):
         return PartStatus("haproxy", False, rec)
     try:
-        servers = haproxy.RuntimeAPI(haproxy_socket(st.tmpdir or "")).servers_state()
+        servers = haproxy.RuntimeAPI(layout.haproxy_socket).servers_state()
     except haproxy.RuntimeAPIError as exc:
         return PartStatus("haproxy", False, f"pid {rec.pid} alive but {exc}")
     if not answers(layout.stats_url + "/metrics"):
@@ -592,7 +592,7 @@ def endpoints(config: LabConfig = DEFAULT_CONFIG) -> LabEndpoints | None:
     return LabEndpoints(
         prometheus_url=layout.prometheus_url,
         ifaces=tuple(layout.veth(p) for p in ("client", "lb", "stable", "canary")),
-        haproxy_socket=haproxy_socket(st.tmpdir),
+        haproxy_socket=layout.haproxy_socket,
         haproxy_backend=haproxy.BACKEND,
         haproxy_servers={v: v for v in VARIANTS},
         service_pids={v: rec.pid for v in VARIANTS if (rec := st.proc(v)) is not None},
