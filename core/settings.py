@@ -176,6 +176,9 @@ class Settings:
     """The canary fails when its p99 stays above this multiple of stable's p99."""
     canary_persist: int = setting(3, "canary", "breaches_to_fail", check=between(1, 1000))
     """Consecutive breaching evaluations before the verdict turns to fail (a blip only warns)."""
+    canary_history: bool = setting(True, "canary", "history_on_start")
+    """At start and after a gap in evaluations, judge the breaches_to_fail window from Prometheus
+    history (range queries) instead of waiting for that many live evaluations."""
     canary_min_requests: int = setting(20, "canary", "min_requests", check=between(0, 10**9))
     """Fewer canary requests than this in the window is too little to judge: no data."""
 

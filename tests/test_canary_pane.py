@@ -180,6 +180,21 @@ async def test_stale_badge_warnings_and_errors_are_shown_and_cleaned(tmp_path):
         assert "query failed: canary.p99: timeout after 5s" in text
 
 
+async def test_evaluations_from_history_are_named_and_a_history_failure_said(tmp_path):
+    read = replace(service(), history_at=(NOW - 21, NOW - 11))
+    unread = replace(service("pay"), history_note="canary p99: HTTP 403 \x1b[31mforbidden (+7 more)")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await show(pilot, app, canary_snap(read))
+        text = summary_text(app)
+        assert "2 evaluations from Prometheus history (20s ago to 10s ago)" in text
+        assert "history not read" not in text
+        await show(pilot, app, canary_snap(unread, seq=2))
+        text = summary_text(app)
+        assert "history not read: canary p99: HTTP 403 \\x1b[31mforbidden (+7 more)" in text
+        assert "from Prometheus history" not in text and "\x1b" not in text
+
+
 async def test_charts_draw_the_history_and_threshold(tmp_path):
     app = make_app(tmp_path, history=50)
     evaluations = [

@@ -93,6 +93,9 @@ def prom(tmp_path_factory):
 
 
 def collector(prom, *services: ServiceConfig, **settings) -> CanaryCollector:
+    # live evaluations only: persistence counted live is what these tests follow
+    # (judging from history: test_canary_history.py)
+    settings.setdefault("canary_history", False)
     s = Settings(prometheus_url=prom.url, canary_timeout=10.0, **settings)
     return CanaryCollector(s, services=services, clock=lambda: AT)
 

@@ -6,6 +6,11 @@ total deadline, so a slow Prometheus delays only this source and never the scree
 service whose queries all fail keeps its last good numbers, marked stale with their
 time; when every query fails the sample fails, and the runner marks the source degraded (with
 the age of the last good data) and backs off.
+
+A verdict needs `persist` evaluations in a row; rather than wait that long at start, or
+after a gap in evaluations, the evaluations missed are read from Prometheus history (one
+range query per template, a step per evaluation interval) and judged by the same
+`Evaluator`, oldest first, before the live one. No data in history counts as no data.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from ebpftop.core.collector import Collector, SourceUnavailable
 from .config import CanaryConfigError, ServiceConfig, load_services_file, validate
 from .data import Bucket, CanaryData, DriftTest, ServiceCanary, VariantMetrics
 from .exemplars import parse_exemplars, slow_cutoff, slowest
-from .query import Answer, PromClient, QueryError
+from .query import Answer, PromClient, QueryError, RangeAnswer
 from .stats import TEST_NAME, ChiSquare, chi_square_homogeneity, per_bucket
-from .verdict import Evaluator, Measured, Thresholds, Verdict
+from .verdict import Assessment, Evaluator, Measured, Thresholds, Verdict
 from .vet import vet
 
 VARIANTS = ("canary", "stable")
@@ -155,6 +160,15 @@ class _Answers:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)  # QueryError kinds, in the order of errors
+    # reading history failed: the verdict lacks its head start, but the live numbers stand,
+    # so this is said, not counted among the errors that degrade the source
+    history_errors: list[str] = field(default_factory=list)
+
+
+def _first(errors: Sequence[str]) -> str:
+    if not errors:
+        return ""
+    return errors[0] + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
 
 
 def _read_answers(svc: ServiceConfig, queries: dict[str, str], results: list[Any]) -> _Answers:
@@ -200,6 +214,8 @@ class CanaryCollector(Collector):
         self._last: dict[str, ServiceCanary] = {}
         self._labels: dict[str, str] = {}
         self._templates_checked = False
+        self._evaluated: dict[str, float] = {}  # per service, the time of its last evaluation
+        self._replayed: dict[str, tuple[float, ...]] = {}  # per service, the last history read
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -241,7 +257,7 @@ class CanaryCollector(Collector):
                 ca_file=s.prometheus_ca_file,
             )
         for svc in self._services:
-            self._evaluators.setdefault(svc.name, Evaluator(svc.thresholds))
+            self._evaluator(svc)
 
     async def close(self) -> None:
         if self._client is not None and self._own_client:
@@ -273,8 +289,7 @@ class CanaryCollector(Collector):
             if svc.stale:
                 issues.append(f"{svc.name}: stale, {svc.errors[0] if svc.errors else 'no fresh data'}")
             elif svc.errors:
-                more = f" (+{len(svc.errors) - 1} more)" if len(svc.errors) > 1 else ""
-                issues.append(f"{svc.name}: {svc.errors[0]}{more}")
+                issues.append(f"{svc.name}: {_first(svc.errors)}")
             for w in svc.warnings[:1]:
                 issues.append(f"{svc.name}: Prometheus warns: {w}")
         return "; ".join(issues)
@@ -341,13 +356,64 @@ class CanaryCollector(Collector):
                 return self._failed(svc, [f.message for f in failures]), False, failures[0].kind
             note = " or ".join(f'{lbl}="{svc.canary}"' for lbl in svc.variant_labels())
             return self._no_variant(svc, at, f"no series with {note}"), True, ""
+        missed = self._missed(svc, at)
+        history_errors = await self._replay(svc, label, missed) if missed else []
         queries, results = await self._query_all(svc, label, at)
         answers = _read_answers(svc, queries, results)
         if not answers.got:
             return self._failed(svc, answers.errors), False, answers.kinds[0] if answers.kinds else ""
+        answers.history_errors = history_errors
         result = self._judge(svc, label, at, queries, answers)
+        self._evaluated[svc.name] = at
         self._last[svc.name] = result
         return result, True, ""
+
+    def _evaluator(self, svc: ServiceConfig) -> Evaluator:
+        return self._evaluators.setdefault(svc.name, Evaluator(svc.thresholds))
+
+    def _missed(self, svc: ServiceConfig, at: float) -> tuple[float, ...]:
+        """The evaluation times before `at` to read from history: the persistence window
+        at start; after a gap, the evaluations missed, at most that window (a longer gap
+        breaks the streaks, as nobody knows what happened in it)."""
+        window = svc.thresholds.persist - 1
+        if not self.settings.canary_history or window < 1:
+            return ()
+        last = self._evaluated.get(svc.name)
+        missed = window if last is None else round((at - last) / self.interval) - 1
+        if missed <= 0:
+            return ()
+        if missed > window:
+            self._evaluator(svc).reset()
+            missed = window
+        return tuple(at - k * self.interval for k in range(missed, 0, -1))
+
+    async def _replay(self, svc: ServiceConfig, label: str, times: tuple[float, ...]) -> list[str]:
+        """Judge the evaluations at `times` (oldest first) from Prometheus history, as the
+        live path would have; what went wrong, to report with the live sample."""
+        client = self._started()[0]
+        queries = {
+            f"{variant}.{metric}": svc.render(metric, variant, label)
+            for variant in VARIANTS
+            for metric in (*SCALARS, "buckets")
+        }
+        jobs = [client.query_range(q, times[0], times[-1], self.interval) for q in queries.values()]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException) and not isinstance(res, QueryError):
+                raise res
+        errors: dict[str, None] = {}
+        replayed = []
+        for t in times:
+            at_t = [r.at(t) if isinstance(r, RangeAnswer) else r for r in results]
+            answers = _read_answers(svc, queries, at_t)
+            errors.update(dict.fromkeys(answers.errors))
+            if answers.got:  # nothing answered is no evaluation, as live
+                self._assess(svc, answers, from_history=True)
+                replayed.append(t)
+        # the times judged are not missed again, even if the live sample fails
+        self._evaluated[svc.name] = times[-1]
+        self._replayed[svc.name] = tuple(replayed)
+        return list(errors)
 
     async def _query_all(self, svc: ServiceConfig, label: str, at: float) -> tuple[dict[str, str], list[Any]]:
         """Every query of one sample at once: {"variant.metric": PromQL} and the answers in
@@ -374,10 +440,38 @@ class CanaryCollector(Collector):
     ) -> ServiceCanary:
         """The verdict on what the queries answered, with the evidence behind it."""
         got = answers.got
+        canary, stable, drift, verdict = self._assess(svc, answers)
+        counted = max((m.from_history for m in verdict.metrics), default=0)
+        bounds = [_le_key(b.le) for b in canary.buckets]
+        cutoff = slow_cutoff(canary.p99_s, bounds, svc.thresholds.p99_max_s)
+        return ServiceCanary(
+            name=svc.name,
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+            metrics=verdict.metrics,
+            canary=canary,
+            stable=stable,
+            drift=drift,
+            exemplars=slowest(got.get("canary.exemplars", []), cutoff),
+            variant_label=label,
+            window=svc.window,
+            evaluated_at=at,
+            history_at=self._replayed.get(svc.name, ()) if counted else (),
+            history_note=_first(answers.history_errors),
+            warnings=tuple(dict.fromkeys(answers.warnings)),
+            errors=tuple(answers.errors),
+            queries=queries,
+        )
+
+    def _assess(
+        self, svc: ServiceConfig, answers: _Answers, *, from_history: bool = False
+    ) -> tuple[VariantMetrics, VariantMetrics, DriftTest, Assessment]:
+        """Vet the numbers, run the distribution test and judge: the one judging path,
+        for live and historical evaluations alike."""
         problems: dict[str, str] = {}
         variants = {}
         for v in VARIANTS:
-            variants[v], found = vet(v, self._variant_metrics(svc, v, got))
+            variants[v], found = vet(v, self._variant_metrics(svc, v, answers.got))
             problems.update(found)
         canary, stable = variants["canary"], variants["stable"]
         broken = problems.get("canary.buckets") or problems.get("stable.buckets")
@@ -394,25 +488,7 @@ class CanaryCollector(Collector):
             drift_note=drift.note,
             problems=problems,
         )
-        verdict = self._evaluators.setdefault(svc.name, Evaluator(svc.thresholds)).evaluate(measured)
-        bounds = [_le_key(b.le) for b in canary.buckets]
-        cutoff = slow_cutoff(canary.p99_s, bounds, svc.thresholds.p99_max_s)
-        return ServiceCanary(
-            name=svc.name,
-            verdict=verdict.verdict,
-            reason=verdict.reason,
-            metrics=verdict.metrics,
-            canary=canary,
-            stable=stable,
-            drift=drift,
-            exemplars=slowest(got.get("canary.exemplars", []), cutoff),
-            variant_label=label,
-            window=svc.window,
-            evaluated_at=at,
-            warnings=tuple(dict.fromkeys(answers.warnings)),
-            errors=tuple(answers.errors),
-            queries=queries,
-        )
+        return canary, stable, drift, self._evaluator(svc).evaluate(measured, from_history=from_history)
 
     def _variant_metrics(self, svc: ServiceConfig, variant: str, got: dict[str, Any]) -> VariantMetrics:
         buckets = got.get(f"{variant}.buckets", ())

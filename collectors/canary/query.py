@@ -121,10 +121,57 @@ def parse_result(data: Any) -> tuple[Sample, ...]:
     for item in result:
         if not isinstance(item, dict) or not isinstance(item.get("value"), list) or len(item["value"]) != 2:
             raise QueryError("bad_response", "vector sample is not {metric, value: [time, value]}")
-        labels = item.get("metric") or {}
-        if not isinstance(labels, dict):
-            raise QueryError("bad_response", "sample labels are not an object")
-        out.append(Sample({str(k): str(v) for k, v in labels.items()}, to_value(item["value"][1])))
+        out.append(Sample(_labels(item), to_value(item["value"][1])))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class RangeAnswer:
+    """A range query's series, each point keyed by its time in whole milliseconds (the
+    precision Prometheus answers with), so a point is found by the time asked for."""
+
+    series: tuple[tuple[dict[str, str], dict[int, float | None]], ...]
+    warnings: tuple[str, ...]
+
+    def at(self, t: float) -> Answer:
+        """What an instant query at `t` would have answered: the series with a point there."""
+        key = ms(t)
+        return Answer(
+            tuple(Sample(labels, points[key]) for labels, points in self.series if key in points),
+            self.warnings,
+        )
+
+
+def ms(t: float) -> int:
+    return round(t * 1000)
+
+
+def _labels(item: dict[str, Any]) -> dict[str, str]:
+    labels = item.get("metric") or {}
+    if not isinstance(labels, dict):
+        raise QueryError("bad_response", "sample labels are not an object")
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def parse_matrix(data: Any) -> tuple[tuple[dict[str, str], dict[int, float | None]], ...]:
+    """`data` of a range query -> (labels, {time in ms: value}) per series."""
+    if (
+        not isinstance(data, dict)
+        or data.get("resultType") != "matrix"
+        or not isinstance(data.get("result"), list)
+    ):
+        raise QueryError("bad_response", "range query answer is not a matrix")
+    out = []
+    for item in data["result"]:
+        values = item.get("values") if isinstance(item, dict) else None
+        if not isinstance(values, list):
+            raise QueryError("bad_response", "matrix series is not {metric, values: [[time, value], ...]}")
+        points: dict[int, float | None] = {}
+        for point in values:
+            if not isinstance(point, list) or len(point) != 2 or not isinstance(point[0], (int, float)):
+                raise QueryError("bad_response", "matrix point is not [time, value]")
+            points[ms(point[0])] = to_value(point[1])
+        out.append((_labels(item), points))
     return tuple(out)
 
 
@@ -243,6 +290,11 @@ class PromClient:
             params["time"] = f"{at:.3f}"
         data, warnings = await self.call("query", params)
         return Answer(parse_result(data), warnings)
+
+    async def query_range(self, promql: str, start: float, end: float, step: float) -> RangeAnswer:
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}"}
+        data, warnings = await self.call("query_range", params)
+        return RangeAnswer(parse_matrix(data), warnings)
 
     async def format_query(self, promql: str) -> str:
         """Prometheus' own parse of `promql` (QueryError kind "api" when it does not parse)."""

@@ -1,12 +1,15 @@
 """Canary verdicts: per metric and overall, with the numbers that led to them.
 
 A breach fails only after `persist` consecutive evaluations (WARN until then); the
-distribution test only ever warns. The rules: collectors/canary/README.md ("Verdicts").
+distribution test only ever warns. Evaluations replayed from Prometheus history (at start,
+after a gap) go through the same `Evaluator` and are counted apart, so a verdict says how
+many of its evaluations are history. The rules: collectors/canary/README.md ("Verdicts").
 """
 
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass, field
 
 from .stats import ChiSquare
@@ -46,6 +49,7 @@ class MetricVerdict:
     unit: str  # "s", "ratio" (0..1), "x" (times stable), "V" (Cramér's V)
     breaches: int = 0  # consecutive breaching evaluations so far
     reason: str = ""
+    from_history: int = 0  # of the breaches the verdict counts, how many were read from history
 
 
 @dataclass(frozen=True)
@@ -94,25 +98,40 @@ class Evaluator:
     def __init__(self, thresholds: Thresholds) -> None:
         self.thresholds = thresholds
         self._streak: dict[str, int] = {}
+        # per metric, whether each of the newest `persist` breaches came from history
+        self._recent: dict[str, deque[bool]] = {}
+
+    def reset(self) -> None:
+        """Forget the streaks: a gap longer than the persistence window breaks them."""
+        self._streak.clear()
+        self._recent.clear()
+
+    def _from_history(self, name: str) -> int:
+        return sum(self._recent.get(name, ()))
 
     def _threshold_metric(
-        self, name: str, value: float | None, limit: float, unit: str, no_data: str
+        self, name: str, value: float | None, limit: float, unit: str, no_data: str, from_history: bool
     ) -> MetricVerdict:
         label = _LABEL[name]
         streak = self._streak.get(name, 0)
         if value is None:
-            return MetricVerdict(name, Verdict.NO_DATA, None, limit, unit, streak, no_data)
+            past = self._from_history(name)
+            return MetricVerdict(name, Verdict.NO_DATA, None, limit, unit, streak, no_data, past)
         if value <= limit:
             self._streak[name] = 0
+            self._recent.pop(name, None)
             reason = f"{label} {_fmt(value, unit)} <= {_fmt(limit, unit)}"
             return MetricVerdict(name, Verdict.PASS, value, limit, unit, 0, reason)
         streak = self._streak[name] = streak + 1
         need = max(1, self.thresholds.persist)
+        self._recent.setdefault(name, deque(maxlen=need)).append(from_history)
         verdict = Verdict.FAIL if streak >= need else Verdict.WARN
+        past = self._from_history(name)
         reason = (
             f"{label} {_fmt(value, unit)} > {_fmt(limit, unit)} for {min(streak, need)}/{need} evaluations"
+            + (f" ({past} from history)" if past else "")
         )
-        return MetricVerdict(name, verdict, value, limit, unit, streak, reason)
+        return MetricVerdict(name, verdict, value, limit, unit, streak, reason, past)
 
     def _drift(self, m: Measured) -> MetricVerdict:
         t = self.thresholds
@@ -145,7 +164,9 @@ class Evaluator:
             "drift", Verdict.PASS, d.cramers_v, t.min_effect, "V", 0, f"no material difference ({summary})"
         )
 
-    def evaluate(self, m: Measured) -> Assessment:
+    def evaluate(self, m: Measured, *, from_history: bool = False) -> Assessment:
+        """Judge one evaluation; `from_history`: its numbers were read from Prometheus
+        history (a range query) rather than live."""
         t = self.thresholds
         few = m.canary_requests is not None and m.canary_requests < t.min_requests
         if few:
@@ -166,7 +187,7 @@ class Evaluator:
             ratio_note = note or "no canary p99"
         metrics = (
             self._threshold_metric(
-                "p99", p99, t.p99_max_s, "s", canary_p99_bad or note or "no canary latency data"
+                "p99", p99, t.p99_max_s, "s", canary_p99_bad or note or "no canary latency data", from_history
             ),
             self._threshold_metric(
                 "error_ratio",
@@ -174,8 +195,9 @@ class Evaluator:
                 t.error_ratio_max,
                 "ratio",
                 bad.get("canary.error_ratio") or note or "no canary request data",
+                from_history,
             ),
-            self._threshold_metric("p99_ratio", ratio, t.p99_ratio_max, "x", ratio_note),
+            self._threshold_metric("p99_ratio", ratio, t.p99_ratio_max, "x", ratio_note, from_history),
             self._drift(m),
         )
         return overall(metrics, tuple(bad.values()))

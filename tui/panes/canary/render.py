@@ -190,6 +190,21 @@ def _row(cells: list[Part], trend: str = "") -> list[Part]:
     return parts
 
 
+def history_parts(svc: Any, now: float) -> list[Part]:
+    """Which evaluations behind the verdict were read from Prometheus history, or why
+    history could not be read (then the verdict waits for live evaluations)."""
+    parts: list[Part] = []
+    at = tuple(getattr(svc, "history_at", ()) or ())
+    if at:
+        n = len(at)
+        span = f"{fmt.age(now - at[0])} ago" + (f" to {fmt.age(now - at[-1])} ago" if n > 1 else "")
+        parts += ["\n", (f"{n} evaluation{'s' * (n > 1)} from Prometheus history ({span})", "$text-muted")]
+    note = getattr(svc, "history_note", "")
+    if note:
+        parts += ["\n", ("history not read: ", "$warning"), clean(note, 200)]
+    return parts
+
+
 def service_parts(svc: Any, hist: list[Point], now: float, width: int) -> list[Part]:
     """One service: badge and reason, staleness, the table, the drift test, warnings."""
     label, style = verdict_badge(svc.verdict)
@@ -202,6 +217,7 @@ def service_parts(svc: Any, hist: list[Point], now: float, width: int) -> list[P
     parts += ["\n", clean(svc.reason, 400)]
     if svc.variant_label:
         parts.append((f"  (variants by {clean(svc.variant_label, 30)})", "$text-muted"))
+    parts += history_parts(svc, now)
     used = sum(w for _, w in COLS)
     spark_w = max(0, min(30, width - used))
     head = [(name.ljust(w), "$text-muted") for name, w in COLS]
