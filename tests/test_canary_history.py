@@ -249,3 +249,6 @@ def test_history_times_are_the_evaluation_interval_apart():
     c = CanaryCollector(Settings(canary_interval=STEP), services=(service("x", persist=4),))
     assert c._missed(service("x", persist=4), 1000.0) == (985.0, 990.0, 995.0)
     assert c._missed(service("x", persist=1), 1000.0) == ()
+    c._evaluated["x"] = 995.0
+    assert c._missed(service("x", persist=4), 1000.0 + 4.9) == ()  # late, but nothing missed
+    assert c._missed(service("x", persist=4), 1000.0 + 5) == (1000.0,)

@@ -379,7 +379,8 @@ class CanaryCollector(Collector):
         if not self.settings.canary_history or window < 1:
             return ()
         last = self._evaluated.get(svc.name)
-        missed = window if last is None else round((at - last) / self.interval) - 1
+        # a sample late by less than an interval missed nothing: only whole intervals count
+        missed = window if last is None else math.floor((at - last) / self.interval + 1e-6) - 1
         if missed <= 0:
             return ()
         if missed > window:
