@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 from app_support import NOW, T0, make_app, ok, screen_text, settings, snap, terminal_bytes
 from test_app_hostile import HOSTILE, MARKUP, assert_nothing_raw_reaches_the_terminal
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
 from ebpftop.core.replay import ReplayRuntime
@@ -20,6 +20,7 @@ from ebpftop.tui.panes.flows.detail import FlowDetailScreen, RateChart
 from ebpftop.tui.panes.flows.filter import FlowFilterScreen, caret_lines
 from ebpftop.tui.panes.flows.pane import FlowsPane
 from ebpftop.tui.panes.flows.view import short_size, squeeze
+from ebpftop.tui.panes.table import LineTable
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -164,12 +165,12 @@ async def show(pilot, data: FlowsData, *, seq=1, t=NOW - 1) -> FlowsPane:
 
 
 def rows(app) -> list[list[str]]:
-    table = app.query_one("#flows-table", DataTable)
-    return [[str(c).strip() for c in table.get_row_at(i)] for i in range(table.row_count)]
+    table = app.query_one("#flows-table", LineTable)
+    return [[text.strip() for text, _style in row.cells] for row in table.shown()]
 
 
 def column_labels(app) -> list[str]:
-    return [str(c.label).strip() for c in app.query_one("#flows-table", DataTable).columns.values()]
+    return [c.label for c in app.query_one("#flows-table", LineTable).columns]
 
 
 def text_of(app, selector: str) -> str:
@@ -453,9 +454,10 @@ async def test_renders_at_each_size_without_cutting_the_flow(tmp_path, size):
         # Every row has its remote side and both ports whole (local port ⇄ remote).
         table = rows(app)
         assert table[0][0] == "tcp :51000 ← [2001:db8::1]:443"
-        for row, f in zip(table[1:], FLOWS, strict=True):
-            assert row[0] == f"{f.proto} :{f.sport} → {f.dst}:{f.dport}"
         visible = 5 if size == (80, 24) else 6
+        assert len(table) == visible  # only the rows on screen are built
+        for row, f in zip(table[1:], FLOWS[: visible - 1], strict=True):
+            assert row[0] == f"{f.proto} :{f.sport} → {f.dst}:{f.dport}"
         for row in table[:visible]:
             assert row[0] in screen and row[-1] in screen
 
@@ -511,16 +513,17 @@ async def test_full_and_wide_layouts_have_every_column(tmp_path):
         assert column_labels(app)[:2] == ["iface", "dir"] and rows(app)[0][0] == "eth0"
 
 
-async def test_unchanged_data_redraws_nothing_and_changes_update_cells_in_place(tmp_path):
+async def test_unchanged_data_repaints_nothing_and_a_change_repaints_its_line(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        pane = await show(pilot, flows_data(), seq=1)
-        rebuilds, updates = pane.rebuilds, pane.cell_updates
+        await show(pilot, flows_data(), seq=1)
+        table = app.query_one("#flows-table", LineTable)
+        repainted = table.lines_repainted
         await show(pilot, flows_data(), seq=2)
-        assert (pane.rebuilds, pane.cell_updates) == (rebuilds, updates)
+        assert table.lines_repainted == repainted
         changed = replace(SLOW, pps=7.0)  # its rank by bytes/s does not change
         await show(pilot, flows_data((WEB, DNS, BULK, changed, LATE)), seq=3)
-        assert pane.rebuilds == rebuilds and pane.cell_updates == updates + 1
+        assert table.lines_repainted == repainted + 1
         assert rows(app)[3][2] == "7"
 
 
@@ -532,7 +535,7 @@ async def test_cursor_follows_the_flow_and_pause_freezes_the_rows(tmp_path):
         assert pane.selected_ident()[3:] == ("10.0.0.1", 53000, "10.0.0.53", 53)
         louder = replace(DNS, bps=99999.0)
         await show(pilot, flows_data((WEB, louder, BULK, SLOW, LATE)), seq=2)
-        assert app.query_one("#flows-table", DataTable).cursor_row == 0  # DNS moved up; so did the cursor
+        assert app.query_one("#flows-table", LineTable).cursor == 0  # DNS moved up; so did the cursor
         before = rows(app)
         await pilot.press("space")  # pause
         await show(pilot, flows_data((WEB,)), seq=3)
@@ -599,12 +602,34 @@ async def test_view_keys_work_in_kiosk_and_a_theme_change_redraws_the_cells(tmp_
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await show(pilot, flows_data())
         warning = app.get_css_variables()["warning"]
-        rebuilds = pane.rebuilds
         await pilot.press("T")  # next theme
         await pilot.pause()
-        assert pane.rebuilds == rebuilds + 1
-        cell = app.query_one("#flows-table", DataTable).get_row_at(3)[4]  # SLOW's 40 retransmits
-        assert str(cell).strip() == "40" and str(cell.style) == app.get_css_variables()["warning"] != warning
+        table = app.query_one("#flows-table", LineTable)
+        cell = next(seg for seg in table.render_line(4) if seg.text.strip() == "40")  # SLOW's retransmits
+        now_warning = app.get_css_variables()["warning"]
+        assert cell.style.color.triplet.hex.upper() == now_warning.upper() != warning.upper()
         await pilot.press("s", "g")  # sorting and grouping change only the view: allowed read-only
         await pilot.pause()
         assert pane.sort == "pps" and pane.grouping == "process"
+
+
+async def test_fifty_thousand_flows_build_only_the_rows_on_screen(tmp_path):
+    """Drawing follows the window, not the flows: a snapshot of 50k flows builds as many
+    rows as fit, and an unattended pane shows the top of its order."""
+    many = tuple(
+        flow("10.0.0.1", 40000, "10.255.0.1", 1024 + i, bps=float(i), pps=1.0, total=64, proto="udp")
+        for i in range(50_000)
+    )
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await show(pilot, flows_data(many), seq=1)
+        table = app.query_one("#flows-table", LineTable)
+        built, repainted = table.rows_built, table.lines_repainted
+        # The next second every flow's rate has changed.
+        changed = tuple(replace(f, bps=f.bps + 1) for f in many)
+        await show(pilot, flows_data(changed), seq=2)
+        assert 5 < table.window < 50
+        assert table.rows_built - built == table.window
+        assert table.lines_repainted - repainted <= table.window
+        assert table.top == 0 and table.cursor == 0
+        assert rows(app)[0][0] == "udp :40000 → 10.255.0.1:51023"  # flow 49999, the busiest

@@ -63,6 +63,7 @@ from ebpftop.tui.panes.flows.filter import FlowFilterScreen
 from ebpftop.tui.panes.header import HostHeader
 from ebpftop.tui.panes.profiles.detail import ProfileDetailScreen
 from ebpftop.tui.panes.rules.edit import RuleEditScreen
+from ebpftop.tui.panes.table import LineTable
 from ebpftop.tui.screens.confirm import ConfirmScreen
 from ebpftop.tui.screens.help import HelpScreen
 from ebpftop.tui.screens.prompt import PromptScreen
@@ -244,6 +245,13 @@ def widget_problems(app) -> list[str]:
                     for cell in w.get_row_at(row):
                         if isinstance(cell, (str, Content, Text)):
                             out += visual_problems(cell, where + " cell")
+            elif isinstance(w, LineTable):
+                for y in range(w.size.height):
+                    for seg in w.render_line(y):
+                        raw = raw_controls(seg.text)
+                        spans = _style_problems(seg.style)
+                        if spans or raw:
+                            out.append(f"{where} line {y}: {spans} {raw} in {seg.text[:80]!r}")
             elif isinstance(w, OptionList):
                 for i in range(w.option_count):
                     out += visual_problems(w.get_option_at_index(i).prompt, where + " option")

@@ -2,35 +2,37 @@
 flow (Enter), and the datapath's own losses always on one line (a counter that grows is
 an alarm, collectors/flows/model.py).
 
-Redraws are cheap: only cells whose text changed are updated, and columns are rebuilt
-only when the layout, sort or grouping changes. Paused, no data arrives, but sort,
-filter and grouping still apply to what is on screen.
+Drawing costs what the window shows, not how many flows there are: the table
+(`LineTable`) builds only the rows on screen and repaints only the lines that changed.
+Nobody has moved the cursor: the pane shows the top of its order (a wall display, the
+first screen). The operator has: the cursor follows its flow, and the status line says
+so until Home gives the top back. Paused, no data arrives, but sort, filter and grouping
+still apply to what is on screen.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from ebpftop.collectors.flows.filter import Filter, parse
 from ebpftop.collectors.flows.model import FlowsData
 from ebpftop.collectors.flows.view import next_sort, sort_flows
 from ebpftop.core.model import Snapshot
 
-from ...text import clean, safe
+from ...text import clean
 from ..base import SourcePane
 from ..paint import forget, set_content
+from ..table import LineTable
 from . import view as fv
 from .detail import FlowDetailScreen, Selection, build
 from .filter import FlowFilterScreen
 
-MAX_ROWS = 500
 TALL_FROM = 18  # content rows from which the latest TCP events show under the table
 EVENT_LINES = 5
 
@@ -63,7 +65,7 @@ class FlowsPane(SourcePane):
     FlowsPane #flows-counters { height: 1; }
     FlowsPane #flows-problems { height: auto; max-height: 2; color: $warning; }
     FlowsPane #flows-problems.-empty { display: none; }
-    FlowsPane #flows-table { height: 1fr; min-height: 2; scrollbar-size-vertical: 1; }
+    FlowsPane #flows-table { height: 1fr; min-height: 2; }
     FlowsPane #flows-events { height: auto; max-height: 8; display: none; }
     FlowsPane.-tall #flows-events { display: block; }
     """
@@ -73,30 +75,22 @@ class FlowsPane(SourcePane):
         self.sort = "bps"
         self.grouping = "none"
         self.filter: Filter = parse("")
-        self.rows: list[fv.Row] = []
-        self.records: list[Any] = []  # the FlowRecord or GroupRow behind each row
-        self._columns: list[fv.Column] = []
-        self._cells: list[tuple[fv.Cell, ...]] = []
+        self.records: list[Any] = []  # the FlowRecord or GroupRow behind each row, in order
+        self._shown_count = 0
         self._data: FlowsData | None = None
         self._shown: Snapshot | None = None
         self.growing: set[str] = set()  # the counters the feed's alarms say are growing
         self._detail: FlowDetailScreen | None = None
-        # The row the operator chose: the cursor returns to it when it comes back into
-        # the top flows after dropping out for a tick.
+        # The row the operator chose (None: nobody did, the pane shows the top of its
+        # order): the cursor returns to it when it comes back after dropping out a tick.
         self._wanted: tuple[Any, ...] | None = None
-        self._theme_vars: dict[str, str] | None = None
-        # How much drawing happened (tests check that unchanged data redraws nothing).
-        self.cell_updates = 0
-        self.rebuilds = 0
 
     def compose_body(self) -> ComposeResult:
         with Vertical(classes="data"):
             yield Static(Content(""), id="flows-status", markup=False)
             yield Static(Content(""), id="flows-counters", markup=False)
             yield Static(Content(""), id="flows-problems", classes="-empty", markup=False)
-            table: DataTable[Text] = DataTable(id="flows-table", cursor_type="row", cell_padding=0)
-            table.can_focus = False  # the pane keeps the focus; its keys move the cursor
-            yield table
+            yield LineTable(id="flows-table")
             # Only when the pane is tall (a 2x2 grid at 160x48): the latest TCP events.
             yield Static(Content(""), id="flows-events", markup=False)
 
@@ -121,22 +115,37 @@ class FlowsPane(SourcePane):
             return
         width = self.table_width()
         flows = self.filter.apply(data.flows)
-        if self.grouping == "none":
-            records: list[Any] = sort_flows(flows, self.sort)[:MAX_ROWS]
-            columns, form = fv.flow_columns(width, self.sort, records)
-            rows = [fv.flow_row(f, columns, form) for f in records]
-        else:
-            records = fv.groups(flows, self.grouping, self.sort)[:MAX_ROWS]
-            columns = fv.group_columns(width, self.grouping, self.sort)
-            rows = [fv.group_row(r, columns, width) for r in records]
+        records: list[Any] = (
+            sort_flows(flows, self.sort)
+            if self.grouping == "none"
+            else fv.groups(flows, self.grouping, self.sort)
+        )
+        self.records = records
+        table = self.query_one("#flows-table", LineTable)
+        table.place(len(records), self._cursor_for(records, table.cursor))
+        # Only the rows in the window are built, and the compact layout fits them alone.
+        shown = [records[i] for i in table.visible_rows()]
         self._draw_lines(data, len(flows), width)
         self._draw_events(data, width)
-        self._fill(columns, rows)
-        self.records = records
+        if self.grouping == "none":
+            columns, form = fv.flow_columns(width, self.sort, shown)
+            table.show(columns, len(records), lambda i: fv.flow_row(records[i], columns, form))
+        else:
+            columns = fv.group_columns(width, self.grouping, self.sort)
+            table.show(columns, len(records), lambda i: fv.group_row(records[i], columns, width))
+
+    def _cursor_for(self, records: list[Any], current: int) -> int:
+        """Unattended, the top row; placed by the operator, where its row went (or, while
+        that row is out of the list, where the cursor was)."""
+        wanted = self._wanted
+        if wanted is None:
+            return 0
+        ident = fv.flow_key if self.grouping == "none" else fv.group_ident
+        return next((i for i, r in enumerate(records) if ident(r) == wanted), current)
 
     def _draw_lines(self, data: FlowsData, shown: int, width: int) -> None:
-        status = fv.status_parts(self.sort, self.grouping, self.filter.text, shown, data, width)
-        self._set("#flows-status", _content(status))
+        self._shown_count = shown
+        self._draw_status()
         counters = fv.counters_parts(data, self.growing, width)
         self._set("#flows-counters", _content(counters))
         problems = fv.problem_lines(data)
@@ -144,6 +153,21 @@ class FlowsPane(SourcePane):
         box.set_class(not problems, "-empty")
         if problems:
             self._set("#flows-problems", Content("\n".join("▲ " + clean(p, 300) for p in problems)))
+
+    def _draw_status(self) -> None:
+        data = self._data
+        if data is None:
+            return
+        status = fv.status_parts(
+            self.sort,
+            self.grouping,
+            self.filter.text,
+            self._shown_count,
+            data,
+            self.table_width(),
+            following=self.attended,
+        )
+        self._set("#flows-status", _content(status))
 
     def _set(self, selector: str, content: Content) -> None:
         set_content(self.query_one(selector, Static), content)
@@ -156,68 +180,14 @@ class FlowsPane(SourcePane):
         lines = fv.event_lines(data, EVENT_LINES, width)
         self._set("#flows-events", Content("\n").join(_content(line) for line in lines))
 
-    def _text(self, cell: fv.Cell, column: fv.Column) -> Text:
-        # The leading space is the gap between columns (the table has no cell padding,
-        # so at 80 columns every character goes to data).
-        text = safe(" " + cell[0], self._style(cell[1]))
-        text.justify = "right" if column.right else "left"
-        text.no_wrap = True
-        return text
-
-    def _style(self, style: str) -> str:
-        """Rich Text cannot resolve Textual's `$variables`: look them up in the theme."""
-        if "$" not in style:
-            return style
-        if self._theme_vars is None:
-            self._theme_vars = self.app.get_css_variables()
-        return " ".join(self._theme_vars.get(w[1:], "") if w.startswith("$") else w for w in style.split())
-
     def on_mount(self) -> None:
         # (SourcePane.on_mount runs as well: Textual calls each class's handler.)
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
 
     def _theme_changed(self, _theme: Any) -> None:
-        self._theme_vars = None
         forget(self)
-        self._columns = []  # redraw every cell in the new theme's colours
+        self.query_one("#flows-table", LineTable).refresh_styles()
         self._draw()
-
-    def _fill(self, columns: list[fv.Column], rows: list[fv.Row]) -> None:
-        table = self.query_one("#flows-table", DataTable)
-        selected = self._wanted or self.selected_ident()
-        if columns != self._columns or not table.columns:
-            table.clear(columns=True)
-            for c in columns:
-                table.add_column(
-                    Text(" " + c.label, justify="right" if c.right else "left", style="bold"),
-                    width=c.width + 1,
-                    key=c.key,
-                )
-            self._columns = columns
-            self._cells = []
-            self.rebuilds += 1
-        old = self._cells
-        for i, row in enumerate(rows):
-            if i < len(old):
-                if row.cells == old[i]:
-                    continue
-                for c, cell, prev in zip(columns, row.cells, old[i], strict=True):
-                    if cell != prev:
-                        table.update_cell(f"r{i}", c.key, self._text(cell, c))
-                        self.cell_updates += 1
-            else:
-                cells = (self._text(cell, c) for c, cell in zip(columns, row.cells, strict=True))
-                table.add_row(*cells, key=f"r{i}")
-                self.cell_updates += len(columns)
-        for i in range(len(old) - 1, len(rows) - 1, -1):
-            table.remove_row(f"r{i}")
-        self._cells = [r.cells for r in rows]
-        self.rows = rows
-        if selected is not None:
-            self._wanted = selected
-            at = next((i for i, r in enumerate(rows) if r.ident == selected), None)
-            if at is not None and at != table.cursor_row:
-                table.move_cursor(row=at, animate=False)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._draw)
@@ -225,20 +195,37 @@ class FlowsPane(SourcePane):
     # --- selection -------------------------------------------------------------------
 
     def selected_index(self) -> int | None:
-        if not self.rows:
-            return None
-        row = self.query_one("#flows-table", DataTable).cursor_row
-        return row if 0 <= row < len(self.rows) else None
+        i = self.query_one("#flows-table", LineTable).cursor
+        return i if 0 <= i < len(self.records) else None
 
     def selected_ident(self) -> tuple[Any, ...] | None:
         i = self.selected_index()
-        return None if i is None else self.rows[i].ident
+        if i is None:
+            return None
+        rec = self.records[i]
+        return fv.flow_key(rec) if self.grouping == "none" else fv.group_ident(rec)
+
+    @property
+    def attended(self) -> bool:
+        """The operator placed the cursor: it follows its row (Home gives the top back)."""
+        return self._wanted is not None
 
     def action_cursor(self, delta: int) -> None:
-        table = self.query_one("#flows-table", DataTable)
-        if self.rows:
-            table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)), animate=False)
+        table = self.query_one("#flows-table", LineTable)
+        if not self.records:
+            return
+        if table.cursor + delta <= 0 and delta < -1:
+            self._wanted = None  # Home (or a page up to the top): unattended again
+            table.move_cursor(0)
+        else:
+            table.move_cursor(table.cursor + delta)
             self._wanted = self.selected_ident()
+        self._draw_status()
+
+    def on_line_table_moved(self, event: LineTable.Moved) -> None:
+        event.stop()
+        self._wanted = self.selected_ident()
+        self._draw_status()
 
     # --- keys ------------------------------------------------------------------------
 
@@ -248,6 +235,7 @@ class FlowsPane(SourcePane):
 
     def action_cycle_group(self) -> None:
         self.grouping = fv.next_grouping(self.grouping)
+        self._wanted = None  # the rows are other things now: start from the top
         self._draw_or_status()
 
     def _draw_or_status(self) -> None:
@@ -267,9 +255,10 @@ class FlowsPane(SourcePane):
         self.filter = parse(text)  # the dialog only returns text that parses
         self._draw()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_line_table_selected(self, event: LineTable.Selected) -> None:
         event.stop()
         self._wanted = self.selected_ident()
+        self._draw_status()
         self.action_detail()
 
     def selection(self) -> Selection | None:

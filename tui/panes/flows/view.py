@@ -18,9 +18,9 @@ from ebpftop.collectors.flows.model import COUNTERS, FlowRecord, FlowsData, coun
 from ebpftop.collectors.flows.view import SORTS, FlowGroup, group_flows, group_key
 
 from .. import fmt
+from ..table import Cell, Column, Row
 
 FlowKey = tuple[str, str, str, str, int, str, int]
-Cell = tuple[str, str]  # (text, style)
 
 GROUPINGS = ("none", "process", "service", "remote")
 SORT_LABELS = dict(SORTS)
@@ -131,20 +131,6 @@ def process_text(f: FlowRecord, room: int) -> str:
 
 
 # --- columns and rows ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int  # characters of content (the pane adds one for the gap)
-    right: bool = False
-
-
-@dataclass(frozen=True)
-class Row:
-    ident: tuple[Any, ...]  # flow key, or ("group", by, key)
-    cells: tuple[Cell, ...]
 
 
 @dataclass(frozen=True)
@@ -295,6 +281,10 @@ def group_columns(width: int, by: str, sort: str) -> list[Column]:
     return [Column("key", by, max(12, room)), *nums]
 
 
+def group_ident(r: GroupRow) -> tuple[Any, ...]:
+    return ("group", r.by, r.group.key)
+
+
 def group_row(r: GroupRow, columns: Sequence[Column], width: int) -> Row:
     g = r.group
     compact = layout(width) == "compact"
@@ -317,7 +307,7 @@ def group_row(r: GroupRow, columns: Sequence[Column], width: int) -> Row:
             cells.append((ms(r.connect_latency_ms), ""))
         else:
             raise AssertionError(k)
-    return Row(("group", r.by, g.key), tuple(cells))
+    return Row(group_ident(r), tuple(cells))
 
 
 # --- the lines above the table -------------------------------------------------------
@@ -346,9 +336,17 @@ def fit(parts: Sequence[tuple[int, list[Part]]], width: int) -> list[Part]:
 
 
 def status_parts(
-    sort: str, grouping: str, filter_text: str, shown: int, data: FlowsData, width: int
+    sort: str,
+    grouping: str,
+    filter_text: str,
+    shown: int,
+    data: FlowsData,
+    width: int,
+    *,
+    following: bool = False,
 ) -> list[Part]:
-    """`s sort bytes/s  g group none  / filter port:443  8 of 31  enter detail`."""
+    """`s sort bytes/s  g group none  / filter port:443  8 of 31  enter detail`; with
+    `home top` first when the operator's cursor follows its row instead of the top."""
 
     def key(k: str) -> Part:
         return (k, "bold $accent")
@@ -371,6 +369,8 @@ def status_parts(
         (3, [(fmt.rate(data.total_bps), "bold"), (" total", "$text-muted")]),
         (5, [key("enter"), (" detail", "$text-muted")]),
     ]
+    if following:
+        chunks.insert(0, (0, [("cursor follows its row ", "$warning"), key("home"), (" top", "$text-muted")]))
     return fit(chunks, width)
 
 
