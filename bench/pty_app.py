@@ -42,8 +42,10 @@ class PtyApp:
         self.master = master
         self.bytes_read = 0
 
-    def pump(self, timeout: float) -> int:
-        """Read whatever arrives within `timeout`; returns bytes read."""
+    def pump(self, timeout: float, render: bool = True) -> int:
+        """Read whatever arrives within `timeout`; returns bytes read. `render=False` only
+        counts the bytes (the screen goes stale): while measuring the app's CPU, the emulator's
+        own work would compete with it for the same cores."""
         n = 0
         end = time.monotonic() + timeout
         while True:
@@ -60,7 +62,8 @@ class PtyApp:
             if not data:
                 break
             n += len(data)
-            self.stream.feed(data)
+            if render:
+                self.stream.feed(data)
             # Answer the terminal queries Textual sends (cursor position, device attrs).
             if b"\x1b[6n" in data:
                 os.write(self.master, b"\x1b[1;1R")
@@ -71,21 +74,42 @@ class PtyApp:
         return "\n".join(self.screen.display)
 
     def wait_for(self, predicate, timeout: float) -> float | None:
-        """Seconds from start until predicate(screen text) holds, or None."""
+        """Seconds from start until predicate(screen text) holds, or None (also at once
+        when the app has exited and said everything it had to say)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            self.pump(0.02)
+            got = self.pump(0.02)
             if predicate(self.text()):
                 return time.monotonic() - self.started
+            if not got and self.proc.poll() is not None:
+                return None
         return None
 
     def cpu_seconds(self) -> float:
+        """CPU time of the process tree. A child that exited and was reaped is counted in
+        its parent's children_* times, so a helper ending mid-window is not lost from a
+        difference of two readings (and a live child is not counted twice)."""
         try:
             p = psutil.Process(self.proc.pid)
             procs = [p, *p.children(recursive=True)]
-            return sum(q.cpu_times().user + q.cpu_times().system for q in procs)
         except psutil.NoSuchProcess:
             return 0.0
+        total = 0.0
+        for q in procs:
+            try:
+                t = q.cpu_times()
+            except psutil.NoSuchProcess:  # exited between the listing and the reading
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+        return total
+
+    def tree(self) -> list[psutil.Process]:
+        """The app and its descendants now (to kill what outlives a SIGTERM to the group)."""
+        try:
+            p = psutil.Process(self.proc.pid)
+            return [p, *p.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
 
     def close(self) -> None:
         if self.proc.poll() is None:
