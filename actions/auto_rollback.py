@@ -134,7 +134,8 @@ class AutoRollback:
             return False
         self._stopped(reason, automatic=automatic)
         self.phase, self.deadline = Phase.CANCELLED, None
-        self.message = f"auto-rollback {reason}; it stays off until the verdict leaves fail"
+        # No "auto-rollback" in the messages: every place that shows one says it already.
+        self.message = f"{reason}; it stays off until the verdict leaves fail"
         return True
 
     def _stopped(self, why: str, *, automatic: bool) -> None:
@@ -182,7 +183,7 @@ class AutoRollback:
                 gate, controller, self.service, self.evidence, _never, state=state, automatic=True
             )
         except RollbackUnavailable as exc:
-            result = ActionResult(False, f"auto-rollback not possible: {exc}")
+            result = ActionResult(False, f"not possible: {exc}")
         self.last_result = result
-        self.message = f"auto-rollback: {result.message}"
+        self.message = result.message
         return result

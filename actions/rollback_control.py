@@ -19,6 +19,7 @@ from ebpftop.core.runtime import Runtime
 from ebpftop.core.untrusted import clean
 
 from .auto_rollback import AutoRollback, Phase
+from .rollback import RollbackUnavailable, evidence_text, rollback_action
 from .rollout_control import RolloutControl
 
 ROLLOUT = "rollout"
@@ -93,6 +94,21 @@ class RollbackControl:
     def evidence(self) -> Any:
         """What the running countdown acts on (canary.data.ServiceCanary) or None."""
         return self.auto.evidence
+
+    def countdown_plan(self) -> str:
+        """What the countdown will run, in the words of `R`'s confirmation: exactly what
+        is sent to which controller, then the evidence (lines, each value cleaned)."""
+        controller = self.controller()
+        if controller is None:
+            return "no rollout controller is running: nothing can be sent\n" + evidence_text(self.evidence())
+        service = self.auto.service
+        try:
+            action, _perform = rollback_action(
+                controller, service, self.evidence(), state=self.control.state(service), automatic=True
+            )
+        except RollbackUnavailable as exc:
+            return f"rollback unavailable: {clean(exc, 300)}\n" + evidence_text(self.evidence())
+        return action.description
 
     # --- R ---------------------------------------------------------------------------
 

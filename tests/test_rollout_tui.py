@@ -456,3 +456,46 @@ async def test_countdown_ending_under_another_screen_leaves_that_screen_alone(tm
         await pilot.pause()
         assert not isinstance(app.screen, (CountdownScreen, HelpScreen))
         assert not countdown.is_attached
+
+
+async def test_countdown_shows_in_lines_exactly_what_R_would_send_and_the_pane_says_it_once(tmp_path):
+    ctl, clock = FakeController(), Clock()
+    app = auto_app(tmp_path, ctl, clock)
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await pilot.press("3")
+        await fail_twice(pilot, app)
+        assert isinstance(app.screen, CountdownScreen)
+        shown = str(app.screen.query_one("#countdown-evidence", Static).render())
+        assert "\\x0a" not in shown  # newlines are lines, not escapes
+        lines = shown.splitlines()
+        # The same words as the `R` dialog: where, then each request as it is sent.
+        assert "Will send to fake at fake://lb:9999:" in lines
+        assert lines[lines.index("runtime-api fake://lb:9999") + 1] == "  set server be_app/canary weight 0"
+        assert any(line.startswith("Evidence: verdict FAIL: canary 5xx ratio 2%") for line in lines)
+        clock.now += 31
+        await wait_for(pilot, lambda: len(ctl.sent) == 1)
+        await app.workers.wait_for_complete()
+        await wait_for(
+            pilot,
+            lambda: "auto-rollback: canary weight 0, all traffic to stable" in summary_text(app),
+            detail=lambda: summary_text(app),
+        )
+        assert "auto-rollback: auto-rollback" not in summary_text(app)
+
+
+async def test_a_cancelled_countdown_says_auto_rollback_once(tmp_path):
+    ctl, clock = FakeController(), Clock()
+    app = auto_app(tmp_path, ctl, clock)
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await pilot.press("3")
+        await fail_twice(pilot, app)
+        await pilot.press("x")
+        await pilot.pause()
+        text = summary_text(app)
+        assert "auto-rollback: cancelled by a key press; it stays off until the verdict leaves fail" in text
+        assert "auto-rollback: auto-rollback" not in text
+        assert any(
+            n.message == "cancelled by a key press; it stays off until the verdict leaves fail"
+            and n.title == "auto-rollback"
+            for n in app._notifications
+        )

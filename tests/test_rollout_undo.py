@@ -160,6 +160,27 @@ async def test_drain_mode_undo_also_sets_the_admin_state_back(tmp_path, lab, api
         ctl.plan_undo()
 
 
+async def test_the_undo_itself_is_not_taken_for_a_reverted_rollback(tmp_path, lab, api, monkeypatch):
+    s = manager.wire_settings(settings(tmp_path), lab)
+    ctl = controller_from(s)
+
+    async def yes(_action):
+        return True
+
+    assert (await run_rollback(audited_gate(s), ctl, "default", None, yes)).ok
+    send, seen = ctl._send, []
+
+    async def send_then_read(plan):
+        done = await send(plan)
+        seen.append(await ctl.state())  # the rollout source reading at the worst moment
+        return done
+
+    monkeypatch.setattr(ctl, "_send", send_then_read)
+    assert "undone" in await ctl.undo(ctl.plan_undo())
+    assert seen[0].canary_weight > 0 and seen[0].reverted_since is None
+    assert [e for e in entries(tmp_path) if e["event"] == "observed"] == []
+
+
 async def test_kiosk_refuses_undo_and_audits_the_refusal(tmp_path, lab, api):
     s = manager.wire_settings(settings(tmp_path, kiosk=True), lab)
     app = EbpftopApp(Runtime(s, collectors=[RolloutCollector(s)]))
@@ -235,7 +256,7 @@ def haproxy_pid() -> int:
     return rec.pid
 
 
-async def test_lab_up_after_haproxy_died_keeps_the_socket_and_the_collector_reconnects(tmp_path, lab):
+async def test_lab_up_after_haproxy_died_keeps_the_socket_and_the_collector_reconnects(tmp_path, lab, api):
     s = manager.wire_settings(settings(tmp_path), lab)
     collector = RolloutCollector(s)
     await collector.start()

@@ -39,6 +39,7 @@ from ebpftop.core.runtime import Runtime
 from ebpftop.core.settings import Settings
 from ebpftop.themes import DEFAULT_THEME, STYLESHEET, THEME_NAMES, next_theme, register_themes
 
+from . import screenshot
 from .action_path import GROUP as ACTION_GROUP
 from .action_path import ActionPath, ActionRequest, marker_request
 from .bindings import KEYMAP, app_bindings, key_display
@@ -267,13 +268,14 @@ class EbpftopApp(SnapshotFlush, App[int]):
             self.notify(f"Press {' or '.join(keys)} to quit", title="Do you want to quit?")
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
-        """Save an SVG of the screen (the current directory unless told). It writes a
-        file, so never in read-only mode. (Textual's own delivery says where in markup.)"""
+        """Save an SVG of the screen (the current directory, else the temporary one;
+        tui/screenshot.py) and say where. It writes a file, so never in read-only mode.
+        (Textual's own delivery says where in markup.)"""
         if self.read_only:
             self.notify("read-only: screenshot refused", severity="warning")
             return
-        saved = self.save_screenshot(filename, path or os.getcwd())
-        self.notify(f"saved {saved}", title="screenshot", timeout=5)
+        saved, told = screenshot.save(self, filename, path)
+        self.notify(told, title="screenshot", severity="information" if saved else "error", timeout=8)
 
     # --- what may run ------------------------------------------------------------
 
@@ -306,7 +308,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
             )
             yield SystemCommand(
                 "Screenshot",
-                "Save an SVG of the screen in the current directory",
+                "Save an SVG of the screen in the current directory (else the temporary one)",
                 lambda: self.set_timer(0.1, self.action_screenshot),
             )
         yield SystemCommand("Quit", "Quit ebpftop", self.action_quit)

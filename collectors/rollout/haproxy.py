@@ -194,7 +194,7 @@ class HAProxyController(Controller):
         return (
             f"rolled back: canary server(s) {', '.join(self.canary)} at weight 0{how}, "
             f"stable now {_pct(after.stable_weight)} of traffic (until HAProxy reloads)"
-            + self._remember(before)
+            + await asyncio.to_thread(self._remember, before)
         )
 
     def _remember(self, before: list[ServerState]) -> str:
@@ -237,9 +237,16 @@ class HAProxyController(Controller):
         return entry
 
     async def undo(self, plan: Plan) -> str:
-        entry = self._on_record()
-        await self._send(plan)
-        servers = {s.name: s for s in await asyncio.to_thread(self.api.servers_state, self.backend)}
+        entry = await asyncio.to_thread(self._on_record)
+        # Forgotten before sending: the rollout source, seeing the canary back in traffic,
+        # must not take this undo for a reload that reverted the rollback.
+        await asyncio.to_thread(self._forget)
+        try:
+            await self._send(plan)
+            servers = {s.name: s for s in await asyncio.to_thread(self.api.servers_state, self.backend)}
+        except (ControllerError, RuntimeAPIError) as exc:
+            await asyncio.to_thread(self._keep, entry)
+            raise ControllerError(f"{exc}; the rollback stays on record") from None
         wrong = [
             f"{b.name} weight {servers[b.name].weight} ({servers[b.name].admin})"
             for b in entry.before
@@ -247,14 +254,23 @@ class HAProxyController(Controller):
             and (servers[b.name].weight != b.weight or (b.admin and servers[b.name].admin != b.admin))
         ]
         if wrong:
-            raise ControllerError(f"haproxy accepted the commands but now has {', '.join(wrong)}")
-        if self.memory is not None:
-            self.memory.forget(self.api.address, self.backend)
+            await asyncio.to_thread(self._keep, entry)
+            raise ControllerError(
+                f"haproxy accepted the commands but now has {', '.join(wrong)}; the rollback stays on record"
+            )
         after = await self.state()
         return (
             f"undone: {entry.restores()} as before the rollback at {_clock_time(entry.at)}, "
             f"canary now {_pct(after.canary_weight)} of traffic (until HAProxy reloads)"
         )
+
+    def _forget(self) -> None:
+        if self.memory is not None:
+            self.memory.forget(self.api.address, self.backend)
+
+    def _keep(self, entry: Remembered) -> None:
+        if self.memory is not None:
+            self.memory.remember(entry)
 
     async def _send(self, plan: Plan) -> list[str]:
         done: list[str] = []

@@ -18,12 +18,11 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ebpftop.actions.rollback import evidence_text
 from ebpftop.actions.rollback_control import RollbackControl, Severity
 from ebpftop.core.gate import ActionResult, Confirm, Gate
 
 from ...action_path import ActionRequest, Dialogs, Run
-from ...text import clean
+from ...text import clean, lines
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -65,10 +64,9 @@ class CountdownScreen(ModalScreen[None]):
         box.border_title = "AUTO-ROLLBACK"
         with box:
             yield Static(Content(self.control.countdown_text()), id="countdown", markup=False)
+            # Lines kept (a newline is not shown as \x0a); each line cleaned.
             yield Static(
-                Content(clean(evidence_text(self.control.evidence()), 2000)),
-                id="countdown-evidence",
-                markup=False,
+                Content(lines(self.control.countdown_plan(), 300)), id="countdown-evidence", markup=False
             )
             yield Static("press any key to cancel", classes="note", markup=False)
 
