@@ -499,3 +499,25 @@ async def test_a_cancelled_countdown_says_auto_rollback_once(tmp_path):
             and n.title == "auto-rollback"
             for n in app._notifications
         )
+
+
+async def test_help_lists_U_and_a_controller_without_undo_says_so(tmp_path):
+    ctl = FakeController()
+    app = rollout_app(tmp_path, ctl)
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        line = next(ln for ln in screen_text(app).splitlines() if "undo ebpftop's last rollback" in ln)
+        assert " U " in line
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.runtime.store.latest("rollout") is not None)
+        await pilot.press("U")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and audit(tmp_path) == []
+        assert any(
+            n.message
+            == "undo of the rollback of checkout: fake at fake://lb:9999: undoing a rollback is not supported"
+            and n.severity == "error"
+            for n in app._notifications
+        ), [n.message for n in app._notifications]
