@@ -42,7 +42,7 @@ from textual.events import Click, MouseDown, MouseUp, Paste
 from textual.geometry import Offset, Region
 from textual.pilot import _get_mouse_message_arguments
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, OptionList, Static
+from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets._toast import Toast
 
 from ebpftop.actions.rollback_control import RollbackControl
@@ -238,13 +238,6 @@ def widget_problems(app) -> list[str]:
                 if isinstance(w.content, str) and not w._render_markup:
                     content = Content(w.content)  # literal, but must be clean
                 out += visual_problems(content, where)
-            elif isinstance(w, DataTable):
-                for col in w.ordered_columns:
-                    out += visual_problems(col.label, where + " column")
-                for row in range(w.row_count):
-                    for cell in w.get_row_at(row):
-                        if isinstance(cell, (str, Content, Text)):
-                            out += visual_problems(cell, where + " cell")
             elif isinstance(w, LineTable):
                 for y in range(w.size.height):
                     for seg in w.render_line(y):

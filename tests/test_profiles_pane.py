@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 from app_support import NOW, T0, make_app, ok, screen_text, settings, snap
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from ebpftop.collectors.profiles.aggregate import summarize
 from ebpftop.collectors.profiles.model import ProfilesData, SourceStatus, StackSample, make_tags
@@ -19,6 +19,7 @@ from ebpftop.core.replay import ReplayRuntime
 from ebpftop.tui.panes.canary.pane import TraceSelected
 from ebpftop.tui.panes.profiles.detail import ProfileDetailScreen
 from ebpftop.tui.panes.profiles.pane import ProfilesPane
+from ebpftop.tui.panes.table import LineTable
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -89,8 +90,9 @@ async def show(pilot, app, data: ProfilesData) -> ProfilesPane:
 
 
 def table_rows(app) -> list[list[str]]:
-    table = app.query_one("#profiles-table", DataTable)
-    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+    """Every row of the table's order (built here: the table builds only its window)."""
+    table = app.query_one("#profiles-table", LineTable)
+    return [[text.strip() for text, _style in table.row(i).cells] for i in range(table.count)]
 
 
 def text_of(app, selector: str) -> str:
@@ -103,8 +105,8 @@ async def test_tag_sets_with_their_share(tmp_path, size):
     async with app.run_test(size=size) as pilot:
         pane = await show(pilot, app, profiles_data())
         assert not pane.has_class("-nodata")
-        table = app.query_one("#profiles-table", DataTable)
-        assert [str(c.label) for c in table.columns.values()] == [
+        table = app.query_one("#profiles-table", LineTable)
+        assert [c.label for c in table.columns] == [
             "share",
             "samples",
             "service",
@@ -190,9 +192,7 @@ async def test_next_profile_and_source_errors(tmp_path):
         await pilot.pause()
         assert pane.chosen == f"pprof {PPROF}"
         assert [r[2] for r in table_rows(app)] == ["checkout", "checkout"]
-        assert "trace_id" in [
-            str(c.label) for c in app.query_one("#profiles-table", DataTable).columns.values()
-        ]
+        assert "trace_id" in [c.label for c in app.query_one("#profiles-table", LineTable).columns]
 
 
 # --- the trace_id link -------------------------------------------------------------------
@@ -400,7 +400,7 @@ def test_column_widths_cut_the_widest_first():
     values = [["checkout", TRACE, "933"]]
     # Everything fits: natural widths.
     assert fit_widths(columns, values, 80) == [8, 32, 3]
-    # 40 columns: 6 of padding, 34 for values; only the trace_id is cut.
-    assert fit_widths(columns, values, 40) == [8, 23, 3]
+    # 40 columns: 3 of gaps, 37 for values; only the trace_id is cut.
+    assert fit_widths(columns, values, 40) == [8, 26, 3]
     # Far too narrow: nothing below the floor of 6 (the header needs its width anyway).
     assert fit_widths(columns, values, 10) == [6, 6, 3]

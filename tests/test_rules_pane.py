@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from app_support import NOW, make_app, ok, screen_text, snap
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from ebpftop.actions import rules as rule_actions
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData
@@ -27,6 +27,7 @@ from ebpftop.collectors.rules.ruleset import Applied, Current, RuleBook
 from ebpftop.collectors.rules.spec import Rule, format_rule
 from ebpftop.tui.panes.rules.edit import RuleEditScreen
 from ebpftop.tui.panes.rules.pane import RulesPane
+from ebpftop.tui.panes.table import LineTable
 from ebpftop.tui.screens.confirm import ConfirmScreen
 
 HOSTILE = "ops\x1b]0;pwned\x07@10.9.9.9"
@@ -180,14 +181,13 @@ async def show(pilot, app, k: Kernel, *flows: FlowRecord) -> RulesPane:
 
 
 def rows(app) -> list[list[str]]:
-    table = app.query_one("#rules-table", DataTable)
-    return [
-        [str(getattr(c, "plain", c)).strip() for c in table.get_row_at(i)] for i in range(table.row_count)
-    ]
+    """Every rule's row (built here: the table builds only its window)."""
+    table = app.query_one("#rules-table", LineTable)
+    return [[text.strip() for text, _style in table.row(i).cells] for i in range(table.count)]
 
 
 def column_labels(app) -> list[str]:
-    return [str(c.label).strip() for c in app.query_one("#rules-table", DataTable).columns.values()]
+    return [c.label for c in app.query_one("#rules-table", LineTable).columns]
 
 
 def text_of(app, selector: str) -> str:
@@ -513,9 +513,9 @@ async def test_sizes_fit_the_table(tmp_path, kernel, size):
     app = make_app(tmp_path)
     async with app.run_test(size=size) as pilot:
         pane = await show(pilot, app, kernel)
-        table = app.query_one("#rules-table", DataTable)
+        table = app.query_one("#rules-table", LineTable)
         assert table.region.height >= 3 and table.region.right <= pane.region.right
-        assert table.virtual_size.width <= pane.content_size.width + 1  # no horizontal scroll
+        assert sum(c.width + 1 for c in table.columns) < table.size.width  # no horizontal scroll
         await type_rule(pilot, app, "deny tcp from 10.0.0.1/24")
         status = app.screen.query_one("#rule-status", Static)
         assert status.region.bottom <= size[1] and "host bits set" in text_of(app, "#rule-status")

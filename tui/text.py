@@ -1,9 +1,10 @@
 """The one way untrusted strings reach the screen: never parsed as markup, never writing
 control sequences (the cleaning rule itself is `core/untrusted.py`).
 
-Sinks that parse a `str` as markup (border titles, DataTable cells, Static, tooltips...)
+Sinks that parse a `str` as markup (border titles, Static, tooltips...)
 get objects instead: `safe` (Rich `Text`) or `plain` / `joined` (Textual `Content`);
-cleaning alone cannot help, as `[` is printable. Toasts take text made by `lines`.
+cleaning alone cannot help, as `[` is printable. Toasts take text made by `lines`;
+tables (`panes/table.py`) draw cleaned text as plain segments.
 """
 
 from __future__ import annotations

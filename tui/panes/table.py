@@ -96,6 +96,14 @@ class LineTable(Widget):
             self.table = table
             self.index = index
 
+    class Resized(Message):
+        """The window now holds another number of rows: a pane that fits its columns to
+        the rows shown draws again."""
+
+        def __init__(self, table: LineTable) -> None:
+            super().__init__()
+            self.table = table
+
     def __init__(self, *, stripes: bool = False, id: str | None = None) -> None:
         super().__init__(id=id)
         self.stripes = stripes
@@ -196,8 +204,11 @@ class LineTable(Widget):
         return range(start, start + size)
 
     def on_resize(self, _event: events.Resize) -> None:
+        window = len(self._lines) - 1
         self._place()
         self._draw()
+        if window != self.window:
+            self.post_message(self.Resized(self))
 
     def refresh_styles(self) -> None:
         """The theme changed: resolve every colour again and repaint."""

@@ -255,6 +255,10 @@ class FlowsPane(SourcePane):
         self.filter = parse(text)  # the dialog only returns text that parses
         self._draw()
 
+    def on_line_table_resized(self, event: LineTable.Resized) -> None:
+        event.stop()
+        self._draw()
+
     def on_line_table_selected(self, event: LineTable.Selected) -> None:
         event.stop()
         self._wanted = self.selected_ident()

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from ebpftop.actions.capture import capture_action, describe_target
-from ebpftop.collectors.profiles.model import TagGroup, tag
+from ebpftop.collectors.profiles.model import TagGroup, Tags, tag
 from ebpftop.core.model import Snapshot
 
 from ...action_path import ActionRequest, Dialogs, Run, dashboard, through_gate
-from ...text import clean, safe
+from ...text import clean
 from .. import fmt
 from ..base import SourcePane
 from ..fmt import Part
 from ..paint import set_content
+from ..table import Column, LineTable, Row
 from .detail import ProfileDetailScreen
 from .view import (
     TraceFilter,
@@ -42,7 +42,6 @@ from .view import (
     table_columns,
 )
 
-MAX_ROWS = 200
 KEYS = "↑↓ row  enter: top functions + flame  v: next profile"
 KEYS_CAPTURE = "  c: capture now"
 KEYS_FILTERED = "  esc: back to the profile"
@@ -74,7 +73,7 @@ class ProfilesPane(SourcePane):
     ProfilesPane #profiles-title.-filtered { color: $warning; }
     ProfilesPane #profiles-title.-matched { color: $success; }
     ProfilesPane #profiles-keys { height: 1; color: $text-muted; }
-    ProfilesPane #profiles-table { height: 1fr; min-height: 3; scrollbar-size-vertical: 1; }
+    ProfilesPane #profiles-table { height: 1fr; min-height: 3; }
     ProfilesPane #profiles-compare { height: auto; max-height: 7; }
     """
 
@@ -84,7 +83,8 @@ class ProfilesPane(SourcePane):
         self.trace: TraceFilter | None = None
         self.view: View | None = None
         self.rows: list[TagGroup] = []
-        self._columns: list[str] = []
+        # The tags of the row the operator chose (None: nobody did, the top row).
+        self._wanted: Tags | None = None
         self._data: Any = None
         # The live profiles collector `c` captures with, handed over by the app (None
         # in a replay or a build without it).
@@ -94,9 +94,7 @@ class ProfilesPane(SourcePane):
         with Vertical(classes="data"):
             yield Static(Content(""), id="profiles-title", markup=False)
             yield Static(Content(""), id="profiles-keys", markup=False)
-            table: DataTable[Text] = DataTable(id="profiles-table", cursor_type="row", zebra_stripes=True)
-            table.can_focus = False  # the pane keeps the focus; its keys move the cursor
-            yield table
+            yield LineTable(id="profiles-table", stripes=True)
             yield Static(Content(""), id="profiles-compare", markup=False)
 
     # --- drawing -------------------------------------------------------------------
@@ -152,39 +150,39 @@ class ProfilesPane(SourcePane):
         set_content(self.query_one("#profiles-keys", Static), keys)
 
     def _fill_table(self, view: View, width: int) -> None:
-        table = self.query_one("#profiles-table", DataTable)
-        keep = self.selected_group()
-        groups = list(view.groups[:MAX_ROWS])
-        columns = table_columns(tuple(groups))
+        table = self.query_one("#profiles-table", LineTable)
+        groups = list(view.groups)
+        self.rows = groups
+        wanted = self._wanted
+        at = 0
+        if wanted is not None:
+            at = next((i for i, g in enumerate(groups) if g.tags == wanted), table.cursor)
+        table.place(len(groups), at)
+        # Columns fit what the window shows: the rows below it are never built.
+        shown = tuple(groups[i] for i in table.visible_rows())
+        keys = table_columns(shown)
         comms = process_names(view)
         if comms:
-            columns.append("comm")
-        values = [
-            [
+            keys.append("comm")
+
+        def values(g: TagGroup) -> list[str]:
+            return [
                 clean(comms.get(g.tags, fmt.NO_DATA) if key == "comm" else tag(g.tags, key, fmt.NO_DATA))
-                for key in columns
+                for key in keys
             ]
-            for g in groups
-        ]
-        limits = fit_widths(columns, values, width - 20)
-        if columns != self._columns or not table.columns:
-            table.clear(columns=True)
-            table.add_column("share", key="share")
-            table.add_column("samples", key="samples")
-            for key in columns:
-                # A tag name comes from outside: a str label would be parsed as markup.
-                table.add_column(safe(key, max_len=40), key=key)
-            self._columns = columns
-        else:
-            table.clear()
-        for i, g in enumerate(groups):
-            cells = [Text(share_text(g.share), justify="right"), Text(str(g.samples), justify="right")]
-            cells += [safe(fit(v, limit)) for v, limit in zip(values[i], limits, strict=True)]
-            table.add_row(*cells, key=str(i))
-        self.rows = groups
-        if keep is not None:
-            at = next((i for i, g in enumerate(groups) if g.tags == keep.tags), 0)
-            table.move_cursor(row=at, animate=False)
+
+        samples = max((len(str(g.samples)) for g in shown), default=1)
+        limits = fit_widths(keys, [values(g) for g in shown], width - 16)
+        columns = [Column("share", "share", 6, True), Column("samples", "samples", max(7, samples), True)]
+        columns += [Column(k, clean(k, 40), w) for k, w in zip(keys, limits, strict=True)]
+
+        def row(i: int) -> Row:
+            g = groups[i]
+            cells = [(share_text(g.share), ""), (str(g.samples), "")]
+            cells += [(fit(v, w), "") for v, w in zip(values(g), limits, strict=True)]
+            return Row(g.tags, tuple(cells))
+
+        table.show(columns, len(groups), row)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._rerender)
@@ -192,22 +190,30 @@ class ProfilesPane(SourcePane):
     # --- selection -----------------------------------------------------------------
 
     def selected_group(self) -> TagGroup | None:
-        if not self.rows:
-            return None
-        table = self.query_one("#profiles-table", DataTable)
-        row = table.cursor_row
+        row = self.query_one("#profiles-table", LineTable).cursor
         return self.rows[row] if 0 <= row < len(self.rows) else None
 
     def action_cursor(self, delta: int) -> None:
-        table = self.query_one("#profiles-table", DataTable)
         if self.rows:
-            table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)), animate=False)
+            self.query_one("#profiles-table", LineTable).move_cursor(
+                self.query_one("#profiles-table", LineTable).cursor + delta
+            )
+            self._moved()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
+    def _moved(self) -> None:
+        group = self.selected_group()
+        self._wanted = group.tags if group is not None else None
         self._redraw_compare()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_line_table_moved(self, event: LineTable.Moved) -> None:
+        event.stop()
+        self._moved()
+
+    def on_line_table_resized(self, event: LineTable.Resized) -> None:
+        event.stop()
+        self._rerender()
+
+    def on_line_table_selected(self, event: LineTable.Selected) -> None:
         event.stop()  # a click on the selected row, as Enter
         self.action_detail()
 

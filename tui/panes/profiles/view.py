@@ -135,10 +135,10 @@ def table_columns(groups: tuple[TagGroup, ...]) -> list[str]:
 
 
 def fit_widths(columns: list[str], values: list[list[str]], room: int, least: int = 6) -> list[int]:
-    """Widths for the tag columns within `room` (cell padding included): each as wide
-    as its longest value, the widest cut first when they do not all fit."""
+    """Widths for the tag columns within `room` (the gap before each included): each as
+    wide as its longest value, the widest cut first when they do not all fit."""
     widths = [max([len(c)] + [len(row[i]) for row in values]) for i, c in enumerate(columns)]
-    room -= 2 * len(columns)  # DataTable pads each cell by one column on each side
+    room -= len(columns)  # one column of gap before each
     while sum(widths) > room and max(widths, default=0) > least:
         i = widths.index(max(widths))
         widths[i] -= max(1, min(widths[i] - least, sum(widths) - room))

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from ebpftop.actions import rules_change
 from ebpftop.collectors.flows.model import FlowRecord
@@ -26,8 +25,9 @@ from ebpftop.core.model import Snapshot
 from ...action_path import ActionRequest, Dialogs, Run, dashboard, through_gate
 from ...text import clean
 from ..base import SourcePane
+from ..table import LineTable, Row
 from .edit import RuleEditScreen
-from .view import Column, cells, columns, detail, label, recent_flows, summary
+from .view import cells, columns, detail, recent_flows, summary, table_columns
 
 KEYS = "↑↓ select"
 KEYS_ACT = "  a: add  e: edit  d: delete  t: count/deny"
@@ -77,7 +77,7 @@ class RulesPane(SourcePane):
     RulesPane #rules-view { height: 1fr; }
     RulesPane #rules-summary { height: auto; max-height: 3; }
     RulesPane #rules-keys { height: 1; color: $text-muted; }
-    RulesPane #rules-table { height: 1fr; min-height: 3; scrollbar-size-vertical: 1; }
+    RulesPane #rules-table { height: 1fr; min-height: 3; }
     RulesPane #rules-detail { height: auto; max-height: 3; }
     """
 
@@ -85,17 +85,12 @@ class RulesPane(SourcePane):
         super().__init__(id=id)
         self.data: RulesData | None = None
         self.rows: list[RuleRecord] = []
-        self._cols: list[Column] = []
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="rules-view", classes="data"):
             yield Static(Content(""), id="rules-summary", markup=False)
             yield Static(Content(""), id="rules-keys", markup=False)
-            table: DataTable[Text] = DataTable(
-                id="rules-table", cursor_type="row", zebra_stripes=True, cell_padding=0
-            )
-            table.can_focus = False  # the pane keeps the focus; its keys move the cursor
-            yield table
+            yield LineTable(id="rules-table", stripes=True)
             yield Static(Content(""), id="rules-detail", markup=False)
 
     # --- drawing -------------------------------------------------------------------
@@ -114,24 +109,18 @@ class RulesPane(SourcePane):
         self._fill_table(data, now)
 
     def _fill_table(self, data: RulesData, now: float) -> None:
-        table = self.query_one("#rules-table", DataTable)
+        table = self.query_one("#rules-table", LineTable)
         keep = self.selected()
         width = max(40, (self.content_size.width or 80) - 1)
         cols = columns(width)
-        if [(c.key, c.width) for c in cols] != [(c.key, c.width) for c in self._cols] or not table.columns:
-            table.clear(columns=True)
-            for c in cols:
-                table.add_column(label(c), width=c.width, key=c.key)
-            self._cols = cols
-        else:
-            table.clear()
-        for rec in data.rules:
-            table.add_row(*cells(rec, cols, now), key=str(rec.id))
-        self.rows = list(data.rules)
+        rules = list(data.rules)
+        self.rows = rules
+        at = table.cursor
         if keep is not None:
-            at = next((i for i, r in enumerate(self.rows) if r.id == keep.id), None)
-            if at is not None:
-                table.move_cursor(row=at, animate=False)
+            at = next((i for i, r in enumerate(rules) if r.id == keep.id), at)
+        table.show(
+            table_columns(cols), len(rules), lambda i: Row((rules[i].id,), cells(rules[i], cols, now)), at
+        )
         self._draw_detail()
 
     def _draw_detail(self) -> None:
@@ -140,7 +129,7 @@ class RulesPane(SourcePane):
             Content.assemble(*detail(rec, self._now)) if rec is not None else Content("")
         )
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_line_table_moved(self, event: LineTable.Moved) -> None:
         event.stop()
         self._draw_detail()
 
@@ -152,19 +141,21 @@ class RulesPane(SourcePane):
     def selected(self) -> RuleRecord | None:
         if not self.rows:
             return None
-        row = self.query_one("#rules-table", DataTable).cursor_row
+        row = self.query_one("#rules-table", LineTable).cursor
         return self.rows[row] if 0 <= row < len(self.rows) else None
 
     def action_cursor(self, delta: int) -> None:
-        table = self.query_one("#rules-table", DataTable)
+        table = self.query_one("#rules-table", LineTable)
         if self.rows:
-            table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)), animate=False)
+            table.move_cursor(table.cursor + delta)
+            self._draw_detail()
 
     def select_rule(self, rule_id: int) -> bool:
         at = next((i for i, r in enumerate(self.rows) if r.id == rule_id), None)
         if at is None:
             return False
-        self.query_one("#rules-table", DataTable).move_cursor(row=at, animate=False)
+        self.query_one("#rules-table", LineTable).move_cursor(at)
+        self._draw_detail()
         return True
 
     # --- changes, through the app's action path ----------------------------------------

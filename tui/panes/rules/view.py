@@ -12,17 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rich.text import Text
-
 from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.model import RuleRecord, RulesData, rule_of
 from ebpftop.collectors.rules.spec import format_rule
 from ebpftop.core.model import Snapshot
 
-from ...text import clean, safe
+from ...text import clean
 from .. import fmt
 from ..canary.render import sparkline
 from ..fmt import Part
+from ..table import Cell
+from ..table import Column as TableColumn
 
 FlowKey = tuple[str, str, str, str, int, str, int]  # a flow as the flows map keys it
 
@@ -99,50 +99,44 @@ def per_second(x: float | None) -> str:
     return fmt.NO_DATA if x is None else fmt.number(round(x, 1) if x < 10 else round(x)) + "/s"
 
 
-def cells(rec: RuleRecord, cols: list[Column], now: float) -> list[Text]:
-    """One table row; every string from the payload through `safe`."""
-    dim = "dim" if rec.expired else ""
-    out: list[Text] = []
+def cells(rec: RuleRecord, cols: list[Column], now: float) -> tuple[Cell, ...]:
+    """One table row as (text, style) cells; the table cleans the payload's text."""
+    dim = " dim" if rec.expired else ""
+    out: list[Cell] = []
     for c in cols:
+        style = ""
         if c.key == "pos":
-            t = Text(str(rec.position + 1))
+            text = str(rec.position + 1)
         elif c.key == "id":
-            t = Text(str(rec.id))
+            text = str(rec.id)
         elif c.key == "action":
-            mark = ENFORCED if enforced(rec) else " "
-            t = Text(mark + " ") + safe(
-                rec.action, ACTION_STYLE.get(rec.action, "") if not rec.expired else "dim"
-            )
+            text = (ENFORCED if enforced(rec) else " ") + " " + rec.action
+            style = ACTION_STYLE.get(rec.action, "") if not rec.expired else ""
         elif c.key == "match":
-            t = safe(match_text(rec), max_len=max(8, c.width - 1))
+            text = clean(match_text(rec), max_len=max(8, c.width - 1))
         elif c.key == "packets":
-            t = Text(fmt.number(rec.packets))
+            text = fmt.number(rec.packets)
         elif c.key == "bytes":
-            t = Text(fmt.size(rec.bytes))
+            text = fmt.size(rec.bytes)
         elif c.key == "rate":
-            t = Text(per_second(rec.pps))
+            text = per_second(rec.pps)
         elif c.key == "last":
-            t = Text("never" if rec.last_hit is None else fmt.duration(now - rec.last_hit) + " ago")
+            text = "never" if rec.last_hit is None else fmt.duration(now - rec.last_hit) + " ago"
         elif c.key == "spark":
-            t = Text(sparkline(list(rec.history), c.width - 1), style="cyan")
+            text, style = sparkline(list(rec.history), c.width - 1), "cyan"
         elif c.key == "expiry":
-            t = Text(expiry_text(rec, now), style="yellow" if rec.expired else "")
+            text, style = expiry_text(rec, now), "yellow" if rec.expired else ""
         elif c.key == "author":
-            t = safe(rec.author or fmt.NO_DATA, max_len=c.width - 1)
+            text = clean(rec.author or fmt.NO_DATA, max_len=c.width - 1)
         else:  # pragma: no cover - columns() only makes the keys above
-            t = Text("")
-        if c.right:
-            t.justify = "right"
-        else:
-            t = Text(" ") + t
-        if dim:
-            t.stylize(dim)
-        out.append(t)
-    return out
+            text = ""
+        out.append((text, (style + dim).strip()))
+    return tuple(out)
 
 
-def label(c: Column) -> Text:
-    return Text(c.label, justify="right") if c.right else Text(" " + c.label)
+def table_columns(cols: list[Column]) -> list[TableColumn]:
+    """The table's columns: rules' widths count the gap the table draws itself."""
+    return [TableColumn(c.key, c.label, max(1, c.width - 1), c.right) for c in cols]
 
 
 def detail(rec: RuleRecord, now: float) -> list[Part]:
