@@ -248,6 +248,34 @@ async def test_a_reverted_rollback_raises_an_alarm_on_screen_in_json_and_once_in
     assert len([e for e in entries(tmp_path) if e["event"] == "observed"]) == 1
 
 
+def test_the_cli_verb_undoes_too_with_a_dry_run_first(tmp_path, lab, api, capsys):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[audit]\nlog = "{tmp_path}/audit.jsonl"\nkey = "{tmp_path}/audit.key"\n'
+        f'[rollout]\ncontroller = "haproxy"\nhaproxy_socket = "{lab.haproxy_socket}"\n'
+    )
+    cfg.chmod(0o600)
+    base = ["--config", str(cfg), "rollback", "default"]
+    assert cli_main([*base, "--undo", "--dry-run"]) == 1
+    assert "nothing to undo" in capsys.readouterr().err
+    assert cli_main([*base, "--yes"]) == 0
+    assert api.weights("be_app") == {"stable": STABLE, "canary": 0}
+    capsys.readouterr()
+    assert cli_main([*base, "--undo", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run: nothing is sent" in out and f"set server be_app/canary weight {CANARY}" in out
+    assert api.weights("be_app") == {"stable": STABLE, "canary": 0}
+    assert cli_main([*base, "--undo", "--yes"]) == 0
+    assert "undone: canary weight 17" in capsys.readouterr().out
+    assert api.weights("be_app") == {"stable": STABLE, "canary": CANARY}
+    assert [(e["event"], e["action"]["kind"]) for e in entries(tmp_path)] == [
+        ("intent", "rollout.rollback"),
+        ("result", "rollout.rollback"),
+        ("intent", "rollout.undo"),
+        ("result", "rollout.undo"),
+    ]
+
+
 def haproxy_pid() -> int:
     st = statefile.load(Layout(CFG).state_file)
     assert st is not None

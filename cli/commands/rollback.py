@@ -1,10 +1,10 @@
-"""`ebpftop rollback SERVICE [--yes] [--dry-run]`: all traffic to stable, through the gate.
+"""`ebpftop rollback SERVICE [--undo] [--yes] [--dry-run]`: all traffic to stable, through the gate.
 
 Shows the evidence and exactly what will be sent, asks for the service name (unless
---yes); --dry-run sends and writes nothing. Exit codes: 0 rolled back (or dry run
-shown), 1 failed or cannot be offered, 2 bad usage or configuration, 3 refused
-(read-only) or not confirmed.
-"""
+--yes); --dry-run sends and writes nothing. --undo sets back exactly what ebpftop's last
+rollback of SERVICE changed (the `U` key), shown and confirmed the same way. Exit codes:
+0 done (or dry run shown), 1 failed or cannot be offered, 2 bad usage or configuration,
+3 refused (read-only) or not confirmed."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--yes", action="store_true", help="do not ask for the service name (scripts); still audited"
     )
     p.add_argument("--dry-run", action="store_true", help="print exactly what would be sent; send nothing")
+    p.add_argument(
+        "--undo", action="store_true", help="undo ebpftop's last rollback: set back exactly what it changed"
+    )
     p.set_defaults(func=run)
 
 
@@ -84,6 +87,8 @@ async def _run(args: argparse.Namespace, settings: Settings, controller: Control
             state = None
         if state is not None:
             say(describe_state(state))
+        if args.undo:
+            return await _undo(args, settings, controller)
         if args.dry_run:
             say("dry run: nothing is sent. A rollback would send:")
             say(controller.plan_rollback(state).describe())
@@ -102,6 +107,35 @@ async def _run(args: argparse.Namespace, settings: Settings, controller: Control
     finally:
         await controller.close()
     say(f"ebpftop: rollback of {args.service}: {result.message}", err=not result.ok)
+    if result.ok:
+        return 0
+    return 3 if result.refused or result.cancelled else 1
+
+
+async def _undo(args: argparse.Namespace, settings: Settings, controller: Controller) -> int:
+    from ebpftop.actions.rollback import RollbackUnavailable
+    from ebpftop.actions.undo_rollback import run_undo
+    from ebpftop.collectors.rollout.base import ControllerError
+    from ebpftop.core.runtime import audited_gate
+
+    if args.dry_run:
+        try:
+            plan = controller.plan_undo()
+        except ControllerError as exc:
+            say(f"ebpftop: {exc}", err=True)
+            return 1
+        say("dry run: nothing is sent. Undoing the rollback would send:")
+        say(plan.describe())
+        return 0
+    evidence = await _evidence(settings, args.service)
+    try:
+        result = await run_undo(
+            audited_gate(settings), controller, args.service, evidence, told if args.yes else _ask
+        )
+    except RollbackUnavailable as exc:
+        say(f"ebpftop: {exc}", err=True)
+        return 1
+    say(f"ebpftop: undo of the rollback of {args.service}: {result.message}", err=not result.ok)
     if result.ok:
         return 0
     return 3 if result.refused or result.cancelled else 1
