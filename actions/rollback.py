@@ -107,6 +107,38 @@ def plan_record(plan: Plan) -> dict[str, Any]:
     return asdict(plan)
 
 
+def plan_action(
+    kind: str,
+    title: str,
+    controller: Controller,
+    service: str,
+    plan: Plan,
+    evidence: ServiceCanary | None,
+    headline: list[str],
+    **extra: Any,
+) -> Action:
+    """A rollout action as its confirmation shows it: `headline`, where it is sent and
+    each request, then the evidence; confirmed by typing the service name."""
+    # The plan's own first line repeats the controller and endpoint: say them once.
+    lines = [*headline, f"Will send to {controller.kind} at {clean(controller.endpoint)}:", *plan.steps()]
+    return Action(
+        kind=kind,
+        title=title,
+        description="\n".join([*lines, evidence_text(evidence)]),
+        target=service,
+        params={
+            "service": service,
+            "controller": controller.kind,
+            "endpoint": controller.endpoint,
+            "plan": plan_record(plan),
+            "evidence": evidence_record(evidence),
+            **extra,
+        },
+        dangerous=True,
+        confirm_text=service,
+    )
+
+
 def rollback_action(
     controller: Controller,
     service: str,
@@ -132,26 +164,16 @@ def rollback_action(
         )
     if automatic:
         parts.append("AUTOMATIC rollback: the canary verdict stayed fail and the countdown ran out.")
-    # The plan's own first line repeats the controller and endpoint: say them once.
     parts.append(f"Roll back {clean(service)}: all traffic to stable ({clean(plan.summary)}).")
-    parts.append(f"Will send to {controller.kind} at {clean(controller.endpoint)}:")
-    parts += plan.steps()
-    parts.append(evidence_text(evidence))
-    action = Action(
-        kind=KIND,
-        title=f"Roll back {service}",
-        description="\n".join(parts),
-        target=service,
-        params={
-            "service": service,
-            "controller": controller.kind,
-            "endpoint": controller.endpoint,
-            "plan": plan_record(plan),
-            "evidence": evidence_record(evidence),
-            **({"changed": list(changes)} if changes else {}),
-        },
-        dangerous=True,
-        confirm_text=service,
+    action = plan_action(
+        KIND,
+        f"Roll back {service}",
+        controller,
+        service,
+        plan,
+        evidence,
+        parts,
+        **({"changed": list(changes)} if changes else {}),
     )
 
     async def perform() -> str:

@@ -12,7 +12,7 @@ from ebpftop.collectors.rollout.base import Controller, ControllerError
 from ebpftop.core.gate import Action, ActionResult, Confirm, Gate
 from ebpftop.core.untrusted import clean
 
-from .rollback import RollbackUnavailable, evidence_record, evidence_text, plan_record
+from .rollback import RollbackUnavailable, plan_action
 
 KIND = "rollout.undo"
 
@@ -29,26 +29,11 @@ def undo_action(
         plan = controller.plan_undo()
     except ControllerError as exc:
         raise RollbackUnavailable(str(exc)) from None
-    lines = [
-        f"Undo the rollback of {clean(service)}: the canary takes traffic again ({clean(plan.summary)}).",
-        f"Will send to {controller.kind} at {clean(controller.endpoint)}:",
-        *plan.steps(),
-        evidence_text(evidence),
-    ]
-    action = Action(
-        kind=KIND,
-        title=f"Undo the rollback of {service}",
-        description="\n".join(lines),
-        target=service,
-        params={
-            "service": service,
-            "controller": controller.kind,
-            "endpoint": controller.endpoint,
-            "plan": plan_record(plan),
-            "evidence": evidence_record(evidence),
-        },
-        dangerous=True,
-        confirm_text=service,
+    headline = (
+        f"Undo the rollback of {clean(service)}: the canary takes traffic again ({clean(plan.summary)})."
+    )
+    action = plan_action(
+        KIND, f"Undo the rollback of {service}", controller, service, plan, evidence, [headline]
     )
 
     async def perform() -> str:

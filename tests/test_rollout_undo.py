@@ -20,6 +20,7 @@ import time
 import pytest
 from app_support import screen_text, settings
 from conftest import need, need_root
+from test_rollout_tui import wait_for
 from textual.widgets import Static
 
 from ebpftop.actions.rollback import run_rollback
@@ -69,15 +70,6 @@ def api(lab) -> RuntimeAPI:
 def entries(tmp_path) -> list[dict]:
     path = tmp_path / "audit.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-async def wait_for(pilot, cond, tries: int = 200, detail=lambda: "") -> None:
-    """Let the app run until `cond()` holds (a bound on waiting, not a speed check)."""
-    for _ in range(tries):
-        if cond():
-            return
-        await pilot.pause(0.05)
-    assert cond(), detail()
 
 
 async def confirm_by_typing(app, pilot, service: str) -> str:
