@@ -109,3 +109,19 @@ def test_commands_with_separators_are_refused_before_sending(tcp):
     with pytest.raises(RuntimeAPIError, match="one command"):
         api.command("show info\nshutdown frontend fe_app")
     assert tcp.received == []
+
+
+async def test_a_damaged_rollback_memory_is_named_and_the_source_keeps_working(tcp, tmp_path):
+    from ebpftop.collectors.rollout.memory import RollbackMemory
+
+    memory = RollbackMemory(tmp_path / "rollbacks.json")
+    memory.path.write_text('{"rollbacks": [{"service": "checkout"')  # cut short
+    c = HAProxyController("checkout", tcp.address, memory=memory)
+    st = await c.state()
+    assert (st.stable_weight, st.canary_weight) == (100.0, 0.0)
+    assert f"rollback memory {memory.path} is damaged" in st.message and "remove it" in st.message
+    with pytest.raises(ControllerError, match=r"rollbacks\.json is damaged"):
+        c.plan_undo()
+    memory.path.unlink()
+    with pytest.raises(ControllerError, match=r"nothing to undo: ebpftop has no rollback of backend be_app"):
+        c.plan_undo()
