@@ -633,3 +633,22 @@ async def test_fifty_thousand_flows_build_only_the_rows_on_screen(tmp_path):
         assert table.lines_repainted - repainted <= table.window
         assert table.top == 0 and table.cursor == 0
         assert rows(app)[0][0] == "udp :40000 → 10.255.0.1:51023"  # flow 49999, the busiest
+
+
+async def test_a_folded_pane_draws_nothing_until_it_is_shown(tmp_path):
+    """At 80 columns the unfocused panes are folded to their frame and health line: data
+    for them builds no row until the operator opens one."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")  # Rules gets the room; Flows is folded
+        await pilot.pause()
+        table = app.query_one("#flows-table", LineTable)
+        await show(pilot, flows_data(), seq=1)
+        await show(pilot, flows_data(), seq=2)
+        pane = app.query_one(FlowsPane)
+        assert pane.records == [] and table.rows_built == 0  # not even sorted
+        assert "OK" in str(pane.query_one(".health", Static).render())  # the health line is drawn
+        await pilot.press("1")
+        await pilot.pause()
+        await pilot.pause()
+        assert table.rows_built > 0 and rows(app)[0][0].startswith("tcp")

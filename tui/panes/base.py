@@ -80,10 +80,19 @@ def health_content(health: Health, now: float, *, waiting: bool = False) -> Cont
     return Content.assemble(*parts)
 
 
+class PaneBody(Vertical):
+    """A pane's body, which tells its pane when it is shown again after being folded."""
+
+    def on_show(self) -> None:
+        pane = self.parent
+        if isinstance(pane, SourcePane):
+            pane.body_shown()
+
+
 class SourcePane(Vertical, can_focus=True):
     """A focusable pane showing one source. Subclasses set the class vars below and
     either override `render_body` (text in the default Static) or, for interactive
-    bodies (a DataTable, a chart), `compose_body` + `update_body`."""
+    bodies (a `LineTable`, a chart), `compose_body` + `update_body`."""
 
     source: ClassVar[str] = "?"
     title: ClassVar[str] = "?"
@@ -112,10 +121,11 @@ class SourcePane(Vertical, can_focus=True):
         self.last_good: Snapshot | None = None
         self._now = 0.0
         self.alarms: list[tuple[str, str]] = []  # (text, severity) of the feed's alarms
+        self._body_behind = False  # data arrived while the body was folded
 
     def compose(self) -> ComposeResult:
         yield Static(Content(""), classes="health", markup=False)
-        with Vertical(classes="body"):
+        with PaneBody(classes="body"):
             # Why there is no data and what to do; hidden while there is data.
             yield Static(Content(""), classes="message", markup=False)
             yield from self.compose_body()
@@ -140,6 +150,11 @@ class SourcePane(Vertical, can_focus=True):
         self.set_class(shown is not None and shown is not snapshot, "-stale")
         self.update_health(now)
         self._show_alarms(feed.alarms)
+        if not self.query_one(PaneBody).display:
+            # Folded (a stacked pane at 80 columns): the body costs nothing until shown.
+            self._body_behind = True
+            return
+        self._body_behind = False
         if shown is not None and self._update_body_safely(shown, now):
             return
         self.set_class(True, "-nodata")
@@ -147,14 +162,23 @@ class SourcePane(Vertical, can_focus=True):
             message = self.about() if snapshot is None else self.render_unavailable(snapshot.health)
             set_content(self.query_one(".message", Static), message)
 
+    def body_shown(self) -> None:
+        """The body is on screen again: draw what arrived while it was folded."""
+        if self._body_behind:
+            self.show(self.feed)
+
     def update_related(self, related: Mapping[str, tuple[Snapshot, ...]]) -> None:
         """Newer histories of the `RELATED` sources that do not redraw the pane."""
         self.feed = dataclasses.replace(self.feed, related=related)
 
     def _show_alarms(self, alarms: tuple[Alarm, ...]) -> None:
         self.alarms = [(a.text, a.severity) for a in alarms]
-        # On the border too: at 80 columns an unfocused pane shows only its frame.
-        self.border_subtitle = joined((a.text for a in alarms), max_len=60)
+        # On the border too: at 80 columns an unfocused pane shows only its frame. Set
+        # only when it changes: setting it repaints the whole pane, frame and body.
+        subtitle = joined((a.text for a in alarms), max_len=60)
+        shown = self._border_subtitle
+        if shown is None or (shown.plain, shown.spans) != (subtitle.plain, subtitle.spans):
+            self.border_subtitle = subtitle
         self.set_class(any(a.severity == "error" for a in alarms), "-alarm")
 
     def _update_body_safely(self, shown: Snapshot, now: float) -> bool:

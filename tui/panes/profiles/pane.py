@@ -223,7 +223,7 @@ class ProfilesPane(SourcePane):
         group = self.selected_group()
         preferred = tag(group.tags, "service") if group is not None else None
         width = max(30, self.content_size.width or 80)
-        self.query_one("#profiles-compare", Static).update(compare(self.view, preferred, width).lines)
+        set_content(self.query_one("#profiles-compare", Static), compare(self.view, preferred, width).lines)
 
     def action_detail(self) -> None:
         group = self.selected_group()

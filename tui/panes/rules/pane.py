@@ -25,6 +25,7 @@ from ebpftop.core.model import Snapshot
 from ...action_path import ActionRequest, Dialogs, Run, dashboard, through_gate
 from ...text import clean
 from ..base import SourcePane
+from ..paint import set_content
 from ..table import LineTable, Row
 from .edit import RuleEditScreen
 from .view import cells, columns, detail, recent_flows, summary, table_columns
@@ -101,11 +102,11 @@ class RulesPane(SourcePane):
             self.rows = []
             raise TypeError(f"expected rules data, got {type(data).__name__}")
         self.data = data
-        self.query_one("#rules-summary", Static).update(Content.assemble(*summary(data)))
+        set_content(self.query_one("#rules-summary", Static), Content.assemble(*summary(data)))
         keys = KEYS + ("" if dashboard(self).read_only else KEYS_ACT)
         if not data.rules:
             keys = "no rules" + ("" if dashboard(self).read_only else "  a: add a rule")
-        self.query_one("#rules-keys", Static).update(keys)
+        set_content(self.query_one("#rules-keys", Static), Content(keys))
         self._fill_table(data, now)
 
     def _fill_table(self, data: RulesData, now: float) -> None:
@@ -125,8 +126,9 @@ class RulesPane(SourcePane):
 
     def _draw_detail(self) -> None:
         rec = self.selected()
-        self.query_one("#rules-detail", Static).update(
-            Content.assemble(*detail(rec, self._now)) if rec is not None else Content("")
+        set_content(
+            self.query_one("#rules-detail", Static),
+            Content.assemble(*detail(rec, self._now)) if rec is not None else Content(""),
         )
 
     def on_line_table_moved(self, event: LineTable.Moved) -> None:
