@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -128,12 +129,25 @@ class CollectorRunner:
                 started = time.monotonic()
                 ok = await self.run_once()
                 if ok:
-                    delay = max(0.0, c.interval - (time.monotonic() - started))
+                    delay = next_tick(c.interval, time.monotonic(), started)
                 else:
                     delay = max(c.interval, self._retry_in)
                 await asyncio.sleep(delay)
         finally:
             await c.close()
+
+
+def next_tick(interval: float, now: float, started: float) -> float:
+    """Seconds to the next multiple of `interval` on the monotonic clock after the one
+    this sample started in. Collectors of the same interval thus sample together and
+    the dashboard shows them in one frame (tui/flush.py); a sample that overran its
+    interval waits for the next grid point instead of starting at once."""
+    if interval <= 0:
+        return 0.0
+    due = (math.floor(started / interval) + 1) * interval
+    while due <= now:
+        due += interval
+    return due - now
 
 
 async def run_all(collectors: list[Collector], bus: Bus) -> None:

@@ -53,7 +53,11 @@ def settings(tmp_path, **changes) -> Settings:
 
 def make_app(tmp_path, *, kiosk: bool = False, collectors=None, **changes) -> EbpftopApp:
     runtime = Runtime(settings(tmp_path, kiosk=kiosk, **changes), collectors=collectors or [])
-    return EbpftopApp(runtime, clock=lambda: NOW)
+    app = EbpftopApp(runtime, clock=lambda: NOW)
+    # Tests publish by hand and read the screen right after: no waiting for the frame
+    # slot (the cadence itself is tested in test_frames.py).
+    app.redraw_every = 0.0
+    return app
 
 
 def rules_data(n: int = 0, **changes) -> RulesData:

@@ -405,10 +405,13 @@ async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
                 tries=1800,  # bounded: 90 s
                 detail=lambda: summary_text(app),
             )
+            # The screen shows it in the next frame (one per refresh interval).
             await wait_for(
-                pilot, lambda: "20% canary" in summary_text(app), tries=200, detail=lambda: summary_text(app)
+                pilot,
+                lambda: "20% canary" in summary_text(app) and "✖ FAIL" in summary_text(app),
+                tries=200,
+                detail=lambda: summary_text(app),
             )
-            assert "✖ FAIL" in summary_text(app)
             await pilot.press("R")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
             shown = str(app.screen.query_one("#confirm-description", Static).render())

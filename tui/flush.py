@@ -3,14 +3,18 @@
 
 The bus subscriber only marks sources dirty and schedules one flush, which hands each
 dirty pane one `PaneFeed` built from the store however many snapshots arrived; paused,
-nothing is drawn. A slow timer updates the ages, and nothing else ticks, so an idle
-dashboard costs next to nothing.
+nothing is drawn. Live, flushes fall on frame slots, one per refresh interval just after
+the collectors' common tick, so the screen is updated once a second, not once per
+source. A slow timer updates the ages, and nothing else ticks, so an idle dashboard
+costs next to nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +41,9 @@ else:
 MARKER_MAX = 200
 MARKER_SOURCE = "marker"
 RECORDER_SOURCE = "recorder"
+# After a tick of the collectors' grid, how long their samples get to arrive before the
+# frame that shows them (a sample later than this waits for the next frame).
+FRAME_DELAY = 0.3
 # Sources without a pane whose trouble still belongs in the header's problem line.
 HEADER_SOURCES = (RECORDER_SOURCE, "rollout")
 
@@ -55,6 +62,8 @@ class SnapshotFlush(_AppBase):
     _dirty: set[str]
     _data_alarms: dict[str, tuple[Alarm, ...]]
     _flush_scheduled: bool
+    _last_frame: float
+    redraw_every: float
     _aged_by_flush: bool
     _pending: int
     _ui_loop: asyncio.AbstractEventLoop | None
@@ -86,12 +95,30 @@ class SnapshotFlush(_AppBase):
             return
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.call_later(self._flush_dirty)
+            wait = self._frame_wait()
+            if wait > 0:
+                self.set_timer(wait, self._flush_dirty, name="frame")
+            else:
+                self.call_later(self._flush_dirty)
+
+    def _frame_wait(self) -> float:
+        """Seconds until the next frame slot: collectors tick together on one grid
+        (core/collector.py), so a frame FRAME_DELAY after each tick shows them all at
+        once: one screen update per refresh interval, not one per source."""
+        every = self.redraw_every
+        if every <= 0:
+            return 0.0
+        t = time.monotonic()
+        slot = math.floor((t - FRAME_DELAY) / every) * every + FRAME_DELAY
+        if slot <= self._last_frame:
+            slot += every
+        return max(0.0, slot - t)
 
     def _flush_dirty(self) -> None:
         self._flush_scheduled = False
         if self.paused or not self._dirty or not self._drawable():
             return
+        self._last_frame = time.monotonic()
         dirty, self._dirty = self._dirty, set()
         now = self.now()
         with self.batch_update():

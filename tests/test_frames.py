@@ -1,0 +1,69 @@
+"""One screen update per refresh interval: collectors sample on one grid of the
+monotonic clock (core/collector.py `next_tick`) and the dashboard draws them in one
+frame just after each tick (tui/flush.py), instead of one frame per source."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from app_support import settings
+
+from ebpftop.core.collector import Collector, next_tick
+from ebpftop.core.runtime import Runtime
+from ebpftop.tui.app import EbpftopApp
+
+
+def test_next_tick_is_the_next_grid_point_after_the_sample_started():
+    assert next_tick(1.0, now=10.25, started=10.1) == pytest.approx(0.75)
+    # Whenever a sample starts inside a second, the next one is at the second's end.
+    assert next_tick(1.0, now=10.95, started=10.9) == pytest.approx(0.05)
+    # A sample that overran its interval waits for the next grid point.
+    assert next_tick(1.0, now=11.5, started=10.1) == pytest.approx(0.5)
+    assert next_tick(5.0, now=12.0, started=11.0) == pytest.approx(3.0)
+    assert next_tick(0.0, now=1.0, started=1.0) == 0.0
+
+
+class Ticker(Collector):
+    """Samples take their time, as real ones do (a map read, a scrape): each source's
+    snapshot arrives apart from the others'."""
+
+    def __init__(self, name: str, interval: float, takes: float) -> None:
+        self.name = name
+        self.interval = interval
+        self.takes = takes
+        self.samples = 0
+
+    async def collect(self) -> int:
+        await asyncio.sleep(self.takes)
+        self.samples += 1
+        return self.samples
+
+
+class Counting(EbpftopApp):
+    frames = 0
+
+    def _flush_dirty(self) -> None:
+        if self._dirty and not self.paused:
+            self.frames += 1
+        super()._flush_dirty()
+
+
+async def test_four_sources_ticking_together_make_one_frame_per_interval(tmp_path):
+    interval = 0.5
+    tickers = [Ticker(name, interval, 0.04 * i) for i, name in enumerate(("a", "b", "c", "d"))]
+    app = Counting(Runtime(settings(tmp_path, refresh=interval), collectors=tickers))
+    assert app.redraw_every == interval
+    async with app.run_test(size=(80, 24)):
+        await asyncio.sleep(0.2)
+        frames, samples = app.frames, sum(t.samples for t in tickers)
+        await asyncio.sleep(8 * interval)
+        frames, samples = app.frames - frames, sum(t.samples for t in tickers) - samples
+    # About 8 ticks of 4 samples each: one frame per tick, not per sample.
+    assert samples >= 4 * 6
+    assert 6 <= frames <= 9, (frames, samples)
+
+
+async def test_without_collectors_a_published_snapshot_is_drawn_at_once(tmp_path):
+    app = EbpftopApp(Runtime(settings(tmp_path), collectors=[]))
+    assert app.redraw_every == 0.0
