@@ -115,8 +115,8 @@ def test_canary_fail_is_an_error_warn_a_warning_pass_nothing():
     assert [s.verdict for s in data.services] == [Verdict.FAIL, Verdict.WARN, Verdict.PASS]
     out = canary_alarms(snap("canary", data), ())
     assert [(a.text, a.severity) for a in out] == [
-        ("canary FAIL checkout: 5xx ratio 2% > 0.5% for 2/2 evaluations", "error"),
-        ("canary WARN search: 5xx ratio 2% > 0.5% for 1/2 evaluations", "warning"),
+        ("canary FAIL checkout: 5xx 2% (2/2)", "error"),
+        ("canary WARN search: 5xx 2% (1/2)", "warning"),
     ]
     assert out[0].detail == {
         "service": "checkout",
@@ -125,6 +125,50 @@ def test_canary_fail_is_an_error_warn_a_warning_pass_nothing():
         "metrics": ["error_ratio"],
     }
     assert to_jsonable(out[0])["detail"]["metrics"] == ["error_ratio"]
+
+
+def judged(evaluator: Evaluator, m: Measured, name: str = "checkout", **kw) -> ServiceCanary:
+    a = evaluator.evaluate(m, **kw)
+    return ServiceCanary(
+        name,
+        a.verdict,
+        a.reason,
+        a.metrics,
+        VariantMetrics("canary"),
+        VariantMetrics("stable"),
+        DriftTest("chi-square test of homogeneity"),
+    )
+
+
+def alarm_text(*services: ServiceCanary) -> list[str]:
+    return [a.text for a in canary_alarms(snap("canary", CanaryData("http://p", services)), ())]
+
+
+def test_the_canary_alarm_names_every_breach_in_a_few_words():
+    ev = Evaluator(Thresholds(persist=3))
+    bad = Measured(1.5, 0.0658, 0.051, 1000.0, None, "no histogram")  # p99 1.5 s = 22.8x stable
+    judged(ev, bad, from_history=True)
+    judged(ev, bad, from_history=True)
+    # all three breach, for as long: one count for all, and how much of it is history
+    assert alarm_text(judged(ev, bad)) == [
+        "canary FAIL checkout: p99 1.5 s, 22.8x stable, 5xx 5.1% (3/3, 2 from history)"
+    ]
+    # breaches held for different counts carry their own; the failing ones come first
+    ev = Evaluator(Thresholds(persist=3))
+    for _ in range(3):
+        judged(ev, Measured(0.3, 0.28, 0.051, 1000.0, None, "no histogram"))
+    mixed = judged(ev, Measured(0.9, 0.28, 0.051, 1000.0, None, "no histogram"))
+    assert alarm_text(mixed) == ["canary FAIL checkout: 5xx 5.1% (3/3), p99 3.21x stable (1/3)"]
+
+
+def test_a_canary_warning_only_on_the_distribution_says_so_briefly():
+    from ebpftop.collectors.canary.stats import chi_square_homogeneity
+
+    shifted = chi_square_homogeneity([100, 150, 300, 450], [500, 300, 150, 50])
+    svc = judged(Evaluator(Thresholds()), Measured(0.3, 0.28, 0.001, 1000.0, shifted))
+    assert svc.verdict is Verdict.WARN
+    (text,) = alarm_text(svc)
+    assert text == "canary WARN checkout: latency distribution differs (V 0.586)"
 
 
 # --- rules ----------------------------------------------------------------------------

@@ -252,3 +252,22 @@ def test_history_times_are_the_evaluation_interval_apart():
     c._evaluated["x"] = 995.0
     assert c._missed(service("x", persist=4), 1000.0 + 4.9) == ()  # late, but nothing missed
     assert c._missed(service("x", persist=4), 1000.0 + 5) == (1000.0,)
+
+
+def test_a_range_answer_is_read_at_each_evaluation_time():
+    from ebpftop.collectors.canary.query import QueryError, RangeAnswer, parse_matrix
+
+    data = {
+        "resultType": "matrix",
+        "result": [
+            {"metric": {"le": "1"}, "values": [[1000.001, "3"], [1005.001, "NaN"]]},
+            {"metric": {"le": "+Inf"}, "values": [[1005.001, "4"]]},
+        ],
+    }
+    answer = RangeAnswer(parse_matrix(data), ())
+    # a millisecond off (the time went over the wire as a decimal) is the same point
+    assert [(s.labels, s.value) for s in answer.at(1000.0).samples] == [({"le": "1"}, 3.0)]
+    assert [s.value for s in answer.at(1005.0).samples] == [None, 4.0]  # NaN is no data
+    assert answer.at(1002.5).samples == ()  # no point there: as an instant query, nothing
+    with pytest.raises(QueryError, match="not a matrix"):
+        parse_matrix({"resultType": "vector", "result": []})

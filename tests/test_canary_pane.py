@@ -139,7 +139,7 @@ async def test_verdicts_and_numbers_beside_thresholds(tmp_path, size):
         screen = screen_text(app)
         assert "✖ FAIL  checkout" in screen and "3 Canary" in screen
         # and the header, before any key, names the service and why
-        assert "✖ canary FAIL checkout: 5xx ratio 2% > 0.5%" in screen.splitlines()[2]
+        assert "✖ canary FAIL checkout: 5xx 2%, p99 2.25x stable" in screen.splitlines()[2]
 
 
 async def test_nan_and_missing_numbers_show_no_data_never_zero(tmp_path):

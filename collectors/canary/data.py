@@ -14,7 +14,7 @@ from ebpftop.core.alarms import Alarm, register_alarms
 from ebpftop.core.model import Snapshot, register_payload
 
 from .exemplars import Exemplar
-from .verdict import MetricVerdict, Verdict
+from .verdict import MetricVerdict, Verdict, fmt_value
 
 
 @dataclass(frozen=True)
@@ -81,15 +81,55 @@ class CanaryData:
 register_payload("canary", CanaryData)
 
 
+_SHORT = {  # in the order named: latency, then errors
+    "p99": "p99 {}",
+    "p99_ratio": "p99 {} stable",
+    "error_ratio": "5xx {}",
+    "drift": "latency distribution differs (V {})",
+}
+
+
+def _count(m: MetricVerdict) -> str:
+    if not m.persist:  # recorded before verdicts carried it
+        return ""
+    past = f", {m.from_history} from history" if m.from_history else ""
+    return f" ({min(m.breaches, m.persist)}/{m.persist}{past})"
+
+
+def breaches(svc: ServiceCanary) -> str:
+    """Every breach of `svc` in a few words, worst first, with its persistence:
+    "p99 22.8x stable, 5xx 5.1% (3/3)"; the distribution test only when nothing else
+    warns; "" when nothing does."""
+    by_name = {m.name: m for m in svc.metrics}
+    found = [
+        m
+        for v in (Verdict.FAIL, Verdict.WARN)
+        for name in _SHORT
+        if (m := by_name.get(name)) and m.verdict is v
+    ]
+    found = [m for m in found if m.name != "drift"] or found
+    if not found:
+        return ""
+    words = [_SHORT[m.name].format(fmt_value(m.value, m.unit) if m.value is not None else "?") for m in found]
+    for i in range(1, len(found)):  # "p99 2.5 s, 5.4x stable": one p99 named once
+        if (found[i - 1].name, found[i].name) == ("p99", "p99_ratio"):
+            words[i] = words[i].removeprefix("p99 ")
+    counts = [_count(m) for m in found]
+    if len(set(counts)) == 1:  # one count for all, said once
+        return ", ".join(words) + counts[0]
+    return ", ".join(w + c for w, c in zip(words, counts, strict=True))
+
+
 def canary_alarms(latest: Snapshot, history: Sequence[Snapshot]) -> list[Alarm]:
-    """A service whose canary fails (error) or is close to (warning), with why."""
+    """A service whose canary fails (error) or is close to (warning), naming every
+    breach compactly (the header is the line a wall display shows for sure; the whole
+    reason is in the detail and the pane)."""
     out: list[Alarm] = []
     data = latest.data
     for svc in data.services if isinstance(data, CanaryData) else ():
         if svc.verdict not in (Verdict.FAIL, Verdict.WARN):
             continue
-        # why, too: the header is the line a wall display shows for sure
-        why = svc.reason.removeprefix("canary ")
+        why = breaches(svc) or svc.reason.removeprefix("canary ")
         text = f"canary {svc.verdict.value.upper()} {svc.name}" + (f": {why}" if why else "")
         failing = [m.name for m in svc.metrics if m.verdict is svc.verdict]
         detail = {"service": svc.name, "verdict": svc.verdict.value, "reason": svc.reason, "metrics": failing}

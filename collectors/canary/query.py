@@ -134,12 +134,15 @@ class RangeAnswer:
     warnings: tuple[str, ...]
 
     def at(self, t: float) -> Answer:
-        """What an instant query at `t` would have answered: the series with a point there."""
-        key = ms(t)
-        return Answer(
-            tuple(Sample(labels, points[key]) for labels, points in self.series if key in points),
-            self.warnings,
-        )
+        """What an instant query at `t` would have answered: the series with a point there
+        (within a millisecond: the times asked for went over the wire as decimals)."""
+        keys = (ms(t), ms(t) - 1, ms(t) + 1)
+        samples = []
+        for labels, points in self.series:
+            key = next((k for k in keys if k in points), None)
+            if key is not None:
+                samples.append(Sample(labels, points[key]))
+        return Answer(tuple(samples), self.warnings)
 
 
 def ms(t: float) -> int:

@@ -50,6 +50,7 @@ class MetricVerdict:
     breaches: int = 0  # consecutive breaching evaluations so far
     reason: str = ""
     from_history: int = 0  # of the breaches the verdict counts, how many were read from history
+    persist: int = 0  # breaches in a row that fail it (0: not counted, as drift)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def p99_ratio(canary: float | None, stable: float | None) -> float | None:
     return canary / stable
 
 
-def _fmt(value: float, unit: str) -> str:
+def fmt_value(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.3g} s"
     if unit == "ratio":
@@ -114,24 +115,24 @@ class Evaluator:
     ) -> MetricVerdict:
         label = _LABEL[name]
         streak = self._streak.get(name, 0)
+        need = max(1, self.thresholds.persist)
         if value is None:
             past = self._from_history(name)
-            return MetricVerdict(name, Verdict.NO_DATA, None, limit, unit, streak, no_data, past)
+            return MetricVerdict(name, Verdict.NO_DATA, None, limit, unit, streak, no_data, past, need)
         if value <= limit:
             self._streak[name] = 0
             self._recent.pop(name, None)
-            reason = f"{label} {_fmt(value, unit)} <= {_fmt(limit, unit)}"
-            return MetricVerdict(name, Verdict.PASS, value, limit, unit, 0, reason)
+            reason = f"{label} {fmt_value(value, unit)} <= {fmt_value(limit, unit)}"
+            return MetricVerdict(name, Verdict.PASS, value, limit, unit, 0, reason, persist=need)
         streak = self._streak[name] = streak + 1
-        need = max(1, self.thresholds.persist)
         self._recent.setdefault(name, deque(maxlen=need)).append(from_history)
         verdict = Verdict.FAIL if streak >= need else Verdict.WARN
         past = self._from_history(name)
         reason = (
-            f"{label} {_fmt(value, unit)} > {_fmt(limit, unit)} for {min(streak, need)}/{need} evaluations"
-            + (f" ({past} from history)" if past else "")
+            f"{label} {fmt_value(value, unit)} > {fmt_value(limit, unit)}"
+            f" for {min(streak, need)}/{need} evaluations" + (f" ({past} from history)" if past else "")
         )
-        return MetricVerdict(name, verdict, value, limit, unit, streak, reason, past)
+        return MetricVerdict(name, verdict, value, limit, unit, streak, reason, past, need)
 
     def _drift(self, m: Measured) -> MetricVerdict:
         t = self.thresholds

@@ -108,13 +108,42 @@ def reverted_text(service: str, canary_weight: float | None, since: float) -> st
     )
 
 
+_ROLLED_BACK = ("rolled back", "abort")  # in a phase: HAProxy's, Argo's "(aborted)", a webhook's
+
+
+def rolled_back_since(s: RolloutState) -> tuple[bool, float | None]:
+    """Whether the canary stands rolled back, and since when when known: ebpftop's own
+    rollback (remembered, not reverted), else the controller's phase with its last change."""
+    if s.rolled_back_at is not None and s.reverted_since is None:
+        return True, s.rolled_back_at
+    if any(word in s.phase.lower() for word in _ROLLED_BACK):
+        return True, s.last_change
+    return False, None
+
+
+def rolled_back_text(service: str, since: float | None) -> str:
+    when = f" {time.strftime('%H:%M:%S', time.localtime(since))}" if since is not None else ""
+    return f"{service} rolled back{when}"
+
+
 def rollout_alarms(latest: Snapshot, _history: Sequence[Snapshot]) -> Iterator[Alarm]:
     """A remembered rollback whose canary takes traffic again (HAProxy reloaded its
-    configured weights, or someone set them): the operator believes it is rolled back."""
+    configured weights, or someone set them): the operator believes it is rolled back.
+    And a canary that stands rolled back: the header says so, and since when, beside the
+    verdict that led to it."""
     data = latest.data
     if not isinstance(data, RolloutData):
         return
     for s in data.services:
+        back, since = rolled_back_since(s)
+        if back and not (s.canary_weight or 0) > 0:
+            detail = {
+                "service": s.service,
+                "since": since,
+                "phase": s.phase,
+                "rolled_back_at": s.rolled_back_at,
+            }
+            yield Alarm("rollout", "warning", rolled_back_text(s.service, since), "rolled_back", detail)
         if s.reverted_since is not None and (s.canary_weight or 0) > 0:
             yield Alarm(
                 "rollout",

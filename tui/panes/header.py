@@ -1,9 +1,10 @@
 """The header: the host at a glance, the app's mode marks, and what is wrong.
 
-Three lines, in order of what the incident room needs: the title with its marks
+Three or four lines, in order of what the incident room needs: the title with its marks
 (READ-ONLY, PAUSED, replay position), the host (CPU, load, memory, network), then what
 is wrong (core/alarms.py: the data's alarms, then sources not OK, worst first), so a
-problem shows without a keypress.
+problem shows without a keypress. What is wrong takes a second line when one is too
+short, wrapped between words; what still does not fit ends in an ellipsis.
 """
 
 from __future__ import annotations
@@ -99,10 +100,18 @@ def _host_line(data: HostData, width: int) -> Content:
 
 
 ALARM_STYLE = {"error": "bold $error", "warning": "bold $warning"}
+# a state to know rather than a fault: the canary is out of traffic
+KIND_MARK = {"rolled_back": ("↩ ", "bold $accent")}
+ALARM_MAX = 200  # an alarm names every breach; the wrap, not a cut, fits it
+PROBLEM_LINES = 2
+MORE = " …"
 
 
 def problem_line(
-    health: dict[str, Health], waiting: tuple[str, ...] = (), alarms: tuple[Alarm, ...] = ()
+    health: dict[str, Health],
+    waiting: tuple[str, ...] = (),
+    alarms: tuple[Alarm, ...] = (),
+    all_ok: bool = True,
 ) -> Content:
     """What is wrong, in the order of core/alarms.py: alarms from the data first (a
     failing canary), then sources down or degraded, then sources off (not configured)."""
@@ -113,11 +122,14 @@ def problem_line(
         if alarm.kind in HEALTH_KINDS:
             bad.append((alarm.source, HealthState(alarm.kind), str(alarm.detail.get("message", ""))))
             continue
-        mark = "✖ " if alarm.severity == "error" else "▲ "
-        parts += [(mark + clean(alarm.text, 60), ALARM_STYLE.get(alarm.severity, "bold")), "  "]
+        mark, style = KIND_MARK.get(alarm.kind) or (
+            "✖ " if alarm.severity == "error" else "▲ ",
+            ALARM_STYLE.get(alarm.severity, "bold"),
+        )
+        parts += [(mark + clean(alarm.text, ALARM_MAX), style), "  "]
     bad += [(name, HealthState.OFF, "") for name, h in sorted(health.items()) if h.state is HealthState.OFF]
     if not bad and not waiting:
-        return Content.assemble(*parts, ("● all sources OK", "$success"))
+        return Content.assemble(*parts, ("● all sources OK", "$success") if all_ok else "")
     for i, (name, state, message) in enumerate(bad):
         label, style = badge(state)
         if i:
@@ -129,6 +141,38 @@ def problem_line(
     if waiting:
         parts += ["  " if parts else "", ("… starting: " + ", ".join(waiting), "$text-muted")]
     return Content.assemble(*parts)
+
+
+def problem_lines(
+    health: dict[str, Health],
+    waiting: tuple[str, ...] = (),
+    alarms: tuple[Alarm, ...] = (),
+    width: int = 0,
+    most: int = PROBLEM_LINES,
+) -> list[Content]:
+    """`problem_line` wrapped between words into at most `most` lines of `width`; the
+    last ends in an ellipsis when more did not fit."""
+    line = problem_line(health, waiting, alarms)
+    if not width or line.cell_length <= width:
+        return [line]
+    if alarms:  # beside an alarm, "all sources OK" is not worth a line of its own
+        short = problem_line(health, waiting, alarms, all_ok=False)
+        if short.cell_length <= width:
+            return [short.rstrip()]
+    wrapped = line.wrap(width)
+    if len(wrapped) <= most:
+        return wrapped
+    return [*wrapped[: most - 1], _more(wrapped[most - 1], width)]
+
+
+def _more(line: Content, width: int) -> Content:
+    """`line` cut at a word boundary to end in the ellipsis that says more follows."""
+    room = width - len(MORE)
+    text = line.plain
+    cut = len(text) if len(text) <= room else text.rfind(" ", 0, room + 1)
+    if cut <= 0:  # one word longer than the line: cut inside it, the ellipsis says so
+        cut = room
+    return Content.assemble(line[:cut].rstrip(), (MORE, "bold")).truncate(width)
 
 
 class HostHeader(Widget):
@@ -162,7 +206,7 @@ class HostHeader(Widget):
         alarms: tuple[Alarm, ...] = (),
     ) -> None:
         data = host.data if host is not None and isinstance(host.data, HostData) else None
-        width = max(0, self.size.width - 2)
+        width = self.size.width  # the content's: the padding is already taken off
         key = (marks, host, health, waiting, alarms, width)
         if key == self._last:
             return  # nothing changed: no repaint, no bytes to the terminal
@@ -171,10 +215,11 @@ class HostHeader(Widget):
         lines = [
             title_line(marks, data, width),
             host_line(data, width),
-            problem_line(health, waiting, alarms),
+            *problem_lines(health, waiting, alarms, width),
         ]
         old, self._lines = self._lines, lines
         if resized or len(old) != len(lines):
+            self.styles.height = len(lines)
             self.refresh()
             return
         changed = [
