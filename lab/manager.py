@@ -582,13 +582,17 @@ class LabEndpoints:
     service_pids: dict[str, int]
     """variant -> pid of the service process (for profiles)."""
     namespaces: tuple[str, ...]
+    service: str = "checkout"
+    """The service's name, as its telemetry says it: the canary, the rollout and the
+    name typed to confirm a rollback are all this one."""
 
 
 def endpoints(config: LabConfig = DEFAULT_CONFIG) -> LabEndpoints | None:
     st = statefile.load(Layout(config).state_file)
     if st is None or not st.tmpdir:
         return None
-    layout = Layout(config_from_state(st))
+    config = config_from_state(st)
+    layout = Layout(config)
     return LabEndpoints(
         prometheus_url=layout.prometheus_url,
         ifaces=tuple(layout.veth(p) for p in ("client", "lb", "stable", "canary")),
@@ -597,6 +601,7 @@ def endpoints(config: LabConfig = DEFAULT_CONFIG) -> LabEndpoints | None:
         haproxy_servers={v: v for v in VARIANTS},
         service_pids={v: rec.pid for v in VARIANTS if (rec := st.proc(v)) is not None},
         namespaces=tuple(layout.namespaces),
+        service=config.service_name,
     )
 
 
@@ -620,6 +625,7 @@ def wire_settings(settings: Settings, ep: LabEndpoints) -> Settings:
         prometheus_url=ep.prometheus_url,
         ifaces=ep.ifaces,
         rollout_controller="haproxy",
+        rollout_service=ep.service,  # and so the canary's name (no services file)
         rollout_haproxy_socket=ep.haproxy_socket,
         rollout_haproxy_backend=ep.haproxy_backend,
         rollout_haproxy_canary=(ep.haproxy_servers["canary"],),

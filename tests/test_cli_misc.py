@@ -156,7 +156,7 @@ def test_doctor_and_rollback_with_lab_use_the_same_wiring(lab, capsys):
     main(["--config", EMPTY, "--lab", "doctor", "--json"])
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert f"127.0.0.1:{lab.prometheus_port}" in checks["prometheus"]["detail"]
-    assert main(["--config", EMPTY, "--lab", "rollback", "default", "--dry-run"]) == 0
+    assert main(["--config", EMPTY, "--lab", "rollback", "checkout", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "set server be_app/canary weight 0" in out
 
@@ -164,7 +164,7 @@ def test_doctor_and_rollback_with_lab_use_the_same_wiring(lab, capsys):
 def test_lab_verbs_without_a_running_lab_exit_2_and_say_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(options, "LAB_CONFIG", LabConfig(state_dir=str(tmp_path / "nolab")))
     monkeypatch.setenv("HOME", str(tmp_path))
-    for argv in (["snapshot", "--json"], ["doctor"], ["rollback", "default", "--dry-run"]):
+    for argv in (["snapshot", "--json"], ["doctor"], ["rollback", "checkout", "--dry-run"]):
         with pytest.raises(SystemExit) as exc:
             main(["--config", EMPTY, "--lab", *argv])
         assert exc.value.code == 2

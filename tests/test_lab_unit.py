@@ -343,3 +343,19 @@ def test_service_knobs_change_answers_and_bad_knobs_change_nothing(service):
     assert json.loads(_get(service + "/-/knobs")[1]) == {"latency_s": 0.0, "error_ratio": 1.0, "cpu": False}
     _, metrics, _ = _get(service + "/metrics")
     assert 'http_requests_total{code="500",track="canary",version="v9"} 1.0' in metrics.decode()
+
+
+def test_the_lab_names_its_service_checkout_for_the_canary_and_the_rollout():
+    from ebpftop.collectors.canary.collector import services_from
+    from ebpftop.core.settings import Settings
+    from ebpftop.lab.manager import LabEndpoints, wire_settings
+
+    servers = {"canary": "canary", "stable": "stable"}
+    ep = LabEndpoints(
+        "http://127.0.0.1:1", ("veth0",), "/run/h.sock", "be_app", servers, {}, (), service="checkout"
+    )
+    s = wire_settings(Settings(), ep)
+    assert s.rollout_service == "checkout"  # what the rollback asks to be typed
+    assert [svc.name for svc in services_from(s)] == ["checkout"]  # what the canary pane names
+    # outside the lab, nothing is renamed
+    assert [svc.name for svc in services_from(Settings())] == ["default"]

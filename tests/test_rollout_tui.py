@@ -417,7 +417,7 @@ async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
             shown = str(app.screen.query_one("#confirm-description", Static).render())
             assert f"set server {ep.haproxy_backend}/{ep.haproxy_servers['canary']} weight 0" in shown
             assert "Evidence: verdict FAIL" in shown
-            await pilot.press(*"default", "enter")
+            await pilot.press(*"checkout", "enter")  # the lab's service, by its own name
             await app.workers.wait_for_complete()
             assert api.weights(ep.haproxy_backend)[ep.haproxy_servers["canary"]] == 0
             await wait_for(
@@ -431,7 +431,7 @@ async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
                 detail=lambda: summary_text(app),
             )
             assert any(
-                n.message.startswith("rollback of default:") and n.severity == "information"
+                n.message.startswith("rollback of checkout:") and n.severity == "information"
                 for n in app._notifications
             )
     finally:

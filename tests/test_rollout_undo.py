@@ -93,18 +93,18 @@ async def test_R_then_U_restores_exactly_the_prior_weights_both_audited(tmp_path
         assert any("nothing to undo" in n.message for n in app._notifications)
 
         await pilot.press("R")
-        await confirm_by_typing(app, pilot, "default")
+        await confirm_by_typing(app, pilot, "checkout")
         assert api.weights("be_app") == {"stable": STABLE, "canary": 0}
 
         await pilot.press("U")
-        shown = await confirm_by_typing(app, pilot, "default")
+        shown = await confirm_by_typing(app, pilot, "checkout")
         # The dialog said exactly what it would set, where.
         assert f"Will send to haproxy at runtime API {lab.haproxy_socket}, backend be_app" in shown
         assert f"set server be_app/canary weight {CANARY}" in shown
         assert "stable" not in shown.split("Will send")[1].split("Evidence")[0]  # stable is untouched
         assert api.weights("be_app") == {"stable": STABLE, "canary": CANARY}
         assert any(
-            n.message.startswith("undo of the rollback of default: undone: canary weight 17")
+            n.message.startswith("undo of the rollback of checkout: undone: canary weight 17")
             for n in app._notifications
         ), [n.message for n in app._notifications]
 
@@ -136,7 +136,7 @@ async def test_drain_mode_undo_also_sets_the_admin_state_back(tmp_path, lab, api
     async def yes(_action):
         return True
 
-    result = await run_rollback(gate, ctl, "default", None, yes)
+    result = await run_rollback(gate, ctl, "checkout", None, yes)
     assert result.ok, result.message
     canary = next(x for x in api.servers_state("be_app") if x.name == "canary")
     assert (canary.weight, canary.admin) == (0, "drain")
@@ -159,7 +159,7 @@ async def test_the_undo_itself_is_not_taken_for_a_reverted_rollback(tmp_path, la
     async def yes(_action):
         return True
 
-    assert (await run_rollback(audited_gate(s), ctl, "default", None, yes)).ok
+    assert (await run_rollback(audited_gate(s), ctl, "checkout", None, yes)).ok
     send, seen = ctl._send, []
 
     async def send_then_read(plan):
@@ -195,13 +195,13 @@ async def test_a_reverted_rollback_raises_an_alarm_on_screen_in_json_and_once_in
     async def yes(_action):
         return True
 
-    result = await run_rollback(audited_gate(s), controller_from(s), "default", None, yes)
+    result = await run_rollback(audited_gate(s), controller_from(s), "checkout", None, yes)
     assert result.ok, result.message
     assert memory_path(s.audit_key).exists()
     cfg = tmp_path / "config.toml"
     cfg.write_text(
         f'[audit]\nlog = "{s.audit_log}"\nkey = "{s.audit_key}"\n'
-        f'[rollout]\ncontroller = "haproxy"\nhaproxy_socket = "{lab.haproxy_socket}"\n'
+        f'[rollout]\ncontroller = "haproxy"\nhaproxy_socket = "{lab.haproxy_socket}"\nservice = "checkout"\n'
     )
     cfg.chmod(0o600)
 
@@ -218,7 +218,7 @@ async def test_a_reverted_rollback_raises_an_alarm_on_screen_in_json_and_once_in
     before = time.time()
     [alarm] = await snapshot_alarms()
     assert alarm["severity"] == "error" and alarm["source"] == "rollout"
-    assert alarm["text"].startswith("rollback of default reverted: canary back at 11% since ")
+    assert alarm["text"].startswith("rollback of checkout reverted: canary back at 11% since ")
     assert before - 1 <= alarm["detail"]["reverted_since"] <= time.time()
     assert alarm["detail"]["undo"] == f"canary weight {CANARY}"
     assert (await snapshot_alarms())[0]["detail"]["reverted_since"] == alarm["detail"]["reverted_since"]
@@ -226,7 +226,7 @@ async def test_a_reverted_rollback_raises_an_alarm_on_screen_in_json_and_once_in
     observed = [e for e in entries(tmp_path) if e["event"] == "observed"]
     assert len(observed) == 1  # first seen once, however many times it is seen since
     assert observed[0]["action"]["kind"] == "rollout.reverted"
-    assert observed[0]["message"].startswith("rollback of default reverted: canary back at 11%")
+    assert observed[0]["message"].startswith("rollback of checkout reverted: canary back at 11%")
     assert verify(tmp_path / "audit.jsonl", tmp_path / "audit.key").ok
 
     # The dashboard shows it in the header, first screen, no key pressed.
@@ -234,7 +234,7 @@ async def test_a_reverted_rollback_raises_an_alarm_on_screen_in_json_and_once_in
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(
             pilot,
-            lambda: "rollback of default reverted: canary back at 11%" in screen_text(app),
+            lambda: "rollback of checkout reverted: canary back at 11%" in screen_text(app),
             detail=lambda: screen_text(app),
         )
     assert len([e for e in entries(tmp_path) if e["event"] == "observed"]) == 1

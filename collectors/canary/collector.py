@@ -49,14 +49,15 @@ def thresholds_from(settings: Any) -> Thresholds:
 
 
 def services_from(settings: Any) -> tuple[ServiceConfig, ...]:
-    """The services to watch: the services file, or one service with the defaults.
+    """The services to watch: the services file, or one service with the defaults,
+    named as the rollout's service, whose evidence it is.
 
     Raises CanaryConfigError naming the service and template that is wrong.
     """
     defaults = thresholds_from(settings)
     if settings.canary_services_file:
         return load_services_file(settings.canary_services_file, defaults, window=settings.canary_window)
-    svc = ServiceConfig(name="default", window=settings.canary_window, thresholds=defaults)
+    svc = ServiceConfig(name=settings.rollout_service, window=settings.canary_window, thresholds=defaults)
     validate(svc, "[canary]")
     return (svc,)
 
