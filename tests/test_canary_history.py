@@ -11,13 +11,11 @@ exactly one evaluation.
 from __future__ import annotations
 
 import json
-import os
-import pathlib
-import subprocess
 import time
 
 import pytest
 from promtools import prometheus
+from test_snapshot_cli import ebpftop
 
 from ebpftop.collectors.canary.collector import CanaryCollector
 from ebpftop.collectors.canary.config import ServiceConfig
@@ -31,7 +29,6 @@ STEP = 5  # seconds between samples, and between evaluations
 T0 = (int(time.time()) // 7200) * 7200 - 4 * 3600  # inside a 2h block, well before the head
 SAMPLES = 200
 AT = T0 + 600 + 2.5  # between two samples: [AT-10, AT] holds the samples AT-7.5 and AT-2.5
-EBPFTOP = pathlib.Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ebpftop"
 
 
 def errors_in_step(job: str, k: int) -> int:
@@ -224,17 +221,8 @@ def test_snapshot_reports_a_failure_already_in_history(tmp_path):
     samples = 60
     start = now - samples * STEP
     with prometheus(tmp_path, openmetrics=_recent_failure(start, samples)) as p:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EBPFTOP_")}
-        env["HOME"] = str(tmp_path)  # no user config file
-        argv = [str(EBPFTOP), "--prometheus-url", p.url, "snapshot", "--json", "--source", "canary"]
-        proc = subprocess.run(
-            [*argv, "--duration", "2"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            cwd=tmp_path,
-        )
+        argv = ["--prometheus-url", p.url, "snapshot", "--json", "--source", "canary", "--duration", "2"]
+        proc = ebpftop(*argv, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     (svc,) = doc["sources"]["canary"]["data"]["services"]

@@ -88,20 +88,30 @@ def test_a_word_longer_than_the_line_is_cut_with_the_ellipsis():
     assert len(lines) == 2 and lines[-1].plain.endswith("…") and lines[-1].cell_length <= 40
 
 
+async def header_after(app, pilot, *snaps) -> tuple[list[str], int]:
+    """The header's rows on screen once `snaps` are published, and its height."""
+    for s in snaps:
+        app.runtime.bus.publish(s)
+    await pilot.pause()
+    await pilot.pause()
+    height = app.query_one(HostHeader).size.height
+    return screen_text(app).splitlines()[:height], height
+
+
+def canary_failing():
+    return snap("canary", CanaryData("http://p", (failing(),)), ok(NOW - 1), t=NOW - 1)
+
+
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 async def test_the_header_names_every_breach_without_a_keypress(tmp_path, size):
     app = make_app(tmp_path)
     async with app.run_test(size=size) as pilot:
-        app.runtime.bus.publish(snap("canary", CanaryData("http://p", (failing(),)), ok(NOW - 1), t=NOW - 1))
-        await pilot.pause()
-        await pilot.pause()
-        header = app.query_one(HostHeader)
-        rows = screen_text(app).splitlines()[: header.size.height]
+        rows, height = await header_after(app, pilot, canary_failing())
         told = " ".join(" ".join(rows).split())
         assert f"✖ canary FAIL checkout: {BREACHES}" in told
         assert not any(row.rstrip().endswith("…") for row in rows)  # nothing cut
         # 80 columns need the second line; 160 do not
-        assert header.size.height == (4 if size[0] == 80 else 3)
+        assert height == (4 if size[0] == 80 else 3)
 
 
 def rolled_back(phase: str = "rolled back", **kw) -> RolloutState:
@@ -139,14 +149,8 @@ def test_a_canary_rolled_back_is_said_with_since_when():
 async def test_the_header_says_rolled_back_beside_the_verdict(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.runtime.bus.publish(snap("canary", CanaryData("http://p", (failing(),)), ok(NOW - 1), t=NOW - 1))
-        app.runtime.bus.publish(
-            snap("rollout", RolloutData((rolled_back(last_change=NOW - 90),)), ok(NOW - 1), t=NOW - 1)
-        )
-        await pilot.pause()
-        await pilot.pause()
-        header = app.query_one(HostHeader)
-        rows = screen_text(app).splitlines()[: header.size.height]
+        rollout = snap("rollout", RolloutData((rolled_back(last_change=NOW - 90),)), ok(NOW - 1), t=NOW - 1)
+        rows, _ = await header_after(app, pilot, canary_failing(), rollout)
         told = " ".join(" ".join(rows).split())
         assert f"✖ canary FAIL checkout: {BREACHES}" in told
         assert f"↩ checkout rolled back {hhmmss(NOW - 90)}" in told
