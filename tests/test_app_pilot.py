@@ -271,6 +271,7 @@ async def test_failing_collectors_degrade_their_pane_not_the_app(tmp_path):
 async def test_quit_key_exits_and_stops_runtime(tmp_path):
     app = make_app(tmp_path, collectors=[Works()])
     async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()  # the sources start once the first frame is out
         tasks = list(app.runtime._tasks)
         assert tasks
         await pilot.press("q")

@@ -192,7 +192,13 @@ class EbpftopApp(SnapshotFlush, App[int]):
                 timeout=15,
             )
         self.set_interval(max(0.25, float(self.settings.refresh)), self._tick, name="ages")
-        await self.runtime.start()
+        # The first frame goes out before any collector starts (imports, BPF compiling,
+        # first requests): the operator sees the layout and each source "starting".
+        self.call_after_refresh(self._start_sources)
+
+    async def _start_sources(self) -> None:
+        if self._unsubscribe is not None:  # not already unmounting
+            await self.runtime.start()
 
     async def on_unmount(self) -> None:
         if self._unsubscribe is not None:
