@@ -147,8 +147,8 @@ def alarm_text(*services: ServiceCanary) -> list[str]:
 def test_the_canary_alarm_names_every_breach_in_a_few_words():
     ev = Evaluator(Thresholds(persist=3))
     bad = Measured(1.5, 0.0658, 0.051, 1000.0, None, "no histogram")  # p99 1.5 s = 22.8x stable
-    judged(ev, bad, from_history=True)
-    judged(ev, bad, from_history=True)
+    judged(ev, bad, history_at=100.0)
+    judged(ev, bad, history_at=105.0)
     # all three breach, for as long: one count for all, and how much of it is history
     assert alarm_text(judged(ev, bad)) == [
         "canary FAIL checkout: p99 1.5 s, 22.8x stable, 5xx 5.1% (3/3, 2 from history)"

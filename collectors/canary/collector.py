@@ -216,7 +216,6 @@ class CanaryCollector(Collector):
         self._labels: dict[str, str] = {}
         self._templates_checked = False
         self._evaluated: dict[str, float] = {}  # per service, the time of its last evaluation
-        self._replayed: dict[str, tuple[float, ...]] = {}  # per service, the last history read
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -404,17 +403,14 @@ class CanaryCollector(Collector):
             if isinstance(res, BaseException) and not isinstance(res, QueryError):
                 raise res
         errors: dict[str, None] = {}
-        replayed = []
         for t in times:
             at_t = [r.at(t) if isinstance(r, RangeAnswer) else r for r in results]
             answers = _read_answers(svc, queries, at_t)
             errors.update(dict.fromkeys(answers.errors))
             if answers.got:  # nothing answered is no evaluation, as live
-                self._assess(svc, answers, from_history=True)
-                replayed.append(t)
+                self._assess(svc, answers, history_at=t)
         # the times judged are not missed again, even if the live sample fails
         self._evaluated[svc.name] = times[-1]
-        self._replayed[svc.name] = tuple(replayed)
         return list(errors)
 
     async def _query_all(self, svc: ServiceConfig, label: str, at: float) -> tuple[dict[str, str], list[Any]]:
@@ -443,7 +439,6 @@ class CanaryCollector(Collector):
         """The verdict on what the queries answered, with the evidence behind it."""
         got = answers.got
         canary, stable, drift, verdict = self._assess(svc, answers)
-        counted = max((m.from_history for m in verdict.metrics), default=0)
         bounds = [_le_key(b.le) for b in canary.buckets]
         cutoff = slow_cutoff(canary.p99_s, bounds, svc.thresholds.p99_max_s)
         return ServiceCanary(
@@ -458,7 +453,7 @@ class CanaryCollector(Collector):
             variant_label=label,
             window=svc.window,
             evaluated_at=at,
-            history_at=self._replayed.get(svc.name, ()) if counted else (),
+            history_at=self._evaluator(svc).history_times(),
             history_note=_first(answers.history_errors),
             warnings=tuple(dict.fromkeys(answers.warnings)),
             errors=tuple(answers.errors),
@@ -466,7 +461,7 @@ class CanaryCollector(Collector):
         )
 
     def _assess(
-        self, svc: ServiceConfig, answers: _Answers, *, from_history: bool = False
+        self, svc: ServiceConfig, answers: _Answers, *, history_at: float | None = None
     ) -> tuple[VariantMetrics, VariantMetrics, DriftTest, Assessment]:
         """Vet the numbers, run the distribution test and judge: the one judging path,
         for live and historical evaluations alike."""
@@ -490,7 +485,7 @@ class CanaryCollector(Collector):
             drift_note=drift.note,
             problems=problems,
         )
-        return canary, stable, drift, self._evaluator(svc).evaluate(measured, from_history=from_history)
+        return canary, stable, drift, self._evaluator(svc).evaluate(measured, history_at=history_at)
 
     def _variant_metrics(self, svc: ServiceConfig, variant: str, got: dict[str, Any]) -> VariantMetrics:
         buckets = got.get(f"{variant}.buckets", ())

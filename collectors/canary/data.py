@@ -63,8 +63,8 @@ class ServiceCanary:
     window: str = ""
     evaluated_at: float | None = None  # evaluation time of these numbers (wall clock)
     stale: bool = False  # this sample failed; the numbers are from `evaluated_at`
-    # evaluations read from Prometheus history (at start, after a gap) that the verdict
-    # still counts; each metric's `from_history` says how many of its own
+    # when the evaluations read from Prometheus history (at start, after a gap) that the
+    # verdict still counts as breaches were; each metric's `from_history` says how many of its own
     history_at: tuple[float, ...] = ()
     history_note: str = ""  # why history could not be read at this sample, when it could not
     warnings: tuple[str, ...] = ()  # what Prometheus warned about

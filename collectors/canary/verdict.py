@@ -99,8 +99,9 @@ class Evaluator:
     def __init__(self, thresholds: Thresholds) -> None:
         self.thresholds = thresholds
         self._streak: dict[str, int] = {}
-        # per metric, whether each of the newest `persist` breaches came from history
-        self._recent: dict[str, deque[bool]] = {}
+        # per metric, the newest `persist` breaches: the time of those read from history,
+        # None for the live ones
+        self._recent: dict[str, deque[float | None]] = {}
 
     def reset(self) -> None:
         """Forget the streaks: a gap longer than the persistence window breaks them."""
@@ -108,10 +109,14 @@ class Evaluator:
         self._recent.clear()
 
     def _from_history(self, name: str) -> int:
-        return sum(self._recent.get(name, ()))
+        return sum(t is not None for t in self._recent.get(name, ()))
+
+    def history_times(self) -> tuple[float, ...]:
+        """When the evaluations read from history that the verdicts still count were."""
+        return tuple(sorted({t for recent in self._recent.values() for t in recent if t is not None}))
 
     def _threshold_metric(
-        self, name: str, value: float | None, limit: float, unit: str, no_data: str, from_history: bool
+        self, name: str, value: float | None, limit: float, unit: str, no_data: str, history_at: float | None
     ) -> MetricVerdict:
         label = _LABEL[name]
         streak = self._streak.get(name, 0)
@@ -125,7 +130,7 @@ class Evaluator:
             reason = f"{label} {fmt_value(value, unit)} <= {fmt_value(limit, unit)}"
             return MetricVerdict(name, Verdict.PASS, value, limit, unit, 0, reason, persist=need)
         streak = self._streak[name] = streak + 1
-        self._recent.setdefault(name, deque(maxlen=need)).append(from_history)
+        self._recent.setdefault(name, deque(maxlen=need)).append(history_at)
         verdict = Verdict.FAIL if streak >= need else Verdict.WARN
         past = self._from_history(name)
         reason = (
@@ -165,9 +170,9 @@ class Evaluator:
             "drift", Verdict.PASS, d.cramers_v, t.min_effect, "V", 0, f"no material difference ({summary})"
         )
 
-    def evaluate(self, m: Measured, *, from_history: bool = False) -> Assessment:
-        """Judge one evaluation; `from_history`: its numbers were read from Prometheus
-        history (a range query) rather than live."""
+    def evaluate(self, m: Measured, *, history_at: float | None = None) -> Assessment:
+        """Judge one evaluation; `history_at`: its time, when its numbers were read from
+        Prometheus history (a range query) rather than live."""
         t = self.thresholds
         few = m.canary_requests is not None and m.canary_requests < t.min_requests
         if few:
@@ -188,7 +193,7 @@ class Evaluator:
             ratio_note = note or "no canary p99"
         metrics = (
             self._threshold_metric(
-                "p99", p99, t.p99_max_s, "s", canary_p99_bad or note or "no canary latency data", from_history
+                "p99", p99, t.p99_max_s, "s", canary_p99_bad or note or "no canary latency data", history_at
             ),
             self._threshold_metric(
                 "error_ratio",
@@ -196,9 +201,9 @@ class Evaluator:
                 t.error_ratio_max,
                 "ratio",
                 bad.get("canary.error_ratio") or note or "no canary request data",
-                from_history,
+                history_at,
             ),
-            self._threshold_metric("p99_ratio", ratio, t.p99_ratio_max, "x", ratio_note, from_history),
+            self._threshold_metric("p99_ratio", ratio, t.p99_ratio_max, "x", ratio_note, history_at),
             self._drift(m),
         )
         return overall(metrics, tuple(bad.values()))
