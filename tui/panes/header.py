@@ -139,7 +139,8 @@ def problem_line(
         if i == 0 and message and state is not HealthState.OFF:
             parts += [": ", clean(message, 120)]
     if waiting:
-        parts += ["  " if parts else "", ("… starting: " + ", ".join(waiting), "$text-muted")]
+        # no space after the ellipsis: a wrap there would look like a cut
+        parts += ["  " if parts else "", ("…starting: " + ", ".join(waiting), "$text-muted")]
     return Content.assemble(*parts)
 
 
