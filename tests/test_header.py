@@ -73,6 +73,15 @@ def test_a_second_line_wraps_between_words(width):
         assert shown == whole.plain.split()
 
 
+def test_a_mark_never_ends_a_line_apart_from_what_it_marks():
+    back = Alarm("rollout", "warning", "checkout rolled back 07:09:47", "rolled_back")
+    for width in range(30, 100):
+        for line in problem_lines(DOWN, ("flows",), (CANARY, back), width):
+            words = line.plain.removesuffix(" …").split()  # the ellipsis: more follows
+            assert words[-1].isalnum() or len(words[-1]) > 1, (width, line.plain)
+            assert line.cell_length <= width
+
+
 def test_what_two_lines_cannot_hold_ends_in_an_ellipsis():
     many = {f"source{i}": Health(HealthState.DEGRADED, "a long message " * 5) for i in range(6)}
     lines = problem_lines(many, (), (CANARY,), 60)

@@ -9,6 +9,7 @@ short, wrapped between words; what still does not fit ends in an ellipsis.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,7 @@ KIND_MARK = {"rolled_back": ("↩ ", "bold $accent")}
 ALARM_MAX = 200  # an alarm names every breach; the wrap, not a cut, fits it
 PROBLEM_LINES = 2
 MORE = " …"
+_WORD = re.compile(r"(?:[^\w\s] )?\S+")  # a mark (✖ ▲ ↩ ○) stays with the word it marks
 
 
 def problem_line(
@@ -160,10 +162,23 @@ def problem_lines(
         short = problem_line(health, waiting, alarms, all_ok=False)
         if short.cell_length <= width:
             return [short.rstrip()]
-    wrapped = line.wrap(width)
+    wrapped = _wrap(line, width)
     if len(wrapped) <= most:
         return wrapped
     return [*wrapped[: most - 1], _more(wrapped[most - 1], width)]
+
+
+def _wrap(line: Content, width: int) -> list[Content]:
+    """`line` in lines of `width`, broken between words, never after a lone mark; a word
+    longer than the line is folded."""
+    spans: list[tuple[int, int]] = []
+    for m in _WORD.finditer(line.plain):
+        start, end = m.span()
+        if spans and line[spans[-1][0] : end].cell_length <= width:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return [piece for start, end in spans for piece in line[start:end].wrap(width)]
 
 
 def _more(line: Content, width: int) -> Content:
@@ -173,6 +188,9 @@ def _more(line: Content, width: int) -> Content:
     cut = len(text) if len(text) <= room else text.rfind(" ", 0, room + 1)
     if cut <= 0:  # one word longer than the line: cut inside it, the ellipsis says so
         cut = room
+    kept = text[:cut].rstrip()
+    if len(kept) > 2 and kept[-2] == " " and not kept[-1].isalnum():  # nor end on a lone mark
+        cut = len(kept) - 2
     return Content.assemble(line[:cut].rstrip(), (MORE, "bold")).truncate(width)
 
 
