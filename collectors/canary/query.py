@@ -12,15 +12,16 @@ import asyncio
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
-
-import requests
-from prometheus_api_client import PrometheusConnect
-from urllib3.util.retry import Retry
+from typing import TYPE_CHECKING, Any
 
 from ebpftop.core.untrusted import clean
 
-from ..deadline import DaemonExecutor, DeadlineAdapter, Deadlines
+if TYPE_CHECKING:
+    import requests
+
+# requests, prometheus_api_client and urllib3 are imported where a client is made or a
+# call fails, not here: the dashboard imports this module (errors, parsing) before its
+# first frame, and those imports cost more than the rest of its start.
 
 MAX_BODY = 16 * 1024 * 1024  # a canary answer is a handful of series
 _SNIPPET = 80
@@ -179,6 +180,8 @@ def parse_matrix(data: Any) -> tuple[tuple[dict[str, str], dict[int, float | Non
 
 
 def session(*, token: str | None = None, ca_file: str | None = None) -> requests.Session:
+    import requests
+
     s = requests.Session()
     if ca_file:
         s.verify = ca_file
@@ -200,6 +203,11 @@ class PromClient:
         ca_file: str | None = None,
         workers: int = 16,
     ) -> None:
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
+        from ..deadline import DaemonExecutor, DeadlineAdapter, Deadlines
+
         self.url = url.rstrip("/")
         self.timeout = timeout
         # No retries inside a call (see module docstring); follow a few redirects.
@@ -234,6 +242,8 @@ class PromClient:
         return parse_envelope(status, body)
 
     def _fetch(self, path: str, params: dict[str, Any], deadline: Any) -> tuple[int, bytes]:
+        import requests
+
         conn = self._conn
         late = f"no complete answer within {self.timeout:g} s"
         try:
