@@ -16,7 +16,8 @@ from textual.widgets import Input, Static
 
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
 from ebpftop.core.replay import ReplayRuntime
-from ebpftop.tui.panes.flows.detail import FlowDetailScreen, RateChart
+from ebpftop.tui.panes.flows.chart import RateChart
+from ebpftop.tui.panes.flows.detail import FlowDetailScreen
 from ebpftop.tui.panes.flows.filter import FlowFilterScreen, caret_lines
 from ebpftop.tui.panes.flows.pane import FlowsPane
 from ebpftop.tui.panes.flows.view import short_size, squeeze

@@ -9,7 +9,7 @@ line beside its own source.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -24,8 +24,10 @@ from ebpftop.core.model import Snapshot
 from ...text import clean
 from ..base import PaneFeed, SourcePane
 from ..paint import set_content
-from .charts import MetricChart
 from .render import seconds, series, summary
+
+if TYPE_CHECKING:
+    from .charts import MetricChart
 
 ROLLOUT_SOURCE = "rollout"
 KEYS = "x: slow trace ids (enter follows one)  z: zoom  s: chart next service"
@@ -82,12 +84,24 @@ class CanaryPane(SourcePane):
             yield Static(Content(""), id="canary-summary", markup=False)
             yield Static(KEYS, id="canary-keys", markup=False)
             yield OptionList(id="canary-exemplars", classes="-empty", markup=False)  # options are Content
-            yield MetricChart(
-                "p99", lambda p: p.canary_p99, lambda p: p.stable_p99, 1000.0, "ms", id="chart-p99"
-            )
-            yield MetricChart(
-                "5xx ratio", lambda p: p.canary_err, lambda p: p.stable_err, 100.0, "%", id="chart-errors"
-            )
+            # The charts come with the first data (_charts): plotting is not imported
+            # before the dashboard's first frame, nor ever where no canary is watched.
+
+    def _charts(self) -> tuple[MetricChart, MetricChart]:
+        from . import charts
+
+        found = list(self.query(charts.MetricChart))
+        if not found:
+            found = [
+                charts.MetricChart(
+                    "p99", lambda p: p.canary_p99, lambda p: p.stable_p99, 1000.0, "ms", id="chart-p99"
+                ),
+                charts.MetricChart(
+                    "5xx ratio", lambda p: p.canary_err, lambda p: p.stable_err, 100.0, "%", id="chart-errors"
+                ),
+            ]
+            self.query_one(VerticalScroll).mount(*found)
+        return found[0], found[1]
 
     # --- drawing -------------------------------------------------------------------
 
@@ -153,8 +167,9 @@ class CanaryPane(SourcePane):
         points = series(history, svc.name) if svc is not None else []
         limits = {m.name: m.threshold for m in svc.metrics} if svc is not None else {}
         name = self.chart_service or ""
-        self.query_one("#chart-p99", MetricChart).draw(name, points, limits.get("p99"))
-        self.query_one("#chart-errors", MetricChart).draw(name, points, limits.get("error_ratio"))
+        p99, errors = self._charts()
+        p99.draw(name, points, limits.get("p99"))
+        errors.draw(name, points, limits.get("error_ratio"))
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.redraw)

@@ -15,7 +15,6 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
 
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, TcpEvent
 from ebpftop.collectors.flows.view import group_key
@@ -209,35 +208,6 @@ def event_lines(view: DetailView) -> Content:
     return Content.assemble(*parts)
 
 
-class RateChart(PlotextPlot):
-    DEFAULT_CSS = """
-    RateChart { height: 12; min-height: 8; width: 1fr; }
-    """
-
-    def __init__(self) -> None:
-        super().__init__(id="flow-chart")
-        self.points_drawn = 0  # for tests: points the last draw plotted
-
-    def draw(self, points: Sequence[Point]) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        end = points[-1].t if points else 0.0
-        known = [(p.t - end, p.bps) for p in points if p.bps is not None]
-        peak = max((v for _t, v in known), default=0.0)
-        unit, div = "B/s", 1.0
-        for name, size in (("GiB/s", 1 << 30), ("MiB/s", 1 << 20), ("KiB/s", 1 << 10)):
-            if peak >= size:
-                unit, div = name, float(size)
-                break
-        if known:
-            plt.plot([t for t, _ in known], [v / div for _, v in known], marker="braille", color="cyan")
-        plt.title(f"rate ({unit})" if known else "rate: no samples with a known rate yet")
-        plt.xlabel("seconds before latest")
-        self.points_drawn = len(known)
-        self.refresh()
-
-
 class FlowDetailScreen(DetailScreen):
     DEFAULT_CSS = """
     FlowDetailScreen { align: center middle; }
@@ -259,6 +229,9 @@ class FlowDetailScreen(DetailScreen):
         with box:
             yield Static(Content(clean(self.view.selection.title, 300)), id="flow-detail-title", markup=False)
             yield Static(Content(""), id="flow-detail-summary", markup=False)
+            # Imported here: plotting is not needed before the dashboard's first frame.
+            from .chart import RateChart
+
             yield RateChart()
             yield Static("process", classes="heading", markup=False)
             yield Static(Content(""), id="flow-detail-process", markup=False)
@@ -274,6 +247,8 @@ class FlowDetailScreen(DetailScreen):
     def show(self, view: DetailView) -> None:
         self.view = view
         self.query_one("#flow-detail-summary", Static).update(summary(view))
+        from .chart import RateChart
+
         self.query_one(RateChart).draw(view.points)
         self.query_one("#flow-detail-process", Static).update(process_lines(view))
         if view.selection.flow is None:

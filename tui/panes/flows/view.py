@@ -370,7 +370,9 @@ def status_parts(
         (5, [key("enter"), (" detail", "$text-muted")]),
     ]
     if following:
-        chunks.insert(0, (0, [("cursor follows your row ", "$warning"), key("home"), (" top", "$text-muted")]))
+        chunks.insert(
+            0, (0, [("cursor follows your row ", "$warning"), key("home"), (" top", "$text-muted")])
+        )
     return fit(chunks, width)
 
 
