@@ -338,9 +338,9 @@ async def test_rollout_shown_without_a_canary_evaluation(tmp_path):
             )
         )
         await wait_for(pilot, lambda: app.runtime.store.latest("rollout") is not None)
-        await pilot.pause()
         pane = app.query_one("#pane-canary")
-        assert not pane.has_class("-nodata")
+        # The screen follows the store in the next frame slot (tui/flush.py), not at once.
+        await wait_for(pilot, lambda: not pane.has_class("-nodata"))
         text = summary_text(app)
         assert "checkout  (no canary evaluation of this service)" in text
         assert "rollout fake  phase Progressing" in text and "R: roll back" in text

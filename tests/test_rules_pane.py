@@ -561,8 +561,9 @@ async def confirm_next(pilot, key):
 async def main():
     async with app.run_test(size=(80, 24)) as pilot:
         pane = app.query_one(RulesPane)
+        await pilot.press("2")  # at 80x24 a pane draws its body only when shown
         await until(pilot, lambda: pane.data is not None, "the rules source")
-        await pilot.press("2", "a")
+        await pilot.press("a")
         await until(pilot, lambda: app.screen.query(Input), "the editor")
         app.screen.query_one(Input).value = f'count udp to {b_ip} port 9 on {a_if} out "pane"'
         await pilot.pause()
