@@ -340,7 +340,7 @@ async def test_enter_opens_detail_with_chart_process_and_events(tmp_path):
         assert chart.points_drawn == 5
         assert [p.bps for p in detail.view.points] == [1000.0, 2000.0, 3000.0, 5000.0, 9000.0]
         text = detail.text()
-        assert "tcp 10.0.0.1:40000 → 10.0.0.9:443  egress on eth0" in text
+        assert "tcp 10.0.0.1:40000 → 10.0.0.9:443  first seen egress on eth0" in text
         assert "pid 100  comm nginx  service web" in text
         assert "retransmit" in text and "connect" in text
         assert "192.0.2.7" not in text  # another connection's event is not this flow's
@@ -482,7 +482,7 @@ async def test_full_and_wide_layouts_have_every_column(tmp_path):
     async with app.run_test(size=(280, 40)) as pilot:  # a grid pane about 138 wide
         await show(pilot, flows_data())
         assert column_labels(app) == [
-            "dir",
+            "state",
             "proto",
             "src:sport → dst:dport",
             "bytes/s▼",
@@ -494,7 +494,7 @@ async def test_full_and_wide_layouts_have_every_column(tmp_path):
             "service",
         ]
         first = rows(app)[0]
-        assert first[:3] == ["out", "tcp", "10.0.0.1:40000 → 10.0.0.9:443"]
+        assert first[:3] == ["live", "tcp", "10.0.0.1:40000 → 10.0.0.9:443"]
         assert first[3] == "8.8 KiB/s" and first[-2:] == ["nginx [100]", "web"]
         await pilot.press("g")
         await pilot.pause()
@@ -511,7 +511,7 @@ async def test_full_and_wide_layouts_have_every_column(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(360, 40)) as pilot:  # about 178 wide: the interface too
         await show(pilot, flows_data())
-        assert column_labels(app)[:2] == ["iface", "dir"] and rows(app)[0][0] == "eth0"
+        assert column_labels(app)[:2] == ["iface", "state"] and rows(app)[0][0] == "eth0"
 
 
 async def test_unchanged_data_repaints_nothing_and_a_change_repaints_its_line(tmp_path):
@@ -533,7 +533,7 @@ async def test_cursor_follows_the_flow_and_pause_freezes_the_rows(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await show(pilot, flows_data(), seq=1)
         await pilot.press("down")  # DNS
-        assert pane.selected_ident()[3:] == ("10.0.0.1", 53000, "10.0.0.53", 53)
+        assert pane.selected_ident()[2:] == ("10.0.0.1", 53000, "10.0.0.53", 53)
         louder = replace(DNS, bps=99999.0)
         await show(pilot, flows_data((WEB, louder, BULK, SLOW, LATE)), seq=2)
         assert app.query_one("#flows-table", LineTable).cursor == 0  # DNS moved up; so did the cursor

@@ -1,8 +1,9 @@
 """The flows source: kernel flow accounting + TCP events -> FlowsData each tick.
 
 Start compiles the BPF in a thread (seconds) so the UI draws before it is done.
-Each tick reads the flow map in one batch, turns counters into rates, keeps the top
-N, and attributes them to processes. What could not be counted (evictions, refused
+Each tick reads the flow map in one batch, turns counters into rates, merges the
+map's entries (one per 5-tuple, hook and direction) into connections (connections.py),
+keeps the top N connections, and attributes them to processes. What could not be counted (evictions, refused
 inserts, lost events, interfaces that failed) is in the payload, never hidden.
 """
 
@@ -24,9 +25,10 @@ from ebpftop.core.collector import Collector, SourceUnavailable
 from .. import kclock
 from . import rates, tclegacy
 from .attribution import Attributor
+from .connections import Connections, Merger, first_entry, same_way
 from .layout import decode_key, proto_name
 from .loader import FlowsDatapath, ifindex_of, up_interfaces
-from .model import FlowRecord, FlowsData, IfaceStatus, TcpEvent, flow_record
+from .model import FlowPath, FlowRecord, FlowsData, IfaceStatus, TcpEvent, flow_record
 from .table import FlowTable
 
 if TYPE_CHECKING:
@@ -81,7 +83,12 @@ def preflight() -> None:
 
 
 # (retransmits, connect_ms, pid, comm, service, events) of one flow
-Attributed = tuple[int, float | None, int | None, str | None, str | None, tuple[Any, ...]]
+Attributed = tuple[int, float | None, int | None, str | None, str | None, tuple[TcpEvent, ...]]
+ENDED = ("close", "connect_fail")  # a connection whose socket's last event is one of these has ended
+
+
+def _path_order(p: FlowPath) -> tuple[bool, str, str]:
+    return (not p.forward, p.iface, p.direction)
 
 
 class FlowsCollector(Collector):
@@ -126,6 +133,7 @@ class FlowsCollector(Collector):
         self._took: float | None = None  # how long the last tick took (None: none yet, or it failed)
         self._decoded: dict[bytes, list[Any]] = {}  # the last tick's top flows: see _decode
         self._names: dict[int, str] = {}  # ifindex -> attached interface, as _decoded knows it
+        self._merger = Merger()
 
     # --- start / stop ------------------------------------------------------------------
 
@@ -303,8 +311,9 @@ class FlowsCollector(Collector):
                 table = table.without(idle)
 
         moved_bytes, moved_packets = rates.moved(self._prev, table, self._prev_j, now_j)
+        conns = self._merger.merge(table, moved_bytes, moved_packets)
         dt = (now_ns - self._prev_ns) / 1e9 if self._prev_ns is not None and now_ns > self._prev_ns else None
-        total_bps, total_pps = rates.total_rate(moved_bytes, moved_packets, dt)
+        total_bps, total_pps = rates.total_rate(conns.moved_bytes, conns.moved_packets, dt)
         self._prev, self._prev_ns, self._prev_j = table, now_ns, now_j
         self._evictions = rates.evictions(counters[0], len(table), dp.deleted, self._evictions)
 
@@ -315,14 +324,14 @@ class FlowsCollector(Collector):
             events_total, lost = tcp.counters()
         self._prepare_attribution(dp)
         wall_at_jiffy_0 = wall - now_ns / 1e9 + m0 / 1e9 - j0 / hz  # wall = this + jiffies / hz
-        top = self._top(table, moved_bytes)
-        records = self._records(table, top, moved_bytes, moved_packets, dt, wall_at_jiffy_0, hz)
+        top = self._top(conns)
+        records = self._records(table, conns, top, moved_bytes, moved_packets, dt, wall_at_jiffy_0, hz)
         self._note_problems(lost, counters[1])
         return FlowsData(
             flows=tuple(records),
-            flows_tracked=len(table),
-            total_bytes=sum(table.nbytes),
-            total_packets=sum(table.packets),
+            flows_tracked=len(conns),
+            total_bytes=sum(conns.nbytes),
+            total_packets=sum(conns.packets),
             total_bps=total_bps,
             total_pps=total_pps,
             evictions=self._evictions,
@@ -336,19 +345,21 @@ class FlowsCollector(Collector):
             ifaces=self._iface_status(dp),
             notices=tuple(self.notices),
             max_flows=self.max_flows,
+            map_entries=len(table),
         )
 
-    def _top(self, table: FlowTable, moved_bytes: list[int | None]) -> list[tuple[int, int, int]]:
-        """(rank, bytes, -index) of the top_n flows: by rate, then total bytes; a flow
+    def _top(self, conns: Connections) -> list[tuple[int, int, int]]:
+        """(rank, bytes, -index) of the top_n connections: by rate, then total bytes; one
         without a known rate after the ones with one."""
+        moved_bytes = conns.moved_bytes
         rank: list[int] = (
             cast("list[int]", moved_bytes)
             if None not in moved_bytes
             else [-1 if x is None else x for x in moved_bytes]
         )
         # ties go to the lower index, so most of a tied crowd never enters nlargest's heap
-        order = zip(rank, table.nbytes, range(0, -len(table), -1), strict=True)
-        if len(table) > 4 * self.top_n:
+        order = zip(rank, conns.nbytes, range(0, -len(conns), -1), strict=True)
+        if len(conns) > 4 * self.top_n:
             return heapq.nlargest(self.top_n, order)
         return sorted(order, reverse=True)[: self.top_n]  # a heap of most of it costs more (timsort, in C)
 
@@ -364,6 +375,7 @@ class FlowsCollector(Collector):
     def _records(
         self,
         table: FlowTable,
+        conns: Connections,
         top: list[tuple[int, int, int]],
         moved_bytes: list[int | None],
         moved_packets: list[int | None],
@@ -371,26 +383,67 @@ class FlowsCollector(Collector):
         wall_at_jiffy_0: float,
         hz: float,
     ) -> list[FlowRecord]:
-        """The flow records of the `top` flows, each key decoded once while it stays on top."""
+        """The records of the `top` connections, each entry's key decoded once while it
+        stays on top."""
         per_pid: dict[int, tuple[str | None, str | None]] = {}
         records = []
         decoded, self._decoded = self._decoded, {}
         keep = self._decoded
-        keys, packets_of, first_of, last_of = table.keys, table.packets, table.first, table.last
-        for _, nbytes, minus_i in top:
-            i = -minus_i
+        keys, packets_of, nbytes_of, first_of, last_of = (
+            table.keys,
+            table.packets,
+            table.nbytes,
+            table.first,
+            table.last,
+        )
+
+        def decode(i: int) -> list[Any]:
             k = keys[i]
             d = decoded.get(k)
-            if d is None:  # decoding (addresses to text) once per flow while it stays on top
+            if d is None:  # decoding (addresses to text) once per entry while it stays on top
                 d = self._decode(k)
             keep[k] = d
+            return d
+
+        def rate(moved: int | None, moved_p: int | None) -> tuple[float | None, float | None]:
+            # moved_p is None exactly when moved is (rates.moved, Merger.merge)
+            if moved is None or moved_p is None or dt is None:
+                return None, None
+            return moved / dt, moved_p / dt
+
+        for _, nbytes, minus_c in top:
+            c = -minus_c
+            members = conns.members[c]
+            i = first_entry(table, members)
+            d = decode(i)
             iface, direction, proto, src, sport, dst, dport, _local, _tcp_flow, owned_gen, _owner = d
-            moved = moved_bytes[i]
-            bps = pps = None
-            moved_p = moved_packets[i]  # None exactly when `moved` is (rates.moved)
-            if moved is not None and moved_p is not None and dt is not None:
-                bps, pps = moved / dt, moved_p / dt
-            retransmits, connect_ms, pid, comm, service, events = 0, None, None, None, None, ()
+            bps, pps = rate(conns.moved_bytes[c], conns.moved_packets[c])
+            if isinstance(members, int):
+                first, last = first_of[i], last_of[i]
+                paths: tuple[FlowPath, ...] = (
+                    FlowPath(iface, direction, True, packets_of[i], nbytes, bps, pps),
+                )
+            else:
+                first, last = min(first_of[m] for m in members), max(last_of[m] for m in members)
+                ki = keys[i]
+                paths = tuple(
+                    sorted(
+                        (
+                            FlowPath(
+                                decode(m)[0],
+                                decode(m)[1],
+                                same_way(keys[m], ki),
+                                packets_of[m],
+                                nbytes_of[m],
+                                *rate(moved_bytes[m], moved_packets[m]),
+                            )
+                            for m in members
+                        ),
+                        key=_path_order,
+                    )
+                )
+            retransmits, connect_ms, pid, comm, service = 0, None, None, None, None
+            events: tuple[TcpEvent, ...] = ()
             if owned_gen is not None:  # tcp and udp
                 retransmits, connect_ms, pid, comm, service, events = self._attributed(d, per_pid)
             records.append(
@@ -402,35 +455,47 @@ class FlowsCollector(Collector):
                     sport,
                     dst,
                     dport,
-                    packets_of[i],
+                    conns.packets[c],
                     nbytes,
                     bps,
                     pps,
-                    wall_at_jiffy_0 + first_of[i] / hz,
-                    wall_at_jiffy_0 + last_of[i] / hz,
+                    wall_at_jiffy_0 + first / hz,
+                    wall_at_jiffy_0 + last / hz,
                     retransmits,
                     connect_ms,
                     pid,
                     comm,
                     service,
                     events,
+                    paths,
+                    bool(events) and events[-1].kind in ENDED,
                 )
             )
         return records
 
     def _attributed(self, d: list[Any], per_pid: dict[int, tuple[str | None, str | None]]) -> Attributed:
         """(retransmits, connect_ms, pid, comm, service, events) of a TCP or UDP flow from
-        its decoded key `d`, whose cached owner it updates when the attributor's generation moved."""
+        its decoded key `d`, whose cached owner it updates when the attributor's generation
+        moved. Both ends of a TCP connection may be sockets here (namespaces, loopback):
+        each end's events count, the connecting end's process first."""
         local, tcp_flow, owned_gen, owner = d[7], d[8], d[9], d[10]
         attributor, tcp = self.attributor, self.tcp
         retransmits, connect_ms, pid, comm, service = 0, None, None, None, None
         events: tuple[TcpEvent, ...] = ()
         kernel_owner = None
         if tcp_flow and tcp is not None:
+            other = (local[2], local[3], local[0], local[1])
             retransmits = tcp.retransmits(*local)
             connect_ms = tcp.connect_ms.get(local)
-            kernel_owner = tcp.owners.get(local)
-            events = tcp.events_for(*local)[-PER_FLOW_EVENTS:]
+            if connect_ms is None:
+                connect_ms = tcp.connect_ms.get(other)
+            kernel_owner = tcp.owners.get(local) or tcp.owners.get(other)
+            events = tcp.events_for(*local)
+            theirs = tcp.events_for(*other)
+            if theirs:  # the other end is a socket here too
+                retransmits += tcp.retransmits(*other)
+                events = tuple(sorted(events + theirs, key=lambda e: e.time))
+            events = events[-PER_FLOW_EVENTS:]
         if kernel_owner is not None:
             owner = kernel_owner
         elif owned_gen != attributor.generation:

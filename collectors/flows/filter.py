@@ -9,7 +9,7 @@ is "TCP on port 80 or 443". A leading `!` negates a term.
     10.0.0.0/8  192.0.2.7  2001:db8::/32   either address in the network
     src:10.0.0.0/8  dst:192.0.2.1          source / destination address
     proc:nginx  pid:1234  svc:checkout     process name (substring), pid, service (substring)
-    iface:eth0  dir:ingress|egress
+    iface:eth0  dir:ingress|egress        an interface it was seen on / the direction where first seen
 
 A bad term raises FilterError naming the term and its position; the caller keeps the
 previous filter.
@@ -149,8 +149,8 @@ def _build(field: str, value: str) -> Predicate:
             raise ValueError(f"pid must be a number, not {value!r}")
         pid = int(value)
         return lambda f: f.pid == pid
-    if field == "iface":
-        return lambda f: f.iface == value
+    if field == "iface":  # any interface the connection was seen on
+        return lambda f: f.iface == value or any(p.iface == value for p in f.paths)
     if field == "dir":
         v = {"in": "ingress", "out": "egress"}.get(value.lower(), value.lower())
         if v not in ("ingress", "egress"):

@@ -1,6 +1,11 @@
 """The flows payload: what `ebpftop snapshot --json` and the flows pane carry, and its
 alarms (a drop counter of the datapath that is growing).
 
+One record is one connection (collectors/flows/connections.py): the kernel counts per
+5-tuple, interface hook and direction, and the collector merges those entries. A
+record's figures count each packet once (a way's packets seen on several hooks count
+as the most any hook saw), both ways together; `paths` keeps what each hook saw.
+
 Units: bytes are link-layer frames as TC sees them (Ethernet header + IP packet, no
 FCS or preamble; devices without a link layer count from the IP header), with a
 GSO/GRO super-packet counted as the wire packets it stands for. `bps` is BYTES per
@@ -31,7 +36,23 @@ class TcpEvent:
 
 
 @dataclass(frozen=True)
+class FlowPath:
+    """One interface hook that saw a connection, and what it counted there."""
+
+    iface: str
+    direction: str  # "ingress" | "egress" at this interface
+    forward: bool  # its packets go the record's src -> dst (False: dst -> src)
+    packets: int
+    bytes: int
+    bps: float | None
+    pps: float | None
+
+
+@dataclass(frozen=True)
 class FlowRecord:
+    """One connection: src:sport is the end that sent the first packet seen (else the
+    higher port); iface and direction are where that packet was first seen."""
+
     iface: str
     direction: str  # "ingress" | "egress"
     proto: str  # "tcp", "udp", "icmp", "icmp6", "sctp" or the protocol number
@@ -51,6 +72,8 @@ class FlowRecord:
     comm: str | None = None
     service: str | None = None
     events: tuple[TcpEvent, ...] = ()  # this connection's recent TCP events, oldest first
+    paths: tuple[FlowPath, ...] = ()  # every hook that saw it (one: seen once)
+    closed: bool = False  # its socket's last TCP event is a close (or a failed connect)
 
     @property
     def family(self) -> int:
@@ -87,9 +110,11 @@ def flow_record(
     comm: str | None,
     service: str | None,
     events: tuple[TcpEvent, ...],
+    paths: tuple[FlowPath, ...],
+    closed: bool,
 ) -> FlowRecord:
     """FlowRecord(...) for the collector's hot loop (hundreds a tick): a frozen
-    dataclass's __init__ sets each of the 19 fields through object.__setattr__, which is
+    dataclass's __init__ sets each of the 21 fields through object.__setattr__, which is
     most of its cost. Every field must be given, in declaration order (a test holds the
     parameters to FLOW_FIELDS)."""
     rec = _new(FlowRecord)
@@ -119,6 +144,7 @@ def flow_record(
         service,
         events,
     )
+    d["paths"], d["closed"] = paths, closed
     return rec
 
 
@@ -132,9 +158,9 @@ class IfaceStatus:
 
 @dataclass(frozen=True)
 class FlowsData:
-    flows: tuple[FlowRecord, ...]  # top N by current rate (then total bytes)
-    # totals over every flow in the kernel map, not just the top N
-    flows_tracked: int
+    flows: tuple[FlowRecord, ...]  # top N connections by current rate (then total bytes)
+    # totals over every connection in the kernel map, not just the top N, each packet once
+    flows_tracked: int  # connections (the map holds an entry per hook and way: map_entries)
     total_bytes: int
     total_packets: int
     total_bps: float | None
@@ -152,6 +178,7 @@ class FlowsData:
     ifaces: tuple[IfaceStatus, ...] = field(default_factory=tuple)
     notices: tuple[str, ...] = field(default_factory=tuple)  # e.g. leftovers removed at start
     max_flows: int = 0
+    map_entries: int | None = None  # entries in the kernel map (None: recorded before it was kept)
 
     @property
     def attached(self) -> tuple[str, ...]:

@@ -1,12 +1,26 @@
-"""Sorting and grouping of flows for the pane (pure; no Textual)."""
+"""Sorting, grouping and folding of connections for the pane (pure; no Textual).
+
+Where most connections are short (one per request), the first screen would be a list
+of ended ones. So the default view folds them: connections that have ended (their TCP
+close seen, or no packet for `IDLE_AFTER` seconds) fold per owner (service, else
+process name) + the two addresses + the server's port into one `FlowFold` row with a
+count; live connections stay rows of their own. A fold's figures are its members' sums
+(distinct connections: nothing is counted twice), its rate what they moved in the last
+tick, so short connections that came and went within it still show their traffic.
+`ordered` keeps ended rows (folds, a lone ended connection) to at most half of the
+first screen while live rows remain, so the live busy connections stay on top.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .model import FlowRecord
+
+IDLE_AFTER = 10.0  # seconds without a packet after which a connection counts as ended
+ENDED_SHARE = 0.5  # of the first screen, at most this much goes to ended rows while live ones remain
 
 # (key, label) in the order `s` cycles through them
 SORTS = (
@@ -84,3 +98,149 @@ def group_flows(flows: Iterable[FlowRecord], by: str) -> list[FlowGroup]:
         )
     groups = list(acc.values())
     return sorted(groups, key=lambda g: (g.bps is not None, g.bps or 0, g.bytes), reverse=True)
+
+
+# --- ended connections, folded --------------------------------------------------------
+
+FoldKey = tuple[str, str, str, str, int]  # proto, owner, src, dst, dport
+
+
+def ended(f: FlowRecord, now: float) -> bool:
+    """Its TCP close was seen, or it has been quiet for IDLE_AFTER seconds."""
+    return f.closed or now - f.last_seen >= IDLE_AFTER
+
+
+def owner(f: FlowRecord) -> str:
+    """Who a connection belongs to, for folding: its service, else its process name."""
+    if f.service:
+        return f.service
+    if f.comm:
+        return f.comm
+    return "(unknown)" if f.pid is None else f"pid {f.pid}"
+
+
+def fold_key(f: FlowRecord) -> FoldKey:
+    return (f.proto, owner(f), f.src, f.dst, f.dport)
+
+
+@dataclass(frozen=True)
+class FlowFold:
+    """Ended connections of one owner between the same two addresses to one port."""
+
+    key: FoldKey
+    members: tuple[FlowRecord, ...]
+    packets: int
+    bytes: int
+    bps: float | None
+    pps: float | None
+    retransmits: int
+    connect_latency_ms: float | None  # the slowest connect among them
+    first_seen: float
+    last_seen: float
+
+    @property
+    def proto(self) -> str:
+        return self.key[0]
+
+    @property
+    def src(self) -> str:
+        return self.key[2]
+
+    @property
+    def dst(self) -> str:
+        return self.key[3]
+
+    @property
+    def dport(self) -> int:
+        return self.key[4]
+
+    @property
+    def connections(self) -> int:
+        return len(self.members)
+
+    @property
+    def owner(self) -> str:
+        return self.key[1]
+
+    def common(self, name: str) -> Any:
+        """A field every member shares (pid, comm, service, iface), else None."""
+        values = {getattr(f, name) for f in self.members}
+        return next(iter(values)) if len(values) == 1 else None
+
+
+FlowRow = FlowRecord | FlowFold
+
+
+def fold(members: Sequence[FlowRecord]) -> FlowFold:
+    latency = [f.connect_latency_ms for f in members if f.connect_latency_ms is not None]
+    return FlowFold(
+        fold_key(members[0]),
+        tuple(members),
+        sum(f.packets for f in members),
+        sum(f.bytes for f in members),
+        _sum(f.bps for f in members),
+        _sum(f.pps for f in members),
+        sum(f.retransmits for f in members),
+        max(latency) if latency else None,
+        min(f.first_seen for f in members),
+        max(f.last_seen for f in members),
+    )
+
+
+def _sum(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def fold_ended(flows: Iterable[FlowRecord], now: float) -> list[FlowRow]:
+    """Live connections as they are; ended ones folded per `fold_key` (one alone stays
+    itself). One pass."""
+    rows: list[FlowRow] = []
+    folds: dict[FoldKey, list[FlowRecord]] = {}
+    for f in flows:
+        if ended(f, now):
+            folds.setdefault(fold_key(f), []).append(f)
+        else:
+            rows.append(f)
+    rows += (m[0] if len(m) == 1 else fold(m) for m in folds.values())
+    return rows
+
+
+def row_ended(r: FlowRow, now: float) -> bool:
+    return isinstance(r, FlowFold) or ended(r, now)
+
+
+def ordered(rows: Iterable[FlowRow], key: str, now: float, window: int) -> list[FlowRow]:
+    """Largest first by `key` (unknown last; ties: live before ended, then total
+    bytes), with at most ENDED_SHARE of the first `window` rows ended while live rows
+    remain to take their place: the rest of the ended rows follow those."""
+    if key not in {k for k, _ in SORTS}:
+        raise ValueError(f"cannot sort by {key!r}")
+    rows = list(rows)
+    done = {id(r): row_ended(r, now) for r in rows}
+
+    def k(r: FlowRow) -> tuple[bool, Any, bool, int]:
+        v = getattr(r, key)
+        return (v is not None, v if v is not None else 0, not done[id(r)], r.bytes)
+
+    quota = int(window * ENDED_SHARE)
+    head: list[FlowRow] = []
+    held: list[FlowRow] = []
+    tail: list[FlowRow] = []
+    taken = 0
+    it = iter(sorted(rows, key=k, reverse=True))
+    for r in it:
+        if len(head) >= window:
+            tail = [r, *it]
+            break
+        if done[id(r)]:
+            if taken >= quota:
+                held.append(r)
+                continue
+            taken += 1
+        head.append(r)
+    else:  # the live rows ran out inside the window: the held ended rows fill it
+        room = window - len(head)
+        head += held[:room]
+        held = held[room:]
+    return head + held + tail

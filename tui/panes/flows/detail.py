@@ -1,5 +1,6 @@
-"""Enter on a Flows row: the flow's (or group's) rate history as a plotext chart, its
-process and its recent TCP events, in a dialog that scrolls (80x24 loses nothing).
+"""Enter on a Flows row: the connection's (or fold's, or group's) rate history as a
+plotext chart, its process, the interfaces that saw it with what each counted, and its
+recent TCP events, in a dialog that scrolls (80x24 loses nothing).
 
 Only history up to the snapshot on show is charted, so a paused screen shows nothing
 newer; a tick where the flow was not among the top flows is left out, never drawn as 0.
@@ -17,14 +18,14 @@ from textual.content import Content
 from textual.widgets import Static
 
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, TcpEvent
-from ebpftop.collectors.flows.view import group_key
+from ebpftop.collectors.flows.view import FoldKey, ended, fold_key, group_key
 from ebpftop.core.model import Snapshot
 
 from ...screens.detail import DetailScreen
 from ...text import clean
 from .. import fmt
 from ..fmt import Part
-from .view import FlowKey, count, flow_key, full_flow, ms
+from .view import FlowKey, count, flow_key, full_flow, ms, short_size, state_text
 
 MAX_EVENTS = 40
 MAX_MEMBERS = 12
@@ -32,18 +33,22 @@ MAX_MEMBERS = 12
 
 @dataclass(frozen=True)
 class Selection:
-    """What the dialog is about: one flow (by key) or one group (by its key, among the
-    flows that pass `accept`)."""
+    """What the dialog is about: one connection (by key), the ended connections of one
+    fold (as of each snapshot's time), or one group (by its key, among the flows that
+    pass `accept`)."""
 
     title: str
     flow: FlowKey | None = None
     by: str | None = None
     group: str | None = None
     accept: Callable[[FlowRecord], bool] = field(default=lambda f: True, compare=False)
+    fold: FoldKey | None = None
 
-    def matches(self, f: FlowRecord) -> bool:
+    def matches(self, f: FlowRecord, now: float) -> bool:
         if self.flow is not None:
             return flow_key(f) == self.flow
+        if self.fold is not None:
+            return fold_key(f) == self.fold and ended(f, now)
         return self.accept(f) and self.by is not None and group_key(f, self.by) == self.group
 
 
@@ -74,7 +79,7 @@ def rate_history(history: Sequence[Snapshot], sel: Selection, until: float) -> l
         data = snap.data
         if snap.time > until or not isinstance(data, FlowsData):
             continue
-        members = [f for f in data.flows if sel.matches(f)]
+        members = [f for f in data.flows if sel.matches(f, snap.time)]
         if members:
             points.append(Point(snap.time, _sum(f.bps for f in members), _sum(f.pps for f in members)))
     return points
@@ -102,7 +107,9 @@ def flow_events(members: Sequence[FlowRecord], data: FlowsData) -> list[TcpEvent
 
 def build(history: Sequence[Snapshot], shown: Snapshot, sel: Selection) -> DetailView:
     data = shown.data
-    members = tuple(f for f in data.flows if sel.matches(f)) if isinstance(data, FlowsData) else ()
+    members = (
+        tuple(f for f in data.flows if sel.matches(f, shown.time)) if isinstance(data, FlowsData) else ()
+    )
     events = tuple(flow_events(members, data)) if members else ()
     return DetailView(sel, tuple(rate_history(history, sel, shown.time)), members, events, shown.time)
 
@@ -168,16 +175,38 @@ def process_lines(view: DetailView) -> Content:
     return Content.assemble(*parts)
 
 
+def path_lines(view: DetailView) -> Content:
+    """Each interface hook that saw the connection and what it counted there: the
+    connection's own figures count a packet once, whichever hooks saw it."""
+    parts: list[Part] = []
+    for f in view.members[:1]:
+        for p in f.paths or ():
+            if parts:
+                parts.append("\n")
+            way = f"{f.src} → {f.dst}" if p.forward else f"{f.dst} → {f.src}"
+            parts += [
+                (f"{clean(p.iface, 32):<16}", "bold"),
+                (f" {p.direction:<7}  ", "$text-muted"),
+                clean(way, 90),
+                (f"  {count(p.packets)} pkts  {short_size(p.bytes)}B  ", ""),
+                (fmt.rate(p.bps), "bold"),
+            ]
+    if not parts:
+        return Content.assemble(("—", "$text-muted"))
+    return Content.assemble(*parts)
+
+
 def member_lines(view: DetailView) -> Content:
     parts: list[Part] = []
     for f in view.members[:MAX_MEMBERS]:
         if parts:
             parts.append("\n")
+        hooks = sorted({p.iface for p in f.paths} or {f.iface})
         parts += [
             clean(f"{f.proto} {full_flow(f)}", 120),
             ("  ", ""),
             (fmt.rate(f.bps), "bold"),
-            (f"  {f.direction} on {clean(f.iface, 32)}", "$text-muted"),
+            (f"  {state_text(f, view.now)}  on {clean(', '.join(hooks), 64)}", "$text-muted"),
         ]
     if len(view.members) > MAX_MEMBERS:
         parts.append((f"\n… and {len(view.members) - MAX_MEMBERS} more", "$text-muted"))
@@ -235,7 +264,10 @@ class FlowDetailScreen(DetailScreen):
             yield RateChart()
             yield Static("process", classes="heading", markup=False)
             yield Static(Content(""), id="flow-detail-process", markup=False)
-            if self.view.selection.flow is None:
+            if self.view.selection.flow is not None:
+                yield Static("seen on (each packet counted once above)", classes="heading", markup=False)
+                yield Static(Content(""), id="flow-detail-paths", markup=False)
+            else:
                 yield Static("flows", classes="heading", markup=False)
                 yield Static(Content(""), id="flow-detail-members", markup=False)
             yield Static("recent TCP events (newest first)", classes="heading", markup=False)
@@ -251,7 +283,9 @@ class FlowDetailScreen(DetailScreen):
 
         self.query_one(RateChart).draw(view.points)
         self.query_one("#flow-detail-process", Static).update(process_lines(view))
-        if view.selection.flow is None:
+        if view.selection.flow is not None:
+            self.query_one("#flow-detail-paths", Static).update(path_lines(view))
+        else:
             self.query_one("#flow-detail-members", Static).update(member_lines(view))
         self.query_one("#flow-detail-events", Static).update(event_lines(view))
 

@@ -1,6 +1,8 @@
-"""Flows pane: top flows by rate, sorted (`s`), filtered (`/`), grouped (`g`), a detail per
-flow (Enter), and the datapath's own losses always on one line (a counter that grows is
-an alarm, collectors/flows/model.py).
+"""Flows pane: top connections by rate, sorted (`s`), filtered (`/`), grouped (`g`), a
+detail per row (Enter), and the datapath's own losses always on one line (a counter that
+grows is an alarm, collectors/flows/model.py). Ungrouped, ended connections fold per
+owner, addresses and port, and take at most half of the first screen while live ones
+remain (collectors/flows/view.py).
 
 Drawing costs what the window shows, not how many flows there are: the table
 (`LineTable`) builds only the rows on screen and repaints only the lines that changed.
@@ -22,7 +24,7 @@ from textual.widgets import Static
 
 from ebpftop.collectors.flows.filter import Filter, parse
 from ebpftop.collectors.flows.model import FlowsData
-from ebpftop.collectors.flows.view import next_sort, sort_flows
+from ebpftop.collectors.flows.view import FlowFold, fold_ended, next_sort, ordered
 from ebpftop.core.model import Snapshot
 
 from ...text import clean
@@ -41,7 +43,10 @@ class FlowsPane(SourcePane):
     source = "flows"
     title = "Flows"
     number = 1
-    ABOUT = "Top flows by rate: 5-tuple, bytes, packets, retransmits, connect latency, process."
+    ABOUT = (
+        "Top connections by rate, each once whatever interfaces it crosses: 5-tuple, bytes, packets, "
+        "retransmits, connect latency, process; ended ones folded per owner, addresses and port."
+    )
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Not in the footer (80 columns keep the app's keys); the status line names them.
@@ -115,24 +120,29 @@ class FlowsPane(SourcePane):
             return
         width = self.table_width()
         flows = self.filter.apply(data.flows)
+        table = self.query_one("#flows-table", LineTable)
+        now = self._shown_time()
         records: list[Any] = (
-            sort_flows(flows, self.sort)
+            ordered(fold_ended(flows, now), self.sort, now, table.window)
             if self.grouping == "none"
             else fv.groups(flows, self.grouping, self.sort)
         )
         self.records = records
-        table = self.query_one("#flows-table", LineTable)
         table.place(len(records), self._cursor_for(records, table.cursor))
         # Only the rows in the window are built, and the compact layout fits them alone.
         shown = [records[i] for i in table.visible_rows()]
         self._draw_lines(data, len(flows), width)
         self._draw_events(data, width)
         if self.grouping == "none":
-            columns, form = fv.flow_columns(width, self.sort, shown)
-            table.show(columns, len(records), lambda i: fv.flow_row(records[i], columns, form))
+            columns, form = fv.flow_columns(width, self.sort, shown, now)
+            table.show(columns, len(records), lambda i: fv.flow_row(records[i], columns, form, now))
         else:
             columns = fv.group_columns(width, self.grouping, self.sort)
             table.show(columns, len(records), lambda i: fv.group_row(records[i], columns, width))
+
+    def _shown_time(self) -> float:
+        """The time of the snapshot on show: ended-ness is judged as of then (paused, replayed)."""
+        return self._shown.time if self._shown is not None else 0.0
 
     def _cursor_for(self, records: list[Any], current: int) -> int:
         """Unattended, the top row; placed by the operator, where its row went (or, while
@@ -270,8 +280,11 @@ class FlowsPane(SourcePane):
         if i is None:
             return None
         rec = self.records[i]
+        if isinstance(rec, FlowFold):
+            title = f"{rec.proto} {fv.full_flow(rec)}: {rec.connections} ended connections of {rec.owner}"
+            return Selection(title, fold=rec.key)
         if self.grouping == "none":
-            title = f"{rec.proto} {fv.full_flow(rec)}  {rec.direction} on {rec.iface}"
+            title = f"{rec.proto} {fv.full_flow(rec)}  first seen {rec.direction} on {rec.iface}"
             return Selection(title, flow=fv.flow_key(rec))
         g = rec.group
         title = f"{self.grouping} {g.key}: {g.flows} flow{'s' if g.flows != 1 else ''}"

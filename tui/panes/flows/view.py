@@ -1,6 +1,6 @@
 """What the Flows pane shows, as plain data: the columns that fit the pane's width, one
-row of cells per flow (or group), the status and counters lines. Pure, so testable
-without a screen.
+row of cells per connection (or fold of ended connections, or group), the status and
+counters lines. Pure, so testable without a screen.
 
 Cells are (text, style) pairs; the pane turns payload text into `tui.text.safe`. Widths
 are fixed per layout (compact < 130 cells, full, wide >= 170) so the table does not
@@ -15,12 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ebpftop.collectors.flows.model import COUNTERS, FlowRecord, FlowsData, count_text
-from ebpftop.collectors.flows.view import SORTS, FlowGroup, group_flows, group_key
+from ebpftop.collectors.flows.view import (
+    SORTS,
+    FlowFold,
+    FlowGroup,
+    FlowRow,
+    ended,
+    group_flows,
+    group_key,
+)
 
 from .. import fmt
 from ..table import Cell, Column, Row
 
-FlowKey = tuple[str, str, str, str, int, str, int]
+FlowKey = tuple[Any, ...]  # ("conn", proto, src, sport, dst, dport) or ("fold", *fold key)
 
 GROUPINGS = ("none", "process", "service", "remote")
 SORT_LABELS = dict(SORTS)
@@ -30,8 +38,27 @@ WIDE_FROM = 170
 _PORTED = ("tcp", "udp", "sctp", "udplite", "dccp")
 
 
-def flow_key(f: FlowRecord) -> FlowKey:
-    return (f.iface, f.direction, f.proto, f.src, f.sport, f.dst, f.dport)
+def flow_key(f: FlowRow) -> FlowKey:
+    """A row's identity across ticks: the connection, or the fold's key."""
+    if isinstance(f, FlowFold):
+        return ("fold", *f.key)
+    return ("conn", f.proto, f.src, f.sport, f.dst, f.dport)
+
+
+def state_text(f: FlowRow, now: float) -> str:
+    """`×12` (a fold of 12 ended connections), `closed`, `idle` or `live`."""
+    if isinstance(f, FlowFold):
+        return f"×{f.connections}"
+    if f.closed:
+        return "closed"
+    return "idle" if ended(f, now) else "live"
+
+
+def ifaces_text(f: FlowRow) -> str:
+    """The interfaces that saw it: `veth1`, `veth1 +2`."""
+    members = f.members if isinstance(f, FlowFold) else (f,)
+    names = sorted({p.iface for m in members for p in m.paths} or {m.iface for m in members})
+    return names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
 
 
 def next_grouping(current: str) -> str:
@@ -87,13 +114,19 @@ def icmp_suffix(f: FlowRecord) -> str:
     return f" type {f.sport} code {f.dport}" if f.proto in ("icmp", "icmp6") else ""
 
 
-def full_flow(f: FlowRecord) -> str:
-    """`src:sport → dst:dport` (ICMP: type and code instead of ports)."""
+def full_flow(f: FlowRow) -> str:
+    """`src:sport → dst:dport` (ICMP: type and code instead of ports); a fold of ended
+    connections `×12 src → dst:dport` (their source ports differ)."""
+    if isinstance(f, FlowFold):
+        return f"×{f.connections} {f.src} → {endpoint(f.dst, f.dport, f.proto)}"
     return f"{endpoint(f.src, f.sport, f.proto)} → {endpoint(f.dst, f.dport, f.proto)}{icmp_suffix(f)}"
 
 
-def local_flow(f: FlowRecord) -> str:
-    """`:local-port → remote:port` from this host's side (← for ingress)."""
+def local_flow(f: FlowRow) -> str:
+    """`:local-port → remote:port` from this host's side (← for ingress); a fold as in
+    `full_flow`."""
+    if isinstance(f, FlowFold):
+        return full_flow(f)
     _laddr, lport, raddr, rport = f.local_remote()
     arrow = "→" if f.direction == "egress" else "←"
     remote = endpoint(raddr, rport, f.proto)
@@ -112,9 +145,11 @@ def squeeze(text: str, room: int) -> str:
     return text[:head] + "…" + text[len(text) - (room - 1 - head) :]
 
 
-def process_text(f: FlowRecord, room: int) -> str:
+def process_text(f: FlowRow, room: int) -> str:
     """The richest of `comm [pid] · service`, `comm · service`, `comm [pid]`, `comm`
     that fits."""
+    if isinstance(f, FlowFold):
+        return _fold_owner(f, room)
     comm = f.comm or (None if f.pid is None else "?")
     svc = f.service if f.service and f.service != f.comm else None
     if comm is None:
@@ -128,6 +163,13 @@ def process_text(f: FlowRecord, room: int) -> str:
         if len(o) <= room:
             return o
     return options[-1]
+
+
+def _fold_owner(f: FlowFold, room: int) -> str:
+    """The owner a fold is made for, with the one pid its members share, as room allows."""
+    pid = f.common("pid")
+    text = f"{f.owner} [{pid}]" if pid is not None else f.owner
+    return text if len(text) <= room else f.owner
 
 
 # --- columns and rows ----------------------------------------------------------------
@@ -148,7 +190,14 @@ def layout(width: int) -> str:
     return "wide" if width >= WIDE_FROM else "full" if width >= FULL_FROM else "compact"
 
 
-def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[list[Column], str]:
+def _mark(f: FlowRow, now: float | None) -> str:
+    """The compact layout's mark of a lone ended connection (folds say `×N`)."""
+    return "✕ " if now is not None and isinstance(f, FlowRecord) and ended(f, now) else ""
+
+
+def flow_columns(
+    width: int, sort: str, flows: Sequence[FlowRow], now: float | None = None
+) -> tuple[list[Column], str]:
     """The columns for a table `width` cells wide, and how the flow column is drawn
     ("full" src → dst, or "local" port ⇄ remote)."""
 
@@ -169,8 +218,12 @@ def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[li
         free = width - sum(c.width + 1 for c in nums) - 2
         proc_need = max([7] + [len(process_text(f, PROC_MAX)) for f in flows])
         proc_min = min(proc_need, 8)
-        form, need = "local", max((len(f.proto) + 1 + len(local_flow(f)) for f in flows), default=20)
-        full_need = max((len(f.proto) + 1 + len(full_flow(f)) for f in flows), default=20)
+        marks = [len(f.proto) + 1 + len(_mark(f, now)) for f in flows]
+        form, need = (
+            "local",
+            max((m + len(local_flow(f)) for m, f in zip(marks, flows, strict=True)), default=20),
+        )
+        full_need = max((m + len(full_flow(f)) for m, f in zip(marks, flows, strict=True)), default=20)
         if full_need + proc_min <= free:
             form, need = "full", full_need
         flow = max(12, min(free - proc_min, max(need, free - min(proc_need, PROC_MAX))))
@@ -179,7 +232,7 @@ def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[li
     cols = []
     if kind == "wide":
         cols.append(Column("iface", "iface", 12))
-    cols += [Column("dir", "dir", 3), Column("proto", "proto", 5)]
+    cols += [Column("state", "state", 6), Column("proto", "proto", 5)]
     rest = [
         Column("bps", s("bytes/s", "bps"), 11, True),
         Column("pps", s("pkts/s", "pps"), 7, True),
@@ -193,20 +246,23 @@ def flow_columns(width: int, sort: str, flows: Sequence[FlowRecord]) -> tuple[li
     return [*cols, Column("flow", "src:sport → dst:dport", max(20, room)), *rest], "full"
 
 
-def flow_row(f: FlowRecord, columns: Sequence[Column], form: str) -> Row:
+def flow_row(f: FlowRow, columns: Sequence[Column], form: str, now: float) -> Row:
+    """One connection's row, or a fold's. Ended ones are dimmed; in the compact layout
+    (no state column) a lone ended connection is marked `✕`."""
     compact = columns[0].key == "flow"
+    done = isinstance(f, FlowFold) or ended(f, now)
     cells: list[Cell] = []
     for c in columns:
         k = c.key
         if k == "flow":
             text = full_flow(f) if form == "full" else local_flow(f)
             if compact:
-                text = f"{f.proto} {text}"
-            cells.append((squeeze(text, c.width), ""))
+                text = f"{f.proto} {_mark(f, now)}{text}"
+            cells.append((squeeze(text, c.width), "$text-muted" if done else ""))
         elif k == "iface":
-            cells.append((squeeze(f.iface, c.width), ""))
-        elif k == "dir":
-            cells.append(("in" if f.direction == "ingress" else "out", "$text-muted"))
+            cells.append((squeeze(ifaces_text(f), c.width), ""))
+        elif k == "state":
+            cells.append((state_text(f, now), "bold" if isinstance(f, FlowFold) else "$text-muted"))
         elif k == "proto":
             cells.append((f.proto, ""))
         elif k == "bps":
@@ -224,13 +280,16 @@ def flow_row(f: FlowRecord, columns: Sequence[Column], form: str) -> Row:
             text = process_text(f, c.width) if compact else _comm_pid(f)
             cells.append((squeeze(text, c.width), ""))
         elif k == "service":
-            cells.append((squeeze(f.service or fmt.NO_DATA, c.width), ""))
+            service = f.common("service") if isinstance(f, FlowFold) else f.service
+            cells.append((squeeze(service or fmt.NO_DATA, c.width), ""))
         else:
             raise AssertionError(k)
     return Row(flow_key(f), tuple(cells))
 
 
-def _comm_pid(f: FlowRecord) -> str:
+def _comm_pid(f: FlowRow) -> str:
+    if isinstance(f, FlowFold):
+        return _fold_owner(f, PROC_MAX)
     if f.comm is None and f.pid is None:
         return fmt.NO_DATA
     return f"{f.comm or '?'}" + (f" [{f.pid}]" if f.pid is not None else "")
@@ -365,7 +424,7 @@ def status_parts(
             ],
         ),
         (2, [(f"{shown} of {len(data.flows)} shown", "")]),
-        (4, [(f"{data.flows_tracked} tracked", "$text-muted")]),
+        (4, [(f"{data.flows_tracked} connections", "$text-muted")]),
         (3, [(fmt.rate(data.total_bps), "bold"), (" total", "$text-muted")]),
         (5, [key("enter"), (" detail", "$text-muted")]),
     ]
@@ -399,7 +458,8 @@ def counters_parts(data: FlowsData, growing: Iterable[str], width: int) -> list[
         style = f"bold ${sev}" if name in growing else ("$warning" if value else "")
         chunks.append((0, [(text + (" ▲" if name in growing else ""), style)]))
     if data.max_flows:
-        chunks.append((2, [(f"map {data.flows_tracked}/{data.max_flows}", "$text-muted")]))
+        entries = data.flows_tracked if data.map_entries is None else data.map_entries
+        chunks.append((2, [(f"map {entries}/{data.max_flows}", "$text-muted")]))
     return fit(chunks, width)
 
 
