@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ebpftop.collectors.registry import default_collectors
+from ebpftop.collectors.selfcost.collector import find as find_selfcost
+from ebpftop.collectors.selfcost.summary import own_cost
 from ebpftop.core.alarms import Alarm, alarms
 from ebpftop.core.codec import to_jsonable
 from ebpftop.core.collector import Collector
@@ -109,6 +111,12 @@ def build_document(runtime: Runtime, names: list[str], *, started: float, now: f
     if rec is not None:
         doc["recorder"] = {"health": to_jsonable(rec.health), "data": to_jsonable(rec.data)}
     doc["alarms"] = to_jsonable(document_alarms(runtime, names, now))
+    if "selfcost" in names:
+        # ebpftop's own cost in one place: the selfcost sample and the other sources' losses
+        store = runtime.store
+        doc["own_cost"] = to_jsonable(
+            own_cost(store.latest("selfcost"), store.latest("flows"), store.latest("profiles"))
+        )
     return doc
 
 
@@ -144,13 +152,22 @@ async def run_snapshot(
     duration: float = DEFAULT_DURATION,
     grace: float = GRACE,
     collectors: list[Collector] | None = None,
+    bpf_stats: bool = False,
 ) -> HeadlessResult:
-    """Run the collectors (all, or those named) and report. Raises UnknownSource."""
+    """Run the collectors (all, or those named) and report. Raises UnknownSource.
+
+    `bpf_stats`: the kernel's BPF run-time stats on for the run (the selfcost source
+    holds the switch and lets go when the runtime stops), so the document carries the
+    run time per packet of ebpftop's programs. Off by default: a snapshot run by a
+    script every minute should not flip a global kernel switch unasked."""
     chosen = choose(default_collectors(settings) if collectors is None else collectors, sources)
     names = [c.name for c in chosen]
     runtime = Runtime(settings, chosen)
     started = time.time()
     loop = asyncio.get_running_loop()
+    selfcost = find_selfcost(runtime)
+    if bpf_stats and selfcost is not None:
+        selfcost.stats_on()  # a failure (not root) is in the document: own_cost.process.stats.error
     await runtime.start()
     try:
         await asyncio.sleep(duration)

@@ -21,6 +21,7 @@ def default_collectors(settings: Settings) -> list[Collector]:
     from .host import HostCollector
     from .profiles.collector import from_settings as profiles_collector
     from .rules.collector import RulesCollector
+    from .selfcost.collector import SelfCostCollector
 
     collectors = [
         HostCollector(interval=settings.refresh),
@@ -29,6 +30,7 @@ def default_collectors(settings: Settings) -> list[Collector]:
         CanaryCollector(settings),
         profiles_collector(settings),  # BPF sampler off without root; pprof still works
         RulesCollector(settings),  # reads the pinned rule set; empty when none is enforced
+        SelfCostCollector(settings),  # ebpftop's own cost; BPF stats only while asked for
     ]
     if settings.rollout_controller:
         from .rollout.collector import RolloutCollector

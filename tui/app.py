@@ -32,6 +32,8 @@ from textual.worker import Worker, WorkerState
 
 from ebpftop.actions.capture import find_collector
 from ebpftop.actions.rollback_control import RollbackControl
+from ebpftop.collectors.selfcost.collector import find as find_selfcost
+from ebpftop.collectors.selfcost.summary import OwnCost, own_cost
 from ebpftop.core.alarms import Alarm, data_alarms
 from ebpftop.core.model import Snapshot
 from ebpftop.core.replay import Replayer, ReplayRuntime
@@ -53,6 +55,7 @@ from .panes.header import HostHeader
 from .panes.profiles.pane import ProfilesPane
 from .quit import ask_and_quit, enforced, remove_enforced_request
 from .screens.help import HelpScreen
+from .screens.own_cost import OwnCostScreen
 from .text import clean, lines
 
 log = logging.getLogger(__name__)
@@ -177,6 +180,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
             CountdownFront(self, self.rollback_control, act=self.act, redraw=self._redraw_canary)
         )
         self._ui_loop = asyncio.get_running_loop()
+        self._count_terminal_bytes()
         self.set_class(self.read_only, "-kiosk")
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
         self._order[0].focus()
@@ -195,6 +199,16 @@ class EbpftopApp(SnapshotFlush, App[int]):
         # The first frame goes out before any collector starts (imports, BPF compiling,
         # first requests): the operator sees the layout and each source "starting".
         self.call_after_refresh(self._start_sources)
+
+    def _count_terminal_bytes(self) -> None:
+        """What reaches the terminal is part of ebpftop's cost: the selfcost source
+        counts every byte the driver writes (none when headless: tests)."""
+        selfcost = find_selfcost(self.runtime)
+        driver = self._driver
+        if selfcost is not None and driver is not None and not driver.is_headless:
+            from .terminal import count_writes
+
+            count_writes(driver, selfcost.terminal)
 
     async def _start_sources(self) -> None:
         if self._unsubscribe is not None:  # not already unmounting
@@ -313,6 +327,9 @@ class EbpftopApp(SnapshotFlush, App[int]):
         yield SystemCommand(
             "Pause / resume", "Freeze the display; collection continues", self.action_toggle_pause
         )
+        yield SystemCommand(
+            "Own cost", "ebpftop's CPU, memory, terminal output, losses, BPF programs", self.action_own_cost
+        )
         if not self.read_only:
             yield SystemCommand(
                 "Add incident marker", "Ask for a text, confirm, audit, publish", self.action_marker
@@ -343,6 +360,22 @@ class EbpftopApp(SnapshotFlush, App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_own_cost(self) -> None:
+        if isinstance(self.screen, OwnCostScreen):
+            return
+        screen = OwnCostScreen(find_selfcost(self.runtime), read_only=self.read_only)
+        screen.cost = self._own_cost()
+        self.push_screen(screen)
+
+    def _own_cost(self) -> OwnCost:
+        store = self.runtime.store
+        return own_cost(store.latest("selfcost"), store.latest("flows"), store.latest("profiles"))
+
+    def _show_own_cost(self) -> None:
+        """The own-cost screen, when open, follows every selfcost sample."""
+        if isinstance(self.screen, OwnCostScreen):
+            self.screen.show(self._own_cost())
+
     def action_toggle_pause(self) -> None:
         if self.replay is not None:
             self.replay.toggle_pause()
@@ -358,7 +391,7 @@ class EbpftopApp(SnapshotFlush, App[int]):
         """An exemplar trace_id chosen in the Canary pane: the Profiles pane follows it."""
         pane = self._panes.get("profiles")
         if pane is not None and hasattr(pane, "follow_trace"):
-            pane.follow_trace(message.trace_id, message.service)
+            pane.follow_trace(message.trace_id, message.service, getattr(message, "at", None))
 
     def action_cycle_theme(self) -> None:
         self.theme = next_theme(self.theme)

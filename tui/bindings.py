@@ -18,6 +18,7 @@ KEYMAP: tuple[tuple[str, str, bool], ...] = (
     ("tab", "focus_next", False),
     ("shift+tab", "focus_previous", False),
     ("T", "cycle_theme", False),  # in help and the palette: 80 columns keep R and q
+    ("dollar_sign", "own_cost", False),  # in help and the palette: 80 columns keep R and q
     ("ctrl+p", "command_palette", False),
     ("left_square_bracket", "replay_step(-1)", True),
     ("right_square_bracket", "replay_step(1)", True),
@@ -32,6 +33,7 @@ KEYMAP: tuple[tuple[str, str, bool], ...] = (
 
 _DISPLAY = {
     "question_mark": "?",
+    "dollar_sign": "$",
     "space": "space",
     "left_square_bracket": "[",
     "right_square_bracket": "]",

@@ -46,6 +46,7 @@ RECORDER_SOURCE = "recorder"
 FRAME_DELAY = 0.3
 # Sources without a pane whose trouble still belongs in the header's problem line.
 HEADER_SOURCES = (RECORDER_SOURCE, "rollout")
+OWN_COST_SOURCE = "selfcost"  # drawn by the own-cost screen while it is open
 
 
 class SnapshotFlush(_AppBase):
@@ -78,6 +79,8 @@ class SnapshotFlush(_AppBase):
         def read_only(self) -> bool: ...
 
         def _tell_enforced(self, snap: Snapshot) -> None: ...
+
+        def _show_own_cost(self) -> None: ...
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         """Bus subscriber: cheap, never draws. Safe to call from another thread."""
@@ -137,6 +140,8 @@ class SnapshotFlush(_AppBase):
             self._show_marker(self.runtime.store.latest(MARKER_SOURCE))
         if RECORDER_SOURCE in dirty:
             self._show_recorder(self.runtime.store.latest(RECORDER_SOURCE))
+        if OWN_COST_SOURCE in dirty:
+            self._show_own_cost()
 
     def _show_marker(self, snap: Snapshot | None) -> None:
         marker = snap.data if snap is not None else None
@@ -246,6 +251,7 @@ class SnapshotFlush(_AppBase):
             replay,
             recording=str(getattr(status, "state", "") or ""),
             recording_size=float(getattr(status, "bytes", 0) or 0),
+            node=self.runtime.node_name,
         )
 
     def now(self) -> float:

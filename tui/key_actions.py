@@ -32,6 +32,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("focus_next", "Next", "focus the next pane", group="Panes"),
     ActionSpec("focus_previous", "Previous", "focus the previous pane", group="Panes"),
     ActionSpec("cycle_theme", "Theme", "switch to the next ebpftop theme"),
+    ActionSpec(
+        "own_cost",
+        "Own cost",
+        "ebpftop's own cost: CPU, memory, terminal output, losses, BPF run time per program "
+        "(kernel BPF stats on while it is open)",
+    ),
     ActionSpec("command_palette", "Palette", "command palette (themes, help, quit)", group="App"),
     ActionSpec("replay_step(-1)", "Back", "replay: step back one sample", replay=True, group="Replay"),
     ActionSpec("replay_step(1)", "Fwd", "replay: step forward one sample", replay=True, group="Replay"),

@@ -29,7 +29,10 @@ from textual._loop import loop_last
 from textual._parser import ParseError
 from textual._xterm_parser import XTermParser
 from textual.app import App
+from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
+
+from ebpftop.collectors.selfcost.collector import ByteMeter
 
 TICK_S = 0.1  # Textual's own escape-timeout polling interval, while a sequence is open
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None  # as signal.signal returns
@@ -224,3 +227,17 @@ def quiet_if_hung_up() -> None:
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, fd)
             os.close(null)
+
+
+def count_writes(driver: Driver, meter: ByteMeter) -> None:
+    """Every byte the driver writes to the terminal (frames, mode and sync sequences)
+    is added to `meter`: the own-cost screen's terminal B/s. Wraps this driver's write,
+    the one call Textual sends output through."""
+    write = driver.write
+
+    def counted(data: str) -> None:
+        meter.add(len(data.encode("utf-8", "replace")))
+        write(data)
+
+    driver.write = counted  # type: ignore[method-assign]
+    meter.attached = True

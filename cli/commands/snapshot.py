@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME",
         help="report only this source (repeatable); asked-for sources that are off count as failed",
     )
+    p.add_argument(
+        "--bpf-stats",
+        action="store_true",
+        help="turn the kernel's BPF run-time stats on for the snapshot (a global switch, off again "
+        "when it ends), so own_cost carries the run time per packet of ebpftop's programs",
+    )
     # The global --record also works after the verb. SUPPRESS: when not given here, do
     # not overwrite what was given before the verb.
     p.add_argument(
@@ -77,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     settings = load_or_exit(args)
     duration = headless.DEFAULT_DURATION if args.duration is None else args.duration
     try:
-        result = asyncio.run(headless.run_snapshot(settings, args.sources, duration=duration))
+        result = asyncio.run(
+            headless.run_snapshot(settings, args.sources, duration=duration, bpf_stats=args.bpf_stats)
+        )
     except headless.UnknownSource as exc:
         print(f"ebpftop: {clean(exc)}", file=sys.stderr)
         return 2

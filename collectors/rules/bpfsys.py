@@ -14,9 +14,10 @@ from pathlib import Path
 
 from ..bpfsys import BpfError as TcxError
 from ..bpfsys import bpf as _bpf
+from ..bpfsys import obj_info as obj_info  # re-exported: datapath reads map info through here
 
 MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_GET_NEXT_KEY = 1, 2, 3, 4
-OBJ_PIN, OBJ_GET, OBJ_GET_INFO_BY_FD = 6, 7, 15
+OBJ_PIN, OBJ_GET = 6, 7
 
 
 class _Elem(ctypes.Structure):
@@ -33,12 +34,8 @@ class _Obj(ctypes.Structure):
     _fields_ = [("pathname", ctypes.c_uint64), ("bpf_fd", ctypes.c_uint32), ("file_flags", ctypes.c_uint32)]
 
 
-class _Info(ctypes.Structure):
-    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
-
-
 class _Attr(ctypes.Union):
-    _fields_ = [("elem", _Elem), ("obj", _Obj), ("info", _Info), ("_raw", ctypes.c_uint8 * 128)]
+    _fields_ = [("elem", _Elem), ("obj", _Obj), ("_raw", ctypes.c_uint8 * 128)]
 
 
 def obj_pin(fd: int, path: str) -> None:
@@ -54,16 +51,6 @@ def obj_get(path: str) -> int:
     attr = _Attr()
     attr.obj.pathname = ctypes.addressof(p)
     return _bpf(OBJ_GET, attr)
-
-
-def obj_info(fd: int, size: int = 256) -> bytes:
-    buf = ctypes.create_string_buffer(size)
-    attr = _Attr()
-    attr.info.bpf_fd = fd
-    attr.info.info_len = size
-    attr.info.info = ctypes.addressof(buf)
-    _bpf(OBJ_GET_INFO_BY_FD, attr)
-    return buf.raw
 
 
 @lru_cache(maxsize=1)

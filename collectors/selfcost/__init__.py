@@ -1,0 +1,1 @@
+"""ebpftop's own cost: its process, terminal output, BPF programs and losses."""
