@@ -513,6 +513,12 @@ class ReplayRuntime(Runtime):
     def read_only(self) -> bool:
         return True
 
+    @property
+    def node_name(self) -> str | None:
+        """The recorded node's name from the recording's header (untrusted text)."""
+        host = self.recording.headers[0].get("host") if self.recording.headers else None
+        return host if isinstance(host, str) and host else None
+
     async def start(self) -> None:
         await super().start()
         self._tasks.append(asyncio.create_task(self.replay.play(), name="replay"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,12 @@ class Runtime:
     @property
     def read_only(self) -> bool:
         return self.settings.kiosk
+
+    @property
+    def node_name(self) -> str | None:
+        """The watched node's name before its first host sample, so the first frame names
+        the node: this machine when a live host collector watches it."""
+        return socket.gethostname() if any(c.name == "host" for c in self.collectors) else None
 
     def on_close(self, fn: Callable[[], object]) -> None:
         """Run `fn` (sync or async) when the runtime stops, last registered first."""

@@ -163,3 +163,40 @@ async def test_the_header_says_rolled_back_beside_the_verdict(tmp_path):
         told = " ".join(" ".join(rows).split())
         assert f"✖ canary FAIL checkout: {BREACHES}" in told
         assert f"↩ checkout rolled back {hhmmss(NOW - 90)}" in told
+
+
+# --- the node's name before its first host sample ------------------------------------
+
+
+def test_the_title_names_the_node_before_its_first_host_sample():
+    from ebpftop.tui.panes.header import Marks, title_line
+
+    assert "node-7" in title_line(Marks(node="node-7"), None).plain
+    hostile = title_line(Marks(node="[b]x[/b]\x1b]0;t\x07\nn"), None)
+    assert "\x1b" not in hostile.plain and "\n" not in hostile.plain and "[b]x[/b]" in hostile.plain
+    # the host sample's name wins once it arrives (it is what the sample was taken on)
+    from ebpftop.core.model import HostData
+
+    host = HostData(
+        hostname="from-sample", kernel="6.1", uptime_s=60, cpu_percent=1.0, cpu_count=2,
+        load=(0.1, 0.1, 0.1), mem_total=2, mem_used=1, mem_percent=10.0, net_rx_bps=0.0, net_tx_bps=0.0,
+    )  # fmt: skip
+    line = title_line(Marks(node="node-7"), host).plain
+    assert "from-sample" in line and "node-7" not in line
+
+
+def test_a_live_host_collector_names_this_machine_a_recording_its_own_node(tmp_path):
+    import socket
+
+    from ebpftop.collectors.host import HostCollector
+    from ebpftop.core.record import header
+    from ebpftop.core.replay import Recording, ReplayRuntime
+    from ebpftop.core.runtime import Runtime
+    from ebpftop.core.settings import Settings
+
+    s = Settings(audit_log=str(tmp_path / "a.jsonl"), audit_key=str(tmp_path / "a.key"))
+    assert Runtime(s, collectors=[HostCollector()]).node_name == socket.gethostname()
+    assert Runtime(s, collectors=[]).node_name is None  # nothing watches a node: say nothing
+    recorded = Recording([], None, [header(1700000000.0, "db-3")])
+    assert ReplayRuntime(s, recorded).node_name == "db-3"
+    assert ReplayRuntime(s, Recording([], None, [])).node_name is None

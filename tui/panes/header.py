@@ -35,6 +35,7 @@ class Marks:
     replay: str = ""  # replay status text, untrusted (built from a file)
     recording: str = ""  # "recording" / "stopped" / "failed", when --record is on
     recording_size: float = 0.0
+    node: str | None = None  # the node's name before its first host sample, untrusted
 
 
 def title_line(marks: Marks, host: HostData | None = None, width: int = 0) -> Content:
@@ -54,6 +55,8 @@ def title_line(marks: Marks, host: HostData | None = None, width: int = 0) -> Co
         tail += ["  ", (f" REC {clean(marks.recording, 20).upper()} ", "bold reverse $warning")]
     head: list[str | tuple[str, str]] = [(clean(marks.title, 60), "bold")]
     variants = [head + tail]
+    if host is None and marks.node:
+        variants = [[*head, "  ", (clean(marks.node, 40), "bold $accent"), *tail], *variants]
     if host is not None:
         name: list[Part] = ["  ", (clean(host.hostname, 40), "bold $accent")]
         kernel: list[Part] = [("  " + clean(host.kernel, 30), "$text-muted")]
