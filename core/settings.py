@@ -252,7 +252,8 @@ class Settings:
     pprof_seconds: float = setting(10.0, "profiles", check=between(1, 300))
     """Length of each pprof CPU profile (the endpoint answers after this long)."""
     pprof_every: float = setting(60.0, "profiles", check=between(0, 86400))
-    """Seconds between periodic pprof fetches; 0 fetches only on demand."""
+    """Seconds from the start of one periodic pprof fetch to the next (equal to pprof_seconds:
+    profiled without a gap); 0 fetches only on demand."""
 
     # [rules]
     rules_pin_dir: str = setting("/sys/fs/bpf/ebpftop/rules", "rules", "pin_dir", check=not_empty)

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 def lab_settings(settings: Settings, **kwargs: Any) -> Settings:
     """`settings` wired to the lab, bringing it up first; see `manager.lab_settings`."""
-    # Imported on call: the lab's service and load generator start from this package
+    # Imported on call: the load generator starts from this package
     # and should not pay for the manager's imports.
     from .manager import lab_settings as wire
 

@@ -43,8 +43,9 @@ defaults
 
 frontend fe_app
     bind {lb_addr}:{app_port}
-    # The services' knob endpoints are for `ebpftop lab inject`, not for clients.
-    http-request deny deny_status 403 if {{ path_beg /-/ }}
+    # The services' knob and pprof endpoints are for `ebpftop lab inject` and the
+    # dashboard (across the bridge), not for clients.
+    http-request deny deny_status 403 if {{ path_beg /-/ }} || {{ path_beg /debug/ }}
     default_backend {BACKEND}
 
 backend {BACKEND}

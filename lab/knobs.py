@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import LabError
 
+KNOBS_PATH = "/-/knobs"  # on each service (goservice/main.go checks the same rules)
 MAX_LATENCY_S = 10.0
 ALLOWED = {
     "latency": "a duration from 0 to 10s, like 300ms or 1.5s",

@@ -112,6 +112,10 @@ class Layout:
     def service_url(self, variant: str) -> str:
         return f"http://{self.addr(variant)}:{self.config.service_port}"
 
+    def pprof_url(self, variant: str) -> str:
+        """The service's net/http/pprof, reached across the bridge like its /metrics."""
+        return f"{self.service_url(variant)}/debug/pprof"
+
     @property
     def app_url(self) -> str:
         return f"http://{self.addr('lb')}:{self.config.app_port}"

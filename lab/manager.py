@@ -30,12 +30,11 @@ import psutil
 
 from ebpftop.core.settings import Settings
 
-from . import haproxy, procs, prometheus, topology
+from . import gobuild, haproxy, loadgen, procs, prometheus, topology
 from . import state as statefile
 from .errors import LabError
-from .knobs import Knobs, parse_terms
+from .knobs import KNOBS_PATH, Knobs, parse_terms
 from .layout import VARIANTS, LabConfig, Layout
-from .service import KNOBS_PATH
 from .web import answers, fetch
 
 Say = Callable[[str], None]
@@ -52,6 +51,9 @@ class PartStatus:
     part: str
     ok: bool
     detail: str
+    traffic: bool = False
+    """Not ok because requests fail, the part itself runs: rebuilding the lab would not
+    help (a deny rule, weights at 0, a knob) and would throw its state away."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,13 @@ class LabStatus:
 
     @property
     def healthy(self) -> bool:
+        """Every part runs and the load generator's requests succeed."""
         return self.up and bool(self.parts) and all(p.ok for p in self.parts)
+
+    @property
+    def running(self) -> bool:
+        """Every part runs (requests may still fail: see `healthy`)."""
+        return self.up and bool(self.parts) and all(p.ok or p.traffic for p in self.parts)
 
 
 def require_root() -> None:
@@ -92,8 +100,11 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
     except statefile.StateFileError as exc:
         say(f"ignoring {exc}")
         current = LabStatus(up=False, parts=[])
-    if current.healthy:
+    if current.running:
         say("lab is already up (with the settings it was started with; `lab down` first to change them)")
+        for p in current.parts:
+            if not p.ok:
+                say(f"but {p.part}: {p.detail}")
         return current.state  # type: ignore[return-value]
     leftovers = _find_leftovers(layout, current.state)
     if leftovers:
@@ -131,8 +142,9 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
             f"namespaces {', '.join(layout.namespaces)}"
         )
 
+        binary = gobuild.build(config.state_dir)
         for variant in VARIANTS:
-            rec = _start_service(layout, st.tmpdir, variant)
+            rec = _start_service(layout, st.tmpdir, variant, binary)
             st.processes.append(rec)
             save()
             procs.wait_ready(
@@ -141,7 +153,10 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
                 timeout=READY_TIMEOUT,
                 what=f"{layout.service_url(variant)}/healthz",
             )
-            say(f"{variant}: pid {rec.pid}, {layout.service_url(variant)} (version {VARIANTS[variant]})")
+            say(
+                f"{variant}: pid {rec.pid}, {layout.service_url(variant)} (version {VARIANTS[variant]}), "
+                f"pprof {layout.pprof_url(variant)}"
+            )
 
         rec, api = _start_haproxy(layout, st.tmpdir)
         st.processes.append(rec)
@@ -178,6 +193,8 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
                 layout.app_url + "/",
                 "--rate",
                 f"{config.rate:g}",
+                "--report",
+                f"{loadgen.REPORT_S:g}",
             ],
             log=os.path.join(st.tmpdir, "loadgen.log"),
             netns=layout.netns("client"),
@@ -226,6 +243,7 @@ def _preflight(layout: Layout) -> None:
     ):
         if shutil.which(binary) is None:
             raise LabError(part, f"{binary!r} not found on PATH (install {pkg}: make setup)")
+    gobuild.go_binary()
     _check_port_free("prometheus", "127.0.0.1", cfg.prometheus_port)
     topology.check_subnet_free(layout)
 
@@ -250,7 +268,7 @@ def _check_port_free(part: str, host: str, port: int) -> None:
     raise LabError(part, f"port {host}:{port} is busy{holder}; choose another with --prometheus-port")
 
 
-def _start_service(layout: Layout, tmpdir: str, variant: str) -> statefile.ProcRecord:
+def _start_service(layout: Layout, tmpdir: str, variant: str, binary: str) -> statefile.ProcRecord:
     cfg, version = layout.config, VARIANTS[variant]
     env = {
         "OTEL_SERVICE_NAME": cfg.service_name,
@@ -258,18 +276,17 @@ def _start_service(layout: Layout, tmpdir: str, variant: str) -> statefile.ProcR
         # canary and stable by it (the versions, v1.0.0 and v1.1.0, do not say which is which).
         "OTEL_RESOURCE_ATTRIBUTES": f"service.name={cfg.service_name},service.version={version},"
         f"deployment.environment=lab,k8s.pod.label.track={variant}",
-        "PYTHONUNBUFFERED": "1",
     }
     argv = [
-        sys.executable,
-        "-m",
-        "ebpftop.lab.service",
-        "--listen",
+        binary,
+        "-listen",
         f"0.0.0.0:{cfg.service_port}",
-        "--version",
+        "-version",
         version,
-        "--track",
+        "-track",
         variant,
+        "-service",
+        cfg.service_name,
     ]
     return procs.start(
         variant,
@@ -462,14 +479,7 @@ def status(config: LabConfig = DEFAULT_CONFIG) -> LabStatus:
         parts.append(_service_status(layout, st, variant))
     parts.append(_haproxy_status(layout, st))
     parts.append(_prometheus_status(layout, st))
-    rec = st.proc("loadgen")
-    if rec is None:
-        parts.append(PartStatus("loadgen", False, "not started"))
-    elif not procs.alive(rec):
-        parts.append(PartStatus("loadgen", False, f"process {rec.pid} is gone"))
-    else:
-        last = procs.log_tail(rec, 1)
-        parts.append(PartStatus("loadgen", True, f"pid {rec.pid}, {layout.config.rate:g} req/s; {last}"))
+    parts.append(_loadgen_status(layout, st))
     return LabStatus(up=True, parts=parts, state=st)
 
 
@@ -493,7 +503,32 @@ def _service_status(layout: Layout, st: statefile.LabState, variant: str) -> Par
         knobs = Knobs.from_dict(json.loads(body)).describe() if code == 200 else f"knobs: HTTP {code}"
     except (OSError, ValueError) as exc:
         return PartStatus(variant, False, f"pid {rec.pid} alive but {url} not answering: {exc}")
-    return PartStatus(variant, True, f"pid {rec.pid}, {url}, {knobs}")
+    return PartStatus(variant, True, f"pid {rec.pid}, {url}, {knobs}, pprof {layout.pprof_url(variant)}")
+
+
+def _loadgen_status(layout: Layout, st: statefile.LabState) -> PartStatus:
+    """Alive, and what its requests did between its last two summary lines."""
+    rec = _live_proc(st, "loadgen")
+    if isinstance(rec, str):
+        return PartStatus("loadgen", False, rec)
+    head = f"pid {rec.pid}, {layout.config.rate:g} req/s"
+    summaries = [s for s in map(loadgen.Summary.parse, procs.log_lines(rec, 3)) if s is not None]
+    if not summaries:
+        return PartStatus("loadgen", True, f"{head}; no summary yet (one every {loadgen.REPORT_S:g} s)")
+    try:
+        age = time.time() - os.path.getmtime(rec.log)
+    except OSError:
+        age = 0.0
+    if age > 3 * loadgen.REPORT_S:
+        return PartStatus(
+            "loadgen", False, f"{head}; no summary for {age:.0f} s (one every {loadgen.REPORT_S:g} s): stuck"
+        )
+    last = summaries[-1].since(summaries[-2] if len(summaries) > 1 else loadgen.Summary())
+    detail = f"{head}; last {loadgen.REPORT_S:g} s: {last.describe()}"
+    why = last.failing()
+    if why:
+        return PartStatus("loadgen", False, f"{detail}; requests fail: {why}", traffic=True)
+    return PartStatus("loadgen", True, detail)
 
 
 def _haproxy_status(layout: Layout, st: statefile.LabState) -> PartStatus:
@@ -585,6 +620,8 @@ class LabEndpoints:
     service: str = "checkout"
     """The service's name, as its telemetry says it: the canary, the rollout and the
     name typed to confirm a rollback are all this one."""
+    pprof_urls: dict[str, str] = dataclasses.field(default_factory=dict)
+    """variant -> the service's net/http/pprof (its samples carry trace_id and span_id)."""
 
 
 def endpoints(config: LabConfig = DEFAULT_CONFIG) -> LabEndpoints | None:
@@ -602,14 +639,16 @@ def endpoints(config: LabConfig = DEFAULT_CONFIG) -> LabEndpoints | None:
         service_pids={v: rec.pid for v in VARIANTS if (rec := st.proc(v)) is not None},
         namespaces=tuple(layout.namespaces),
         service=config.service_name,
+        pprof_urls={v: layout.pprof_url(v) for v in VARIANTS},
     )
 
 
 def lab_settings(settings: Settings, config: LabConfig = DEFAULT_CONFIG, say: Say = _quiet) -> Settings:
     """`settings` wired to the lab (brought up first when it is not healthy).
 
-    Fills prometheus_url, ifaces and HAProxy as the rollout controller (runtime socket,
-    backend, canary and stable servers); `endpoints()` has the rest (service pids).
+    Fills prometheus_url, ifaces, the services' pprof endpoints and HAProxy as the
+    rollout controller (runtime socket, backend, canary and stable servers);
+    `endpoints()` has the rest (service pids).
     Raises LabError.
     """
     up(config, say)
@@ -619,11 +658,18 @@ def lab_settings(settings: Settings, config: LabConfig = DEFAULT_CONFIG, say: Sa
 
 
 def wire_settings(settings: Settings, ep: LabEndpoints) -> Settings:
-    """`settings` pointed at a running lab's endpoints (brings nothing up)."""
+    """`settings` pointed at a running lab's endpoints (brings nothing up).
+
+    The services' pprof endpoints are added to any --pprof given and fetched back to
+    back (a fetch every pprof_seconds, each profiling that long), so every slow request
+    of the canary's window has had its CPU samples taken when its trace id is followed.
+    """
     return dataclasses.replace(
         settings,
         prometheus_url=ep.prometheus_url,
         ifaces=ep.ifaces,
+        pprof_urls=tuple(dict.fromkeys(settings.pprof_urls + tuple(ep.pprof_urls.values()))),
+        pprof_every=settings.pprof_seconds if ep.pprof_urls else settings.pprof_every,
         rollout_controller="haproxy",
         rollout_service=ep.service,  # and so the canary's name (no services file)
         rollout_haproxy_socket=ep.haproxy_socket,

@@ -73,15 +73,20 @@ def alive(rec: ProcRecord) -> bool:
         return False
 
 
-def log_tail(rec: ProcRecord, lines: int = 5) -> str:
+def log_lines(rec: ProcRecord, lines: int = 5) -> list[str]:
+    """The last non-empty lines of the part's log (of its last 4 KiB)."""
     try:
         with open(rec.log, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 4096))
             text = f.read().decode(errors="replace")
     except OSError:
-        return ""
-    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:] if ln.strip())
+        return []
+    return [ln.strip() for ln in text.strip().splitlines() if ln.strip()][-lines:]
+
+
+def log_tail(rec: ProcRecord, lines: int = 5) -> str:
+    return " | ".join(log_lines(rec, lines))
 
 
 def wait_ready(rec: ProcRecord, ready: Callable[[], bool], *, timeout: float, what: str) -> None:

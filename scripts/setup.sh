@@ -13,7 +13,7 @@ APT_PACKAGES=(
   bpfcc-tools python3-bpfcc libbpfcc bpftool iproute2 linux-headers-amd64
   python3-venv python3-dev gcc make git
   tmux haproxy prometheus iperf3 iputils-ping netcat-openbsd procps curl
-  golang-go  # tests: builds the pprof-labelled Go service (tests/data/pprof/goservice)
+  golang-go  # the lab's service (lab/goservice, built at `lab up`) and the pprof test fixture
   iftop nethogs  # bench: the tools the dashboard is measured beside (bench/dashboard_bench.py)
 )
 

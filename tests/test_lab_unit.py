@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import urllib.request
 
 import pytest
+from conftest import need
 
 from ebpftop.cli.main import main as cli_main
-from ebpftop.lab import haproxy, prometheus, state
+from ebpftop.collectors.profiles import pprof
+from ebpftop.collectors.profiles.model import tag
+from ebpftop.lab import gobuild, haproxy, prometheus, state
 from ebpftop.lab.errors import LabError
 from ebpftop.lab.knobs import Knobs, parse_terms
 from ebpftop.lab.layout import LabConfig, Layout
+from ebpftop.lab.loadgen import Summary
 
 # ------------------------------------------------------------------------- knobs
 
@@ -280,20 +287,33 @@ def test_runtime_api_unreachable_socket_names_the_path(tmp_path):
 # ---------------------------------------------------------------------- the service
 
 
+@pytest.fixture(scope="module")
+def goservice_binary(tmp_path_factory):
+    """The lab's Go service, built as `lab up` builds it (cached under the lab's state dir
+    when we may write there, as the integration tests' labs share it)."""
+    need(shutil.which("go") is not None, "needs a Go toolchain (apt-get install golang-go)")
+    state_dir = LabConfig().state_dir if os.geteuid() == 0 else str(tmp_path_factory.mktemp("lab-state"))
+    return gobuild.build(state_dir)
+
+
 @pytest.fixture
-def service():
-    """The real service module on loopback, in this process."""
-    from http.server import ThreadingHTTPServer
-
-    from ebpftop.lab.service import ServiceState, make_handler
-
-    st = ServiceState("v9", "canary", base_latency_s=0.0)
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(st))
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+def service(goservice_binary):
+    """The real service on loopback (no namespace): -base-latency-ms 0, no natural work."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [goservice_binary, "-listen", f"127.0.0.1:{port}", "-version", "v9", "-track", "canary"]
+    proc = subprocess.Popen(
+        [*argv, "-service", "checkout", "-base-latency-ms", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("serving canary v9 on 127.0.0.1:")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
 
 
 def _get(url: str, headers: dict | None = None) -> tuple[int, bytes, dict]:
@@ -325,24 +345,79 @@ OPENMETRICS_ACCEPT = (
 def test_service_metrics_carry_variant_labels_and_trace_id_exemplars(service):
     code, body, headers = _get(service + "/api/items")
     assert code == 200
-    trace_id = json.loads(body)["trace_id"]
+    answer = json.loads(body)
+    trace_id = answer["trace_id"]
+    assert headers["Traceparent"] == f"00-{trace_id}-{answer['span_id']}-01"
     _, metrics, headers = _get(service + "/metrics", {"Accept": OPENMETRICS_ACCEPT})
     text = metrics.decode()
     assert headers["Content-Type"].startswith("application/openmetrics-text")
-    assert 'http_requests_total{code="200",track="canary",version="v9"} 1.0' in text
+    assert 'http_requests_total{code="200",track="canary",version="v9"} 1\n' in text
     assert f'# {{trace_id="{trace_id}"}}' in text
-    assert 'http_request_duration_seconds_count{track="canary",version="v9"} 1.0' in text
+    assert 'http_request_duration_seconds_count{track="canary",version="v9"} 1\n' in text
+    assert text.endswith("# EOF\n")
+    _, plain, headers = _get(service + "/metrics")  # text 0.0.4: no exemplars
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert "trace_id" not in plain.decode() and "# TYPE http_requests_total counter" in plain.decode()
 
 
 def test_service_knobs_change_answers_and_bad_knobs_change_nothing(service):
     assert _put_knobs(service, json.dumps({"error_ratio": 1.0}).encode()) == 200
     assert _get(service + "/api/items")[0] == 500
     assert _get(service + "/healthz")[0] == 200  # health checks stay green whatever the knobs
-    assert _put_knobs(service, b'{"error_ratio": 7}') == 400
-    assert _put_knobs(service, b"not json") == 400
-    assert json.loads(_get(service + "/-/knobs")[1]) == {"latency_s": 0.0, "error_ratio": 1.0, "cpu": False}
+    for bad in (b'{"error_ratio": 7}', b"not json", b'{"cpu": 1}', b'{"latency_s": 11}', b'{"x": 1}', b""):
+        assert _put_knobs(service, bad) == 400, bad
+    assert Knobs.from_dict(json.loads(_get(service + "/-/knobs")[1])) == Knobs(error_ratio=1.0)
     _, metrics, _ = _get(service + "/metrics")
-    assert 'http_requests_total{code="500",track="canary",version="v9"} 1.0' in metrics.decode()
+    assert 'http_requests_total{code="500",track="canary",version="v9"} 1\n' in metrics.decode()
+
+
+def test_a_requests_cpu_samples_carry_its_trace_id_through_ebpftops_pprof_reader(service):
+    """cpu=on: each request burns ~50 ms in main.cpuHeavyPath inside pprof.Do; the profile
+    ebpftop reads names the request by the trace id it answered with."""
+    assert _put_knobs(service, json.dumps({"cpu": True}).encode()) == 200
+    traces: dict[str, str] = {}
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            answer = json.loads(_get(service + "/api/checkout")[1])
+            traces[answer["trace_id"]] = answer["span_id"]
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    try:
+        prof = asyncio.run(pprof.fetch_profile(service + "/debug/pprof", seconds=2, timeout=10))
+    finally:
+        stop.set()
+        worker.join()
+    hot = [s for s in prof.stacks if "main.cpuHeavyPath" in s.frames]
+    assert sum(s.count for s in hot) >= 10  # ~2 s of one busy core at 100 Hz
+    for s in hot:
+        trace = tag(s.tags, "trace_id")
+        assert trace in traces and tag(s.tags, "span_id") == traces[trace]
+        assert (tag(s.tags, "service"), tag(s.tags, "track"), tag(s.tags, "version")) == (
+            "checkout",
+            "canary",
+            "v9",
+        )
+
+
+def test_loadgen_summaries_say_when_requests_fail():
+    first = Summary.parse("sent=100 ok=100 http_errors=0 failed=0 skipped=0 inflight=1 codes=-")
+    second = Summary.parse("sent=200 ok=150 http_errors=45 failed=5 skipped=0 inflight=2 codes=500:5,503:40")
+    assert first is not None and second is not None and first.failing() == ""
+    last = second.since(first)
+    assert (last.sent, last.ok, last.failed, last.codes) == (100, 50, 5, {500: 5, 503: 40})
+    assert last.failing() == "5 without an answer, 40 answered by HAProxy with 502/503/504"
+    assert last.describe() == "100 sent, 50 ok, 5 failed (no connection or no answer), HTTP 500 x5, 503 x40"
+    # answers of the services themselves (an injected error ratio) are said, not a failure
+    third = Summary.parse(
+        "stopped: sent=300 ok=240 http_errors=55 failed=5 skipped=0 inflight=0 codes=500:15,503:40"
+    )
+    assert third is not None and third.since(second).failing() == ""
+    nothing = Summary(sent=20, ok=0, codes={500: 20})
+    assert nothing.failing() == "none succeeded"
+    assert Summary.parse("load: 20 req/s against http://x/") is None
 
 
 def test_the_lab_names_its_service_checkout_for_the_canary_and_the_rollout():
@@ -356,6 +431,27 @@ def test_the_lab_names_its_service_checkout_for_the_canary_and_the_rollout():
     )
     s = wire_settings(Settings(), ep)
     assert s.rollout_service == "checkout"  # what the rollback asks to be typed
+    assert s.pprof_urls == ()  # no services' pprof named: none added
     assert [svc.name for svc in services_from(s)] == ["checkout"]  # what the canary pane names
     # outside the lab, nothing is renamed
     assert [svc.name for svc in services_from(Settings())] == ["default"]
+
+
+def test_lab_wiring_adds_the_services_pprof_fetched_back_to_back():
+    from ebpftop.core.settings import Settings
+    from ebpftop.lab.manager import LabEndpoints, wire_settings
+
+    lay = Layout(LabConfig())
+    pprof_urls = {v: lay.pprof_url(v) for v in ("stable", "canary")}
+    servers = {"canary": "canary", "stable": "stable"}
+    ep = LabEndpoints(
+        "http://127.0.0.1:1", (), "/run/h.sock", "be_app", servers, {}, (), pprof_urls=pprof_urls
+    )
+    s = wire_settings(Settings(pprof_urls=("http://127.0.0.1:6060",), pprof_seconds=7), ep)
+    assert s.pprof_urls == (
+        "http://127.0.0.1:6060",
+        "http://198.18.0.31:8000/debug/pprof",
+        "http://198.18.0.32:8000/debug/pprof",
+    )
+    assert s.pprof_every == 7  # a fetch starts as the last one ends: no gap in the samples
+    assert pprof.profile_url(s.pprof_urls[2], 7) == "http://198.18.0.32:8000/debug/pprof/profile?seconds=7"

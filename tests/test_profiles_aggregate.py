@@ -4,6 +4,7 @@ canary-vs-stable diff, trace_id selection."""
 from __future__ import annotations
 
 import itertools
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,10 @@ from ebpftop.collectors.profiles.windows import SlidingWindows
 
 def S(frames: str, n: int, **tags: str) -> StackSample:
     return StackSample(tuple(frames.split(";")), n, make_tags(tags))
+
+
+def clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
 
 
 CANARY = [
@@ -67,13 +72,38 @@ def test_filter_and_trace_selection_falls_back_to_the_service_and_says_so():
     )
     hit = a.select_for_trace([bpf10, bpf60, pprof], "abc", "api")
     assert hit.matched_trace and [s.frames for s in hit.stacks] == [("main", "h")]
-    assert "5 samples carry it" in hit.how
+    span = f"{clock(0)}-{clock(10)}"
+    assert hit.how == f"trace_id=abc: 5 samples carry it (pprof of api at http://x, {span})"
     miss = a.select_for_trace([bpf10, bpf60, pprof], "zzz", "api")
     assert not miss.matched_trace
-    assert miss.how == "no sample carries trace_id=zzz; showing service=api instead"
+    assert miss.how == (
+        f"no sample carries trace_id=zzz (pprof of api at http://x, {span}): no CPU sample "
+        "(the request waited, or was too brief); showing service=api (14 samples)"
+    )
     # the 10 s window lies inside the 60 s one: counted once, from the longer
     assert sorted((s.frames[-1], s.count) for s in miss.stacks) == [("h", 5), ("x", 9)]
     assert a.select_for_trace([pprof], "zzz").stacks == ()
+
+
+def test_a_trace_that_finds_nothing_says_why_and_what_is_shown_instead():
+    pprof = a.summarize("pprof", "http://x", 100, 110, [S("main;h", 5, trace_id="abc", service="api")])
+    bpf = a.summarize("bpf 60s", "bpf", 50, 110, [S("main;x", 9, service="api")])
+    newer = a.select_for_trace([pprof, bpf], "zzz", "api", at=115)
+    assert f"the request ({clock(115)}) is newer than the last profile" in newer.how
+    older = a.select_for_trace([pprof, bpf], "zzz", "api", at=20)
+    assert f"the request ({clock(20)}) is older than the profiles kept" in older.how
+    assert older.how.endswith("showing service=api (14 samples)")
+    nobody = a.select_for_trace([pprof], "zzz", "db")
+    assert nobody.stacks == () and nobody.how.endswith("; no sample of service=db either: nothing to show")
+    only_bpf = a.select_for_trace([bpf], "zzz", "api")
+    assert only_bpf.how.startswith(
+        "no sample carries trace_id=zzz (no pprof profile: only pprof samples carry trace ids; "
+        "give --pprof URL)"
+    )
+    # the trace's samples are counted but its stacks were left out of the listing
+    many = [S(f"main;f{i}", 10, trace_id=f"t{i}") for i in range(5)] + [S("main;light", 1, trace_id="lite")]
+    cut = a.summarize("pprof", "http://x", 100, 110, many, max_stacks=5)
+    assert "its 1 samples are in lighter stacks left out" in a.select_for_trace([cut], "lite").how
     assert a.filter_stacks(CANARY + STABLE, version="1", pid="20") == STABLE
 
 

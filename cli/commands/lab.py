@@ -143,10 +143,12 @@ def _status(st: LabStatus, as_json: bool) -> int:
         return code
     width = max(len(p.part) for p in st.parts)
     for p in st.parts:
-        _say(f"{p.part:<{width}}  {'ok  ' if p.ok else 'DOWN'}  {p.detail}")
-    _say(
-        "lab is healthy"
-        if st.healthy
-        else "lab has parts down: " + ", ".join(p.part for p in st.parts if not p.ok)
-    )
+        _say(f"{p.part:<{width}}  {'ok  ' if p.ok else 'FAIL' if p.traffic else 'DOWN'}  {p.detail}")
+    down = [p.part for p in st.parts if not p.ok and not p.traffic]
+    if st.healthy:
+        _say("lab is healthy")
+    elif down:
+        _say("lab has parts down: " + ", ".join(down))
+    else:
+        _say("lab runs but the load generator's requests fail (see loadgen above)")
     return code

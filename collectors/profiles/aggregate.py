@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import heapq
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -197,25 +198,71 @@ class Selection:
     matched_trace: bool
 
 
-def select_for_trace(profiles: Iterable[Profile], trace_id: str, service: str | None = None) -> Selection:
-    """The samples behind a latency exemplar's trace_id.
+def select_for_trace(
+    profiles: Iterable[Profile], trace_id: str, service: str | None = None, at: float | None = None
+) -> Selection:
+    """The samples behind a latency exemplar's trace_id (recorded at `at`, when known).
 
     pprof samples carrying the trace_id win; when none does, fall back to every sample
-    of `service` (the canary's) and say so, so the operator knows the link was loose.
+    of `service` (the canary's). Either way `how` says what is shown, from which
+    profiles, and, for a fallback, why the trace found nothing.
     """
     profiles = _without_overlap(profiles)
     hits = [s for p in profiles for s in p.stacks if tag(s.tags, "trace_id") == trace_id]
     if hits:
         n = sum(s.count for s in hits)
-        return Selection(tuple(merge(hits)), f"trace_id={trace_id}: {n} samples carry it", True)
+        where = [p for p in profiles if any(tag(s.tags, "trace_id") == trace_id for s in p.stacks)]
+        return Selection(
+            tuple(merge(hits)),
+            f"trace_id={trace_id}: {n} samples carry it ({'; '.join(describe(p) for p in where)})",
+            True,
+        )
+    why = f"no sample carries trace_id={trace_id} {_why_missing(profiles, trace_id, at)}"
     if service:
         svc = [s for p in profiles for s in p.stacks if tag(s.tags, "service") == service]
-        return Selection(
-            tuple(merge(svc)),
-            f"no sample carries trace_id={trace_id}; showing service={service} instead",
-            False,
-        )
-    return Selection((), f"no sample carries trace_id={trace_id}", False)
+        if not svc:
+            return Selection((), f"{why}; no sample of service={service} either: nothing to show", False)
+        n = sum(s.count for s in svc)
+        return Selection(tuple(merge(svc)), f"{why}; showing service={service} ({n} samples)", False)
+    return Selection((), why, False)
+
+
+def describe(p: Profile) -> str:
+    """A profile in a few words: its source, whose samples (service and track or
+    version, when the samples say) and the wall-clock span it covers."""
+    weights: dict[str, int] = collections.defaultdict(int)
+    for s in p.stacks:
+        service = tag(s.tags, "service")
+        if service:
+            variant = tag(s.tags, "track") or tag(s.tags, "version")
+            weights[f"{service} {variant}" if variant else service] += s.count
+    who = f" of {max(weights, key=lambda k: (weights[k], k))}" if weights else ""
+    source = f"BPF{who}" if p.source == "bpf" else f"pprof{who} at {p.source}"
+    span = f"{_clock(p.start)}-{_clock(p.end)}" if p.end > p.start else _clock(p.end)
+    return f"{source}, {span}"
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def _why_missing(profiles: list[Profile], trace_id: str, at: float | None) -> str:
+    """Why a trace id found no stack: what was searched, and what that says."""
+    pprof = [p for p in profiles if p.source != "bpf"]
+    if not pprof:
+        return "(no pprof profile: only pprof samples carry trace ids; give --pprof URL)"
+    searched = "; ".join(describe(p) for p in pprof)
+    counted = sum(g.samples for p in pprof for g in p.groups if tag(g.tags, "trace_id") == trace_id)
+    if counted:
+        return f"among the stacks listed ({searched}): its {counted} samples are in lighter stacks left out"
+    start, end = min(p.start for p in pprof), max(p.end for p in pprof)
+    if at is not None and at > end:
+        reason = f"the request ({_clock(at)}) is newer than the last profile; its samples come with the next"
+    elif at is not None and at < start:
+        reason = f"the request ({_clock(at)}) is older than the profiles kept"
+    else:
+        reason = "no CPU sample (the request waited, or was too brief)"
+    return f"({searched}): {reason}"
 
 
 def _without_overlap(profiles: Iterable[Profile]) -> list[Profile]:

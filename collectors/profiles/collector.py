@@ -1,7 +1,10 @@
 """The profiles source: the BPF CPU sampler and pprof endpoints behind one collector.
 
 Each second the sampler is drained into sliding windows (10 s, 60 s); each pprof URL
-is fetched in its own task every `pprof_every` seconds (or only on demand). Either
+is fetched in its own task, a fetch starting every `pprof_every` seconds (or only on
+demand), and shown as the profiles it gave over the last PPROF_SPAN seconds, merged:
+fetched back to back, that is every CPU sample of the last minute, so a slow request's
+trace id from the canary's window still finds its samples. Either
 input may fail alone: its status says why and the other carries on. Without root the
 sampler is off and pprof still works; with neither there is nothing to show and the
 source says so with a hint.
@@ -22,7 +25,7 @@ from ebpftop.core.collector import Collector, SourceUnavailable
 from ebpftop.core.settings import Settings
 
 from .aggregate import GROUP_KEYS, StackKey, filter_stacks, stacks_from_counts, summarize
-from .model import Profile, ProfilesData, SourceStatus, Tags, WithSource
+from .model import Profile, ProfilesData, SourceStatus, StackSample, Tags, WithSource
 from .sampler import Entry, RawStack, Sampler, SamplerUnavailable
 from .tags import TagCache
 from .windows import SlidingWindows
@@ -36,9 +39,20 @@ WINDOWS = (10.0, 60.0)
 REFRESH_FRACTION = 1 / 12
 PRUNE_EVERY = 10.0  # seconds between sweeps of expired process tags (they refresh on use anyway)
 MAX_CAPTURES = 5  # on-demand captures kept (pprof latest-per-URL comes on top)
+PPROF_SPAN = WINDOWS[-1]  # seconds of periodic pprof profiles merged per URL
 
 
 Named = tuple[Tags, tuple[str, ...], int]  # (tags, root-first frames, samples)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """One periodic pprof profile as fetched: its span, when it arrived (our clock), its stacks."""
+
+    start: float
+    end: float
+    arrived: float
+    stacks: tuple[StackSample, ...]
 
 
 @dataclass
@@ -87,7 +101,8 @@ class ProfilesCollector(Collector):
         self._pruned = time.monotonic()
         self._tagged = WithSource("bpf")
         self._status: dict[str, SourceStatus] = {}
-        self._pprof: dict[str, Profile] = {}  # latest periodic profile per URL
+        self._pprof: dict[str, Profile] = {}  # periodic profiles of the last PPROF_SPAN per URL, merged
+        self._pprof_kept: dict[str, list[_Fetched]] = {}
         self._captures: collections.deque[Profile] = collections.deque(maxlen=MAX_CAPTURES)
         self._pending: list[_Pending] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -254,7 +269,7 @@ class ProfilesCollector(Collector):
 
     # --- pprof ------------------------------------------------------------------------
 
-    async def _fetch(self, url: str, name: str) -> Profile:
+    async def _fetch_raw(self, url: str) -> _Fetched:
         from .pprof import fetch_profile  # httpx and protobuf load only when pprof is used
 
         started = self._clock()
@@ -262,14 +277,40 @@ class ProfilesCollector(Collector):
         end = self._clock()
         start = prof.time_nanos / 1e9 if prof.time_nanos else started
         span = prof.duration_nanos / 1e9 if prof.duration_nanos else end - started
-        return summarize(name, url, start, start + span, prof.stacks, max_stacks=self.max_stacks)
+        return _Fetched(start, start + span, end, prof.stacks)
+
+    async def _fetch(self, url: str, name: str) -> Profile:
+        got = await self._fetch_raw(url)
+        return summarize(name, url, got.start, got.end, got.stacks, max_stacks=self.max_stacks)
+
+    def _keep(self, url: str, got: _Fetched) -> Profile:
+        """The URL's profiles of the last PPROF_SPAN seconds (by when they arrived), merged
+        into one; one that overlaps a newer one is dropped (a server profiles one at a time,
+        so an overlap is the same samples served again)."""
+        kept = [
+            f
+            for f in self._pprof_kept.get(url, [])
+            if f.arrived > got.arrived - PPROF_SPAN and f.end <= got.start
+        ]
+        kept.append(got)
+        self._pprof_kept[url] = kept
+        return summarize(
+            f"pprof {url}",
+            url,
+            min(f.start for f in kept),
+            max(f.end for f in kept),
+            [s for f in kept for s in f.stacks],
+            max_stacks=self.max_stacks,
+        )
 
     async def _pprof_loop(self, url: str) -> None:
         from .pprof import PprofError
 
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             try:
-                self._pprof[url] = await self._fetch(url, f"pprof {url}")
+                self._pprof[url] = self._keep(url, await self._fetch_raw(url))
                 self._status[url] = SourceStatus(url, "ok", "", self._clock())
             except asyncio.CancelledError:
                 raise
@@ -280,7 +321,8 @@ class ProfilesCollector(Collector):
                 self._status[url] = SourceStatus(
                     url, "error", f"{type(exc).__name__}: {exc}", self._status[url].last_ok
                 )
-            await asyncio.sleep(self.pprof_every)
+            # From start to start: pprof_every == pprof_seconds profiles without a gap.
+            await asyncio.sleep(max(0.0, began + self.pprof_every - loop.time()))
 
     # --- on demand --------------------------------------------------------------------
 

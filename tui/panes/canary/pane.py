@@ -36,10 +36,11 @@ KEYS = "x: slow trace ids (enter follows one)  z: zoom  s: chart next service"
 class TraceSelected(Message):
     """The operator picked a slow request's trace id (for the profiles pane to follow)."""
 
-    def __init__(self, trace_id: str, service: str) -> None:
+    def __init__(self, trace_id: str, service: str, at: float | None = None) -> None:
         super().__init__()
         self.trace_id = trace_id
         self.service = service
+        self.at = at  # when the exemplar was recorded
 
 
 class CanaryPane(SourcePane):
@@ -69,6 +70,8 @@ class CanaryPane(SourcePane):
     CanaryPane #canary-summary { height: auto; }
     CanaryPane #canary-exemplars { height: auto; max-height: 8; border: none; padding: 0; }
     CanaryPane #canary-exemplars.-empty { display: none; }
+    CanaryPane #canary-trace-note { height: auto; color: $warning; }
+    CanaryPane #canary-trace-note.-empty { display: none; }
     CanaryPane .chart { height: 12; }
     """
 
@@ -77,6 +80,7 @@ class CanaryPane(SourcePane):
         self.selected_trace: tuple[str, str] | None = None  # (trace_id, service)
         self.chart_service: str | None = None
         self._exemplars: list[tuple[str, str]] = []  # (trace_id, service) in list order
+        self._exemplar_times: dict[tuple[str, str], float] = {}
         self._services: list[str] = []
 
     def compose_body(self) -> ComposeResult:
@@ -84,6 +88,7 @@ class CanaryPane(SourcePane):
             yield Static(Content(""), id="canary-summary", markup=False)
             yield Static(KEYS, id="canary-keys", markup=False)
             yield OptionList(id="canary-exemplars", classes="-empty", markup=False)  # options are Content
+            yield Static(Content(""), id="canary-trace-note", classes="-empty", markup=False)
             # The charts come with the first data (_charts): plotting is not imported
             # before the dashboard's first frame, nor ever where no canary is watched.
 
@@ -141,6 +146,7 @@ class CanaryPane(SourcePane):
         rows = []
         for s in services:
             for e in s.exemplars:
+                self._exemplar_times[(e.trace_id, s.name)] = e.time
                 rows.append(
                     Content.assemble(
                         ("trace ", "$text-muted"),
@@ -151,13 +157,34 @@ class CanaryPane(SourcePane):
                     )
                 )
         olist = self.query_one("#canary-exemplars", OptionList)
-        keep = self.selected_trace
+        # The highlight stays on its trace id across refreshes (the list is rebuilt):
+        # Enter follows what the operator is looking at.
+        at = olist.highlighted
+        keep = self._exemplars[at] if at is not None and 0 <= at < len(self._exemplars) else None
         olist.clear_options()
         olist.add_options([Option(r) for r in rows])
         olist.set_class(not rows, "-empty")
         self._exemplars = wanted
+        self._exemplar_times = {k: t for k, t in self._exemplar_times.items() if k in wanted}
+        note = ""
         if keep in wanted:
             olist.highlighted = wanted.index(keep)
+        elif keep is not None and at is not None:
+            window = next((s.window for s in services if s.name == keep[1]), "")
+            why = f" (no longer among the slowest requests of the last {clean(window, 12)})" if window else ""
+            note = f"trace {clean(keep[0], 64)} left the list{why}"
+            if rows:
+                olist.highlighted = min(at, len(rows) - 1)
+                note += "; the highlight moved to the row in its place"
+            else:
+                note += "; no slow trace ids now"
+        if note:  # stays until the operator picks again (x or Enter)
+            self._trace_note(note)
+
+    def _trace_note(self, text: str) -> None:
+        widget = self.query_one("#canary-trace-note", Static)
+        set_content(widget, Content(text))
+        widget.set_class(not text, "-empty")
 
     def _draw_charts(self, services: list[Any], history: Any) -> None:
         names = [s.name for s in services]
@@ -195,7 +222,8 @@ class CanaryPane(SourcePane):
         if 0 <= event.option_index < len(self._exemplars):
             trace_id, service = self._exemplars[event.option_index]
             self.selected_trace = (trace_id, service)
-            self.post_message(TraceSelected(trace_id, service))
+            self._trace_note("")
+            self.post_message(TraceSelected(trace_id, service, self._exemplar_times.get((trace_id, service))))
             self.app.notify(f"trace {clean(trace_id, 64)} of {clean(service, 40)} selected", timeout=4)
 
     def action_exemplars(self) -> None:
@@ -207,6 +235,7 @@ class CanaryPane(SourcePane):
         olist.scroll_visible()
         if olist.highlighted is None:
             olist.highlighted = 0
+        self._trace_note("")
 
     def action_next_service(self) -> None:
         if self._services:

@@ -2,7 +2,8 @@
 (Enter), canary vs stable, `v` the next profile, `c` capture now (an action request).
 
 `follow_trace` (an exemplar trace_id chosen in the Canary pane) shows the samples that
-carry it, or the canary service's when none does; Escape returns to the profile.
+carry it, or the canary service's when none does, saying why (the title, and a toast;
+another when the samples arrive with a later profile); Escape returns to the profile.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class ProfilesPane(SourcePane):
         super().__init__(id=id)
         self.chosen: str | None = None  # profile name shown (None: the first)
         self.trace: TraceFilter | None = None
+        self._trace_matched = False
         self.view: View | None = None
         self.rows: list[TagGroup] = []
         # The tags of the row the operator chose (None: nobody did, the top row).
@@ -102,6 +104,10 @@ class ProfilesPane(SourcePane):
     def update_body(self, data: Any, snapshot: Snapshot, now: float) -> None:
         self._data = data
         self.view = view = build_view(data, self.chosen, self.trace)
+        if self.trace is not None and view.matched and not self._trace_matched:
+            # The request was newer than the profiles when it was followed.
+            self.app.notify(clean(view.title, 300), title="profiles", timeout=6)
+        self._trace_matched = self.trace is not None and view.matched
         width = max(30, self.content_size.width or 80)
         self._draw_title(data, view, width)
         self._draw_keys()
@@ -258,11 +264,13 @@ class ProfilesPane(SourcePane):
 
     # --- the trace_id link ---------------------------------------------------------
 
-    def follow_trace(self, trace_id: str, service: str) -> None:
-        """Show the samples behind an exemplar's trace_id (or the canary service's)."""
-        self.trace = TraceFilter(trace_id, service)
+    def follow_trace(self, trace_id: str, service: str, at: float | None = None) -> None:
+        """Show the samples behind an exemplar's trace_id, recorded at `at` (or the canary
+        service's, saying why)."""
+        self.trace = TraceFilter(trace_id, service, at)
         self.focus()
         view = build_view(self._data, self.chosen, self.trace)
+        self._trace_matched = view.matched
         if self.last_good is not None:
             self._rerender()
         self.app.notify(

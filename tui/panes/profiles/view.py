@@ -60,6 +60,7 @@ def all_profiles(data: ProfilesData | None) -> list[Profile]:
 class TraceFilter:
     trace_id: str
     service: str
+    at: float | None = None  # when the exemplar was recorded
 
 
 @dataclass(frozen=True)
@@ -79,14 +80,15 @@ def build_view(data: ProfilesData | None, chosen: str | None, trace: TraceFilter
     profile (by name; the first one when that name is gone)."""
     profiles = all_profiles(data)
     if trace is not None:
-        sel = select_for_trace(profiles, trace.trace_id, trace.service or None)
+        sel = select_for_trace(profiles, trace.trace_id, trace.service or None, trace.at)
         stacks, how = list(sel.stacks), sel.how
         if not sel.matched_trace:
             # The link asked for the canary service: keep its canary samples when the
             # tags tell them apart.
             canary = [s for s in stacks if variant(s.tags) == "canary"]
             if canary:
-                stacks, how = canary, how + " (its canary samples)"
+                n = sum(s.count for s in canary)
+                stacks, how = canary, how + f", its canary's {n}"
         total = sum(s.count for s in stacks)
         return View(
             how,
@@ -101,6 +103,8 @@ def build_view(data: ProfilesData | None, chosen: str | None, trace: TraceFilter
         return View("no profile yet", (), (), 0)
     span = fmt.duration(prof.end - prof.start)
     title = f"{clean(prof.name, 80)}: {prof.total_samples} samples over {span}"
+    if chosen is not None and prof.name != chosen:
+        title = f"{clean(chosen, 80)} is no longer kept; showing the first profile, {title}"
     groups = prof.groups if prof.groups else tuple(group_by(prof.stacks, TABLE_KEYS))
     return View(
         title,
@@ -178,7 +182,8 @@ class Comparison:
 
 def compare(view: View, preferred: str | None, width: int, n: int = 5) -> Comparison:
     """Top functions of canary vs stable for one service: `preferred` (the selected
-    row's) when it has both variants, else the busiest service that has."""
+    row's) when it has both variants, else the busiest service that has (and the line
+    says the selected one could not be compared)."""
     by_service: dict[str, dict[str, list[StackSample]]] = {}
     for s in view.stacks:
         v = variant(s.tags)
@@ -203,6 +208,10 @@ def compare(view: View, preferred: str | None, width: int, n: int = 5) -> Compar
         f"service={fit(svc, 30)}",
         (f"  self samples: canary {cn}, stable {sn}", "$text-muted"),
     ]
+    if preferred and preferred != svc:
+        # The selected row's service cannot be compared: say which one is instead.
+        note = f"  (selected service={fit(preferred, 20)} lacks canary or stable samples)"
+        parts.append((note, "$warning"))
     name_w = max(10, width - 32)
     for d in diff_top(canary, stable, n):
         style = "$error" if d.delta > 0.05 else "$success" if d.delta < -0.05 else ""
