@@ -70,11 +70,11 @@ def total_rate(
     has a known rate yet (zero flows after two samples is a true 0)."""
     if dt is None:
         return None, None
-    known = [i for i, x in enumerate(db) if x is not None]
-    if db and not known:
+    if db and db.count(None) == len(db):
         return None, None
-    # moved() gives None to the bytes and the packets of a flow together
-    return sum(db[i] or 0 for i in known) / dt, sum(dp[i] or 0 for i in known) / dt
+    # moved() gives None to the bytes and the packets of a flow together, so leaving out
+    # the falsy ones (None and 0) of each column sums the known ones, in C
+    return sum(filter(None, db)) / dt, sum(filter(None, dp)) / dt
 
 
 def evictions(inserts: int, live: int, deleted: int, previous: int = 0) -> int:
