@@ -29,7 +29,7 @@ from ebpftop.collectors.profiles.model import ProfilesData
 from ebpftop.collectors.selfcost import collector as selfcost_mod
 from ebpftop.collectors.selfcost.collector import SelfCostCollector
 from ebpftop.collectors.selfcost.model import STATS_OFF, STATS_ON, BpfStats, ProgCost, SelfCostData
-from ebpftop.collectors.selfcost.programs import held_prog_ids, owner_of
+from ebpftop.collectors.selfcost.programs import owner_of
 from ebpftop.collectors.selfcost.summary import losses, own_cost
 from ebpftop.core.settings import Settings
 from ebpftop.tui.screens import own_cost as own_cost_screen
@@ -37,6 +37,7 @@ from ebpftop.tui.screens.help import HelpScreen
 from ebpftop.tui.screens.own_cost import OwnCostScreen
 
 ROOT = Path(__file__).resolve().parent.parent
+EBPFTOP = str(ROOT / ".venv" / "bin" / "ebpftop")
 
 
 def prog(name: str, owner: str | None, pid: int = 7, **kw) -> ProgCost:
@@ -130,7 +131,7 @@ async def test_dollar_opens_it_at_80x24_stats_on_while_open_and_off_after(tmp_pa
         text = screen.text
         assert "BPF stats ON while this is open" in text
         assert "ebpftop pid 4242" in text and "CPU 2.5%" in text and "RSS 90.0 MiB" in text
-        assert "terminal 4.7 KiB/s written" in text
+        assert "terminal 4.7 KiB/s written (120.6 KiB since start)" in text
         assert "flows evicted (map full) —" in text  # flows never reported: not known, not 0
         assert ("read-only: closes itself after 2m00s" in text) == kiosk
         # the box fits the terminal and the first lines show without scrolling
@@ -198,7 +199,7 @@ def test_losses_come_from_the_sources_payloads_and_unknown_is_not_zero():
 
 
 def test_owner_names_each_part_that_loads_programs():
-    assert [owner_of(n) for n in ("ebpftop_fl_in", "tracepoint__soc", "ebpftop_rl3_eg", "ebpftop_cpu")] == [
+    assert [owner_of(n) for n in ("ebpftop_fl_in", "sock__inet_sock", "ebpftop_rl3_eg", "ebpftop_cpu")] == [
         "flows",
         "tcp events",
         "rules",
@@ -222,6 +223,46 @@ def test_process_sample_counts_children():
     assert d.stats.state in (STATS_OFF, "on by sysctl") and d.host_programs == ()
 
 
+PTY_APP = """
+import sys
+from ebpftop.collectors.selfcost.collector import SelfCostCollector
+from ebpftop.core.runtime import Runtime
+from ebpftop.core.settings import Settings
+from ebpftop.tui.app import EbpftopApp
+
+d = sys.argv[1]
+s = Settings(audit_log=d + "/audit.jsonl", audit_key=d + "/audit.key", rules_pin_dir=d + "/no-rules")
+EbpftopApp(Runtime(s, collectors=[SelfCostCollector(s)])).run()
+"""
+_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20}
+
+
+def test_terminal_bytes_on_screen_are_what_the_terminal_received(tmp_path):
+    """In a real pseudo-terminal: the screen's total of bytes written never exceeds what
+    the terminal has read, and the rate is not zero (the dashboard keeps drawing)."""
+    import re
+
+    pytest.importorskip("pyte")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from pty_app import PtyApp
+
+    said = re.compile(r"terminal ([\d.]+) (B|KiB|MiB)/s written \(([\d.]+) (B|KiB|MiB) since start\)")
+    script = tmp_path / "app.py"
+    script.write_text(PTY_APP)
+    app = PtyApp([sys.executable, str(script), str(tmp_path)], cols=80, rows=24)
+    try:
+        assert app.wait_for(lambda s: "? Help" in s, 60) is not None, app.text()
+        os.write(app.master, b"$")
+        got = app.wait_for(lambda s: (m := said.search(s)) is not None and float(m.group(1)) > 0, 60)
+        assert got is not None, app.text()
+        m = said.search(app.text())
+        assert m is not None
+        total = float(m.group(3)) * _UNITS[m.group(4)]
+        assert 0 < total <= app.bytes_read * 1.01  # shown with one decimal
+    finally:
+        app.close()
+
+
 def test_byte_meter_counts_what_the_driver_writes():
     from ebpftop.tui.terminal import count_writes
 
@@ -237,3 +278,188 @@ def test_byte_meter_counts_what_the_driver_writes():
     d.write("ab")
     d.write("─")  # three bytes in UTF-8
     assert d.out == ["ab", "─"] and meter.total == 5 and meter.attached
+
+
+# --- real BPF: a veth pair in namespaces made here ----------------------------------------
+
+PILOT_IN_NETNS = r"""
+import asyncio, json, os, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+tmp, a_if, b_ip = sys.argv[2], sys.argv[3], sys.argv[4]
+from test_own_cost import stats_holders
+from ebpftop.collectors import bpfsys
+from ebpftop.collectors.flows.collector import FlowsCollector
+from ebpftop.collectors.selfcost.collector import SelfCostCollector
+from ebpftop.core.runtime import Runtime
+from ebpftop.core.settings import Settings
+from ebpftop.tui.app import EbpftopApp
+from ebpftop.tui.screens.own_cost import OwnCostScreen
+
+settings = Settings(audit_log=tmp + "/audit.jsonl", audit_key=tmp + "/audit.key",
+                    rules_pin_dir=tmp + "/no-rules")
+app = EbpftopApp(Runtime(settings, [FlowsCollector([a_if]), SelfCostCollector(settings)]))
+out = {}
+
+async def until(pilot, cond, what):
+    end = time.monotonic() + 120  # bounded by time: a loaded machine stretches each pause
+    while time.monotonic() < end:
+        await pilot.pause(0.05)
+        if cond():
+            return
+    raise SystemExit(f"gave up waiting for {what}")
+
+def shown(name):
+    # the program as the open screen last drew it
+    cost = app.screen.cost if isinstance(app.screen, OwnCostScreen) else None
+    progs = cost.process.programs if cost is not None and cost.process is not None else ()
+    return next((p for p in progs if p.name == name), None)
+
+def flows_packets():
+    snap = app.runtime.store.latest("flows")
+    return snap.data.total_packets if snap is not None and snap.data is not None else -1
+
+def send(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(n):
+        s.sendto(b"x" * 10, (b_ip, 9))
+    s.close()
+
+async def main():
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: flows_packets() >= 0, "the flows datapath")
+        out["holders_before"] = stats_holders()
+        await pilot.press("dollar_sign")
+        await until(pilot, lambda: isinstance(app.screen, OwnCostScreen), "the own-cost screen")
+        screen = app.screen
+        out["holders_open"] = stats_holders()
+        await until(pilot, lambda: shown("ebpftop_fl_eg") is not None, "the flows program on the screen")
+        first = shown("ebpftop_fl_eg")
+        send(50)
+        await until(pilot, lambda: shown("ebpftop_fl_eg").run_cnt >= first.run_cnt + 50, "50 runs counted")
+        eg = shown("ebpftop_fl_eg")
+        out["eg"] = [eg.id, eg.owner, eg.type, eg.run_cnt - first.run_cnt, eg.ns_per_run]
+        out["owners"] = sorted({p.owner for p in screen.cost.process.programs})
+        out["row"] = next(line for line in screen.text.splitlines() if "ebpftop_fl_eg" in line)
+        out["says"] = [line for line in screen.text.splitlines() if "BPF stats" in line]
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, OwnCostScreen), "the screen to close")
+        out["holders_closed"] = stats_holders()
+        before, packets = bpfsys.prog_info_by_id(eg.id).run_cnt, flows_packets()
+        send(50)
+        await until(pilot, lambda: flows_packets() >= packets + 50, "the flows source counting 50 more")
+        out["runs_after_close"] = bpfsys.prog_info_by_id(eg.id).run_cnt - before
+        out["holders_after"] = stats_holders()
+
+asyncio.run(main())
+print(json.dumps(out))
+"""
+
+
+def stats_holders() -> dict[str, object]:
+    """Who keeps the kernel's BPF run-time stats on: processes holding a BPF_ENABLE_STATS
+    fd (anon_inode:bpf-stats), and the sysctl."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:bpf-stats":
+                    pids.append(int(pid))
+                    break
+            except OSError:
+                continue
+    sysctl = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
+    return {"pids": pids, "self": os.getpid(), "sysctl": sysctl}
+
+
+def _others(holders: dict) -> bool:
+    return holders["sysctl"] != "0" or any(p != holders["self"] for p in holders["pids"])
+
+
+@pytest.mark.root
+@pytest.mark.integration
+def test_real_flows_program_counted_while_open_and_not_after(tmp_path):
+    """In namespace A of a veth pair made here, the dashboard runs the flows source on
+    A's veth: `$` lists the flows TC programs as ebpftop's, 50 datagrams sent make the
+    egress program's run count grow by at least 50 with a run time per packet; after
+    Esc this process holds no stats fd and the next 50 packets (counted by the flows
+    source) leave the run count where it was."""
+    from conftest import need_root
+    from netns import PYTHON, veth_pair
+
+    need_root()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EBPFTOP_") and k != "CI"}
+    with veth_pair("ebsc") as net:
+        p = subprocess.run(
+            [
+                *("nsenter", f"--net=/run/netns/{net.a.name}", PYTHON, "-c", PILOT_IN_NETNS),
+                *(str(Path(__file__).parent), str(tmp_path), net.a_if, net.b_ip4),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=400,
+            env=env,
+        )
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    _id, owner, kind, runs, ns_per_run = out["eg"]
+    assert owner == "flows" and kind == "tc" and runs >= 50
+    assert ns_per_run is not None and 0 < ns_per_run < 1_000_000  # under a millisecond a packet
+    assert {"flows", "tcp events"} <= set(out["owners"])
+    assert "ebpftop_fl_eg" in out["row"] and f"{ns_per_run:.0f}" in out["row"]
+    assert out["says"][0].startswith("BPF stats ON while this is open")
+    me = out["holders_open"]["self"]
+    assert me in out["holders_open"]["pids"] and me not in out["holders_closed"]["pids"]
+    if _others(out["holders_before"]) or _others(out["holders_after"]):
+        pytest.skip(f"someone else keeps BPF stats on ({out['holders_after']}): run counts keep growing")
+    assert out["runs_after_close"] == 0
+
+
+def _snapshot_in(ns, *args: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EBPFTOP_")}
+    p = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{ns.name}", EBPFTOP, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout)
+
+
+@pytest.mark.root
+@pytest.mark.integration
+def test_snapshot_json_carries_own_cost_and_bpf_stats_only_when_asked(tmp_path):
+    from conftest import need_root
+    from netns import veth_pair
+
+    need_root()
+    sender = "import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    sender += "while True:\n    s.sendto(b'x', (sys.argv[1], 9)); time.sleep(0.002)\n"
+    with veth_pair("ebsc") as net:
+        net.a.python(sender, net.b_ip4)
+        common = ["--iface", net.a_if, "snapshot", "--json", "--source", "flows", "--source", "selfcost"]
+        on = _snapshot_in(net.a, *common, "--duration", "3", "--bpf-stats")
+        off = _snapshot_in(net.a, *common, "--duration", "2")
+    cost = on["own_cost"]
+    proc = cost["process"]
+    assert proc["pid"] > 1 and proc["threads"] >= 1
+    assert 0.0 <= proc["cpu_percent"] <= 100.0 * (os.cpu_count() or 1)
+    assert 20 << 20 < proc["rss_bytes"] < 4 << 30
+    assert proc["terminal_bytes"] is None  # no terminal: not 0
+    assert proc["stats"]["state"] == "on" and proc["stats"]["since"] <= on["time"]
+    eg = next(p for p in proc["programs"] if p["name"] == "ebpftop_fl_eg")
+    assert eg["owner"] == "flows" and eg["run_cnt"] > 0 and eg["runs_per_s"] > 0
+    assert 0 < eg["ns_per_run"] < 1_000_000
+    assert eg["id"] in {p["id"] for p in proc["host_programs"]}
+    assert {(x["source"], x["what"]) for x in cost["losses"]} >= {("flows", "flows evicted (map full)")}
+    assert all(isinstance(x["count"], int) for x in cost["losses"] if x["source"] == "flows")
+    assert on["sources"]["selfcost"]["data"]["pid"] == proc["pid"]
+    quiet = off["own_cost"]["process"]
+    assert quiet["stats"]["state"] in ("off", "on by sysctl") and quiet["stats"]["since"] is None
+    if quiet["stats"]["state"] == "off":
+        assert quiet["host_programs"] == []

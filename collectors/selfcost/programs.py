@@ -15,10 +15,13 @@ import os
 from ..bpfsys import BpfError, ProgInfo, prog_ids, prog_info, prog_info_by_id
 
 # Program name prefix -> the part of ebpftop that loads it. bcc names a program after
-# its function, cut to 15 bytes ("tracepoint__sock__inet_sock_set_state" -> "tracepoint__soc").
+# its function, cut to 15 bytes; a TRACEPOINT_PROBE(sock, inet_sock_set_state) loses its
+# "tracepoint__" on the way ("sock__inet_sock"). A program missing here is still listed
+# as ebpftop's, under "ebpftop".
 OWNERS = (
     ("ebpftop_fl", "flows"),
-    ("tracepoint__", "tcp events"),
+    ("sock__inet_sock", "tcp events"),
+    ("tcp__tcp_retran", "tcp events"),
     ("ebpftop_rl", "rules"),
     ("ebpftop_cpu", "profiles"),
 )

@@ -47,7 +47,7 @@ def process_lines(data: SelfCostData | None) -> list[Line]:
     kids = f" · {data.children} child{'ren' if data.children != 1 else ''}" if data.children else ""
     cpu = NO_DATA if data.cpu_percent is None else f"{data.cpu_percent:.1f}%"
     term = (
-        f"{rate(data.terminal_bps)} written"
+        f"{rate(data.terminal_bps)} written ({size(data.terminal_bytes)} since start)"
         if data.terminal_bytes is not None
         else "no terminal (headless or replay)"
     )
