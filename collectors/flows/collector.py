@@ -477,19 +477,21 @@ class FlowsCollector(Collector):
         """(retransmits, connect_ms, pid, comm, service, events) of a TCP or UDP flow from
         its decoded key `d`, whose cached owner it updates when the attributor's generation
         moved. Both ends of a TCP connection may be sockets here (namespaces, loopback):
-        each end's events count, the connecting end's process first."""
+        each end's events count; the owner is the local end's (as the key's direction
+        says), else the other end's connecting process."""
         local, tcp_flow, owned_gen, owner = d[7], d[8], d[9], d[10]
         attributor, tcp = self.attributor, self.tcp
         retransmits, connect_ms, pid, comm, service = 0, None, None, None, None
         events: tuple[TcpEvent, ...] = ()
-        kernel_owner = None
+        kernel_owner = their_owner = None
         if tcp_flow and tcp is not None:
             other = (local[2], local[3], local[0], local[1])
             retransmits = tcp.retransmits(*local)
             connect_ms = tcp.connect_ms.get(local)
             if connect_ms is None:
                 connect_ms = tcp.connect_ms.get(other)
-            kernel_owner = tcp.owners.get(local) or tcp.owners.get(other)
+            kernel_owner = tcp.owners.get(local)
+            their_owner = tcp.owners.get(other)
             events = tcp.events_for(*local)
             theirs = tcp.events_for(*other)
             if theirs:  # the other end is a socket here too
@@ -501,6 +503,8 @@ class FlowsCollector(Collector):
         elif owned_gen != attributor.generation:
             owner = attributor.owner(local, None)
             d[10], d[9] = owner, attributor.generation
+        if owner is None:
+            owner = their_owner
         if owner is not None:
             pid, comm = owner
             who = per_pid.get(pid)

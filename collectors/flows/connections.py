@@ -175,7 +175,7 @@ class Merger:
                 if None in xa or None in xb:
                     out2 += map(_plus, xa, xb)
                 else:
-                    out2 += map(operator.add, xa, xb)  # type: ignore[arg-type]
+                    out2 += map(operator.add, xa, xb)
         for g, ways in plan.groups:
             cb = cp = 0
             cmb: int | None = None
