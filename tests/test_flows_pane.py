@@ -14,7 +14,7 @@ from app_support import NOW, T0, make_app, ok, screen_text, settings, snap, term
 from test_app_hostile import HOSTILE, MARKUP, assert_nothing_raw_reaches_the_terminal
 from textual.widgets import Input, Static
 
-from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
+from ebpftop.collectors.flows.model import FlowPath, FlowRecord, FlowsData, IfaceStatus, TcpEvent
 from ebpftop.core.replay import ReplayRuntime
 from ebpftop.tui.panes.flows.chart import RateChart
 from ebpftop.tui.panes.flows.detail import FlowDetailScreen
@@ -653,3 +653,77 @@ async def test_a_folded_pane_draws_nothing_until_it_is_shown(tmp_path):
         await pilot.pause()
         await pilot.pause()
         assert table.rows_built > 0 and rows(app)[0][0].startswith("tcp")
+
+
+def ended_conn(i: int, dport: int, *, comm: str, bps: float) -> FlowRecord:
+    return replace(
+        flow("10.0.0.1", 50000 + i, "10.0.0.80", dport, bps=bps, pps=1.0, total=2000, pid=900 + i, comm=comm),
+        closed=True,
+    )
+
+
+async def test_the_first_screen_folds_ended_connections_and_keeps_live_ones_on_top(tmp_path):
+    """One connection per request: hundreds of ended connections, busier this tick than the
+    live ones. They fold per owner + addresses + port, and take at most half the screen."""
+    ended = tuple(ended_conn(i, 8000 + i % 20, comm=f"client{i % 20}", bps=20_000.0 + i) for i in range(400))
+    web = replace(
+        WEB,
+        paths=(
+            FlowPath("veth-c", "ingress", True, 30, 40_000, 7000.0, 7.0),
+            FlowPath("veth-lb", "egress", True, 30, 40_000, 7000.0, 7.0),
+            FlowPath("veth-lb", "ingress", False, 20, 10_000, 2000.0, 3.0),
+        ),
+    )
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = await show(pilot, flows_data((*ended, web, DNS, BULK, SLOW, LATE)))
+        table = app.query_one("#flows-table", LineTable)
+        shown = rows(app)  # the compact layout (a 2x2 grid): the flow cell first
+        folds = [r for r in shown if " ×" in r[0]]
+        # the busiest rows are folds, but they take half the screen until the live rows
+        # are all on it; then the rest of the screen is theirs again
+        half = table.window // 2
+        assert len(shown) == table.window > 2 * 5 and len(folds) == table.window - 5, shown
+        assert all(" ×" in r[0] for r in shown[:half]) and all(
+            " ×" not in r[0] for r in shown[half : half + 5]
+        )
+        assert folds[0][0].startswith("tcp ×20 10.0.0.") and folds[0][0].endswith(" 10.0.0.80:8019")
+        assert folds[0][-1] == "client19"
+        live = [r for r in shown if " ×" not in r[0]]
+        assert [r[0] for r in live[:3]] == [
+            "tcp :40000 → 10.0.0.9:443",
+            "udp :53000 → 10.0.0.53:53",
+            "tcp :40001 → 192.0.2.7:443",
+        ]
+        assert len(pane.records) == 20 + 5  # 400 connections, 20 folds
+        # Enter on a fold: its connections, each closed, on its interface
+        await pilot.press("enter")
+        await pilot.pause()
+        detail = app.screen
+        assert isinstance(detail, FlowDetailScreen)
+        text = detail.text()
+        assert "20 ended connections of client19" in text and "closed  on eth0" in text
+        assert len(detail.view.members) == 20
+        await pilot.press("escape")
+        await pilot.pause()
+        # Enter on the live connection: the hooks that saw it, with what each counted
+        pane.action_cursor(shown.index(live[0]))
+        await pilot.press("enter")
+        await pilot.pause()
+        text = app.screen.text()
+        assert "seen on" in text
+        hooks = [line for line in text.splitlines() if line.startswith(("veth-c", "veth-lb"))]
+        assert len(hooks) == 3 and "10.0.0.9 → 10.0.0.1" in hooks[2], hooks
+
+
+async def test_a_lone_ended_connection_is_marked_in_the_compact_layout(tmp_path):
+    gone = replace(SLOW, closed=True)
+    quiet = replace(LATE, last_seen=NOW - 60)  # no packet for a minute: ended too
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show(pilot, flows_data((WEB, gone, quiet)))
+        assert [r[0] for r in rows(app)] == [
+            "tcp :40000 → 10.0.0.9:443",
+            "tcp ✕ :40002 → 192.0.2.8:8080",
+            "tcp ✕ :40003 → 192.0.2.9:80",
+        ]
