@@ -241,9 +241,11 @@ class Catcher(EbpftopApp):
     def __init__(self, runtime, **kw):
         super().__init__(runtime, **kw)
         self.traces: list[tuple[str, str]] = []
+        self.times: list[float | None] = []  # each exemplar's time, handed to Profiles
 
     def on_trace_selected(self, message: TraceSelected) -> None:
         self.traces.append((message.trace_id, message.service))
+        self.times.append(message.at)
 
 
 async def test_exemplar_trace_ids_are_selectable(tmp_path):
@@ -274,6 +276,58 @@ async def test_exemplar_trace_ids_are_selectable(tmp_path):
         await pilot.press("down", "enter")
         await pilot.pause()
         assert app.traces[-1] == ("00f067aa0ba902b7\x1b]0;x\x07", "checkout")  # the raw id, for the lookup
+
+
+async def test_the_highlight_stays_on_its_trace_id_across_refreshes(tmp_path):
+    """The list is rebuilt when the slow requests change (every few seconds in the lab):
+    the highlight follows its trace id to its new row, Enter follows that trace (with
+    its exemplar's time), and a trace that left the list is said, not silently lost."""
+    from ebpftop.core.runtime import Runtime
+
+    a, b, c, d = (Exemplar(f"{n:032x}", 0.6 - n / 100, NOW - 5 - n, "1") for n in range(1, 5))
+    app = Catcher(Runtime(settings(tmp_path), collectors=[]), clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show(pilot, app, canary_snap(service(exemplars=(a, b, c))))
+        olist = app.query_one("#canary-exemplars", OptionList)
+        note = app.query_one("#canary-trace-note", Static)
+        await pilot.press("x", "down")
+        assert olist.highlighted == 1  # b
+        # a slower request arrives: b is now third in a rebuilt list
+        app.runtime.bus.publish(canary_snap(service(exemplars=(d, a, b)), seq=2))
+        await wait_until(pilot, lambda: olist.option_count == 3 and "00000004" in prompt(olist, 0))
+        assert olist.highlighted == 2 and b.trace_id in prompt(olist, 2)
+        assert note.has_class("-empty")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.traces[-1] == (b.trace_id, "checkout") and app.times[-1] == b.time
+        # b leaves the list (older than the window): the pane says so where the highlight was
+        await pilot.press("3", "x")  # back to the list: the highlight is still on b
+        assert olist.highlighted == 2
+        app.runtime.bus.publish(canary_snap(service(exemplars=(d, c)), seq=3))
+        await wait_until(pilot, lambda: olist.option_count == 2)
+        assert olist.highlighted == 1
+        text = str(note.render())
+        assert not note.has_class("-empty")
+        assert (
+            f"trace {b.trace_id} left the list (no longer among the slowest requests of the last 1m)" in text
+        )
+        assert "the highlight moved to the row in its place" in text
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.traces[-1] == (c.trace_id, "checkout")  # what the highlight shows, said above
+        assert note.has_class("-empty")
+
+
+def prompt(olist: OptionList, i: int) -> str:
+    return str(olist.get_option_at_index(i).prompt)
+
+
+async def wait_until(pilot, ok, frames: int = 50) -> None:
+    for _ in range(frames):
+        if ok():
+            return
+        await pilot.pause(0.05)
+    assert ok()
 
 
 async def test_rollout_revisions_weight_bar_and_phase(tmp_path):

@@ -237,6 +237,30 @@ async def test_trace_selected_without_samples_falls_back_to_the_canary_service(t
         assert pane.query_one("#profiles-title").has_class("-filtered")
 
 
+async def test_a_trace_newer_than_the_profile_says_so_then_finds_its_samples(tmp_path):
+    """Followed before the profile holding it arrived: the title says why nothing carries
+    it; the next profile has it, and the pane shows it and says so in a toast."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        older = summarize(f"pprof {PPROF}", PPROF, NOW - 20, NOW - 10, pprof_stacks()[1:])
+        pane = await show(pilot, app, profiles_data(captures=(older,)))
+        app.query_one("#pane-canary").post_message(TraceSelected(TRACE, "checkout", NOW - 5))
+        await pilot.pause()
+        title = text_of(app, "#profiles-title")
+        assert not pane.view.matched
+        assert f"no sample carries trace_id={TRACE} (pprof of checkout at {PPROF}," in title
+        assert "is newer than the last profile; its samples come with the next" in title
+        app.runtime.bus.publish(snap("profiles", with_pprof(), ok(NOW), t=NOW))
+        for _ in range(50):
+            if pane.view.matched:
+                break
+            await pilot.pause(0.05)
+        assert pane.view.matched and f"trace_id={TRACE}: 7 samples carry it" in text_of(
+            app, "#profiles-title"
+        )
+        assert any(f"trace_id={TRACE}: 7 samples carry it" in str(n.message) for n in app._notifications)
+
+
 # --- capture -------------------------------------------------------------------------------
 
 
