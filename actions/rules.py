@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ebpftop.collectors.rules.preview import describe
-from ebpftop.collectors.rules.ruleset import RuleBook
-from ebpftop.collectors.rules.spec import Rule, format_rule
+from ebpftop.collectors.rules.ruleset import Progress, RuleBook
+from ebpftop.collectors.rules.spec import Rule, format_duration, format_rule
 from ebpftop.core.audit import Actor
 from ebpftop.core.gate import Action, Gate
 from ebpftop.core.settings import Settings
@@ -47,6 +47,12 @@ class SetRuleAction:
     action: str  # allow, deny or count
 
 
+def switched(rule: Rule, action: str) -> Rule:
+    """`rule` with another action: a session's count rule that starts enforcing is no
+    longer the session's (it stays after exit, and the dialog says so)."""
+    return rule.with_(action=action, session=rule.session if action == "count" else 0)
+
+
 @dataclass(frozen=True)
 class MoveRule:
     id: int
@@ -68,11 +74,19 @@ Change = Callable[[], str]  # the switch itself, blocking (bpf syscalls): run in
 
 
 def plan(
-    settings: Settings, request: RuleRequest, actor: Actor, *, session: int = 0
+    settings: Settings,
+    request: RuleRequest,
+    actor: Actor,
+    *,
+    session: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[Action, Callable[[], Awaitable[str]]]:
     """The gate action for `request` and its perform step. `session`: the dashboard pid
-    for session-scoped count rules."""
+    for session-scoped count rules; `progress` is told each step while perform runs
+    (from its thread)."""
     book = RuleBook.from_settings(settings)
+    if progress is not None:
+        book.progress = progress
     author = author_of(actor)
     try:
         action, change = _planned(book, request, author, session)
@@ -111,13 +125,63 @@ def _current(book: RuleBook, rule_id: int) -> Rule | None:
     return next((r for r in book.read().rules if r.id == rule_id), None)
 
 
+def interfaces_line(book: RuleBook, after: Sequence[Rule], rule: Rule) -> str:
+    """Every interface `rule` will act on once the set is `after`, and which of them the
+    change attaches the rules program to now (a rule without `on IFACE` acts wherever
+    the program is attached, the host's own interfaces included)."""
+    try:
+        attached = book.attached_ifaces()
+        targets = book.targets(list(after))
+    except Exception as exc:  # the dialog says so rather than guess; the change reads them again
+        log.warning("cannot tell the interfaces a rule acts on", exc_info=True)
+        return f"Interfaces: could not be read ({type(exc).__name__}: {exc})."
+    if rule.match.iface is not None:
+        where = [rule.match.iface]
+        how = "only this one: on IFACE"
+    else:
+        where = list(dict.fromkeys(attached + targets))
+        how = "every interface the rules program is attached to"
+    new = [i for i in where if i not in attached]
+    text = f"Interfaces ({how}): {', '.join(where) or 'none'}"
+    if new:
+        text += f"; the rules program is attached now to {', '.join(new)}"
+    return text + "."
+
+
+def lifetime_line(rule: Rule) -> str:
+    """Whether `rule` outlives ebpftop, and until when."""
+    if rule.action == "count" and rule.session:
+        return "After ebpftop exits: removed (a count rule of this dashboard session ends with it)."
+    verb = "enforced" if rule.action != "count" else "counting"
+    if rule.ttl:
+        until = f"until its TTL of {format_duration(rule.ttl)} runs out (the kernel stops matching it then)"
+    else:
+        until = "with no expiry, until deleted (d in the Rules pane, `ebpftop rules del`, flush or cleanup)"
+    return f"After ebpftop exits: it STAYS in the kernel (pinned), {verb}, {until}."
+
+
+def where_and_how_long(book: RuleBook, after: Sequence[Rule], rule: Rule) -> str:
+    return interfaces_line(book, after, rule) + "\n" + lifetime_line(rule)
+
+
+def where_and_how_long_at(settings: Settings, after: Sequence[Rule], rule: Rule) -> str:
+    """`where_and_how_long` with a book of its own (reads the pins: blocking)."""
+    book = RuleBook.from_settings(settings)
+    try:
+        return where_and_how_long(book, after, rule)
+    finally:
+        book.close()
+
+
 def _add(book: RuleBook, request: AddRule, author: str, session: int) -> tuple[Action, Change]:
     rule = request.rule.with_(session=session if request.rule.action == "count" else 0)
     text = format_rule(rule)
+    after = list(book.read().rules)
+    after.insert(len(after) if request.position is None else max(0, request.position), rule)
     action = Action(
         "rules.add",
         "Add rule",
-        f"Add rule: {text}\nIt {describe(rule)}.",
+        f"Add rule: {text}\nIt {describe(rule)}.\n{where_and_how_long(book, after, rule)}",
         target=text,
         params={"rule": text, "position": request.position},
         dangerous=rule.action == "deny",
@@ -141,10 +205,13 @@ def _delete(book: RuleBook, request: DeleteRules, author: str) -> tuple[Action, 
 
 def _set_action(book: RuleBook, request: SetRuleAction, author: str) -> tuple[Action, Change]:
     rule_id, new_action = request.id, request.action
-    cur = _current(book, rule_id)
+    rules = book.read().rules
+    cur = next((r for r in rules if r.id == rule_id), None)
     desc = f"Rule {rule_id}: {format_rule(cur) if cur else '(no such rule)'}\nbecomes {new_action}"
     if cur is not None:
-        desc += f": it {describe(cur.with_(action=new_action))}."
+        new = switched(cur, new_action)
+        after = [new if r.id == rule_id else r for r in rules]
+        desc += f": it {describe(new)}.\n{where_and_how_long(book, after, new)}"
     action = Action(
         "rules.action",
         f"Make rule {rule_id} {new_action}",
@@ -193,7 +260,7 @@ def _load(book: RuleBook, request: LoadRules, author: str) -> tuple[Action, Chan
     denies = [r for r in rules if r.action == "deny"]
     desc = f"Replace the {n_old} current rules with these {len(rules)}:\n" + "\n".join(lines)
     for r in denies:
-        desc += f"\nIt {describe(r)}."
+        desc += f"\nIt {describe(r)}.\n{where_and_how_long(book, rules, r)}"
     action = Action(
         "rules.load",
         "Load rule set",
@@ -202,6 +269,28 @@ def _load(book: RuleBook, request: LoadRules, author: str) -> tuple[Action, Chan
         dangerous=bool(denies),
     )
     return action, lambda: book.replace(rules, author).summary()
+
+
+def read_rules(settings: Settings) -> list[Rule]:
+    """The rules enforced now, in priority order (reads the pins: blocking)."""
+    book = RuleBook.from_settings(settings)
+    try:
+        return list(book.read().rules)
+    finally:
+        book.close()
+
+
+def warm(settings: Settings) -> bool:
+    """Compile the rules program ahead of a change that may come (an editor opened), so
+    applying it does not wait for the compile. Blocking; best effort: a failure is
+    logged and the change compiles as before. True when it compiled something."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        return RuleBook.from_settings(settings).dp.warm()
+    except Exception as exc:
+        log.info("rules program not compiled in advance (the first change compiles it): %s", exc)
+        return False
 
 
 def session_end(book: RuleBook, pid: int) -> tuple[Action, Callable[[], Awaitable[str]]] | None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ebpftop.actions import rules as rule_actions
 from ebpftop.actions.rules import AddRule, DeleteRules, LoadRules, RuleRequest, SetRuleAction
+from ebpftop.actions.rules_progress import PROGRESS, tracked
 from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.model import RuleRecord, rule_of
 from ebpftop.collectors.rules.preview import describe, preview
@@ -53,16 +54,34 @@ def _more(action: Action, text: str) -> Action:
     return dataclasses.replace(action, description=action.description + "\n" + text)
 
 
-async def plan_change(settings: Settings, request: RuleRequest, actor: Actor) -> tuple[Action, Perform]:
+async def plan_change(
+    settings: Settings, request: RuleRequest, actor: Actor, title: str = ""
+) -> tuple[Action, Perform]:
+    """`actions.rules.plan` for this dashboard: its perform tells `PROGRESS` what it does
+    (the Rules pane shows it, whichever pane started the change)."""
     # plan() reads the pinned set (bpf syscalls, a metadata file): off the UI thread
-    return await asyncio.to_thread(rule_actions.plan, settings, request, actor, session=os.getpid())
+    action, perform = await asyncio.to_thread(
+        rule_actions.plan, settings, request, actor, session=os.getpid(), progress=PROGRESS.step
+    )
+    return action, tracked(title or action.title, perform)
+
+
+async def read_rules(settings: Settings) -> list[Rule]:
+    """The rules enforced now, in priority order (`actions.rules.read_rules`, off the loop)."""
+    return await asyncio.to_thread(rule_actions.read_rules, settings)
+
+
+async def warm(settings: Settings) -> bool:
+    """Compile the rules program while the operator writes a rule (`actions.rules.warm`)."""
+    return await asyncio.to_thread(rule_actions.warm, settings)
 
 
 async def add(
-    settings: Settings, rule: Rule, records: Sequence[RuleRecord], flows: Sequence[FlowRecord], actor: Actor
+    settings: Settings, rule: Rule, earlier: Sequence[Rule], flows: Sequence[FlowRecord], actor: Actor
 ) -> tuple[Action, Perform]:
+    """Add `rule` last; `earlier`: the rules ahead of it (they take their flows first)."""
     action, perform = await plan_change(settings, AddRule(rule), actor)
-    line = flows_line(rule, flows, current_rules(records))
+    line = flows_line(rule, flows, list(earlier))
     return _more(action, "It goes last (lowest priority). " + line), perform
 
 
@@ -108,20 +127,22 @@ async def edit(
 ) -> tuple[Action, Perform]:
     """Replace rule `rec` by `new` at the same priority, as one switch."""
     rules: list[Rule] = []
+    new = new.with_(session=os.getpid() if new.action == "count" else 0)
     for r in records:
         if r.id == rec.id:
-            rules.append(new.with_(session=os.getpid() if new.action == "count" else 0))
+            rules.append(new)
             continue
         same = rule_of(r)
         if same is None:
             raise ValueError(f"rule {r.id} could not be read back ({r.text!r}); use the CLI")
         # ttl=None: `replace` then keeps this rule's id, counters and expiry as they are
         rules.append(same.with_(ttl=None))
-    load, perform = await plan_change(settings, LoadRules(rules), actor)
+    load, perform = await plan_change(settings, LoadRules(rules), actor, f"Edit rule {rec.id}")
     old_text, new_text = rec.text, format_rule(new)
+    where = await asyncio.to_thread(rule_actions.where_and_how_long_at, settings, rules, new)
     desc = (
         f"Edit rule {rec.id} (priority {rec.position + 1}):\n  was: {old_text}\n  now: {new_text}\n"
-        f"It {describe(new)}.\n{flows_line(new, flows, _earlier(records, rec.position))}\n"
+        f"It {describe(new)}.\n{where}\n{flows_line(new, flows, _earlier(records, rec.position))}\n"
         "Applied as one switch; the other rules keep their ids, counters and expiry."
         + (" The TTL starts again now." if new.ttl else "")
     )

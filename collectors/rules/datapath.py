@@ -9,16 +9,20 @@ Pin names, counters and crash safety: collectors/rules/README.md ("How it works"
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import mmap
 import os
+import re
 import shutil
 import socket
 import struct
+import threading
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..bpfsys import wait_for_programs
 from ..flows import tcx
@@ -70,12 +74,73 @@ class DatapathError(OSError):
     pass
 
 
-def source(pin_dir: str) -> str:
+_PINNED7 = re.compile(r'BPF_TABLE_PINNED7\((.*), "@PIN@/\w+", (\w+)\);')
+_PINNED = re.compile(r'BPF_TABLE_PINNED\((.*), "@PIN@/\w+"\);')
+_PIN_NAME = re.compile(r'"@PIN@/(\w+)"')
+
+
+def _expanded() -> str:
     text = SRC.read_text()
     begin, end = text.index("//SET-BEGIN"), text.index("//SET-END")
     block = text[begin:end]
     sets = "".join(block.replace("@S@", s).replace("@N@", str(n)) for n, s in enumerate(SETS))
-    return (text[:begin] + sets + text[end:]).replace("@PIN@", pin_dir)
+    return text[:begin] + sets + text[end:]
+
+
+def source(pin_dir: str, *, pinned: bool = True) -> str:
+    """The program's C; `pinned=False`: its maps pin nowhere (a warm copy, pinned later
+    by `Datapath.load`)."""
+    text = _expanded()
+    if not pinned:
+        text = _PINNED.sub(r"BPF_TABLE(\1);", _PINNED7.sub(r"BPF_F_TABLE(\1, \2);", text))
+    return text.replace("@PIN@", pin_dir)
+
+
+def map_names() -> list[str]:
+    """Every map the program pins, by its pin name (which is also its name in the C)."""
+    return _PIN_NAME.findall(_expanded())
+
+
+def _compile(pin_dir: str, *, pinned: bool) -> Any:
+    from bcc import BPF
+
+    from ..bpfcompile import COMPILE_LOCK
+
+    with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
+        return BPF(
+            text=source(pin_dir, pinned=pinned).encode(),
+            cflags=[
+                f"-I{HERE}",  # rules.h, also for a variant of SRC elsewhere (bench/)
+                f"-DLPM_MAX={ADDR_TRIE_MAX}",
+                f"-DNCPUS={bpfsys.possible_cpus()}",
+                "-Wno-unused-function",
+            ],
+        )
+
+
+@dataclass
+class _Warm:
+    """A compiled and verified copy of the program held by this process, pinned nowhere:
+    the first change pins it instead of compiling (the compile and the verifier take
+    5-8 s). Nothing of it outlives the process."""
+
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    bpf: Any = None
+    progs: dict[str, int] = dataclasses.field(default_factory=dict)  # program name -> fd (the bpf object's)
+
+    def drop(self) -> None:
+        if self.bpf is not None:
+            self.bpf.cleanup()
+        self.bpf, self.progs = None, {}
+
+
+_WARM: dict[str, _Warm] = {}
+_WARM_GUARD = threading.Lock()
+
+
+def _warm_for(pin_dir: str) -> _Warm:
+    with _WARM_GUARD:
+        return _WARM.setdefault(pin_dir, _Warm())
 
 
 def _ifreq(name: str, request: int) -> bytes:
@@ -155,32 +220,71 @@ class Datapath:
         self._maps.clear()
 
     def load(self) -> None:
-        """Compile with bcc (maps pin themselves) and pin the programs; idempotent."""
+        """Pin the program and its maps: a warm copy when there is one (`warm`; waits for
+        one being compiled), else compiled now with bcc (maps pin themselves); idempotent."""
         if self.loaded():
             return
-        from bcc import BPF
+        warm = _warm_for(self.pin_dir)
+        with warm.lock:
+            if self.loaded():
+                return
+            os.makedirs(self.pin_dir, mode=0o700, exist_ok=True)
+            if warm.bpf is not None and self._pin_warm(warm):
+                return
+            warm.drop()
+            bpf = _compile(self.pin_dir, pinned=True)
+            try:
+                from bcc import BPF
 
-        from ..bpfcompile import COMPILE_LOCK
+                for name in PROGS:
+                    fn = bpf.load_func(name, BPF.SCHED_CLS)
+                    pin = self.path(f"prog_{name}")
+                    if not os.path.exists(pin):
+                        bpfsys.obj_pin(fn.fd, pin)
+            finally:
+                bpf.cleanup()
 
-        os.makedirs(self.pin_dir, mode=0o700, exist_ok=True)
-        with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
-            bpf = BPF(
-                text=source(self.pin_dir).encode(),
-                cflags=[
-                    f"-I{HERE}",  # rules.h, also for a variant of SRC elsewhere (bench/)
-                    f"-DLPM_MAX={ADDR_TRIE_MAX}",
-                    f"-DNCPUS={bpfsys.possible_cpus()}",
-                    "-Wno-unused-function",
-                ],
-            )
-        try:
-            for name in PROGS:
-                fn = bpf.load_func(name, BPF.SCHED_CLS)
-                pin = self.path(f"prog_{name}")
-                if not os.path.exists(pin):
-                    bpfsys.obj_pin(fn.fd, pin)
-        finally:
-            bpf.cleanup()
+    def warm(self) -> bool:
+        """Compile and verify the program now, in this process and pinned nowhere, so
+        that the first change only pins it. Blocking (seconds): run it in a thread. False
+        when there is nothing to do (loaded already, or warm)."""
+        warm = _warm_for(self.pin_dir)
+        with warm.lock:
+            if self.loaded() or warm.bpf is not None:
+                return False
+            from bcc import BPF
+
+            bpf = _compile(self.pin_dir, pinned=False)
+            try:
+                warm.progs = {name: bpf.load_func(name, BPF.SCHED_CLS).fd for name in PROGS}
+            except BaseException:
+                bpf.cleanup()
+                warm.progs = {}
+                raise
+            warm.bpf = bpf
+            return True
+
+    def is_warm(self) -> bool:
+        return _warm_for(self.pin_dir).bpf is not None
+
+    def _pin_warm(self, warm: _Warm) -> bool:
+        """Pin the warm copy's maps, then its programs (loaded() turns true last); False
+        when pins are there already (a half-done load): the caller compiles against them."""
+        maps = map_names()
+        pins = [self.path(n) for n in maps] + [self.path(f"prog_{p}") for p in PROGS]
+        if any(os.path.exists(p) for p in pins):
+            return False
+        from bcc.libbcc import lib  # the map's fd by name (get_table would decode its types)
+
+        for name in maps:
+            fd = lib.bpf_table_fd(warm.bpf.module, name.encode())
+            if fd < 0:
+                raise DatapathError(errno.ENOENT, f"the compiled rules program has no map {name!r}")
+            bpfsys.obj_pin(fd, self.path(name))
+        for name, fd in warm.progs.items():
+            bpfsys.obj_pin(fd, self.path(f"prog_{name}"))
+        warm.drop()  # the pins hold everything now
+        return True
 
     # --- links -----------------------------------------------------------------------
 

@@ -94,11 +94,19 @@ def _admitted(cur: Current, new: list[Rule], author: str) -> tuple[list[Rule], i
     return out, next_id
 
 
+Progress = Callable[[str], None]  # told each step of a change as it starts (from the change's thread)
+
+
+def _quiet(_step: str) -> None:
+    pass
+
+
 class RuleBook:
     def __init__(self, pin_dir: str, state_dir: str, ifaces: tuple[str, ...] = ()) -> None:
         self.dp = Datapath(pin_dir)
         self.state = StateDir(state_dir)
         self.ifaces = tuple(ifaces)
+        self.progress: Progress = _quiet
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuleBook:
@@ -164,6 +172,7 @@ class RuleBook:
         """Apply `change(current rules) -> new rules` as one switch.
 
         New rules (id 0) get an id, a counter slot, the author and creation time."""
+        self.progress("waiting for the rules lock")
         with self.state.lock():
             self.dp.close()  # pins may have been replaced since our fds were opened
             cur = self.read()
@@ -175,6 +184,7 @@ class RuleBook:
             if any(r.ttl or r.expires is not None for r in out):
                 kclock.calibration()  # expiries need the kernel clock: fail here, before attaching
             if not out:
+                self.progress("detaching the rules program and removing its pins")
                 removed = self.dp.remove() + self.state.remove()
                 return Applied(cur.rules, [], [], removed)
             return self._switch(cur, out, next_id)
@@ -182,8 +192,15 @@ class RuleBook:
     def _switch(self, cur: Current, out: list[Rule], next_id: int) -> Applied:
         """Load and attach the program, write `out` into the shadow set, flip to it."""
         old_slots = {r.slot for r in cur.rules}
-        targets = self._targets(out)
+        targets = self.targets(out)
+        if not self.dp.loaded():
+            self.progress(
+                "pinning the rules program compiled in advance"
+                if self.dp.is_warm()
+                else "compiling and verifying the rules program (no rules were loaded: 5-8 s, once)"
+            )
         self.dp.load()  # the first load compiles for seconds: TTLs start after it
+        self.progress(f"attaching to {', '.join(targets)}" if targets else "attaching")
         attached = self.dp.attach(targets)
         now, mono = time.time(), mono_ns()
         fresh = {r.id for r in out if r.id >= cur.next_id}
@@ -201,6 +218,7 @@ class RuleBook:
         shadow = 1 - active
         # The shadow set's counts (if a change stopped after its switch) go into base
         # first; a new rule's slot starts from zero.
+        self.progress("writing the new rule set and switching to it")
         self.dp.fold(shadow, reset={r.slot for r in out if r.slot not in old_slots})
         gen = cur.gen + 1
         self.state.write(SETS[shadow], SetState(gen, next_id, out))
@@ -209,7 +227,12 @@ class RuleBook:
         self.dp.fold(active)  # the old set's counts, once no program still runs on it
         return Applied(cur.rules, out, attached, [])
 
-    def _targets(self, rules: list[Rule]) -> list[str]:
+    def attached_ifaces(self) -> list[str]:
+        """The interfaces the program is attached to now (whose device is still there)."""
+        return list(dict.fromkeys(lp.iface for lp in self.dp.links() if lp.ifindex))
+
+    def targets(self, rules: list[Rule]) -> list[str]:
+        """The interfaces the program is attached to for `rules` (besides those it is on)."""
         named = [r.match.iface for r in rules if r.match.iface]
         wanted = list(dict.fromkeys(named))
         if any(r.match.iface is None for r in rules):
@@ -239,7 +262,12 @@ class RuleBook:
         def change(rules: list[Rule]) -> list[Rule]:
             if not any(r.id == rule_id for r in rules):
                 raise RuleNotFound(f"no rule with id {rule_id}; nothing was changed")
-            return [r.with_(action=action) if r.id == rule_id else r for r in rules]
+            # A session's count rule that starts enforcing is no longer the session's.
+            keep = action == "count"
+            return [
+                r.with_(action=action, session=r.session if keep else 0) if r.id == rule_id else r
+                for r in rules
+            ]
 
         return self.apply(change, author)
 

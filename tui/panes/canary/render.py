@@ -308,6 +308,10 @@ def rollout_parts(state: Any, width: int, rollback_key: bool = False) -> list[Pa
             ("R", "bold $accent"),
             (": roll back, all traffic to stable (type the service name to confirm)", "$text-muted"),
         ]
+    undo = str(getattr(state, "undo", "") or "")
+    if rollback_key and undo:
+        # The rollback ebpftop remembers: U sets back exactly what it changed.
+        parts += ["\n", ("U", "bold $accent"), (f": undo, set back {clean(undo, 120)}", "$text-muted")]
     return parts
 
 

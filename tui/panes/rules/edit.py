@@ -4,8 +4,10 @@ One input line, validated as it is typed with the real parser: a bad rule shows 
 parser's column, the offending term and the reason, with a caret under the column,
 and Enter does nothing but say so. A good rule shows what it means in words and what
 it would have matched in the recent flows (`preview`), so the operator sees what a
-deny would drop before the confirmation screen. The screen dismisses with the Rule
-(or None on escape); applying it is the pane's job, through the action gate.
+deny would drop before the confirmation screen. Ctrl+T turns the rule into a deny with
+a TTL (15 minutes unless it has one) and back into a count: from a flow, count then
+deny is one key. The screen dismisses with the Rule (or None on escape); applying it is
+the pane's job, through the action gate.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
+from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from ebpftop.actions import rules_change
 from ebpftop.collectors.rules.grammar import MAX_LINE, RuleError, parse_rule
-from ebpftop.collectors.rules.spec import Rule
+from ebpftop.collectors.rules.spec import Rule, format_duration, format_rule
+from ebpftop.core.settings import Settings
 
 from ...screens.text_input import TextInput
 from ...text import clean, plain
@@ -32,6 +37,14 @@ GRAMMAR = (
 )
 EXAMPLE = 'e.g. deny tcp from 203.0.113.0/24 to any port 6379 ttl 15m "scraper"'
 CARET_ROOM = 68  # characters of the rule shown above the caret
+DENY_TTL = 15 * 60.0  # ctrl+t: a deny that ends by itself unless the rule says how long
+
+
+def deny_or_count(rule: Rule) -> Rule:
+    """Ctrl+T: a count (or allow) becomes a deny with a TTL; a deny becomes a count."""
+    if rule.action == "deny":
+        return rule.with_(action="count")
+    return rule.with_(action="deny", ttl=rule.ttl or DENY_TTL)
 
 
 def caret_lines(text: str, col: int, room: int = CARET_ROOM) -> tuple[str, str]:
@@ -44,8 +57,18 @@ def caret_lines(text: str, col: int, room: int = CARET_ROOM) -> tuple[str, str]:
     return shown, " " * pad + "^"
 
 
+def warm_while_editing(node: DOMNode, settings: Settings) -> None:
+    """An editor is opening: compile the rules program meanwhile (when none is loaded),
+    so applying the rule does not wait for the compile (5-8 s). Best effort, off the loop."""
+    node.run_worker(rules_change.warm(settings), group="rules-warm", exit_on_error=False)
+
+
 class RuleEditScreen(ModalScreen["Rule | None"]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        # priority: the input would otherwise take the key first (it has none for it)
+        Binding("ctrl+t", "deny_or_count", "deny with a TTL / count", priority=True),
+    ]
 
     DEFAULT_CSS = """
     RuleEditScreen { align: center middle; }
@@ -59,11 +82,12 @@ class RuleEditScreen(ModalScreen["Rule | None"]):
     RuleEditScreen #rule-preview-box { height: auto; max-height: 12; }
     """
 
-    def __init__(self, title: str, preview: Callable[[Rule], str], initial: str = "") -> None:
+    def __init__(self, title: str, preview: Callable[[Rule], str], initial: str = "", note: str = "") -> None:
         super().__init__()
         self._title = title
         self._preview = preview
         self._initial = initial
+        self._note = note  # where the prefilled rule came from (a flow, a group)
         self.rule: Rule | None = None
         self.error: RuleError | None = None
 
@@ -71,13 +95,16 @@ class RuleEditScreen(ModalScreen["Rule | None"]):
         box = Vertical()
         box.border_title = plain(self._title, max_len=60)
         with box:
+            if self._note:
+                yield Static(Content(clean(self._note, 300)), id="rule-origin", markup=False)
             yield Static(Content.assemble(("rule: ", "bold"), GRAMMAR), classes="note", markup=False)
             yield TextInput(value=self._initial, placeholder=EXAMPLE, max_length=MAX_LINE, id="rule-input")
             yield Static(Content(""), id="rule-status", markup=False)
             with VerticalScroll(id="rule-preview-box"):
                 yield Static(Content(""), id="rule-preview", markup=False)
             yield Static(
-                "enter: review and confirm (nothing changes before that)   esc: cancel",
+                "enter: review and confirm (nothing changes before that)   esc: cancel\n"
+                f"ctrl+t: make it deny for {format_duration(DENY_TTL)} (again: count)",
                 classes="note",
                 markup=False,
             )
@@ -137,3 +164,11 @@ class RuleEditScreen(ModalScreen["Rule | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def action_deny_or_count(self) -> None:
+        field = self.query_one(Input)
+        rule = self.validate(field.value)
+        if rule is None:
+            return  # the status line already says what is wrong
+        field.value = format_rule(deny_or_count(rule))  # validated again by on_input_changed
+        field.cursor_position = len(field.value)

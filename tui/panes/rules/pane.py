@@ -8,6 +8,7 @@ request (`actions.rules_change`), so a deny states what it will drop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -15,9 +16,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
+from textual.timer import Timer
 from textual.widgets import Static
 
 from ebpftop.actions import rules_change
+from ebpftop.actions.rules_progress import PROGRESS, Applying
 from ebpftop.collectors.flows.model import FlowRecord
 from ebpftop.collectors.rules.model import RuleRecord, RulesData
 from ebpftop.core.model import Snapshot
@@ -27,12 +30,13 @@ from ...text import clean
 from ..base import SourcePane
 from ..paint import set_content
 from ..table import LineTable, Row
-from .edit import RuleEditScreen
+from .edit import RuleEditScreen, warm_while_editing
 from .view import cells, columns, detail, recent_flows, summary, table_columns
 
 KEYS = "↑↓ select"
 KEYS_ACT = "  a: add  e: edit  d: delete  t: count/deny"
 ACTING = frozenset({"add_rule", "edit_rule", "delete_rule", "toggle_rule"})
+DONE_SHOWN = 5.0  # seconds the line says a change is done (the table follows at the next sample)
 
 
 class RulesPane(SourcePane):
@@ -86,6 +90,7 @@ class RulesPane(SourcePane):
         super().__init__(id=id)
         self.data: RulesData | None = None
         self.rows: list[RuleRecord] = []
+        self._progress_timer: Timer | None = None
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="rules-view", classes="data"):
@@ -103,11 +108,40 @@ class RulesPane(SourcePane):
             raise TypeError(f"expected rules data, got {type(data).__name__}")
         self.data = data
         set_content(self.query_one("#rules-summary", Static), Content.assemble(*summary(data)))
-        keys = KEYS + ("" if dashboard(self).read_only else KEYS_ACT)
-        if not data.rules:
-            keys = "no rules" + ("" if dashboard(self).read_only else "  a: add a rule")
-        set_content(self.query_one("#rules-keys", Static), Content(keys))
+        self._draw_keys()
         self._fill_table(data, now)
+
+    def _draw_keys(self) -> None:
+        """The keys, or the change being applied (and for a moment after, how it went)."""
+        if not self.is_mounted or (self.data is None and PROGRESS.state is None):
+            return
+        line = applying_text(PROGRESS.state)
+        if line is None:
+            read_only = dashboard(self).read_only
+            if self.data is not None and not self.data.rules:
+                line = "no rules" + ("" if read_only else "  a: add a rule")
+            else:
+                line = KEYS + ("" if read_only else KEYS_ACT)
+        set_content(self.query_one("#rules-keys", Static), Content(line))
+
+    def on_mount(self) -> None:
+        # (SourcePane.on_mount runs as well: Textual calls each class's handler.)
+        PROGRESS.listen(self._progress_changed)
+
+    def on_unmount(self) -> None:
+        PROGRESS.unlisten(self._progress_changed)
+
+    def _progress_changed(self) -> None:
+        """A change began or ended (on the loop): tick the line while it runs, and a while after."""
+        if self._progress_timer is None:
+            self._progress_timer = self.set_interval(0.5, self._progress_tick)
+        self._draw_keys()
+
+    def _progress_tick(self) -> None:
+        self._draw_keys()
+        if applying_text(PROGRESS.state) is None and self._progress_timer is not None:
+            self._progress_timer.stop()
+            self._progress_timer = None
 
     def _fill_table(self, data: RulesData, now: float) -> None:
         table = self.query_one("#rules-table", LineTable)
@@ -200,13 +234,15 @@ class RulesPane(SourcePane):
 
     def action_add_rule(self) -> None:
         async def prepare(dialogs: Dialogs, _rec: RuleRecord | None) -> Run | None:
+            settings = dashboard(self).settings
+            warm_while_editing(self, settings)
             rule = await dialogs.ask(self._editor("Add rule (last, lowest priority)", len(self.rows)))
             if rule is None:
                 dialogs.say("no rule added")
                 return None
-            settings, rows = dashboard(self).settings, list(self.rows)
+            earlier = rules_change.current_rules(self.rows)
             return through_gate(
-                *await rules_change.add(settings, rule, rows, self.recent_flows(), dialogs.actor)
+                *await rules_change.add(settings, rule, earlier, self.recent_flows(), dialogs.actor)
             )
 
         self._request("rules.add", "Add rule", prepare)
@@ -215,6 +251,7 @@ class RulesPane(SourcePane):
         async def prepare(dialogs: Dialogs, rec: RuleRecord | None) -> Run | None:
             assert rec is not None
             rows = list(self.rows)
+            warm_while_editing(self, dashboard(self).settings)
             rule = await dialogs.ask(self._editor(f"Edit rule {rec.id}", rec.position, rec.text))
             if rule is None:
                 dialogs.say(f"rule {rec.id} unchanged")
@@ -255,3 +292,18 @@ class RulesPane(SourcePane):
         flows = self.recent_flows()
         earlier = rules_change.current_rules([r for r in self.rows if r.position < position])
         return RuleEditScreen(title, lambda rule: rules_change.editor_preview(rule, flows, earlier), initial)
+
+
+def applying_text(state: Applying | None) -> str | None:
+    """'⟳ Add rule: compiling ... (3 s)' while a change runs; '✔ Add rule: done in 6.1 s'
+    (or ✖ failed) for a few seconds after; None otherwise."""
+    if state is None:
+        return None
+    secs = state.seconds()
+    if state.ended is None:
+        return f"⟳ {state.title}: {state.step} ({secs:.0f} s)"
+    if time.monotonic() - state.ended > DONE_SHOWN:
+        return None
+    if state.ok:
+        return f"✔ {state.title}: done in {secs:.1f} s"
+    return f"✖ {state.title}: failed after {secs:.1f} s (the message says why; nothing changed)"

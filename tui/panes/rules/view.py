@@ -88,11 +88,20 @@ def enforced(rec: RuleRecord) -> bool:
 def expiry_text(rec: RuleRecord, now: float) -> str:
     if rec.expired:
         return "expired"
-    if rec.session:
+    if rec.session and rec.action == "count":
         return "session"  # a count rule that ends with this dashboard
     if rec.expires is None:
         return fmt.NO_DATA
     return "in " + fmt.duration(rec.expires - now)
+
+
+def lifetime_text(rec: RuleRecord, now: float) -> str:
+    """The detail line's words for how long the rule lives, and whether past ebpftop."""
+    exp = expiry_text(rec, now)
+    if exp in ("expired", "session"):
+        return {"expired": "expired (no longer matches)", "session": "ends with this session"}[exp]
+    stays = ", stays after exit" if enforced(rec) else ""
+    return ("no expiry" if exp == fmt.NO_DATA else f"expiry {exp}") + stays
 
 
 def per_second(x: float | None) -> str:
@@ -146,12 +155,10 @@ def detail(rec: RuleRecord, now: float) -> list[Part]:
     if rec.history:
         parts += [("  rate ", "$text-muted"), (sparkline(list(rec.history), SPARK_W), "$accent")]
     age = fmt.duration(now - rec.created) if rec.created else fmt.NO_DATA
-    exp = expiry_text(rec, now)
     parts.append(
         (
             (f"  by {clean(rec.author, 60)}," if rec.author else " ")
-            + f" {age} ago"
-            + ("" if exp == fmt.NO_DATA else f", expiry {exp}"),
+            + f" {age} ago, {lifetime_text(rec, now)}",
             "$text-muted",
         )
     )
