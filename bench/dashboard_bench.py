@@ -95,8 +95,8 @@ def rx_packets(net) -> int:
     return int(net.a.run("cat", f"/sys/class/net/{net.a_if}/statistics/rx_packets").stdout)
 
 
-def launch(net, home: str) -> PtyApp:
-    argv = net.a.cmd(PYTHON, "-m", "ebpftop.cli.main", "--iface", net.a_if, bpf=True)
+def launch(net, home: str, *extra: str) -> PtyApp:
+    argv = net.a.cmd(PYTHON, "-m", "ebpftop.cli.main", "--iface", net.a_if, *extra, bpf=True)
     # a private HOME: no user's config file changes what is measured
     return PtyApp(argv, COLS, ROWS, env={"HOME": home, "XDG_CONFIG_HOME": home})
 
@@ -137,8 +137,8 @@ def first_frame(net, home: str) -> dict:
     return got
 
 
-def dashboard(net, home: str) -> dict:
-    app = launch(net, home)
+def dashboard(net, home: str, *extra: str) -> dict:
+    app = launch(net, home, *extra)
     try:
         frame = wait_frame(app)
         app.pump(WARMUP, render=False)  # keep reading: a full pty blocks the app
@@ -158,6 +158,41 @@ def dashboard(net, home: str) -> dict:
         "alive": alive,
         "exit_s": exit_s,
     }
+
+
+def bpf_loaded(pid: int) -> bool:
+    """The process holds a BPF program: its compile is over."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:bpf-prog":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def headless_flows(net, home: str) -> float:
+    """CPU of the flows collector alone, no UI: `snapshot --source flows` over the window
+    (after the same warm-up as the dashboard: BPF compiled, samples settled)."""
+    argv = ("snapshot", "--source", "flows", "--duration", str(FRAME_TIMEOUT + WARMUP + WINDOW))
+    p = net.a.popen(
+        PYTHON, "-m", "ebpftop.cli.main", "--iface", net.a_if, *argv,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HOME": home}, bpf=True,
+    )  # fmt: skip
+    try:
+        loaded = time.monotonic() + FRAME_TIMEOUT
+        while not bpf_loaded(p.pid) and time.monotonic() < loaded and p.poll() is None:
+            time.sleep(0.2)  # compiling: the dashboard's frame wait covers the same
+        time.sleep(WARMUP)
+        if p.poll() is not None:
+            raise RuntimeError(f"snapshot exited with {p.returncode}: {p.stderr.read()[-2000:]}")
+        return cpu_percent(p.pid, WINDOW)
+    finally:
+        stop(p)
 
 
 def tool_cpu(net, *argv: str) -> float:
@@ -185,6 +220,10 @@ def main() -> int:
             flood = net.b.python(FLOODER, net.a_ip4, str(count)) if count else None
             try:
                 ours = dashboard(net, home)
+                # where its CPU goes: the same dashboard without the profiler, and the flows
+                # collector alone without any UI
+                no_profiles = dashboard(net, home, "--profile-hz", "0")["cpu"]
+                collector = headless_flows(net, home)
                 iftop = tool_cpu(
                     net,
                     *("iftop", "-t", "-n", "-N", "-P", "-B", "-i", net.a_if),
@@ -196,7 +235,16 @@ def main() -> int:
                 if flood is not None:
                     flood.kill()
                     flood.communicate()
-            rows.append({"flows": count, "ebpftop": ours, "iftop": iftop, "nethogs": nethogs})
+            rows.append(
+                {
+                    "flows": count,
+                    "ebpftop": ours,
+                    "no_profiles": no_profiles,
+                    "collector": collector,
+                    "iftop": iftop,
+                    "nethogs": nethogs,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     figures = {
         "machine": machine(),
@@ -256,6 +304,24 @@ def render(f: dict) -> int:
             f"| {r['flows']} | {e['cpu']:.1f}% | {e['bytes_per_s'] / 1000:.1f} | {r['iftop']:.1f}% "
             f"| {r['nethogs']:.1f}% | {ratio(e['cpu'], r['iftop'])} | {ratio(e['cpu'], r['nethogs'])} |"
         )
+    if all("collector" in r for r in rows):
+        lines += [
+            "",
+            "Where the dashboard's CPU goes, on the same flood right after: the same dashboard with "
+            "`--profile-hz 0` (no CPU profiler),",
+            "and the flows collector alone without any UI (`ebpftop snapshot --source flows`, its "
+            "process over the same window).",
+            "",
+            "| flows | whole dashboard | without profiler | profiler's share | flows collector alone "
+            "| the rest: drawing, host/rules/canary sources |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            whole, bare, alone = r["ebpftop"]["cpu"], r["no_profiles"], r["collector"]
+            lines.append(
+                f"| {r['flows']} | {whole:.1f}% | {bare:.1f}% | {whole - bare:.1f}% | {alone:.1f}% "
+                f"| {bare - alone:.1f}% |"
+            )
     lines += [
         "",
         "Datagrams/s received by namespace a in each dashboard window (what the flood reached): "
