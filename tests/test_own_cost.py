@@ -140,7 +140,7 @@ async def test_dollar_opens_it_at_80x24_stats_on_while_open_and_off_after(tmp_pa
         shown = screen_text(app)
         assert "Own cost" in shown and "BPF stats ON while this is open" in shown
         assert "ebpftop_fl_in" in shown
-        await pilot.press("escape")
+        await pilot.press("dollar_sign" if kiosk else "escape")  # closes as it opened, or as any dialog
         await wait_for(pilot, lambda: not isinstance(app.screen, OwnCostScreen), "the screen to close")
         assert fake.calls == ["on", "off"]
 

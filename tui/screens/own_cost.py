@@ -18,13 +18,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ebpftop.collectors.selfcost.model import BpfStats
 from ebpftop.collectors.selfcost.summary import OwnCost
 
 from ..text import plain
+from .detail import DetailScreen
 from .own_cost_view import own_cost_lines
 
 KIOSK_CLOSE_S = 120.0
@@ -40,14 +40,9 @@ class StatsSwitch(Protocol):
     def stats_state(self) -> BpfStats: ...
 
 
-class OwnCostScreen(ModalScreen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,dollar_sign", "close", "Close", key_display="esc"),
-        Binding("up", "scroll(-1)", show=False),
-        Binding("down", "scroll(1)", show=False),
-        Binding("pageup", "scroll(-8)", show=False),
-        Binding("pagedown", "scroll(8)", show=False),
-    ]
+class OwnCostScreen(DetailScreen):
+    # Esc, q, Enter and the scroll keys come from DetailScreen; `$` closes it as it opened it.
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("dollar_sign", "close", "Close", show=False)]
 
     DEFAULT_CSS = """
     OwnCostScreen { align: center middle; }
@@ -117,7 +112,4 @@ class OwnCostScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self._stats_off()  # now, not when Textual gets round to unmounting it
-        self.dismiss(None)
-
-    def action_scroll(self, lines: int) -> None:
-        self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)
+        super().action_close()
