@@ -77,12 +77,20 @@ async def warm(settings: Settings) -> bool:
 
 
 async def add(
-    settings: Settings, rule: Rule, earlier: Sequence[Rule], flows: Sequence[FlowRecord], actor: Actor
+    settings: Settings,
+    rule: Rule,
+    earlier: Sequence[Rule],
+    flows: Sequence[FlowRecord],
+    actor: Actor,
+    *,
+    first: bool = False,
 ) -> tuple[Action, Perform]:
-    """Add `rule` last; `earlier`: the rules ahead of it (they take their flows first)."""
-    action, perform = await plan_change(settings, AddRule(rule), actor)
-    line = flows_line(rule, flows, list(earlier))
-    return _more(action, "It goes last (lowest priority). " + line), perform
+    """Add `rule` last (`first`: ahead of every rule); `earlier`: the rules now enforced,
+    in priority order (those ahead of it take their flows first)."""
+    action, perform = await plan_change(settings, AddRule(rule, 0 if first else None), actor)
+    ahead = [] if first else list(earlier)
+    where = "It goes first (highest priority). " if first else "It goes last (lowest priority). "
+    return _more(action, where + flows_line(rule, flows, ahead)), perform
 
 
 async def delete(settings: Settings, rec: RuleRecord, actor: Actor) -> tuple[Action, Perform]:

@@ -91,6 +91,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
         acts=True,
         group="Rules",
     ),
+    # Flows pane key (bound in tui/panes/flows/pane.py, built in tui/panes/flows/to_rule.py).
+    ActionSpec(
+        "flow_rule",
+        "Rule from flow",
+        "a count rule matching the selected flow or group, in the rule editor (ctrl+t: deny for 15m; "
+        "confirmed, audited)",
+        acts=True,
+        group="Flows",
+    ),
     ActionSpec(
         "suspend_process",
         "Suspend",

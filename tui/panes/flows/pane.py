@@ -27,10 +27,12 @@ from ebpftop.collectors.flows.model import FlowsData
 from ebpftop.collectors.flows.view import FlowFold, fold_ended, next_sort, ordered
 from ebpftop.core.model import Snapshot
 
+from ...action_path import dashboard
 from ...text import clean
 from ..base import SourcePane
 from ..paint import forget, set_content
 from ..table import LineTable
+from . import to_rule
 from . import view as fv
 from .detail import FlowDetailScreen, Selection, build
 from .filter import FlowFilterScreen
@@ -56,6 +58,13 @@ class FlowsPane(SourcePane):
             "slash", "filter", "Filter", show=False, tooltip="filter flows (port:443 proc:nginx 10.0.0.0/8)"
         ),
         Binding("enter", "detail", "Detail", show=False, tooltip="rate history, process and TCP events"),
+        Binding(
+            "r",
+            "flow_rule",
+            "Rule",
+            show=False,
+            tooltip="a count rule for this row in the rule editor (ctrl+t: deny)",
+        ),
         Binding("up", "cursor(-1)", show=False),
         Binding("down", "cursor(1)", show=False),
         Binding("pageup", "cursor(-8)", show=False),
@@ -291,6 +300,20 @@ class FlowsPane(SourcePane):
         if not self.filter.empty:
             title += f" matching {self.filter.text}"
         return Selection(title, by=self.grouping, group=g.key, accept=self.filter)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # r changes rules: hidden and inert read-only (the action path would refuse it too)
+        return not (action == "flow_rule" and dashboard(self).read_only)
+
+    def action_flow_rule(self) -> None:
+        """r: the rule editor with a count rule matching the selected row (tui/panes/flows/to_rule.py)."""
+        sel, data = self.selection(), self._data
+        now = self._shown_time()
+
+        def members() -> list[Any]:
+            return [f for f in data.flows if sel.matches(f, now)] if sel is not None and data else []
+
+        to_rule.request(self, sel, members, self._history())
 
     def action_detail(self) -> None:
         sel = self.selection()
