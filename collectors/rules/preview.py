@@ -4,7 +4,8 @@ The Rules pane shows these before a change is confirmed ("this deny would drop: 
 so the pane itself stays a thin view. Matching here follows the kernel's semantics
 (first match wins, `icmp` covers ICMP and ICMPv6, ports only for tcp/udp) but works on
 flow records, which are aggregates: it tells which flows would have matched, not
-exactly which packets.
+exactly which packets. A record is a connection: each hook that saw it (`paths`) is
+matched in the direction its packets went, and only the matching ways' packets count.
 """
 
 from __future__ import annotations
@@ -54,24 +55,62 @@ def _in(addr: str, cidr: str | None) -> bool:
         return False
 
 
-def matches_flow(rule: Rule, flow: FlowRecord) -> bool:
-    """Would `rule` match the packets of this flow record?"""
+@dataclass(frozen=True)
+class Way:
+    """Packets of a connection as one hook saw them, in the direction they travelled."""
+
+    iface: str
+    direction: str  # ingress | egress
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    packets: int
+    bytes: int
+
+
+def ways(flow: FlowRecord) -> list[Way]:
+    """Each hook's packets of `flow` (a connection counts both of its ways; a record
+    without paths, from an older recording, is its own one way)."""
+    paths = getattr(flow, "paths", ()) or ()
+    if not paths:
+        f = flow
+        return [Way(f.iface, f.direction, f.src, f.sport, f.dst, f.dport, f.packets, f.bytes)]
+    out = []
+    for p in paths:
+        ends = (flow.src, flow.sport, flow.dst, flow.dport)
+        if not p.forward:
+            ends = (flow.dst, flow.dport, flow.src, flow.sport)
+        out.append(Way(p.iface, p.direction, *ends, p.packets, p.bytes))
+    return out
+
+
+def _way_matches(rule: Rule, proto: str, family: int, w: Way) -> bool:
     m = rule.match
-    if m.proto != "any" and flow.proto not in _PROTO_NAMES[m.proto]:
+    if m.proto != "any" and proto not in _PROTO_NAMES[m.proto]:
         return False
     fam = m.family
-    if fam is not None and flow.family != fam:
+    if fam is not None and family != fam:
         return False
-    if m.iface is not None and flow.iface != m.iface:
+    if m.iface is not None and w.iface != m.iface:
         return False
-    if m.direction is not None and flow.direction != ("ingress" if m.direction == "in" else "egress"):
+    if m.direction is not None and w.direction != ("ingress" if m.direction == "in" else "egress"):
         return False
-    if not (_in(flow.src, m.src) and _in(flow.dst, m.dst)):
+    if not (_in(w.src, m.src) and _in(w.dst, m.dst)):
         return False
-    for rng, port in ((m.sport, flow.sport), (m.dport, flow.dport)):
+    for rng, port in ((m.sport, w.sport), (m.dport, w.dport)):
         if rng is not None and not rng[0] <= port <= rng[1]:
             return False
     return True
+
+
+def matching_ways(rule: Rule, flow: FlowRecord) -> list[Way]:
+    return [w for w in ways(flow) if _way_matches(rule, flow.proto, flow.family, w)]
+
+
+def matches_flow(rule: Rule, flow: FlowRecord) -> bool:
+    """Would `rule` match packets of this flow record (either way of the connection)?"""
+    return bool(matching_ways(rule, flow))
 
 
 @dataclass(frozen=True)
@@ -88,17 +127,20 @@ def preview(rule: Rule, flows: Iterable[FlowRecord], earlier: Sequence[Rule] = (
     take their flows first, as in the kernel."""
     hits: list[FlowRecord] = []
     taken_by: set[int] = set()
+    packets = nbytes = 0
     for f in flows:
-        if not matches_flow(rule, f):
-            continue
-        first = next((e for e in earlier if matches_flow(e, f)), None)
-        if first is not None:
-            taken_by.add(first.id)
-            continue
-        hits.append(f)
+        mine = []
+        for w in matching_ways(rule, f):
+            first = next((e for e in earlier if _way_matches(e, f.proto, f.family, w)), None)
+            if first is not None:
+                taken_by.add(first.id)
+            else:
+                mine.append(w)
+        if mine:
+            hits.append(f)
+            packets += sum(w.packets for w in mine)
+            nbytes += sum(w.bytes for w in mine)
     hits.sort(key=lambda f: f.bytes, reverse=True)
-    packets = sum(f.packets for f in hits)
-    nbytes = sum(f.bytes for f in hits)
     verb = {"deny": "would drop", "allow": "would allow", "count": "would count"}[rule.action]
     if not hits:
         text = f"this {rule.action} {verb} nothing in the recent flows"
