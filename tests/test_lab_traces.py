@@ -1,5 +1,5 @@
-"""The lab on its real parts, from a slow request to its code, and `lab status` when the
-load generator's requests fail.
+"""The lab on its real parts, from a slow request to its code (collectors, then the
+dashboard's `x` and Enter), and `lab status` when the load generator's requests fail.
 
 Its own lab instance ("tr", subnet and Prometheus port), so a developer's lab keeps
 running. The services are the real Go service (lab/goservice); the trace ids come from
@@ -45,11 +45,11 @@ def lab():
         manager.down(CFG)
 
 
-def lab_settings() -> Settings:
+def lab_settings(**changes: str) -> Settings:
     ep = manager.endpoints(CFG)
     assert ep is not None
     # pprof only (no BPF sampler to compile): the samples that carry trace ids.
-    base = Settings(profile_hz=0, pprof_seconds=5, canary_window="30s", canary_timeout=10.0)
+    base = Settings(profile_hz=0, pprof_seconds=5, canary_window="30s", canary_timeout=10.0, **changes)
     return manager.wire_settings(base, ep)
 
 
@@ -144,3 +144,71 @@ def test_lab_status_says_when_the_load_generators_requests_fail(lab, capsys):
         for server, weight in zip(("stable", "canary"), CFG.weights, strict=True):
             api.set_weight("be_app", server, weight)
     poll_status(lambda s: s.healthy, "lab healthy again once the weights are back")
+
+
+async def test_x_then_enter_on_a_slow_trace_shows_its_samples_in_profiles(lab, tmp_path):
+    """The issue's path on the dashboard: Canary pane, `x`, Enter on the slowest trace id;
+    Profiles shows the samples of that very request (a request newer than the last
+    profile finds them when the next one arrives, within pprof_seconds)."""
+    from textual.widgets import OptionList, Static
+
+    from ebpftop.core.runtime import Runtime
+    from ebpftop.tui.app import EbpftopApp
+    from ebpftop.tui.panes.profiles.pane import ProfilesPane
+
+    s = lab_settings(audit_log=str(tmp_path / "audit.jsonl"), audit_key=str(tmp_path / "audit.key"))
+    app = EbpftopApp(Runtime(s, collectors=[CanaryCollector(s), from_settings(s)]))
+    assert cli_main(["lab", "inject", "--instance", CFG.name, "canary", "cpu=on"]) == 0
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            profiling = time.time()
+            olist = app.query_one("#canary-exemplars", OptionList)
+
+            def profiled() -> int | None:
+                """The row of a slow request made while the dashboard profiles (older ones
+                find nothing, and say so: tested above)."""
+                snap = app.runtime.store.latest("canary")
+                services = snap.data.services if snap is not None and snap.data is not None else ()
+                times = [e.time for svc in services for e in svc.exemplars]
+                row = next((i for i, t in enumerate(times) if t > profiling + 1), None)
+                return row if row is not None and olist.option_count == len(times) else None
+
+            pane = app.query_one(ProfilesPane)
+            for _ in range(5):  # the list may be rebuilt between reading it and the keys
+                await wait_for(pilot, lambda: profiled() is not None, "a slow trace id listed")
+                row = profiled()
+                assert row is not None
+                await pilot.press("3", "x", "home", *["down"] * row, "enter")
+                await wait_for(pilot, lambda: app.focused is pane, "Profiles follows the trace")
+                if pane.trace is not None and (pane.trace.at or 0) > profiling + 1:
+                    break
+            assert pane.trace is not None and (pane.trace.at or 0) > profiling + 1
+            trace = pane.trace.trace_id
+            title = app.query_one("#profiles-title", Static)
+            await wait_for(
+                pilot,
+                lambda: pane.view is not None and pane.view.matched,
+                f"samples of trace {trace}",
+                detail=lambda: str(title.render()),
+            )
+            text = str(title.render())
+            canary_url = Layout(CFG).pprof_url("canary")
+            assert (
+                text.startswith(f"trace_id={trace}: ")
+                and f"(pprof of checkout canary at {canary_url}, " in text
+            )
+            assert pane.view is not None
+            assert {tag(g.tags, "trace_id") for g in pane.view.groups} == {trace}
+            assert any("main.cpuHeavyPath" in st.frames for st in pane.view.stacks)
+    finally:
+        assert cli_main(["lab", "inject", "--instance", CFG.name, "canary", "reset"]) == 0
+
+
+async def wait_for(pilot, ok, what: str, detail=lambda: "", seconds: float = 60.0) -> None:
+    """Let the app run until `ok()` holds (a bound on waiting, not a speed check)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if ok():
+            return
+        await pilot.pause(0.1)
+    assert ok(), f"{what}: not within {seconds:g}s; {detail()}"
