@@ -133,6 +133,7 @@ async def test_dollar_opens_it_at_80x24_stats_on_while_open_and_off_after(tmp_pa
         assert "ebpftop pid 4242" in text and "CPU 2.5%" in text and "RSS 90.0 MiB" in text
         assert "terminal 4.7 KiB/s written (120.6 KiB since start)" in text
         assert "flows evicted (map full) —" in text  # flows never reported: not known, not 0
+        assert "ebpftop's BPF programs: 0.04% of a CPU" in text
         assert ("read-only: closes itself after 2m00s" in text) == kiosk
         # the box fits the terminal and the first lines show without scrolling
         box = screen.query_one("VerticalScroll").region
@@ -463,3 +464,49 @@ def test_snapshot_json_carries_own_cost_and_bpf_stats_only_when_asked(tmp_path):
     assert quiet["stats"]["state"] in ("off", "on by sysctl") and quiet["stats"]["since"] is None
     if quiet["stats"]["state"] == "off":
         assert quiet["host_programs"] == []
+
+
+def _load_socket_filter(name: str) -> int:
+    """A two-instruction program (return 0) loaded with bpf(BPF_PROG_LOAD): a stand-in for
+    a program some other ebpftop pinned."""
+    import ctypes
+
+    from ebpftop.collectors.bpfsys import bpf
+
+    insns = ctypes.create_string_buffer(b"\xb7" + b"\0" * 7 + b"\x95" + b"\0" * 7, 16)
+    gpl = ctypes.create_string_buffer(b"GPL")
+    attr = bytearray(128)
+    attr[0:4] = (1).to_bytes(4, "little")  # BPF_PROG_TYPE_SOCKET_FILTER
+    attr[4:8] = (2).to_bytes(4, "little")
+    attr[8:16] = ctypes.addressof(insns).to_bytes(8, "little")
+    attr[16:24] = ctypes.addressof(gpl).to_bytes(8, "little")
+    attr[48 : 48 + len(name)] = name.encode()
+    return bpf(5, attr)  # BPF_PROG_LOAD
+
+
+@pytest.mark.root
+def test_pinned_rules_programs_count_as_ebpftops_without_being_held(tmp_path):
+    import secrets
+    import shutil
+
+    from conftest import need_root
+
+    from ebpftop.collectors.rules.bpfsys import obj_pin
+    from ebpftop.collectors.selfcost.programs import held_prog_ids, own_programs
+
+    need_root()
+    base = f"/sys/fs/bpf/ebpftop-test-{secrets.token_hex(4)}"
+    pin_dir = f"{base}/rules"
+    os.makedirs(pin_dir)
+    try:
+        fd = _load_socket_filter("ebpftop_rl_in")
+        obj_pin(fd, f"{pin_dir}/prog_ebpftop_rl_in")
+        held = own_programs(pin_dir)
+        os.close(fd)  # now only the pin keeps it
+        pinned = [(info.name, owner) for info, owner in own_programs(pin_dir) if info.name == "ebpftop_rl_in"]
+        gone = [info.id for info, _ in held if info.name == "ebpftop_rl_in"]
+        assert pinned == [("ebpftop_rl_in", "rules (pinned)")]
+        assert [owner for info, owner in held if info.name == "ebpftop_rl_in"] == ["rules"]  # held: by name
+        assert gone and gone[0] not in held_prog_ids()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

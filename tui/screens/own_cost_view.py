@@ -83,7 +83,9 @@ def prog_row(p: ProgCost) -> Line:
 def program_lines(data: SelfCostData | None) -> list[Line]:
     if data is None:
         return []
-    out: list[Line] = [[("ebpftop's BPF programs", HEAD), ("  (tc: one run per packet)", MUTED)]]
+    cpus = [p.cpu_percent for p in data.programs if p.cpu_percent is not None]
+    total = f": {sum(cpus):.2f}% of a CPU" if cpus else ""
+    out: list[Line] = [[(f"ebpftop's BPF programs{total}", HEAD), ("  (tc: one run per packet)", MUTED)]]
     if not data.programs:
         out.append([("  none loaded (not root, or the BPF sources are off)", MUTED)])
         return out
