@@ -510,3 +510,30 @@ def test_pinned_rules_programs_count_as_ebpftops_without_being_held(tmp_path):
         assert gone and gone[0] not in held_prog_ids()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_replay_says_the_stats_as_recorded_and_switches_nothing():
+    from ebpftop.tui.screens.own_cost_view import own_cost_lines
+
+    data = selfcost_data(BpfStats(STATS_ON, 1.0), [prog("ebpftop_fl_in", "flows")])
+    cost = own_cost(snap("selfcost", data), None, None)
+    lines = own_cost_lines(cost, None, read_only=True, close_after=120)
+    text = ["".join(part if isinstance(part, str) else part[0] for part in line) for line in lines]
+    assert "BPF stats as recorded: on" in text
+    assert not any("closes itself" in line for line in text)  # nothing is on: nothing to time out
+
+
+def test_stats_that_cannot_be_turned_on_say_why(monkeypatch):
+    import errno
+
+    from ebpftop.collectors.bpfsys import BpfError
+
+    def refuse() -> int:
+        raise BpfError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(selfcost_mod, "enable_stats", refuse)
+    c = SelfCostCollector(Settings())
+    assert c.stats_on() is False
+    state = c.stats_state()
+    assert state.since is None and state.error == "cannot turn BPF stats on: Operation not permitted"
+    assert state.state in (STATS_OFF, "on by sysctl")
