@@ -17,7 +17,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from ebpftop.collectors.flows.model import FlowRecord, FlowsData, TcpEvent
+from ebpftop.collectors.flows.model import FlowPath, FlowRecord, FlowsData, TcpEvent
 from ebpftop.collectors.flows.view import FoldKey, ended, fold_key, group_key
 from ebpftop.core.model import Snapshot
 
@@ -25,7 +25,7 @@ from ...screens.detail import DetailScreen
 from ...text import clean
 from .. import fmt
 from ..fmt import Part
-from .view import FlowKey, count, flow_key, full_flow, ms, short_size, state_text
+from .view import FlowKey, count, flow_key, full_flow, ms, state_text
 
 MAX_EVENTS = 40
 MAX_MEMBERS = 12
@@ -180,7 +180,9 @@ def path_lines(view: DetailView) -> Content:
     connection's own figures count a packet once, whichever hooks saw it."""
     parts: list[Part] = []
     for f in view.members[:1]:
-        for p in f.paths or ():
+        # recorded before connections were merged: the record was one hook, one way
+        alone = FlowPath(f.iface, f.direction, True, f.packets, f.bytes, f.bps, f.pps)
+        for p in f.paths or (alone,):
             if parts:
                 parts.append("\n")
             way = f"{f.src} → {f.dst}" if p.forward else f"{f.dst} → {f.src}"
@@ -188,7 +190,7 @@ def path_lines(view: DetailView) -> Content:
                 (f"{clean(p.iface, 32):<16}", "bold"),
                 (f" {p.direction:<7}  ", "$text-muted"),
                 clean(way, 90),
-                (f"  {count(p.packets)} pkts  {short_size(p.bytes)}B  ", ""),
+                (f"  {count(p.packets)} pkts  {fmt.size(p.bytes)}  ", ""),
                 (fmt.rate(p.bps), "bold"),
             ]
     if not parts:

@@ -45,10 +45,7 @@ class FlowsPane(SourcePane):
     source = "flows"
     title = "Flows"
     number = 1
-    ABOUT = (
-        "Top connections by rate, each once whatever interfaces it crosses: 5-tuple, bytes, packets, "
-        "retransmits, connect latency, process; ended ones folded per owner, addresses and port."
-    )
+    ABOUT = "Top connections by rate, each once, ended ones folded: bytes, retransmits, latency, process."
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Not in the footer (80 columns keep the app's keys); the status line names them.

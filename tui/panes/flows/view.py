@@ -424,7 +424,7 @@ def status_parts(
             ],
         ),
         (2, [(f"{shown} of {len(data.flows)} shown", "")]),
-        (4, [(f"{data.flows_tracked} connections", "$text-muted")]),
+        (4, [(f"{data.flows_tracked} tracked", "$text-muted")]),  # connections
         (3, [(fmt.rate(data.total_bps), "bold"), (" total", "$text-muted")]),
         (5, [key("enter"), (" detail", "$text-muted")]),
     ]
