@@ -188,7 +188,7 @@ def path_lines(view: DetailView) -> Content:
             way = f"{f.src} → {f.dst}" if p.forward else f"{f.dst} → {f.src}"
             parts += [
                 (f"{clean(p.iface, 32):<16}", "bold"),
-                (f" {p.direction:<7}  ", "$text-muted"),
+                (f" {clean(p.direction, 8):<7}  ", "$text-muted"),
                 clean(way, 90),
                 (f"  {count(p.packets)} pkts  {fmt.size(p.bytes)}  ", ""),
                 (fmt.rate(p.bps), "bold"),
