@@ -1,13 +1,17 @@
 """Building the lab's Go service (goservice/main.go) with Debian's `go`, once per source.
 
 The binary is cached under the lab's state dir by the hash of the source and of `go
-version`, so `lab up` builds only after either changed (about 10 s on two CPUs, with
-Go's build cache kept beside it). Standard library only, no modules (GO111MODULE=off):
-nothing is downloaded, and there is no network in the lab anyway.
+version`, so `lab up` builds only after either changed (about 10 s on two CPUs). Go's
+build cache lives in a temporary directory removed after the build: the state dir is on
+tmpfs, and 8 MB of binary is all that stays (an older one is removed). Standard library
+only, no modules (GO111MODULE=off): nothing is downloaded, and there is no network in
+the lab anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import os
 import shutil
@@ -29,12 +33,12 @@ def go_binary() -> str:
     return go
 
 
-def _env(cache_dir: str) -> dict[str, str]:
+def _env(work: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": cache_dir,
-        "GOCACHE": os.path.join(cache_dir, "go-build"),
-        "GOPATH": os.path.join(cache_dir, "gopath"),
+        "HOME": work,
+        "GOCACHE": os.path.join(work, "go-build"),
+        "GOPATH": os.path.join(work, "gopath"),
         "GO111MODULE": "off",
         "GOFLAGS": "",
         "GOPROXY": "off",
@@ -46,15 +50,14 @@ def _env(cache_dir: str) -> dict[str, str]:
 def binary_path(state_dir: str, go: str | None = None) -> str:
     """Where the binary for this source and toolchain lives (built or not)."""
     go = go or go_binary()
-    cache_dir = os.path.join(state_dir, "go")
     try:
         version = subprocess.run(
-            [go, "version"], capture_output=True, text=True, timeout=30, env=_env(cache_dir)
+            [go, "version"], capture_output=True, text=True, timeout=30, env=_env(tempfile.gettempdir())
         ).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LabError(PART, f"`go version` failed: {exc}") from None
     digest = hashlib.sha256(SOURCE.read_bytes() + version.encode()).hexdigest()[:16]
-    return os.path.join(cache_dir, f"goservice-{digest}")
+    return os.path.join(state_dir, "go", f"goservice-{digest}")
 
 
 def build(state_dir: str) -> str:
@@ -69,6 +72,7 @@ def build(state_dir: str) -> str:
     # with a whole binary.
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".goservice-")
     os.close(fd)
+    work = tempfile.mkdtemp(prefix="ebpftop-gobuild-")
     try:
         try:
             proc = subprocess.run(
@@ -76,8 +80,8 @@ def build(state_dir: str) -> str:
                 capture_output=True,
                 text=True,
                 timeout=BUILD_TIMEOUT,
-                env=_env(cache_dir),
-                cwd=cache_dir,
+                env=_env(work),
+                cwd=work,
             )
         except subprocess.TimeoutExpired:
             raise LabError(PART, f"`go build` of {SOURCE} took more than {BUILD_TIMEOUT:g}s") from None
@@ -89,4 +93,11 @@ def build(state_dir: str) -> str:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        # Go's module cache, when any, is read-only: make it removable first.
+        subprocess.run(["chmod", "-R", "u+w", work], check=False, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    for old in glob.glob(os.path.join(cache_dir, "goservice-*")):
+        if old != target:
+            with contextlib.suppress(OSError):
+                os.unlink(old)  # a lab still running it keeps its copy until it exits
     return target
