@@ -81,13 +81,13 @@ def test_icmp_and_other_protocols_have_no_ports():
 
 def test_a_remote_group_is_everything_from_it_and_a_network_key_its_network():
     flows = [conn(dport=6379), conn(dport=22, sport=41001)]
-    assert rule_for(flows, "remote", "203.0.113.7").text == "count from 203.0.113.7/32 on eth0 in"
+    assert rule_for(flows, "remote", "203.0.113.7").text == "count from 203.0.113.7 on eth0 in"
     net = rule_for(flows, "remote/24", "203.0.113.0/24")
     assert net.text == "count from 203.0.113.0/24 on eth0 in"
     # flows on two interfaces: no `on`, and the note says where it acts then
     two = [conn(), conn(iface="eth1", sport=41002)]
     draft = rule_for(two, "remote", "203.0.113.7")
-    assert draft.text == "count from 203.0.113.7/32 in"
+    assert draft.text == "count from 203.0.113.7 in"
     assert "every interface the rules program is attached to" in draft.note
 
 
@@ -425,3 +425,162 @@ def test_flow_to_count_to_deny_with_a_ttl_that_runs_out_in_the_kernel(tmp_path):
     assert out["dropped"] == [4, 5, 0]
     assert out["expired"] == [4, 7, 2, True]
     assert out["events"] == [["intent", "rules.add"], ["result", "rules.add"]] * 2
+
+
+# --- the keys, with Pilot (no root: the rule book is a list) ---------------------------------
+
+
+@pytest.fixture
+def book(monkeypatch):
+    """The rules enforced (a list), behind the real plan/gate path of actions.rules."""
+    from ebpftop.actions import rules as rule_actions
+    from ebpftop.collectors.rules.ruleset import Applied, Current, RuleBook
+
+    enforced: list = []
+
+    class ListBook(RuleBook):
+        def __init__(self) -> None:  # no Datapath, no state dir
+            self.progress = lambda _step: None
+
+        @classmethod
+        def from_settings(cls, settings):
+            return cls()
+
+        def close(self) -> None:
+            pass
+
+        def read(self) -> Current:
+            return Current(list(enforced), 1, len(enforced) + 1)
+
+        def attached_ifaces(self) -> list[str]:
+            return ["eth0"]
+
+        def targets(self, rules) -> list[str]:
+            return ["eth0", "lab0"]
+
+        def apply(self, change, author: str = "") -> Applied:
+            before = list(enforced)
+            after = [r if r.id else r.with_(id=len(before) + 1, author=author) for r in change(before)]
+            enforced[:] = after
+            return Applied(before, after, [], [])
+
+    monkeypatch.setattr(rule_actions, "RuleBook", ListBook)
+    return enforced
+
+
+def flows_snapshot(*flows: FlowRecord):
+    from app_support import ok, snap
+
+    from ebpftop.collectors.flows.model import FlowsData
+
+    data = FlowsData(
+        flows=tuple(flows),
+        flows_tracked=len(flows),
+        total_bytes=sum(f.bytes for f in flows),
+        total_packets=sum(f.packets for f in flows),
+        total_bps=None,
+        total_pps=None,
+        evictions=0,
+        update_failures=0,
+        not_ip_packets=0,
+        truncated_packets=0,
+        events_total=None,
+        lost_events=None,
+        tcp_events_error=None,
+    )
+    return snap("flows", data, ok(NOW - 1), seq=1, t=NOW - 1)
+
+
+async def until(pilot, cond, what: str):
+    import time
+
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        await pilot.pause(0.02)
+        if cond():
+            return
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+async def test_r_on_a_flow_opens_the_editor_and_ctrl_t_adds_a_deny_first_through_the_gate(tmp_path, book):
+    from app_support import make_app
+    from textual.widgets import Input, Static
+
+    from ebpftop.tui.panes.rules.edit import RuleEditScreen
+    from ebpftop.tui.screens.confirm import ConfirmScreen
+
+    book.append(parse_rule("allow tcp from 203.0.113.0/24").with_(id=1, slot=0))
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.runtime.bus.publish(flows_snapshot(conn()))
+        await pilot.press("1")
+        await pilot.pause()
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, RuleEditScreen), "the editor")
+        field = app.screen.query_one(Input)
+        assert field.value == "count tcp from 203.0.113.7 to 10.0.0.2 port 6379 on eth0 in"
+        # the allow rule ahead takes these packets: the preview says so
+        preview_text = str(app.screen.query_one("#rule-preview", Static).render())
+        assert "(rule 1 matches them first)" in preview_text
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert field.value == "deny tcp from 203.0.113.7/32 to 10.0.0.2/32 port 6379 on eth0 in ttl 15m"
+        assert "would drop 1 recent flow (20 packets" in str(
+            app.screen.query_one("#rule-preview", Static).render()
+        )
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        said = app.screen.action.description
+        assert app.screen.has_class("-dangerous")
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert "Interfaces (only this one: on IFACE): eth0." in said
+    assert "it STAYS in the kernel (pinned), enforced, until its TTL of 15m runs out" in said
+    assert "It goes first (highest priority). This deny would drop 1 recent flow" in said
+    assert [r.action for r in book] == ["deny", "allow"]  # first: the allow no longer takes them
+    entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["action"]["kind"]) for e in entries] == [
+        ("intent", "rules.add"),
+        ("result", "rules.add"),
+    ]
+
+
+async def test_r_in_a_flows_detail_is_the_rule_for_its_remote(tmp_path, book):
+    from app_support import make_app
+    from textual.widgets import Input
+
+    from ebpftop.tui.panes.flows.detail import FlowDetailScreen
+    from ebpftop.tui.panes.rules.edit import RuleEditScreen
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.runtime.bus.publish(flows_snapshot(conn()))
+        await pilot.press("1")
+        await pilot.pause()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, FlowDetailScreen), "the detail")
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, RuleEditScreen), "the editor")
+        assert app.screen.query_one(Input).value == "count from 203.0.113.7 on eth0 in"
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+    assert book == []  # escaped: nothing added
+
+
+async def test_kiosk_r_is_absent_and_inert(tmp_path, book):
+    from app_support import make_app
+
+    from ebpftop.tui.panes.rules.edit import RuleEditScreen
+
+    app = make_app(tmp_path, kiosk=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.runtime.bus.publish(flows_snapshot(conn()))
+        await pilot.press("1")
+        await pilot.pause()
+        await pilot.press("r")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert not isinstance(app.screen, RuleEditScreen)
+        assert not any(b.binding.action == "flow_rule" for b in app.active_bindings.values())
+    assert book == []

@@ -304,20 +304,25 @@ class FlowsPane(SourcePane):
 
     def action_flow_rule(self) -> None:
         """r: the rule editor with a count rule matching the selected row (tui/panes/flows/to_rule.py)."""
-        sel, data = self.selection(), self._data
-        now = self._shown_time()
+        self._flow_rule(self.selection())
+
+    def _flow_rule(self, sel: Selection | None, remote: bool = False) -> None:
+        data, now = self._data, self._shown_time()
 
         def members() -> list[Any]:
             return [f for f in data.flows if sel.matches(f, now)] if sel is not None and data else []
 
-        to_rule.request(self, sel, members, self._history())
+        to_rule.request(self, sel, members, self._history(), remote=remote)
 
     def action_detail(self) -> None:
         sel = self.selection()
         if sel is None or self._shown is None:
             self.app.notify("no flow selected: no flows to show yet", timeout=3)
             return
-        self._detail = FlowDetailScreen(build(self._history(), self._shown, sel))
+        # (the detail's r: the rule for its remote, tui/panes/flows/to_rule.py)
+        self._detail = to_rule.FlowDetailWithRule(
+            build(self._history(), self._shown, sel), lambda: self._flow_rule(sel, remote=True)
+        )
         self.app.push_screen(self._detail, lambda _r: self._forget_detail())
 
     def _forget_detail(self) -> None:

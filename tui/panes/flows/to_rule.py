@@ -20,6 +20,8 @@ arrive from its remote side:
 - a port: arriving to it (this host serves it) or from it (the remotes serve it);
 - a process, a service, anything else: what its connections have in common (one
   remote, else one service port: the one carrying most of its bytes, said in the note).
+
+In a flow's detail, `r` is the rule for its remote: everything arriving from it.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.widget import Widget
 
 from ebpftop.actions import rules_change
@@ -41,6 +45,7 @@ from ebpftop.core.model import Snapshot
 from ...action_path import ActionRequest, Dialogs, Run, dashboard, through_gate
 from ..rules.edit import RuleEditScreen, warm_while_editing
 from ..rules.view import recent_flows
+from .detail import DetailView, FlowDetailScreen
 
 _RULE_PROTO = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmp6": "icmp"}
 _PORTED = ("tcp", "udp")
@@ -104,9 +109,10 @@ def _connection(f: FlowRecord) -> Draft:
 def _network(key: str) -> str | None:
     """The group key as an address or a network ('203.0.113.0/24'), else None."""
     try:
-        return str(ipaddress.ip_network(key.strip(), strict=False))
+        net = ipaddress.ip_network(key.strip(), strict=False)
     except ValueError:
         return None
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
 def _port_of(key: str) -> tuple[str, int] | None:
@@ -183,7 +189,16 @@ def rule_for(flows: Sequence[FlowRecord], by: str | None = None, key: str = "", 
     return _common(flows, label)
 
 
-# --- the key -------------------------------------------------------------------------
+def remote_rule_for(flows: Sequence[FlowRecord], label: str) -> Draft:
+    """The detail's `r`: everything from the remote its flows share."""
+    remote = _one(_remote(f)[0] for f in flows)
+    if remote is None:
+        what = "they are not in the latest sample any more" if not flows else "they have several"
+        raise ValueError(f"{label}: no one remote address ({what}); r in the table makes a rule for the row")
+    return _for_remote(remote, flows, f"the remote {remote} of {label}")
+
+
+# --- the keys ------------------------------------------------------------------------
 
 
 def request(
@@ -191,9 +206,20 @@ def request(
     selection: Any,
     members: Callable[[], list[FlowRecord]],
     history: Sequence[Snapshot],
+    *,
+    remote: bool = False,
 ) -> None:
     """`r`: the editor with the selection's count rule, then the usual add (confirmed,
-    audited). `selection` is the Flows pane's (None: no row); `members` its flows now."""
+    audited). `selection` is the Flows pane's (None: no row); `members` its flows now;
+    `remote`: the rule for their one remote (the detail's `r`)."""
+
+    def drafted() -> Draft:
+        single = getattr(selection, "flow", None) is not None
+        by = None if single else getattr(selection, "by", None) or "flows"
+        key = "" if single else str(getattr(selection, "group", "") or "")
+        if remote:
+            return remote_rule_for(members(), str(selection.title))
+        return rule_for(members(), by, key, "" if single else str(selection.title))
 
     async def prepare(dialogs: Dialogs) -> Run | None:
         app = dashboard(node)
@@ -203,11 +229,8 @@ def request(
         if selection is None:
             dialogs.say("no flow selected: no flows to make a rule from yet", severity="warning")
             return None
-        single = getattr(selection, "flow", None) is not None
-        by = None if single else getattr(selection, "by", None) or "flows"
-        key = "" if single else str(getattr(selection, "group", "") or "")
         try:
-            draft = rule_for(members(), by, key, "" if single else str(selection.title))
+            draft = drafted()
         except ValueError as exc:
             dialogs.say(f"no rule for this row: {exc}", severity="warning", timeout=8)
             return None
@@ -217,7 +240,7 @@ def request(
         flows = recent_flows(history)
         screen = RuleEditScreen(
             "Rule from a flow (count: last; deny, allow: first)",
-            lambda rule: rules_change.editor_preview(rule, flows, current),
+            lambda rule: rules_change.editor_preview(rule, flows, [] if first(rule) else current),
             draft.text,
             note=draft.note,
         )
@@ -225,16 +248,46 @@ def request(
         if rule is None:
             dialogs.say("no rule added")
             return None
-        # A deny (or allow) goes first, so no rule already there takes its packets before it;
-        # a count goes last, so it changes nothing another rule decides.
-        first = rule.action != "count"
         return through_gate(
-            *await rules_change.add(settings, rule, current, flows, dialogs.actor, first=first)
+            *await rules_change.add(settings, rule, current, flows, dialogs.actor, first=first(rule))
         )
 
     dashboard(node).act(
         ActionRequest("rules.add", "Add rule", prepare, failed_prefix="rules: nothing changed")
     )
+
+
+def first(rule: Rule) -> bool:
+    """A deny (or allow) goes first, so no rule already there takes its packets before
+    it; a count goes last, so it changes nothing another rule decides."""
+    return rule.action != "count"
+
+
+class FlowDetailWithRule(FlowDetailScreen):
+    """The flow detail with `r`: the rule for the remote it shows (closes the detail)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "r", "remote_rule", "Rule for the remote", tooltip="a count rule for this remote, in the editor"
+        )
+    ]
+
+    def __init__(self, view: DetailView, on_rule: Callable[[], None]) -> None:
+        super().__init__(view)
+        self._on_rule = on_rule
+
+    def on_mount(self) -> None:
+        # (FlowDetailScreen.on_mount runs as well: Textual calls each class's handler.)
+        if not dashboard(self).read_only:
+            self.query_one(VerticalScroll).border_subtitle = "r: rule for the remote  esc closes"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # r changes rules: inert read-only (the action path would refuse it too)
+        return not (action == "remote_rule" and dashboard(self).read_only)
+
+    def action_remote_rule(self) -> None:
+        self.dismiss(None)
+        self._on_rule()
 
 
 def parses(draft: Draft) -> Rule:
