@@ -141,12 +141,17 @@ def test_merge_agrees_with_the_rule_on_random_maps(seed):
         )
 
 
-def test_the_forward_way_is_the_first_seen_else_the_one_towards_the_lower_port():
-    # the server's answer seen a jiffy before the client's packet (ebpftop started mid-connection)
+def test_the_forward_way_goes_to_the_server_port_else_it_is_the_first_seen():
+    # a client port (ephemeral range) and a server port: towards the server, even when
+    # its answer was seen a jiffy earlier (a connection open before ebpftop started)
     t = FlowTable.from_rows({fwd(9, False): (1, 60, 7, 7), back(9, True): (1, 60, 6, 7)})
+    assert cx.first_entry(t, (0, 1)) == 0
+    # two ports of the same kind: the way seen first...
+    peer = key(SERVER, 50000, CLIENT, 40000)
+    t = FlowTable.from_rows({fwd(9, False): (1, 60, 7, 7), peer: (1, 60, 6, 7)})
     assert cx.first_entry(t, (0, 1)) == 1
-    # both in the same jiffy: towards port 80
-    t = FlowTable.from_rows({back(9, True): (1, 60, 6, 7), fwd(9, False): (1, 60, 6, 7)})
+    # ...and in the same jiffy the way towards the lower port (peer's: to 40000)
+    t = FlowTable.from_rows({key(CLIENT, 40000, SERVER, 50000): (1, 60, 6, 7), peer: (1, 60, 6, 7)})
     assert cx.first_entry(t, (0, 1)) == 1
 
 

@@ -13,9 +13,11 @@ its two ways (the packets from one end to the other) once per hook that saw it. 
   each see only part of it (two uplinks, ECMP) is undercounted: its largest part is kept;
 - a connection's figures are the sum of its two ways; what moved is unknown (None) only
   when no hook of it knows, as for one entry (rates.moved);
-- the connection's forward way is the one whose first packet was seen first (the end
-  that spoke first: the client of a connection seen from its SYN); seen in the same
-  jiffy, the way towards the lower port (the server's, usually).
+- the connection's forward way goes from client to server: when one port is below the
+  ephemeral range (32768, Linux's default start) and the other in it, towards the lower
+  port (a connection already open when ebpftop started may show its answers first);
+  otherwise the way whose first packet was seen first (the end that spoke first, a TCP
+  client from its SYN); seen in the same jiffy, the way towards the lower port.
 
 Cost: while the map holds the same keys in the same order (a steady map), the last
 tick's plan is kept and a tick costs a few C loops over columns: none when no
@@ -37,6 +39,7 @@ from itertools import compress, repeat
 from .table import FlowTable
 
 _PORTS = struct.Struct("=HH")  # sport, dport at offset 36 of a flow_key (layout.FLOW_KEY)
+EPHEMERAL = 32768  # where Linux's default ip_local_port_range starts: client ports
 
 # What a connection holds: the entry index of a connection seen at one hook, one way,
 # else the indices of all its entries (the last one first).
@@ -195,16 +198,17 @@ class Merger:
 
 
 def first_entry(table: FlowTable, members: Members) -> int:
-    """The entry whose way is the connection's forward one: seen first; in the same
-    jiffy, the way towards the lower port (then the first end of the connection)."""
+    """The entry whose way is the connection's forward one (see the module's docstring),
+    seen first on that way."""
     if isinstance(members, int):
         return members
     keys, first = table.keys, table.first
 
-    def rank(i: int) -> tuple[int, bool, int]:
+    def rank(i: int) -> tuple[bool, int, bool, int]:
         sport, dport = _PORTS.unpack_from(keys[i], 36)
+        from_server = sport < EPHEMERAL <= dport
         towards_lower = dport < sport or (dport == sport and lower_to_higher(keys[i], conn_key(keys[i])))
-        return (first[i], not towards_lower, i)
+        return (from_server, first[i], not towards_lower, i)
 
     return min(members, key=rank)
 
