@@ -584,3 +584,47 @@ async def test_kiosk_r_is_absent_and_inert(tmp_path, book):
         assert not isinstance(app.screen, RuleEditScreen)
         assert not any(b.binding.action == "flow_rule" for b in app.active_bindings.values())
     assert book == []
+
+
+async def test_the_rules_pane_shows_the_change_in_flight_instead_of_no_rules(tmp_path, book, monkeypatch):
+    import threading
+
+    from app_support import make_app, ok, rules_data, snap
+    from textual.widgets import Input, Static
+
+    from ebpftop.actions import rules as rule_actions
+    from ebpftop.tui.panes.rules.edit import RuleEditScreen
+    from ebpftop.tui.screens.confirm import ConfirmScreen
+
+    release = threading.Event()
+    real = rule_actions.RuleBook.apply
+
+    def slow_apply(self, change, author=""):
+        self.progress("compiling and verifying the rules program (no rules were loaded: 5-8 s, once)")
+        release.wait(60)
+        return real(self, change, author)
+
+    monkeypatch.setattr(rule_actions.RuleBook, "apply", slow_apply)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.runtime.bus.publish(snap("rules", rules_data(0), ok(NOW - 1), seq=1, t=NOW - 1))
+        await pilot.press("2")
+        await pilot.pause()
+
+        def keys() -> str:
+            return str(app.query_one("#rules-keys", Static).render())
+
+        assert keys().startswith("no rules")
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, RuleEditScreen), "the editor")
+        app.screen.query_one(Input).value = "count udp to any port 53"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("enter")
+        try:
+            await until(pilot, lambda: keys().startswith("⟳ Add rule: compiling and verifying"), "the step")
+        finally:
+            release.set()
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: keys().startswith("✔ Add rule: done in"), "done")
+    assert [r.action for r in book] == ["count"]

@@ -91,6 +91,7 @@ class RulesPane(SourcePane):
         self.data: RulesData | None = None
         self.rows: list[RuleRecord] = []
         self._progress_timer: Timer | None = None
+        self._since = time.monotonic()  # changes begun from then on are shown (on_mount sets it again)
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="rules-view", classes="data"):
@@ -115,7 +116,9 @@ class RulesPane(SourcePane):
         """The keys, or the change being applied (and for a moment after, how it went)."""
         if not self.is_mounted or (self.data is None and PROGRESS.state is None):
             return
-        line = applying_text(PROGRESS.state)
+        state = PROGRESS.state
+        # a change begun before this pane was mounted (another dashboard in this process) is not its
+        line = applying_text(state) if state is not None and state.started >= self._since else None
         if line is None:
             read_only = dashboard(self).read_only
             if self.data is not None and not self.data.rules:
@@ -126,6 +129,7 @@ class RulesPane(SourcePane):
 
     def on_mount(self) -> None:
         # (SourcePane.on_mount runs as well: Textual calls each class's handler.)
+        self._since = time.monotonic()
         PROGRESS.listen(self._progress_changed)
 
     def on_unmount(self) -> None:
