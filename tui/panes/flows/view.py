@@ -116,17 +116,17 @@ def icmp_suffix(f: FlowRecord) -> str:
 
 def full_flow(f: FlowRow) -> str:
     """`src:sport → dst:dport` (ICMP: type and code instead of ports); a fold of ended
-    connections `×12 src → dst:dport` (their source ports differ)."""
+    connections `src → dst:dport` (their source ports differ)."""
     if isinstance(f, FlowFold):
-        return f"×{f.connections} {f.src} → {endpoint(f.dst, f.dport, f.proto)}"
+        return f"{f.src} → {endpoint(f.dst, f.dport, f.proto)}"
     return f"{endpoint(f.src, f.sport, f.proto)} → {endpoint(f.dst, f.dport, f.proto)}{icmp_suffix(f)}"
 
 
 def local_flow(f: FlowRow) -> str:
-    """`:local-port → remote:port` from this host's side (← for ingress); a fold as in
-    `full_flow`."""
+    """`:local-port → remote:port` from this host's side (← for ingress); a fold
+    `→ dst:dport` (the process column says whose)."""
     if isinstance(f, FlowFold):
-        return full_flow(f)
+        return f"→ {endpoint(f.dst, f.dport, f.proto)}"
     _laddr, lport, raddr, rport = f.local_remote()
     arrow = "→" if f.direction == "egress" else "←"
     remote = endpoint(raddr, rport, f.proto)
@@ -191,8 +191,11 @@ def layout(width: int) -> str:
 
 
 def _mark(f: FlowRow, now: float | None) -> str:
-    """The compact layout's mark of a lone ended connection (folds say `×N`)."""
-    return "✕ " if now is not None and isinstance(f, FlowRecord) and ended(f, now) else ""
+    """The compact layout's mark (it has no state column): `×12 ` for a fold of 12 ended
+    connections, `✕ ` for a lone ended one."""
+    if isinstance(f, FlowFold):
+        return f"×{f.connections} "
+    return "✕ " if now is not None and ended(f, now) else ""
 
 
 def flow_columns(
