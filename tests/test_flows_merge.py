@@ -9,6 +9,7 @@ import socket
 from dataclasses import replace
 
 import pytest
+from test_flows_logic import _Datapath as OneInterface
 
 from ebpftop.collectors.flows import connections as cx
 from ebpftop.collectors.flows import filter as flt
@@ -155,30 +156,14 @@ def test_the_forward_way_goes_to_the_server_port_else_it_is_the_first_seen():
     assert cx.first_entry(t, (0, 1)) == 1
 
 
-class _Datapath:
-    """What FlowsCollector._sample needs of FlowsDatapath, with the map in a dict."""
+class _Datapath(OneInterface):
+    """test_flows_logic's map stand-in, on a client's and a server's interface."""
 
     def __init__(self):
         from ebpftop.collectors.flows.loader import Attachment
 
-        self.attachments = {
-            "vc": Attachment("vc", 3, "tcx", []),
-            "vs": Attachment("vs", 5, "tcx", []),
-        }
-        self.deleted = 0
-        self.map: dict[bytes, tuple[int, int, int, int]] = {}
-
-    def counters_total(self):
-        return [len(self.map) + self.deleted, 0, 0, 0]
-
-    def read(self):
-        return FlowTable.from_rows(dict(self.map))
-
-    def delete(self, keys):
-        for k in keys:
-            del self.map[k]
-        self.deleted += len(keys)
-        return len(keys)
+        super().__init__()
+        self.attachments = {"vc": Attachment("vc", 3, "tcx", []), "vs": Attachment("vs", 5, "tcx", [])}
 
 
 def test_the_collector_reports_one_record_per_connection_with_its_hooks(monkeypatch):
