@@ -178,8 +178,8 @@ def fold(members: Sequence[FlowRecord]) -> FlowFold:
         tuple(members),
         sum(f.packets for f in members),
         sum(f.bytes for f in members),
-        _sum(f.bps for f in members),
-        _sum(f.pps for f in members),
+        sum_known(f.bps for f in members),
+        sum_known(f.pps for f in members),
         sum(f.retransmits for f in members),
         max(latency) if latency else None,
         min(f.first_seen for f in members),
@@ -187,7 +187,8 @@ def fold(members: Sequence[FlowRecord]) -> FlowFold:
     )
 
 
-def _sum(values: Iterable[float | None]) -> float | None:
+def sum_known(values: Iterable[float | None]) -> float | None:
+    """The sum of the known values; None when none is known (never a made-up 0)."""
     known = [v for v in values if v is not None]
     return sum(known) if known else None
 

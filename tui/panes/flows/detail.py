@@ -9,7 +9,7 @@ newer; a tick where the flow was not among the top flows is left out, never draw
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from textual.app import ComposeResult
@@ -18,7 +18,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from ebpftop.collectors.flows.model import FlowPath, FlowRecord, FlowsData, TcpEvent
-from ebpftop.collectors.flows.view import FoldKey, ended, fold_key, group_key
+from ebpftop.collectors.flows.view import FoldKey, ended, fold_key, group_key, sum_known
 from ebpftop.core.model import Snapshot
 
 from ...screens.detail import DetailScreen
@@ -68,11 +68,6 @@ class DetailView:
     now: float
 
 
-def _sum(values: Iterable[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return sum(known) if known else None
-
-
 def rate_history(history: Sequence[Snapshot], sel: Selection, until: float) -> list[Point]:
     points = []
     for snap in history:
@@ -81,7 +76,9 @@ def rate_history(history: Sequence[Snapshot], sel: Selection, until: float) -> l
             continue
         members = [f for f in data.flows if sel.matches(f, snap.time)]
         if members:
-            points.append(Point(snap.time, _sum(f.bps for f in members), _sum(f.pps for f in members)))
+            points.append(
+                Point(snap.time, sum_known(f.bps for f in members), sum_known(f.pps for f in members))
+            )
     return points
 
 
@@ -130,9 +127,9 @@ def summary(view: DetailView) -> Content:
         )
     parts: list[Part] = [
         ("now ", "$text-muted"),
-        (fmt.rate(_sum(f.bps for f in m)), "bold"),
+        (fmt.rate(sum_known(f.bps for f in m)), "bold"),
         "  ",
-        (count(_sum(f.pps for f in m)) + " pkt/s", "bold"),
+        (count(sum_known(f.pps for f in m)) + " pkt/s", "bold"),
         ("   total ", "$text-muted"),
         fmt.size(sum(f.bytes for f in m)),
         f" in {count(sum(f.packets for f in m))} pkts",
