@@ -628,3 +628,19 @@ async def test_the_rules_pane_shows_the_change_in_flight_instead_of_no_rules(tmp
         await app.workers.wait_for_complete()
         await until(pilot, lambda: keys().startswith("✔ Add rule: done in"), "done")
     assert [r.action for r in book] == ["count"]
+
+
+def test_the_detail_line_says_the_lifetime_truly():
+    from dataclasses import replace
+
+    from app_support import rules_data
+
+    from ebpftop.tui.panes.rules.view import lifetime_text
+
+    rec = rules_data(1).rules[0]
+    assert lifetime_text(replace(rec, session=True), NOW) == "expiry session"
+    # a deny that was a session's count rule before the fix still carries the flag: not "session"
+    deny = replace(rec, action="deny", text="deny tcp to any port 1000", session=True, expires=None)
+    assert lifetime_text(deny, NOW) == "no expiry, stays after exit"
+    assert lifetime_text(replace(deny, expires=NOW + 900), NOW) == "expiry in 15m"
+    assert lifetime_text(replace(rec, expires=None), NOW) == "no expiry"

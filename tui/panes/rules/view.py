@@ -98,10 +98,9 @@ def expiry_text(rec: RuleRecord, now: float) -> str:
 def lifetime_text(rec: RuleRecord, now: float) -> str:
     """The detail line's words for how long the rule lives, and whether past ebpftop."""
     exp = expiry_text(rec, now)
-    if exp in ("expired", "session"):
-        return {"expired": "expired (no longer matches)", "session": "ends with this session"}[exp]
-    stays = ", stays after exit" if enforced(rec) else ""
-    return ("no expiry" if exp == fmt.NO_DATA else f"expiry {exp}") + stays
+    if exp != fmt.NO_DATA:  # "in 29m", "session" (a count rule ending with this dashboard), "expired"
+        return f"expiry {exp}"  # (◆ in the action column says an enforcing rule stays after exit)
+    return "no expiry, stays after exit" if enforced(rec) else "no expiry"
 
 
 def per_second(x: float | None) -> str:
