@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 
 from ebpftop.actions import rules as rule_actions
@@ -71,9 +72,11 @@ async def read_rules(settings: Settings) -> list[Rule]:
     return await asyncio.to_thread(rule_actions.read_rules, settings)
 
 
-async def warm(settings: Settings) -> bool:
-    """Compile the rules program while the operator writes a rule (`actions.rules.warm`)."""
-    return await asyncio.to_thread(rule_actions.warm, settings)
+def warm(settings: Settings) -> None:
+    """Compile the rules program while the operator writes a rule (`actions.rules.warm`),
+    in a daemon thread: quitting meanwhile does not wait for the compile (nothing of it
+    is pinned yet, so nothing is left behind)."""
+    threading.Thread(target=rule_actions.warm, args=(settings,), name="rules-warm", daemon=True).start()
 
 
 async def add(

@@ -235,7 +235,7 @@ def request(
             dialogs.say(f"no rule for this row: {exc}", severity="warning", timeout=8)
             return None
         settings = app.settings
-        warm_while_editing(node, settings)
+        warm_while_editing(settings)
         current = await rules_change.read_rules(settings)
         flows = recent_flows(history)
         screen = RuleEditScreen(

@@ -19,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
@@ -57,10 +56,10 @@ def caret_lines(text: str, col: int, room: int = CARET_ROOM) -> tuple[str, str]:
     return shown, " " * pad + "^"
 
 
-def warm_while_editing(node: DOMNode, settings: Settings) -> None:
+def warm_while_editing(settings: Settings) -> None:
     """An editor is opening: compile the rules program meanwhile (when none is loaded),
     so applying the rule does not wait for the compile (5-8 s). Best effort, off the loop."""
-    node.run_worker(rules_change.warm(settings), group="rules-warm", exit_on_error=False)
+    rules_change.warm(settings)
 
 
 class RuleEditScreen(ModalScreen["Rule | None"]):

@@ -239,7 +239,7 @@ class RulesPane(SourcePane):
     def action_add_rule(self) -> None:
         async def prepare(dialogs: Dialogs, _rec: RuleRecord | None) -> Run | None:
             settings = dashboard(self).settings
-            warm_while_editing(self, settings)
+            warm_while_editing(settings)
             rule = await dialogs.ask(self._editor("Add rule (last, lowest priority)", len(self.rows)))
             if rule is None:
                 dialogs.say("no rule added")
@@ -255,7 +255,7 @@ class RulesPane(SourcePane):
         async def prepare(dialogs: Dialogs, rec: RuleRecord | None) -> Run | None:
             assert rec is not None
             rows = list(self.rows)
-            warm_while_editing(self, dashboard(self).settings)
+            warm_while_editing(dashboard(self).settings)
             rule = await dialogs.ask(self._editor(f"Edit rule {rec.id}", rec.position, rec.text))
             if rule is None:
                 dialogs.say(f"rule {rec.id} unchanged")
