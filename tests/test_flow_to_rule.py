@@ -644,3 +644,72 @@ def test_the_detail_line_says_the_lifetime_truly():
     assert lifetime_text(deny, NOW) == "no expiry, stays after exit"
     assert lifetime_text(replace(deny, expires=NOW + 900), NOW) == "expiry in 15m"
     assert lifetime_text(replace(rec, expires=None), NOW) == "no expiry"
+
+
+WARM_IN_NETNS = r"""
+import json, socket, sys, time
+from ebpftop.collectors.rules.ruleset import RuleBook
+from ebpftop.collectors.rules.grammar import parse_rule
+
+pin, state, a_if, b_ip = sys.argv[1:5]
+book = RuleBook(pin, state)
+steps = []
+book.progress = steps.append
+out = {"warm": book.dp.warm(), "pinned_before": book.dp.loaded(), "again": book.dp.warm()}
+book.add(parse_rule(f"count udp to {b_ip} port 9 on {a_if} out"), "test")
+out["steps"] = steps
+out["warm_after"] = book.dp.is_warm()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(3):
+    s.sendto(b"x" * 10, (b_ip, 9))
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    _, counts = book.read_counted()
+    if counts and next(iter(counts.values()))[0] == 3:
+        break
+    time.sleep(0.05)
+out["counted"] = next(iter(book.read_counted()[1].values()))[0]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.integration
+def test_a_change_pins_the_copy_compiled_ahead_and_it_counts(tmp_path):
+    """`Datapath.warm` compiles and verifies the program pinned nowhere; the first change
+    pins that copy instead of compiling (its step says so) and the program counts."""
+    import os
+    import secrets
+    import shutil
+
+    from conftest import need_root
+    from netns import PYTHON, veth_pair
+
+    need_root()
+    pin_dir = f"/sys/fs/bpf/ebpftop-test-{secrets.token_hex(4)}/rules"
+    try:
+        with veth_pair("ebwm") as net:
+            p = net.a.run(
+                PYTHON,
+                "-c",
+                WARM_IN_NETNS,
+                pin_dir,
+                str(tmp_path / "state"),
+                net.a_if,
+                net.b_ip4,
+                timeout=300,
+                bpf=True,
+            )
+            out = json.loads(p.stdout.strip().splitlines()[-1])
+    finally:
+        from ebpftop.collectors.rules.ruleset import RuleBook
+
+        book = RuleBook(pin_dir, str(tmp_path / "state"))
+        book.dp.remove()
+        book.state.remove()
+        shutil.rmtree(os.path.dirname(pin_dir), ignore_errors=True)
+    assert (out["warm"], out["pinned_before"], out["again"]) == (True, False, False)
+    assert "pinning the rules program compiled in advance" in out["steps"]
+    assert not any(s.startswith("compiling") for s in out["steps"])
+    assert out["warm_after"] is False  # the pins hold it now
+    assert out["counted"] == 3
