@@ -84,6 +84,9 @@ def test_a_remote_group_is_everything_from_it_and_a_network_key_its_network():
     assert rule_for(flows, "remote", "203.0.113.7").text == "count from 203.0.113.7 on eth0 in"
     net = rule_for(flows, "remote/24", "203.0.113.0/24")
     assert net.text == "count from 203.0.113.0/24 on eth0 in"
+    v6 = [conn(src="2001:db8:1::7", dst="2001:db8:2::2")]
+    assert rule_for(v6, "remote/64", "2001:db8:1::/64").text == "count from 2001:db8:1::/64 on eth0 in"
+    assert parses(rule_for(v6)).match.src == "2001:db8:1::7/128"
     # flows on two interfaces: no `on`, and the note says where it acts then
     two = [conn(), conn(iface="eth1", sport=41002)]
     draft = rule_for(two, "remote", "203.0.113.7")
