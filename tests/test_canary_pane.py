@@ -318,6 +318,20 @@ async def test_the_highlight_stays_on_its_trace_id_across_refreshes(tmp_path):
         assert note.has_class("-empty")
 
 
+async def test_x_without_slow_trace_ids_says_why(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show(pilot, app, canary_snap(service(exemplars=())))
+        await pilot.press("x")
+        await pilot.pause()
+        said = [str(n.message) for n in app._notifications]
+        assert any(
+            "no slow trace ids: Prometheus returned no exemplar with a trace id at or above the canary's "
+            "p99 bucket (checkout in the last 1m)" in m
+            for m in said
+        ), said
+
+
 def prompt(olist: OptionList, i: int) -> str:
     return str(olist.get_option_at_index(i).prompt)
 

@@ -229,13 +229,26 @@ class CanaryPane(SourcePane):
     def action_exemplars(self) -> None:
         olist = self.query_one("#canary-exemplars", OptionList)
         if not self._exemplars:
-            self.app.notify("no slow-request trace ids for the canary right now", timeout=3)
+            self.app.notify(self._no_exemplars(), timeout=5)
             return
         olist.focus()
         olist.scroll_visible()
         if olist.highlighted is None:
             olist.highlighted = 0
         self._trace_note("")
+
+    def _no_exemplars(self) -> str:
+        """Why `x` has nothing to list."""
+        data = self.last_good.data if self.last_good is not None else None
+        services = list(getattr(data, "services", ()) or ())
+        if not services:
+            return "no slow trace ids: no canary evaluation yet (the pane's health line says why)"
+        windows = ", ".join(f"{clean(s.name, 30)} in the last {clean(s.window, 12)}" for s in services)
+        return (
+            "no slow trace ids: Prometheus returned no exemplar with a trace id at or above the "
+            f"canary's p99 bucket ({windows}); that needs Prometheus's exemplar storage and a histogram "
+            "observed with trace_id exemplars"
+        )
 
     def action_next_service(self) -> None:
         if self._services:
