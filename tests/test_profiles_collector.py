@@ -284,3 +284,26 @@ def test_windows_slide_and_the_minute_is_rebuilt_every_five_seconds():
     (group,) = last.windows[0].groups
     assert tag(group.tags, "pid") == str(os.getpid())
     assert group.top[0].name == "hot" and group.top[0].self_samples == 100
+
+
+def test_a_urls_profiles_of_the_last_minute_are_shown_merged():
+    """Fetched back to back, the profiles of the last PPROF_SPAN seconds are one profile
+    (so a trace id from the canary's window still finds its samples); an older one
+    leaves, and one that overlaps a newer one is the same samples served again."""
+    from ebpftop.collectors.profiles.collector import PPROF_SPAN, _Fetched
+    from ebpftop.collectors.profiles.model import StackSample, make_tags
+
+    def fetched(start: float, trace: str, n: int) -> _Fetched:
+        stack = StackSample(("main", "work"), n, make_tags({"trace_id": trace}))
+        return _Fetched(start, start + 10, start + 10.2, (stack,))
+
+    url = "http://127.0.0.1:1/debug/pprof"
+    c = ProfilesCollector(hz=0, pprof_urls=(url,))
+    for i in range(7):  # 0..70 s: seven back-to-back 10 s profiles
+        prof = c._keep(url, fetched(10.0 * i, f"t{i}", i + 1))
+    assert PPROF_SPAN == 60.0
+    traces = {tag(g.tags, "trace_id"): g.samples for g in prof.groups}
+    assert traces == {f"t{i}": i + 1 for i in range(1, 7)}  # t0 arrived more than 60 s before t6
+    assert (prof.name, prof.source, prof.start, prof.end) == (f"pprof {url}", url, 10.0, 70.0)
+    again = c._keep(url, fetched(60.0, "t6", 7))  # the last profile served a second time
+    assert {tag(g.tags, "trace_id"): g.samples for g in again.groups} == traces
