@@ -295,7 +295,7 @@ def test_a_urls_profiles_of_the_last_minute_are_shown_merged():
 
     def fetched(start: float, trace: str, n: int) -> _Fetched:
         stack = StackSample(("main", "work"), n, make_tags({"trace_id": trace}))
-        return _Fetched(start, start + 10, start + 10.2, (stack,))
+        return _Fetched(start, start + 10, (stack,))
 
     url = "http://127.0.0.1:1/debug/pprof"
     c = ProfilesCollector(hz=0, pprof_urls=(url,))
@@ -303,7 +303,12 @@ def test_a_urls_profiles_of_the_last_minute_are_shown_merged():
         prof = c._keep(url, fetched(10.0 * i, f"t{i}", i + 1))
     assert PPROF_SPAN == 60.0
     traces = {tag(g.tags, "trace_id"): g.samples for g in prof.groups}
-    assert traces == {f"t{i}": i + 1 for i in range(1, 7)}  # t0 arrived more than 60 s before t6
+    assert traces == {f"t{i}": i + 1 for i in range(1, 7)}  # t0 began more than 60 s before t6 ended
     assert (prof.name, prof.source, prof.start, prof.end) == (f"pprof {url}", url, 10.0, 70.0)
     again = c._keep(url, fetched(60.0, "t6", 7))  # the last profile served a second time
     assert {tag(g.tags, "trace_id"): g.samples for g in again.groups} == traces
+    # the default cadence (a 10 s profile every 60 s): each profile is shown alone
+    sparse = ProfilesCollector(hz=0, pprof_urls=(url,))
+    sparse._keep(url, fetched(0.0, "early", 1))
+    alone = sparse._keep(url, fetched(60.0, "late", 2))
+    assert [tag(g.tags, "trace_id") for g in alone.groups] == ["late"] and alone.start == 60.0

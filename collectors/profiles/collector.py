@@ -47,11 +47,10 @@ Named = tuple[Tags, tuple[str, ...], int]  # (tags, root-first frames, samples)
 
 @dataclass(frozen=True)
 class _Fetched:
-    """One periodic pprof profile as fetched: its span, when it arrived (our clock), its stacks."""
+    """One periodic pprof profile as fetched: its span and its stacks."""
 
     start: float
     end: float
-    arrived: float
     stacks: tuple[StackSample, ...]
 
 
@@ -277,20 +276,18 @@ class ProfilesCollector(Collector):
         end = self._clock()
         start = prof.time_nanos / 1e9 if prof.time_nanos else started
         span = prof.duration_nanos / 1e9 if prof.duration_nanos else end - started
-        return _Fetched(start, start + span, end, prof.stacks)
+        return _Fetched(start, start + span, prof.stacks)
 
     async def _fetch(self, url: str, name: str) -> Profile:
         got = await self._fetch_raw(url)
         return summarize(name, url, got.start, got.end, got.stacks, max_stacks=self.max_stacks)
 
     def _keep(self, url: str, got: _Fetched) -> Profile:
-        """The URL's profiles of the last PPROF_SPAN seconds (by when they arrived), merged
+        """The URL's profiles within PPROF_SPAN seconds of the newest one's end, merged
         into one; one that overlaps a newer one is dropped (a server profiles one at a time,
         so an overlap is the same samples served again)."""
         kept = [
-            f
-            for f in self._pprof_kept.get(url, [])
-            if f.arrived > got.arrived - PPROF_SPAN and f.end <= got.start
+            f for f in self._pprof_kept.get(url, []) if f.start >= got.end - PPROF_SPAN and f.end <= got.start
         ]
         kept.append(got)
         self._pprof_kept[url] = kept
