@@ -64,7 +64,7 @@ async def main():
     while True:
         t = time.monotonic()
         d = await c.collect()
-        print(json.dumps({"flows_tracked": d.flows_tracked, "evictions": d.evictions,
+        print(json.dumps({"map_entries": d.map_entries, "evictions": d.evictions,
                           "update_failures": d.update_failures, "took": time.monotonic() - t}), flush=True)
         await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
 asyncio.run(main())
@@ -331,7 +331,7 @@ def main() -> int:
                 ns1, n1 = prog_stats(ids)
                 out = stop(agent)
                 ticks = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
-                tracked = max((t["flows_tracked"] for t in ticks), default=None)
+                tracked = max((t["map_entries"] for t in ticks), default=None)
                 iftop = net.a.popen(
                     "iftop",
                     "-t",
