@@ -179,16 +179,19 @@ def path_lines(view: DetailView) -> Content:
     for f in view.members[:1]:
         # recorded before connections were merged: the record was one hook, one way
         alone = FlowPath(f.iface, f.direction, True, f.packets, f.bytes, f.bps, f.pps)
-        for p in f.paths or (alone,):
+        paths = f.paths or (alone,)
+        # the figures before the addresses, which are long and may wrap at 80 columns
+        name_w = max(len(clean(p.iface, 32)) for p in paths)
+        for p in paths:
             if parts:
                 parts.append("\n")
             way = f"{f.src} → {f.dst}" if p.forward else f"{f.dst} → {f.src}"
             parts += [
-                (f"{clean(p.iface, 32):<16}", "bold"),
-                (f" {clean(p.direction, 8):<7}  ", "$text-muted"),
-                clean(way, 90),
+                (f"{clean(p.iface, 32):<{name_w}}", "bold"),
+                (f" {clean(p.direction, 8):<7} ", "$text-muted"),
+                (f"{fmt.rate(p.bps):>9}", "bold"),
                 (f"  {count(p.packets)} pkts  {fmt.size(p.bytes)}  ", ""),
-                (fmt.rate(p.bps), "bold"),
+                clean(way, 90),
             ]
     if not parts:
         return Content.assemble(("—", "$text-muted"))
