@@ -444,7 +444,7 @@ def test_snapshot_json_carries_own_cost_and_bpf_stats_only_when_asked(tmp_path):
     with veth_pair("ebsc") as net:
         net.a.python(sender, net.b_ip4)
         common = ["--iface", net.a_if, "snapshot", "--json", "--source", "flows", "--source", "selfcost"]
-        on = _snapshot_in(net.a, *common, "--duration", "3", "--bpf-stats")
+        on = _snapshot_in(net.a, *common, "--duration", "5", "--bpf-stats")
         off = _snapshot_in(net.a, *common, "--duration", "2")
     cost = on["own_cost"]
     proc = cost["process"]
@@ -454,8 +454,14 @@ def test_snapshot_json_carries_own_cost_and_bpf_stats_only_when_asked(tmp_path):
     assert proc["terminal_bytes"] is None  # no terminal: not 0
     assert proc["stats"]["state"] == "on" and proc["stats"]["since"] <= on["time"]
     eg = next(p for p in proc["programs"] if p["name"] == "ebpftop_fl_eg")
-    assert eg["owner"] == "flows" and eg["run_cnt"] > 0 and eg["runs_per_s"] > 0
-    assert 0 < eg["ns_per_run"] < 1_000_000
+    assert eg["owner"] == "flows" and eg["run_cnt"] > 0
+    # A rate needs two samples of the program: when its compile ends near the end of the
+    # snapshot (a loaded machine), the last sample is its first and says unknown, not 0.
+    # The screen's test above checks the rate itself on a program that has run a while.
+    if eg["runs_per_s"] is None:
+        assert eg["ns_per_run"] is None
+    else:
+        assert eg["runs_per_s"] > 0 and 0 < eg["ns_per_run"] < 1_000_000
     assert eg["id"] in {p["id"] for p in proc["host_programs"]}
     assert {(x["source"], x["what"]) for x in cost["losses"]} >= {("flows", "flows evicted (map full)")}
     assert all(isinstance(x["count"], int) for x in cost["losses"] if x["source"] == "flows")
@@ -491,6 +497,7 @@ def test_pinned_rules_programs_count_as_ebpftops_without_being_held(tmp_path):
 
     from conftest import need_root
 
+    from ebpftop.collectors.bpfsys import prog_info
     from ebpftop.collectors.rules.bpfsys import obj_pin
     from ebpftop.collectors.selfcost.programs import held_prog_ids, own_programs
 
@@ -500,14 +507,14 @@ def test_pinned_rules_programs_count_as_ebpftops_without_being_held(tmp_path):
     os.makedirs(pin_dir)
     try:
         fd = _load_socket_filter("ebpftop_rl_in")
+        mine = prog_info(fd).id  # this process may hold other rules programs (earlier tests)
         obj_pin(fd, f"{pin_dir}/prog_ebpftop_rl_in")
         held = own_programs(pin_dir)
         os.close(fd)  # now only the pin keeps it
-        pinned = [(info.name, owner) for info, owner in own_programs(pin_dir) if info.name == "ebpftop_rl_in"]
-        gone = [info.id for info, _ in held if info.name == "ebpftop_rl_in"]
+        pinned = [(info.name, owner) for info, owner in own_programs(pin_dir) if info.id == mine]
         assert pinned == [("ebpftop_rl_in", "rules (pinned)")]
-        assert [owner for info, owner in held if info.name == "ebpftop_rl_in"] == ["rules"]  # held: by name
-        assert gone and gone[0] not in held_prog_ids()
+        assert [owner for info, owner in held if info.id == mine] == ["rules"]  # held: by name
+        assert mine not in held_prog_ids()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -105,8 +105,8 @@ async def test_R_confirms_with_evidence_and_plan_then_rolls_back_audited(tmp_pat
         await wait_for(pilot, lambda: app.runtime.store.latest("rollout") is not None)
         assert "R" in footer_keys(app)
         await pilot.press("3")
-        await pilot.pause()
-        assert "rollout fake  phase Progressing" in summary_text(app)
+        # the screen follows the store in the next frame slot (tui/flush.py)
+        await wait_for(pilot, lambda: "rollout fake  phase Progressing" in summary_text(app))
         assert "stable rev-1 90%" in summary_text(app)
         assert "R: roll back, all traffic to stable (type the service name to confirm)" in summary_text(app)
 
