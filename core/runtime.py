@@ -8,6 +8,7 @@ replay) hands the app a Runtime with other sources and nothing else changes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -58,10 +59,11 @@ class Runtime:
     def read_only(self) -> bool:
         return self.settings.kiosk
 
-    @property
+    @functools.cached_property
     def node_name(self) -> str | None:
         """The watched node's name before its first host sample, so the first frame names
-        the node: this machine when a live host collector watches it."""
+        the node: this machine when a live host collector watches it. Asked at every
+        frame: looked up once."""
         return socket.gethostname() if any(c.name == "host" for c in self.collectors) else None
 
     def on_close(self, fn: Callable[[], object]) -> None:
