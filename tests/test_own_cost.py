@@ -151,7 +151,8 @@ async def test_kiosk_closes_it_by_itself_and_the_stats_go_off(tmp_path, monkeypa
     app, fake = switched_app(tmp_path, selfcost_data(BpfStats(STATS_OFF)), kiosk=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("dollar_sign")
-        await wait_for(pilot, lambda: isinstance(app.screen, OwnCostScreen), "the own-cost screen")
+        # opened (it turns the stats on); at 0.5 s it may close before a poll would see it
+        await wait_for(pilot, lambda: fake.calls[:1] == ["on"], "the own-cost screen")
         await wait_for(pilot, lambda: not isinstance(app.screen, OwnCostScreen), "the screen to close")
         assert fake.calls == ["on", "off"] and not fake.is_on
 
