@@ -30,7 +30,7 @@ import psutil
 
 from ebpftop.core.settings import Settings
 
-from . import gobuild, haproxy, loadgen, procs, prometheus, topology
+from . import faults, gobuild, haproxy, loadgen, procs, prometheus, topology
 from . import state as statefile
 from .errors import LabError
 from .knobs import KNOBS_PATH, Knobs, parse_terms
@@ -494,6 +494,10 @@ def _live_proc(st: statefile.LabState, part: str) -> statefile.ProcRecord | str:
 
 
 def _service_status(layout: Layout, st: statefile.LabState, variant: str) -> PartStatus:
+    if variant in faults.down_services(st.tmpdir):
+        # on purpose: `lab up` keeps the lab (rebuilding it would end the scenario)
+        why = f"down by `lab inject {variant} down` (`... {variant} up` starts it)"
+        return PartStatus(variant, False, why, traffic=True)
     rec = _live_proc(st, variant)
     if isinstance(rec, str):
         return PartStatus(variant, False, rec)
@@ -544,7 +548,8 @@ def _haproxy_status(layout: Layout, st: statefile.LabState) -> PartStatus:
             "haproxy", False, f"pid {rec.pid} alive but {layout.stats_url}/metrics not answering"
         )
     desc = ", ".join(f"{s.name} weight {s.weight} {s.op_state}" for s in servers)
-    down = [s.name for s in servers if s.op_state != "running"]
+    injected = faults.down_services(st.tmpdir)  # its server is down because the service is
+    down = [s.name for s in servers if s.op_state != "running" and s.name not in injected]
     return PartStatus("haproxy", not down, f"pid {rec.pid}, {layout.app_url}, {desc}")
 
 
@@ -557,10 +562,11 @@ def _prometheus_status(layout: Layout, st: statefile.LabState) -> PartStatus:
         targets = api.targets()
     except OSError as exc:
         return PartStatus("prometheus", False, f"pid {rec.pid} alive but {layout.prometheus_url}: {exc}")
+    injected = tuple(f"//{layout.addr(v)}:" for v in faults.down_services(st.tmpdir))
     bad = [
         f"{t['url']} {t['health']}" + (f" ({t['error']})" if t["error"] else "")
         for t in targets
-        if t["health"] != "up"
+        if t["health"] != "up" and not any(a in t["url"] for a in injected)
     ]
     up_count = len(targets) - len(bad)
     detail = f"pid {rec.pid}, {layout.prometheus_url}, targets up {up_count}/{len(targets)}"
@@ -574,7 +580,7 @@ def _prometheus_status(layout: Layout, st: statefile.LabState) -> PartStatus:
 def inject(config: LabConfig, variant: str, terms: list[str]) -> Knobs:
     """Change a running service's knobs. Bad terms raise LabError before anything is sent."""
     if variant not in VARIANTS:
-        raise LabError("inject", f"unknown variant {variant!r}: allowed {', '.join(VARIANTS)}")
+        raise LabError("inject", f"unknown target {variant!r}: allowed {', '.join(VARIANTS)}, {faults.FLOOD}")
     parse_terms(terms)  # validate everything first: a bad term changes nothing
     layout = Layout(config)
     st = statefile.load(layout.state_file)
@@ -598,6 +604,86 @@ def inject(config: LabConfig, variant: str, terms: list[str]) -> Knobs:
     if code != 200:
         raise LabError(variant, f"knobs at {url} refused: HTTP {code} {body[:200]!r}")
     return Knobs.from_dict(json.loads(body))
+
+
+def fault(config: LabConfig, target: str, terms: list[str]) -> str:
+    """Apply a fault of lab/faults.py (a service down or up, the flood on or off); says
+    what changed. Bad terms raise LabError before anything changes."""
+    wanted = faults.parse(target, terms)
+    layout = Layout(config)
+    with statefile.locked(layout.lock_file):
+        st = statefile.load(layout.state_file)
+        if st is None or not st.tmpdir or not st.complete:
+            raise LabError("inject", "the lab is not up (run `ebpftop lab up`)")
+        layout = Layout(config_from_state(st))
+        if wanted.target == faults.FLOOD:
+            done = _flood(layout, st, wanted)
+        else:
+            done = _service_fault(layout, st, wanted)
+        statefile.save(layout.state_file, st)
+    return done
+
+
+def _replace_proc(st: statefile.LabState, part: str, rec: statefile.ProcRecord | None) -> None:
+    st.processes = [p for p in st.processes if p.part != part] + ([rec] if rec else [])
+
+
+def _flood(layout: Layout, st: statefile.LabState, wanted: faults.Fault) -> str:
+    old = st.proc(faults.FLOOD)
+    stopped = old is not None and procs.stop(old)
+    _replace_proc(st, faults.FLOOD, None)
+    if wanted.action == "off":
+        return "flood off" if stopped else "flood was not running"
+    assert st.tmpdir is not None
+    to = layout.addr("stable")
+    rec = procs.start(
+        faults.FLOOD,
+        [
+            sys.executable,
+            "-m",
+            "ebpftop.lab.flood",
+            "--to",
+            to,
+            "--port",
+            str(faults.FLOOD_PORT),
+            "--rate",
+            str(wanted.rate_bps),
+        ],
+        log=os.path.join(st.tmpdir, "flood.log"),
+        netns=layout.netns("client"),
+        ip_bin=layout.config.ip_bin,
+        env={"PYTHONUNBUFFERED": "1"},
+    )
+    _replace_proc(st, faults.FLOOD, rec)
+    procs.wait_ready(rec, lambda: os.path.getsize(rec.log) > 0, timeout=READY_TIMEOUT, what="flood")
+    return (
+        f"{wanted.describe()}: UDP {layout.addr('client')} -> {to}:{faults.FLOOD_PORT}, pid {rec.pid} "
+        f"(`lab inject flood off` stops it)"
+    )
+
+
+def _service_fault(layout: Layout, st: statefile.LabState, wanted: faults.Fault) -> str:
+    variant, tmpdir = wanted.target, st.tmpdir
+    assert tmpdir is not None
+    rec = st.proc(variant)
+    if wanted.action == "down":
+        faults.mark_down(tmpdir, variant, True)  # first: a status read meanwhile says why
+        if rec is not None and procs.stop(rec):
+            return f"{variant} down: pid {rec.pid} stopped (`lab inject {variant} up` starts it)"
+        return f"{variant} was not running"
+    if rec is not None and procs.alive(rec):
+        faults.mark_down(tmpdir, variant, False)
+        return f"{variant} is running (pid {rec.pid})"
+    new = _start_service(layout, tmpdir, variant, gobuild.build(layout.config.state_dir))
+    _replace_proc(st, variant, new)
+    procs.wait_ready(
+        new,
+        functools.partial(answers, layout.service_url(variant) + "/healthz"),
+        timeout=READY_TIMEOUT,
+        what=f"{layout.service_url(variant)}/healthz",
+    )
+    faults.mark_down(tmpdir, variant, False)
+    return f"{variant} up: pid {new.pid}, {layout.service_url(variant)}"
 
 
 # -- wiring for the dashboard --------------------------------------------------------

@@ -52,16 +52,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     i = sub.add_parser(
         "inject",
         parents=[common],
-        help="change a service's fault knobs while it runs",
+        help="change a service's fault knobs, take a service down, or flood its link",
         description="Examples: `ebpftop lab inject canary latency=300ms errors=2%% cpu=on`, "
-        "`ebpftop lab inject canary reset`. Knobs not named keep their value.",
+        "`ebpftop lab inject canary reset` (knobs not named keep their value); "
+        "`ebpftop lab inject stable down` / `... stable up` (stop / start the service's process); "
+        "`ebpftop lab inject flood on` / `... flood rate=5MB/s` / `... flood off` (UDP from the "
+        "client's namespace to the stable's, default 2 MB/s).",
     )
-    i.add_argument("variant", help="canary or stable")
+    i.add_argument("variant", metavar="TARGET", help="canary, stable, or flood")
     i.add_argument(
         "terms",
         nargs="+",
-        metavar="KNOB=VALUE|reset",
-        help="latency=<0-10s, e.g. 300ms>, errors=<0-100%%>, cpu=on|off, or reset",
+        metavar="TERM",
+        help="for canary/stable: latency=<0-10s, e.g. 300ms>, errors=<0-100%%>, cpu=on|off, reset, "
+        "down or up; for flood: on, off or rate=<0.01-50MB/s>",
     )
     p.set_defaults(func=run)
 
@@ -114,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.lab_command == "status":
             return _status(manager.status(cfg), args.json)
+        from ebpftop.lab import faults
+
+        if faults.is_fault(args.variant, args.terms):
+            _say(manager.fault(cfg, args.variant, args.terms))
+            return 0
         knobs = manager.inject(cfg, args.variant, args.terms)
         _say(f"{args.variant}: {knobs.describe()}")
         return 0

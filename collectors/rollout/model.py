@@ -135,6 +135,7 @@ def rollout_alarms(latest: Snapshot, _history: Sequence[Snapshot]) -> Iterator[A
     if not isinstance(data, RolloutData):
         return
     for s in data.services:
+        yield from _backends_down(s)
         back, since = rolled_back_since(s)
         if back and not (s.canary_weight or 0) > 0:
             detail = {
@@ -158,6 +159,18 @@ def rollout_alarms(latest: Snapshot, _history: Sequence[Snapshot]) -> Iterator[A
                     "undo": s.undo,
                 },
             )
+
+
+def _backends_down(s: RolloutState) -> Iterator[Alarm]:
+    """A server the controller stopped sending to on its own (HAProxy: health checks fail,
+    its admin state is ready): the service is down there, whatever its weight. A server
+    put in maintenance or drained on purpose is not."""
+    for b in s.backends:
+        if b.state == "stopped":
+            what = f"{s.service} {b.variant}" if b.variant else s.service
+            text = f"{what} down: {s.controller} server {b.name} stopped (health checks fail)"
+            detail = {"service": s.service, "server": b.name, "variant": b.variant, "addr": b.addr}
+            yield Alarm("rollout", "error", text, "backend_down", detail)
 
 
 register_alarms("rollout", rollout_alarms)
