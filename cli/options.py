@@ -7,6 +7,7 @@ flags override the files and the environment (flags > env > user file > system f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -55,6 +56,17 @@ class PrintAndExit(argparse.Action):
     ) -> None:
         sys.stdout.write(self.text(parser))
         parser.exit(0)
+
+
+def lab_instance(text: str) -> str:
+    """An argparse type: a lab instance name as `ebpftop lab --instance` takes it."""
+    from ebpftop.lab.layout import NAME_RE
+
+    if not NAME_RE.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a lab instance name: use 1-4 characters of a-z and 0-9"
+        )
+    return text
 
 
 class _HelpConfig(PrintAndExit):
@@ -111,6 +123,12 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="wire the dashboard (bringing the lab up) and snapshot, doctor, rollback (a running lab) "
         "to `ebpftop lab`",
+    )
+    g.add_argument(
+        "--lab-instance",
+        type=lab_instance,
+        metavar="NAME",
+        help="like --lab, with the running lab instance NAME (`ebpftop lab up --instance NAME`)",
     )
     g.add_argument(
         "--auto-rollback",
@@ -222,8 +240,11 @@ def load_or_exit(args: argparse.Namespace, *, lab: str | None = LAB_RUNNING) -> 
         for problem in exc.problems:
             print(f"ebpftop: {clean(problem)}", file=sys.stderr)
         raise SystemExit(2) from None
-    if settings.lab and lab is not LAB_UNUSED:
-        settings = with_lab(settings, bring_up=lab == LAB_UP)
+    instance = getattr(args, "lab_instance", None)
+    if (settings.lab or instance) and lab is not LAB_UNUSED:
+        # A named instance is used only when it runs: its subnet and ports were chosen
+        # at its `lab up`, and the default ones may be the default lab's.
+        settings = with_lab(settings, bring_up=lab == LAB_UP and instance is None, instance=instance)
     return settings
 
 
@@ -231,12 +252,13 @@ def load_or_exit(args: argparse.Namespace, *, lab: str | None = LAB_RUNNING) -> 
 LAB_CONFIG = None
 
 
-def with_lab(settings: Settings, *, bring_up: bool) -> Settings:
+def with_lab(settings: Settings, *, bring_up: bool, instance: str | None = None) -> Settings:
     """`--lab`: the settings pointed at the lab's Prometheus, interfaces and HAProxy.
 
     Only the dashboard brings the lab up (`bring_up`): a one-shot verb building
     namespaces and servers as a side effect would surprise; it uses the running lab
-    and exits 2 when there is none. Exits 1 when the lab cannot start.
+    and exits 2 when there is none. Exits 1 when the lab cannot start. `instance`:
+    that lab instance instead of the default one (`--lab-instance`).
     """
     from ebpftop.core.untrusted import clean
     from ebpftop.lab import manager
@@ -245,6 +267,8 @@ def with_lab(settings: Settings, *, bring_up: bool) -> Settings:
     from ebpftop.lab.state import StateFileError
 
     config = LAB_CONFIG or LabConfig()
+    if instance is not None:
+        config = dataclasses.replace(config, name=instance)
 
     def say(msg: str) -> None:
         print(f"ebpftop lab: {clean(msg)}", file=sys.stderr, flush=True)
@@ -258,13 +282,21 @@ def with_lab(settings: Settings, *, bring_up: bool) -> Settings:
     try:
         ep = manager.endpoints(config)
     except StateFileError as exc:
-        print(f"ebpftop: --lab: {clean(exc)}", file=sys.stderr)
+        flag = "--lab" if instance is None else f"--lab-instance {instance}"
+        print(f"ebpftop: {flag}: {clean(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     if ep is None:
-        print(
-            "ebpftop: --lab: the lab is not up (run `ebpftop lab up`, or `ebpftop --lab` to open the "
-            "dashboard, which brings it up)",
-            file=sys.stderr,
-        )
+        if instance is not None:
+            print(
+                f"ebpftop: --lab-instance {instance}: lab instance {instance} is not up "
+                f"(run `ebpftop lab up --instance {instance}`)",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                "ebpftop: --lab: the lab is not up (run `ebpftop lab up`, or `ebpftop --lab` to open the "
+                "dashboard, which brings it up)",
+                file=sys.stderr,
+            )
         raise SystemExit(2)
     return manager.wire_settings(settings, ep)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ebpftop.cli import options
-from ebpftop.cli.main import EXIT_BROKEN_PIPE, main
+from ebpftop.cli.main import EXIT_BROKEN_PIPE, build_parser, main
 from ebpftop.core.settings import Settings
 from ebpftop.lab import manager
 from ebpftop.lab import state as statefile
@@ -98,11 +99,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def lab(tmp_path, monkeypatch):
-    """A lab state file as `ebpftop lab up` writes it, on a port where nothing listens."""
-    cfg = LabConfig(state_dir=str(tmp_path / "lab"), prometheus_port=free_port())
-    tmpdir = tmp_path / "labtmp"
+def lab_state(cfg: LabConfig, tmpdir: Path) -> LabConfig:
+    """Write the state file `ebpftop lab up` writes for `cfg` (nothing is started)."""
     tmpdir.mkdir()
     st = statefile.LabState(
         name=cfg.name,
@@ -114,6 +112,15 @@ def lab(tmp_path, monkeypatch):
         started=time.time(),
     )
     statefile.save(Layout(cfg).state_file, st)
+    return cfg
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """A lab state file as `ebpftop lab up` writes it, on a port where nothing listens."""
+    cfg = lab_state(
+        LabConfig(state_dir=str(tmp_path / "lab"), prometheus_port=free_port()), tmp_path / "labtmp"
+    )
     monkeypatch.setattr(options, "LAB_CONFIG", cfg)
     for var in [v for v in os.environ if v.startswith("EBPFTOP_")]:
         monkeypatch.delenv(var)
@@ -171,3 +178,68 @@ def test_lab_verbs_without_a_running_lab_exit_2_and_say_so(tmp_path, monkeypatch
         assert "--lab: the lab is not up (run `ebpftop lab up`" in capsys.readouterr().err
     # a verb the lab changes nothing for runs without it
     assert main(["--config", EMPTY, "--lab", "replay", str(DEMO), "--summary"]) == 0
+
+
+# --- a lab instance other than the default one ---------------------------------------------
+
+
+def test_lab_instance_wires_the_named_running_instance_and_brings_nothing_up(lab, tmp_path, monkeypatch):
+    other = lab_state(
+        LabConfig(name="x1", state_dir=lab.state_dir, subnet="198.18.99.0/24", prometheus_port=free_port()),
+        tmp_path / "x1tmp",
+    )
+    ups = []
+    monkeypatch.setattr(manager, "up", lambda config, say: ups.append(config))
+    args = build_parser().parse_args(["--config", EMPTY, "--lab-instance", "x1"])
+    s = options.load_or_exit(args, lab=options.LAB_UP)  # as the dashboard asks
+    assert ups == []  # its subnet and ports were chosen at its `lab up`: used, not brought up
+    assert (
+        s.prometheus_url
+        == f"http://127.0.0.1:{other.prometheus_port}"
+        != f"http://127.0.0.1:{lab.prometheus_port}"
+    )
+    assert s.ifaces == tuple(f"ebt-x1-{p}" for p in ("client", "lb", "stable", "canary"))
+    assert s.rollout_haproxy_socket == Layout(other).haproxy_socket == f"{lab.state_dir}/haproxy-x1.sock"
+    # `--lab` alone is still the default instance, brought up by the dashboard
+    s = options.load_or_exit(build_parser().parse_args(["--config", EMPTY, "--lab"]), lab=options.LAB_UP)
+    assert ups == [lab] and s.prometheus_url == f"http://127.0.0.1:{lab.prometheus_port}"
+
+
+def test_lab_instance_not_up_or_misnamed_exits_2_and_says_so(lab, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", EMPTY, "--lab-instance", "x2", "snapshot", "--json"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--lab-instance x2: lab instance x2 is not up (run `ebpftop lab up --instance x2`)" in err
+    for bad in ("LAB", "toolong", "a-b", ""):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["--lab-instance", bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --lab-instance: {bad!r} is not a lab instance name: use 1-4 characters" in err
+
+
+@pytest.mark.parametrize(
+    ("instance", "watch", "stop"),
+    [
+        ("lab", "`ebpftop --lab`", "`ebpftop lab down`"),
+        ("x1", "`ebpftop --lab-instance x1`", "`ebpftop lab down --instance x1`"),
+    ],
+)
+def test_lab_up_names_the_instance_in_its_hint(lab, tmp_path, monkeypatch, capsys, instance, watch, stop):
+    """The hint `lab up` prints opens that very instance (checked by parsing it back)."""
+    cfg = LabConfig(name=instance, state_dir=lab.state_dir, prometheus_port=lab.prometheus_port)
+    if instance != "lab":
+        lab_state(cfg, tmp_path / "x1tmp")
+    # `lab up` reads its instance in the real state dir: here, the test's (its state file stands for a lab)
+    monkeypatch.setattr(manager, "up", lambda config, say: None)
+    real = manager.endpoints
+    monkeypatch.setattr(
+        manager, "endpoints", lambda config: real(dataclasses.replace(config, state_dir=lab.state_dir))
+    )
+    assert main(["lab", "up", "--instance", instance]) == 0
+    out = capsys.readouterr().out
+    assert f"watch with {watch}; stop with {stop}" in out
+    argv = watch.strip("`").split()[1:]
+    s = options.load_or_exit(build_parser().parse_args(["--config", EMPTY, *argv]), lab=options.LAB_RUNNING)
+    assert s.ifaces == tuple(Layout(cfg).veth(p) for p in ("client", "lb", "stable", "canary"))

@@ -107,9 +107,12 @@ def run(args: argparse.Namespace) -> int:
             manager.up(cfg, _say)
             ep = manager.endpoints(cfg)
             if ep:
+                # `ebpftop --lab` opens the default instance; another one is named.
+                named = "" if cfg.name == "lab" else f" --instance {cfg.name}"
+                watch = "ebpftop --lab" if not named else f"ebpftop --lab-instance {cfg.name}"
                 _say(
-                    f"lab is up: Prometheus {ep.prometheus_url}; watch with `ebpftop --lab`; "
-                    f"stop with `ebpftop lab down`"
+                    f"lab is up: Prometheus {ep.prometheus_url}; watch with `{watch}`; "
+                    f"stop with `ebpftop lab down{named}`"
                 )
             return 0
         if args.lab_command == "down":
