@@ -13,6 +13,7 @@ import pytest
 from ebpftop.collectors.flows import filter as flt
 from ebpftop.collectors.flows import rates, view
 from ebpftop.collectors.flows.attribution import Attributor, service_from_environ
+from fake_sockets import Names, TableFinder
 from ebpftop.collectors.flows.layout import FLOW_KEY, FLOW_VAL, TCP_EVENT, TCP_TUPLE, decode_key
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
 from ebpftop.collectors.flows.table import FlowTable
@@ -300,7 +301,7 @@ def test_attribution_prefers_the_kernel_then_the_socket_table():
         calls.append(now[0])
         return [_conn(("10.0.0.1", 5000), ("192.0.2.1", 443), 42), _conn(("0.0.0.0", 8080), None, 43)]
 
-    a = Attributor(refresh=5, clock=lambda: now[0], connections=conns, environ=lambda pid: {})
+    a = Attributor(refresh=5, clock=lambda: now[0], finder=TableFinder(conns), identities=Names())
     assert a.owner(("10.0.0.1", 5000, "192.0.2.1", 443), (7, "curl")) == (7, "curl")
     assert calls == []  # the kernel's answer needs no /proc scan
     assert a.owner(("10.0.0.1", 5000, "192.0.2.1", 443), None) == (42, None)
@@ -326,7 +327,7 @@ def test_attribution_prefers_the_kernel_then_the_socket_table():
     assert calls == [0.0, 6.0]
     # a miss is retried after miss_retry (60 s): a socket bound since is found
     late = [_conn(("10.0.0.1", 1), ("192.0.2.5", 2), 44)]
-    a._connections = lambda: (calls.append(now[0]), late)[1]
+    a.finder.conns = lambda: (calls.append(now[0]), late)[1]
     now[0] = 59.0
     assert a.owner(("10.0.0.1", 1, "192.0.2.5", 2), None) is None and calls == [0.0, 6.0]
     now[0] = 61.0
@@ -557,7 +558,7 @@ def test_collector_tick_ranks_rates_totals_and_expires(monkeypatch):
         top_n=2,
         tcp_events=False,
         idle_expiry=300,
-        attributor=Attributor(connections=lambda: [], environ=lambda pid: {}),
+        attributor=Attributor(finder=TableFinder(lambda: []), identities=Names()),
     )
     c.dp = dp = _Datapath()
     slow, fast, mid, old = _udp_key(1, 10), _udp_key(2, 20), _udp_key(3, 30), _udp_key(4, 40)
@@ -607,8 +608,9 @@ def test_collector_keeps_attribution_per_flow_until_the_attributor_changes(monke
     monkeypatch.setattr(collector.time, "monotonic_ns", lambda: clock[0])
     monkeypatch.setattr(collector.kclock, "calibration", lambda: (S, 0, 0))  # HZ = 1e9: a jiffy is a ns here
     monkeypatch.setattr(collector, "ifindex_of", lambda name: 9)
-    a = Attributor(refresh=5, miss_retry=60, clock=lambda: now[0], connections=conns, environ=lambda pid: {})
-    monkeypatch.setattr(a, "comm", lambda pid: f"proc{pid}")
+    a = Attributor(
+        refresh=5, miss_retry=60, clock=lambda: now[0], finder=TableFinder(conns), identities=Names()
+    )
     c = collector.FlowsCollector(["veth9"], tcp_events=False, attributor=a)
     c.dp = dp = _Datapath()
     k = _udp_key(5353, 5353)
@@ -626,10 +628,12 @@ def test_collector_keeps_attribution_per_flow_until_the_attributor_changes(monke
     now[0] = 70.0  # the answer is kept while nothing changes the attributor's tables
     assert c._sample().flows[0].pid == 77 and scans == [0.0, 61.0]
     dp.map[_udp_key(6000, 6000)] = (1, 100, 999 * S, 999 * S)  # a new unowned flow: a scan, a new generation
-    recs = {f.dport: f.pid for f in c._sample().flows}  # 5353 was placed before the scan, in this tick
-    assert recs == {5353: 77, 6000: None} and scans == [0.0, 61.0, 70.0]
+    # the tick asks for both flows' sockets in one batch before placing any: the walk it
+    # makes finds 5353's socket gone
+    recs = {f.dport: f.pid for f in c._sample().flows}
+    assert recs == {5353: None, 6000: None} and scans == [0.0, 61.0, 70.0]
     now[0] = 71.0
-    assert {f.dport: f.pid for f in c._sample().flows} == {5353: None, 6000: None}  # asked again: gone
+    assert {f.dport: f.pid for f in c._sample().flows} == {5353: None, 6000: None} and len(scans) == 3
 
 
 def test_collector_turns_the_maps_jiffies_into_wall_clock_times(monkeypatch):
@@ -642,7 +646,9 @@ def test_collector_turns_the_maps_jiffies_into_wall_clock_times(monkeypatch):
     monkeypatch.setattr(collector.time, "monotonic_ns", lambda: 12 * S)
     monkeypatch.setattr(collector.time, "time", lambda: 1_000_000.0)  # wall time at mono 12 s
     monkeypatch.setattr(collector, "ifindex_of", lambda name: 9)
-    c = collector.FlowsCollector(["veth9"], tcp_events=False, attributor=Attributor(connections=lambda: []))
+    c = collector.FlowsCollector(
+        ["veth9"], tcp_events=False, attributor=Attributor(finder=TableFinder(lambda: []), identities=Names())
+    )
     c.dp = dp = _Datapath()
     dp.map = {_udp_key(1, 2): (1, 100, j0 + 125, j0 + 450)}  # mono 10.5 s and 11.8 s
     f = c._sample().flows[0]
@@ -686,8 +692,8 @@ def test_attribution_puts_off_a_scan_while_on_the_event_loop():
     a = Attributor(
         refresh=5,
         clock=lambda: now[0],
-        connections=lambda: (calls.append(now[0]), sockets)[1],
-        environ=lambda pid: {},
+        finder=TableFinder(lambda: (calls.append(now[0]), sockets)[1]),
+        identities=Names(),
     )
     t = ("10.0.0.1", 5000, "192.0.2.1", 443)
     a.defer_scans = True
@@ -698,10 +704,15 @@ def test_attribution_puts_off_a_scan_while_on_the_event_loop():
     a.run_deferred_scan()
     assert calls == [10.0] and not a.scan_wanted and a.generation > gen
     assert a.owner(t, None) == (42, None)  # put off, not recorded as a miss
-    # a scan that is not due is never put off: the lookup just misses, as before
+    # on the loop a lookup is put off even when no walk is due (it enters namespaces in a
+    # thread); answered by the deferred run without a walk, as a miss
     a.defer_scans = True
     now[0] = 11.0
-    assert a.owner(("10.0.0.1", 1, "192.0.2.5", 2), None) is None and not a.scan_wanted and calls == [10.0]
+    miss = ("10.0.0.1", 1, "192.0.2.5", 2)
+    assert a.owner(miss, None) is None and a.scan_wanted and calls == [10.0]
+    a.defer_scans = False
+    a.run_deferred_scan()
+    assert a.owner(miss, None) is None and calls == [10.0]
     gen = a.generation
     a.run_deferred_scan()  # nothing owed: nothing done
     assert a.generation == gen and calls == [10.0]
@@ -726,8 +737,7 @@ def test_a_tick_on_the_event_loop_never_walks_proc(monkeypatch):
         scanned_on.append(threading.get_ident())
         return list(sockets)
 
-    a = Attributor(refresh=5, clock=lambda: now[0], connections=conns, environ=lambda pid: {})
-    monkeypatch.setattr(a, "comm", lambda pid: f"proc{pid}")
+    a = Attributor(refresh=5, clock=lambda: now[0], finder=TableFinder(conns), identities=Names())
     c = collector.FlowsCollector(["veth9"], tcp_events=False, attributor=a)
     c.dp = dp = _Datapath()
     dp.map = {_udp_key(5353, 5353): (1, 100, 999 * S, 999 * S)}

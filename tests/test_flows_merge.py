@@ -15,6 +15,7 @@ from ebpftop.collectors.flows import connections as cx
 from ebpftop.collectors.flows import filter as flt
 from ebpftop.collectors.flows import view
 from ebpftop.collectors.flows.attribution import Attributor
+from fake_sockets import Names, TableFinder
 from ebpftop.collectors.flows.layout import FLOW_KEY
 from ebpftop.collectors.flows.model import FlowPath, FlowRecord
 from ebpftop.collectors.flows.table import FlowTable
@@ -174,7 +175,9 @@ def test_the_collector_reports_one_record_per_connection_with_its_hooks(monkeypa
     monkeypatch.setattr(collector.kclock, "calibration", lambda: (S, 0, 0))  # a jiffy is a ns here
     monkeypatch.setattr(collector, "ifindex_of", lambda name: {"vc": 3, "vs": 5}[name])
     c = collector.FlowsCollector(
-        ["vc", "vs"], tcp_events=False, attributor=Attributor(connections=lambda: [], environ=lambda pid: {})
+        ["vc", "vs"],
+        tcp_events=False,
+        attributor=Attributor(finder=TableFinder(lambda: []), identities=Names()),
     )
     c.dp = dp = _Datapath()
     t = 999 * S

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from ebpftop.collectors.identity.model import Identity
 from ebpftop.core.collector import Collector, SourceUnavailable
 
 from .. import kclock
@@ -82,8 +83,8 @@ def preflight() -> None:
         )
 
 
-# (retransmits, connect_ms, pid, comm, service, events) of one flow
-Attributed = tuple[int, float | None, int | None, str | None, str | None, tuple[TcpEvent, ...]]
+# (retransmits, connect_ms, pid, comm, peer pid, events) of one flow
+Attributed = tuple[int, float | None, int | None, str | None, int | None, tuple[TcpEvent, ...]]
 ENDED = ("close", "connect_fail")  # a connection whose socket's last event is one of these has ended
 
 
@@ -116,6 +117,7 @@ class FlowsCollector(Collector):
         self.idle_expiry = idle_expiry
         self.want_tcp = tcp_events
         self.attributor = attributor or Attributor()
+        self._owners: dict[int, Identity] = {}  # this tick's records' processes
         self.dp: FlowsDatapath | None = None
         self.tcp: TcpEvents | None = None
         self.tcp_error: str | None = None
@@ -346,6 +348,8 @@ class FlowsCollector(Collector):
             notices=tuple(self.notices),
             max_flows=self.max_flows,
             map_entries=len(table),
+            owners=tuple(self._owners.values()),
+            namespaces=self.attributor.finder.namespaces,
         )
 
     def _top(self, conns: Connections) -> list[tuple[int, int, int]]:
@@ -385,7 +389,8 @@ class FlowsCollector(Collector):
     ) -> list[FlowRecord]:
         """The records of the `top` connections, each entry's key decoded once while it
         stays on top."""
-        per_pid: dict[int, tuple[str | None, str | None]] = {}
+        per_pid: dict[int, Identity] = {}
+        self._owners = per_pid
         records = []
         decoded, self._decoded = self._decoded, {}
         keep = self._decoded
@@ -399,11 +404,13 @@ class FlowsCollector(Collector):
 
         def decode(i: int) -> list[Any]:
             k = keys[i]
-            d = decoded.get(k)
+            d = keep.get(k) or decoded.get(k)
             if d is None:  # decoding (addresses to text) once per entry while it stays on top
                 d = self._decode(k)
             keep[k] = d
             return d
+
+        self._prefetch_owners([decode(first_entry(table, conns.members[-minus_c])) for _, _, minus_c in top])
 
         def rate(moved: int | None, moved_p: int | None) -> tuple[float | None, float | None]:
             # moved_p is None exactly when moved is (rates.moved, Merger.merge)
@@ -416,7 +423,7 @@ class FlowsCollector(Collector):
             members = conns.members[c]
             i = first_entry(table, members)
             d = decode(i)
-            iface, direction, proto, src, sport, dst, dport, _local, _tcp_flow, owned_gen, _owner = d
+            iface, direction, proto, src, sport, dst, dport, _local, _tcp_flow, owned_gen, _mine, _theirs = d
             bps, pps = rate(conns.moved_bytes[c], conns.moved_packets[c])
             if isinstance(members, int):
                 first, last = first_of[i], last_of[i]
@@ -442,10 +449,12 @@ class FlowsCollector(Collector):
                         key=_path_order,
                     )
                 )
-            retransmits, connect_ms, pid, comm, service = 0, None, None, None, None
+            retransmits, connect_ms, pid, comm, service, peer_pid = 0, None, None, None, None, None
             events: tuple[TcpEvent, ...] = ()
             if owned_gen is not None:  # tcp and udp
-                retransmits, connect_ms, pid, comm, service, events = self._attributed(d, per_pid)
+                retransmits, connect_ms, pid, comm, peer_pid, events = self._attributed(d, per_pid)
+                if pid is not None:
+                    service = per_pid[pid].service
             records.append(
                 flow_record(
                     iface,
@@ -469,49 +478,73 @@ class FlowsCollector(Collector):
                     events,
                     paths,
                     bool(events) and events[-1].kind in ENDED,
+                    peer_pid,
                 )
             )
         return records
 
-    def _attributed(self, d: list[Any], per_pid: dict[int, tuple[str | None, str | None]]) -> Attributed:
-        """(retransmits, connect_ms, pid, comm, service, events) of a TCP or UDP flow from
-        its decoded key `d`, whose cached owner it updates when the attributor's generation
-        moved. Both ends of a TCP connection may be sockets here (namespaces, loopback):
-        each end's events count; the owner is the local end's (as the key's direction
-        says), else the other end's connecting process."""
-        local, tcp_flow, owned_gen, owner = d[7], d[8], d[9], d[10]
+    def _prefetch_owners(self, decoded: list[list[Any]]) -> None:
+        """Ask the attributor at once for both ends of the top flows it has no current
+        answer for (one batch of lookups, not one per flow)."""
+        attributor, gen = self.attributor, self.attributor.generation
+        owners = self.tcp.owners if self.tcp is not None else {}
+        queries = []
+        for d in decoded:
+            if d[9] is None or d[9] == gen:
+                continue
+            proto, local = d[2], d[7]
+            other = (local[2], local[3], local[0], local[1])
+            for t in (local, other):
+                if t not in owners:
+                    queries.append((proto, *t))
+        if queries:
+            attributor.prefetch(queries)
+
+    def _attributed(self, d: list[Any], per_pid: dict[int, Identity]) -> Attributed:
+        """(retransmits, connect_ms, pid, comm, peer pid, events) of a TCP or UDP flow
+        from its decoded key `d`, whose cached owners it updates when the attributor's
+        generation moved. Both ends of a connection may be sockets here (namespaces,
+        loopback): each end's events count; the owner is the local end's (as the key's
+        direction says), else the other end's; the peer is the other end's when both
+        are known. The kernel's connect-time answer wins over a lookup."""
+        proto, local, tcp_flow, owned_gen = d[2], d[7], d[8], d[9]
+        other = (local[2], local[3], local[0], local[1])
         attributor, tcp = self.attributor, self.tcp
-        retransmits, connect_ms, pid, comm, service = 0, None, None, None, None
+        retransmits, connect_ms = 0, None
         events: tuple[TcpEvent, ...] = ()
         kernel_owner = their_owner = None
         if tcp_flow and tcp is not None:
-            other = (local[2], local[3], local[0], local[1])
             retransmits = tcp.retransmits(*local)
             connect_ms = tcp.connect_ms.get(local)
             if connect_ms is None:
                 connect_ms = tcp.connect_ms.get(other)
-            kernel_owner = tcp.owners.get(local)
-            their_owner = tcp.owners.get(other)
             events = tcp.events_for(*local)
             theirs = tcp.events_for(*other)
             if theirs:  # the other end is a socket here too
                 retransmits += tcp.retransmits(*other)
                 events = tuple(sorted(events + theirs, key=lambda e: e.time))
             events = events[-PER_FLOW_EVENTS:]
-        if kernel_owner is not None:
-            owner = kernel_owner
-        elif owned_gen != attributor.generation:
-            owner = attributor.owner(local, None)
-            d[10], d[9] = owner, attributor.generation
-        if owner is None:
-            owner = their_owner
+        if tcp is not None:
+            kernel_owner, their_owner = tcp.owners.get(local), tcp.owners.get(other)
+        if owned_gen != attributor.generation:
+            d[10] = None if kernel_owner is not None else attributor.owner(local, None, proto)
+            d[11] = None if their_owner is not None else attributor.owner(other, None, proto)
+            d[9] = attributor.generation
+        mine = kernel_owner or d[10]
+        theirs_owner = their_owner or d[11]
+        owner, peer = (mine, theirs_owner) if mine is not None else (theirs_owner, None)
+        pid = comm = peer_pid = None
         if owner is not None:
             pid, comm = owner
             who = per_pid.get(pid)
-            if who is None:  # /proc reads once per process per tick
-                who = per_pid[pid] = (attributor.comm(pid), attributor.service(pid))
-            comm, service = comm or who[0], who[1]
-        return retransmits, connect_ms, pid, comm, service, events
+            if who is None:  # /proc reads once per process per tick, at most
+                who = per_pid[pid] = attributor.identity(pid, comm)
+            comm = comm or who.comm
+        if peer is not None and peer[0] != pid:
+            peer_pid = peer[0]
+            if peer_pid not in per_pid:
+                per_pid[peer_pid] = attributor.identity(peer_pid, peer[1])
+        return retransmits, connect_ms, pid, comm, peer_pid, events
 
     def _note_problems(self, lost: int | None, failed: int) -> None:
         """What went wrong since the last tick (events lost, flows refused), said once."""
@@ -540,8 +573,8 @@ class FlowsCollector(Collector):
 
     def _decode(self, k: bytes) -> list[Any]:
         """What a flow's record takes from its key, worked out once while it stays on
-        top; the last two slots keep the attributor's answer and its generation (-1: not
-        asked yet; None: not a TCP or UDP flow, never asked)."""
+        top; the last three slots keep the attributor's generation (-1: not asked yet;
+        None: not a TCP or UDP flow, never asked) and its answers for this end and the other."""
         src, sport, dst, dport, ifindex, direction, pnum = decode_key(k)
         local = (dst, dport, src, sport) if direction == "ingress" else (src, sport, dst, dport)
         proto = proto_name(pnum)
@@ -557,6 +590,7 @@ class FlowsCollector(Collector):
             local,
             proto == "tcp",
             -1 if proto in ("tcp", "udp") else None,
+            None,
             None,
         ]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ebpftop.collectors.identity.model import Identity
 from ebpftop.core.alarms import Alarm, Severity, register_alarms
 from ebpftop.core.model import Snapshot, register_payload
 
@@ -74,6 +75,9 @@ class FlowRecord:
     events: tuple[TcpEvent, ...] = ()  # this connection's recent TCP events, oldest first
     paths: tuple[FlowPath, ...] = ()  # every hook that saw it (one: seen once)
     closed: bool = False  # its socket's last TCP event is a close (or a failed connect)
+    # the process at the other end when that end is a socket on this node too (another
+    # namespace, loopback); pid is then this end's
+    peer_pid: int | None = None
 
     @property
     def family(self) -> int:
@@ -112,9 +116,10 @@ def flow_record(
     events: tuple[TcpEvent, ...],
     paths: tuple[FlowPath, ...],
     closed: bool,
+    peer_pid: int | None,
 ) -> FlowRecord:
     """FlowRecord(...) for the collector's hot loop (hundreds a tick): a frozen
-    dataclass's __init__ sets each of the 21 fields through object.__setattr__, which is
+    dataclass's __init__ sets each of the 22 fields through object.__setattr__, which is
     most of its cost. Every field must be given, in declaration order (a test holds the
     parameters to FLOW_FIELDS)."""
     rec = _new(FlowRecord)
@@ -144,7 +149,7 @@ def flow_record(
         service,
         events,
     )
-    d["paths"], d["closed"] = paths, closed
+    d["paths"], d["closed"], d["peer_pid"] = paths, closed, peer_pid
     return rec
 
 
@@ -179,6 +184,18 @@ class FlowsData:
     notices: tuple[str, ...] = field(default_factory=tuple)  # e.g. leftovers removed at start
     max_flows: int = 0
     map_entries: int | None = None  # entries in the kernel map (None: recorded before it was kept)
+    # who the records' pid and peer_pid are (each process once, not per flow)
+    owners: tuple[Identity, ...] = field(default_factory=tuple)
+    namespaces: int | None = None  # network namespaces with sockets on this node (None: not looked)
+
+    def identity(self, pid: int | None) -> Identity | None:
+        if pid is None:
+            return None
+        index = self.__dict__.get("_owners")
+        if index is None:  # frozen: a cache in the instance dict, built on first use
+            index = {o.pid: o for o in self.owners}
+            object.__setattr__(self, "_owners", index)
+        return index.get(pid)
 
     @property
     def attached(self) -> tuple[str, ...]:

@@ -7,80 +7,38 @@ visible tag value saying so, never an exception: the sample still counts.
 
 from __future__ import annotations
 
-import re
 import time
-import urllib.parse
 from collections.abc import Callable
+
+from ebpftop.collectors.identity.cgroup import parse_cgroup
+from ebpftop.collectors.identity.netns import label, named_namespaces, netns_of
+from ebpftop.collectors.identity.otel import (
+    MAX_VALUE,
+    RESOURCE_KEYS,
+    otel_tags,
+    parse_environ,
+    parse_resource_attributes,
+)
 
 from .model import EXITED, KERNEL, UNREADABLE, Tags, make_tags
 
-# OTel resource attribute -> ebpftop tag key. deployment.environment.name is the newer
-# semantic-convention spelling; either is accepted. The canary/stable track has no
-# attribute of its own: on Kubernetes it is a pod label (`track: canary` in the
-# canary-deployment pattern), which reaches the resource as k8s.pod.label.track.
-RESOURCE_KEYS = {
-    "service.name": "service",
-    "service.version": "version",
-    "deployment.environment": "env",
-    "deployment.environment.name": "env",
-    "k8s.pod.label.track": "track",
-}
 MAX_ENVIRON = 1 << 20  # a larger environment is read only this far
-MAX_VALUE = 256  # characters kept of any one tag value
 
-# Docker, containerd, CRI-O and podman all name a container by 64 hex digits somewhere
-# in its cgroup path (docker-<id>.scope, cri-containerd-<id>.scope, /docker/<id>...).
-_CONTAINER_ID = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
-
-
-def parse_resource_attributes(text: str) -> dict[str, str]:
-    """OTEL_RESOURCE_ATTRIBUTES: comma-separated key=value, values percent-encoded.
-
-    Entries without '=' or with an empty key are skipped, as the SDKs do.
-    """
-    out: dict[str, str] = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            continue
-        out[key] = urllib.parse.unquote(value.strip())
-    return out
-
-
-def otel_tags(environ: dict[str, str]) -> dict[str, str]:
-    """service/version/env from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
-
-    OTEL_SERVICE_NAME wins over service.name in the attributes, as the spec says.
-    """
-    out: dict[str, str] = {}
-    attrs = parse_resource_attributes(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
-    for attr, key in RESOURCE_KEYS.items():
-        if attrs.get(attr):
-            out[key] = attrs[attr]
-    name = environ.get("OTEL_SERVICE_NAME", "").strip()
-    if name:
-        out["service"] = name
-    return {k: v[:MAX_VALUE] for k, v in out.items()}
-
-
-def parse_environ(raw: bytes) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for entry in raw.split(b"\0"):
-        key, sep, value = entry.partition(b"=")
-        if sep and key:
-            env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-    return env
+__all__ = [
+    "MAX_VALUE",
+    "RESOURCE_KEYS",
+    "TagCache",
+    "container_id",
+    "otel_tags",
+    "parse_environ",
+    "parse_resource_attributes",
+    "process_tags",
+]
 
 
 def container_id(cgroup_text: str) -> str | None:
     """The container id in /proc/PID/cgroup, or None for a process outside containers."""
-    for line in cgroup_text.splitlines():
-        path = line.split(":", 2)[-1]
-        m = _CONTAINER_ID.search(path)
-        if m:
-            return m.group(1)
-    return None
+    return parse_cgroup(cgroup_text).container_id
 
 
 def _read(path: str, limit: int = MAX_ENVIRON) -> bytes:
@@ -121,12 +79,33 @@ def process_tags(pid: int, comm: str | None = None, *, proc: str = "/proc") -> T
     except OSError as exc:
         tags["service"] = f"{UNREADABLE} ({exc.strerror or exc})"
     try:
-        cid = container_id(_read(f"{proc}/{pid}/cgroup", 64 * 1024).decode("utf-8", "replace"))
+        cg = parse_cgroup(_read(f"{proc}/{pid}/cgroup", 64 * 1024).decode("utf-8", "replace"))
     except OSError:
-        cid = None
-    if cid:
-        tags["container"] = cid[:12]  # the short id `docker ps` shows
+        cg = None
+    if cg is not None:
+        if cg.container_id:
+            tags["container"] = cg.container_id[:12]  # the short id `docker ps` shows
+        if cg.unit:
+            tags["unit"] = cg.unit
+        if cg.pod_uid:
+            tags["pod_uid"] = cg.pod_uid
+    ns = netns_of(pid, proc=proc)
+    if ns is not None and ns != _HOST_NETNS:
+        tags["netns"] = label(ns, _netns_names())
     return make_tags(tags)
+
+
+_HOST_NETNS = netns_of("self")
+_NAMES: tuple[float, dict[int, str]] = (-1e18, {})
+
+
+def _netns_names() -> dict[int, str]:
+    """Named namespaces (ip netns), read at most every 30 s."""
+    global _NAMES
+    now = time.monotonic()
+    if now - _NAMES[0] >= 30.0:
+        _NAMES = (now, named_namespaces())
+    return _NAMES[1]
 
 
 class TagCache:

@@ -1,0 +1,140 @@
+"""A process's identity read from /proc, cached per process.
+
+A process we may not read (another user's, as non-root) or one that is gone keeps what
+could be read; the rest stays None. Reads per process: comm, environ (up to 1 MiB),
+cgroup, the ns/net link; at most once per `ttl` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .cgroup import parse_cgroup
+from .model import Identity
+from .netns import label, named_namespaces, netns_of
+from .otel import otel_tags, parse_environ
+
+MAX_ENVIRON = 1 << 20
+MAX_CACHE = 8192
+
+
+class PodLookup(Protocol):
+    """kube_pods' cache of this node's pods, by UID; never blocks."""
+
+    def lookup(self, uid: str) -> object | None: ...
+
+
+def _read(path: str, limit: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(limit)
+
+
+def read_identity(
+    pid: int,
+    comm: str | None = None,
+    *,
+    proc: str = "/proc",
+    host_netns: int | None = None,
+    netns_names: dict[int, str] | None = None,
+) -> Identity:
+    """`comm` (from BPF) is used when /proc has none (the process is gone)."""
+    with contextlib.suppress(OSError):  # gone: the kernel's comm stands
+        comm = _read(f"{proc}/{pid}/comm", 64).decode("utf-8", "replace").rstrip("\n") or comm
+    try:
+        tags = otel_tags(parse_environ(_read(f"{proc}/{pid}/environ", MAX_ENVIRON)))
+    except OSError:
+        tags = {}
+    try:
+        cg = parse_cgroup(_read(f"{proc}/{pid}/cgroup", 64 * 1024).decode("utf-8", "replace"))
+    except OSError:
+        cg = None
+    ns = netns_of(pid, proc=proc)
+    netns = None if ns is None or ns == host_netns else label(ns, netns_names or {})
+    return Identity(
+        pid,
+        comm,
+        tags.get("service"),
+        tags.get("version"),
+        tags.get("env"),
+        tags.get("track"),
+        netns,
+        cg.path if cg and cg.path != "/" else None,
+        cg.unit if cg else None,
+        cg.container_id if cg else None,
+        cg.runtime if cg else None,
+        cg.pod_uid if cg else None,
+        cg.qos if cg else None,
+    )
+
+
+def with_pod(ident: Identity, pod: object | None) -> Identity:
+    """`ident` with the pod's name, namespace, workload and container name (kube_model.PodInfo)."""
+    if pod is None:
+        return ident
+    from dataclasses import replace
+
+    kind, owner = getattr(pod, "workload_kind", None), getattr(pod, "workload_name", None)
+    containers = getattr(pod, "containers", None) or {}
+    return replace(
+        ident,
+        pod=getattr(pod, "name", None),
+        namespace=getattr(pod, "namespace", None),
+        workload=f"{kind}/{owner}" if kind and owner else None,
+        container_name=containers.get(ident.container) if ident.container else None,
+    )
+
+
+class IdentityCache:
+    """read_identity per (pid, comm), read again after `ttl` seconds; a new comm for a pid
+    (exec, or the pid reused) is a new entry. The pod part is looked up at every get (a
+    dict read), so a pod the API reports later is named without waiting for the ttl."""
+
+    def __init__(
+        self,
+        ttl: float = 30.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        proc: str = "/proc",
+        pods: PodLookup | None = None,
+    ) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._proc = proc
+        self.pods = pods
+        self._cache: dict[tuple[int, str | None], tuple[float, Identity]] = {}
+        self._host = netns_of("self", proc=proc)
+        self._names: dict[int, str] = {}
+        self._names_at = -1e18
+
+    def _netns_names(self, now: float) -> dict[int, str]:
+        if now - self._names_at >= self.ttl:
+            self._names, self._names_at = named_namespaces(), now
+        return self._names
+
+    def get(self, pid: int, comm: str | None = None) -> Identity:
+        now = self._clock()
+        hit = self._cache.get((pid, comm))
+        if hit is None or hit[0] <= now:
+            if len(self._cache) >= MAX_CACHE:
+                self.prune(now)
+            ident = read_identity(
+                pid, comm, proc=self._proc, host_netns=self._host, netns_names=self._netns_names(now)
+            )
+            self._cache[(pid, comm)] = (now + self.ttl, ident)
+        else:
+            ident = hit[1]
+        if self.pods is not None and ident.pod_uid:
+            return with_pod(ident, self.pods.lookup(ident.pod_uid))
+        return ident
+
+    def prune(self, now: float | None = None) -> int:
+        now = self._clock() if now is None else now
+        old = [k for k, (exp, _) in self._cache.items() if exp <= now]
+        for key in old:
+            del self._cache[key]
+        if len(self._cache) >= MAX_CACHE:
+            self._cache.clear()
+        return len(old)

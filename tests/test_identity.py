@@ -1,0 +1,273 @@
+"""Who owns a flow and a CPU sample: cgroup path shapes, the one OpenTelemetry reading
+shared by Flows and Profiles, and, for real, sockets in network namespaces and cgroups
+this test makes, owned on both sides by the flows collector with BPF on their links."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import need_root
+
+from ebpftop.collectors.identity import diag
+from ebpftop.collectors.identity.cgroup import parse_cgroup
+from ebpftop.collectors.identity.process import IdentityCache, read_identity
+from ebpftop.collectors.profiles.model import tag
+from ebpftop.collectors.profiles.tags import process_tags
+
+UID = "1f3c2b5e-8a7d-4c21-9b0e-2a4f6d8c0e11"
+CID = "a" * 64
+
+
+@pytest.mark.parametrize(
+    "text, unit, container, runtime, pod, qos",
+    [
+        ("0::/system.slice/nginx.service\n", "nginx.service", None, None, None, None),
+        ("0::/user.slice/user-1000.slice/session-3.scope\n", "session-3.scope", None, None, None, None),
+        (f"0::/system.slice/docker-{CID}.scope\n", None, CID, "docker", None, None),
+        (f"12:memory:/docker/{CID}\n0::/\n", None, CID, "docker", None, None),
+        (f"0::/machine.slice/libpod-{CID}.scope/container\n", None, CID, "podman", None, None),
+        (
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+            + UID.replace("-", "_")
+            + f".slice/cri-containerd-{CID}.scope\n",
+            None,
+            CID,
+            "containerd",
+            UID,
+            "burstable",
+        ),
+        (
+            f"0::/kubepods.slice/kubepods-pod{UID.replace('-', '_')}.slice/crio-{CID}.scope\n",
+            None,
+            CID,
+            "cri-o",
+            UID,
+            "guaranteed",
+        ),
+        (f"0::/kubepods/besteffort/pod{UID}/{CID}\n", None, CID, None, UID, "besteffort"),
+        ("0::/\n", None, None, None, None, None),
+    ],
+)
+def test_a_cgroup_path_names_unit_container_runtime_pod_and_qos(text, unit, container, runtime, pod, qos):
+    cg = parse_cgroup(text)
+    assert (cg.unit, cg.container_id, cg.runtime, cg.pod_uid, cg.qos) == (unit, container, runtime, pod, qos)
+
+
+def fake_proc(tmp_path, pid: int, environ: dict[str, str], cgroup: str) -> str:
+    d = tmp_path / "proc" / str(pid)
+    d.mkdir(parents=True)
+    (d / "comm").write_text("server\n")
+    (d / "environ").write_bytes(b"\0".join(f"{k}={v}".encode() for k, v in environ.items()) + b"\0")
+    (d / "cgroup").write_text(cgroup)
+    return str(tmp_path / "proc")
+
+
+def test_flows_and_profiles_read_one_identity_and_percent_decode_otel_values(tmp_path):
+    env = {"OTEL_RESOURCE_ATTRIBUTES": "service.name=check%20out,deployment.environment=prod%2Ceu"}
+    proc = fake_proc(tmp_path, 4242, env, "0::/system.slice/checkout.service\n")
+    flows = read_identity(4242, proc=proc)
+    profiles = process_tags(4242, proc=proc)
+    assert flows.service == tag(profiles, "service") == "check out"
+    assert flows.env == tag(profiles, "env") == "prod,eu"
+    assert flows.unit == tag(profiles, "unit") == "checkout.service"
+
+
+def test_a_pod_from_the_api_is_joined_by_uid_at_every_read(tmp_path):
+    proc = fake_proc(tmp_path, 7, {}, f"0::/kubepods/burstable/pod{UID}/{CID}\n")
+
+    class Pods:
+        def __init__(self):
+            self.known = {}
+
+        def lookup(self, uid):
+            return self.known.get(uid)
+
+    from types import SimpleNamespace
+
+    pods = Pods()
+    cache = IdentityCache(proc=proc, pods=pods)
+    assert cache.get(7).pod is None and cache.get(7).pod_uid == UID
+    pods.known[UID] = SimpleNamespace(
+        name="checkout-7d9f-x2x",
+        namespace="shop",
+        workload_kind="Deployment",
+        workload_name="checkout",
+        containers={CID: "app"},
+    )
+    ident = cache.get(7)  # no ttl to wait for: the pod is looked up at every read
+    assert (ident.pod, ident.namespace, ident.workload, ident.container_name) == (
+        "checkout-7d9f-x2x",
+        "shop",
+        "Deployment/checkout",
+        "app",
+    )
+    assert ident.where() == "shop/checkout-7d9f-x2x"
+
+
+def test_an_exact_sock_diag_request_finds_the_connection_then_its_listener():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    cli = socket.create_connection(("127.0.0.1", port))
+    acc, _ = srv.accept()
+    here = cli.getsockname()
+    ino = lambda s: os.fstat(s.fileno()).st_ino  # noqa: E731
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, diag.NETLINK_SOCK_DIAG) as nl:
+        got = diag.lookup_here(
+            nl,
+            [
+                ("tcp", "127.0.0.1", port, here[0], here[1]),  # the accepted socket
+                ("tcp", here[0], here[1], "127.0.0.1", port),  # the client's
+                ("tcp", "127.0.0.1", port, "127.0.0.9", 5555),  # no such connection: the listener
+                ("tcp", "127.0.0.1", 1, "127.0.0.1", 2),  # nothing at all
+            ],
+        )
+    assert got == [ino(acc), ino(cli), ino(srv), None]
+    for s in (cli, acc, srv):
+        s.close()
+
+
+# --- for real: two namespaces, two cgroups, one bridge; BPF on the host's side --------
+
+SERVER = r"""
+import socket, sys, threading, time
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 8000)); srv.listen(64)
+print("listening", flush=True)
+def serve(c):
+    with c:
+        while c.recv(4096):
+            c.sendall(b"ok")
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+CLIENT = r"""
+import socket, sys, time
+held = socket.create_connection((sys.argv[1], 8000))
+print(held.getsockname()[1], flush=True)
+while True:
+    held.sendall(b"x" * 200); held.recv(16)
+    with socket.create_connection((sys.argv[1], 8000)) as short:  # one per "request"
+        short.sendall(b"y"); short.recv(16)
+    time.sleep(0.1)
+"""
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def two_services():
+    """ns `<tag>s` runs the server (cgroup srv-<tag>.scope, an OTel resource), ns `<tag>c`
+    the client (cli-<tag>.scope); their veths meet on a host bridge with no address, as
+    the lab's parts do, so nothing reaches the host's networks."""
+    need_root()
+    from ebpftop.lab import cgroups
+
+    tag = "ebti" + secrets.token_hex(2)
+    net = f"10.{100 + secrets.randbelow(100)}.{secrets.randbelow(250)}"
+    made: list[tuple[str, str]] = []
+    procs: list[subprocess.Popen] = []
+    try:
+        sh("ip", "link", "add", f"{tag}br", "type", "bridge")
+        made.append(("link", f"{tag}br"))
+        sh("ip", "link", "set", f"{tag}br", "up")
+        for part, host in (("s", 1), ("c", 2)):
+            ns, veth = f"{tag}{part}", f"{tag}{part}"
+            sh("ip", "netns", "add", ns)
+            made.append(("netns", ns))
+            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            made.append(("link", veth))
+            sh("ip", "link", "set", veth, "master", f"{tag}br", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{net}.{host}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        groups = {p: cgroups.create(cgroups.scope_path(f"{p}-{tag}.scope")) for p in ("srv", "cli")}
+        made += [("cgroup", g) for g in groups.values()]
+        env = {
+            **os.environ,
+            "OTEL_RESOURCE_ATTRIBUTES": "service.name=check%20out,k8s.pod.label.track=canary",
+        }
+        srv = subprocess.Popen(
+            ["ip", "netns", "exec", f"{tag}s", sys.executable, "-c", SERVER],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            preexec_fn=cgroups.joiner(groups["srv"]),
+        )
+        procs.append(srv)
+        assert srv.stdout.readline().strip() == "listening"
+        cli = subprocess.Popen(
+            ["ip", "netns", "exec", f"{tag}c", sys.executable, "-c", CLIENT, f"{net}.1"],
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=cgroups.joiner(groups["cli"]),
+        )
+        procs.append(cli)
+        held_port = int(cli.stdout.readline())
+        yield dict(tag=tag, srv=srv.pid, cli=cli.pid, held=held_port, groups=groups, net=net)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)
+        for kind, name in reversed(made):
+            if kind == "netns":
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            elif kind == "link":
+                subprocess.run(["ip", "link", "del", name], capture_output=True)
+            else:
+                from ebpftop.lab import cgroups
+
+                cgroups.remove(name)
+
+
+@pytest.mark.root
+@pytest.mark.integration
+def test_both_ends_in_their_own_namespace_and_cgroup_are_owned_with_their_identity(two_services):
+    import asyncio
+
+    from ebpftop.collectors.flows.collector import FlowsCollector
+
+    s = two_services
+    tag = s["tag"]
+
+    async def run():
+        c = FlowsCollector([f"{tag}s", f"{tag}c"], interval=0.5)
+        await c.start()
+        try:
+            end, data = time.monotonic() + 90, None
+            while time.monotonic() < end:
+                await asyncio.sleep(0.5)
+                data = await c.collect()
+                held = [f for f in data.flows if s["held"] in (f.sport, f.dport)]
+                shorts = [
+                    f for f in data.flows if f.proto == "tcp" and 8000 in (f.sport, f.dport) and f not in held
+                ]
+                if held and held[0].peer_pid and any(f.pid and f.peer_pid for f in shorts):
+                    return data, held[0], shorts
+            raise AssertionError(f"no owned flows in 90 s: {data and data.flows[:4]}")
+        finally:
+            await c.close()
+
+    data, held, shorts = asyncio.run(run())
+    assert {held.pid, held.peer_pid} == {s["srv"], s["cli"]}
+    srv, cli = data.identity(s["srv"]), data.identity(s["cli"])
+    assert (srv.netns, cli.netns) == (f"{tag}s", f"{tag}c")
+    assert srv.cgroup.endswith(f"/srv-{tag}.scope") and srv.unit == f"srv-{tag}.scope"
+    assert cli.cgroup.endswith(f"/cli-{tag}.scope") and cli.unit == f"cli-{tag}.scope"
+    assert (srv.service, srv.track) == ("check out", "canary") and cli.service is None
+    # connections that came and went (one per request): both ends still named, the
+    # server's through its listener, the client's through the connect the kernel saw
+    short = next(f for f in shorts if f.pid and f.peer_pid)
+    assert {short.pid, short.peer_pid} == {s["srv"], s["cli"]}
+    assert data.namespaces is not None and data.namespaces >= 3
