@@ -222,6 +222,10 @@ class Settings:
     """Namespace of the Rollout; unset: the context's namespace, else "default"."""
     rollout_argo_rollout: str | None = setting(None, "rollout", "argo_rollout", check=not_empty)
     """Name of the Argo Rollout; unset: the service name."""
+    kube_node_name: str | None = setting(None, "rollout", "kube_node_name", check=not_empty)
+    """This node's name in Kubernetes: identity names the pods listed for it (spec.nodeName), through
+    the kubeconfig above; unset: the hostname in lower case, as the kubelet names a node by default.
+    In a DaemonSet, set EBPFTOP_KUBE_NODE_NAME from the downward API (fieldRef spec.nodeName)."""
     # Not check=http_url itself: `ebpftop doctor` probes those, and its output lists them
     # by that identity; probing the webhook is left to doctor's owner (see issue 7 notes).
     rollout_webhook_url: str | None = setting(None, "rollout", "webhook_url", check=lambda v: http_url(v))

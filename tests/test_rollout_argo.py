@@ -376,8 +376,11 @@ def test_kubeconfig_token_file_is_relative_to_the_kubeconfig(tmp_path):
 
 def test_kubeconfig_problems_are_named(tmp_path):
     path = kubeconfig(tmp_path, "https://k8s.example:6443", user={"exec": {"command": "aws"}})
-    with pytest.raises(ControllerError, match="exec plugin, which ebpftop does not run"):
+    with pytest.raises(ControllerError, match="user 'u1': exec: apiVersion None is not one of"):
         load_kubeconfig(path)
+    gcp = kubeconfig(tmp_path, "https://k8s.example:6443", user={"auth-provider": {"name": "gcp"}})
+    with pytest.raises(ControllerError, match=r"auth-provider plugin \(removed from kubectl in 1.26\)"):
+        load_kubeconfig(gcp)
     with pytest.raises(ControllerError, match="no entry named 'nope' in contexts"):
         load_kubeconfig(path, "nope")
     bad = tmp_path / "bad"

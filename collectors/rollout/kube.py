@@ -1,10 +1,22 @@
 """Access to a Kubernetes API server: from a kubeconfig or the in-cluster service account.
 
-Supported credentials: bearer token (inline or tokenFile), client certificate and key
-(files or -data), basic auth. `exec` and `auth-provider` plugins are not run (running a
-program named in a file, as root, is not something a dashboard should do); they are
-reported with what to use instead. TLS is verified unless the kubeconfig itself says
-insecure-skip-tls-verify, and the client says so when it is off.
+Hand-written on purpose (the measurement and the comparison with the kubernetes,
+lightkube and kr8s loaders: collectors/rollout/README.md, "Kubernetes access").
+What it reads, as kubectl does:
+- a `KUBECONFIG` of several files (colon-separated): missing files are skipped, the
+  first file to name a cluster, user or context wins it, the first current-context
+  wins, relative paths are relative to the file that holds them (`kube_merge.py`);
+- credentials: bearer token (inline or tokenFile, re-read when it changes), client
+  certificate and key (files or -data), basic auth, and `exec` plugins
+  (ExecCredential v1 and v1beta1, the token kept until its expirationTimestamp;
+  `kube_auth.py`). As root, an exec plugin runs only from a kubeconfig file that root
+  owns and nobody else may write: otherwise any user who can edit that file would run
+  programs as root. `auth-provider` (removed from kubectl in 1.26) is reported.
+- cluster: server, certificate-authority(-data), insecure-skip-tls-verify (said so
+  wherever the endpoint is shown), tls-server-name, proxy-url (http, https; socks5
+  with httpx's socks extra). No proxy is taken from the environment.
+- in-cluster: KUBERNETES_SERVICE_HOST/PORT and the service account's token, re-read
+  when the kubelet rotates it.
 """
 
 from __future__ import annotations
@@ -21,8 +33,19 @@ from typing import Any
 import httpx
 
 from .base import ControllerError
+from .kube_auth import EXEC_VERSIONS, ExecPlugin, KubeAuth, TokenFile, tls_context
+from .kube_merge import Entry, merged
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+# kubeconfig cluster keys -> the ExecCredential Cluster fields a plugin is given (provideClusterInfo)
+CLUSTER_INFO = {
+    "server": "server",
+    "tls-server-name": "tlsServerName",
+    "insecure-skip-tls-verify": "insecureSkipTLSVerify",
+    "certificate-authority-data": "certificateAuthorityData",
+    "proxy-url": "proxyURL",
+}
 
 
 @dataclass(frozen=True)
@@ -30,7 +53,7 @@ class KubeAccess:
     server: str
     source: str  # "kubeconfig FILE, context NAME" or "in-cluster service account"
     namespace: str | None = None  # the context's (or service account's) namespace
-    token: str | None = None
+    token: str | None = None  # as read when loaded; a token_file is read again when it changes
     token_source: str = ""  # where the token came from, for the dry run (never the token)
     basic: tuple[str, str] | None = None
     ca_file: str | None = None
@@ -40,15 +63,27 @@ class KubeAccess:
     cert_data: bytes | None = None
     key_data: bytes | None = None
     insecure: bool = False
+    token_file: str | None = None
+    exec_plugin: ExecPlugin | None = None
+    tls_server_name: str | None = None
+    proxy_url: str | None = None
 
     def auth_header_shown(self) -> tuple[str, str] | None:
-        if self.token:
+        if self.exec_plugin is not None:
+            return (
+                "Authorization",
+                f"Bearer <token from the {self.exec_plugin.describe()} of {self.source}>",
+            )
+        if self.token or self.token_file:
             return ("Authorization", f"Bearer <token from {self.token_source}>")
         if self.basic:
             return ("Authorization", f"Basic <user {self.basic[0]} and password from {self.source}>")
         return None
 
     def headers(self) -> dict[str, str]:
+        """Fixed credentials; those that change (token file, exec) are `auth()`'s."""
+        if self.exec_plugin is not None or self.token_file:
+            return {}
         if self.token:
             return {"Authorization": f"Bearer {self.token}"}
         if self.basic:
@@ -56,13 +91,20 @@ class KubeAccess:
             return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
         return {}
 
+    def auth(self) -> KubeAuth | None:
+        if self.exec_plugin is not None:
+            return KubeAuth(self.exec_plugin)
+        if self.token_file:
+            return KubeAuth(TokenFile(self.token_file, self.source))
+        return None
+
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https://"):
             return True  # plain http: nothing to verify (shown as such in the endpoint)
         if self.insecure:
             return False
         try:
-            ctx = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_data)
+            ctx = tls_context(self.ca_file, self.ca_data, self.tls_server_name)
         except (OSError, ssl.SSLError) as exc:
             raise ControllerError(f"{self.source}: cannot load the cluster CA: {exc}") from None
         if self.cert_file or self.cert_data:
@@ -70,10 +112,17 @@ class KubeAccess:
         return ctx
 
     def client(self, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+        if transport is None:
+            try:
+                transport = httpx.AsyncHTTPTransport(
+                    verify=self.ssl_context(), proxy=self.proxy_url, trust_env=False
+                )
+            except ImportError as exc:  # socks5 without httpx[socks]
+                raise ControllerError(f"{self.source}: proxy-url {self.proxy_url}: {exc}") from None
         return httpx.AsyncClient(
             base_url=self.server,
             headers=self.headers(),
-            verify=self.ssl_context(),
+            auth=self.auth(),
             timeout=timeout,
             transport=transport,
             trust_env=False,
@@ -101,9 +150,10 @@ def _load_client_cert(ctx: ssl.SSLContext, access: KubeAccess) -> None:
 
 
 def default_kubeconfig(env: Mapping[str, str] | None = None) -> str:
+    """$KUBECONFIG as given (one path or several, os.pathsep-separated), else ~/.kube/config."""
     env = os.environ if env is None else env
-    first = (env.get("KUBECONFIG") or "").split(os.pathsep)[0]
-    return first or os.path.expanduser("~/.kube/config")
+    paths = [p for p in (env.get("KUBECONFIG") or "").split(os.pathsep) if p]
+    return os.pathsep.join(paths) if paths else os.path.expanduser("~/.kube/config")
 
 
 def in_cluster(env: Mapping[str, str] | None = None, sa_dir: Path = SA_DIR) -> KubeAccess | None:
@@ -114,68 +164,52 @@ def in_cluster(env: Mapping[str, str] | None = None, sa_dir: Path = SA_DIR) -> K
     if not host or not token_file.exists():
         return None
     host = f"[{host}]" if ":" in host else host
+    source = "in-cluster service account"
     try:
-        token = token_file.read_text().strip()
         ns = (sa_dir / "namespace").read_text().strip() if (sa_dir / "namespace").exists() else None
     except OSError as exc:
-        raise ControllerError(f"in-cluster service account {sa_dir}: {exc.strerror or exc}") from None
+        raise ControllerError(f"{source} {sa_dir}: {exc.strerror or exc}") from None
     return KubeAccess(
         server=f"https://{host}:{port}",
-        source="in-cluster service account",
+        source=source,
         namespace=ns,
-        token=token,
+        token=TokenFile(str(token_file), source).token(),
         token_source=str(token_file),
+        token_file=str(token_file),
         ca_file=str(sa_dir / "ca.crt"),
     )
 
 
 def load_kubeconfig(path: str, context: str | None = None) -> KubeAccess:
-    """Parse a kubeconfig; raises ControllerError naming the file, context and problem."""
-    import yaml
+    """Parse a kubeconfig, or several merged (os.pathsep-separated, as $KUBECONFIG).
 
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ControllerError(f"kubeconfig {path}: {exc.strerror or exc}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ControllerError(
-            f"kubeconfig {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from None
-    if not isinstance(doc, dict):
-        raise ControllerError(f"kubeconfig {path}: not a kubeconfig (expected a mapping at the top)")
-    name = context or doc.get("current-context")
+    Raises ControllerError naming the file, context and problem."""
+    cfg = merged(path)
+    name = context or cfg.current_context
     if not name:
-        raise ControllerError(f"kubeconfig {path}: no current-context; set [rollout] argo_context")
-    ctx = _named(doc, "contexts", name, path).get("context") or {}
-    source = f"kubeconfig {path}, context {name}"
-    cluster = _named(doc, "clusters", ctx.get("cluster"), path).get("cluster") or {}
-    user = (_named(doc, "users", ctx.get("user"), path).get("user") or {}) if ctx.get("user") else {}
+        raise ControllerError(f"kubeconfig {cfg.shown}: no current-context; set [rollout] argo_context")
+    ctx_entry = cfg.entry("contexts", name)
+    ctx = ctx_entry.body("context")
+    source = f"kubeconfig {ctx_entry.file}, context {name}"
+    cl_entry = cfg.entry("clusters", ctx.get("cluster"))
+    cluster = cl_entry.body("cluster")
+    user_entry = cfg.entry("users", ctx.get("user")) if ctx.get("user") else None
+    user = user_entry.body("user") if user_entry else {}
     server = cluster.get("server")
     if not isinstance(server, str) or not server.startswith(("https://", "http://")):
         raise ControllerError(f"{source}: cluster {ctx.get('cluster')!r} has no https:// server")
-    base = Path(path).parent
 
-    def rel(p: object) -> str | None:
-        return str(base / str(p)) if p else None
-
-    for plugin in ("exec", "auth-provider"):
-        if user.get(plugin):
-            raise ControllerError(
-                f"{source}: user {ctx.get('user')!r} uses an {plugin} plugin, which ebpftop does not run; "
-                "use a context with a token, tokenFile or client certificate (e.g. a service account token)"
-            )
-    token, token_source = user.get("token"), f"{source}, user {ctx.get('user')}"
-    if not token and user.get("tokenFile"):
-        tf = str(base / str(user["tokenFile"]))
-        try:
-            token = Path(tf).read_text().strip()
-        except OSError as exc:
-            raise ControllerError(f"{source}: tokenFile {tf}: {exc.strerror or exc}") from None
-        token_source = tf
+    if user.get("auth-provider"):
+        raise ControllerError(
+            f"{source}: user {ctx.get('user')!r} uses an auth-provider plugin "
+            "(removed from kubectl in 1.26); use its exec plugin (e.g. gke-gcloud-auth-plugin, "
+            "kubelogin) or a token"
+        )
+    plugin = _exec_plugin(user_entry, user, source, cluster) if user_entry and user.get("exec") else None
+    token, token_file, token_source = user.get("token"), None, f"{source}, user {ctx.get('user')}"
+    if not token and user.get("tokenFile") and user_entry is not None:
+        token_file = str(Path(user_entry.file).parent / str(user["tokenFile"]))
+        token, token_source = TokenFile(token_file, source).token(), token_file
     basic = (str(user["username"]), str(user.get("password", ""))) if user.get("username") else None
     return KubeAccess(
         server=server.rstrip("/"),
@@ -184,21 +218,85 @@ def load_kubeconfig(path: str, context: str | None = None) -> KubeAccess:
         token=str(token) if token else None,
         token_source=token_source,
         basic=basic,
-        ca_file=rel(cluster.get("certificate-authority")),
+        ca_file=cl_entry.rel(cluster.get("certificate-authority")),
         ca_data=_b64_text(cluster.get("certificate-authority-data"), source, "certificate-authority-data"),
-        cert_file=rel(user.get("client-certificate")),
-        key_file=rel(user.get("client-key")),
+        cert_file=user_entry.rel(user.get("client-certificate")) if user_entry else None,
+        key_file=user_entry.rel(user.get("client-key")) if user_entry else None,
         cert_data=_b64(user.get("client-certificate-data"), source, "client-certificate-data"),
         key_data=_b64(user.get("client-key-data"), source, "client-key-data"),
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        token_file=token_file,
+        exec_plugin=plugin,
+        tls_server_name=_optional_str(cluster, "tls-server-name", source),
+        proxy_url=_proxy(cluster, source),
     )
 
 
-def _named(doc: dict[str, Any], section: str, name: object, path: str) -> dict[str, Any]:
-    for item in doc.get(section) or []:
-        if isinstance(item, dict) and item.get("name") == name:
-            return item
-    raise ControllerError(f"kubeconfig {path}: no entry named {name!r} in {section}")
+def _exec_plugin(entry: Entry, user: dict[str, Any], source: str, cluster: dict[str, Any]) -> ExecPlugin:
+    spec = user["exec"]
+    where = f"{source}, user {entry.name!r}: exec"
+    if not isinstance(spec, dict) or not isinstance(spec.get("command"), str) or not spec["command"]:
+        raise ControllerError(f"{where}: no command")
+    version = spec.get("apiVersion")
+    if version not in EXEC_VERSIONS:
+        raise ControllerError(f"{where}: apiVersion {version!r} is not one of {', '.join(EXEC_VERSIONS)}")
+    if spec.get("interactiveMode") == "Always":
+        raise ControllerError(
+            f"{where}: interactiveMode Always needs a terminal, which ebpftop does not give it"
+        )
+    _check_owner(entry.file, where)
+    command = spec["command"]
+    if os.sep in command and not os.path.isabs(command):
+        command = entry.rel(command) or command  # as kubectl: relative to the kubeconfig's folder
+    env = spec.get("env") or []
+    if not isinstance(env, list) or not all(isinstance(e, dict) and "name" in e for e in env):
+        raise ControllerError(f"{where}: env must be a list of name/value pairs")
+    info = None
+    if spec.get("provideClusterInfo"):
+        info = {name: cluster[key] for key, name in CLUSTER_INFO.items() if cluster.get(key) is not None}
+    return ExecPlugin(
+        command=command,
+        args=tuple(str(a) for a in spec.get("args") or ()),
+        env=tuple((str(e["name"]), str(e.get("value", ""))) for e in env),
+        api_version=version,
+        source=f"{source}, user {entry.name!r}",
+        install_hint=str(spec.get("installHint") or ""),
+        cluster=info,
+    )
+
+
+def _check_owner(path: str, where: str) -> None:
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ControllerError(f"{where}: {path}: {exc.strerror or exc}") from None
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise ControllerError(
+            f"{where}: not run as root from {path}, which "
+            + ("another user owns" if st.st_uid != 0 else "others may write")
+            + "; copy it to a root-owned file (mode 600) and point [rollout] argo_kubeconfig at it"
+        )
+
+
+def _optional_str(section: dict[str, Any], key: str, source: str) -> str | None:
+    value = section.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ControllerError(f"{source}: {key} must be a string")
+    return value
+
+
+def _proxy(cluster: dict[str, Any], source: str) -> str | None:
+    url = _optional_str(cluster, "proxy-url", source)
+    if url is None:
+        return None
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in PROXY_SCHEMES:
+        raise ControllerError(f"{source}: proxy-url {url!r} must be {', '.join(PROXY_SCHEMES)}://HOST:PORT")
+    return url
 
 
 def _b64_text(value: object, source: str, key: str) -> str | None:
