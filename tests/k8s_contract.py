@@ -639,8 +639,9 @@ class ContractServer:
             return 200, copy.deepcopy(self.rollout)
 
 
-def make_tls(directory: str) -> tuple[str, str, str]:
-    """A private CA and a server certificate for 127.0.0.1: (ca_pem, cert_file, key_file)."""
+def make_tls(directory: str, dns: tuple[str, ...] = ()) -> tuple[str, str, str]:
+    """A private CA and a server certificate for 127.0.0.1 (or, given `dns`, for those names
+    only, as a cluster whose certificate does not name the address): (ca_pem, cert_file, key_file)."""
     import ipaddress
     import os
 
@@ -666,14 +667,17 @@ def make_tls(directory: str) -> tuple[str, str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0] if dns else "127.0.0.1")]))
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            x509.SubjectAlternativeName(
+                [x509.DNSName(d) for d in dns] if dns else [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
         )
         .sign(ca_key, hashes.SHA256())
     )

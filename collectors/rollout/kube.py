@@ -114,9 +114,8 @@ class KubeAccess:
     def client(self, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
         if transport is None:
             try:
-                transport = httpx.AsyncHTTPTransport(
-                    verify=self.ssl_context(), proxy=self.proxy_url, trust_env=False
-                )
+                proxy = httpx.Proxy(self.proxy_url) if self.proxy_url else None  # a str is 0.26+
+                transport = httpx.AsyncHTTPTransport(verify=self.ssl_context(), proxy=proxy, trust_env=False)
             except ImportError as exc:  # socks5 without httpx[socks]
                 raise ControllerError(f"{self.source}: proxy-url {self.proxy_url}: {exc}") from None
         return httpx.AsyncClient(

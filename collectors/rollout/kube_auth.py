@@ -184,13 +184,28 @@ class NamedContext(ssl.SSLContext):
 
     server_name: str = ""
 
-    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> Any:
-        kwargs["server_hostname"] = self.server_name
-        return super().wrap_socket(sock, *args, **kwargs)
+    def wrap_socket(
+        self,
+        sock: Any,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: Any = None,
+        session: Any = None,
+    ) -> Any:
+        return super().wrap_socket(
+            sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, self.server_name, session
+        )
 
-    def wrap_bio(self, incoming: Any, outgoing: Any, *args: Any, **kwargs: Any) -> Any:
-        kwargs["server_hostname"] = self.server_name
-        return super().wrap_bio(incoming, outgoing, *args, **kwargs)
+    def wrap_bio(
+        self,
+        incoming: Any,
+        outgoing: Any,
+        server_side: bool = False,
+        server_hostname: Any = None,
+        session: Any = None,
+    ) -> Any:
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
 
 
 def tls_context(cafile: str | None, cadata: str | None, server_name: str | None) -> ssl.SSLContext:
