@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Write screenshots/main-80x24.svg and screenshots/main-160x48.svg (`make screenshots`).
 
-The app replays tests/data/demo.rec, paused at the moment just after the incident
-marker (CPU spike), headless, so the pictures are the same on every machine and change
-only when the screen or the demo recording does. No root, no network.
+The app replays screenshots/lab.rec.gz, a recording of the real lab during a scripted
+incident (scripts/make_lab_recording.py), paused at one moment read from the recording
+itself: the first Flows sample SETTLE seconds after the canary's first FAIL verdict that
+follows the incident marker (by then the canary's profiles cover the incident). Headless
+and from the file alone (no clock, host or random input), so the pictures are the same
+on every machine and change only when the screen or the recording does. No root, no
+network. A recording without that incident (`--recording tests/data/demo.rec`) is shown
+just after its first marker, else at its end.
 
 Usage: .venv/bin/python scripts/screenshots.py [--recording FILE] [--out-dir DIR]
 """
@@ -15,13 +20,40 @@ import asyncio
 import pathlib
 import sys
 import tempfile
+from collections.abc import Sequence
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+SOURCE = ROOT / "screenshots" / "lab.rec.gz"
 SIZES = ((80, 24), (160, 48))
+SETTLE = 12.0
+SETTLE_FRAMES = 50
 
 
-def moment(replay) -> int:
-    """The tick to show: just after the first marker, else the last one."""
+def failing(snapshot: Any) -> bool:
+    """A canary snapshot with a service whose verdict is fail."""
+    services = getattr(snapshot.data, "services", ())
+    return snapshot.source == "canary" and any(str(s.verdict) == "fail" for s in services)
+
+
+def anchor(frames: Sequence[Any]) -> Any | None:
+    """The Flows snapshot the pictures show: the first one SETTLE s after the first FAIL
+    verdict following the first marker; None when the recording has no such incident."""
+    marker = next((s.time for s in frames if s.source == "marker"), None)
+    if marker is None:
+        return None
+    fail = next((s.time for s in frames if s.time >= marker and failing(s)), None)
+    if fail is None:
+        return None
+    return next((s for s in frames if s.source == "flows" and s.time >= fail + SETTLE), None)
+
+
+def moment(replay: Any) -> int:
+    """The tick to show: the one holding the anchor; else just after the first marker;
+    else the last one."""
+    shown = anchor(replay.frames)
+    if shown is not None:
+        return next(t for t in range(len(replay)) if shown in replay.tick_frames(t))
     marker_time = next((s.time for s in replay.frames if s.source == "marker"), None)
     if marker_time is None:
         return len(replay) - 1
@@ -45,14 +77,24 @@ async def shoot(
     runtime.replay.paused = True
     runtime.replay.seek(moment(runtime.replay))
     app = EbpftopApp(runtime)
+    title = f"ebpftop {size[0]}x{size[1]}"
     async with app.run_test(size=size) as pilot:
-        await pilot.pause()
-        out.write_text(app.export_screenshot(title=f"ebpftop {size[0]}x{size[1]}"), encoding="utf-8")
+        # The footer's keys and late layout passes land a few frames after the data (more
+        # on a loaded machine): the picture is the screen once two frames agree.
+        shot = ""
+        for _ in range(SETTLE_FRAMES):
+            await pilot.pause(0.1)
+            last, shot = shot, app.export_screenshot(title=title)
+            if shot == last:
+                break
+        else:
+            raise SystemExit(f"screenshots: the {title} screen still changed after {SETTLE_FRAMES} frames")
+        out.write_text(shot, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recording", type=pathlib.Path, default=ROOT / "tests" / "data" / "demo.rec")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--recording", type=pathlib.Path, default=SOURCE)
     parser.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "screenshots")
     args = parser.parse_args(argv)
     if not args.recording.is_file():
