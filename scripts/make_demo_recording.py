@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Regenerate tests/data/demo.rec (and damaged.rec): a small, realistic recording.
 
-`demo.rec` is what the screenshots and the Pilot tests replay: 20 s at 1 Hz of the lab
-story (the "checkout" canary goes bad from second 9 to 14, a marker at 11 s; the rules
-source is down). Deterministic (fixed seed and clock) and written by the real Recorder
-from the real dataclasses; a test compares the committed file with this script's
-output, so rerun it when a payload type changes. `damaged.rec` is demo.rec cut at
-line DAMAGED_AT.
+`demo.rec` is what the Pilot tests replay (synthetic: the README pictures replay the real
+lab, screenshots/lab.rec.gz): 20 s at 1 Hz of the lab story (the "checkout" canary goes
+bad from second 9 to 14, a marker at 11 s; the rules source is down). Deterministic
+(fixed seed and clock) and written by the real Recorder from the real dataclasses; a
+test compares the committed file with this script's output, so rerun it when a payload
+type changes. `damaged.rec` is demo.rec cut at line DAMAGED_AT.
 
 Usage: .venv/bin/python scripts/make_demo_recording.py [--out-dir tests/data]
 """
