@@ -254,3 +254,17 @@ def test_settings_choose_the_kubeconfig_and_the_node(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(cfg))
     made = pod_cache_from(Settings())
     assert made is not None and made.node == node_name(None) and made.node == made.node.lower()
+
+
+async def test_an_owner_that_cannot_be_read_is_named_as_the_pods_own_owner(server):
+    server.owners.clear()  # RBAC without get on replicasets/jobs, or the owner is gone: 404
+    server.faults.append(Fault("GET", "/replicasets/web-blue", 403))
+    pods = cache(server)
+    await pods.start()
+    try:
+        assert pods.lookup(UID["legacy"]).workload() == "ReplicaSet/web-blue"
+        assert pods.lookup(UID["report"]).workload() == "Job/report-29420100"
+        assert pods.lookup(UID["checkout"]).workload() == "Deployment/checkout"  # by name, nothing read
+        assert pods.error is None  # the pods are served; only the owner is less precise
+    finally:
+        await pods.close()

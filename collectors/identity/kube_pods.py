@@ -23,7 +23,8 @@ What it asks the API server (the pods of one node, `fieldSelector=spec.nodeName=
 - the workload: the owner reference marked controller. A ReplicaSet is named for its
   Deployment (`<deployment>-<pod-template-hash>`, the pod carries the hash as a label);
   when the name does not follow that, the ReplicaSet (or a Job, for its CronJob) is read
-  once for its own owner and remembered, so a call is made per new owner, never per flow.
+  once for its own owner and remembered until the next list, so a call is made per new
+  owner, never per flow.
 """
 
 from __future__ import annotations
@@ -150,6 +151,9 @@ class PodCache:
         assert self._client is not None
         pods: dict[str, PodInfo] = {}
         cont = ""
+        # Owners are read again per list: bounded to the owners of today's pods, and an owner
+        # that failed to read (a transient error, RBAC granted since) gets another chance.
+        self._owners.clear()
         while True:
             extra = {"limit": str(self.page)} | ({"continue": cont} if cont else {})
             resp = await self._client.get(f"{PODS}?{self._query(**extra)}")
