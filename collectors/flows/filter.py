@@ -10,6 +10,14 @@ is "TCP on port 80 or 443". A leading `!` negates a term.
     src:10.0.0.0/8  dst:192.0.2.1          source / destination address
     proc:nginx  pid:1234  svc:checkout     process name (substring), pid, service (substring)
     iface:eth0  dir:ingress|egress        an interface it was seen on / the direction where first seen
+    pod:web  ns:shop  workload:checkout   what either end's process runs in (substring): Kubernetes
+    unit:nginx  container:3f2a  netns:lab pod (name or UID), namespace, workload; systemd unit,
+                                          container (id or name), network namespace
+
+The identity terms (pod: ns: workload: unit: container: netns:) read the owners'
+identities through the lookup given to `Filter.apply` (`FlowsData.identity`); a flow
+matches when either end's process does (its own, or its peer's when that end is a
+socket on this node too).
 
 A bad term raises FilterError naming the term and its position; the caller keeps the
 previous filter.
@@ -21,11 +29,29 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ebpftop.collectors.identity.model import Identity
+
 from .layout import PROTO_NAMES, PROTO_NUMBERS
 from .model import FlowRecord
 
-FIELDS = ("port", "sport", "dport", "proto", "addr", "src", "dst", "proc", "pid", "svc", "iface", "dir")
+IDENTITY_FIELDS = ("pod", "ns", "workload", "unit", "container", "netns")
+FIELDS = (
+    "port",
+    "sport",
+    "dport",
+    "proto",
+    "addr",
+    "src",
+    "dst",
+    "proc",
+    "pid",
+    "svc",
+    "iface",
+    "dir",
+    *IDENTITY_FIELDS,
+)
 _ALIASES = {
+    "namespace": "ns",
     "service": "svc",
     "process": "proc",
     "comm": "proc",
@@ -43,7 +69,12 @@ class FilterError(ValueError):
         self.position = position  # 0-based character offset of the term in the text
 
 
-Predicate = Callable[[FlowRecord], bool]
+Lookup = Callable[[int | None], Identity | None]  # pid -> its identity (FlowsData.identity)
+Predicate = Callable[[FlowRecord, Lookup], bool]
+
+
+def no_identity(_pid: int | None) -> Identity | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,20 +90,21 @@ class Filter:
     text: str
     terms: tuple[Term, ...]
 
-    def __call__(self, flow: FlowRecord) -> bool:
+    def __call__(self, flow: FlowRecord, identity: Lookup = no_identity) -> bool:
         groups: dict[str, list[Term]] = {}
         for t in self.terms:
             groups.setdefault(t.field, []).append(t)
         for terms in groups.values():
             positive = [t for t in terms if not t.negate]
-            if positive and not any(t.test(flow) for t in positive):
+            if positive and not any(t.test(flow, identity) for t in positive):
                 return False
-            if any(t.test(flow) for t in terms if t.negate):
+            if any(t.test(flow, identity) for t in terms if t.negate):
                 return False
         return True
 
-    def apply(self, flows: Iterable[FlowRecord]) -> tuple[FlowRecord, ...]:
-        return tuple(f for f in flows if self(f))
+    def apply(self, flows: Iterable[FlowRecord], identity: Lookup = no_identity) -> tuple[FlowRecord, ...]:
+        """The flows that match; `identity` names their owners (pod:, unit:... terms)."""
+        return tuple(f for f in flows if self(f, identity))
 
     @property
     def empty(self) -> bool:
@@ -113,10 +145,10 @@ def _build(field: str, value: str) -> Predicate:
     if field in ("port", "sport", "dport"):
         lo, hi = _port_range(value)
         if field == "sport":
-            return lambda f: lo <= f.sport <= hi
+            return lambda f, _i: lo <= f.sport <= hi
         if field == "dport":
-            return lambda f: lo <= f.dport <= hi
-        return lambda f: lo <= f.sport <= hi or lo <= f.dport <= hi
+            return lambda f, _i: lo <= f.dport <= hi
+        return lambda f, _i: lo <= f.sport <= hi or lo <= f.dport <= hi
     if field == "proto":
         v = value.lower()
         if v.isdigit():
@@ -130,33 +162,63 @@ def _build(field: str, value: str) -> Predicate:
             raise ValueError(
                 f"unknown protocol {value!r} (known: {', '.join(sorted(PROTO_NUMBERS))} or a number)"
             )
-        return lambda f: f.proto == name
+        return lambda f, _i: f.proto == name
     if field in ("addr", "src", "dst"):
         net = _network(value)
         if field == "src":
-            return lambda f: _in(net, f.src)
+            return lambda f, _i: _in(net, f.src)
         if field == "dst":
-            return lambda f: _in(net, f.dst)
-        return lambda f: _in(net, f.src) or _in(net, f.dst)
+            return lambda f, _i: _in(net, f.dst)
+        return lambda f, _i: _in(net, f.src) or _in(net, f.dst)
     if field == "proc":
         v = value.lower()
-        return lambda f: f.comm is not None and v in f.comm.lower()
+        return lambda f, _i: f.comm is not None and v in f.comm.lower()
     if field == "svc":
         v = value.lower()
-        return lambda f: f.service is not None and v in f.service.lower()
+        return lambda f, _i: f.service is not None and v in f.service.lower()
     if field == "pid":
         if not value.isdigit():
             raise ValueError(f"pid must be a number, not {value!r}")
         pid = int(value)
-        return lambda f: f.pid == pid
+        return lambda f, _i: f.pid == pid
     if field == "iface":  # any interface the connection was seen on
-        return lambda f: f.iface == value or any(p.iface == value for p in f.paths)
+        return lambda f, _i: f.iface == value or any(p.iface == value for p in f.paths)
     if field == "dir":
         v = {"in": "ingress", "out": "egress"}.get(value.lower(), value.lower())
         if v not in ("ingress", "egress"):
             raise ValueError(f"direction must be ingress or egress, not {value!r}")
-        return lambda f: f.direction == v
+        return lambda f, _i: f.direction == v
+    if field in IDENTITY_FIELDS:
+        return _identity_term(field, value.lower())
     raise AssertionError(field)
+
+
+def _identity_texts(who: Identity, field: str) -> tuple[str | None, ...]:
+    """The values an identity term looks in."""
+    if field == "pod":
+        return (who.pod, f"{who.namespace}/{who.pod}" if who.pod and who.namespace else None, who.pod_uid)
+    if field == "ns":
+        return (who.namespace,)
+    if field == "workload":
+        return (who.workload,)
+    if field == "unit":
+        return (who.unit,)
+    if field == "container":
+        return (who.container, who.container_name)
+    return (who.netns,)  # netns: None is the host's own, matched by no name
+
+
+def _identity_term(field: str, v: str) -> Predicate:
+    def test(f: FlowRecord, identity: Lookup) -> bool:
+        for pid in (f.pid, f.peer_pid):
+            if pid is None:
+                continue
+            who = identity(pid)
+            if who is not None and any(t is not None and v in t.lower() for t in _identity_texts(who, field)):
+                return True
+        return False
+
+    return test
 
 
 def parse(text: str) -> Filter:

@@ -9,15 +9,24 @@ count; live connections stay rows of their own. A fold's figures are its members
 tick, so short connections that came and went within it still show their traffic.
 `ordered` keeps ended rows (folds, a lone ended connection) to at most half of the
 first screen while live rows remain, so the live busy connections stay on top.
+
+Grouping by what a process runs in (pod, namespace, workload, unit, container, netns)
+reads the owners' identities through a lookup (`FlowsData.identity`). A connection is
+one row and lands in one group: its owner's (`pid`, this end's) value, else its peer's
+(`peer_pid`, the other end's, when that is a socket here too), else "(no pod)" (and so on).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ebpftop.collectors.identity.model import Identity
+
 from .model import FlowRecord
+
+Lookup = Callable[[int | None], Identity | None]  # pid -> its identity (FlowsData.identity)
 
 IDLE_AFTER = 10.0  # seconds without a packet after which a connection counts as ended
 ENDED_SHARE = 0.5  # of the first screen, at most this much goes to ended rows while live ones remain
@@ -30,7 +39,43 @@ SORTS = (
     ("retransmits", "retransmits"),
     ("connect_latency_ms", "connect latency"),
 )
-GROUPS = ("process", "service", "remote")
+GROUPS = ("process", "service", "remote", "pod", "namespace", "workload", "unit", "container", "netns")
+IDENTITY_GROUPS = GROUPS[3:]  # read from the owners' identities
+HOST_NETNS = "(host)"  # the netns group of processes in ebpftop's own namespace
+
+
+def identity_value(who: Identity, by: str) -> str | None:
+    """What `who` has for an identity group key (None: nothing). A pod without the
+    Kubernetes API is its UID; a process in the host's namespace has netns "(host)"."""
+    if by == "pod":
+        if who.pod:
+            return f"{who.namespace}/{who.pod}" if who.namespace else who.pod
+        return f"pod {who.pod_uid}" if who.pod_uid else None
+    if by == "namespace":
+        return who.namespace
+    if by == "workload":
+        return who.workload
+    if by == "unit":
+        return who.unit
+    if by == "container":
+        return f"{who.runtime or 'container'} {who.container[:12]}" if who.container else None
+    if by == "netns":
+        return who.netns or HOST_NETNS
+    raise ValueError(f"cannot group by {by!r} (choose {', '.join(GROUPS)})")
+
+
+def _no_identity(_pid: int | None) -> Identity | None:
+    return None
+
+
+def available_groups(owners: Iterable[Identity]) -> tuple[str, ...]:
+    """The group keys worth offering: the identity ones only when some owner has a value
+    (no Kubernetes API: no pod names, namespaces or workloads to group by)."""
+    owners = list(owners)
+    keep = [
+        by for by in IDENTITY_GROUPS if any(identity_value(o, by) not in (None, HOST_NETNS) for o in owners)
+    ]
+    return (*GROUPS[:3], *keep)
 
 
 def next_sort(current: str) -> str:
@@ -61,7 +106,17 @@ class FlowGroup:
     retransmits: int
 
 
-def group_key(f: FlowRecord, by: str) -> str:
+def group_key(f: FlowRecord, by: str, identity: Lookup = _no_identity) -> str:
+    """The one group a connection counts in (see the module's docstring)."""
+    if by in IDENTITY_GROUPS:
+        mine, theirs = identity(f.pid), identity(f.peer_pid)
+        if mine is None and theirs is None:
+            return "(unknown process)"
+        for who in (mine, theirs):
+            value = identity_value(who, by) if who is not None else None
+            if value is not None:
+                return value
+        return f"(no {by})"
     if by == "process":
         if f.pid is None:
             return "(unknown process)"
@@ -81,11 +136,11 @@ def _add(a: float | None, b: float | None) -> float | None:
     return a + b
 
 
-def group_flows(flows: Iterable[FlowRecord], by: str) -> list[FlowGroup]:
-    """One row per process / service / remote address, largest rate first."""
+def group_flows(flows: Iterable[FlowRecord], by: str, identity: Lookup = _no_identity) -> list[FlowGroup]:
+    """One row per process / service / remote address / pod..., largest rate first."""
     acc: dict[str, FlowGroup] = {}
     for f in flows:
-        k = group_key(f, by)
+        k = group_key(f, by, identity)
         g = acc.get(k) or FlowGroup(k, 0, 0, 0, None, None, 0)
         acc[k] = FlowGroup(
             k,

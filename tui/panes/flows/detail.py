@@ -1,6 +1,7 @@
 """Enter on a Flows row: the connection's (or fold's, or group's) rate history as a
-plotext chart, its process, the interfaces that saw it with what each counted, and its
-recent TCP events, in a dialog that scrolls (80x24 loses nothing).
+plotext chart, the processes at both ends with their whole identity (service, version,
+netns, cgroup, unit, container, pod...), the interfaces that saw it with what each
+counted, and its recent TCP events, in a dialog that scrolls (80x24 loses nothing).
 
 Only history up to the snapshot on show is charted, so a paused screen shows nothing
 newer; a tick where the flow was not among the top flows is left out, never drawn as 0.
@@ -17,18 +18,21 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
+from ebpftop.collectors.flows.filter import no_identity
 from ebpftop.collectors.flows.model import FlowPath, FlowRecord, FlowsData, TcpEvent
-from ebpftop.collectors.flows.view import FoldKey, ended, fold_key, group_key, sum_known
+from ebpftop.collectors.flows.view import FoldKey, Lookup, ended, fold_key, group_key, sum_known
+from ebpftop.collectors.identity.model import Identity
 from ebpftop.core.model import Snapshot
 
 from ...screens.detail import DetailScreen
 from ...text import clean
 from .. import fmt
 from ..fmt import Part
-from .view import FlowKey, count, flow_key, full_flow, ms, state_text
+from .view import FlowKey, count, endpoint, flow_key, full_flow, ms, state_text
 
 MAX_EVENTS = 40
 MAX_MEMBERS = 12
+MAX_OWNERS = 6  # pairs of ends listed for a group or fold
 
 
 @dataclass(frozen=True)
@@ -41,15 +45,19 @@ class Selection:
     flow: FlowKey | None = None
     by: str | None = None
     group: str | None = None
-    accept: Callable[[FlowRecord], bool] = field(default=lambda f: True, compare=False)
+    accept: Callable[[FlowRecord, Lookup], bool] = field(default=lambda f, i: True, compare=False)
     fold: FoldKey | None = None
 
-    def matches(self, f: FlowRecord, now: float) -> bool:
+    def matches(self, f: FlowRecord, now: float, identity: Lookup = no_identity) -> bool:
+        """`identity`: the owners of the snapshot `f` is from (groups and filters by pod,
+        unit... read them)."""
         if self.flow is not None:
             return flow_key(f) == self.flow
         if self.fold is not None:
             return fold_key(f) == self.fold and ended(f, now)
-        return self.accept(f) and self.by is not None and group_key(f, self.by) == self.group
+        return (
+            self.accept(f, identity) and self.by is not None and group_key(f, self.by, identity) == self.group
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class DetailView:
     members: tuple[FlowRecord, ...]  # in the newest snapshot
     events: tuple[TcpEvent, ...]  # oldest first
     now: float
+    identity: Lookup = no_identity  # the owners in the newest snapshot
 
 
 def rate_history(history: Sequence[Snapshot], sel: Selection, until: float) -> list[Point]:
@@ -74,7 +83,7 @@ def rate_history(history: Sequence[Snapshot], sel: Selection, until: float) -> l
         data = snap.data
         if snap.time > until or not isinstance(data, FlowsData):
             continue
-        members = [f for f in data.flows if sel.matches(f, snap.time)]
+        members = [f for f in data.flows if sel.matches(f, snap.time, data.identity)]
         if members:
             points.append(
                 Point(snap.time, sum_known(f.bps for f in members), sum_known(f.pps for f in members))
@@ -104,11 +113,12 @@ def flow_events(members: Sequence[FlowRecord], data: FlowsData) -> list[TcpEvent
 
 def build(history: Sequence[Snapshot], shown: Snapshot, sel: Selection) -> DetailView:
     data = shown.data
-    members = (
-        tuple(f for f in data.flows if sel.matches(f, shown.time)) if isinstance(data, FlowsData) else ()
-    )
+    if not isinstance(data, FlowsData):
+        return DetailView(sel, tuple(rate_history(history, sel, shown.time)), (), (), shown.time)
+    members = tuple(f for f in data.flows if sel.matches(f, shown.time, data.identity))
     events = tuple(flow_events(members, data)) if members else ()
-    return DetailView(sel, tuple(rate_history(history, sel, shown.time)), members, events, shown.time)
+    points = tuple(rate_history(history, sel, shown.time))
+    return DetailView(sel, points, members, events, shown.time, data.identity)
 
 
 def clock(t: float) -> str:
@@ -149,25 +159,51 @@ def summary(view: DetailView) -> Content:
     return Content.assemble(*parts)
 
 
+def identity_parts(
+    who: Identity | None, pid: int | None, comm: str | None, service: str | None
+) -> list[Part]:
+    """`pid 100  comm nginx  service web  netns lab-a  unit …`: the whole identity, else
+    what the record itself knows."""
+    parts: list[Part] = [("pid ", "$text-muted"), str(pid) if pid is not None else fmt.NO_DATA]
+    pairs = (
+        who.pairs() if who is not None else [(k, v) for k, v in (("comm", comm), ("service", service)) if v]
+    )
+    for name, value in pairs:
+        parts += [(f"  {name} ", "$text-muted"), clean(value, 120)]
+    return parts
+
+
+def _ends(f: FlowRecord, single: bool) -> tuple[str, str]:
+    """Labels of this end and the other: their addresses for one connection."""
+    if not single:
+        return "this end", "other end"
+    local, lport, remote, rport = f.local_remote()
+    return endpoint(local, lport, f.proto), endpoint(remote, rport, f.proto)
+
+
 def process_lines(view: DetailView) -> Content:
-    owners: dict[tuple[int | None, str | None, str | None], None] = {}
+    """Each pair of ends once: this end's process (the record's pid) and, when the other
+    end is a socket on this node too, the peer's, each with its whole identity."""
+    pairs: dict[tuple[int | None, str | None, str | None, int | None], FlowRecord] = {}
     for f in view.members:
-        owners.setdefault((f.pid, f.comm, f.service), None)
-    if not owners:
+        pairs.setdefault((f.pid, f.comm, f.service, f.peer_pid), f)
+    if not pairs:
         return Content.assemble(("—", "$text-muted"))
+    single = view.selection.flow is not None
     parts: list[Part] = []
-    for pid, comm, service in list(owners)[:6]:
+    for (pid, comm, service, peer), f in list(pairs.items())[:MAX_OWNERS]:
+        mine, theirs = _ends(f, single)
         if parts:
             parts.append("\n")
-        parts += [
-            ("pid ", "$text-muted"),
-            str(pid) if pid is not None else fmt.NO_DATA,
-            ("  comm ", "$text-muted"),
-            clean(comm, 64) if comm else fmt.NO_DATA,
-            ("  service ", "$text-muted"),
-            clean(service, 120) if service else fmt.NO_DATA,
-        ]
-    if all(pid is None for pid, _c, _s in owners):
+        parts += [(f"{clean(mine, 60)}  ", "bold"), *identity_parts(view.identity(pid), pid, comm, service)]
+        parts += ["\n", (f"{clean(theirs, 60)}  ", "bold")]
+        if peer is not None:
+            parts += identity_parts(view.identity(peer), peer, None, None)
+        else:
+            parts.append(("not a socket on this node, or not seen", "$text-muted"))
+    if len(pairs) > MAX_OWNERS:
+        parts.append((f"\n… and {len(pairs) - MAX_OWNERS} more", "$text-muted"))
+    if all(pid is None for pid, _c, _s, _p in pairs):
         parts += [("\nno process known: not a local socket, or it ended before it was seen", "$text-muted")]
     return Content.assemble(*parts)
 
@@ -264,7 +300,7 @@ class FlowDetailScreen(DetailScreen):
             from .chart import RateChart
 
             yield RateChart()
-            yield Static("process", classes="heading", markup=False)
+            yield Static("processes at both ends", classes="heading", markup=False)
             yield Static(Content(""), id="flow-detail-process", markup=False)
             if self.view.selection.flow is not None:
                 yield Static("seen on (each packet counted once above)", classes="heading", markup=False)

@@ -24,7 +24,7 @@ from textual.widgets import Static
 
 from ebpftop.collectors.flows.filter import Filter, parse
 from ebpftop.collectors.flows.model import FlowsData
-from ebpftop.collectors.flows.view import FlowFold, fold_ended, next_sort, ordered
+from ebpftop.collectors.flows.view import GROUPS, FlowFold, available_groups, fold_ended, next_sort, ordered
 from ebpftop.core.model import Snapshot
 
 from ...action_path import dashboard
@@ -50,9 +50,19 @@ class FlowsPane(SourcePane):
     BINDINGS: ClassVar[list[BindingType]] = [
         # Not in the footer (80 columns keep the app's keys); the status line names them.
         Binding("s", "cycle_sort", "Sort", show=False, tooltip="sort by the next column"),
-        Binding("g", "cycle_group", "Group", show=False, tooltip="group by process, service, remote address"),
         Binding(
-            "slash", "filter", "Filter", show=False, tooltip="filter flows (port:443 proc:nginx 10.0.0.0/8)"
+            "g",
+            "cycle_group",
+            "Group",
+            show=False,
+            tooltip="group by process, service, remote, pod, namespace, workload, unit, container, netns",
+        ),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            show=False,
+            tooltip="filter flows (port:443 proc:nginx 10.0.0.0/8 pod:web ns:shop unit:nginx container:3f2a)",
         ),
         Binding("enter", "detail", "Detail", show=False, tooltip="rate history, process and TCP events"),
         Binding(
@@ -125,13 +135,14 @@ class FlowsPane(SourcePane):
         if data is None:
             return
         width = self.table_width()
-        flows = self.filter.apply(data.flows)
+        who = data.identity
+        flows = self.filter.apply(data.flows, who)
         table = self.query_one("#flows-table", LineTable)
         now = self._shown_time()
         records: list[Any] = (
             ordered(fold_ended(flows, now), self.sort, now, table.window)
             if self.grouping == "none"
-            else fv.groups(flows, self.grouping, self.sort)
+            else fv.groups(flows, self.grouping, self.sort, who)
         )
         self.records = records
         table.place(len(records), self._cursor_for(records, table.cursor))
@@ -140,8 +151,8 @@ class FlowsPane(SourcePane):
         self._draw_lines(data, len(flows), width)
         self._draw_events(data, width)
         if self.grouping == "none":
-            columns, form = fv.flow_columns(width, self.sort, shown, now)
-            table.show(columns, len(records), lambda i: fv.flow_row(records[i], columns, form, now))
+            columns, form = fv.flow_columns(width, self.sort, shown, now, who)
+            table.show(columns, len(records), lambda i: fv.flow_row(records[i], columns, form, now, who))
         else:
             columns = fv.group_columns(width, self.grouping, self.sort)
             table.show(columns, len(records), lambda i: fv.group_row(records[i], columns, width))
@@ -250,7 +261,9 @@ class FlowsPane(SourcePane):
         self._draw_or_status()
 
     def action_cycle_group(self) -> None:
-        self.grouping = fv.next_grouping(self.grouping)
+        # Identity keys nobody has (no Kubernetes API: no pods) are skipped.
+        offered = available_groups(self._data.owners) if self._data is not None else GROUPS
+        self.grouping = fv.next_grouping(self.grouping, offered)
         self._wanted = None  # the rows are other things now: start from the top
         self._draw_or_status()
 
@@ -310,7 +323,9 @@ class FlowsPane(SourcePane):
         data, now = self._data, self._shown_time()
 
         def members() -> list[Any]:
-            return [f for f in data.flows if sel.matches(f, now)] if sel is not None and data else []
+            if sel is None or not data:
+                return []
+            return [f for f in data.flows if sel.matches(f, now, data.identity)]
 
         to_rule.request(self, sel, members, self._history(), remote=remote)
 

@@ -5,6 +5,13 @@ counters lines. Pure, so testable without a screen.
 Cells are (text, style) pairs; the pane turns payload text into `tui.text.safe`. Widths
 are fixed per layout (compact < 130 cells, full, wide >= 170) so the table does not
 jump, and rows are keyed by flow so the cursor follows the flow, not the row number.
+
+Who owns a connection comes from the payload's identities (`FlowsData.identity`, the
+`identity` lookup here): the process cell names the peer's process when the other end is
+a socket on this node too (`nginx → haproxy`: the arrow points from the end that opened
+it), and where the owner runs (pod, container, unit or netns: `Identity.where`) gets a
+column when the flow keeps `WHERE_FLOW_MIN` cells beside it (from about 146 cells), else
+joins the process cell as room allows (compact: after the peer and the service).
 """
 
 from __future__ import annotations
@@ -16,25 +23,29 @@ from typing import Any
 
 from ebpftop.collectors.flows.model import COUNTERS, FlowRecord, FlowsData, count_text
 from ebpftop.collectors.flows.view import (
+    GROUPS,
     SORTS,
     FlowFold,
     FlowGroup,
     FlowRow,
+    Lookup,
     ended,
     group_flows,
     group_key,
 )
+from ebpftop.collectors.identity.model import Identity
 
 from .. import fmt
 from ..table import Cell, Column, Row
 
 FlowKey = tuple[Any, ...]  # ("conn", proto, src, sport, dst, dport) or ("fold", *fold key)
 
-GROUPINGS = ("none", "process", "service", "remote")
+GROUPINGS = ("none", *GROUPS)
 SORT_LABELS = dict(SORTS)
 FULL_FROM = 130
 PROC_MAX = 26
 WIDE_FROM = 170
+WHERE_FLOW_MIN = 32  # the flow column keeps this much, or the where column folds into the process cell
 _PORTED = ("tcp", "udp", "sctp", "udplite", "dccp")
 
 
@@ -61,10 +72,14 @@ def ifaces_text(f: FlowRow) -> str:
     return names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
 
 
-def next_grouping(current: str) -> str:
-    return (
-        GROUPINGS[(GROUPINGS.index(current) + 1) % len(GROUPINGS)] if current in GROUPINGS else GROUPINGS[0]
-    )
+def next_grouping(current: str, offered: Sequence[str] = GROUPS) -> str:
+    """The grouping after `current` among "none" and the `offered` group keys."""
+    cycle = ["none", *(g for g in GROUPINGS if g in offered)]
+    return cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else cycle[0]
+
+
+def no_identity(_pid: int | None) -> Identity | None:
+    return None
 
 
 # --- numbers -------------------------------------------------------------------------
@@ -145,24 +160,58 @@ def squeeze(text: str, room: int) -> str:
     return text[:head] + "…" + text[len(text) - (room - 1 - head) :]
 
 
-def process_text(f: FlowRow, room: int) -> str:
-    """The richest of `comm [pid] · service`, `comm · service`, `comm [pid]`, `comm`
-    that fits."""
+def peer_text(f: FlowRecord, identity: Lookup) -> str | None:
+    """` → haproxy` (this end opened it) or ` ← loadgen` (the peer did): the process at
+    the other end when that end is a socket on this node too."""
+    if f.peer_pid is None:
+        return None
+    who = identity(f.peer_pid)
+    name = who.comm if who is not None and who.comm else f"pid {f.peer_pid}"
+    return f" {'→' if f.direction == 'egress' else '←'} {name}"
+
+
+def where_text(f: FlowRow, identity: Lookup) -> str | None:
+    """Where the row's owner runs (`Identity.where`: pod, container, unit or netns); a
+    fold's when its members share one process."""
+    pid = f.common("pid") if isinstance(f, FlowFold) else f.pid
+    who = identity(pid) if pid is not None else None
+    return who.where() if who is not None else None
+
+
+# What the process cell adds to the name while it fits, most wanted first.
+COMPACT_EXTRAS = ("peer", "service", "where", "pid")
+FULL_EXTRAS = ("peer", "pid", "where")  # the service has a column of its own
+
+
+def process_text(
+    f: FlowRow,
+    room: int,
+    identity: Lookup = no_identity,
+    extras: Sequence[str] = COMPACT_EXTRAS,
+) -> str:
+    """`comm [pid] → peer · service · where`, keeping of `extras` (in that order of
+    preference) what fits `room`; at least the name."""
     if isinstance(f, FlowFold):
         return _fold_owner(f, room)
     comm = f.comm or (None if f.pid is None else "?")
     svc = f.service if f.service and f.service != f.comm else None
     if comm is None:
-        return svc or fmt.NO_DATA
-    pid = f" [{f.pid}]" if f.pid is not None else ""
-    options = []
-    if svc:
-        options += [f"{comm}{pid} · {svc}", f"{comm} · {svc}"]
-    options += [f"{comm}{pid}", comm]
-    for o in options:
-        if len(o) <= room:
-            return o
-    return options[-1]
+        return (svc if "service" in extras else None) or fmt.NO_DATA
+    parts = {
+        "pid": f" [{f.pid}]" if f.pid is not None else None,
+        "peer": peer_text(f, identity),
+        "service": f" · {svc}" if svc else None,
+        "where": (f" · {w}" if (w := where_text(f, identity)) else None) if "where" in extras else None,
+    }
+
+    def text(keys: set[str]) -> str:
+        return comm + "".join(v for k in ("pid", "peer", "service", "where") if k in keys and (v := parts[k]))
+
+    chosen: set[str] = set()
+    for k in extras:
+        if parts[k] and len(text(chosen | {k})) <= room:
+            chosen.add(k)
+    return text(chosen)
 
 
 def _fold_owner(f: FlowFold, room: int) -> str:
@@ -199,7 +248,11 @@ def _mark(f: FlowRow, now: float | None) -> str:
 
 
 def flow_columns(
-    width: int, sort: str, flows: Sequence[FlowRow], now: float | None = None
+    width: int,
+    sort: str,
+    flows: Sequence[FlowRow],
+    now: float | None = None,
+    identity: Lookup = no_identity,
 ) -> tuple[list[Column], str]:
     """The columns for a table `width` cells wide, and how the flow column is drawn
     ("full" src → dst, or "local" port ⇄ remote)."""
@@ -219,7 +272,7 @@ def flow_columns(
         # What is left is shared by the flow and the process: the flow first (its
         # addresses and ports), the process down to 8 characters, then back up to 26.
         free = width - sum(c.width + 1 for c in nums) - 2
-        proc_need = max([7] + [len(process_text(f, PROC_MAX)) for f in flows])
+        proc_need = max([7] + [len(process_text(f, PROC_MAX, identity)) for f in flows])
         proc_min = min(proc_need, 8)
         marks = [len(f.proto) + 1 + len(_mark(f, now)) for f in flows]
         form, need = (
@@ -246,13 +299,20 @@ def flow_columns(
         Column("service", "service", 20 if kind == "wide" else 14),
     ]
     room = width - sum(c.width + 1 for c in cols + rest) - 1
+    where = Column("where", "where", 20 if kind == "wide" else 16)
+    if room - where.width - 1 >= WHERE_FLOW_MIN:
+        rest.insert(-1, where)  # between the process and its service
+        room -= where.width + 1
     return [*cols, Column("flow", "src:sport → dst:dport", max(20, room)), *rest], "full"
 
 
-def flow_row(f: FlowRow, columns: Sequence[Column], form: str, now: float) -> Row:
+def flow_row(
+    f: FlowRow, columns: Sequence[Column], form: str, now: float, identity: Lookup = no_identity
+) -> Row:
     """One connection's row, or a fold's. Ended ones are dimmed; in the compact layout
     (no state column) a lone ended connection is marked `✕`."""
     compact = columns[0].key == "flow"
+    has_where = any(c.key == "where" for c in columns)
     done = isinstance(f, FlowFold) or ended(f, now)
     cells: list[Cell] = []
     for c in columns:
@@ -279,9 +339,16 @@ def flow_row(f: FlowRow, columns: Sequence[Column], form: str, now: float) -> Ro
         elif k == "connect_latency_ms":
             cells.append((ms(f.connect_latency_ms), ""))
         elif k == "process":
-            # Compact has no service column: the process cell carries it as room allows.
-            text = process_text(f, c.width) if compact else _comm_pid(f)
+            # Compact has no service column: the process cell carries it as room allows;
+            # without a where column, the cell carries that too.
+            if compact:
+                text = process_text(f, c.width, identity)
+            else:
+                extras = FULL_EXTRAS[:2] if has_where else FULL_EXTRAS
+                text = process_text(f, c.width, identity, extras)
             cells.append((squeeze(text, c.width), ""))
+        elif k == "where":
+            cells.append((squeeze(where_text(f, identity) or fmt.NO_DATA, c.width), ""))
         elif k == "service":
             service = f.common("service") if isinstance(f, FlowFold) else f.service
             cells.append((squeeze(service or fmt.NO_DATA, c.width), ""))
@@ -290,26 +357,18 @@ def flow_row(f: FlowRow, columns: Sequence[Column], form: str, now: float) -> Ro
     return Row(flow_key(f), tuple(cells))
 
 
-def _comm_pid(f: FlowRow) -> str:
-    if isinstance(f, FlowFold):
-        return _fold_owner(f, PROC_MAX)
-    if f.comm is None and f.pid is None:
-        return fmt.NO_DATA
-    return f"{f.comm or '?'}" + (f" [{f.pid}]" if f.pid is not None else "")
-
-
 def _none_last(value: Any, tie: int) -> tuple[bool, Any, int]:
     return (value is not None, value if value is not None else 0, tie)
 
 
-def groups(flows: Iterable[FlowRecord], by: str, sort: str) -> list[GroupRow]:
+def groups(flows: Iterable[FlowRecord], by: str, sort: str, identity: Lookup = no_identity) -> list[GroupRow]:
     flows = list(flows)
     worst: dict[str, float] = {}
     for f in flows:
         if f.connect_latency_ms is not None:
-            k = group_key(f, by)
+            k = group_key(f, by, identity)
             worst[k] = max(worst.get(k, 0.0), f.connect_latency_ms)
-    rows = [GroupRow(by, g, worst.get(g.key)) for g in group_flows(flows, by)]
+    rows = [GroupRow(by, g, worst.get(g.key)) for g in group_flows(flows, by, identity)]
 
     def value(r: GroupRow) -> Any:
         return r.connect_latency_ms if sort == "connect_latency_ms" else getattr(r.group, sort)
