@@ -87,6 +87,10 @@ class Layout:
         """Root-side end of the part's veth; the peer inside the namespace is eth0."""
         return f"{self.prefix}{part}"
 
+    def scope(self, part: str) -> str:
+        """The part's cgroup, named like the scope `systemd-run --scope --unit` makes."""
+        return f"{self.prefix}{part}.scope"
+
     @property
     def bridge(self) -> str:
         return f"{self.prefix}br"

@@ -30,11 +30,11 @@ import psutil
 
 from ebpftop.core.settings import Settings
 
-from . import faults, gobuild, haproxy, loadgen, procs, prometheus, topology
+from . import cgroups, faults, gobuild, haproxy, loadgen, procs, prometheus, topology
 from . import state as statefile
 from .errors import LabError
 from .knobs import KNOBS_PATH, Knobs, parse_terms
-from .layout import VARIANTS, LabConfig, Layout
+from .layout import PARTS, VARIANTS, LabConfig, Layout
 from .web import answers, fetch
 
 Say = Callable[[str], None]
@@ -200,6 +200,7 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
             netns=layout.netns("client"),
             ip_bin=config.ip_bin,
             env={"PYTHONUNBUFFERED": "1"},
+            cgroup=_scope(layout, "client"),
         )
         st.processes.append(rec)
         save()
@@ -268,6 +269,27 @@ def _check_port_free(part: str, host: str, port: int) -> None:
     raise LabError(part, f"port {host}:{port} is busy{holder}; choose another with --prometheus-port")
 
 
+def _scope(layout: Layout, part: str) -> str | None:
+    """The part's cgroup v2 directory (lab/cgroups.py), or None where there is no cgroup
+    v2 hierarchy: the lab then runs without, and identity shows no unit."""
+    try:
+        return cgroups.create(cgroups.scope_path(layout.scope(part)))
+    except LabError:
+        return None
+
+
+def _remove_scopes(layout: Layout) -> list[str]:
+    root = cgroups.mountpoint()
+    if root is None:
+        return []
+    removed = []
+    for part in PARTS:
+        path = cgroups.scope_path(layout.scope(part), root)
+        if os.path.isdir(path) and cgroups.remove(path):
+            removed.append(f"cgroup {path}")
+    return removed
+
+
 def _start_service(layout: Layout, tmpdir: str, variant: str, binary: str) -> statefile.ProcRecord:
     cfg, version = layout.config, VARIANTS[variant]
     env = {
@@ -295,6 +317,7 @@ def _start_service(layout: Layout, tmpdir: str, variant: str, binary: str) -> st
         netns=layout.netns(variant),
         ip_bin=cfg.ip_bin,
         env=env,
+        cgroup=_scope(layout, variant),
     )
 
 
@@ -320,6 +343,7 @@ def _start_haproxy(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord, h
         log=os.path.join(tmpdir, "haproxy.log"),
         netns=layout.netns("lb"),
         ip_bin=cfg.ip_bin,
+        cgroup=_scope(layout, "lb"),
     )
     return rec, haproxy.RuntimeAPI(sock)
 
@@ -422,6 +446,7 @@ def teardown(layout: Layout, st: statefile.LabState | None) -> list[str]:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(layout.haproxy_socket)
         removed.append(f"socket {layout.haproxy_socket}")
+    removed += _remove_scopes(layout)
     if statefile.remove(layout.state_file):
         removed.append(f"state file {layout.state_file}")
     return removed

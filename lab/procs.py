@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import psutil
 
+from . import cgroups
 from .errors import LabError
 from .state import ProcRecord
 
@@ -33,7 +34,9 @@ def start(
     netns: str | None = None,
     ip_bin: str = "ip",
     env: dict[str, str] | None = None,
+    cgroup: str | None = None,
 ) -> ProcRecord:
+    """`cgroup`: a cgroup v2 directory the process joins before it execs (lab/cgroups.py)."""
     full = [ip_bin, "netns", "exec", netns, *argv] if netns else argv
     with open(log, "ab") as out:
         try:
@@ -46,6 +49,7 @@ def start(
                 start_new_session=True,
                 env={**os.environ, **(env or {})},
                 close_fds=True,
+                preexec_fn=cgroups.joiner(cgroup) if cgroup else None,
             )
         except OSError as exc:
             raise LabError(part, f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None

@@ -16,6 +16,7 @@ class TableFinder:
         self.exact: dict = {}
         self.listen: dict = {}
         self.namespaces = 1
+        self.unplaced: set = set()
 
     def refresh(self) -> None:
         exact, listen = {}, {}

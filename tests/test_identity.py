@@ -120,6 +120,7 @@ def test_an_exact_sock_diag_request_finds_the_connection_then_its_listener():
     here = cli.getsockname()
     ino = lambda s: os.fstat(s.fileno()).st_ino  # noqa: E731
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, diag.NETLINK_SOCK_DIAG) as nl:
+        known = {ino(srv)}  # the connection's sockets are "newer than the walk"
         got = diag.lookup_here(
             nl,
             [
@@ -128,8 +129,10 @@ def test_an_exact_sock_diag_request_finds_the_connection_then_its_listener():
                 ("tcp", "127.0.0.1", port, "127.0.0.9", 5555),  # no such connection: the listener
                 ("tcp", "127.0.0.1", 1, "127.0.0.1", 2),  # nothing at all
             ],
+            known,
         )
-    assert got == [ino(acc), ino(cli), ino(srv), None]
+    # the listener is asked for when the socket is unknown or missing
+    assert got == [(ino(acc), ino(srv)), (ino(cli), None), (ino(srv), None), (None, None)]
     for s in (cli, acc, srv):
         s.close()
 

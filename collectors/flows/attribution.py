@@ -27,6 +27,8 @@ Owner = tuple[int, str | None]
 
 
 class Finder(Protocol):
+    unplaced: set[Query]
+
     @property
     def namespaces(self) -> int | None: ...
 
@@ -87,14 +89,17 @@ class Attributor:
     def _resolve(self, queries: list[Query]) -> None:
         if self._last_walk is None:
             self._walk()
-        found = self.finder.find(queries)
+        finder = self.finder
+        found = finder.find(queries)
         # absent: no namespace here has its local address (a remote end): nothing to walk for
         missed = [q for q in queries if q in found and found[q] is None]
         if missed and self._walk_due():  # sockets newer than the walk
             self._walk()
-            found.update(self.finder.find(missed))
+            found.update(finder.find(missed))
+        unplaced = finder.unplaced
         for q in queries:
-            self._known[q] = found.get(q)
+            if q not in unplaced:  # a socket newer than the walk: asked again next time
+                self._known[q] = found.get(q)
 
     def prefetch(self, queries: Iterable[Query]) -> None:
         """Look up together the sockets the next owner() calls will ask for."""

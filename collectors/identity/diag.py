@@ -20,7 +20,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -38,6 +38,7 @@ _INODE_AT = _NLMSG.size + _MSG.size + 48 + 16  # after the id (48) and expires..
 
 # (proto "tcp" | "udp", local addr, local port, remote addr, remote port)
 Query = tuple[str, str, int, str, int]
+Answer = tuple[int | None, int | None]  # (the socket's inode, its local end's listener's)
 
 
 def _packed(addr: str) -> tuple[int, bytes]:
@@ -79,16 +80,19 @@ def inode_of(reply: bytes) -> int | None:
     return inode or None
 
 
-def lookup_here(sock: socket.socket, queries: Sequence[Query]) -> list[int | None]:
-    """Each query's socket inode; a TCP query that finds none (or a TIME_WAIT entry)
-    asks again for the listener of its local end."""
-    out: list[int | None] = []
+def lookup_here(sock: socket.socket, queries: Sequence[Query], known: Container[int]) -> list[Answer]:
+    """Each query's (socket inode, listener inode). The listener of the local end is asked
+    for when the kernel has no socket for the 4-tuple (an ended connection, a TIME_WAIT
+    entry) or has one that `known` does not hold (a socket newer than the /proc walk:
+    an accepted connection's process is its listener's)."""
+    out: list[Answer] = []
     for i, q in enumerate(queries):
         inode = _ask(sock, q, 2 * i + 1)
-        if inode is None and q[0] == "tcp":
+        listener = None
+        if q[0] == "tcp" and (inode is None or inode not in known):
             zero = "::" if ":" in q[3] else "0.0.0.0"
-            inode = _ask(sock, (q[0], q[1], q[2], zero, 0), 2 * i + 2)
-        out.append(inode)
+            listener = _ask(sock, (q[0], q[1], q[2], zero, 0), 2 * i + 2)
+        out.append((inode, listener))
     return out
 
 
@@ -117,10 +121,10 @@ def _enter(path: str) -> None:
         os.close(fd)
 
 
-def lookup_in(work: dict[str, Sequence[Query]]) -> dict[str, list[int | None] | OSError]:
-    """{namespace path (/proc/PID/ns/net): queries} -> each query's socket inode, or why
-    that namespace could not be asked."""
-    out: dict[str, list[int | None] | OSError] = {}
+def lookup_in(work: dict[str, Sequence[Query]], known: Container[int]) -> dict[str, list[Answer] | OSError]:
+    """{namespace path (/proc/PID/ns/net): queries} -> each query's answer, or why that
+    namespace could not be asked."""
+    out: dict[str, list[Answer] | OSError] = {}
 
     def run() -> None:
         for path, queries in work.items():
@@ -128,7 +132,7 @@ def lookup_in(work: dict[str, Sequence[Query]]) -> dict[str, list[int | None] | 
                 _enter(path)
                 with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as sock:
                     sock.settimeout(2.0)
-                    out[path] = lookup_here(sock, queries)
+                    out[path] = lookup_here(sock, queries, known)
             except OSError as exc:
                 out[path] = exc
 

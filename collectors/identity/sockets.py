@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import diag
@@ -29,7 +29,7 @@ Tuple4 = tuple[str, int, str, int]
 Query = diag.Query  # (proto, local addr, local port, remote addr, remote port)
 Place = tuple[int, int]  # (pid, netns inode)
 ADDR_TTL = 30.0  # a namespace's addresses are read again after this long
-Lookup = Callable[[dict[str, Sequence[Query]]], dict[str, "list[int | None] | OSError"]]
+Lookup = Callable[[dict[str, Sequence[Query]], Container[int]], dict[str, "list[diag.Answer] | OSError"]]
 
 
 @dataclass
@@ -117,6 +117,7 @@ class SocketFinder:
         self._addresses = AddressCache()
         self.walked = ProcWalk()
         self.errors: dict[int, str] = {}  # namespace -> why it could not be asked
+        self.unplaced: set[Query] = set()
 
     def refresh(self) -> None:
         self.walked = walk(proc=self._proc, addresses=self._addresses)
@@ -127,10 +128,13 @@ class SocketFinder:
 
     def find(self, queries: Iterable[Query]) -> dict[Query, Place | None]:
         """Only the queries some namespace was asked for: one whose local address no
-        namespace here has (the remote end of a flow) is left out."""
+        namespace here has (the remote end of a flow) is left out. `unplaced` then holds
+        those whose socket exists but is newer than the walk, with no listener to name
+        it: a walk will place them."""
         w = self.walked
         out: dict[Query, Place | None] = {}
         asked: dict[int, list[Query]] = {}
+        self.unplaced = set()
         for q in queries:
             for ns in w.where.get(q[1], ()):
                 asked.setdefault(ns, []).append(q)
@@ -138,15 +142,20 @@ class SocketFinder:
         if not asked:
             return out
         paths = {w.readers[ns]: ns for ns in asked}
-        answers = self._lookup({path: asked[ns] for path, ns in paths.items()})
+        answers = self._lookup({path: asked[ns] for path, ns in paths.items()}, w.owners)
         self.errors = {}
         for path, ns in paths.items():
             got = answers.get(path)
             if isinstance(got, OSError) or got is None:
                 self.errors[ns] = str(got or "not asked")
                 continue
-            for q, inode in zip(asked[ns], got, strict=False):
+            for q, (inode, listener) in zip(asked[ns], got, strict=False):
                 pid = w.owners.get(inode) if inode is not None else None
+                if pid is None and listener is not None:
+                    pid = w.owners.get(listener)
                 if pid is not None and out[q] is None:
                     out[q] = (pid, ns)
+                elif pid is None and inode is not None:
+                    self.unplaced.add(q)
+        self.unplaced -= {q for q, p in out.items() if p is not None}
         return out
