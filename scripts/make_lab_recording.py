@@ -279,11 +279,10 @@ def record(config: Any, raw: pathlib.Path) -> None:
 
 
 def other_labs(config: Any) -> list[str]:
-    """Namespaces of other ebpftop labs: the BPF sources see the whole host, so their
-    services and connections would show in the recording (Profiles, TCP events)."""
+    """Instances of other ebpftop labs up on this host (by their namespaces)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
-    names = [line.split()[0] for line in out.splitlines() if line.strip()]
-    return [n for n in names if n.startswith("ebt-") and not n.startswith(f"ebt-{config.name}-")]
+    names = {n.split("-")[1] for line in out.splitlines() if (n := line.split(" ")[0]).startswith("ebt-")}
+    return sorted(names - {config.name})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,8 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     config = LabConfig(name=args.instance, subnet=args.subnet, prometheus_port=args.prometheus_port)
     others = other_labs(config)
     if others and not args.busy_ok:
-        say(f"other labs are up ({', '.join(others)}): the host-wide BPF sources would record them too; ")
-        say("stop them, or pass --busy-ok to record anyway")
+        say(
+            f"other labs are up ({', '.join(others)}): the BPF sources see the whole host, so their "
+            "services and connections would be recorded too; stop them, or pass --busy-ok"
+        )
         return 2
     with tempfile.TemporaryDirectory(prefix="ebpftop-labrec-raw-") as tmp:
         raw = args.keep_raw or pathlib.Path(tmp) / "raw.rec.gz"
