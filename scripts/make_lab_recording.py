@@ -34,6 +34,7 @@ Usage: sudo .venv/bin/python scripts/make_lab_recording.py [--out FILE] [--keep-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -276,6 +277,8 @@ def record(config: Any, raw: pathlib.Path) -> None:
         run([*CLI, *cfg, "rules", "flush", "--yes"], check=False, env=env)
         run([*CLI, "lab", "down", *instance], check=False, env=env)
         shutil.rmtree(home, ignore_errors=True)
+        with contextlib.suppress(OSError):  # flush removed the pins, not the folder we named
+            os.rmdir(os.path.dirname(pins))
 
 
 def other_labs(config: Any) -> list[str]:
