@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import queue
 import ssl
 import threading
 import time
@@ -333,7 +332,12 @@ class ContractServer:
         self.gone_as = "event"  # or "status": how a watch from a compacted version is refused
         self.pods: dict[str, dict] = {p["metadata"]["uid"]: p for p in node_pods()}
         self.owners: dict[tuple[str, str, str], dict] = sample_owners()
-        self._events: queue.Queue = queue.Queue()  # (type, object) for the open watch; None ends it
+        # Every event, in order: (type, object). A watch replays those after its resourceVersion
+        # (the API server's watch cache), then follows new ones; END, RAW and ERROR go only to
+        # the watches open when they happen.
+        self.history: list[tuple[str, object]] = []
+        self._changed = threading.Condition(self.lock)
+        self._open = 0
         self.watching = threading.Event()  # set while a watch stream is open
         self._release = threading.Event()
         self._httpd = _Server(("127.0.0.1", 0), self._handler())
@@ -374,10 +378,12 @@ class ContractServer:
 
     # -- what the cluster does to pods meanwhile ------------------------------------------
 
-    def _emit(self, kind: str, obj: dict) -> None:
-        self.version += 1
-        obj["metadata"]["resourceVersion"] = str(self.version)
-        self._events.put((kind, copy.deepcopy(obj)))
+    def _emit(self, kind: str, obj: object) -> None:
+        if isinstance(obj, dict) and kind != "ERROR":
+            self.version += 1
+            obj["metadata"]["resourceVersion"] = str(self.version)
+        self.history.append((kind, copy.deepcopy(obj)))
+        self._changed.notify_all()
 
     def add_pod(self, pod: dict) -> None:
         with self.lock:
@@ -396,13 +402,7 @@ class ContractServer:
     def bookmark(self) -> str:
         """A BOOKMARK event: only a resourceVersion (the object is an empty Pod)."""
         with self.lock:
-            self.version += 1
-            self._events.put(
-                (
-                    "BOOKMARK",
-                    {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": str(self.version)}},
-                )
-            )
+            self._emit("BOOKMARK", {"kind": "Pod", "apiVersion": "v1", "metadata": {}})
             return str(self.version)
 
     def compact(self) -> None:
@@ -410,10 +410,16 @@ class ContractServer:
         with self.lock:
             self.version += 1
             self.oldest = self.version
-            self._events.put(("ERROR", gone_status()))
+            self._emit("ERROR", gone_status())
+
+    def send_raw(self, line: bytes) -> None:
+        with self.lock:
+            self._emit("RAW", line)
 
     def end_watch(self) -> None:
-        self._events.put(None)
+        """The API server ends the open watches (as at its timeoutSeconds)."""
+        with self.lock:
+            self._emit("END", None)
 
     def watches(self) -> list[Seen]:
         return [r for r in self.requests if r.path == PODS and r.query.get("watch") == ["1"]]
@@ -520,36 +526,49 @@ class ContractServer:
             handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             handler.wfile.flush()
 
+        def wanted(kind: str, obj) -> bool:
+            if int(obj["metadata"]["resourceVersion"]) <= since:
+                return False  # already in the list the watch started from
+            return kind == "BOOKMARK" or not node or obj["spec"].get("nodeName") == node
+
+        with self.lock:
+            pos = len(self.history)
+            backlog = [(k, o) for k, o in self.history if k in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")]
+            self._open += 1
+            self.watching.set()
         try:
             if since < self.oldest:
                 chunk(json.dumps({"type": "ERROR", "object": gone_status()}).encode() + b"\n")
-            else:
-                self.watching.set()
-                deadline = time.monotonic() + seconds
-                while time.monotonic() < deadline and not self._release.is_set():
-                    try:
-                        item = self._events.get(timeout=0.05)
-                    except queue.Empty:
-                        continue
-                    if item is None:
-                        break
-                    kind, obj = item
-                    if kind != "ERROR" and int(obj["metadata"]["resourceVersion"]) <= since:
-                        continue  # already in the list the watch started from
-                    if (
-                        kind in ("ADDED", "MODIFIED", "DELETED")
-                        and node
-                        and obj["spec"].get("nodeName") != node
-                    ):
-                        continue
+                chunk(b"")
+                return
+            for kind, obj in backlog:
+                if wanted(kind, obj):
                     chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
-                    if kind == "ERROR":
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not self._release.is_set():
+                with self.lock:
+                    self._changed.wait_for(lambda seen=pos: len(self.history) > seen, timeout=0.05)
+                    new, pos = self.history[pos:], len(self.history)
+                for kind, obj in new:
+                    if kind == "END":
+                        deadline = 0.0
                         break
+                    if kind == "RAW":  # what a broken or hostile server might send
+                        chunk(obj)
+                    elif kind == "ERROR":
+                        chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                        deadline = 0.0
+                        break
+                    elif wanted(kind, obj):
+                        chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
             chunk(b"")
         except OSError:
             pass  # the client went away
         finally:
-            self.watching.clear()
+            with self.lock:
+                self._open -= 1
+                if not self._open:
+                    self.watching.clear()
 
     def _owner(self, path: str) -> tuple[int, dict | str] | None:
         for kind, template in (

@@ -268,3 +268,31 @@ async def test_an_owner_that_cannot_be_read_is_named_as_the_pods_own_owner(serve
         assert pods.error is None  # the pods are served; only the owner is less precise
     finally:
         await pods.close()
+
+
+async def test_odd_objects_are_skipped_and_a_garbled_stream_is_resumed(server):
+    odd = pod("shop", "odd", "0dd00000-0000-4000-8000-0000000000dd", labels={"app": "odd"})
+    odd["metadata"]["ownerReferences"] = {"kind": "ReplicaSet"}  # a mapping where a list belongs
+    odd["status"]["containerStatuses"] = "running"
+    odd["status"]["initContainerStatuses"] = ["x", {"name": 7, "containerID": "containerd://abc"}]
+    nameless = pod("shop", "x", "0dd00000-0000-4000-8000-0000000000de")
+    del nameless["metadata"]["name"]
+    server.pods[odd["metadata"]["uid"]] = odd
+    server.pods[nameless["metadata"]["uid"]] = nameless
+    pods = cache(server, sleep=no_wait)
+    await pods.start()
+    try:
+        assert pods.error is None and pods.lookup(UID["checkout"]) is not None
+        got = pods.lookup("0dd00000-0000-4000-8000-0000000000dd")
+        assert (
+            got is not None and got.containers == () and got.workload() is None and got.label("app") == "odd"
+        )
+        assert pods.lookup("0dd00000-0000-4000-8000-0000000000de") is None  # cannot be named: skipped
+        await until(server.watching.is_set, "the watch is open")
+        server.send_raw(b"{not json\n")
+        await until(lambda: len(server.watches()) == 2, "the watch resumed after the garbled line")
+        assert pods.lists == 1 and pods.lookup(UID["checkout"]) is not None
+        server.delete_pod(UID["redis"])  # and the resumed watch works
+        await until(lambda: pods.lookup(UID["redis"]) is None, "DELETED after the resume")
+    finally:
+        await pods.close()

@@ -158,12 +158,12 @@ class PodCache:
             extra = {"limit": str(self.page)} | ({"continue": cont} if cont else {})
             resp = await self._client.get(f"{PODS}?{self._query(**extra)}")
             doc = _answer(resp, "list pods", self.access)
-            for item in doc.get("items") or []:
-                info = await self._pod(item)
+            for item in _list(doc.get("items")):
+                info = await self._pod(_dict(item))
                 if info is not None:
                     pods[info.uid] = info
-            meta = doc.get("metadata") or {}
-            cont = meta.get("continue") or ""
+            meta = _dict(doc.get("metadata"))
+            cont = str(meta.get("continue") or "")
             if not cont:
                 break
         self._pods = pods  # one assignment: a lookup sees the old set or the new one
@@ -195,19 +195,19 @@ class PodCache:
                 if self.listed_at is not None and self._clock() - self.listed_at >= self.relist_every:
                     return  # the loop lists again
 
-    async def _event(self, event: dict[str, Any]) -> None:
-        kind, obj = event.get("type"), event.get("object") or {}
+    async def _event(self, event: object) -> None:
+        kind, obj = _dict(event).get("type"), _dict(_dict(event).get("object"))
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise Gone()
             raise ControllerError(f"watch pods: {obj.get('code')} {obj.get('reason')}: {obj.get('message')}")
-        version = (obj.get("metadata") or {}).get("resourceVersion")
+        version = _dict(obj.get("metadata")).get("resourceVersion")
         if kind in ("ADDED", "MODIFIED"):
             info = await self._pod(obj)
             if info is not None:
                 self._pods[info.uid] = info
         elif kind == "DELETED":
-            self._pods.pop(str((obj.get("metadata") or {}).get("uid")), None)
+            self._pods.pop(str(_dict(obj.get("metadata")).get("uid")), None)
         elif kind != "BOOKMARK":
             raise ControllerError(f"watch pods: unknown event type {kind!r}")
         if version:
@@ -216,7 +216,7 @@ class PodCache:
     # -- one pod ------------------------------------------------------------------------
 
     async def _pod(self, obj: dict[str, Any]) -> PodInfo | None:
-        meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+        meta, spec, status = _dict(obj.get("metadata")), _dict(obj.get("spec")), _dict(obj.get("status"))
         uid, name, ns = meta.get("uid"), meta.get("name"), meta.get("namespace")
         if not (isinstance(uid, str) and isinstance(name, str) and isinstance(ns, str)):
             return None  # not a pod we can name: skipped rather than the whole list failing
@@ -224,8 +224,8 @@ class PodCache:
         kind, owner = await self._workload(meta, ns, labels)
         containers = []
         for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
-            for cs in status.get(key) or []:
-                cid = _container_id(cs.get("containerID"))
+            for cs in _list(status.get(key)):
+                cid = _container_id(_dict(cs).get("containerID"))
                 if cid and isinstance(cs.get("name"), str):
                     containers.append((cid, cs["name"]))
         return PodInfo(
@@ -263,14 +263,23 @@ class PodCache:
             try:
                 resp = await self._client.get(OWNER_PATHS[kind].format(ns=quote(ns), name=quote(name)))
                 doc = _answer(resp, f"read {kind} {ns}/{name}", self.access)
-                self._owners[key] = _controller(doc.get("metadata") or {})
+                self._owners[key] = _controller(_dict(doc.get("metadata")))
             except (httpx.HTTPError, ControllerError, ValueError):
                 self._owners[key] = None  # not allowed or gone: the pod's own owner is named instead
         return self._owners[key]
 
 
+def _dict(value: object) -> dict[str, Any]:
+    # A field of the wrong JSON type reads as absent: one odd object is not a failed list.
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _controller(meta: dict[str, Any]) -> tuple[str, str] | None:
-    for ref in meta.get("ownerReferences") or []:
+    for ref in _list(meta.get("ownerReferences")):
         if isinstance(ref, dict) and ref.get("controller") and ref.get("kind") and ref.get("name"):
             return str(ref["kind"]), str(ref["name"])
     return None
