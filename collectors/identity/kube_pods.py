@@ -106,7 +106,7 @@ class PodCache:
         self._client = self.access.client(self.timeout, self._transport)
         self._task = asyncio.create_task(self._run(), name=f"kube pods of {self.node}")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.synced.wait()), self.timeout)
+            await asyncio.wait_for(self.synced.wait(), self.timeout)
 
     def lookup(self, uid: str) -> PodInfo | None:
         return self._pods.get(uid)
