@@ -19,16 +19,18 @@ def default_collectors(settings: Settings) -> list[Collector]:
     from .canary.collector import CanaryCollector
     from .flows.collector import FlowsCollector
     from .host import HostCollector
+    from .identity.shared_pods import shared_pods
     from .profiles.collector import from_settings as profiles_collector
     from .rules.collector import RulesCollector
     from .selfcost.collector import SelfCostCollector
 
+    pods = shared_pods(settings)  # one pod list and watch for Flows and Profiles
     collectors = [
         HostCollector(interval=settings.refresh),
-        FlowsCollector(settings.ifaces, interval=settings.refresh),
+        FlowsCollector(settings.ifaces, interval=settings.refresh, pods=pods),
         # always present: without prometheus_url it reports "off" with how to turn it on
         CanaryCollector(settings),
-        profiles_collector(settings),  # BPF sampler off without root; pprof still works
+        profiles_collector(settings, pods),  # BPF sampler off without root; pprof still works
         RulesCollector(settings),  # reads the pinned rule set; empty when none is enforced
         SelfCostCollector(settings),  # ebpftop's own cost; BPF stats only while asked for
     ]

@@ -4,6 +4,7 @@ this test makes, owned on both sides by the flows collector with BPF on their li
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -88,17 +89,18 @@ def test_a_pod_from_the_api_is_joined_by_uid_at_every_read(tmp_path):
         def lookup(self, uid):
             return self.known.get(uid)
 
-    from types import SimpleNamespace
+    from ebpftop.collectors.identity.kube_model import PodInfo
 
     pods = Pods()
     cache = IdentityCache(proc=proc, pods=pods)
     assert cache.get(7).pod is None and cache.get(7).pod_uid == UID
-    pods.known[UID] = SimpleNamespace(
+    pods.known[UID] = PodInfo(
         name="checkout-7d9f-x2x",
         namespace="shop",
+        uid=UID,
         workload_kind="Deployment",
         workload_name="checkout",
-        containers={CID: "app"},
+        containers=((CID, "app"),),
     )
     ident = cache.get(7)  # no ttl to wait for: the pod is looked up at every read
     assert (ident.pod, ident.namespace, ident.workload, ident.container_name) == (
@@ -165,6 +167,21 @@ while True:
 """
 
 
+def remove_tree(path: str) -> None:
+    """rmdir a test cgroup and its parents up to the cgroup2 root while they are empty."""
+    from ebpftop.lab import cgroups
+
+    root = cgroups.mountpoint() or "/"
+    while path.startswith(root + "/") and path != root:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        path = os.path.dirname(path)
+
+
 def sh(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=30)
 
@@ -174,10 +191,16 @@ def two_services():
     """ns `<tag>s` runs the server (cgroup srv-<tag>.scope, an OTel resource), ns `<tag>c`
     the client (cli-<tag>.scope); their veths meet on a host bridge with no address, as
     the lab's parts do, so nothing reaches the host's networks."""
+    with services("ebti" + secrets.token_hex(2)) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def services(tag: str, server_cgroup: str | None = None):
+    """`server_cgroup`: the server's cgroup path under the cgroup2 root (default: a scope)."""
     need_root()
     from ebpftop.lab import cgroups
 
-    tag = "ebti" + secrets.token_hex(2)
     net = f"10.{100 + secrets.randbelow(100)}.{secrets.randbelow(250)}"
     made: list[tuple[str, str]] = []
     procs: list[subprocess.Popen] = []
@@ -196,6 +219,9 @@ def two_services():
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         groups = {p: cgroups.create(cgroups.scope_path(f"{p}-{tag}.scope")) for p in ("srv", "cli")}
+        if server_cgroup:
+            made.append(("cgroup", groups["srv"]))
+            groups["srv"] = cgroups.create(os.path.join(cgroups.mountpoint(), server_cgroup))
         made += [("cgroup", g) for g in groups.values()]
         env = {
             **os.environ,
@@ -229,9 +255,7 @@ def two_services():
             elif kind == "link":
                 subprocess.run(["ip", "link", "del", name], capture_output=True)
             else:
-                from ebpftop.lab import cgroups
-
-                cgroups.remove(name)
+                remove_tree(name)
 
 
 @pytest.mark.root
@@ -274,3 +298,73 @@ def test_both_ends_in_their_own_namespace_and_cgroup_are_owned_with_their_identi
     short = next(f for f in shorts if f.pid and f.peer_pid)
     assert {short.pid, short.peer_pid} == {s["srv"], s["cli"]}
     assert data.namespaces is not None and data.namespaces >= 3
+
+
+@pytest.mark.root
+@pytest.mark.integration
+def test_a_process_in_a_pods_cgroup_is_named_by_the_api_in_flows_and_profiles():
+    """The server runs in a cgroup shaped as the kubelet makes them (systemd driver,
+    containerd) for a pod the contract server lists on this node (tests/k8s_contract.py:
+    no real Kubernetes API runs here; the server follows the documented API). Flows names
+    its pod, namespace, workload and container through one shared list and watch, and
+    Profiles' tags for the same process say the same."""
+    import asyncio
+
+    from k8s_contract import NODE, UID, ContractServer, cid
+
+    from ebpftop.collectors.flows.collector import FlowsCollector
+    from ebpftop.collectors.identity.kube_pods import PodCache
+    from ebpftop.collectors.identity.shared_pods import SharedPods
+    from ebpftop.collectors.profiles.tags import TagCache
+    from ebpftop.collectors.rollout.kube import KubeAccess
+
+    name = "ebti" + secrets.token_hex(2)
+    slug = UID["checkout"].replace("-", "_")
+    path = (
+        f"{name}/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{slug}.slice/"
+        f"cri-containerd-{cid(1)}.scope"
+    )
+    with ContractServer(token="t") as server, services(name, server_cgroup=path) as s:
+        access = KubeAccess(server=server.url, source="test kubeconfig", token="t")
+        pods = SharedPods(PodCache(access, NODE, timeout=5.0))
+
+        async def run():
+            c = FlowsCollector([f"{name}s", f"{name}c"], interval=0.5, pods=pods)
+            await c.start()
+            try:
+                end = time.monotonic() + 90
+                while time.monotonic() < end:
+                    await asyncio.sleep(0.5)
+                    data = await c.collect()
+                    who = data.identity(s["srv"])
+                    if who is not None and who.pod:
+                        return data, who, TagCache(pods=pods).get(s["srv"])
+                raise AssertionError(f"the server's pod was never named: {data.owners}")
+            finally:
+                await c.close()
+
+        data, who, tags = asyncio.run(run())
+    assert (who.pod_uid, who.qos, who.container, who.runtime) == (
+        UID["checkout"],
+        "burstable",
+        cid(1),
+        "containerd",
+    )
+    assert (who.pod, who.namespace, who.workload, who.container_name) == (
+        "checkout-7f9c6d5b8-x2x4z",
+        "shop",
+        "Deployment/checkout",
+        "app",
+    )
+    assert who.where() == "shop/checkout-7f9c6d5b8-x2x4z" and who.netns == f"{name}s"
+    assert (tag(tags, "pod"), tag(tags, "ns"), tag(tags, "workload")) == (
+        "checkout-7f9c6d5b8-x2x4z",
+        "shop",
+        "Deployment/checkout",
+    )
+    assert len(server.lists()) == 1  # one list served both, not a call per flow or per sample
+    # the payload carries it as recordings and `snapshot --json` do
+    from ebpftop.core.codec import from_jsonable, to_jsonable
+
+    again = from_jsonable(type(data), to_jsonable(data))
+    assert again.identity(s["srv"]) == who

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ebpftop.collectors.identity.model import Identity
+from ebpftop.collectors.identity.shared_pods import SharedPods
 from ebpftop.core.collector import Collector, SourceUnavailable
 
 from .. import kclock
@@ -107,6 +108,7 @@ class FlowsCollector(Collector):
         tcp_events: bool = True,
         tcp_ring_pages: int | None = None,
         attributor: Attributor | None = None,
+        pods: SharedPods | None = None,
     ) -> None:
         self.tcp_ring_pages = tcp_ring_pages
         self.interval = interval
@@ -117,6 +119,8 @@ class FlowsCollector(Collector):
         self.idle_expiry = idle_expiry
         self.want_tcp = tcp_events
         self.attributor = attributor or Attributor()
+        self.pods = pods  # Kubernetes pods by UID, when an API is configured
+        self.attributor.identities.pods = pods
         self._owners: dict[int, Identity] = {}  # this tick's records' processes
         self.dp: FlowsDatapath | None = None
         self.tcp: TcpEvents | None = None
@@ -142,6 +146,8 @@ class FlowsCollector(Collector):
     async def start(self) -> None:
         preflight()
         await asyncio.to_thread(self._start_sync)
+        if self.pods is not None:
+            await self.pods.acquire(self)
 
     def _start_sync(self) -> None:
         try:
@@ -229,6 +235,8 @@ class FlowsCollector(Collector):
 
     async def close(self) -> None:
         await asyncio.to_thread(self.close_sync)
+        if self.pods is not None:
+            await self.pods.release(self)
 
     def close_sync(self) -> None:
         with self._lock:
@@ -345,12 +353,16 @@ class FlowsCollector(Collector):
             tcp_events_error=self.tcp_error,
             recent_events=tuple(tcp.recent)[-RECENT_EVENTS:] if tcp is not None else (),
             ifaces=self._iface_status(dp),
-            notices=tuple(self.notices),
+            notices=tuple(self.notices) + self._pods_notice(),
             max_flows=self.max_flows,
             map_entries=len(table),
             owners=tuple(self._owners.values()),
             namespaces=self.attributor.finder.namespaces,
         )
+
+    def _pods_notice(self) -> tuple[str, ...]:
+        problem = self.pods.problem if self.pods is not None else None
+        return (problem,) if problem else ()
 
     def _top(self, conns: Connections) -> list[tuple[int, int, int]]:
         """(rank, bytes, -index) of the top_n connections: by rate, then total bytes; one

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from .cgroup import parse_cgroup
+from .kube_model import PodInfo
 from .model import Identity
 from .netns import label, named_namespaces, netns_of
 from .otel import otel_tags, parse_environ
@@ -24,7 +26,7 @@ MAX_CACHE = 8192
 class PodLookup(Protocol):
     """kube_pods' cache of this node's pods, by UID; never blocks."""
 
-    def lookup(self, uid: str) -> object | None: ...
+    def lookup(self, uid: str) -> PodInfo | None: ...
 
 
 def _read(path: str, limit: int) -> bytes:
@@ -70,20 +72,16 @@ def read_identity(
     )
 
 
-def with_pod(ident: Identity, pod: object | None) -> Identity:
-    """`ident` with the pod's name, namespace, workload and container name (kube_model.PodInfo)."""
+def with_pod(ident: Identity, pod: PodInfo | None) -> Identity:
+    """`ident` with the pod's name, namespace, workload and container name."""
     if pod is None:
         return ident
-    from dataclasses import replace
-
-    kind, owner = getattr(pod, "workload_kind", None), getattr(pod, "workload_name", None)
-    containers = getattr(pod, "containers", None) or {}
     return replace(
         ident,
-        pod=getattr(pod, "name", None),
-        namespace=getattr(pod, "namespace", None),
-        workload=f"{kind}/{owner}" if kind and owner else None,
-        container_name=containers.get(ident.container) if ident.container else None,
+        pod=pod.name,
+        namespace=pod.namespace,
+        workload=pod.workload(),
+        container_name=pod.container_name(ident.container) if ident.container else None,
     )
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ebpftop.collectors.identity.shared_pods import SharedPods
 from ebpftop.core.collector import Collector, SourceUnavailable
 from ebpftop.core.settings import Settings
 
@@ -81,6 +82,7 @@ class ProfilesCollector(Collector):
         max_stacks: int = 100,
         sampler: Sampler | None = None,
         clock: Callable[[], float] = time.time,
+        pods: SharedPods | None = None,
     ) -> None:
         self.interval = interval
         self.hz = hz
@@ -96,7 +98,8 @@ class ProfilesCollector(Collector):
         )
         self._windows = SlidingWindows(WINDOWS)
         self._summaries: dict[float, Profile] = {}
-        self._tags = TagCache()
+        self.pods = pods
+        self._tags = TagCache(pods=pods)
         self._pruned = time.monotonic()
         self._tagged = WithSource("bpf")
         self._status: dict[str, SourceStatus] = {}
@@ -134,8 +137,12 @@ class ProfilesCollector(Collector):
             )
             if self.pprof_every > 0:
                 self._tasks.append(asyncio.create_task(self._pprof_loop(url), name=f"profiles:pprof:{url}"))
+        if self.pods is not None and self._sampler is not None:  # only the BPF samples have pids
+            await self.pods.acquire(self)
 
     async def close(self) -> None:
+        if self.pods is not None:
+            await self.pods.release(self)
         tasks, self._tasks = self._tasks, []
         for t in tasks:
             t.cancel()
@@ -364,8 +371,9 @@ class ProfilesCollector(Collector):
                     p.done.set_result(prof)
 
 
-def from_settings(settings: Settings) -> ProfilesCollector:
+def from_settings(settings: Settings, pods: SharedPods | None = None) -> ProfilesCollector:
     return ProfilesCollector(
+        pods=pods,
         hz=settings.profile_hz,
         pprof_urls=settings.pprof_urls,
         pprof_seconds=settings.pprof_seconds,

@@ -19,8 +19,9 @@ from ebpftop.collectors.identity.otel import (
     parse_environ,
     parse_resource_attributes,
 )
+from ebpftop.collectors.identity.process import PodLookup
 
-from .model import EXITED, KERNEL, UNREADABLE, Tags, make_tags
+from .model import EXITED, KERNEL, UNREADABLE, Tags, make_tags, tag
 
 MAX_ENVIRON = 1 << 20  # a larger environment is read only this far
 
@@ -108,17 +109,36 @@ def _netns_names() -> dict[int, str]:
     return _NAMES[1]
 
 
+def with_pod_tags(tags: Tags, pods: PodLookup | None) -> Tags:
+    """The pod's name, namespace and workload as tags, when its UID is known to `pods`."""
+    uid = tag(tags, "pod_uid") if pods is not None else None
+    pod = pods.lookup(uid) if pods is not None and uid else None
+    if pod is None:
+        return tags
+    more = dict(tags)
+    more.update(pod=pod.name, ns=pod.namespace)
+    if pod.workload():
+        more["workload"] = str(pod.workload())
+    return make_tags(more)
+
+
 class TagCache:
     """process_tags per (pid, comm), refreshed after `ttl` seconds, so a busy node
     costs a few /proc reads per second, not one per sample. A new comm for a pid (exec,
     or the pid reused) is a new entry."""
 
     def __init__(
-        self, ttl: float = 30.0, *, clock: Callable[[], float] = time.monotonic, proc: str = "/proc"
+        self,
+        ttl: float = 30.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        proc: str = "/proc",
+        pods: PodLookup | None = None,
     ) -> None:
         self.ttl = ttl
         self._clock = clock
         self._proc = proc
+        self.pods = pods
         self._cache: dict[tuple[int, str | None], tuple[float, Tags]] = {}
 
     def get(self, pid: int, comm: str | None = None, *, early: float = 0.0) -> Tags:
@@ -128,7 +148,7 @@ class TagCache:
         hit = self._cache.get((pid, comm))
         if hit is not None and hit[0] > now + early:
             return hit[1]
-        tags = process_tags(pid, comm, proc=self._proc)
+        tags = with_pod_tags(process_tags(pid, comm, proc=self._proc), self.pods)
         self._cache[(pid, comm)] = (now + self.ttl, tags)
         return tags
 
