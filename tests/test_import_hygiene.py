@@ -59,3 +59,19 @@ def test_no_generic_top_level_package_installed():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert proc.stdout.strip() == " ".join(["None"] * 7), proc.stdout + proc.stderr
+
+
+def test_every_package_folder_is_installed():
+    """pyproject lists the packages one by one (setuptools cannot add the `ebpftop.`
+    prefix): a folder left out works in the editable checkout and is missing from a
+    wheel, so a non-editable install fails at its first import."""
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(tool["packages"])
+    found = set()
+    for package, folder in tool["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([package, *rel.parts]))
+    assert found - listed == set(), "add these to [tool.setuptools] packages"
