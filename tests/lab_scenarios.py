@@ -172,13 +172,15 @@ def flood_row(layout: Layout) -> re.Pattern[str]:
 # -- under way: the fault is visible where it starts ---------------------------------
 
 
-def under_way(scenario: Scenario, since: float, say: Callable[[str], None] = print) -> None:
-    """Wait (bounded) until the fault shows at its source, then until it has run
-    UNDER_WAY_S: the dashboard must open into an incident already under way."""
+def under_way(
+    scenario: Scenario, since: float, say: Callable[[str], None] = print, run_s: float = UNDER_WAY_S
+) -> None:
+    """Wait (bounded) until the fault shows at its source, then until it has run `run_s`
+    since `since`: the dashboard must open into an incident already under way."""
     layout = Layout(CFG)
     check = {"canary": canary_fails, "server": stable_stopped, "flood": flood_flows}[scenario.sign]
     poll(lambda: check(layout), f"{scenario.name}: the fault shows at its source")
-    left = since + UNDER_WAY_S - time.monotonic()
+    left = since + run_s - time.monotonic()
     if left > 0:
         say(f"{scenario.name}: under way; {left:.0f} s more before the dashboard opens")
         time.sleep(left)
