@@ -25,6 +25,7 @@ from ...text import clean
 HELP = (
     "port:443 sport:53 dport:8000-8100  proto:udp  10.0.0.0/8 src:… dst:…\n"
     "proc:nginx pid:1234 svc:checkout  iface:eth0 dir:ingress\n"
+    "either end: pod:web ns:shop workload:api unit:nginx container:3f2a netns:x\n"
     "same field: any matches; different fields: all must; !term negates"
 )
 MAX_LEN = 500

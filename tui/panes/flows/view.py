@@ -10,8 +10,9 @@ Who owns a connection comes from the payload's identities (`FlowsData.identity`,
 `identity` lookup here): the process cell names the peer's process when the other end is
 a socket on this node too (`nginx → haproxy`: the arrow points from the end that opened
 it), and where the owner runs (pod, container, unit or netns: `Identity.where`) gets a
-column when the flow keeps `WHERE_FLOW_MIN` cells beside it (from about 146 cells), else
-joins the process cell as room allows (compact: after the peer and the service).
+column in the full and wide layouts when a row on screen has one and the flows stay
+whole beside it (IPv4 ones from about 150 cells), else joins the process cell as room
+allows (compact: after the peer and the service).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ SORT_LABELS = dict(SORTS)
 FULL_FROM = 130
 PROC_MAX = 26
 WIDE_FROM = 170
-WHERE_FLOW_MIN = 32  # the flow column keeps this much, or the where column folds into the process cell
+WHERE_FLOW_MIN = 20  # the flow column keeps what its rows need (at least this), else no where column
+WHERE_MAX = 32  # a namespace/pod name longer than this is cut in the middle
 _PORTED = ("tcp", "udp", "sctp", "udplite", "dccp")
 
 
@@ -299,8 +301,10 @@ def flow_columns(
         Column("service", "service", 20 if kind == "wide" else 14),
     ]
     room = width - sum(c.width + 1 for c in cols + rest) - 1
-    where = Column("where", "where", 20 if kind == "wide" else 16)
-    if room - where.width - 1 >= WHERE_FLOW_MIN:
+    wheres = [len(w) for f in flows if (w := where_text(f, identity))]
+    where = Column("where", "where", min(max([10, *wheres]), WHERE_MAX))
+    need = max([WHERE_FLOW_MIN] + [len(full_flow(f)) for f in flows])
+    if wheres and room - where.width - 1 >= need:
         rest.insert(-1, where)  # between the process and its service
         room -= where.width + 1
     return [*cols, Column("flow", "src:sport → dst:dport", max(20, room)), *rest], "full"

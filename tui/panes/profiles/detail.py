@@ -1,5 +1,7 @@
-"""Enter on a Profiles row: its top functions (self and total) and a flame view that
-fits the terminal, in a dialog that scrolls (80x24 loses nothing). Escape closes.
+"""Enter on a Profiles row: the processes behind it with their whole identity (every
+tag: service, version, netns, unit, container, pod...), its top functions (self and
+total) and a flame view that fits the terminal, in a dialog that scrolls (80x24 loses
+nothing). Escape closes.
 
 The dialog holds a copy of the row's stacks: new snapshots do not move it under the
 operator's eyes.
@@ -31,11 +33,14 @@ class ProfileDetailScreen(DetailScreen):
     ProfileDetailScreen #detail-title { color: $accent; }
     """
 
-    def __init__(self, title: str, stacks: list[StackSample], note: str = "") -> None:
+    def __init__(
+        self, title: str, stacks: list[StackSample], note: str = "", identity: Content | None = None
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.stacks = list(stacks)
         self.note = note
+        self.identity = identity  # made of cleaned tags (view.identity_lines)
 
     def compose(self) -> ComposeResult:
         box = VerticalScroll(can_focus=False)
@@ -45,6 +50,9 @@ class ProfileDetailScreen(DetailScreen):
             yield Static(plain(self.title_text), id="detail-title", markup=False)
             if self.note:
                 yield Static(plain(self.note, "$text-muted"), id="detail-note", markup=False)
+            if self.identity is not None:
+                yield Static("processes", classes="heading", markup=False)
+                yield Static(self.identity, id="detail-identity", markup=False)
             yield Static(Content(""), id="detail-top", markup=False)
             yield Static(
                 "flame (root at the top; a frame's width is its share of the samples)",

@@ -1,5 +1,9 @@
 """Profiles pane: CPU samples by tag set, the selection's top functions and flame view
-(Enter), canary vs stable, `v` the next profile, `c` capture now (an action request).
+(Enter), canary vs stable, `v` the next profile, `c` capture now (an action request),
+`g` group by where the processes run (pod, namespace, workload, unit, container, netns:
+only those the samples' tags fill). A `where` column names a row's pod, container, unit
+or netns when every column fits at its full width beside it (else it is left out; the
+detail lists each process's whole identity).
 
 `follow_trace` (an exemplar trace_id chosen in the Canary pane) shows the samples that
 carry it, or the canary service's when none does, saying why (the title, and a toast;
@@ -38,12 +42,17 @@ from .view import (
     fit,
     fit_widths,
     group_stacks,
+    identity_lines,
+    offered_groupings,
     process_names,
+    regroup,
     share_text,
     table_columns,
+    where_names,
 )
 
 KEYS = "↑↓ row  enter: top functions + flame  v: next profile"
+KEYS_GROUP = "↑↓ row  enter: functions + flame  v: next profile  g: group"  # when `g` has a choice
 KEYS_CAPTURE = "  c: capture now"
 KEYS_FILTERED = "  esc: back to the profile"
 
@@ -61,6 +70,13 @@ class ProfilesPane(SourcePane):
             "c", "capture", "Capture", show=False, tooltip="capture a CPU profile now (confirmed, audited)"
         ),
         Binding("v", "next_profile", "Profile", show=False, tooltip="show the next profile"),
+        Binding(
+            "g",
+            "cycle_group",
+            "Group",
+            show=False,
+            tooltip="group by tags, pod, namespace, workload, unit, container, netns (those the tags have)",
+        ),
         Binding("escape", "clear_filter", "Unfilter", show=False, tooltip="stop following the trace_id"),
         Binding("up", "cursor(-1)", show=False),
         Binding("down", "cursor(1)", show=False),
@@ -84,6 +100,8 @@ class ProfilesPane(SourcePane):
         self.trace: TraceFilter | None = None
         self._trace_matched = False
         self.view: View | None = None
+        self.grouping = "tags"  # view.GROUPINGS
+        self.offered: tuple[str, ...] = ("tags",)  # the groupings the shown samples can fill
         self.rows: list[TagGroup] = []
         # The tags of the row the operator chose (None: nobody did, the top row).
         self._wanted: Tags | None = None
@@ -103,7 +121,9 @@ class ProfilesPane(SourcePane):
 
     def update_body(self, data: Any, snapshot: Snapshot, now: float) -> None:
         self._data = data
-        self.view = view = build_view(data, self.chosen, self.trace)
+        view = build_view(data, self.chosen, self.trace)
+        self.offered = offered_groupings(view)
+        self.view = view = regroup(view, self.grouping if self.grouping in self.offered else "tags")
         if self.trace is not None and view.matched and not self._trace_matched:
             # The request was newer than the profiles when it was followed.
             self.app.notify(clean(view.title, 300), title="profiles", timeout=6)
@@ -118,6 +138,8 @@ class ProfilesPane(SourcePane):
 
     def _draw_title(self, data: Any, view: View, width: int) -> None:
         parts: list[Part] = [(clean(view.title, 300), "bold")]
+        if view.by != "tags":
+            parts.append((f"  by {view.by}", "bold $accent"))
         if not view.filtered:
             names = [p.name for p in all_profiles(data)]
             if len(names) > 1:
@@ -148,7 +170,7 @@ class ProfilesPane(SourcePane):
         title.set_class(view.filtered and view.matched, "-matched")
 
     def _draw_keys(self) -> None:
-        keys = KEYS
+        keys = KEYS_GROUP if len(self.offered) > 1 else KEYS
         if not dashboard(self).read_only:
             keys += KEYS_CAPTURE
         if self.trace is not None:
@@ -166,17 +188,24 @@ class ProfilesPane(SourcePane):
         table.place(len(groups), at)
         # Columns fit what the window shows: the rows below it are never built.
         shown = tuple(groups[i] for i in table.visible_rows())
-        keys = table_columns(shown)
-        comms = process_names(view)
-        if comms:
-            keys.append("comm")
+        named: dict[str, dict[Tags, str]] = {}
+        if view.by != "tags":
+            keys = [view.by]
+        else:
+            keys = table_columns(shown)
+            for key, names in (("comm", process_names(view)), ("where", where_names(view))):
+                if names:
+                    keys.append(key)
+                    named[key] = names
 
         def values(g: TagGroup) -> list[str]:
             return [
-                clean(comms.get(g.tags, fmt.NO_DATA) if key == "comm" else tag(g.tags, key, fmt.NO_DATA))
+                clean(named[key].get(g.tags, fmt.NO_DATA) if key in named else tag(g.tags, key, fmt.NO_DATA))
                 for key in keys
             ]
 
+        if "where" in keys and not _fits(keys, [values(g) for g in shown], width - 16):
+            keys.remove("where")  # it would cut the columns there are without it
         samples = max((len(str(g.samples)) for g in shown), default=1)
         limits = fit_widths(keys, [values(g) for g in shown], width - 16)
         columns = [Column("share", "share", 6, True), Column("samples", "samples", max(7, samples), True)]
@@ -249,7 +278,19 @@ class ProfilesPane(SourcePane):
                 f"{group.samples - listed} of its samples are in stacks "
                 "the source did not list (the lightest)"
             )
-        self.app.push_screen(ProfileDetailScreen(title, stacks, note))
+        self.app.push_screen(ProfileDetailScreen(title, stacks, note, identity_lines(stacks)))
+
+    def action_cycle_group(self) -> None:
+        """`g`: the next grouping the samples' tags can fill."""
+        at = self.offered.index(self.grouping) if self.grouping in self.offered else 0
+        self.grouping = self.offered[(at + 1) % len(self.offered)]
+        self._wanted = None  # the rows are other things now: start from the top
+        if len(self.offered) == 1:
+            self.app.notify(
+                "no pod, namespace, workload, unit, container or netns tag in these samples to group by",
+                timeout=3,
+            )
+        self._rerender()
 
     def action_next_profile(self) -> None:
         names = [p.name for p in all_profiles(self._data)]
@@ -326,3 +367,9 @@ class ProfilesPane(SourcePane):
         group = self.selected_group()
         target = capture_target(self.view, group) if self.view is not None else {}
         return describe_target(target) if target else ""
+
+
+def _fits(keys: list[str], values: list[list[str]], room: int) -> bool:
+    """Every column at its full width (and a gap before each) within `room`."""
+    widths = [max([len(k)] + [len(row[i]) for row in values]) for i, k in enumerate(keys)]
+    return sum(widths) + len(widths) <= room

@@ -5,14 +5,21 @@ stable, what `c` captures for a row, the flame rows and top-function lines.
 A sample is canary or stable by its `track` tag, else its `version` tag, valued exactly
 "canary" / "stable": the convention the canary collector reads from Prometheus labels.
 Every tag value and function name goes through `clean`.
+
+Where a process runs (its identity tags: pod, ns, workload, unit, container, pod_uid,
+netns) is read from its listed stacks, as its comm is: a row is one process (pid is a
+group key), so regrouping the profile's groups by one of those tags (`regroup`) counts
+every sample once and all of them, not only the listed stacks'.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from textual.content import Content
 
+from ebpftop.collectors.flows.view import identity_value
+from ebpftop.collectors.identity.model import Identity
 from ebpftop.collectors.profiles.aggregate import (
     GROUP_KEYS,
     diff_top,
@@ -32,6 +39,27 @@ from ..fmt import Part
 VARIANT_KEYS = ("track", "version")
 VARIANTS = ("canary", "stable")
 TABLE_KEYS = GROUP_KEYS  # service, env, version, trace_id, pid
+# `g` cycles through these: "tags" (TABLE_KEYS) and those the profile's tags can fill.
+GROUPINGS = ("tags", "pod", "namespace", "workload", "unit", "container", "netns")
+# Per-sample tags: not part of who the process is.
+NOT_IDENTITY = ("trace_id", "span_id", "source")
+# The detail lists a process's tags in this order, then any others.
+IDENTITY_ORDER = (
+    "pid",
+    "comm",
+    "service",
+    "version",
+    "env",
+    "track",
+    "netns",
+    "unit",
+    "container",
+    "pod_uid",
+    "qos",
+    "pod",
+    "ns",
+    "workload",
+)
 
 
 def fit(value: object, width: int) -> str:
@@ -73,6 +101,7 @@ class View:
     omitted: int = 0  # samples the stack listing left out (groups still count them)
     filtered: bool = False
     matched: bool = False  # the trace_id itself was found
+    by: str = "tags"  # the grouping (GROUPINGS): rows are tag sets, or one identity tag's values
 
 
 def build_view(data: ProfilesData | None, chosen: str | None, trace: TraceFilter | None) -> View:
@@ -117,19 +146,101 @@ def build_view(data: ProfilesData | None, chosen: str | None, trace: TraceFilter
 
 
 def group_stacks(view: View, group: TagGroup) -> list[StackSample]:
-    """The listed stacks of one row (its tag set, projected as the groups were)."""
+    """The listed stacks of one row (its tag set, projected as the groups were; or,
+    regrouped, its identity value)."""
+    if view.by != "tags":
+        return [s for s in view.stacks if group_value(s.tags, view.by) == tag(group.tags, view.by)]
     return [s for s in view.stacks if project(s.tags, TABLE_KEYS) == group.tags]
+
+
+def row_tags(view: View) -> dict[Tags, Tags]:
+    """The whole tags of the process behind each row (its first listed stack's)."""
+    out: dict[Tags, Tags] = {}
+    for s in view.stacks:
+        out.setdefault(project(s.tags, TABLE_KEYS), s.tags)
+    return out
 
 
 def process_names(view: View) -> dict[Tags, str]:
     """The process name (comm) behind each row, from its listed stacks: a row without
     a service tag is otherwise a bare pid."""
-    names: dict[Tags, str] = {}
-    for s in view.stacks:
-        comm = tag(s.tags, "comm")
-        if comm:
-            names.setdefault(project(s.tags, TABLE_KEYS), comm)
-    return names
+    return {row: comm for row, tags in row_tags(view).items() if (comm := tag(tags, "comm"))}
+
+
+def identity_of(tags: Tags) -> Identity:
+    """A process's tags as an Identity (only what tags carry: no runtime, cgroup, qos)."""
+    return Identity(
+        0,
+        pod=tag(tags, "pod"),
+        namespace=tag(tags, "ns"),
+        workload=tag(tags, "workload"),
+        unit=tag(tags, "unit"),
+        container=tag(tags, "container"),
+        pod_uid=tag(tags, "pod_uid"),
+        netns=tag(tags, "netns"),
+    )
+
+
+def where_names(view: View) -> dict[Tags, str]:
+    """Where the process behind each row runs (Identity.where: pod, container, unit or
+    netns), for the rows whose tags say."""
+    return {row: w for row, tags in row_tags(view).items() if (w := identity_of(tags).where())}
+
+
+def group_value(tags: Tags, by: str) -> str:
+    """A process's value for an identity grouping; a sample of no known process (pprof
+    from a URL) has none, not the host's netns."""
+    value = identity_value(identity_of(tags), by) if tag(tags, "pid") is not None else None
+    return value if value is not None else f"(no {by})"
+
+
+def offered_groupings(view: View) -> tuple[str, ...]:
+    """ "tags" and the identity groupings some listed stack has a value for."""
+    seen = {identity_of(t) for t in row_tags(view).values()}
+    keep = [by for by in GROUPINGS[1:] if any(identity_value(w, by) not in (None, "(host)") for w in seen)]
+    return ("tags", *keep)
+
+
+UNLISTED = "(stacks not listed)"
+
+
+def regroup(view: View, by: str) -> View:
+    """The view's rows regrouped by one identity value. Each row is one process, its
+    identity read from its listed stacks (a row with none listed: UNLISTED)."""
+    if by == "tags":
+        return view
+    rows = row_tags(view)
+    sums: dict[str, int] = {}
+    for g in view.groups:
+        whole = rows.get(g.tags)
+        key = group_value(whole, by) if whole is not None else UNLISTED
+        sums[key] = sums.get(key, 0) + g.samples
+    total = sum(sums.values())
+    groups = tuple(
+        TagGroup(((by, k),), n, n / total if total else 0.0)
+        for k, n in sorted(sums.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    return replace(view, groups=groups, by=by)
+
+
+def identity_lines(stacks: list[StackSample], n: int = 6) -> Content:
+    """Each process among `stacks` once, with every tag it carries (its whole identity
+    as the profile knows it), in IDENTITY_ORDER."""
+    seen: dict[Tags, None] = {}
+    for s in stacks:
+        seen.setdefault(tuple((k, v) for k, v in s.tags if k not in NOT_IDENTITY), None)
+    if not seen:
+        return Content.assemble(("—", "$text-muted"))
+    rank = {k: i for i, k in enumerate(IDENTITY_ORDER)}
+    parts: list[Part] = []
+    for tags in list(seen)[:n]:
+        if parts:
+            parts.append("\n")
+        for i, (k, v) in enumerate(sorted(tags, key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))):
+            parts += [(f"{'  ' if i else ''}{clean(k, 40)} ", "$text-muted"), clean(v, 120)]
+    if len(seen) > n:
+        parts.append((f"\n… and {len(seen) - n} more", "$text-muted"))
+    return Content.assemble(*parts)
 
 
 def table_columns(groups: tuple[TagGroup, ...]) -> list[str]:
