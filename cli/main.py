@@ -16,7 +16,7 @@ import sys
 from .options import PrintAndExit
 
 # Verb modules under ebpftop.cli.commands, in --help order.
-VERBS = ("snapshot", "replay", "audit", "doctor", "lab", "cleanup", "rollback", "rules", "profile", "serve")
+VERBS = ("snapshot", "replay", "agent", "audit", "doctor", "lab", "cleanup", "rollback", "rules", "profile")
 
 # What a shell reports for a writer killed by SIGPIPE (128 + 13); Python ignores the
 # signal, so a closed stdout surfaces as BrokenPipeError instead.

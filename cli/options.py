@@ -15,6 +15,8 @@ from typing import Any
 
 from ebpftop.core.settings import Settings
 
+AGENT_SOCKET = "/run/ebpftop/agent.sock"  # where `ebpftop agent` listens unless told otherwise
+
 
 def seconds(maximum: float, *, zero: bool = True) -> Callable[[str], float]:
     """An argparse type: a number of seconds, 0 (or more than 0 when not `zero`) to `maximum`."""
@@ -150,6 +152,23 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="HZ",
         help="BPF CPU sampling frequency on every CPU (default 49; 0 turns the sampler off)",
+    )
+    a = parser.add_argument_group("agent options (`ebpftop agent` collects once for many viewers)")
+    a.add_argument(
+        "--connect",
+        metavar="ADDR",
+        help="view the agent at ADDR (a unix socket path, or HOST:PORT) instead of collecting here",
+    )
+    a.add_argument(
+        "--token-file",
+        dest="connect_token_file",
+        metavar="FILE",
+        help="the agent's token, read from FILE (an agent listening beyond loopback asks for one)",
+    )
+    a.add_argument(
+        "--no-agent",
+        action="store_true",
+        help=f"collect here even when a local agent answers on {AGENT_SOCKET}",
     )
     c = parser.add_argument_group("canary options (also in [canary] of the config)")
     c.add_argument(
@@ -300,3 +319,20 @@ def with_lab(settings: Settings, *, bring_up: bool, instance: str | None = None)
             )
         raise SystemExit(2)
     return manager.wire_settings(settings, ep)
+
+
+def read_token(path: str, flag: str) -> str:
+    """A token from a file (first line, stripped), or exit 2 saying what is wrong."""
+    from ebpftop.core.untrusted import clean
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.readline(4096).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"ebpftop: {flag} {clean(path)}: {clean(why)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if len(token) < 16:
+        print(f"ebpftop: {flag} {clean(path)}: the token must be at least 16 characters", file=sys.stderr)
+        raise SystemExit(2)
+    return token

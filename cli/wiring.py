@@ -21,3 +21,17 @@ def dashboard_runtime(settings: Settings, collectors: list[Collector] | None = N
         # they were added), through the runtime's gate like every other change.
         runtime.on_close(lambda: end_session(settings, runtime.gate))
     return runtime
+
+
+def viewer_runtime(settings: Settings, address: str, token: str | None = None) -> Runtime:
+    """A Runtime for a dashboard that views an agent (`--connect`, or the local agent):
+    the agent's stream instead of collectors; actions through this process's own gate,
+    and the count rules this session added removed at its end, as a dashboard does."""
+    from ebpftop.actions.rules import end_session
+    from ebpftop.collectors.registry import load_payload_types
+    from ebpftop.core.stream_client import ViewerRuntime
+
+    load_payload_types()  # no collector runs here: their payload types decode the stream
+    runtime = ViewerRuntime(settings, address, token=token)
+    runtime.on_close(lambda: end_session(settings, runtime.gate))
+    return runtime

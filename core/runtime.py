@@ -66,6 +66,10 @@ class Runtime:
         frame: looked up once."""
         return socket.gethostname() if any(c.name == "host" for c in self.collectors) else None
 
+    def producers(self) -> frozenset[str]:
+        """The sources something will publish: a pane of any other says it has none."""
+        return frozenset(c.name for c in self.collectors)
+
     def on_close(self, fn: Callable[[], object]) -> None:
         """Run `fn` (sync or async) when the runtime stops, last registered first."""
         self._closers.append(fn)

@@ -26,6 +26,7 @@ from ebpftop.core.model import Health, HealthState, Snapshot
 from ebpftop.core.replay import Replayer
 from ebpftop.core.runtime import Runtime
 from ebpftop.core.store import last_good
+from ebpftop.core.stream import AGENT_SOURCE, AgentLink
 
 from .panes.base import PaneFeed, SourcePane
 from .panes.header import HostHeader, Marks
@@ -45,7 +46,7 @@ RECORDER_SOURCE = "recorder"
 # frame that shows them (a sample later than this waits for the next frame).
 FRAME_DELAY = 0.3
 # Sources without a pane whose trouble still belongs in the header's problem line.
-HEADER_SOURCES = (RECORDER_SOURCE, "rollout")
+HEADER_SOURCES = (RECORDER_SOURCE, "rollout", AGENT_SOURCE)
 OWN_COST_SOURCE = "selfcost"  # drawn by the own-cost screen while it is open
 
 
@@ -161,10 +162,10 @@ class SnapshotFlush(_AppBase):
         self._recorder_state = state
 
     def _producers(self) -> frozenset[str]:
-        """Sources something will publish: the recording's, or the live collectors'."""
+        """Sources something will publish: the recording's, the live collectors', an agent's."""
         if self.replay is not None:
             return frozenset(self.replay.sources)
-        return frozenset(c.name for c in self.runtime.collectors)
+        return self.runtime.producers()
 
     def _absent(self, source: str) -> Snapshot | None:
         """A stand-in for a source nothing will ever publish, so it does not say
@@ -252,6 +253,7 @@ class SnapshotFlush(_AppBase):
             recording=str(getattr(status, "state", "") or ""),
             recording_size=float(getattr(status, "bytes", 0) or 0),
             node=self.runtime.node_name,
+            agent=_agent_link(self.runtime.store.latest(AGENT_SOURCE)),
         )
 
     def now(self) -> float:
@@ -283,3 +285,9 @@ class SnapshotFlush(_AppBase):
             self._flush_dirty()
         if self._main_screen is not None:
             self._draw_header()
+
+
+def _agent_link(snap: Snapshot | None) -> AgentLink | None:
+    """The link to the agent this dashboard views (None when it collects itself)."""
+    link = snap.data if snap is not None else None
+    return link if isinstance(link, AgentLink) else None

@@ -19,6 +19,7 @@ from textual.widget import Widget
 
 from ebpftop.core.alarms import HEALTH_KINDS, Alarm, health_alarm, ordered
 from ebpftop.core.model import Health, HealthState, HostData, Snapshot
+from ebpftop.core.stream import AgentLink
 
 from ..text import clean
 from . import fmt
@@ -36,6 +37,7 @@ class Marks:
     recording: str = ""  # "recording" / "stopped" / "failed", when --record is on
     recording_size: float = 0.0
     node: str | None = None  # the node's name before its first host sample, untrusted
+    agent: AgentLink | None = None  # the agent this dashboard views; None: it collects itself
 
 
 def title_line(marks: Marks, host: HostData | None = None, width: int = 0) -> Content:
@@ -49,6 +51,7 @@ def title_line(marks: Marks, host: HostData | None = None, width: int = 0) -> Co
         tail += ["  ", (f" PAUSED{waiting} ", "bold reverse $warning")]
     if marks.replay:
         tail += ["  ", (clean(marks.replay, 80), "bold $secondary")]
+    tail += agent_mark(marks.agent)
     if marks.recording == "recording":
         tail += ["  ", ("● REC", "bold $error"), f" {fmt.size(marks.recording_size)}"]
     elif marks.recording:
@@ -67,6 +70,21 @@ def title_line(marks: Marks, host: HostData | None = None, width: int = 0) -> Co
         if not width or content.cell_length <= width:
             return content
     return content
+
+
+def agent_mark(link: AgentLink | None) -> list[Part]:
+    """Where the data comes from when an agent collects it: "via agent HOST", or loudly
+    that the agent is down (its reason is on the problem line); frames it dropped."""
+    if link is None:
+        return []
+    if link.state == "down":
+        return ["  ", (" AGENT DOWN ", "bold reverse $error")]
+    if link.state == "connecting":
+        return ["  ", ("connecting to agent…", "$text-muted")]
+    parts: list[Part] = ["  ", ("via agent " + (clean(link.host, 40) or "?"), "bold $secondary")]
+    if link.drops:
+        parts.append((f" {link.drops} dropped", "bold $warning"))
+    return parts
 
 
 def host_line(data: HostData | None, width: int = 0) -> Content:

@@ -1,0 +1,237 @@
+"""`ebpftop agent`: the collectors without a UI, one per node, serving their snapshots as
+a read-only stream to any number of viewers (`ebpftop`, `ebpftop --connect ADDR`,
+`ebpftop serve`). docs/ARCHITECTURE.md ("Agent and viewers").
+
+Logs go to stderr as `ebpftop-agent[PID]: LEVEL: message` (journald keeps them).
+SIGHUP re-reads the configuration: a valid new one restarts the collectors with it (BPF
+detached, then attached again; the viewers stay connected and keep the history), a bad
+one is logged and changes nothing. SIGTERM (and SIGINT) stop the collectors, which
+detach everything they attached, close the listeners and remove the socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ebpftop.core.runtime import Runtime
+    from ebpftop.core.settings import Settings
+    from ebpftop.core.stream_server import StreamServer
+
+log = logging.getLogger("ebpftop.agent")
+
+MAX_HISTORY_S = 3600.0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ebpftop.cli.options import AGENT_SOCKET, seconds
+
+    p = subparsers.add_parser(
+        "agent",
+        help="collect once for many viewers: the collectors without a UI, serving a live stream",
+        description="Run the collectors without a UI and serve their snapshots, read-only, to "
+        "viewers (`ebpftop` uses a local agent by itself; `ebpftop --connect ADDR`). "
+        "SIGHUP reloads the configuration, SIGTERM stops with nothing left attached.",
+        epilog="Exit status: 2 on bad options or configuration, 1 when another agent already "
+        "serves the socket or a listener cannot open.",
+    )
+    p.add_argument(
+        "--socket",
+        default=AGENT_SOCKET,
+        metavar="PATH",
+        help=f"unix socket to serve on (default {AGENT_SOCKET}; mode 0660, group of its directory)",
+    )
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="also serve on TCP (off by default); beyond loopback only with --token-file",
+    )
+    p.add_argument(
+        "--token-file",
+        dest="agent_token_file",
+        metavar="FILE",
+        help="TCP viewers must send this token (first line of FILE, 16 characters or more)",
+    )
+    p.add_argument(
+        "--history",
+        dest="stream_history",
+        type=seconds(MAX_HISTORY_S, zero=False),
+        default=300.0,
+        metavar="SECONDS",
+        help="seconds of history a viewer gets at once when it connects (default 300)",
+    )
+    p.set_defaults(func=run)
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    from ebpftop.core.stream_client import parse_address
+
+    kind, host, port = parse_address(text)
+    if kind != "tcp":
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host, port
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: whatever it resolves to may not stay loopback
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ebpftop-agent[%(process)d]: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ebpftop.cli.options import LAB_RUNNING, load_or_exit, read_token
+    from ebpftop.core.stream_client import agent_answers
+    from ebpftop.core.untrusted import clean
+
+    settings = load_or_exit(args, lab=LAB_RUNNING)
+    listen: tuple[str, int] | None = None
+    if args.listen:
+        try:
+            listen = _listen_address(args.listen)
+        except ValueError as exc:
+            print(f"ebpftop: --listen: {clean(exc)}", file=sys.stderr)
+            return 2
+    token = read_token(args.agent_token_file, "--token-file") if args.agent_token_file else None
+    if listen is not None and not _loopback(listen[0]) and token is None:
+        print(
+            f"ebpftop: --listen {clean(args.listen)} is beyond loopback: give --token-file "
+            "(anyone who reaches the port would see every flow and process on this node)",
+            file=sys.stderr,
+        )
+        return 2
+    running = agent_answers(args.socket)
+    if running is not None:
+        print(
+            f"ebpftop: an agent already serves {clean(args.socket)} (pid {running.get('agent_pid')}); "
+            "one per node is enough",
+            file=sys.stderr,
+        )
+        return 1
+    setup_logging()
+    try:
+        return asyncio.run(_serve(args, settings, listen, token))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(
+    args: argparse.Namespace, settings: Settings, listen: tuple[str, int] | None, token: str | None
+) -> int:
+    from ebpftop.core.stream_server import StreamServer
+
+    server = StreamServer(history_s=args.stream_history, token=token)
+    try:
+        await server.listen_unix(args.socket)
+        log.info("serving %s (mode 0660, group of its directory)", args.socket)
+        if listen is not None:
+            port = await server.listen_tcp(*listen)
+            log.warning(
+                "also serving TCP %s:%d (%s)",
+                listen[0],
+                port,
+                "a token is required" if token is not None else "loopback only, no token",
+            )
+    except OSError as exc:
+        log.error("cannot listen: %s", exc.strerror or exc)
+        await server.close()
+        return 1
+    agent = _Agent(args, settings, server)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, agent.reload_soon)
+    try:
+        await agent.start()
+        await agent.stopping.wait()
+        log.info("stopping: detaching the collectors")
+    finally:
+        await agent.stop()
+        await server.close()
+    log.info("stopped; nothing left attached")
+    return 0
+
+
+class _Agent:
+    """The collectors (one Runtime at a time; a reload swaps it) feeding one server."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings, server: StreamServer) -> None:
+        self.args = args
+        self.settings = settings
+        self.server = server
+        self.runtime: Runtime | None = None
+        self.stopping = asyncio.Event()
+        self._reloading: asyncio.Task[None] | None = None
+
+    def _build(self, settings: Settings) -> Runtime:
+        from ebpftop.collectors.registry import default_collectors
+        from ebpftop.core.runtime import Runtime, audited_gate
+
+        # The agent acts on nothing: its gate is read-only, and it wires no session end.
+        quiet = dataclasses.replace(settings, kiosk=True)
+        runtime = Runtime(quiet, default_collectors(quiet), gate=audited_gate(quiet))
+        runtime.bus.subscribe(self.server.publish)
+        return runtime
+
+    async def start(self) -> None:
+        self.runtime = self._build(self.settings)
+        await self.runtime.start()
+        names = ", ".join(c.name for c in self.runtime.collectors)
+        log.info("collecting: %s (every %g s)", names, self.settings.refresh)
+
+    async def stop(self) -> None:
+        if self._reloading is not None:
+            self._reloading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloading
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            await runtime.stop()
+
+    def reload_soon(self) -> None:
+        if self._reloading is not None and not self._reloading.done():
+            log.warning("SIGHUP: a reload is already under way")
+            return
+        self._reloading = asyncio.create_task(self._reload())
+
+    async def _reload(self) -> None:
+        from ebpftop.cli.options import LAB_RUNNING, load_or_exit
+
+        log.info("SIGHUP: reading the configuration again")
+        try:
+            new = load_or_exit(self.args, lab=LAB_RUNNING)  # prints each problem on stderr
+        except SystemExit:
+            log.error("SIGHUP: the configuration has problems (above); keeping the running one")
+            return
+        changed = sorted(
+            f.name
+            for f in dataclasses.fields(new)
+            if getattr(new, f.name) != getattr(self.settings, f.name)
+        )
+        if not changed:
+            log.info("SIGHUP: the configuration is unchanged")
+            return
+        log.info("SIGHUP: changed %s; restarting the collectors", ", ".join(changed))
+        old, self.runtime = self.runtime, None
+        if old is not None:
+            await old.stop()
+        self.settings = new
+        await self.start()

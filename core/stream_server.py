@@ -1,0 +1,262 @@
+"""The agent's side of the stream: every snapshot the bus carries, encoded once, fanned
+out to each viewer through its own bounded queue, after the last minutes of history.
+
+A viewer that reads slowly (or not at all) never holds the agent back: its queue drops
+its oldest frames and counts them, and the count reaches that viewer in the `stream`
+frame sent every `HEARTBEAT` seconds. Nothing a viewer sends changes anything: the agent
+reads one optional hello line (the token, when one is required) and then only waits for
+the connection to close. docs/ARCHITECTURE.md ("Agent and viewers").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .model import Snapshot
+from .stream import AGENT_SOURCE, HEARTBEAT, HELLO_MAX, STREAM_SOURCE, StreamFeed, feed_snapshot, frame_line
+from .stream import header_line as make_header
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 600  # frames per viewer: ~100 s of six sources at 1 Hz
+HISTORY_FRAMES = 20_000
+HISTORY_BYTES = 64 << 20
+HELLO_TIMEOUT = 5.0
+WRITE_BATCH = 64  # frames written before waiting for the socket to drain
+_LOCAL = frozenset({STREAM_SOURCE, AGENT_SOURCE, "recorder"})  # never sent as data
+
+
+class Viewer:
+    """One connected viewer: its queue, its drops, the task that writes to it."""
+
+    def __init__(self, writer: asyncio.StreamWriter, queue_max: int, name: str) -> None:
+        self.writer = writer
+        self.name = name
+        self.queue: deque[bytes] = deque()
+        self.queue_max = queue_max
+        self.drops = 0
+        self.sent = 0  # bytes
+        self._ready = asyncio.Event()
+        self._seq = 0
+
+    def offer(self, line: bytes) -> None:
+        """Queue one frame; a full queue loses its oldest (the newest matters most)."""
+        if len(self.queue) >= self.queue_max:
+            self.queue.popleft()
+            self.drops += 1
+        self.queue.append(line)
+        self._ready.set()
+
+    def feed(self, viewers: int) -> bytes:
+        self._seq += 1
+        return frame_line(
+            feed_snapshot(self._seq, StreamFeed(self.drops, len(self.queue), self.queue_max, viewers))
+        )
+
+    async def _write(self, data: bytes) -> None:
+        self.writer.write(data)
+        self.sent += len(data)
+        await self.writer.drain()
+
+    async def run(self, history: list[bytes], viewers: Callable[[], int]) -> None:
+        """History at once, then the queue as it fills, a `stream` frame every HEARTBEAT."""
+        for i in range(0, len(history), WRITE_BATCH):
+            await self._write(b"".join(history[i : i + WRITE_BATCH]))
+        next_beat = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                await self._write(self.feed(viewers()))
+                next_beat = time.monotonic() + HEARTBEAT
+            if self.queue:
+                batch = [self.queue.popleft() for _ in range(min(WRITE_BATCH, len(self.queue)))]
+                await self._write(b"".join(batch))
+                continue
+            self._ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), max(0.0, next_beat - time.monotonic()))
+
+
+class StreamServer:
+    """Bus subscriber and listener(s). `publish` is cheap: one encoding per snapshot."""
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        history_s: float = 300.0,
+        history_frames: int = HISTORY_FRAMES,
+        queue_max: int = QUEUE_MAX,
+        token: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.host = host if host is not None else socket.gethostname()
+        self.started = clock()
+        self.history_s = history_s
+        self.history_frames = history_frames
+        self.queue_max = queue_max
+        self.token = token
+        self._clock = clock
+        self._history: deque[tuple[float, bytes]] = deque()
+        self._history_bytes = 0
+        self.viewers: set[Viewer] = set()
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unix_paths: list[str] = []
+        self.encode_errors = 0
+
+    # --- the bus side -----------------------------------------------------------------
+
+    def publish(self, snap: Snapshot) -> None:
+        if snap.source in _LOCAL:
+            return
+        try:
+            line = frame_line(snap)
+        except (TypeError, ValueError) as exc:
+            self.encode_errors += 1
+            log.warning("not streaming a %s snapshot: %s", snap.source, exc)
+            return
+        self._history.append((snap.time, line))
+        self._history_bytes += len(line)
+        self._prune(self._clock())
+        for viewer in self.viewers:
+            viewer.offer(line)
+
+    def _prune(self, now: float) -> None:
+        h = self._history
+        while h and (
+            len(h) > self.history_frames
+            or self._history_bytes > HISTORY_BYTES
+            or h[0][0] < now - self.history_s
+        ):
+            self._history_bytes -= len(h.popleft()[1])
+
+    def history(self) -> list[bytes]:
+        self._prune(self._clock())
+        return [line for _, line in self._history]
+
+    # --- listeners --------------------------------------------------------------------
+
+    async def listen_unix(self, path: str, *, mode: int = 0o660) -> None:
+        """Listen on `path`, mode `mode`, group of the directory it is in (the directory's
+        group is who may watch; created 0750 when missing)."""
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, mode=0o750, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a stale socket: the caller made sure no agent answers on it
+        old = os.umask(0o177)  # no moment where the socket is wider open than `mode`
+        try:
+            server = await asyncio.start_unix_server(self._handle, path=path, limit=HELLO_MAX + 2)
+        finally:
+            os.umask(old)
+        os.chown(path, -1, os.stat(directory).st_gid)
+        os.chmod(path, mode)
+        self._servers.append(server)
+        self._unix_paths.append(path)
+
+    async def listen_tcp(self, host: str, port: int) -> int:
+        """Listen on host:port; returns the port (0 picks one)."""
+        server = await asyncio.start_server(self._handle, host=host, port=port, limit=HELLO_MAX + 2)
+        self._servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        peer = _peer(writer)
+        try:
+            if self.token is not None and not await self._token_ok(reader):
+                log.warning("viewer %s refused: no valid token", peer)
+                writer.write(
+                    json.dumps({"format": "ebpftop-stream", "error": "token required"}).encode() + b"\n"
+                )
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.drain(), 2)
+                return
+            await self._serve(peer, reader, writer)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _token_ok(self, reader: asyncio.StreamReader) -> bool:
+        from .stream import parse_hello
+
+        try:
+            raw = await asyncio.wait_for(reader.readline(), HELLO_TIMEOUT)
+        except (TimeoutError, ValueError, asyncio.LimitOverrunError):
+            return False
+        given = parse_hello(raw).encode()
+        return bool(given) and hmac.compare_digest(given, (self.token or "").encode())
+
+    async def _serve(self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        viewer = Viewer(writer, self.queue_max, peer)
+        # Registered and history copied in one step on the loop: no frame twice, none missed.
+        self.viewers.add(viewer)
+        history = self.history()
+        log.info(
+            "viewer %s connected (%d viewers); sending %d frames of history",
+            peer,
+            len(self.viewers),
+            len(history),
+        )
+        writing = asyncio.create_task(
+            viewer.run(
+                [make_header(self.host, self.started, os.getpid()), *history], lambda: len(self.viewers)
+            )
+        )
+        closed = asyncio.create_task(_until_closed(reader))
+        try:
+            await asyncio.wait({writing, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.viewers.discard(viewer)
+            for t in (writing, closed):
+                t.cancel()
+            await asyncio.gather(writing, closed, return_exceptions=True)
+            log.info("viewer %s left (%d dropped, %d bytes sent)", peer, viewer.drops, viewer.sent)
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+        self._servers.clear()
+        for path in self._unix_paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self._unix_paths.clear()
+
+
+async def _until_closed(reader: asyncio.StreamReader) -> None:
+    """Read and discard until the viewer closes: nothing it sends means anything."""
+    while await reader.read(4096):
+        pass
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    name = writer.get_extra_info("peername")
+    if isinstance(name, tuple) and len(name) >= 2:
+        return f"{name[0]}:{name[1]}"
+    cred = writer.get_extra_info("socket")
+    try:
+        raw = cred.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12) if cred is not None else b""
+        pid = int.from_bytes(raw[:4], "little") if raw else 0
+    except OSError:
+        pid = 0
+    return f"pid {pid}" if pid else "unix"
