@@ -16,7 +16,19 @@ import sys
 from .options import PrintAndExit
 
 # Verb modules under ebpftop.cli.commands, in --help order.
-VERBS = ("snapshot", "replay", "agent", "audit", "doctor", "lab", "cleanup", "rollback", "rules", "profile")
+VERBS = (
+    "snapshot",
+    "replay",
+    "agent",
+    "audit",
+    "doctor",
+    "lab",
+    "cleanup",
+    "rollback",
+    "rules",
+    "profile",
+    "serve",
+)
 
 # What a shell reports for a writer killed by SIGPIPE (128 + 13); Python ignores the
 # signal, so a closed stdout surfaces as BrokenPipeError instead.
