@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from app_support import NOW, T0, make_app, ok, screen_text, snap, terminal_bytes
+from app_support import NOW, make_app, ok, screen_text, snap, terminal_bytes
 from test_app_hostile import HOSTILE, MARKUP, assert_nothing_raw_reaches_the_terminal
+from test_flows_pane import flow
+from test_flows_pane import flows_data as base_data
 from textual.widgets import Input, Static
 
 from ebpftop.collectors.flows import filter as flt
-from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus
+from ebpftop.collectors.flows.model import FlowsData
 from ebpftop.collectors.flows.view import group_flows
 from ebpftop.collectors.identity.model import Identity
 from ebpftop.collectors.profiles.aggregate import summarize
@@ -72,25 +74,8 @@ CURL = Identity(4005, "curl")  # the host's own namespace and cgroup: nowhere to
 
 
 def conn(src, sport, dst, dport, *, bps, pid, peer=None, comm=None, direction="egress", service=None):
-    return FlowRecord(
-        "veth0",
-        direction,
-        "tcp",
-        src,
-        sport,
-        dst,
-        dport,
-        packets=10,
-        bytes=int(bps * 10),
-        bps=bps,
-        pps=1.0,
-        first_seen=T0 - 30,
-        last_seen=T0,
-        pid=pid,
-        comm=comm,
-        service=service,
-        peer_pid=peer,
-    )
+    one = flow(src, sport, dst, dport, bps=bps, pps=1.0, total=int(bps * 10), direction=direction)
+    return replace(one, iface="veth0", pid=pid, comm=comm, service=service, peer_pid=peer)
 
 
 # loadgen -> HAProxy -> the stable and the canary pod; an outside client to the stable
@@ -135,25 +120,7 @@ OWNERS = (LOADGEN, HAPROXY, STABLE, CANARY, CURL)
 
 
 def flows_data(flows=FLOWS, owners=OWNERS) -> FlowsData:
-    return FlowsData(
-        flows=tuple(flows),
-        flows_tracked=len(flows),
-        total_bytes=sum(f.bytes for f in flows),
-        total_packets=sum(f.packets for f in flows),
-        total_bps=sum(f.bps or 0 for f in flows),
-        total_pps=5.0,
-        evictions=0,
-        update_failures=0,
-        not_ip_packets=0,
-        truncated_packets=0,
-        events_total=0,
-        lost_events=0,
-        tcp_events_error=None,
-        ifaces=(IfaceStatus("veth0", 2, "tcx"),),
-        max_flows=65536,
-        owners=tuple(owners),
-        namespaces=5,
-    )
+    return base_data(flows, owners=tuple(owners), namespaces=5)
 
 
 async def show(pilot, data: FlowsData, seq: int = 1) -> FlowsPane:
