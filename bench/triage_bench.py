@@ -138,7 +138,9 @@ def main() -> int:
         "load_end": os.getloadavg(),
         "rows": rows,
         "launches": LAUNCHES,
-        "cmd": "ebpftop " + " ".join(cmd[3:]) if cmd[1] == "-m" else "python -c <LAB_CONFIG sc> " + cmd[3],
+        "cmd": f"ebpftop --lab-instance {sc.CFG.name}"
+        if "--lab-instance" in cmd
+        else f"python -c '<ebpftop's CLI main, lab {sc.CFG.name}>' --lab",
     }
     SAVED.write_text(json.dumps(figures))
     return render(figures)
@@ -184,10 +186,8 @@ def render(f: dict) -> int:
         "|---|---|---:|---:|---:|---|",
     ]
     for row in rows:
-        said = row["runs"][-1]["said"]
-        for noise in ("ebpftop ",):
-            said = said.removeprefix(noise)
-        said = _said(row["name"], said)
+        named_runs = [r for r in row["runs"] if r["name_s"] is not None] or row["runs"]
+        said = _said(row["name"], named_runs[0]["said"])
         lines.append(
             f"| {row['name']} | `{'; '.join(row['inject'])}` | {row['under_way_s']:.0f} s "
             f"| {spread([r['frame_s'] for r in row['runs']])} | {spread([r['name_s'] for r in row['runs']])} "

@@ -38,7 +38,11 @@ SCREEN_S = 120.0  # bound on waiting for the screen (BPF compiles on a shared, l
 KEYS: dict[str, tuple[str, ...]] = {
     "latency": ("3", "x"),  # Canary pane, its slow trace ids: the slowest first, >= 300 ms
     "errors": ("3",),  # Canary pane: the 5xx ratio row fails
-    "cpu": ("3", "x", "enter"),  # the slowest trace followed into Profiles: main.cpuHeavyPath
+    # the slowest trace followed into Profiles: the samples shown (that request's, or the
+    # canary's when it is older than the profiles kept) hold main.cpuHeavyPath. Its name is
+    # on screen only after Enter on a pprof row, whose place varies (the BPF sampler's rows
+    # above it lose Go frames), so that last step is not counted here.
+    "cpu": ("3", "x", "enter"),
     "stable-down": ("3",),  # Canary pane: no stable p99 to compare with (the baseline is gone)
     "flood": (),  # the Flows pane, first at 80x24 too: its first row is the flood
 }
@@ -171,8 +175,6 @@ async def reach_the_evidence(pilot, s, lab) -> None:
     """At 80x24, from the first screen there, press KEYS[s.name] and find the evidence."""
     from textual.widgets import OptionList
 
-    from ebpftop.tui.panes.profiles.pane import ProfilesPane
-
     app = pilot.app
     await pilot.resize_terminal(80, 24)
     text = await wait_screen(pilot, lambda t: names(s, t), f"{s.name}: named at 80x24")
@@ -194,15 +196,30 @@ async def reach_the_evidence(pilot, s, lab) -> None:
         # the canary's evaluation lost its baseline (the rollout's line is below, at 160x48)
         await wait_screen(pilot, lambda t: "no stable p99 to compare with" in t, "no stable at 80x24")
     elif s.name == "cpu":
-        profiles = app.query_one(ProfilesPane)
-        assert app.focused is profiles, "enter on the slowest trace id follows it into Profiles"
+        await follow_into_profiles(pilot)
 
-        def hot() -> bool:
-            view = profiles.view
-            return view is not None and any("main.cpuHeavyPath" in st.frames for st in view.stacks)
 
-        end = time.monotonic() + SCREEN_S
-        while not hot() and time.monotonic() < end:
-            await pilot.pause(0.2)
-        assert hot(), str(app.query_one("#profiles-title").render())
-        await wait_screen(pilot, lambda t: "cpuHeavyPath" in t, "main.cpuHeavyPath on screen")
+async def follow_into_profiles(pilot) -> None:
+    """After `3 x enter`: Profiles has the focus, following the slowest trace, and the
+    samples it shows (that request's, or the canary's when the request is older than the
+    profiles kept, as its title says) hold the canary's hot path."""
+    from textual.widgets import Static
+
+    from ebpftop.tui.panes.profiles.pane import ProfilesPane
+
+    app = pilot.app
+    profiles = app.query_one(ProfilesPane)
+    assert app.focused is profiles, "enter on the slowest trace id follows it into Profiles"
+
+    def hot() -> bool:
+        view = profiles.view
+        return view is not None and any("main.cpuHeavyPath" in st.frames for st in view.stacks)
+
+    end = time.monotonic() + SCREEN_S
+    while not hot() and time.monotonic() < end:
+        await pilot.pause(0.2)
+    assert hot(), str(app.query_one("#profiles-title", Static).render())
+    assert profiles.trace is not None
+    await wait_screen(
+        pilot, lambda t: f"trace_id={profiles.trace.trace_id}" in t, "the followed trace on screen"
+    )
