@@ -33,6 +33,7 @@ from ebpftop.collectors.identity.model import Identity
 
 from .layout import PROTO_NAMES, PROTO_NUMBERS
 from .model import FlowRecord
+from .view import Lookup, no_identity
 
 IDENTITY_FIELDS = ("pod", "ns", "workload", "unit", "container", "netns")
 FIELDS = (
@@ -69,12 +70,7 @@ class FilterError(ValueError):
         self.position = position  # 0-based character offset of the term in the text
 
 
-Lookup = Callable[[int | None], Identity | None]  # pid -> its identity (FlowsData.identity)
 Predicate = Callable[[FlowRecord, Lookup], bool]
-
-
-def no_identity(_pid: int | None) -> Identity | None:
-    return None
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ def identity_value(who: Identity, by: str) -> str | None:
     raise ValueError(f"cannot group by {by!r} (choose {', '.join(GROUPS)})")
 
 
-def _no_identity(_pid: int | None) -> Identity | None:
+def no_identity(_pid: int | None) -> Identity | None:
+    """The lookup when owners are not known (nobody is)."""
     return None
 
 
@@ -106,7 +107,7 @@ class FlowGroup:
     retransmits: int
 
 
-def group_key(f: FlowRecord, by: str, identity: Lookup = _no_identity) -> str:
+def group_key(f: FlowRecord, by: str, identity: Lookup = no_identity) -> str:
     """The one group a connection counts in (see the module's docstring)."""
     if by in IDENTITY_GROUPS:
         mine, theirs = identity(f.pid), identity(f.peer_pid)
@@ -136,7 +137,7 @@ def _add(a: float | None, b: float | None) -> float | None:
     return a + b
 
 
-def group_flows(flows: Iterable[FlowRecord], by: str, identity: Lookup = _no_identity) -> list[FlowGroup]:
+def group_flows(flows: Iterable[FlowRecord], by: str, identity: Lookup = no_identity) -> list[FlowGroup]:
     """One row per process / service / remote address / pod..., largest rate first."""
     acc: dict[str, FlowGroup] = {}
     for f in flows:

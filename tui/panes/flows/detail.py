@@ -18,9 +18,8 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from ebpftop.collectors.flows.filter import no_identity
 from ebpftop.collectors.flows.model import FlowPath, FlowRecord, FlowsData, TcpEvent
-from ebpftop.collectors.flows.view import FoldKey, Lookup, ended, fold_key, group_key, sum_known
+from ebpftop.collectors.flows.view import FoldKey, Lookup, ended, fold_key, group_key, no_identity, sum_known
 from ebpftop.collectors.identity.model import Identity
 from ebpftop.core.model import Snapshot
 

@@ -33,8 +33,8 @@ from ebpftop.collectors.flows.view import (
     ended,
     group_flows,
     group_key,
+    no_identity,
 )
-from ebpftop.collectors.identity.model import Identity
 
 from .. import fmt
 from ..table import Cell, Column, Row
@@ -78,10 +78,6 @@ def next_grouping(current: str, offered: Sequence[str] = GROUPS) -> str:
     """The grouping after `current` among "none" and the `offered` group keys."""
     cycle = ["none", *(g for g in GROUPINGS if g in offered)]
     return cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else cycle[0]
-
-
-def no_identity(_pid: int | None) -> Identity | None:
-    return None
 
 
 # --- numbers -------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from .view import (
     compare,
     fit,
     fit_widths,
+    fits,
     group_stacks,
     identity_lines,
     offered_groupings,
@@ -204,7 +205,7 @@ class ProfilesPane(SourcePane):
                 for key in keys
             ]
 
-        if "where" in keys and not _fits(keys, [values(g) for g in shown], width - 16):
+        if "where" in keys and not fits(keys, [values(g) for g in shown], width - 16):
             keys.remove("where")  # it would cut the columns there are without it
         samples = max((len(str(g.samples)) for g in shown), default=1)
         limits = fit_widths(keys, [values(g) for g in shown], width - 16)
@@ -367,9 +368,3 @@ class ProfilesPane(SourcePane):
         group = self.selected_group()
         target = capture_target(self.view, group) if self.view is not None else {}
         return describe_target(target) if target else ""
-
-
-def _fits(keys: list[str], values: list[list[str]], room: int) -> bool:
-    """Every column at its full width (and a gap before each) within `room`."""
-    widths = [max([len(k)] + [len(row[i]) for row in values]) for i, k in enumerate(keys)]
-    return sum(widths) + len(widths) <= room

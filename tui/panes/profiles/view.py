@@ -249,10 +249,20 @@ def table_columns(groups: tuple[TagGroup, ...]) -> list[str]:
     return [k for k in TABLE_KEYS if k in present]
 
 
+def full_widths(columns: list[str], values: list[list[str]]) -> list[int]:
+    """Each column as wide as its label and its longest value."""
+    return [max([len(c)] + [len(row[i]) for row in values]) for i, c in enumerate(columns)]
+
+
+def fits(columns: list[str], values: list[list[str]], room: int) -> bool:
+    """Every column at its full width, with a gap before each, within `room`."""
+    return sum(full_widths(columns, values)) + len(columns) <= room
+
+
 def fit_widths(columns: list[str], values: list[list[str]], room: int, least: int = 6) -> list[int]:
     """Widths for the tag columns within `room` (the gap before each included): each as
     wide as its longest value, the widest cut first when they do not all fit."""
-    widths = [max([len(c)] + [len(row[i]) for row in values]) for i, c in enumerate(columns)]
+    widths = full_widths(columns, values)
     room -= len(columns)  # one column of gap before each
     while sum(widths) > room and max(widths, default=0) > least:
         i = widths.index(max(widths))
