@@ -143,9 +143,10 @@ async def test_a_lab_flow_to_a_count_then_a_deny_whose_ttl_runs_out_in_the_kerne
     async def the_load_generator(pilot) -> None:
         """Flows grouped by remote address, the cursor on the load generator's: its
         connections (to HAProxy's traffic port: the filter) seen arriving on its link.
-        (Not a fold of ended connections: one connection is folded under the load
-        generator or under HAProxy depending on which of the two links saw its first
-        packet first, within a jiffy, so a fold is neither all of them nor on one link.)"""
+        (Not a fold of ended connections: the same packet crosses the client's link and
+        HAProxy's within one jiffy, either is taken as where the connection was first
+        seen, and its owner follows from that: the load generator's connections are
+        folded half under python3, half under haproxy, and a fold may span both links.)"""
         pane = app.query_one(FlowsPane)
         await pilot.press("1")
         for _ in range(8):
@@ -170,15 +171,16 @@ async def test_a_lab_flow_to_a_count_then_a_deny_whose_ttl_runs_out_in_the_kerne
                 return
         pytest.fail("could not place the cursor on the load generator's address")
 
+    def toasts() -> list[str]:
+        return [n.message for n in app._notifications]
+
     async def editor(pilot) -> Input:
         await pilot.press("r")
         await wait_for(
             pilot,
             lambda: isinstance(app.screen, RuleEditScreen),
             "the rule editor",
-            lambda: (
-                f"screen {app.screen!r}, focus {app.focused!r}, toasts {[n.message for n in app._notifications]}"
-            ),
+            lambda: f"screen {app.screen!r}, focus {app.focused!r}, toasts {toasts()}",
         )
         return app.screen.query_one(Input)
 
