@@ -50,6 +50,8 @@ SCREEN_TEXT = """(() => {
   return out.join("\\n");
 })()"""
 
+SPECIAL = {"Escape": 27, "Enter": 13, "Tab": 9}
+
 FLAGS = (
     "--headless=new",
     "--no-sandbox",  # root, in a container: the sandbox needs user namespaces it may not have
@@ -112,22 +114,20 @@ class Page:
         raise AssertionError(f"no {what} within {timeout:g} s; the browser shows:\n{text}")
 
     async def key(self, key: str) -> None:
-        """One key typed into the focused terminal, as keyDown/keyUp events (printable keys)."""
+        """One key typed into the terminal, as keyDown/keyUp events: a printable character
+        or a named key of SPECIAL."""
         await self.evaluate("window.__term && window.__term.focus()")
-        code = f"Key{key.upper()}" if key.isalpha() else ""
-        shift = 8 if key.isupper() else 0
-        vk = ord(key.upper())
-        await self.call(
-            "Input.dispatchKeyEvent",
-            type="keyDown",
-            key=key,
-            code=code,
-            text=key,
-            unmodifiedText=key,
-            windowsVirtualKeyCode=vk,
-            modifiers=shift,
-        )
-        await self.call("Input.dispatchKeyEvent", type="keyUp", key=key, code=code, windowsVirtualKeyCode=vk)
+        if key in SPECIAL:
+            vk = SPECIAL[key]
+            down = {"key": key, "code": key, "windowsVirtualKeyCode": vk}
+        else:
+            vk = ord(key.upper())
+            code = f"Key{key.upper()}" if key.isalpha() else ""
+            shift = 8 if key.isupper() else 0
+            down = {"key": key, "code": code, "text": key, "unmodifiedText": key}
+            down |= {"windowsVirtualKeyCode": vk, "modifiers": shift}
+        await self.call("Input.dispatchKeyEvent", type="keyDown", **down)
+        await self.call("Input.dispatchKeyEvent", type="keyUp", key=key, windowsVirtualKeyCode=vk)
 
     async def screenshot(self, path: pathlib.Path) -> None:
         shot = await self.call("Page.captureScreenshot", format="png")
