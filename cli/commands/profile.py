@@ -4,14 +4,16 @@ Samples every CPU for `--duration` seconds (Ctrl-C stops early and still reports
 names and tags the stacks once: no work while it samples, like bcc's `profile` tool.
 Output: a table of tag sets with their top functions (default), folded stacks for
 flame graph tools (`--folded`), or the Profile as JSON (`--json`, the shape
-`snapshot --json` uses for its windows). Exit 0 with a profile, 1 when the sampler
-cannot run (the reason on stderr), 2 on bad usage. Never imports Textual.
+`snapshot --json` uses for its windows); `--pprof FILE` also writes it as gzip'd pprof.
+Exit 0 with a profile, 1 when the sampler cannot run or FILE cannot be written (the
+reason on stderr), 2 on bad usage. Never imports Textual.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -54,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     fmt.add_argument("--json", action="store_true", help="the profile as one JSON document")
     p.add_argument("--top", type=int, default=5, metavar="N", help="functions listed per tag set (default 5)")
+    p.add_argument(
+        "--pprof",
+        metavar="FILE",
+        help="also write the profile to FILE as gzip'd pprof (go tool pprof, Pyroscope, Parca), "
+        "its tags as labels",
+    )
     p.set_defaults(func=run)
 
 
@@ -95,6 +103,35 @@ def _folded(shot: OneShot) -> str:
     )
 
 
+def _unwritable(path: str) -> str | None:
+    """Why `path` cannot be written, or None."""
+    from ebpftop.core.untrusted import clean
+
+    if os.path.isdir(path):
+        return "is a directory"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"no such directory: {clean(parent)}"
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "not writable"
+    return None
+
+
+def _write_pprof(path: str, shot: OneShot) -> None:
+    """Write whole or not at all: a reader never meets half a profile."""
+    from ebpftop.collectors.profiles.pprof_write import pprof_bytes
+
+    data = pprof_bytes(shot.profile, shot.hz)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def run(args: argparse.Namespace) -> int:
     from ebpftop.collectors.profiles.oneshot import sample
     from ebpftop.collectors.profiles.sampler import SamplerUnavailable
@@ -104,12 +141,24 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 0:
         print("ebpftop profile: --top must be 0 or more", file=sys.stderr)
         return 2
+    if args.pprof is not None and (problem := _unwritable(args.pprof)):
+        # said before sampling: a long profile is not lost to a typo in the path
+        print(f"ebpftop profile: --pprof {clean(args.pprof)}: {problem}", file=sys.stderr)
+        return 2
+    whole = args.folded or args.pprof is not None
     try:
-        shot = sample(args.hz, args.duration, max_stacks=10_000 if args.folded else 400, top_n=args.top)
+        shot = sample(args.hz, args.duration, max_stacks=10_000 if whole else 400, top_n=args.top)
     except SamplerUnavailable as exc:
         hint = f" ({clean(exc.hint)})" if exc.hint else ""
         print(f"ebpftop profile: {clean(exc.message)}{hint}", file=sys.stderr)
         return 1
+    if args.pprof is not None:
+        try:
+            _write_pprof(args.pprof, shot)
+        except OSError as exc:
+            why = exc.strerror or exc
+            print(f"ebpftop profile: cannot write {clean(args.pprof)}: {why}", file=sys.stderr)
+            return 1
     if args.json:
         doc = {
             "hz": shot.hz,
