@@ -9,11 +9,11 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from fake_sockets import Names, TableFinder
 
 from ebpftop.collectors.flows import filter as flt
 from ebpftop.collectors.flows import rates, view
 from ebpftop.collectors.flows.attribution import Attributor, service_from_environ
-from fake_sockets import Names, TableFinder
 from ebpftop.collectors.flows.layout import FLOW_KEY, FLOW_VAL, TCP_EVENT, TCP_TUPLE, decode_key
 from ebpftop.collectors.flows.model import FlowRecord, FlowsData, IfaceStatus, TcpEvent
 from ebpftop.collectors.flows.table import FlowTable

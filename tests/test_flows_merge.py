@@ -9,13 +9,13 @@ import socket
 from dataclasses import replace
 
 import pytest
+from fake_sockets import Names, TableFinder
 from test_flows_logic import _Datapath as OneInterface
 
 from ebpftop.collectors.flows import connections as cx
 from ebpftop.collectors.flows import filter as flt
 from ebpftop.collectors.flows import view
 from ebpftop.collectors.flows.attribution import Attributor
-from fake_sockets import Names, TableFinder
 from ebpftop.collectors.flows.layout import FLOW_KEY
 from ebpftop.collectors.flows.model import FlowPath, FlowRecord
 from ebpftop.collectors.flows.table import FlowTable
@@ -274,3 +274,15 @@ def test_ended_rows_take_at_most_half_the_first_screen_while_live_rows_remain():
     assert view.ordered([conn(8, bytes=1), idle_live], "bps", NOW, window=0)[0] is idle_live
     with pytest.raises(ValueError):
         view.ordered([], "nope", NOW, window=1)
+
+
+def test_within_one_jiffy_the_arriving_hook_is_the_connections_first_whatever_the_map_order():
+    """A request crossing the host is seen leaving on the server's veth in the jiffy it
+    arrived on the client's: the record (and its owner, and its fold) must not follow the
+    map's order, which changes from one read to the next."""
+    for order in (1, -1):
+        rows = [(fwd(5, True), (10, 1000, 7, 7)), (fwd(3, False), (10, 1000, 7, 7))][::order]
+        table = FlowTable.from_rows(rows)
+        conns = cx.Merger().merge(table, [None] * 2, [None] * 2)
+        first = cx.first_entry(table, conns.members[0])
+        assert table.keys[first] == fwd(3, False)  # ingress on the client's veth

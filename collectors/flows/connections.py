@@ -197,6 +197,9 @@ class Merger:
         return Connections(mb, mp, nb, np_, plan.members)
 
 
+DIRECTION_AT = 42  # FLOW_KEY: src 16, dst 16, ifindex 4, ports 4, proto, family, direction
+
+
 def first_entry(table: FlowTable, members: Members) -> int:
     """The entry whose way is the connection's forward one (see the module's docstring),
     seen first on that way."""
@@ -204,11 +207,14 @@ def first_entry(table: FlowTable, members: Members) -> int:
         return members
     keys, first = table.keys, table.first
 
-    def rank(i: int) -> tuple[bool, int, bool, int]:
+    def rank(i: int) -> tuple[bool, int, bool, int, int]:
         sport, dport = _PORTS.unpack_from(keys[i], 36)
         from_server = sport < EPHEMERAL <= dport
         towards_lower = dport < sport or (dport == sport and lower_to_higher(keys[i], conn_key(keys[i])))
-        return (from_server, first[i], not towards_lower, i)
+        # Within one jiffy a packet crossing the host is seen arriving before leaving: the
+        # arriving hook first (direction byte 0), not the map's order, so one connection
+        # gets the same record (and owner, and fold) at every tick.
+        return (from_server, first[i], not towards_lower, keys[i][DIRECTION_AT] & 1, i)
 
     return min(members, key=rank)
 
