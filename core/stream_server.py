@@ -32,6 +32,9 @@ HISTORY_FRAMES = 20_000
 HISTORY_BYTES = 64 << 20
 HELLO_TIMEOUT = 5.0
 WRITE_BATCH = 64  # frames written before waiting for the socket to drain
+# What may sit in the kernel and in the transport for one viewer: small, so a stalled
+# viewer's backlog is in its queue, where it is bounded in frames and counted.
+SOCKET_BUFFER = 16 << 10
 _LOCAL = frozenset({STREAM_SOURCE, AGENT_SOURCE, "recorder"})  # never sent as data
 
 
@@ -202,6 +205,11 @@ class StreamServer:
         return bool(given) and hmac.compare_digest(given, (self.token or "").encode())
 
     async def _serve(self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        writer.transport.set_write_buffer_limits(high=SOCKET_BUFFER)
         viewer = Viewer(writer, self.queue_max, peer)
         # Registered and history copied in one step on the loop: no frame twice, none missed.
         self.viewers.add(viewer)

@@ -68,6 +68,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="seconds of history a viewer gets at once when it connects (default 300)",
     )
+    p.add_argument(
+        "--queue",
+        dest="stream_queue",
+        type=int,
+        default=None,
+        metavar="FRAMES",
+        help="frames a viewer may fall behind before its oldest are dropped and counted (default 600)",
+    )
     p.set_defaults(func=run)
 
 
@@ -126,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.stream_queue is not None and not 1 <= args.stream_queue <= 100_000:
+        print(f"ebpftop: --queue must be 1 to 100000 frames, got {args.stream_queue}", file=sys.stderr)
+        return 2
     setup_logging()
     try:
         return asyncio.run(_serve(args, settings, listen, token))
@@ -136,9 +147,11 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(
     args: argparse.Namespace, settings: Settings, listen: tuple[str, int] | None, token: str | None
 ) -> int:
-    from ebpftop.core.stream_server import StreamServer
+    from ebpftop.core.stream_server import QUEUE_MAX, StreamServer
 
-    server = StreamServer(history_s=args.stream_history, token=token)
+    server = StreamServer(
+        history_s=args.stream_history, token=token, queue_max=args.stream_queue or QUEUE_MAX
+    )
     try:
         await server.listen_unix(args.socket)
         log.info("serving %s (mode 0660, group of its directory)", args.socket)
@@ -222,9 +235,7 @@ class _Agent:
             log.error("SIGHUP: the configuration has problems (above); keeping the running one")
             return
         changed = sorted(
-            f.name
-            for f in dataclasses.fields(new)
-            if getattr(new, f.name) != getattr(self.settings, f.name)
+            f.name for f in dataclasses.fields(new) if getattr(new, f.name) != getattr(self.settings, f.name)
         )
         if not changed:
             log.info("SIGHUP: the configuration is unchanged")

@@ -1,0 +1,371 @@
+"""`ebpftop agent` and its viewers, for real: an agent with real BPF collectors in a
+namespace made here, two viewers in real ptys at once. They show the same flows; the
+node holds one set of ebpftop programs (the agent's; the viewers hold none); a viewer
+that stops reading makes the agent drop and count, never wait; SIGKILL of the agent
+leaves nothing attached and every viewer says AGENT DOWN, then picks up a restarted
+agent by itself. A fake agent on a unix socket sends hostile frames: refused, named by
+line, nothing crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import need_root
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from pty_app import VENV_BIN, PtyApp  # noqa: E402
+
+EBPFTOP = str(VENV_BIN / "ebpftop")
+FLOW = re.compile(r"(\d+\.\d+\.\d+\.\d+:\d+) → (\d+\.\d+\.\d+\.\d+:\d+)")
+SERVER = """
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+def serve(c):
+    while c.recv(65536): pass
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+CLIENT = """
+import socket, sys, time
+conns = []
+for sport in sys.argv[3:]:
+    c = socket.socket(); c.bind(("", int(sport))); c.connect((sys.argv[1], int(sys.argv[2]))); conns.append(c)
+while True:
+    for c in conns: c.sendall(b"x" * 2000)
+    time.sleep(0.1)
+"""
+
+
+def _config(tmp: Path) -> str:
+    (tmp / "pins").mkdir()
+    path = tmp / "config.toml"
+    path.write_text(
+        f'[audit]\nlog = "{tmp}/audit.jsonl"\nkey = "{tmp}/audit.key"\n'
+        f'[rules]\npin_dir = "{tmp}/pins"\n[profiles]\nhz = 19\n'
+    )
+    return str(path)
+
+
+def _held(pid: int, key: str = "prog_id") -> set[int]:
+    """The BPF objects (`prog_id`, `map_id`) process `pid` holds, as /proc lists them."""
+    ids: set[int] = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:
+        return ids
+    for name in names:
+        try:
+            text = Path(f"/proc/{pid}/fdinfo/{name}").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            k, _, v = line.partition(":")
+            if k == key and v.strip().isdigit():
+                ids.add(int(v))
+    return ids
+
+
+def _prog_names(ids: set[int]) -> dict[int, str]:
+    out = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True, text=True, check=True)
+    return {p["id"]: p.get("name", "") for p in json.loads(out.stdout) if p["id"] in ids}
+
+
+def _flows(text: str, prefix: str) -> set[tuple[str, str]]:
+    return {m.groups() for m in FLOW.finditer(text) if m.group(1).startswith(prefix)}
+
+
+def _wait(pred, timeout: float, step: float = 0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(step)
+    return pred()
+
+
+def _pump_all(viewers: list[PtyApp], seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for v in viewers:
+            v.pump(0.05)
+
+
+def _screens(viewers: list[PtyApp]) -> str:
+    text = "\n\n".join(v.text() for v in viewers)
+    Path("/tmp/test_agent_screens.txt").write_text(text)  # pytest cuts long messages
+    return text
+
+
+def _wait_screens(viewers: list[PtyApp], pred, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for v in viewers:
+            v.pump(0.05)
+        if all(pred(v.text()) for v in viewers):
+            return True
+    return False
+
+
+def test_one_agent_many_viewers_same_flows_one_set_of_programs_and_agent_down(tmp_path):
+    need_root()
+    from netns import veth_pair
+
+    config = _config(tmp_path)
+    sock = str(tmp_path / "run" / "agent.sock")
+    viewers: list[PtyApp] = []
+    with veth_pair("ebag") as net:
+
+        def start_agent() -> subprocess.Popen:
+            log = open(tmp_path / "agent.log", "a")  # noqa: SIM115  # the agent's stderr, read at the end
+            return net.a.popen(
+                EBPFTOP, "--config", config, "--iface", net.a_if, "agent", "--socket", sock, "--queue", "30",
+                bpf=True, stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+
+        agent = start_agent()
+        net.b.python(SERVER, net.b_ip4, "7070")
+        time.sleep(0.5)
+        sports = ("41001", "41002", "41003")
+        net.a.python(CLIENT, net.b_ip4, "7070", *sports)
+        try:
+            assert _wait(lambda: os.path.exists(sock), 30), (tmp_path / "agent.log").read_text()
+            # The agent's programs, attached before any viewer exists.
+            progs = _wait(
+                lambda: {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n}, 120
+            )
+            assert progs, f"the agent attached no flows program: {(tmp_path / 'agent.log').read_text()}"
+            for _ in range(2):
+                viewers.append(PtyApp([EBPFTOP, "--config", config, "--connect", sock], cols=200, rows=50))
+            ours = [f"{net.a_ip4}:{p}" for p in sports]
+
+            def our_flows(text: str) -> set[tuple[str, str]]:
+                return {f for f in _flows(text, net.a_ip4) if f[0] in ours}
+
+            assert _wait_screens(viewers, lambda t: "via agent" in t and len(our_flows(t)) == 3, 120), (
+                _screens(viewers)
+            )
+            # The same flow rows, by 5-tuple (a row is proto-less on screen: the three are TCP).
+            a, b = (our_flows(v.text()) for v in viewers)
+            assert a == b == {(src, f"{net.b_ip4}:7070") for src in ours}
+
+            # One set of programs on the node: the agent's; the viewers hold no BPF object at all.
+            for v in viewers:
+                for proc in v.tree():
+                    assert not _held(proc.pid) and not _held(proc.pid, "map_id"), proc.cmdline()
+            assert {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n} == progs
+
+            # A viewer that stops reading: the agent drops and counts, the others keep getting frames.
+            stalled = socket.socket(socket.AF_UNIX)
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(sock)
+            reader = socket.socket(socket.AF_UNIX)
+            reader.connect(sock)
+            reader.settimeout(5)
+            drops = _read_drops(reader, stalled, timeout=120)
+            assert drops["reader_hosts_while_stalled"] >= 5, drops
+            assert drops["stalled_drops"] > 0, drops
+            reader.close()
+            stalled.close()
+            assert _wait_screens(viewers, lambda t: "via agent" in t and "AGENT DOWN" not in t, 10)
+
+            # SIGKILL: nothing left attached, every viewer says so.
+            agent.send_signal(signal.SIGKILL)
+            agent.wait(10)
+            assert _wait_screens(viewers, lambda t: "AGENT DOWN" in t, 30), _screens(viewers)
+            assert _wait(lambda: not _prog_names(progs), 30), _prog_names(progs)
+            tc = net.a.run("tc", "filter", "show", "dev", net.a_if, "ingress").stdout
+            tc += net.a.run("tc", "filter", "show", "dev", net.a_if, "egress").stdout
+            assert "ebpftop" not in tc, tc
+            links = net.a.run("bpftool", "net", "show", "dev", net.a_if, bpf=True).stdout
+            assert "ebpftop" not in links, links
+
+            # A restarted agent is picked up by the viewers by themselves, flows at once.
+            agent = start_agent()
+            assert _wait_screens(viewers, lambda t: "via agent" in t and len(our_flows(t)) == 3, 120), (
+                _screens(viewers)
+            )
+        finally:
+            for v in viewers:
+                v.close()
+            if agent.poll() is None:
+                agent.send_signal(signal.SIGTERM)
+                agent.wait(30)
+    log = (tmp_path / "agent.log").read_text()
+    assert re.search(r"ebpftop-agent\[\d+\]: INFO: stopped; nothing left attached", log), log
+    assert re.search(r"viewer .* left \([1-9]\d* dropped", log), log
+
+
+def _read_drops(reader: socket.socket, stalled: socket.socket, timeout: float) -> dict[str, int]:
+    """Read `reader` while `stalled` reads nothing; then read `stalled` for its drops."""
+    got = {"reader_hosts_while_stalled": 0, "stalled_drops": 0}
+    buf = b""
+    end = time.monotonic() + timeout
+    # Long enough for the stalled viewer's socket buffer and its queue (30 frames) to fill.
+    while time.monotonic() < end and got["reader_hosts_while_stalled"] < 40:
+        chunk = reader.recv(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        got["reader_hosts_while_stalled"] += sum(1 for line in lines if line.startswith(b'{"source":"host"'))
+    stalled.settimeout(5)
+    buf = b""
+    while time.monotonic() < end and not got["stalled_drops"]:
+        chunk = stalled.recv(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if line.startswith(b'{"source":"stream"'):
+                got["stalled_drops"] = max(got["stalled_drops"], json.loads(line)["data"]["drops"])
+    return got
+
+
+# --- a hostile agent -------------------------------------------------------------------
+
+MARKUP = "[bold red]pwn[/] [link=http://x]y[/link]"
+
+
+def _frame(source: str, data: object, t: float, seq: int = 1) -> bytes:
+    health = {"state": "ok", "message": "", "hint": "", "last_ok": t, "errors": 0}
+    return (
+        json.dumps({"source": source, "seq": seq, "time": t, "health": health, "data": data}).encode() + b"\n"
+    )
+
+
+def _host(t: float, name: str) -> dict[str, object]:
+    return {
+        "hostname": name, "kernel": "6.1", "uptime_s": 100.0, "cpu_percent": 5.0, "cpu_count": 2,
+        "load": [0.1, 0.1, 0.1], "mem_total": 1 << 30, "mem_used": 1 << 29, "mem_percent": 50.0,
+        "net_rx_bps": None, "net_tx_bps": None,
+    }  # fmt: skip
+
+
+class FakeAgent:
+    """A unix-socket server that sends what a test gives it, then holds the line open."""
+
+    def __init__(self, path: str, lines: list[bytes], then: list[bytes]) -> None:
+        self.path, self.lines, self.then = path, lines, then
+        self.go_on = threading.Event()
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(path)
+        self.srv.listen(4)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.srv.accept()
+        try:
+            for line in self.lines:
+                conn.sendall(line)
+            # keep the link alive meanwhile: a `stream` heartbeat every half second
+            seq = 100
+            while not self.go_on.wait(0.5):
+                seq += 1
+                conn.sendall(
+                    _frame(
+                        "stream", {"drops": 0, "queued": 0, "queue_max": 30, "viewers": 1}, time.time(), seq
+                    )
+                )
+            for line in self.then:
+                conn.sendall(line)
+            time.sleep(30)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def test_a_hostile_agent_is_refused_line_by_line_and_nothing_crashes(tmp_path):
+    config = _config(tmp_path)
+    sock = str(tmp_path / "fake.sock")
+    now = time.time()
+    header = {
+        "format": "ebpftop-stream",
+        "version": 1,
+        "host": MARKUP + "\x1b[2J",
+        "started": now,
+        "agent_pid": 7,
+    }
+    lines = [
+        json.dumps(header).encode() + b"\n",  # line 1
+        _frame("host", _host(now, MARKUP), now),  # line 2: fine, markup shown as text
+        _frame("host", _host(now, "a"), now + 1, 2).replace(b'"cpu_percent": 5.0', b'"cpu_percent": NaN'),
+        _frame("host", _host(now, "b"), now + 2, 3).replace(b"1073741824", b"9" * 400),  # a huge number
+        b"{not json at all\n",  # line 5
+        b'{"source": "host", "x": "' + b"A" * (10 << 20) + b'"}\n',  # line 6: a 10 MB line
+    ]  # fmt: skip
+    fake = FakeAgent(sock, lines, then=[b"\xff\xfe not utf-8\n"])
+    viewer = PtyApp([EBPFTOP, "--config", config, "--connect", sock], cols=160, rows=48)
+    try:
+        # four refused, the connection kept: the last refusal named by its line
+        assert viewer.wait_for(lambda t: "refused line 6" in t, 60), viewer.text()
+        text = viewer.text()
+        assert "via agent [bold red]pwn[/]" in text  # the header host, as text
+        assert "\x1b" not in "".join(viewer.screen.display)
+        # the four refusals did not count the good frame out: the host it sent is shown, as text
+        assert MARKUP[:15] in text
+        fake.go_on.set()
+        # the fifth: the viewer hangs up, says why, and keeps running (reconnecting)
+        assert viewer.wait_for(lambda t: "AGENT DOWN" in t and "5 lines refused" in t, 30), viewer.text()
+        assert viewer.proc.poll() is None
+    finally:
+        viewer.close()
+        fake.srv.close()
+
+
+def test_a_missing_agent_is_said_and_the_viewer_keeps_trying(tmp_path):
+    config = _config(tmp_path)
+    sock = str(tmp_path / "nobody.sock")
+    viewer = PtyApp([EBPFTOP, "--config", config, "--connect", sock], cols=160, rows=48)
+    try:
+        assert viewer.wait_for(lambda t: "AGENT DOWN" in t and "cannot connect" in t, 60), viewer.text()
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(sock)
+        server.listen(1)
+        conn = _accept(server, 30)
+        assert conn is not None, "the viewer did not try again"
+        conn.close()
+        server.close()
+    finally:
+        viewer.close()
+
+
+def _accept(server: socket.socket, timeout: float) -> socket.socket | None:
+    server.settimeout(timeout)
+    try:
+        return server.accept()[0]
+    except TimeoutError:
+        return None
+
+
+@pytest.mark.parametrize("argv", [["--connect", ""], ["--connect", "host:99999"]])
+def test_a_bad_address_exits_2_saying_so(argv, tmp_path):
+    out = subprocess.run(
+        [EBPFTOP, "--config", _config(tmp_path), *argv], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "--connect" in out.stderr, out.stderr
+
+
+def test_an_agent_beyond_loopback_without_a_token_refuses_to_start(tmp_path):
+    out = subprocess.run(
+        [EBPFTOP, "--config", _config(tmp_path), "agent", "--socket", str(tmp_path / "a.sock"),
+         "--listen", "0.0.0.0:7999"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and "--token-file" in out.stderr, out.stderr
+    assert not (tmp_path / "a.sock").exists()
