@@ -269,6 +269,11 @@ def _check_port_free(part: str, host: str, port: int) -> None:
     raise LabError(part, f"port {host}:{port} is busy{holder}; choose another with --prometheus-port")
 
 
+def _instance(config: LabConfig) -> str:
+    """` --instance NAME` in the commands a message names, for a lab that is not the default."""
+    return "" if config.name == DEFAULT_CONFIG.name else f" --instance {config.name}"
+
+
 def _scope(layout: Layout, part: str) -> str | None:
     """The part's cgroup v2 directory (lab/cgroups.py), or None where there is no cgroup
     v2 hierarchy: the lab then runs without, and identity shows no unit."""
@@ -610,7 +615,7 @@ def inject(config: LabConfig, variant: str, terms: list[str]) -> Knobs:
     layout = Layout(config)
     st = statefile.load(layout.state_file)
     if st is None:
-        raise LabError("inject", "the lab is not up (run `ebpftop lab up`)")
+        raise LabError("inject", f"the lab is not up (run `ebpftop lab up{_instance(config)}`)")
     url = Layout(config_from_state(st)).service_url(variant) + KNOBS_PATH
     try:
         code, body = fetch(url, timeout=2.0)
@@ -639,7 +644,7 @@ def fault(config: LabConfig, target: str, terms: list[str]) -> str:
     with statefile.locked(layout.lock_file):
         st = statefile.load(layout.state_file)
         if st is None or not st.tmpdir or not st.complete:
-            raise LabError("inject", "the lab is not up (run `ebpftop lab up`)")
+            raise LabError("inject", f"the lab is not up (run `ebpftop lab up{_instance(config)}`)")
         layout = Layout(config_from_state(st))
         if wanted.target == faults.FLOOD:
             done = _flood(layout, st, wanted)

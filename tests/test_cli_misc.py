@@ -243,3 +243,16 @@ def test_lab_up_names_the_instance_in_its_hint(lab, tmp_path, monkeypatch, capsy
     argv = watch.strip("`").split()[1:]
     s = options.load_or_exit(build_parser().parse_args(["--config", EMPTY, *argv]), lab=options.LAB_RUNNING)
     assert s.ifaces == tuple(Layout(cfg).veth(p) for p in ("client", "lb", "stable", "canary"))
+
+
+def test_a_named_lab_that_is_not_up_says_how_to_start_that_one(capsys, monkeypatch):
+    from ebpftop.cli.main import main
+    from ebpftop.lab import manager
+    from ebpftop.lab.manager import LabStatus
+
+    monkeypatch.setattr(manager, "status", lambda cfg: LabStatus(up=False, parts=[]))
+    monkeypatch.setattr(manager, "require_root", lambda: None)
+    main(["lab", "status", "--instance", "zz"])
+    assert "`ebpftop lab up --instance zz`" in capsys.readouterr().out
+    main(["lab", "status"])
+    assert "`ebpftop lab up`)" in capsys.readouterr().out

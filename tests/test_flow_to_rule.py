@@ -52,6 +52,23 @@ def conn(
     )
 
 
+def test_a_folds_selection_keeps_to_the_filter_its_row_was_built_under():
+    """A fold is made of the flows the filter let through: its rule and its detail are too."""
+    from dataclasses import replace
+
+    from ebpftop.collectors.flows import filter as flt
+    from ebpftop.collectors.flows.view import fold_key
+    from ebpftop.tui.panes.flows.detail import Selection
+
+    a = replace(conn(sport=41000), closed=True)
+    b = replace(conn(sport=41001, iface="eth1"), closed=True)
+    assert fold_key(a) == fold_key(b)  # one fold without a filter
+    only = flt.parse("iface:eth0")
+    sel = Selection("fold", fold=fold_key(a), accept=only)
+    assert sel.matches(a, NOW) and not sel.matches(b, NOW)
+    assert Selection("fold", fold=fold_key(a)).matches(b, NOW)
+
+
 # --- the rule for a row ------------------------------------------------------------------
 
 

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 _say("lab is not up; nothing to remove")
             return 0
         if args.lab_command == "status":
-            return _status(manager.status(cfg), args.json)
+            return _status(manager.status(cfg), args.json, _instance_flag(cfg))
         from ebpftop.lab import faults
 
         if faults.is_fault(args.variant, args.terms):
@@ -140,7 +140,14 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _status(st: LabStatus, as_json: bool) -> int:
+def _instance_flag(cfg: LabConfig) -> str:
+    """` --instance NAME` for a lab that is not the default one (commands a hint prints)."""
+    from ebpftop.lab.layout import LabConfig
+
+    return "" if cfg.name == LabConfig().name else f" --instance {cfg.name}"
+
+
+def _status(st: LabStatus, as_json: bool, instance: str = "") -> int:
     code = 0 if st.healthy else (1 if st.up else EXIT_NOT_UP)
     if as_json:
         print(
@@ -151,7 +158,7 @@ def _status(st: LabStatus, as_json: bool) -> int:
         )
         return code
     if not st.up:
-        _say("lab is not up (start it with `ebpftop lab up`)")
+        _say(f"lab is not up (start it with `ebpftop lab up{instance}`)")
         return code
     width = max(len(p.part) for p in st.parts)
     for p in st.parts:

@@ -53,7 +53,7 @@ class Selection:
         if self.flow is not None:
             return flow_key(f) == self.flow
         if self.fold is not None:
-            return fold_key(f) == self.fold and ended(f, now)
+            return fold_key(f) == self.fold and ended(f, now) and self.accept(f, identity)
         return (
             self.accept(f, identity) and self.by is not None and group_key(f, self.by, identity) == self.group
         )

@@ -301,7 +301,9 @@ class FlowsPane(SourcePane):
         rec = self.records[i]
         if isinstance(rec, FlowFold):
             title = f"{rec.proto} {fv.full_flow(rec)}: {rec.connections} ended connections of {rec.owner}"
-            return Selection(title, fold=rec.key)
+            if not self.filter.empty:
+                title += f" matching {self.filter.text}"
+            return Selection(title, fold=rec.key, accept=self.filter)
         if self.grouping == "none":
             title = f"{rec.proto} {fv.full_flow(rec)}  first seen {rec.direction} on {rec.iface}"
             return Selection(title, flow=fv.flow_key(rec))
