@@ -15,6 +15,7 @@ APT_PACKAGES=(
   tmux haproxy prometheus iperf3 iputils-ping netcat-openbsd procps curl
   golang-go  # the lab's service (lab/goservice, built at `lab up`) and the pprof test fixture
   iftop nethogs  # bench: the tools the dashboard is measured beside (bench/dashboard_bench.py)
+  chromium  # tests/test_serve_browser.py and scripts/browser_screenshot.py: `ebpftop serve` in a real browser
 )
 
 need_root() {
