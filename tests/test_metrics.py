@@ -4,6 +4,8 @@ bus carries real payloads; promtool checks every live scrape."""
 from __future__ import annotations
 
 import gzip
+import itertools
+import secrets
 import shutil
 import subprocess
 import time
@@ -237,6 +239,10 @@ def test_a_live_scrape_passes_promtool_and_carries_every_part(agent):
             events=[
                 TcpEvent(start + 0.6, "connect", "10.9.0.1", 40000, "10.9.0.2", 443, ms=3.0, pid=100),
                 TcpEvent(start + 0.7, "connect_fail", "10.9.0.1", 40001, "10.9.0.2", 443, ms=1.0, pid=100),
+                # a process the payload did not look up: named by the event's comm
+                TcpEvent(
+                    start + 0.8, "connect", "10.9.0.1", 40002, "10.9.0.2", 443, ms=700.0, pid=555, comm="curl"
+                ),
             ],
         ),
     )
@@ -255,6 +261,8 @@ def test_a_live_scrape_passes_promtool_and_carries_every_part(agent):
     assert one(found["ebpftop_tcp_connect_duration_seconds_bucket"], le="0.0025", **owner) == 0
     assert one(found["ebpftop_tcp_connect_duration_seconds_bucket"], le="0.005", **owner) == 1
     assert one(found["ebpftop_tcp_connect_duration_seconds_sum"], **owner) == pytest.approx(0.003)
+    assert one(found["ebpftop_tcp_connect_duration_seconds_bucket"], le="0.5", comm="curl") == 0
+    assert one(found["ebpftop_tcp_connect_duration_seconds_bucket"], le="1.0", comm="curl") == 1
     assert one(found["ebpftop_peer_bytes_per_second"], peer="10.9.0.2") == 10.0
     assert found["ebpftop_tcp_events_lost_total"][()] == 2
     assert one(found["ebpftop_rule_packets_total"], rule_id="7", comment="block the scanner") == 42
@@ -458,3 +466,57 @@ def test_ipv6_and_a_non_loopback_address_are_served_and_the_latter_said(tmp_path
     server = start_metrics_server(runtime, "0.0.0.0:0", say=said.append)
     server.close()
     assert len(said) == 1 and "beyond this host" in said[0]
+
+
+# --- for real: the flows collector's BPF on two namespaces ----------------------------
+
+
+@pytest.mark.root
+@pytest.mark.integration
+def test_the_real_flows_collector_scraped_over_http_names_its_owners(tmp_path):
+    import asyncio
+
+    from test_identity import services
+
+    from ebpftop.collectors.flows.collector import FlowsCollector
+
+    def wanted(found, tag):
+        sent = found.get("ebpftop_flow_bytes_total", {})
+        server = sum(v for k, v in sent.items() if ("service", "check out") in k)
+        client = found.get("ebpftop_tcp_connect_duration_seconds_count", {})
+        connects = sum(v for k, v in client.items() if ("unit", f"cli-{tag}.scope") in k)
+        return server > 0 and connects > 0
+
+    async def run(tag):
+        s = Settings(audit_log=str(tmp_path / "audit.jsonl"), audit_key=str(tmp_path / "audit.key"))
+        runtime = Runtime(s, [FlowsCollector([f"{tag}s", f"{tag}c"], interval=0.5)])
+        await runtime.start()
+        server = start_metrics_server(runtime, "127.0.0.1:0")
+
+        def scrape() -> str:
+            with urllib.request.urlopen(server.url + "/metrics", timeout=30) as resp:
+                return resp.read().decode()
+
+        try:
+            end, text, counts = time.monotonic() + 90, "", []
+            while time.monotonic() < end:
+                await asyncio.sleep(0.5)
+                text = await asyncio.to_thread(scrape)
+                found = samples(text)
+                counts.append(found.get("ebpftop_flow_bytes_total", {}))
+                if wanted(found, tag):
+                    return text, counts
+            raise AssertionError(f"no owned flows scraped in 90 s:\n{text[-3000:]}")
+        finally:
+            server.close()
+            await runtime.stop()
+
+    with services("ebmx" + secrets.token_hex(2)) as svc:
+        text, counts = asyncio.run(run(svc["tag"]))
+    promtool(text)
+    found = samples(text)
+    assert one(found["ebpftop_source_up"], source="flows") == 1
+    assert found["ebpftop_flows_tracked"][()] >= 1
+    # every scrape's counters at least the previous one's, for every label set
+    for before, after in itertools.pairwise(counts):
+        assert all(after.get(k, 0) >= v for k, v in before.items())

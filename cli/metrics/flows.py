@@ -40,11 +40,12 @@ FlowKey = tuple[str, str, int, str, int]
 Ways = tuple[int, int, int, int]  # receive bytes, transmit bytes, receive packets, transmit packets
 
 
-def owner_of(ident: Identity | None) -> Owner:
+def owner_of(ident: Identity | None, comm: str | None = None) -> Owner:
     """The local end's owner labels. A pod names it without its unit (one container
-    scope per container would multiply the series); a bare process by its name."""
+    scope per container would multiply the series); a bare process by its name (the
+    record's or event's own `comm` when the flows payload did not look the pid up)."""
     if ident is None:
-        return UNOWNED
+        return ("", "", "", "", label(comm, 16)) if comm else UNOWNED
     service = label(ident.service) if ident.service else ""
     namespace = label(ident.namespace) if ident.namespace else ""
     pod = label(ident.pod) if ident.pod else ""
@@ -124,7 +125,7 @@ class FlowCounters:
 
     def _count(self, data: FlowsData, now: float) -> None:
         last, since = self._last, self._since
-        resolved: dict[int | None, OwnerCounts] = {}
+        resolved: dict[tuple[int | None, str | None], OwnerCounts] = {}
         for rec in data.flows:
             key = (rec.proto, rec.src, rec.sport, rec.dst, rec.dport)
             cur = (*ways(rec), rec.retransmits)
@@ -136,9 +137,10 @@ class FlowCounters:
             last[key] = cur
             if cur == prev:
                 continue
-            counts = resolved.get(rec.pid)
+            who = (rec.pid, rec.comm)
+            counts = resolved.get(who)
             if counts is None:
-                counts = resolved[rec.pid] = self._slot(owner_of(data.identity(rec.pid)), now)
+                counts = resolved[who] = self._slot(owner_of(data.identity(rec.pid), rec.comm), now)
             counts.last_active = now
             proto = proto_label(rec.proto)
             rx = counts.receive.setdefault(proto, [0, 0])
@@ -158,7 +160,7 @@ class FlowCounters:
             if ev.time <= self._event_mark or ev.kind not in ("connect", "connect_fail"):
                 continue
             mark = max(mark, ev.time)
-            counts = self._slot(owner_of(data.identity(ev.pid)), now)
+            counts = self._slot(owner_of(data.identity(ev.pid), ev.comm), now)
             counts.last_active = now
             if ev.kind == "connect_fail":
                 counts.connect_failures += 1
