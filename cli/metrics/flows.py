@@ -22,7 +22,6 @@ snapshot carries (the last 100), newer than the last one counted.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -38,6 +37,7 @@ UNOWNED: Owner = ("", "", "", "", "")
 OVERFLOW: Owner = (OTHER, "", "", "", "")
 FlowKey = tuple[str, str, int, str, int]
 Ways = tuple[int, int, int, int]  # receive bytes, transmit bytes, receive packets, transmit packets
+ZERO = (0, 0, 0, 0, 0)  # ways and retransmits of a connection counted from its start
 
 
 def owner_of(ident: Identity | None, comm: str | None = None) -> Owner:
@@ -57,11 +57,14 @@ def owner_of(ident: Identity | None, comm: str | None = None) -> Owner:
 def ways(rec: FlowRecord) -> Ways:
     """Bytes and packets each way from this host's side: each way as the most any hook
     saw of it (as the record counts), the record's first packet going out on egress."""
-    if rec.paths:
-        fb = max((p.bytes for p in rec.paths if p.forward), default=0)
-        rb = max((p.bytes for p in rec.paths if not p.forward), default=0)
-        fp = max((p.packets for p in rec.paths if p.forward), default=0)
-        rp = max((p.packets for p in rec.paths if not p.forward), default=0)
+    paths = rec.paths
+    if paths:
+        fb = rb = fp = rp = 0
+        for p in paths:
+            if p.forward:
+                fb, fp = max(fb, p.bytes), max(fp, p.packets)
+            else:
+                rb, rp = max(rb, p.bytes), max(rp, p.packets)
     else:
         fb, rb, fp, rp = rec.bytes, 0, rec.packets, 0
     if rec.direction == "egress":
@@ -91,19 +94,35 @@ class FlowCounters:
     def __init__(self, since: float) -> None:
         self._since = since  # wall time of the last snapshot looked at (or of the start)
         self._event_mark = since  # time of the newest TCP event counted
-        self._last: OrderedDict[FlowKey, Ways | tuple[int, ...]] = OrderedDict()
+        self._last: dict[FlowKey, tuple[int, ...]] = {}  # insertion order: least recently met first
         self.owners: dict[Owner, OwnerCounts] = {}
 
     def update(self, history: Iterable[Snapshot]) -> FlowsData | None:
-        """Count every flows snapshot newer than the last one looked at; return the
-        newest with data."""
-        newest = None
-        for snap in history:
-            if snap.time <= self._since or not isinstance(snap.data, FlowsData):
-                continue
-            self._count(snap.data, snap.time)
-            self._since, newest = snap.time, snap.data
-        return newest
+        """Count the flows snapshots newer than the last one looked at; return the
+        newest. Totals only grow, so what a connection did since the last look is its
+        newest appearance less its baseline (its totals at the last look, else at its
+        first appearance since, else zero when it began since): one dict update per
+        record, the arithmetic once per connection."""
+        fresh = [s for s in history if s.time > self._since and isinstance(s.data, FlowsData)]
+        if not fresh:
+            return None
+        last = self._last
+        newest: dict[FlowKey, tuple[FlowRecord, FlowsData, float]] = {}
+        first: dict[FlowKey, FlowRecord] = {}
+        for snap in fresh:
+            data: FlowsData = snap.data
+            for rec in data.flows:
+                key = (rec.proto, rec.src, rec.sport, rec.dst, rec.dport)
+                if key not in newest and key not in last:
+                    first[key] = rec
+                newest[key] = (rec, data, snap.time)
+        self._count(newest, first)
+        for snap in fresh:  # oldest first: the events' mark only moves forward
+            self._count_events(snap.data, snap.time)
+        self._since = fresh[-1].time
+        while len(last) > MAX_TRACKED_FLOWS:
+            del last[next(iter(last))]
+        return fresh[-1].data  # type: ignore[no-any-return]
 
     def _slot(self, owner: Owner, now: float) -> OwnerCounts:
         counts = self.owners.get(owner)
@@ -123,25 +142,27 @@ class FlowCounters:
                 counts = self.owners[owner] = OwnerCounts()
         return counts
 
-    def _count(self, data: FlowsData, now: float) -> None:
+    def _count(
+        self, newest: dict[FlowKey, tuple[FlowRecord, FlowsData, float]], first: dict[FlowKey, FlowRecord]
+    ) -> None:
         last, since = self._last, self._since
-        resolved: dict[tuple[int | None, str | None], OwnerCounts] = {}
-        for rec in data.flows:
-            key = (rec.proto, rec.src, rec.sport, rec.dst, rec.dport)
+        resolved: dict[tuple[int, int | None, str | None], OwnerCounts] = {}
+        for key, (rec, data, now) in newest.items():
             cur = (*ways(rec), rec.retransmits)
-            prev = last.pop(key, None)
-            if prev is None:
-                prev = (0, 0, 0, 0, 0) if rec.first_seen > since else cur
-            elif any(c < p for c, p in zip(cur, prev, strict=True)):
-                prev = (0, 0, 0, 0, 0)
+            prev = last.pop(key, None)  # popped and put back: the least recently met stay first
             last[key] = cur
+            if prev is None:
+                start = first[key]
+                prev = ZERO if start.first_seen > since else (*ways(start), start.retransmits)
             if cur == prev:
                 continue
-            who = (rec.pid, rec.comm)
+            if cur[0] < prev[0] or cur[1] < prev[1] or cur[2] < prev[2] or cur[3] < prev[3]:
+                prev = ZERO  # the 5-tuple of a new connection
+            who = (id(data), rec.pid, rec.comm)
             counts = resolved.get(who)
             if counts is None:
                 counts = resolved[who] = self._slot(owner_of(data.identity(rec.pid), rec.comm), now)
-            counts.last_active = now
+            counts.last_active = max(counts.last_active, now)
             proto = proto_label(rec.proto)
             rx = counts.receive.setdefault(proto, [0, 0])
             tx = counts.transmit.setdefault(proto, [0, 0])
@@ -149,10 +170,7 @@ class FlowCounters:
             tx[0] += cur[1] - prev[1]
             rx[1] += cur[2] - prev[2]
             tx[1] += cur[3] - prev[3]
-            counts.retransmits += cur[4] - prev[4]
-        while len(last) > MAX_TRACKED_FLOWS:
-            last.popitem(last=False)
-        self._count_events(data, now)
+            counts.retransmits += max(0, cur[4] - prev[4])
 
     def _count_events(self, data: FlowsData, now: float) -> None:
         mark = self._event_mark
