@@ -50,6 +50,7 @@ SCREEN_TEXT = """(() => {
   return out.join("\\n");
 })()"""
 
+HELP_MARK = "╭─ Keys ─"  # ebpftop's help screen: its top border, with its title
 SPECIAL = {"Escape": 27, "Enter": 13, "Tab": 9}
 
 FLAGS = (
@@ -113,10 +114,29 @@ class Page:
             await asyncio.sleep(0.2)
         raise AssertionError(f"no {what} within {timeout:g} s; the browser shows:\n{text}")
 
+    async def settled(self, timeout: float) -> str:
+        """The screen once every key typed so far has been handled: keys are handled in
+        order, so when the help screen (typed last) is up and then closed, the earlier
+        ones are done."""
+        await self.key("?")
+        await self.wait_screen(lambda t: HELP_MARK in t, timeout=timeout, what="the help screen")
+        await self.key("Escape")
+        # The footer is built again after the help closes (a frame may show it half done).
+        return await self.wait_screen(
+            lambda t: HELP_MARK not in t and "? Help" in t.splitlines()[-1],
+            timeout=timeout,
+            what="the help screen closed",
+        )
+
     async def key(self, key: str) -> None:
         """One key typed into the terminal, as keyDown/keyUp events: a printable character
         or a named key of SPECIAL."""
         await self.evaluate("window.__term && window.__term.focus()")
+        if not key.isalnum() and key != " " and key not in SPECIAL:
+            # Punctuation has no key code of its own (Windows' codes differ by layout, and
+            # ord("]") is the context-menu key's): the character alone, as a keypress.
+            await self.call("Input.dispatchKeyEvent", type="char", text=key, unmodifiedText=key)
+            return
         if key in SPECIAL:
             vk = SPECIAL[key]
             down = {"key": key, "code": key, "windowsVirtualKeyCode": vk}

@@ -84,6 +84,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     source.add_argument("--replay", metavar="FILE", help="show this recording instead of an agent")
     p.add_argument(
+        "--paused", action="store_true", help="with --replay: each session starts paused at the first sample"
+    )
+    p.add_argument(
         "--token-file",
         dest="serve_token_file",
         metavar="FILE",
@@ -137,7 +140,7 @@ def session_command(args: argparse.Namespace) -> str:
         if value:
             argv += [flag, os.path.abspath(value) if flag != "--theme" else value]
     if args.replay:
-        argv += ["replay", os.path.abspath(args.replay)]
+        argv += ["replay", os.path.abspath(args.replay)] + (["--paused"] if args.paused else [])
     else:
         argv += ["--connect", args.agent or DEFAULT_AGENT]
         if args.agent_token_file:
@@ -161,6 +164,8 @@ def check(args: argparse.Namespace) -> str | None:
         )
     if args.max_sessions < 1:
         raise ServeError(f"--max-sessions must be 1 or more, got {args.max_sessions}")
+    if args.paused and not args.replay:
+        raise ServeError("--paused goes with --replay (an agent's stream is live)")
     if args.replay and not os.path.isfile(args.replay):
         raise ServeError(f"--replay {args.replay}: no such file")
     return token
