@@ -9,6 +9,7 @@ line, nothing crashes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,7 +29,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from pty_app import VENV_BIN, PtyApp  # noqa: E402
 
 EBPFTOP = str(VENV_BIN / "ebpftop")
-FLOW = re.compile(r"(\d+\.\d+\.\d+\.\d+:\d+) → (\d+\.\d+\.\d+\.\d+:\d+)")
+# A flow row: `proto src:sport → dst:dport`, or with the local address left out
+# (`tcp :41001 → 10.1.2.2:7070`) when the layout is narrow.
+FLOW = re.compile(r"(?:\b(tcp|udp) +)?(\d+\.\d+\.\d+\.\d+)?:(\d+) → (\d+\.\d+\.\d+\.\d+:\d+)")
 SERVER = """
 import socket, sys, threading
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -60,22 +63,20 @@ def _config(tmp: Path) -> str:
 
 
 def _held(pid: int, key: str = "prog_id") -> set[int]:
-    """The BPF objects (`prog_id`, `map_id`) process `pid` holds, as /proc lists them."""
-    ids: set[int] = set()
-    try:
-        names = os.listdir(f"/proc/{pid}/fdinfo")
-    except OSError:
-        return ids
-    for name in names:
-        try:
-            text = Path(f"/proc/{pid}/fdinfo/{name}").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            k, _, v = line.partition(":")
-            if k == key and v.strip().isdigit():
-                ids.add(int(v))
-    return ids
+    """The BPF programs (`prog_id`) or maps (`map_id`) process `pid` holds, per /proc."""
+    from ebpftop.collectors.selfcost.programs import held_prog_ids
+
+    if key == "prog_id":
+        return held_prog_ids(f"/proc/{pid}/fd")
+    found = set()
+    for info in Path(f"/proc/{pid}/fdinfo").glob("*"):
+        with contextlib.suppress(OSError):
+            found |= {
+                int(v)
+                for k, _, v in map(lambda s: s.partition(":"), info.read_text().splitlines())
+                if k == key and v.strip().isdigit()
+            }
+    return found
 
 
 def _prog_names(ids: set[int]) -> dict[int, str]:
@@ -83,8 +84,13 @@ def _prog_names(ids: set[int]) -> dict[int, str]:
     return {p["id"]: p.get("name", "") for p in json.loads(out.stdout) if p["id"] in ids}
 
 
-def _flows(text: str, prefix: str) -> set[tuple[str, str]]:
-    return {m.groups() for m in FLOW.finditer(text) if m.group(1).startswith(prefix)}
+def _flows(text: str, sports: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """(proto, src, sport, dst:dport) of the rows from `sports` (src "" when not shown)."""
+    return {
+        (m.group(1) or "", m.group(2) or "", m.group(3), m.group(4))
+        for m in FLOW.finditer(text)
+        if m.group(3) in sports
+    }
 
 
 def _wait(pred, timeout: float, step: float = 0.2):
@@ -130,7 +136,7 @@ def test_one_agent_many_viewers_same_flows_one_set_of_programs_and_agent_down(tm
     with veth_pair("ebag") as net:
 
         def start_agent() -> subprocess.Popen:
-            log = open(tmp_path / "agent.log", "a")  # noqa: SIM115  # the agent's stderr, read at the end
+            log = open(tmp_path / "agent.log", "a", buffering=1)  # noqa: SIM115  # the agent's stderr, read at the end
             return net.a.popen(
                 EBPFTOP, "--config", config, "--iface", net.a_if, "agent", "--socket", sock, "--queue", "30",
                 bpf=True, stdout=subprocess.DEVNULL, stderr=log,
@@ -150,17 +156,18 @@ def test_one_agent_many_viewers_same_flows_one_set_of_programs_and_agent_down(tm
             assert progs, f"the agent attached no flows program: {(tmp_path / 'agent.log').read_text()}"
             for _ in range(2):
                 viewers.append(PtyApp([EBPFTOP, "--config", config, "--connect", sock], cols=200, rows=50))
-            ours = [f"{net.a_ip4}:{p}" for p in sports]
 
-            def our_flows(text: str) -> set[tuple[str, str]]:
-                return {f for f in _flows(text, net.a_ip4) if f[0] in ours}
+            def our_flows(text: str) -> set[tuple[str, ...]]:
+                return {
+                    f for f in _flows(text, sports) if f[1] in ("", net.a_ip4) and f[3] == f"{net.b_ip4}:7070"
+                }
 
             assert _wait_screens(viewers, lambda t: "via agent" in t and len(our_flows(t)) == 3, 120), (
                 _screens(viewers)
             )
-            # The same flow rows, by 5-tuple (a row is proto-less on screen: the three are TCP).
+            # The same flow rows, by 5-tuple, on both screens.
             a, b = (our_flows(v.text()) for v in viewers)
-            assert a == b == {(src, f"{net.b_ip4}:7070") for src in ours}
+            assert a == b and {f[2] for f in a} == set(sports), (a, b)
 
             # One set of programs on the node: the agent's; the viewers hold no BPF object at all.
             for v in viewers:
@@ -201,10 +208,12 @@ def test_one_agent_many_viewers_same_flows_one_set_of_programs_and_agent_down(tm
         finally:
             for v in viewers:
                 v.close()
-            if agent.poll() is None:
+            alive = agent.poll() is None
+            if alive:
                 agent.send_signal(signal.SIGTERM)
                 agent.wait(30)
     log = (tmp_path / "agent.log").read_text()
+    assert alive and agent.returncode == 0, (agent.returncode, log)
     assert re.search(r"ebpftop-agent\[\d+\]: INFO: stopped; nothing left attached", log), log
     assert re.search(r"viewer .* left \([1-9]\d* dropped", log), log
 

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -98,7 +99,10 @@ def _loopback(host: str) -> bool:
 
 
 def setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    # A copy of fd 2: a collector that points fd 2 elsewhere for a while (the flows
+    # collector catches clang's output while it compiles) must not swallow the log.
+    stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("ebpftop-agent[%(process)d]: %(levelname)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,0 +1,244 @@
+"""One collection, many viewers: what `ebpftop agent` saves, measured.
+
+In a pair of namespaces made here (three TCP connections across a veth), with the
+agent collecting inside one of them:
+- CPU (agent + viewers, each viewer a real `ebpftop --connect` in a pty at 160x48) with
+  1 and with 5 viewers, against 5 dashboards each collecting itself (`--no-agent`);
+- BPF programs held, counted by the kernel's own list (`bpftool prog show`) over the
+  ids the processes hold (/proc/PID/fdinfo);
+- stream bytes/s one viewer receives at the default 1 Hz (a raw reader of the socket);
+- SIGKILL of the agent to "AGENT DOWN" on a viewer's screen, median of 3.
+
+Writes "## agent: one collection, many viewers" to bench/RESULTS.md. Root. Other people's
+tests may run at the same time: the load average is reported with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from netns import veth_pair  # noqa: E402
+from pty_app import VENV_BIN, PtyApp  # noqa: E402
+from results import machine, write_section  # noqa: E402
+
+EBPFTOP = str(VENV_BIN / "ebpftop")
+COLS, ROWS = 160, 48
+WINDOW = 20.0  # seconds of CPU measured per case
+SERVER = """
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 7070)); s.listen(16)
+def serve(c):
+    while c.recv(65536): pass
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+CLIENT = """
+import socket, sys, time
+conns = [socket.create_connection((sys.argv[1], 7070)) for _ in range(3)]
+while True:
+    for c in conns: c.sendall(b"x" * 2000)
+    time.sleep(0.1)
+"""
+
+
+def held(pid: int) -> set[int]:
+    """The BPF programs process `pid` holds (directly or through a link)."""
+    from ebpftop.collectors.selfcost.programs import held_prog_ids
+
+    return held_prog_ids(f"/proc/{pid}/fd")
+
+
+def bpftool_names(ids: set[int]) -> list[str]:
+    out = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True, text=True, check=True)
+    return sorted(p.get("name", "?") for p in json.loads(out.stdout) if p["id"] in ids)
+
+
+def cpu(pids: list[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            procs = [p, *p.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for q in procs:
+            try:
+                t = q.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def measure(pids: list[int], apps: list[PtyApp], seconds: float) -> float:
+    """CPU % of `pids` (and their children) over `seconds`, the ptys drained meanwhile."""
+    c0, t0 = cpu(pids), time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        for app in apps:
+            app.pump(0.02, render=False)
+    return 100.0 * (cpu(pids) - c0) / (time.monotonic() - t0)
+
+
+def wait_all(apps: list[PtyApp], needle: str, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for app in apps:
+            app.pump(0.05)
+        if all(needle in app.text() for app in apps):
+            return True
+    return False
+
+
+def stream_rate(sock: str, seconds: float) -> float:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.settimeout(2)
+    # the history comes first, at once: start counting after it
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3:
+        try:
+            s.recv(1 << 20)
+        except TimeoutError:
+            break
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        try:
+            n += len(s.recv(1 << 20))
+        except TimeoutError:
+            continue
+    s.close()
+    return n / seconds
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("agent_bench: needs root", file=sys.stderr)
+        return 2
+    load0 = os.getloadavg()
+    tmp = Path(tempfile.mkdtemp(prefix="ebpftop-agent-bench-"))
+    (tmp / "pins").mkdir()
+    config = tmp / "config.toml"
+    config.write_text(
+        f'[audit]\nlog = "{tmp}/audit.jsonl"\nkey = "{tmp}/audit.key"\n[rules]\npin_dir = "{tmp}/pins"\n'
+    )
+    sock = str(tmp / "run" / "agent.sock")
+    rows: list[str] = []
+    facts: dict[str, object] = {}
+    with veth_pair("ebab") as net:
+        net.b.python(SERVER, net.b_ip4)
+        time.sleep(0.5)
+        net.a.python(CLIENT, net.b_ip4)
+
+        def agent() -> subprocess.Popen:
+            return net.a.popen(
+                EBPFTOP, "--config", str(config), "--iface", net.a_if, "agent", "--socket", sock,
+                bpf=True, stdout=subprocess.DEVNULL, stderr=open(tmp / "agent.log", "a"),
+            )  # fmt: skip
+
+        def viewers(n: int) -> list[PtyApp]:
+            apps = [
+                PtyApp([EBPFTOP, "--config", str(config), "--connect", sock], COLS, ROWS) for _ in range(n)
+            ]
+            if not wait_all(apps, "via agent", 120):
+                raise SystemExit("agent_bench: a viewer never showed 'via agent'")
+            return apps
+
+        ag = agent()
+        deadline = time.monotonic() + 180
+        while not {i for i in held(ag.pid)} and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(5)  # past the start: compiling is not the steady cost
+        for n in (1, 5):
+            apps = viewers(n)
+            time.sleep(3)
+            pct_agent = measure([ag.pid], apps, WINDOW / 2)
+            pct_all = measure([ag.pid, *(a.proc.pid for a in apps)], apps, WINDOW)
+            progs = held(ag.pid).union(*(held(p.pid) for a in apps for p in a.tree()))
+            rows.append(
+                f"| agent + {n} viewer{'s' if n > 1 else ''} | {pct_all:.1f} | {pct_agent:.1f} | "
+                f"{len(progs)} ({', '.join(bpftool_names(progs))}) |"
+            )
+            if n == 1:
+                facts["bytes_s"] = stream_rate(sock, 10)
+                downs = []
+                for _ in range(3):
+                    ag.send_signal(signal.SIGKILL)
+                    t0 = time.monotonic()
+                    ag.wait(10)
+                    ok = wait_all(apps, "AGENT DOWN", 30)
+                    downs.append(time.monotonic() - t0 if ok else float("inf"))
+                    ag = agent()
+                    wait_all(apps, "via agent", 120)
+                facts["down_s"] = downs
+            for a in apps:
+                a.close()
+        ag.send_signal(signal.SIGTERM)
+        ag.wait(30)
+        apps = [
+            PtyApp(
+                net.a.cmd(EBPFTOP, "--config", str(config), "--iface", net.a_if, "--no-agent", bpf=True),
+                COLS,
+                ROWS,
+            )
+            for _ in range(5)
+        ]
+        wait_all(apps, "Flows", 120)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not all(held(a.proc.pid) for a in apps):
+            for a in apps:
+                a.pump(0.05, render=False)
+        for _ in range(50):
+            for a in apps:
+                a.pump(0.1, render=False)  # past the starts
+        pct = measure([a.proc.pid for a in apps], apps, WINDOW)
+        progs = set().union(*(held(p.pid) for a in apps for p in a.tree()))
+        names = bpftool_names(progs)
+        rows.append(f"| 5 dashboards collecting | {pct:.1f} | — | {len(progs)} ({len(set(names))} kinds) |")
+        for a in apps:
+            a.close()
+    load1 = os.getloadavg()
+    downs = facts["down_s"]
+    assert isinstance(downs, list)
+    body = "\n".join(
+        [
+            f"Machine: {machine()}. Load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end: "
+            "other people's tests ran on the same 2 CPUs meanwhile, so CPU figures are noisy.",
+            "",
+            f"CPU % over {WINDOW:g} s (one CPU = 100), in a namespace with three TCP connections; "
+            "viewers are `ebpftop --connect` in ptys at 160x48; programs are the BPF programs the "
+            "processes hold (/proc fdinfo ids, named by `bpftool prog show`).",
+            "",
+            "| case | CPU % (all) | CPU % (agent alone) | BPF programs held |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"Stream to one viewer at 1 Hz: {float(facts['bytes_s']) / 1024:.1f} KiB/s "  # type: ignore[arg-type]
+            "(a raw reader of the socket, after the history).",
+            "",
+            "SIGKILL of the agent to AGENT DOWN on the viewer's screen: "
+            f"median {statistics.median(downs):.2f} s (runs: {', '.join(f'{d:.2f}' for d in downs)}).",
+        ]
+    )
+    write_section("agent: one collection, many viewers", body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
