@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import test_profiles_sampler
 from prometheus_client.parser import text_string_to_metric_families
 
 from ebpftop.cli.metrics import bounds, start_metrics_server
@@ -28,6 +29,8 @@ from ebpftop.collectors.selfcost.model import STATS_ON, BpfStats, ProgCost, Self
 from ebpftop.core.model import Health, HealthState, Snapshot
 from ebpftop.core.runtime import Runtime
 from ebpftop.core.settings import Settings
+
+burner = test_profiles_sampler.burner  # a CPU-burning process tagged burner-svc/test/1.2.3
 
 HOSTILE = 'a"b\\c\nd\x1b[31m' + "z" * 10_000
 
@@ -520,3 +523,49 @@ def test_the_real_flows_collector_scraped_over_http_names_its_owners(tmp_path):
     # every scrape's counters at least the previous one's, for every label set
     for before, after in itertools.pairwise(counts):
         assert all(after.get(k, 0) >= v for k, v in before.items())
+
+
+@pytest.mark.root
+@pytest.mark.integration
+def test_the_agents_profile_endpoint_opens_in_go_tool_pprof_with_the_burners_labels(burner, tmp_path):
+    import asyncio
+
+    from test_pprof_write import go_pprof
+
+    from ebpftop.collectors.profiles.collector import ProfilesCollector
+
+    async def run():
+        s = Settings(audit_log=str(tmp_path / "audit.jsonl"), audit_key=str(tmp_path / "audit.key"))
+        runtime = Runtime(s, [ProfilesCollector(hz=49, interval=0.5)])
+        await runtime.start()
+        server = start_metrics_server(runtime, "127.0.0.1:0")
+
+        def get() -> tuple[int, bytes]:
+            try:
+                with urllib.request.urlopen(server.url + "/debug/pprof/profile?seconds=10", timeout=30) as r:
+                    return r.status, r.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read()
+
+        try:
+            end, status, body = time.monotonic() + 90, 0, b""
+            while time.monotonic() < end:
+                await asyncio.sleep(0.5)
+                status, body = await asyncio.to_thread(get)
+                if status == 200:
+                    prof = pprof.parse_body(body)
+                    mine = sum(s.count for s in prof.stacks if dict(s.tags).get("pid") == str(burner.pid))
+                    if mine >= 20:
+                        return body
+            raise AssertionError(f"no burner samples served in 90 s: {status} {body[:300]!r}")
+        finally:
+            server.close()
+            await runtime.stop()
+
+    body = asyncio.run(run())
+    path = tmp_path / "agent.pb.gz"
+    path.write_bytes(body)
+    assert test_profiles_sampler.HOT in go_pprof("-top", str(path))
+    tags = go_pprof("-tags", str(path))
+    for value in ("burner-svc", "test", "1.2.3", str(burner.pid)):
+        assert value in tags
