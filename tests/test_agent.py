@@ -378,3 +378,59 @@ def test_an_agent_beyond_loopback_without_a_token_refuses_to_start(tmp_path):
     )  # fmt: skip
     assert out.returncode == 2 and "--token-file" in out.stderr, out.stderr
     assert not (tmp_path / "a.sock").exists()
+
+
+def test_sighup_reloads_a_good_config_keeps_the_old_on_a_bad_one_and_viewers_stay(tmp_path):
+    need_root()
+    from netns import netns
+
+    config = Path(_config(tmp_path))
+    base = config.read_text()
+    sock = str(tmp_path / "run" / "agent.sock")
+    log_path = tmp_path / "agent.log"
+
+    def log_has(text: str) -> bool:
+        return text in log_path.read_text()
+
+    with netns("ebhu") as ns:
+        with open(log_path, "w") as log:
+            agent = ns.popen(EBPFTOP, "--config", str(config), "--iface", "lo", "agent", "--socket", sock,
+                             bpf=True, stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
+        try:
+            assert _wait(lambda: log_has("collecting:"), 120), log_path.read_text()
+            viewer = socket.socket(socket.AF_UNIX)
+            viewer.connect(sock)
+            viewer.settimeout(10)
+            config.write_text(base + "[ui]\nrefresh = -3\n")
+            agent.send_signal(signal.SIGHUP)
+            assert _wait(lambda: log_has("keeping the running one"), 30), log_path.read_text()
+            assert "refresh" in log_path.read_text()  # the problem is named
+            config.write_text(base + "[ui]\nrefresh = 2\n")
+            agent.send_signal(signal.SIGHUP)
+            assert _wait(lambda: log_has("changed refresh; restarting"), 30), log_path.read_text()
+            assert _wait(lambda: log_path.read_text().count("collecting:") == 2, 120), log_path.read_text()
+            assert "(every 2 s)" in log_path.read_text()
+            # the viewer connected before the reload gets the new collectors' frames
+            reloaded = time.time()
+            assert _host_after(viewer, reloaded, 60), "no host frame after the reload"
+            assert agent.poll() is None
+            viewer.close()
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(60)
+    assert agent.returncode == 0
+    assert "stopped; nothing left attached" in log_path.read_text()
+
+
+def _host_after(conn: socket.socket, t: float, timeout: float) -> bool:
+    buf = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        chunk = conn.recv(1 << 20)
+        if not chunk:
+            return False
+        *lines, buf = (buf + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b'{"source":"host"') and json.loads(line)["time"] > t:
+                return True
+    return False

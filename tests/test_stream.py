@@ -254,3 +254,28 @@ def test_the_stream_module_reuses_the_replay_checks():
 
     assert stream.MAX_LINE == replay.MAX_LINE
     assert stream._decode is replay._decode  # one reader of untrusted JSON, not two
+
+
+async def test_agent_answers_only_for_an_agent(tmp_path):
+    from ebpftop.core.stream_client import agent_answers
+
+    path = str(tmp_path / "agent.sock")
+    assert await asyncio.to_thread(agent_answers, path) is None  # no file
+    server = StreamServer(host="node-9")
+    await server.listen_unix(path)
+    try:
+        head = await asyncio.to_thread(agent_answers, path)
+        assert head is not None and head["host"] == "node-9"
+    finally:
+        await server.close()
+    assert not (tmp_path / "agent.sock").exists()  # the agent removes its socket
+
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH\r\n")
+        await writer.drain()
+
+    srv = await asyncio.start_unix_server(liar, path=path)
+    try:
+        assert await asyncio.to_thread(agent_answers, path) is None
+    finally:
+        srv.close()
