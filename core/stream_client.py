@@ -205,7 +205,7 @@ class ViewerRuntime(Runtime):
     viewer is read-only only when its settings say so (`--kiosk`)."""
 
     def __init__(self, settings: Settings, address: str, *, token: str | None = None) -> None:
-        super().__init__(replace(settings), collectors=[])
+        super().__init__(settings, collectors=[])
         self.client = StreamClient(address, self.bus, token=token)
 
     @property

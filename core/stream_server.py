@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 QUEUE_MAX = 600  # frames per viewer: ~100 s of six sources at 1 Hz
 HISTORY_FRAMES = 20_000
 HISTORY_BYTES = 64 << 20
-HELLO_TIMEOUT = 5.0
+HELLO_TIMEOUT = 2.0  # below the viewer's SILENCE: a viewer without a token hears why
 WRITE_BATCH = 64  # frames written before waiting for the socket to drain
 # What may sit in the kernel and in the transport for one viewer: small, so a stalled
 # viewer's backlog is in its queue, where it is bounded in frames and counted.

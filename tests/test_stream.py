@@ -229,7 +229,7 @@ async def test_a_token_is_required_when_set_and_a_wrong_one_is_refused(tmp_path)
     server.publish(host(NOW))
     stores = []
     tasks = []
-    for token in ("wrong-wrong-wrong-wrong", "s3cret-s3cret-s3cret"):
+    for token in ("wrong-wrong-wrong-wrong", "s3cret-s3cret-s3cret", None):
         bus = Bus()
         store = Store(10)
         bus.subscribe(store)
@@ -243,6 +243,11 @@ async def test_a_token_is_required_when_set_and_a_wrong_one_is_refused(tmp_path)
             )
         )
         assert stores[0].latest("host") is None
+        await _until(
+            lambda: (
+                "token required" in getattr(stores[2].latest("agent"), "data", AgentLink("up", "")).problem
+            )
+        )
     finally:
         for t in tasks:
             t.cancel()
@@ -279,3 +284,19 @@ async def test_agent_answers_only_for_an_agent(tmp_path):
         assert await asyncio.to_thread(agent_answers, path) is None
     finally:
         srv.close()
+
+
+async def test_over_tcp_with_a_token(tmp_path):
+    server = StreamServer(host="tcp-node", token="t0ken-t0ken-t0ken-t0ken")
+    port = await server.listen_tcp("127.0.0.1", 0)
+    server.publish(host(NOW))
+    bus = Bus()
+    store = Store(10)
+    bus.subscribe(store)
+    task = asyncio.create_task(StreamClient(f"127.0.0.1:{port}", bus, token="t0ken-t0ken-t0ken-t0ken").run())
+    try:
+        await _until(lambda: store.latest("host") is not None)
+        assert store.latest("agent").data.host == "tcp-node"
+    finally:
+        task.cancel()
+        await server.close()
