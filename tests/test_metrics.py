@@ -416,6 +416,46 @@ def test_an_idle_owner_gives_its_slot_to_a_new_one(agent, monkeypatch):
     assert {dict(k)["service"] for k in second} == {"s1", "other", "new"}
 
 
+def test_a_runtime_swapped_by_a_reload_keeps_the_counters_going(tmp_path):
+    """The agent builds a new Runtime on SIGHUP: the server reads whichever runs now."""
+    settings = Settings(audit_log=str(tmp_path / "a"), audit_key=str(tmp_path / "k"))
+    holder: dict[str, Runtime | None] = {"rt": Runtime(settings, [])}
+    server = start_metrics_server(lambda: holder["rt"], "127.0.0.1:0")
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(server.url + path, timeout=30) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def sent() -> float:
+        status, text = get("/metrics")
+        assert status == 200
+        promtool(text)
+        return one(samples(text)["ebpftop_flow_bytes_total"], direction="transmit", service="checkout")
+
+    try:
+        t = time.time()
+        snap = Snapshot(
+            "flows", 1, t + 1, Health(), flows([flow(40000, first_seen=t + 0.5)], owners=[CHECKOUT])
+        )
+        holder["rt"].bus.publish(snap)
+        assert sent() == 1000
+        holder["rt"] = None  # between the old runtime's stop and the new one's start
+        assert sent() == 1000
+        status, text = get("/debug/pprof/profile")
+        assert status == 503 and "starting its collectors again" in text
+        holder["rt"] = Runtime(settings, [])  # a new map: the connection starts again from 0
+        snap = Snapshot(
+            "flows", 1, t + 5, Health(), flows([flow(40001, first_seen=t + 4, sent=300)], owners=[CHECKOUT])
+        )
+        holder["rt"].bus.publish(snap)
+        assert sent() == 1300
+    finally:
+        server.close()
+
+
 # --- pprof ----------------------------------------------------------------------------
 
 

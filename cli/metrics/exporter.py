@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Protocol
 
@@ -50,6 +50,15 @@ class RuntimeView(Protocol):
     def producers(self) -> frozenset[str]: ...
 
 
+# the runtime, or a function that returns the one running now (the agent swaps its
+# Runtime on a reload; None while it has none)
+RuntimeSource = RuntimeView | Callable[[], RuntimeView | None]
+
+
+def current(source: RuntimeSource) -> RuntimeView | None:
+    return source() if callable(source) else source
+
+
 def _version() -> str:
     try:
         return metadata.version("ebpftop")
@@ -58,8 +67,8 @@ def _version() -> str:
 
 
 class Exporter(Collector):
-    def __init__(self, runtime: RuntimeView) -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: RuntimeSource) -> None:
+        self.source = runtime
         self._lock = threading.Lock()
         self._flows = FlowCounters(since=time.time())
         self._version = _version()
@@ -68,21 +77,24 @@ class Exporter(Collector):
         return []  # unchecked names: registering must not run a scrape
 
     def collect(self) -> Iterator[Metric]:
+        rt = current(self.source)
         with self._lock:
-            yield from self._health()
-            yield from self._flows_families()
-            yield from self._rules()
-            yield from self._canary()
-            yield from self._selfcost()
+            # the flow counters are the exporter's: served even while no runtime runs
+            yield from self._flows_families(rt.store if rt is not None else None)
+            if rt is not None:
+                yield from self._health(rt)
+                yield from self._rules(rt.store)
+                yield from self._canary(rt.store)
+                yield from self._selfcost(rt.store)
             info = GaugeMetricFamily("ebpftop_build_info", "ebpftop's version; always 1", labels=["version"])
             info.add_metric([label(self._version)], 1)
             yield info
 
     # --- health -----------------------------------------------------------------------
 
-    def _health(self) -> Iterator[Metric]:
-        store = self.runtime.store
-        sources = sorted(set(store.sources()) | set(self.runtime.producers()))[: bounds.MAX_SOURCES]
+    def _health(self, rt: RuntimeView) -> Iterator[Metric]:
+        store = rt.store
+        sources = sorted(set(store.sources()) | set(rt.producers()))[: bounds.MAX_SOURCES]
         up = GaugeMetricFamily(
             "ebpftop_source_up", "1 when the source delivers data (ok or degraded)", labels=["source"]
         )
@@ -113,11 +125,12 @@ class Exporter(Collector):
 
     # --- flows ------------------------------------------------------------------------
 
-    def _flows_families(self) -> Iterator[Metric]:
-        store = self.runtime.store
-        newest = self._flows.update(store.history("flows"))
-        latest = store.last_good("flows")
-        data = latest.data if latest is not None and isinstance(latest.data, FlowsData) else newest
+    def _flows_families(self, store: Store | None) -> Iterator[Metric]:
+        data = None
+        if store is not None:
+            newest = self._flows.update(store.history("flows"))
+            latest = store.last_good("flows")
+            data = latest.data if latest is not None and isinstance(latest.data, FlowsData) else newest
         labels = ["direction", "proto", *OWNER_LABELS]
         fam_bytes = CounterMetricFamily(
             "ebpftop_flow_bytes",
@@ -205,8 +218,8 @@ class Exporter(Collector):
 
     # --- rules ------------------------------------------------------------------------
 
-    def _rules(self) -> Iterator[Metric]:
-        snap = self.runtime.store.last_good("rules")
+    def _rules(self, store: Store) -> Iterator[Metric]:
+        snap = store.last_good("rules")
         if snap is None or not isinstance(snap.data, RulesData):
             return
         data = snap.data
@@ -231,8 +244,8 @@ class Exporter(Collector):
 
     # --- canary -----------------------------------------------------------------------
 
-    def _canary(self) -> Iterator[Metric]:
-        snap = self.runtime.store.last_good("canary")
+    def _canary(self, store: Store) -> Iterator[Metric]:
+        snap = store.last_good("canary")
         if snap is None or not isinstance(snap.data, CanaryData):
             return
         verdict = GaugeMetricFamily(
@@ -272,8 +285,7 @@ class Exporter(Collector):
 
     # --- ebpftop's own cost -----------------------------------------------------------
 
-    def _selfcost(self) -> Iterator[Metric]:
-        store = self.runtime.store
+    def _selfcost(self, store: Store) -> Iterator[Metric]:
         prof = store.last_good("profiles")
         if prof is not None and isinstance(prof.data, ProfilesData):
             yield CounterMetricFamily(

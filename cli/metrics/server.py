@@ -27,7 +27,7 @@ from ebpftop.collectors.profiles.model import Profile, ProfilesData
 from ebpftop.collectors.profiles.pprof_write import pprof_bytes
 from ebpftop.core.untrusted import clean
 
-from .exporter import Exporter, RuntimeView
+from .exporter import Exporter, RuntimeSource, current
 
 DEFAULT_LISTEN = "127.0.0.1:9433"
 INDEX = b"ebpftop agent: /metrics (Prometheus), /debug/pprof/profile?seconds=10 (CPU, pprof)\n"
@@ -67,7 +67,7 @@ def pick_window(data: ProfilesData, seconds: float) -> Profile | None:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     registry: CollectorRegistry
-    runtime: RuntimeView
+    runtime: RuntimeSource
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -115,7 +115,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(400, f"seconds={clean(text, 40)}: must be 0 < S <= 3600\n".encode(), "text/plain")
             return
-        store = self.server.runtime.store
+        rt = current(self.server.runtime)
+        if rt is None:
+            self._send(503, b"no CPU profile now: the agent is starting its collectors again\n", "text/plain")
+            return
+        store = rt.store
         snap = store.last_good("profiles")
         data = snap.data if snap is not None and isinstance(snap.data, ProfilesData) else None
         window = pick_window(data, seconds) if data is not None else None
@@ -161,10 +165,12 @@ def _say(line: str) -> None:
 
 
 def start_metrics_server(
-    runtime: RuntimeView, listen: str = DEFAULT_LISTEN, *, say: Callable[[str], None] = _say
+    runtime: RuntimeSource, listen: str = DEFAULT_LISTEN, *, say: Callable[[str], None] = _say
 ) -> MetricsServer:
     """Serve /metrics and /debug/pprof/profile from `runtime` on `listen` (HOST:PORT;
-    port 0 picks one) until the returned closer is called. ValueError for a bad
+    port 0 picks one) until the returned closer is called. `runtime` may be a function
+    returning the runtime running now (None while there is none), for an agent that
+    swaps its Runtime on a reload: the flow counters carry on across the swap. ValueError for a bad
     address, OSError when it cannot be bound."""
     host, port = parse_listen(listen)
     registry = CollectorRegistry(auto_describe=False)
