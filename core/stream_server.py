@@ -168,17 +168,24 @@ class StreamServer:
 
     async def listen_tcp(self, host: str, port: int) -> int:
         """Listen on host:port; returns the port (0 picks one)."""
-        server = await asyncio.start_server(self._handle, host=host, port=port, limit=HELLO_MAX + 2)
+        server = await asyncio.start_server(self._handle_tcp, host=host, port=port, limit=HELLO_MAX + 2)
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._handle(reader, writer, tcp=True)
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tcp: bool = False
+    ) -> None:
+        """One viewer. The token is asked of TCP viewers only: the unix socket's mode and
+        group already say who may watch."""
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         peer = _peer(writer)
         try:
-            if self.token is not None and not await self._token_ok(reader):
+            if tcp and self.token is not None and not await self._token_ok(reader):
                 log.warning("viewer %s refused: no valid token", peer)
                 writer.write(
                     json.dumps({"format": "ebpftop-stream", "error": "token required"}).encode() + b"\n"

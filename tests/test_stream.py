@@ -222,10 +222,9 @@ async def test_a_silent_agent_is_called_down(tmp_path, monkeypatch):
         srv.close()
 
 
-async def test_a_token_is_required_when_set_and_a_wrong_one_is_refused(tmp_path):
-    path = str(tmp_path / "t.sock")
+async def test_a_token_is_required_over_tcp_and_a_wrong_one_is_refused(tmp_path):
     server = StreamServer(host="t", token="s3cret-s3cret-s3cret")
-    await server.listen_unix(path)
+    path = f"127.0.0.1:{await server.listen_tcp('127.0.0.1', 0)}"
     server.publish(host(NOW))
     stores = []
     tasks = []

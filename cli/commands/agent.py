@@ -59,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--token-file",
         dest="agent_token_file",
         metavar="FILE",
-        help="TCP viewers must send this token (first line of FILE, 16 characters or more)",
+        help="TCP viewers must send this token (first line of FILE, 16 characters or more); "
+        "the unix socket asks for none",
     )
     p.add_argument(
         "--history",
