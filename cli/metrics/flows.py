@@ -7,8 +7,10 @@ bounded history: nothing is done per flow on the bus path) and adds, per connect
 what its totals grew by since it was last seen to its owner's label set:
 
 - a connection met for the first time counts whole when it began after the previous
-  look (`first_seen`), else it only sets a baseline: what it moved while nobody looked
-  is not counted (an undercount, never a double count);
+  look (`first_seen`), else its first appearance since sets its baseline: what it moved
+  while nobody looked is not counted (an undercount, never a double count), nor what
+  fell out of the store's history (`settings.history` snapshots: 5 min at 1 Hz) before
+  a scrape came;
 - the last totals of at most MAX_TRACKED_FLOWS connections are kept, least recently
   seen dropped first; a dropped one that comes back is met for the first time again;
 - totals that went down (the 5-tuple reused by a new connection) count from zero.
