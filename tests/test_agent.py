@@ -434,3 +434,40 @@ def _host_after(conn: socket.socket, t: float, timeout: float) -> bool:
             if line.startswith(b'{"source":"host"') and json.loads(line)["time"] > t:
                 return True
     return False
+
+
+def test_the_dashboard_views_a_local_agent_that_answers_and_collects_otherwise(tmp_path, monkeypatch):
+    import argparse
+
+    from ebpftop.cli import options
+    from ebpftop.cli.commands.dashboard import runtime_for
+    from ebpftop.core.settings import Settings
+    from ebpftop.core.stream_client import ViewerRuntime
+
+    path = str(tmp_path / "agent.sock")
+    monkeypatch.setattr(options, "AGENT_SOCKET", path)
+    settings = Settings(audit_log=str(tmp_path / "audit.jsonl"), audit_key=str(tmp_path / "audit.key"))
+
+    def args(**kw: object) -> argparse.Namespace:
+        return argparse.Namespace(**{"connect": None, "connect_token_file": None, "no_agent": False, **kw})
+
+    assert not isinstance(runtime_for(args(), settings), ViewerRuntime)  # nobody there
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(4)
+
+    def answer() -> None:
+        for _ in range(2):
+            conn, _ = srv.accept()
+            conn.sendall(b'{"format":"ebpftop-stream","version":1,"host":"n","started":1.0,"agent_pid":3}\n')
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        viewer = runtime_for(args(), settings)
+        assert isinstance(viewer, ViewerRuntime) and viewer.client.address == path
+        assert not isinstance(runtime_for(args(no_agent=True), settings), ViewerRuntime)
+        other = runtime_for(args(connect="127.0.0.1:7999"), settings)
+        assert isinstance(other, ViewerRuntime) and other.client.address == "127.0.0.1:7999"
+    finally:
+        srv.close()
