@@ -456,6 +456,23 @@ def test_a_runtime_swapped_by_a_reload_keeps_the_counters_going(tmp_path):
         server.close()
 
 
+def test_a_part_that_fails_is_left_out_and_counted_and_the_rest_is_served(agent, monkeypatch):
+    from ebpftop.cli.metrics.exporter import Exporter
+
+    def broken(self, store):
+        yield from ()
+        raise RuntimeError("a payload this exporter cannot read")
+
+    monkeypatch.setattr(Exporter, "_canary", broken)
+    agent.publish("rules", rules())
+    agent.publish("canary", canary())
+    found = samples(agent.scrape())
+    assert "ebpftop_canary_verdict" not in found
+    assert one(found["ebpftop_rule_packets_total"], rule_id="7") == 42
+    assert one(found["ebpftop_metrics_part_failures_total"], part="canary") == 1
+    assert one(samples(agent.scrape())["ebpftop_metrics_part_failures_total"], part="canary") == 2
+
+
 # --- pprof ----------------------------------------------------------------------------
 
 

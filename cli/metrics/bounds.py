@@ -40,6 +40,7 @@ MAX_SERIES = (
     + MAX_PROGRAMS * 2
     + 8  # the agent's CPU, memory, threads, children, BPF stats, profile losses
     + 12  # prometheus_client's process collector (the agent's own CPU seconds, memory, fds)
+    + 5  # parts that failed a scrape
     + 1  # build info
 )
 

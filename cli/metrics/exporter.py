@@ -11,6 +11,7 @@ health) is a gauge.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,8 @@ from ebpftop.core.store import Store
 from . import bounds
 from .bounds import OTHER, label
 from .flows import OWNER_LABELS, FlowCounters, top_peers
+
+log = logging.getLogger(__name__)
 
 # canary check -> its name with its unit, as the check label says it
 CHECKS = {
@@ -72,6 +75,7 @@ class Exporter(Collector):
         self._lock = threading.Lock()
         self._flows = FlowCounters(since=time.time())
         self._version = _version()
+        self._failures: dict[str, int] = {}
 
     def describe(self) -> list[Metric]:
         return []  # unchecked names: registering must not run a scrape
@@ -80,12 +84,31 @@ class Exporter(Collector):
         rt = current(self.source)
         with self._lock:
             # the flow counters are the exporter's: served even while no runtime runs
-            yield from self._flows_families(rt.store if rt is not None else None)
+            parts: list[tuple[str, Callable[[], Iterator[Metric]]]] = [
+                ("flows", lambda: self._flows_families(rt.store if rt is not None else None))
+            ]
             if rt is not None:
-                yield from self._health(rt)
-                yield from self._rules(rt.store)
-                yield from self._canary(rt.store)
-                yield from self._selfcost(rt.store)
+                parts += [
+                    ("health", lambda: self._health(rt)),
+                    ("rules", lambda: self._rules(rt.store)),
+                    ("canary", lambda: self._canary(rt.store)),
+                    ("selfcost", lambda: self._selfcost(rt.store)),
+                ]
+            for name, part in parts:
+                try:
+                    families = list(part())  # a part that fails yields nothing, not half
+                except Exception:
+                    # one bad payload must not take the node's other metrics with it
+                    log.exception("metrics: the %s part failed; left out of this scrape", name)
+                    self._failures[name] = self._failures.get(name, 0) + 1
+                    continue
+                yield from families
+            failures = CounterMetricFamily(
+                "ebpftop_metrics_part_failures", "scrapes that left a part out: it failed", labels=["part"]
+            )
+            for name, n in sorted(self._failures.items()):
+                failures.add_metric([name], n)
+            yield failures
             info = GaugeMetricFamily("ebpftop_build_info", "ebpftop's version; always 1", labels=["version"])
             info.add_metric([label(self._version)], 1)
             yield info
