@@ -493,6 +493,19 @@ def test_the_profile_endpoint_serves_the_window_asked_for_with_its_labels(agent)
     assert status == 400 and b"\\x0a" in body
 
 
+def test_a_profile_that_cannot_be_written_is_a_500_saying_why_and_the_server_goes_on(agent, monkeypatch):
+    from ebpftop.cli.metrics import server
+
+    def broken(profile, hz):
+        raise ValueError("a window this writer cannot encode")
+
+    monkeypatch.setattr(server, "pprof_bytes", broken)
+    agent.publish("profiles", profiles())
+    status, body, _ = agent.get("/debug/pprof/profile")
+    assert status == 500 and b"cannot encode" in body
+    assert agent.get("/metrics")[0] == 200
+
+
 def test_unknown_paths_are_404_and_the_index_names_the_endpoints(agent):
     status, body, _ = agent.get("/")
     assert status == 200 and b"/metrics" in body

@@ -10,8 +10,10 @@ the seconds they scrape every, so consecutive scrapes overlap little.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import ipaddress
+import logging
 import socket
 import sys
 import threading
@@ -28,6 +30,8 @@ from ebpftop.collectors.profiles.pprof_write import pprof_bytes
 from ebpftop.core.untrusted import clean
 
 from .exporter import Exporter, RuntimeSource, current
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:9433"
 INDEX = b"ebpftop agent: /metrics (Prometheus), /debug/pprof/profile?seconds=10 (CPU, pprof)\n"
@@ -79,6 +83,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # a scrape every few seconds is not news
 
     def do_GET(self) -> None:
+        try:
+            self._route()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the scraper hung up
+        except Exception as exc:
+            log.exception("metrics: %s failed", clean(self.path, 100))
+            with contextlib.suppress(OSError):  # headers may be out already
+                self._send(500, f"internal error: {clean(exc, 200)}\n".encode(), "text/plain; charset=utf-8")
+
+    def _route(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/metrics":
             self._metrics()
