@@ -471,3 +471,47 @@ def test_the_dashboard_views_a_local_agent_that_answers_and_collects_otherwise(t
         assert isinstance(other, ViewerRuntime) and other.client.address == "127.0.0.1:7999"
     finally:
         srv.close()
+
+
+def test_the_agent_serves_prometheus_metrics_while_it_collects(tmp_path):
+    """`ebpftop agent --metrics HOST:PORT`: the scrape is the agent's own store (no second
+    collection), passes promtool, and goes away with the agent."""
+    need_root()
+    import shutil
+    import urllib.request
+
+    log_path = tmp_path / "agent.log"
+    sock = str(tmp_path / "run" / "agent.sock")
+    with open(log_path, "w") as log:
+        agent = subprocess.Popen(
+            [EBPFTOP, "--config", _config(tmp_path), "--iface", "lo", "agent", "--socket", sock,
+             "--metrics", "127.0.0.1:0"],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+    try:
+        found = _wait(lambda: re.search(r"metrics on (http://\S+)/metrics", log_path.read_text()), 120)
+        assert found, log_path.read_text()
+        url = found.group(1) + "/metrics"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        def scrape() -> str:
+            with opener.open(url, timeout=10) as r:
+                return r.read().decode()
+
+        def flowing() -> str | None:
+            text = scrape()
+            return text if 'ebpftop_source_up{source="flows"} 1' in text else None
+
+        body = _wait(flowing, 120)
+        assert body, scrape()
+        if shutil.which("promtool"):
+            check = subprocess.run(
+                ["promtool", "check", "metrics"], input=body, capture_output=True, text=True
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)
+    assert agent.returncode == 0
+    with pytest.raises(OSError):
+        opener.open(url, timeout=5)

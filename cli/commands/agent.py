@@ -78,6 +78,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FRAMES",
         help="frames a viewer may fall behind before its oldest are dropped and counted (default 600)",
     )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        default=None,
+        help="also serve Prometheus /metrics and /debug/pprof/profile (read-only) there, e.g. 127.0.0.1:9433",
+    )
     p.set_defaults(func=run)
 
 
@@ -173,6 +179,17 @@ async def _serve(
         await server.close()
         return 1
     agent = _Agent(args, settings, server)
+    metrics = None
+    if args.metrics:
+        from ebpftop.cli.metrics import start_metrics_server
+
+        try:
+            metrics = start_metrics_server(lambda: agent.runtime, args.metrics, say=log.warning)
+        except (ValueError, OSError) as exc:
+            log.error("cannot serve metrics on %s: %s", args.metrics, exc)
+            await server.close()
+            return 2 if isinstance(exc, ValueError) else 1
+        log.info("metrics on %s/metrics", metrics.url)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stopping.set)
@@ -182,6 +199,8 @@ async def _serve(
         await agent.stopping.wait()
         log.info("stopping: detaching the collectors")
     finally:
+        if metrics is not None:
+            metrics.close()
         await agent.stop()
         await server.close()
     log.info("stopped; nothing left attached")
