@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup run test demo screenshots bench clean lint floors
+.PHONY: setup run test demo screenshots bench clean lint floors install
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -37,3 +37,24 @@ lint: $(STAMP)
 # app's fast tests (scripts/floors.py). Needs PyPI; about 1-4 minutes.
 floors: $(STAMP)
 	$(PY) scripts/floors.py
+
+# A node's install, as root: the package in a venv of its own under PREFIX (with Debian's
+# bcc through the system site-packages, as setup.sh does; run `make setup` first for the
+# packages and headers), `ebpftop` on the PATH, the systemd units of deploy/ and the
+# `ebpftop` group whose members may view the agent. Enables and starts nothing:
+#   systemctl enable --now ebpftop-agent ebpftop-serve
+PREFIX ?= /opt/ebpftop
+UNITDIR ?= /etc/systemd/system
+BINDIR ?= /usr/local/bin
+install:
+	@[ "$$(id -u)" -eq 0 ] || { echo "make install: run as root (sudo make install)" >&2; exit 1; }
+	/usr/bin/python3 -m venv --system-site-packages $(PREFIX)/venv
+	$(PREFIX)/venv/bin/pip install -q --disable-pip-version-check --upgrade .
+	getent group ebpftop >/dev/null || groupadd --system ebpftop
+	install -d $(UNITDIR) $(BINDIR)
+	sed 's|/opt/ebpftop/|$(PREFIX)/|g' deploy/ebpftop-agent.service > $(UNITDIR)/ebpftop-agent.service
+	sed 's|/opt/ebpftop/|$(PREFIX)/|g' deploy/ebpftop-serve.service > $(UNITDIR)/ebpftop-serve.service
+	chmod 0644 $(UNITDIR)/ebpftop-agent.service $(UNITDIR)/ebpftop-serve.service
+	ln -sfn $(PREFIX)/venv/bin/ebpftop $(BINDIR)/ebpftop
+	systemctl daemon-reload 2>/dev/null || true  # no systemd as PID 1 (a container): nothing to reload
+	@echo "installed: $(BINDIR)/ebpftop, $(UNITDIR)/ebpftop-{agent,serve}.service (not enabled)"

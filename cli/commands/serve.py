@@ -16,8 +16,9 @@ import shlex
 import sys
 from dataclasses import dataclass
 
+from ebpftop.cli.options import AGENT_SOCKET
+
 DEFAULT_LISTEN = "127.0.0.1:8088"
-DEFAULT_AGENT = "/run/ebpftop/agent.sock"
 MIN_TOKEN = 16  # characters: a guessable token is no lock
 MAX_SESSIONS = 16  # browser sessions at once: each is a Python process of its own
 
@@ -80,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument(
         "--agent",
         metavar="ADDR",
-        help=f"the agent to view: a unix socket or HOST:PORT (default {DEFAULT_AGENT})",
+        help=f"the agent to view: a unix socket or HOST:PORT (default {AGENT_SOCKET})",
     )
     source.add_argument("--replay", metavar="FILE", help="show this recording instead of an agent")
     p.add_argument(
@@ -142,7 +143,7 @@ def session_command(args: argparse.Namespace) -> str:
     if args.replay:
         argv += ["replay", os.path.abspath(args.replay)] + (["--paused"] if args.paused else [])
     else:
-        argv += ["--connect", args.agent or DEFAULT_AGENT]
+        argv += ["--connect", args.agent or AGENT_SOCKET]
         if args.agent_token_file:
             argv += ["--token-file", os.path.abspath(args.agent_token_file)]
     return shlex.join(argv)
@@ -190,10 +191,10 @@ def run(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions,
         loopback_only=args.listen.local and token is None,
     )
-    source = f"recording {args.replay}" if args.replay else f"agent {args.agent or DEFAULT_AGENT}"
-    if not args.replay and not args.agent and not os.path.exists(DEFAULT_AGENT):
+    source = f"recording {args.replay}" if args.replay else f"agent {args.agent or AGENT_SOCKET}"
+    if not args.replay and not args.agent and not os.path.exists(AGENT_SOCKET):
         print(
-            f"ebpftop serve: no agent at {DEFAULT_AGENT} yet (start it: `ebpftop agent`); "
+            f"ebpftop serve: no agent at {AGENT_SOCKET} yet (start it: `ebpftop agent`); "
             "sessions will say so and reconnect",
             file=sys.stderr,
         )
