@@ -93,12 +93,12 @@ def read_lines(path: pathlib.Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def nearest(frames: list[dict[str, Any]], times: list[float]) -> list[dict[str, Any]]:
-    """For each time, the frame closest to it (within a second), once."""
+def latest_before(frames: list[dict[str, Any]], times: list[float]) -> list[dict[str, Any]]:
+    """For each time, the last frame at or before it, once: the one a replay shows then."""
     kept: dict[int, dict[str, Any]] = {}
     for t in times:
-        best = min(frames, key=lambda f: abs(f["time"] - t), default=None)
-        if best is not None and abs(best["time"] - t) <= 1.0:
+        best = max((f for f in frames if f["time"] <= t), key=lambda f: f["time"], default=None)
+        if best is not None:
             kept[id(best)] = best
     return sorted(kept.values(), key=lambda f: f["time"])
 
@@ -129,7 +129,7 @@ def trim(raw: pathlib.Path, out: pathlib.Path) -> str:
             shown.time + k * stride
             for k in range(-int((shown.time - start) // stride), 1 + int(AFTER // stride))
         ]
-        kept += nearest([f for f in frames if f["source"] == source], times)
+        kept += latest_before([f for f in frames if f["source"] == source], times)
     kept.sort(key=lambda f: f["time"])
     header = dict(objs[0], started=round(kept[0]["time"], 3))
     text = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in [header, *kept])
