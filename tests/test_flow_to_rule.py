@@ -236,6 +236,16 @@ def test_the_canary_pane_offers_U_when_a_rollback_is_remembered():
     assert "U: undo" not in text(remembered, key=False)  # read-only: no key to offer
 
 
+def test_a_revision_named_after_its_track_is_said_once():
+    def text(state):
+        return "".join(p if isinstance(p, str) else p[0] for p in rollout_parts(state, 80))
+
+    lab = RolloutState("checkout", "haproxy", "lb", stable_revision="stable", canary_revision="canary")
+    assert "stable stable" not in text(lab) and "canary canary" not in text(lab)
+    argo = RolloutState("checkout", "argo", "r", stable_revision="v1.0.0", canary_revision="v1.1.0")
+    assert "stable v1.0.0" in text(argo) and "canary v1.1.0" in text(argo)
+
+
 # --- end to end, real BPF ------------------------------------------------------------------------
 
 PILOT_IN_NETNS = r"""

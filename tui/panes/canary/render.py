@@ -280,6 +280,13 @@ def drift_parts(svc: Any) -> list[Part]:
     return [*head, stats, "  ", cell] if cell[0] else [*head, stats]
 
 
+def _track(track: str, revision: str | None) -> str:
+    """`stable v1.0.0`; the track alone when the revision is named after it (HAProxy
+    servers called stable and canary), not `stable stable`."""
+    shown = clean(revision or "?", 24)
+    return track if shown == track else f"{track} {shown}"
+
+
 def rollout_parts(state: Any, width: int, rollback_key: bool = False) -> list[Part]:
     """Revisions, a weight bar and the phase of one service's rollout."""
     parts: list[Part] = [("rollout ", "bold"), clean(state.controller, 20)]
@@ -287,8 +294,8 @@ def rollout_parts(state: Any, width: int, rollback_key: bool = False) -> list[Pa
         parts += ["  phase ", (clean(state.phase, 40), "bold")]
     if state.step is not None:
         parts.append(f"  step {state.step}" + (f"/{state.steps}" if state.steps else ""))
-    stable = f"stable {clean(state.stable_revision or '?', 24)} {fmt.percent(state.stable_weight)}"
-    canary = f"{fmt.percent(state.canary_weight)} canary {clean(state.canary_revision or '?', 24)}"
+    stable = f"{_track('stable', state.stable_revision)} {fmt.percent(state.stable_weight)}"
+    canary = f"{fmt.percent(state.canary_weight)} {_track('canary', state.canary_revision)}"
     bar_w = max(4, min(30, width - len(stable) - len(canary) - 2))
     parts += [
         "\n",
