@@ -53,13 +53,23 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The server's TLS settings from PEM files; SiteError naming the files when they do not load."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SiteError(f"--tls-cert {cert} / --tls-key {key}: {exc}") from None
+    return ctx
+
+
 class KioskSite:
     def __init__(
         self,
         *,
         command: str,
         token: str | None,
-        tls: tuple[str, str] | None,
+        tls: ssl.SSLContext | None,
         max_sessions: int,
         loopback_only: bool,
     ) -> None:
@@ -152,23 +162,13 @@ class KioskSite:
 
     # -- running --------------------------------------------------------------------
 
-    def _ssl(self) -> ssl.SSLContext | None:
-        if self.tls is None:
-            return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ctx.load_cert_chain(*self.tls)
-        except (OSError, ssl.SSLError) as exc:
-            raise SiteError(f"--tls-cert {self.tls[0]} / --tls-key {self.tls[1]}: {exc}") from None
-        return ctx
-
     def run(self, host: str, port: int, url_host: str, source: str) -> None:
         asyncio.run(self._serve(host, port, url_host, source))
 
     async def _serve(self, host: str, port: int, url_host: str, source: str) -> None:
         runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=self._ssl())
+        site = web.TCPSite(runner, host, port, ssl_context=self.tls)
         try:
             await site.start()
         except OSError as exc:

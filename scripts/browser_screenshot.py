@@ -33,6 +33,7 @@ from screenshots import SOURCE, moment  # noqa: E402  (the same moment as the SV
 WINDOW = (1440, 860)
 PANES = ("1 Flows", "2 Rules", "3 Canary", "4 Profiles")
 BOUND = 60.0
+TOAST = "incident marker"  # tui/flush.py: the title of a marker's toast
 
 
 def ticks_to(recording: pathlib.Path) -> int:
@@ -53,16 +54,23 @@ async def shoot(url: str, steps: int, out: pathlib.Path) -> None:
         await page.settled(BOUND)  # the app takes keys now
         for _ in range(steps):
             await page.key("]")
-        last = await page.settled(BOUND)  # stepped as far as asked
-        # Then the same screen twice in a row: late layout passes are in.
-        for _ in range(int(BOUND / 0.5)):
-            await asyncio.sleep(0.5)
-            screen = await page.screen()
-            if screen == last:
-                break
-            last = screen
-        else:
-            raise SystemExit("browser_screenshot: the screen did not hold still")
+        await page.settled(BOUND)  # stepped as far as asked
+        # Stepping past the incident marker toasts it for 8 s, so a picture taken at once
+        # would show it or not by the machine's speed: the picture is the screen after it.
+        await page.wait_screen(lambda t: TOAST not in t, timeout=BOUND, what="the marker's toast gone")
+        # A pane laid out while its data arrived can keep the variant chosen for a width of
+        # that moment (the Canary pane's rollout line, beside a scrollbar or not): a resize
+        # there and back lays everything out once more, from the data on screen.
+        for width in (WINDOW[0] - 40, WINDOW[0]):
+            await page.call(
+                "Emulation.setDeviceMetricsOverride",
+                width=width,
+                height=WINDOW[1],
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            await page.evaluate("window.dispatchEvent(new Event('resize'))")
+            await page.settled(BOUND)
         await page.screenshot(out)
 
 

@@ -18,7 +18,7 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -114,19 +114,23 @@ class Page:
             await asyncio.sleep(0.2)
         raise AssertionError(f"no {what} within {timeout:g} s; the browser shows:\n{text}")
 
-    async def settled(self, timeout: float) -> str:
+    async def settled(self, timeout: float, part: Callable[[str], object] = lambda t: t) -> str:
         """The screen once every key typed so far has been handled: keys are handled in
         order, so when the help screen (typed last) is up and then closed, the earlier
-        ones are done."""
+        ones are done. A frame can reach xterm.js in pieces, and the footer is built again
+        after the help closes: so also the same `part` of the screen on two reads in a row."""
         await self.key("?")
         await self.wait_screen(lambda t: HELP_MARK in t, timeout=timeout, what="the help screen")
         await self.key("Escape")
-        # The footer is built again after the help closes (a frame may show it half done).
-        return await self.wait_screen(
-            lambda t: HELP_MARK not in t and "? Help" in t.splitlines()[-1],
-            timeout=timeout,
-            what="the help screen closed",
-        )
+        last: list[object] = []
+
+        def still(text: str) -> bool:
+            if HELP_MARK in text or "? Help" not in text.splitlines()[-1]:
+                return False
+            last[:] = [*last[-1:], part(text)]
+            return len(last) == 2 and last[0] == last[1]
+
+        return await self.wait_screen(still, timeout=timeout, what="the help screen closed, the screen still")
 
     async def key(self, key: str) -> None:
         """One key typed into the terminal, as keyDown/keyUp events: a printable character

@@ -17,6 +17,7 @@ import pathlib
 import re
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -108,6 +109,17 @@ def own_config(tmp_path: pathlib.Path) -> dict[str, str]:
     return {**os.environ, "EBPFTOP_CONFIG": str(tmp_path / "config.toml")}
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, as systemd stops it; SIGKILL only if it has not ended 30 s later."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextlib.contextmanager
 def serve(tmp_path: pathlib.Path, *args: str) -> Iterator[Served]:
     audit = tmp_path / "audit.jsonl"
@@ -118,13 +130,7 @@ def serve(tmp_path: pathlib.Path, *args: str) -> Iterator[Served]:
         url = read_line_with(proc, r"https?://\S+")
         yield Served(proc, url, audit)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 async def wait_panes(page: Page, *more: str) -> str:
@@ -144,10 +150,10 @@ async def acting_keys_do_nothing(page: Page) -> None:
     for focus, keys in (("", "RmU"), ("2", "aedt"), ("1", "r"), ("4", "c")):
         if focus:
             await page.key(focus)
-        before = await page.settled(BOUND)
+        before = await page.settled(BOUND, panes_area)
         for key in keys:
             await page.key(key)
-        after = await page.settled(BOUND)
+        after = await page.settled(BOUND, panes_area)
         assert panes_area(after) == panes_area(before), f"keys {keys!r} moved:\n{before}\n---\n{after}"
 
 
@@ -233,6 +239,52 @@ async def test_token_is_needed_and_traded_for_a_cookie(tmp_path, browser_present
             assert "token" not in await page.evaluate("location.href")  # not left in the address bar
 
 
+def self_signed(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    cert, key = tmp_path / "serve.crt", tmp_path / "serve.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls_serves_the_page_and_the_session_over_https(tmp_path):
+    cert, key = self_signed(tmp_path)
+    (tmp_path / "token").write_text("tls-token-0123456789abcdef\n")
+    args = ("--replay", str(DEMO), "--token-file", str(tmp_path / "token"))
+    with serve(tmp_path, *args, "--tls-cert", str(cert), "--tls-key", str(key)) as served:
+        assert served.url.startswith("https://127.0.0.1:")
+        trust = ssl.create_default_context(cafile=str(cert))
+        # unsafe=True: aiohttp's jar keeps no cookie for an IP address unless told to.
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.get(served.url, ssl=trust) as page:
+                assert page.status == 200  # after the 303 that set the cookie
+                (moved,) = page.history
+                assert moved.status == 303 and "Secure" in moved.headers["Set-Cookie"]
+                assert f"wss://{page.url.host}:{page.url.port}/ws" in await page.text()
+            base = served.url.split("?", 1)[0].rstrip("/")
+            async with http.ws_connect(base.replace("https", "wss") + "/ws", ssl=trust) as ws:
+                first = await asyncio.wait_for(ws.receive(), BOUND)
+                assert first.type == aiohttp.WSMsgType.BINARY  # the dashboard's first output
+        assert_nothing_audited(served)
+
+
+async def test_sessions_beyond_the_cap_are_turned_away(tmp_path):
+    with serve(tmp_path, "--replay", str(DEMO), "--max-sessions", "1") as served:
+        ws_url = served.url.rstrip("/") + "/ws"
+        async with aiohttp.ClientSession() as http, http.ws_connect(ws_url) as first:
+            await asyncio.wait_for(first.receive(), BOUND)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(ws_url)
+            assert refused.value.status == 503
+            assert_kiosk_sessions(served, count=1)
+
+
 def serve_refuses(tmp_path: pathlib.Path, *args: str) -> str:
     env = own_config(tmp_path)
     cmd = [sys.executable, "-m", "ebpftop.cli.main", "serve", *args]
@@ -250,6 +302,9 @@ def test_a_non_local_address_needs_a_token(tmp_path):
     assert f"--token-file {tmp_path / 'short'}" in err and "at least 16" in err
     err = serve_refuses(tmp_path, "--listen", "0.0.0.0:0", "--tls-cert", str(tmp_path / "c.pem"))
     assert "--tls-cert and --tls-key go together" in err
+    (tmp_path / "c.pem").write_text("not a certificate\n")
+    err = serve_refuses(tmp_path, "--tls-cert", str(tmp_path / "c.pem"), "--tls-key", str(tmp_path / "c.pem"))
+    assert f"--tls-cert {tmp_path / 'c.pem'} / --tls-key {tmp_path / 'c.pem'}:" in err
 
 
 # -- in front of a real agent -------------------------------------------------------------
@@ -264,13 +319,7 @@ def agent(tmp_path: pathlib.Path, sock: pathlib.Path) -> Iterator[subprocess.Pop
         read_line_with(proc, r"serving " + re.escape(str(sock)))
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 async def test_browser_views_the_agent_and_recovers_after_it_restarts(tmp_path, browser_present):

@@ -182,12 +182,17 @@ def run(args: argparse.Namespace) -> int:
     except ServeError as exc:
         print(f"ebpftop serve: {clean(str(exc))}", file=sys.stderr)
         return 2
-    from ebpftop.cli.serve_site import KioskSite, SiteError
+    from ebpftop.cli.serve_site import KioskSite, SiteError, tls_context
 
+    try:
+        tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    except SiteError as exc:
+        print(f"ebpftop serve: {clean(str(exc))}", file=sys.stderr)
+        return 2
     site = KioskSite(
         command=session_command(args),
         token=token,
-        tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
+        tls=tls,
         max_sessions=args.max_sessions,
         loopback_only=args.listen.local and token is None,
     )
