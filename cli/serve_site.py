@@ -1,8 +1,9 @@
 """The web side of `ebpftop serve`: textual-serve's session handler behind our own checks.
 
-Why the browser cannot change what runs (read in textual-serve 1.1.3, `server.py` and
-`app_service.py`): the command is a string handed to `Server(command)` once and passed
-unchanged to `asyncio.create_subprocess_shell` for every websocket. A browser's request
+Why the browser cannot change what runs (read in textual-serve 1.0.0, the floor, and
+1.1.3, `server.py` and `app_service.py`; the same in both): the command is a string
+handed to `Server(command)` once and passed unchanged to `asyncio.create_subprocess_shell`
+for every websocket. A browser's request
 contributes only `width`/`height` (query, through `to_int`: integers or the default) and,
 on the websocket, JSON envelopes `stdin` (keystrokes written to the app's stdin as data
 packets), `resize` (two numbers), `ping`, `blur` and `focus`: none of them reaches the
