@@ -49,6 +49,15 @@ def ticks_to(recording: pathlib.Path) -> int:
 
 async def shoot(url: str, steps: int, out: pathlib.Path) -> None:
     async with chromium(*WINDOW) as page:
+        # The page's own size, not the window's (whose frame takes some of it): the picture's.
+        width, height = WINDOW
+        await page.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         await page.open(url)
         await page.wait_screen(lambda t: all(p in t for p in PANES), timeout=BOUND, what="the four panes")
         await page.settled(BOUND)  # the app takes keys now
@@ -58,19 +67,7 @@ async def shoot(url: str, steps: int, out: pathlib.Path) -> None:
         # Stepping past the incident marker toasts it for 8 s, so a picture taken at once
         # would show it or not by the machine's speed: the picture is the screen after it.
         await page.wait_screen(lambda t: TOAST not in t, timeout=BOUND, what="the marker's toast gone")
-        # A pane laid out while its data arrived can keep the variant chosen for a width of
-        # that moment (the Canary pane's rollout line, beside a scrollbar or not): a resize
-        # there and back lays everything out once more, from the data on screen.
-        for width in (WINDOW[0] - 40, WINDOW[0]):
-            await page.call(
-                "Emulation.setDeviceMetricsOverride",
-                width=width,
-                height=WINDOW[1],
-                deviceScaleFactor=1,
-                mobile=False,
-            )
-            await page.evaluate("window.dispatchEvent(new Event('resize'))")
-            await page.settled(BOUND)
+        await page.settled(BOUND)
         await page.screenshot(out)
 
 
