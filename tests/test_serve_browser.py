@@ -346,3 +346,27 @@ async def test_browser_views_the_agent_and_recovers_after_it_restarts(tmp_path, 
                 assert all(p in screen for p in PANES)
                 assert_kiosk_sessions(served, count=1)  # the same session recovered by itself
     assert_nothing_audited(served)
+
+
+async def test_sessions_end_with_the_server_even_when_it_is_killed(tmp_path):
+    """A wall display's server restarted by SIGKILL (OOM, systemd's final kill) must not
+    leave its sessions replaying for ever, each a share of the CPU."""
+    with serve(tmp_path, "--replay", str(DEMO)) as served:
+        base = served.url.rstrip("/")
+        host = base.split("://", 1)[1]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(base + "/ws?width=80&height=24", headers={"Origin": f"http://{host}"}) as ws,
+        ):
+            await asyncio.wait_for(ws.receive(), BOUND)  # the session's first output
+            pids = served.session_pids()
+            assert pids, "no session process"
+            served.proc.kill()
+            served.proc.wait()
+        end = time.monotonic() + BOUND
+        while any(running(p) for p in pids) and time.monotonic() < end:
+            await asyncio.sleep(0.2)
+        left = [p for p in pids if running(p)]
+        for p in left:
+            os.kill(p, signal.SIGKILL)
+        assert not left, f"sessions outlived their server: {left}"

@@ -13,6 +13,7 @@ import argparse
 import ipaddress
 import os
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 
@@ -146,7 +147,14 @@ def session_command(args: argparse.Namespace) -> str:
         argv += ["--connect", args.agent or AGENT_SOCKET]
         if args.agent_token_file:
             argv += ["--token-file", os.path.abspath(args.agent_token_file)]
-    return shlex.join(argv)
+    # A session must end with this server, also when it is killed: its app does not notice
+    # the closed pipes and would replay or view for ever. setpriv (util-linux) asks the
+    # kernel for SIGKILL when the parent dies; `exec` makes this server that parent (the
+    # shell textual-serve starts would otherwise stay between). A session holds nothing
+    # to clean up: it is a read-only viewer.
+    setpriv = shutil.which("setpriv")
+    prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+    return "exec " + shlex.join(prefix + argv)
 
 
 def check(args: argparse.Namespace) -> str | None:
