@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import need, need_root
+from labs import running_lab
 
 from ebpftop.collectors.rules.grammar import parse_rule
 from ebpftop.collectors.rules.spec import format_rule
@@ -42,14 +42,8 @@ DEADLINE = 120.0
 
 @pytest.fixture(scope="module")
 def lab():
-    need_root()
-    for binary in ("haproxy", "prometheus", "ip", "go"):
-        need(shutil.which(binary) is not None, f"{binary} not installed (make setup)")
-    try:
-        manager.up(CFG)
-        yield Layout(CFG)
-    finally:
-        manager.down(CFG)
+    with running_lab(CFG) as layout:
+        yield layout
 
 
 @pytest.fixture

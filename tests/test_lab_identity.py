@@ -10,16 +10,16 @@ generous deadline.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 
 import pytest
-from conftest import need, need_root
+from conftest import need
+from labs import running_lab
 
 from ebpftop.collectors.flows.collector import FlowsCollector
 from ebpftop.core.settings import Settings
 from ebpftop.lab import cgroups, manager
-from ebpftop.lab.layout import LabConfig, Layout
+from ebpftop.lab.layout import LabConfig
 
 pytestmark = pytest.mark.integration
 
@@ -29,15 +29,9 @@ PARTS = ("client", "lb", "stable", "canary")
 
 @pytest.fixture(scope="module")
 def lab():
-    need_root()
-    for binary in ("haproxy", "prometheus", "ip", "go"):
-        need(shutil.which(binary) is not None, f"{binary} not installed (make setup)")
     need(cgroups.mountpoint() is not None, "no cgroup v2 hierarchy mounted")
-    try:
-        manager.up(CFG)
-        yield Layout(CFG)
-    finally:
-        manager.down(CFG)
+    with running_lab(CFG) as layout:
+        yield layout
 
 
 def test_no_flow_between_the_labs_parts_is_unowned_on_either_side(lab):

@@ -18,16 +18,14 @@ a condition with a generous bound; nothing here measures speed (bench/triage_ben
 from __future__ import annotations
 
 import re
-import shutil
 import time
 
 import pytest
-from conftest import need, need_root
 from lab_scenarios import CFG, SCENARIOS, clear, flood_row, flow_rows, header, inject, names, pane, under_way
+from labs import running_lab
 
 from ebpftop.core.settings import Settings
 from ebpftop.lab import manager
-from ebpftop.lab.layout import Layout
 
 pytestmark = pytest.mark.integration
 
@@ -50,14 +48,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 
 @pytest.fixture(scope="module")
 def lab():
-    need_root()
-    for binary in ("haproxy", "prometheus", "ip", "go"):
-        need(shutil.which(binary) is not None, f"{binary} not installed (make setup)")
-    try:
-        manager.up(CFG)
-        yield Layout(CFG)
-    finally:
-        manager.down(CFG)
+    with running_lab(CFG) as layout:
+        yield layout
 
 
 @pytest.fixture

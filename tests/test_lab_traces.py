@@ -11,11 +11,10 @@ Every wait is a poll with a generous deadline.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 
 import pytest
-from conftest import need, need_root
+from labs import running_lab
 
 from ebpftop.cli.main import main as cli_main
 from ebpftop.collectors.canary.collector import CanaryCollector
@@ -35,14 +34,8 @@ DEADLINE = 120.0
 
 @pytest.fixture(scope="module")
 def lab():
-    need_root()
-    for binary in ("haproxy", "prometheus", "ip", "go"):
-        need(shutil.which(binary) is not None, f"{binary} not installed (make setup)")
-    try:
-        manager.up(CFG)
-        yield Layout(CFG)
-    finally:
-        manager.down(CFG)
+    with running_lab(CFG) as layout:
+        yield layout
 
 
 def lab_settings(**changes: str) -> Settings:
