@@ -17,6 +17,7 @@ class TableFinder:
         self.listen: dict = {}
         self.namespaces = 1
         self.unplaced: set = set()
+        self.problem: str | None = None
 
     def refresh(self) -> None:
         exact, listen = {}, {}

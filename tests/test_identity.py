@@ -368,3 +368,24 @@ def test_a_process_in_a_pods_cgroup_is_named_by_the_api_in_flows_and_profiles():
 
     again = from_jsonable(type(data), to_jsonable(data))
     assert again.identity(s["srv"]) == who
+
+
+def test_namespaces_that_cannot_be_entered_are_said_not_silent():
+    """Without CAP_SYS_ADMIN (the agent's unit leaves it out) setns fails: the flows pane's
+    notices say so instead of showing unowned flows without a reason."""
+    from ebpftop.collectors.identity.sockets import ProcWalk, SocketFinder
+
+    def refused(work, known):
+        return {
+            path: OSError(1, f"setns {path}: Operation not permitted (needs CAP_SYS_ADMIN)") for path in work
+        }
+
+    finder = SocketFinder(lookup=refused)
+    finder.walked = ProcWalk(host=1, readers={2: "/proc/9/ns/net"}, where={"10.0.0.2": [2]}, pids=1)
+    assert finder.find([("tcp", "10.0.0.2", 80, "10.0.0.1", 40000)]) == {
+        ("tcp", "10.0.0.2", 80, "10.0.0.1", 40000): None
+    }
+    assert "1 network namespace(s)" in finder.problem and "CAP_SYS_ADMIN" in finder.problem
+    finder._lookup = lambda work, known: {path: [(None, None)] for path in work}
+    finder.find([("tcp", "10.0.0.2", 80, "10.0.0.1", 40000)])
+    assert finder.problem is None

@@ -353,16 +353,18 @@ class FlowsCollector(Collector):
             tcp_events_error=self.tcp_error,
             recent_events=tuple(tcp.recent)[-RECENT_EVENTS:] if tcp is not None else (),
             ifaces=self._iface_status(dp),
-            notices=tuple(self.notices) + self._pods_notice(),
+            notices=tuple(self.notices) + self._owner_notices(),
             max_flows=self.max_flows,
             map_entries=len(table),
             owners=tuple(self._owners.values()),
             namespaces=self.attributor.finder.namespaces,
         )
 
-    def _pods_notice(self) -> tuple[str, ...]:
-        problem = self.pods.problem if self.pods is not None else None
-        return (problem,) if problem else ()
+    def _owner_notices(self) -> tuple[str, ...]:
+        """What keeps owners from being named now: lookups refused, a pod API failing."""
+        found = self.attributor.finder.problem
+        pods = self.pods.problem if self.pods is not None else None
+        return tuple(p for p in (found, pods) if p)
 
     def _top(self, conns: Connections) -> list[tuple[int, int, int]]:
         """(rank, bytes, -index) of the top_n connections: by rate, then total bytes; one

@@ -116,7 +116,8 @@ def _enter(path: str) -> None:
     try:
         if _libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
-            raise OSError(err, f"setns {path}: {os.strerror(err)}")
+            why = " (entering a network namespace needs CAP_SYS_ADMIN)" if err == errno.EPERM else ""
+            raise OSError(err, f"setns {path}: {os.strerror(err)}{why}")
     finally:
         os.close(fd)
 

@@ -123,6 +123,15 @@ class SocketFinder:
         self.walked = walk(proc=self._proc, addresses=self._addresses)
 
     @property
+    def problem(self) -> str | None:
+        """Why some namespaces could not be asked at the last lookup (e.g. setns without
+        CAP_SYS_ADMIN), for the flows pane's notices."""
+        if not self.errors:
+            return None
+        first = next(iter(self.errors.values()))
+        return f"owners not looked up in {len(self.errors)} network namespace(s): {first}"
+
+    @property
     def namespaces(self) -> int | None:
         return len(self.walked.readers) if self.walked.pids else None
 
