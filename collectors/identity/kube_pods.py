@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -43,8 +42,9 @@ import httpx
 
 from ...core.settings import Settings
 from ..rollout.base import ControllerError
-from ..rollout.kube import KubeAccess, default_kubeconfig, in_cluster, load_access
+from ..rollout.kube import KubeAccess, load_access
 from .kube_model import KEPT_LABELS, PodInfo
+from .kube_where import kube_configured
 
 PODS = "/api/v1/pods"
 OWNER_PATHS = {
@@ -322,13 +322,6 @@ def node_name(configured: str | None) -> str:
     """This node's name: as configured, else as the kubelet names it by default (the hostname,
     lower case)."""
     return configured or socket.gethostname().strip().lower()
-
-
-def kube_configured(kubeconfig: str | None) -> bool:
-    """An API to ask: an explicit kubeconfig, a pod's service account, or a kubeconfig file."""
-    if kubeconfig or in_cluster() is not None:
-        return True
-    return any(os.path.exists(p) for p in default_kubeconfig().split(os.pathsep))
 
 
 def pod_cache_from(settings: Settings) -> PodCache | None:

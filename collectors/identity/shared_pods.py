@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from ebpftop.core.settings import Settings
 
-from .kube_model import PodInfo
-from .kube_pods import PodCache
+from .kube_where import kube_configured
+
+if TYPE_CHECKING:
+    from .kube_model import PodInfo
+    from .kube_pods import PodCache
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ class SharedPods:
 
 def shared_pods(settings: Settings) -> SharedPods | None:
     """None when no Kubernetes API is configured (the usual case off Kubernetes)."""
+    if not kube_configured(settings.rollout_argo_kubeconfig):
+        return None
     from ..rollout.base import ControllerError
     from .kube_pods import pod_cache_from
 

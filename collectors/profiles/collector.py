@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ebpftop.collectors.identity.shared_pods import SharedPods
 from ebpftop.core.collector import Collector, SourceUnavailable
@@ -30,6 +31,9 @@ from .model import Profile, ProfilesData, SourceStatus, StackSample, Tags, WithS
 from .sampler import Entry, RawStack, Sampler, SamplerUnavailable
 from .tags import TagCache
 from .windows import SlidingWindows
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,8 @@ class ProfilesCollector(Collector):
         self._lock = asyncio.Lock()  # one drain at a time
         self._naming: asyncio.Future[list[Named]] | None = None  # the drain's thread hop, when it needs one
         self._lost = 0
+        self._client: httpx.AsyncClient | None = None  # the pprof fetches', made at the first
+        self._client_lock = asyncio.Lock()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -147,6 +153,9 @@ class ProfilesCollector(Collector):
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
         if self._bpf_start is not None:
             # A thread cannot be cancelled: wait for the compile to end, then detach.
             with contextlib.suppress(BaseException):
@@ -279,11 +288,26 @@ class ProfilesCollector(Collector):
         from .pprof import fetch_profile  # httpx and protobuf load only when pprof is used
 
         started = self._clock()
-        prof = await fetch_profile(url, seconds=self.pprof_seconds, timeout=self.pprof_timeout)
+        client = await self._http_client()
+        prof = await fetch_profile(url, seconds=self.pprof_seconds, timeout=self.pprof_timeout, client=client)
         end = self._clock()
         start = prof.time_nanos / 1e9 if prof.time_nanos else started
         span = prof.duration_nanos / 1e9 if prof.duration_nanos else end - started
         return _Fetched(start, start + span, prof.stacks)
+
+    async def _http_client(self) -> httpx.AsyncClient:
+        """One client for every fetch of this collector's life: each new one builds an
+        SSL context (the CA bundle, ~50 ms), which ran on the event loop at every fetch of
+        every URL. Made once, in a thread. trust_env=False: a proxy configured for the
+        outside world must not see requests to a node-local debug endpoint."""
+        async with self._client_lock:
+            if self._client is None:
+                import httpx
+
+                self._client = await asyncio.to_thread(
+                    lambda: httpx.AsyncClient(trust_env=False, follow_redirects=False)
+                )
+            return self._client
 
     async def _fetch(self, url: str, name: str) -> Profile:
         got = await self._fetch_raw(url)

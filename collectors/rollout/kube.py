@@ -32,11 +32,11 @@ from typing import Any
 
 import httpx
 
+from ..identity.kube_where import SA_DIR, default_kubeconfig
 from .base import ControllerError
 from .kube_auth import EXEC_VERSIONS, ExecPlugin, KubeAuth, TokenFile, tls_context
 from .kube_merge import Entry, merged
 
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 # kubeconfig cluster keys -> the ExecCredential Cluster fields a plugin is given (provideClusterInfo)
 CLUSTER_INFO = {
@@ -146,13 +146,6 @@ def _load_client_cert(ctx: ssl.SSLContext, access: KubeAccess) -> None:
             ctx.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:
             raise ControllerError(f"{access.source}: cannot load the client certificate: {exc}") from None
-
-
-def default_kubeconfig(env: Mapping[str, str] | None = None) -> str:
-    """$KUBECONFIG as given (one path or several, os.pathsep-separated), else ~/.kube/config."""
-    env = os.environ if env is None else env
-    paths = [p for p in (env.get("KUBECONFIG") or "").split(os.pathsep) if p]
-    return os.pathsep.join(paths) if paths else os.path.expanduser("~/.kube/config")
 
 
 def in_cluster(env: Mapping[str, str] | None = None, sa_dir: Path = SA_DIR) -> KubeAccess | None:
