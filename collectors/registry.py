@@ -48,6 +48,9 @@ def load_payload_types() -> None:
     A replay runs no collectors, so nothing else would import them, and snapshots of
     those sources would decode as plain dicts instead of the dataclasses panes expect.
     """
+    # A viewer's own sources (the agent's health, the stream's drops) are core's: a
+    # viewer's recording carries them too.
+    importlib.import_module("ebpftop.core.stream")
     package = importlib.import_module(__package__ or "ebpftop.collectors")
     for info in pkgutil.iter_modules(package.__path__):
         if not info.ispkg:

@@ -423,7 +423,7 @@ async def test_lab_degraded_canary_R_moves_all_traffic_to_stable(tmp_path, lab):
             await wait_for(
                 pilot,
                 lambda: (
-                    "stable stable" in summary_text(app)
+                    "stable 100%" in summary_text(app)
                     and "0% canary" in summary_text(app)
                     and "20% canary" not in summary_text(app)
                 ),
