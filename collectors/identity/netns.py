@@ -8,6 +8,8 @@ name, when it has one, is the bind mount `ip netns add` (and Docker, under
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 
 NAMED_DIRS = ("/run/netns", "/var/run/docker/netns")
 
@@ -43,6 +45,29 @@ def named_namespaces(dirs: tuple[str, ...] = NAMED_DIRS) -> dict[int, str]:
 
 def label(inode: int, names: dict[int, str]) -> str:
     return names.get(inode) or f"net:[{inode}]"
+
+
+class NetnsLabels:
+    """The label of a process's network namespace, None for ebpftop's own; the named
+    namespaces (`ip netns`, Docker) are listed again at most every `ttl` seconds. One
+    per cache of identities (Flows) or tags (Profiles)."""
+
+    def __init__(
+        self, ttl: float = 30.0, *, clock: Callable[[], float] = time.monotonic, proc: str = "/proc"
+    ) -> None:
+        self.ttl, self._clock = ttl, clock
+        self.host = netns_of("self", proc=proc)
+        self._names: dict[int, str] = {}
+        self._names_at = -1e18
+
+    def of(self, pid: int, *, proc: str = "/proc") -> str | None:
+        ns = netns_of(pid, proc=proc)
+        if ns is None or ns == self.host:
+            return None
+        now = self._clock()
+        if now - self._names_at >= self.ttl:
+            self._names, self._names_at = named_namespaces(), now
+        return label(ns, self._names)
 
 
 def local_addresses(pid: int | str, *, proc: str = "/proc") -> set[str]:

@@ -16,7 +16,7 @@ from typing import Protocol
 from .cgroup import parse_cgroup
 from .kube_model import PodInfo
 from .model import Identity
-from .netns import label, named_namespaces, netns_of
+from .netns import NetnsLabels
 from .otel import otel_tags, parse_environ
 
 MAX_ENVIRON = 1 << 20
@@ -39,8 +39,7 @@ def read_identity(
     comm: str | None = None,
     *,
     proc: str = "/proc",
-    host_netns: int | None = None,
-    netns_names: dict[int, str] | None = None,
+    netns: NetnsLabels | None = None,
 ) -> Identity:
     """`comm` (from BPF) is used when /proc has none (the process is gone)."""
     with contextlib.suppress(OSError):  # gone: the kernel's comm stands
@@ -53,8 +52,7 @@ def read_identity(
         cg = parse_cgroup(_read(f"{proc}/{pid}/cgroup", 64 * 1024).decode("utf-8", "replace"))
     except OSError:
         cg = None
-    ns = netns_of(pid, proc=proc)
-    netns = None if ns is None or ns == host_netns else label(ns, netns_names or {})
+    where = (netns or NetnsLabels(proc=proc)).of(pid, proc=proc)
     return Identity(
         pid,
         comm,
@@ -62,7 +60,7 @@ def read_identity(
         tags.get("version"),
         tags.get("env"),
         tags.get("track"),
-        netns,
+        where,
         cg.path if cg and cg.path != "/" else None,
         cg.unit if cg else None,
         cg.container_id if cg else None,
@@ -103,14 +101,7 @@ class IdentityCache:
         self._proc = proc
         self.pods = pods
         self._cache: dict[tuple[int, str | None], tuple[float, Identity]] = {}
-        self._host = netns_of("self", proc=proc)
-        self._names: dict[int, str] = {}
-        self._names_at = -1e18
-
-    def _netns_names(self, now: float) -> dict[int, str]:
-        if now - self._names_at >= self.ttl:
-            self._names, self._names_at = named_namespaces(), now
-        return self._names
+        self._netns = NetnsLabels(ttl, clock=clock, proc=proc)
 
     def get(self, pid: int, comm: str | None = None) -> Identity:
         now = self._clock()
@@ -118,9 +109,7 @@ class IdentityCache:
         if hit is None or hit[0] <= now:
             if len(self._cache) >= MAX_CACHE:
                 self.prune(now)
-            ident = read_identity(
-                pid, comm, proc=self._proc, host_netns=self._host, netns_names=self._netns_names(now)
-            )
+            ident = read_identity(pid, comm, proc=self._proc, netns=self._netns)
             self._cache[(pid, comm)] = (now + self.ttl, ident)
         else:
             ident = hit[1]

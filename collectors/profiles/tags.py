@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from ebpftop.collectors.identity.cgroup import parse_cgroup
-from ebpftop.collectors.identity.netns import label, named_namespaces, netns_of
+from ebpftop.collectors.identity.netns import NetnsLabels
 from ebpftop.collectors.identity.otel import (
     MAX_VALUE,
     RESOURCE_KEYS,
@@ -58,7 +58,9 @@ def is_kernel_thread(pid: int, *, proc: str = "/proc") -> bool:
         return False
 
 
-def process_tags(pid: int, comm: str | None = None, *, proc: str = "/proc") -> Tags:
+def process_tags(
+    pid: int, comm: str | None = None, *, proc: str = "/proc", netns: NetnsLabels | None = None
+) -> Tags:
     """Every tag of process `pid`. `comm` (from BPF) is used when /proc has none."""
     tags: dict[str, str] = {"pid": str(pid)}
     try:
@@ -90,23 +92,10 @@ def process_tags(pid: int, comm: str | None = None, *, proc: str = "/proc") -> T
             tags["unit"] = cg.unit
         if cg.pod_uid:
             tags["pod_uid"] = cg.pod_uid
-    ns = netns_of(pid, proc=proc)
-    if ns is not None and ns != _HOST_NETNS:
-        tags["netns"] = label(ns, _netns_names())
+    where = (netns or NetnsLabels(proc=proc)).of(pid, proc=proc)
+    if where is not None:
+        tags["netns"] = where
     return make_tags(tags)
-
-
-_HOST_NETNS = netns_of("self")
-_NAMES: tuple[float, dict[int, str]] = (-1e18, {})
-
-
-def _netns_names() -> dict[int, str]:
-    """Named namespaces (ip netns), read at most every 30 s."""
-    global _NAMES
-    now = time.monotonic()
-    if now - _NAMES[0] >= 30.0:
-        _NAMES = (now, named_namespaces())
-    return _NAMES[1]
 
 
 def with_pod_tags(tags: Tags, pods: PodLookup | None) -> Tags:
@@ -140,6 +129,7 @@ class TagCache:
         self._proc = proc
         self.pods = pods
         self._cache: dict[tuple[int, str | None], tuple[float, Tags]] = {}
+        self._netns = NetnsLabels(ttl, clock=clock, proc=proc)
 
     def get(self, pid: int, comm: str | None = None, *, early: float = 0.0) -> Tags:
         """The tags, read again when they expire within `early` seconds: refreshing the
@@ -148,7 +138,7 @@ class TagCache:
         hit = self._cache.get((pid, comm))
         if hit is not None and hit[0] > now + early:
             return hit[1]
-        tags = with_pod_tags(process_tags(pid, comm, proc=self._proc), self.pods)
+        tags = with_pod_tags(process_tags(pid, comm, proc=self._proc, netns=self._netns), self.pods)
         self._cache[(pid, comm)] = (now + self.ttl, tags)
         return tags
 
