@@ -103,6 +103,20 @@ def _wait(pred, timeout: float, step: float = 0.2):
     return pred()
 
 
+def _stable(read, timeout: float, settle: float = 2.0):
+    """`read()` once it is non-empty and has not changed for `settle` seconds."""
+    end = time.monotonic() + timeout
+    last, since = read(), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.2)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif last and time.monotonic() - since >= settle:
+            break
+    return last
+
+
 def _pump_all(viewers: list[PtyApp], seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -150,9 +164,8 @@ def test_one_agent_many_viewers_same_flows_one_set_of_programs_and_agent_down(tm
         try:
             assert _wait(lambda: os.path.exists(sock), 30), (tmp_path / "agent.log").read_text()
             # The agent's programs, attached before any viewer exists.
-            progs = _wait(
-                lambda: {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n}, 120
-            )
+            # bcc loads the programs one by one: wait until the set stops growing.
+            progs = _stable(lambda: {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n}, 120)
             assert progs, f"the agent attached no flows program: {(tmp_path / 'agent.log').read_text()}"
             for _ in range(2):
                 viewers.append(PtyApp([EBPFTOP, "--config", config, "--connect", sock], cols=200, rows=50))
@@ -457,10 +470,11 @@ def test_the_dashboard_views_a_local_agent_that_answers_and_collects_otherwise(t
     srv.listen(4)
 
     def answer() -> None:
-        for _ in range(2):
-            conn, _ = srv.accept()
-            conn.sendall(b'{"format":"ebpftop-stream","version":1,"host":"n","started":1.0,"agent_pid":3}\n')
-            conn.close()
+        with contextlib.suppress(OSError):  # until the test closes the socket
+            while True:
+                conn, _ = srv.accept()
+                conn.sendall(b'{"format":"ebpftop-stream","version":1,"host":"n","started":1.0,"agent_pid":3}\n')
+                conn.close()
 
     threading.Thread(target=answer, daemon=True).start()
     try:

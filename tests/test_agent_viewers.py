@@ -16,7 +16,7 @@ import time
 import pytest
 from cdp import CHROMIUM, chromium
 from conftest import need, need_root
-from test_agent import CLIENT, EBPFTOP, SERVER, PtyApp, _config, _flows, _held, _prog_names, _wait
+from test_agent import CLIENT, EBPFTOP, SERVER, PtyApp, _config, _flows, _held, _prog_names, _stable, _wait
 from test_serve_browser import assert_kiosk_sessions, descendants, serve
 
 pytestmark = pytest.mark.integration
@@ -62,9 +62,7 @@ async def test_an_agent_two_terminals_and_a_browser_one_collection_and_agent_dow
             return {f[2:] for f in _flows(text, sports) if f[3] == f"{net.b_ip4}:7071"}
 
         try:
-            progs = _wait(
-                lambda: {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n}, 120
-            )
+            progs = _stable(lambda: {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n}, 120)
             assert progs, (tmp_path / "agent.log").read_text()
             for _ in range(2):
                 viewers.append(PtyApp([EBPFTOP, "--config", config, "--connect", sock], cols=200, rows=50))
