@@ -62,13 +62,13 @@ def services_from(settings: Any) -> tuple[ServiceConfig, ...]:
     return (svc,)
 
 
-def _read_secret(path: str, what: str, key: str) -> str:
+def read_secret(path: str, what: str, key: str, section: str = "canary") -> str:
     try:
         with open(path, encoding="utf-8") as fh:
             value = fh.read().strip()
     except OSError as exc:
         raise SourceUnavailable(
-            f"cannot read the {what} file {path}: {exc.strerror or exc}", f"check [canary] {key}"
+            f"cannot read the {what} file {path}: {exc.strerror or exc}", f"check [{section}] {key}"
         ) from None
     if not value:
         raise SourceUnavailable(f"the {what} file {path} is empty", f"put the {what} in {path}")
@@ -234,7 +234,7 @@ class CanaryCollector(Collector):
                 raise SourceUnavailable(str(exc), HINT_CONFIG) from None
         if self._client is None:
             token = (
-                _read_secret(s.prometheus_token_file, "bearer token", "bearer_token_file")
+                read_secret(s.prometheus_token_file, "bearer token", "bearer_token_file")
                 if s.prometheus_token_file
                 else None
             )
@@ -247,7 +247,7 @@ class CanaryCollector(Collector):
                     )
                 basic = (
                     s.prometheus_user,
-                    _read_secret(s.prometheus_password_file, "password", "basic_auth_password_file"),
+                    read_secret(s.prometheus_password_file, "password", "basic_auth_password_file"),
                 )
             self._client = PromClient(
                 s.prometheus_url,
