@@ -62,7 +62,10 @@ def parse(target: str, terms: list[str]) -> Fault:
             raise LabError("inject", f"{target}: `down` or `up` stands alone: `inject {target} down`")
         return Fault(target, terms[0])
     if target != FLOOD:
-        raise LabError("inject", f"unknown target {target!r}: allowed {', '.join([*VARIANTS, FLOOD])}")
+        raise LabError(
+            "inject",
+            f"unknown target {target!r}: allowed {', '.join([*VARIANTS, FLOOD])}, node<K> (lab up --nodes)",
+        )
     if len(terms) != 1:
         raise LabError("inject", f"flood takes one term: {FLOOD_HELP}")
     term = terms[0].strip().lower()

@@ -15,6 +15,11 @@ NAME_RE = re.compile(r"^[a-z0-9]{1,4}$")
 PARTS = ("client", "lb", "stable", "canary")
 HOST_OFFSETS = {"bridge": 1, "client": 10, "lb": 20, "stable": 31, "canary": 32}
 VARIANTS = {"stable": "v1.0.0", "canary": "v1.1.0"}
+# The fleet's nodes (`lab up --nodes N`, lab/nodes.py): node k at .NODE_OFFSET+k on the
+# bridge, its pod link the /30 at .POD_NET_OFFSET+4(k-1); both clear of HOST_OFFSETS.
+MAX_NODES = 8
+NODE_OFFSET = 100
+POD_NET_OFFSET = 192
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class LabConfig:
     prometheus_bin: str = "prometheus"
     ip_bin: str = "ip"
     state_dir: str = "/run/ebpftop/lab"
+    nodes: int = 0
+    """Fleet nodes (0-8), each a namespace with its own agent and traffic (lab/nodes.py)."""
 
     def validate(self) -> None:
         from .errors import LabError
@@ -62,6 +69,12 @@ class LabConfig:
                 raise LabError("config", f"{label} {port}: use 1-65535")
         if self.app_port == self.stats_port:
             raise LabError("config", f"app_port and stats_port are both {self.app_port}")
+        if (
+            isinstance(self.nodes, bool)
+            or not isinstance(self.nodes, int)
+            or not 0 <= self.nodes <= MAX_NODES
+        ):
+            raise LabError("config", f"nodes {self.nodes!r}: use 0-{MAX_NODES}")
         if not self.rate > 0 or self.rate > 5000:
             raise LabError("config", f"rate {self.rate}: use more than 0 and at most 5000 requests/s")
         if len(self.weights) != 2 or any(not 0 <= w <= 256 for w in self.weights) or sum(self.weights) == 0:
@@ -97,11 +110,37 @@ class Layout:
 
     @property
     def namespaces(self) -> list[str]:
-        return [self.netns(p) for p in PARTS]
+        nodes = [ns for k in self.node_ids for ns in (self.node_netns(k), self.pod_netns(k))]
+        return [self.netns(p) for p in PARTS] + nodes
 
     @property
     def links(self) -> list[str]:
-        return [self.bridge] + [self.veth(p) for p in PARTS]
+        return [self.bridge] + [self.veth(p) for p in PARTS] + [self.node_veth(k) for k in self.node_ids]
+
+    # -- fleet nodes (lab/nodes.py) --
+
+    @property
+    def node_ids(self) -> range:
+        return range(1, self.config.nodes + 1)
+
+    def node_netns(self, k: int) -> str:
+        return f"{self.prefix}n{k}"
+
+    def pod_netns(self, k: int) -> str:
+        return f"{self.prefix}p{k}"
+
+    def node_veth(self, k: int) -> str:
+        """Root-side end of node k's link to the bridge; eth0 inside the node."""
+        return f"{self.prefix}n{k}"
+
+    def node_addr(self, k: int) -> str:
+        """Node k's address on the bridge (Prometheus scrapes its agent there)."""
+        return str(self.network.network_address + NODE_OFFSET + k)
+
+    def pod_link_addrs(self, k: int) -> tuple[str, str]:
+        """(node side, pod side) of node k's pod link, a /30 of the lab's /24."""
+        base = self.network.network_address + POD_NET_OFFSET + 4 * (k - 1)
+        return str(base + 1), str(base + 2)
 
     @property
     def network(self) -> ipaddress.IPv4Network:

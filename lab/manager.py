@@ -30,11 +30,11 @@ import psutil
 
 from ebpftop.core.settings import Settings
 
-from . import cgroups, faults, gobuild, haproxy, loadgen, procs, prometheus, topology
+from . import cgroups, faults, gobuild, haproxy, loadgen, nodefaults, nodes, procs, prometheus, topology
 from . import state as statefile
 from .errors import LabError
 from .knobs import KNOBS_PATH, Knobs, parse_terms
-from .layout import PARTS, VARIANTS, LabConfig, Layout
+from .layout import MAX_NODES, PARTS, VARIANTS, LabConfig, Layout
 from .web import answers, fetch
 
 Say = Callable[[str], None]
@@ -137,6 +137,7 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
             save()
 
         topology.create(layout, record)
+        nodes.create_network(layout, record)
         say(
             f"network: bridge {layout.bridge} {layout.cidr('bridge')}, "
             f"namespaces {', '.join(layout.namespaces)}"
@@ -172,6 +173,9 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
             f"weights stable={config.weights[0]} canary={config.weights[1]}, runtime API {api.socket_path}"
         )
 
+        if config.nodes:
+            nodes.start(layout, st, save, say, functools.partial(_scope, layout))
+
         rec, prom = _start_prometheus(layout, st.tmpdir)
         st.processes.append(rec)
         save()
@@ -181,7 +185,10 @@ def _up(layout: Layout, say: Say) -> statefile.LabState:
             timeout=READY_TIMEOUT,
             what=f"{layout.prometheus_url}/-/ready or its scrape targets",
         )
-        say(f"prometheus: pid {rec.pid}, {layout.prometheus_url} (scraping every 1s, exemplars on)")
+        say(
+            f"prometheus: pid {rec.pid}, {layout.prometheus_url} (scraping every 1s, exemplars on"
+            + (f"; job {prometheus.NODE_JOB}: {config.nodes} node agents)" if config.nodes else ")")
+        )
 
         rec = procs.start(
             "loadgen",
@@ -288,8 +295,10 @@ def _remove_scopes(layout: Layout) -> list[str]:
     if root is None:
         return []
     removed = []
-    for part in PARTS:
-        path = cgroups.scope_path(layout.scope(part), root)
+    # By name: the fleet nodes' scopes too, also when the state file is gone.
+    node_scopes = glob.glob(cgroups.scope_path(layout.scope("*"), root))
+    paths = {cgroups.scope_path(layout.scope(part), root) for part in PARTS} | set(node_scopes)
+    for path in sorted(paths):
         if os.path.isdir(path) and cgroups.remove(path):
             removed.append(f"cgroup {path}")
     return removed
@@ -380,6 +389,7 @@ def _start_prometheus(layout: Layout, tmpdir: str) -> tuple[statefile.ProcRecord
             prometheus.render_config(
                 services={v: f"{layout.addr(v)}:{cfg.service_port}" for v in VARIANTS},
                 haproxy=f"{layout.addr('lb')}:{cfg.stats_port}",
+                nodes=nodes.scrape_targets(layout),
             )
         )
     argv = prometheus.command(cfg.prometheus_bin, config_file=conf, data_dir=data, port=cfg.prometheus_port)
@@ -412,16 +422,18 @@ def down(config: LabConfig = DEFAULT_CONFIG, say: Say = _quiet) -> list[str]:
 
 def teardown(layout: Layout, st: statefile.LabState | None) -> list[str]:
     """Stop and delete everything of this lab instance, known or found. Never raises on absence."""
-    removed: list[str] = []
+    removed: list[str] = nodes.stop_agents(st)  # at once: each takes a moment to detach
     for rec in reversed(st.processes if st else []):
         if procs.stop(rec):
             removed.append(f"process {rec.part} (pid {rec.pid})")
     namespaces = sorted(set(st.namespaces if st else []) | set(topology.existing_namespaces(layout)))
+    node_namespaces = {layout.node_netns(k) for k in range(1, MAX_NODES + 1)}
     for ns in namespaces:
         for pid in topology.namespace_pids(layout, ns):
             if pid != os.getpid():
                 removed.append(f"process pid {pid} ({_comm(pid)}) in namespace {ns}")
-                procs.kill_pid(pid)
+                # a node's agent found by name gets the time to detach that SIGTERM asks for
+                procs.kill_pid(pid, nodes.AGENT_STOP_S if ns in node_namespaces else 3.0)
     tmpdirs = sorted(
         set(
             ([st.tmpdir] if st and st.tmpdir else [])
@@ -452,6 +464,7 @@ def teardown(layout: Layout, st: statefile.LabState | None) -> list[str]:
         os.unlink(layout.haproxy_socket)
         removed.append(f"socket {layout.haproxy_socket}")
     removed += _remove_scopes(layout)
+    removed += nodes.remove_pins(layout)
     if statefile.remove(layout.state_file):
         removed.append(f"state file {layout.state_file}")
     return removed
@@ -510,6 +523,7 @@ def status(config: LabConfig = DEFAULT_CONFIG) -> LabStatus:
     parts.append(_haproxy_status(layout, st))
     parts.append(_prometheus_status(layout, st))
     parts.append(_loadgen_status(layout, st))
+    parts += _node_status(layout, st)
     return LabStatus(up=True, parts=parts, state=st)
 
 
@@ -565,6 +579,55 @@ def _loadgen_status(layout: Layout, st: statefile.LabState) -> PartStatus:
     return PartStatus("loadgen", True, detail)
 
 
+def _agent_down(st: statefile.LabState, k: int) -> bool:
+    """Node k's agent was stopped on purpose (`lab inject node<k> agent=down`)."""
+    return nodefaults.load(st.tmpdir).get(nodes.node_name(k), nodefaults.NodeFaults()).agent_down
+
+
+def _node_status(layout: Layout, st: statefile.LabState) -> list[PartStatus]:
+    """Per node: its processes, its Prometheus target's health, the faults on."""
+    if not layout.config.nodes:
+        return []
+    try:
+        health = {
+            t["labels"].get("node", ""): t["health"]
+            for t in prometheus.PrometheusAPI(layout.prometheus_url).targets()
+            if t["job"] == prometheus.NODE_JOB
+        }
+    except OSError:
+        health = {}
+    on = nodefaults.load(st.tmpdir)
+    out = []
+    for k in layout.node_ids:
+        name = nodes.node_name(k)
+        fault = on.get(name, nodefaults.NodeFaults())
+        tail = f"target {health.get(name, 'unknown')}, faults {fault.describe()}"
+        gone = [
+            f"{what} {rec}"
+            for what in ("server", "load")
+            if isinstance(rec := _live_proc(st, nodes.part(k, what)), str)
+        ]
+        agent = _live_proc(st, nodes.part(k, "agent"))
+        if fault.agent_down:
+            why = f"agent down by `lab inject {name} agent=down` (`... agent=up` starts it); {tail}"
+            out.append(PartStatus(name, False, why, traffic=not gone))
+            continue
+        if isinstance(agent, str):
+            gone.insert(0, f"agent {agent}")
+        if gone:
+            out.append(PartStatus(name, False, "; ".join(gone) + f"; {tail}"))
+            continue
+        assert not isinstance(agent, str)
+        out.append(
+            PartStatus(
+                name,
+                True,
+                f"agent pid {agent.pid}, http://{layout.node_addr(k)}:{nodes.METRICS_PORT}/metrics, {tail}",
+            )
+        )
+    return out
+
+
 def _haproxy_status(layout: Layout, st: statefile.LabState) -> PartStatus:
     rec = _live_proc(st, "haproxy")
     if isinstance(rec, str):
@@ -592,7 +655,9 @@ def _prometheus_status(layout: Layout, st: statefile.LabState) -> PartStatus:
         targets = api.targets()
     except OSError as exc:
         return PartStatus("prometheus", False, f"pid {rec.pid} alive but {layout.prometheus_url}: {exc}")
-    injected = tuple(f"//{layout.addr(v)}:" for v in faults.down_services(st.tmpdir))
+    injected = tuple(f"//{layout.addr(v)}:" for v in faults.down_services(st.tmpdir)) + tuple(
+        f"//{layout.node_addr(k)}:" for k in layout.node_ids if _agent_down(st, k)
+    )
     bad = [
         f"{t['url']} {t['health']}" + (f" ({t['error']})" if t["error"] else "")
         for t in targets
@@ -610,7 +675,9 @@ def _prometheus_status(layout: Layout, st: statefile.LabState) -> PartStatus:
 def inject(config: LabConfig, variant: str, terms: list[str]) -> Knobs:
     """Change a running service's knobs. Bad terms raise LabError before anything is sent."""
     if variant not in VARIANTS:
-        raise LabError("inject", f"unknown target {variant!r}: allowed {', '.join(VARIANTS)}, {faults.FLOOD}")
+        raise LabError(
+            "inject", f"unknown target {variant!r}: allowed {', '.join(VARIANTS)}, {faults.FLOOD}, node<K>"
+        )
     parse_terms(terms)  # validate everything first: a bad term changes nothing
     layout = Layout(config)
     st = statefile.load(layout.state_file)
@@ -652,6 +719,25 @@ def fault(config: LabConfig, target: str, terms: list[str]) -> str:
             done = _service_fault(layout, st, wanted)
         statefile.save(layout.state_file, st)
     return done
+
+
+def node_fault(config: LabConfig, target: str, terms: list[str]) -> list[str]:
+    """Make a fleet node misbehave (lab/nodefaults.py); says what changed. The terms and
+    the node are checked whole before anything changes (LabError)."""
+    wanted = nodefaults.parse(target, terms)
+    layout = Layout(config)
+    with statefile.locked(layout.lock_file):
+        st = statefile.load(layout.state_file)
+        if st is None or not st.tmpdir or not st.complete:
+            raise LabError("inject", f"the lab is not up (run `ebpftop lab up --nodes N{_instance(config)}`)")
+        layout = Layout(config_from_state(st))
+        k = nodes.require(layout, target)
+        try:
+            return nodefaults.apply(
+                layout, st, k, wanted, functools.partial(_scope, layout), timeout=nodes.READY_TIMEOUT
+            )
+        finally:
+            statefile.save(layout.state_file, st)
 
 
 def _replace_proc(st: statefile.LabState, part: str, rec: statefile.ProcRecord | None) -> None:

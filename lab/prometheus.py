@@ -15,11 +15,14 @@ from .web import answers, fetch
 
 SERVICE_JOB = "lab-service"
 HAPROXY_JOB = "haproxy"
+NODE_JOB = "ebpftop"
+"""The fleet nodes' agents (`lab up --nodes N`), one target each labelled `node`."""
 
 
-def render_config(*, services: dict[str, str], haproxy: str) -> str:
-    """`services` maps variant -> host:port. JSON is valid YAML, so no YAML writer is needed."""
-    cfg = {
+def render_config(*, services: dict[str, str], haproxy: str, nodes: dict[str, str] | None = None) -> str:
+    """`services` maps variant -> host:port, `nodes` node name -> host:port of its agent's
+    /metrics. JSON is valid YAML, so no YAML writer is needed."""
+    cfg: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {
@@ -32,6 +35,13 @@ def render_config(*, services: dict[str, str], haproxy: str) -> str:
             {"job_name": HAPROXY_JOB, "static_configs": [{"targets": [haproxy]}]},
         ],
     }
+    if nodes:
+        cfg["scrape_configs"].append(
+            {
+                "job_name": NODE_JOB,
+                "static_configs": [{"targets": [addr], "labels": {"node": n}} for n, addr in nodes.items()],
+            }
+        )
     return "# Written by `ebpftop lab`; removed by `ebpftop lab down`.\n" + json.dumps(cfg, indent=2) + "\n"
 
 

@@ -46,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     u.add_argument(
         "--subnet", default="198.18.0.0/24", help="private /24 for the lab (default 198.18.0.0/24)"
     )
+    u.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also a fleet of N nodes (1-8), each an ebpftop agent with its own traffic, scraped by "
+        "the lab's Prometheus as job ebpftop (default 0: none)",
+    )
     sub.add_parser("down", parents=[common], help="stop the lab and remove everything it created")
     s = sub.add_parser("status", parents=[common], help="each part with its health")
     s.add_argument("--json", action="store_true", help="machine-readable output")
@@ -57,15 +65,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "`ebpftop lab inject canary reset` (knobs not named keep their value); "
         "`ebpftop lab inject stable down` / `... stable up` (stop / start the service's process); "
         "`ebpftop lab inject flood on` / `... flood rate=5MB/s` / `... flood off` (UDP from the "
-        "client's namespace to the stable's, default 2 MB/s).",
+        "client's namespace to the stable's, default 2 MB/s); with `lab up --nodes N`: "
+        "`ebpftop lab inject node2 retransmits=on` (or =5%%, =off: TCP loss in the node's pod), "
+        "`... node2 flood=on` (=500KB/s, =off), `... node2 agent=down` (=up).",
     )
-    i.add_argument("variant", metavar="TARGET", help="canary, stable, or flood")
+    i.add_argument("variant", metavar="TARGET", help="canary, stable, flood, or node<K> (with --nodes)")
     i.add_argument(
         "terms",
         nargs="+",
         metavar="TERM",
         help="for canary/stable: latency=<0-10s, e.g. 300ms>, errors=<0-100%%>, cpu=on|off, reset, "
-        "down or up; for flood: on, off or rate=<0.01-50MB/s>",
+        "down or up; for flood: on, off or rate=<0.01-50MB/s>; for node<K>: retransmits=on|off|<P>%%, "
+        "flood=on|off|<rate>, agent=down|up",
     )
     p.set_defaults(func=run)
 
@@ -89,7 +100,11 @@ def _config(args: argparse.Namespace) -> LabConfig:
         except ValueError:
             raise LabError("config", f"--weights {args.weights!r}: use STABLE/CANARY, e.g. 90/10") from None
         kw.update(
-            rate=args.rate, weights=(stable, canary), prometheus_port=args.prometheus_port, subnet=args.subnet
+            rate=args.rate,
+            weights=(stable, canary),
+            prometheus_port=args.prometheus_port,
+            subnet=args.subnet,
+            nodes=args.nodes,
         )
     cfg = LabConfig(**kw)
     cfg.validate()
@@ -121,8 +136,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.lab_command == "status":
             return _status(manager.status(cfg), args.json, _instance_flag(cfg))
-        from ebpftop.lab import faults
+        from ebpftop.lab import faults, nodefaults
 
+        if nodefaults.is_node_target(args.variant):
+            for line in manager.node_fault(cfg, args.variant, args.terms):
+                _say(line)
+            return 0
         if faults.is_fault(args.variant, args.terms):
             _say(manager.fault(cfg, args.variant, args.terms))
             return 0
