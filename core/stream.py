@@ -15,12 +15,22 @@ The `stream` source is the agent's word to one viewer about that viewer's own qu
 (drops, depth), sent every `HEARTBEAT` seconds, so a viewer also notices an agent that
 hangs with the socket open. The `agent` source never crosses the wire: it is the
 viewer's own view of its link (core/stream_client.py), for the header.
+
+Compression, asked for: a viewer's one line (`{"accept": ["deflate"], "token": ...}`, both
+keys optional) may accept `deflate`. The agent then writes, between two frames, the line
+`{"format":"ebpftop-stream","encoding":"deflate"}` and from the next byte on one zlib
+stream for the rest of the connection, flushed (Z_SYNC_FLUSH) after every write, so each
+frame inflates as soon as it arrives and the window reuses what earlier frames said. A
+reader that sends nothing gets plain NDJSON, as before. The viewer inflates through
+`Inflater`, which never holds more than `MAX_LINE` bytes of one line: the compressed
+stream is input too (a deflate bomb or corrupt data is refused naming its line).
 """
 
 from __future__ import annotations
 
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,10 +43,14 @@ STREAM_SOURCE = "stream"  # agent -> one viewer: that viewer's queue
 AGENT_SOURCE = "agent"  # viewer-local: the link to the agent
 HEARTBEAT = 1.0  # seconds between the agent's `stream` frames to each viewer
 SILENCE = 3.5  # a viewer that hears nothing for this long calls the agent down
-HELLO_MAX = 4096  # the only line a viewer ever sends: {"token": "..."}
+HELLO_MAX = 4096  # the only line a viewer ever sends: {"accept": [...], "token": "..."}
 MAX_HEADER = 4096
+DEFLATE = "deflate"
+ENCODINGS = frozenset({DEFLATE})  # what an agent may switch to, when a viewer accepts it
+DEFLATE_LEVEL = 6  # zlib's default: ~10x on the stream, ~60 MB/s of one core (bench/RESULTS.md)
+_INFLATE_STEP = 1 << 20  # inflated bytes taken per call: a bomb is stopped at MAX_LINE, not after
 
-__all__ = ["MAX_LINE", "AgentLink", "StreamError", "StreamFeed"]
+__all__ = ["MAX_LINE", "AgentLink", "Hello", "Inflater", "StreamError", "StreamFeed"]
 
 
 class StreamError(ValueError):
@@ -157,17 +171,134 @@ def parse_frame(raw: bytes, lineno: int) -> Snapshot:
     return snap
 
 
-def hello_line(token: str) -> bytes:
-    return (json.dumps({"token": token}) + "\n").encode()
+@dataclass(frozen=True)
+class Hello:
+    """What a viewer's one line says: its token ("" for none) and the encodings it reads."""
+
+    token: str = ""
+    accept: frozenset[str] = frozenset()
 
 
-def parse_hello(raw: bytes) -> str:
-    """The token a viewer sent, or "" for anything else (never an error: just no token)."""
+def hello_line(token: str | None = None, accept: tuple[str, ...] = ()) -> bytes:
+    """The viewer's one line; an agent older than `accept` reads only the token from it."""
+    obj: dict[str, Any] = {}
+    if accept:
+        obj["accept"] = list(accept)
+    if token is not None:
+        obj["token"] = token
+    return (json.dumps(obj) + "\n").encode()
+
+
+def parse_hello(raw: bytes) -> Hello:
+    """What a viewer sent; anything unreadable is an empty hello (never an error: just no
+    token and plain NDJSON)."""
     if len(raw) > HELLO_MAX:
-        return ""
+        return Hello()
     try:
         obj = json.loads(raw)
     except (ValueError, RecursionError):
-        return ""
-    token = obj.get("token") if isinstance(obj, dict) else None
-    return token if isinstance(token, str) else ""
+        return Hello()
+    if not isinstance(obj, dict):
+        return Hello()
+    token, accept = obj.get("token"), obj.get("accept")
+    return Hello(
+        token if isinstance(token, str) else "",
+        frozenset(a for a in accept if a in ENCODINGS) if isinstance(accept, list) else frozenset(),
+    )
+
+
+def switch_line(encoding: str) -> bytes:
+    return (json.dumps({"format": FORMAT, "encoding": encoding}, separators=(",", ":")) + "\n").encode()
+
+
+def parse_switch(raw: bytes, lineno: int, asked: tuple[str, ...]) -> str | None:
+    """The encoding an agent switches to on this line, None when the line is no switch;
+    StreamError when it switches to one this viewer did not ask for."""
+    if not raw.startswith(b'{"format"') or len(raw) > MAX_HEADER:
+        return None  # a frame starts with "source": the switch line is the agent's own spelling
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or "encoding" not in obj:
+        return None
+    encoding = obj["encoding"]
+    if encoding not in asked:
+        shown = encoding[:40] if isinstance(encoding, str) else type(encoding).__name__
+        raise StreamError(
+            lineno, f"the agent switched to encoding {shown!r}, which this viewer did not ask for"
+        )
+    return str(encoding)
+
+
+class Deflater:
+    """One connection's compressor: the window spans frames, and every `pack` ends on a
+    sync flush, so what it returns inflates completely on arrival."""
+
+    def __init__(self, level: int = DEFLATE_LEVEL) -> None:
+        self._z = zlib.compressobj(level)
+
+    def pack(self, data: bytes) -> bytes:
+        return self._z.compress(data) + self._z.flush(zlib.Z_SYNC_FLUSH)
+
+
+class Inflater:
+    """Compressed bytes in, complete lines out, with the plain reader's bound on a line.
+
+    Corrupt data, a line that inflates beyond `MAX_LINE` (a deflate bomb) or data after
+    the stream's end are a StreamError naming the line they fall in: raised by `feed` at
+    once when no line before them completed, else kept in `failed` (and raised by the
+    next `feed`) so that the good lines before them are still read. No more than
+    MAX_LINE + _INFLATE_STEP bytes are ever held inflated."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.max_line = max_line
+        self._z = zlib.decompressobj()
+        self._partial = bytearray()  # the start of a line whose newline has not come yet
+        self.inflated = 0  # bytes, for the link's statistics
+        self.failed: StreamError | None = None
+
+    def feed(self, data: bytes, lineno: int) -> list[bytes]:
+        """The lines completed by `data`; `lineno` is the number of the first of them."""
+        if self.failed is not None:
+            raise self.failed
+        out: list[bytes] = []
+        try:
+            self._inflate(data, lineno, out)
+        except StreamError as exc:
+            if not out:
+                raise
+            self.failed = exc
+        return out
+
+    def _inflate(self, data: bytes, lineno: int, out: list[bytes]) -> None:
+        while True:
+            try:
+                chunk = self._z.decompress(data, _INFLATE_STEP)
+            except zlib.error as exc:
+                raise StreamError(lineno + len(out), f"corrupt compressed data ({exc})") from None
+            if self._z.eof:
+                raise StreamError(lineno + len(out), "the compressed stream ended; an agent never ends it")
+            data = self._z.unconsumed_tail
+            self.inflated += len(chunk)
+            start = 0
+            while (nl := chunk.find(b"\n", start)) >= 0:
+                self._partial += chunk[start : nl + 1]
+                start = nl + 1
+                self._check(lineno + len(out))
+                out.append(bytes(self._partial))
+                self._partial.clear()
+            self._partial += chunk[start:]
+            self._check(lineno + len(out))
+            # a full step may leave output inside zlib with all input taken: ask again
+            if not data and len(chunk) < _INFLATE_STEP:
+                return
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a line begun and not ended."""
+        return len(self._partial)
+
+    def _check(self, lineno: int) -> None:
+        if len(self._partial) > self.max_line + 1:
+            raise StreamError(lineno, f"inflates beyond {self.max_line} bytes (a deflate bomb?)")

@@ -7,6 +7,11 @@ one, why). The agent going away is noticed when the socket closes, and a hung ag
 its every-second `stream` frame stops coming (`SILENCE`). Reconnects back off up to
 `BACKOFF_MAX`; a new connection replays the agent's history at once, without repeating
 what this viewer already showed.
+
+The client accepts deflate (core/stream.py): after the agent's switch line it reads
+compressed bytes through an `Inflater`, bounded as plain lines are. Corrupt data or a
+line that inflates past the bound cannot be skipped (the rest of a zlib stream depends on
+it), so the viewer hangs up, says which line and why, and reconnects.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -23,21 +29,25 @@ from .runtime import Runtime
 from .settings import Settings
 from .stream import (
     AGENT_SOURCE,
+    DEFLATE,
     MAX_LINE,
     SILENCE,
     STREAM_SOURCE,
     AgentLink,
+    Inflater,
     StreamError,
     StreamFeed,
     hello_line,
     parse_frame,
     parse_header,
+    parse_switch,
 )
 
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 5.0
 MAX_REFUSED = 5  # refused lines on one connection before the viewer hangs up
 CONNECT_TIMEOUT = 3.0
+READ_CHUNK = 1 << 16  # compressed bytes read at a time
 
 
 def parse_address(text: str) -> tuple[str, str, int]:
@@ -61,15 +71,21 @@ def parse_address(text: str) -> tuple[str, str, int]:
 class StreamClient:
     """Connects, reads, publishes; reconnects forever until cancelled."""
 
-    def __init__(self, address: str, bus: Bus, *, token: str | None = None) -> None:
+    def __init__(
+        self, address: str, bus: Bus, *, token: str | None = None, accept: tuple[str, ...] = (DEFLATE,)
+    ) -> None:
         self.kind, self.where, self.port = parse_address(address)
         self.address = address
         self.bus = bus
         self.token = token
+        self.accept = accept  # () reads plain NDJSON only, and sends no hello without a token
+        self.encoding = ""  # of the connection now: "" plain, or what the agent switched to
         self.link = AgentLink("connecting", address)
         self.seen: set[str] = set()
         self.frames = 0
-        self.bytes = 0
+        self.bytes = 0  # on the wire
+        self._inflater: Inflater | None = None
+        self._lines: deque[bytes] = deque()  # inflated, not read yet
         self._latest: dict[str, float] = {}  # per source: the newest time shown, across connections
         self._seq = 0
         self._lineno = 0
@@ -117,9 +133,11 @@ class StreamClient:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """One connection until it ends; True when the agent's header was read."""
-        if self.token is not None:
-            writer.write(hello_line(self.token))
+        if self.token is not None or self.accept:
+            writer.write(hello_line(self.token, self.accept))
         self._lineno = 0
+        self._inflater, self.encoding = None, ""
+        self._lines.clear()
         try:
             raw = await self._read(reader)
             head = parse_header(raw)
@@ -141,8 +159,14 @@ class StreamClient:
         while True:
             try:
                 raw = await self._read(reader)
+                if self._inflater is None and (encoding := parse_switch(raw, self._lineno, self.accept)):
+                    self._inflater, self.encoding = Inflater(), encoding
+                    continue
             except _Ended as exc:
                 self._say(state="down", problem=str(exc))
+                return True
+            except StreamError as exc:  # the compressed stream cannot be read on past this
+                self._say(state="down", refused=self.link.refused + 1, problem=f"{exc}; hung up")
                 return True
             try:
                 snap = parse_frame(raw, self._lineno)
@@ -156,6 +180,8 @@ class StreamClient:
             self._take(snap)
 
     async def _read(self, reader: asyncio.StreamReader) -> bytes:
+        if self._inflater is not None:
+            return await self._inflated(reader, self._inflater)
         self._lineno += 1
         try:
             raw = await asyncio.wait_for(reader.readuntil(b"\n"), SILENCE)
@@ -171,6 +197,26 @@ class StreamClient:
             raise _Ended(_why(exc, "read error")) from None
         self.bytes += len(raw)
         return raw
+
+    async def _inflated(self, reader: asyncio.StreamReader, inflater: Inflater) -> bytes:
+        """The next inflated line; StreamError for what cannot be inflated."""
+        while not self._lines:
+            if inflater.failed is not None:
+                raise inflater.failed
+            try:
+                data = await asyncio.wait_for(reader.read(READ_CHUNK), SILENCE)
+            except TimeoutError:
+                raise _Ended(f"no word from the agent for {SILENCE:g} s (hung?)") from None
+            except OSError as exc:
+                raise _Ended(_why(exc, "read error")) from None
+            if not data and inflater.pending:
+                raise _Ended(f"the connection closed in the middle of line {self._lineno + 1}")
+            if not data:
+                raise _Ended("the connection closed")
+            self.bytes += len(data)
+            self._lines.extend(inflater.feed(data, self._lineno + 1))
+        self._lineno += 1
+        return self._lines.popleft()
 
     def _take(self, snap: Snapshot) -> None:
         if snap.source == STREAM_SOURCE:

@@ -3,9 +3,14 @@ out to each viewer through its own bounded queue, after the last minutes of hist
 
 A viewer that reads slowly (or not at all) never holds the agent back: its queue drops
 its oldest frames and counts them, and the count reaches that viewer in the `stream`
-frame sent every `HEARTBEAT` seconds. Nothing a viewer sends changes anything: the agent
-reads one optional hello line (the token, when one is required) and then only waits for
-the connection to close. docs/ARCHITECTURE.md ("Agent and viewers").
+frame sent every `HEARTBEAT` seconds. Nothing a viewer sends changes anything but its
+own encoding: the agent reads one optional hello line (the token, when one is required;
+`deflate`, when the viewer reads it) and then only waits for the connection to close.
+
+A viewer that accepts deflate gets its frames through its own compressor (core/stream.py
+`Deflater`), run in the server's small thread pool: zlib lets go of the GIL while it
+works, so compressing one viewer's history (tens of MB) never stalls the loop that
+publishes and serves the others. docs/ARCHITECTURE.md ("Agent and viewers").
 """
 
 from __future__ import annotations
@@ -20,9 +25,23 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from .model import Snapshot
-from .stream import AGENT_SOURCE, HEARTBEAT, HELLO_MAX, STREAM_SOURCE, StreamFeed, feed_snapshot, frame_line
+from .stream import (
+    AGENT_SOURCE,
+    DEFLATE,
+    HEARTBEAT,
+    HELLO_MAX,
+    STREAM_SOURCE,
+    Deflater,
+    Hello,
+    StreamFeed,
+    feed_snapshot,
+    frame_line,
+    parse_hello,
+    switch_line,
+)
 from .stream import header_line as make_header
 
 log = logging.getLogger(__name__)
@@ -31,6 +50,12 @@ QUEUE_MAX = 600  # frames per viewer: ~100 s of six sources at 1 Hz
 HISTORY_FRAMES = 20_000
 HISTORY_BYTES = 64 << 20
 HELLO_TIMEOUT = 2.0  # below the viewer's SILENCE: a viewer without a token hears why
+# How long the history waits for a hello that may ask for deflate: a viewer sends it as
+# soon as it connects. A later one still switches, between two writes; a reader that
+# says nothing gets its history this much later, plain.
+HELLO_GRACE = 0.25
+COMPRESS_THREADS = 2  # the machines this runs on are small; zlib is ~60 MB/s a thread
+INLINE_MAX = 16 << 10  # bytes compressed on the loop itself (~0.3 ms): less than a thread's hop
 WRITE_BATCH = 64  # frames written before waiting for the socket to drain
 # What may sit in the kernel and in the transport for one viewer: small, so a stalled
 # viewer's backlog is in its queue, where it is bounded in frames and counted.
@@ -41,15 +66,32 @@ _LOCAL = frozenset({STREAM_SOURCE, AGENT_SOURCE, "recorder"})  # never sent as d
 class Viewer:
     """One connected viewer: its queue, its drops, the task that writes to it."""
 
-    def __init__(self, writer: asyncio.StreamWriter, queue_max: int, name: str) -> None:
+    def __init__(
+        self,
+        writer: asyncio.StreamWriter,
+        queue_max: int,
+        name: str,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> None:
         self.writer = writer
         self.name = name
         self.queue: deque[bytes] = deque()
         self.queue_max = queue_max
         self.drops = 0
-        self.sent = 0  # bytes
+        self.sent = 0  # bytes on the wire
+        self.raw = 0  # bytes before compression
+        self.heard = asyncio.Event()  # the hello came (or will not: the viewer sent something else)
+        self.wants = ""  # the encoding the viewer accepts and the server allows ("" plain)
+        self.encoding = ""  # the encoding written now
+        self._pool = pool
+        self._deflater: Deflater | None = None
         self._ready = asyncio.Event()
         self._seq = 0
+
+    def hello(self, hello: Hello, *, compress: bool) -> None:
+        if compress and DEFLATE in hello.accept:
+            self.wants = DEFLATE
+        self.heard.set()
 
     def offer(self, line: bytes) -> None:
         """Queue one frame; a full queue loses its oldest (the newest matters most)."""
@@ -66,12 +108,28 @@ class Viewer:
         )
 
     async def _write(self, data: bytes) -> None:
+        self.raw += len(data)
+        if self.wants and not self.encoding:
+            # Between two writes: the line says where the plain text ends.
+            switch = switch_line(self.wants)
+            self.writer.write(switch)
+            self.sent += len(switch)
+            self._deflater, self.encoding = Deflater(), self.wants
+        if self._deflater is not None and len(data) <= INLINE_MAX:
+            data = self._deflater.pack(data)
+        elif self._deflater is not None:
+            data = await asyncio.get_running_loop().run_in_executor(self._pool, self._deflater.pack, data)
         self.writer.write(data)
         self.sent += len(data)
         await self.writer.drain()
 
-    async def run(self, history: list[bytes], viewers: Callable[[], int]) -> None:
-        """History at once, then the queue as it fills, a `stream` frame every HEARTBEAT."""
+    async def run(self, header: bytes, history: list[bytes], viewers: Callable[[], int]) -> None:
+        """The header, the history at once, then the queue as it fills, a `stream` frame
+        every HEARTBEAT. The history waits up to HELLO_GRACE for the viewer's hello."""
+        self.writer.write(header)  # plain whatever follows: `agent_answers` and any reader read it
+        self.sent += len(header)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.heard.wait(), HELLO_GRACE)
         for i in range(0, len(history), WRITE_BATCH):
             await self._write(b"".join(history[i : i + WRITE_BATCH]))
         next_beat = 0.0
@@ -100,6 +158,7 @@ class StreamServer:
         history_frames: int = HISTORY_FRAMES,
         queue_max: int = QUEUE_MAX,
         token: str | None = None,
+        compress: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host if host is not None else socket.gethostname()
@@ -108,6 +167,8 @@ class StreamServer:
         self.history_frames = history_frames
         self.queue_max = queue_max
         self.token = token
+        self.compress = compress  # False: every viewer gets plain NDJSON, whatever it accepts
+        self._pool = ThreadPoolExecutor(COMPRESS_THREADS, thread_name_prefix="stream-deflate")
         self._clock = clock
         self._history: deque[tuple[float, bytes]] = deque()
         self._history_bytes = 0
@@ -185,15 +246,18 @@ class StreamServer:
             self._tasks.add(task)
         peer = _peer(writer)
         try:
-            if tcp and self.token is not None and not await self._token_ok(reader):
-                log.warning("viewer %s refused: no valid token", peer)
-                writer.write(
-                    json.dumps({"format": "ebpftop-stream", "error": "token required"}).encode() + b"\n"
-                )
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer.drain(), 2)
-                return
-            await self._serve(peer, reader, writer)
+            hello = None
+            if tcp and self.token is not None:
+                hello = await self._hello(reader)
+                if not self._token_ok(hello):
+                    log.warning("viewer %s refused: no valid token", peer)
+                    writer.write(
+                        json.dumps({"format": "ebpftop-stream", "error": "token required"}).encode() + b"\n"
+                    )
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(writer.drain(), 2)
+                    return
+            await self._serve(peer, reader, writer, hello)
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -201,23 +265,31 @@ class StreamServer:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _token_ok(self, reader: asyncio.StreamReader) -> bool:
-        from .stream import parse_hello
-
+    async def _hello(self, reader: asyncio.StreamReader) -> Hello:
         try:
-            raw = await asyncio.wait_for(reader.readline(), HELLO_TIMEOUT)
+            return parse_hello(await asyncio.wait_for(reader.readline(), HELLO_TIMEOUT))
         except (TimeoutError, ValueError, asyncio.LimitOverrunError):
-            return False
-        given = parse_hello(raw).encode()
+            return Hello()
+
+    def _token_ok(self, hello: Hello) -> bool:
+        given = hello.token.encode()
         return bool(given) and hmac.compare_digest(given, (self.token or "").encode())
 
-    async def _serve(self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self,
+        peer: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        hello: Hello | None,
+    ) -> None:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
         writer.transport.set_write_buffer_limits(high=SOCKET_BUFFER)
-        viewer = Viewer(writer, self.queue_max, peer)
+        viewer = Viewer(writer, self.queue_max, peer, self._pool)
+        if hello is not None:
+            viewer.hello(hello, compress=self.compress)
         # Registered and history copied in one step on the loop: no frame twice, none missed.
         self.viewers.add(viewer)
         history = self.history()
@@ -228,11 +300,9 @@ class StreamServer:
             len(history),
         )
         writing = asyncio.create_task(
-            viewer.run(
-                [make_header(self.host, self.started, os.getpid()), *history], lambda: len(self.viewers)
-            )
+            viewer.run(make_header(self.host, self.started, os.getpid()), history, lambda: len(self.viewers))
         )
-        closed = asyncio.create_task(_until_closed(reader))
+        closed = asyncio.create_task(self._until_closed(reader, viewer))
         try:
             await asyncio.wait({writing, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -240,7 +310,13 @@ class StreamServer:
             for t in (writing, closed):
                 t.cancel()
             await asyncio.gather(writing, closed, return_exceptions=True)
-            log.info("viewer %s left (%d dropped, %d bytes sent)", peer, viewer.drops, viewer.sent)
+            log.info(
+                "viewer %s left (%d dropped, %d bytes sent%s)",
+                peer,
+                viewer.drops,
+                viewer.sent,
+                f", {viewer.encoding} of {viewer.raw}" if viewer.encoding else "",
+            )
 
     async def close(self) -> None:
         for server in self._servers:
@@ -256,12 +332,18 @@ class StreamServer:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         self._unix_paths.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
-
-async def _until_closed(reader: asyncio.StreamReader) -> None:
-    """Read and discard until the viewer closes: nothing it sends means anything."""
-    while await reader.read(4096):
-        pass
+    async def _until_closed(self, reader: asyncio.StreamReader, viewer: Viewer) -> None:
+        """The hello, if not read yet, then read and discard until the viewer closes:
+        nothing else it sends means anything."""
+        if not viewer.heard.is_set():
+            try:
+                viewer.hello(parse_hello(await reader.readline()), compress=self.compress)
+            except (ValueError, asyncio.LimitOverrunError):
+                viewer.heard.set()  # a first line longer than any hello: plain
+        while await reader.read(4096):
+            pass
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

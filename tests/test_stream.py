@@ -1,13 +1,17 @@
 """The agent stream without BPF: the codec (header, frames, the replay reader's checks),
 a viewer's bounded queue, and a server and a client talking over a real unix socket
 (history on connect, a stalled viewer dropped and counted while another is served,
-the token, an agent that closes or falls silent)."""
+the token, an agent that closes or falls silent); deflate asked for in the hello (same
+snapshots, fewer bytes; plain for a reader that asks nothing; a bomb or corrupt data
+refused by line)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
+import zlib
 
 import pytest
 
@@ -16,13 +20,18 @@ from ebpftop.core.bus import Bus
 from ebpftop.core.model import Health, HostData, Snapshot
 from ebpftop.core.store import Store
 from ebpftop.core.stream import (
+    MAX_LINE,
     AgentLink,
+    Hello,
+    Inflater,
     StreamError,
     StreamFeed,
     frame_line,
     header_line,
+    hello_line,
     parse_frame,
     parse_header,
+    parse_hello,
 )
 from ebpftop.core.stream_client import StreamClient, parse_address
 from ebpftop.core.stream_server import StreamServer, Viewer
@@ -299,3 +308,236 @@ async def test_over_tcp_with_a_token(tmp_path):
     finally:
         task.cancel()
         await server.close()
+
+
+# --- compression ------------------------------------------------------------------------
+
+
+def _deflated(*parts: bytes) -> bytes:
+    z = zlib.compressobj()
+    return b"".join(z.compress(p) + z.flush(zlib.Z_SYNC_FLUSH) for p in parts)
+
+
+def test_hello_says_token_and_encodings_and_anything_else_is_an_empty_hello():
+    assert parse_hello(hello_line("tok", ("deflate",))) == Hello("tok", frozenset({"deflate"}))
+    assert parse_hello(hello_line(None, ("deflate", "zstd"))) == Hello("", frozenset({"deflate"}))
+    assert parse_hello(b'{"token": "tok"}\n') == Hello("tok")  # an older viewer's hello
+    for junk in (b"", b"GET / HTTP/1.1\r\n", b"[1]\n", b'{"accept": "deflate"}\n', b"x" * 5000):
+        assert parse_hello(junk) == Hello()
+
+
+def test_inflater_gives_whole_lines_as_they_complete_across_reads():
+    lines = [frame_line(host(NOW + i, seq=i)) for i in range(3)]
+    data = _deflated(lines[0] + lines[1][:50], lines[1][50:] + lines[2])
+    inf = Inflater()
+    got = [*inf.feed(data[:7], 2), *inf.feed(data[7:], 2)]
+    assert got == lines and inf.pending == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (
+            _deflated(b"{" + b" " * (MAX_LINE + 10)),
+            r"line 5: inflates beyond 16777216 bytes \(a deflate bomb\?\)",
+        ),
+        (_deflated(b"\n", b" " * (MAX_LINE + 10) + b"\n"), r"line 6: inflates beyond"),
+        (b"\x00\xff" + bytes(range(256)) * 4, r"line 5: corrupt compressed data \(.*incorrect header"),
+        (zlib.compress(b"{}\n"), r"line 5: the compressed stream ended"),
+    ],
+    ids=["bomb", "bomb-after-a-line", "not-zlib", "ended"],
+)
+def test_inflater_refuses_a_bomb_and_corrupt_data_naming_the_line(data, reason):
+    """The lines before the damage are still given; the damage is raised by the next feed."""
+    inf = Inflater()
+    with pytest.raises(StreamError, match=reason):
+        good = inf.feed(data, 5)
+        assert good == [b"\n"] and inf.failed is not None
+        inf.feed(b"", 6)
+
+
+async def _until_link(store: Store, pred) -> AgentLink:
+    await _until(lambda: store.latest("agent") is not None and pred(store.latest("agent").data))
+    return store.latest("agent").data
+
+
+async def test_a_viewer_that_accepts_deflate_gets_the_same_snapshots_smaller(tmp_path):
+    path = str(tmp_path / "agent.sock")
+    server = StreamServer(host="z")
+    await server.listen_unix(path)
+    big = HostData("node-" + "ab" * 3000, "6.1", 1.0, 1.0, 1, (0.0, 0.0, 0.0), 1, 1, 1.0, None, None)
+    sent = [Snapshot("host", i, NOW + i, Health(last_ok=NOW + i), big) for i in range(1, 41)]
+    for snap in sent[:20]:
+        server.publish(snap)  # history
+    stores, clients, tasks = [], [], []
+    for accept in (("deflate",), ()):
+        bus, store = Bus(), Store(100)
+        bus.subscribe(store)
+        clients.append(StreamClient(path, bus, accept=accept))
+        stores.append(store)
+        tasks.append(asyncio.create_task(clients[-1].run()))
+    try:
+        for store in stores:
+            await _until_link(store, lambda link: link.state == "up")
+        for snap in sent[20:]:
+            server.publish(snap)  # live
+        for store in stores:
+            await _until(lambda s=store: len(s.history("host")) == 40)
+            assert list(store.history("host")) == sent
+        assert [c.encoding for c in clients] == ["deflate", ""]
+        by_encoding = {v.encoding: v for v in server.viewers}
+        assert by_encoding["deflate"].sent * 10 < by_encoding["deflate"].raw
+        assert by_encoding[""].sent >= 40 * len(frame_line(sent[0]))
+    finally:
+        for t in tasks:
+            t.cancel()
+        await server.close()
+
+
+def _plain_lines(sock: socket.socket, count: int) -> tuple[list[bytes], bytes]:
+    """The first `count` lines, and what came after them."""
+    buf = b""
+    while buf.count(b"\n") < count:
+        chunk = sock.recv(1 << 16)
+        assert chunk, buf
+        buf += chunk
+    *lines, rest = buf.split(b"\n", count)
+    return [line + b"\n" for line in lines], rest
+
+
+async def test_a_reader_that_says_nothing_gets_plain_ndjson_and_a_late_hello_switches_between_frames(
+    tmp_path, monkeypatch
+):
+    """What `socat - UNIX:agent.sock` sees; and a hello that comes after the history
+    started: plain lines up to the switch line, then one zlib stream (Python's zlib reads it)."""
+    from ebpftop.core import stream_server
+
+    monkeypatch.setattr(stream_server, "HELLO_GRACE", 0.01)
+    path = str(tmp_path / "agent.sock")
+    server = StreamServer(host="p")
+    await server.listen_unix(path)
+    for i in range(3):
+        server.publish(host(NOW + i, seq=i + 1))
+
+    def plain_reader() -> list[bytes]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(path)
+            return _plain_lines(s, 4)[0]
+
+    def late_hello() -> tuple[list[bytes], list[Snapshot]]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(path)
+            before, buf = _plain_lines(s, 4)  # the header and the history, plain: nobody asked
+            s.sendall(hello_line(None, ("deflate",)))
+            while stream.switch_line("deflate") not in buf:
+                buf += s.recv(1 << 16)
+            plain, _, rest = buf.partition(stream.switch_line("deflate"))
+            # only whole plain lines (heartbeats) before the switch line
+            assert {parse_frame(line, 0).source for line in plain.splitlines(keepends=True)} <= {"stream"}
+            inf = Inflater()
+            got = [parse_frame(line, 0) for line in inf.feed(rest, 0)]
+            while not any(snap.source == "host" for snap in got):
+                got += [parse_frame(line, 0) for line in inf.feed(s.recv(1 << 16), 0)]
+            return before, got
+
+    try:
+        lines = await asyncio.to_thread(plain_reader)
+        assert parse_header(lines[0])["host"] == "p"
+        assert [parse_frame(line, 2).seq for line in lines[1:]] == [1, 2, 3]
+        task = asyncio.create_task(asyncio.to_thread(late_hello))
+        await _until(lambda: any(v.encoding for v in server.viewers))
+        server.publish(host(NOW + 10, seq=10))
+        before, after = await task
+        assert [parse_frame(line, 2).seq for line in before[1:]] == [1, 2, 3]
+        assert [s.seq for s in after if s.source == "host"] == [10]
+    finally:
+        await server.close()
+
+
+async def test_an_agent_told_not_to_compress_serves_plain_to_a_viewer_that_accepts_deflate(tmp_path):
+    path = str(tmp_path / "agent.sock")
+    server = StreamServer(host="n", compress=False)
+    await server.listen_unix(path)
+    server.publish(host(NOW))
+    bus, store = Bus(), Store(10)
+    bus.subscribe(store)
+    client = StreamClient(path, bus)
+    task = asyncio.create_task(client.run())
+    try:
+        await _until(lambda: store.latest("host") is not None)
+        assert client.encoding == "" and client.accept == ("deflate",)
+    finally:
+        task.cancel()
+        await server.close()
+
+
+async def test_an_old_viewer_with_only_a_token_still_reads_a_new_agent_over_tcp(tmp_path):
+    server = StreamServer(host="old", token="t0ken-t0ken-t0ken-t0ken")
+    port = await server.listen_tcp("127.0.0.1", 0)
+    server.publish(host(NOW))
+    bus, store = Bus(), Store(10)
+    bus.subscribe(store)
+    client = StreamClient(f"127.0.0.1:{port}", bus, token="t0ken-t0ken-t0ken-t0ken", accept=())
+    task = asyncio.create_task(client.run())
+    try:
+        await _until(lambda: store.latest("host") is not None)
+        assert client.encoding == ""
+    finally:
+        task.cancel()
+        await server.close()
+
+
+async def _hostile(tmp_path, body: bytes, accept=("deflate",)) -> tuple[AgentLink, Store]:
+    """A fake agent: header, then `body`; the link once the viewer gives up on it."""
+    path = str(tmp_path / "hostile.sock")
+
+    async def agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(header_line("evil", NOW, 1) + body)
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    srv = await asyncio.start_unix_server(agent, path=path)
+    bus, store = Bus(), Store(10)
+    bus.subscribe(store)
+    task = asyncio.create_task(StreamClient(path, bus, accept=accept).run())
+    try:
+        link = await _until_link(store, lambda link: link.state == "down" and link.problem)
+    finally:
+        task.cancel()
+        srv.close()
+    return link, store
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (
+            _deflated(frame_line(host(NOW)), b'{"source":"host","x":"' + b"A" * (MAX_LINE + 10)),
+            r"^line 4: inflates beyond 16777216 bytes \(a deflate bomb\?\); hung up$",
+        ),
+        # a block of the reserved type 3 where the next block starts; zlib gives nothing of
+        # a call that fails, so the line it began in (3) is named
+        (
+            _deflated(frame_line(host(NOW))) + b"\x07" * 40,
+            r"^line 3: corrupt compressed data \(.*invalid block type\); hung up$",
+        ),
+    ],
+    ids=["bomb", "corrupt"],
+)
+async def test_a_hostile_compressed_stream_is_refused_by_line_and_the_link_goes_down(tmp_path, body, problem):
+    link, store = await _hostile(tmp_path, stream.switch_line("deflate") + body)
+    assert re.search(problem, link.problem), link.problem
+    assert link.refused == 1
+    health = store.latest("agent").health
+    assert health.state == "down" and "reconnecting" in health.message
+
+
+async def test_a_switch_the_viewer_did_not_ask_for_is_refused(tmp_path):
+    link, _ = await _hostile(
+        tmp_path, stream.switch_line("deflate") + _deflated(frame_line(host(NOW))), accept=()
+    )
+    assert (
+        "line 2: the agent switched to encoding 'deflate', which this viewer did not ask for" in link.problem
+    )

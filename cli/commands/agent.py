@@ -79,6 +79,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="frames a viewer may fall behind before its oldest are dropped and counted (default 600)",
     )
     p.add_argument(
+        "--no-deflate",
+        dest="stream_plain",
+        action="store_true",
+        help="send every viewer plain NDJSON, also one that accepts deflate (which is ~10x smaller "
+        "on the wire, for ~2 ms of CPU a second per viewer)",
+    )
+    p.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         default=None,
@@ -161,7 +168,10 @@ async def _serve(
     from ebpftop.core.stream_server import QUEUE_MAX, StreamServer
 
     server = StreamServer(
-        history_s=args.stream_history, token=token, queue_max=args.stream_queue or QUEUE_MAX
+        history_s=args.stream_history,
+        token=token,
+        queue_max=args.stream_queue or QUEUE_MAX,
+        compress=not args.stream_plain,
     )
     try:
         await server.listen_unix(args.socket)
