@@ -3,8 +3,9 @@ namespace made here, two viewers in real ptys at once. They show the same flows;
 node holds one set of ebpftop programs (the agent's; the viewers hold none); a viewer
 that stops reading makes the agent drop and count, never wait; SIGKILL of the agent
 leaves nothing attached and every viewer says AGENT DOWN, then picks up a restarted
-agent by itself. A fake agent on a unix socket sends hostile frames: refused, named by
-line, nothing crashes.
+agent by itself; the viewers read it deflated, raw readers that ask nothing read it
+plain. A fake agent on a unix socket sends hostile frames (and a deflate bomb): refused,
+named by line, nothing crashes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -165,7 +167,9 @@ def test_one_agent_many_viewers_same_flows_one_set_of_programs_and_agent_down(tm
             assert _wait(lambda: os.path.exists(sock), 30), (tmp_path / "agent.log").read_text()
             # The agent's programs, attached before any viewer exists.
             # bcc loads the programs one by one: wait until the set stops growing.
-            progs = _stable(lambda: {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n}, 120)
+            progs = _stable(
+                lambda: {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n}, 120
+            )
             assert progs, f"the agent attached no flows program: {(tmp_path / 'agent.log').read_text()}"
             for _ in range(2):
                 viewers.append(PtyApp([EBPFTOP, "--config", config, "--connect", sock], cols=200, rows=50))
@@ -229,6 +233,8 @@ def test_one_agent_many_viewers_same_flows_one_set_of_programs_and_agent_down(tm
     assert alive and agent.returncode == 0, (agent.returncode, log)
     assert re.search(r"ebpftop-agent\[\d+\]: INFO: stopped; nothing left attached", log), log
     assert re.search(r"viewer .* left \([1-9]\d* dropped", log), log
+    # the pty viewers asked for deflate and got it; the raw readers above, asking nothing, read plain lines
+    assert re.search(r"viewer pid \d+ left \(0 dropped, \d+ bytes sent, deflate of \d+\)", log), log
 
 
 def _read_drops(reader: socket.socket, stalled: socket.socket, timeout: float) -> dict[str, int]:
@@ -348,6 +354,47 @@ def test_a_hostile_agent_is_refused_line_by_line_and_nothing_crashes(tmp_path):
     finally:
         viewer.close()
         fake.srv.close()
+
+
+def test_a_deflate_bomb_from_an_agent_is_refused_on_screen_and_the_viewer_keeps_running(tmp_path):
+    """An agent that switches to deflate, sends one good frame, then a line that inflates
+    past 16 MB: the viewer says AGENT DOWN and why (the line, the bomb), shows the good
+    frame, and keeps reconnecting."""
+    from ebpftop.core.stream import MAX_LINE, switch_line
+
+    config = _config(tmp_path)
+    sock = str(tmp_path / "bomb.sock")
+    now = time.time()
+    header = {"format": "ebpftop-stream", "version": 1, "host": "bomber", "started": now, "agent_pid": 7}
+    z = zlib.compressobj()
+    good = z.compress(_frame("host", _host(now, "bomb-host-shown"), now)) + z.flush(zlib.Z_SYNC_FLUSH)
+    bomb = z.compress(b'{"source":"host","x":"' + b"A" * (MAX_LINE + 100)) + z.flush(zlib.Z_SYNC_FLUSH)
+    assert len(bomb) < 100_000  # what makes it a bomb: 16 MB in a few KB
+    payload = json.dumps(header).encode() + b"\n" + switch_line("deflate") + good + bomb
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(sock)
+    srv.listen(8)
+    conns: list[socket.socket] = []  # held open: the bomb, not a closed socket, ends each link
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # until the test closes the socket
+            while True:
+                conns.append(srv.accept()[0])
+                with contextlib.suppress(OSError):
+                    conns[-1].sendall(payload)
+
+    threading.Thread(target=serve, daemon=True).start()
+    viewer = PtyApp([EBPFTOP, "--config", config, "--connect", sock], cols=160, rows=48)
+    try:
+        assert viewer.wait_for(lambda t: "AGENT DOWN" in t and "deflate bomb" in t, 60), viewer.text()
+        assert "line 4: inflates beyond 16777216 bytes" in viewer.text()
+        assert "bomb-host-shown" in viewer.text()  # the frame before the bomb was read
+        assert viewer.proc.poll() is None
+    finally:
+        viewer.close()
+        srv.close()
+        for conn in conns:
+            conn.close()
 
 
 def test_a_missing_agent_is_said_and_the_viewer_keeps_trying(tmp_path):
@@ -473,7 +520,9 @@ def test_the_dashboard_views_a_local_agent_that_answers_and_collects_otherwise(t
         with contextlib.suppress(OSError):  # until the test closes the socket
             while True:
                 conn, _ = srv.accept()
-                conn.sendall(b'{"format":"ebpftop-stream","version":1,"host":"n","started":1.0,"agent_pid":3}\n')
+                conn.sendall(
+                    b'{"format":"ebpftop-stream","version":1,"host":"n","started":1.0,"agent_pid":3}\n'
+                )
                 conn.close()
 
     threading.Thread(target=answer, daemon=True).start()
