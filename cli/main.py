@@ -85,7 +85,11 @@ def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
-    if func is None:
+    if func is None and getattr(args, "fleet", False):
+        from .commands import fleet
+
+        func = fleet.run
+    elif func is None:
         from .commands import dashboard
 
         func = dashboard.run

@@ -80,6 +80,21 @@ class _HelpConfig(PrintAndExit):
         return config.describe(set(parser._option_string_actions))
 
 
+class _Fleet(argparse.Action):
+    """`--fleet [URL]`: the fleet view; the URL, when given, is the `fleet_url` setting."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        namespace.fleet = True
+        if isinstance(values, str):
+            namespace.fleet_url = values
+
+
 def add_global_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("dashboard options")
     g.add_argument(
@@ -152,6 +167,20 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="HZ",
         help="BPF CPU sampling frequency on every CPU (default 49; 0 turns the sampler off)",
+    )
+    f = parser.add_argument_group("fleet options (also in [fleet] of the config)")
+    f.add_argument(
+        "--fleet",
+        action=_Fleet,
+        nargs="?",
+        metavar="PROM_URL",
+        help="the fleet view: every node's agent, read from the Prometheus that scrapes them "
+        "(the URL, or [fleet] prometheus_url)",
+    )
+    f.add_argument(
+        "--fleet-filter",
+        metavar="TERMS",
+        help="open the fleet view filtered, e.g. 'service:checkout namespace:shop' (`/` changes it)",
     )
     a = parser.add_argument_group("agent options (`ebpftop agent` collects once for many viewers)")
     a.add_argument(

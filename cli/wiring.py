@@ -35,3 +35,14 @@ def viewer_runtime(settings: Settings, address: str, token: str | None = None) -
     runtime = ViewerRuntime(settings, address, token=token)
     runtime.on_close(lambda: end_session(settings, runtime.gate))
     return runtime
+
+
+def fleet_runtime(settings: Settings) -> Runtime:
+    """A Runtime for the fleet view: the fleet's Prometheus and ebpftop's own cost; no
+    BPF, no action (nothing to undo at its end)."""
+    from ebpftop.collectors.fleet.collector import FleetCollector
+    from ebpftop.collectors.selfcost.collector import SelfCostCollector
+
+    return Runtime(
+        settings, [FleetCollector(settings), SelfCostCollector(settings)], gate=audited_gate(settings)
+    )

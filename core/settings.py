@@ -117,6 +117,23 @@ def iface_names(value: Any) -> str | None:
     return None
 
 
+NODE_FIELDS = ("node", "host", "instance")
+
+
+def node_template(value: Any) -> str | None:
+    """A fleet command template: only {node}, {host} and {instance} placeholders."""
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+    except ValueError as exc:
+        return f"is not a valid template ({exc}); write braces as {{{{ and }}}}"
+    bad = [f for f in fields if f not in NODE_FIELDS]
+    if bad:
+        return f"names {{{bad[0]}}}: allowed {{node}}, {{host}}, {{instance}}"
+    return None
+
+
 @dataclass(frozen=True)
 class Settings:
     # [ui]
@@ -267,3 +284,34 @@ class Settings:
     rules_ifaces: tuple[str, ...] = setting((), "rules", "ifaces", check=iface_names)
     """Interfaces rules without `on IFACE` apply to; empty means every interface that is up except lo
     (an interface a rule names is always included)."""
+
+    # [fleet]
+    fleet_url: str | None = setting(
+        None, "fleet", "prometheus_url", check=lambda v: http_url(v), flag="--fleet"
+    )  # not a source of this node: doctor does not probe it
+    """The Prometheus that scrapes every node's agent (`ebpftop agent --metrics`): `ebpftop --fleet URL`
+    opens the fleet view instead of the node's dashboard."""
+    fleet_window: str = setting("1m", "fleet", "window", check=check_window)
+    """Rate window of the fleet's columns (a Prometheus duration)."""
+    fleet_interval: float = setting(2.0, "fleet", "interval", check=between(0.5, 600))
+    """Seconds between the fleet's queries."""
+    fleet_timeout: float = setting(5.0, "fleet", "query_timeout", check=between(0.1, 120))
+    """Seconds each fleet query may take."""
+    fleet_filter: str = setting("", "fleet", "filter")
+    """The filter the view opens with, e.g. `service:checkout namespace:shop` (`/` changes it;
+    checked by the fleet view, whose syntax it is)."""
+    fleet_ssh_template: str = setting(
+        "ssh -t {host} sudo ebpftop", "fleet", "ssh_template", check=lambda v: node_template(v)
+    )
+    """How to reach a node, shown by Enter: {node} (its name), {host} (its address), {instance}."""
+    fleet_connect_template: str = setting(
+        "ebpftop --connect {host}:9465 --token-file /etc/ebpftop/agent.token",
+        "fleet",
+        "connect_template",
+        check=lambda v: node_template(v),
+    )
+    """How to view a node's agent from here, shown by Enter (its `ebpftop agent --listen` address)."""
+    fleet_token_file: str | None = setting(None, "fleet", "bearer_token_file", check=not_empty)
+    """Bearer token for the fleet's Prometheus, read from this file."""
+    fleet_ca_file: str | None = setting(None, "fleet", "tls_ca_file", check=not_empty)
+    """CA bundle (PEM) for the fleet Prometheus' TLS certificate."""

@@ -468,6 +468,7 @@ URL_SETTINGS = [  # (field, section.key, file value wrapper) for every URL-typed
     ("prometheus_url", "canary.prometheus_url", lambda u: u),
     ("rollout_webhook_url", "rollout.webhook_url", lambda u: u),
     ("pprof_urls", "profiles.pprof", lambda u: (u,)),
+    ("fleet_url", "fleet.prometheus_url", lambda u: u),
 ]
 
 

@@ -1,0 +1,1 @@
+"""The fleet pane (`ebpftop --fleet URL`): one row per node, worst first."""
