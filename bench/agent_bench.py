@@ -3,26 +3,34 @@
 In a pair of namespaces made here (three TCP connections across a veth), with the
 agent collecting inside one of them:
 - CPU (agent + viewers, each viewer a real `ebpftop --connect` in a pty at 160x48) with
-  1 and with 5 viewers, against 5 dashboards each collecting itself (`--no-agent`);
+  1 and with 5 viewers, the agent serving plain NDJSON (`--no-deflate`) and deflate (its
+  default; the viewers accept it), against 5 dashboards each collecting itself
+  (`--no-agent`);
 - BPF programs held, counted by the kernel's own list (`bpftool prog show`) over the
   ids the processes hold (/proc/PID/fdinfo);
-- stream bytes/s one viewer receives at the default 1 Hz (a raw reader of the socket);
+- stream bytes/s one viewer receives at the default 1 Hz, plain and deflate: two raw
+  readers of the socket over the same seconds, one asking nothing, one asking deflate
+  (its bytes inflated here, frame by frame, to check they read back);
 - SIGKILL of the agent to "AGENT DOWN" on a viewer's screen, median of 3.
 
 Writes "## agent: one collection, many viewers" to bench/RESULTS.md. Root. Other people's
 tests may run at the same time: the load average is reported with the figures.
+`--bytes` measures the stream's bytes only (not sensitive to load) and keeps the CPU
+table of the section already there, saying from when it is.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +40,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from netns import veth_pair  # noqa: E402
 from pty_app import VENV_BIN, PtyApp  # noqa: E402
-from results import machine, write_section  # noqa: E402
+from results import RESULTS, machine, write_section  # noqa: E402
+
+from ebpftop.core.stream import Inflater, hello_line, parse_frame, switch_line  # noqa: E402
 
 EBPFTOP = str(VENV_BIN / "ebpftop")
 COLS, ROWS = 160, 48
@@ -105,31 +115,115 @@ def wait_all(apps: list[PtyApp], needle: str, timeout: float) -> bool:
     return False
 
 
-def stream_rate(sock: str, seconds: float) -> float:
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sock)
-    s.settimeout(2)
-    # the history comes first, at once: start counting after it
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 3:
-        try:
-            s.recv(1 << 20)
-        except TimeoutError:
-            break
-    n, t0 = 0, time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        try:
-            n += len(s.recv(1 << 20))
-        except TimeoutError:
-            continue
-    s.close()
-    return n / seconds
+class Reader(threading.Thread):
+    """A raw reader of the socket: bytes on the wire and frames read, over a window that
+    starts once the history has come (it comes first, at once)."""
+
+    def __init__(self, sock: str, deflate: bool, start: threading.Barrier, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.sock, self.deflate, self.start_at, self.seconds = sock, deflate, start, seconds
+        self.wire = self.inflated = self.frames = 0
+        self.problem = ""
+
+    def run(self) -> None:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(self.sock)
+        s.settimeout(2)
+        if self.deflate:
+            s.sendall(hello_line(None, ("deflate",)))
+        buf, inf = b"", None
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3:
+            try:
+                buf += s.recv(1 << 20)
+            except TimeoutError:
+                break
+        if self.deflate:
+            if switch_line("deflate") not in buf:
+                self.problem = "the agent never switched to deflate"
+                return
+            inf = Inflater()
+            inf.feed(buf.partition(switch_line("deflate"))[2], 0)
+        else:
+            buf = buf.rpartition(b"\n")[2]
+        self.start_at.wait()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < self.seconds:
+            try:
+                chunk = s.recv(1 << 20)
+            except TimeoutError:
+                continue
+            self.wire += len(chunk)
+            if inf is not None:
+                lines = inf.feed(chunk, 0)
+            else:
+                *lines, buf = (buf + chunk).split(b"\n")
+            for line in lines:
+                self.inflated += len(line) + (inf is None)
+                parse_frame(line, 0)  # reads back, or raises
+                self.frames += 1
+        s.close()
+
+
+def stream_rates(sock: str, seconds: float) -> tuple[Reader, Reader]:
+    """A plain and a deflate reader over the same seconds."""
+    barrier = threading.Barrier(2)
+    readers = (Reader(sock, False, barrier, seconds), Reader(sock, True, barrier, seconds))
+    for r in readers:
+        r.start()
+    for r in readers:
+        r.join(seconds + 30)
+        if r.problem:
+            raise SystemExit(f"agent_bench: {r.problem}")
+    return readers
+
+
+def bytes_lines(plain: Reader, deflate: Reader, seconds: float) -> list[str]:
+    return [
+        f"Stream to one viewer at 1 Hz, two raw readers of the socket over the same {seconds:g} s after "
+        "the history:",
+        "",
+        "| encoding | KiB/s on the wire | frames/s | inflated KiB/s |",
+        "|---|---|---|---|",
+        f"| plain NDJSON (a reader that asks nothing) | {plain.wire / seconds / 1024:.1f} | "
+        f"{plain.frames / seconds:.1f} | {plain.inflated / seconds / 1024:.1f} |",
+        f'| deflate (hello `{{"accept": ["deflate"]}}`) | {deflate.wire / seconds / 1024:.1f} | '
+        f"{deflate.frames / seconds:.1f} | {deflate.inflated / seconds / 1024:.1f} |",
+        "",
+        f"Deflate: {plain.wire / max(deflate.wire, 1):.1f}x fewer bytes (each frame read back through "
+        "`Inflater` and `parse_frame`).",
+    ]
+
+
+BYTES_S = 20.0
+MODES = {"plain": ("--no-deflate",), "deflate": ()}  # the agent's flags; viewers always accept deflate
+
+
+def old_cpu(section: str) -> str:
+    """The CPU table of the section in RESULTS.md now, with its machine line."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    m = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    body = m.group(1) if m else ""
+    when = re.search(r"^Machine: .*?UTC", body, re.M)
+    table = [line for line in body.splitlines() if line.startswith("|")][:7]
+    table = [line for line in table if not line.startswith("| encoding") and "KiB/s" not in line]
+    if not table or not when:
+        return "CPU: not measured in this run (`--bytes`); run the bench without it."
+    return "\n".join(
+        [
+            f"CPU, carried over from the last full run ({when.group(0)[9:]}; `--bytes` measured bytes only):",
+            "",
+            *table,
+        ]
+    )
 
 
 def main() -> int:
     if os.geteuid() != 0:
         print("agent_bench: needs root", file=sys.stderr)
         return 2
+    only_bytes = "--bytes" in sys.argv[1:]
+    section = "agent: one collection, many viewers"
     load0 = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="ebpftop-agent-bench-"))
     (tmp / "pins").mkdir()
@@ -145,11 +239,17 @@ def main() -> int:
         time.sleep(0.5)
         net.a.python(CLIENT, net.b_ip4)
 
-        def agent() -> subprocess.Popen:
+        def agent(*flags: str) -> subprocess.Popen:
             return net.a.popen(
-                EBPFTOP, "--config", str(config), "--iface", net.a_if, "agent", "--socket", sock,
+                EBPFTOP, "--config", str(config), "--iface", net.a_if, "agent", "--socket", sock, *flags,
                 bpf=True, stdout=subprocess.DEVNULL, stderr=open(tmp / "agent.log", "a"),
             )  # fmt: skip
+
+        def settled(ag: subprocess.Popen) -> None:
+            deadline = time.monotonic() + 180
+            while not held(ag.pid) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(5)  # past the start: compiling is not the steady cost
 
         def viewers(n: int) -> list[PtyApp]:
             apps = [
@@ -160,82 +260,91 @@ def main() -> int:
             return apps
 
         ag = agent()
-        deadline = time.monotonic() + 180
-        while not {i for i in held(ag.pid)} and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(5)  # past the start: compiling is not the steady cost
-        for n in (1, 5):
-            apps = viewers(n)
-            time.sleep(3)
-            pct_agent = measure([ag.pid], apps, WINDOW / 2)
-            pct_all = measure([ag.pid, *(a.proc.pid for a in apps)], apps, WINDOW)
-            progs = held(ag.pid).union(*(held(p.pid) for a in apps for p in a.tree()))
-            rows.append(
-                f"| agent + {n} viewer{'s' if n > 1 else ''} | {pct_all:.1f} | {pct_agent:.1f} | "
-                f"{len(progs)} ({', '.join(bpftool_names(progs))}) |"
-            )
-            if n == 1:
-                facts["bytes_s"] = stream_rate(sock, 10)
-                downs = []
-                for _ in range(3):
-                    ag.send_signal(signal.SIGKILL)
-                    t0 = time.monotonic()
-                    ag.wait(10)
-                    ok = wait_all(apps, "AGENT DOWN", 30)
-                    downs.append(time.monotonic() - t0 if ok else float("inf"))
-                    ag = agent()
-                    wait_all(apps, "via agent", 120)
-                facts["down_s"] = downs
-            for a in apps:
-                a.close()
+        settled(ag)
+        facts["rates"] = stream_rates(sock, BYTES_S)
         ag.send_signal(signal.SIGTERM)
         ag.wait(30)
-        apps = [
-            PtyApp(
-                net.a.cmd(EBPFTOP, "--config", str(config), "--iface", net.a_if, "--no-agent", bpf=True),
-                COLS,
-                ROWS,
+        for mode, flags in ({} if only_bytes else MODES).items():
+            ag = agent(*flags)
+            settled(ag)
+            for n in (1, 5):
+                apps = viewers(n)
+                time.sleep(3)
+                pct_agent = measure([ag.pid], apps, WINDOW / 2)
+                pct_all = measure([ag.pid, *(a.proc.pid for a in apps)], apps, WINDOW)
+                progs = held(ag.pid).union(*(held(p.pid) for a in apps for p in a.tree()))
+                case = f"agent ({mode}) + {n} viewer{'s' if n > 1 else ''}"
+                rows.append(
+                    f"| {case} | {pct_all:.1f} | {pct_agent:.1f} | "
+                    f"{len(progs)} ({', '.join(bpftool_names(progs))}) |"
+                )
+                if n == 1 and mode == "deflate":
+                    downs = []
+                    for _ in range(3):
+                        ag.send_signal(signal.SIGKILL)
+                        t0 = time.monotonic()
+                        ag.wait(10)
+                        ok = wait_all(apps, "AGENT DOWN", 30)
+                        downs.append(time.monotonic() - t0 if ok else float("inf"))
+                        ag = agent(*flags)
+                        wait_all(apps, "via agent", 120)
+                    facts["down_s"] = downs
+                for a in apps:
+                    a.close()
+            ag.send_signal(signal.SIGTERM)
+            ag.wait(30)
+        if not only_bytes:
+            apps = [
+                PtyApp(
+                    net.a.cmd(EBPFTOP, "--config", str(config), "--iface", net.a_if, "--no-agent", bpf=True),
+                    COLS,
+                    ROWS,
+                )
+                for _ in range(5)
+            ]
+            wait_all(apps, "Flows", 120)
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and not all(held(a.proc.pid) for a in apps):
+                for a in apps:
+                    a.pump(0.05, render=False)
+            for _ in range(50):
+                for a in apps:
+                    a.pump(0.1, render=False)  # past the starts
+            pct = measure([a.proc.pid for a in apps], apps, WINDOW)
+            progs = set().union(*(held(p.pid) for a in apps for p in a.tree()))
+            names = bpftool_names(progs)
+            rows.append(
+                f"| 5 dashboards collecting | {pct:.1f} | — | {len(progs)} ({len(set(names))} kinds) |"
             )
-            for _ in range(5)
-        ]
-        wait_all(apps, "Flows", 120)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not all(held(a.proc.pid) for a in apps):
             for a in apps:
-                a.pump(0.05, render=False)
-        for _ in range(50):
-            for a in apps:
-                a.pump(0.1, render=False)  # past the starts
-        pct = measure([a.proc.pid for a in apps], apps, WINDOW)
-        progs = set().union(*(held(p.pid) for a in apps for p in a.tree()))
-        names = bpftool_names(progs)
-        rows.append(f"| 5 dashboards collecting | {pct:.1f} | — | {len(progs)} ({len(set(names))} kinds) |")
-        for a in apps:
-            a.close()
+                a.close()
     load1 = os.getloadavg()
-    downs = facts["down_s"]
-    assert isinstance(downs, list)
-    body = "\n".join(
-        [
-            f"Machine: {machine()}. Load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end: "
-            "other people's tests ran on the same 2 CPUs meanwhile, so CPU figures are noisy.",
-            "",
+    plain, deflate = facts["rates"]  # type: ignore[misc]
+    head = [
+        f"Machine: {machine()}. Load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end: "
+        "other people's tests ran on the same 2 CPUs meanwhile, so CPU figures are noisy.",
+        "",
+    ]
+    if only_bytes:
+        cpu_part = [old_cpu(section)]
+    else:
+        downs = facts["down_s"]
+        assert isinstance(downs, list)
+        cpu_part = [
             f"CPU % over {WINDOW:g} s (one CPU = 100), in a namespace with three TCP connections; "
-            "viewers are `ebpftop --connect` in ptys at 160x48; programs are the BPF programs the "
-            "processes hold (/proc fdinfo ids, named by `bpftool prog show`).",
+            "viewers are `ebpftop --connect` in ptys at 160x48 (they accept deflate; the agent sends it "
+            "unless `--no-deflate`); programs are the BPF programs the processes hold (/proc fdinfo ids, "
+            "named by `bpftool prog show`).",
             "",
             "| case | CPU % (all) | CPU % (agent alone) | BPF programs held |",
             "|---|---|---|---|",
             *rows,
             "",
-            f"Stream to one viewer at 1 Hz: {float(facts['bytes_s']) / 1024:.1f} KiB/s "  # type: ignore[arg-type]
-            "(a raw reader of the socket, after the history).",
-            "",
             "SIGKILL of the agent to AGENT DOWN on the viewer's screen: "
             f"median {statistics.median(downs):.2f} s (runs: {', '.join(f'{d:.2f}' for d in downs)}).",
         ]
-    )
-    write_section("agent: one collection, many viewers", body)
+    body = "\n".join([*head, *cpu_part, "", *bytes_lines(plain, deflate, BYTES_S)])
+    write_section(section, body)
     print(body)
     return 0
 
