@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from promtools import prometheus
@@ -339,3 +340,27 @@ async def test_the_fleet_view_at_80x24_worst_first_enter_reaches_the_node_filter
         assert "filter service:checkout" in screen_text(app)
         # under the filter the cart flood is gone: traffic no longer puts node 3 on top
         assert pane.rows[0].name != "n3;$(id)"
+
+
+def test_a_recording_of_the_fleet_view_replays_in_the_fleet_view(prom, tmp_path):
+    """`ebpftop --fleet URL --record F`, then `ebpftop replay F`: the fleet pane, not the
+    node's four panes, in a real terminal; labels stay literal."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from pty_app import PtyApp
+
+    from ebpftop.core.record import Recorder
+
+    data = collect(prom.url)
+    path = tmp_path / "fleet.rec"
+    rec = Recorder(str(path), 1 << 20, host="laptop", clock=lambda: float(AT))
+    assert rec.open(), rec.status
+    for seq in range(1, 4):
+        rec(Snapshot("fleet", seq, float(AT + seq), Health(HealthState.OK, last_ok=float(AT + seq)), data))
+    rec.close()
+    app = PtyApp([sys.executable, "-m", "ebpftop.cli.main", "replay", str(path)], cols=100, rows=30)
+    try:
+        assert app.wait_for(lambda t: "1 Fleet" in t and "[b]node1[/b]" in t, 60) is not None, app.text()
+        text = app.text()
+        assert "2 Rules" not in text and "agent down" in text, text
+    finally:
+        app.close()

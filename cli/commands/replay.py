@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"ebpftop: {where}; replaying the snapshots before it", file=sys.stderr)
     runtime.replay.paused = bool(args.paused)
     from ebpftop.tui.app import EbpftopApp
+    from ebpftop.tui.fleet_app import FleetApp
 
-    app = EbpftopApp(runtime)
+    # a recording of the fleet view (`ebpftop --fleet URL --record FILE`) replays in it
+    app = (FleetApp if "fleet" in runtime.replay.sources else EbpftopApp)(runtime)
     app.run()
     return app.return_code or 0
