@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import io
 import ipaddress
 import logging
 import os
@@ -263,9 +264,15 @@ class _Agent:
         from ebpftop.cli.options import LAB_RUNNING, load_or_exit
 
         log.info("SIGHUP: reading the configuration again")
+        # Each problem goes through the log: fd 2 itself may point elsewhere for a while
+        # (the flows collector catches clang's output there while it compiles).
+        problems = io.StringIO()
         try:
-            new = load_or_exit(self.args, lab=LAB_RUNNING)  # prints each problem on stderr
+            with contextlib.redirect_stderr(problems):
+                new = load_or_exit(self.args, lab=LAB_RUNNING)
         except SystemExit:
+            for line in problems.getvalue().splitlines():
+                log.error("SIGHUP: %s", line)
             log.error("SIGHUP: the configuration has problems (above); keeping the running one")
             return
         changed = sorted(
