@@ -41,6 +41,7 @@ STREAM_PORT = 9465
 SHORT_CONNS_PER_S = 5.0
 STREAM_BPS = 16_000
 READY_TIMEOUT = 120.0  # N agents compile their BPF at once on a small machine
+HISTORY_S = 30.0
 AGENT_STOP_S = 10.0  # SIGTERM: the agent detaches its BPF, then exits
 PIN_ROOT = "/sys/fs/bpf/ebpftop"
 NODE_IF, POD_IF = "eth0", "pod"  # inside the node: its bridge link, its pod link
@@ -236,6 +237,10 @@ def start_agent(layout: Layout, tmpdir: str, k: int, scope: Scope) -> statefile.
         f"{addr}:{STREAM_PORT}",
         "--token-file",
         token_file(tmpdir),
+        # a viewer of a lab node needs little back-history; 300 s of it costs each agent
+        # ~300 MB and a growing share of a CPU here
+        "--history",
+        f"{HISTORY_S:g}",
     ]
     return procs.start(
         part(k, "agent"),

@@ -187,6 +187,8 @@ def _status(st: LabStatus, as_json: bool, instance: str = "") -> int:
         _say("lab is healthy")
     elif down:
         _say("lab has parts down: " + ", ".join(down))
+    elif nodes_off := [p.part for p in st.parts if not p.ok and p.part.startswith("node")]:
+        _say("lab runs; made to fail on purpose: " + ", ".join(nodes_off) + " (see above)")
     else:
         _say("lab runs but the load generator's requests fail (see loadgen above)")
     return code
