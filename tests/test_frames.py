@@ -5,13 +5,19 @@ frame just after each tick (tui/flush.py), instead of one frame per source."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
-from app_support import settings
+from app_support import NOW, host_data, make_app, ok, screen_text, settings, snap
+from test_header import failing
 
+from ebpftop.collectors.canary.data import CanaryData
+from ebpftop.collectors.canary.verdict import Verdict
 from ebpftop.core.collector import Collector, next_tick
+from ebpftop.core.model import Snapshot
 from ebpftop.core.runtime import Runtime
 from ebpftop.tui.app import EbpftopApp
+from ebpftop.tui.panes.header import HostHeader
 
 
 def test_next_tick_is_the_next_grid_point_after_the_sample_started():
@@ -67,3 +73,28 @@ async def test_four_sources_ticking_together_make_one_frame_per_interval(tmp_pat
 async def test_without_collectors_a_published_snapshot_is_drawn_at_once(tmp_path):
     app = EbpftopApp(Runtime(settings(tmp_path), collectors=[]))
     assert app.redraw_every == 0.0
+
+
+def canary(verdict: Verdict, seq: int) -> Snapshot:
+    svc = replace(failing(), verdict=verdict)
+    return snap("canary", CanaryData("http://p", (svc,)), ok(NOW), seq=seq, t=NOW)
+
+
+async def test_an_error_the_screen_does_not_show_yet_is_drawn_without_waiting_for_the_frame_slot(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.redraw_every = 3600.0  # a live cadence whose next frame slot is an hour away
+
+        async def header() -> str:
+            await pilot.pause()
+            await pilot.pause()
+            return " ".join(screen_text(app).splitlines()[: app.query_one(HostHeader).size.height])
+
+        app.runtime.bus.publish(snap("host", host_data()))
+        assert "node-1" in await header()  # no frame since the last slot: drawn at once
+        app.runtime.bus.publish(canary(Verdict.WARN, 1))
+        assert "WARN" not in await header()  # a warning waits for the next slot
+        app.runtime.bus.publish(canary(Verdict.FAIL, 2))
+        assert "✖ canary FAIL checkout" in await header()
+        app.runtime.bus.publish(canary(Verdict.WARN, 3))
+        assert "FAIL" in await header()  # back to a warning: no news, the next frame says it

@@ -97,13 +97,27 @@ class SnapshotFlush(_AppBase):
         if self.paused:
             self._pending += 1
             return
-        if not self._flush_scheduled:
+        wait = self._frame_wait()
+        if wait > 0 and self._news(snap):
+            # An error the screen does not show yet (the canary failing, as read from
+            # history at start) is drawn now: waiting for the frame slot cost up to a
+            # refresh interval of the time it takes to name an incident.
             self._flush_scheduled = True
-            wait = self._frame_wait()
+            self.call_later(self._flush_dirty)
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
             if wait > 0:
                 self.set_timer(wait, self._flush_dirty, name="frame")
             else:
                 self.call_later(self._flush_dirty)
+
+    def _news(self, snap: Snapshot) -> bool:
+        """Whether `snap` raises an error alarm of a kind its pane's source does not show."""
+        if snap.data is None or snap.source not in self._panes:
+            return False
+        shown = {a.kind for a in self._data_alarms.get(snap.source, ()) if a.severity == "error"}
+        history = self.runtime.store.history(snap.source)
+        return any(a.severity == "error" and a.kind not in shown for a in data_alarms(snap, history))
 
     def _frame_wait(self) -> float:
         """Seconds until the next frame slot: collectors tick together on one grid
