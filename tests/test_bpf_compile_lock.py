@@ -79,3 +79,74 @@ def test_the_lock_is_one_process_wide_lock():
     from ebpftop.collectors import bpfcompile
 
     assert isinstance(bpfcompile.COMPILE_LOCK, type(threading.Lock()))
+
+
+def _in_a_thread(fn):
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def test_a_compile_runs_at_a_lower_priority_in_its_own_thread_only_and_then_as_before():
+    import os
+
+    from ebpftop.collectors import bpfcompile
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def compile_like():
+        before = nice()
+        with bpfcompile.yielding():
+            during, main = nice(), os.getpriority(os.PRIO_PROCESS, os.getpid())
+        return before, during, main, nice()
+
+    before, during, main, after = _in_a_thread(compile_like)
+    assert bpfcompile.may_raise_to(before)  # these tests run as root
+    assert during == min(19, before + bpfcompile.NICE)
+    assert main == before  # the process's main thread keeps its priority
+    assert after == before
+
+
+def test_where_the_priority_could_not_be_raised_back_it_is_not_lowered(monkeypatch):
+    import os
+
+    from ebpftop.collectors import bpfcompile
+
+    monkeypatch.setattr(bpfcompile, "may_raise_to", lambda nice: False)
+
+    def compile_like():
+        before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        with bpfcompile.yielding():
+            return before, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before, during = _in_a_thread(compile_like)
+    assert during == before
+
+
+def test_without_cap_sys_nice_a_compile_keeps_the_threads_priority():
+    """As under the agent's unit (no CAP_SYS_NICE, RLIMIT_NICE 0): a pooled thread lowered
+    could never be raised back, so it is not lowered."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, threading\n"
+        "from ebpftop.collectors import bpfcompile\n"
+        "def f():\n"
+        "    tid = threading.get_native_id()\n"
+        "    before = os.getpriority(os.PRIO_PROCESS, tid)\n"
+        "    with bpfcompile.yielding():\n"
+        "        print(bpfcompile.may_raise_to(before), os.getpriority(os.PRIO_PROCESS, tid) == before)\n"
+        "t = threading.Thread(target=f); t.start(); t.join()\n"
+    )
+    out = subprocess.run(
+        ["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
+    ).stdout.split()
+    assert out == ["False", "True"]

@@ -90,9 +90,9 @@ class FlowsDatapath:
     def compile(self) -> None:
         from bcc import BPF
 
-        from ..bpfcompile import COMPILE_LOCK
+        from ..bpfcompile import COMPILE_LOCK, yielding
 
-        with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
+        with COMPILE_LOCK, yielding():  # not thread-safe; at a lower priority (bpfcompile.py)
             self.bpf = BPF(
                 src_file=str(FLOWS_SRC).encode(),
                 cflags=[f"-I{HERE}", f"-DMAX_FLOWS={self.max_flows}", "-Wno-unused-function"],

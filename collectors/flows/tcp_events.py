@@ -70,7 +70,7 @@ class TcpEvents:
     def compile(self) -> None:
         from bcc import BPF
 
-        from ..bpfcompile import COMPILE_LOCK
+        from ..bpfcompile import COMPILE_LOCK, yielding
 
         reason = tracefs_ready()
         if reason:
@@ -81,7 +81,7 @@ class TcpEvents:
         self.perfbuf = not _has_ringbuf()
         if self.perfbuf:
             cflags.append("-DUSE_PERFBUF")
-        with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
+        with COMPILE_LOCK, yielding():  # not thread-safe; at a lower priority (bpfcompile.py)
             self.bpf = BPF(src_file=str(SRC).encode(), cflags=cflags)
         if self.perfbuf:
             self.bpf["events"].open_perf_buffer(self._on_perf, page_cnt=64, lost_cb=self._on_lost)

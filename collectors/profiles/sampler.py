@@ -117,7 +117,7 @@ class Sampler:
             raise SamplerUnavailable(
                 f"bcc does not import ({exc})", "install python3-bpfcc (scripts/setup.sh)"
             ) from None
-        from ..bpfcompile import COMPILE_LOCK
+        from ..bpfcompile import COMPILE_LOCK, yielding
 
         cflags = [
             f"-DMAX_KEYS={self.max_keys}",
@@ -125,7 +125,7 @@ class Sampler:
             f"-DSKIP_TGID={int(self.skip_tgid)}",
         ]
         try:
-            with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
+            with COMPILE_LOCK, yielding():  # not thread-safe; at a lower priority (bpfcompile.py)
                 b = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         except Exception as exc:  # bcc raises bare Exception on compile/load failure
             raise SamplerUnavailable(f"BPF program did not load: {exc}", "run `ebpftop doctor`") from None

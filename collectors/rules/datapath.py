@@ -104,9 +104,9 @@ def map_names() -> list[str]:
 def _compile(pin_dir: str, *, pinned: bool) -> Any:
     from bcc import BPF
 
-    from ..bpfcompile import COMPILE_LOCK
+    from ..bpfcompile import COMPILE_LOCK, yielding
 
-    with COMPILE_LOCK:  # libbcc/LLVM is not thread-safe (see bpfcompile.py)
+    with COMPILE_LOCK, yielding():  # not thread-safe; at a lower priority (bpfcompile.py)
         return BPF(
             text=source(pin_dir, pinned=pinned).encode(),
             cflags=[
