@@ -42,6 +42,9 @@ class Collector(ABC):
 
     name: str = "?"
     interval: float = 1.0
+    urgent: bool = False
+    """Started before the others (the runtime starts sources in this order): its first
+    sample can name an incident already under way."""
 
     async def start(self) -> None:  # noqa: B027  # optional hook: a source with nothing to acquire keeps it
         """Acquire resources (load BPF, open clients). May raise SourceUnavailable."""

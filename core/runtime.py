@@ -79,7 +79,9 @@ class Runtime:
             from .record import start_recording
 
             self.recorder = start_recording(self)
-        for runner in self.runners:
+        # Each task runs up to its first await in this order: the urgent sources' requests
+        # leave before the others' imports and BPF compiles begin.
+        for runner in sorted(self.runners, key=lambda r: not r.collector.urgent):
             self._tasks.append(asyncio.create_task(runner.run(), name=f"collector:{runner.collector.name}"))
 
     async def stop(self) -> None:

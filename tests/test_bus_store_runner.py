@@ -9,6 +9,8 @@ import pytest
 from ebpftop.core.bus import Bus
 from ebpftop.core.collector import Collector, CollectorRunner, SourceUnavailable
 from ebpftop.core.model import Health, HealthState, Snapshot
+from ebpftop.core.runtime import Runtime
+from ebpftop.core.settings import Settings
 from ebpftop.core.store import Store
 
 
@@ -118,3 +120,30 @@ async def test_run_closes_collector_when_cancelled():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert closed.is_set()
+
+
+async def test_urgent_sources_start_before_the_others(tmp_path):
+    """The canary's verdict from history names an incident already under way: its
+    requests leave before the other sources' imports and BPF compiles begin."""
+    started: list[str] = []
+
+    class Source(Collector):
+        def __init__(self, name: str, urgent: bool = False) -> None:
+            self.name, self.urgent = name, urgent
+
+        async def start(self) -> None:
+            started.append(self.name)
+
+        async def collect(self) -> int:
+            return 1
+
+    settings = Settings(audit_log=str(tmp_path / "audit.jsonl"), audit_key=str(tmp_path / "audit.key"))
+    sources = [Source("host"), Source("flows"), Source("canary", urgent=True), Source("rules")]
+    runtime = Runtime(settings, list(sources))
+    await runtime.start()
+    try:
+        while len(started) < 4:
+            await asyncio.sleep(0.01)
+    finally:
+        await runtime.stop()
+    assert started == ["canary", "host", "flows", "rules"]

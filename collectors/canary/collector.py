@@ -196,6 +196,7 @@ def _read_answers(svc: ServiceConfig, queries: dict[str, str], results: list[Any
 
 class CanaryCollector(Collector):
     name = "canary"
+    urgent = True  # its first verdict, from history, names a failing canary at once
 
     def __init__(
         self,
@@ -249,7 +250,10 @@ class CanaryCollector(Collector):
                     s.prometheus_user,
                     read_secret(s.prometheus_password_file, "password", "basic_auth_password_file"),
                 )
-            self._client = PromClient(
+            # In a thread: its imports (requests, urllib3, prometheus_api_client) take a
+            # few hundred ms of CPU, which on the event loop held up the first frames.
+            self._client = await asyncio.to_thread(
+                PromClient,
                 s.prometheus_url,
                 timeout=s.canary_timeout,
                 token=token,
