@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import importlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ REFRESH_FRACTION = 1 / 12
 PRUNE_EVERY = 10.0  # seconds between sweeps of expired process tags (they refresh on use anyway)
 MAX_CAPTURES = 5  # on-demand captures kept (pprof latest-per-URL comes on top)
 PPROF_SPAN = WINDOWS[-1]  # seconds of periodic pprof profiles merged per URL
+PPROF_MODULE = f"{__package__}.pprof"  # httpx and protobuf load only when pprof is used
 
 
 Named = tuple[Tags, tuple[str, ...], int]  # (tags, root-first frames, samples)
@@ -285,7 +288,8 @@ class ProfilesCollector(Collector):
     # --- pprof ------------------------------------------------------------------------
 
     async def _fetch_raw(self, url: str) -> _Fetched:
-        from .pprof import fetch_profile  # httpx and protobuf load only when pprof is used
+        await _load_pprof()
+        from .pprof import fetch_profile
 
         started = self._clock()
         client = await self._http_client()
@@ -332,6 +336,7 @@ class ProfilesCollector(Collector):
         )
 
     async def _pprof_loop(self, url: str) -> None:
+        await _load_pprof()
         from .pprof import PprofError
 
         loop = asyncio.get_running_loop()
@@ -407,3 +412,11 @@ def from_settings(settings: Settings, pods: SharedPods | None = None) -> Profile
 
 
 __all__ = ["GROUP_KEYS", "ProfilesCollector", "from_settings"]
+
+
+async def _load_pprof() -> None:
+    """Import the pprof reader (httpx, and behind it click, pygments and rich when
+    installed; protobuf) in a thread: ~0.4 s of CPU that, on the event loop, held up the
+    dashboard's first frames and the canary's verdict."""
+    if PPROF_MODULE not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, PPROF_MODULE)

@@ -82,6 +82,7 @@ class CanaryPane(SourcePane):
         self._exemplars: list[tuple[str, str]] = []  # (trace_id, service) in list order
         self._exemplar_times: dict[tuple[str, str], float] = {}
         self._services: list[str] = []
+        self._charts_asked = False
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(classes="data", can_focus=False):
@@ -90,7 +91,10 @@ class CanaryPane(SourcePane):
             yield OptionList(id="canary-exemplars", classes="-empty", markup=False)  # options are Content
             yield Static(Content(""), id="canary-trace-note", classes="-empty", markup=False)
             # The charts come with the first data (_charts): plotting is not imported
-            # before the dashboard's first frame, nor ever where no canary is watched.
+            # before the dashboard's first frame (show: in a thread, while starting).
+
+    def _load_charts(self) -> None:
+        self.run_worker(_import_charts, thread=True, name="canary charts import", exit_on_error=False)
 
     def _charts(self) -> tuple[MetricChart, MetricChart]:
         from . import charts
@@ -117,6 +121,12 @@ class CanaryPane(SourcePane):
     def show(self, feed: PaneFeed) -> None:
         super().show(feed)
         snapshot = feed.snapshot
+        if snapshot is None and not self._charts_asked:
+            # The source is starting: plotting's imports (~0.15 s) run in a thread while
+            # it waits for Prometheus, after the first frame, so the frame that shows the
+            # first verdict does not wait for them.
+            self._charts_asked = True
+            self.call_after_refresh(self._load_charts)
         nothing = (snapshot is None or snapshot.data is None) and self.last_good is None
         if nothing and self.has_class("-nodata") and self._rollout() is not None:
             # No canary evaluation (its health line says why), but the rollout is known:
@@ -266,3 +276,7 @@ class CanaryPane(SourcePane):
 
     def action_scroll(self, lines: int) -> None:
         self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)
+
+
+def _import_charts() -> None:
+    from . import charts  # noqa: F401  # loaded for _charts, which imports it again
