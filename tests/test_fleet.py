@@ -58,7 +58,10 @@ def openmetrics() -> str:
         "ebpftop_flow_bytes counter": [],
         "ebpftop_tcp_retransmits counter": [],
         "ebpftop_canary_verdict gauge": [],
+        "ebpftop_source_state gauge": [],
     }
+    # node 3's rules source is down; node 2's profiles are off (not configured: no fault)
+    states = {"h3:9464": ("rules", "down"), "h2:9464": ("profiles", "off")}
     for node, instance, up in NODES:
         checkout, cart, retrans, fail = RATES[instance]
         for k in range(STEPS + 1):
@@ -76,6 +79,13 @@ def openmetrics() -> str:
             fams["ebpftop_tcp_retransmits counter"].append(
                 f"ebpftop_tcp_retransmits_total{{{lab}}} {retrans * STEP * k:.1f} {t}"
             )
+            if instance in states:
+                source, now = states[instance]
+                for state in ("ok", "degraded", "down", "off"):
+                    lab = _labels(node, instance, source=source, state=state)
+                    fams["ebpftop_source_state gauge"].append(
+                        f"ebpftop_source_state{{{lab}}} {int(state == now)} {t}"
+                    )
             for verdict in ("pass", "fail"):
                 v = int((verdict == "fail") == bool(fail))
                 lab = _labels(node, instance, service="checkout", verdict=verdict)
@@ -204,6 +214,8 @@ def test_collector_ranks_the_fleet_from_prometheus(prom):
     assert by["n3;$(id)"].traffic_bps == pytest.approx(10_100_000, rel=0.01)
     assert by["node2"].retransmits_ps == pytest.approx(20.0, rel=0.01)
     assert by["node2"].reasons == ("retransmits 20/s (others 0.1/s)",)
+    assert by["node2"].sources_down == () and by["n3;$(id)"].sources_down == ("rules",)
+    assert by["n3;$(id)"].reasons[0] == "agent source down: rules"
     assert by["node2"].version == "1.2.3" and data.window == "1m" and data.filter == ""
     assert dict(data.medians)["traffic_bps"] == pytest.approx(100_000, rel=0.01)
     assert not data.failed
@@ -213,9 +225,10 @@ def test_the_filter_narrows_the_flow_columns(prom):
     data = collect(prom.url, "service:checkout")
     by = {n.name: n for n in data.nodes}
     assert data.filter == "service:checkout"
-    # the cart flood is not checkout's: node 3 is one of the crowd again
-    assert by["n3;$(id)"].traffic_bps == pytest.approx(100_000, rel=0.01) and not by["n3;$(id)"].reasons
-    assert [n.name for n in data.nodes][-1] == "n3;$(id)"
+    # the cart flood is not checkout's: node 3 is one of the crowd again (its rules source
+    # is still down: the node's, whatever the filter)
+    assert by["n3;$(id)"].traffic_bps == pytest.approx(100_000, rel=0.01)
+    assert by["n3;$(id)"].reasons == ("agent source down: rules",)
     # a glob, and a value nothing has: columns empty (no data), not zero
     assert collect(prom.url, "pod:cart-*").nodes[0].retransmits_ps is None
     nobody = {n.name: n for n in collect(prom.url, "namespace:nope").nodes}

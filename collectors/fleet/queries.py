@@ -45,7 +45,8 @@ def queries(window: str, flt: FleetFilter) -> tuple[Query, ...]:
             "canaries",
             f"max by ({BY}, service) (ebpftop_canary_verdict{fail}) == 1",
         ),
-        Query("sources_down", f"max by ({BY}, source) (ebpftop_source_up) == 0"),
+        # down, not "not up": a source the node does not configure (off) is not a fault
+        Query("sources_down", f'max by ({BY}, source) (ebpftop_source_state{{state="down"}}) == 1'),
         Query("cpu", f"max by ({BY}) (ebpftop_agent_cpu_usage_ratio)"),
         Query("rss", f"max by ({BY}) (ebpftop_agent_resident_memory_bytes)"),
     )
