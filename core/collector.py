@@ -43,7 +43,7 @@ class Collector(ABC):
     name: str = "?"
     interval: float = 1.0
     urgent: bool = False
-    """Started before the others (the runtime starts sources in this order): its first
+    """Started first, the others once it has published (core/runtime.py): its first
     sample can name an incident already under way."""
 
     async def start(self) -> None:  # noqa: B027  # optional hook: a source with nothing to acquire keeps it
@@ -80,9 +80,11 @@ class CollectorRunner:
         self.state = RunnerState()
         self._clock = clock
         self._retry_in = 0.0
+        self.published = asyncio.Event()  # its first snapshot (data, or why not) is out
 
     def _publish(self, health: Health, data: Any = None, at: float | None = None) -> None:
         self.state.seq += 1
+        self.published.set()
         when = self._clock() if at is None else at
         self.bus.publish(Snapshot(self.collector.name, self.state.seq, when, health, data))
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+HEAD_START = 2.0  # seconds at most the urgent sources run alone at start (Collector.urgent)
+
 
 def audited_gate(settings: Settings) -> Gate:
     """The action gate for these settings: their audit log and key, read-only in kiosk
@@ -79,10 +81,31 @@ class Runtime:
             from .record import start_recording
 
             self.recorder = start_recording(self)
-        # Each task runs up to its first await in this order: the urgent sources' requests
-        # leave before the others' imports and BPF compiles begin.
-        for runner in sorted(self.runners, key=lambda r: not r.collector.urgent):
-            self._tasks.append(asyncio.create_task(runner.run(), name=f"collector:{runner.collector.name}"))
+        urgent = [r for r in self.runners if r.collector.urgent]
+        rest = [r for r in self.runners if not r.collector.urgent]
+        for runner in urgent:
+            self._run(runner)
+        if urgent and rest:
+            self._tasks.append(asyncio.create_task(self._start_after(urgent, rest), name="collectors:rest"))
+        else:
+            for runner in rest:
+                self._run(runner)
+
+    def _run(self, runner: CollectorRunner) -> None:
+        self._tasks.append(asyncio.create_task(runner.run(), name=f"collector:{runner.collector.name}"))
+
+    async def _start_after(self, urgent: list[CollectorRunner], rest: list[CollectorRunner]) -> None:
+        """Start `rest` once every urgent source has published its first snapshot (data, or
+        why not), or after HEAD_START: their imports, BPF compiles and first frames take
+        seconds of CPU that, on a small busy node, delayed the verdict naming an incident."""
+        waits = [asyncio.create_task(r.published.wait()) for r in urgent]
+        try:
+            await asyncio.wait(waits, timeout=HEAD_START)
+        finally:
+            for w in waits:
+                w.cancel()
+        for runner in rest:
+            self._run(runner)
 
     async def stop(self) -> None:
         for task in self._tasks:

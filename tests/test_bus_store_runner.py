@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from ebpftop.core import runtime as runtime_module
 from ebpftop.core.bus import Bus
 from ebpftop.core.collector import Collector, CollectorRunner, SourceUnavailable
 from ebpftop.core.model import Health, HealthState, Snapshot
@@ -122,28 +123,65 @@ async def test_run_closes_collector_when_cancelled():
     assert closed.is_set()
 
 
-async def test_urgent_sources_start_before_the_others(tmp_path):
-    """The canary's verdict from history names an incident already under way: its
-    requests leave before the other sources' imports and BPF compiles begin."""
-    started: list[str] = []
+class Source(Collector):
+    """Records when its start ran; an urgent one's first sample waits for `go`."""
 
-    class Source(Collector):
-        def __init__(self, name: str, urgent: bool = False) -> None:
-            self.name, self.urgent = name, urgent
+    def __init__(self, name: str, started: list[str], urgent: bool = False) -> None:
+        self.name, self.started, self.urgent = name, started, urgent
+        self.go = asyncio.Event()
+        if not urgent:
+            self.go.set()
 
-        async def start(self) -> None:
-            started.append(self.name)
+    async def start(self) -> None:
+        self.started.append(self.name)
 
-        async def collect(self) -> int:
-            return 1
+    async def collect(self) -> int:
+        await self.go.wait()
+        return 1
 
+
+async def until(condition, seconds: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while not condition():
+        assert loop.time() < end, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def sources_runtime(tmp_path, started: list[str]) -> tuple[Runtime, Source]:
+    canary = Source("canary", started, urgent=True)
     settings = Settings(audit_log=str(tmp_path / "audit.jsonl"), audit_key=str(tmp_path / "audit.key"))
-    sources = [Source("host"), Source("flows"), Source("canary", urgent=True), Source("rules")]
-    runtime = Runtime(settings, list(sources))
+    return Runtime(settings, [Source("host", started), Source("flows", started), canary]), canary
+
+
+async def test_the_others_start_once_the_urgent_source_has_published(tmp_path, monkeypatch):
+    """The canary's verdict from history names an incident already under way: the other
+    sources' imports, BPF compiles and first frames wait until it is out."""
+    monkeypatch.setattr(runtime_module, "HEAD_START", 3600.0)
+    started: list[str] = []
+    runtime, canary = sources_runtime(tmp_path, started)
     await runtime.start()
     try:
-        while len(started) < 4:
+        await until(lambda: started == ["canary"])
+        for _ in range(20):
             await asyncio.sleep(0.01)
+        assert started == ["canary"]  # its first sample is not out yet
+        canary.go.set()
+        await until(lambda: len(started) == 3)
+        assert started == ["canary", "host", "flows"]
+        assert runtime.store.latest("canary") is not None
     finally:
         await runtime.stop()
-    assert started == ["canary", "host", "flows", "rules"]
+
+
+async def test_an_urgent_source_that_never_answers_holds_the_others_back_only_so_long(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime_module, "HEAD_START", 0.2)
+    started: list[str] = []
+    runtime, _canary = sources_runtime(tmp_path, started)
+    await runtime.start()
+    try:
+        await until(lambda: len(started) == 3)
+        assert started == ["canary", "host", "flows"]
+        assert runtime.store.latest("canary") is None
+    finally:
+        await runtime.stop()

@@ -75,6 +75,7 @@ def controller_from(settings: Any, **overrides: Any) -> Controller | None:
 
 class RolloutCollector(Collector):
     name = "rollout"
+    urgent = True  # its first sample names a backend down (core/runtime.py starts it first)
 
     def __init__(self, settings: Any, controller: Controller | None = None) -> None:
         self.settings = settings
