@@ -139,7 +139,8 @@ def test_rank_agent_down_then_canary_then_the_biggest_outlier_then_names():
         node("f", retransmits_ps=0.1, traffic_bps=1e5),
     ]
     ranked = rank(nodes)
-    assert [n.name for n in ranked] == ["d", "c", "e", "b", "a", "f"]
+    # b: 200x the others' median retransmits; e: 90x their traffic
+    assert [n.name for n in ranked] == ["d", "c", "b", "e", "a", "f"]
     by = {n.name: n for n in ranked}
     assert by["d"].reasons == ("agent down (Prometheus cannot scrape it)",)
     assert by["c"].reasons == ("canary FAIL: checkout",)
@@ -149,13 +150,18 @@ def test_rank_agent_down_then_canary_then_the_biggest_outlier_then_names():
 
 
 def test_rank_floors_keep_noise_out_and_two_nodes_compare_with_each_other():
-    # 0.9 against 0.01 retransmits/s is 90x, but below the floor of 1/s: nobody's incident
+    # 0.09 against 0.01 retransmits/s is 9x, but below the floor of 0.1/s: nobody's incident
     quiet = rank(
-        [node("a", retransmits_ps=0.9), node("b", retransmits_ps=0.01), node("c", retransmits_ps=0.01)]
+        [node("a", retransmits_ps=0.09), node("b", retransmits_ps=0.01), node("c", retransmits_ps=0.01)]
     )
     assert all(not n.reasons for n in quiet) and [n.name for n in quiet] == ["a", "b", "c"]
     two = rank([node("a", connect_p99_s=0.002), node("b", connect_p99_s=0.250)])
     assert two[0].name == "b" and two[0].reasons == ("connect p99 250 ms (others 2 ms)",)
+    # a quiet fleet (median 0): a symptom seconds old, diluted by the rate window, stands out
+    fresh = rank(
+        [node("a", retransmits_ps=0.0), node("b", retransmits_ps=0.17), node("c", retransmits_ps=0.0)]
+    )
+    assert fresh[0].name == "b" and fresh[0].reasons == ("retransmits 0.17/s (others 0/s)",)
     # no data is not zero: a node without the column is not compared on it
     assert not rank([node("a", retransmits_ps=None), node("b", retransmits_ps=5.0)])[0].reasons
 

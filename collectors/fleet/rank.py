@@ -1,10 +1,11 @@
 """Worst first: what an incident room needs at the top of the fleet without a keypress.
 
 The order: agents Prometheus cannot scrape; nodes with a failing canary; nodes with an
-agent source that delivers nothing; then outliers: a column's value against the median
-of the OTHER nodes (a fleet of two compares each with the other), counted only above
-the column's floor (so 0.1 against 0.01 retransmits/s is nobody's incident) and at
-OUTLIER times that median or more. Nodes that look fine keep their name order, so the
+agent source that is down; then outliers: a column's value at OUTLIER times the median
+of the OTHER nodes or more (a fleet of two compares each with the other), and at least
+the column's floor (so 0.05 against 0.01 retransmits/s is nobody's incident). The floors
+are low on purpose: over a 1m rate window a symptom that began seconds ago is still
+diluted (5 s of 2 retransmits/s read as 0.17/s), and a quiet fleet's median is 0. Nodes that look fine keep their name order, so the
 table does not reshuffle on noise.
 """
 
@@ -47,8 +48,8 @@ class Column:
 
 
 COLUMNS = (
-    Column("retransmits_ps", "retransmits", 1.0, _rate),
-    Column("connect_failures_ps", "connect failures", 0.5, _rate),
+    Column("retransmits_ps", "retransmits", 0.1, _rate),
+    Column("connect_failures_ps", "connect failures", 0.1, _rate),
     Column("connect_p99_s", "connect p99", 0.005, _ms),
     Column("traffic_bps", "traffic", 50_000.0, _bytes),
     Column("rule_hits_ps", "rule hits", 10.0, _rate),
@@ -74,7 +75,7 @@ def _outliers(node: FleetNode, others: Sequence[FleetNode]) -> list[tuple[float,
         if not ref_values:
             continue
         ref = statistics.median(ref_values)
-        ratio = min(MAX_RATIO, value / max(ref, col.floor))
+        ratio = MAX_RATIO if ref <= 0 else min(MAX_RATIO, value / ref)
         if ratio >= OUTLIER:
             found.append((ratio, f"{col.label} {col.show(value)} (others {col.show(ref)})"))
     return sorted(found, reverse=True)
