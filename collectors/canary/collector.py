@@ -166,6 +166,10 @@ class _Answers:
     history_errors: list[str] = field(default_factory=list)
 
 
+async def _nothing() -> list[str]:
+    return []
+
+
 def _first(errors: Sequence[str]) -> str:
     if not errors:
         return ""
@@ -276,10 +280,22 @@ class CanaryCollector(Collector):
 
     async def collect(self) -> CanaryData:
         assert self._client is not None and self._services is not None, "start() first"
-        if not self._templates_checked:
-            await self._check_templates()
+        # The templates are checked beside the first sample, not before it: a round trip
+        # less before the first verdict. One Prometheus rejects still stops the source.
+        checking = None if self._templates_checked else asyncio.ensure_future(self._check_templates())
         at = self._clock()
-        results = await asyncio.gather(*(self._sample_service(svc, at) for svc in self._services))
+        try:
+            results = await asyncio.gather(*(self._sample_service(svc, at) for svc in self._services))
+        except asyncio.CancelledError:
+            if checking is not None:
+                checking.cancel()
+            raise
+        except Exception:
+            if checking is not None:
+                await checking  # a template Prometheus rejects says more than the sample's failure
+            raise
+        if checking is not None:
+            await checking
         services = tuple(svc for svc, _, _ in results)
         if not any(fresh for _, fresh, _ in results):
             kind = next((k for _, _, k in results if k), "connection")
@@ -361,8 +377,11 @@ class CanaryCollector(Collector):
             note = " or ".join(f'{lbl}="{svc.canary}"' for lbl in svc.variant_labels())
             return self._no_variant(svc, at, f"no series with {note}"), True, ""
         missed = self._missed(svc, at)
-        history_errors = await self._replay(svc, label, missed) if missed else []
-        queries, results = await self._query_all(svc, label, at)
+        # History and the live queries in one round trip; history is judged first (in
+        # _replay, before this gather returns), the live evaluation after, as in time.
+        history_errors, (queries, results) = await asyncio.gather(
+            self._replay(svc, label, missed) if missed else _nothing(), self._query_all(svc, label, at)
+        )
         answers = _read_answers(svc, queries, results)
         if not answers.got:
             return self._failed(svc, answers.errors), False, answers.kinds[0] if answers.kinds else ""
