@@ -360,6 +360,12 @@ async def test_the_fleet_view_at_80x24_worst_first_enter_reaches_the_node_filter
         # under the filter the cart flood is gone: traffic no longer puts node 3 on top
         assert pane.rows[0].name != "n3;$(id)"
 
+        # help lists the fleet's keys and none of the node dashboard's actions
+        from ebpftop.tui.screens.help import help_rows
+
+        keys = {k.strip() for k, _, _ in help_rows(app)}
+        assert {"s", "/", "enter", "?", "q"} <= keys and not keys & {"R", "U", "m", "1", "2"}, keys
+
 
 def test_a_recording_of_the_fleet_view_replays_in_the_fleet_view(prom, tmp_path):
     """`ebpftop --fleet URL --record F`, then `ebpftop replay F`: the fleet pane, not the

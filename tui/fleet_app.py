@@ -14,11 +14,11 @@ from .app import EbpftopApp
 from .panes.fleet.pane import FleetPane
 from .panes.header import HostHeader
 
-_NOT_HERE = frozenset({"marker", "rollback", "undo_rollback"})
-
 
 class FleetApp(EbpftopApp):
     TITLE = "ebpftop fleet"
+    # not offered, and not in the help screen either
+    NOT_OFFERED = frozenset({"marker", "rollback", "undo_rollback", "focus_pane"})
 
     def compose(self) -> ComposeResult:
         self._header = HostHeader()
@@ -34,6 +34,6 @@ class FleetApp(EbpftopApp):
         yield Footer()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _NOT_HERE or action == "focus_pane":  # one pane, always focused
+        if action in self.NOT_OFFERED:  # focus_pane: one pane, always focused
             return False
         return super().check_action(action, parameters)

@@ -34,7 +34,10 @@ def all_bindings(app: App[Any]) -> list[Binding]:
 def help_rows(app: App[Any]) -> list[tuple[str, str, str]]:
     """(keys, what it does, note) for every binding; a note says when it is disabled."""
     rows: list[tuple[str, str, str]] = []
+    absent: frozenset[str] = getattr(app, "NOT_OFFERED", frozenset())  # actions a view has no use for
     for b in all_bindings(app):
+        if b.action.split("(")[0] in absent:
+            continue
         s = spec(b.action)
         text = s.help if s else _TEXTUAL_HELP.get(b.action) or b.description or b.action.replace("_", " ")
         note = ""
