@@ -262,28 +262,49 @@ def test_node2s_agent_down_is_its_target_down_and_said_so_then_up(lab, capsys):
     assert all(f"{n}       ok    agent pid" in out and "target up" in out for n in NAMES), out
 
 
-def _prog_ids() -> set[int]:
-    out = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True, text=True, check=True)
-    return {p["id"] for p in json.loads(out.stdout)}
-
-
-@pytest.mark.integration
-def test_lab_down_leaves_no_namespace_link_agent_pin_or_program(lab):
+def _agents_programs(st: statefile.LabState) -> set[int]:
     from ebpftop.collectors.selfcost.programs import held_prog_ids
-    from ebpftop.lab import manager
 
-    st = statefile.load(lab.state_file)
-    assert st is not None
     agents = [r for r in st.processes if r.part.endswith("-agent")]
     assert len(agents) == 3 and all(procs.alive(r) for r in agents)
     held = set().union(*(held_prog_ids(f"/proc/{r.pid}/fd") for r in agents))
     assert held, "the agents hold their BPF programs"
-    removed = manager.down(CFG)
-    assert any("node2-agent" in r for r in removed), removed
+    return held
+
+
+def _nothing_left(layout: Layout, st: statefile.LabState, held: set[int]) -> None:
     assert not any(procs.alive(r) for r in st.processes)
-    assert topology.existing_namespaces(lab) == [] and topology.existing_links(lab) == []
-    assert not [p for p in procs.find_by_argv_fragment(st.tmpdir or "/nonexistent")]
+    assert topology.existing_namespaces(layout) == [] and topology.existing_links(layout) == []
+    assert not procs.find_by_argv_fragment(st.tmpdir or "/nonexistent")
     assert not os.path.exists(st.tmpdir or "")
     pins = os.listdir(nodes.PIN_ROOT) if os.path.isdir(nodes.PIN_ROOT) else []
     assert not [p for p in pins if p.startswith(f"lab-{CFG.name}-")], pins
-    assert held & _prog_ids() == set(), "programs of the agents still loaded"
+    out = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True, text=True, check=True)
+    assert held & {p["id"] for p in json.loads(out.stdout)} == set(), "programs of the agents still loaded"
+
+
+@pytest.mark.integration
+def test_lab_down_leaves_no_namespace_link_agent_pin_or_program(lab):
+    from ebpftop.lab import manager
+
+    st = statefile.load(lab.state_file)
+    assert st is not None
+    held = _agents_programs(st)
+    removed = manager.down(CFG)
+    assert any("node2-agent" in r for r in removed), removed
+    _nothing_left(lab, st, held)
+
+
+@pytest.mark.integration
+def test_lab_down_without_its_state_file_still_removes_the_nodes(lab):
+    """After a crash that lost the state file, `down` finds the nodes by their names."""
+    from ebpftop.lab import manager
+
+    manager.up(CFG)
+    st = statefile.load(lab.state_file)
+    assert st is not None and st.complete
+    held = _agents_programs(st)
+    os.unlink(lab.state_file)
+    removed = manager.down(CFG)
+    assert any("in namespace ebt-nd-n2" in r for r in removed), removed
+    _nothing_left(lab, st, held)
