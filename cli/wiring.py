@@ -38,11 +38,15 @@ def viewer_runtime(settings: Settings, address: str, token: str | None = None) -
 
 
 def fleet_runtime(settings: Settings) -> Runtime:
-    """A Runtime for the fleet view: the fleet's Prometheus and ebpftop's own cost; no
-    BPF, no action (nothing to undo at its end)."""
+    """A Runtime for the fleet view: the fleet's Prometheus, the header's host (the machine
+    the view runs on) and ebpftop's own cost; no BPF, no action (nothing to undo at its end)."""
     from ebpftop.collectors.fleet.collector import FleetCollector
+    from ebpftop.collectors.host import HostCollector
     from ebpftop.collectors.selfcost.collector import SelfCostCollector
 
-    return Runtime(
-        settings, [FleetCollector(settings), SelfCostCollector(settings)], gate=audited_gate(settings)
-    )
+    collectors = [
+        HostCollector(interval=settings.refresh),
+        FleetCollector(settings),
+        SelfCostCollector(settings),
+    ]
+    return Runtime(settings, collectors, gate=audited_gate(settings))
