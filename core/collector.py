@@ -84,9 +84,9 @@ class CollectorRunner:
 
     def _publish(self, health: Health, data: Any = None, at: float | None = None) -> None:
         self.state.seq += 1
-        self.published.set()
         when = self._clock() if at is None else at
         self.bus.publish(Snapshot(self.collector.name, self.state.seq, when, health, data))
+        self.published.set()  # after the subscribers: the frame showing it is asked for first
 
     def _fail(self, exc: BaseException) -> float:
         """Publish the failure; return how long to wait before trying again."""
