@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 
 from .errors import LabError
@@ -72,13 +73,36 @@ def parse(target: str, terms: list[str]) -> Fault:
     if term in ("on", "off"):
         return Fault(FLOOD, term, FLOOD_DEFAULT_BPS if term == "on" else 0)
     knob, _, raw = term.partition("=")
-    m = _RATE.match(raw) if knob == "rate" else None
-    if m is None:
+    if knob != "rate" or _RATE.match(raw) is None:
         raise LabError("inject", f"bad flood term {terms[0]!r}: allowed {FLOOD_HELP}")
-    rate = float(m.group(1)) * (1000 if m.group(2) == "kb" else 1_000_000)
-    if not 10_000 <= rate <= FLOOD_MAX_BPS:
+    rate = rate_bps(raw)
+    if rate is None:
         raise LabError("inject", f"bad flood rate {raw!r}: allowed {FLOOD_HELP}")
-    return Fault(FLOOD, "on", int(rate))
+    return Fault(FLOOD, "on", rate)
+
+
+def rate_bps(raw: str) -> int | None:
+    """`2mb/s`, `500kb/s` (lower case) -> bytes per second; None unless 0.01-50 MB/s."""
+    m = _RATE.match(raw)
+    if m is None:
+        return None
+    rate = float(m.group(1)) * (1000 if m.group(2) == "kb" else 1_000_000)
+    return int(rate) if 10_000 <= rate <= FLOOD_MAX_BPS else None
+
+
+def flood_argv(to: str, bps: int) -> list[str]:
+    """lab/flood.py at `bps` to `to`'s discard port, run by this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "ebpftop.lab.flood",
+        "--to",
+        to,
+        "--port",
+        str(FLOOD_PORT),
+        "--rate",
+        str(bps),
+    ]
 
 
 def down_services(tmpdir: str | None) -> set[str]:

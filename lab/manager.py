@@ -709,10 +709,7 @@ def fault(config: LabConfig, target: str, terms: list[str]) -> str:
     wanted = faults.parse(target, terms)
     layout = Layout(config)
     with statefile.locked(layout.lock_file):
-        st = statefile.load(layout.state_file)
-        if st is None or not st.tmpdir or not st.complete:
-            raise LabError("inject", f"the lab is not up (run `ebpftop lab up{_instance(config)}`)")
-        layout = Layout(config_from_state(st))
+        st, layout = _up_state(config, layout)
         if wanted.target == faults.FLOOD:
             done = _flood(layout, st, wanted)
         else:
@@ -721,16 +718,22 @@ def fault(config: LabConfig, target: str, terms: list[str]) -> str:
     return done
 
 
+def _up_state(config: LabConfig, layout: Layout, flags: str = "") -> tuple[statefile.LabState, Layout]:
+    """The state of a lab that finished `lab up`, and its layout as it was started; else
+    LabError naming the command that brings it up."""
+    st = statefile.load(layout.state_file)
+    if st is None or not st.tmpdir or not st.complete:
+        raise LabError("inject", f"the lab is not up (run `ebpftop lab up{flags}{_instance(config)}`)")
+    return st, Layout(config_from_state(st))
+
+
 def node_fault(config: LabConfig, target: str, terms: list[str]) -> list[str]:
     """Make a fleet node misbehave (lab/nodefaults.py); says what changed. The terms and
     the node are checked whole before anything changes (LabError)."""
     wanted = nodefaults.parse(target, terms)
     layout = Layout(config)
     with statefile.locked(layout.lock_file):
-        st = statefile.load(layout.state_file)
-        if st is None or not st.tmpdir or not st.complete:
-            raise LabError("inject", f"the lab is not up (run `ebpftop lab up --nodes N{_instance(config)}`)")
-        layout = Layout(config_from_state(st))
+        st, layout = _up_state(config, layout, " --nodes N")
         k = nodes.require(layout, target)
         try:
             return nodefaults.apply(
@@ -754,17 +757,7 @@ def _flood(layout: Layout, st: statefile.LabState, wanted: faults.Fault) -> str:
     to = layout.addr("stable")
     rec = procs.start(
         faults.FLOOD,
-        [
-            sys.executable,
-            "-m",
-            "ebpftop.lab.flood",
-            "--to",
-            to,
-            "--port",
-            str(faults.FLOOD_PORT),
-            "--rate",
-            str(wanted.rate_bps),
-        ],
+        faults.flood_argv(to, wanted.rate_bps),
         log=os.path.join(st.tmpdir, "flood.log"),
         netns=layout.netns("client"),
         ip_bin=layout.config.ip_bin,

@@ -19,12 +19,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 from dataclasses import asdict, dataclass, replace
 
 from . import nodes, procs
 from .errors import LabError
-from .faults import FLOOD_DEFAULT_BPS, FLOOD_MAX_BPS, FLOOD_PORT
+from .faults import FLOOD_DEFAULT_BPS, FLOOD_PORT, flood_argv, rate_bps
 from .layout import Layout
 from .state import LabState
 
@@ -38,7 +37,6 @@ ALLOWED = {
     "agent": "down or up",
 }
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
-_RATE = re.compile(r"^(\d+(?:\.\d+)?)(kb|mb)/s$")
 _FILE = "nodes.json"
 
 
@@ -101,13 +99,10 @@ def _loss(raw: str, bad: LabError) -> float:
 def _rate(raw: str, bad: LabError) -> int:
     if raw in ("on", "off"):
         return FLOOD_DEFAULT_BPS if raw == "on" else 0
-    m = _RATE.match(raw)
-    if m is None:
+    rate = rate_bps(raw)
+    if rate is None:
         raise bad
-    rate = float(m.group(1)) * (1000 if m.group(2) == "kb" else 1_000_000)
-    if not 10_000 <= rate <= FLOOD_MAX_BPS:
-        raise bad
-    return int(rate)
+    return rate
 
 
 @dataclass(frozen=True)
@@ -226,17 +221,7 @@ def _flood(layout: Layout, st: LabState, k: int, bps: int) -> str:
     to, _ = layout.pod_link_addrs(k)
     rec = procs.start(
         part,
-        [
-            sys.executable,
-            "-m",
-            "ebpftop.lab.flood",
-            "--to",
-            to,
-            "--port",
-            str(FLOOD_PORT),
-            "--rate",
-            str(bps),
-        ],
+        flood_argv(to, bps),
         log=os.path.join(nodes.node_dir(st.tmpdir, k), "flood.log"),
         netns=layout.pod_netns(k),
         ip_bin=layout.config.ip_bin,
