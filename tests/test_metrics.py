@@ -639,3 +639,34 @@ def test_the_agents_profile_endpoint_opens_in_go_tool_pprof_with_the_burners_lab
     tags = go_pprof("-tags", str(path))
     for value in ("burner-svc", "test", "1.2.3", str(burner.pid)):
         assert value in tags
+
+
+def test_a_source_that_has_not_sampled_yet_is_starting_not_down(tmp_path):
+    """An agent compiling its BPF (up to a minute on a loaded node) must not read as a node
+    whose flows are down: the fleet view ranks a down source near the top."""
+    from ebpftop.core.collector import Collector
+
+    class Slow(Collector):
+        name = "flows"
+
+        async def collect(self) -> None:
+            return None
+
+    s = Settings(audit_log=str(tmp_path / "audit.jsonl"), audit_key=str(tmp_path / "audit.key"))
+    runtime = Runtime(s, [Slow()])  # produces flows, never started: no snapshot yet
+    server = start_metrics_server(runtime, "127.0.0.1:0")
+    try:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=30) as resp:
+            text = resp.read().decode()
+        promtool(text)
+        found = samples(text)
+        assert one(found["ebpftop_source_state"], source="flows", state="starting") == 1
+        assert one(found["ebpftop_source_state"], source="flows", state="down") == 0
+        assert one(found["ebpftop_source_up"], source="flows") == 0
+        runtime.bus.publish(Snapshot("flows", 1, time.time(), Health(HealthState.DOWN, "attach failed")))
+        with urllib.request.urlopen(server.url + "/metrics", timeout=30) as resp:
+            found = samples(resp.read().decode())
+        assert one(found["ebpftop_source_state"], source="flows", state="down") == 1
+        assert one(found["ebpftop_source_state"], source="flows", state="starting") == 0
+    finally:
+        server.close()

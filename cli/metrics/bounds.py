@@ -22,7 +22,7 @@ DIRECTIONS = ("receive", "transmit")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CANARY_CHECKS = 4  # p99, error_ratio, p99_ratio, drift
 VERDICTS = ("pass", "warn", "fail", "no_data")
-STATES = ("ok", "degraded", "down", "off")
+STATES = ("ok", "degraded", "down", "off", "starting")  # starting: no sample yet (BPF compiling)
 
 LABEL_LEN = 64  # characters of a free-text label value (rule comment, owner name)
 

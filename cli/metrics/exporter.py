@@ -138,9 +138,12 @@ class Exporter(Collector):
         for source in sources:
             health = store.health(source)
             name = label(source)
+            # a source that has not sampled yet (compiling its BPF, a minute on a loaded node)
+            # is starting, not down: a fleet view ranks down agents first
+            now_state = "starting" if store.latest(source) is None else health.state.value
             up.add_metric([name], 1 if health.state in (HealthState.OK, HealthState.DEGRADED) else 0)
             for s in bounds.STATES:
-                state.add_metric([name, s], 1 if health.state.value == s else 0)
+                state.add_metric([name, s], 1 if now_state == s else 0)
             if (a := health.age(now)) is not None:
                 age.add_metric([name], a)
             errors.add_metric([name], health.errors)
