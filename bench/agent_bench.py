@@ -200,20 +200,23 @@ MODES = {"plain": ("--no-deflate",), "deflate": ()}  # the agent's flags; viewer
 
 
 def old_cpu(section: str) -> str:
-    """The CPU table of the section in RESULTS.md now, with its machine line."""
+    """The CPU table and SIGKILL line of the section in RESULTS.md now, with its machine line."""
     text = RESULTS.read_text() if RESULTS.exists() else ""
     m = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
     body = m.group(1) if m else ""
     when = re.search(r"^Machine: .*?UTC", body, re.M)
     table = [line for line in body.splitlines() if line.startswith("|")][:7]
     table = [line for line in table if not line.startswith("| encoding") and "KiB/s" not in line]
+    kill = re.search(r"^SIGKILL of the agent.*$", body, re.M)
     if not table or not when:
         return "CPU: not measured in this run (`--bytes`); run the bench without it."
     return "\n".join(
         [
-            f"CPU, carried over from the last full run ({when.group(0)[9:]}; `--bytes` measured bytes only):",
+            f"CPU and SIGKILL, carried over from the last full run ({when.group(0)[9:]}; this run, "
+            "`--bytes`, measured bytes only; rows that name no encoding predate deflate):",
             "",
             *table,
+            *(["", kill.group(0)] if kill else []),
         ]
     )
 
