@@ -541,3 +541,37 @@ async def test_a_switch_the_viewer_did_not_ask_for_is_refused(tmp_path):
     assert (
         "line 2: the agent switched to encoding 'deflate', which this viewer did not ask for" in link.problem
     )
+
+
+async def test_a_big_write_is_compressed_off_the_loop_and_small_ones_on_it(tmp_path, monkeypatch):
+    """The history (tens of MB for a new viewer) must not hold the loop that serves the others."""
+    import threading
+
+    from ebpftop.core import stream_server
+
+    where: list[tuple[int, bool]] = []
+    pack = stream.Deflater.pack
+
+    def spy(self: stream.Deflater, data: bytes) -> bytes:
+        where.append((len(data), threading.current_thread() is threading.main_thread()))
+        return pack(self, data)
+
+    monkeypatch.setattr(stream.Deflater, "pack", spy)
+    path = str(tmp_path / "agent.sock")
+    server = StreamServer(host="h")
+    await server.listen_unix(path)
+    big = HostData(
+        "x" * (stream_server.INLINE_MAX + 1), "6.1", 1.0, 1.0, 1, (0.0, 0.0, 0.0), 1, 1, 1.0, None, None
+    )
+    server.publish(Snapshot("host", 1, NOW, Health(), big))
+    bus, store = Bus(), Store(10)
+    bus.subscribe(store)
+    task = asyncio.create_task(StreamClient(path, bus).run())
+    try:
+        await _until(lambda: store.latest("host") is not None and len(where) >= 2)
+        assert store.latest("host").data == big
+        assert all(on_loop == (size <= stream_server.INLINE_MAX) for size, on_loop in where), where
+        assert {on_loop for _, on_loop in where} == {True, False}, where
+    finally:
+        task.cancel()
+        await server.close()
