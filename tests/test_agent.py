@@ -455,12 +455,14 @@ def test_sighup_reloads_a_good_config_keeps_the_old_on_a_bad_one_and_viewers_sta
     with netns("ebhu") as ns:
         with open(log_path, "w") as log:
             agent = ns.popen(EBPFTOP, "--config", str(config), "--iface", "lo", "agent", "--socket", sock,
-                             bpf=True, stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
+                             "--no-deflate", bpf=True, stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
         try:
             assert _wait(lambda: log_has("collecting:"), 120), log_path.read_text()
             viewer = socket.socket(socket.AF_UNIX)
             viewer.connect(sock)
             viewer.settimeout(10)
+            # it accepts deflate; the agent, told --no-deflate, answers plain lines (read below)
+            viewer.sendall(b'{"accept": ["deflate"]}\n')
             config.write_text(base + "[ui]\nrefresh = -3\n")
             agent.send_signal(signal.SIGHUP)
             assert _wait(lambda: log_has("keeping the running one"), 30), log_path.read_text()
