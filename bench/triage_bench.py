@@ -10,6 +10,8 @@ flood, which no alarm names, the Flows pane's first row being the flood). Three 
 per scenario into the same running incident; median and range.
 
 Usage: sudo .venv/bin/python bench/triage_bench.py [--quick]   (--quick: one launch each)
+       sudo .venv/bin/python bench/triage_bench.py --issue   (issue 19's case alone; prints,
+            leaves bench/RESULTS.md as it is: a partial run must not replace the section)
        .venv/bin/python bench/triage_bench.py --render /tmp/ebpftop-triage-bench.json
 """
 
@@ -36,6 +38,7 @@ from ebpftop.lab import manager  # noqa: E402
 from ebpftop.lab.layout import Layout  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+ISSUE_ONLY = "--issue" in sys.argv
 RENDER = sys.argv[sys.argv.index("--render") + 1] if "--render" in sys.argv else None
 SAVED = Path(tempfile.gettempdir()) / "ebpftop-triage-bench.json"
 LAUNCHES = 1 if QUICK else 3
@@ -127,7 +130,7 @@ def main() -> int:
         cmd = argv(home)
         try:
             manager.up(sc.CFG, print)
-            for s in sc.SCENARIOS.values():
+            for s in () if ISSUE_ONLY else sc.SCENARIOS.values():
                 rows.append(scenario_run(s, cmd, home, sc.UNDER_WAY_S))
             rows.append(scenario_run(sc.ISSUE, cmd, home, ISSUE_UNDER_WAY_S))
         finally:
@@ -142,6 +145,9 @@ def main() -> int:
         if "--lab-instance" in cmd
         else f"python -c '<ebpftop's CLI main, lab {sc.CFG.name}>' --lab",
     }
+    if ISSUE_ONLY:
+        print(json.dumps(figures))
+        return 0
     SAVED.write_text(json.dumps(figures))
     return render(figures)
 
