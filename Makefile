@@ -58,3 +58,14 @@ install:
 	ln -sfn $(PREFIX)/venv/bin/ebpftop $(BINDIR)/ebpftop
 	systemctl daemon-reload 2>/dev/null || true  # no systemd as PID 1 (a container): nothing to reload
 	@echo "installed: $(BINDIR)/ebpftop, $(UNITDIR)/ebpftop-{agent,serve}.service (not enabled)"
+
+# The agent's container image (deploy/Containerfile) built with podman, and smoke-tested the
+# way deploy/kubernetes/daemonset.yaml runs it (scripts/image_smoke.sh says what it checks).
+# As root; NOT part of `make test`: the first run downloads a few hundred MB (a Debian base
+# made with mmdebstrap where no registry answers, bcc, LLVM, PyPI) and takes minutes.
+.PHONY: image image-smoke
+image:
+	bash scripts/image_smoke.sh --build-only
+
+image-smoke:
+	bash scripts/image_smoke.sh

@@ -1,7 +1,9 @@
 """The deploy files (deploy/): the Kubernetes manifests against the Kubernetes and Prometheus
 Operator schemas vendored in tests/data/k8s-schema (see its README), the same capabilities in
 the systemd unit, the DaemonSet and the Containerfile, and the container's command line parsed
-by the real `ebpftop agent`. Static: no cluster and no container engine here (README "Deploy")."""
+by the real `ebpftop agent`. Static: no cluster here, and these tests build no image; the image
+is built and run with podman by scripts/image_smoke.sh (`make image-smoke`: minutes and a few
+hundred MB of downloads, so not part of `make test`; README "Deploy")."""
 
 from __future__ import annotations
 
@@ -338,3 +340,40 @@ def test_the_agent_parses_the_command_line_it_is_given(source: str) -> None:
     assert ns.socket == "/run/ebpftop/agent.sock"
     host, port = parse_listen(ns.metrics)
     assert port == 9433 and host in ("0.0.0.0", "10.0.0.7")
+
+
+# --- the image build and smoke test (run by hand: make image-smoke) ----------------------------
+
+
+def test_the_base_is_an_arg_before_from_so_a_build_can_override_it() -> None:
+    steps = _instructions()
+    (base,) = [i for i, (w, rest) in enumerate(steps) if w == "ARG" and rest.startswith("BASE=")]
+    # an ARG after FROM belongs to the stage, and FROM ${BASE} would not see it
+    assert base < [w for w, _ in steps].index("FROM")
+    script = (ROOT / "scripts" / "image_smoke.sh").read_text()
+    assert '--build-arg "BASE=$BASE_IMAGE"' in script
+
+
+def _make_n(target: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), target],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_make_image_and_image_smoke_run_the_script_and_make_test_does_not() -> None:
+    script = ROOT / "scripts" / "image_smoke.sh"
+    assert script.stat().st_mode & 0o111, "not executable"
+    syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert syntax.returncode == 0, syntax.stderr
+    for target, argv in (
+        ("image", "bash scripts/image_smoke.sh --build-only"),
+        ("image-smoke", "bash scripts/image_smoke.sh"),
+    ):
+        dry = _make_n(target)
+        assert dry.returncode == 0, dry.stderr
+        assert dry.stdout.splitlines()[-1] == argv, dry.stdout
+    # minutes of downloads and builds: never under `make test`
+    assert "image_smoke" not in _make_n("test").stdout
