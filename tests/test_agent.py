@@ -580,3 +580,27 @@ def test_the_agent_serves_prometheus_metrics_while_it_collects(tmp_path):
     assert agent.returncode == 0
     with pytest.raises(OSError):
         opener.open(url, timeout=5)
+
+
+def test_the_agents_store_keeps_what_metrics_needs_not_the_uis_history(tmp_path):
+    """The store of an agent serves /metrics alone: STORE_SECONDS of samples at its
+    refresh, never more than the configured history (viewers keep their own)."""
+    import argparse
+
+    from ebpftop.cli.commands import agent as agent_cmd
+    from ebpftop.core.settings import Settings
+
+    class Server:
+        def publish(self, snap) -> None:
+            pass
+
+    def kept(**kw: object) -> int:
+        s = Settings(audit_log=str(tmp_path / "a.jsonl"), audit_key=str(tmp_path / "a.key"), **kw)  # type: ignore[arg-type]
+        runtime = agent_cmd._Agent(argparse.Namespace(), s, Server())._build(s)  # type: ignore[arg-type]
+        assert runtime.read_only
+        return runtime.settings.history
+
+    assert kept() == 120  # 300 by default for a dashboard
+    assert kept(refresh=0.5) == 240
+    assert kept(refresh=5.0) == 24
+    assert kept(history=50) == 50
