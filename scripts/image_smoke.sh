@@ -205,10 +205,10 @@ sed 's/^/    /' "$TMP/doctor.txt"
 ok "ebpftop doctor in the image: exit 0 ($(tail -1 "$TMP/doctor.txt"))"
 
 # --- /proc/timer_list ---------------------------------------------------------------------------
-# Container runtimes mask /proc/timer_list (runc, crun, containerd and CRI-O all list it in
-# their default masked paths), and the flows collector relates the kernel's jiffies to the
-# monotonic clock through it (collectors/kclock.py). Under the DaemonSet's settings flows is
-# therefore down; said here as found, not failed on. The agent below runs with it unmasked.
+# Container engines mask /proc/timer_list (podman, seen here; Docker, containerd and CRI-O
+# have it in their default masked paths), and the flows collector relates the kernel's jiffies
+# to the monotonic clock through it (collectors/kclock.py). Under the DaemonSet's settings flows
+# is therefore down; said here as found, not failed on. The agent below runs with it unmasked.
 "${RUN[@]}" --rm --entrypoint /opt/ebpftop/venv/bin/ebpftop "$IMAGE" snapshot --source flows \
   --duration 3 >"$TMP/masked.txt" 2>&1 || true
 say "with /proc/timer_list masked (the runtime's default, as in the DaemonSet): $(head -1 "$TMP/masked.txt" | tr -s ' ' | cut -c1-200)"
@@ -257,6 +257,10 @@ for f in pathlib.Path(f"/proc/{pid}/fdinfo").iterdir():
 EOF
 }
 ifname() { "${IN_NS[@]}" ip -o link show | awk -F': ' -v i="$1" '$1 == i {sub(/@.*/, "", $2); print $2}'; }
+still_listed() { # FILE ID...: the IDs that bpftool's JSON in FILE still lists
+  python3 -c 'import json, sys; ids = {x["id"] for x in json.load(open(sys.argv[1]))}
+print(" ".join(a for a in sys.argv[2:] if int(a) in ids))' "$@"
+}
 scrape() { "${IN_NS[@]}" curl -sf --noproxy '*' --max-time 10 "$url"; }
 flows_up() { scrape | grep -qE '^ebpftop_source_up\{source="flows"\} 1(\.0)?$'; }
 for _ in $(seq 1 180); do
@@ -313,11 +317,13 @@ if [ "$SMOKE_NET" != host ]; then
     from_peer
     scrape | grep -qE '^ebpftop_peer_connections\{peer="198\.18\.252\.2"\} [1-9]'
   }
+  # a gauge of the current top connections: seen once is enough
+  seen=0
   for _ in $(seq 1 60); do
-    peer_seen && break
+    peer_seen && seen=1 && break
     sleep 1
   done
-  peer_seen || die "the veth peer 198.18.252.2 never showed in ebpftop_peer_connections"
+  [ "$seen" -eq 1 ] || die "the veth peer 198.18.252.2 never showed in ebpftop_peer_connections"
   ok "the HTTP connections from the peer namespace over veth0 show: ebpftop_peer_connections{peer=\"198.18.252.2\"}"
 fi
 for _ in $(seq 1 60); do
@@ -326,8 +332,11 @@ for _ in $(seq 1 60); do
 done
 counted || die "no flow bytes in /metrics after the traffic"
 scrape >"$TMP/metrics.txt"
-ok "/metrics: $(wc -l <"$TMP/metrics.txt") lines, $(grep -c '^ebpftop_' "$TMP/metrics.txt") ebpftop samples, flow bytes counted: $(awk '/^ebpftop_flow_bytes_total\{/ {s += $NF} END {print s}' "$TMP/metrics.txt")"
-grep '^ebpftop_source_up' "$TMP/metrics.txt" | sed 's/^/    /'
+samples=$(grep -c '^ebpftop_' "$TMP/metrics.txt")
+flow_bytes=$(awk '/^ebpftop_flow_bytes_total\{/ {s += $NF} END {print s}' "$TMP/metrics.txt")
+ok "/metrics: $samples ebpftop samples, $flow_bytes flow bytes counted (kept in $WORK/metrics.txt)"
+cp "$TMP/metrics.txt" "$WORK/metrics.txt"
+grep -E '^ebpftop_(source_up|agent_resident_memory_bytes|agent_cpu_usage_ratio)' "$TMP/metrics.txt" | sed 's/^/    /'
 if command -v promtool >/dev/null; then
   promtool check metrics <"$TMP/metrics.txt" || die "promtool check metrics failed"
   ok "promtool check metrics passes on the live scrape"
@@ -342,11 +351,11 @@ rc=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
 [ "$rc" -eq 0 ] || die "the agent exited $rc on podman stop: $(podman logs "$NAME" 2>&1 | tail -20)"
 ok "podman stop: the agent exited 0 after $(($(date +%s) - start)) s"
 bpftool prog show --json >"$TMP/progs.after.json"
-left=$(python3 -c 'import json, sys; ids = {p["id"] for p in json.load(open(sys.argv[1]))}; print(" ".join(a for a in sys.argv[2:] if int(a) in ids))' "$TMP/progs.after.json" "${PROGS[@]}")
+left=$(still_listed "$TMP/progs.after.json" "${PROGS[@]}")
 [ -z "$left" ] || die "programs left after stop: $left"
 ok "none of the ${#PROGS[@]} programs is left in bpftool prog show"
 bpftool link show --json >"$TMP/links.after.json"
-left=$(python3 -c 'import json, sys; ids = {l["id"] for l in json.load(open(sys.argv[1]))}; print(" ".join(a.split()[0] for a in sys.argv[2:] if int(a.split()[0]) in ids))' "$TMP/links.after.json" "${LINKS[@]}")
+left=$(still_listed "$TMP/links.after.json" $(printf '%s\n' "${LINKS[@]}" | awk '{print $1}'))
 [ -z "$left" ] || die "links left after stop: $left"
 ok "none of its ${#LINKS[@]} links is left in bpftool link show"
 for dev in "${WATCHED[@]}"; do
