@@ -26,7 +26,8 @@
 # script's own (a veth pair to a second one for traffic) instead of the host's, so the smoke
 # test attaches nothing to this machine's interfaces and sends no traffic beyond those two
 # namespaces. SMOKE_NET=host runs it on the host network as the DaemonSet does, with
-# `--iface lo` (loopback only).
+# `--iface lo` (loopback only). And one the DaemonSet cannot have: /proc/timer_list unmasked,
+# without which flows is down; the script shows that case first ("/proc/timer_list" below).
 #
 # Idempotent: it removes its own leftovers (container ebpftop-smoke, namespaces
 # ebpftop-smoke{,-peer}) first and on exit; the base and the built image stay cached
@@ -36,7 +37,7 @@ cd "$(dirname "$0")/.."
 
 BASE_IMAGE=${BASE_IMAGE:-localhost/debian:bookworm-local}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
-IMAGE=${IMAGE:-localhost/ebpftop-agent:$VERSION} # the DaemonSet's image:
+IMAGE=${IMAGE:-localhost/ebpftop-agent:$VERSION} # the name the DaemonSet's image: has
 WORK=${WORK:-/var/tmp/ebpftop-image}
 SMOKE_NET=${SMOKE_NET:-own}
 ONLY_BUILD=0
@@ -355,7 +356,8 @@ left=$(still_listed "$TMP/progs.after.json" "${PROGS[@]}")
 [ -z "$left" ] || die "programs left after stop: $left"
 ok "none of the ${#PROGS[@]} programs is left in bpftool prog show"
 bpftool link show --json >"$TMP/links.after.json"
-left=$(still_listed "$TMP/links.after.json" $(printf '%s\n' "${LINKS[@]}" | awk '{print $1}'))
+mapfile -t LINK_IDS < <(printf '%s\n' "${LINKS[@]}" | awk '{print $1}')
+left=$(still_listed "$TMP/links.after.json" "${LINK_IDS[@]}")
 [ -z "$left" ] || die "links left after stop: $left"
 ok "none of its ${#LINKS[@]} links is left in bpftool link show"
 for dev in "${WATCHED[@]}"; do
