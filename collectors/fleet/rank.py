@@ -5,8 +5,8 @@ agent source that is down; then outliers: a column's value at OUTLIER times the 
 of the OTHER nodes or more (a fleet of two compares each with the other), and at least
 the column's floor (so 0.05 against 0.01 retransmits/s is nobody's incident). The floors
 are low on purpose: over a 1m rate window a symptom that began seconds ago is still
-diluted (5 s of 2 retransmits/s read as 0.17/s), and a quiet fleet's median is 0. Nodes that look fine keep their name order, so the
-table does not reshuffle on noise.
+diluted (5 s of 2 retransmits/s read as 0.17/s), and a quiet fleet's median is 0.
+Nodes that look fine keep their name order, so the table does not reshuffle on noise.
 """
 
 from __future__ import annotations
