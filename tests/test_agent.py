@@ -604,3 +604,28 @@ def test_the_agents_store_keeps_what_metrics_needs_not_the_uis_history(tmp_path)
     assert kept(refresh=0.5) == 240
     assert kept(refresh=5.0) == 24
     assert kept(history=50) == 50
+
+
+def test_the_agent_logs_a_sources_health_when_it_changes(caplog):
+    """No screen on a node agent: its log says when a source goes down and why, and when it
+    is back; a source that starts well says nothing more."""
+    import logging
+
+    from ebpftop.cli.commands.agent import HealthLog
+    from ebpftop.core.model import Health, HealthState, Snapshot
+
+    hl = HealthLog()
+    caplog.set_level(logging.INFO, logger="ebpftop.agent")
+
+    def feed(source: str, state: HealthState, message: str = "", hint: str = "") -> None:
+        hl(Snapshot(source, 1, 1.0, Health(state, message, hint)))
+
+    feed("host", HealthState.OK)
+    feed("flows", HealthState.DOWN, "cannot relate the kernel's jiffies\x1b[2J", "check /proc")
+    feed("flows", HealthState.DOWN, "still")  # unchanged state: said once
+    feed("flows", HealthState.OK)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert said == [
+        ("WARNING", "source flows down: cannot relate the kernel's jiffies\\x1b[2J (check /proc)"),
+        ("INFO", "source flows ok"),
+    ], said

@@ -25,6 +25,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ebpftop.core.model import Snapshot
     from ebpftop.core.runtime import Runtime
     from ebpftop.core.settings import Settings
     from ebpftop.core.stream_server import StreamServer
@@ -244,6 +245,7 @@ class _Agent:
         quiet = dataclasses.replace(settings, kiosk=True, history=min(settings.history, kept))
         runtime = Runtime(quiet, default_collectors(quiet), gate=audited_gate(quiet))
         runtime.bus.subscribe(self.server.publish)
+        runtime.bus.subscribe(HealthLog())
         return runtime
 
     async def start(self) -> None:
@@ -294,3 +296,27 @@ class _Agent:
             await old.stop()
         self.settings = new
         await self.start()
+
+
+class HealthLog:
+    """Says in the log when a source's health changes (down, degraded, off, ok again), with
+    its reason: a node agent has no screen, and its journal is where an operator looks
+    first (the image smoke test found flows down with nothing logged)."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, str] = {}
+
+    def __call__(self, snap: Snapshot) -> None:
+        from ebpftop.core.untrusted import clean
+
+        state = snap.health.state.value
+        if self._state.get(snap.source) == state:
+            return
+        was = self._state.get(snap.source)
+        self._state[snap.source] = state
+        if was is None and state == "ok":
+            return  # a source that starts well is the normal case, said once at start
+        hint = f" ({clean(snap.health.hint, 200)})" if snap.health.hint else ""
+        why = clean(snap.health.message, 300) + hint
+        level = logging.INFO if state in ("ok", "off") else logging.WARNING
+        log.log(level, "source %s %s%s", snap.source, state, f": {why}" if why.strip() else "")
