@@ -62,7 +62,9 @@ async def test_an_agent_two_terminals_and_a_browser_one_collection_and_agent_dow
             return {f[2:] for f in _flows(text, sports) if f[3] == f"{net.b_ip4}:7071"}
 
         try:
-            progs = _stable(lambda: {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n}, 120)
+            progs = _stable(
+                lambda: {i for i, n in _prog_names(_held(agent.pid)).items() if "ebpftop_fl" in n}, 120
+            )
             assert progs, (tmp_path / "agent.log").read_text()
             for _ in range(2):
                 viewers.append(PtyApp([EBPFTOP, "--config", config, "--connect", sock], cols=200, rows=50))

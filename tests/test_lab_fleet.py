@@ -81,7 +81,9 @@ def test_the_fleet_view_ranks_the_bad_node_first_naming_its_symptom(lab, tmp_pat
             assert "node2: retransmits" in view.text(), view.text()
             # Enter: how to reach it, from the lab's node address
             os.write(view.master, b"\r")
-            assert view.wait_for(lambda t: "shell on the node" in t and "ssh -t 198.18.240." in t, 30), view.text()
+            assert view.wait_for(lambda t: "shell on the node" in t and "ssh -t 198.18.240." in t, 30), (
+                view.text()
+            )
             os.write(view.master, b"\x1b")
             assert view.wait_for(lambda t: "shell on the node" not in t, 30), view.text()
 
