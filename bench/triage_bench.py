@@ -172,8 +172,8 @@ def render(f: dict) -> int:
         f"Load average (1 min) at start {load_start[0]:.1f}, at end {load_end[0]:.1f}, "
         f"at the launches {min(loads):.1f}-{max(loads):.1f}"
         + (
-            "; NOT a quiet machine (2 CPUs, other people's tests ran alongside, the lab's own "
-            "load and flood too): times include waiting for a CPU."
+            "; not an idle machine (2 CPUs; the lab's own load generator, services, canary `cpu=on` "
+            "and flood run on them, and anything else running then): times include waiting for a CPU."
             if busy
             else "."
         ),
