@@ -325,8 +325,12 @@ def main() -> int:
     load1 = os.getloadavg()
     plain, deflate = facts["rates"]  # type: ignore[misc]
     head = [
-        f"Machine: {machine()}. Load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end: "
-        "other people's tests ran on the same 2 CPUs meanwhile, so CPU figures are noisy.",
+        f"Machine: {machine()}. Load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end"
+        + (
+            ": other work ran on the same 2 CPUs meanwhile, so CPU figures are noisy."
+            if max(load0[0], load1[0]) > 1.5
+            else " (nothing else running)."
+        ),
         "",
     ]
     if only_bytes:

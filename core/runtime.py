@@ -68,6 +68,13 @@ class Runtime:
         frame: looked up once."""
         return socket.gethostname() if any(c.name == "host" for c in self.collectors) else None
 
+    @property
+    def live(self) -> bool:
+        """Samples arrive on their sources' own cadence (collectors here, or an agent's
+        stream), so a screen batches them into one frame per refresh; otherwise (a replay,
+        snapshots published by hand) each is drawn as it comes."""
+        return bool(self.collectors)
+
     def producers(self) -> frozenset[str]:
         """The sources something will publish: a pane of any other says it has none."""
         return frozenset(c.name for c in self.collectors)

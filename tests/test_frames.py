@@ -75,6 +75,15 @@ async def test_without_collectors_a_published_snapshot_is_drawn_at_once(tmp_path
     assert app.redraw_every == 0.0
 
 
+async def test_a_viewer_of_an_agent_draws_on_the_frame_grid_like_a_collecting_dashboard(tmp_path):
+    """An agent's stream brings each source's snapshot as its own frame (six a second):
+    drawn one by one, a viewer cost more CPU than a dashboard collecting for itself."""
+    from ebpftop.core.stream_client import ViewerRuntime
+
+    app = EbpftopApp(ViewerRuntime(settings(tmp_path, refresh=0.5), str(tmp_path / "agent.sock")))
+    assert app.redraw_every == 0.5
+
+
 def canary(verdict: Verdict, seq: int) -> Snapshot:
     svc = replace(failing(), verdict=verdict)
     return snap("canary", CanaryData("http://p", (svc,)), ok(NOW), seq=seq, t=NOW)

@@ -106,9 +106,10 @@ class EbpftopApp(SnapshotFlush, App[int]):
         self._data_alarms: dict[str, tuple[Alarm, ...]] = {}  # per pane source, as last shown
         self._flush_scheduled = False
         self._last_frame = 0.0
-        # Live collectors' snapshots are batched into one frame per refresh interval;
-        # a replay (its own pace) and snapshots published without collectors draw at once.
-        live = self.replay is None and bool(runtime.collectors)
+        # Live sources' snapshots (collectors here, or an agent's stream) are batched into one
+        # frame per refresh interval; a replay (its own pace) and snapshots published by hand
+        # draw at once.
+        live = self.replay is None and runtime.live
         self.redraw_every = float(self.settings.refresh) if live else 0.0
         self._aged_by_flush = False  # the last data flush redrew the ages: the tick may rest
         self._pending = 0  # snapshots that arrived while paused
