@@ -14,7 +14,7 @@ from test_header import failing
 from ebpftop.collectors.canary.data import CanaryData
 from ebpftop.collectors.canary.verdict import Verdict
 from ebpftop.core.collector import Collector, next_tick
-from ebpftop.core.model import Snapshot
+from ebpftop.core.model import Health, HealthState, Snapshot
 from ebpftop.core.runtime import Runtime
 from ebpftop.tui.app import EbpftopApp
 from ebpftop.tui.panes.header import HostHeader
@@ -82,6 +82,25 @@ async def test_a_viewer_of_an_agent_draws_on_the_frame_grid_like_a_collecting_da
 
     app = EbpftopApp(ViewerRuntime(settings(tmp_path, refresh=0.5), str(tmp_path / "agent.sock")))
     assert app.redraw_every == 0.5
+
+
+async def test_the_agent_going_down_or_coming_back_is_drawn_at_once_not_at_the_frame_slot(tmp_path):
+    from ebpftop.core.stream import AGENT_SOURCE, AgentLink
+
+    runtime = Runtime(settings(tmp_path, refresh=3600.0), collectors=[])
+    app = EbpftopApp(runtime)
+
+    def link(seq: int, state: str) -> Snapshot:
+        health = ok(NOW) if state == "up" else Health(HealthState.DOWN, "agent down")
+        s = Snapshot(AGENT_SOURCE, seq, NOW + seq, health, AgentLink(state, "/run/a.sock"))  # type: ignore[arg-type]
+        runtime.bus.publish(s)  # the store has it before the app asks
+        return s
+
+    assert app._news(link(1, "up"))  # the first word of the link
+    assert not app._news(link(2, "up"))  # a heartbeat: waits for the frame slot
+    assert app._news(link(3, "down"))
+    assert not app._news(link(4, "down"))
+    assert app._news(link(5, "up"))
 
 
 def canary(verdict: Verdict, seq: int) -> Snapshot:

@@ -112,7 +112,12 @@ class SnapshotFlush(_AppBase):
                 self.call_later(self._flush_dirty)
 
     def _news(self, snap: Snapshot) -> bool:
-        """Whether `snap` raises an error alarm of a kind its pane's source does not show."""
+        """Whether `snap` raises an error alarm of a kind its pane's source does not show,
+        or is a viewer's link to its agent going down or coming back (the header says
+        AGENT DOWN at once, not at the next frame slot)."""
+        if snap.source == AGENT_SOURCE:
+            history = self.runtime.store.history(AGENT_SOURCE)
+            return len(history) < 2 or _link_state(history[-2]) != _link_state(snap)
         if snap.data is None or snap.source not in self._panes:
             return False
         shown = {a.kind for a in self._data_alarms.get(snap.source, ()) if a.severity == "error"}
@@ -305,3 +310,7 @@ def _agent_link(snap: Snapshot | None) -> AgentLink | None:
     """The link to the agent this dashboard views (None when it collects itself)."""
     link = snap.data if snap is not None else None
     return link if isinstance(link, AgentLink) else None
+
+
+def _link_state(snap: Snapshot) -> tuple[HealthState, str]:
+    return snap.health.state, snap.data.state if isinstance(snap.data, AgentLink) else ""
