@@ -157,9 +157,10 @@ def render(runs: list[dict], view_cpu: float, rss: int, agent_cpu: list[float]) 
         f"{statistics.median(floor):.1f} s (goal: ranked first within {GOAL_S:g} s)."
         if done and floor
         else "- A run did not rank node2 first within 90 s.",
-        "- What the view adds to the floor: up to one query interval ([fleet] interval, 2 s) and a frame; "
-        "the floor itself is Prometheus' scrape interval and the retransmits the loss causes (TCP's "
-        "retransmission timer, 200 ms and up).",
+        "- What the view adds to the floor: Prometheus' topk names node2 at its first retransmits; the view "
+        "ranks a node by a column only once its rate over the 1m window reaches the column's floor (0.1 "
+        "retransmits/s: 6 in the window) and 3x the other nodes' median, then up to one query interval "
+        "([fleet] interval, 2 s) and a frame.",
         f"- The view's own cost over the runs: {view_cpu:.1f}% of one CPU, RSS {rss / 2**20:.0f} MiB "
         "(11 instant queries every 2 s).",
     ]
