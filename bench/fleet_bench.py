@@ -167,7 +167,8 @@ def render(runs: list[dict], view_cpu: float, rss: int, agent_cpu: list[float]) 
     if agent_cpu:
         lines.append(
             f"- The node agents while scraped (profiles off, 1 s refresh): {statistics.mean(agent_cpu):.1f}% "
-            'of one CPU each; the scrape itself: section "metrics: the agent\'s scrape".'
+            "of one CPU each (the lab's nodes share one kernel: each agent sees every node's TCP events); "
+            'the scrape itself: section "metrics: the agent\'s scrape".'
         )
     write_section("fleet: a bad node ranked first", "\n".join(lines))
 
