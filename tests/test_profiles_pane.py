@@ -268,6 +268,7 @@ class FakeProfilesCollector:
     """Stands in for ProfilesCollector: records what it was asked to capture."""
 
     name = "profiles"
+    urgent = False  # as the real one: starts after the canary (core/runtime.py)
     hz = 49
     pprof_seconds = 10.0
 
