@@ -27,6 +27,7 @@ import (
 	"io"
 	"math"
 	mrand "math/rand"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -319,9 +320,15 @@ func main() {
 		os.Exit(2)
 	}
 	s := newService(*name, *version, *track, *base/1000)
-	server := &http.Server{Addr: *listen, Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	// Listen before saying "serving": whoever waits for that line may connect at once.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	fmt.Printf("serving %s %s on %s (service %s, pprof labels trace_id span_id)\n", *track, *version, *listen, *name)
-	if err := server.ListenAndServe(); err != nil {
+	if err := server.Serve(ln); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
