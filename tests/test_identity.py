@@ -139,6 +139,56 @@ def test_an_exact_sock_diag_request_finds_the_connection_then_its_listener():
         s.close()
 
 
+@pytest.mark.parametrize("family", ["v4", "v6", "dual-stack"])
+def test_the_socket_tables_answer_as_sock_diag_does(family):
+    """Without CAP_SYS_ADMIN the /proc/PID/net tables stand in for sock_diag: every kind
+    of query gets the kernel's own answer (a connection, its other end, the listener of
+    an ended one, nothing, an unconnected UDP socket), whether the listener is known."""
+    from ebpftop.collectors.identity import proctable
+
+    fam, bind, host = {
+        "v4": (socket.AF_INET, "127.0.0.1", "127.0.0.1"),
+        "v6": (socket.AF_INET6, "::1", "::1"),
+        "dual-stack": (socket.AF_INET6, "::", "127.0.0.1"),  # IPv4 into a v6 listener
+    }[family]
+    elsewhere = "::9" if ":" in host else "127.0.0.9"
+    ino = lambda s: os.fstat(s.fileno()).st_ino  # noqa: E731
+    with contextlib.ExitStack() as held:
+        srv = held.enter_context(socket.socket(fam))
+        srv.bind((bind, 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        cli = held.enter_context(socket.create_connection((host, port)))
+        acc = held.enter_context(srv.accept()[0])
+        udp = held.enter_context(socket.socket(fam, socket.SOCK_DGRAM))
+        udp.bind((bind, 0))
+        here = cli.getsockname()[:2]
+        queries = [
+            ("tcp", host, port, *here),
+            ("tcp", *here, host, port),
+            ("tcp", host, port, elsewhere, 5555),
+            ("tcp", host, 1, host, 2),
+            ("udp", host, udp.getsockname()[1], elsewhere, 4444),
+        ]
+        for known in ({ino(srv)}, set()):
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, diag.NETLINK_SOCK_DIAG) as nl:
+                kernel = diag.lookup_here(nl, queries, known)
+            assert proctable.lookup(f"/proc/{os.getpid()}/net", queries, known) == kernel
+        assert [a[0] for a in kernel] == [ino(acc), ino(cli), ino(srv), None, ino(udp)]
+
+
+def test_a_socket_table_line_that_does_not_parse_is_skipped():
+    from ebpftop.collectors.identity import proctable
+
+    text = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1\n"
+        "   1: garbage\n"
+        "   2: 0100007F:ZZZZ 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4343 1\n"
+    )
+    assert proctable.parse(text) == {("127.0.0.1", 8080, "0.0.0.0", 0): (0x0A, 4242)}
+
+
 # --- for real: two namespaces, two cgroups, one bridge; BPF on the host's side --------
 
 SERVER = r"""
@@ -298,6 +348,62 @@ def test_both_ends_in_their_own_namespace_and_cgroup_are_owned_with_their_identi
     short = next(f for f in shorts if f.pid and f.peer_pid)
     assert {short.pid, short.peer_pid} == {s["srv"], s["cli"]}
     assert data.namespaces is not None and data.namespaces >= 3
+
+
+WITHOUT_SYS_ADMIN = r"""
+import asyncio, json, sys, time
+from ebpftop.collectors.flows.collector import FlowsCollector
+from ebpftop.collectors.identity import diag
+
+tag, held_port, srv_pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+refused = diag.lookup_in({f"/proc/{srv_pid}/ns/net": []}, set())[f"/proc/{srv_pid}/ns/net"]
+
+async def run():
+    c = FlowsCollector([f"{tag}s", f"{tag}c"], interval=0.5)
+    await c.start()
+    try:
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            await asyncio.sleep(0.5)
+            data = await c.collect()
+            held = [f for f in data.flows if held_port in (f.sport, f.dport)]
+            shorts = [f for f in data.flows
+                      if f.proto == "tcp" and 8000 in (f.sport, f.dport) and f not in held]
+            if held and held[0].peer_pid and any(f.pid and f.peer_pid for f in shorts):
+                short = next(f for f in shorts if f.pid and f.peer_pid)
+                return dict(held=[held[0].pid, held[0].peer_pid], short=[short.pid, short.peer_pid],
+                            notices=list(data.notices))
+        return dict(notices=list(data.notices), flows=[str(f) for f in data.flows[:4]])
+    finally:
+        await c.close()
+
+print(json.dumps(dict(refused=str(refused), **asyncio.run(run()))))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.integration
+def test_without_cap_sys_admin_both_ends_are_still_owned(two_services):
+    """As the agent's unit and DaemonSet run it (CAP_SYS_ADMIN out of the bounding set):
+    setns is refused, so each namespace's /proc/PID/net tables name the sockets; the
+    server end of every connection, held or ended, is owned, and no notice says otherwise."""
+    import json
+
+    s = two_services
+    args = (s["tag"], str(s["held"]), str(s["srv"]))
+    out = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_admin", sys.executable, "-c", WITHOUT_SYS_ADMIN, *args],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert "CAP_SYS_ADMIN" in got["refused"]  # the child really could not enter
+    assert "held" in got, got
+    assert set(got["held"]) == {s["srv"], s["cli"]}
+    assert set(got["short"]) == {s["srv"], s["cli"]}
+    assert not [n for n in got["notices"] if "owners not looked up" in n]
 
 
 @pytest.mark.root

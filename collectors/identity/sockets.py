@@ -8,7 +8,9 @@ server side of every container or pod was unowned. Here:
    (through one of its processes: /proc/PID/net/fib_trie, if_inet6);
 2. a socket is asked for by its addresses in the namespaces that hold its local
    address (`SocketFinder.find`): an exact sock_diag request each (diag.py), which
-   answers the established socket, or the listener that accepts that 4-tuple.
+   answers the established socket, or the listener that accepts that 4-tuple; where
+   ebpftop may not enter the namespace (no CAP_SYS_ADMIN), the namespace's socket
+   tables in /proc/PID/net answer the same (proctable.py).
 
 A listener's answer is what an ended connection's server side needs: the process that
 accepted it. Two namespaces listening on the same port (stable and canary) stay apart
@@ -17,12 +19,13 @@ because each is asked only for its own addresses.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import diag
+from . import diag, proctable
 from .netns import local_addresses, netns_of
 
 Tuple4 = tuple[str, int, str, int]
@@ -108,10 +111,25 @@ def walk(*, proc: str = "/proc", addresses: AddressCache | None = None) -> ProcW
     return w
 
 
+def lookup(work: dict[str, Sequence[Query]], known: Container[int]) -> dict[str, list[diag.Answer] | OSError]:
+    """diag's exact requests; where setns is refused (no CAP_SYS_ADMIN), that namespace's
+    /proc/PID/net socket tables instead (proctable.py: slower, needs no setns)."""
+    out = diag.lookup_in(work, known)
+    for path, got in out.items():
+        if isinstance(got, OSError) and got.errno == errno.EPERM:
+            try:
+                out[path] = proctable.lookup(
+                    os.path.dirname(os.path.dirname(path)) + "/net", work[path], known
+                )
+            except OSError as exc:
+                out[path] = OSError(exc.errno, f"{got.strerror}; its socket tables: {exc}")
+    return out
+
+
 class SocketFinder:
     """find(queries) after refresh(): the (pid, netns) of each query's socket."""
 
-    def __init__(self, *, proc: str = "/proc", lookup: Lookup = diag.lookup_in) -> None:
+    def __init__(self, *, proc: str = "/proc", lookup: Lookup = lookup) -> None:
         self._proc = proc
         self._lookup = lookup
         self._addresses = AddressCache()
