@@ -51,110 +51,225 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def from_jsonable(tp: Any, value: Any, path: str = "") -> Any:
     """Rebuild a value of type `tp` from what `to_jsonable` produced."""
+    try:
+        return _decoder(tp)(value)
+    except DecodeError as exc:
+        if not path:
+            raise
+        raise DecodeError(path + exc.path, exc.reason) from None
+
+
+# Each type's decoder is built once from its hints (a viewer decodes every frame of an
+# agent's stream: walking the hints per value cost it more than drawing). Decoders raise
+# DecodeError with a path relative to their value; each container prefixes its step on
+# the way out, so no path string is built unless something fails.
+Decoder = Callable[[Any], Any]
+
+
+@cache
+def _decoder(tp: Any) -> Decoder:
     if tp is Any:
-        return value
-    generic = _GENERICS.get(get_origin(tp))
-    if generic is not None:
-        return generic(tp, value, path)
+        return _identity
+    origin = get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        return _union(tp)
+    if origin is Literal:
+        return _literal(tp)
+    if origin is tuple:
+        return _tuple(tp)
+    if origin is list:
+        return _list(tp)
+    if origin is dict:
+        return _dict(tp)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _dataclass(tp, value, path)
+        return _dataclass(tp)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            raise DecodeError(path, f"{value!r} is not a {tp.__name__}") from None
-    return _scalar(tp, value, path)
+        return _enum(tp)
+    return _scalar(tp)
 
 
-def _union(tp: Any, value: Any, path: str) -> Any:
-    args = get_args(tp)
-    if value is None:
-        if type(None) in args:
-            return None
-        raise DecodeError(path, "null where a value is required")
-    errors = []
-    for arg in args:
-        if arg is type(None):
-            continue
-        try:
-            return from_jsonable(arg, value, path)
-        except DecodeError as exc:
-            errors.append(exc.reason)
-    raise DecodeError(path, "; ".join(errors) or "no variant fits")
-
-
-def _literal(tp: Any, value: Any, path: str) -> Any:
-    if value not in get_args(tp):
-        raise DecodeError(path, f"{value!r} is not one of {get_args(tp)!r}")
+def _identity(value: Any) -> Any:
     return value
 
 
-def _tuple(tp: Any, value: Any, path: str) -> tuple[Any, ...]:
+def _union(tp: Any) -> Decoder:
     args = get_args(tp)
-    _expect(list, value, path, "a list")
+    nullable = type(None) in args
+    variants = [_decoder(a) for a in args if a is not type(None)]
+
+    def decode(value: Any) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise DecodeError("", "null where a value is required")
+        errors = []
+        for variant in variants:
+            try:
+                return variant(value)
+            except DecodeError as exc:
+                errors.append(exc.reason)
+        raise DecodeError("", "; ".join(errors) or "no variant fits")
+
+    return decode
+
+
+def _literal(tp: Any) -> Decoder:
+    allowed = get_args(tp)
+
+    def decode(value: Any) -> Any:
+        if value not in allowed:
+            raise DecodeError("", f"{value!r} is not one of {allowed!r}")
+        return value
+
+    return decode
+
+
+def _items(item: Decoder, value: list[Any]) -> list[Any]:
+    try:
+        return [item(v) for v in value]
+    except DecodeError:
+        for i, v in enumerate(value):  # again, one by one, to say which
+            try:
+                item(v)
+            except DecodeError as exc:
+                raise DecodeError(f"[{i}]{exc.path}", exc.reason) from None
+        raise
+
+
+def _tuple(tp: Any) -> Decoder:
+    args = get_args(tp)
     if len(args) == 2 and args[1] is Ellipsis:
-        return tuple(from_jsonable(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
-    if len(args) != len(value):
-        raise DecodeError(path, f"expected {len(args)} items, got {len(value)}")
-    return tuple(
-        from_jsonable(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
-    )
+        item = _decoder(args[0])
+
+        def decode_all(value: Any) -> tuple[Any, ...]:
+            _expect(list, value, "a list")
+            return tuple(_items(item, value))
+
+        return decode_all
+    fixed = [_decoder(a) for a in args]
+
+    def decode(value: Any) -> tuple[Any, ...]:
+        _expect(list, value, "a list")
+        if len(fixed) != len(value):
+            raise DecodeError("", f"expected {len(fixed)} items, got {len(value)}")
+        out = []
+        for i, (d, v) in enumerate(zip(fixed, value, strict=True)):
+            try:
+                out.append(d(v))
+            except DecodeError as exc:
+                raise DecodeError(f"[{i}]{exc.path}", exc.reason) from None
+        return tuple(out)
+
+    return decode
 
 
-def _list(tp: Any, value: Any, path: str) -> list[Any]:
+def _list(tp: Any) -> Decoder:
     (arg,) = get_args(tp)
-    _expect(list, value, path, "a list")
-    return [from_jsonable(arg, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    item = _decoder(arg)
+
+    def decode(value: Any) -> list[Any]:
+        _expect(list, value, "a list")
+        return _items(item, value)
+
+    return decode
 
 
-def _dict(tp: Any, value: Any, path: str) -> dict[str, Any]:
+def _dict(tp: Any) -> Decoder:
     _, varg = get_args(tp)
-    _expect(dict, value, path, "an object")
-    return {k: from_jsonable(varg, v, f"{path}.{k}") for k, v in value.items()}
+    item = _decoder(varg)
+
+    def decode(value: Any) -> dict[str, Any]:
+        _expect(dict, value, "an object")
+        out = {}
+        for k, v in value.items():
+            try:
+                out[k] = item(v)
+            except DecodeError as exc:
+                raise DecodeError(f".{k}{exc.path}", exc.reason) from None
+        return out
+
+    return decode
 
 
-def _expect(kind: type, value: Any, path: str, what: str) -> None:
+def _expect(kind: type, value: Any, what: str) -> None:
     if not isinstance(value, kind):
-        raise DecodeError(path, f"expected {what}, got {type(value).__name__}")
+        raise DecodeError("", f"expected {what}, got {type(value).__name__}")
 
 
-_GENERICS: dict[Any, Callable[[Any, Any, str], Any]] = {
-    Union: _union,
-    types.UnionType: _union,
-    Literal: _literal,
-    tuple: _tuple,
-    list: _list,
-    dict: _dict,
-}
+def _dataclass(tp: type) -> Decoder:
+    # Fields are resolved at the first value, not here: a dataclass may hold itself.
+    fields: list[tuple[str, Decoder, bool]] = []
+
+    def decode(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise DecodeError("", f"expected an object for {tp.__name__}, got {type(value).__name__}")
+        if not fields and dataclasses.fields(tp):
+            hints = _hints(tp)
+            fields.extend(
+                (
+                    f.name,
+                    _decoder(hints[f.name]),
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                )
+                for f in dataclasses.fields(tp)
+            )
+        kwargs = {}
+        for name, field_decoder, required in fields:
+            if name in value:
+                try:
+                    kwargs[name] = field_decoder(value[name])
+                except DecodeError as exc:
+                    raise DecodeError(f".{name}{exc.path}", exc.reason) from None
+            elif required:
+                raise DecodeError(f".{name}", "missing")
+        return tp(**kwargs)
+
+    return decode
 
 
-def _dataclass(tp: type, value: Any, path: str) -> Any:
-    if not isinstance(value, dict):
-        raise DecodeError(path, f"expected an object for {tp.__name__}, got {type(value).__name__}")
-    hints = _hints(tp)
-    kwargs = {}
-    for f in dataclasses.fields(tp):
-        if f.name in value:
-            kwargs[f.name] = from_jsonable(hints[f.name], value[f.name], f"{path}.{f.name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise DecodeError(f"{path}.{f.name}", "missing")
-    return tp(**kwargs)
+def _enum(tp: type[enum.Enum]) -> Decoder:
+    def decode(value: Any) -> Any:
+        try:
+            return tp(value)
+        except ValueError:
+            raise DecodeError("", f"{value!r} is not a {tp.__name__}") from None
+
+    return decode
 
 
-def _scalar(tp: Any, value: Any, path: str) -> Any:
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DecodeError("", f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DecodeError("", f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _none(value: Any) -> None:
+    if value is not None:
+        raise DecodeError("", "expected null")
+
+
+def _scalar(tp: Any) -> Decoder:
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DecodeError(path, f"expected a number, got {type(value).__name__}")
-        return float(value)
+        return _float
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise DecodeError(path, f"expected an integer, got {type(value).__name__}")
-        return value
-    if tp in (str, bool):
-        _expect(tp, value, path, tp.__name__)
-        return value
+        return _int
     if tp is type(None):
-        if value is not None:
-            raise DecodeError(path, "expected null")
-        return None
-    raise DecodeError(path, f"cannot decode type {tp!r}")
+        return _none
+    if tp in (str, bool):
+
+        def decode(value: Any) -> Any:
+            _expect(tp, value, tp.__name__)
+            return value
+
+        return decode
+
+    def cannot(value: Any) -> Any:
+        raise DecodeError("", f"cannot decode type {tp!r}")
+
+    return cannot

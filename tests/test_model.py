@@ -104,3 +104,39 @@ class Outer:
 )
 def test_codec_round_trips_nested_dataclasses(value):
     assert from_jsonable(Outer, json.loads(json.dumps(to_jsonable(value)))) == value
+
+
+@pytest.mark.parametrize(
+    "value, path, reason",
+    [
+        (
+            {"items": [{"a": 1}, {"a": 2}, {"a": "3"}], "by_name": {}},
+            ".items[2].a",
+            "expected an integer, got str",
+        ),
+        ({"items": [], "by_name": {"x": 1.0, "y": "z"}}, ".by_name.y", "expected a number, got str"),
+        ({"items": [], "by_name": {}, "maybe": {"a": True}}, ".maybe", "expected an integer, got bool"),
+        ({"items": [{"b": None}], "by_name": {}}, ".items[0].a", "missing"),
+        ({"items": {}, "by_name": {}}, ".items", "expected a list, got dict"),
+    ],
+)
+def test_nested_decode_errors_name_the_path_and_the_reason(value, path, reason):
+    """The decoders are built once per type; what a failure says is as before: where, and why."""
+    with pytest.raises(DecodeError) as err:
+        from_jsonable(Outer, value, ".data")
+    assert (err.value.path, err.value.reason) == (".data" + path, reason)
+    assert str(err.value) == f".data{path}: {reason}"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    children: tuple[Node, ...] = ()
+
+
+def test_a_dataclass_that_holds_itself_decodes():
+    tree = Node("root", (Node("a", (Node("a1"),)), Node("b")))
+    assert from_jsonable(Node, json.loads(json.dumps(to_jsonable(tree)))) == tree
+    with pytest.raises(DecodeError) as err:
+        from_jsonable(Node, {"name": "root", "children": [{"name": "a", "children": [{"name": 7}]}]})
+    assert err.value.path == ".children[0].children[0].name"
