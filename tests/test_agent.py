@@ -285,11 +285,13 @@ def _host(t: float, name: str) -> dict[str, object]:
 
 
 class FakeAgent:
-    """A unix-socket server that sends what a test gives it, then holds the line open."""
+    """A unix-socket server that sends what a test gives it, then holds the line open;
+    what the viewer sends it is kept in `received`."""
 
     def __init__(self, path: str, lines: list[bytes], then: list[bytes]) -> None:
         self.path, self.lines, self.then = path, lines, then
         self.go_on = threading.Event()
+        self.received = bytearray()
         self.srv = socket.socket(socket.AF_UNIX)
         self.srv.bind(path)
         self.srv.listen(4)
@@ -297,6 +299,7 @@ class FakeAgent:
 
     def _serve(self) -> None:
         conn, _ = self.srv.accept()
+        threading.Thread(target=self._read, args=(conn,), daemon=True).start()
         try:
             for line in self.lines:
                 conn.sendall(line)
@@ -316,6 +319,11 @@ class FakeAgent:
             pass
         finally:
             conn.close()
+
+    def _read(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # until the connection closes
+            while chunk := conn.recv(65536):
+                self.received += chunk
 
 
 def test_a_hostile_agent_is_refused_line_by_line_and_nothing_crashes(tmp_path):
@@ -539,8 +547,9 @@ def test_the_dashboard_views_a_local_agent_that_answers_and_collects_otherwise(t
 
 
 def test_the_agent_serves_prometheus_metrics_while_it_collects(tmp_path):
-    """`ebpftop agent --metrics HOST:PORT`: the scrape is the agent's own store (no second
-    collection), passes promtool, and goes away with the agent."""
+    """`ebpftop agent --metrics HOST:PORT --bpf-stats`: the scrape is the agent's own store
+    (no second collection), passes promtool, carries the run time of its TC programs (the
+    kernel's BPF stats held on while it runs), and goes away with the agent."""
     need_root()
     import shutil
     import urllib.request
@@ -550,7 +559,7 @@ def test_the_agent_serves_prometheus_metrics_while_it_collects(tmp_path):
     with open(log_path, "w") as log:
         agent = subprocess.Popen(
             [EBPFTOP, "--config", _config(tmp_path), "--iface", "lo", "agent", "--socket", sock,
-             "--metrics", "127.0.0.1:0"],
+             "--metrics", "127.0.0.1:0", "--bpf-stats"],
             stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
     try:
@@ -569,6 +578,15 @@ def test_the_agent_serves_prometheus_metrics_while_it_collects(tmp_path):
 
         body = _wait(flowing, 120)
         assert body, scrape()
+
+        def tc_ran() -> str | None:  # the scrapes themselves cross lo
+            text = scrape()
+            timed = re.findall(r'ebpftop_bpf_program_run_seconds_total\{[^}]*type="tc"[^}]*\} (\S+)', text)
+            return text if any(float(x) > 0 for x in timed) else None
+
+        ran = _wait(tc_ran, 60)
+        assert ran, scrape()
+        assert "ebpftop_bpf_stats_enabled 1.0" in ran
         if shutil.which("promtool"):
             check = subprocess.run(
                 ["promtool", "check", "metrics"], input=body, capture_output=True, text=True
@@ -629,3 +647,85 @@ def test_the_agent_logs_a_sources_health_when_it_changes(caplog):
         ("WARNING", "source flows down: cannot relate the kernel's jiffies\\x1b[2J (check /proc)"),
         ("INFO", "source flows ok"),
     ], said
+
+
+# --- a viewer's own actions ------------------------------------------------------------
+
+
+def _audit_entries(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_an_action_from_a_terminal_viewer_goes_through_the_viewers_own_gate_and_audit_log(tmp_path):
+    """`m` in a viewer of an agent: the viewer's prompt, confirmation and gate; the marker's
+    intent and result in the viewer's own audit log (a chain its key verifies), and nothing
+    sent to the agent but the hello line (an agent takes no action). A --kiosk viewer's `m`
+    writes nothing."""
+    from ebpftop.core.audit import verify
+    from ebpftop.core.stream import DEFLATE, hello_line
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}  # nothing of the user's
+    now = time.time()
+
+    def served(host: str) -> list[bytes]:
+        header = {"format": "ebpftop-stream", "version": 1, "host": host, "started": now, "agent_pid": 7}
+        return [json.dumps(header).encode() + b"\n", _frame("host", _host(now, "calm-node"), now)]
+
+    config = _config(tmp_path)
+    log = tmp_path / "audit.jsonl"
+    fake = FakeAgent(str(tmp_path / "calm.sock"), served("calm-agent"), then=[])
+    viewer = PtyApp([EBPFTOP, "--config", config, "--connect", fake.path], cols=160, rows=48, env=env)
+    try:
+        assert viewer.wait_for(lambda t: "via agent calm-agent" in t and "calm-node" in t, 60), viewer.text()
+        os.write(viewer.master, b"m")
+        assert viewer.wait_for(lambda t: "Marker text (shown in recordings" in t, 30), viewer.text()
+        os.write(viewer.master, b"viewer marker\r")
+        confirming = "Publish the incident marker 'viewer marker'"
+        assert viewer.wait_for(lambda t: confirming in t, 30), viewer.text()
+        assert _audit_entries(log) == []  # nothing before the confirmation
+        os.write(viewer.master, b"\r")
+        assert viewer.wait_for(lambda t: "marker added" in t and len(_audit_entries(log)) == 2, 30), (
+            viewer.text(),
+            _audit_entries(log),
+        )
+        viewer.wait_for(lambda t: False, 1.0)  # whatever the action might have sent the agent
+        assert viewer.proc.poll() is None
+    finally:
+        viewer.close()
+        fake.srv.close()
+    intent, result = _audit_entries(log)
+    assert (intent["event"], result["event"]) == ("intent", "result")
+    for entry in (intent, result):
+        action = entry["action"]
+        assert isinstance(action, dict)
+        assert action["kind"] == "marker.add" and action["params"] == {"text": "viewer marker"}, entry
+    assert result["ok"] is True and result["ref"] == intent["seq"] and result["message"] == "marker added"
+    report = verify(log, tmp_path / "audit.key")
+    assert report.ok and report.entries == 2 and not report.unfinished, report.summary()
+    assert bytes(fake.received) == hello_line(accept=(DEFLATE,)), bytes(fake.received)
+
+    # --kiosk: the key does nothing; nothing is audited, nothing reaches the agent
+    kiosk_dir = tmp_path / "kiosk"
+    kiosk_dir.mkdir()
+    kiosk_config = _config(kiosk_dir)
+    fake = FakeAgent(str(kiosk_dir / "calm.sock"), served("kiosk-agent"), then=[])
+    viewer = PtyApp(
+        [EBPFTOP, "--config", kiosk_config, "--kiosk", "--connect", fake.path], cols=160, rows=48, env=env
+    )
+    try:
+        assert viewer.wait_for(lambda t: "via agent kiosk-agent" in t and "READ-ONLY" in t, 60), viewer.text()
+        os.write(viewer.master, b"m")
+        os.write(viewer.master, b" ")  # pause, after `m`: once PAUSED shows, `m` was read
+        assert viewer.wait_for(lambda t: "PAUSED" in t, 30), viewer.text()
+        viewer.wait_for(lambda t: False, 1.0)
+        assert "Marker text" not in viewer.text()
+        assert viewer.proc.poll() is None
+    finally:
+        viewer.close()
+        fake.srv.close()
+    assert not (kiosk_dir / "audit.jsonl").exists()
+    assert bytes(fake.received) == hello_line(accept=(DEFLATE,)), bytes(fake.received)

@@ -549,6 +549,32 @@ async def test_cursor_follows_the_flow_and_pause_freezes_the_rows(tmp_path):
         assert len(rows(app)) == 1
 
 
+async def test_the_status_line_says_the_cursor_follows_the_operators_row_until_home(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await show(pilot, flows_data(), seq=1)
+        # unattended (a wall display): the top of the order, and the status says nothing of it
+        assert not pane.attended and "cursor follows" not in text_of(app, "#flows-status")
+        await show(pilot, flows_data((WEB, replace(DNS, bps=99999.0), BULK, SLOW, LATE)), seq=2)
+        assert "cursor follows" not in text_of(app, "#flows-status")
+        await pilot.press("down")
+        await pilot.pause()
+        status = text_of(app, "#flows-status")
+        assert status.startswith("cursor follows your row home top"), status
+        assert "s sort" in status and "/ filter" in status  # said beside the keys, not instead
+        # new data keeps saying it while the cursor stays on its row
+        await show(pilot, flows_data(), seq=3)
+        assert pane.selected_ident()[2:] == ("10.0.0.1", 40000, "10.0.0.9", 443)  # WEB, now on top
+        assert "cursor follows your row home top" in text_of(app, "#flows-status")
+        await pilot.press("home")
+        await pilot.pause()
+        assert app.query_one("#flows-table", LineTable).cursor == 0 and not pane.attended
+        assert "cursor follows" not in text_of(app, "#flows-status")
+        await show(pilot, flows_data((WEB, replace(DNS, bps=99999.0), BULK, SLOW, LATE)), seq=4)
+        assert app.query_one("#flows-table", LineTable).cursor == 0  # the top again, whatever leads
+        assert "cursor follows" not in text_of(app, "#flows-status")
+
+
 async def test_keys_belong_to_the_focused_pane(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:

@@ -8,13 +8,22 @@ import time
 from dataclasses import replace
 
 import pytest
-from app_support import NOW, make_app, ok, screen_text, snap
+from app_support import (
+    NOW,
+    assert_nothing_raw_reaches_the_terminal,
+    make_app,
+    ok,
+    screen_text,
+    snap,
+    terminal_bytes,
+)
 
 from ebpftop.collectors.canary.data import CanaryData, DriftTest, ServiceCanary, VariantMetrics
 from ebpftop.collectors.canary.verdict import Evaluator, Measured, Thresholds
 from ebpftop.collectors.rollout.model import RolloutData, RolloutState, rollout_alarms
 from ebpftop.core.alarms import Alarm
-from ebpftop.core.model import Health, HealthState
+from ebpftop.core.model import Health, HealthState, Snapshot
+from ebpftop.core.stream import AGENT_SOURCE, AgentLink
 from ebpftop.tui.panes.header import HostHeader, problem_lines
 
 BREACHES = "p99 1.5 s, 22.8x stable, 5xx 5.1% (3/3, 2 from history)"
@@ -200,3 +209,30 @@ def test_a_live_host_collector_names_this_machine_a_recording_its_own_node(tmp_p
     recorded = Recording([], None, [header(1700000000.0, "db-3")])
     assert ReplayRuntime(s, recorded).node_name == "db-3"
     assert ReplayRuntime(s, Recording([], None, [])).node_name is None
+
+
+# --- the agent a viewer reads --------------------------------------------------------
+
+
+def agent_link(state: str = "up", seq: int = 1, **kw) -> Snapshot:
+    """The viewer's `agent` source as core/stream_client.py publishes it."""
+    link = AgentLink(state, "/run/ebpftop/agent.sock", **kw)  # type: ignore[arg-type]
+    down = Health(HealthState.DOWN, "the connection closed; reconnecting", "", None, 1)
+    return snap(AGENT_SOURCE, link, ok(NOW - 1) if state == "up" else down, seq=seq, t=NOW - 1)
+
+
+async def test_the_header_says_which_agent_it_views_what_it_dropped_and_when_it_is_down(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        rows, _ = await header_after(app, pilot, agent_link(host="node-a"))
+        assert "via agent node-a" in rows[0] and "dropped" not in rows[0], rows[0]
+        rows, _ = await header_after(app, pilot, agent_link(host="node-a", drops=7, seq=2))
+        assert "via agent node-a 7 dropped" in rows[0], rows[0]
+        rows, _ = await header_after(app, pilot, agent_link("down", host="node-a", drops=7, seq=3))
+        assert "AGENT DOWN" in rows[0], rows[0]
+        assert "via agent" not in rows[0] and "dropped" not in rows[0], rows[0]
+        # the agent's host name is its own word: markup shown as typed, controls as escapes
+        rows, _ = await header_after(app, pilot, agent_link(host="[b]x[/b]\x1b]0;t\x07", seq=4))
+        assert "via agent [b]x[/b]\\x1b]0;t\\x07" in rows[0], rows[0]
+        assert "AGENT DOWN" not in rows[0]
+        assert_nothing_raw_reaches_the_terminal(terminal_bytes(app))

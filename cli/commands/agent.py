@@ -92,6 +92,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "on the wire, for ~2 ms of CPU a second per viewer)",
     )
     p.add_argument(
+        "--bpf-stats",
+        action="store_true",
+        help="keep the kernel's BPF run-time stats on while the agent runs (a global switch that "
+        "adds a little to every BPF program's run, off again when the agent stops; needs "
+        "CAP_SYS_ADMIN), so /metrics carries the run time per packet of its programs",
+    )
+    p.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         default=None,
@@ -249,7 +256,13 @@ class _Agent:
         return runtime
 
     async def start(self) -> None:
+        from ebpftop.collectors.selfcost.collector import find as find_selfcost
+
         self.runtime = self._build(self.settings)
+        selfcost = find_selfcost(self.runtime)
+        if self.args.bpf_stats and selfcost is not None and not selfcost.stats_on():
+            # The selfcost source holds the switch and lets go when the runtime stops.
+            log.warning("--bpf-stats: %s", selfcost.switch.error)
         await self.runtime.start()
         names = ", ".join(c.name for c in self.runtime.collectors)
         log.info("collecting: %s (every %g s)", names, self.settings.refresh)
