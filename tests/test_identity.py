@@ -495,3 +495,31 @@ def test_namespaces_that_cannot_be_entered_are_said_not_silent():
     finder._lookup = lambda work, known: {path: [(None, None)] for path in work}
     finder.find([("tcp", "10.0.0.2", 80, "10.0.0.1", 40000)])
     assert finder.problem is None
+
+
+def test_the_per_process_cache_never_grows_past_its_bound(monkeypatch):
+    """Flows' identities and Profiles' tags share one cache type: a node where processes
+    come and go for weeks (the kiosk) keeps at most MAX_ENTRIES, dropping the expired
+    first, then everything; a fresh entry is never read twice."""
+    from ebpftop.collectors.identity import pidcache
+
+    monkeypatch.setattr(pidcache, "MAX_ENTRIES", 4)
+    now = [0.0]
+    reads: list[tuple[int, str | None]] = []
+
+    def read(pid: int, comm: str | None) -> str:
+        reads.append((pid, comm))
+        return f"{pid}:{comm}"
+
+    cache = pidcache.PidCache(read, ttl=10.0, clock=lambda: now[0])
+    assert [cache.get(p, "x") for p in (1, 2, 1)] == ["1:x", "2:x", "1:x"] and len(reads) == 2
+    now[0] = 5.0
+    cache.get(3, "x")
+    cache.get(4, "x")
+    now[0] = 11.0  # 1 and 2 expired, 3 and 4 fresh
+    cache.get(5, "x")  # full: the expired go, the fresh stay
+    assert len(cache) == 3 and cache.cached(3, "x", now[0]) == "3:x"
+    for pid in range(6, 20):
+        cache.get(pid, "x")
+        assert len(cache) <= 4
+    assert cache.cached(1, "x", now[0]) is None

@@ -152,7 +152,7 @@ def test_cache_refreshes_on_new_comm_and_after_ttl(tmp_path):
     assert tag(cache.get(7, "a"), "service") == "two"  # expired
     now[0] = 30
     cache.prune()
-    assert not cache._cache
+    assert not len(cache)
 
 
 def test_cached_never_reads_and_early_refreshes_what_expires_soon(tmp_path):

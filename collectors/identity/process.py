@@ -18,9 +18,9 @@ from .kube_model import PodInfo
 from .model import Identity
 from .netns import NetnsLabels
 from .otel import otel_tags, parse_environ
+from .pidcache import PidCache
 
 MAX_ENVIRON = 1 << 20
-MAX_CACHE = 8192
 
 
 class PodLookup(Protocol):
@@ -84,9 +84,9 @@ def with_pod(ident: Identity, pod: PodInfo | None) -> Identity:
 
 
 class IdentityCache:
-    """read_identity per (pid, comm), read again after `ttl` seconds; a new comm for a pid
-    (exec, or the pid reused) is a new entry. The pod part is looked up at every get (a
-    dict read), so a pod the API reports later is named without waiting for the ttl."""
+    """read_identity per (pid, comm) for `ttl` seconds (pidcache.py). The pod part is
+    looked up at every get (a dict read), so a pod the API reports later is named
+    without waiting for the ttl."""
 
     def __init__(
         self,
@@ -96,32 +96,17 @@ class IdentityCache:
         proc: str = "/proc",
         pods: PodLookup | None = None,
     ) -> None:
-        self.ttl = ttl
-        self._clock = clock
-        self._proc = proc
         self.pods = pods
-        self._cache: dict[tuple[int, str | None], tuple[float, Identity]] = {}
-        self._netns = NetnsLabels(ttl, clock=clock, proc=proc)
+        netns = NetnsLabels(ttl, clock=clock, proc=proc)
+        self._cache: PidCache[Identity] = PidCache(
+            lambda pid, comm: read_identity(pid, comm, proc=proc, netns=netns), ttl, clock
+        )
 
     def get(self, pid: int, comm: str | None = None) -> Identity:
-        now = self._clock()
-        hit = self._cache.get((pid, comm))
-        if hit is None or hit[0] <= now:
-            if len(self._cache) >= MAX_CACHE:
-                self.prune(now)
-            ident = read_identity(pid, comm, proc=self._proc, netns=self._netns)
-            self._cache[(pid, comm)] = (now + self.ttl, ident)
-        else:
-            ident = hit[1]
+        ident = self._cache.get(pid, comm)
         if self.pods is not None and ident.pod_uid:
             return with_pod(ident, self.pods.lookup(ident.pod_uid))
         return ident
 
     def prune(self, now: float | None = None) -> int:
-        now = self._clock() if now is None else now
-        old = [k for k, (exp, _) in self._cache.items() if exp <= now]
-        for key in old:
-            del self._cache[key]
-        if len(self._cache) >= MAX_CACHE:
-            self._cache.clear()
-        return len(old)
+        return self._cache.prune(now)

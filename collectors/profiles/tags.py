@@ -19,6 +19,7 @@ from ebpftop.collectors.identity.otel import (
     parse_environ,
     parse_resource_attributes,
 )
+from ebpftop.collectors.identity.pidcache import PidCache
 from ebpftop.collectors.identity.process import PodLookup
 
 from .model import EXITED, KERNEL, UNREADABLE, Tags, make_tags, tag
@@ -111,10 +112,9 @@ def with_pod_tags(tags: Tags, pods: PodLookup | None) -> Tags:
     return make_tags(more)
 
 
-class TagCache:
-    """process_tags per (pid, comm), refreshed after `ttl` seconds, so a busy node
-    costs a few /proc reads per second, not one per sample. A new comm for a pid (exec,
-    or the pid reused) is a new entry."""
+class TagCache(PidCache[Tags]):
+    """process_tags per (pid, comm) for `ttl` seconds (identity/pidcache.py), with the
+    pod's tags joined when read."""
 
     def __init__(
         self,
@@ -124,36 +124,10 @@ class TagCache:
         proc: str = "/proc",
         pods: PodLookup | None = None,
     ) -> None:
-        self.ttl = ttl
-        self._clock = clock
-        self._proc = proc
         self.pods = pods
-        self._cache: dict[tuple[int, str | None], tuple[float, Tags]] = {}
-        self._netns = NetnsLabels(ttl, clock=clock, proc=proc)
-
-    def get(self, pid: int, comm: str | None = None, *, early: float = 0.0) -> Tags:
-        """The tags, read again when they expire within `early` seconds: refreshing the
-        ones about to expire along with one that has keeps the refreshes together."""
-        now = self._clock()
-        hit = self._cache.get((pid, comm))
-        if hit is not None and hit[0] > now + early:
-            return hit[1]
-        tags = with_pod_tags(process_tags(pid, comm, proc=self._proc, netns=self._netns), self.pods)
-        self._cache[(pid, comm)] = (now + self.ttl, tags)
-        return tags
-
-    def cached(self, pid: int, comm: str | None, now: float) -> Tags | None:
-        """The tags while fresh at `now` (this cache's clock), else None; reads nothing."""
-        hit = self._cache.get((pid, comm))
-        return hit[1] if hit is not None and hit[0] > now else None
-
-    def now(self) -> float:
-        return self._clock()
-
-    def prune(self) -> int:
-        """Drop expired entries; returns how many."""
-        now = self._clock()
-        old = [k for k, (exp, _) in self._cache.items() if exp <= now]
-        for key in old:
-            del self._cache[key]
-        return len(old)
+        netns = NetnsLabels(ttl, clock=clock, proc=proc)
+        super().__init__(
+            lambda pid, comm: with_pod_tags(process_tags(pid, comm, proc=proc, netns=netns), self.pods),
+            ttl,
+            clock,
+        )
