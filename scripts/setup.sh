@@ -14,6 +14,7 @@ APT_PACKAGES=(
   python3-venv python3-dev gcc make git
   tmux haproxy prometheus iperf3 iputils-ping netcat-openbsd procps curl
   golang-go  # the lab's service (lab/goservice, built at `lab up`) and the pprof test fixture
+  iptables  # the lab's node knobs: retransmits= drops a share of a node's packets (lab/nodefaults.py)
   iftop nethogs  # bench: the tools the dashboard is measured beside (bench/dashboard_bench.py)
   chromium  # tests/test_serve_browser.py and scripts/browser_screenshot.py: `ebpftop serve` in a real browser
 )
