@@ -3,10 +3,14 @@ scripted incident (scripts/make_lab_recording.py): the file replays whole with e
 payload decoded as its source's type, carries the incident marker, and at the moment
 scripts/screenshots.py shows, the four panes' sources are healthy with data, the canary
 fails, and the shortest profile window is of the incident and holds the canary's
-samples. The screenshots script makes the same bytes on every run. No root, no network."""
+samples. The fleet picture comes from screenshots/fleet.rec.gz, the fleet view of the real
+lab while node2 loses packets (scripts/make_fleet_recording.py): small, and at the moment
+it shows node2 is ranked first for its retransmits. The screenshots script makes the same
+bytes on every run. No root, no network."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import pathlib
 import subprocess
@@ -24,6 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "screenshots.py"
 PANES = ("flows", "canary", "profiles", "rules")
 MAX_BYTES = 1_000_000
+FLEET_MAX_BYTES = 200_000
 
 
 def _script():
@@ -89,5 +94,34 @@ def test_the_screenshots_script_writes_the_same_bytes_every_time(tmp_path: pathl
         out = tmp_path / name
         subprocess.run([sys.executable, str(SCRIPT), "--out-dir", str(out)], check=True, capture_output=True)
         runs.append({p.name: p.read_bytes() for p in sorted(out.glob("*.svg"))})
-    assert list(runs[0]) == ["main-160x48.svg", "main-80x24.svg"]
+    assert list(runs[0]) == ["fleet-160x48.svg", "main-160x48.svg", "main-80x24.svg"]
     assert runs[0] == runs[1]
+
+
+def test_the_fleet_recording_is_small_and_shows_node2_ranked_first_for_retransmits() -> None:
+    assert shots.FLEET_SOURCE.stat().st_size < FLEET_MAX_BYTES
+    recording = read_recording(str(shots.FLEET_SOURCE))
+    assert recording.stopped_at is None and len(recording.headers) == 1
+    assert "fleet" in recording.sources
+    store = Store(history=300)
+    replay = Replayer(recording.frames, bus=Bus(), store=store)
+    replay.bus.subscribe(store.put)
+    replay.seek(shots.fleet_moment(replay))
+    fleet = store.latest("fleet")
+    assert fleet is shots.fleet_anchor(sorted(recording.frames, key=lambda s: s.time))
+    assert fleet.health.state is HealthState.OK, fleet.health
+    nodes = fleet.data.nodes
+    assert sorted(n.name for n in nodes) == ["node1", "node2", "node3"]
+    assert all(n.up for n in nodes)
+    assert nodes[0].name == "node2" and "retransmits" in nodes[0].reasons[0], nodes[0]
+    assert not any(n.reasons for n in nodes[1:]), nodes
+
+
+def test_the_fleet_picture_is_the_same_bytes_every_time(tmp_path: pathlib.Path) -> None:
+    pictures = []
+    for name in ("a", "b"):
+        out = tmp_path / f"fleet-{name}.svg"
+        asyncio.run(shots.shoot(shots.FLEET_SOURCE, shots.FLEET_SIZE, out, tmp_path, fleet=True))
+        pictures.append(out.read_bytes())
+    assert b"node2" in pictures[0] and b"retransmits" in pictures[0]
+    assert pictures[0] == pictures[1]
