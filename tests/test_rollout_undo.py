@@ -5,18 +5,22 @@ a reload does) raises the "rollback of X reverted" alarm in the header and in
 `snapshot --json`, with one audit entry; and `lab up` after HAProxy died brings the
 runtime socket back at the same path, so the rollout source reconnects.
 
-One private lab instance ("ud") serves the module; the test that kills HAProxy is last.
+One private lab instance ("ud") serves the module; the tests that kill HAProxy are last,
+and the very last replaces the lab's HAProxy with one in master-worker mode (as systemd
+runs it) to reload it for real.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import signal
 import time
 
+import psutil
 import pytest
 from app_support import screen_text, settings
 from conftest import need, need_root
@@ -28,10 +32,10 @@ from ebpftop.cli.main import main as cli_main
 from ebpftop.collectors.rollout.base import ControllerError
 from ebpftop.collectors.rollout.collector import RolloutCollector, controller_from
 from ebpftop.collectors.rollout.memory import memory_path
-from ebpftop.collectors.rollout.runtime_api import RuntimeAPI
+from ebpftop.collectors.rollout.runtime_api import RuntimeAPI, RuntimeAPIError
 from ebpftop.core.audit import verify
 from ebpftop.core.runtime import Runtime, audited_gate
-from ebpftop.lab import manager
+from ebpftop.lab import manager, procs
 from ebpftop.lab import state as statefile
 from ebpftop.lab.layout import LabConfig, Layout
 from ebpftop.tui.app import EbpftopApp
@@ -300,3 +304,104 @@ async def test_lab_up_after_haproxy_died_keeps_the_socket_and_the_collector_reco
     state = (await collector.collect()).services[0]  # the same collector, no restart
     assert (state.stable_weight, state.canary_weight) == (90.0, 10.0)
     await collector.close()
+
+
+async def test_a_real_haproxy_reload_undoes_the_rollback_and_the_alarm_says_so(tmp_path, lab, capsys):
+    layout = Layout(CFG)
+    st = statefile.load(layout.state_file)
+    assert st is not None and st.tmpdir
+    conf = os.path.join(st.tmpdir, "haproxy.cfg")  # the lab's own: weights 90/10, the same socket
+    # The lab runs HAProxy as one process (-db); run it from the same file the way systemd
+    # does (master-worker), where a reload is SIGUSR2 to the master: a new worker reads
+    # haproxy.cfg again and the old one leaves.
+    procs.kill_pid(haproxy_pid())
+    argv = [shutil.which(CFG.haproxy_bin) or CFG.haproxy_bin, "-W", "-db", "-f", conf]
+    master = procs.start(
+        "haproxy", argv, log=str(tmp_path / "haproxy.log"), netns=layout.netns("lb"), ip_bin=CFG.ip_bin
+    )
+    ours = [psutil.Process(master.pid)]  # and every worker it forks: all killed at the end
+
+    def workers() -> set[int]:
+        kids = ours[0].children()
+        ours.extend(kids)
+        return {p.pid for p in kids}
+
+    api = RuntimeAPI(lab.haproxy_socket)
+
+    def serving() -> bool:
+        try:
+            return all(x.op_state == "running" for x in api.servers_state("be_app"))
+        except RuntimeAPIError:
+            return False
+
+    try:
+        procs.wait_ready(master, serving, timeout=30, what=f"runtime API {lab.haproxy_socket}")
+        for server, weight in (("stable", STABLE), ("canary", CANARY)):
+            api.set_weight("be_app", server, weight)
+        s = manager.wire_settings(settings(tmp_path, rollout_interval=0.3), lab)
+
+        async def yes(_action):
+            return True
+
+        result = await run_rollback(audited_gate(s), controller_from(s), "checkout", None, yes)
+        assert result.ok, result.message
+        assert api.weights("be_app") == {"stable": STABLE, "canary": 0}
+
+        app = EbpftopApp(Runtime(s, collectors=[RolloutCollector(s)]))
+
+        def rollout():
+            snap = app.runtime.store.latest("rollout")
+            return snap.data.services[0] if snap is not None and snap.data is not None else None
+
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot, lambda: rollout() is not None and rollout().phase == "rolled back")
+            assert "reverted" not in screen_text(app)
+            old = workers()
+            assert len(old) == 1
+
+            before = time.time()
+            os.kill(master.pid, signal.SIGUSR2)  # what `systemctl reload haproxy` sends
+            # The same collector, reading the same socket path, sees the new worker's weights.
+            await wait_for(
+                pilot,
+                lambda: "rollback of checkout reverted: canary back at 10% since " in screen_text(app),
+                tries=600,
+                detail=lambda: f"{rollout()}\n{screen_text(app)}",
+            )
+            state = rollout()
+            assert (state.stable_weight, state.canary_weight) == (90.0, 10.0)
+            assert before - 1 <= state.reverted_since <= time.time()
+            assert state.undo == f"canary weight {CANARY}"
+        assert api.weights("be_app") == {"stable": 90, "canary": 10}  # haproxy.cfg's, not ours
+        assert workers() - old, "no new worker: HAProxy did not reload"
+
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(
+            f'[audit]\nlog = "{s.audit_log}"\nkey = "{s.audit_key}"\n'
+            f'[rollout]\ncontroller = "haproxy"\nhaproxy_socket = "{lab.haproxy_socket}"\n'
+            'service = "checkout"\n'
+        )
+        cfg.chmod(0o600)
+        argv = ["--config", str(cfg), "snapshot", "--json", "--source", "rollout", "--duration", "1"]
+        capsys.readouterr()
+        code = await asyncio.to_thread(cli_main, argv)
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        [alarm] = [a for a in json.loads(out.out)["alarms"] if a["kind"] == "rollback_reverted"]
+        assert alarm["text"].startswith("rollback of checkout reverted: canary back at 10% since ")
+        assert alarm["detail"]["reverted_since"] == state.reverted_since
+        assert alarm["detail"]["undo"] == f"canary weight {CANARY}"
+
+        observed = [e for e in entries(tmp_path) if e["event"] == "observed"]
+        assert len(observed) == 1
+        assert observed[0]["action"]["kind"] == "rollout.reverted"
+        assert observed[0]["message"].startswith("rollback of checkout reverted: canary back at 10%")
+        assert "HAProxy reloaded" in observed[0]["message"]
+        assert verify(tmp_path / "audit.jsonl", tmp_path / "audit.key").ok
+    finally:
+        workers()
+        procs.stop(master)  # the master stops its workers; whatever is left is killed
+        for p in ours:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+                p.wait(5)
