@@ -7,7 +7,7 @@ runtime socket back at the same path, so the rollout source reconnects.
 
 One private lab instance ("ud") serves the module; the tests that kill HAProxy are last,
 and the very last replaces the lab's HAProxy with one in master-worker mode (as systemd
-runs it) to reload it for real.
+runs it) to reload it for real, then brings the lab's own back.
 """
 
 from __future__ import annotations
@@ -405,3 +405,4 @@ async def test_a_real_haproxy_reload_undoes_the_rollback_and_the_alarm_says_so(t
             with contextlib.suppress(psutil.Error):
                 p.kill()
                 p.wait(5)
+        manager.up(CFG)  # the lab's own HAProxy again (lab up restarts a part that died)
