@@ -29,28 +29,27 @@ Usage: sudo .venv/bin/python scripts/make_fleet_recording.py [--out FILE] [--kee
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from recording_steps import CLI, Steps, read_lines, write_gz  # noqa: E402
+
 OUT = ROOT / "screenshots" / "fleet.rec.gz"
 PY = sys.executable
-CLI = [PY, "-m", "ebpftop.cli.main"]
 EBPFTOP = str(pathlib.Path(PY).parent / "ebpftop")
 COLS, ROWS = 160, 48
+STEPS = Steps("make_fleet_recording")
+say, run, wait = STEPS.say, STEPS.run, STEPS.wait
 NODES = 3
 BAD, FAULT = "node2", "retransmits=on"
 
@@ -64,16 +63,7 @@ AFTER = 3.0  # kept after the moment the picture shows
 ROW = re.compile(r"^\W*(node\d)\s+(up|DOWN|part|\?)\s", re.M)
 
 
-def say(msg: str) -> None:
-    print(f"make_fleet_recording: {msg}", flush=True)
-
-
 # --- trimming (no root) ----------------------------------------------------------------
-
-
-def read_lines(path: pathlib.Path) -> list[dict[str, Any]]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def trim(raw: pathlib.Path, out: pathlib.Path) -> str:
@@ -97,30 +87,16 @@ def trim(raw: pathlib.Path, out: pathlib.Path) -> str:
     objs = read_lines(raw)
     kept = [o for o in objs[1:] if start <= o["time"] <= end]
     header = dict(objs[0], started=round(kept[0]["time"], 3))
-    text = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in [header, *kept])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        open(out, "wb") as f,
-        gzip.GzipFile(filename="", mode="wb", fileobj=f, compresslevel=9, mtime=0) as z,
-    ):
-        z.write(text.encode())
+    size = write_gz([header, *kept], out)
     t0 = kept[0]["time"]
     return (
         f"{len(kept)} of {len(objs) - 1} snapshots, {kept[-1]['time'] - t0:.0f} s "
         f"({BAD} first at +{first - t0:.0f} s, picture at +{shown.time - t0:.0f} s), "
-        f"{len(text) / 1e3:.0f} KB -> {out.stat().st_size / 1e3:.1f} KB gz"
+        f"{size / 1e3:.0f} KB -> {out.stat().st_size / 1e3:.1f} KB gz"
     )
 
 
 # --- the lab and the fleet view (root) ----------------------------------------------------
-
-
-def run(argv: list[str], *, check: bool = True, env: dict[str, str] | None = None) -> int:
-    say("$ " + " ".join(argv[2:] if argv[:3] == CLI else argv))
-    p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL)
-    if check and p.returncode:
-        raise SystemExit(f"failed ({p.returncode}): {' '.join(argv)}")
-    return p.returncode
 
 
 def rows(text: str) -> list[tuple[str, str]]:
@@ -140,12 +116,6 @@ def scraped(url: str) -> int:
         return len(prometheus.PrometheusAPI(url, timeout=5.0).query('up{job="ebpftop"} == 1'))
     except Exception:
         return 0
-
-
-def wait(app: Any, what: str, predicate: Callable[[str], bool], timeout: float) -> None:
-    if app.wait_for(predicate, timeout) is None:
-        say(f"the screen never showed {what}; it shows:\n{app.text()}")
-        raise SystemExit(f"timed out waiting for {what} (exit status {app.proc.poll()})")
 
 
 def record(config: Any, raw: pathlib.Path) -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import json
 import os
 import pathlib
@@ -43,17 +42,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from recording_steps import CLI, Steps, read_lines, write_gz  # noqa: E402
+
 OUT = ROOT / "screenshots" / "lab.rec.gz"
 PY = sys.executable
-CLI = [PY, "-m", "ebpftop.cli.main"]
 COLS, ROWS = 160, 48
+STEPS = Steps("make_lab_recording")
+say, run, wait = STEPS.say, STEPS.run, STEPS.wait
 
 INCIDENT = ("latency=300ms", "errors=5%", "cpu=on")
 MARKER = "canary v1.1.0: latency=300ms errors=5% cpu=on injected"
@@ -81,16 +82,7 @@ LAUNCHER = (
 )
 
 
-def say(msg: str) -> None:
-    print(f"make_lab_recording: {msg}", flush=True)
-
-
 # --- trimming (no root) ----------------------------------------------------------------
-
-
-def read_lines(path: pathlib.Path) -> list[dict[str, Any]]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def latest_before(frames: list[dict[str, Any]], times: list[float]) -> list[dict[str, Any]]:
@@ -132,29 +124,15 @@ def trim(raw: pathlib.Path, out: pathlib.Path) -> str:
         kept += latest_before([f for f in frames if f["source"] == source], times)
     kept.sort(key=lambda f: f["time"])
     header = dict(objs[0], started=round(kept[0]["time"], 3))
-    text = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in [header, *kept])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        open(out, "wb") as f,
-        gzip.GzipFile(filename="", mode="wb", fileobj=f, compresslevel=9, mtime=0) as z,
-    ):
-        z.write(text.encode())
+    size = write_gz([header, *kept], out)
     return (
         f"{len(kept)} of {len(objs) - 1} snapshots, {kept[-1]['time'] - kept[0]['time']:.0f} s "
         f"(marker at +{marker - kept[0]['time']:.0f} s, pictures at +{shown.time - kept[0]['time']:.0f} s), "
-        f"{len(text) / 1e6:.1f} MB -> {out.stat().st_size / 1e3:.0f} KB gz"
+        f"{size / 1e6:.1f} MB -> {out.stat().st_size / 1e3:.0f} KB gz"
     )
 
 
 # --- the lab and the dashboard (root) ----------------------------------------------------
-
-
-def run(argv: list[str], *, check: bool = True, env: dict[str, str] | None = None) -> int:
-    say("$ " + " ".join(argv[2:] if argv[:3] == CLI else argv))
-    p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL)
-    if check and p.returncode:
-        raise SystemExit(f"failed ({p.returncode}): {' '.join(argv)}")
-    return p.returncode
 
 
 def rules_text(lab: Any) -> str:
@@ -182,12 +160,6 @@ STRAY = (
     "        pass\n"
     "    time.sleep(0.25)\n"
 )
-
-
-def wait(app: Any, what: str, predicate: Callable[[str], bool], timeout: float) -> None:
-    if app.wait_for(predicate, timeout) is None:
-        say(f"the screen never showed {what}; it shows:\n{app.text()}")
-        raise SystemExit(f"timed out waiting for {what} (exit status {app.proc.poll()})")
 
 
 def header_lines(text: str) -> str:
