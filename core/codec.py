@@ -197,24 +197,27 @@ def _expect(kind: type, value: Any, what: str) -> None:
 
 
 def _dataclass(tp: type) -> Decoder:
-    # Fields are resolved at the first value, not here: a dataclass may hold itself.
-    fields: list[tuple[str, Decoder, bool]] = []
+    # Fields are resolved at the first value, not here: a dataclass may hold itself. Two
+    # threads decoding it first at once both resolve them; the first kept is the one used.
+    resolved: list[tuple[tuple[str, Decoder, bool], ...]] = []
 
     def decode(value: Any) -> Any:
         if not isinstance(value, dict):
             raise DecodeError("", f"expected an object for {tp.__name__}, got {type(value).__name__}")
-        if not fields and dataclasses.fields(tp):
+        if not resolved:
             hints = _hints(tp)
-            fields.extend(
-                (
-                    f.name,
-                    _decoder(hints[f.name]),
-                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            resolved.append(
+                tuple(
+                    (
+                        f.name,
+                        _decoder(hints[f.name]),
+                        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                    )
+                    for f in dataclasses.fields(tp)
                 )
-                for f in dataclasses.fields(tp)
             )
         kwargs = {}
-        for name, field_decoder, required in fields:
+        for name, field_decoder, required in resolved[0]:
             if name in value:
                 try:
                     kwargs[name] = field_decoder(value[name])
