@@ -283,10 +283,7 @@ def flood(topo: Topology, count: int) -> tuple[subprocess.Popen, list[int]]:
 def from_tables(work: dict, known) -> dict:
     from ebpftop.collectors.identity import proctable
 
-    return {
-        path: proctable.lookup(os.path.dirname(os.path.dirname(path)) + "/net", qs, known)
-        for path, qs in work.items()
-    }
+    return {path: proctable.lookup(proctable.tables_of(path), qs, known) for path, qs in work.items()}
 
 
 def direct_cost(topo: Topology, ports: list[int], client: int) -> dict:

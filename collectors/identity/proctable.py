@@ -14,6 +14,7 @@ the listener asked for only when the socket is missing or not in `known`.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections.abc import Container, Sequence
@@ -109,6 +110,11 @@ def _bound(table: Table, laddr: str, lport: int, state: int | None) -> int | Non
         if hit is not None and hit[1] and (state is None or hit[0] == state):
             return hit[1]
     return None
+
+
+def tables_of(ns_path: str) -> str:
+    """/proc/PID/ns/net (how the walk names a namespace) -> /proc/PID/net, its tables."""
+    return os.path.join(os.path.dirname(os.path.dirname(ns_path)), "net")
 
 
 def lookup(netdir: str, queries: Sequence[Query], known: Container[int]) -> list[Answer]:

@@ -118,9 +118,7 @@ def lookup(work: dict[str, Sequence[Query]], known: Container[int]) -> dict[str,
     for path, got in out.items():
         if isinstance(got, OSError) and got.errno == errno.EPERM:
             try:
-                out[path] = proctable.lookup(
-                    os.path.dirname(os.path.dirname(path)) + "/net", work[path], known
-                )
+                out[path] = proctable.lookup(proctable.tables_of(path), work[path], known)
             except OSError as exc:
                 out[path] = OSError(exc.errno, f"{got.strerror}; its socket tables: {exc}")
     return out
